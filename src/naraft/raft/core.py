@@ -1,0 +1,876 @@
+"""The Raft state machine for one node, with no IO of its own.
+
+Inputs arrive through `tick`, `step`, `propose`, `read_index`, `campaign`,
+`forget_leader` and `restore_snapshot`. Outputs accumulate until the shell collects them
+with `ready` and acknowledges them with `advance` (STYLE §11).
+
+Rule 1: no clock, no socket, no disk; randomness only from the `random.Random` handed in.
+Rule 2: a peer can never make the core raise; stale or malformed messages are dropped.
+
+The seed's mechanisms live here, made safe: the tick-driven randomized election timer
+(`leaderDueMs`), the leader's beat (`Heartbeat`, carrying the commit index), and the
+majority vote, now with persisted votes, the log up-to-date check, PreVote and
+CheckQuorum, and commit by counting replicas of current-term entries only.
+
+This module is over 600 lines because it is the whole protocol of the paper's Figure 2
+plus its extensions; splitting the handlers across files would scatter one state machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+
+from naraft.raft import quorum
+from naraft.raft.config import RaftConfig
+from naraft.raft.errors import InvariantError, NotLeaderError
+from naraft.raft.log import RaftLog
+from naraft.raft.messages import (
+    AppendEntries,
+    AppendReply,
+    Envelope,
+    Heartbeat,
+    HeartbeatReply,
+    InstallSnapshot,
+    Message,
+    RequestVote,
+    VoteReply,
+)
+from naraft.raft.progress import Progress, ProgressState
+from naraft.raft.ready import ReadState, Ready, RoleChange
+from naraft.raft.types import (
+    NO_SNAPSHOT,
+    Entry,
+    HardState,
+    Index,
+    NodeId,
+    Role,
+    SnapshotMeta,
+    Term,
+)
+
+_ENTRY_OVERHEAD_BYTES = 16
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerStatus:
+    match_index: Index
+    next_index: Index
+    state: ProgressState
+    recent_active: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Status:
+    """A read-only view of the core, for the shell's state endpoint and tests."""
+
+    id: NodeId
+    role: Role
+    term: Term
+    voted_for: NodeId | None
+    leader: NodeId | None
+    commit_index: Index
+    applied_index: Index
+    last_index: Index
+    last_term: Term
+    persisted_index: Index
+    snapshot: SnapshotMeta
+    peers: dict[NodeId, PeerStatus]
+
+
+@dataclass(slots=True)
+class _PendingRead:
+    request_id: int
+    index: Index
+    round: int
+
+
+class RaftCore:
+    """One node's Raft protocol state; see the module docstring for the contract."""
+
+    def __init__(
+        self,
+        config: RaftConfig,
+        *,
+        rng: random.Random,
+        hard_state: HardState | None = None,
+        log: tuple[Entry, ...] = (),
+        snapshot: SnapshotMeta = NO_SNAPSHOT,
+        applied: Index | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self._config = config
+        self._id = config.id
+        self._peers: tuple[NodeId, ...] = tuple(v for v in config.voters if v != config.id)
+        self._rng = rng
+        self._logger = logger or logging.getLogger(__name__)
+        state = hard_state or HardState()
+        self._term: Term = state.term
+        self._voted_for: NodeId | None = state.voted_for
+        self._log = RaftLog(log, snapshot)
+        # The commit index may only grow; a restarted node starts from what it persisted.
+        self._commit: Index = Index(min(max(state.commit, snapshot.index), self._log.last_index))
+        self._applied: Index = Index(max(applied if applied is not None else 0, snapshot.index))
+        if self._applied > self._commit:
+            raise InvariantError(f"applied {self._applied} is past commit {self._commit}")
+        self._role = Role.FOLLOWER
+        self._leader: NodeId | None = None
+        self._persisted_hard_state = HardState(
+            term=self._term, voted_for=self._voted_for, commit=self._commit
+        )
+        self._persisted_index: Index = self._log.last_index  # durable through here
+        self._unstable_from: Index = Index(self._log.last_index + 1)  # not yet handed out
+        self._messages: list[Envelope] = []
+        self._role_change: RoleChange | None = None
+        self._ready_in_flight = False
+        self._election_elapsed = 0
+        self._heartbeat_elapsed = 0
+        self._election_timeout = self._draw_election_timeout()
+        self._votes: dict[NodeId, bool] = {}
+        self._progress: dict[NodeId, Progress] = {}
+        self._broadcast_pending = False
+        self._read_round = 0  # highest read round started by this leader
+        self._read_round_pending = False  # reads are waiting for a new round to start
+        self._read_acks: dict[NodeId, int] = {}
+        self._pending_reads: list[_PendingRead] = []
+        self._reads_awaiting_commit: list[int] = []  # before the no-op of this term commits
+        self._read_states: list[ReadState] = []
+        self._dropped_reads: list[int] = []
+        self._snapshot_to_fetch: SnapshotMeta | None = None
+        self._fetching: SnapshotMeta | None = None
+        if not self._peers:
+            # A one-node cluster elects itself at once (the seed's standalone mode).
+            self._election_timeout = 1
+
+    # ------------------------------------------------------------------ views
+
+    @property
+    def id(self) -> NodeId:
+        return self._id
+
+    @property
+    def role(self) -> Role:
+        return self._role
+
+    @property
+    def term(self) -> Term:
+        return self._term
+
+    @property
+    def leader(self) -> NodeId | None:
+        return self._leader
+
+    @property
+    def is_leader(self) -> bool:
+        return self._role is Role.LEADER
+
+    @property
+    def commit_index(self) -> Index:
+        return self._commit
+
+    @property
+    def applied_index(self) -> Index:
+        return self._applied
+
+    @property
+    def log(self) -> tuple[Entry, ...]:
+        """The entries after the snapshot boundary (a copy)."""
+        return self._log.entries()
+
+    @property
+    def snapshot(self) -> SnapshotMeta:
+        return self._log.snapshot
+
+    def term_at(self, index: Index) -> Term | None:
+        """The term of the entry at `index`, if this node still holds it (or its boundary)."""
+        return self._log.term_at(index)
+
+    def status(self) -> Status:
+        peers = {
+            peer: PeerStatus(
+                match_index=pr.match_index,
+                next_index=pr.next_index,
+                state=pr.state,
+                recent_active=pr.recent_active,
+            )
+            for peer, pr in self._progress.items()
+        }
+        return Status(
+            id=self._id,
+            role=self._role,
+            term=self._term,
+            voted_for=self._voted_for,
+            leader=self._leader,
+            commit_index=self._commit,
+            applied_index=self._applied,
+            last_index=self._log.last_index,
+            last_term=self._log.last_term,
+            persisted_index=self._persisted_index,
+            snapshot=self._log.snapshot,
+            peers=peers,
+        )
+
+    # ------------------------------------------------------------------ inputs
+
+    def tick(self) -> None:
+        """One unit of logical time (the seed's 500 ms task, shortened by config)."""
+        if self._role is Role.LEADER:
+            self._tick_leader()
+        else:
+            self._election_elapsed += 1
+            if self._election_elapsed >= self._election_timeout:
+                self._start_election()
+
+    def campaign(self) -> None:
+        """Start an election now, skipping PreVote (tests, leadership hand-over)."""
+        if self._role is not Role.LEADER:
+            self._become_candidate()
+
+    def forget_leader(self) -> None:
+        """The shell saw the leader's port refuse connections: stop trusting its lease and
+        start a PreVote at the next tick instead of waiting out the election timer."""
+        if self._role is Role.FOLLOWER and self._leader is not None:
+            self._logger.info("%s forgets leader %s at term %d", self._id, self._leader, self._term)
+            self._leader = None
+            self._role_change = RoleChange(role=self._role, term=self._term, leader=None)
+            self._election_elapsed = max(self._election_elapsed, self._election_timeout - 1)
+
+    def propose(self, command: bytes) -> Index:
+        """Append `command` to the log. Returns its index; it is committed later, or never."""
+        if self._role is not Role.LEADER:
+            raise NotLeaderError(self._leader)
+        index = self._append(command)
+        self._broadcast_pending = True
+        if not self._peers:
+            self._maybe_commit()
+        return index
+
+    def read_index(self, request_id: int) -> None:
+        """Ask for a linearizable read point; it arrives as a `ReadState` in a later Ready
+        (or the id in `dropped_reads` if leadership is lost first)."""
+        if self._role is not Role.LEADER:
+            raise NotLeaderError(self._leader)
+        if self._log.term_at(self._commit) != self._term:
+            # A new leader does not know the commit index until its no-op commits (§6.4).
+            self._reads_awaiting_commit.append(request_id)
+            return
+        self._queue_read(request_id)
+
+    def step(self, envelope: Envelope) -> None:
+        """Handle one message from a peer. Stale, unknown or malformed messages are dropped."""
+        sender, message = envelope.sender, envelope.message
+        if sender not in self._peers or envelope.recipient != self._id:
+            self._logger.debug("%s dropped %s from unknown sender %s", self._id, message, sender)
+            return
+        if message.term > self._term:
+            if not self._accept_higher_term(sender, message):
+                return
+        elif message.term < self._term:
+            self._answer_stale(sender, message)
+            return
+
+        match message:
+            case RequestVote():
+                self._on_request_vote(sender, message)
+            case VoteReply():
+                self._on_vote_reply(sender, message)
+            case AppendEntries():
+                self._on_append_entries(sender, message)
+            case AppendReply():
+                self._on_append_reply(sender, message)
+            case Heartbeat():
+                self._on_heartbeat(sender, message)
+            case HeartbeatReply():
+                self._on_heartbeat_reply(sender, message)
+            case InstallSnapshot():
+                self._on_install_snapshot(sender, message)
+
+    def restore_snapshot(self, snapshot: SnapshotMeta) -> None:
+        """The shell installed the leader's state at `snapshot` (digest sync) and durably
+        reset its stored log to start after it; the state machine holds that state.
+
+        The shell installs only a snapshot past `commit_index`; an older one is ignored.
+        """
+        if snapshot.index <= self._commit:
+            self._fetching = None
+            return
+        # The log restarts after the snapshot: entries past it are re-sent by the leader.
+        self._log.reset(snapshot)
+        self._unstable_from = Index(snapshot.index + 1)
+        self._persisted_index = snapshot.index
+        self._commit = snapshot.index
+        self._applied = snapshot.index
+        self._fetching = None
+        self._logger.info("%s restored snapshot at %d/%d", self._id, snapshot.index, snapshot.term)
+        if self._leader is not None:
+            self._send(
+                self._leader, AppendReply(term=self._term, success=True, match_index=snapshot.index)
+            )
+
+    def snapshot_failed(self) -> None:
+        """The shell could not finish a digest sync; the leader will ask again."""
+        self._fetching = None
+
+    def compact(self, index: Index) -> None:
+        """Drop log entries through `index` (<= applied); the state there is the snapshot."""
+        if index > self._applied:
+            raise RuntimeError(f"cannot compact through {index}: applied is {self._applied}")
+        term = self._log.term_at(index)
+        if term is None or index <= self._log.snapshot.index:
+            return
+        self._log.compact(SnapshotMeta(index=index, term=term))
+
+    # ------------------------------------------------------------------ Ready / advance
+
+    def has_ready(self) -> bool:
+        if self._ready_in_flight:
+            return False
+        return bool(
+            self._messages
+            or self._broadcast_pending
+            or self._read_round_pending
+            or self._role_change is not None
+            or self._read_states
+            or self._dropped_reads
+            or self._snapshot_to_fetch is not None
+            or self._unstable_from <= self._log.last_index
+            or self._hard_state() != self._persisted_hard_state
+            or self._applied < self._commit
+        )
+
+    def ready(self) -> Ready:
+        """Collect the work for the shell. Exactly one Ready may be in flight."""
+        if self._ready_in_flight:
+            raise RuntimeError("ready() called again before advance()")
+        if self._role is Role.LEADER:
+            self._flush_broadcast()
+        hard_state = self._hard_state()
+        ready = Ready(
+            hard_state=hard_state if hard_state != self._persisted_hard_state else None,
+            entries=self._log.slice(self._unstable_from, Index(self._log.last_index + 1)),
+            messages=tuple(self._messages),
+            committed=self._log.slice(Index(self._applied + 1), Index(self._commit + 1)),
+            role_change=self._role_change,
+            read_states=tuple(self._read_states),
+            snapshot_to_fetch=self._snapshot_to_fetch,
+            dropped_reads=tuple(self._dropped_reads),
+        )
+        self._messages.clear()
+        self._read_states.clear()
+        self._dropped_reads.clear()
+        self._role_change = None
+        self._snapshot_to_fetch = None
+        self._ready_in_flight = True
+        return ready
+
+    def advance(self, ready: Ready) -> None:
+        """Everything in `ready` is durable, sent and applied."""
+        if not self._ready_in_flight:
+            raise RuntimeError("advance() without a Ready in flight")
+        self._ready_in_flight = False
+        if ready.hard_state is not None:
+            self._persisted_hard_state = ready.hard_state
+        if ready.entries:
+            last = ready.entries[-1]
+            if self._log.term_at(last.index) == last.term:
+                self._persisted_index = max(self._persisted_index, last.index)
+                self._unstable_from = max(self._unstable_from, Index(last.index + 1))
+        if ready.committed:
+            self._applied = max(self._applied, ready.committed[-1].index)
+        if self._role is Role.LEADER and ready.entries:
+            self._maybe_commit()
+
+    # ------------------------------------------------------------------ planted-bug seams
+    # Small methods that the simulator's planted-bug tests replace (STYLE §18.4).
+
+    def _hard_state(self) -> HardState:
+        return HardState(term=self._term, voted_for=self._voted_for, commit=self._commit)
+
+    def _is_up_to_date(self, last_index: Index, last_term: Term) -> bool:
+        """Raft §5.4.1: the candidate's log is at least as up to date as ours."""
+        my_term = self._log.last_term
+        return last_term > my_term or (last_term == my_term and last_index >= self._log.last_index)
+
+    def _can_commit(self, index: Index) -> bool:
+        """Only entries of the current term commit by counting replicas (Raft §5.4.2)."""
+        return self._log.term_at(index) == self._term
+
+    def _counts_vote(self, reply: VoteReply) -> bool:
+        """A vote counts only for the election it answers."""
+        if reply.pre_vote:
+            return self._role is Role.PRE_CANDIDATE and reply.term == self._term + 1
+        return self._role is Role.CANDIDATE and reply.term == self._term
+
+    # ------------------------------------------------------------------ terms
+
+    def _accept_higher_term(self, sender: NodeId, message: Message) -> bool:
+        """React to a message from a later term; False means drop the message."""
+        if isinstance(message, RequestVote):
+            if self._in_lease():
+                self._logger.debug("%s ignores vote from %s: leader lease", self._id, sender)
+                return False
+            if message.pre_vote:
+                return True  # a PreVote changes nobody's term
+            self._become_follower(message.term, None)
+            return True
+        if isinstance(message, VoteReply) and message.pre_vote and message.granted:
+            return True  # granted for the term we would campaign in
+        leader = (
+            sender if isinstance(message, AppendEntries | Heartbeat | InstallSnapshot) else None
+        )
+        self._become_follower(message.term, leader)
+        return True
+
+    def _answer_stale(self, sender: NodeId, message: Message) -> None:
+        """A message from an earlier term: tell stale leaders and pre-candidates our term."""
+        match message:
+            case AppendEntries() | Heartbeat() | InstallSnapshot():
+                self._send(sender, HeartbeatReply(term=self._term))
+            case RequestVote() if message.pre_vote:
+                self._send(sender, VoteReply(term=self._term, granted=False, pre_vote=True))
+            case RequestVote() | VoteReply() | AppendReply() | HeartbeatReply():
+                pass  # stale answers and requests need no reply
+
+    def _in_lease(self) -> bool:
+        """A follower that heard its leader within the election timeout refuses to help
+        depose it (CheckQuorum's lease; Raft thesis §4.2.3)."""
+        return (
+            (self._config.check_quorum or self._config.pre_vote)
+            and self._role is Role.FOLLOWER
+            and self._leader is not None
+            and self._election_elapsed < self._config.election_ticks
+        )
+
+    # ------------------------------------------------------------------ roles
+
+    def _draw_election_timeout(self) -> int:
+        ticks = self._config.election_ticks
+        return self._rng.randrange(ticks, 2 * ticks)
+
+    def _reset_timers(self) -> None:
+        self._election_elapsed = 0
+        self._heartbeat_elapsed = 0
+        self._election_timeout = self._draw_election_timeout()
+
+    def _set_role(self, role: Role, leader: NodeId | None, *, force: bool = False) -> None:
+        if force or role is not self._role or leader != self._leader:
+            self._role_change = RoleChange(role=role, term=self._term, leader=leader)
+            self._logger.info(
+                "%s is %s at term %d, leader=%s", self._id, role.value, self._term, leader
+            )
+        self._role = role
+        self._leader = leader
+
+    def _become_follower(self, term: Term, leader: NodeId | None) -> None:
+        term_changed = term != self._term
+        if term_changed:
+            self._term = term
+            self._voted_for = None
+        was_leader = self._role is Role.LEADER
+        self._set_role(Role.FOLLOWER, leader, force=term_changed)
+        self._reset_timers()
+        self._votes.clear()
+        if was_leader or self._pending_reads or self._reads_awaiting_commit:
+            self._drop_reads()
+        self._progress.clear()
+        self._broadcast_pending = False
+
+    def _start_election(self) -> None:
+        if self._config.pre_vote and self._peers:
+            self._become_pre_candidate()
+        else:
+            self._become_candidate()
+
+    def _become_pre_candidate(self) -> None:
+        self._set_role(Role.PRE_CANDIDATE, None)
+        self._reset_timers()
+        self._votes = {self._id: True}
+        self._ask_votes(Term(self._term + 1), pre_vote=True)
+
+    def _become_candidate(self) -> None:
+        self._term = Term(self._term + 1)
+        self._voted_for = self._id
+        self._set_role(Role.CANDIDATE, None, force=True)
+        self._reset_timers()
+        self._votes = {self._id: True}
+        self._ask_votes(self._term, pre_vote=False)
+        self._tally_votes(pre_vote=False)
+
+    def _ask_votes(self, term: Term, *, pre_vote: bool) -> None:
+        request = RequestVote(
+            term=term,
+            last_log_index=self._log.last_index,
+            last_log_term=self._log.last_term,
+            pre_vote=pre_vote,
+        )
+        for peer in self._peers:
+            self._send(peer, request)
+
+    def _become_leader(self) -> None:
+        self._set_role(Role.LEADER, self._id)
+        self._reset_timers()
+        self._votes.clear()
+        next_index = Index(self._log.last_index + 1)
+        self._progress = {peer: Progress(next_index) for peer in self._peers}
+        self._read_round = 0
+        self._read_acks.clear()
+        # A no-op of the new term lets earlier entries commit (Raft §5.4.2, §8).
+        self._append(b"")
+        self._broadcast_pending = True
+        if not self._peers:
+            self._maybe_commit()
+
+    def _tally_votes(self, *, pre_vote: bool) -> None:
+        match quorum.vote_result(self._config.voters, self._votes):
+            case quorum.VoteResult.WON if pre_vote:
+                self._become_candidate()
+            case quorum.VoteResult.WON:
+                self._become_leader()
+            case quorum.VoteResult.LOST:
+                self._become_follower(self._term, None)
+            case quorum.VoteResult.PENDING:
+                pass
+
+    # ------------------------------------------------------------------ votes
+
+    def _on_request_vote(self, sender: NodeId, message: RequestVote) -> None:
+        up_to_date = self._is_up_to_date(message.last_log_index, message.last_log_term)
+        if message.pre_vote:
+            granted = message.term > self._term and up_to_date
+            term = message.term if granted else self._term
+            self._send(sender, VoteReply(term=term, granted=granted, pre_vote=True))
+            return
+        can_vote = self._voted_for is None or self._voted_for == sender
+        granted = can_vote and up_to_date and self._role is not Role.LEADER
+        if granted:
+            self._voted_for = sender
+            self._election_elapsed = 0
+        self._logger.debug(
+            "%s %s vote for %s at term %d",
+            self._id,
+            "grants" if granted else "refuses",
+            sender,
+            self._term,
+        )
+        # The vote leaves only after the hard state holding it is durable (Ready order).
+        self._send(sender, VoteReply(term=self._term, granted=granted))
+
+    def _on_vote_reply(self, sender: NodeId, message: VoteReply) -> None:
+        if not self._counts_vote(message):
+            return
+        self._votes[sender] = message.granted
+        self._tally_votes(pre_vote=message.pre_vote)
+
+    # ------------------------------------------------------------------ follower side
+
+    def _hear_from_leader(self, sender: NodeId) -> None:
+        self._election_elapsed = 0
+        if self._role is not Role.FOLLOWER or self._leader != sender:
+            self._set_role(Role.FOLLOWER, sender)
+            self._votes.clear()
+
+    def _on_append_entries(self, sender: NodeId, message: AppendEntries) -> None:
+        if self._role is Role.LEADER:
+            raise InvariantError(f"two leaders at term {self._term}: {self._id} and {sender}")
+        self._hear_from_leader(sender)
+        prev = message.prev_log_index
+        if prev < self._commit:
+            # Everything through our commit index already matches the leader.
+            self._send(sender, AppendReply(term=self._term, success=True, match_index=self._commit))
+            return
+        if not self._log.matches(prev, message.prev_log_term):
+            self._reject_append(sender, prev)
+            return
+        for entry in message.entries:
+            existing = self._log.term_at(entry.index)
+            if entry.index <= self._log.snapshot.index or existing == entry.term:
+                continue
+            if existing is not None:
+                if entry.index <= self._commit:
+                    raise InvariantError(
+                        f"{self._id} asked to overwrite committed entry {entry.index}"
+                    )
+                self._truncate_from(entry.index)
+            self._log.append(entry)
+        last_new = Index(prev + len(message.entries))
+        self._advance_commit_to(min(message.leader_commit, last_new))
+        self._send(sender, AppendReply(term=self._term, success=True, match_index=last_new))
+
+    def _reject_append(self, sender: NodeId, prev: Index) -> None:
+        if prev > self._log.last_index:
+            hint_index, hint_term = self._log.last_index, Term(0)
+        else:
+            hint_index = self._log.first_index_of_term_at(prev)
+            hint_term = self._log.term_at(prev) or Term(0)
+        self._send(
+            sender,
+            AppendReply(
+                term=self._term,
+                success=False,
+                match_index=prev,
+                hint_index=hint_index,
+                hint_term=hint_term,
+            ),
+        )
+
+    def _truncate_from(self, index: Index) -> None:
+        self._log.truncate_from(index)
+        self._unstable_from = min(self._unstable_from, index)
+        self._persisted_index = min(self._persisted_index, Index(index - 1))
+
+    def _advance_commit_to(self, index: Index) -> None:
+        if index > self._commit:
+            self._commit = index
+
+    def _on_heartbeat(self, sender: NodeId, message: Heartbeat) -> None:
+        if self._role is Role.LEADER:
+            raise InvariantError(f"two leaders at term {self._term}: {self._id} and {sender}")
+        self._hear_from_leader(sender)
+        # The leader sends at most what it knows we hold, so this never passes our log.
+        self._advance_commit_to(min(message.leader_commit, self._log.last_index))
+        self._send(
+            sender,
+            HeartbeatReply(
+                term=self._term,
+                read_round=message.read_round,
+                last_log_index=self._log.last_index,
+            ),
+        )
+
+    def _on_install_snapshot(self, sender: NodeId, message: InstallSnapshot) -> None:
+        if self._role is Role.LEADER:
+            raise InvariantError(f"two leaders at term {self._term}: {self._id} and {sender}")
+        self._hear_from_leader(sender)
+        if message.index <= self._commit:
+            self._send(sender, AppendReply(term=self._term, success=True, match_index=self._commit))
+            return
+        wanted = SnapshotMeta(index=message.index, term=message.snapshot_term)
+        if self._fetching != wanted:
+            self._fetching = wanted
+            self._snapshot_to_fetch = wanted
+
+    # ------------------------------------------------------------------ leader side
+
+    def _tick_leader(self) -> None:
+        self._heartbeat_elapsed += 1
+        self._election_elapsed += 1
+        if self._election_elapsed >= self._config.election_ticks:
+            self._election_elapsed = 0
+            if self._config.check_quorum and not self._check_quorum():
+                self._logger.info("%s steps down: no quorum heard at term %d", self._id, self._term)
+                self._become_follower(self._term, None)
+                return
+        if self._heartbeat_elapsed >= self._config.heartbeat_ticks:
+            self._heartbeat_elapsed = 0
+            self._broadcast_heartbeat()
+
+    def _check_quorum(self) -> bool:
+        active = {self._id} | {p for p, pr in self._progress.items() if pr.recent_active}
+        for pr in self._progress.values():
+            pr.recent_active = False
+        return quorum.has_quorum(self._config.voters, active)
+
+    def _broadcast_heartbeat(self) -> None:
+        for peer, pr in self._progress.items():
+            commit = min(self._commit, pr.match_index)
+            pr.sent_commit = max(pr.sent_commit, commit)
+            self._send(
+                peer, Heartbeat(term=self._term, leader_commit=commit, read_round=self._read_round)
+            )
+
+    def _append(self, command: bytes) -> Index:
+        index = Index(self._log.last_index + 1)
+        self._log.append(Entry(term=self._term, index=index, command=command))
+        return index
+
+    def _flush_broadcast(self) -> None:
+        """Send what proposals, commits and reads of this cycle need: one pass per peer."""
+        if self._read_round_pending:
+            self._read_round_pending = False
+            self._read_round += 1
+            for pending in self._pending_reads:
+                if pending.round == 0:
+                    pending.round = self._read_round
+            self._heartbeat_elapsed = 0
+            self._broadcast_heartbeat()
+        if not self._broadcast_pending:
+            return
+        self._broadcast_pending = False
+        for peer, pr in self._progress.items():
+            self._send_appends(peer, pr)
+            if pr.sent_commit < min(self._commit, pr.match_index):
+                commit = min(self._commit, pr.match_index)
+                pr.sent_commit = commit
+                self._send(
+                    peer,
+                    Heartbeat(term=self._term, leader_commit=commit, read_round=self._read_round),
+                )
+
+    def _send_appends(self, peer: NodeId, pr: Progress) -> None:
+        """Send as many appends as flow control allows (one while probing)."""
+        while self._send_one_append(peer, pr):
+            pass
+
+    def _send_one_append(self, peer: NodeId, pr: Progress) -> bool:
+        """Send one append if allowed; True if another may follow at once."""
+        if pr.state is ProgressState.SNAPSHOT:
+            return False
+        if pr.state is ProgressState.PROBE and pr.probe_sent:
+            return False
+        if pr.state is ProgressState.REPLICATE and (
+            pr.inflight_count >= self._config.max_inflight_appends
+            or pr.inflight_bytes >= self._config.max_inflight_bytes
+        ):
+            return False
+        prev = Index(pr.next_index - 1)
+        prev_term = self._log.term_at(prev)
+        if prev_term is None:
+            snapshot = self._log.snapshot
+            pr.become_snapshot(snapshot.index)
+            self._send(
+                peer,
+                InstallSnapshot(term=self._term, index=snapshot.index, snapshot_term=snapshot.term),
+            )
+            return False
+        end = Index(pr.next_index + self._config.max_entries_per_append)
+        entries = self._log.slice(pr.next_index, end, max_bytes=self._config.max_append_bytes)
+        if not entries and pr.state is ProgressState.REPLICATE:
+            return False
+        commit = self._commit
+        pr.sent_commit = max(pr.sent_commit, min(commit, Index(prev + len(entries))))
+        self._send(
+            peer,
+            AppendEntries(
+                term=self._term,
+                prev_log_index=prev,
+                prev_log_term=prev_term,
+                entries=entries,
+                leader_commit=commit,
+            ),
+        )
+        if pr.state is ProgressState.PROBE:
+            pr.probe_sent = True
+            return False
+        last = entries[-1].index
+        pr.next_index = Index(last + 1)
+        pr.add_inflight(last, sum(len(e.command) + _ENTRY_OVERHEAD_BYTES for e in entries))
+        return pr.next_index <= self._log.last_index
+
+    def _on_append_reply(self, sender: NodeId, message: AppendReply) -> None:
+        if self._role is not Role.LEADER:
+            return
+        pr = self._progress[sender]
+        pr.recent_active = True
+        if message.success:
+            if message.match_index > pr.match_index:
+                pr.match_index = message.match_index
+                pr.free_inflight_through(message.match_index)
+                if pr.state is not ProgressState.REPLICATE:
+                    pr.become_replicate()
+                self._maybe_commit()
+            elif pr.state is ProgressState.PROBE:
+                pr.probe_sent = False
+            if pr.state is ProgressState.SNAPSHOT and pr.match_index >= pr.pending_snapshot:
+                pr.become_replicate()
+            pr.next_index = max(pr.next_index, Index(pr.match_index + 1))
+        else:
+            rejected = message.match_index
+            if rejected < pr.match_index or (
+                pr.state is ProgressState.PROBE and rejected != pr.next_index - 1
+            ):
+                return  # an answer to an append that is no longer current
+            pr.become_probe(self._next_after_rejection(message))
+        self._send_appends(sender, pr)
+
+    def _next_after_rejection(self, message: AppendReply) -> Index:
+        """Fast back-off: skip the follower's whole conflicting term at once."""
+        if message.hint_term == 0:
+            candidate = Index(message.hint_index + 1)
+        else:
+            ours = self._log.last_index_of_term(message.hint_term)
+            candidate = Index(ours + 1) if ours is not None else message.hint_index
+        return max(Index(1), min(candidate, message.match_index))
+
+    def _on_heartbeat_reply(self, sender: NodeId, message: HeartbeatReply) -> None:
+        if self._role is not Role.LEADER:
+            return
+        pr = self._progress[sender]
+        pr.recent_active = True
+        if message.read_round > self._read_acks.get(sender, 0):
+            self._read_acks[sender] = message.read_round
+            self._release_reads()
+        if pr.state is ProgressState.PROBE:
+            pr.probe_sent = False
+        elif (
+            pr.state is ProgressState.REPLICATE
+            and pr.match_index < self._log.last_index
+            and pr.match_index == pr.match_at_last_beat
+        ):
+            # No progress over a whole beat while entries are outstanding: an append or its
+            # answer was lost. Probe from the last known match.
+            pr.become_probe(Index(pr.match_index + 1))
+        pr.match_at_last_beat = pr.match_index
+        if pr.state is ProgressState.SNAPSHOT and message.last_log_index >= pr.pending_snapshot:
+            # The follower installed the snapshot but its report was lost: probe from there.
+            pr.become_probe(Index(message.last_log_index + 1))
+        elif pr.state is ProgressState.SNAPSHOT:
+            snapshot = self._log.snapshot
+            pr.become_snapshot(snapshot.index)
+            self._send(
+                sender,
+                InstallSnapshot(term=self._term, index=snapshot.index, snapshot_term=snapshot.term),
+            )
+            return
+        if pr.match_index < self._log.last_index:
+            self._send_appends(sender, pr)
+
+    def _maybe_commit(self) -> None:
+        acked = {peer: pr.match_index for peer, pr in self._progress.items()}
+        # The leader counts itself only for what is durable here (STYLE §11.4).
+        acked[self._id] = self._persisted_index
+        candidate = quorum.committed_index(self._config.voters, acked)
+        if candidate > self._commit and self._can_commit(candidate):
+            self._commit = candidate
+            self._broadcast_pending = True
+            if self._reads_awaiting_commit and self._log.term_at(self._commit) == self._term:
+                waiting, self._reads_awaiting_commit = self._reads_awaiting_commit, []
+                for request_id in waiting:
+                    self._queue_read(request_id)
+
+    # ------------------------------------------------------------------ read index
+
+    def _queue_read(self, request_id: int) -> None:
+        if not self._peers:
+            self._read_states.append(ReadState(request_id=request_id, index=self._commit))
+            return
+        self._pending_reads.append(_PendingRead(request_id, self._commit, 0))
+        self._read_round_pending = True
+
+    def _release_reads(self) -> None:
+        rounds = sorted(
+            (self._read_round if v == self._id else self._read_acks.get(v, 0))
+            for v in self._config.voters
+        )
+        confirmed = rounds[len(rounds) - quorum.majority(self._config.voters)]
+        still: list[_PendingRead] = []
+        for pending in self._pending_reads:
+            if 0 < pending.round <= confirmed:
+                self._read_states.append(
+                    ReadState(request_id=pending.request_id, index=pending.index)
+                )
+            else:
+                still.append(pending)
+        self._pending_reads = still
+
+    def _drop_reads(self) -> None:
+        self._dropped_reads.extend(p.request_id for p in self._pending_reads)
+        self._dropped_reads.extend(self._reads_awaiting_commit)
+        self._pending_reads.clear()
+        self._reads_awaiting_commit.clear()
+        self._read_round_pending = False
+
+    # ------------------------------------------------------------------ output
+
+    def _send(self, recipient: NodeId, message: Message) -> None:
+        self._messages.append(Envelope(self._id, recipient, message))

@@ -1,0 +1,101 @@
+"""The messages peers exchange. One-way: a reply is a message travelling the other way.
+
+The names follow the Raft paper (Figure 2). `Heartbeat` is the seed's beat: the leader's
+periodic message carrying its commit index (limited to what the follower holds) and the
+read-index round it is confirming.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from naraft.raft.types import Entry, Index, NodeId, Term
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestVote:
+    """Ask for a vote. With `pre_vote`, `term` is the term the sender would campaign in and
+    no receiver changes its own term or vote (Raft thesis §9.6)."""
+
+    term: Term
+    last_log_index: Index
+    last_log_term: Term
+    pre_vote: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VoteReply:
+    term: Term
+    granted: bool
+    pre_vote: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppendEntries:
+    term: Term
+    prev_log_index: Index
+    prev_log_term: Term
+    entries: tuple[Entry, ...]
+    leader_commit: Index
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppendReply:
+    """`match_index` is the highest index known to match the leader on success.
+
+    On a refusal, `hint_index`/`hint_term` let the leader skip a whole conflicting term at
+    once (fast back-off): `hint_term` is the follower's term at `hint_index`, or 0 when
+    the follower's log simply ends before the leader's `prev_log_index`.
+    """
+
+    term: Term
+    success: bool
+    match_index: Index
+    hint_index: Index = Index(0)
+    hint_term: Term = Term(0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Heartbeat:
+    """The leader's beat. `leader_commit` never exceeds what the receiver is known to hold."""
+
+    term: Term
+    leader_commit: Index
+    read_round: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeartbeatReply:
+    term: Term
+    read_round: int = 0
+    last_log_index: Index = Index(0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InstallSnapshot:
+    """Tells a follower whose next entry the leader has compacted away to catch up by
+    digest sync up to (`index`, `term`); the bulk transfer is the shells' business."""
+
+    term: Term
+    index: Index
+    snapshot_term: Term
+
+
+Message = (
+    RequestVote
+    | VoteReply
+    | AppendEntries
+    | AppendReply
+    | Heartbeat
+    | HeartbeatReply
+    | InstallSnapshot
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A message in flight from one node to another."""
+
+    sender: NodeId
+    recipient: NodeId
+    message: Message

@@ -1,0 +1,512 @@
+"""SimCluster: Raft cores, their stores and a faulty network, one event at a time.
+
+Everything random comes from one `random.Random(seed)`: the same seed gives the same
+history, event for event. The cluster drives each core exactly as the real shell does
+(persist -> send -> apply -> advance) against a `MemoryStore`, so a crash loses exactly
+what the node had not made durable, and a restart rebuilds the node from its store only.
+
+Faults: message loss, delay (which reorders), duplication, partitions, crashes (including
+a crash between persisting a Ready and sending its messages) and restarts. Clients write
+unique values and read through read index; every operation is recorded in a history
+that the linearizability checker reads, and safety invariants are checked after every
+event (see `invariants.py`).
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from naraft.raft import (
+    Entry,
+    Envelope,
+    Index,
+    NodeId,
+    NotLeaderError,
+    RaftConfig,
+    RaftCore,
+    Ready,
+    Role,
+    SnapshotMeta,
+    Term,
+)
+from naraft.sim.invariants import SafetyMonitor, SafetyViolationError
+from naraft.state.datums import Datum, DatumChanges
+from naraft.storage.base import WriteBatch
+from naraft.storage.memory import MemoryStore
+
+logger = logging.getLogger(__name__)
+
+_SILENT = logging.getLogger("naraft.sim.core")
+_SILENT.setLevel(logging.WARNING)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FaultProfile:
+    """Rates per event or per message; delays are in ticks."""
+
+    drop_rate: float = 0.02
+    duplicate_rate: float = 0.01
+    min_delay_ticks: float = 0.05
+    max_delay_ticks: float = 0.6
+    crash_rate: float = 0.002  # per tick of simulated time, for the whole cluster
+    restart_after_ticks: tuple[int, int] = (5, 60)
+    partition_rate: float = 0.002
+    heal_after_ticks: tuple[int, int] = (10, 80)
+    campaign_rate: float = 0.001  # a node campaigns at once (targeted event)
+    crash_before_send_rate: float = 0.3  # share of crashes that hit between persist and send
+    client_rate: float = 0.5  # chance per tick that an idle client starts an operation
+    keys: int = 3
+    compact_every_entries: int = 0  # 0: never compact
+
+
+@dataclass(slots=True)
+class _Node:
+    id: NodeId
+    store: MemoryStore
+    core: RaftCore | None = None
+    kv: dict[str, str] = field(default_factory=dict)
+    applied: int = 0
+    up: bool = True
+
+
+@dataclass(slots=True)
+class _Op:
+    client: int
+    kind: str  # "write" | "read"
+    key: str
+    value: str | None
+    node: NodeId
+    index: int = 0
+    term: int = 0
+    request_id: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HistoryEvent:
+    """One line of the history: `type` is invoke, ok, fail or info (reliability §2.2)."""
+
+    process: int
+    type: str
+    f: str
+    key: str
+    value: str | None
+    time: float
+
+
+class SimCluster:
+    """A seeded simulation of `size` nodes; see the module docstring."""
+
+    def __init__(
+        self,
+        size: int,
+        *,
+        seed: int,
+        faults: FaultProfile | None = None,
+        pre_vote: bool = True,
+        check_quorum: bool = True,
+        election_ticks: int = 10,
+        clients: int = 3,
+        trace: Callable[[str], None] | None = None,
+    ) -> None:
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.faults = faults or FaultProfile()
+        self.ids: tuple[NodeId, ...] = tuple(NodeId(f"n{i + 1}") for i in range(size))
+        self._config_for = {
+            node_id: RaftConfig(
+                id=node_id,
+                voters=self.ids,
+                election_ticks=election_ticks,
+                heartbeat_ticks=1,
+                pre_vote=pre_vote,
+                check_quorum=check_quorum,
+                max_entries_per_append=8,
+                max_inflight_appends=4,
+            )
+            for node_id in self.ids
+        }
+        self.nodes: dict[NodeId, _Node] = {
+            node_id: _Node(id=node_id, store=MemoryStore(name=node_id)) for node_id in self.ids
+        }
+        self.now = 0.0
+        self.events = 0
+        self._queue: list[tuple[float, int, str, object]] = []
+        self._seq = 0
+        self._blocked: set[tuple[NodeId, NodeId]] = set()
+        self.monitor = SafetyMonitor(self.ids)
+        self.history: list[HistoryEvent] = []
+        self._clients: dict[int, _Op | None] = dict.fromkeys(range(clients))
+        self._next_value = 0
+        self._clients_done = False
+        self._next_request = 0
+        self._trace = trace
+        self.crash_mid_ready_rate = 0.0  # chance to crash between a Ready's fsync and its sends
+        self.acked_writes: list[tuple[str, str, int, int]] = []  # key, value, index, term
+        for node_id in self.ids:
+            self._boot(node_id)
+            self._schedule(self.rng.random(), "tick", node_id)
+        self._schedule(1.0, "chaos", None)
+
+    # ------------------------------------------------------------------ running
+
+    def run(self, *, ticks: int, heal_and_settle: bool = True) -> None:
+        """Run `ticks` of faulty time; then heal everything and let the cluster converge."""
+        self.run_until(self.now + ticks, chaos=True)
+        if heal_and_settle:
+            self.crash_mid_ready_rate = 0.0
+            self.heal_all()
+            self.run_until(self.now + 20 * self._election_ticks(), chaos=False)
+            self.finish_clients()
+            self.run_until(self.now + 5 * self._election_ticks(), chaos=False)
+            self.monitor.check_converged(self._live_views())
+
+    def run_until(self, end: float, *, chaos: bool) -> None:
+        while self._queue and self._queue[0][0] <= end:
+            at, _, kind, payload = heapq.heappop(self._queue)
+            self.now = at
+            self.events += 1
+            if kind == "tick":
+                assert isinstance(payload, str)
+                self._on_tick(NodeId(payload), chaos=chaos)
+            elif kind == "deliver":
+                assert isinstance(payload, Envelope)
+                self._on_deliver(payload)
+            elif kind == "chaos":
+                if chaos:
+                    self._chaos()
+                self._schedule(1.0, "chaos", None)
+            elif kind == "restart":
+                assert isinstance(payload, str)
+                self.restart(NodeId(payload))
+            elif kind == "heal":
+                if chaos:
+                    self._blocked.clear()
+                    self._log("heal")
+        self.now = end
+
+    def _election_ticks(self) -> int:
+        return self._config_for[self.ids[0]].election_ticks
+
+    def _schedule(self, delay: float, kind: str, payload: object) -> None:
+        self._seq += 1
+        heapq.heappush(self._queue, (self.now + delay, self._seq, kind, payload))
+
+    def _log(self, line: str) -> None:
+        if self._trace is not None:
+            self._trace(f"{self.now:9.2f} {line}")
+
+    # ------------------------------------------------------------------ nodes
+
+    def _boot(self, node_id: NodeId) -> None:
+        node = self.nodes[node_id]
+        stored = node.store.load()
+        core = RaftCore(
+            self._config_for[node_id],
+            rng=random.Random(self.rng.getrandbits(64)),
+            hard_state=stored.hard_state,
+            log=stored.entries,
+            snapshot=stored.snapshot,
+            applied=stored.applied_index,
+            logger=_SILENT,
+        )
+        node.core = core
+        node.kv = {key: datum.value.decode() for key, datum in stored.datums.items()}
+        node.applied = stored.applied_index
+        node.up = True
+        self.monitor.on_boot(node_id, core)
+
+    def crash(self, node_id: NodeId) -> None:
+        node = self.nodes[node_id]
+        if not node.up:
+            return
+        self._log(f"crash {node_id}")
+        node.up = False
+        node.core = None
+        node.store.crash()
+        self.monitor.on_crash(node_id)
+        for client, op in self._clients.items():
+            if op is not None and op.node == node_id:
+                self._finish(client, "info" if op.kind == "write" else "fail", op.value)
+
+    def restart(self, node_id: NodeId) -> None:
+        if self.nodes[node_id].up:
+            return
+        self._log(f"restart {node_id}")
+        self._boot(node_id)
+        self._schedule(self.rng.random(), "tick", node_id)
+
+    def partition(self, side: Iterable[NodeId]) -> None:
+        """Cut every link between `side` and the rest (both directions)."""
+        left = set(side)
+        right = set(self.ids) - left
+        self._log(f"partition {sorted(left)} | {sorted(right)}")
+        for a in left:
+            for b in right:
+                self._blocked.add((a, b))
+                self._blocked.add((b, a))
+
+    def heal_all(self) -> None:
+        self._blocked.clear()
+        for node_id in self.ids:
+            self.restart(node_id)
+
+    def _on_tick(self, node_id: NodeId, *, chaos: bool) -> None:
+        node = self.nodes[node_id]
+        if not node.up or node.core is None:
+            return
+        node.core.tick()
+        self._drive(node)
+        self._schedule(1.0, "tick", node_id)
+        self._maybe_start_client_op(node_id)
+
+    def _on_deliver(self, envelope: Envelope) -> None:
+        node = self.nodes[envelope.recipient]
+        if not node.up or node.core is None:
+            return
+        node.core.step(envelope)
+        self._drive(node)
+
+    def _drive(self, node: _Node) -> None:
+        """The shell's loop: persist, send, apply, advance, for every Ready."""
+        core = node.core
+        assert core is not None
+        while core.has_ready():
+            ready = core.ready()
+            self._persist(node, ready)
+            self.monitor.after_persist(node.id, ready, is_leader=core.is_leader)
+            if self.rng.random() < self.crash_mid_ready_rate:
+                # A crash after the fsync but before anything was sent or applied.
+                self.crash(node.id)
+                return
+            for envelope in ready.messages:
+                self._send(envelope)
+            self._apply(node, ready)
+            core.advance(ready)
+            self.monitor.after_advance(node.id, core)
+            self._maybe_compact(node)
+        if core.is_leader:
+            self.monitor.on_leader(node.id, core)
+
+    def _persist(self, node: _Node, ready: Ready) -> None:
+        if ready.hard_state is None and not ready.entries:
+            return
+        node.store.write(WriteBatch(hard_state=ready.hard_state, entries=ready.entries))
+
+    def _apply(self, node: _Node, ready: Ready) -> None:
+        core = node.core
+        assert core is not None
+        puts: dict[str, Datum] = {}
+        for entry in ready.committed:
+            self.monitor.on_apply(node.id, entry)
+            if entry.command:
+                key, _, value = entry.command.decode().partition("=")
+                node.kv[key] = value
+                puts[key] = Datum(value.encode(), entry.index)
+            node.applied = entry.index
+            self._resolve_writes(node, entry)
+        if ready.committed:
+            changes = DatumChanges(puts=puts, deletes=frozenset())
+            node.store.write(WriteBatch(applied_index=Index(node.applied), datum_changes=changes))
+        for read in ready.read_states:
+            self._resolve_read(node, read.request_id, read.index)
+        for request_id in ready.dropped_reads:
+            self._fail_read(request_id)
+        if ready.snapshot_to_fetch is not None:
+            self._fetch_snapshot(node, ready.snapshot_to_fetch)
+
+    def _maybe_compact(self, node: _Node) -> None:
+        every = self.faults.compact_every_entries
+        core = node.core
+        if every <= 0 or core is None:
+            return
+        keep = every // 2  # a tail so that briefly-lagging followers catch up from the log
+        if core.applied_index - core.snapshot.index < every + keep:
+            return
+        through = Index(core.applied_index - keep)
+        term = self._term_in(core, through)
+        core.compact(through)
+        node.store.write(WriteBatch(snapshot=SnapshotMeta(index=through, term=term)))
+
+    @staticmethod
+    def _term_in(core: RaftCore, index: Index) -> Term:
+        term = core.term_at(index)
+        if term is None:
+            raise SafetyViolationError(f"{core.id} has no term for applied index {index}")
+        return term
+
+    def _fetch_snapshot(self, node: _Node, wanted: SnapshotMeta) -> None:
+        """Digest sync, reduced to its effect: copy the leader's state at its snapshot."""
+        core = node.core
+        assert core is not None
+        leader_id = core.leader
+        leader = self.nodes[leader_id] if leader_id is not None else None
+        if (
+            leader is None
+            or not leader.up
+            or leader.core is None
+            or (leader_id, node.id) in self._blocked
+            or leader.core.snapshot != wanted
+        ):
+            core.snapshot_failed()
+            return
+        state = leader.store.load()
+        if state.snapshot != wanted or state.applied_index <= core.commit_index:
+            core.snapshot_failed()
+            return
+        # Digest sync copies a consistent state at a known index: the leader's applied
+        # state, which is at or past its snapshot boundary.
+        at = SnapshotMeta(
+            index=state.applied_index, term=self._term_in(leader.core, state.applied_index)
+        )
+        datums = dict(state.datums)
+        node.store.write(
+            WriteBatch(snapshot=at, replace_datums=datums, applied_index=at.index, reset_log=True)
+        )
+        node.kv = {k: v.value.decode() for k, v in datums.items()}
+        node.applied = at.index
+        self.monitor.on_snapshot_installed(node.id, at)
+        self._log(f"{node.id} digest-synced to {at.index}/{at.term}")
+        core.restore_snapshot(at)
+
+    def _send(self, envelope: Envelope) -> None:
+        if (envelope.sender, envelope.recipient) in self._blocked:
+            return
+        f = self.faults
+        if self.rng.random() < f.drop_rate:
+            return
+        copies = 2 if self.rng.random() < f.duplicate_rate else 1
+        for _ in range(copies):
+            delay = self.rng.uniform(f.min_delay_ticks, f.max_delay_ticks)
+            self._schedule(delay, "deliver", envelope)
+
+    # ------------------------------------------------------------------ chaos
+
+    def _chaos(self) -> None:
+        f = self.faults
+        rng = self.rng
+        if rng.random() < f.crash_rate * len(self.ids):
+            victim = rng.choice(self.ids)
+            self.crash(victim)
+            self._schedule(rng.randint(*f.restart_after_ticks), "restart", victim)
+        if rng.random() < f.partition_rate * len(self.ids) and not self._blocked:
+            side = [n for n in self.ids if rng.random() < 0.5] or [rng.choice(self.ids)]
+            if len(side) < len(self.ids):
+                self.partition(side)
+                self._schedule(rng.randint(*f.heal_after_ticks), "heal", None)
+        if rng.random() < f.campaign_rate * len(self.ids):
+            node = self.nodes[rng.choice(self.ids)]
+            if node.up and node.core is not None:
+                self._log(f"campaign {node.id}")
+                node.core.campaign()
+                self._drive(node)
+
+    # ------------------------------------------------------------------ clients
+
+    def _maybe_start_client_op(self, node_id: NodeId) -> None:
+        if self._clients_done:
+            return
+        node = self.nodes[node_id]
+        core = node.core
+        if core is None or not core.is_leader:
+            return
+        for client, op in self._clients.items():
+            if node.core is None:
+                return  # crashed while driving the previous operation
+            if op is not None or self.rng.random() >= self.faults.client_rate:
+                continue
+            key = f"k{self.rng.randrange(self.faults.keys)}"
+            if self.rng.random() < 0.5:
+                self._next_value += 1
+                value = f"v{self._next_value}"
+                self._invoke(client, "write", key, value)
+                try:
+                    index = core.propose(f"{key}={value}".encode())
+                except NotLeaderError:
+                    self._finish_op(client, "write", key, "fail", value)
+                    continue
+                self._clients[client] = _Op(
+                    client, "write", key, value, node_id, index=index, term=core.term
+                )
+            else:
+                self._next_request += 1
+                self._invoke(client, "read", key, None)
+                try:
+                    core.read_index(self._next_request)
+                except NotLeaderError:
+                    self._finish_op(client, "read", key, "fail", None)
+                    continue
+                self._clients[client] = _Op(
+                    client, "read", key, None, node_id, request_id=self._next_request
+                )
+            self._drive(node)
+
+    def _invoke(self, client: int, f: str, key: str, value: str | None) -> None:
+        self.history.append(
+            HistoryEvent(process=client, type="invoke", f=f, key=key, value=value, time=self.now)
+        )
+
+    def _finish_op(self, client: int, f: str, key: str, kind: str, value: str | None) -> None:
+        self.history.append(
+            HistoryEvent(process=client, type=kind, f=f, key=key, value=value, time=self.now)
+        )
+        self._clients[client] = None
+
+    def _finish(self, client: int, kind: str, value: str | None) -> None:
+        op = self._clients[client]
+        assert op is not None
+        self._finish_op(client, op.kind, op.key, kind, value)
+
+    def _resolve_writes(self, node: _Node, entry: Entry) -> None:
+        for client, op in self._clients.items():
+            if op is None or op.kind != "write" or op.node != node.id or op.index != entry.index:
+                continue
+            if op.term == entry.term:
+                self.monitor.on_ack(entry, self.nodes_stores())
+                self.acked_writes.append((op.key, op.value or "", entry.index, entry.term))
+                self._finish(client, "ok", op.value)
+            else:
+                self._finish(client, "fail", op.value)  # another leader's entry took the slot
+
+    def _resolve_read(self, node: _Node, request_id: int, index: Index) -> None:
+        for client, op in self._clients.items():
+            if op is None or op.kind != "read" or op.request_id != request_id:
+                continue
+            if node.applied < index:
+                raise SafetyViolationError(
+                    f"read {request_id} released at {index} before {node.id} applied it"
+                )
+            self._finish(client, "ok", node.kv.get(op.key))
+
+    def _fail_read(self, request_id: int) -> None:
+        for client, op in self._clients.items():
+            if op is not None and op.kind == "read" and op.request_id == request_id:
+                self._finish(client, "fail", None)
+
+    def finish_clients(self) -> None:
+        """Operations still open at the end are indeterminate (writes) or failed (reads)."""
+        self._clients_done = True
+        for client, op in self._clients.items():
+            if op is not None:
+                self._finish(client, "info" if op.kind == "write" else "fail", op.value)
+
+    # ------------------------------------------------------------------ views
+
+    def nodes_stores(self) -> dict[NodeId, MemoryStore]:
+        return {node_id: node.store for node_id, node in self.nodes.items()}
+
+    def _live_views(self) -> dict[NodeId, tuple[RaftCore, dict[str, str]]]:
+        return {
+            node_id: (node.core, node.kv)
+            for node_id, node in self.nodes.items()
+            if node.up and node.core is not None
+        }
+
+    def leader(self) -> NodeId | None:
+        for node_id, node in self.nodes.items():
+            if node.core is not None and node.core.role is Role.LEADER:
+                return node_id
+        return None

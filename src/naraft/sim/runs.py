@@ -1,0 +1,67 @@
+"""One seeded simulation run: a cluster shape and fault mix drawn from the seed, run, checked.
+
+`run_seed(seed)` is what the tests parametrize and what `python -m naraft.sim --seed N`
+replays; the same seed always draws the same shape, faults and history.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from naraft.sim.cluster import FaultProfile, HistoryEvent, SimCluster
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunResult:
+    seed: int
+    size: int
+    events: int
+    acked_writes: int
+    history: tuple[HistoryEvent, ...]
+    description: str
+
+
+def draw_shape(seed: int) -> tuple[int, FaultProfile, bool, bool]:
+    """The cluster size, fault profile and PreVote/CheckQuorum settings for `seed`."""
+    rng = random.Random(f"shape-{seed}")
+    size = rng.choice((3, 3, 5))
+    faults = FaultProfile(
+        drop_rate=rng.choice((0.0, 0.02, 0.1)),
+        duplicate_rate=rng.choice((0.0, 0.02)),
+        max_delay_ticks=rng.choice((0.3, 0.8, 2.5)),
+        crash_rate=rng.choice((0.002, 0.01)),
+        partition_rate=rng.choice((0.002, 0.01)),
+        campaign_rate=rng.choice((0.0, 0.005)),
+        compact_every_entries=rng.choice((0, 0, 16)),
+    )
+    pre_vote = rng.random() < 0.7
+    check_quorum = rng.random() < 0.7
+    return size, faults, pre_vote, check_quorum
+
+
+def run_seed(
+    seed: int,
+    *,
+    ticks: int = 600,
+    trace: Callable[[str], None] | None = None,
+    crash_mid_ready_rate: float = 0.0005,
+) -> RunResult:
+    """Run the simulation for `seed`; raises SafetyViolationError on any breach."""
+    size, faults, pre_vote, check_quorum = draw_shape(seed)
+    cluster = SimCluster(
+        size, seed=seed, faults=faults, pre_vote=pre_vote, check_quorum=check_quorum, trace=trace
+    )
+    cluster.crash_mid_ready_rate = crash_mid_ready_rate
+    cluster.run(ticks=ticks)
+    return RunResult(
+        seed=seed,
+        size=size,
+        events=cluster.events,
+        acked_writes=len(cluster.acked_writes),
+        history=tuple(cluster.history),
+        description=(
+            f"seed={seed} nodes={size} prevote={pre_vote} checkquorum={check_quorum} {faults}"
+        ),
+    )
