@@ -15,17 +15,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=1, help="run SEED .. SEED+N-1")
     parser.add_argument("--ticks", type=int, default=600)
     parser.add_argument("--trace", action="store_true", help="print every fault and role change")
+    parser.add_argument("--hunt", action="store_true", help="the harsher hunt-mode fault mixes")
     args = parser.parse_args(argv)
     failed = 0
     for seed in range(args.seed, args.seed + args.seeds):
         trace = print if args.trace else None
         try:
-            result = run_seed(seed, ticks=args.ticks, trace=trace)
+            result = run_seed(seed, ticks=args.ticks, trace=trace, hunt=args.hunt)
         except SafetyViolationError as violation:
-            size, faults, pre_vote, check_quorum = draw_shape(seed)
+            size, faults, pre_vote, check_quorum = draw_shape(seed, hunt=args.hunt)
             print(f"seed={seed} VIOLATION: {violation}")
             print(f"  nodes={size} prevote={pre_vote} checkquorum={check_quorum} {faults}")
-            print(f"  replay: python -m naraft.sim --seed {seed} --trace")
+            hunt = " --hunt" if args.hunt else ""
+            print(f"  replay: python -m naraft.sim --seed {seed}{hunt} --trace")
             failed += 1
             continue
         print(f"seed={seed} ok events={result.events} acked_writes={result.acked_writes}")

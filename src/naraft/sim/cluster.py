@@ -32,6 +32,7 @@ from naraft.raft import (
     Role,
     SnapshotMeta,
     Term,
+    VoteReply,
 )
 from naraft.sim.invariants import SafetyMonitor, SafetyViolationError
 from naraft.state.datums import Datum, DatumChanges
@@ -57,10 +58,13 @@ class FaultProfile:
     partition_rate: float = 0.002
     heal_after_ticks: tuple[int, int] = (10, 80)
     campaign_rate: float = 0.001  # a node campaigns at once (targeted event)
-    crash_before_send_rate: float = 0.3  # share of crashes that hit between persist and send
+    leader_crash_rate: float = 0.0  # per tick: the current leader crashes (targeted event)
+    crash_after_vote_rate: float = 0.0  # a node crashes right after sending a vote it granted
+    quick_restart_ticks: tuple[float, float] = (0.5, 3.0)  # restart delay after such a crash
     client_rate: float = 0.5  # chance per tick that an idle client starts an operation
     keys: int = 3
     compact_every_entries: int = 0  # 0: never compact
+    max_entries_per_append: int = 8  # 1 splits every append: old-term entries travel alone
 
 
 @dataclass(slots=True)
@@ -124,7 +128,7 @@ class SimCluster:
                 heartbeat_ticks=1,
                 pre_vote=pre_vote,
                 check_quorum=check_quorum,
-                max_entries_per_append=8,
+                max_entries_per_append=self.faults.max_entries_per_append,
                 max_inflight_appends=4,
             )
             for node_id in self.ids
@@ -284,12 +288,26 @@ class SimCluster:
                 return
             for envelope in ready.messages:
                 self._send(envelope)
+            if self._voted(ready) and self.rng.random() < self.faults.crash_after_vote_rate:
+                # Targeted: forget everything not durable right after a vote left.
+                self.crash(node.id)
+                self._schedule(
+                    self.rng.uniform(*self.faults.quick_restart_ticks), "restart", node.id
+                )
+                return
             self._apply(node, ready)
             core.advance(ready)
             self.monitor.after_advance(node.id, core)
             self._maybe_compact(node)
         if core.is_leader:
             self.monitor.on_leader(node.id, core)
+
+    @staticmethod
+    def _voted(ready: Ready) -> bool:
+        return any(
+            isinstance(e.message, VoteReply) and e.message.granted and not e.message.pre_vote
+            for e in ready.messages
+        )
 
     def _persist(self, node: _Node, ready: Ready) -> None:
         if ready.hard_state is None and not ready.entries:
@@ -397,6 +415,10 @@ class SimCluster:
             if len(side) < len(self.ids):
                 self.partition(side)
                 self._schedule(rng.randint(*f.heal_after_ticks), "heal", None)
+        leader = self.leader()
+        if leader is not None and rng.random() < f.leader_crash_rate:
+            self.crash(leader)
+            self._schedule(rng.randint(*f.restart_after_ticks), "restart", leader)
         if rng.random() < f.campaign_rate * len(self.ids):
             node = self.nodes[rng.choice(self.ids)]
             if node.up and node.core is not None:

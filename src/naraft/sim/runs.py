@@ -23,9 +23,15 @@ class RunResult:
     description: str
 
 
-def draw_shape(seed: int) -> tuple[int, FaultProfile, bool, bool]:
-    """The cluster size, fault profile and PreVote/CheckQuorum settings for `seed`."""
+def draw_shape(seed: int, *, hunt: bool = False) -> tuple[int, FaultProfile, bool, bool]:
+    """The cluster size, fault profile and PreVote/CheckQuorum settings for `seed`.
+
+    `hunt` draws from harsher mixes aimed at known hazards: crashes right after a vote,
+    leaders crashing often, long delays, simultaneous campaigns.
+    """
     rng = random.Random(f"shape-{seed}")
+    if hunt:
+        return _draw_hunt(rng)
     size = rng.choice((3, 3, 5))
     faults = FaultProfile(
         drop_rate=rng.choice((0.0, 0.02, 0.1)),
@@ -41,15 +47,33 @@ def draw_shape(seed: int) -> tuple[int, FaultProfile, bool, bool]:
     return size, faults, pre_vote, check_quorum
 
 
+def _draw_hunt(rng: random.Random) -> tuple[int, FaultProfile, bool, bool]:
+    size = rng.choice((3, 5, 5))
+    faults = FaultProfile(
+        drop_rate=rng.choice((0.0, 0.05)),
+        max_delay_ticks=rng.choice((1.0, 3.0, 6.0)),
+        crash_rate=rng.choice((0.01, 0.03)),
+        restart_after_ticks=(2, 20),
+        partition_rate=rng.choice((0.0, 0.01, 0.03)),
+        heal_after_ticks=(5, 30),
+        campaign_rate=rng.choice((0.01, 0.05)),
+        leader_crash_rate=rng.choice((0.02, 0.1)),
+        crash_after_vote_rate=rng.choice((0.0, 0.3)),
+        max_entries_per_append=rng.choice((1, 8)),
+    )
+    return size, faults, rng.random() < 0.3, rng.random() < 0.3
+
+
 def run_seed(
     seed: int,
     *,
     ticks: int = 600,
     trace: Callable[[str], None] | None = None,
     crash_mid_ready_rate: float = 0.0005,
+    hunt: bool = False,
 ) -> RunResult:
     """Run the simulation for `seed`; raises SafetyViolationError on any breach."""
-    size, faults, pre_vote, check_quorum = draw_shape(seed)
+    size, faults, pre_vote, check_quorum = draw_shape(seed, hunt=hunt)
     cluster = SimCluster(
         size, seed=seed, faults=faults, pre_vote=pre_vote, check_quorum=check_quorum, trace=trace
     )
