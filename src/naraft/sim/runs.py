@@ -10,7 +10,9 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from naraft.checker import OpFunction, OpRecord, RecordType, Verdict, check_history
 from naraft.sim.cluster import FaultProfile, HistoryEvent, SimCluster
+from naraft.sim.invariants import SafetyViolationError
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -79,6 +81,7 @@ def run_seed(
     )
     cluster.crash_mid_ready_rate = crash_mid_ready_rate
     cluster.run(ticks=ticks)
+    check_linearizable(cluster.history)
     return RunResult(
         seed=seed,
         size=size,
@@ -89,3 +92,28 @@ def run_seed(
             f"seed={seed} nodes={size} prevote={pre_vote} checkquorum={check_quorum} {faults}"
         ),
     )
+
+
+def to_records(history: tuple[HistoryEvent, ...] | list[HistoryEvent]) -> list[OpRecord]:
+    """The simulator's history in the checker's record format (times in micro-ticks)."""
+    return [
+        OpRecord(
+            process=event.process,
+            type=RecordType(event.type),
+            function=OpFunction(event.f),
+            key=event.key,
+            value=event.value,
+            time=round(event.time * 1_000_000),
+        )
+        for event in history
+    ]
+
+
+def check_linearizable(history: tuple[HistoryEvent, ...] | list[HistoryEvent]) -> None:
+    """Raise SafetyViolationError unless the client history is linearizable."""
+    result = check_history(to_records(history))
+    for key, key_result in result.key_results.items():
+        if key_result.verdict is Verdict.NOT_LINEARIZABLE:
+            raise SafetyViolationError(
+                f"linearizability: key {key}: {key_result.explanation}"
+            )

@@ -1,0 +1,3 @@
+"""Nacos v1 Open API handlers, one module per resource."""
+
+from __future__ import annotations

@@ -1,0 +1,125 @@
+"""`/nacos/v1/ns/operator…` and `/nacos/v1/ns/health…`: switches, metrics, servers, health."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, Protocol
+
+from aiohttp import web
+
+from naraft.api.context import json_response, naming_of, ok
+from naraft.api.params import raw_instance, read_params
+from naraft.naming.validate import flag
+
+routes = web.RouteTableDef()
+
+BASE = "/nacos/v1/ns"
+MEMINFO: Final = Path("/proc/meminfo")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerInfo:
+    """One cluster member as `/operator/servers` shows it (Nacos 1.4 `Member`)."""
+
+    ip: str
+    port: int
+    state: str = "UP"
+    extend_info: Mapping[str, object] = field(default_factory=dict)
+
+
+class ServerDirectory(Protocol):
+    """The cluster's members, as the node knows them."""
+
+    def servers(self) -> Sequence[ServerInfo]: ...
+
+
+SERVERS: Final = web.AppKey("servers", ServerDirectory)
+
+
+@routes.get(f"{BASE}/operator/switches")
+async def get_switches(request: web.Request) -> web.Response:
+    return json_response(naming_of(request).switches())
+
+
+@routes.put(f"{BASE}/operator/switches")
+async def update_switches(request: web.Request) -> web.Response:
+    params = await read_params(request)
+    await naming_of(request).update_switch(
+        entry=params.get("entry"), value=params.get("value"), debug=params.get("debug")
+    )
+    return ok()
+
+
+def _memory_used_ratio() -> float:
+    try:
+        lines = MEMINFO.read_text().splitlines()
+    except OSError:
+        return 0.0
+    fields = {line.split(":")[0]: line.split()[1] for line in lines if ":" in line}
+    try:
+        total, available = int(fields["MemTotal"]), int(fields["MemAvailable"])
+    except (KeyError, ValueError, IndexError):
+        return 0.0
+    return round(1 - available / total, 4) if total > 0 else 0.0
+
+
+def system_load() -> dict[str, float]:
+    """cpu (load per core, capped at 1), load (1-minute average), mem (used fraction)."""
+    load = os.getloadavg()[0]
+    cpu = min(load / (os.cpu_count() or 1), 1.0)
+    return {"cpu": round(cpu, 4), "load": round(load, 4), "mem": _memory_used_ratio()}
+
+
+@routes.get(f"{BASE}/operator/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    return json_response({**naming_of(request).metrics(), **system_load()})
+
+
+def _local_port(request: web.Request) -> int:
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    if isinstance(sockname, tuple) and len(sockname) >= 2 and isinstance(sockname[1], int):
+        return sockname[1]
+    return request.url.port or 8848
+
+
+def _member_view(server: ServerInfo) -> dict[str, object]:
+    return {
+        "ip": server.ip,
+        "port": server.port,
+        "state": server.state,
+        "extendInfo": dict(server.extend_info),
+        "address": f"{server.ip}:{server.port}",
+        "failAccessCnt": 0,
+    }
+
+
+@routes.get(f"{BASE}/operator/servers")
+async def servers(request: web.Request) -> web.Response:
+    params = await read_params(request)
+    directory = request.app.get(SERVERS)
+    if directory is None:
+        host = request.url.host or "127.0.0.1"
+        members: Sequence[ServerInfo] = (ServerInfo(ip=host, port=_local_port(request)),)
+    else:
+        members = directory.servers()
+    if flag("healthy", params.get("healthy"), False):
+        members = [m for m in members if m.state == "UP"]
+    return json_response({"servers": [_member_view(m) for m in members]})
+
+
+@routes.put(f"{BASE}/health/instance")
+@routes.put(f"{BASE}/health")
+async def update_health(request: web.Request) -> web.Response:
+    params = await read_params(request)
+    await naming_of(request).set_instance_health(
+        raw_instance(params), params.first("healthy", "valid")
+    )
+    return ok()
+
+
+@routes.get(f"{BASE}/health/server")
+async def server_health(request: web.Request) -> web.Response:
+    return json_response(naming_of(request).health_message(_local_port(request)))

@@ -1,0 +1,61 @@
+"""The errors every layer above the Raft core may raise, and that the API edge maps to HTTP.
+
+```
+NaraftError
+├── InvalidArgumentError(field, rule)   the request is malformed: names the field and the rule
+│   └── AlreadyExistsError(field, rule) the thing to create exists (Nacos answers 400 for it)
+├── NotFoundError(kind, name)           a namespace, service or instance is missing
+├── UnauthorizedError                   bad token or cluster secret
+└── UnavailableError                    no leader, no quorum, timed out waiting to commit
+    ├── ProposalDroppedError            the entry went to another leader
+    └── OutcomeUnknownError             it may or may not have committed (e.g. timed out)
+```
+
+`naraft.raft` keeps its own standalone errors (`RaftError`); the edge maps both. Only
+`naraft.api.errors` knows status codes.
+"""
+
+from __future__ import annotations
+
+
+class NaraftError(Exception):
+    """Base of naraft's cross-layer errors."""
+
+
+class InvalidArgumentError(NaraftError):
+    """A request parameter broke a rule. `field` is the Open API name in snake_case."""
+
+    def __init__(self, field: str, rule: str, *, message: str | None = None) -> None:
+        self.field = field
+        self.rule = rule
+        self.message = message  # a client-facing message of its own (Nacos's), if any
+        super().__init__(message if message is not None else f"{field}: {rule}")
+
+
+class AlreadyExistsError(InvalidArgumentError):
+    """The namespace or service to create exists already (`field` names what clashed)."""
+
+
+class NotFoundError(NaraftError):
+    """`kind` (namespace, service, instance) named `name` does not exist."""
+
+    def __init__(self, kind: str, name: str, *, message: str | None = None) -> None:
+        self.kind = kind
+        self.name = name
+        super().__init__(message if message is not None else f"no {kind} {name} found")
+
+
+class UnauthorizedError(NaraftError):
+    """A bad or missing token, or a wrong cluster secret."""
+
+
+class UnavailableError(NaraftError):
+    """The cluster cannot take the request now (no leader, no quorum, a timeout)."""
+
+
+class ProposalDroppedError(UnavailableError):
+    """The proposal was lost: its log slot went to another leader's entry. Safe to retry."""
+
+
+class OutcomeUnknownError(UnavailableError):
+    """The proposal may or may not commit later (timed out, leader lost while waiting)."""

@@ -1,0 +1,3 @@
+"""The naming domain: namespaces, services, clusters and instances, as replicated datums."""
+
+from __future__ import annotations

@@ -1,0 +1,328 @@
+"""Naming commands ↔ log payload bytes: one JSON object with `op` and a format version `v`.
+
+`{"op": "naming.register_instance", "v": 1, ...fields}`. Decoding checks every field's
+type and raises `CommandDecodeError` for anything else, so garbage never reaches `apply`.
+Bump `FORMAT_VERSION` (and keep decoding the old one) when a command's fields change.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+import orjson
+
+from naraft.naming.commands import (
+    Command,
+    CreateNamespace,
+    CreateService,
+    DeleteNamespace,
+    DeleteService,
+    DeregisterInstance,
+    PatchInstance,
+    RegisterInstance,
+    RemoveInstances,
+    SetInstanceHealth,
+    UpdateInstance,
+    UpdateNamespace,
+    UpdateService,
+    UpdateSwitches,
+)
+from naraft.naming.errors import CommandDecodeError
+from naraft.naming.keys import InstanceKey, ServiceKey
+from naraft.naming.model import Instance, Selector, SelectorType
+
+FORMAT_VERSION: Final = 1
+OP_PREFIX: Final = "naming."
+
+
+def _service(key: ServiceKey) -> dict[str, str]:
+    return {"ns": key.namespace_id, "group": key.group_name, "name": key.service_name}
+
+
+def _instance_key(key: InstanceKey) -> dict[str, object]:
+    return {
+        "service": _service(key.service),
+        "ephemeral": key.ephemeral,
+        "cluster": key.cluster_name,
+        "ip": key.ip,
+        "port": key.port,
+    }
+
+
+def _instance(instance: Instance) -> dict[str, object]:
+    return {
+        "service": _service(instance.service),
+        "ip": instance.ip,
+        "port": instance.port,
+        "cluster": instance.cluster_name,
+        "weight": instance.weight,
+        "healthy": instance.healthy,
+        "enabled": instance.enabled,
+        "ephemeral": instance.ephemeral,
+        "metadata": dict(instance.metadata),
+    }
+
+
+def _selector(selector: Selector) -> dict[str, str]:
+    return {"type": selector.type.value, "expression": selector.expression}
+
+
+def _fields(command: Command) -> tuple[str, dict[str, object]]:
+    """The op name and the fields of `command` (without op, v and the stamp)."""
+    match command:
+        case CreateNamespace() | UpdateNamespace():
+            op = "create_namespace" if isinstance(command, CreateNamespace) else "update_namespace"
+            return op, {
+                "namespace_id": command.namespace_id,
+                "show_name": command.show_name,
+                "description": command.description,
+            }
+        case DeleteNamespace():
+            return "delete_namespace", {"namespace_id": command.namespace_id}
+        case CreateService() | UpdateService():
+            op = "create_service" if isinstance(command, CreateService) else "update_service"
+            return op, {
+                "service": _service(command.service),
+                "protect_threshold": command.protect_threshold,
+                "metadata": dict(command.metadata),
+                "selector": _selector(command.selector),
+            }
+        case DeleteService():
+            return "delete_service", {"service": _service(command.service)}
+        case RegisterInstance():
+            return "register_instance", {"instance": _instance(command.instance)}
+        case UpdateInstance():
+            return "update_instance", {"instance": _instance(command.instance)}
+        case PatchInstance():
+            return "patch_instance", {
+                "key": _instance_key(command.key),
+                "weight": command.weight,
+                "metadata": None if command.metadata is None else dict(command.metadata),
+                "enabled": command.enabled,
+                "healthy": command.healthy,
+            }
+        case DeregisterInstance():
+            return "deregister_instance", {"key": _instance_key(command.key)}
+        case SetInstanceHealth():
+            return "set_instance_health", {
+                "changes": [[_instance_key(k), healthy] for k, healthy in command.changes]
+            }
+        case RemoveInstances():
+            return "remove_instances", {"keys": [_instance_key(k) for k in command.keys]}
+        case UpdateSwitches():
+            return "update_switches", {"entry": command.entry, "value": command.value}
+
+
+def encode_command(command: Command) -> bytes:
+    op, fields = _fields(command)
+    return orjson.dumps(
+        {
+            "op": OP_PREFIX + op,
+            "v": FORMAT_VERSION,
+            **fields,
+            "stamped_at_ms": command.stamped_at_ms,
+        }
+    )
+
+
+class _Reader:
+    """Typed access to a decoded JSON object; every mismatch is a CommandDecodeError."""
+
+    def __init__(self, data: Mapping[str, Any], where: str) -> None:
+        self._data = data
+        self._where = where
+
+    def _get(self, name: str) -> object:
+        if name not in self._data:
+            raise CommandDecodeError(f"{self._where}.{name} missing")
+        return self._data[name]
+
+    def _bad(self, name: str, expected: str) -> CommandDecodeError:
+        return CommandDecodeError(f"{self._where}.{name} is not {expected}")
+
+    def text(self, name: str) -> str:
+        value = self._get(name)
+        if not isinstance(value, str):
+            raise self._bad(name, "a string")
+        return value
+
+    def integer(self, name: str) -> int:
+        value = self._get(name)
+        if type(value) is not int:
+            raise self._bad(name, "an integer")
+        return value
+
+    def number(self, name: str) -> float:
+        value = self._get(name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self._bad(name, "a finite number")
+        if not math.isfinite(value):
+            raise self._bad(name, "a finite number")
+        return float(value)
+
+    def flag(self, name: str) -> bool:
+        value = self._get(name)
+        if not isinstance(value, bool):
+            raise self._bad(name, "a boolean")
+        return value
+
+    def string_map(self, name: str) -> dict[str, str]:
+        value = self._get(name)
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise self._bad(name, "an object of strings")
+        return dict(value)
+
+    def child(self, name: str) -> _Reader:
+        value = self._get(name)
+        if not isinstance(value, dict):
+            raise self._bad(name, "an object")
+        return _Reader(value, f"{self._where}.{name}")
+
+    def items(self, name: str) -> list[object]:
+        value = self._get(name)
+        if not isinstance(value, list):
+            raise self._bad(name, "an array")
+        return value
+
+    def is_null(self, name: str) -> bool:
+        return self._get(name) is None
+
+
+def _read_service(reader: _Reader) -> ServiceKey:
+    return ServiceKey(
+        namespace_id=reader.text("ns"),
+        group_name=reader.text("group"),
+        service_name=reader.text("name"),
+    )
+
+
+def _read_instance_key(reader: _Reader) -> InstanceKey:
+    return InstanceKey(
+        service=_read_service(reader.child("service")),
+        ephemeral=reader.flag("ephemeral"),
+        cluster_name=reader.text("cluster"),
+        ip=reader.text("ip"),
+        port=reader.integer("port"),
+    )
+
+
+def _read_instance(reader: _Reader) -> Instance:
+    return Instance(
+        service=_read_service(reader.child("service")),
+        ip=reader.text("ip"),
+        port=reader.integer("port"),
+        cluster_name=reader.text("cluster"),
+        weight=reader.number("weight"),
+        healthy=reader.flag("healthy"),
+        enabled=reader.flag("enabled"),
+        ephemeral=reader.flag("ephemeral"),
+        metadata=reader.string_map("metadata"),
+    )
+
+
+def _read_selector(reader: _Reader) -> Selector:
+    try:
+        selector_type = SelectorType(reader.text("type"))
+    except ValueError:
+        raise CommandDecodeError("selector.type is unknown") from None
+    return Selector(selector_type, reader.text("expression"))
+
+
+def _wrap_item(item: object, where: str) -> _Reader:
+    if not isinstance(item, dict):
+        raise CommandDecodeError(f"{where} item is not an object")
+    return _Reader(item, where)
+
+
+def _decode_namespace(r: _Reader, stamp: int, *, create: bool) -> Command:
+    kind = CreateNamespace if create else UpdateNamespace
+    return kind(
+        namespace_id=r.text("namespace_id"),
+        show_name=r.text("show_name"),
+        description=r.text("description"),
+        stamped_at_ms=stamp,
+    )
+
+
+def _decode_service_change(r: _Reader, stamp: int, *, create: bool) -> Command:
+    kind = CreateService if create else UpdateService
+    return kind(
+        service=_read_service(r.child("service")),
+        protect_threshold=r.number("protect_threshold"),
+        metadata=r.string_map("metadata"),
+        selector=_read_selector(r.child("selector")),
+        stamped_at_ms=stamp,
+    )
+
+
+def _decode_patch(r: _Reader, stamp: int) -> Command:
+    return PatchInstance(
+        key=_read_instance_key(r.child("key")),
+        weight=None if r.is_null("weight") else r.number("weight"),
+        metadata=None if r.is_null("metadata") else r.string_map("metadata"),
+        enabled=None if r.is_null("enabled") else r.flag("enabled"),
+        healthy=None if r.is_null("healthy") else r.flag("healthy"),
+        stamped_at_ms=stamp,
+    )
+
+
+def _decode_health(r: _Reader, stamp: int) -> Command:
+    changes: list[tuple[InstanceKey, bool]] = []
+    for item in r.items("changes"):
+        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[1], bool)):
+            raise CommandDecodeError("changes item is not [key, healthy]")
+        changes.append((_read_instance_key(_wrap_item(item[0], "changes")), item[1]))
+    return SetInstanceHealth(changes=tuple(changes), stamped_at_ms=stamp)
+
+
+_DECODERS: Final[Mapping[str, Callable[[_Reader, int], Command]]] = {
+    "create_namespace": lambda r, s: _decode_namespace(r, s, create=True),
+    "update_namespace": lambda r, s: _decode_namespace(r, s, create=False),
+    "delete_namespace": lambda r, s: DeleteNamespace(
+        namespace_id=r.text("namespace_id"), stamped_at_ms=s
+    ),
+    "create_service": lambda r, s: _decode_service_change(r, s, create=True),
+    "update_service": lambda r, s: _decode_service_change(r, s, create=False),
+    "delete_service": lambda r, s: DeleteService(
+        service=_read_service(r.child("service")), stamped_at_ms=s
+    ),
+    "register_instance": lambda r, s: RegisterInstance(
+        instance=_read_instance(r.child("instance")), stamped_at_ms=s
+    ),
+    "update_instance": lambda r, s: UpdateInstance(
+        instance=_read_instance(r.child("instance")), stamped_at_ms=s
+    ),
+    "patch_instance": _decode_patch,
+    "deregister_instance": lambda r, s: DeregisterInstance(
+        key=_read_instance_key(r.child("key")), stamped_at_ms=s
+    ),
+    "set_instance_health": _decode_health,
+    "remove_instances": lambda r, s: RemoveInstances(
+        keys=tuple(_read_instance_key(_wrap_item(i, "keys")) for i in r.items("keys")),
+        stamped_at_ms=s,
+    ),
+    "update_switches": lambda r, s: UpdateSwitches(
+        entry=r.text("entry"), value=r.text("value"), stamped_at_ms=s
+    ),
+}
+
+OP_NAMES: Final = tuple(OP_PREFIX + op for op in _DECODERS)
+
+
+def decode_command(payload: bytes) -> Command:
+    """The command in `payload`. Raises CommandDecodeError for anything but a valid command."""
+    try:
+        data = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        raise CommandDecodeError("not JSON") from None
+    if not isinstance(data, dict):
+        raise CommandDecodeError("not a JSON object")
+    reader = _Reader(data, "command")
+    op = reader.text("op")
+    if not op.startswith(OP_PREFIX) or (decoder := _DECODERS.get(op[len(OP_PREFIX) :])) is None:
+        raise CommandDecodeError(f"unknown op {op!r}")
+    if reader.integer("v") != FORMAT_VERSION:
+        raise CommandDecodeError(f"unsupported format version {data['v']!r}")
+    return decoder(reader, reader.integer("stamped_at_ms"))

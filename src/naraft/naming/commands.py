@@ -1,0 +1,141 @@
+"""Naming commands: frozen values proposed to the log and applied by `NamingState`.
+
+Every command carries `stamped_at_ms`, the leader's clock when it was proposed, so that
+every replica applies the same time. Commands are imperative (`RegisterInstance`); what
+applying them did is an `Applied` or a `Rejected` (`naraft.naming.state`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from naraft.naming.keys import InstanceKey, ServiceKey
+from naraft.naming.model import Instance, Selector
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreateNamespace:
+    namespace_id: str
+    show_name: str
+    description: str = ""
+    stamped_at_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpdateNamespace:
+    namespace_id: str
+    show_name: str
+    description: str = ""
+    stamped_at_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeleteNamespace:
+    namespace_id: str
+    stamped_at_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreateService:
+    service: ServiceKey
+    protect_threshold: float = 0.0
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    selector: Selector = field(default_factory=Selector)
+    stamped_at_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpdateService:
+    """Replace threshold, metadata and selector (Nacos `PUT /service`); clusters stay."""
+
+    service: ServiceKey
+    protect_threshold: float
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    selector: Selector = field(default_factory=Selector)
+    stamped_at_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeleteService:
+    """Remove the service and both its instance lists (Nacos 1.4.8 does not check emptiness)."""
+
+    service: ServiceKey
+    stamped_at_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RegisterInstance:
+    """Upsert: replace the record with this identity, keeping a present record's `healthy`.
+    Creates the service and the instance's cluster when missing."""
+
+    instance: Instance
+    stamped_at_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpdateInstance:
+    """Like RegisterInstance, but rejected when no record has this identity."""
+
+    instance: Instance
+    stamped_at_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PatchInstance:
+    """Change only the given fields of an existing instance (Nacos `PATCH /instance`)."""
+
+    key: InstanceKey
+    weight: float | None = None
+    metadata: Mapping[str, str] | None = None
+    enabled: bool | None = None
+    healthy: bool | None = None
+    stamped_at_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeregisterInstance:
+    key: InstanceKey
+    stamped_at_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetInstanceHealth:
+    """Set `healthy` on each instance in the batch; instances gone meanwhile are skipped."""
+
+    changes: tuple[tuple[InstanceKey, bool], ...]
+    stamped_at_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RemoveInstances:
+    """Remove each instance in the batch (beat expiry); instances gone already are skipped."""
+
+    keys: tuple[InstanceKey, ...]
+    stamped_at_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpdateSwitches:
+    """Set one switch entry (Nacos `PUT /operator/switches?entry=&value=`)."""
+
+    entry: str
+    value: str
+    stamped_at_ms: int
+
+
+Command = (
+    CreateNamespace
+    | UpdateNamespace
+    | DeleteNamespace
+    | CreateService
+    | UpdateService
+    | DeleteService
+    | RegisterInstance
+    | UpdateInstance
+    | PatchInstance
+    | DeregisterInstance
+    | SetInstanceHealth
+    | RemoveInstances
+    | UpdateSwitches
+)

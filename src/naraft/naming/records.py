@@ -1,0 +1,204 @@
+"""Datum values ↔ model values: Nacos 1.x's JSON shapes for services and instance lists.
+
+The shapes follow nacos-legacy-raft §8.4 (`Service` with `clusterMap`, `Instances` as
+`{"instanceList": [...]}`), minus what depends on a replica's clock (`lastBeat`), so that
+every replica writes the same bytes for the same command. Encoding is canonical: field
+order is fixed and metadata keys are sorted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import orjson
+
+from naraft.naming.errors import CorruptDatumError
+from naraft.naming.keys import DEFAULT_CLUSTER, ServiceKey, split_grouped_name
+from naraft.naming.model import (
+    Cluster,
+    HealthCheckerType,
+    Instance,
+    Namespace,
+    NamespaceType,
+    Selector,
+    SelectorType,
+    Service,
+    instance_sort_key,
+)
+
+_CHECKER_TYPES = frozenset(t.value for t in HealthCheckerType)
+
+
+def sorted_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
+    return {k: metadata[k] for k in sorted(metadata)}
+
+
+def selector_record(selector: Selector) -> dict[str, str]:
+    if selector.type is SelectorType.NONE:
+        return {"type": SelectorType.NONE.value}
+    return {"type": selector.type.value, "expression": selector.expression}
+
+
+def cluster_record(cluster: Cluster, service: ServiceKey) -> dict[str, object]:
+    return {
+        "name": cluster.name,
+        "serviceName": service.grouped_name,
+        "healthChecker": {"type": cluster.health_checker_type.value},
+        "metadata": sorted_metadata(cluster.metadata),
+    }
+
+
+def encode_service(service: Service) -> bytes:
+    key = service.key
+    record = {
+        "name": key.grouped_name,
+        "groupName": key.group_name,
+        "namespaceId": key.namespace_id,
+        "protectThreshold": service.protect_threshold,
+        "metadata": sorted_metadata(service.metadata),
+        "selector": selector_record(service.selector),
+        "clusterMap": {
+            name: cluster_record(service.clusters[name], key) for name in sorted(service.clusters)
+        },
+        "lastModifiedMillis": service.last_modified_ms,
+    }
+    return orjson.dumps(record)
+
+
+def encode_instances(instances: Iterable[Instance]) -> bytes:
+    """An instance list datum, in the stable order of `instance_sort_key`."""
+    return orjson.dumps(
+        {"instanceList": [instance_record(i) for i in sorted(instances, key=instance_sort_key)]}
+    )
+
+
+def instance_record(instance: Instance) -> dict[str, object]:
+    return {
+        "instanceId": instance.instance_id,
+        "ip": instance.ip,
+        "port": instance.port,
+        "weight": instance.weight,
+        "healthy": instance.healthy,
+        "enabled": instance.enabled,
+        "ephemeral": instance.ephemeral,
+        "clusterName": instance.cluster_name,
+        "serviceName": instance.service.grouped_name,
+        "metadata": sorted_metadata(instance.metadata),
+        "marked": False,
+    }
+
+
+def encode_namespace(namespace: Namespace) -> bytes:
+    return orjson.dumps(
+        {
+            "namespace": namespace.namespace_id,
+            "namespaceShowName": namespace.show_name,
+            "namespaceDesc": namespace.description,
+            "quota": namespace.quota,
+            "type": int(namespace.type),
+        }
+    )
+
+
+def _load_object(key: str, value: bytes) -> dict[str, Any]:
+    try:
+        loaded = orjson.loads(value)
+    except orjson.JSONDecodeError as error:
+        raise CorruptDatumError(key, f"not JSON: {error}") from None
+    if not isinstance(loaded, dict):
+        raise CorruptDatumError(key, "not a JSON object")
+    return loaded
+
+
+def _string_map(key: str, value: object) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise CorruptDatumError(key, "metadata is not an object")
+    return {str(k): str(v) for k, v in value.items()}
+
+
+def decode_service(key: str, value: bytes, service: ServiceKey) -> Service:
+    record = _load_object(key, value)
+    selector_raw = record.get("selector")
+    selector = Selector()
+    if isinstance(selector_raw, dict) and selector_raw.get("type") == SelectorType.LABEL.value:
+        selector = Selector(SelectorType.LABEL, str(selector_raw.get("expression", "")))
+    clusters: dict[str, Cluster] = {}
+    cluster_map = record.get("clusterMap") or {}
+    if not isinstance(cluster_map, dict):
+        raise CorruptDatumError(key, "clusterMap is not an object")
+    for name, raw in cluster_map.items():
+        checker = HealthCheckerType.TCP
+        if isinstance(raw, dict):
+            checker_raw = raw.get("healthChecker")
+            checker_type = checker_raw.get("type") if isinstance(checker_raw, dict) else None
+            if checker_type in _CHECKER_TYPES:
+                checker = HealthCheckerType(checker_type)
+            metadata = _string_map(key, raw.get("metadata"))
+        else:
+            metadata = {}
+        clusters[str(name)] = Cluster(
+            name=str(name), health_checker_type=checker, metadata=metadata
+        )
+    threshold = record.get("protectThreshold", 0.0)
+    modified = record.get("lastModifiedMillis", 0)
+    return Service(
+        key=service,
+        protect_threshold=float(threshold) if isinstance(threshold, int | float) else 0.0,
+        metadata=_string_map(key, record.get("metadata")),
+        selector=selector,
+        clusters=clusters,
+        last_modified_ms=modified if isinstance(modified, int) else 0,
+    )
+
+
+def decode_instances(key: str, value: bytes, service: ServiceKey) -> tuple[Instance, ...]:
+    """An instance list datum. Each instance's service is `service` (the key's service)."""
+    record = _load_object(key, value)
+    raw_list = record.get("instanceList") or []
+    if not isinstance(raw_list, list):
+        raise CorruptDatumError(key, "instanceList is not an array")
+    instances: list[Instance] = []
+    for raw in raw_list:
+        if not isinstance(raw, dict):
+            raise CorruptDatumError(key, "an instance is not an object")
+        ip, port = raw.get("ip"), raw.get("port")
+        if not isinstance(ip, str) or not isinstance(port, int):
+            raise CorruptDatumError(key, "an instance lacks ip or port")
+        weight = raw.get("weight", 1.0)
+        instances.append(
+            Instance(
+                service=service,
+                ip=ip,
+                port=port,
+                cluster_name=str(raw.get("clusterName") or DEFAULT_CLUSTER),
+                weight=float(weight) if isinstance(weight, int | float) else 1.0,
+                healthy=raw.get("healthy", True) is True,
+                enabled=raw.get("enabled", True) is True,
+                ephemeral=raw.get("ephemeral", True) is True,
+                metadata=_string_map(key, raw.get("metadata")),
+            )
+        )
+    return tuple(sorted(instances, key=instance_sort_key))
+
+
+def decode_namespace(key: str, value: bytes) -> Namespace:
+    record = _load_object(key, value)
+    namespace_id = record.get("namespace")
+    if not isinstance(namespace_id, str):
+        raise CorruptDatumError(key, "namespace id missing")
+    quota = record.get("quota", 200)
+    return Namespace(
+        namespace_id=namespace_id,
+        show_name=str(record.get("namespaceShowName") or namespace_id),
+        description=str(record.get("namespaceDesc") or ""),
+        quota=quota if isinstance(quota, int) else 200,
+        type=NamespaceType.GLOBAL if record.get("type") == 0 else NamespaceType.CUSTOM,
+    )
+
+
+def service_key_of(namespace_id: str, grouped: str) -> ServiceKey:
+    group, name = split_grouped_name(grouped)
+    return ServiceKey(namespace_id=namespace_id, group_name=group, service_name=name)

@@ -1,0 +1,571 @@
+"""NamingService: the Nacos operations, as validate → stamp → propose → await apply; reads.
+
+Writes are validated (raising InvalidArgumentError before anything enters the log),
+stamped with the injected clock, encoded, and proposed; the result of applying the entry
+comes back from the proposer, and a `Rejected` becomes the matching error. Reads come
+straight from the node's applied `NamingState` (possibly stale by one heartbeat, as in
+Nacos); `read_barrier` makes the next read linearizable.
+
+The ports it needs are Protocols defined here, by their consumer (STYLE §10).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from naraft.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
+from naraft.naming import validate
+from naraft.naming.codec import encode_command
+from naraft.naming.commands import (
+    Command,
+    CreateNamespace,
+    CreateService,
+    DeleteNamespace,
+    DeleteService,
+    DeregisterInstance,
+    PatchInstance,
+    RegisterInstance,
+    SetInstanceHealth,
+    UpdateInstance,
+    UpdateNamespace,
+    UpdateService,
+    UpdateSwitches,
+)
+from naraft.naming.health import beat_interval_ms
+from naraft.naming.keys import (
+    DEFAULT_NAMESPACE_ID,
+    NAMESPACE_SEPARATOR,
+    InstanceKey,
+    ServiceKey,
+)
+from naraft.naming.model import ClientAgent, HealthCheckerType, Instance, PushTarget
+from naraft.naming.state import Applied, NamingState, Rejected, RejectReason
+from naraft.naming.switches import switches_view, with_entry
+from naraft.naming.validate import RawInstance, RawService
+from naraft.naming.views import (
+    instance_detail_view,
+    instance_list_view,
+    namespace_view,
+    service_view,
+    statuses_view,
+    subscriber_view,
+)
+
+BEAT_OK = 10200  # Nacos NamingResponseCode.OK
+BEAT_NOT_FOUND = 20404  # Nacos NamingResponseCode.RESOURCE_NOT_FOUND
+
+
+class Clock(Protocol):
+    """Wall-clock milliseconds, used only to stamp commands and `lastRefTime`."""
+
+    def now_ms(self) -> int: ...
+
+
+class Proposer(Protocol):
+    """The replica, as the naming service sees it."""
+
+    async def propose(self, command: bytes) -> object:
+        """Commit `command` and return what the state machine's apply returned for it.
+        Raises UnavailableError (or a subclass) when it cannot be committed."""
+        ...
+
+    async def read_barrier(self) -> None:
+        """Return once this node has applied everything committed when it was called."""
+        ...
+
+
+class BeatSink(Protocol):
+    """Where client beats go: the leader's BeatTable (a follower forwards them)."""
+
+    async def record_beat(self, key: InstanceKey, beat_at_ms: int) -> None: ...
+
+
+class PushRegistry(Protocol):
+    """Clients that asked for UDP pushes."""
+
+    def add_target(self, target: PushTarget, now_ms: int) -> bool:
+        """Record (or refresh) a target; True if pushes will actually be sent to it."""
+        ...
+
+    def targets(self, service: ServiceKey, now_ms: int) -> Sequence[PushTarget]: ...
+
+
+def _rejected_error(rejected: Rejected, command: Command) -> Exception:
+    """The error a client sees for a refusal, with Nacos 1.4.8's messages."""
+    detail = rejected.detail
+    match rejected.reason:
+        case RejectReason.NAMESPACE_EXISTS:
+            return AlreadyExistsError("namespace_id", f"{detail} already exists")
+        case RejectReason.NAMESPACE_NOT_FOUND:
+            return NotFoundError("namespace", detail)
+        case RejectReason.NAMESPACE_RESERVED:
+            return InvalidArgumentError("namespace_id", f"{detail} cannot be changed")
+        case RejectReason.SERVICE_EXISTS:
+            return AlreadyExistsError(
+                "service_name",
+                "must not exist already",
+                message=f"specified service already exists, serviceName : {detail}",
+            )
+        case RejectReason.SERVICE_NOT_FOUND:
+            return InvalidArgumentError(
+                "service_name",
+                "must name an existing service",
+                message=f"specified service not exist, serviceName : {detail}",
+            )
+        case RejectReason.INSTANCE_NOT_FOUND:
+            return InvalidArgumentError(
+                "ip", "must name an existing instance", message=f"instance not exist: {detail}"
+            )
+        case RejectReason.INVALID_SWITCH:
+            return InvalidArgumentError("value", detail)
+        case RejectReason.UNDECODABLE:
+            return RuntimeError(f"own command {type(command).__name__} undecodable: {detail}")
+
+
+class NamingService:
+    """Nacos naming operations over one node's state and its proposer."""
+
+    def __init__(
+        self,
+        state: NamingState,
+        proposer: Proposer,
+        clock: Clock,
+        beats: BeatSink,
+        push: PushRegistry,
+        *,
+        new_namespace_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+    ) -> None:
+        self._state = state
+        self._proposer = proposer
+        self._clock = clock
+        self._beats = beats
+        self._push = push
+        self._new_namespace_id = new_namespace_id
+
+    @property
+    def state(self) -> NamingState:
+        return self._state
+
+    async def read_barrier(self) -> None:
+        await self._proposer.read_barrier()
+
+    async def _propose(
+        self, command: Command, *, tolerate: frozenset[RejectReason] = frozenset()
+    ) -> Applied | Rejected:
+        """Propose `command`; a refusal raises its error unless its reason is tolerated."""
+        result = await self._proposer.propose(encode_command(command))
+        if isinstance(result, Rejected):
+            if result.reason in tolerate:
+                return result
+            raise _rejected_error(result, command)
+        if not isinstance(result, Applied):
+            raise TypeError(f"apply returned {type(result).__name__}, not Applied or Rejected")
+        return result
+
+    # ------------------------------------------------------------- instances
+
+    def _parse_instance(self, raw: RawInstance) -> Instance:
+        default_ephemeral = self._state.switches().default_instance_ephemeral
+        return validate.instance(raw, default_ephemeral=default_ephemeral)
+
+    async def register_instance(self, raw: RawInstance) -> None:
+        """`POST /instance`: an upsert (keeps a present record's `healthy`)."""
+        instance = self._parse_instance(raw)
+        if self._state.switches().disable_add_ip:
+            raise InvalidArgumentError("ip", "adding instances is disabled (switch disableAddIP)")
+        now_ms = self._clock.now_ms()
+        await self._propose(RegisterInstance(instance=instance, stamped_at_ms=now_ms))
+        if instance.ephemeral:
+            await self._beats.record_beat(instance.key, now_ms)
+
+    async def update_instance(self, raw: RawInstance, client: ClientAgent) -> None:
+        """`PUT /instance`: strict for Java clients >= 1.0, an upsert for everyone else."""
+        if not client.is_java_v1:
+            await self.register_instance(raw)
+            return
+        instance = self._parse_instance(raw)
+        await self._propose(UpdateInstance(instance=instance, stamped_at_ms=self._clock.now_ms()))
+
+    async def patch_instance(self, raw: RawInstance) -> None:
+        """`PATCH /instance`: change only the fields sent; 400 if there is no such instance."""
+        ephemeral = validate.optional_flag("ephemeral", raw.ephemeral)
+        service = validate.service_key(raw.namespace_id, raw.group_name, raw.service_name)
+        cluster_name = validate.cluster_name(raw.cluster_name)
+        ip, port = validate.ip(raw.ip), validate.port(raw.port)
+        weight = (
+            None if raw.weight is None or not raw.weight.strip() else validate.weight(raw.weight)
+        )
+        metadata = None if raw.metadata is None else validate.metadata(raw.metadata)
+        enabled = validate.optional_flag("enabled", raw.enabled)
+        healthy = validate.optional_flag("healthy", raw.healthy)
+        if ephemeral is None:
+            found = self._state.find_instance(service, cluster_name=cluster_name, ip=ip, port=port)
+            ephemeral = found.ephemeral if found is not None else True
+        key = InstanceKey(
+            service=service, ephemeral=ephemeral, cluster_name=cluster_name, ip=ip, port=port
+        )
+        await self._propose(
+            PatchInstance(
+                key=key,
+                weight=weight,
+                metadata=metadata,
+                enabled=enabled,
+                healthy=healthy,
+                stamped_at_ms=self._clock.now_ms(),
+            )
+        )
+
+    async def deregister_instance(self, raw: RawInstance) -> None:
+        """`DELETE /instance`: answers success also when nothing matched (as Nacos)."""
+        default_ephemeral = self._state.switches().default_instance_ephemeral
+        key = validate.instance_key(raw, default_ephemeral=default_ephemeral)
+        command = DeregisterInstance(key=key, stamped_at_ms=self._clock.now_ms())
+        # Nacos answers `ok` when nothing matched: a silent no-op.
+        await self._propose(command, tolerate=frozenset({RejectReason.INSTANCE_NOT_FOUND}))
+
+    def get_instance(self, raw: RawInstance) -> dict[str, object]:
+        """`GET /instance`: the detail, or NotFoundError with Nacos's messages."""
+        service = validate.service_key(raw.namespace_id, raw.group_name, raw.service_name)
+        cluster_name = validate.cluster_name(raw.cluster_name)
+        ip, port = validate.ip(raw.ip), validate.port(raw.port)
+        grouped = service.grouped_name
+        if self._state.service(service) is None:
+            raise NotFoundError("service", grouped, message=f"no service {grouped} found!")
+        in_cluster = [i for i in self._state.instances(service) if i.cluster_name == cluster_name]
+        if not in_cluster:
+            raise NotFoundError(
+                "instance",
+                f"{ip}:{port}",
+                message=f"no ips found for cluster {cluster_name} in service {grouped}",
+            )
+        for instance in in_cluster:
+            if instance.ip == ip and instance.port == port:
+                return instance_detail_view(instance)
+        raise NotFoundError("instance", f"{ip}:{port}", message="no matched ip found!")
+
+    def list_instances(
+        self,
+        *,
+        namespace_id: str | None,
+        group_name: str | None,
+        service_name: str | None,
+        clusters: str | None,
+        healthy_only: str | None,
+        udp_port: str | None = None,
+        client_ip: str | None = None,
+        app: str | None = None,
+        client: ClientAgent,
+    ) -> dict[str, object]:
+        """`GET /instance/list` (see `instance_list_view`); records a push target if asked."""
+        service = validate.service_key(namespace_id, group_name, service_name)
+        cluster_filter = validate.clusters_filter(clusters)
+        only_healthy = validate.flag("healthy_only", healthy_only, False)
+        push_port = validate.udp_port(udp_port)
+        now_ms = self._clock.now_ms()
+        switches = self._state.switches()
+        cache_ms = switches.default_cache_ms
+        if push_port > 0 and client_ip is not None and client_ip.strip():
+            target = PushTarget(
+                service=service,
+                clusters=clusters or "",
+                client_ip=validate.ip(client_ip, "client_ip"),
+                udp_port=push_port,
+                agent=client.user_agent,
+                app=(app or "").strip() or "unknown",
+            )
+            if self._push.add_target(target, now_ms) and switches.push_enabled:
+                cache_ms = switches.default_push_cache_ms
+        return instance_list_view(
+            service,
+            self._state.service(service),
+            self._state.instances(service),
+            clusters=clusters or "",
+            cluster_filter=cluster_filter,
+            healthy_only=only_healthy,
+            grouped_names=client.is_java_v1,
+            cache_ms=cache_ms,
+            now_ms=now_ms,
+        )
+
+    async def beat(
+        self,
+        *,
+        namespace_id: str | None,
+        group_name: str | None,
+        service_name: str | None,
+        beat: str | None,
+        cluster_name: str | None = None,
+        ip: str | None = None,
+        port: str | None = None,
+    ) -> dict[str, object]:
+        """`PUT /instance/beat`: refresh the instance, or re-create it from the beat JSON.
+
+        Answers `{"clientBeatInterval", "code": 10200, "lightBeatEnabled"}`, or
+        `{"clientBeatInterval", "code": 20404}` for an unknown instance and no `beat`."""
+        switches = self._state.switches()
+        service = validate.service_key(namespace_id, group_name, service_name)
+        payload = None if beat is None or not beat.strip() else validate.beat(beat)
+        not_found: dict[str, object] = {
+            "clientBeatInterval": switches.client_beat_interval_ms,
+            "code": BEAT_NOT_FOUND,
+        }
+        if payload is not None:
+            cluster = payload.cluster_name or validate.cluster_name(cluster_name)
+            beat_ip, beat_port = payload.ip, payload.port
+        elif ip is None or not ip.strip() or port is None or not port.strip():
+            return not_found  # a light beat that names no instance, as Nacos's ip="" port=0
+        else:
+            cluster = validate.cluster_name(cluster_name)
+            beat_ip, beat_port = validate.ip(ip), validate.port(port)
+        now_ms = self._clock.now_ms()
+        instance = self._state.find_instance(
+            service, cluster_name=cluster, ip=beat_ip, port=beat_port
+        )
+        if instance is None:
+            if payload is None:
+                return not_found
+            instance = Instance(
+                service=service,
+                ip=beat_ip,
+                port=beat_port,
+                cluster_name=cluster,
+                weight=payload.weight,
+                metadata=payload.metadata,
+                ephemeral=payload.ephemeral,
+            )
+            await self._propose(RegisterInstance(instance=instance, stamped_at_ms=now_ms))
+            if instance.ephemeral:
+                await self._beats.record_beat(instance.key, now_ms)
+        elif instance.ephemeral:
+            await self._beats.record_beat(instance.key, now_ms)
+            if not instance.healthy:
+                changes = ((instance.key, True),)
+                await self._propose(SetInstanceHealth(changes=changes, stamped_at_ms=now_ms))
+        return {
+            "clientBeatInterval": beat_interval_ms(
+                instance.metadata, switches.client_beat_interval_ms
+            ),
+            "code": BEAT_OK,
+            "lightBeatEnabled": switches.light_beat_enabled,
+        }
+
+    def instance_statuses(self, key: str | None) -> dict[str, object]:
+        """`GET /instance/statuses?key=ns##group@@service` (or just `group@@service`)."""
+        text = validate.required("key", key)
+        namespace_id, sep, grouped = text.partition(NAMESPACE_SEPARATOR)
+        if not sep:
+            namespace_id, grouped = DEFAULT_NAMESPACE_ID, text
+        if "@@" not in grouped:
+            raise InvalidArgumentError("key", "must be namespaceId##groupName@@serviceName")
+        service = validate.service_key(namespace_id, None, grouped)
+        if self._state.service(service) is None:
+            raise NotFoundError(
+                "service", grouped, message=f"service: {service.grouped_name} not found."
+            )
+        return statuses_view(self._state.instances(service))
+
+    async def set_instance_health(self, raw: RawInstance, healthy: str | None) -> None:
+        """`PUT /health/instance`: only where no beat or checker decides health: persistent
+        instances (naraft runs no server-side checker) or clusters with checker NONE."""
+        service = validate.service_key(raw.namespace_id, raw.group_name, raw.service_name)
+        cluster_name = validate.cluster_name(raw.cluster_name)
+        ip, port = validate.ip(raw.ip), validate.port(raw.port)
+        validate.required("healthy", healthy)
+        is_healthy = validate.flag("healthy", healthy, True)
+        found = self._state.find_instance(service, cluster_name=cluster_name, ip=ip, port=port)
+        meta = self._state.service(service)
+        if found is None or meta is None:
+            raise NotFoundError("instance", f"{ip}:{port}", message="no matched ip found!")
+        cluster = meta.clusters.get(cluster_name)
+        checker_off = cluster is not None and cluster.health_checker_type is HealthCheckerType.NONE
+        if found.ephemeral and not checker_off:
+            raise InvalidArgumentError(
+                "service_name",
+                "health is decided by client beats",
+                message=f"health check is still working, service: {service.grouped_name}",
+            )
+        changes = ((found.key, is_healthy),)
+        await self._propose(SetInstanceHealth(changes=changes, stamped_at_ms=self._clock.now_ms()))
+
+    # -------------------------------------------------------------- services
+
+    async def create_service(self, raw: RawService) -> None:
+        """`POST /service`: 400 if it exists already."""
+        service = validate.service_key(raw.namespace_id, raw.group_name, raw.service_name)
+        command = CreateService(
+            service=service,
+            protect_threshold=validate.protect_threshold(raw.protect_threshold),
+            metadata=validate.metadata(raw.metadata),
+            selector=validate.selector(raw.selector),
+            stamped_at_ms=self._clock.now_ms(),
+        )
+        await self._propose(command)
+
+    async def update_service(self, raw: RawService) -> None:
+        """`PUT /service`: protectThreshold required; metadata and selector are replaced."""
+        service = validate.service_key(raw.namespace_id, raw.group_name, raw.service_name)
+        command = UpdateService(
+            service=service,
+            protect_threshold=validate.protect_threshold(raw.protect_threshold, is_required=True),
+            metadata=validate.metadata(raw.metadata),
+            selector=validate.selector(raw.selector),
+            stamped_at_ms=self._clock.now_ms(),
+        )
+        await self._propose(command)
+
+    async def delete_service(self, raw: RawService) -> None:
+        """`DELETE /service`: removes it with both instance lists; 400 if it does not exist."""
+        service = validate.service_key(raw.namespace_id, raw.group_name, raw.service_name)
+        await self._propose(DeleteService(service=service, stamped_at_ms=self._clock.now_ms()))
+
+    def get_service(self, raw: RawService) -> dict[str, object]:
+        """`GET /service`; NotFoundError if missing."""
+        key = validate.service_key(raw.namespace_id, raw.group_name, raw.service_name)
+        service = self._state.service(key)
+        if service is None:
+            grouped = key.grouped_name
+            raise NotFoundError("service", grouped, message=f"service {grouped} is not found!")
+        return service_view(service)
+
+    def list_services(
+        self,
+        *,
+        namespace_id: str | None,
+        group_name: str | None,
+        page_no: str | None,
+        page_size: str | None,
+    ) -> dict[str, object]:
+        """`GET /service/list`: `{"count", "doms"}`, names without group; `groupName=*` is all."""
+        namespace = validate.namespace_id(namespace_id)
+        group = None if (group_name or "").strip() == "*" else validate.group_name(group_name)
+        number, size = validate.page(page_no, page_size)
+        keys = self._state.services(namespace, group)
+        start = (number - 1) * size
+        return {"count": len(keys), "doms": [k.service_name for k in keys[start : start + size]]}
+
+    def service_names(self, *, namespace_id: str | None, expr: str | None) -> dict[str, object]:
+        """`GET /service/names`: grouped names per namespace (all if blank), `expr` substring."""
+        by_namespace: dict[str, list[str]] = {}
+        if namespace_id is not None and namespace_id.strip():
+            namespace = validate.namespace_id(namespace_id)
+            by_namespace[namespace] = [k.grouped_name for k in self._state.services(namespace)]
+        else:
+            for key in self._state.all_services():
+                by_namespace.setdefault(key.namespace_id, []).append(key.grouped_name)
+        needle = (expr or "").strip()
+        if needle:
+            by_namespace = {
+                ns: [n for n in names if needle in n] for ns, names in by_namespace.items()
+            }
+        return {
+            "services": by_namespace,
+            "count": sum(len(names) for names in by_namespace.values()),
+        }
+
+    def subscribers(
+        self,
+        *,
+        namespace_id: str | None,
+        group_name: str | None,
+        service_name: str | None,
+        page_no: str | None,
+        page_size: str | None,
+    ) -> dict[str, object]:
+        """`GET /service/subscribers`: this node's push targets for the service, paged."""
+        service = validate.service_key(namespace_id, group_name, service_name)
+        number, size = validate.optional_page(page_no, page_size, default_size=1000)
+        targets = self._push.targets(service, self._clock.now_ms())
+        start = (number - 1) * size
+        return {
+            "subscribers": [subscriber_view(t) for t in targets[start : start + size]],
+            "count": len(targets),
+        }
+
+    # ------------------------------------------------------------- operator
+
+    def switches(self) -> dict[str, object]:
+        return switches_view(self._state.switches())
+
+    async def update_switch(
+        self, *, entry: str | None, value: str | None, debug: str | None
+    ) -> None:
+        """`PUT /operator/switches`; `debug=true` (node-local) is refused: switches replicate."""
+        name = validate.required("entry", entry)
+        text = validate.required("value", value)
+        if validate.flag("debug", debug, False):
+            raise InvalidArgumentError("debug", "must be false: naraft switches are replicated")
+        with_entry(self._state.switches(), name, text)  # raises before proposing
+        await self._propose(
+            UpdateSwitches(entry=name, value=text, stamped_at_ms=self._clock.now_ms())
+        )
+
+    def metrics(self) -> dict[str, object]:
+        """The naming part of `GET /operator/metrics` (the API adds cpu, load and mem)."""
+        services = self._state.all_services()
+        instances = sum(len(self._state.instances(s)) for s in services)
+        status = self._state.switches().overridden_server_status
+        return {
+            "status": "UP" if status is None else status.value,
+            "serviceCount": len(services),
+            "instanceCount": instances,
+            "raftNotifyTaskCount": 0,
+            "responsibleServiceCount": len(services),
+            "responsibleInstanceCount": instances,
+        }
+
+    def health_message(self, local_port: int) -> dict[str, object]:
+        """`GET /health/server`."""
+        count = len(self._state.all_services())
+        return {
+            "msg": "Hello! I am Nacos-Naming and healthy! "
+            f"total services: raft {count}, local port:{local_port}"
+        }
+
+    # ----------------------------------------------------------- namespaces
+
+    def namespaces(self) -> dict[str, object]:
+        """`GET /console/namespaces`: `{"code": 200, "message": null, "data": [...]}`."""
+        data = [namespace_view(n) for n in self._state.namespaces()]
+        return {"code": 200, "message": None, "data": data}
+
+    def namespace(self, namespace_id: str | None) -> dict[str, object]:
+        """`GET /console/namespaces?show=all&namespaceId=`: one namespace."""
+        found = self._state.namespace(validate.namespace_id(namespace_id))
+        if found is None:
+            raise NotFoundError("namespace", (namespace_id or "").strip())
+        return namespace_view(found)
+
+    async def create_namespace(
+        self, *, custom_id: str | None, show_name: str | None, description: str | None
+    ) -> str:
+        """`POST /console/namespaces`; returns the id (generated when none was given)."""
+        namespace_id = validate.new_namespace_id(custom_id) or self._new_namespace_id()
+        command = CreateNamespace(
+            namespace_id=namespace_id,
+            show_name=validate.namespace_show_name(show_name),
+            description=validate.description(description),
+            stamped_at_ms=self._clock.now_ms(),
+        )
+        await self._propose(command)
+        return namespace_id
+
+    async def update_namespace(
+        self, *, namespace_id: str | None, show_name: str | None, description: str | None
+    ) -> None:
+        """`PUT /console/namespaces`."""
+        command = UpdateNamespace(
+            namespace_id=validate.namespace_id(validate.required("namespace_id", namespace_id)),
+            show_name=validate.namespace_show_name(show_name),
+            description=validate.description(description),
+            stamped_at_ms=self._clock.now_ms(),
+        )
+        await self._propose(command)
+
+    async def delete_namespace(self, namespace_id: str | None) -> None:
+        """`DELETE /console/namespaces`: its services stay (as in Nacos, which keeps them)."""
+        namespace = validate.namespace_id(validate.required("namespace_id", namespace_id))
+        await self._propose(
+            DeleteNamespace(namespace_id=namespace, stamped_at_ms=self._clock.now_ms())
+        )

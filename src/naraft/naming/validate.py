@@ -1,0 +1,406 @@
+"""Raw request values → domain values, or InvalidArgumentError naming the field and rule.
+
+Pure functions, no state: the service calls them before anything is proposed (STYLE §14.4).
+Raw values are the strings the client sent (None when absent); field names are the Open
+API names in snake_case (the API maps them back to camelCase for error bodies).
+Rules follow Nacos 1.4.8 (client-contract §4.3, nacos-legacy-raft §10.1).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+
+from naraft.errors import InvalidArgumentError
+from naraft.naming.keys import (
+    DEFAULT_CLUSTER,
+    DEFAULT_GROUP,
+    DEFAULT_NAMESPACE_ID,
+    GROUP_SEPARATOR,
+    InstanceKey,
+    ServiceKey,
+)
+from naraft.naming.model import Instance, Selector, SelectorType
+
+MAX_NAMESPACE_ID_CHARS: Final = 128
+MAX_GROUP_NAME_CHARS: Final = 128
+MAX_SERVICE_NAME_CHARS: Final = 512
+MAX_CLUSTER_NAME_CHARS: Final = 64
+MAX_HOST_CHARS: Final = 253
+MAX_METADATA_ENTRIES: Final = 128
+MAX_METADATA_KEY_CHARS: Final = 256
+MAX_METADATA_VALUE_CHARS: Final = 16_384
+MAX_NAMESPACE_NAME_CHARS: Final = 128
+MAX_DESCRIPTION_CHARS: Final = 256
+MAX_WEIGHT: Final = 10_000.0
+MAX_PAGE_SIZE: Final = 10_000
+
+_NAMESPACE_ID = re.compile(r"[\w-]+", re.ASCII)  # Nacos console: ^[\w-]+
+_GROUP_NAME = re.compile(r"[0-9a-zA-Z.:_-]+")
+_SERVICE_NAME = re.compile(r"[0-9a-zA-Z@.:_-]+")  # Nacos Service.validate
+_CLUSTER_NAME = re.compile(r"[0-9a-zA-Z-]+")  # Nacos Cluster.validate
+_HOST_NAME = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?")
+_NAMESPACE_NAME_FORBIDDEN = re.compile(r"[@#$%^&*]")  # Nacos namespaceNameCheck
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RawInstance:
+    """An instance request as sent: every field a string or None (absent)."""
+
+    namespace_id: str | None = None
+    group_name: str | None = None
+    service_name: str | None = None
+    cluster_name: str | None = None
+    ip: str | None = None
+    port: str | None = None
+    weight: str | None = None
+    enabled: str | None = None
+    healthy: str | None = None
+    ephemeral: str | None = None
+    metadata: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RawService:
+    """A service request as sent: every field a string or None (absent)."""
+
+    namespace_id: str | None = None
+    group_name: str | None = None
+    service_name: str | None = None
+    protect_threshold: str | None = None
+    metadata: str | None = None
+    selector: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Beat:
+    """A client beat's JSON payload (`beat=`), as Nacos's RsInfo; unknown keys ignored."""
+
+    service_name: str | None
+    ip: str
+    port: int
+    cluster_name: str | None
+    weight: float
+    metadata: Mapping[str, str]
+    ephemeral: bool
+
+
+def _blank(value: str | None) -> bool:
+    return value is None or not value.strip()
+
+
+def required(field: str, value: str | None) -> str:
+    if value is None or not value.strip():
+        raise InvalidArgumentError(field, "is required")
+    return value.strip()
+
+
+def _charset(field: str, value: str, pattern: re.Pattern[str], allowed: str, limit: int) -> str:
+    if len(value) > limit:
+        raise InvalidArgumentError(field, f"must be at most {limit} characters")
+    if pattern.fullmatch(value) is None:
+        raise InvalidArgumentError(field, f"must match {allowed}")
+    return value
+
+
+def namespace_id(value: str | None) -> str:
+    """A namespace id; blank means `public`. Naming needs no prior namespace creation."""
+    if _blank(value):
+        return DEFAULT_NAMESPACE_ID
+    assert value is not None
+    return _charset(
+        "namespace_id", value.strip(), _NAMESPACE_ID, "[0-9a-zA-Z_-]+", MAX_NAMESPACE_ID_CHARS
+    )
+
+
+def group_name(value: str | None) -> str:
+    if _blank(value):
+        return DEFAULT_GROUP
+    assert value is not None
+    return _charset("group_name", value.strip(), _GROUP_NAME, "[0-9a-zA-Z.:_-]+", 128)
+
+
+def service_key(namespace: str | None, group: str | None, service_name: str | None) -> ServiceKey:
+    """The service named by `serviceName` (grouped by `groupName` unless it has `@@`)."""
+    name = required("service_name", service_name)
+    _charset("service_name", name, _SERVICE_NAME, "[0-9a-zA-Z@.:_-]+", MAX_SERVICE_NAME_CHARS)
+    if GROUP_SEPARATOR in name:
+        parts = name.split(GROUP_SEPARATOR)
+        if len(parts) != 2 or not parts[0] or not parts[1]:
+            raise InvalidArgumentError(
+                "service_name", "must be serviceName or groupName@@serviceName"
+            )
+        group_part, name = parts
+        group = group_name(group_part)
+    else:
+        group = group_name(group)
+    return ServiceKey(namespace_id=namespace_id(namespace), group_name=group, service_name=name)
+
+
+def cluster_name(value: str | None, field: str = "cluster_name") -> str:
+    if _blank(value):
+        return DEFAULT_CLUSTER
+    assert value is not None
+    return _charset(field, value.strip(), _CLUSTER_NAME, "[0-9a-zA-Z-]+", MAX_CLUSTER_NAME_CHARS)
+
+
+def clusters_filter(value: str | None) -> tuple[str, ...]:
+    """`clusters=c1,c2` → ("c1", "c2"); blank means every cluster."""
+    if _blank(value):
+        return ()
+    assert value is not None
+    return tuple(cluster_name(c, "clusters") for c in value.split(",") if c.strip())
+
+
+def ip(value: str | None, field: str = "ip") -> str:
+    text = required(field, value)
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    if len(text) > MAX_HOST_CHARS or _HOST_NAME.fullmatch(text) is None:
+        raise InvalidArgumentError(field, "must be an IPv4 or IPv6 address or a host name")
+    return text
+
+
+def _integer(field: str, value: str | None, low: int, high: int) -> int:
+    text = required(field, value)
+    try:
+        number = int(text)
+    except ValueError:
+        raise InvalidArgumentError(field, f"must be an integer in {low}..{high}") from None
+    if not low <= number <= high:
+        raise InvalidArgumentError(field, f"must be an integer in {low}..{high}")
+    return number
+
+
+def port(value: str | None) -> int:
+    return _integer("port", value, 1, 65_535)
+
+
+def _number(field: str, value: str, low: float, high: float) -> float:
+    try:
+        number = float(value.strip())
+    except ValueError:
+        number = math.nan
+    if not low <= number <= high:  # also false for NaN
+        raise InvalidArgumentError(field, f"must be a number in {low:g}..{high:g}")
+    return number
+
+
+def weight(value: str | None, default: float = 1.0) -> float:
+    if _blank(value):
+        return default
+    assert value is not None
+    return _number("weight", value, 0.0, MAX_WEIGHT)
+
+
+def flag(field: str, value: str | None, default: bool) -> bool:
+    """A boolean parameter: `true`/`false` in any case; blank means `default`."""
+    if _blank(value):
+        return default
+    assert value is not None
+    lowered = value.strip().lower()
+    if lowered not in ("true", "false"):
+        raise InvalidArgumentError(field, "must be true or false")
+    return lowered == "true"
+
+
+def optional_flag(field: str, value: str | None) -> bool | None:
+    return None if _blank(value) else flag(field, value, False)
+
+
+def _metadata_value(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    raise InvalidArgumentError("metadata", "values must be strings, numbers or booleans")
+
+
+def metadata_from_object(raw: object, field: str = "metadata") -> dict[str, str]:
+    if not isinstance(raw, dict):
+        raise InvalidArgumentError(field, "must be a JSON object")
+    result = {str(k): _metadata_value(v) for k, v in raw.items()}
+    if len(result) > MAX_METADATA_ENTRIES:
+        raise InvalidArgumentError(field, f"must have at most {MAX_METADATA_ENTRIES} entries")
+    for key, text in result.items():
+        if not key or len(key) > MAX_METADATA_KEY_CHARS:
+            raise InvalidArgumentError(field, f"keys must be 1..{MAX_METADATA_KEY_CHARS} chars")
+        if len(text) > MAX_METADATA_VALUE_CHARS:
+            raise InvalidArgumentError(
+                field, f"values must be at most {MAX_METADATA_VALUE_CHARS} chars"
+            )
+    return result
+
+
+def metadata(value: str | None) -> dict[str, str]:
+    """A JSON object (values become strings) or legacy `k=v,k2=v2`; blank means {}."""
+    if _blank(value):
+        return {}
+    assert value is not None
+    text = value.strip()
+    if text.startswith("{"):
+        try:
+            loaded: Any = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            raise InvalidArgumentError("metadata", "must be a JSON object") from None
+        return metadata_from_object(loaded)
+    pairs: dict[str, str] = {}
+    for item in text.split(","):
+        key, sep, item_value = item.partition("=")
+        if not sep or not key.strip():
+            raise InvalidArgumentError("metadata", "must be a JSON object or k=v,k2=v2")
+        pairs[key.strip()] = item_value.strip()
+    return metadata_from_object(pairs)
+
+
+def instance(raw: RawInstance, *, default_ephemeral: bool = True) -> Instance:
+    """A full instance record from a register or update request, with Nacos's defaults."""
+    return Instance(
+        service=service_key(raw.namespace_id, raw.group_name, raw.service_name),
+        ip=ip(raw.ip),
+        port=port(raw.port),
+        cluster_name=cluster_name(raw.cluster_name),
+        weight=weight(raw.weight),
+        enabled=flag("enabled", raw.enabled, True),
+        healthy=flag("healthy", raw.healthy, True),
+        ephemeral=flag("ephemeral", raw.ephemeral, default_ephemeral),
+        metadata=metadata(raw.metadata),
+    )
+
+
+def instance_key(raw: RawInstance, *, default_ephemeral: bool = True) -> InstanceKey:
+    return InstanceKey(
+        service=service_key(raw.namespace_id, raw.group_name, raw.service_name),
+        ephemeral=flag("ephemeral", raw.ephemeral, default_ephemeral),
+        cluster_name=cluster_name(raw.cluster_name),
+        ip=ip(raw.ip),
+        port=port(raw.port),
+    )
+
+
+def protect_threshold(value: str | None, *, is_required: bool = False) -> float:
+    if is_required:
+        required("protect_threshold", value)
+    if _blank(value):
+        return 0.0
+    assert value is not None
+    return _number("protect_threshold", value, 0.0, 1.0)
+
+
+def selector(value: str | None) -> Selector:
+    """`{"type":"none"}` or `{"type":"label","expression":"..."}`; blank means none."""
+    if _blank(value):
+        return Selector()
+    assert value is not None
+    try:
+        loaded: Any = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        raise InvalidArgumentError("selector", "must be a JSON object") from None
+    if not isinstance(loaded, dict):
+        raise InvalidArgumentError("selector", "must be a JSON object")
+    kind = loaded.get("type")
+    if kind == SelectorType.NONE.value:
+        return Selector()
+    if kind == SelectorType.LABEL.value:
+        expression = loaded.get("expression", "")
+        if not isinstance(expression, str):
+            raise InvalidArgumentError("selector", "expression must be a string")
+        return Selector(SelectorType.LABEL, expression)
+    raise InvalidArgumentError("selector", "type must be none or label")
+
+
+def page(page_no: str | None, page_size: str | None) -> tuple[int, int]:
+    """(pageNo, pageSize): both required, 1-based, pageSize at most MAX_PAGE_SIZE."""
+    return (
+        _integer("page_no", page_no, 1, 1_000_000_000),
+        _integer("page_size", page_size, 1, MAX_PAGE_SIZE),
+    )
+
+
+def optional_page(
+    page_no: str | None, page_size: str | None, *, default_size: int
+) -> tuple[int, int]:
+    return (
+        1 if _blank(page_no) else _integer("page_no", page_no, 1, 1_000_000_000),
+        default_size if _blank(page_size) else _integer("page_size", page_size, 1, MAX_PAGE_SIZE),
+    )
+
+
+def udp_port(value: str | None) -> int:
+    """`udpPort` on a list request: 0 (or blank) means no push."""
+    if _blank(value):
+        return 0
+    return _integer("udp_port", value, 0, 65_535)
+
+
+def beat(value: str) -> Beat:
+    """Parse the `beat` JSON of `PUT /instance/beat` (nacos RsInfo; unknown keys ignored)."""
+    try:
+        loaded: Any = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        raise InvalidArgumentError("beat", "must be a JSON object") from None
+    if not isinstance(loaded, dict):
+        raise InvalidArgumentError("beat", "must be a JSON object")
+    raw_port = loaded.get("port")
+    if isinstance(raw_port, bool) or not isinstance(raw_port, int) or not 1 <= raw_port <= 65_535:
+        raise InvalidArgumentError("beat", "port must be an integer in 1..65535")
+    raw_ip = loaded.get("ip")
+    if not isinstance(raw_ip, str):
+        raise InvalidArgumentError("beat", "ip must be a string")
+    raw_weight = loaded.get("weight", 1.0)
+    if isinstance(raw_weight, bool) or not isinstance(raw_weight, int | float):
+        raise InvalidArgumentError("beat", "weight must be a number")
+    raw_cluster = loaded.get("cluster")
+    raw_service = loaded.get("serviceName")
+    raw_ephemeral = loaded.get("ephemeral", True)
+    return Beat(
+        service_name=raw_service if isinstance(raw_service, str) and raw_service else None,
+        ip=ip(raw_ip),
+        port=raw_port,
+        cluster_name=(
+            cluster_name(raw_cluster) if isinstance(raw_cluster, str) and raw_cluster else None
+        ),
+        weight=_number("weight", str(raw_weight), 0.0, MAX_WEIGHT),
+        metadata=metadata_from_object(loaded.get("metadata") or {}, "beat"),
+        ephemeral=raw_ephemeral if isinstance(raw_ephemeral, bool) else True,
+    )
+
+
+def new_namespace_id(value: str | None) -> str | None:
+    """A custom namespace id to create, or None when the server should generate one."""
+    if _blank(value):
+        return None
+    assert value is not None
+    text = value.strip()
+    _charset("namespace_id", text, _NAMESPACE_ID, "[0-9a-zA-Z_-]+", MAX_NAMESPACE_ID_CHARS)
+    return text
+
+
+def namespace_show_name(value: str | None) -> str:
+    name = required("namespace_name", value)
+    if len(name) > MAX_NAMESPACE_NAME_CHARS:
+        raise InvalidArgumentError(
+            "namespace_name", f"must be at most {MAX_NAMESPACE_NAME_CHARS} characters"
+        )
+    if _NAMESPACE_NAME_FORBIDDEN.search(name) is not None:
+        raise InvalidArgumentError("namespace_name", "must not contain @#$%^&*")
+    return name
+
+
+def description(value: str | None) -> str:
+    text = "" if value is None else value.strip()
+    if len(text) > MAX_DESCRIPTION_CHARS:
+        raise InvalidArgumentError(
+            "namespace_desc", f"must be at most {MAX_DESCRIPTION_CHARS} characters"
+        )
+    return text

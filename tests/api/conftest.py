@@ -1,0 +1,131 @@
+"""API test scaffolding: a NamingService whose proposer applies commands at once.
+
+`DirectProposer` stands in for the replica: it decodes each proposed command and applies
+it to the NamingState with the next index, as a one-node cluster would. The e2e tests use
+the real replica instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+
+import pytest
+from aiohttp import ClientResponse, web
+from aiohttp.test_utils import TestClient, TestServer
+
+from naraft.api import make_app
+from naraft.naming.codec import decode_command
+from naraft.naming.commands import Command
+from naraft.naming.health import BeatTable
+from naraft.naming.keys import InstanceKey
+from naraft.naming.push import PushTargets
+from naraft.naming.service import NamingService
+from naraft.naming.state import NamingState
+from naraft.state.datums import Datum, DatumTable
+
+T0 = 1_700_000_000_000
+
+
+class DirectProposer:
+    """Applies every proposal immediately, at index 1, 2, 3, …"""
+
+    def __init__(self, state: NamingState) -> None:
+        self._state = state
+        self.index = 0
+        self.proposed: list[Command] = []
+        self.read_barriers = 0
+
+    async def propose(self, command: bytes) -> object:
+        decoded = decode_command(command)
+        self.index += 1
+        self.proposed.append(decoded)
+        return self._state.apply(decoded, self.index)
+
+    async def read_barrier(self) -> None:
+        self.read_barriers += 1
+
+
+class FakeClock:
+    def __init__(self, now_ms: int = T0) -> None:
+        self.now = now_ms
+
+    def now_ms(self) -> int:
+        return self.now
+
+
+class LocalBeats:
+    """The leader's BeatTable, fed directly (a single node is its own leader)."""
+
+    def __init__(self) -> None:
+        self.table = BeatTable()
+        self.recorded: list[tuple[InstanceKey, int]] = []
+
+    async def record_beat(self, key: InstanceKey, beat_at_ms: int) -> None:
+        self.recorded.append((key, beat_at_ms))
+        self.table.beat(key, beat_at_ms)
+
+
+class Env:
+    def __init__(self) -> None:
+        self.datums = DatumTable()
+        self.state = NamingState(self.datums)
+        self.proposer = DirectProposer(self.state)
+        self.clock = FakeClock()
+        self.beats = LocalBeats()
+        self.push = PushTargets()
+        self.naming = NamingService(
+            self.state,
+            self.proposer,
+            self.clock,
+            self.beats,
+            self.push,
+            new_namespace_id=lambda: "generated-id",
+        )
+        self.client: TestClient[web.Request, web.Application]
+
+    def snapshot(self) -> dict[str, Datum]:
+        return dict(self.datums.items())
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> ClientResponse:
+        """A request the way Nacos clients send it: everything in the query string."""
+        return await self.client.request(method, path, params=params or {}, headers=headers)
+
+    async def text(
+        self, method: str, path: str, params: Mapping[str, str] | None = None
+    ) -> tuple[int, str]:
+        response = await self.call(method, path, params)
+        return response.status, await response.text()
+
+    async def json(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> object:
+        response = await self.call(method, path, params, headers=headers)
+        assert response.status == 200, await response.text()
+        assert response.content_type == "application/json"
+        return await response.json()
+
+
+@pytest.fixture
+async def env() -> AsyncIterator[Env]:
+    environment = Env()
+    client: TestClient[web.Request, web.Application] = TestClient(
+        TestServer(make_app(environment.naming))
+    )
+    await client.start_server()
+    environment.client = client
+    try:
+        yield environment
+    finally:
+        await client.close()

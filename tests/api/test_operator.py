@@ -1,0 +1,145 @@
+"""/nacos/v1/ns/operator… and /nacos/v1/ns/health…"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from naraft.naming.keys import ServiceKey
+
+SWITCHES = "/nacos/v1/ns/operator/switches"
+
+
+async def register(env: Any, **params: str) -> None:
+    base = {"ip": "10.0.0.1", "port": "8080", "serviceName": "svc"}
+    assert await env.text("POST", "/nacos/v1/ns/instance", {**base, **params}) == (200, "ok")
+
+
+async def test_switches_show_nacos_defaults(env: Any) -> None:
+    answer = await env.json("GET", SWITCHES)
+    assert answer["name"] == "00-00---000-NACOS_SWITCH_DOMAIN-000---00-00"
+    assert answer["clientBeatInterval"] == 5000
+    assert answer["defaultCacheMillis"] == 3000
+    assert answer["defaultPushCacheMillis"] == 10000
+    assert answer["distroThreshold"] == 0.7
+    assert answer["lightBeatEnabled"] is True
+    assert answer["defaultInstanceEphemeral"] is True
+
+
+async def test_switch_update_is_replicated_and_takes_effect(env: Any) -> None:
+    params = {"entry": "clientBeatInterval", "value": "7000"}
+    assert await env.text("PUT", SWITCHES, params) == (200, "ok")
+    assert (await env.json("GET", SWITCHES))["clientBeatInterval"] == 7000
+    beat = await env.json(
+        "PUT", "/nacos/v1/ns/instance/beat", {"serviceName": "s", "ip": "1.2.3.4", "port": "1"}
+    )
+    assert beat["clientBeatInterval"] == 7000
+
+
+async def test_default_cache_millis_switch_changes_list_answers(env: Any) -> None:
+    await env.text("PUT", SWITCHES, {"entry": "defaultCacheMillis", "value": "4000"})
+    answer = await env.json("GET", "/nacos/v1/ns/instance/list", {"serviceName": "svc"})
+    assert answer["cacheMillis"] == 4000
+
+
+async def test_default_instance_ephemeral_switch_changes_the_default(env: Any) -> None:
+    await env.text("PUT", SWITCHES, {"entry": "defaultInstanceEphemeral", "value": "false"})
+    await register(env)
+    key = ServiceKey(namespace_id="public", group_name="DEFAULT_GROUP", service_name="svc")
+    assert env.state.instances(key)[0].ephemeral is False
+
+
+@pytest.mark.parametrize(
+    ("params", "wire_field"),
+    [
+        pytest.param({"value": "1"}, "entry", id="no-entry"),
+        pytest.param({"entry": "distroThreshold"}, "value", id="no-value"),
+        pytest.param({"entry": "bogus", "value": "1"}, "entry", id="unknown-entry"),
+        pytest.param({"entry": "distroThreshold", "value": "9"}, "value", id="bad-value"),
+        pytest.param({"entry": "pushEnabled", "value": "on"}, "value", id="bad-boolean"),
+        pytest.param({"entry": "pushEnabled", "value": "true", "debug": "true"}, "debug",
+                     id="debug-refused"),
+    ],
+)  # fmt: skip
+async def test_bad_switch_updates_are_400_and_write_nothing(
+    env: Any, params: dict[str, str], wire_field: str
+) -> None:
+    status, body = await env.text("PUT", SWITCHES, params)
+    assert status == 400
+    assert wire_field in body
+    assert env.snapshot() == {}
+
+
+async def test_metrics_answer_status_up_and_counts(env: Any) -> None:
+    await register(env)
+    await register(env, ip="10.0.0.2")
+    answer = await env.json("GET", "/nacos/v1/ns/operator/metrics", {"namespaceId": "public"})
+    assert list(answer) == [
+        "status", "serviceCount", "instanceCount", "raftNotifyTaskCount",
+        "responsibleServiceCount", "responsibleInstanceCount", "cpu", "load", "mem",
+    ]  # fmt: skip
+    assert answer["status"] == "UP"
+    assert (answer["serviceCount"], answer["instanceCount"]) == (1, 2)
+    assert all(isinstance(answer[k], float) for k in ("cpu", "load", "mem"))
+
+
+async def test_overridden_server_status_shows_in_metrics(env: Any) -> None:
+    await env.text("PUT", SWITCHES, {"entry": "overriddenServerStatus", "value": "DOWN"})
+    answer = await env.json("GET", "/nacos/v1/ns/operator/metrics")
+    assert answer["status"] == "DOWN"
+
+
+async def test_servers_default_to_this_node(env: Any) -> None:
+    answer = await env.json("GET", "/nacos/v1/ns/operator/servers")
+    (member,) = answer["servers"]
+    assert member["state"] == "UP"
+    assert member["address"] == f"{member['ip']}:{member['port']}"
+    assert member["port"] == env.client.port
+
+
+async def test_health_server_message(env: Any) -> None:
+    await register(env)
+    answer = await env.json("GET", "/nacos/v1/ns/health/server")
+    assert answer == {
+        "msg": "Hello! I am Nacos-Naming and healthy! total services: raft 1, "
+        f"local port:{env.client.port}"
+    }
+
+
+async def test_health_of_a_persistent_instance_can_be_set(env: Any) -> None:
+    await register(env, ephemeral="false")
+    params = {"serviceName": "svc", "ip": "10.0.0.1", "port": "8080", "healthy": "false"}
+    assert await env.text("PUT", "/nacos/v1/ns/health/instance", params) == (200, "ok")
+    key = ServiceKey(namespace_id="public", group_name="DEFAULT_GROUP", service_name="svc")
+    assert env.state.instances(key)[0].healthy is False
+    params = {**params, "healthy": "", "valid": "true"}  # the legacy name
+    assert await env.text("PUT", "/nacos/v1/ns/health", params) == (200, "ok")
+    assert env.state.instances(key)[0].healthy is True
+
+
+async def test_health_of_an_ephemeral_instance_is_decided_by_beats(env: Any) -> None:
+    await register(env)
+    before = env.snapshot()
+    params = {"serviceName": "svc", "ip": "10.0.0.1", "port": "8080", "healthy": "false"}
+    status, body = await env.text("PUT", "/nacos/v1/ns/health/instance", params)
+    assert (status, body) == (400, "health check is still working, service: DEFAULT_GROUP@@svc")
+    assert env.snapshot() == before
+
+
+@pytest.mark.parametrize(
+    ("params", "status"),
+    [
+        pytest.param({"ip": "10.0.0.1", "port": "8080", "healthy": "true"}, 400, id="no-service"),
+        pytest.param({"serviceName": "svc", "ip": "10.0.0.1", "port": "8080"}, 400,
+                     id="no-healthy"),
+        pytest.param({"serviceName": "svc", "ip": "10.0.0.9", "port": "8080", "healthy": "true"},
+                     404, id="unknown-instance"),
+    ],
+)  # fmt: skip
+async def test_health_errors(env: Any, params: dict[str, str], status: int) -> None:
+    await register(env, ephemeral="false")
+    before = env.snapshot()
+    code, _ = await env.text("PUT", "/nacos/v1/ns/health/instance", params)
+    assert code == status
+    assert env.snapshot() == before

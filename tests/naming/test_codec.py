@@ -1,0 +1,173 @@
+"""Command codec: every command round-trips; anything else raises CommandDecodeError."""
+
+from __future__ import annotations
+
+import contextlib
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from naraft.naming.codec import OP_NAMES, decode_command, encode_command
+from naraft.naming.commands import (
+    Command,
+    CreateNamespace,
+    CreateService,
+    DeleteNamespace,
+    DeleteService,
+    DeregisterInstance,
+    PatchInstance,
+    RegisterInstance,
+    RemoveInstances,
+    SetInstanceHealth,
+    UpdateInstance,
+    UpdateNamespace,
+    UpdateService,
+    UpdateSwitches,
+)
+from naraft.naming.errors import CommandDecodeError
+from naraft.naming.keys import InstanceKey, ServiceKey
+from naraft.naming.model import Instance, Selector, SelectorType
+
+text = st.text(max_size=20)
+stamps = st.integers(min_value=0, max_value=2**53)
+numbers = st.floats(allow_nan=False, allow_infinity=False, width=64)
+string_maps = st.dictionaries(text, text, max_size=4)
+services = st.builds(ServiceKey, namespace_id=text, group_name=text, service_name=text)
+instance_keys = st.builds(
+    InstanceKey,
+    service=services,
+    ephemeral=st.booleans(),
+    cluster_name=text,
+    ip=text,
+    port=st.integers(min_value=0, max_value=65_535),
+)
+instances = st.builds(
+    Instance,
+    service=services,
+    ip=text,
+    port=st.integers(min_value=0, max_value=65_535),
+    cluster_name=text,
+    weight=numbers,
+    healthy=st.booleans(),
+    enabled=st.booleans(),
+    ephemeral=st.booleans(),
+    metadata=string_maps,
+)
+selectors = st.builds(Selector, st.sampled_from(SelectorType), text)
+
+commands: st.SearchStrategy[Command] = st.one_of(
+    st.builds(
+        CreateNamespace, namespace_id=text, show_name=text, description=text, stamped_at_ms=stamps
+    ),
+    st.builds(
+        UpdateNamespace, namespace_id=text, show_name=text, description=text, stamped_at_ms=stamps
+    ),
+    st.builds(DeleteNamespace, namespace_id=text, stamped_at_ms=stamps),
+    st.builds(
+        CreateService,
+        service=services,
+        protect_threshold=numbers,
+        metadata=string_maps,
+        selector=selectors,
+        stamped_at_ms=stamps,
+    ),
+    st.builds(
+        UpdateService,
+        service=services,
+        protect_threshold=numbers,
+        metadata=string_maps,
+        selector=selectors,
+        stamped_at_ms=stamps,
+    ),
+    st.builds(DeleteService, service=services, stamped_at_ms=stamps),
+    st.builds(RegisterInstance, instance=instances, stamped_at_ms=stamps),
+    st.builds(UpdateInstance, instance=instances, stamped_at_ms=stamps),
+    st.builds(
+        PatchInstance,
+        key=instance_keys,
+        weight=st.none() | numbers,
+        metadata=st.none() | string_maps,
+        enabled=st.none() | st.booleans(),
+        healthy=st.none() | st.booleans(),
+        stamped_at_ms=stamps,
+    ),
+    st.builds(DeregisterInstance, key=instance_keys, stamped_at_ms=stamps),
+    st.builds(
+        SetInstanceHealth,
+        changes=st.lists(st.tuples(instance_keys, st.booleans()), max_size=3).map(tuple),
+        stamped_at_ms=stamps,
+    ),
+    st.builds(
+        RemoveInstances, keys=st.lists(instance_keys, max_size=3).map(tuple), stamped_at_ms=stamps
+    ),
+    st.builds(UpdateSwitches, entry=text, value=text, stamped_at_ms=stamps),
+)
+
+
+@given(commands)
+def test_every_command_round_trips(command: Command) -> None:
+    assert decode_command(encode_command(command)) == command
+
+
+@given(commands)
+def test_encoding_carries_op_and_version(command: Command) -> None:
+    data = orjson.loads(encode_command(command))
+    assert data["op"] in OP_NAMES
+    assert data["v"] == 1
+    assert data["stamped_at_ms"] == command.stamped_at_ms
+
+
+def test_op_names_are_stable() -> None:
+    assert OP_NAMES == (
+        "naming.create_namespace",
+        "naming.update_namespace",
+        "naming.delete_namespace",
+        "naming.create_service",
+        "naming.update_service",
+        "naming.delete_service",
+        "naming.register_instance",
+        "naming.update_instance",
+        "naming.patch_instance",
+        "naming.deregister_instance",
+        "naming.set_instance_health",
+        "naming.remove_instances",
+        "naming.update_switches",
+    )
+
+
+VALID = encode_command(DeleteNamespace(namespace_id="x", stamped_at_ms=1))
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param(b"", id="empty"),
+        pytest.param(b"\xff\xfe", id="not-utf8"),
+        pytest.param(b"[1, 2]", id="array"),
+        pytest.param(b'{"v": 1}', id="no-op"),
+        pytest.param(b'{"op": "kv.put", "v": 1, "stamped_at_ms": 1}', id="other-domain"),
+        pytest.param(b'{"op": "naming.fly", "v": 1, "stamped_at_ms": 1}', id="unknown-op"),
+        pytest.param(VALID.replace(b'"v":1', b'"v":99'), id="future-version"),
+        pytest.param(VALID.replace(b'"x"', b"7"), id="wrong-field-type"),
+        pytest.param(VALID.replace(b',"stamped_at_ms":1', b""), id="no-stamp"),
+        pytest.param(
+            b'{"op":"naming.remove_instances","v":1,"keys":[5],"stamped_at_ms":1}',
+            id="bad-batch-item",
+        ),
+        pytest.param(
+            b'{"op":"naming.set_instance_health","v":1,"changes":[[{}, "yes"]],"stamped_at_ms":1}',
+            id="bad-health-change",
+        ),
+    ],
+)
+def test_garbage_raises_a_typed_error(payload: bytes) -> None:
+    with pytest.raises(CommandDecodeError):
+        decode_command(payload)
+
+
+@given(st.binary(max_size=64))
+def test_random_bytes_never_raise_anything_else(payload: bytes) -> None:
+    with contextlib.suppress(CommandDecodeError):
+        decode_command(payload)

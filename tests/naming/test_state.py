@@ -1,0 +1,363 @@
+"""NamingState.apply: what each command writes, what it refuses, and that it is deterministic."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from naraft.naming.codec import encode_command
+from naraft.naming.commands import (
+    Command,
+    CreateNamespace,
+    CreateService,
+    DeleteNamespace,
+    DeleteService,
+    DeregisterInstance,
+    PatchInstance,
+    RegisterInstance,
+    RemoveInstances,
+    SetInstanceHealth,
+    UpdateInstance,
+    UpdateNamespace,
+    UpdateService,
+    UpdateSwitches,
+)
+from naraft.naming.feed import ChangeFeed
+from naraft.naming.keys import (
+    SWITCH_KEY,
+    ServiceKey,
+    instance_list_key,
+    namespace_key,
+    service_meta_key,
+)
+from naraft.naming.model import Instance, Selector, SelectorType
+from naraft.naming.state import Applied, NamingState, Rejected, RejectReason
+from naraft.state.datums import Datum, DatumTable
+
+ORDERS = ServiceKey(namespace_id="public", group_name="DEFAULT_GROUP", service_name="orders")
+T0 = 1_700_000_000_000
+
+
+def make_instance(
+    ip: str = "10.0.0.1", port: int = 8080, *, service: ServiceKey = ORDERS, **fields: object
+) -> Instance:
+    return Instance(service=service, ip=ip, port=port, **fields)  # type: ignore[arg-type]
+
+
+def register(instance: Instance, stamp: int = T0) -> RegisterInstance:
+    return RegisterInstance(instance=instance, stamped_at_ms=stamp)
+
+
+class Harness:
+    def __init__(self) -> None:
+        self.datums = DatumTable()
+        self.feed = ChangeFeed()
+        self.state = NamingState(self.datums, self.feed)
+        self.index = 0
+        self.changed: list[ServiceKey] = []
+        self.feed.subscribe_all(self.changed.append)
+
+    def apply(self, *commands: Command) -> Applied | Rejected:
+        result: Applied | Rejected = Rejected(RejectReason.UNDECODABLE)
+        for command in commands:
+            self.index += 1
+            result = self.state.apply(command, self.index)
+        return result
+
+    def snapshot(self) -> dict[str, Datum]:
+        return dict(self.datums.items())
+
+
+@pytest.fixture
+def h() -> Harness:
+    return Harness()
+
+
+def test_register_writes_service_meta_and_ephemeral_list_under_nacos_keys(h: Harness) -> None:
+    result = h.apply(register(make_instance(cluster_name="c1", metadata={"k": "v"})))
+
+    assert result == Applied(1, frozenset({ORDERS}))
+    meta = h.datums.get("com.alibaba.nacos.naming.domains.meta.public##DEFAULT_GROUP@@orders")
+    lst = h.datums.get("com.alibaba.nacos.naming.iplist.ephemeral.public##DEFAULT_GROUP@@orders")
+    assert meta is not None
+    assert meta.version == 1
+    assert lst is not None
+    assert lst.version == 1
+    assert orjson.loads(meta.value)["clusterMap"]["c1"]["healthChecker"] == {"type": "TCP"}
+    (record,) = orjson.loads(lst.value)["instanceList"]
+    assert record["instanceId"] == "10.0.0.1#8080#c1#DEFAULT_GROUP@@orders"
+    assert record["metadata"] == {"k": "v"}
+    assert "lastBeat" not in record
+    assert h.changed == [ORDERS]
+
+
+def test_persistent_instances_live_in_their_own_list(h: Harness) -> None:
+    h.apply(register(make_instance(ephemeral=False)), register(make_instance(ephemeral=True)))
+
+    assert instance_list_key(ORDERS, ephemeral=False) in h.datums
+    assert instance_list_key(ORDERS, ephemeral=True) in h.datums
+    assert len(h.state.instances(ORDERS)) == 2
+
+
+def test_reregister_replaces_the_record_but_keeps_healthy(h: Harness) -> None:
+    first = make_instance(weight=2.0, metadata={"a": "1"})
+    h.apply(register(first))
+    h.apply(SetInstanceHealth(changes=((first.key, False),), stamped_at_ms=T0))
+
+    h.apply(register(make_instance(weight=5.0, healthy=True)))
+
+    (stored,) = h.state.instances(ORDERS)
+    assert (stored.weight, stored.metadata, stored.healthy) == (5.0, {}, False)
+
+
+def test_identical_reregister_writes_nothing(h: Harness) -> None:
+    h.apply(register(make_instance()))
+    before = h.snapshot()
+
+    result = h.apply(register(make_instance(), stamp=T0 + 5))
+
+    assert result == Applied(2, frozenset())
+    assert h.snapshot() == before
+
+
+def test_update_instance_is_rejected_for_an_unknown_instance(h: Harness) -> None:
+    result = h.apply(UpdateInstance(instance=make_instance(), stamped_at_ms=T0))
+
+    assert isinstance(result, Rejected)
+    assert result.reason is RejectReason.INSTANCE_NOT_FOUND
+    assert len(h.datums) == 0
+
+
+def test_patch_changes_only_the_given_fields(h: Harness) -> None:
+    instance = make_instance(weight=3.0, metadata={"a": "1"})
+    h.apply(register(instance))
+
+    h.apply(PatchInstance(key=instance.key, enabled=False, stamped_at_ms=T0))
+
+    (stored,) = h.state.instances(ORDERS)
+    assert (stored.weight, stored.metadata, stored.enabled) == (3.0, {"a": "1"}, False)
+
+
+def test_patch_of_an_unknown_instance_is_rejected(h: Harness) -> None:
+    result = h.apply(PatchInstance(key=make_instance().key, weight=1.0, stamped_at_ms=T0))
+    assert isinstance(result, Rejected)
+    assert result.reason is RejectReason.INSTANCE_NOT_FOUND
+
+
+def test_deregister_keeps_an_empty_list_datum_like_nacos(h: Harness) -> None:
+    instance = make_instance()
+    h.apply(register(instance))
+
+    result = h.apply(DeregisterInstance(key=instance.key, stamped_at_ms=T0))
+
+    assert result == Applied(2, frozenset({ORDERS}))
+    datum = h.datums.get(instance_list_key(ORDERS, ephemeral=True))
+    assert datum is not None
+    assert orjson.loads(datum.value) == {"instanceList": []}
+
+
+def test_deregister_of_an_unknown_instance_is_rejected_and_writes_nothing(h: Harness) -> None:
+    h.apply(register(make_instance()))
+    before = h.snapshot()
+
+    result = h.apply(DeregisterInstance(key=make_instance(port=9999).key, stamped_at_ms=T0))
+
+    assert isinstance(result, Rejected)
+    assert h.snapshot() == before
+
+
+def test_set_health_and_remove_are_batched_and_skip_missing_instances(h: Harness) -> None:
+    a, b = make_instance("10.0.0.1"), make_instance("10.0.0.2")
+    gone = make_instance("10.0.0.3")
+    h.apply(register(a), register(b))
+
+    h.apply(SetInstanceHealth(changes=((a.key, False), (gone.key, False)), stamped_at_ms=T0))
+    assert [i.healthy for i in h.state.instances(ORDERS)] == [False, True]
+
+    h.apply(RemoveInstances(keys=(a.key, gone.key), stamped_at_ms=T0))
+    assert [i.ip for i in h.state.instances(ORDERS)] == ["10.0.0.2"]
+
+
+def test_service_lifecycle(h: Harness) -> None:
+    create = CreateService(
+        service=ORDERS, protect_threshold=0.5, metadata={"m": "1"}, stamped_at_ms=T0
+    )
+    assert isinstance(h.apply(create), Applied)
+    assert h.apply(create) == Rejected(RejectReason.SERVICE_EXISTS, "DEFAULT_GROUP@@orders")
+
+    selector = Selector(SelectorType.LABEL, "CONSUMER.label.a = PROVIDER.label.a")
+    h.apply(
+        UpdateService(service=ORDERS, protect_threshold=0.1, selector=selector, stamped_at_ms=T0)
+    )
+    service = h.state.service(ORDERS)
+    assert service is not None
+    assert (service.protect_threshold, service.metadata, service.selector) == (0.1, {}, selector)
+
+    h.apply(register(make_instance(ephemeral=False)), register(make_instance()))
+    assert isinstance(h.apply(DeleteService(service=ORDERS, stamped_at_ms=T0)), Applied)
+    assert len(h.datums) == 0
+    result = h.apply(DeleteService(service=ORDERS, stamped_at_ms=T0))
+    assert isinstance(result, Rejected)
+    assert result.reason is RejectReason.SERVICE_NOT_FOUND
+
+
+def test_update_of_a_missing_service_is_rejected(h: Harness) -> None:
+    result = h.apply(UpdateService(service=ORDERS, protect_threshold=0.1, stamped_at_ms=T0))
+    assert isinstance(result, Rejected)
+    assert result.reason is RejectReason.SERVICE_NOT_FOUND
+
+
+def test_namespace_lifecycle(h: Harness) -> None:
+    create = CreateNamespace(namespace_id="dev", show_name="Dev", stamped_at_ms=T0)
+    h.apply(create)
+    assert namespace_key("dev") in h.datums
+    assert h.apply(create) == Rejected(RejectReason.NAMESPACE_EXISTS, "dev")
+    h.apply(UpdateNamespace(namespace_id="dev", show_name="Develop", stamped_at_ms=T0))
+    assert [n.show_name for n in h.state.namespaces()] == ["public", "Develop"]
+    h.apply(DeleteNamespace(namespace_id="dev", stamped_at_ms=T0))
+    assert [n.namespace_id for n in h.state.namespaces()] == ["public"]
+
+
+@pytest.mark.parametrize(
+    ("command", "reason"),
+    [
+        pytest.param(
+            CreateNamespace(namespace_id="public", show_name="x", stamped_at_ms=T0),
+            RejectReason.NAMESPACE_EXISTS,
+            id="create-public",
+        ),
+        pytest.param(
+            DeleteNamespace(namespace_id="public", stamped_at_ms=T0),
+            RejectReason.NAMESPACE_RESERVED,
+            id="delete-public",
+        ),
+        pytest.param(
+            DeleteNamespace(namespace_id="nope", stamped_at_ms=T0),
+            RejectReason.NAMESPACE_NOT_FOUND,
+            id="delete-unknown",
+        ),
+        pytest.param(
+            UpdateNamespace(namespace_id="nope", show_name="x", stamped_at_ms=T0),
+            RejectReason.NAMESPACE_NOT_FOUND,
+            id="update-unknown",
+        ),
+        pytest.param(
+            UpdateSwitches(entry="nope", value="1", stamped_at_ms=T0),
+            RejectReason.INVALID_SWITCH,
+            id="unknown-switch",
+        ),
+        pytest.param(
+            UpdateSwitches(entry="distroThreshold", value="2", stamped_at_ms=T0),
+            RejectReason.INVALID_SWITCH,
+            id="switch-out-of-range",
+        ),
+    ],
+)
+def test_refusals_are_rejected_and_write_nothing(
+    h: Harness, command: Command, reason: RejectReason
+) -> None:
+    result = h.apply(command)
+    assert isinstance(result, Rejected)
+    assert result.reason is reason
+    assert len(h.datums) == 0
+
+
+def test_switch_update_is_stored_under_the_switch_key(h: Harness) -> None:
+    h.apply(UpdateSwitches(entry="clientBeatInterval", value="7000", stamped_at_ms=T0))
+
+    assert h.state.switches().client_beat_interval_ms == 7000
+    datum = h.datums.get(SWITCH_KEY)
+    assert datum is not None
+    assert orjson.loads(datum.value)["clientBeatInterval"] == 7000
+
+
+def test_apply_entry_rejects_garbage_on_every_replica(h: Harness) -> None:
+    result = h.state.apply_entry(b"\x00garbage", 1)
+    assert isinstance(result, Rejected)
+    assert result.reason is RejectReason.UNDECODABLE
+    assert len(h.datums) == 0
+
+
+def test_apply_entry_decodes_and_applies(h: Harness) -> None:
+    result = h.state.apply_entry(encode_command(register(make_instance())), 7)
+    assert result == Applied(7, frozenset({ORDERS}))
+    assert h.datums.get(service_meta_key(ORDERS)) == h.datums.get(service_meta_key(ORDERS))
+
+
+HISTORY: list[Command] = [
+    CreateNamespace(namespace_id="dev", show_name="Dev", stamped_at_ms=T0),
+    register(make_instance("10.0.0.1", cluster_name="a", metadata={"x": "1"})),
+    register(make_instance("10.0.0.2", ephemeral=False), stamp=T0 + 1),
+    register(
+        make_instance(
+            "10.0.0.3",
+            service=ORDERS.__class__(namespace_id="dev", group_name="G", service_name="pay"),
+        )
+    ),
+    SetInstanceHealth(
+        changes=((make_instance("10.0.0.1", cluster_name="a").key, False),), stamped_at_ms=T0 + 2
+    ),
+    CreateService(
+        service=ServiceKey(namespace_id="public", group_name="G", service_name="s"),
+        protect_threshold=0.3,
+        stamped_at_ms=T0 + 3,
+    ),
+    UpdateSwitches(entry="defaultCacheMillis", value="4000", stamped_at_ms=T0 + 4),
+    DeregisterInstance(key=make_instance("10.0.0.2", ephemeral=False).key, stamped_at_ms=T0 + 5),
+]
+
+
+def test_same_commands_give_the_same_datums() -> None:
+    first, second = Harness(), Harness()
+    first.apply(*HISTORY)
+    second.apply(*HISTORY)
+
+    assert first.snapshot() == second.snapshot()
+    assert len(first.snapshot()) == 8
+
+
+def test_state_rebuilt_from_the_datums_answers_the_same_reads() -> None:
+    original = Harness()
+    original.apply(*HISTORY)
+
+    restored = NamingState(DatumTable(original.snapshot()))
+
+    assert restored.instances(ORDERS) == original.state.instances(ORDERS)
+    assert restored.all_services() == original.state.all_services()
+    assert restored.switches() == original.state.switches()
+    assert restored.namespaces() == original.state.namespaces()
+
+
+def test_feed_tells_only_the_changed_services_listeners(h: Harness) -> None:
+    other = ServiceKey(namespace_id="public", group_name="G", service_name="other")
+    heard: list[ServiceKey] = []
+    subscription = h.feed.subscribe(ORDERS, heard.append)
+    h.apply(register(make_instance(service=other)), register(make_instance()))
+    subscription.cancel()
+    h.apply(register(make_instance("10.9.9.9")))
+
+    assert heard == [ORDERS]
+    assert h.feed.listener_count(ORDERS) == 0
+
+
+def test_a_failing_listener_does_not_stop_apply(h: Harness) -> None:
+    def broken(service: ServiceKey) -> None:
+        raise RuntimeError("boom")
+
+    h.feed.subscribe(ORDERS, broken)
+
+    assert isinstance(h.apply(register(make_instance())), Applied)
+    assert len(h.state.instances(ORDERS)) == 1
+
+
+def test_services_are_listed_per_namespace_and_group(h: Harness) -> None:
+    g = ServiceKey(namespace_id="public", group_name="G", service_name="b")
+    dev = ServiceKey(namespace_id="dev", group_name="DEFAULT_GROUP", service_name="c")
+    h.apply(register(make_instance()), register(make_instance(service=g)))
+    h.apply(register(make_instance(service=dev)))
+    h.apply(UpdateSwitches(entry="pushEnabled", value="false", stamped_at_ms=T0))
+
+    assert h.state.services("public") == (ORDERS, g)
+    assert h.state.services("public", "G") == (g,)
+    assert h.state.services("dev") == (dev,)
+    assert h.state.all_services() == (dev, ORDERS, g)
