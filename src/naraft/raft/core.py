@@ -433,11 +433,11 @@ class RaftCore:
                 pass  # stale answers and requests need no reply
 
     def _in_lease(self) -> bool:
-        """A follower that heard its leader within the election timeout refuses to help
-        depose it (CheckQuorum's lease; Raft thesis §4.2.3)."""
+        """A node that is or heard a leader within the election timeout refuses to help
+        depose it (CheckQuorum's lease, Raft thesis §4.2.3; PreVote's rule, §9.6). A leader
+        restarts its count every election timeout, so it is always in its own lease."""
         return (
             (self._config.check_quorum or self._config.pre_vote)
-            and self._role is Role.FOLLOWER
             and self._leader is not None
             and self._election_elapsed < self._config.election_ticks
         )
