@@ -383,9 +383,7 @@ class Replica:
         self._observer.on_role_change(change)
         if change.role is not Role.LEADER and self._waiting:
             # Our entries may still commit under the next leader, or be replaced: unknown.
-            self._fail_all(
-                OutcomeUnknownError("leadership was lost while the write was in flight")
-            )
+            self._fail_all(OutcomeUnknownError("leadership was lost while the write was in flight"))
 
     def _wake_applied_waiters(self) -> None:
         applied = self._status.applied_index

@@ -34,11 +34,13 @@ def make_app(
     extra_routes: Iterable[web.AbstractRouteDef] = (),
     servers: ServerDirectory | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
+    middlewares: Iterable[Middleware] = (),
 ) -> web.Application:
     """The client-facing application. `extra_routes` adds other layers' endpoints (raft,
-    admin, auth); `servers` feeds `/operator/servers` (default: this node alone)."""
+    admin, auth); `servers` feeds `/operator/servers` (default: this node alone);
+    `middlewares` run inside the error and body-limit ones (forwarding to the leader)."""
     app = web.Application(
-        middlewares=[error_middleware, _body_limit(max_body_bytes)],
+        middlewares=[error_middleware, _body_limit(max_body_bytes), *middlewares],
         client_max_size=max_body_bytes,
     )
     app[NAMING] = naming

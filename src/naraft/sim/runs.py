@@ -114,6 +114,4 @@ def check_linearizable(history: tuple[HistoryEvent, ...] | list[HistoryEvent]) -
     result = check_history(to_records(history))
     for key, key_result in result.key_results.items():
         if key_result.verdict is Verdict.NOT_LINEARIZABLE:
-            raise SafetyViolationError(
-                f"linearizability: key {key}: {key_result.explanation}"
-            )
+            raise SafetyViolationError(f"linearizability: key {key}: {key_result.explanation}")

@@ -1,0 +1,7 @@
+"""`python -m naraft` runs the command line."""
+
+from __future__ import annotations
+
+from naraft.cli import main
+
+main()

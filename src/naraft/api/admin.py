@@ -1,0 +1,235 @@
+"""naraft's own endpoints: the key/value API (the seed's datum view), Raft status, metrics.
+
+- `PUT /naraft/v1/kv/{key}` `{"value": s}` or `{"value": s, "prev": s|null}` -> `{"index": N}`
+- `GET /naraft/v1/kv/{key}[?consistency=linearizable|local]` -> `{"key","value","version"}`
+- `DELETE /naraft/v1/kv/{key}` -> `{"deleted": bool, "index": N}`
+- `GET /nacos/v1/ns/raft/leader`, `/raft/state`, `/raft/peer`; `GET /metrics`
+
+Errors are JSON here: `{"error": ..., "field"?: ..., "outcome"?: "not-applied"|"unknown",
+"leader"?: ...}` so that a client can tell a write that surely did not happen from one
+whose fate is unknown.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, Protocol
+
+import orjson
+from aiohttp import web
+
+from naraft.errors import OutcomeUnknownError, ProposalDroppedError, UnavailableError
+from naraft.raft import NotLeaderError, Status
+from naraft.state.datums import Datum
+from naraft.state.kv import (
+    MAX_KEY_BYTES,
+    MAX_VALUE_BYTES,
+    DeleteKey,
+    KvCasFailed,
+    KvDeleted,
+    KvPut,
+    PutValue,
+    encode_kv,
+)
+
+KV_BASE: Final = "/naraft/v1/kv"
+RAFT_BASE: Final = "/nacos/v1/ns/raft"
+
+
+class RaftNodeView(Protocol):
+    """What these endpoints need of the node."""
+
+    @property
+    def status(self) -> Status: ...
+
+    @property
+    def members(self) -> tuple[str, ...]: ...
+
+    async def propose(self, command: bytes) -> object: ...
+
+    async def read_barrier(self) -> None: ...
+
+    def kv_get(self, key: str) -> Datum | None: ...
+
+    def metrics_text(self) -> bytes: ...
+
+    def extra_state(self) -> dict[str, object]: ...
+
+
+NODE: Final = web.AppKey("raft_node", RaftNodeView)
+
+
+def _json(data: object, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def _error(status: int, message: str, **extra: object) -> web.Response:
+    return _json({"error": message, **extra}, status)
+
+
+def _key_of(request: web.Request) -> str | web.Response:
+    key = request.match_info["key"]
+    if not key or len(key.encode()) > MAX_KEY_BYTES:
+        return _error(400, f"key: must be 1..{MAX_KEY_BYTES} bytes", field="key")
+    return key
+
+
+async def _propose(node: RaftNodeView, command: bytes) -> object | web.Response:
+    """Propose; map the failures to JSON answers. NotLeaderError with a leader propagates
+    (the forward middleware sends the request to the leader)."""
+    try:
+        return await node.propose(command)
+    except NotLeaderError as error:
+        if error.leader_hint is not None:
+            raise
+        return _error(503, "no leader", outcome="not-applied", leader=None)
+    except ProposalDroppedError as error:
+        return _error(503, str(error), outcome="not-applied", leader=node.status.leader)
+    except OutcomeUnknownError as error:
+        return _error(503, str(error), outcome="unknown", leader=node.status.leader)
+    except UnavailableError as error:
+        return _error(503, str(error), outcome="not-applied", leader=node.status.leader)
+
+
+async def put_kv(request: web.Request) -> web.Response:
+    key = _key_of(request)
+    if isinstance(key, web.Response):
+        return key
+    raw = await request.read()
+    if len(raw) > MAX_VALUE_BYTES + 4096:
+        return _error(413, f"value: larger than {MAX_VALUE_BYTES} bytes", field="value")
+    try:
+        body: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return _error(400, 'body: must be a JSON object like {"value": "..."}', field="body")
+    if not isinstance(body, dict):
+        return _error(400, 'body: must be a JSON object like {"value": "..."}', field="body")
+    value = body.get("value")
+    if not isinstance(value, str):
+        return _error(400, "value: is required and must be a string", field="value")
+    if len(value.encode()) > MAX_VALUE_BYTES:
+        return _error(413, f"value: larger than {MAX_VALUE_BYTES} bytes", field="value")
+    unknown = sorted(set(body) - {"value", "prev"})
+    if unknown:
+        return _error(400, f"{unknown[0]}: unknown field", field=unknown[0])
+    if "prev" in body:
+        prev = body["prev"]
+        if prev is not None and not isinstance(prev, str):
+            return _error(400, "prev: must be a string or null", field="prev")
+        command = PutValue(key=key, value=value, check_prev=True, prev=prev)
+    else:
+        command = PutValue(key=key, value=value)
+    node = request.app[NODE]
+    result = await _propose(node, encode_kv(command))
+    if isinstance(result, web.Response):
+        return result
+    if isinstance(result, KvCasFailed):
+        return _error(409, "prev: compare failed", field="prev", current=result.current)
+    if not isinstance(result, KvPut):
+        return _error(500, "the state machine refused the command")
+    return _json({"index": result.index})
+
+
+async def get_kv(request: web.Request) -> web.Response:
+    key = _key_of(request)
+    if isinstance(key, web.Response):
+        return key
+    consistency = request.query.get("consistency", "linearizable")
+    if consistency not in ("linearizable", "local"):
+        return _error(400, "consistency: must be linearizable or local", field="consistency")
+    node = request.app[NODE]
+    if consistency == "linearizable":
+        try:
+            await node.read_barrier()
+        except NotLeaderError as error:
+            if error.leader_hint is not None:
+                raise
+            return _error(503, "no leader", leader=None)
+        except UnavailableError as error:
+            return _error(503, str(error), leader=node.status.leader)
+    datum = node.kv_get(key)
+    if datum is None:
+        return _error(404, f"key {key!r} not found")
+    return _json({"key": key, "value": datum.value.decode(), "version": datum.version})
+
+
+async def delete_kv(request: web.Request) -> web.Response:
+    key = _key_of(request)
+    if isinstance(key, web.Response):
+        return key
+    node = request.app[NODE]
+    result = await _propose(node, encode_kv(DeleteKey(key=key)))
+    if isinstance(result, web.Response):
+        return result
+    if not isinstance(result, KvDeleted):
+        return _error(500, "the state machine refused the command")
+    return _json({"deleted": result.deleted, "index": result.index})
+
+
+async def raft_leader(request: web.Request) -> web.Response:
+    status = request.app[NODE].status
+    return _json({"leader": status.leader, "term": status.term})
+
+
+async def raft_state(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    status = node.status
+    peers = [
+        {
+            "id": peer,
+            "matchIndex": progress.match_index,
+            "nextIndex": progress.next_index,
+            "state": progress.state.value,
+            "recentActive": progress.recent_active,
+        }
+        for peer, progress in sorted(status.peers.items())
+    ]
+    return _json(
+        {
+            "id": status.id,
+            "role": status.role.value,
+            "term": status.term,
+            "votedFor": status.voted_for,
+            "leader": status.leader,
+            "commitIndex": status.commit_index,
+            "appliedIndex": status.applied_index,
+            "lastLogIndex": status.last_index,
+            "lastLogTerm": status.last_term,
+            "snapshotIndex": status.snapshot.index,
+            "members": list(node.members),
+            "peers": peers,
+            **node.extra_state(),
+        }
+    )
+
+
+async def raft_peer(request: web.Request) -> web.Response:
+    """The local peer as Nacos 1.x's `/raft/peer` shows it (RaftPeer)."""
+    status = request.app[NODE].status
+    return _json(
+        {
+            "ip": status.id,
+            "voteFor": status.voted_for,
+            "term": status.term,
+            "state": status.role.value.upper().replace("PRE-", ""),
+            "leader": status.leader,
+        }
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(
+        body=request.app[NODE].metrics_text(),
+        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+    )
+
+
+def admin_routes() -> list[web.RouteDef]:
+    return [
+        web.put(f"{KV_BASE}/{{key:.+}}", put_kv),
+        web.get(f"{KV_BASE}/{{key:.+}}", get_kv),
+        web.delete(f"{KV_BASE}/{{key:.+}}", delete_kv),
+        web.get(f"{RAFT_BASE}/leader", raft_leader),
+        web.get(f"{RAFT_BASE}/state", raft_state),
+        web.get(f"{RAFT_BASE}/peer", raft_peer),
+        web.get("/metrics", metrics),
+    ]

@@ -1,0 +1,368 @@
+"""The `naraft` command: `server`, `cluster up`, `status`.
+
+Exit codes: 0 success; 1 an expected failure (one line on stderr, no traceback);
+2 a usage error (click's convention).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import click
+import uvloop
+from rich.console import Console
+from rich.table import Table
+
+from naraft.config import (
+    PROFILES,
+    HealthTimings,
+    NodeConfig,
+    Profile,
+    Timers,
+    check_members,
+    parse_address,
+    read_cluster_conf,
+)
+from naraft.errors import NaraftError
+from naraft.storage.base import StoreError
+from naraft.transport.auth import SECRET_ENV_VAR, SecretError, generate_secret, load_secret
+
+logger = logging.getLogger("naraft")
+
+
+def _fail(message: str) -> None:
+    click.echo(f"naraft: {message}", err=True)
+    raise SystemExit(1)
+
+
+@click.group()
+@click.version_option(package_name="naraft")
+def main() -> None:
+    """naraft: a Nacos-compatible service registry replicated by Raft."""
+
+
+# ---------------------------------------------------------------------- server
+
+
+@main.command()
+@click.option("--id", "node_id", required=True, help="this node's address, host:port")
+@click.option("--listen", default=None, help="address to bind, host:port (default: --id)")
+@click.option("--peers", default=None, help="every member, comma-separated host:port")
+@click.option(
+    "--cluster-conf",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Nacos cluster.conf: one host:port a line",
+)
+@click.option("--standalone", is_flag=True, help="one-node mode: commits locally")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option(
+    "--profile", type=click.Choice([p.value for p in Profile]), default=Profile.DEFAULT.value
+)
+@click.option("--tick-ms", type=click.IntRange(1, 10_000), default=None)
+@click.option("--election-ticks", type=click.IntRange(2, 10_000), default=None)
+@click.option("--heartbeat-ticks", type=click.IntRange(1, 10_000), default=None)
+@click.option(
+    "--cluster-secret-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help=f"file holding the peer secret (or set {SECRET_ENV_VAR})",
+)
+@click.option("--unhealthy-after-ms", type=click.IntRange(1), default=15_000)
+@click.option("--remove-after-ms", type=click.IntRange(1), default=30_000)
+@click.option("--sweep-ms", type=click.IntRange(10), default=1000)
+@click.option("--log-level", default="INFO", type=click.Choice(["DEBUG", "INFO", "WARNING"]))
+def server(
+    node_id: str,
+    listen: str | None,
+    peers: str | None,
+    cluster_conf: Path | None,
+    standalone: bool,
+    data_dir: Path,
+    profile: str,
+    tick_ms: int | None,
+    election_ticks: int | None,
+    heartbeat_ticks: int | None,
+    cluster_secret_file: Path | None,
+    unhealthy_after_ms: int,
+    remove_after_ms: int,
+    sweep_ms: int,
+    log_level: str,
+) -> None:
+    """Run one node in the foreground."""
+    logging.basicConfig(
+        level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    try:
+        config = _node_config(
+            node_id=node_id,
+            listen=listen,
+            peers=peers,
+            cluster_conf=cluster_conf,
+            standalone=standalone,
+            data_dir=data_dir,
+            timers=_timers(Profile(profile), tick_ms, election_ticks, heartbeat_ticks),
+            secret_file=cluster_secret_file,
+            health=HealthTimings(
+                unhealthy_after_ms=unhealthy_after_ms,
+                remove_after_ms=remove_after_ms,
+                sweep_interval_seconds=sweep_ms / 1000,
+            ),
+        )
+    except (NaraftError, SecretError, OSError) as error:
+        _fail(str(error))
+        return
+    try:
+        _run_until_signal(config)
+    except StoreError as error:
+        _fail(f"cannot open the store: {error}")
+
+
+def _timers(
+    profile: Profile, tick_ms: int | None, election: int | None, heartbeat: int | None
+) -> Timers:
+    base = PROFILES[profile]
+    timers = Timers(
+        tick_seconds=tick_ms / 1000 if tick_ms is not None else base.tick_seconds,
+        heartbeat_ticks=heartbeat if heartbeat is not None else base.heartbeat_ticks,
+        election_ticks=election if election is not None else base.election_ticks,
+    )
+    if timers.election_ticks <= timers.heartbeat_ticks:
+        raise NaraftError("--election-ticks must be greater than --heartbeat-ticks")
+    return timers
+
+
+def _node_config(
+    *,
+    node_id: str,
+    listen: str | None,
+    peers: str | None,
+    cluster_conf: Path | None,
+    standalone: bool,
+    data_dir: Path,
+    timers: Timers,
+    secret_file: Path | None,
+    health: HealthTimings,
+) -> NodeConfig:
+    parse_address(node_id, field="--id")
+    host, port = parse_address(listen or node_id, field="--listen")
+    sources = sum(x for x in (peers is not None, cluster_conf is not None, standalone))
+    if sources != 1:
+        raise NaraftError("give exactly one of --peers, --cluster-conf, --standalone")
+    if standalone:
+        members: tuple[str, ...] = (node_id,)
+    elif cluster_conf is not None:
+        members = read_cluster_conf(cluster_conf)
+    else:
+        assert peers is not None
+        members = tuple(p.strip() for p in peers.split(",") if p.strip())
+    members = check_members(node_id, members)
+    secret = load_secret(secret_file, os.environ)
+    if secret is None and len(members) > 1:
+        raise NaraftError(
+            f"a clustered node needs a cluster secret: --cluster-secret-file or {SECRET_ENV_VAR}"
+        )
+    return NodeConfig(
+        id=node_id,
+        peers=members,
+        data_dir=data_dir,
+        timers=timers,
+        secret=secret,
+        listen_host=host,
+        listen_port=port,
+        health=health,
+    )
+
+
+def _run_until_signal(config: NodeConfig) -> None:
+    from naraft.node import run_node  # the server's imports are only paid by `server`
+
+    async def main_task() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await run_node(config)
+        logger.info("node %s stopped", config.id)
+
+    try:
+        uvloop.run(main_task())
+    except* StoreError as group:
+        raise group.exceptions[0] from None
+
+
+# ---------------------------------------------------------------------- cluster up
+
+
+@main.group()
+def cluster() -> None:
+    """Run a local cluster."""
+
+
+@cluster.command("up")
+@click.option("--nodes", type=click.IntRange(1, 9), default=3)
+@click.option("--base-port", type=click.IntRange(1, 65000), default=8848)
+@click.option("--host", default="127.0.0.1")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("data"))
+@click.option(
+    "--profile", type=click.Choice([p.value for p in Profile]), default=Profile.DEFAULT.value
+)
+def cluster_up(nodes: int, base_port: int, host: str, data_dir: Path, profile: str) -> None:
+    """Start NODES local nodes in the foreground; Ctrl-C stops them all cleanly."""
+    console = Console()
+    members = [f"{host}:{base_port + i}" for i in range(nodes)]
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret_file = data_dir / "cluster.secret"
+    if not secret_file.exists():
+        secret_file.write_text(generate_secret() + "\n")
+        secret_file.chmod(0o600)
+    processes = _start_nodes(members, data_dir, secret_file, profile, standalone=nodes == 1)
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        leader = asyncio.run(_wait_for_leader(members, timeout_seconds=30))
+        table = Table(title=f"naraft: {nodes}-node cluster (data in {data_dir})")
+        for column in ("node", "address", "pid", "log"):
+            table.add_column(column)
+        for member, process in zip(members, processes, strict=True):
+            mark = " (leader)" if member == leader else ""
+            log = data_dir / member.replace(":", "_") / "node.log"
+            table.add_row(member + mark, f"http://{member}", str(process.pid), str(log))
+        console.print(table)
+        if leader is None:
+            console.print("[red]no leader elected within 30 s; see the logs[/red]")
+        else:
+            console.print(f"leader: [bold]{leader}[/bold]. Try:")
+            console.print(
+                f"  curl -X POST 'http://{members[0]}/nacos/v1/ns/instance?"
+                "serviceName=demo&ip=10.0.0.1&port=8080&ephemeral=false'"
+            )
+            console.print(
+                f"  curl 'http://{members[-1]}/nacos/v1/ns/instance/list?serviceName=demo'"
+            )
+            console.print("Ctrl-C stops every node.")
+        while not stopping:
+            for member, process in zip(members, processes, strict=True):
+                if process.poll() is not None:
+                    console.print(f"[yellow]{member} exited with {process.returncode}[/yellow]")
+                    stopping = True
+            time.sleep(0.5)
+    finally:
+        _stop_nodes(processes)
+        console.print("all nodes stopped")
+
+
+def _start_nodes(
+    members: Sequence[str], data_dir: Path, secret_file: Path, profile: str, *, standalone: bool
+) -> list[subprocess.Popen[bytes]]:
+    processes = []
+    for member in members:
+        node_dir = data_dir / member.replace(":", "_")
+        node_dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            sys.executable, "-m", "naraft", "server", "--id", member,
+            "--data-dir", str(node_dir), "--profile", profile,
+        ]  # fmt: skip
+        if standalone:
+            args.append("--standalone")
+        else:
+            args += ["--peers", ",".join(members), "--cluster-secret-file", str(secret_file)]
+        log = (node_dir / "node.log").open("ab")
+        processes.append(
+            subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        )
+    return processes
+
+
+def _stop_nodes(processes: Sequence[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def _wait_for_leader(members: Sequence[str], *, timeout_seconds: float) -> str | None:
+    deadline = time.monotonic() + timeout_seconds
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as session:
+        while time.monotonic() < deadline:
+            for member in members:
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError):
+                    async with session.get(f"http://{member}/nacos/v1/ns/raft/leader") as answer:
+                        leader = (await answer.json()).get("leader")
+                        if isinstance(leader, str):
+                            return leader
+            await asyncio.sleep(0.2)
+    return None
+
+
+# ---------------------------------------------------------------------- status
+
+
+@main.command()
+@click.option("--server", "server_url", default="http://127.0.0.1:8848", help="any member")
+def status(server_url: str) -> None:
+    """Show every member's role, term and log positions as a table."""
+    try:
+        rows = asyncio.run(_collect_status(server_url.rstrip("/")))
+    except (aiohttp.ClientError, TimeoutError, OSError) as error:
+        _fail(f"cannot reach {server_url}: {error}")
+        return
+    table = Table(title="naraft cluster")
+    for column in ("member", "role", "term", "leader", "commit", "applied", "last log", "lag"):
+        table.add_column(column)
+    leader_last = max((int(r.get("lastLogIndex", 0)) for r in rows.values() if r), default=0)
+    for member, row in rows.items():
+        if not row:
+            table.add_row(member, "[red]unreachable[/red]", "", "", "", "", "", "")
+            continue
+        lag = leader_last - int(row["appliedIndex"])
+        table.add_row(
+            member,
+            str(row["role"]),
+            str(row["term"]),
+            str(row["leader"]),
+            str(row["commitIndex"]),
+            str(row["appliedIndex"]),
+            str(row["lastLogIndex"]),
+            str(lag),
+        )
+    Console().print(table)
+
+
+async def _collect_status(server_url: str) -> dict[str, dict[str, Any]]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as session:
+        async with session.get(f"{server_url}/nacos/v1/ns/raft/state") as answer:
+            first = await answer.json()
+        rows: dict[str, dict[str, Any]] = {}
+        for member in first.get("members", [first["id"]]):
+            try:
+                async with session.get(f"http://{member}/nacos/v1/ns/raft/state") as answer:
+                    rows[member] = await answer.json()
+            except (aiohttp.ClientError, TimeoutError):
+                rows[member] = {}
+        return rows

@@ -1,0 +1,105 @@
+"""NodeConfig (frozen), the timer profiles, and `cluster.conf` parsing.
+
+Node ids are addresses, `host:port`, as in Nacos: the same port serves the client API and
+the peer endpoints under /nacos/v1/ns/raft/, so a leader hint is directly a URL.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from naraft.errors import InvalidArgumentError
+
+
+class Profile(enum.StrEnum):
+    DEFAULT = "default"
+    NACOS_LEGACY = "nacos-legacy"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Timers:
+    """Tick length, and every Raft timer in ticks (DESIGN §5)."""
+
+    tick_seconds: float
+    heartbeat_ticks: int
+    election_ticks: int  # the election timeout is drawn in [election, 2 * election) ticks
+
+
+PROFILES: Final = {
+    # tick 100 ms, a beat every tick, election timeout in [1 s, 2 s)
+    Profile.DEFAULT: Timers(tick_seconds=0.1, heartbeat_ticks=1, election_ticks=10),
+    # Nacos 1.x: 500 ms tick, 5 s beats, 15-20 s election timeout (the seed's constants;
+    # naraft draws in [15 s, 30 s) since the range is one timeout wide)
+    Profile.NACOS_LEGACY: Timers(tick_seconds=0.5, heartbeat_ticks=10, election_ticks=30),
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HealthTimings:
+    """Nacos 1.x client-beat timings (DESIGN §3): unhealthy after 15 s, removed after 30 s."""
+
+    unhealthy_after_ms: int = 15_000
+    remove_after_ms: int = 30_000
+    sweep_interval_seconds: float = 1.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeConfig:
+    id: str  # host:port, also the client and peer address
+    peers: tuple[str, ...]  # every member, this node included
+    data_dir: Path
+    timers: Timers
+    secret: bytes | None
+    listen_host: str
+    listen_port: int
+    health: HealthTimings = HealthTimings()
+    proposal_timeout_seconds: float = 5.0
+    peer_timeout_seconds: float = 2.0
+    pre_vote: bool = True
+    check_quorum: bool = True
+
+    @property
+    def standalone(self) -> bool:
+        return self.peers == (self.id,)
+
+
+def parse_address(text: str, *, field: str) -> tuple[str, int]:
+    """`host:port` -> (host, port); raises InvalidArgumentError naming `field`."""
+    host, sep, port_text = text.strip().rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise InvalidArgumentError(field, f"must be host:port, not {text!r}")
+    port = int(port_text)
+    if not 1 <= port <= 65535:
+        raise InvalidArgumentError(field, f"port must be 1..65535, not {port}")
+    return host, port
+
+
+def read_cluster_conf(path: Path) -> tuple[str, ...]:
+    """Nacos's cluster.conf: one `host:port` a line; `#` comments and blank lines ignored.
+    A line without a port means 8848, as in Nacos."""
+    members: list[str] = []
+    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if ":" not in line:
+            line = f"{line}:8848"
+        parse_address(line, field=f"{path}:{number}")
+        members.append(line)
+    if not members:
+        raise InvalidArgumentError(str(path), "lists no member")
+    return tuple(members)
+
+
+def check_members(node_id: str, peers: tuple[str, ...]) -> tuple[str, ...]:
+    """The member list with duplicates refused and this node required in it."""
+    for peer in peers:
+        parse_address(peer, field="peers")
+    if len(set(peers)) != len(peers):
+        raise InvalidArgumentError("peers", f"lists a member twice: {', '.join(peers)}")
+    if node_id not in peers:
+        raise InvalidArgumentError("peers", f"must include this node {node_id}")
+    return peers

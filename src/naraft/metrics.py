@@ -1,0 +1,142 @@
+"""Every Prometheus metric of a node, in a per-node registry (never the global one).
+
+`NodeMetrics` is the observer the replica, the transport and the store report to. The
+seed's beat-failure counter (`MetricsMonitor`) is `naraft_peer_rpc_total{rpc, outcome}`
+with a failed outcome for the beat, alongside latency per peer.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from naraft.raft import NodeId, Role, RoleChange, Status
+from naraft.transport import DropReason, Rejection, RpcOutcome
+
+_LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
+)  # fmt: skip
+
+
+class NodeMetrics:
+    """All of one node's metrics; satisfies ReplicaObserver, PeerMetrics, InboundMetrics."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.term = Gauge("naraft_raft_term", "Current Raft term", registry=r)
+        self.role = Gauge("naraft_raft_role", "1 for the role this node has", ["role"], registry=r)
+        self.commit_index = Gauge("naraft_raft_commit_index", "Commit index", registry=r)
+        self.applied_index = Gauge("naraft_raft_applied_index", "Applied index", registry=r)
+        self.last_index = Gauge("naraft_raft_last_index", "Last log index", registry=r)
+        self.elections = Counter(
+            "naraft_raft_elections_total", "Elections this node started", registry=r
+        )
+        self.leader_changes = Counter(
+            "naraft_raft_leader_changes_total", "Times this node saw the leader change", registry=r
+        )
+        self.follower_lag = Gauge(
+            "naraft_raft_follower_lag_entries",
+            "Leader only: entries a follower is behind the leader's last index",
+            ["peer"],
+            registry=r,
+        )
+        self.peer_rpc = Histogram(
+            "naraft_peer_rpc_seconds",
+            "Peer RPC latency by peer, rpc and outcome",
+            ["peer", "rpc", "outcome"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.peer_rpc_total = Counter(
+            "naraft_peer_rpc_total",
+            "Peer RPCs by rpc and outcome (the seed's beat-failure counter is outcome!=ok)",
+            ["peer", "rpc", "outcome"],
+            registry=r,
+        )
+        self.peer_dropped = Counter(
+            "naraft_peer_messages_dropped_total",
+            "Outgoing peer messages dropped",
+            ["peer", "reason"],
+            registry=r,
+        )
+        self.peer_unreachable = Gauge(
+            "naraft_peer_unreachable", "1 while a peer is unreachable", ["peer"], registry=r
+        )
+        self.peer_received = Counter(
+            "naraft_peer_messages_received_total", "Peer messages received", ["peer"], registry=r
+        )
+        self.peer_rejected = Counter(
+            "naraft_peer_requests_rejected_total",
+            "Peer requests refused (bad signature, undecodable, ...)",
+            ["reason"],
+            registry=r,
+        )
+        self.fsync = Histogram(
+            "naraft_storage_write_seconds",
+            "Durable write (one transaction and fsync) per Ready",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.entries_persisted = Counter(
+            "naraft_storage_entries_total", "Log entries persisted", registry=r
+        )
+        self.commit_latency = Histogram(
+            "naraft_proposal_commit_seconds",
+            "From proposal to applied on the leader",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.api_requests = Counter(
+            "naraft_api_requests_total", "Client API requests", ["route", "status"], registry=r
+        )
+        self.forwarded = Counter(
+            "naraft_api_forwarded_total", "Client requests forwarded to the leader", registry=r
+        )
+        self._leader: NodeId | None = None
+
+    # ReplicaObserver
+    def on_role_change(self, change: RoleChange) -> None:
+        for role in Role:
+            self.role.labels(role=role.value).set(1 if role is change.role else 0)
+        self.term.set(change.term)
+        if change.role is Role.CANDIDATE:
+            self.elections.inc()
+        if change.leader is not None and change.leader != self._leader:
+            self.leader_changes.inc()
+        self._leader = change.leader
+
+    def on_persisted(self, seconds: float, entries: int) -> None:
+        self.fsync.observe(seconds)
+        self.entries_persisted.inc(entries)
+
+    def on_committed(self, seconds: float) -> None:
+        self.commit_latency.observe(seconds)
+
+    def observe_status(self, status: Status) -> None:
+        self.term.set(status.term)
+        self.commit_index.set(status.commit_index)
+        self.applied_index.set(status.applied_index)
+        self.last_index.set(status.last_index)
+        for peer, progress in status.peers.items():
+            self.follower_lag.labels(peer=peer).set(status.last_index - progress.match_index)
+
+    # PeerMetrics (transport client)
+    def observe_rpc(self, peer: NodeId, rpc: str, outcome: RpcOutcome, seconds: float) -> None:
+        self.peer_rpc.labels(peer=peer, rpc=rpc, outcome=outcome.value).observe(seconds)
+        self.peer_rpc_total.labels(peer=peer, rpc=rpc, outcome=outcome.value).inc()
+
+    def dropped(self, peer: NodeId, reason: DropReason, messages: int) -> None:
+        self.peer_dropped.labels(peer=peer, reason=reason.value).inc(messages)
+
+    def reachability(self, peer: NodeId, reachable: bool) -> None:
+        self.peer_unreachable.labels(peer=peer).set(0 if reachable else 1)
+
+    # InboundMetrics (transport server)
+    def received(self, peer: NodeId, messages: int) -> None:
+        self.peer_received.labels(peer=peer).inc(messages)
+
+    def rejected(self, reason: Rejection) -> None:
+        self.peer_rejected.labels(reason=reason.value).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,302 @@
+"""The composition root: one node's store, core, replica, transport, naming and API.
+
+`run_node(config)` opens the store on its own thread, rebuilds the core from what the
+store holds (hard state, log, snapshot boundary, applied state), and runs the replica,
+the peer client, the leader's beat sweeper and the HTTP server in one TaskGroup until
+cancelled. Shutdown order: stop accepting requests, stop the replica, close the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import aiohttp
+from aiohttp import web
+
+from naraft.api.admin import NODE, admin_routes
+from naraft.api.app import make_app
+from naraft.api.forward import FORWARD_SESSION, forward_middleware
+from naraft.api.v1.operator import ServerInfo
+from naraft.config import NodeConfig, parse_address
+from naraft.machine import NodeStateMachine
+from naraft.metrics import NodeMetrics
+from naraft.naming.codec import encode_command
+from naraft.naming.feed import ChangeFeed
+from naraft.naming.health import BeatPolicy, BeatTable
+from naraft.naming.keys import InstanceKey
+from naraft.naming.push import PushTargets
+from naraft.naming.service import NamingService
+from naraft.naming.state import NamingState
+from naraft.raft import NodeId, NotLeaderError, RaftConfig, RaftCore, Role, RoleChange, Status
+from naraft.replica import Replica, ReplicaTimings
+from naraft.state.datums import Datum, DatumTable
+from naraft.state.kv import read_value
+from naraft.storage import open_store
+from naraft.storage.base import StoredState
+from naraft.storage.sqlite import SqliteStore
+from naraft.transport import PeerClient, peer_routes
+
+logger = logging.getLogger(__name__)
+
+DB_FILE: Final = "naraft.db"
+
+
+class SystemClock:
+    """Wall-clock milliseconds, used only by the leader to stamp commands (STYLE §15.7)."""
+
+    def now_ms(self) -> int:
+        return int(time.time() * 1000)  # noqa: TID251 - the one wall-clock read in naraft
+
+
+@dataclass(slots=True)
+class _Opened:
+    store: SqliteStore
+    state: StoredState
+
+
+def _open(path: Path, node_id: str) -> _Opened:
+    store = open_store(path)
+    store.set_node_id(node_id)
+    return _Opened(store=store, state=store.load())
+
+
+class Node:
+    """One running node; the API reaches the cluster through it (RaftNodeView, BeatSink)."""
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        *,
+        replica: Replica,
+        datums: DatumTable,
+        naming_state: NamingState,
+        metrics: NodeMetrics,
+    ) -> None:
+        self._config = config
+        self.replica = replica
+        self._datums = datums
+        self._naming_state = naming_state
+        self.metrics = metrics
+        self._clock = SystemClock()
+        health = config.health
+        self._beats = BeatTable(
+            BeatPolicy(
+                unhealthy_after_ms=health.unhealthy_after_ms,
+                remove_after_ms=health.remove_after_ms,
+            )
+        )
+
+    # RaftNodeView
+    @property
+    def status(self) -> Status:
+        return self.replica.status
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        return self._config.peers
+
+    async def propose(self, command: bytes) -> object:
+        return await self.replica.propose(command)
+
+    async def read_barrier(self) -> None:
+        await self.replica.read_barrier()
+
+    def kv_get(self, key: str) -> Datum | None:
+        return read_value(self._datums, key)
+
+    def metrics_text(self) -> bytes:
+        self.metrics.observe_status(self.replica.status)
+        return self.metrics.render()
+
+    def extra_state(self) -> dict[str, object]:
+        return {"datums": len(self._datums), "instances": self._naming_state.instance_count()}
+
+    # BeatSink: client beats live in the leader's memory only; followers forward them.
+    async def record_beat(self, key: InstanceKey, beat_at_ms: int) -> None:
+        if not self.replica.is_leader:
+            raise NotLeaderError(self.replica.leader)
+        self._beats.beat(key, beat_at_ms)
+
+    # ServerDirectory
+    def servers(self) -> list[ServerInfo]:
+        status = self.replica.status
+        infos = []
+        for member in self._config.peers:
+            host, port = parse_address(member, field="peers")
+            reachable = member == status.id or (
+                status.role is Role.LEADER and status.peers[NodeId(member)].recent_active
+            )
+            infos.append(
+                ServerInfo(
+                    ip=host,
+                    port=port,
+                    state="UP" if reachable or status.role is not Role.LEADER else "DOWN",
+                    extend_info={"raftPort": port, "leader": status.leader},
+                )
+            )
+        return infos
+
+    def on_role_change(self, change: RoleChange) -> None:
+        self.metrics.on_role_change(change)
+        if change.role is Role.LEADER:
+            # A new leader has no beat history: every ephemeral instance gets a full grace
+            # period from now (DESIGN §3).
+            self._beats.reset_all(self._clock.now_ms())
+
+    def on_persisted(self, seconds: float, entries: int) -> None:
+        self.metrics.on_persisted(seconds, entries)
+
+    def on_committed(self, seconds: float) -> None:
+        self.metrics.on_committed(seconds)
+
+    async def sweep_forever(self) -> None:
+        """On the leader, turn missing beats into health changes and removals."""
+        while True:
+            await asyncio.sleep(self._config.health.sweep_interval_seconds)
+            if not self.replica.is_leader:
+                continue
+            for command in self._beats.sweep(self._clock.now_ms(), self._naming_state):
+                try:
+                    await self.replica.propose(encode_command(command))
+                except (NotLeaderError, OSError) as error:
+                    logger.info("health sweep stopped: %s", error)
+                    break
+                except Exception as error:
+                    logger.warning("health sweep proposal failed: %s", error)
+                    break
+
+
+async def run_node(config: NodeConfig, *, ready: asyncio.Event | None = None) -> None:
+    """Run one node until cancelled. `ready` is set once the HTTP server listens."""
+    loop = asyncio.get_running_loop()
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="naraft-store")
+    opened = await loop.run_in_executor(executor, _open, config.data_dir / DB_FILE, config.id)
+    try:
+        await _serve(config, opened, executor, ready)
+    finally:
+        await loop.run_in_executor(executor, opened.store.close)
+        executor.shutdown(wait=True)
+
+
+async def _serve(
+    config: NodeConfig, opened: _Opened, executor: ThreadPoolExecutor, ready: asyncio.Event | None
+) -> None:
+    stored = opened.state
+    node_id = NodeId(config.id)
+    voters = tuple(NodeId(p) for p in config.peers)
+    timers = config.timers
+    core = RaftCore(
+        RaftConfig(
+            id=node_id,
+            voters=voters,
+            election_ticks=timers.election_ticks,
+            heartbeat_ticks=timers.heartbeat_ticks,
+            pre_vote=config.pre_vote,
+            check_quorum=config.check_quorum,
+        ),
+        rng=random.Random(),
+        hard_state=stored.hard_state,
+        log=stored.entries,
+        snapshot=stored.snapshot,
+        applied=stored.applied_index,
+        logger=logging.getLogger("naraft.raft"),
+    )
+    datums = DatumTable(stored.datums)
+    naming_state = NamingState(datums, ChangeFeed())
+    machine = NodeStateMachine(datums, naming_state)
+    metrics = NodeMetrics()
+    peers = {NodeId(p): f"http://{p}" for p in config.peers if p != config.id}
+    replica_box: list[Replica] = []
+
+    def on_unreachable(peer: NodeId, refused: bool) -> None:
+        # The leader's port refuses connections: it is gone, not slow. Followers need not
+        # wait out the election timer (perf-anchors §5).
+        if refused and replica_box and replica_box[0].leader == peer:
+            replica_box[0].call(lambda core: core.forget_leader())
+
+    client = PeerClient(
+        node_id,
+        peers,
+        config.secret,
+        timeout_seconds=config.peer_timeout_seconds,
+        metrics=metrics,
+        on_peer_unreachable=on_unreachable,
+    )
+    node_box: list[Node] = []
+
+    class _Observer:
+        def on_role_change(self, change: RoleChange) -> None:
+            node_box[0].on_role_change(change)
+
+        def on_persisted(self, seconds: float, entries: int) -> None:
+            metrics.on_persisted(seconds, entries)
+
+        def on_committed(self, seconds: float) -> None:
+            metrics.on_committed(seconds)
+
+    replica = Replica(
+        core,
+        store=opened.store,
+        store_executor=executor,
+        peers=client,
+        state_machine=machine,
+        timings=ReplicaTimings(
+            tick_seconds=timers.tick_seconds,
+            proposal_timeout_seconds=config.proposal_timeout_seconds,
+            leader_wait_seconds=max(2.0, 3 * timers.election_ticks * timers.tick_seconds),
+        ),
+        observer=_Observer(),
+    )
+    replica_box.append(replica)
+    node = Node(config, replica=replica, datums=datums, naming_state=naming_state, metrics=metrics)
+    node_box.append(node)
+    naming = NamingService(naming_state, replica, node._clock, node, PushTargets())
+    app = make_app(
+        naming,
+        extra_routes=[
+            *admin_routes(),
+            *peer_routes(replica.deliver, config.secret, set(peers), metrics, self_id=node_id),
+        ],
+        servers=node,
+        middlewares=[
+            forward_middleware(
+                config.id, config.proposal_timeout_seconds + 1.0, metrics.forwarded.inc
+            )
+        ],
+    )
+    app[NODE] = node
+    session = aiohttp.ClientSession()
+    app[FORWARD_SESSION] = session
+    runner = web.AppRunner(app, auto_decompress=False, access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, config.listen_host, config.listen_port, reuse_address=True)
+        await site.start()
+        logger.info(
+            "node %s listening on %s:%d, members %s, data %s, tick %.3fs",
+            config.id,
+            config.listen_host,
+            config.listen_port,
+            ",".join(config.peers),
+            config.data_dir,
+            timers.tick_seconds,
+        )
+        if ready is not None:
+            ready.set()
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(replica.run(), name="replica")
+            tasks.create_task(client.run(), name="peer-client")
+            tasks.create_task(node.sweep_forever(), name="beat-sweeper")
+    finally:
+        with contextlib.suppress(Exception):
+            await runner.cleanup()
+        await session.close()
