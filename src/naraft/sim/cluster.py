@@ -161,12 +161,16 @@ class SimCluster:
         """Run `ticks` of faulty time; then heal everything and let the cluster converge."""
         self.run_until(self.now + ticks, chaos=True)
         if heal_and_settle:
-            self.crash_mid_ready_rate = 0.0
-            self.heal_all()
-            self.run_until(self.now + 20 * self._election_ticks(), chaos=False)
-            self.finish_clients()
-            self.run_until(self.now + 5 * self._election_ticks(), chaos=False)
-            self.monitor.check_converged(self._live_views())
+            self.settle()
+
+    def settle(self) -> None:
+        """Heal every fault, stop the clients, wait for convergence and check it."""
+        self.crash_mid_ready_rate = 0.0
+        self.heal_all()
+        self.run_until(self.now + 20 * self._election_ticks(), chaos=False)
+        self.finish_clients()
+        self.run_until(self.now + 5 * self._election_ticks(), chaos=False)
+        self.monitor.check_converged(self._live_views())
 
     def run_until(self, end: float, *, chaos: bool) -> None:
         while self._queue and self._queue[0][0] <= end:
@@ -252,6 +256,18 @@ class SimCluster:
             for b in right:
                 self._blocked.add((a, b))
                 self._blocked.add((b, a))
+
+    def campaign(self, node_id: NodeId) -> None:
+        """Targeted: `node_id` starts an election now (skipping PreVote), if it is up."""
+        node = self.nodes[node_id]
+        if node.up and node.core is not None:
+            self._log(f"campaign {node_id}")
+            node.core.campaign()
+            self._drive(node)
+
+    def heal_network(self) -> None:
+        self._log("heal")
+        self._blocked.clear()
 
     def heal_all(self) -> None:
         self._blocked.clear()
@@ -420,11 +436,7 @@ class SimCluster:
             self.crash(leader)
             self._schedule(rng.randint(*f.restart_after_ticks), "restart", leader)
         if rng.random() < f.campaign_rate * len(self.ids):
-            node = self.nodes[rng.choice(self.ids)]
-            if node.up and node.core is not None:
-                self._log(f"campaign {node.id}")
-                node.core.campaign()
-                self._drive(node)
+            self.campaign(rng.choice(self.ids))
 
     # ------------------------------------------------------------------ clients
 
