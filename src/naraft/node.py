@@ -25,7 +25,7 @@ from naraft.api.admin import NODE, admin_routes
 from naraft.api.app import make_app
 from naraft.api.forward import FORWARD_SESSION, forward_middleware
 from naraft.api.v1.operator import ServerInfo
-from naraft.config import NodeConfig, parse_address
+from naraft.config import NodeConfig, Timers, parse_address
 from naraft.machine import NodeStateMachine
 from naraft.metrics import NodeMetrics
 from naraft.naming.codec import encode_command
@@ -174,6 +174,36 @@ class Node:
                     break
 
 
+async def watch_leader(replica: Replica, timers: Timers) -> None:
+    """A follower whose leader fell silent for two beats checks the leader's port: a
+    refused connection means the process is gone, so the follower forgets it and starts
+    a PreVote at once instead of waiting out the election timer (perf-anchors §5). A
+    leader that is only slow (or paused) still accepts connections and keeps its lease."""
+    beat_seconds = timers.tick_seconds * timers.heartbeat_ticks
+    silence_seconds = 2 * beat_seconds
+    while True:
+        await asyncio.sleep(timers.tick_seconds)
+        status = replica.status
+        leader = status.leader
+        if status.role is not Role.FOLLOWER or leader is None:
+            continue
+        if replica.silent_for(leader) < silence_seconds:
+            continue
+        host, port = parse_address(leader, field="leader")
+        try:
+            async with asyncio.timeout(beat_seconds):
+                _reader, writer = await asyncio.open_connection(host, port)
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+        except ConnectionRefusedError:
+            logger.info("leader %s refuses connections: starting an election now", leader)
+            replica.call(lambda core: core.forget_leader())
+            await asyncio.sleep(timers.election_ticks * timers.tick_seconds)
+        except (OSError, TimeoutError):
+            pass  # unreachable or slow: the election timer decides
+
+
 async def run_node(config: NodeConfig, *, ready: asyncio.Event | None = None) -> None:
     """Run one node until cancelled. `ready` is set once the HTTP server listens."""
     loop = asyncio.get_running_loop()
@@ -296,6 +326,7 @@ async def _serve(
             tasks.create_task(replica.run(), name="replica")
             tasks.create_task(client.run(), name="peer-client")
             tasks.create_task(node.sweep_forever(), name="beat-sweeper")
+            tasks.create_task(watch_leader(replica, timers), name="leader-watch")
     finally:
         with contextlib.suppress(Exception):
             await runner.cleanup()

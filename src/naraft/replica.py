@@ -154,6 +154,7 @@ class Replica:
         self._applied_waiters: list[tuple[Index, asyncio.Future[None]]] = []
         self._pending_changes: DatumChanges | None = None
         self._leader_known = asyncio.Event()
+        self._last_heard: dict[NodeId, float] = {}  # loop time of the last message per peer
         self._status: Status = core.status()
         self._loop = asyncio.get_running_loop()
         if core.leader is not None:
@@ -210,7 +211,13 @@ class Replica:
 
     def deliver(self, envelope: Envelope) -> None:
         """Called by the transport for every message that arrives from a peer."""
+        self._last_heard[envelope.sender] = self._loop.time()
         self._inbox.put_nowait(envelope)
+
+    def silent_for(self, peer: NodeId) -> float:
+        """Seconds since the last message from `peer` arrived (inf if never)."""
+        heard = self._last_heard.get(peer)
+        return float("inf") if heard is None else self._loop.time() - heard
 
     def call(self, action: Callable[[RaftCore], None]) -> None:
         """Run `action` on the core from the driver task (campaign, forget_leader)."""
