@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -35,6 +36,7 @@ from naraft.config import (
     read_cluster_conf,
 )
 from naraft.errors import NaraftError
+from naraft.naming.push import DEFAULT_ACK_TIMEOUT_MS, DEFAULT_MAX_RETRIES, PushTimings
 from naraft.storage.base import StoreError
 from naraft.transport.auth import SECRET_ENV_VAR, SecretError, generate_secret, load_secret
 
@@ -82,6 +84,39 @@ def main() -> None:
 @click.option("--unhealthy-after-ms", type=click.IntRange(1), default=15_000)
 @click.option("--remove-after-ms", type=click.IntRange(1), default=30_000)
 @click.option("--sweep-ms", type=click.IntRange(10), default=1000)
+@click.option(
+    "--push-ack-timeout-ms",
+    type=click.IntRange(10),
+    default=DEFAULT_ACK_TIMEOUT_MS,
+    help="UDP push: resend an unacked packet after this long (Nacos: 10 s)",
+)
+@click.option(
+    "--push-retries",
+    type=click.IntRange(0, 100),
+    default=DEFAULT_MAX_RETRIES,
+    help="UDP push: resends of an unacked packet (Nacos: 1)",
+)
+@click.option(
+    "--compact-entries",
+    type=click.IntRange(1),
+    default=10_000,
+    help="compact the log once it holds more entries than this after the snapshot",
+)
+@click.option(
+    "--compact-keep", type=click.IntRange(0), default=2_000, help="log tail kept when compacting"
+)
+@click.option(
+    "--digest-batch", type=click.IntRange(1, 5000), default=50, help="datums per catch-up fetch"
+)
+@click.option(
+    "--digest-parallel", type=click.IntRange(1, 64), default=4, help="catch-up fetches in flight"
+)
+@click.option(
+    "--checksum-interval-ms",
+    type=click.IntRange(0),
+    default=5000,
+    help="leader's state-checksum reports to followers (0: off)",
+)
 @click.option("--log-level", default="INFO", type=click.Choice(["DEBUG", "INFO", "WARNING"]))
 def server(
     node_id: str,
@@ -98,6 +133,13 @@ def server(
     unhealthy_after_ms: int,
     remove_after_ms: int,
     sweep_ms: int,
+    push_ack_timeout_ms: int,
+    push_retries: int,
+    compact_entries: int,
+    compact_keep: int,
+    digest_batch: int,
+    digest_parallel: int,
+    checksum_interval_ms: int,
     log_level: str,
 ) -> None:
     """Run one node in the foreground."""
@@ -123,8 +165,18 @@ def server(
     except (NaraftError, SecretError, OSError) as error:
         _fail(str(error))
         return
+    config = dataclasses.replace(
+        config,
+        compact_max_entries=compact_entries,
+        compact_keep_entries=compact_keep,
+        digest_batch_keys=digest_batch,
+        digest_parallel=digest_parallel,
+        checksum_interval_seconds=checksum_interval_ms / 1000,
+    )
     try:
-        _run_until_signal(config)
+        _run_until_signal(
+            config, PushTimings(ack_timeout_ms=push_ack_timeout_ms, max_retries=push_retries)
+        )
     except StoreError as error:
         _fail(f"cannot open the store: {error}")
 
@@ -185,7 +237,7 @@ def _node_config(
     )
 
 
-def _run_until_signal(config: NodeConfig) -> None:
+def _run_until_signal(config: NodeConfig, push_timings: PushTimings | None = None) -> None:
     from naraft.node import run_node  # the server's imports are only paid by `server`
 
     async def main_task() -> None:
@@ -195,13 +247,18 @@ def _run_until_signal(config: NodeConfig) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, task.cancel)
         with contextlib.suppress(asyncio.CancelledError):
-            await run_node(config)
+            await run_node(config, push_timings=push_timings)
         logger.info("node %s stopped", config.id)
 
     try:
         uvloop.run(main_task())
     except* StoreError as group:
-        raise group.exceptions[0] from None
+        # The store error may sit in nested groups (the replica's TaskGroup inside the node's):
+        # re-raise the error itself so that `server` prints it as one line, not a traceback.
+        error: BaseException = group
+        while isinstance(error, BaseExceptionGroup):
+            error = error.exceptions[0]
+        raise error from None
 
 
 # ---------------------------------------------------------------------- cluster up
@@ -351,7 +408,13 @@ def status(server_url: str) -> None:
             str(row["lastLogIndex"]),
             str(lag),
         )
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    from naraft.digest.progress import catch_up_view  # only `status` pays for it
+
+    catching_up = catch_up_view(rows)
+    if catching_up is not None:
+        console.print(catching_up)
 
 
 async def _collect_status(server_url: str) -> dict[str, dict[str, Any]]:
@@ -366,3 +429,12 @@ async def _collect_status(server_url: str) -> dict[str, dict[str, Any]]:
             except (aiohttp.ClientError, TimeoutError):
                 rows[member] = {}
         return rows
+
+
+from naraft.cli_chaos import chaos  # noqa: E402 - the campaign's own imports stay lazy
+
+main.add_command(chaos)
+
+from naraft.cli_import import import_nacos  # noqa: E402 - registered after the core commands
+
+main.add_command(import_nacos)

@@ -60,6 +60,12 @@ class NodeConfig:
     peer_timeout_seconds: float = 2.0
     pre_vote: bool = True
     check_quorum: bool = True
+    # log compaction and digest sync (naraft.digest)
+    compact_max_entries: int = 10_000  # compact once the log after the snapshot is longer
+    compact_keep_entries: int = 2_000  # the tail kept for briefly-lagging followers
+    digest_batch_keys: int = 50  # datums per digest-sync fetch request (the seed's 50)
+    digest_parallel: int = 4  # digest-sync requests in flight
+    checksum_interval_seconds: float = 5.0  # leader's state checksum reports; 0: off
 
     @property
     def standalone(self) -> bool:

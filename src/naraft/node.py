@@ -11,32 +11,40 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 import aiohttp
+import orjson
 from aiohttp import web
 
 from naraft.api.admin import NODE, admin_routes
 from naraft.api.app import make_app
 from naraft.api.forward import FORWARD_SESSION, forward_middleware
+from naraft.api.v1.beats import HttpBeatSender, beat_routes
 from naraft.api.v1.operator import ServerInfo
 from naraft.config import NodeConfig, Timers, parse_address
+from naraft.digest.sync import SyncSettings
+from naraft.digest.wiring import DigestService, DigestSettings
 from naraft.machine import NodeStateMachine
 from naraft.metrics import NodeMetrics
+from naraft.naming.beats import BeatForwarder
 from naraft.naming.codec import encode_command
 from naraft.naming.feed import ChangeFeed
 from naraft.naming.health import BeatPolicy, BeatTable
 from naraft.naming.keys import InstanceKey
-from naraft.naming.push import PushTargets
+from naraft.naming.push import PushTargets, PushTimings
 from naraft.naming.service import NamingService
 from naraft.naming.state import NamingState
+from naraft.naming.udp import UdpPusher
 from naraft.raft import NodeId, NotLeaderError, RaftConfig, RaftCore, Role, RoleChange, Status
-from naraft.replica import Replica, ReplicaTimings
+from naraft.replica import CompactionPolicy, Replica, ReplicaTimings
 from naraft.state.datums import Datum, DatumTable
 from naraft.state.kv import read_value
 from naraft.storage import open_store
@@ -47,6 +55,9 @@ from naraft.transport import PeerClient, peer_routes
 logger = logging.getLogger(__name__)
 
 DB_FILE: Final = "naraft.db"
+AUDIT_FILE: Final = "election-audit.jsonl"
+"""Append-only, one JSON line per role or leader change: {"node", "term", "role", "leader",
+"time_ms"}; fsynced. Fault campaigns check Election Safety (one leader per term) on it."""
 
 
 class SystemClock:
@@ -85,6 +96,7 @@ class Node:
         self._datums = datums
         self._naming_state = naming_state
         self.metrics = metrics
+        self.digest: DigestService | None = None  # catch-up and checksum views (extra_state)
         self._clock = SystemClock()
         health = config.health
         self._beats = BeatTable(
@@ -92,6 +104,10 @@ class Node:
                 unhealthy_after_ms=health.unhealthy_after_ms,
                 remove_after_ms=health.remove_after_ms,
             )
+        )
+        # Followers batch client beats for one tick and send them to the leader.
+        self.beat_forwarder = BeatForwarder(
+            lambda: self.replica.leader, batch_seconds=config.timers.tick_seconds
         )
 
     # RaftNodeView
@@ -117,13 +133,29 @@ class Node:
         return self.metrics.render()
 
     def extra_state(self) -> dict[str, object]:
-        return {"datums": len(self._datums), "instances": self._naming_state.instance_count()}
+        state: dict[str, object] = {
+            "datums": len(self._datums),
+            "instances": self._naming_state.instance_count(),
+        }
+        if self.digest is not None:
+            state.update(self.digest.view())
+        return state
 
     # BeatSink: client beats live in the leader's memory only; followers forward them.
     async def record_beat(self, key: InstanceKey, beat_at_ms: int) -> None:
         if not self.replica.is_leader:
-            raise NotLeaderError(self.replica.leader)
+            self.beat_forwarder.add(key)
+            return
         self._beats.beat(key, beat_at_ms)
+
+    # BeatReceiver: a follower's batch, stamped with the leader's clock on arrival.
+    def receive_beats(self, keys: Sequence[InstanceKey]) -> bool:
+        if not self.replica.is_leader:
+            return False
+        now_ms = self._clock.now_ms()
+        for key in keys:
+            self._beats.beat(key, now_ms)
+        return True
 
     # ServerDirectory
     def servers(self) -> list[ServerInfo]:
@@ -146,10 +178,33 @@ class Node:
 
     def on_role_change(self, change: RoleChange) -> None:
         self.metrics.on_role_change(change)
+        self._audit_election(change)
         if change.role is Role.LEADER:
             # A new leader has no beat history: every ephemeral instance gets a full grace
             # period from now (DESIGN §3).
             self._beats.reset_all(self._clock.now_ms())
+
+    def _audit_election(self, change: RoleChange) -> None:
+        line = orjson.dumps(
+            {
+                "node": self._config.id,
+                "term": change.term,
+                "role": change.role.value,
+                "leader": change.leader,
+                "time_ms": self._clock.now_ms(),
+            }
+        )
+        try:
+            fd = os.open(
+                self._config.data_dir / AUDIT_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644
+            )
+            try:
+                os.write(fd, line + b"\n")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as error:
+            logger.warning("cannot append to the election audit log: %s", error)
 
     def on_persisted(self, seconds: float, entries: int) -> None:
         self.metrics.on_persisted(seconds, entries)
@@ -204,21 +259,30 @@ async def watch_leader(replica: Replica, timers: Timers) -> None:
             pass  # unreachable or slow: the election timer decides
 
 
-async def run_node(config: NodeConfig, *, ready: asyncio.Event | None = None) -> None:
+async def run_node(
+    config: NodeConfig,
+    *,
+    ready: asyncio.Event | None = None,
+    push_timings: PushTimings | None = None,
+) -> None:
     """Run one node until cancelled. `ready` is set once the HTTP server listens."""
     loop = asyncio.get_running_loop()
     config.data_dir.mkdir(parents=True, exist_ok=True)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="naraft-store")
     opened = await loop.run_in_executor(executor, _open, config.data_dir / DB_FILE, config.id)
     try:
-        await _serve(config, opened, executor, ready)
+        await _serve(config, opened, executor, ready, push_timings or PushTimings())
     finally:
         await loop.run_in_executor(executor, opened.store.close)
         executor.shutdown(wait=True)
 
 
 async def _serve(
-    config: NodeConfig, opened: _Opened, executor: ThreadPoolExecutor, ready: asyncio.Event | None
+    config: NodeConfig,
+    opened: _Opened,
+    executor: ThreadPoolExecutor,
+    ready: asyncio.Event | None,
+    push_timings: PushTimings,
 ) -> None:
     stored = opened.state
     node_id = NodeId(config.id)
@@ -241,9 +305,24 @@ async def _serve(
         logger=logging.getLogger("naraft.raft"),
     )
     datums = DatumTable(stored.datums)
-    naming_state = NamingState(datums, ChangeFeed())
+    feed = ChangeFeed()
+    naming_state = NamingState(datums, feed)
     machine = NodeStateMachine(datums, naming_state)
     metrics = NodeMetrics()
+    digest = DigestService(
+        datums=datums,
+        applied_index=core.applied_index,
+        self_id=node_id,
+        members=voters,
+        secret=config.secret,
+        make_machine=lambda table: NodeStateMachine(table, NamingState(table)),
+        beat_only=lambda: naming_state.switches().send_beat_only,
+        settings=DigestSettings(
+            sync=SyncSettings(batch_keys=config.digest_batch_keys, parallel=config.digest_parallel),
+            checksum_interval_seconds=config.checksum_interval_seconds,
+        ),
+        registry=metrics.registry,
+    )
     peers = {NodeId(p): f"http://{p}" for p in config.peers if p != config.id}
     replica_box: list[Replica] = []
 
@@ -285,16 +364,33 @@ async def _serve(
             leader_wait_seconds=max(2.0, 3 * timers.election_ticks * timers.tick_seconds),
         ),
         observer=_Observer(),
+        on_snapshot_needed=digest.on_snapshot_needed,
+        compaction=CompactionPolicy(
+            max_log_entries=config.compact_max_entries,
+            keep_entries=config.compact_keep_entries,
+        ),
+        on_applied=digest.on_applied,
     )
     replica_box.append(replica)
+    digest.attach(replica)
     node = Node(config, replica=replica, datums=datums, naming_state=naming_state, metrics=metrics)
+    node.digest = digest
     node_box.append(node)
-    naming = NamingService(naming_state, replica, node._clock, node, PushTargets())
+    # Nacos: a push target is a zombie after pushCacheMillis without a list request.
+    push_targets = PushTargets(
+        expire_after_ms=lambda: naming_state.switches().default_push_cache_ms
+    )
+    pusher = UdpPusher(
+        naming_state, feed, push_targets, node._clock, push_timings, bind_host=config.listen_host
+    )
+    naming = NamingService(naming_state, replica, node._clock, node, push_targets)
     app = make_app(
         naming,
         extra_routes=[
             *admin_routes(),
             *peer_routes(replica.deliver, config.secret, set(peers), metrics, self_id=node_id),
+            *beat_routes(node, config.secret),
+            *digest.routes(),
         ],
         servers=node,
         middlewares=[
@@ -305,6 +401,11 @@ async def _serve(
     )
     app[NODE] = node
     session = aiohttp.ClientSession()
+    # aiohttp resends a PUT or DELETE once when the connection breaks, even after the leader
+    # applied it: a forwarded compare-and-set would then answer 409 for a write that took
+    # effect. A broken forward must surface as an unknown outcome instead (found by the
+    # chaos campaign; aiohttp's own test client turns the retry off the same way).
+    session._retry_connection = False
     app[FORWARD_SESSION] = session
     runner = web.AppRunner(app, auto_decompress=False, access_log=None, handle_signals=False)
     await runner.setup()
@@ -326,7 +427,11 @@ async def _serve(
             tasks.create_task(replica.run(), name="replica")
             tasks.create_task(client.run(), name="peer-client")
             tasks.create_task(node.sweep_forever(), name="beat-sweeper")
+            tasks.create_task(pusher.run(), name="udp-push")
+            beat_sender = HttpBeatSender(session, config.secret)
+            tasks.create_task(node.beat_forwarder.run(beat_sender), name="beat-forwarder")
             tasks.create_task(watch_leader(replica, timers), name="leader-watch")
+            tasks.create_task(digest.run(), name="digest")
     finally:
         with contextlib.suppress(Exception):
             await runner.cleanup()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
@@ -111,7 +111,16 @@ class _Call:
     action: Callable[[RaftCore], None]
 
 
-_Event = _Tick | Envelope | _Proposal | _Read | _Call
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """Run `job()` on the driver task between two Readies (no Ready in flight), awaiting it;
+    its outcome goes to `future`."""
+
+    job: Callable[[], Awaitable[object]]
+    future: asyncio.Future[object]
+
+
+_Event = _Tick | Envelope | _Proposal | _Read | _Call | _Job
 
 _TICK = _Tick()
 _MAX_EVENTS_PER_CYCLE = 4096
@@ -122,6 +131,19 @@ class ReplicaTimings:
     tick_seconds: float = 0.1
     proposal_timeout_seconds: float = 5.0  # a write waits this long for its commit
     leader_wait_seconds: float = 3.0  # a write with no leader known waits this long for one
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CompactionPolicy:
+    """Compact once the log after the snapshot holds more than `max_log_entries`, through
+    the applied index minus `keep_entries` (a tail for briefly-lagging followers)."""
+
+    max_log_entries: int = 10_000
+    keep_entries: int = 2_000
+
+    def __post_init__(self) -> None:
+        if self.max_log_entries < 1 or self.keep_entries < 0:
+            raise ValueError(f"compaction policy out of range: {self}")
 
 
 class Replica:
@@ -138,6 +160,8 @@ class Replica:
         timings: ReplicaTimings,
         observer: ReplicaObserver | None = None,
         on_snapshot_needed: Callable[[SnapshotMeta, NodeId | None], None] | None = None,
+        compaction: CompactionPolicy | None = None,
+        on_applied: Callable[[DatumChanges, Index], None] | None = None,
     ) -> None:
         self._core = core
         self._store = store
@@ -147,6 +171,11 @@ class Replica:
         self._timings = timings
         self._observer = observer or _NoObserver()
         self._on_snapshot_needed = on_snapshot_needed
+        self._compaction = compaction
+        self._on_applied = on_applied  # the drained changes and the index they bring us to
+        self._drain_points: set[Index] = set()  # applied indexes to drain exactly at
+        applied_term = core.term_at(core.applied_index)
+        self._applied_term = applied_term if applied_term is not None else core.snapshot.term
         self._inbox: asyncio.Queue[_Event] = asyncio.Queue()
         self._waiting: dict[Index, tuple[int, asyncio.Future[object], float]] = {}
         self._reads: dict[int, asyncio.Future[Index]] = {}
@@ -179,6 +208,12 @@ class Replica:
     def is_leader(self) -> bool:
         return self._status.role is Role.LEADER
 
+    @property
+    def applied(self) -> SnapshotMeta:
+        """The index and term of the last applied entry: the state machine is exactly there at
+        every await point (apply and advance happen in one step of the driver)."""
+        return SnapshotMeta(index=self._core.applied_index, term=self._applied_term)
+
     # ------------------------------------------------------------------ running
 
     async def run(self) -> None:
@@ -188,7 +223,11 @@ class Replica:
                 tasks.create_task(self._tick_forever(), name="raft-ticker")
                 tasks.create_task(self._drive_forever(), name="raft-driver")
         finally:
-            self._fail_all(UnavailableError("the node is shutting down"))
+            # Waiting proposals are in the log and may already be on a majority: the next
+            # leader can still commit them, so their outcome is unknown, not "not applied".
+            self._fail_all(
+                OutcomeUnknownError("the node is shutting down; the write may or may not apply")
+            )
 
     async def _tick_forever(self) -> None:
         interval = self._timings.tick_seconds
@@ -200,12 +239,32 @@ class Replica:
 
     async def _drive_forever(self) -> None:
         while True:
-            self._handle(await self._inbox.get())
+            event = await self._inbox.get()
             handled = 1
-            while not self._inbox.empty() and handled < _MAX_EVENTS_PER_CYCLE:
-                self._handle(self._inbox.get_nowait())
+            while True:
+                if isinstance(event, _Job):
+                    await self._flush()
+                    await self._run_job(event)
+                else:
+                    self._handle(event)
+                if self._inbox.empty() or handled >= _MAX_EVENTS_PER_CYCLE:
+                    break
+                event = self._inbox.get_nowait()
                 handled += 1
             await self._flush()
+            await self._maybe_compact()
+
+    async def _run_job(self, event: _Job) -> None:
+        try:
+            result = await event.job()
+        except Exception as error:
+            # A job changes durable or applied state: a failure half-way is fail-stop.
+            if not event.future.done():
+                event.future.set_exception(error)
+            raise
+        if not event.future.done():
+            event.future.set_result(result)
+        self._status = self._core.status()
 
     # ------------------------------------------------------------------ inputs
 
@@ -345,14 +404,106 @@ class Replica:
         self._observer.on_persisted(self._loop.time() - started, len(ready.entries))
 
     async def persist_applied(self) -> None:
-        """Write the applied state that is still only in memory (before a snapshot or stop)."""
-        self._inbox.put_nowait(_Call(lambda _core: None))
-        if self._pending_changes is not None:
-            batch = WriteBatch(
-                applied_index=self._core.applied_index, datum_changes=self._pending_changes
-            )
-            self._pending_changes = None
-            await self._loop.run_in_executor(self._executor, self._store.write, batch)
+        """Write the applied state that is still only in memory (before a snapshot or stop).
+
+        Runs on the driver between two Readies, so it never races a Ready's own write."""
+
+        async def job() -> None:
+            await self._write_applied()
+
+        await self._exclusive(job)
+
+    async def _write_applied(self, snapshot: SnapshotMeta | None = None) -> None:
+        """Durably write the pending datum changes and the applied index (driver only)."""
+        batch = WriteBatch(
+            snapshot=snapshot,
+            applied_index=self._core.applied_index,
+            datum_changes=self._pending_changes,
+        )
+        started = self._loop.time()
+        await self._loop.run_in_executor(self._executor, self._store.write, batch)
+        self._pending_changes = None
+        self._observer.on_persisted(self._loop.time() - started, 0)
+
+    async def _exclusive(self, job: Callable[[], Awaitable[object]]) -> object:
+        future: asyncio.Future[object] = self._loop.create_future()
+        self._inbox.put_nowait(_Job(job, future))
+        return await future
+
+    def add_drain_point(self, index: Index) -> None:
+        """Report the applied state (`on_applied`) exactly at `index` when it gets there, even
+        in the middle of a batch of committed entries (a checksum comparison point)."""
+        if index > self._core.applied_index:
+            self._drain_points.add(index)
+
+    async def install_state(
+        self, build: Callable[[RaftCore], SnapshotMeta | None], *, reset_log: bool
+    ) -> SnapshotMeta | None:
+        """Replace the applied state, on the driver, durably; None if `build` declined.
+
+        `build(core)` runs on the driver with no Ready in flight. It changes the state
+        machine's datums in place (the replica drains those changes) and returns the point the
+        state is now at, or None to change nothing (it may not fit the core any more).
+
+        - `reset_log` (digest catch-up): the state is the leader's at `point`, past our commit
+          index; one durable write installs it with the snapshot boundary there and an empty
+          log, then the core restarts its log after it (`restore_snapshot`).
+        - otherwise (repair): the state is the correct one at our own applied index; it is
+          written with that index and the log is untouched.
+        """
+
+        async def job() -> SnapshotMeta | None:
+            core = self._core
+            point = build(core)
+            if point is None:
+                return None
+            changes = self._machine.drain_changes()
+            if reset_log:
+                if point.index <= core.commit_index:
+                    raise RuntimeError(
+                        f"a catch-up state at {point.index} is not past commit "
+                        f"{core.commit_index}: build() must decline it"
+                    )
+                batch = WriteBatch(
+                    snapshot=point,
+                    reset_log=True,
+                    datum_changes=_merge(self._pending_changes, changes),
+                    applied_index=point.index,
+                )
+                await self._loop.run_in_executor(self._executor, self._store.write, batch)
+                self._pending_changes = None
+                core.restore_snapshot(point)
+                self._applied_term = point.term
+            else:
+                self._pending_changes = _merge(self._pending_changes, changes)
+                await self._write_applied()
+            if self._on_applied is not None:
+                self._on_applied(changes, core.applied_index)
+            return point
+
+        result = await self._exclusive(job)
+        assert result is None or isinstance(result, SnapshotMeta)
+        return result
+
+    async def _maybe_compact(self) -> None:
+        """Compact the log once it grew past the policy's size (driver, between Readies)."""
+        policy = self._compaction
+        core = self._core
+        if policy is None or core.has_ready():
+            return
+        snapshot_index = core.snapshot.index
+        if self._status.last_index - snapshot_index <= policy.max_log_entries:
+            return
+        through = Index(core.applied_index - policy.keep_entries)
+        term = core.term_at(through)
+        if through <= snapshot_index or term is None:
+            return
+        core.compact(through)
+        # The applied state (at applied >= through) goes with the boundary in one write, so a
+        # restart finds the state and the log after the boundary.
+        await self._write_applied(SnapshotMeta(index=through, term=term))
+        logger.info("compacted the log through %d (applied %d)", through, core.applied_index)
+        self._status = core.status()
 
     def _apply(self, ready: Ready) -> None:
         if ready.committed:
@@ -360,8 +511,14 @@ class Replica:
             for entry in ready.committed:
                 result = self._machine.apply(entry)
                 self._resolve(entry, result, now)
-            changes = self._machine.drain_changes()
-            self._pending_changes = _merge(self._pending_changes, changes)
+                if self._drain_points and entry.index in self._drain_points:
+                    self._drain_points.discard(entry.index)
+                    self._absorb_changes(entry.index)
+            last = ready.committed[-1]
+            self._applied_term = last.term
+            self._absorb_changes(last.index)
+            if self._drain_points:
+                self._drain_points = {i for i in self._drain_points if i > last.index}
         for read in ready.read_states:
             future = self._reads.pop(read.request_id, None)
             if future is not None and not future.done():
@@ -370,6 +527,12 @@ class Replica:
             future = self._reads.pop(request_id, None)
             if future is not None and not future.done():
                 future.set_exception(NotLeaderError(self._core.leader))
+
+    def _absorb_changes(self, index: Index) -> None:
+        changes = self._machine.drain_changes()
+        self._pending_changes = _merge(self._pending_changes, changes)
+        if self._on_applied is not None:
+            self._on_applied(changes, index)
 
     def _resolve(self, entry: Entry, result: object, now: float) -> None:
         waiting = self._waiting.pop(entry.index, None)

@@ -800,6 +800,16 @@ class RaftCore:
         if message.read_round > self._read_acks.get(sender, 0):
             self._read_acks[sender] = message.read_round
             self._release_reads()
+        if (
+            message.last_log_index < pr.match_index
+            and message.last_log_index <= self._log.snapshot.index
+            and pr.state is not ProgressState.SNAPSHOT
+        ):
+            # It holds less than it acknowledged, not even our compacted prefix: its data
+            # directory was wiped and it came back empty. Probe from what it has (it gets a
+            # snapshot); the commit index never moves back.
+            pr.match_index = message.last_log_index
+            pr.become_probe(Index(message.last_log_index + 1))
         if pr.state is ProgressState.PROBE:
             pr.probe_sent = False
         elif (

@@ -7,10 +7,19 @@ One `write` is one transaction; a transaction torn by a crash is rolled back by 
 Threading: the connection is created in `__init__` with sqlite3's default
 `check_same_thread=True`, so the store must be built and used on the one thread that owns it
 (the replica's dedicated store thread, STYLE §15.4).
+
+Power-loss failpoint (fault campaigns only; off unless `NARAFT_FAILPOINTS` names it at start):
+`storage.powerloss` stops WAL checkpoints and, after every write, records the WAL's synced
+length in `<db>-synced` (20 ASCII digits), so that a harness can emulate a power loss after
+`kill -9`: truncate `<db>-wal` to that length, maybe add a torn tail, delete `<db>-shm`
+(`naraft.chaos.powerloss`). `storage.lying_fsync` is a planted bug for testing the campaign:
+writes are no longer synced (`synchronous=OFF`) and the synced length stays where it was at
+open, so a power loss drops every write since.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,6 +56,21 @@ _UPSERT_DATUM: Final = (
 )
 
 
+FAILPOINTS_ENV_VAR: Final = "NARAFT_FAILPOINTS"
+SYNCED_SUFFIX: Final = "-synced"
+_SYNCED_WIDTH: Final = 20
+
+
+def _failpoint_names(spec: str | None) -> frozenset[str]:
+    """The failpoint names switched on in a `name=value;...` spec (a value of 0 is off)."""
+    names = set()
+    for part in (spec or "").split(";"):
+        name, _, value = part.strip().partition("=")
+        if name and value.strip() not in ("0", "off", "false"):
+            names.add(name)
+    return frozenset(names)
+
+
 def open_store(path: Path) -> SqliteStore:
     """Open (creating if needed) the store at `path`, on the calling thread; see `SqliteStore`."""
     return SqliteStore(path)
@@ -65,12 +89,21 @@ class SqliteStore:
         self._name = str(path)  # every error message starts with it
         self._connection: sqlite3.Connection | None = None  # None once closed
         self._bounds = EMPTY_LOG  # of the stored log; updated only after a commit
+        failpoints = _failpoint_names(os.environ.get(FAILPOINTS_ENV_VAR))
+        self._lying_fsync = "storage.lying_fsync" in failpoints
+        self._synced_fd: int | None = None  # the `-synced` file, under the power-loss failpoint
         with self._sqlite_errors("open the store"):
             connection = sqlite3.connect(path, isolation_level=None)  # autocommit; explicit BEGIN
             try:
                 self._configure(connection)
                 ensure_schema(connection, self._name)
                 self._bounds = self._read_bounds(connection)
+                if self._lying_fsync or "storage.powerloss" in failpoints:
+                    connection.execute("PRAGMA wal_autocheckpoint = 0")
+                    if self._lying_fsync:
+                        connection.execute("PRAGMA synchronous = OFF")
+                    self._synced_fd = os.open(f"{path}{SYNCED_SUFFIX}", os.O_RDWR | os.O_CREAT)
+                    self._record_synced()
             except BaseException:
                 connection.close()
                 raise
@@ -134,6 +167,17 @@ class SqliteStore:
                 connection.rollback()
                 raise
         self._bounds = bounds
+        if self._synced_fd is not None and not self._lying_fsync:
+            self._record_synced()
+
+    def _record_synced(self) -> None:
+        """Power-loss failpoint: the WAL is synced up to its current length (FULL sync)."""
+        assert self._synced_fd is not None
+        try:
+            length = os.stat(f"{self._path}-wal").st_size
+        except FileNotFoundError:
+            length = 0
+        os.pwrite(self._synced_fd, str(length).zfill(_SYNCED_WIDTH).encode(), 0)
 
     def set_node_id(self, node_id: str) -> None:
         """Record `node_id` durably on first use; see `Store.set_node_id`."""
@@ -158,6 +202,9 @@ class SqliteStore:
             connection, self._connection = self._connection, None
             with self._sqlite_errors("close the store"):
                 connection.close()
+        if self._synced_fd is not None:
+            fd, self._synced_fd = self._synced_fd, None
+            os.close(fd)
 
     def _apply(self, connection: sqlite3.Connection, batch: WriteBatch) -> None:
         """Run the batch's statements inside the open transaction, in `WriteBatch` order."""

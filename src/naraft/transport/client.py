@@ -7,6 +7,15 @@ queued for it (up to `max_batch` envelopes) and POSTs it as one batch over a kee
 connection, gzip'd above a threshold and signed with the cluster secret. A failed batch is
 dropped and counted; transport errors never propagate. Reachability is logged and reported
 only when it changes.
+
+Failpoints (fault campaigns only, off unless `NARAFT_FAILPOINTS` is set when the process
+starts): `peer.loss`, `peer.duplicate` and `peer.reorder` are probabilities per batch,
+`peer.delay_ms` delays each batch by a uniform draw in [0, delay_ms], `peer.to` limits them to
+some recipients (`a|b`), `peer.seed` seeds their RNG. The spec is `name=value` pairs joined by
+`;` (`peer.loss=0.1;peer.duplicate=0.03`); other names (`storage.*`) belong to other modules.
+While the variable is set, `PUT /naraft/v1/debug/failpoints` (server.py) replaces the spec.
+Every request also names its sender in `X-Naraft-Sender`, which the campaign's TCP proxy reads
+to tell links apart.
 """
 
 from __future__ import annotations
@@ -16,7 +25,10 @@ import collections
 import enum
 import errno
 import logging
+import os
+import random
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Final, Protocol
 
 import aiohttp
@@ -39,6 +51,77 @@ logger = logging.getLogger(__name__)
 
 RPC_MESSAGES: Final = "messages"  # the `rpc` label of a batch POST
 USER_AGENT: Final = f"naraft/{naraft.__version__}"
+SENDER_HEADER: Final = "X-Naraft-Sender"
+FAILPOINTS_ENV_VAR: Final = "NARAFT_FAILPOINTS"
+_FAULT_NAMES: Final = ("peer.loss", "peer.duplicate", "peer.reorder", "peer.delay_ms")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LinkFaults:
+    """Injected message faults on the sending side (see the module docstring)."""
+
+    loss: float = 0.0
+    duplicate: float = 0.0
+    reorder: float = 0.0
+    delay_ms: int = 0
+    recipients: frozenset[str] = frozenset()  # empty: every peer
+    seed: int = 0
+
+    @property
+    def is_active(self) -> bool:
+        return bool(self.loss or self.duplicate or self.reorder or self.delay_ms)
+
+    def applies_to(self, peer: str) -> bool:
+        return self.is_active and (not self.recipients or peer in self.recipients)
+
+
+def parse_link_faults(spec: str) -> LinkFaults:
+    """The `peer.*` failpoints of `spec`; raises ValueError naming a malformed one."""
+    values: dict[str, str] = {}
+    for part in spec.split(";"):
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if not name.startswith("peer."):
+            continue
+        if not sep or name not in (*_FAULT_NAMES, "peer.to", "peer.seed"):
+            raise ValueError(f"failpoint {name!r}: unknown, or has no value")
+        values[name] = value.strip()
+    try:
+        faults = LinkFaults(
+            loss=float(values.get("peer.loss", 0)),
+            duplicate=float(values.get("peer.duplicate", 0)),
+            reorder=float(values.get("peer.reorder", 0)),
+            delay_ms=int(values.get("peer.delay_ms", 0)),
+            recipients=frozenset(p for p in values.get("peer.to", "").split("|") if p),
+            seed=int(values.get("peer.seed", 0)),
+        )
+    except ValueError as error:
+        raise ValueError(f"failpoints {spec!r}: {error}") from None
+    for name in ("loss", "duplicate", "reorder"):
+        p = getattr(faults, name)
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"failpoint peer.{name}: must be in 0..1, not {p}")
+    if not 0 <= faults.delay_ms <= 60_000:
+        raise ValueError(f"failpoint peer.delay_ms: must be in 0..60000, not {faults.delay_ms}")
+    return faults
+
+
+class FaultSwitch:
+    """The process's transport failpoints: enabled only when `NARAFT_FAILPOINTS` was set at
+    start; `faults` may then be replaced at run time (by the debug route)."""
+
+    def __init__(self, spec: str | None) -> None:
+        self.enabled = spec is not None
+        self.faults = parse_link_faults(spec or "")
+        self.rng = random.Random(self.faults.seed)
+
+    def set(self, faults: LinkFaults) -> None:
+        self.faults = faults
+        self.rng = random.Random(faults.seed)
+
+
+FAILPOINTS: Final = FaultSwitch(os.environ.get(FAILPOINTS_ENV_VAR))
+"""Process-global, as gofail's failpoints are; `PeerClient` and the debug route share it."""
 
 SessionFactory = Callable[[], aiohttp.ClientSession]
 """Makes the client's HTTP session; called inside `run`, which closes the session it made."""
@@ -131,13 +214,14 @@ class _Outbox:
 class _Link:
     """Everything the client keeps about one peer."""
 
-    __slots__ = ("outbox", "peer", "reachable", "url")
+    __slots__ = ("held", "outbox", "peer", "reachable", "url")
 
     def __init__(self, peer: NodeId, url: URL, capacity: int) -> None:
         self.peer = peer
         self.url = url
         self.outbox = _Outbox(capacity)
         self.reachable = True  # optimistic until a request fails
+        self.held: tuple[Envelope, ...] | None = None  # a batch the reorder failpoint holds
 
 
 class PeerClient:
@@ -229,7 +313,35 @@ class PeerClient:
     async def _send_forever(self, session: aiohttp.ClientSession, link: _Link) -> None:
         while True:
             batch = await link.outbox.take(self._max_batch)
+            if FAILPOINTS.enabled:
+                await self._send_with_faults(session, link, batch)
+            else:
+                await self._send_batch(session, link, batch)
+
+    async def _send_with_faults(
+        self, session: aiohttp.ClientSession, link: _Link, batch: Sequence[Envelope]
+    ) -> None:
+        """Send `batch` through the injected faults: loss, delay, reordering, duplication."""
+        faults, rng = FAILPOINTS.faults, FAILPOINTS.rng
+        held, link.held = link.held, None
+        if not faults.applies_to(link.peer):
             await self._send_batch(session, link, batch)
+            if held is not None:
+                await self._send_batch(session, link, held)
+            return
+        if rng.random() < faults.loss:
+            logger.debug("failpoint peer.loss dropped a batch peer=%s", link.peer)
+            return
+        if faults.delay_ms:
+            await asyncio.sleep(rng.uniform(0, faults.delay_ms) / 1000)
+        if held is None and rng.random() < faults.reorder:
+            link.held = tuple(batch)  # sent after the next batch
+            return
+        await self._send_batch(session, link, batch)
+        if rng.random() < faults.duplicate:
+            await self._send_batch(session, link, batch)
+        if held is not None:
+            await self._send_batch(session, link, held)
 
     async def _send_batch(
         self, session: aiohttp.ClientSession, link: _Link, batch: Sequence[Envelope]
@@ -240,7 +352,7 @@ class PeerClient:
             logger.exception("cannot encode batch peer=%s messages=%d", link.peer, len(batch))
             self._metrics.dropped(link.peer, DropReason.UNENCODABLE, len(batch))
             return
-        headers = {"Content-Type": CONTENT_TYPE}
+        headers = {"Content-Type": CONTENT_TYPE, SENDER_HEADER: self._self_id}
         if self._secret is not None:
             headers[auth.SIGNATURE_HEADER] = auth.sign(self._secret, body)
         wire, encoding = compress_if_large(body, threshold_bytes=self._gzip_threshold_bytes)

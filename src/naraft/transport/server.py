@@ -8,6 +8,10 @@ message travelling the other way (style guide §11.2).
 Refusals never reach the core: a missing or wrong signature is answered 403, an undecodable
 body 400, an oversized one 413. Each is counted, and logged when it starts for a remote host
 (not once per request: a misconfigured peer sends ten batches a second).
+
+Only when the process started with `NARAFT_FAILPOINTS` set (fault campaigns), a debug route
+`GET|PUT /naraft/v1/debug/failpoints` shows or replaces the transport failpoints (see
+`client.py`), and answers only requests from the loopback address. Otherwise it does not exist.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from naraft.raft.messages import Envelope
 from naraft.raft.types import NodeId
 from naraft.transport import auth
+from naraft.transport.client import FAILPOINTS, parse_link_faults
 from naraft.transport.codec import (
     GZIP_ENCODING,
     GZIP_MAGIC,
@@ -37,6 +42,8 @@ from naraft.transport.codec import (
 logger = logging.getLogger(__name__)
 
 _MAX_LOGGED_SOURCES: Final = 1024  # bounds the memory of who was already logged
+FAILPOINTS_PATH: Final = "/naraft/v1/debug/failpoints"
+_LOOPBACK: Final = frozenset({"127.0.0.1", "::1"})
 
 
 class Rejection(enum.StrEnum):
@@ -103,7 +110,43 @@ def peer_routes(
         self_id=self_id,
         max_body_bytes=max_body_bytes,
     )
-    return [web.post(MESSAGES_PATH, inbox.on_messages)]
+    routes = [web.post(MESSAGES_PATH, inbox.on_messages)]
+    if FAILPOINTS.enabled:
+        routes += [
+            web.get(FAILPOINTS_PATH, _show_failpoints),
+            web.put(FAILPOINTS_PATH, _set_failpoints),
+        ]
+    return routes
+
+
+async def _show_failpoints(request: web.Request) -> web.Response:
+    if request.remote not in _LOOPBACK:
+        return web.Response(status=403, text="failpoints: loopback only")
+    faults = FAILPOINTS.faults
+    return web.json_response(
+        {
+            "loss": faults.loss,
+            "duplicate": faults.duplicate,
+            "reorder": faults.reorder,
+            "delay_ms": faults.delay_ms,
+            "to": sorted(faults.recipients),
+            "seed": faults.seed,
+        }
+    )
+
+
+async def _set_failpoints(request: web.Request) -> web.Response:
+    """Replace the transport failpoints with the spec in the body (empty: none)."""
+    if request.remote not in _LOOPBACK:
+        return web.Response(status=403, text="failpoints: loopback only")
+    spec = (await request.read()).decode("utf-8", "replace")
+    try:
+        faults = parse_link_faults(spec)
+    except ValueError as error:
+        return web.Response(status=400, text=str(error))
+    FAILPOINTS.set(faults)
+    logger.warning("transport failpoints set to %r", spec)
+    return await _show_failpoints(request)
 
 
 class _UnreadableBodyError(CodecError):
@@ -196,8 +239,9 @@ class _Inbox:
                 if size > limit:
                     raise BodyTooLargeError(limit)
                 chunks.append(chunk)
-        except (web.RequestPayloadError, HttpProcessingError) as error:
-            # The runner's auto_decompress met bad gzip, or the body's framing is broken.
+        except (web.RequestPayloadError, HttpProcessingError, ConnectionResetError) as error:
+            # The runner's auto_decompress met bad gzip, the body's framing is broken, or the
+            # sender went away mid-body (killed: the chaos campaign found this one).
             raise _UnreadableBodyError("body", f"unreadable: {error}") from error
         body = b"".join(chunks)
         # With auto_decompress the runner has already gunzipped; JSON never starts with 0x1f.

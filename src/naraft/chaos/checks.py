@@ -1,0 +1,189 @@
+"""Post-heal checks of one schedule (reliability §4.2).
+
+- `converge`: one agreed leader, every node's commit and applied index equal, within a bound.
+- `final_reads`: a linearizable read of every register from every node, into the history.
+- `compare_state`: every node holds the same value and version for every key it was asked
+  about, and the same commit/applied index and datum count (identical committed state).
+- `lost_writes`: every acknowledged write-once key and set instance, on every node.
+- `election_safety`: at most one leader per term over every node's election audit log.
+- `tracebacks`: no node log holds a Python traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import aiohttp
+
+from naraft.chaos.cluster import AUDIT_FILE, ChaosCluster, ChaosNode
+from naraft.chaos.workload import INSTANCE_PATH, KV_PATH, NAMING_PREFIX, Workload
+
+POLL_SECONDS: Final = 0.1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Convergence:
+    seconds: float | None  # None: not within the bound
+    detail: str
+
+
+async def converge(cluster: ChaosCluster, timeout_seconds: float, since: float) -> Convergence:
+    """Wait until every node agrees on one leader and term and has applied the same
+    commit index; report how long it took from `since` (loop time: the heal)."""
+    loop = asyncio.get_running_loop()
+    started = since
+    last = "no state yet"
+    while loop.time() - started < timeout_seconds:
+        states = [await cluster.state(node) for node in cluster.nodes]
+        last = _disagreement(states)
+        if not last:
+            return Convergence(seconds=loop.time() - started, detail="converged")
+        await asyncio.sleep(POLL_SECONDS)
+    return Convergence(seconds=None, detail=f"not converged in {timeout_seconds:.0f} s: {last}")
+
+
+def _disagreement(states: list[dict[str, Any] | None]) -> str:
+    if any(state is None for state in states):
+        return "a node does not answer"
+    views = [s for s in states if s is not None]
+    leaders = {(v["leader"], v["term"]) for v in views}
+    if len(leaders) != 1 or next(iter(leaders))[0] is None:
+        return f"leaders/terms disagree: {sorted(map(str, leaders))}"
+    if [v["role"] for v in views].count("leader") != 1:
+        return "no single node says it leads"
+    marks = {(v["commitIndex"], v["appliedIndex"]) for v in views}
+    if len(marks) != 1 or any(c != a for c, a in marks):
+        return f"commit/applied differ: {sorted(marks)}"
+    return ""
+
+
+async def local_value(
+    session: aiohttp.ClientSession, node: ChaosNode, key: str
+) -> tuple[int, str | None, int | None]:
+    """(status, value, version) of a local read of kv `key` on `node`."""
+    async with session.get(f"{node.url}{KV_PATH}/{key}", params={"consistency": "local"}) as answer:
+        data = await answer.json(content_type=None)
+        if answer.status == 200:
+            return 200, str(data["value"]), int(data["version"])
+        return answer.status, None, None
+
+
+async def listed_instances(
+    session: aiohttp.ClientSession, node: ChaosNode, service: str
+) -> frozenset[str] | None:
+    """The instance keys (as the workload names them) a local list on `node` shows."""
+    async with session.get(
+        f"{node.url}{INSTANCE_PATH}/list", params={"serviceName": service}
+    ) as answer:
+        if answer.status != 200:
+            return None
+        hosts = (await answer.json(content_type=None)).get("hosts", [])
+    return frozenset(f"{NAMING_PREFIX}set/{h['ip']}:{h['port']}" for h in hosts)
+
+
+async def final_reads(cluster: ChaosCluster, workload: Workload) -> int:
+    """A recorded linearizable read of every register key from every node; returns how
+    many were not `ok`."""
+    failed = 0
+    timeout = aiohttp.ClientTimeout(total=5)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        for i, node in enumerate(cluster.nodes):
+            for key in sorted(workload.stats.register_keys):
+                outcome = await workload.read(session, node, f"final-{i}", key)
+                failed += outcome.name != "OK"
+    return failed
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StateComparison:
+    differences: tuple[str, ...]
+    lost_writes: tuple[str, ...]
+    keys_compared: int
+
+
+async def compare_state(
+    cluster: ChaosCluster,
+    keys: Iterable[str],
+    acked_set_keys: Mapping[str, str],
+    acked_instances: Iterable[str],
+) -> StateComparison:
+    """Local reads of `keys` on every node must agree; every acked write must be there."""
+    differences: list[str] = []
+    lost: list[str] = []
+    all_keys = sorted(set(keys) | set(acked_set_keys))
+    timeout = aiohttp.ClientTimeout(total=5)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        states = [await cluster.state(node) for node in cluster.nodes]
+        summary = {
+            (s["commitIndex"], s["appliedIndex"], s.get("datums"), s.get("instances"))
+            for s in states
+            if s is not None
+        }
+        if len(summary) != 1 or None in states:
+            differences.append(f"node summaries differ: {sorted(map(str, summary))}")
+        for key in all_keys:
+            seen = [await local_value(session, node, key) for node in cluster.nodes]
+            if len(set(seen)) != 1:
+                differences.append(f"{key}: {seen}")
+            expected = acked_set_keys.get(key)
+            if expected is not None:
+                for node, (_, value, _) in zip(cluster.nodes, seen, strict=True):
+                    if value != expected:
+                        lost.append(f"{key}={expected!r} missing on {node.id} (has {value!r})")
+        wanted = frozenset(acked_instances)
+        for node in cluster.nodes:
+            listed = await listed_instances(session, node, "chaos-set") if wanted else frozenset()
+            if listed is None:
+                lost.append(f"chaos-set not listed on {node.id}")
+                continue
+            lost.extend(f"{key} missing on {node.id}" for key in sorted(wanted - listed))
+    return StateComparison(
+        differences=tuple(differences), lost_writes=tuple(lost), keys_compared=len(all_keys)
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ElectionAudit:
+    terms: int
+    records: int
+    violations: tuple[str, ...]
+
+
+def election_safety(cluster: ChaosCluster) -> ElectionAudit:
+    """At most one leader per term, over every node's audit log (a leader's own record and
+    the leader each follower accepted)."""
+    leaders: dict[int, set[str]] = {}
+    records = 0
+    for node in cluster.nodes:
+        path = node.data_dir / AUDIT_FILE
+        if not path.exists():
+            continue
+        for line in path.read_text().splitlines():
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a torn last line of a killed node
+            records += 1
+            term = int(record["term"])
+            if record["role"] == "leader":
+                leaders.setdefault(term, set()).add(str(record["node"]))
+            elif record.get("leader"):
+                leaders.setdefault(term, set()).add(str(record["leader"]))
+    violations = tuple(
+        f"term {term}: leaders {sorted(ids)}"
+        for term, ids in sorted(leaders.items())
+        if len(ids) > 1
+    )
+    return ElectionAudit(terms=len(leaders), records=records, violations=violations)
+
+
+def tracebacks(cluster: ChaosCluster) -> dict[str, int]:
+    """How many tracebacks each node's log holds (nodes with none are left out)."""
+    counts = {node.id: node.log_text().count("Traceback") for node in cluster.nodes}
+    return {node_id: count for node_id, count in counts.items() if count}

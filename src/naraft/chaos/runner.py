@@ -1,0 +1,349 @@
+"""One campaign: K seeded schedules, each on a fresh cluster, each checked after healing.
+
+`run_schedule` is the whole life of one schedule: start the cluster behind its proxies,
+wait for a leader, run the clients and the nemesis for the schedule's seconds, stop the
+clients, heal, wait for convergence, read every key from every node, compare, check the
+history and the election audit logs, stop the cluster. Everything a human needs to look
+at stays in the schedule's directory: `history.jsonl`, `result.json`, each node's log and
+election audit log (database files are deleted when the schedule passed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+import aiohttp
+
+from naraft.chaos import checks
+from naraft.chaos.cluster import ChaosCluster, ChaosNode
+from naraft.chaos.schedules import CI_KINDS, STEPS, Nemesis, ScheduleKind
+from naraft.chaos.workload import Workload, WorkloadConfig
+from naraft.checker import HistoryRecorder, Verdict, check_history
+
+logger = logging.getLogger(__name__)
+
+FAILPOINTS: Final = "storage.powerloss=1"
+"""What every node runs with: the power-loss bookkeeping, and the transport debug route."""
+LEADER_TIMEOUT_SECONDS: Final = 30.0
+RESTART_TIMEOUT_SECONDS: Final = 30.0
+NEMESIS_GRACE_SECONDS: Final = 15.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CampaignConfig:
+    history_dir: Path
+    nodes: int = 3
+    schedules: int = 6
+    seconds: float = 25.0
+    seed: int = 0
+    kinds: tuple[ScheduleKind, ...] = CI_KINDS
+    only: int | None = None  # run just this schedule index (a replay)
+    clients: int = 6
+    failpoints: str = FAILPOINTS
+    node_args: tuple[str, ...] = ()
+
+    @property
+    def convergence_seconds(self) -> float:
+        return 10.0 if self.nodes <= 3 else 15.0
+
+    def kind_of(self, index: int) -> ScheduleKind:
+        return self.kinds[index % len(self.kinds)]
+
+    def seed_of(self, index: int) -> int:
+        return (self.seed * 1_000_003 + index) % (1 << 63)
+
+    def replay_command(self, index: int) -> str:
+        kinds = ",".join(self.kinds)
+        return (
+            f"naraft chaos --nodes {self.nodes} --schedules {self.schedules} "
+            f"--seconds {self.seconds:g} --seed {self.seed} --kinds {kinds} --only {index} "
+            f"--clients {self.clients} --failpoints '{self.failpoints}' "
+            f"--history-dir {self.history_dir}"
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckOutcome:
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScheduleResult:
+    index: int
+    kind: ScheduleKind
+    seed: int
+    run_dir: Path
+    ops: int
+    ok: int
+    fail: int
+    info: int
+    nemesis_actions: int
+    acked_writes_checked: int
+    lost_writes: int
+    violations: int  # keys not linearizable + extra leaders + state differences
+    convergence_seconds: float | None
+    checks: tuple[CheckOutcome, ...]
+    replay: str
+
+    @property
+    def passed(self) -> bool:
+        return all(check.passed for check in self.checks)
+
+    @property
+    def failed_checks(self) -> tuple[CheckOutcome, ...]:
+        return tuple(check for check in self.checks if not check.passed)
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignResult:
+    config: CampaignConfig
+    results: tuple[ScheduleResult, ...] = field(default=())
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.results) and all(r.passed for r in self.results)
+
+
+def run_campaign(
+    config: CampaignConfig, on_result: Callable[[ScheduleResult], None] | None = None
+) -> CampaignResult:
+    """Run the campaign's schedules one after the other (each on its own event loop)."""
+    indexes = [config.only] if config.only is not None else list(range(config.schedules))
+    results = []
+    for index in indexes:
+        result = asyncio.run(run_schedule(config, index))
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+    return CampaignResult(config, tuple(results))
+
+
+async def run_schedule(config: CampaignConfig, index: int) -> ScheduleResult:
+    kind = config.kind_of(index)
+    seed = config.seed_of(index)
+    run_dir = config.history_dir / f"{index:03d}-{kind}"
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    rng = random.Random(seed)
+    outcomes: list[CheckOutcome] = []
+    history_path = run_dir / "history.jsonl"
+    with history_path.open("w") as sink:
+        recorder = HistoryRecorder(sink)
+        recorder.nemesis({"f": "start", "schedule": str(kind), "seed": seed, "index": index})
+        cluster = ChaosCluster(
+            run_dir / "cluster", config.nodes, failpoints=config.failpoints,
+            extra_args=config.node_args,
+        )  # fmt: skip
+        workload = Workload(
+            cluster,
+            recorder,
+            random.Random(rng.getrandbits(64)),
+            WorkloadConfig(clients=config.clients),
+        )
+        nemesis = Nemesis(cluster, recorder, random.Random(rng.getrandbits(64)))
+        convergence: checks.Convergence | None = None
+        comparison: checks.StateComparison | None = None
+        async with cluster:
+            leader = await _wait_leader(cluster)
+            outcomes.append(
+                CheckOutcome(
+                    name="initial leader",
+                    passed=leader is not None,
+                    detail=f"{leader.id}" if leader else "no leader elected in 30 s",
+                )
+            )
+            if leader is not None:
+                await _run_faults(config, kind, workload, nemesis)
+                outcomes.append(_unexpected_exits(cluster))
+                healed_at = asyncio.get_running_loop().time()
+                await nemesis.heal()
+                serving = await cluster.wait_serving(RESTART_TIMEOUT_SECONDS)
+                convergence = await checks.converge(
+                    cluster, config.convergence_seconds, since=healed_at
+                )
+                outcomes.append(
+                    CheckOutcome(
+                        name="convergence",
+                        passed=serving and convergence.seconds is not None,
+                        detail=convergence.detail
+                        if convergence.seconds is None
+                        else f"{convergence.seconds:.2f} s",
+                    )
+                )
+                try:
+                    failed_reads = await checks.final_reads(cluster, workload)
+                    outcomes.append(
+                        CheckOutcome(
+                            name="final reads",
+                            passed=failed_reads == 0,
+                            detail=f"{failed_reads} of the final linearizable reads failed",
+                        )
+                    )
+                    comparison = await checks.compare_state(
+                        cluster,
+                        workload.stats.register_keys,
+                        workload.stats.acked_set_keys,
+                        workload.stats.acked_instances,
+                    )
+                    outcomes.append(
+                        CheckOutcome(
+                            name="identical state",
+                            passed=not comparison.differences,
+                            detail=f"{comparison.keys_compared} keys on {len(cluster.nodes)} nodes"
+                            if not comparison.differences
+                            else "; ".join(comparison.differences[:5]),
+                        )
+                    )
+                    acked = len(workload.stats.acked_set_keys) + len(workload.stats.acked_instances)
+                    outcomes.append(
+                        CheckOutcome(
+                            name="acked writes present",
+                            passed=not comparison.lost_writes,
+                            detail=f"{acked} acked write-once keys/instances on every node"
+                            if not comparison.lost_writes
+                            else "; ".join(comparison.lost_writes[:5]),
+                        )
+                    )
+                except (aiohttp.ClientError, TimeoutError, OSError, KeyError, ValueError) as error:
+                    outcomes.append(
+                        CheckOutcome(
+                            name="post-heal reads",
+                            passed=False,
+                            detail=f"a node did not answer: {type(error).__name__}: {error}",
+                        )
+                    )
+            recorder.nemesis({"f": "end"})
+        audit = checks.election_safety(cluster)
+        outcomes.append(
+            CheckOutcome(
+                name="one leader per term",
+                passed=not audit.violations and audit.records > 0,
+                detail=f"{audit.terms} terms, {audit.records} audit records"
+                if not audit.violations
+                else "; ".join(audit.violations[:5]),
+            )
+        )
+        traces = checks.tracebacks(cluster)
+        outcomes.append(
+            CheckOutcome(
+                name="no tracebacks",
+                passed=not traces,
+                detail="none" if not traces else f"{traces}",
+            )
+        )
+    started = time.monotonic()
+    verdict = check_history(recorder.records)
+    bad_keys = verdict.count(Verdict.NOT_LINEARIZABLE) + verdict.count(Verdict.UNKNOWN)
+    explanations = [
+        result.explanation or str(result.verdict)
+        for result in verdict.key_results.values()
+        if not result.is_linearizable
+    ]
+    outcomes.append(
+        CheckOutcome(
+            name="linearizable",
+            passed=verdict.ok,
+            detail=f"{len(verdict.key_results)} keys in {time.monotonic() - started:.2f} s"
+            if verdict.ok
+            else "; ".join(explanations[:3]),
+        )
+    )
+    stats = workload.stats
+    lost = len(comparison.lost_writes) if comparison is not None else 0
+    differences = len(comparison.differences) if comparison is not None else 0
+    result = ScheduleResult(
+        index=index,
+        kind=kind,
+        seed=seed,
+        run_dir=run_dir,
+        ops=stats.ops,
+        ok=stats.outcomes["ok"],
+        fail=stats.outcomes["fail"],
+        info=stats.outcomes["info"],
+        nemesis_actions=nemesis.actions,
+        acked_writes_checked=len(stats.acked_set_keys) + len(stats.acked_instances),
+        lost_writes=lost,
+        violations=bad_keys + len(audit.violations) + differences,
+        convergence_seconds=convergence.seconds if convergence is not None else None,
+        checks=tuple(outcomes),
+        replay=config.replay_command(index),
+    )
+    _write_result(result)
+    (run_dir / "refusals.log").write_text("".join(f"{line}\n" for line in stats.refusals))
+    if result.passed:
+        for db_file in (run_dir / "cluster").glob("*/naraft.db*"):
+            db_file.unlink(missing_ok=True)
+    return result
+
+
+async def _wait_leader(cluster: ChaosCluster) -> ChaosNode | None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + LEADER_TIMEOUT_SECONDS
+    while loop.time() < deadline:
+        leader = await cluster.leader()
+        if leader is not None:
+            return leader
+        await asyncio.sleep(0.2)
+    return None
+
+
+async def _run_faults(
+    config: CampaignConfig, kind: ScheduleKind, workload: Workload, nemesis: Nemesis
+) -> None:
+    """Clients for `config.seconds`; the nemesis stops faulting 2 s before the end."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    deadline = loop.time() + max(1.0, config.seconds - 2.0)
+    async with asyncio.TaskGroup() as tasks:
+        tasks.create_task(workload.run(stop), name="chaos-workload")
+        fault_task = tasks.create_task(STEPS[kind](nemesis, deadline), name="chaos-nemesis")
+        await asyncio.sleep(config.seconds)
+        stop.set()
+        try:
+            async with asyncio.timeout(NEMESIS_GRACE_SECONDS):
+                await asyncio.shield(fault_task)
+        except TimeoutError:
+            fault_task.cancel()
+
+
+def _unexpected_exits(cluster: ChaosCluster) -> CheckOutcome:
+    """Nodes that died though nobody killed them (fail-stop or a crash)."""
+    dead = [n.id for n in cluster.nodes if not n.running and not n.killed]
+    return CheckOutcome(
+        name="no unexpected exits",
+        passed=not dead,
+        detail="none" if not dead else f"exited on their own: {dead}",
+    )
+
+
+def _write_result(result: ScheduleResult) -> None:
+    data = {
+        "index": result.index,
+        "kind": str(result.kind),
+        "seed": result.seed,
+        "passed": result.passed,
+        "ops": result.ops,
+        "ok": result.ok,
+        "fail": result.fail,
+        "info": result.info,
+        "nemesis_actions": result.nemesis_actions,
+        "acked_writes_checked": result.acked_writes_checked,
+        "lost_writes": result.lost_writes,
+        "violations": result.violations,
+        "convergence_seconds": result.convergence_seconds,
+        "checks": [{"name": c.name, "passed": c.passed, "detail": c.detail} for c in result.checks],
+        "replay": result.replay,
+    }
+    (result.run_dir / "result.json").write_text(json.dumps(data, indent=2) + "\n")

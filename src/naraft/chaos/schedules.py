@@ -1,0 +1,297 @@
+"""Seeded fault schedules: what the nemesis does to the cluster while clients run.
+
+Each `ScheduleKind` aims at a bug class of reliability.md §1.2 (see `AIMS`). A schedule
+is a coroutine drawing every choice (when, whom, how long) from one `random.Random`, so
+a seed names the same sequence of faults; the *targets* that depend on the cluster
+(which node leads at that moment) are looked up when the fault fires. Every fault is
+noted in the history as a `"process": "nemesis"` line. A schedule returns when its time
+is up; `heal` then undoes everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import random
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from naraft.chaos.cluster import ChaosCluster, ChaosNode
+from naraft.chaos.powerloss import lose_unsynced
+from naraft.checker import HistoryRecorder, JsonValue
+
+ELECTION_TIMEOUT_SECONDS: Final = 2.0  # the default profile's upper bound: 10 ticks x 100 ms x 2
+TRANSPORT_FAULTS: Final = "peer.loss=0.1;peer.duplicate=0.03;peer.delay_ms=150;peer.reorder=0.1"
+
+
+class ScheduleKind(enum.StrEnum):
+    LEADER_KILL = "leader-kill"
+    ISOLATE_LEADER = "isolate-leader"
+    TRANSPORT = "transport-faults"
+    PAUSE_LEADER = "pause-leader"
+    ROLLING_RESTART = "rolling-restart"
+    POWER_LOSS_ALL = "power-loss-all"
+    PARTITION = "partition"
+    BRIDGE = "bridge"
+    ONE_WAY = "one-way"
+    POWER_LOSS_ONE = "power-loss-one"
+    MIXED = "mixed"
+
+
+CI_KINDS: Final = (
+    ScheduleKind.LEADER_KILL,
+    ScheduleKind.ISOLATE_LEADER,
+    ScheduleKind.TRANSPORT,
+    ScheduleKind.PAUSE_LEADER,
+    ScheduleKind.ROLLING_RESTART,
+    ScheduleKind.POWER_LOSS_ALL,
+)
+"""The six CI schedules of reliability §4.1, in order."""
+
+SOAK_KINDS: Final = (
+    *CI_KINDS,
+    ScheduleKind.PARTITION,
+    ScheduleKind.BRIDGE,
+    ScheduleKind.ONE_WAY,
+    ScheduleKind.POWER_LOSS_ONE,
+    ScheduleKind.MIXED,
+)
+
+AIMS: Final[Mapping[ScheduleKind, str]] = {
+    ScheduleKind.LEADER_KILL: "lost update on process crash (etcd #14890)",
+    ScheduleKind.ISOLATE_LEADER: "stale reads from a deposed leader (Jepsen etcd 0.4.1, Consul)",
+    ScheduleKind.TRANSPORT: "lost/duplicated/reordered appends; non-idempotent handlers",
+    ScheduleKind.PAUSE_LEADER: "stale reads from a paused zombie leader (Consul default mode)",
+    ScheduleKind.ROLLING_RESTART: "lost update on crash; a node that cannot reboot (etcd #5230)",
+    ScheduleKind.POWER_LOSS_ALL: "acked before fsync; every node loses unsynced data (#14370)",
+    ScheduleKind.PARTITION: "split brain across a majority/minority partition",
+    ScheduleKind.BRIDGE: "split brain with a bridge node that sees both sides",
+    ScheduleKind.ONE_WAY: "one-way partitions: stale leader lease, PreVote/CheckQuorum",
+    ScheduleKind.POWER_LOSS_ONE: "torn WAL tail repaired at restart (etcd #2736, #6378)",
+    ScheduleKind.MIXED: "every fault kind, weighted as reliability §4.3",
+}
+
+
+@dataclass(slots=True)
+class Nemesis:
+    """The fault injector's handle on one run: cluster, history notes, seeded choices."""
+
+    cluster: ChaosCluster
+    recorder: HistoryRecorder
+    rng: random.Random
+    actions: int = 0
+
+    def note(self, action: str, **fields: JsonValue) -> None:
+        self.actions += 1
+        self.recorder.nemesis({"f": action, **fields})
+
+    async def target(self, *, leader: bool) -> ChaosNode:
+        """The leader (when one is known and `leader`), else a random serving node."""
+        if leader:
+            found = await self.cluster.leader()
+            if found is not None:
+                return found
+        serving = [n for n in self.cluster.nodes if n.serving] or self.cluster.nodes
+        return self.rng.choice(serving)
+
+    async def sleep(self, low: float, high: float, deadline: float) -> bool:
+        """Sleep a random time in [low, high], cut at `deadline` (loop time); False if the
+        deadline passed."""
+        loop = asyncio.get_running_loop()
+        seconds = min(self.rng.uniform(low, high), deadline - loop.time())
+        if seconds <= 0:
+            return False
+        await asyncio.sleep(seconds)
+        return loop.time() < deadline
+
+    async def kill(self, node: ChaosNode, *, power_loss: bool = False) -> None:
+        await node.kill()
+        if power_loss:
+            lost = lose_unsynced(node.db_path, self.rng)
+            self.note(
+                "power-loss",
+                node=node.id,
+                dropped_bytes=lost.dropped_bytes,
+                torn_bytes=lost.torn_bytes,
+            )
+        else:
+            self.note("kill", node=node.id)
+
+    def start(self, node: ChaosNode) -> None:
+        node.start(self.cluster.failpoints)
+        self.note("start", node=node.id)
+
+    async def heal(self) -> None:
+        """Undo every fault: links, transport failpoints, pauses, dead processes."""
+        self.cluster.links.heal()
+        for node in self.cluster.nodes:
+            if node.paused:
+                node.resume()
+            if not node.running:
+                node.start(self.cluster.failpoints)
+        await self.cluster.set_transport_faults("")
+        self.note("heal")
+
+
+Step = Callable[[Nemesis, float], Coroutine[Any, Any, None]]
+
+
+async def leader_kill(n: Nemesis, deadline: float) -> None:
+    """kill -9 the leader every 4-8 s; restart it 0.5-3 s later."""
+    while await n.sleep(4, 8, deadline):
+        node = await n.target(leader=True)
+        await n.kill(node)
+        await n.sleep(0.5, 3, deadline + 3)
+        n.start(node)
+
+
+async def isolate_leader(n: Nemesis, deadline: float) -> None:
+    """Blackhole the leader's links both ways for 6 s, twice."""
+    for _ in range(2):
+        if not await n.sleep(2, 4, deadline):
+            return
+        node = await n.target(leader=True)
+        n.cluster.links.isolate(node.id, [o for o in n.cluster.ids if o != node.id])
+        n.note("isolate", node=node.id)
+        await n.sleep(6, 6, deadline + 6)
+        n.cluster.links.heal()
+        n.note("heal-links")
+
+
+async def transport(n: Nemesis, deadline: float) -> None:
+    """10 % loss, 3 % duplication, 0-150 ms delay, 10 % reordering on every link, in
+    windows of 3-8 s with 2-4 s of calm between them."""
+    while await n.sleep(1, 3, deadline):
+        seed = n.rng.randrange(1 << 30)
+        await n.cluster.set_transport_faults(f"{TRANSPORT_FAULTS};peer.seed={seed}")
+        n.note("transport-faults", spec=TRANSPORT_FAULTS)
+        await n.sleep(3, 8, deadline + 2)
+        await n.cluster.set_transport_faults("")
+        n.note("transport-calm")
+        await n.sleep(2, 4, deadline)
+
+
+async def pause_leader(n: Nemesis, deadline: float) -> None:
+    """SIGSTOP the leader for 1-2.5x the election timeout, then SIGCONT; reads go on."""
+    while await n.sleep(2, 5, deadline):
+        node = await n.target(leader=True)
+        node.pause()
+        n.note("pause", node=node.id)
+        await n.sleep(ELECTION_TIMEOUT_SECONDS, 2.5 * ELECTION_TIMEOUT_SECONDS, deadline + 5)
+        node.resume()
+        n.note("resume", node=node.id)
+
+
+async def rolling_restart(n: Nemesis, deadline: float) -> None:
+    """Kill every node in turn at a random point; restart it after 0.5-2 s."""
+    order = list(n.cluster.nodes)
+    n.rng.shuffle(order)
+    while True:
+        for node in order:
+            if not await n.sleep(1, 4, deadline):
+                return
+            await n.kill(node)
+            await n.sleep(0.5, 2, deadline + 2)
+            n.start(node)
+
+
+async def power_loss_all(n: Nemesis, deadline: float) -> None:
+    """Once or twice: every node loses power at the same moment, then all restart."""
+    for _ in range(2):
+        if not await n.sleep(4, 9, deadline):
+            return
+        for node in n.cluster.nodes:
+            await n.kill(node, power_loss=True)
+        await n.sleep(0.5, 2, deadline + 2)
+        for node in n.cluster.nodes:
+            n.start(node)
+
+
+async def power_loss_one(n: Nemesis, deadline: float) -> None:
+    """One node (the leader half the time) loses power every 4-8 s."""
+    while await n.sleep(4, 8, deadline):
+        node = await n.target(leader=n.rng.random() < 0.5)
+        await n.kill(node, power_loss=True)
+        await n.sleep(0.5, 2, deadline + 2)
+        n.start(node)
+
+
+async def partition(n: Nemesis, deadline: float) -> None:
+    """Random majority/minority partitions of 2-8 s, 2-5 s of heal between them."""
+    while await n.sleep(2, 5, deadline):
+        ids = list(n.cluster.ids)
+        n.rng.shuffle(ids)
+        cut = n.rng.randrange(1, (len(ids) + 1) // 2)
+        minority, majority = ids[:cut], ids[cut:]
+        n.cluster.links.partition(minority, majority)
+        n.note("partition", minority=list(minority), majority=list(majority))
+        await n.sleep(2, 8, deadline + 2)
+        n.cluster.links.heal()
+        n.note("heal-links")
+
+
+async def bridge(n: Nemesis, deadline: float) -> None:
+    """Two sides that cannot talk, and one bridge node that talks to both."""
+    while await n.sleep(2, 5, deadline):
+        ids = list(n.cluster.ids)
+        n.rng.shuffle(ids)
+        middle = ids[0]
+        rest = ids[1:]
+        half = len(rest) // 2
+        left, right = rest[:half], rest[half:]
+        n.cluster.links.partition(left, right)
+        n.note("bridge", bridge=middle, left=list(left), right=list(right))
+        await n.sleep(3, 8, deadline + 2)
+        n.cluster.links.heal()
+        n.note("heal-links")
+
+
+async def one_way(n: Nemesis, deadline: float) -> None:
+    """Cut what one node (the leader half the time) sends, or what it receives."""
+    while await n.sleep(2, 5, deadline):
+        node = await n.target(leader=n.rng.random() < 0.5)
+        others = [o for o in n.cluster.ids if o != node.id]
+        outbound = n.rng.random() < 0.5
+        links = [(node.id, o) if outbound else (o, node.id) for o in others]
+        n.cluster.links.cut_links(links)
+        n.note("one-way", node=node.id, direction="outbound" if outbound else "inbound")
+        await n.sleep(2, 8, deadline + 2)
+        n.cluster.links.heal()
+        n.note("heal-links")
+
+
+async def mixed(n: Nemesis, deadline: float) -> None:
+    """Fault windows of every kind in turn, weighted as reliability §4.3."""
+    weights: list[tuple[Step, int]] = [
+        (leader_kill, 20),
+        (power_loss_one, 10),
+        (pause_leader, 10),
+        (partition, 20),
+        (one_way, 10),
+        (transport, 20),
+        (bridge, 5),
+    ]
+    loop = asyncio.get_running_loop()
+    while loop.time() < deadline - 4:
+        step = n.rng.choices([s for s, _ in weights], [w for _, w in weights])[0]
+        window = min(deadline, loop.time() + n.rng.uniform(6, 12))
+        await step(n, window)
+        await n.heal()
+        if not await n.sleep(2, 5, deadline):
+            return
+
+
+STEPS: Final[Mapping[ScheduleKind, Step]] = {
+    ScheduleKind.LEADER_KILL: leader_kill,
+    ScheduleKind.ISOLATE_LEADER: isolate_leader,
+    ScheduleKind.TRANSPORT: transport,
+    ScheduleKind.PAUSE_LEADER: pause_leader,
+    ScheduleKind.ROLLING_RESTART: rolling_restart,
+    ScheduleKind.POWER_LOSS_ALL: power_loss_all,
+    ScheduleKind.PARTITION: partition,
+    ScheduleKind.BRIDGE: bridge,
+    ScheduleKind.ONE_WAY: one_way,
+    ScheduleKind.POWER_LOSS_ONE: power_loss_one,
+    ScheduleKind.MIXED: mixed,
+}

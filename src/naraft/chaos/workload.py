@@ -1,0 +1,380 @@
+"""Concurrent clients against the key/value and naming APIs, recording one history.
+
+Each client is an asyncio task pinned to a random node (re-chosen after an error) that
+issues, at a modest pace: linearizable reads, writes of unique values, compare-and-sets on
+the value it last saw, deletes, write-once "set" keys (never overwritten: the acked-writes
+check looks for every one of them on every node), and naming operations on persistent
+instances (register, deregister, linearizable list), recorded as registers per instance
+key holding "present" or absent. Keys rotate after `max_ops_per_key` operations so the
+checker's per-key search stays small (reliability §2.2).
+
+Outcomes are classified as §2.2 says: 2xx ok; a definite refusal (4xx, a 503 whose JSON
+says `"outcome": "not-applied"`, a connection refused before sending) fail; anything
+else (timeouts, resets, other 5xx) info.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import aiohttp
+import orjson
+
+from naraft.chaos.cluster import ChaosCluster, ChaosNode
+from naraft.checker import HistoryRecorder, JsonValue, OpFunction, RecordType
+
+KV_PATH: Final = "/naraft/v1/kv"
+INSTANCE_PATH: Final = "/nacos/v1/ns/instance"
+PRESENT: Final = "present"
+NAMING_PREFIX: Final = "naming/"
+SET_PREFIX: Final = "set/"
+CLIENT_TIMEOUT_SECONDS: Final = 5.0
+
+
+class Outcome(enum.Enum):
+    OK = enum.auto()
+    FAIL = enum.auto()
+    INFO = enum.auto()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkloadConfig:
+    clients: int = 6
+    registers_per_generation: int = 6
+    max_ops_per_key: int = 150
+    pause_max_seconds: float = 0.12  # each client waits up to this between operations
+    instances_per_service: int = 4
+
+
+@dataclass(slots=True)
+class WorkloadStats:
+    """What the clients did; `acked_set_keys` maps each acknowledged write-once key to
+    its value, `acked_instances` the set-service instance keys acknowledged registered."""
+
+    ops: int = 0
+    outcomes: dict[str, int] = field(default_factory=lambda: {"ok": 0, "fail": 0, "info": 0})
+    acked_set_keys: dict[str, str] = field(default_factory=dict)
+    acked_instances: set[str] = field(default_factory=set)
+    register_keys: set[str] = field(default_factory=set)
+    refusals: list[str] = field(default_factory=list)  # each non-2xx write answer, for humans
+
+    def count(self, outcome: Outcome) -> None:
+        self.ops += 1
+        self.outcomes[outcome.name.lower()] += 1
+
+
+class KeyPool:
+    """The current register keys; a key retires after `max_ops` operations."""
+
+    def __init__(self, prefix: str, size: int, max_ops: int) -> None:
+        self._prefix = prefix
+        self._max_ops = max_ops
+        self._generation = 0
+        self._ops: dict[str, int] = {}
+        self._keys = [self._fresh(i) for i in range(size)]
+
+    def _fresh(self, slot: int) -> str:
+        self._generation += 1
+        key = f"{self._prefix}{self._generation}-{slot}"
+        self._ops[key] = 0
+        return key
+
+    def pick(self, rng: random.Random) -> str:
+        slot = rng.randrange(len(self._keys))
+        key = self._keys[slot]
+        self._ops[key] += 1
+        if self._ops[key] >= self._max_ops:
+            self._keys[slot] = self._fresh(slot)
+        return key
+
+
+class Workload:
+    """Runs `config.clients` clients against `cluster` until `stop` is set."""
+
+    def __init__(
+        self,
+        cluster: ChaosCluster,
+        recorder: HistoryRecorder,
+        rng: random.Random,
+        config: WorkloadConfig | None = None,
+    ) -> None:
+        self._cluster = cluster
+        self._recorder = recorder
+        self._rng = rng
+        self._config = config if config is not None else WorkloadConfig()
+        self.stats = WorkloadStats()
+        self._registers = KeyPool(
+            "r", self._config.registers_per_generation, self._config.max_ops_per_key
+        )
+        self._services = KeyPool("svc", 2, self._config.max_ops_per_key)
+        self._seq = 0
+        self._last_seen: dict[str, str | None] = {}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        timeout = aiohttp.ClientTimeout(total=CLIENT_TIMEOUT_SECONDS)
+        async with asyncio.TaskGroup() as tasks:
+            for client in range(self._config.clients):
+                rng = random.Random(self._rng.getrandbits(64))
+                tasks.create_task(
+                    self._client(client, rng, stop, timeout), name=f"chaos-client-{client}"
+                )
+
+    async def _client(
+        self,
+        process: int,
+        rng: random.Random,
+        stop: asyncio.Event,
+        client_timeout: aiohttp.ClientTimeout,
+    ) -> None:
+        node = rng.choice(self._cluster.nodes)
+        async with aiohttp.ClientSession(timeout=client_timeout) as session:
+            # aiohttp resends a PUT/DELETE once after a reset, then reports the second try:
+            # a CAS applied by the first would be recorded as a refusal (a false alarm).
+            session._retry_connection = False
+            while not stop.is_set():
+                outcome = await self._one_op(session, node, process, rng)
+                self.stats.count(outcome)
+                if outcome is not Outcome.OK:
+                    node = rng.choice(self._cluster.nodes)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(rng.uniform(0, self._config.pause_max_seconds)):
+                        await stop.wait()
+
+    def _unique(self, process: int) -> str:
+        self._seq += 1
+        return f"{process}-{self._seq}"
+
+    async def _one_op(
+        self, session: aiohttp.ClientSession, node: ChaosNode, process: int, rng: random.Random
+    ) -> Outcome:
+        roll = rng.random()
+        if roll < 0.45:
+            return await self.read(session, node, process, self._registers.pick(rng))
+        if roll < 0.70:
+            key = self._registers.pick(rng)
+            return await self._write(session, node, process, key, self._unique(process))
+        if roll < 0.80:
+            key = self._registers.pick(rng)
+            return await self._cas(session, node, process, key, self._unique(process))
+        if roll < 0.85:
+            return await self._delete(session, node, process, self._registers.pick(rng))
+        if roll < 0.93:
+            key = f"{SET_PREFIX}{self._unique(process)}"
+            value = self._unique(process)
+            outcome = await self._write(session, node, process, key, value)
+            if outcome is Outcome.OK:
+                self.stats.acked_set_keys[key] = value
+            return outcome
+        return await self._naming(session, node, process, rng)
+
+    # ------------------------------------------------------------------ kv
+
+    async def read(
+        self, session: aiohttp.ClientSession, node: ChaosNode, process: int | str, key: str
+    ) -> Outcome:
+        """A linearizable read of `key`, recorded."""
+        self.stats.register_keys.add(key)
+        self._recorder.invoke(process, OpFunction.READ, key)
+        try:
+            async with session.get(
+                f"{node.url}{KV_PATH}/{key}", params={"consistency": "linearizable"}
+            ) as answer:
+                status, body = answer.status, await answer.read()
+        except aiohttp.ClientConnectorError:
+            return self._done(process, OpFunction.READ, key, Outcome.FAIL)
+        except (aiohttp.ClientError, TimeoutError):
+            return self._done(process, OpFunction.READ, key, Outcome.INFO)
+        if status == 200:
+            value = _json(body).get("value")
+            self._last_seen[key] = value if isinstance(value, str) else None
+            return self._done(process, OpFunction.READ, key, Outcome.OK, value)
+        if status == 404 and b"not found" in body:
+            self._last_seen[key] = None
+            return self._done(process, OpFunction.READ, key, Outcome.OK, None)
+        return self._done(process, OpFunction.READ, key, Outcome.FAIL)
+
+    async def _write(
+        self, session: aiohttp.ClientSession, node: ChaosNode, process: int, key: str, value: str
+    ) -> Outcome:
+        self.stats.register_keys.add(key)
+        self._recorder.invoke(process, OpFunction.WRITE, key, value)
+        outcome, _ = await self._mutate(
+            session, "PUT", f"{node.url}{KV_PATH}/{key}", {"value": value}
+        )
+        return self._done(process, OpFunction.WRITE, key, outcome)
+
+    async def _cas(
+        self, session: aiohttp.ClientSession, node: ChaosNode, process: int, key: str, value: str
+    ) -> Outcome:
+        self.stats.register_keys.add(key)
+        expected = self._last_seen.get(key)
+        self._recorder.invoke(process, OpFunction.CAS, key, [expected, value])
+        body = {"value": value, "prev": expected}
+        outcome, _ = await self._mutate(session, "PUT", f"{node.url}{KV_PATH}/{key}", body)
+        return self._done(process, OpFunction.CAS, key, outcome)
+
+    async def _delete(
+        self, session: aiohttp.ClientSession, node: ChaosNode, process: int, key: str
+    ) -> Outcome:
+        self.stats.register_keys.add(key)
+        self._recorder.invoke(process, OpFunction.DELETE, key)
+        outcome, answer = await self._mutate(session, "DELETE", f"{node.url}{KV_PATH}/{key}", None)
+        existed = answer.get("deleted") if outcome is Outcome.OK else None
+        self._done(
+            process,
+            OpFunction.DELETE,
+            key,
+            outcome,
+            existed=existed if isinstance(existed, bool) else None,
+        )
+        return outcome
+
+    # ------------------------------------------------------------------ naming
+
+    async def _naming(
+        self, session: aiohttp.ClientSession, node: ChaosNode, process: int, rng: random.Random
+    ) -> Outcome:
+        service = self._services.pick(rng)
+        port = 9000 + rng.randrange(self._config.instances_per_service)
+        key = f"{NAMING_PREFIX}{service}/10.0.0.1:{port}"
+        params = {
+            "serviceName": service,
+            "ip": "10.0.0.1",
+            "port": str(port),
+            "ephemeral": "false",
+        }
+        roll = rng.random()
+        if roll < 0.4:
+            self._recorder.invoke(process, OpFunction.WRITE, key, PRESENT)
+            outcome, _ = await self._mutate(
+                session, "POST", f"{node.url}{INSTANCE_PATH}", None, params=params
+            )
+            return self._done(process, OpFunction.WRITE, key, outcome)
+        if roll < 0.6:
+            self._recorder.invoke(process, OpFunction.DELETE, key)
+            outcome, _ = await self._mutate(
+                session, "DELETE", f"{node.url}{INSTANCE_PATH}", None, params=params
+            )
+            return self._done(process, OpFunction.DELETE, key, outcome)
+        if roll < 0.75:
+            # the write-once service: registered, never deregistered (the acked-set check)
+            set_key = f"{NAMING_PREFIX}set/10.0.1.{rng.randrange(1, 250)}:{port}"
+            ip = set_key.rsplit("/", 1)[1].split(":")[0]
+            set_params = {**params, "serviceName": "chaos-set", "ip": ip}
+            self._recorder.invoke(process, OpFunction.WRITE, set_key, PRESENT)
+            outcome, _ = await self._mutate(
+                session, "POST", f"{node.url}{INSTANCE_PATH}", None, params=set_params
+            )
+            if outcome is Outcome.OK:
+                self.stats.acked_instances.add(set_key)
+            return self._done(process, OpFunction.WRITE, set_key, outcome)
+        return await self.list_service(session, node, process, service)
+
+    def instance_keys(self, service: str) -> list[str]:
+        return [
+            f"{NAMING_PREFIX}{service}/10.0.0.1:{9000 + i}"
+            for i in range(self._config.instances_per_service)
+        ]
+
+    async def list_service(
+        self, session: aiohttp.ClientSession, node: ChaosNode, process: int | str, service: str
+    ) -> Outcome:
+        """A linearizable list of `service`, recorded as a read of each instance key."""
+        self._recorder.invoke(process, OpFunction.READ_MANY, None)
+        try:
+            async with session.get(
+                f"{node.url}{INSTANCE_PATH}/list",
+                params={"serviceName": service, "linearizable": "true"},
+            ) as answer:
+                status, body = answer.status, await answer.read()
+        except aiohttp.ClientConnectorError:
+            return self._done(process, OpFunction.READ_MANY, None, Outcome.FAIL)
+        except (aiohttp.ClientError, TimeoutError):
+            return self._done(process, OpFunction.READ_MANY, None, Outcome.INFO)
+        if status != 200:
+            return self._done(process, OpFunction.READ_MANY, None, Outcome.FAIL)
+        hosts = _json(body).get("hosts", [])
+        present = {
+            f"{NAMING_PREFIX}{service}/{h.get('ip')}:{h.get('port')}"
+            for h in hosts
+            if isinstance(h, dict)
+        }
+        seen: dict[str, JsonValue] = {
+            key: (PRESENT if key in present else None) for key in self.instance_keys(service)
+        }
+        return self._done(process, OpFunction.READ_MANY, None, Outcome.OK, seen)
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def _mutate(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        url: str,
+        body: Mapping[str, object] | None,
+        *,
+        params: Mapping[str, str] | None = None,
+    ) -> tuple[Outcome, dict[str, Any]]:
+        data = orjson.dumps(body) if body is not None else None
+        started = time.monotonic_ns()
+        try:
+            async with session.request(method, url, data=data, params=params) as answer:
+                status, raw = answer.status, await answer.read()
+        except aiohttp.ClientConnectorError as error:
+            self._refused(started, method, url, f"{type(error).__name__} {error}")
+            return Outcome.FAIL, {}  # never sent
+        except (aiohttp.ClientError, TimeoutError) as error:
+            self._refused(started, method, url, f"{type(error).__name__} {error}")
+            return Outcome.INFO, {}
+        parsed = _json(raw)
+        outcome = classify(status, parsed)
+        if outcome is not Outcome.OK:
+            self._refused(started, method, url, f"{status} {raw[:200]!r}")
+        return outcome, parsed
+
+    def _refused(self, started: int, method: str, url: str, what: str) -> None:
+        self.stats.refusals.append(f"{started} {method} {url}: {what}")
+
+    def _done(
+        self,
+        process: int | str,
+        function: OpFunction,
+        key: str | None,
+        outcome: Outcome,
+        value: JsonValue = None,
+        *,
+        existed: bool | None = None,
+    ) -> Outcome:
+        record_type = {
+            Outcome.OK: RecordType.OK,
+            Outcome.FAIL: RecordType.FAIL,
+            Outcome.INFO: RecordType.INFO,
+        }[outcome]
+        self._recorder.record(process, record_type, function, key, value, existed=existed)
+        return outcome
+
+
+def classify(status: int, body: Mapping[str, object]) -> Outcome:
+    """A write's outcome from its answer (reliability §2.2's table)."""
+    if 200 <= status < 300:
+        return Outcome.OK
+    if status in (400, 401, 403, 404, 409, 413, 422, 429):
+        return Outcome.FAIL
+    if status == 503 and body.get("outcome") == "not-applied":
+        return Outcome.FAIL
+    return Outcome.INFO
+
+
+def _json(raw: bytes) -> dict[str, Any]:
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}

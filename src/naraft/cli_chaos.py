@@ -1,0 +1,136 @@
+"""`naraft chaos`: run a fault campaign against a real local cluster (see naraft.chaos).
+
+The campaign machinery is imported only when the command runs, so `naraft server` never
+loads it.
+
+Exit 0 only when every check of every schedule passed; 1 when any failed (the seed and
+the replay command of each failed schedule are printed); 2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from naraft.chaos import (
+    ScheduleKind,
+    ScheduleResult,
+)
+
+
+def _kinds(text: str) -> tuple[ScheduleKind, ...]:
+    from naraft.chaos.schedules import CI_KINDS, SOAK_KINDS, ScheduleKind
+
+    if text == "ci":
+        return CI_KINDS
+    if text == "soak":
+        return SOAK_KINDS
+    try:
+        return tuple(ScheduleKind(part.strip()) for part in text.split(",") if part.strip())
+    except ValueError as error:
+        choices = ", ".join(k.value for k in ScheduleKind)
+        raise click.BadParameter(f"{error}; choose ci, soak or some of: {choices}") from None
+
+
+@click.command("chaos")
+@click.option("--nodes", type=click.IntRange(3, 5), default=3, show_default=True)
+@click.option("--schedules", type=click.IntRange(1, 100_000), default=6, show_default=True)
+@click.option("--seconds", type=click.FloatRange(5, 3600), default=25.0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--history-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("chaos-runs"),
+    show_default=True,
+    help="one directory per schedule: history.jsonl, result.json, node logs",
+)
+@click.option(
+    "--kinds",
+    default="ci",
+    show_default=True,
+    help="ci (the six CI schedules), soak (every kind), or a comma-separated list",
+)
+@click.option("--only", type=click.IntRange(0), default=None, help="replay one schedule index")
+@click.option("--clients", type=click.IntRange(1, 64), default=6, show_default=True)
+@click.option(
+    "--failpoints",
+    default="storage.powerloss=1",
+    show_default=True,
+    help="NARAFT_FAILPOINTS for every node; add storage.lying_fsync=1 to plant a lost-write bug",
+)
+def chaos(
+    nodes: int,
+    schedules: int,
+    seconds: float,
+    seed: int,
+    history_dir: Path,
+    kinds: str,
+    only: int | None,
+    clients: int,
+    failpoints: str,
+) -> None:
+    """Run seeded fault schedules against a real local cluster and check every history."""
+    from naraft.chaos.runner import CampaignConfig, run_campaign
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    config = CampaignConfig(
+        history_dir=history_dir.resolve(),
+        nodes=nodes,
+        schedules=schedules,
+        seconds=seconds,
+        seed=seed,
+        kinds=_kinds(kinds),
+        only=only,
+        clients=clients,
+        failpoints=failpoints,
+    )
+    console = Console(width=None if sys.stdout.isatty() else 140)
+    console.print(
+        f"naraft chaos: {nodes} nodes, {schedules if only is None else 1} schedule(s) x "
+        f"{seconds:g} s, seed {seed}, histories in {config.history_dir}"
+    )
+
+    def report(result: ScheduleResult) -> None:
+        mark = "[green]pass[/green]" if result.passed else "[red]FAIL[/red]"
+        console.print(
+            f"schedule {result.index} {result.kind}: {mark}, {result.ops} ops, "
+            f"{result.lost_writes} lost, {result.violations} violations"
+        )
+        for check in result.failed_checks:
+            console.print(f"  [red]{check.name}[/red]: {check.detail}")
+
+    campaign = run_campaign(config, on_result=report)
+    table = Table(title=f"naraft chaos, seed {seed}")
+    for column in (
+        "#", "schedule", "ops", "ok", "info", "fail", "faults", "acked checked",
+        "lost", "violations", "converged", "result",
+    ):  # fmt: skip
+        table.add_column(column)
+    for r in campaign.results:
+        converged = "-" if r.convergence_seconds is None else f"{r.convergence_seconds:.1f} s"
+        table.add_row(
+            str(r.index), str(r.kind), str(r.ops), str(r.ok), str(r.info), str(r.fail),
+            str(r.nemesis_actions), str(r.acked_writes_checked), str(r.lost_writes),
+            str(r.violations), converged,
+            "[green]pass[/green]" if r.passed else "[red]FAIL[/red]",
+        )  # fmt: skip
+    console.print(table)
+    totals = campaign.results
+    console.print(
+        f"{len(totals)} schedules, {sum(r.ops for r in totals)} ops, "
+        f"{sum(r.lost_writes for r in totals)} lost writes, "
+        f"{sum(r.violations for r in totals)} violations"
+    )
+    failed = [r for r in totals if not r.passed]
+    if failed:
+        for r in failed:
+            console.print(
+                f"[red]failed[/red] schedule {r.index} ({r.kind}), seed {seed}: {r.run_dir}"
+            )
+            console.print(f"  replay: {r.replay}")
+        raise SystemExit(1)

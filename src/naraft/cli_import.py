@@ -1,0 +1,238 @@
+"""`naraft import-nacos DIR --server URL`: propose a Nacos 1.x naming data directory's
+services and persistent instances into a running naraft cluster, through its Open API.
+
+Order: custom namespaces (`POST /nacos/v1/console/namespaces`), then services
+(`POST /nacos/v1/ns/service`, or `PUT` when it exists), then every persistent instance
+(`POST /nacos/v1/ns/instance?ephemeral=false`), `--concurrency` requests in flight, with a
+progress bar. Unreadable files are listed by name with the reason and skipped; a request the
+cluster refuses is counted and listed (first few) in the summary. Exit code 1 when anything
+failed or was unreadable, 0 otherwise. Re-running is safe: every step is idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from naraft.storage.nacos_import import (
+    DEFAULT_NAMESPACE,
+    NacosData,
+    NacosFormatError,
+    NacosInstance,
+    NacosInstanceList,
+    NacosService,
+    read_nacos_dir,
+)
+
+NAMESPACES_PATH = "/nacos/v1/console/namespaces"
+SERVICE_PATH = "/nacos/v1/ns/service"
+INSTANCE_PATH = "/nacos/v1/ns/instance"
+SHOWN_FAILURES = 10
+
+
+@dataclass(slots=True)
+class _Tally:
+    namespaces: int = 0
+    services_created: int = 0
+    services_updated: int = 0
+    instances: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+@click.command("import-nacos")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--server", "server_url", default="http://127.0.0.1:8848", help="any member")
+@click.option("--concurrency", type=click.IntRange(1, 256), default=16)
+@click.option("--dry-run", is_flag=True, help="read and report, propose nothing")
+def import_nacos(directory: Path, server_url: str, concurrency: int, dry_run: bool) -> None:
+    """Import a Nacos 1.x naming data directory (nacos home, data/naming or its data/)."""
+    console = Console(highlight=False, soft_wrap=True)
+    try:
+        data = read_nacos_dir(directory)
+    except NacosFormatError as error:
+        click.echo(f"naraft: {error}", err=True)
+        raise SystemExit(1) from None
+    console.print(
+        f"read {data.root}: term {data.term}, {len(data.namespaces)} namespaces, "
+        f"{len(data.services)} services, {len(data.instance_lists)} instance lists, "
+        f"{data.instance_count} persistent instances"
+    )
+    for bad in data.unreadable:
+        console.print(f"[red]unreadable[/red] {bad.path}: {bad.reason}")
+    tally = _Tally()
+    if not dry_run:
+        try:
+            asyncio.run(_propose(data, server_url.rstrip("/"), concurrency, tally, console))
+        except (aiohttp.ClientError, OSError) as error:
+            click.echo(f"naraft: cannot reach {server_url}: {error}", err=True)
+            raise SystemExit(1) from None
+    _summary(console, data, tally, dry_run)
+    if data.unreadable or tally.failures:
+        raise SystemExit(1)
+
+
+async def _propose(
+    data: NacosData, server: str, concurrency: int, tally: _Tally, console: Console
+) -> None:
+    services = _all_services(data)
+    instances = [(lst, inst) for lst in data.instance_lists for inst in lst.instances]
+    namespaces = [ns for ns in data.namespaces if ns != DEFAULT_NAMESPACE]
+    timeout = aiohttp.ClientTimeout(total=30)
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+        with Progress(
+            TextColumn("{task.description:<12}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            stages: list[tuple[str, list[Callable[[], Awaitable[None]]]]] = [
+                ("namespaces", [_namespace_step(session, server, ns, tally) for ns in namespaces]),
+                ("services", [_service_step(session, server, s, tally) for s in services]),
+                (
+                    "instances",
+                    [_instance_step(session, server, lst, i, tally) for lst, i in instances],
+                ),
+            ]
+            for name, steps in stages:
+                task = progress.add_task(name, total=len(steps))
+                queue = iter(steps)
+
+                async def worker(
+                    task_id: object = task,
+                    queue: Iterator[Callable[[], Awaitable[None]]] = queue,
+                ) -> None:
+                    for step in queue:
+                        await step()
+                        progress.advance(task_id)  # type: ignore[arg-type]
+
+                await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+def _all_services(data: NacosData) -> list[NacosService]:
+    """Services from metadata files, plus one per instance list that has none."""
+    known = {(s.namespace_id, s.group_name, s.service_name) for s in data.services}
+    extra = [
+        NacosService(
+            namespace_id=lst.namespace_id,
+            group_name=lst.group_name,
+            service_name=lst.service_name,
+            source=lst.source,
+        )
+        for lst in data.instance_lists
+        if (lst.namespace_id, lst.group_name, lst.service_name) not in known
+    ]
+    return [*data.services, *extra]
+
+
+def _namespace_step(
+    session: aiohttp.ClientSession, server: str, namespace: str, tally: _Tally
+) -> Callable[[], Awaitable[None]]:
+    async def step() -> None:
+        form = {"customNamespaceId": namespace, "namespaceName": namespace}
+        async with session.post(server + NAMESPACES_PATH, data=form) as answer:
+            text = await answer.text()
+            if answer.status == 200 or "exist" in text:
+                tally.namespaces += 1
+            else:
+                tally.failures.append(f"namespace {namespace}: HTTP {answer.status} {text[:120]}")
+
+    return step
+
+
+def _service_step(
+    session: aiohttp.ClientSession, server: str, service: NacosService, tally: _Tally
+) -> Callable[[], Awaitable[None]]:
+    async def step() -> None:
+        form = {
+            "namespaceId": service.namespace_id,
+            "groupName": service.group_name,
+            "serviceName": service.service_name,
+            "protectThreshold": str(service.protect_threshold),
+            "metadata": json.dumps(dict(service.metadata)),
+        }
+        if service.selector is not None:
+            form["selector"] = json.dumps(dict(service.selector))
+        async with session.post(server + SERVICE_PATH, data=form) as answer:
+            text = await answer.text()
+            if answer.status == 200:
+                tally.services_created += 1
+                return
+        if "already exists" in text:
+            async with session.put(server + SERVICE_PATH, data=form) as answer:
+                text = await answer.text()
+                if answer.status == 200:
+                    tally.services_updated += 1
+                    return
+        tally.failures.append(
+            f"service {service.namespace_id}/{service.group_name}@@{service.service_name}"
+            f" ({service.source.name}): HTTP {answer.status} {text[:120]}"
+        )
+
+    return step
+
+
+def _instance_step(
+    session: aiohttp.ClientSession,
+    server: str,
+    owner: NacosInstanceList,
+    instance: NacosInstance,
+    tally: _Tally,
+) -> Callable[[], Awaitable[None]]:
+    async def step() -> None:
+        form = {
+            "namespaceId": owner.namespace_id,
+            "groupName": owner.group_name,
+            "serviceName": owner.service_name,
+            "ip": instance.ip,
+            "port": str(instance.port),
+            "weight": str(instance.weight),
+            "healthy": str(instance.healthy).lower(),
+            "enabled": str(instance.enabled).lower(),
+            "clusterName": instance.cluster_name,
+            "metadata": json.dumps(dict(instance.metadata)),
+            "ephemeral": "false",
+        }
+        async with session.post(server + INSTANCE_PATH, data=form) as answer:
+            text = await answer.text()
+            if answer.status == 200:
+                tally.instances += 1
+            else:
+                tally.failures.append(
+                    f"instance {instance.ip}:{instance.port} of {owner.service_name}"
+                    f" ({owner.source.name}): HTTP {answer.status} {text[:120]}"
+                )
+
+    return step
+
+
+def _summary(console: Console, data: NacosData, tally: _Tally, dry_run: bool) -> None:
+    table = Table(title="import-nacos" + (" (dry run)" if dry_run else ""))
+    table.add_column("what")
+    table.add_column("read", justify="right")
+    table.add_column("imported", justify="right")
+    table.add_row("namespaces", str(len(data.namespaces)), str(tally.namespaces))
+    table.add_row(
+        "services",
+        str(len(_all_services(data))),
+        f"{tally.services_created} new, {tally.services_updated} updated",
+    )
+    table.add_row("persistent instances", str(data.instance_count), str(tally.instances))
+    table.add_row("unreadable files", str(len(data.unreadable)), "skipped")
+    table.add_row("skipped files", str(len(data.skipped)), "-")
+    table.add_row("failed requests", "-", str(len(tally.failures)))
+    console.print(table)
+    for failure in tally.failures[:SHOWN_FAILURES]:
+        console.print(f"[red]failed[/red] {failure}")
+    if len(tally.failures) > SHOWN_FAILURES:
+        console.print(f"... and {len(tally.failures) - SHOWN_FAILURES} more failures")

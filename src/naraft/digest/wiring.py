@@ -1,0 +1,129 @@
+"""`DigestService`: the checksum, digest server, sync and verifier of one node, wired once.
+
+Built before the replica (whose hooks it provides: `on_applied`, `on_snapshot_needed`),
+attached to it afterwards; `node.py` adds its `routes()`, runs `run()` and shows `view()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from naraft.digest.checksum import StateChecksum
+from naraft.digest.server import ChecksumReport, DigestServer
+from naraft.digest.sync import DigestSync, SyncSettings
+from naraft.digest.verifier import ChecksumVerifier
+from naraft.raft import Index, NodeId, SnapshotMeta
+from naraft.replica import Replica, StateMachine
+from naraft.state.datums import DatumChanges, DatumTable
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DigestSettings:
+    sync: SyncSettings = SyncSettings()
+    checksum_interval_seconds: float = 5.0  # 0: never report
+
+
+class DigestService:
+    def __init__(
+        self,
+        *,
+        datums: DatumTable,
+        applied_index: int,
+        self_id: NodeId,
+        members: tuple[NodeId, ...],
+        secret: bytes | None,
+        make_machine: Callable[[DatumTable], StateMachine],
+        beat_only: Callable[[], bool],
+        settings: DigestSettings | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self._datums = datums
+        self._self_id = self_id
+        self._members = members
+        self._secret = secret
+        self._make_machine = make_machine
+        self._beat_only = beat_only
+        self._settings = settings or DigestSettings()
+        self._registry = registry
+        self.checksum = StateChecksum(datums.items(), applied_index)
+        self._attached: _Parts | None = None
+
+    @property
+    def _parts(self) -> _Parts:
+        if self._attached is None:
+            raise RuntimeError("DigestService: attach() the replica first")
+        return self._attached
+
+    def attach(self, replica: Replica) -> None:
+        sync = DigestSync(
+            replica=replica,
+            datums=self._datums,
+            checksum=self.checksum,
+            secret=self._secret,
+            self_id=self._self_id,
+            make_machine=self._make_machine,
+            settings=self._settings.sync,
+            registry=self._registry,
+        )
+        verifier = ChecksumVerifier(
+            replica=replica,
+            checksum=self.checksum,
+            peers=self._members,
+            secret=self._secret,
+            interval_seconds=self._settings.checksum_interval_seconds,
+            beat_only=self._beat_only,
+            on_mismatch=sync.request_repair,
+            registry=self._registry,
+        )
+        server = DigestServer(
+            replica=replica,
+            datums=self._datums,
+            checksum=self.checksum,
+            secret=self._secret,
+            members=self._members,
+            on_checksum=self._on_report,
+        )
+        self._attached = _Parts(sync=sync, verifier=verifier, server=server)
+
+    # Replica hooks (called on the replica's driver task).
+    def on_applied(self, changes: DatumChanges, index: Index) -> None:
+        if self._attached is None:
+            self.checksum.apply(changes, index)
+        else:
+            self._attached.verifier.on_applied(changes, index)
+
+    def on_snapshot_needed(self, wanted: SnapshotMeta, leader: NodeId | None) -> None:
+        self._parts.sync.request_catch_up(wanted, leader)
+
+    def _on_report(self, report: ChecksumReport) -> None:
+        parts = self._parts
+        if parts.sync.running:
+            return  # the state is being replaced; compare afterwards
+        parts.verifier.on_report(report)
+
+    def routes(self) -> list[web.RouteDef]:
+        return self._parts.server.routes()
+
+    async def run(self) -> None:
+        parts = self._parts
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(parts.sync.run(), name="digest-sync")
+            if self._settings.checksum_interval_seconds > 0 and len(self._members) > 1:
+                tasks.create_task(parts.verifier.report_forever(), name="checksum-report")
+
+    def view(self) -> dict[str, object]:
+        """The `catchUp` and `checksum` parts of the state endpoint."""
+        parts = self._parts
+        return {"catchUp": parts.sync.progress(), "checksum": parts.verifier.view()}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Parts:
+    sync: DigestSync
+    verifier: ChecksumVerifier
+    server: DigestServer
