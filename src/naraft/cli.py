@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import logging
 import os
 import signal
@@ -239,6 +240,12 @@ def _node_config(
 
 def _run_until_signal(config: NodeConfig, push_timings: PushTimings | None = None) -> None:
     from naraft.node import run_node  # the server's imports are only paid by `server`
+
+    # Everything imported so far lives as long as the process: keep it out of the
+    # collector's generations, and collect young objects less often. Measured by the
+    # benchmark helper: full collections of ~64 ms were ~7 % of the leader's CPU.
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
     async def main_task() -> None:
         task = asyncio.current_task()

@@ -33,6 +33,10 @@ def _explain(failed: list[ScheduleResult], seed: int, where: Path) -> str:
 
 
 @pytest.mark.timeout(420)
+# A socket leaked by an earlier test of the same session (not this campaign: it checks
+# its own processes and histories) may be garbage-collected during these minutes and
+# would be charged to this test; see the closing note of the fault-campaign issue.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_six_fault_schedules_lose_no_acknowledged_write_and_stay_linearizable(
     tmp_path: Path,
 ) -> None:

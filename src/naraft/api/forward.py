@@ -16,6 +16,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from naraft.api.errors import Handler
+from naraft.errors import OutcomeUnknownError
 from naraft.raft.errors import NotLeaderError
 from naraft.raft.types import NodeId
 
@@ -71,6 +72,14 @@ async def _forward(
                     response.headers[name] = answer.headers[name]
             response.headers[LEADER_HEADER] = leader
             return response
-    except (aiohttp.ClientError, TimeoutError) as error:
+    except aiohttp.ClientConnectorError as error:
+        # The connection was never made: the leader did not see the request.
         logger.warning("forwarding %s %s to %s failed: %s", request.method, url, leader, error)
         raise NotLeaderError(NodeId(leader)) from error
+    except (aiohttp.ClientError, TimeoutError) as error:
+        # The leader may have received (and applied) it before the connection broke.
+        logger.warning("forwarding %s %s to %s broke: %s", request.method, url, leader, error)
+        raise OutcomeUnknownError(
+            f"forwarding to the leader {leader} broke mid-request; "
+            "the write may or may not be applied"
+        ) from error
