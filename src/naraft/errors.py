@@ -8,7 +8,8 @@ NaraftError
 ├── UnauthorizedError                   bad token or cluster secret
 └── UnavailableError                    no leader, no quorum, timed out waiting to commit
     ├── ProposalDroppedError            the entry went to another leader
-    └── OutcomeUnknownError             it may or may not have committed (e.g. timed out)
+    ├── OutcomeUnknownError             it may or may not have committed (e.g. timed out)
+    └── DiskFullError                   this node's disk is full: no writes until space is freed
 ```
 
 `naraft.raft` keeps its own standalone errors (`RaftError`); the edge maps both. Only
@@ -59,3 +60,9 @@ class ProposalDroppedError(UnavailableError):
 
 class OutcomeUnknownError(UnavailableError):
     """The proposal may or may not commit later (timed out, leader lost while waiting)."""
+
+
+class DiskFullError(UnavailableError):
+    """This node cannot write its database because the disk is full. Nothing of the request
+    was applied; the node takes no writes (and no linearizable reads) until space is freed,
+    and keeps serving local reads from its applied state."""

@@ -77,6 +77,11 @@ class NodeMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.disk_full = Gauge(
+            "naraft_storage_disk_full",
+            "1 while the disk is full: writes are refused, reads are served",
+            registry=r,
+        )
         self.entries_persisted = Counter(
             "naraft_storage_entries_total", "Log entries persisted", registry=r
         )

@@ -32,6 +32,7 @@ from naraft.api.v1.operator import ServerInfo
 from naraft.config import NodeConfig, Timers, parse_address
 from naraft.digest.sync import SyncSettings
 from naraft.digest.wiring import DigestService, DigestSettings
+from naraft.errors import UnavailableError
 from naraft.machine import NodeStateMachine
 from naraft.metrics import NodeMetrics
 from naraft.naming.beats import BeatForwarder
@@ -130,12 +131,14 @@ class Node:
 
     def metrics_text(self) -> bytes:
         self.metrics.observe_status(self.replica.status)
+        self.metrics.disk_full.set(0 if self.replica.disk_full is None else 1)
         return self.metrics.render()
 
     def extra_state(self) -> dict[str, object]:
         state: dict[str, object] = {
             "datums": len(self._datums),
             "instances": self._naming_state.instance_count(),
+            "diskFull": self.replica.disk_full,
         }
         if self.digest is not None:
             state.update(self.digest.view())
@@ -221,7 +224,7 @@ class Node:
             for command in self._beats.sweep(self._clock.now_ms(), self._naming_state):
                 try:
                     await self.replica.propose(encode_command(command))
-                except (NotLeaderError, OSError) as error:
+                except (NotLeaderError, UnavailableError, OSError) as error:
                     logger.info("health sweep stopped: %s", error)
                     break
                 except Exception as error:

@@ -7,7 +7,12 @@ any of its messages leave (group commit: whatever queued while the previous writ
 in progress goes into the next one).
 
 The ports it needs are defined here, by their consumer: `LogStore`, `PeerSender`,
-`StateMachine`. A storage error or a broken core invariant ends the node (fail-stop).
+`StateMachine`. A storage error or a broken core invariant ends the node (fail-stop),
+except a full disk: then the driver holds the Ready it could not write and writes the same
+batch again every second until space is freed (to the rest of the cluster the node is just
+very slow, which Raft tolerates). Meanwhile proposals and linearizable reads fail at once
+with `DiskFullError`, peer messages and ticks are dropped (a lossy network, which Raft also
+tolerates), and the applied state keeps serving local reads.
 """
 
 from __future__ import annotations
@@ -20,7 +25,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
-from naraft.errors import OutcomeUnknownError, ProposalDroppedError, UnavailableError
+from naraft.errors import (
+    DiskFullError,
+    OutcomeUnknownError,
+    ProposalDroppedError,
+    UnavailableError,
+)
 from naraft.raft import (
     Entry,
     Envelope,
@@ -35,7 +45,7 @@ from naraft.raft import (
     Status,
 )
 from naraft.state.datums import DatumChanges
-from naraft.storage.base import StoredState, WriteBatch
+from naraft.storage.base import StoredState, StoreFullError, WriteBatch
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +134,8 @@ _Event = _Tick | Envelope | _Proposal | _Read | _Call | _Job
 
 _TICK = _Tick()
 _MAX_EVENTS_PER_CYCLE = 4096
+_FULL_RETRY_FIRST_SECONDS = 0.05  # a full disk: the first retry of the same batch, doubling to
+_FULL_RETRY_MAX_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -186,6 +198,8 @@ class Replica:
         self._last_heard: dict[NodeId, float] = {}  # loop time of the last message per peer
         self._status: Status = core.status()
         self._loop = asyncio.get_running_loop()
+        self._disk_full: StoreFullError | None = None  # set while a write waits for space
+        self.dropped_while_full = 0  # peer messages dropped while the disk was full
         if core.leader is not None:
             self._leader_known.set()
 
@@ -214,6 +228,18 @@ class Replica:
         every await point (apply and advance happen in one step of the driver)."""
         return SnapshotMeta(index=self._core.applied_index, term=self._applied_term)
 
+    @property
+    def disk_full(self) -> str | None:
+        """Why writes are refused (the store's one-line error), or None when the disk is fine."""
+        return None if self._disk_full is None else str(self._disk_full)
+
+    def _refuse_if_full(self) -> None:
+        if self._disk_full is not None:
+            raise DiskFullError(
+                f"{self._disk_full}; this node takes no writes until space is freed"
+                " (local reads are still served); nothing was applied"
+            )
+
     # ------------------------------------------------------------------ running
 
     async def run(self) -> None:
@@ -235,7 +261,8 @@ class Replica:
         while True:
             next_at += interval
             await asyncio.sleep(max(0.0, next_at - self._loop.time()))
-            self._inbox.put_nowait(_TICK)
+            if self._disk_full is None:  # a stalled driver would find a burst of ticks
+                self._inbox.put_nowait(_TICK)
 
     async def _drive_forever(self) -> None:
         while True:
@@ -271,6 +298,9 @@ class Replica:
     def deliver(self, envelope: Envelope) -> None:
         """Called by the transport for every message that arrives from a peer."""
         self._last_heard[envelope.sender] = self._loop.time()
+        if self._disk_full is not None:  # the driver is stalled: do not let the inbox grow
+            self.dropped_while_full += 1
+            return
         self._inbox.put_nowait(envelope)
 
     def silent_for(self, peer: NodeId) -> float:
@@ -287,8 +317,10 @@ class Replica:
 
         Raises NotLeaderError (nothing was appended: safe to forward or retry),
         ProposalDroppedError (appended, then lost to another leader: not applied),
-        OutcomeUnknownError (appended, but no answer in time: it may still commit).
+        OutcomeUnknownError (appended, but no answer in time: it may still commit),
+        DiskFullError (this node's disk is full: nothing was appended).
         """
+        self._refuse_if_full()
         await self._await_leader()
         future: asyncio.Future[object] = self._loop.create_future()
         self._inbox.put_nowait(_Proposal(command, future, self._loop.time()))
@@ -305,7 +337,12 @@ class Replica:
     async def read_barrier(self) -> None:
         """Return once this node has applied everything committed when this was called,
         confirmed by a majority (read index, Raft §6.4). Raises NotLeaderError on a
-        follower (the caller forwards to the leader)."""
+        follower (the caller forwards to the leader), DiskFullError while this node's disk is
+        full on a node that is not a follower of a known leader."""
+        status = self._status
+        if self._disk_full is not None and status.role is Role.FOLLOWER and status.leader:
+            raise NotLeaderError(status.leader)  # the leader can still confirm the read
+        self._refuse_if_full()
         await self._await_leader()
         future: asyncio.Future[Index] = self._loop.create_future()
         self._inbox.put_nowait(_Read(future))
@@ -399,9 +436,44 @@ class Replica:
         if batch.is_empty:
             return
         started = self._loop.time()
-        await self._loop.run_in_executor(self._executor, self._store.write, batch)
+        await self._write(batch)
         self._pending_changes = None
         self._observer.on_persisted(self._loop.time() - started, len(ready.entries))
+
+    async def _write(self, batch: WriteBatch) -> None:
+        """Write `batch` durably on the storage thread (driver only).
+
+        A full disk is waited out: the same batch is tried again, backing off to once a second,
+        until it fits (a `StoreFullError` means nothing of it was stored). Any other store
+        error propagates and ends the node."""
+        delay = _FULL_RETRY_FIRST_SECONDS
+        while True:
+            try:
+                await self._loop.run_in_executor(self._executor, self._store.write, batch)
+            except StoreFullError as error:
+                if self._disk_full is None:
+                    self._disk_full = error
+                    logger.error(
+                        "%s; refusing writes and serving reads until space is freed", error
+                    )
+                    # What waits may be in an earlier, durable batch or in this one (which
+                    # will be written once space is back): it may still commit.
+                    self._fail_all(
+                        OutcomeUnknownError(
+                            "the disk filled while the write was in flight; it may apply "
+                            "once space is freed"
+                        )
+                    )
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, _FULL_RETRY_MAX_SECONDS)
+                continue
+            if self._disk_full is not None:
+                logger.warning(
+                    "space is back (%d peer messages dropped meanwhile); taking writes again",
+                    self.dropped_while_full,
+                )
+                self._disk_full = None
+            return
 
     async def persist_applied(self) -> None:
         """Write the applied state that is still only in memory (before a snapshot or stop).
@@ -421,7 +493,7 @@ class Replica:
             datum_changes=self._pending_changes,
         )
         started = self._loop.time()
-        await self._loop.run_in_executor(self._executor, self._store.write, batch)
+        await self._write(batch)
         self._pending_changes = None
         self._observer.on_persisted(self._loop.time() - started, 0)
 
@@ -470,7 +542,7 @@ class Replica:
                     datum_changes=_merge(self._pending_changes, changes),
                     applied_index=point.index,
                 )
-                await self._loop.run_in_executor(self._executor, self._store.write, batch)
+                await self._write(batch)
                 self._pending_changes = None
                 core.restore_snapshot(point)
                 self._applied_term = point.term

@@ -1,8 +1,6 @@
-"""Disk faults on a real node: a full disk, and a power loss that tears the WAL's tail.
+"""Disk faults on a real node: a power loss that tears the WAL's tail.
 
-A full disk (a 2 MiB tmpfs mounted on the data dir; skipped when mounting is impossible)
-makes the node refuse to go on: it stops with one line naming the database file, and
-after space returns it restarts with every acknowledged write. A power loss that drops
+(A full disk is in test_disk_full.py.) A power loss that drops
 the WAL's unsynced tail and leaves torn garbage after it is repaired by SQLite at restart
 with no acknowledged write lost. (Damaged database files are refused at start; that
 matrix is in tests/e2e/test_store_faults.py.)
@@ -117,48 +115,6 @@ def put(client: httpx.Client, node: StandaloneNode, key: str, value: str) -> int
         return client.put(f"{node.url}/naraft/v1/kv/{key}", json={"value": value}).status_code
     except httpx.HTTPError:
         return None
-
-
-def test_a_full_disk_stops_the_node_in_one_line_and_loses_no_acknowledged_write(
-    small_tmpfs: Path,
-) -> None:
-    node = StandaloneNode(small_tmpfs / "node")
-    acked: dict[str, str] = {}
-    with httpx.Client(timeout=10.0) as client:
-        try:
-            node.start()
-            node.wait_leader(client)
-            for i in range(10):
-                assert put(client, node, f"small-{i}", f"value-{i}") == 200
-                acked[f"small-{i}"] = f"value-{i}"
-            refused = None
-            for i in range(60):  # 2 MiB cannot hold 60 values of 100 kB
-                status = put(client, node, f"big-{i}", f"{i}{BIG_VALUE}")
-                if status != 200:
-                    refused = status
-                    break
-                acked[f"big-{i}"] = f"{i}{BIG_VALUE}"
-            assert refused != 200, "the disk never filled"
-            assert node.process is not None
-            code = node.process.wait(timeout=30)
-            log = node.log.read_text(errors="replace")
-            assert code == 1, log[-3000:]
-            assert "Traceback" not in log, log[-3000:]
-            last = log.strip().splitlines()[-1]
-            assert "disk is full" in last
-            assert str(node.data_dir / "naraft.db") in last
-
-            remount = ["mount", "-o", "remount,size=64m", str(small_tmpfs)]
-            subprocess.run(remount, check=True, capture_output=True)
-            node.start()
-            node.wait_leader(client)
-            for key, value in acked.items():
-                answer = client.get(f"{node.url}/naraft/v1/kv/{key}")
-                assert answer.status_code == 200, (key, answer.text)
-                assert answer.json()["value"] == value, key
-            assert put(client, node, "after", "space returned") == 200
-        finally:
-            node.stop()
 
 
 @pytest.mark.parametrize("seed", [pytest.param(s, id=f"seed={s}") for s in (3, 4)])

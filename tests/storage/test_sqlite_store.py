@@ -20,6 +20,7 @@ from naraft.storage import (
     CorruptStoreError,
     SchemaTooNewError,
     StoreError,
+    StoreFullError,
     WriteBatch,
     open_store,
 )
@@ -280,3 +281,46 @@ def test_the_store_refuses_use_from_a_thread_other_than_its_owner(tmp_path: Path
         with pytest.raises(sqlite3.ProgrammingError, match="thread"):
             attempt.result()
     store.close()
+
+
+def test_a_full_disk_rolls_the_batch_back_and_the_same_batch_fits_once_space_returns(
+    tmp_path: Path,
+) -> None:
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a size-limited tmpfs here: {mounted.stderr.strip()}")
+    try:
+        path = mount_point / "naraft.db"
+        store = open_store(path)
+        try:
+            store.write(WriteBatch(entries=(Entry(Term(1), Index(1), b"small"),)))
+            big = WriteBatch(
+                hard_state=HardState(term=Term(2), voted_for=NodeId("a")),
+                entries=tuple(Entry(Term(2), Index(i), bytes(100_000)) for i in range(2, 22)),
+            )
+            with pytest.raises(StoreFullError) as raised:
+                store.write(big)
+            assert str(raised.value).startswith(f"{path}: ")
+            assert "disk is full" in str(raised.value)
+            # Nothing of the batch is stored: the hard state and the log are as before.
+            state = store.load()
+            assert state.hard_state == HardState(term=Term(0), voted_for=None)
+            assert [e.index for e in state.entries] == [1]
+            subprocess.run(["mount", "-o", "remount,size=16m", str(mount_point)], check=True)
+            store.write(big)
+            state = store.load()
+            assert state.hard_state.term == 2
+            assert [e.index for e in state.entries] == list(range(1, 22))
+        finally:
+            store.close()
+        with closing(sqlite3.connect(path)) as connection:
+            assert connection.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True, check=False)

@@ -7,7 +7,8 @@
 
 Errors are JSON here: `{"error": ..., "field"?: ..., "outcome"?: "not-applied"|"unknown",
 "leader"?: ...}` so that a client can tell a write that surely did not happen from one
-whose fate is unknown.
+whose fate is unknown. A node whose disk is full answers 507 with `"reason": "disk-full"`
+(the Nacos API answers 503 instead, the status on which Nacos clients move to another node).
 """
 
 from __future__ import annotations
@@ -17,7 +18,12 @@ from typing import Any, Final, Protocol
 import orjson
 from aiohttp import web
 
-from naraft.errors import OutcomeUnknownError, ProposalDroppedError, UnavailableError
+from naraft.errors import (
+    DiskFullError,
+    OutcomeUnknownError,
+    ProposalDroppedError,
+    UnavailableError,
+)
 from naraft.raft import NotLeaderError, Status
 from naraft.state.datums import Datum
 from naraft.state.kv import (
@@ -86,6 +92,8 @@ async def _propose(node: RaftNodeView, command: bytes) -> object | web.Response:
         return _error(503, str(error), outcome="not-applied", leader=node.status.leader)
     except OutcomeUnknownError as error:
         return _error(503, str(error), outcome="unknown", leader=node.status.leader)
+    except DiskFullError as error:
+        return _error(507, str(error), outcome="not-applied", reason="disk-full")
     except UnavailableError as error:
         return _error(503, str(error), outcome="not-applied", leader=node.status.leader)
 
@@ -144,6 +152,8 @@ async def get_kv(request: web.Request) -> web.Response:
             if error.leader_hint is not None:
                 raise
             return _error(503, "no leader", leader=None)
+        except DiskFullError as error:
+            return _error(507, str(error), reason="disk-full")
         except UnavailableError as error:
             return _error(503, str(error), leader=node.status.leader)
     datum = node.kv_get(key)

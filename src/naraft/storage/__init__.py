@@ -15,6 +15,7 @@ from naraft.storage.base import (
     Store,
     StoredState,
     StoreError,
+    StoreFullError,
     WriteBatch,
 )
 from naraft.storage.memory import MemoryStore
@@ -29,6 +30,7 @@ __all__ = [
     "SqliteStore",
     "Store",
     "StoreError",
+    "StoreFullError",
     "StoredState",
     "WriteBatch",
     "open_store",

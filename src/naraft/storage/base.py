@@ -32,6 +32,12 @@ class StoreError(Exception):
         super().__init__(f"{path}: {self.problem}")
 
 
+class StoreFullError(StoreError):
+    """The disk (or the file system) is full. The write was rolled back: nothing of the batch
+    is stored, and the same batch may be written again once space is freed. The one store
+    error that is not fail-stop (the replica waits and retries; see `naraft.replica`)."""
+
+
 class SchemaTooNewError(StoreError):
     """The database was written by a newer naraft: its schema version is above the supported one."""
 

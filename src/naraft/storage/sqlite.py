@@ -35,6 +35,7 @@ from naraft.storage.base import (
     NodeIdMismatchError,
     StoredState,
     StoreError,
+    StoreFullError,
     WriteBatch,
     bounds_after,
 )
@@ -151,8 +152,9 @@ class SqliteStore:
     def write(self, batch: WriteBatch) -> None:
         """Apply `batch` in one transaction, fsynced before returning (see `WriteBatch`).
 
-        Raises `InvalidBatchError` before touching the file, or `StoreError` if SQLite fails;
-        then the transaction is rolled back and the node must stop.
+        Raises `InvalidBatchError` before touching the file, `StoreFullError` when the disk is
+        full (rolled back; the batch may be written again later), or `StoreError` if SQLite
+        fails otherwise; then the transaction is rolled back and the node must stop.
         """
         connection = self._open_connection()
         bounds = bounds_after(self._bounds, batch, path=self._name)
@@ -338,6 +340,10 @@ class SqliteStore:
         except (sqlite3.ProgrammingError, sqlite3.InterfaceError):
             raise  # misuse of the sqlite3 API: a bug in this module, not a store problem
         except sqlite3.OperationalError as error:  # I/O error, disk full, locked, cannot open
+            if error.sqlite_errorcode & 0xFF == sqlite3.SQLITE_FULL:
+                raise StoreFullError(
+                    self._name, f"cannot {doing}: the disk is full ({error})"
+                ) from error
             raise StoreError(self._name, f"cannot {doing}: {error}") from error
         except sqlite3.DatabaseError as error:  # not a database, malformed image, constraint
             raise CorruptStoreError(
