@@ -4,6 +4,7 @@ content type and body as documented. Bounded: a few dozen examples per operation
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -89,3 +90,11 @@ def node_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 )
 def test_the_live_api_keeps_to_its_openapi_description(case: Any, node_url: str) -> None:
     case.call_and_validate(base_url=node_url, checks=SELECTED_CHECKS, timeout=10)
+
+
+def test_the_node_serves_its_openapi_description(node_url: str) -> None:
+    served = httpx.get(f"{node_url}/naraft/v1/openapi.json", timeout=5.0)
+    assert served.status_code == 200
+    assert served.headers["content-type"].startswith("application/json")
+    assert served.json() == json.loads(OPENAPI.read_text())
+    assert "/nacos/v1/ns/instance" in served.json()["paths"]

@@ -4,6 +4,7 @@
 - `GET /naraft/v1/kv/{key}[?consistency=linearizable|local]` -> `{"key","value","version"}`
 - `DELETE /naraft/v1/kv/{key}` -> `{"deleted": bool, "index": N}`
 - `GET /nacos/v1/ns/raft/leader`, `/raft/state`, `/raft/peer`; `GET /metrics`
+- `GET /naraft/v1/openapi.json`: the OpenAPI description of all of the above and the Nacos API
 
 Errors are JSON here: `{"error": ..., "field"?: ..., "outcome"?: "not-applied"|"unknown",
 "leader"?: ...}` so that a client can tell a write that surely did not happen from one
@@ -13,6 +14,8 @@ whose fate is unknown. A node whose disk is full answers 507 with `"reason": "di
 
 from __future__ import annotations
 
+import functools
+from importlib import resources
 from typing import Any, Final, Protocol
 
 import orjson
@@ -39,6 +42,7 @@ from naraft.state.kv import (
 
 KV_BASE: Final = "/naraft/v1/kv"
 RAFT_BASE: Final = "/nacos/v1/ns/raft"
+OPENAPI_PATH: Final = "/naraft/v1/openapi.json"
 
 
 class RaftNodeView(Protocol):
@@ -233,6 +237,16 @@ async def metrics(request: web.Request) -> web.Response:
     )
 
 
+@functools.cache
+def _openapi_bytes() -> bytes:
+    return resources.files("naraft.api").joinpath("openapi.json").read_bytes()
+
+
+async def openapi_description(request: web.Request) -> web.Response:
+    """The OpenAPI 3.1 description of this HTTP API (the Nacos v1 naming API and naraft's)."""
+    return web.Response(body=_openapi_bytes(), content_type="application/json")
+
+
 def admin_routes() -> list[web.RouteDef]:
     return [
         web.put(f"{KV_BASE}/{{key:.+}}", put_kv),
@@ -242,4 +256,5 @@ def admin_routes() -> list[web.RouteDef]:
         web.get(f"{RAFT_BASE}/state", raft_state),
         web.get(f"{RAFT_BASE}/peer", raft_peer),
         web.get("/metrics", metrics),
+        web.get(OPENAPI_PATH, openapi_description),
     ]
