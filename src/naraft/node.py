@@ -398,7 +398,12 @@ async def _serve(
         servers=node,
         middlewares=[
             forward_middleware(
-                config.id, config.proposal_timeout_seconds + 1.0, metrics.forwarded.inc
+                config.id,
+                config.proposal_timeout_seconds + 1.0,
+                metrics.forwarded.inc,
+                wait_new_leader=replica.wait_for_new_leader,
+                # a new leader comes within one to two election timeouts of the old one's death
+                new_leader_seconds=max(2.0, 3 * timers.tick_seconds * timers.election_ticks),
             )
         ],
     )

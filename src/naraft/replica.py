@@ -371,6 +371,18 @@ class Replica:
             return None
         return self._status.leader
 
+    async def wait_for_new_leader(self, old: str, timeout_seconds: float) -> str | None:
+        """The first leader other than `old` (e.g. one that died), or None after
+        `timeout_seconds`. Checked after every driver cycle."""
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                while self._status.leader is None or self._status.leader == old:
+                    self._leader_known.clear()
+                    await self._leader_known.wait()
+        except TimeoutError:
+            return None
+        return self._status.leader
+
     async def _await_leader(self) -> None:
         if self._status.leader is None:
             leader = await self.wait_for_leader(self._timings.leader_wait_seconds)

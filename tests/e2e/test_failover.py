@@ -87,6 +87,26 @@ def test_killing_the_leader_elects_another_and_loses_no_acknowledged_write(
         assert_every_node_shows(cluster, acked)
 
 
+def test_a_write_a_follower_forwards_to_a_just_killed_leader_goes_to_the_next_one(
+    tmp_path: Path,
+) -> None:
+    """The dead leader refuses the forwarded connection, so it never saw the write: the
+    follower waits for the new leader and forwards there (or applies it, if it won) instead
+    of answering 503."""
+    with local_cluster(tmp_path, size=3) as cluster:
+        old = cluster.wait_ready()
+        followers = [n for n in cluster.nodes if n is not old]
+        assert all(cluster.state(n)["leader"] == old.address for n in followers)
+        old.kill()
+        answers = {n.address: cluster.put(n, f"after-kill-{n.address}", "v") for n in followers}
+        for address, answer in answers.items():
+            assert answer.status_code == 200, (address, answer.text)
+        new = cluster.leader(exclude=old.address, timeout_seconds=ELECTION_TIMEOUT_SECONDS)
+        written = {f"after-kill-{n.address}": "v" for n in followers}
+        assert cluster.missing_writes(new, written, consistency="linearizable") == {}
+        assert "retrying PUT" in "".join(n.log_tail(200) for n in followers)
+
+
 def test_writes_continue_through_a_leader_kill_and_only_unknown_outcomes_are_in_doubt(
     tmp_path: Path,
 ) -> None:

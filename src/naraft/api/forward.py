@@ -3,12 +3,18 @@ with a known leader is replayed, as it came, against the leader's client API.
 
 Nacos 1.x does the same (a non-leader forwards `signalPublish` to the leader). A request
 already forwarded once is never forwarded again: it gets 503 with the leader hint.
+
+When the leader refuses the connection (its process is gone, so it never saw the request),
+the follower waits a little for the cluster to elect a new leader and tries once more,
+there or (if this node won) locally. A client then sees one slow answer instead of an
+error for every leader crash. A forward that broke after the connection was made is never
+retried: the leader may have applied it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 import aiohttp
@@ -30,10 +36,30 @@ _HOP_BY_HOP: Final = frozenset(
 )
 
 
+NewLeaderWait = Callable[[str, float], Awaitable[str | None]]
+"""`wait(old, seconds)`: the first leader other than `old` known within `seconds`, or None."""
+
+
+class _LeaderRefusedError(Exception):
+    """The connection to the leader was refused: it never saw the request."""
+
+    def __init__(self, leader: str) -> None:
+        super().__init__(leader)
+        self.leader = leader
+
+
 def forward_middleware(
-    self_id: str, timeout_seconds: float, on_forward: Callable[[], None] = lambda: None
+    self_id: str,
+    timeout_seconds: float,
+    on_forward: Callable[[], None] = lambda: None,
+    *,
+    wait_new_leader: NewLeaderWait | None = None,
+    new_leader_seconds: float = 3.0,
 ) -> Middleware:
-    """Middleware forwarding NotLeaderError requests to the leader (place it innermost)."""
+    """Middleware forwarding NotLeaderError requests to the leader (place it innermost).
+
+    With `wait_new_leader`, a request whose leader refused the connection is tried once more
+    with the next leader (waiting up to `new_leader_seconds` for one)."""
 
     @web.middleware
     async def forward_to_leader(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -44,7 +70,23 @@ def forward_middleware(
             if leader is None or leader == self_id or FORWARDED_HEADER in request.headers:
                 raise
             on_forward()
-            return await _forward(request, leader, self_id, timeout_seconds)
+            try:
+                return await _forward(request, leader, self_id, timeout_seconds)
+            except _LeaderRefusedError as refused:
+                if wait_new_leader is None:
+                    raise NotLeaderError(NodeId(leader)) from refused
+                new_leader = await wait_new_leader(leader, new_leader_seconds)
+                if new_leader is None:
+                    raise NotLeaderError(NodeId(leader)) from refused
+            logger.info(
+                "retrying %s %s with the new leader %s", request.method, request.path, new_leader
+            )
+            if new_leader == self_id:
+                return await handler(request)  # NotLeaderError again: the error middleware's 503
+            try:
+                return await _forward(request, new_leader, self_id, timeout_seconds)
+            except _LeaderRefusedError as refused:
+                raise NotLeaderError(NodeId(new_leader)) from refused
 
     return forward_to_leader
 
@@ -75,7 +117,7 @@ async def _forward(
     except aiohttp.ClientConnectorError as error:
         # The connection was never made: the leader did not see the request.
         logger.warning("forwarding %s %s to %s failed: %s", request.method, url, leader, error)
-        raise NotLeaderError(NodeId(leader)) from error
+        raise _LeaderRefusedError(leader) from error
     except (aiohttp.ClientError, TimeoutError) as error:
         # The leader may have received (and applied) it before the connection broke.
         logger.warning("forwarding %s %s to %s broke: %s", request.method, url, leader, error)
