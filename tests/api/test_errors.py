@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import socket
+import struct
 from typing import Any
 
 import pytest
@@ -116,3 +120,64 @@ async def test_missing_parameter_body_names_it(env: Any) -> None:
         "POST", "/nacos/v1/ns/instance", {"ip": "1.2.3.4", "serviceName": "s"}
     )
     assert (status, body) == (400, "invalid parameter port: is required")
+
+
+class _Heard(logging.Handler):
+    """Sets `event` when a record containing `text` is logged."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(logging.DEBUG)
+        self.text = text
+        self.event = asyncio.Event()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+        if self.text in record.getMessage():
+            self.event.set()
+
+
+async def test_a_client_that_leaves_mid_body_is_not_a_server_error(env: Any) -> None:
+    """A forwarding follower killed while sending its request: the body read fails with
+    ConnectionResetError. Nothing was proposed, and nothing is logged as an error. (Served
+    by an AppRunner as the node does: aiohttp's TestServer cancels the handler instead.)"""
+    from naraft.naming.service import NamingService
+
+    naming = NamingService(
+        env.state,
+        FailingProposer(UnavailableError("never reached")),
+        env.clock,
+        env.beats,
+        env.push,
+    )
+    heard = _Heard("client left mid-request")
+    errors_logger = logging.getLogger("naraft.api.errors")
+    errors_logger.addHandler(heard)
+    level = errors_logger.level
+    errors_logger.setLevel(logging.DEBUG)
+    runner = web.AppRunner(make_app(naming), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        assert runner.addresses
+        host, port = runner.addresses[0][:2]
+        _reader, writer = await asyncio.open_connection(host, port)
+        writer.write(
+            b"POST " + REGISTER.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\n"
+            b"weight=1"
+        )
+        await writer.drain()
+        # Reset, as a killed process's kernel does: linger on, zero seconds.
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.close()
+        async with asyncio.timeout(5):
+            await heard.event.wait()
+        assert not [r for r in heard.records if r.levelno >= logging.ERROR]
+        assert env.state.instance_count() == 0
+    finally:
+        await runner.cleanup()
+        errors_logger.removeHandler(heard)
+        errors_logger.setLevel(level)

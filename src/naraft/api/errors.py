@@ -56,6 +56,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except web.HTTPException:
         raise
+    except ConnectionResetError as error:
+        # The client went away before its body was read (a forwarding follower killed
+        # mid-request: the chaos campaign found this one). Nothing was proposed, and there
+        # is nobody left to answer; the status is for the access log only.
+        logger.info("client left mid-request %s %s: %s", request.method, request.path, error)
+        return web.Response(status=400, text="the connection was lost while reading the request")
     except Exception as error:
         status = status_for(error)
         if status is None:
