@@ -8,7 +8,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import warnings
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -42,3 +44,25 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "sim_seed" in metafunc.fixturenames:
         count = int(metafunc.config.getoption("--sim-seeds"))
         metafunc.parametrize("sim_seed", range(count), ids=[f"seed={s}" for s in range(count)])
+
+
+@pytest.fixture
+def no_leftover_event_loop() -> None:
+    """Close the event loop that pytest-asyncio leaves behind after an async test (its
+    `_provide_clean_event_loop` sets a fresh, never-closed loop on the policy).
+
+    A sync test that calls `asyncio.run` replaces that loop; it then becomes garbage, and
+    whenever the collector gets to it, its self-pipe reports `ResourceWarning: unclosed
+    <socket.socket family=1 ...>`, charged to whatever test is running then (it was the
+    chaos campaign, minutes later). Closing it here and leaving no loop set is the state
+    `asyncio.run` leaves behind anyway."""
+    policy = asyncio.get_event_loop_policy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            loop = policy.get_event_loop()
+        except RuntimeError:  # no loop set
+            return
+    if not loop.is_running() and not loop.is_closed():
+        loop.close()
+    policy.set_event_loop(None)

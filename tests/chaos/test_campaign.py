@@ -17,7 +17,7 @@ import pytest
 
 from naraft.chaos import CI_KINDS, CampaignConfig, ScheduleKind, ScheduleResult, run_campaign
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("no_leftover_event_loop")]
 
 SEED = int(os.environ.get("NARAFT_CHAOS_SEED", "20240601"))
 SECONDS = float(os.environ.get("NARAFT_CHAOS_SECONDS", "25"))
@@ -33,10 +33,6 @@ def _explain(failed: list[ScheduleResult], seed: int, where: Path) -> str:
 
 
 @pytest.mark.timeout(420)
-# A socket leaked by an earlier test of the same session (not this campaign: it checks
-# its own processes and histories) may be garbage-collected during these minutes and
-# would be charged to this test; see the closing note of the fault-campaign issue.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_six_fault_schedules_lose_no_acknowledged_write_and_stay_linearizable(
     tmp_path: Path,
 ) -> None:

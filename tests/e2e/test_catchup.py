@@ -16,7 +16,7 @@ import httpx
 import pytest
 from tests.e2e.harness import FAST_TIMERS, LocalCluster, NodeProcess, local_cluster, wait_for
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("no_leftover_event_loop")]
 
 KEEP = 100
 COMPACTING = (*FAST_TIMERS, "--compact-entries", "400", "--compact-keep", str(KEEP))
