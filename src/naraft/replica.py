@@ -138,6 +138,7 @@ _TICK = _Tick()
 _MAX_EVENTS_PER_CYCLE = 4096
 _FULL_RETRY_FIRST_SECONDS = 0.05  # a full disk: the first retry of the same batch, doubling to
 _FULL_RETRY_MAX_SECONDS = 1.0
+_FULL_REMINDER_SECONDS = 30.0  # while the disk stays full, say so again this often
 _IDLE_FLUSH_SECONDS = 1.0  # the longest the commit index and applied state stay unwritten
 
 
@@ -497,12 +498,15 @@ class Replica:
             # The stored applied index must never pass the stored commit index.
             batch = dataclasses.replace(batch, hard_state=self._unwritten_hard_state)
         delay = _FULL_RETRY_FIRST_SECONDS
+        full_since = reminded_at = self._loop.time()
         while True:
             try:
                 await self._loop.run_in_executor(self._executor, self._store.write, batch)
             except StoreFullError as error:
+                now = self._loop.time()
                 if self._disk_full is None:
                     self._disk_full = error
+                    full_since = reminded_at = now
                     logger.error(
                         "%s; refusing writes and serving reads until space is freed", error
                     )
@@ -514,6 +518,9 @@ class Replica:
                             "once space is freed"
                         )
                     )
+                elif now - reminded_at >= _FULL_REMINDER_SECONDS:  # one line, not a flood
+                    reminded_at = now
+                    logger.error("the disk is still full after %.0f s: %s", now - full_since, error)
                 await asyncio.sleep(delay)
                 delay = min(2 * delay, _FULL_RETRY_MAX_SECONDS)
                 continue
