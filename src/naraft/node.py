@@ -373,6 +373,8 @@ async def _serve(
             keep_entries=config.compact_keep_entries,
         ),
         on_applied=digest.on_applied,
+        # Entries publish their own changes; a digest install or repair has none to apply.
+        on_installed=naming_state.publish_replaced_changes,
     )
     replica_box.append(replica)
     digest.attach(replica)

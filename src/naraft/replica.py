@@ -178,6 +178,7 @@ class Replica:
         on_snapshot_needed: Callable[[SnapshotMeta, NodeId | None], None] | None = None,
         compaction: CompactionPolicy | None = None,
         on_applied: Callable[[DatumChanges, Index], None] | None = None,
+        on_installed: Callable[[DatumChanges], None] | None = None,
     ) -> None:
         self._core = core
         self._store = store
@@ -189,6 +190,7 @@ class Replica:
         self._on_snapshot_needed = on_snapshot_needed
         self._compaction = compaction
         self._on_applied = on_applied  # the drained changes and the index they bring us to
+        self._on_installed = on_installed  # datums replaced without entries (install_state)
         self._drain_points: set[Index] = set()  # applied indexes to drain exactly at
         applied_term = core.term_at(core.applied_index)
         self._applied_term = applied_term if applied_term is not None else core.snapshot.term
@@ -612,6 +614,8 @@ class Replica:
                 await self._write_applied()
             if self._on_applied is not None:
                 self._on_applied(changes, core.applied_index)
+            if self._on_installed is not None:
+                self._on_installed(changes)
             return point
 
         result = await self._exclusive(job)

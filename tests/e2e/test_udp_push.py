@@ -199,3 +199,43 @@ def test_a_client_that_stops_listing_is_forgotten_after_the_push_cache_time(
         assert gone.nothing_within(1.0)
     finally:
         staying.close()
+
+
+def test_a_follower_that_catches_up_by_digest_pushes_what_changed(
+    tmp_path: Path, listeners: tuple[Listener, Listener], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A digest catch-up installs datums without applying entries; the services it changed
+    are pushed all the same, not only at their next change. (The leader's transport
+    failpoint drops everything it sends the follower meanwhile: a paused process would
+    still find the appends in its socket buffers and apply them as entries.)"""
+    acking, _ = listeners
+    monkeypatch.setenv("NARAFT_FAILPOINTS", "")  # enables the debug route, no fault yet
+    compacting = (*PUSH_ARGS, "--compact-entries", "200", "--compact-keep", "20")
+    with local_cluster(tmp_path / "cluster", size=3, extra_args=compacting) as cluster:
+        leader = cluster.wait_ready()
+        follower = next(n for n in cluster.nodes if n is not leader)
+        assert acking.list_from(follower)["hosts"] == []
+
+        def drop_to_follower(spec: str) -> None:
+            answer = cluster.client.put(f"{leader.url}/naraft/v1/debug/failpoints", content=spec)
+            assert answer.status_code == 200, answer.text
+
+        drop_to_follower(f"peer.loss=1;peer.to={follower.address}")
+        register(cluster, leader, "10.0.0.9")
+        for i in range(400):  # past the compaction point: the follower needs a digest
+            assert cluster.put(leader, f"filler-{i}", "x").status_code == 200
+        wait_for(
+            lambda: cluster.state(leader)["snapshotIndex"] > 0,
+            timeout_seconds=30,
+            what="the leader to compact its log",
+        )
+        assert acking.nothing_within(0.2)
+        drop_to_follower("")
+        packet, _ = acking.receive()
+        hosts = json.loads(packet["data"])["hosts"]
+        assert [h["ip"] for h in hosts] == ["10.0.0.9"]
+        wait_for(
+            lambda: cluster.state(follower)["catchUp"]["completed"] >= 1,
+            timeout_seconds=10,
+            what="the follower's digest catch-up to be counted",
+        )

@@ -361,3 +361,28 @@ def test_services_are_listed_per_namespace_and_group(h: Harness) -> None:
     assert h.state.services("public", "G") == (g,)
     assert h.state.services("dev") == (dev,)
     assert h.state.all_services() == (dev, ORDERS, g)
+
+
+def test_datums_replaced_wholesale_tell_the_feed_about_their_services(h: Harness) -> None:
+    """A digest catch-up installs datums without applying entries: the services whose
+    metadata or instance lists came in are published once each, nothing else is."""
+    source = Harness()
+    payments = ServiceKey(namespace_id="dev", group_name="G", service_name="payments")
+    source.apply(
+        CreateNamespace(namespace_id="dev", show_name="dev", stamped_at_ms=T0),
+        register(make_instance(ephemeral=False)),
+        register(make_instance(ephemeral=True)),
+        register(make_instance(service=payments)),
+        UpdateSwitches(entry="distroThreshold", value="0.5", stamped_at_ms=T0),
+    )
+    installed = source.snapshot()
+    assert SWITCH_KEY in installed
+    assert namespace_key("dev") in installed
+    h.datums.replace_all(installed)
+
+    published = h.state.publish_replaced(installed)
+
+    assert published == {ORDERS, payments}
+    assert sorted(h.changed, key=str) == sorted([ORDERS, payments], key=str)
+    assert h.state.publish_replaced([SWITCH_KEY, namespace_key("dev"), "kv.some-key"]) == set()
+    assert len(h.changed) == 2

@@ -91,6 +91,15 @@ def service_meta_prefix(namespace_id: str) -> str:
     return f"{SERVICE_META_PREFIX}{namespace_id}{NAMESPACE_SEPARATOR}"
 
 
+def service_of_key(key: str) -> ServiceKey | None:
+    """The service whose data a datum key holds (its metadata or either instance list);
+    None for the switch key, a namespace, or a key of another kind."""
+    for prefix in (EPHEMERAL_INSTANCE_LIST_PREFIX, INSTANCE_LIST_PREFIX):
+        if key.startswith(prefix):
+            return service_key_from_meta_key(SERVICE_META_PREFIX + key[len(prefix) :])
+    return service_key_from_meta_key(key)
+
+
 def service_key_from_meta_key(key: str) -> ServiceKey | None:
     """The service a service-metadata key names; None for the switch key or another kind."""
     if not key.startswith(SERVICE_META_PREFIX) or key == SWITCH_KEY:

@@ -55,6 +55,7 @@ from naraft.naming.keys import (
     service_key_from_meta_key,
     service_meta_key,
     service_meta_prefix,
+    service_of_key,
 )
 from naraft.naming.model import Cluster, Instance, Namespace, NamespaceType, Service
 from naraft.naming.records import (
@@ -67,7 +68,7 @@ from naraft.naming.records import (
     service_key_of,
 )
 from naraft.naming.switches import Switches, switches_from_record, switches_record, with_entry
-from naraft.state.datums import Datum, DatumTable
+from naraft.state.datums import Datum, DatumChanges, DatumTable
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +139,18 @@ class NamingState:
         if isinstance(result, Applied) and result.changed_services and self._feed is not None:
             self._feed.publish(result.changed_services)
         return result
+
+    def publish_replaced(self, keys: Iterable[str]) -> frozenset[ServiceKey]:
+        """Tell the change feed about the services whose datums were replaced wholesale (a
+        digest catch-up or a repair installs datums without applying entries); return them."""
+        services = frozenset(s for key in keys if (s := service_of_key(key)) is not None)
+        if services and self._feed is not None:
+            self._feed.publish(services)
+        return services
+
+    def publish_replaced_changes(self, changes: DatumChanges) -> None:
+        """`publish_replaced` for the keys a `DatumChanges` put or deleted."""
+        self.publish_replaced((*changes.puts, *changes.deletes))
 
     def _dispatch(self, command: Command, index: int) -> ApplyResult:
         match command:
