@@ -181,32 +181,38 @@ def test_a_full_disk_refuses_writes_serves_reads_and_recovers_when_space_returns
         assert_clean_log(node)
 
 
-def test_a_leader_whose_disk_fills_is_replaced_and_rejoins_when_space_returns(
-    tmp_path: Path,
+@pytest.mark.parametrize("role", ["leader", "follower"])
+def test_a_node_whose_disk_fills_stops_taking_part_and_rejoins_when_space_returns(
+    tmp_path: Path, role: str
 ) -> None:
+    """The other two go on (a full leader is replaced; a full follower acks nothing, so the
+    leader commits with the other one); the full node refuses writes and serves local
+    reads; once space returns it catches up by itself and every node holds every write."""
     ledger = Ledger()
     cluster = LocalCluster(root=tmp_path / "three")
     with tmpfs_data_dirs(cluster, ROOMY), cluster:
         leader = cluster.wait_ready()
+        full = leader if role == "leader" else next(n for n in cluster.nodes if n is not leader)
         for i in range(10):
-            assert ledger.put(cluster, leader, f"small-{i}", f"value-{i}") == 200
-        # Leave the leader about 1.5 MiB to fill.
-        resize_tmpfs(leader.data_dir, f"{used_kib(leader.data_dir) + 1536}k")
-        refused = fill_until_refused(cluster, leader, ledger)
+            assert ledger.put(cluster, full, f"small-{i}", f"value-{i}") == 200
+        # Leave the node about 1.5 MiB to fill.
+        resize_tmpfs(full.data_dir, f"{used_kib(full.data_dir) + 1536}k")
+        refused = fill_until_refused(cluster, full, ledger)
         assert refused.json()["reason"] == "disk-full"
 
-        # The other two elect a leader among themselves and take writes.
-        others = [n for n in cluster.nodes if n is not leader]
-        new_leader = cluster.leader(among=others, exclude=leader.address, timeout_seconds=20)
+        # The other two have (or elect) a leader and take writes.
+        others = [n for n in cluster.nodes if n is not full]
+        serving = cluster.leader(among=others, exclude=full.address, timeout_seconds=20)
+        assert (serving is leader) == (role == "follower")
         for i in range(10):
-            assert ledger.put(cluster, new_leader, f"during-{i}", f"value-{i}") == 200
+            assert ledger.put(cluster, serving, f"during-{i}", f"value-{i}") == 200
         # The full node still serves local reads of what it had applied.
-        assert cluster.missing_writes(leader, {"small-0": "value-0"}) == {}
-        assert ledger.put(cluster, leader, "to-full-node", "x") == 507
+        assert cluster.missing_writes(full, {"small-0": "value-0"}) == {}
+        assert ledger.put(cluster, full, "to-full-node", "x") == 507
 
-        resize_tmpfs(leader.data_dir, ROOMY)
-        cluster.wait_caught_up(leader, timeout_seconds=30)
-        assert cluster.state(leader)["diskFull"] is None
+        resize_tmpfs(full.data_dir, ROOMY)
+        cluster.wait_caught_up(full, timeout_seconds=30)
+        assert cluster.state(full)["diskFull"] is None
         for node in cluster.nodes:
             assert cluster.missing_writes(node, ledger.acked) == {}, node.address
             assert cluster.present_keys(node, ledger.refused) == {}, node.address
