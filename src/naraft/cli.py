@@ -417,6 +417,9 @@ def status(server_url: str) -> None:
         )
     console = Console()
     console.print(table)
+    for member, row in rows.items():
+        if row.get("diskFull"):
+            console.print(f"[red]{member}: disk full, refusing writes:[/red] {row['diskFull']}")
     from naraft.digest.progress import catch_up_view  # only `status` pays for it
 
     catching_up = catch_up_view(rows)

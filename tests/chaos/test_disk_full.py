@@ -10,6 +10,7 @@ the node appended nothing), anything else indeterminate (may or may not be there
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from typing import Final
 
 import httpx
 import pytest
-from tests.e2e.harness import LocalCluster, NodeProcess, wait_for
+from tests.e2e.harness import LocalCluster, NodeProcess, naraft_command, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -136,6 +137,9 @@ def test_a_full_disk_refuses_writes_serves_reads_and_recovers_when_space_returns
         assert "disk is full" in (state["diskFull"] or "")
         metrics = client.get(f"{node.url}/metrics").text
         assert "naraft_storage_disk_full 1.0" in metrics
+        shown = naraft_command("status", "--server", node.url, env={**os.environ, "COLUMNS": "300"})
+        assert shown.returncode == 0, shown.stderr
+        assert f"{node.address}: disk full, refusing writes" in shown.stdout
 
         # Reads go on: local kv reads and the Nacos API's reads.
         for key, value in ledger.acked.items():
