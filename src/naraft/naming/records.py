@@ -9,6 +9,7 @@ order is fixed and metadata keys are sorted.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -70,6 +71,33 @@ def encode_instances(instances: Iterable[Instance]) -> bytes:
     """An instance list datum, in the stable order of `instance_sort_key`."""
     return orjson.dumps(
         {"instanceList": [instance_record(i) for i in sorted(instances, key=instance_sort_key)]}
+    )
+
+
+def stored_instances(instances: Iterable[Instance], service: ServiceKey) -> tuple[Instance, ...]:
+    """Exactly what `decode_instances` gives for `encode_instances(instances)` of `service`'s
+    list, without the JSON round trip: the state machine caches it as the decoded view of
+    the datum it just wrote (tests/naming/test_records.py checks the equivalence)."""
+    return tuple(sorted((_as_stored(i, service) for i in instances), key=instance_sort_key))
+
+
+def _as_stored(instance: Instance, service: ServiceKey) -> Instance:
+    metadata = instance.metadata
+    if (
+        instance.service == service
+        and type(instance.weight) is float
+        and instance.cluster_name
+        and type(metadata) is dict
+        and (not metadata or list(metadata) == sorted(metadata))
+        and all(type(k) is str and type(v) is str for k, v in metadata.items())
+    ):
+        return instance  # already as decoding would build it
+    return replace(
+        instance,
+        service=service,
+        weight=float(instance.weight),
+        cluster_name=instance.cluster_name or DEFAULT_CLUSTER,
+        metadata={str(k): str(metadata[k]) for k in sorted(metadata)},
     )
 
 

@@ -66,11 +66,18 @@ from naraft.naming.records import (
     encode_namespace,
     encode_service,
     service_key_of,
+    stored_instances,
 )
 from naraft.naming.switches import Switches, switches_from_record, switches_record, with_entry
 from naraft.state.datums import Datum, DatumChanges, DatumTable
 
 logger = logging.getLogger(__name__)
+
+
+def _ident(instance: Instance) -> tuple[str, str, int, bool]:
+    """What `instance.key` compares within one service's list (the service is the list's)."""
+    return (instance.cluster_name, instance.ip, instance.port, instance.ephemeral)
+
 
 _T = TypeVar("_T")
 
@@ -268,17 +275,29 @@ class NamingState:
     ) -> ApplyResult:
         service = instance.service
         current = self.instances(service, ephemeral=instance.ephemeral)
-        existing = next((i for i in current if i.key == instance.key), None)
+        ident = _ident(instance)  # `.key` without building an InstanceKey per instance
+        existing = next((i for i in current if _ident(i) == ident), None)
         if strict and existing is None:
             return Rejected(RejectReason.INSTANCE_NOT_FOUND, instance.instance_id)
         if existing is not None:
             # Nacos replaces the whole record and carries over only `healthy`.
             instance = replace(instance, healthy=existing.healthy)
         changed = self._ensure_service(instance, stamped_at_ms, index)
-        remaining = [i for i in current if i.key != instance.key]
-        key = instance_list_key(service, ephemeral=instance.ephemeral)
-        changed |= self._put(key, encode_instances([*remaining, instance]), index)
+        remaining = [i for i in current if _ident(i) != ident]
+        changed |= self._put_instances(service, instance.ephemeral, [*remaining, instance], index)
         return Applied(index, frozenset({service}) if changed else frozenset())
+
+    def _put_instances(
+        self, service: ServiceKey, ephemeral: bool, instances: list[Instance], index: int
+    ) -> bool:
+        """Write an instance list; keep its decoded view, so the next command on the same
+        service does not parse back what this one just encoded."""
+        key = instance_list_key(service, ephemeral=ephemeral)
+        written = self._put(key, encode_instances(instances), index)
+        datum = self._datums.get(key)
+        if written and datum is not None:
+            self._decoded[key] = (datum, stored_instances(instances, service))
+        return written
 
     def _patch_instance(self, command: PatchInstance, index: int) -> ApplyResult:
         key = command.key
@@ -318,9 +337,7 @@ class NamingState:
                 updated.append(instance)
             elif (new := changes[instance.key]) is not None:
                 updated.append(new)
-        written = self._put(
-            instance_list_key(service, ephemeral=ephemeral), encode_instances(updated), index
-        )
+        written = self._put_instances(service, ephemeral, updated, index)
         return Applied(index, frozenset({service}) if written else frozenset())
 
     def _batch(
