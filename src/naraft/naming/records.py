@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from naraft.naming.errors import CorruptDatumError
-from naraft.naming.keys import DEFAULT_CLUSTER, ServiceKey, split_grouped_name
+from naraft.naming.keys import DEFAULT_CLUSTER, ServiceKey, instance_id, split_grouped_name
 from naraft.naming.model import (
     Cluster,
     HealthCheckerType,
@@ -69,9 +69,15 @@ def encode_service(service: Service) -> bytes:
 
 def encode_instances(instances: Iterable[Instance]) -> bytes:
     """An instance list datum, in the stable order of `instance_sort_key`."""
-    return orjson.dumps(
-        {"instanceList": [instance_record(i) for i in sorted(instances, key=instance_sort_key)]}
-    )
+    grouped: dict[ServiceKey, str] = {}  # one list holds one service: name it once
+    records = []
+    for instance in sorted(instances, key=instance_sort_key):
+        service = instance.service
+        name = grouped.get(service)
+        if name is None:
+            name = grouped[service] = service.grouped_name
+        records.append(instance_record(instance, name))
+    return orjson.dumps({"instanceList": records})
 
 
 def stored_instances(instances: Iterable[Instance], service: ServiceKey) -> tuple[Instance, ...]:
@@ -101,9 +107,13 @@ def _as_stored(instance: Instance, service: ServiceKey) -> Instance:
     )
 
 
-def instance_record(instance: Instance) -> dict[str, object]:
+def instance_record(instance: Instance, grouped_name: str | None = None) -> dict[str, object]:
+    """The stored record; `grouped_name` is the instance's service's, if the caller has it."""
+    if grouped_name is None:
+        grouped_name = instance.service.grouped_name
+    metadata = instance.metadata
     return {
-        "instanceId": instance.instance_id,
+        "instanceId": instance_id(instance.ip, instance.port, instance.cluster_name, grouped_name),
         "ip": instance.ip,
         "port": instance.port,
         "weight": instance.weight,
@@ -111,8 +121,8 @@ def instance_record(instance: Instance) -> dict[str, object]:
         "enabled": instance.enabled,
         "ephemeral": instance.ephemeral,
         "clusterName": instance.cluster_name,
-        "serviceName": instance.service.grouped_name,
-        "metadata": sorted_metadata(instance.metadata),
+        "serviceName": grouped_name,
+        "metadata": sorted_metadata(metadata) if metadata else {},
         "marked": False,
     }
 
