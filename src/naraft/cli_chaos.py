@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import tempfile
 from pathlib import Path
 
 import click
@@ -35,6 +36,14 @@ def _kinds(text: str) -> tuple[ScheduleKind, ...]:
     except ValueError as error:
         choices = ", ".join(k.value for k in ScheduleKind)
         raise click.BadParameter(f"{error}; choose ci, soak or some of: {choices}") from None
+
+
+def _can_mount(history_dir: Path) -> bool:
+    from naraft.chaos.cluster import can_mount_tmpfs
+
+    history_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=history_dir) as scratch:
+        return can_mount_tmpfs(Path(scratch))
 
 
 @click.command("chaos")
@@ -76,15 +85,24 @@ def chaos(
 ) -> None:
     """Run seeded fault schedules against a real local cluster and check every history."""
     from naraft.chaos.runner import CampaignConfig, run_campaign
+    from naraft.chaos.schedules import NEEDS_TMPFS
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    chosen = _kinds(kinds)
+    if any(kind in NEEDS_TMPFS for kind in chosen) and not _can_mount(history_dir):
+        if kinds != "soak":
+            raise click.BadParameter(
+                "the disk-full schedule mounts a tmpfs per node: run as root", param_hint="--kinds"
+            )
+        chosen = tuple(kind for kind in chosen if kind not in NEEDS_TMPFS)
+        click.echo("note: no disk-full schedules (mounting a tmpfs needs root)", err=True)
     config = CampaignConfig(
         history_dir=history_dir.resolve(),
         nodes=nodes,
         schedules=schedules,
         seconds=seconds,
         seed=seed,
-        kinds=_kinds(kinds),
+        kinds=chosen,
         only=only,
         clients=clients,
         failpoints=failpoints,

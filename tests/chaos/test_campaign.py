@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from naraft.chaos import CI_KINDS, CampaignConfig, ScheduleKind, ScheduleResult, run_campaign
+from naraft.chaos.cluster import can_mount_tmpfs
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("no_leftover_event_loop")]
 
@@ -69,3 +70,27 @@ def test_the_campaign_catches_a_disk_that_lies_about_fsync(tmp_path: Path) -> No
     failed = {check.name for check in result.failed_checks}
     assert failed & {"acked writes present", "linearizable"}, result.checks
     assert result.lost_writes > 0 or result.violations > 0
+
+
+@pytest.mark.timeout(180)
+def test_a_disk_full_schedule_refuses_writes_and_loses_nothing(tmp_path: Path) -> None:
+    """Nodes on tmpfs data directories; one at a time has its disk filled for 2-5 s. The
+    full node refuses writes and resumes by itself; every check holds."""
+    if not can_mount_tmpfs(tmp_path):
+        pytest.skip("mounting a tmpfs needs root")
+    config = CampaignConfig(
+        history_dir=tmp_path / "disk-full",
+        nodes=3,
+        schedules=1,
+        seconds=15,
+        seed=SEED,
+        kinds=(ScheduleKind.DISK_FULL,),
+    )
+    (result,) = run_campaign(config).results
+    assert result.passed, _explain([result], SEED, config.history_dir)
+    assert result.nemesis_actions > 0
+    history = (result.run_dir / "history.jsonl").read_text()
+    assert '"f": "disk-full"' in history
+    logs = "".join(p.read_text() for p in (result.run_dir / "cluster").glob("*.log"))
+    assert "the disk is full" in logs
+    assert "space is back" in logs

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -36,6 +37,37 @@ SECRET: Final = "naraft-chaos-cluster-secret"
 STOP_TIMEOUT_SECONDS: Final = 10.0
 
 
+FILLER_FILE: Final = "disk-filler"  # the disk-full fault's file (schedules.fill_disk)
+
+
+class ChaosSetupError(RuntimeError):
+    """The campaign cannot set up what a schedule needs (e.g. a tmpfs without root)."""
+
+
+def mount_tmpfs(path: Path, size: str) -> None:
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise ChaosSetupError(
+            f"cannot mount a tmpfs on {path} (the disk-full schedule needs root): "
+            f"{done.stderr.strip() or done.returncode}"
+        )
+
+
+def can_mount_tmpfs(scratch: Path) -> bool:
+    """Whether this process may mount a tmpfs (tried on `scratch`, an empty directory)."""
+    try:
+        mount_tmpfs(scratch, "1m")
+    except ChaosSetupError:
+        return False
+    subprocess.run(["umount", "-l", str(scratch)], capture_output=True, check=False)
+    return True
+
+
 def free_ports(count: int) -> list[int]:
     """`count` distinct free TCP ports on 127.0.0.1 (bound briefly, then released)."""
     sockets = []
@@ -53,10 +85,19 @@ def free_ports(count: int) -> list[int]:
 class ChaosNode:
     """One node process. `id` is its proxied address; `url` reaches it directly."""
 
-    def __init__(self, node_id: str, listen_port: int, data_dir: Path, args: list[str]) -> None:
+    def __init__(
+        self,
+        node_id: str,
+        listen_port: int,
+        data_dir: Path,
+        args: list[str],
+        *,
+        log_path: Path | None = None,
+    ) -> None:
         self.id = node_id
         self.listen_port = listen_port
         self.data_dir = data_dir
+        self.log_path = log_path or data_dir / LOG_FILE
         self._args = args
         self._process: subprocess.Popen[bytes] | None = None
         self.paused = False
@@ -70,10 +111,6 @@ class ChaosNode:
     @property
     def db_path(self) -> Path:
         return self.data_dir / DB_FILE
-
-    @property
-    def log_path(self) -> Path:
-        return self.data_dir / LOG_FILE
 
     @property
     def running(self) -> bool:
@@ -147,9 +184,20 @@ class ChaosCluster:
     """N nodes behind proxies, in `root`. Use `async with`; `stop` ends every process."""
 
     def __init__(
-        self, root: Path, size: int, *, failpoints: str, extra_args: Sequence[str] = ()
+        self,
+        root: Path,
+        size: int,
+        *,
+        failpoints: str,
+        extra_args: Sequence[str] = (),
+        tmpfs_size: str | None = None,
     ) -> None:
+        """`tmpfs_size` (e.g. "256m") puts each node's data directory on a tmpfs of its own
+        (root only), so that a disk can be filled without touching anything else; the node
+        logs then live beside the data directories."""
         self.root = root
+        self._tmpfs_size = tmpfs_size
+        self._mounted: list[Path] = []
         self.links = LinkTable()
         self.failpoints = failpoints
         ports = free_ports(2 * size)
@@ -170,7 +218,8 @@ class ChaosCluster:
                 "--peers", ",".join(ids), "--cluster-secret-file", str(secret_file),
                 "--data-dir", str(data_dir), *extra_args,
             ]  # fmt: skip
-            self.nodes.append(ChaosNode(node_id, listen_port, data_dir, args))
+            log_path = data_dir.with_name(f"{data_dir.name}.log") if tmpfs_size else None
+            self.nodes.append(ChaosNode(node_id, listen_port, data_dir, args, log_path=log_path))
             self.proxies.append(
                 NodeProxy(
                     node_id, listen_port=proxy_port, upstream_port=listen_port, links=self.links
@@ -186,6 +235,10 @@ class ChaosCluster:
         return next(node for node in self.nodes if node.id == node_id)
 
     async def __aenter__(self) -> ChaosCluster:
+        if self._tmpfs_size is not None:
+            for node in self.nodes:
+                mount_tmpfs(node.data_dir, self._tmpfs_size)
+                self._mounted.append(node.data_dir)
         for proxy in self.proxies:
             await proxy.start()
         for node in self.nodes:
@@ -201,6 +254,17 @@ class ChaosCluster:
         for proxy in self.proxies:
             await proxy.close()
         await self.session.close()
+
+    def release(self) -> None:
+        """Move what the tmpfs data directories hold (audit logs, databases) onto the disk and
+        unmount them. Call once the nodes are stopped and checked; a no-op without tmpfs."""
+        for data_dir in self._mounted:
+            kept = data_dir.with_name(f"{data_dir.name}.kept")
+            shutil.copytree(data_dir, kept, ignore=shutil.ignore_patterns(FILLER_FILE))
+            subprocess.run(["umount", "-l", str(data_dir)], capture_output=True, check=False)
+            data_dir.rmdir()
+            kept.rename(data_dir)
+        self._mounted.clear()
 
     async def state(self, node: ChaosNode) -> dict[str, Any] | None:
         """The node's /raft/state, or None if it does not answer in time."""

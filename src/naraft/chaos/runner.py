@@ -25,7 +25,7 @@ import aiohttp
 
 from naraft.chaos import checks
 from naraft.chaos.cluster import ChaosCluster, ChaosNode
-from naraft.chaos.schedules import CI_KINDS, STEPS, Nemesis, ScheduleKind
+from naraft.chaos.schedules import CI_KINDS, NEEDS_TMPFS, STEPS, Nemesis, ScheduleKind
 from naraft.chaos.workload import Workload, WorkloadConfig
 from naraft.checker import HistoryRecorder, Verdict, check_history
 
@@ -36,6 +36,7 @@ FAILPOINTS: Final = "storage.powerloss=1"
 LEADER_TIMEOUT_SECONDS: Final = 30.0
 RESTART_TIMEOUT_SECONDS: Final = 30.0
 NEMESIS_GRACE_SECONDS: Final = 15.0
+TMPFS_SIZE: Final = "256m"  # each node's data directory, for the kinds in NEEDS_TMPFS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -145,104 +146,116 @@ async def run_schedule(config: CampaignConfig, index: int) -> ScheduleResult:
         cluster = ChaosCluster(
             run_dir / "cluster", config.nodes, failpoints=config.failpoints,
             extra_args=config.node_args,
+            tmpfs_size=TMPFS_SIZE if kind in NEEDS_TMPFS else None,
         )  # fmt: skip
-        workload = Workload(
-            cluster,
-            recorder,
-            random.Random(rng.getrandbits(64)),
-            WorkloadConfig(clients=config.clients),
-        )
-        nemesis = Nemesis(cluster, recorder, random.Random(rng.getrandbits(64)))
-        convergence: checks.Convergence | None = None
-        comparison: checks.StateComparison | None = None
-        async with cluster:
-            leader = await _wait_leader(cluster)
-            outcomes.append(
-                CheckOutcome(
-                    name="initial leader",
-                    passed=leader is not None,
-                    detail=f"{leader.id}" if leader else "no leader elected in 30 s",
-                )
+        try:
+            workload = Workload(
+                cluster,
+                recorder,
+                random.Random(rng.getrandbits(64)),
+                WorkloadConfig(clients=config.clients),
             )
-            if leader is not None:
-                await _run_faults(config, kind, workload, nemesis)
-                outcomes.append(_unexpected_exits(cluster))
-                healed_at = asyncio.get_running_loop().time()
-                await nemesis.heal()
-                serving = await cluster.wait_serving(RESTART_TIMEOUT_SECONDS)
-                convergence = await checks.converge(
-                    cluster, config.convergence_seconds, since=healed_at
-                )
+            nemesis = Nemesis(cluster, recorder, random.Random(rng.getrandbits(64)))
+            convergence: checks.Convergence | None = None
+            comparison: checks.StateComparison | None = None
+            async with cluster:
+                leader = await _wait_leader(cluster)
                 outcomes.append(
                     CheckOutcome(
-                        name="convergence",
-                        passed=serving and convergence.seconds is not None,
-                        detail=convergence.detail
-                        if convergence.seconds is None
-                        else f"{convergence.seconds:.2f} s",
+                        name="initial leader",
+                        passed=leader is not None,
+                        detail=f"{leader.id}" if leader else "no leader elected in 30 s",
                     )
                 )
-                try:
-                    failed_reads = await checks.final_reads(cluster, workload)
-                    outcomes.append(
-                        CheckOutcome(
-                            name="final reads",
-                            passed=failed_reads == 0,
-                            detail=f"{failed_reads} of the final linearizable reads failed",
-                        )
-                    )
-                    comparison = await checks.compare_state(
-                        cluster,
-                        workload.stats.register_keys,
-                        workload.stats.acked_set_keys,
-                        workload.stats.acked_instances,
+                if leader is not None:
+                    await _run_faults(config, kind, workload, nemesis)
+                    outcomes.append(_unexpected_exits(cluster))
+                    healed_at = asyncio.get_running_loop().time()
+                    await nemesis.heal()
+                    serving = await cluster.wait_serving(RESTART_TIMEOUT_SECONDS)
+                    convergence = await checks.converge(
+                        cluster, config.convergence_seconds, since=healed_at
                     )
                     outcomes.append(
                         CheckOutcome(
-                            name="identical state",
-                            passed=not comparison.differences,
-                            detail=f"{comparison.keys_compared} keys on {len(cluster.nodes)} nodes"
-                            if not comparison.differences
-                            else "; ".join(comparison.differences[:5]),
+                            name="convergence",
+                            passed=serving and convergence.seconds is not None,
+                            detail=convergence.detail
+                            if convergence.seconds is None
+                            else f"{convergence.seconds:.2f} s",
                         )
                     )
-                    acked = len(workload.stats.acked_set_keys) + len(workload.stats.acked_instances)
-                    outcomes.append(
-                        CheckOutcome(
-                            name="acked writes present",
-                            passed=not comparison.lost_writes,
-                            detail=f"{acked} acked write-once keys/instances on every node"
-                            if not comparison.lost_writes
-                            else "; ".join(comparison.lost_writes[:5]),
+                    try:
+                        failed_reads = await checks.final_reads(cluster, workload)
+                        outcomes.append(
+                            CheckOutcome(
+                                name="final reads",
+                                passed=failed_reads == 0,
+                                detail=f"{failed_reads} of the final linearizable reads failed",
+                            )
                         )
-                    )
-                except (aiohttp.ClientError, TimeoutError, OSError, KeyError, ValueError) as error:
-                    outcomes.append(
-                        CheckOutcome(
-                            name="post-heal reads",
-                            passed=False,
-                            detail=f"a node did not answer: {type(error).__name__}: {error}",
+                        comparison = await checks.compare_state(
+                            cluster,
+                            workload.stats.register_keys,
+                            workload.stats.acked_set_keys,
+                            workload.stats.acked_instances,
                         )
-                    )
-            recorder.nemesis({"f": "end"})
-        audit = checks.election_safety(cluster)
-        outcomes.append(
-            CheckOutcome(
-                name="one leader per term",
-                passed=not audit.violations and audit.records > 0,
-                detail=f"{audit.terms} terms, {audit.records} audit records"
-                if not audit.violations
-                else "; ".join(audit.violations[:5]),
+                        outcomes.append(
+                            CheckOutcome(
+                                name="identical state",
+                                passed=not comparison.differences,
+                                detail=f"{comparison.keys_compared} keys on {config.nodes} nodes"
+                                if not comparison.differences
+                                else "; ".join(comparison.differences[:5]),
+                            )
+                        )
+                        acked = len(workload.stats.acked_set_keys) + len(
+                            workload.stats.acked_instances
+                        )
+                        outcomes.append(
+                            CheckOutcome(
+                                name="acked writes present",
+                                passed=not comparison.lost_writes,
+                                detail=f"{acked} acked write-once keys/instances on every node"
+                                if not comparison.lost_writes
+                                else "; ".join(comparison.lost_writes[:5]),
+                            )
+                        )
+                    except (
+                        aiohttp.ClientError,
+                        TimeoutError,
+                        OSError,
+                        KeyError,
+                        ValueError,
+                    ) as error:
+                        outcomes.append(
+                            CheckOutcome(
+                                name="post-heal reads",
+                                passed=False,
+                                detail=f"a node did not answer: {type(error).__name__}: {error}",
+                            )
+                        )
+                recorder.nemesis({"f": "end"})
+            audit = checks.election_safety(cluster)
+            outcomes.append(
+                CheckOutcome(
+                    name="one leader per term",
+                    passed=not audit.violations and audit.records > 0,
+                    detail=f"{audit.terms} terms, {audit.records} audit records"
+                    if not audit.violations
+                    else "; ".join(audit.violations[:5]),
+                )
             )
-        )
-        traces = checks.tracebacks(cluster)
-        outcomes.append(
-            CheckOutcome(
-                name="no tracebacks",
-                passed=not traces,
-                detail="none" if not traces else f"{traces}",
+            traces = checks.tracebacks(cluster)
+            outcomes.append(
+                CheckOutcome(
+                    name="no tracebacks",
+                    passed=not traces,
+                    detail="none" if not traces else f"{traces}",
+                )
             )
-        )
+        finally:
+            cluster.release()
     started = time.monotonic()
     verdict = check_history(recorder.records)
     bad_keys = verdict.count(Verdict.NOT_LINEARIZABLE) + verdict.count(Verdict.UNKNOWN)

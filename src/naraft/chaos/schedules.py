@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import os
 import random
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
-from naraft.chaos.cluster import ChaosCluster, ChaosNode
+from naraft.chaos.cluster import FILLER_FILE, ChaosCluster, ChaosNode
 from naraft.chaos.powerloss import lose_unsynced
 from naraft.checker import HistoryRecorder, JsonValue
 
@@ -37,6 +39,7 @@ class ScheduleKind(enum.StrEnum):
     ONE_WAY = "one-way"
     POWER_LOSS_ONE = "power-loss-one"
     MIXED = "mixed"
+    DISK_FULL = "disk-full"
 
 
 CI_KINDS: Final = (
@@ -56,6 +59,7 @@ SOAK_KINDS: Final = (
     ScheduleKind.ONE_WAY,
     ScheduleKind.POWER_LOSS_ONE,
     ScheduleKind.MIXED,
+    ScheduleKind.DISK_FULL,
 )
 
 AIMS: Final[Mapping[ScheduleKind, str]] = {
@@ -70,7 +74,11 @@ AIMS: Final[Mapping[ScheduleKind, str]] = {
     ScheduleKind.ONE_WAY: "one-way partitions: stale leader lease, PreVote/CheckQuorum",
     ScheduleKind.POWER_LOSS_ONE: "torn WAL tail repaired at restart (etcd #2736, #6378)",
     ScheduleKind.MIXED: "every fault kind, weighted as reliability §4.3",
+    ScheduleKind.DISK_FULL: "disk full during a write corrupts the WAL (etcd #2819)",
 }
+
+NEEDS_TMPFS: Final = frozenset({ScheduleKind.DISK_FULL})
+"""Kinds whose nodes keep their data on a tmpfs of their own (mounting needs root)."""
 
 
 @dataclass(slots=True)
@@ -126,6 +134,7 @@ class Nemesis:
         """Undo every fault: links, transport failpoints, pauses, dead processes."""
         self.cluster.links.heal()
         for node in self.cluster.nodes:
+            free_disk(node.data_dir)
             if node.paused:
                 node.resume()
             if not node.running:
@@ -261,6 +270,41 @@ async def one_way(n: Nemesis, deadline: float) -> None:
         n.note("heal-links")
 
 
+async def disk_full(n: Nemesis, deadline: float) -> None:
+    """Fill one node's disk (the leader half the time) for 2-5 s, then free it; each
+    data directory is its own tmpfs, filled up by one preallocated file."""
+    while await n.sleep(2, 5, deadline):
+        node = await n.target(leader=n.rng.random() < 0.5)
+        filled = fill_disk(node.data_dir)
+        n.note("disk-full", node=node.id, filled_bytes=filled)
+        await n.sleep(2, 5, deadline + 5)
+        free_disk(node.data_dir)
+        n.note("disk-freed", node=node.id)
+
+
+def fill_disk(data_dir: Path) -> int:
+    """Take every free byte of `data_dir`'s file system with one file; the bytes taken."""
+    stats = os.statvfs(data_dir)
+    free = stats.f_bavail * stats.f_frsize
+    fd = os.open(data_dir / FILLER_FILE, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        size = os.fstat(fd).st_size
+        while free > 0:
+            try:
+                os.posix_fallocate(fd, size, free)
+                size += free
+                break
+            except OSError:  # not all of it fits (rounding, metadata): take a little less
+                free -= max(stats.f_frsize, free // 16)
+        return size
+    finally:
+        os.close(fd)
+
+
+def free_disk(data_dir: Path) -> None:
+    (data_dir / FILLER_FILE).unlink(missing_ok=True)
+
+
 async def mixed(n: Nemesis, deadline: float) -> None:
     """Fault windows of every kind in turn, weighted as reliability §4.3."""
     weights: list[tuple[Step, int]] = [
@@ -294,4 +338,5 @@ STEPS: Final[Mapping[ScheduleKind, Step]] = {
     ScheduleKind.ONE_WAY: one_way,
     ScheduleKind.POWER_LOSS_ONE: power_loss_one,
     ScheduleKind.MIXED: mixed,
+    ScheduleKind.DISK_FULL: disk_full,
 }
