@@ -47,7 +47,7 @@ from naraft.raft import (
     Status,
 )
 from naraft.state.datums import DatumChanges
-from naraft.storage.base import StoredState, StoreFullError, WriteBatch
+from naraft.storage.base import StoredState, StoreError, StoreFullError, WriteBatch
 
 logger = logging.getLogger(__name__)
 
@@ -255,17 +255,37 @@ class Replica:
     # ------------------------------------------------------------------ running
 
     async def run(self) -> None:
-        """Run until cancelled. A storage error or broken invariant ends it (fail-stop)."""
+        """Run until cancelled. A storage error or broken invariant ends it (fail-stop).
+
+        A clean stop (cancellation) first writes the commit index and applied state that
+        were still deferred, so a restarted node starts where this one stopped."""
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._tick_forever(), name="raft-ticker")
                 tasks.create_task(self._drive_forever(), name="raft-driver")
+        except asyncio.CancelledError:
+            await self._write_deferred_on_stop()
+            raise
         finally:
             # Waiting proposals are in the log and may already be on a majority: the next
             # leader can still commit them, so their outcome is unknown, not "not applied".
             self._fail_all(
                 OutcomeUnknownError("the node is shutting down; the write may or may not apply")
             )
+
+    async def _write_deferred_on_stop(self) -> None:
+        """One attempt, no waiting out a full disk: a restart replays what this misses."""
+        if self._pending_changes is None and self._unwritten_hard_state is None:
+            return
+        batch = WriteBatch(
+            hard_state=self._unwritten_hard_state,
+            applied_index=self._core.applied_index,
+            datum_changes=self._pending_changes,
+        )
+        try:
+            await self._loop.run_in_executor(self._executor, self._store.write, batch)
+        except StoreError as error:
+            logger.warning("the deferred applied state was not written at stop: %s", error)
 
     async def _tick_forever(self) -> None:
         interval = self._timings.tick_seconds
