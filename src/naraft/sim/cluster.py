@@ -75,6 +75,7 @@ class _Node:
     kv: dict[str, str] = field(default_factory=dict)
     applied: int = 0
     up: bool = True
+    boots: int = 0  # each boot starts its own tick chain; older chains' ticks are ignored
 
 
 @dataclass(slots=True)
@@ -152,7 +153,7 @@ class SimCluster:
         self.acked_writes: list[tuple[str, str, int, int]] = []  # key, value, index, term
         for node_id in self.ids:
             self._boot(node_id)
-            self._schedule(self.rng.random(), "tick", node_id)
+            self._schedule(self.rng.random(), "tick", (node_id, self.nodes[node_id].boots))
         self._schedule(1.0, "chaos", None)
 
     # ------------------------------------------------------------------ running
@@ -178,8 +179,9 @@ class SimCluster:
             self.now = at
             self.events += 1
             if kind == "tick":
-                assert isinstance(payload, str)
-                self._on_tick(NodeId(payload), chaos=chaos)
+                assert isinstance(payload, tuple)
+                node_id, boot = payload
+                self._on_tick(NodeId(node_id), boot, chaos=chaos)
             elif kind == "deliver":
                 assert isinstance(payload, Envelope)
                 self._on_deliver(payload)
@@ -225,6 +227,7 @@ class SimCluster:
         node.kv = {key: datum.value.decode() for key, datum in stored.datums.items()}
         node.applied = stored.applied_index
         node.up = True
+        node.boots += 1
         self.monitor.on_boot(node_id, core)
 
     def crash(self, node_id: NodeId) -> None:
@@ -245,7 +248,7 @@ class SimCluster:
             return
         self._log(f"restart {node_id}")
         self._boot(node_id)
-        self._schedule(self.rng.random(), "tick", node_id)
+        self._schedule(self.rng.random(), "tick", (node_id, self.nodes[node_id].boots))
 
     def partition(self, side: Iterable[NodeId]) -> None:
         """Cut every link between `side` and the rest (both directions)."""
@@ -274,13 +277,13 @@ class SimCluster:
         for node_id in self.ids:
             self.restart(node_id)
 
-    def _on_tick(self, node_id: NodeId, *, chaos: bool) -> None:
+    def _on_tick(self, node_id: NodeId, boot: int, *, chaos: bool) -> None:
         node = self.nodes[node_id]
-        if not node.up or node.core is None:
-            return
+        if not node.up or node.core is None or boot != node.boots:
+            return  # down, or a tick of an earlier boot (a crash and restart within a tick)
         node.core.tick()
         self._drive(node)
-        self._schedule(1.0, "tick", node_id)
+        self._schedule(1.0, "tick", (node_id, boot))
         self._maybe_start_client_op(node_id)
 
     def _on_deliver(self, envelope: Envelope) -> None:
