@@ -13,7 +13,6 @@ import random
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
@@ -26,7 +25,6 @@ from naraft.chaos.powerloss import lose_unsynced
 pytestmark = pytest.mark.e2e
 
 START_TIMEOUT_SECONDS: Final = 30.0
-BIG_VALUE: Final = "v" * 100_000
 
 
 class StandaloneNode:
@@ -89,24 +87,6 @@ class StandaloneNode:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
-
-
-@pytest.fixture
-def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    mount_point = tmp_path / "tmpfs"
-    mount_point.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a size-limited tmpfs here: {mounted.stderr.strip()}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], capture_output=True, check=False)
 
 
 def put(client: httpx.Client, node: StandaloneNode, key: str, value: str) -> int | None:
