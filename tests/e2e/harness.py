@@ -17,7 +17,6 @@ import contextlib
 import enum
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -30,23 +29,11 @@ from typing import Any, Final, TypeVar
 
 import httpx
 
+from naraft.chaos.cluster import free_ports
+
 T = TypeVar("T")
 
 FAST_TIMERS: tuple[str, ...] = ("--tick-ms", "50", "--election-ticks", "10")
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct free TCP ports on 127.0.0.1 (bound briefly, then released)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 class WaitTimeoutError(AssertionError):

@@ -74,14 +74,7 @@ def decode_digest_chunk(payload: bytes) -> list[tuple[str, int, int]]:
     rows = _gunzip_json(payload, "digest chunk")
     result: list[tuple[str, int, int]] = []
     for row in rows:
-        if (
-            not isinstance(row, list)
-            or len(row) != 3
-            or not isinstance(row[0], str)
-            or not isinstance(row[1], int)
-            or not isinstance(row[2], int)
-        ):
-            raise DigestProtocolError("digest chunk", f"bad row {str(row)[:80]}")
+        _check_row(row, int, "digest chunk")
         result.append((row[0], row[1], row[2]))
     return result
 
@@ -99,16 +92,21 @@ def decode_datums(payload: bytes) -> dict[str, Datum]:
     rows = _gunzip_json(payload, "datums")
     result: dict[str, Datum] = {}
     for row in rows:
-        if (
-            not isinstance(row, list)
-            or len(row) != 3
-            or not isinstance(row[0], str)
-            or not isinstance(row[1], int)
-            or not isinstance(row[2], str)
-        ):
-            raise DigestProtocolError("datums", f"bad row {str(row)[:80]}")
+        _check_row(row, str, "datums")
         result[row[0]] = Datum(base64.b64decode(row[2]), row[1])
     return result
+
+
+def _check_row(row: object, third: type, what: str) -> None:
+    """A row is `[key: str, version: int, third]`; anything else is a protocol error."""
+    if (
+        not isinstance(row, list)
+        or len(row) != 3
+        or not isinstance(row[0], str)
+        or not isinstance(row[1], int)
+        or not isinstance(row[2], third)
+    ):
+        raise DigestProtocolError(what, f"bad row {str(row)[:80]}")
 
 
 def _gunzip_json(payload: bytes, what: str) -> list[Any]:
