@@ -14,7 +14,7 @@ dir, free loopback ports) and a 3-node etcd cluster (defaults: fsync on, 100 ms 
 
 then failover for both: kill -9 of the leader (median of 5) and SIGSTOP of the leader
 (median of 3), time to the first acknowledged write. Medians over rounds, naraft/etcd
-ratios per round (median), and the goals G1-G7b of perf-anchors §5 as PASS/MISS.
+ratios per round (median), and the goals G1-G7b of docs/performance-goals.md as PASS/MISS.
 
 The load generator (`load.py`) is its own process; every load is bounded by a count and a
 time. `--profile-seconds N` also runs py-spy on the naraft leader under c=64 writes.
@@ -439,7 +439,7 @@ def print_report(report: dict[str, Any]) -> None:
                          _fmt(s["max_ms"]), f"{s['n'] - s['unrecovered']}/{s['n']}",
                          " ".join(_fmt(v) for v in s["all_ms"])])  # fmt: skip
     print(_table(["fault", "system", "median ms", "min", "max", "recovered", "each ms"], rows))
-    print("\n== goals (perf-anchors §5): first milestone / goal")
+    print("\n== goals (docs/performance-goals.md): first milestone / goal")
     print(_table(
         ["goal", "measure", "naraft", "etcd", "naraft/etcd", "milestone", "goal", "thresholds"],
         [[g["goal"], g["measure"], g["naraft"], g["etcd"], g["shown"], g["milestone"],

@@ -21,7 +21,7 @@ class Profile(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Timers:
-    """Tick length, and every Raft timer in ticks (DESIGN §5)."""
+    """Tick length, and every Raft timer in ticks (docs/seed.md#timers)."""
 
     tick_seconds: float
     heartbeat_ticks: int
@@ -39,7 +39,9 @@ PROFILES: Final = {
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HealthTimings:
-    """Nacos 1.x client-beat timings (DESIGN §3): unhealthy after 15 s, removed after 30 s."""
+    """Nacos 1.x client-beat timings: unhealthy after 15 s, removed after 30 s.
+
+    How the leader applies them: docs/consistency.md#ephemeral-instances."""
 
     unhealthy_after_ms: int = 15_000
     remove_after_ms: int = 30_000

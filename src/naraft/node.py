@@ -62,7 +62,8 @@ AUDIT_FILE: Final = "election-audit.jsonl"
 
 
 class SystemClock:
-    """Wall-clock milliseconds, used only by the leader to stamp commands (STYLE §15.7)."""
+    """Wall-clock milliseconds, used only by the leader to stamp commands
+    (docs/conventions.md#the-async-shell)."""
 
     def now_ms(self) -> int:
         return int(time.time() * 1000)  # noqa: TID251 - the one wall-clock read in naraft
@@ -184,7 +185,7 @@ class Node:
         self._audit_election(change)
         if change.role is Role.LEADER:
             # A new leader has no beat history: every ephemeral instance gets a full grace
-            # period from now (DESIGN §3).
+            # period from now (docs/consistency.md#ephemeral-instances).
             self._beats.reset_all(self._clock.now_ms())
 
     def _audit_election(self, change: RoleChange) -> None:
@@ -235,8 +236,9 @@ class Node:
 async def watch_leader(replica: Replica, timers: Timers) -> None:
     """A follower whose leader fell silent for two beats checks the leader's port: a
     refused connection means the process is gone, so the follower forgets it and starts
-    a PreVote at once instead of waiting out the election timer (perf-anchors §5). A
-    leader that is only slow (or paused) still accepts connections and keeps its lease."""
+    a PreVote at once instead of waiting out the election timer
+    (docs/performance-goals.md#fast-failover). A leader that is only slow (or paused)
+    still accepts connections and keeps its lease."""
     beat_seconds = timers.tick_seconds * timers.heartbeat_ticks
     silence_seconds = 2 * beat_seconds
     while True:
@@ -331,7 +333,7 @@ async def _serve(
 
     def on_unreachable(peer: NodeId, refused: bool) -> None:
         # The leader's port refuses connections: it is gone, not slow. Followers need not
-        # wait out the election timer (perf-anchors §5).
+        # wait out the election timer (docs/performance-goals.md#fast-failover).
         if refused and replica_box and replica_box[0].leader == peer:
             replica_box[0].call(lambda core: core.forget_leader())
 

@@ -1,8 +1,8 @@
 """The IO shell around one RaftCore: ticker, inbox, persist -> send -> apply -> advance.
 
 One asyncio task (the driver) owns the core; ticks, peer messages, proposals and read
-requests all arrive through its inbox (STYLE §15.1). Storage runs on one dedicated
-thread that owns the database connection. Every Ready is one durable write made before
+requests all arrive through its inbox (docs/conventions.md#the-async-shell). Storage runs on
+one dedicated thread that owns the database connection. Every Ready is one durable write made before
 any of its messages leave (group commit: whatever queued while the previous write was
 in progress goes into the next one).
 

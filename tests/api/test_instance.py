@@ -1,4 +1,4 @@
-"""/nacos/v1/ns/instance…: what real clients send (client-contract.md) and what they get."""
+"""/nacos/v1/ns/instance…: what real clients send (docs/nacos-compat.md) and what they get."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ PY_AGENT = {"User-Agent": "Nacos-Python-Client:v0.1.16"}
 
 SVC_A = ServiceKey(namespace_id="public", group_name="G1", service_name="svcA")
 
-# Recorded from nacos-sdk-python 2.0.11 (client-contract appendix).
+# Recorded from nacos-sdk-python 2.0.11 (docs/nacos-compat.md#clients-studied).
 PY_REGISTER = {
     "ip": "127.0.0.1",
     "port": "9001",

@@ -1,4 +1,4 @@
-"""/nacos/v1/ns/service…: CRUD, list, names (nacos-legacy-raft §10.3)."""
+"""/nacos/v1/ns/service…: CRUD, list, names (docs/nacos-compat.md#service-endpoints)."""
 
 from __future__ import annotations
 

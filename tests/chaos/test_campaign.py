@@ -1,4 +1,4 @@
-"""The CI-sized fault campaign: the six schedules of reliability §4.1 on a real 3-node cluster.
+"""The CI-sized fault campaign on a real 3-node cluster (docs/fault-campaigns.md#the-ci-set).
 
 Each schedule runs 25 s of concurrent clients under its faults, then heals and checks:
 linearizable history, every acknowledged write on every node, identical state, one leader

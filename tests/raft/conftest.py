@@ -1,6 +1,7 @@
 """Options for the core's specification tests.
 
-`--rewrite` regenerates the expected outputs of tests/raft/scenarios/*.txt (STYLE §18.2).
+`--rewrite` regenerates the expected outputs of tests/raft/scenarios/*.txt
+(docs/conventions.md#tests).
 The suite-wide tests/conftest.py may declare it too; whichever conftest loads first wins.
 """
 

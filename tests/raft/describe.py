@@ -1,7 +1,7 @@
 """Stable one-line renderings of the core's values, for scenario files.
 
 A rendering is part of every scenario's expected output: change one only together with the
-`--rewrite` diff of every scenario file, reviewed like code (STYLE §18.2).
+`--rewrite` diff of every scenario file, reviewed like code (docs/conventions.md#tests).
 """
 
 from __future__ import annotations

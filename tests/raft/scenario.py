@@ -1,4 +1,6 @@
-"""A tiny datadriven runner and the cluster environment the scenario files drive (STYLE §18.2).
+"""A tiny datadriven runner and the cluster environment the scenario files drive.
+
+The rules for scenario files: docs/conventions.md#tests.
 
 A scenario file is a list of cases separated by blank lines. Each case is optional `#`
 comment lines, one command line, `----`, and the expected output::
@@ -406,7 +408,7 @@ class ClusterEnv:
                 self._handle_ready(node, core.ready())
 
     def _handle_ready(self, node: NodeId, ready: Ready) -> None:
-        """Persist, then send, then apply, then advance (STYLE §11.2)."""
+        """Persist, then send, then apply, then advance (docs/conventions.md#the-ready-contract)."""
         core = self._cores[node]
         self._disks[node].save(ready.hard_state, ready.entries)
         for envelope in ready.messages:

@@ -1,4 +1,6 @@
-"""RaftLog as tables (STYLE §18.3): term lookups, matching, slicing, truncation, compaction.
+"""RaftLog as tables: term lookups, matching, slicing, truncation, compaction.
+
+Table-driven, as docs/conventions.md#tests asks.
 
 Logs are written as in the scenario files: `"1/1 2/1 3/2"` is three entries, index/term.
 A snapshot boundary is written `snap=5/2`.

@@ -460,8 +460,8 @@ def test_leader_commits_on_a_majority_and_hands_out_entries_to_apply_once() -> N
 
 
 def test_leader_counts_itself_only_for_entries_it_has_persisted() -> None:
-    """§5.3 and STYLE §11.4: the leader is one of the majority only for entries the shell
-    has made durable (acknowledged through advance)."""
+    """§5.3 and docs/conventions.md#the-ready-contract: the leader is one of the majority
+    only for entries the shell has made durable (acknowledged through advance)."""
     core = make_core()
     elect(core)
     index = core.propose(b"x")
@@ -787,7 +787,8 @@ def test_restart_restores_term_vote_and_log_and_reapplies_committed_entries() ->
 
 
 def test_ready_is_single_flight() -> None:
-    """STYLE §11.2: only one Ready is in flight; nothing new is handed out before advance."""
+    """Only one Ready is in flight; nothing new is handed out before advance
+    (docs/conventions.md#the-ready-contract)."""
     core = make_core()
     core.campaign()
     ready = core.ready()

@@ -1,4 +1,4 @@
-"""Quorum arithmetic as tables (STYLE §18.3): vote_result, committed_index, has_quorum."""
+"""Quorum arithmetic as tables: vote_result, committed_index, has_quorum (docs/conventions.md)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Each test replaces one of the core's small decision methods with a broken version and
 searches seeds (deterministically, from 0 up) until the simulator reports a violation.
-A simulator that cannot find these proves little when it passes (STYLE §18.4).
+A simulator that cannot find these proves little when it passes (docs/conventions.md#tests).
 """
 
 from __future__ import annotations

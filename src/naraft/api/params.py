@@ -1,7 +1,7 @@
 """Typed readers for request parameters: the query string, then a urlencoded form body.
 
-Real clients send everything in the query string (client-contract §0); a form body is
-read as well, as Nacos's servlet `getParameter` does. `+` decodes to a space in both.
+Real clients send everything in the query string (docs/nacos-compat.md#requests); a form
+body is read as well, as Nacos's servlet `getParameter` does. `+` decodes to a space in both.
 This is the one place where wire camelCase meets the domain's snake_case.
 """
 

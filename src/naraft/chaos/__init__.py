@@ -1,4 +1,4 @@
-"""Fault campaigns against a real naraft cluster: `naraft chaos` (reliability.md §4).
+"""Fault campaigns against a real naraft cluster: `naraft chaos` (docs/fault-campaigns.md).
 
 A campaign runs seeded fault schedules, one at a time, each on a fresh cluster of real
 `naraft server` processes with real SQLite files: concurrent clients drive the key/value

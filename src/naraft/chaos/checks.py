@@ -1,4 +1,4 @@
-"""Post-heal checks of one schedule (reliability §4.2).
+"""Post-heal checks of one schedule (docs/fault-campaigns.md).
 
 - `converge`: one agreed leader, every node's commit and applied index equal, within a bound.
 - `final_reads`: a linearizable read of every register from every node, into the history.

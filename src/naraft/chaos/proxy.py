@@ -7,7 +7,7 @@ through its `NodeProxy`. A connection's source is read from the first request's
 connections are clients and are never cut. `LinkTable` holds the cut directed links:
 a partition, an isolated node, a bridge or a one-way cut is a set of them.
 
-A cut link is a blackhole, the nastiest mode (reliability §2.3): the proxy accepts and
+A cut link is a blackhole, the nastiest mode (docs/fault-campaigns.md): the proxy accepts and
 reads, forwards nothing and never answers, so the sender waits out its own timeout. A
 connection that ever saw its link cut stays dead after the heal, as a real TCP connection
 through a long partition does.

@@ -1,6 +1,6 @@
 """Seeded fault schedules: what the nemesis does to the cluster while clients run.
 
-Each `ScheduleKind` aims at a bug class of reliability.md §1.2 (see `AIMS`). A schedule
+Each `ScheduleKind` aims at a failure of docs/failure-catalogue.md (see `AIMS`). A schedule
 is a coroutine drawing every choice (when, whom, how long) from one `random.Random`, so
 a seed names the same sequence of faults; the *targets* that depend on the cluster
 (which node leads at that moment) are looked up when the fault fires. Every fault is
@@ -50,7 +50,7 @@ CI_KINDS: Final = (
     ScheduleKind.ROLLING_RESTART,
     ScheduleKind.POWER_LOSS_ALL,
 )
-"""The six CI schedules of reliability §4.1, in order."""
+"""The six CI schedules of docs/fault-campaigns.md, in order."""
 
 SOAK_KINDS: Final = (
     *CI_KINDS,
@@ -73,7 +73,7 @@ AIMS: Final[Mapping[ScheduleKind, str]] = {
     ScheduleKind.BRIDGE: "split brain with a bridge node that sees both sides",
     ScheduleKind.ONE_WAY: "one-way partitions: stale leader lease, PreVote/CheckQuorum",
     ScheduleKind.POWER_LOSS_ONE: "torn WAL tail repaired at restart (etcd #2736, #6378)",
-    ScheduleKind.MIXED: "every fault kind, weighted as reliability §4.3",
+    ScheduleKind.MIXED: "every fault kind, weighted (docs/fault-campaigns.md)",
     ScheduleKind.DISK_FULL: "disk full during a write corrupts the WAL (etcd #2819)",
 }
 
@@ -306,7 +306,7 @@ def free_disk(data_dir: Path) -> None:
 
 
 async def mixed(n: Nemesis, deadline: float) -> None:
-    """Fault windows of every kind in turn, weighted as reliability §4.3."""
+    """Fault windows of every kind in turn, weighted as docs/fault-campaigns.md lists."""
     weights: list[tuple[Step, int]] = [
         (leader_kill, 20),
         (power_loss_one, 10),

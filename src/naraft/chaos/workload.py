@@ -6,9 +6,9 @@ the value it last saw, deletes, write-once "set" keys (never overwritten: the ac
 check looks for every one of them on every node), and naming operations on persistent
 instances (register, deregister, linearizable list), recorded as registers per instance
 key holding "present" or absent. Keys rotate after `max_ops_per_key` operations so the
-checker's per-key search stays small (reliability §2.2).
+checker's per-key search stays small (docs/histories.md).
 
-Outcomes are classified as §2.2 says: 2xx ok; a definite refusal (4xx, a 503 whose JSON
+Outcomes are classified as docs/histories.md says: 2xx ok; a definite refusal (4xx, a 503 whose JSON
 says `"outcome": "not-applied"`, a connection refused before sending) fail; anything
 else (timeouts, resets, other 5xx) info.
 """
@@ -362,7 +362,7 @@ class Workload:
 
 
 def classify(status: int, body: Mapping[str, object]) -> Outcome:
-    """A write's outcome from its answer (reliability §2.2's table)."""
+    """A write's outcome from its answer (the table in docs/histories.md)."""
     if 200 <= status < 300:
         return Outcome.OK
     if status in (400, 401, 403, 404, 409, 413, 422, 429):

@@ -1,4 +1,4 @@
-"""A linearizability checker for key/value register histories (reliability.md §2.2).
+"""A linearizability checker for key/value register histories (docs/histories.md).
 
 Clients record JSON-lines histories with `HistoryRecorder`; `check_history` (or
 `python -m naraft.checker FILE...`) decides, key by key, whether some order of the

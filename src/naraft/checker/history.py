@@ -1,6 +1,6 @@
 """Client histories: the JSON-lines records, their reader and writer, and a recorder.
 
-One line per event, in the format of reliability.md §2.2:
+One line per event (docs/histories.md explains the model and the outcome types):
 
     {"process": 2, "type": "invoke", "f": "cas", "key": "k", "value": [1, 2], "time": 17}
 

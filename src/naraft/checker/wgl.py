@@ -1,6 +1,6 @@
 """Linearizability of key/value register histories: Wing & Gong's search with Lowe's cache.
 
-The model (reliability.md §2.2): each key is an independent register holding a JSON value
+The model (docs/histories.md): each key is an independent register holding a JSON value
 or *absent* (None), initially absent.
 
 * `read v` is legal iff the register holds v; it changes nothing.
@@ -341,7 +341,7 @@ _Path: TypeAlias = "tuple[int, _Path] | None"
 
 
 def _search(ops: Sequence[_SearchOp], max_states: int) -> _Outcome:
-    """The WGL search of reliability.md §2.2 step 3, with Lowe's (set, state) cache."""
+    """The WGL search (docs/histories.md#the-search, step 3), with Lowe's (set, state) cache."""
     head, tail = _build_events(ops)
     needs = [op.need for op in ops]
     results = [op.result for op in ops]

@@ -1,7 +1,7 @@
 """Health of ephemeral instances: a pure beat policy and the leader's last-beat table.
 
 Nacos 1.x: an ephemeral instance is unhealthy 15 s after its last client beat and removed
-30 s after it (client-contract §4.6), with per-instance overrides in metadata. Both parts
+30 s after it (docs/nacos-compat.md), with per-instance overrides in metadata. Both parts
 here are pure: the caller passes the time. The leader's shell sweeps every few seconds
 and proposes whatever commands come out; followers forward beats to the leader.
 """

@@ -1,6 +1,6 @@
 """Nacos names and datum keys: defaults, `group@@service` grouping, and KeyBuilder keys.
 
-The key grammar is Nacos 1.x's `KeyBuilder` (reference: nacos-legacy-raft §8.1), so a
+The key grammar is Nacos 1.x's `KeyBuilder` (docs/nacos-compat.md#datum-keys), so a
 digest of (key, version) sees the same keyspace a Nacos data directory would hold.
 """
 
@@ -43,7 +43,7 @@ class ServiceKey:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class InstanceKey:
-    """An instance's identity (client-contract §4.3): service, store kind, cluster, ip, port."""
+    """An instance's identity (docs/nacos-compat.md): service, store kind, cluster, ip, port."""
 
     service: ServiceKey
     ephemeral: bool

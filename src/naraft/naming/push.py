@@ -1,6 +1,6 @@
 """UDP push, the pure half: targets, the Nacos 1.x push packet, acks and retries.
 
-Nacos 1.x `PushService` (client-contract §5): a client that lists a service with
+Nacos 1.x `PushService` (docs/nacos-compat.md#udp-push): a client that lists a service with
 `udpPort` > 0 becomes a push target of the node it asked. On every change of the service
 that node sends `{"type":"dom","data":"<instance/list JSON>","lastRefTime":n}` to
 `clientIP:udpPort`, gzip'd from 1 KiB on; the client answers

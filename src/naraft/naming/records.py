@@ -1,9 +1,9 @@
 """Datum values ↔ model values: Nacos 1.x's JSON shapes for services and instance lists.
 
-The shapes follow nacos-legacy-raft §8.4 (`Service` with `clusterMap`, `Instances` as
-`{"instanceList": [...]}`), minus what depends on a replica's clock (`lastBeat`), so that
-every replica writes the same bytes for the same command. Encoding is canonical: field
-order is fixed and metadata keys are sorted.
+The shapes follow Nacos 1.4.8 (docs/nacos-compat.md#stored-values: `Service` with
+`clusterMap`, `Instances` as `{"instanceList": [...]}`), minus what depends on a
+replica's clock (`lastBeat`), so that every replica writes the same bytes for the same
+command. Encoding is canonical: field order is fixed and metadata keys are sorted.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ comes back from the proposer, and a `Rejected` becomes the matching error. Reads
 straight from the node's applied `NamingState` (possibly stale by one heartbeat, as in
 Nacos); `read_barrier` makes the next read linearizable.
 
-The ports it needs are Protocols defined here, by their consumer (STYLE §10).
+The ports it needs are Protocols defined here, by their consumer
+(docs/conventions.md#ports-belong-to-their-consumer).
 """
 
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Raw request values → domain values, or InvalidArgumentError naming the field and rule.
 
-Pure functions, no state: the service calls them before anything is proposed (STYLE §14.4).
+Pure functions, no state: the service calls them before anything is proposed
+(docs/conventions.md#errors).
 Raw values are the strings the client sent (None when absent); field names are the Open
 API names in snake_case (the API maps them back to camelCase for error bodies).
-Rules follow Nacos 1.4.8 (client-contract §4.3, nacos-legacy-raft §10.1).
+Rules follow Nacos 1.4.8 (docs/nacos-compat.md#validation).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Read responses with Nacos 1.4.8's exact shapes: pure functions of model values.
 
 Field order is fixed (the Python client diffs `str(host)` between polls, so host objects
-must be stable: nothing per-request inside a host). Reference: client-contract §3.
+must be stable: nothing per-request inside a host). See docs/nacos-compat.md#response-shapes.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The sans-IO Raft protocol: no clock, no sockets, no disk (STYLE §8, §11)."""
+"""The sans-IO Raft protocol: no clock, no sockets, no disk (docs/conventions.md)."""
 
 from __future__ import annotations
 

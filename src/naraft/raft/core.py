@@ -2,7 +2,7 @@
 
 Inputs arrive through `tick`, `step`, `propose`, `read_index`, `campaign`,
 `forget_leader` and `restore_snapshot`. Outputs accumulate until the shell collects them
-with `ready` and acknowledges them with `advance` (STYLE §11).
+with `ready` and acknowledges them with `advance` (docs/conventions.md#the-ready-contract).
 
 Rule 1: no clock, no socket, no disk; randomness only from the `random.Random` handed in.
 Rule 2: a peer can never make the core raise; stale or malformed messages are dropped.
@@ -382,7 +382,7 @@ class RaftCore:
             self._maybe_commit()
 
     # ------------------------------------------------------------------ planted-bug seams
-    # Small methods that the simulator's planted-bug tests replace (STYLE §18.4).
+    # Small methods that the simulator's planted-bug tests replace (docs/conventions.md#tests).
 
     def _hard_state(self) -> HardState:
         return HardState(term=self._term, voted_for=self._voted_for, commit=self._commit)
@@ -837,7 +837,8 @@ class RaftCore:
 
     def _maybe_commit(self) -> None:
         acked = {peer: pr.match_index for peer, pr in self._progress.items()}
-        # The leader counts itself only for what is durable here (STYLE §11.4).
+        # The leader counts itself only for what is durable here
+        # (docs/conventions.md#the-ready-contract).
         acked[self._id] = self._persisted_index
         candidate = quorum.committed_index(self._config.voters, acked)
         if candidate > self._commit and self._can_commit(candidate):

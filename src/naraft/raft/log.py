@@ -1,6 +1,7 @@
 """The in-memory log since the last snapshot: term lookups, matching, slicing, truncation.
 
-The core owns one `RaftLog`; it never reads storage after boot (STYLE §11.2).
+The core owns one `RaftLog`; it never reads storage after boot
+(docs/conventions.md#the-ready-contract).
 """
 
 from __future__ import annotations

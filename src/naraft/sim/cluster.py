@@ -92,7 +92,7 @@ class _Op:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HistoryEvent:
-    """One line of the history: `type` is invoke, ok, fail or info (reliability §2.2)."""
+    """One line of the history: `type` is invoke, ok, fail or info (docs/histories.md)."""
 
     process: int
     type: str

@@ -20,7 +20,7 @@ from naraft.state.datums import Datum, DatumChanges
 
 
 class StoreError(Exception):
-    """A store cannot do what was asked. The node must stop (fail-stop, STYLE §14).
+    """A store cannot do what was asked. The node must stop (fail-stop, docs/conventions.md#errors).
 
     `path` names the store (a database file, or a memory store's name); `problem` says what is
     wrong. `str(error)` is one line: `"<path>: <problem>"`.

@@ -6,7 +6,7 @@ One `write` is one transaction; a transaction torn by a crash is rolled back by 
 
 Threading: the connection is created in `__init__` with sqlite3's default
 `check_same_thread=True`, so the store must be built and used on the one thread that owns it
-(the replica's dedicated store thread, STYLE §15.4).
+(the replica's dedicated store thread, docs/conventions.md#the-async-shell).
 
 Power-loss failpoint (fault campaigns only; off unless `NARAFT_FAILPOINTS` names it at start):
 `storage.powerloss` stops WAL checkpoints and, after every write, records the WAL's synced

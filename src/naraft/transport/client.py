@@ -2,7 +2,7 @@
 
 `PeerClient.send` never blocks and never raises: it puts the envelope on the recipient's
 queue, dropping that queue's oldest envelope when it is full (Raft retransmits, and a slow
-peer must not slow the others, style guide §15.6). Each peer's sender task takes everything
+peer must not slow the others, docs/conventions.md). Each peer's sender task takes everything
 queued for it (up to `max_batch` envelopes) and POSTs it as one batch over a keep-alive
 connection, gzip'd above a threshold and signed with the cluster secret. A failed batch is
 dropped and counted; transport errors never propagate. Reachability is logged and reported

@@ -11,7 +11,7 @@ A batch is one JSON object (encoded with orjson)::
 
 - `v` is the format version; a receiver refuses any other.
 - Each envelope carries its message type tag `t`, its sender `s` and its recipient `r`, and the
-  message's fields inline under their Python names (the paper's words, §12 of the style guide).
+  message's fields inline under their Python names (the paper's words, docs/conventions.md#names).
 - An entry is the array `[term, index, command]`, `command` being standard base64.
 - Every field is always present; unknown keys are refused, so a change means a new version.
 - Terms, indexes and counters are integers in 0..2**63-1; node ids are non-empty strings.

@@ -3,7 +3,7 @@
 A request carries one batch of envelopes (see `codec`). The handler checks the cluster
 secret's signature, decompresses, decodes, drops envelopes from senders outside the cluster,
 hands the rest to `deliver` in batch order and answers 204 at once: a reply is its own
-message travelling the other way (style guide §11.2).
+message travelling the other way (docs/conventions.md#the-ready-contract).
 
 Refusals never reach the core: a missing or wrong signature is answered 403, an undecodable
 body 400, an oversized one 413. Each is counted, and logged when it starts for a remote host
