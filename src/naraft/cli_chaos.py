@@ -16,12 +16,14 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from naraft.chaos import (
     ScheduleKind,
     ScheduleResult,
 )
+from naraft.chaos.inputs import ProbeKind
 
 
 def _kinds(text: str) -> tuple[ScheduleKind, ...]:
@@ -36,6 +38,18 @@ def _kinds(text: str) -> tuple[ScheduleKind, ...]:
     except ValueError as error:
         choices = ", ".join(k.value for k in ScheduleKind)
         raise click.BadParameter(f"{error}; choose ci, soak or some of: {choices}") from None
+
+
+def _nemesis_kinds(text: str) -> tuple[ProbeKind, ...]:
+    from naraft.chaos.inputs import parse_kinds
+
+    try:
+        return parse_kinds(text)
+    except ValueError as error:
+        choices = ", ".join(k.value for k in ProbeKind)
+        raise click.BadParameter(
+            f"{error}; choose default, all or some of: {choices}", param_hint="--nemesis-kinds"
+        ) from None
 
 
 def _can_mount(history_dir: Path) -> bool:
@@ -72,6 +86,19 @@ def _can_mount(history_dir: Path) -> bool:
     show_default=True,
     help="NARAFT_FAILPOINTS for every node; add storage.lying_fsync=1 to plant a lost-write bug",
 )
+@click.option(
+    "--input-nemesis/--no-input-nemesis",
+    default=True,
+    show_default=True,
+    help="send extreme, oversized and malformed requests to random nodes during the faults",
+)
+@click.option(
+    "--nemesis-kinds",
+    default="default",
+    show_default=True,
+    help="the input nemesis's request kinds: default (all but those this build cannot take "
+    "yet), all, or a comma-separated list",
+)
 def chaos(
     nodes: int,
     schedules: int,
@@ -82,6 +109,8 @@ def chaos(
     only: int | None,
     clients: int,
     failpoints: str,
+    input_nemesis: bool,
+    nemesis_kinds: str,
 ) -> None:
     """Run seeded fault schedules against a real local cluster and check every history."""
     from naraft.chaos.runner import CampaignConfig, run_campaign
@@ -106,6 +135,8 @@ def chaos(
         only=only,
         clients=clients,
         failpoints=failpoints,
+        input_nemesis=input_nemesis,
+        nemesis_kinds=_nemesis_kinds(nemesis_kinds),
     )
     console = Console(width=None if sys.stdout.isatty() else 140)
     console.print(
@@ -120,7 +151,12 @@ def chaos(
             f"{result.lost_writes} lost, {result.violations} violations"
         )
         for check in result.failed_checks:
-            console.print(f"  [red]{check.name}[/red]: {check.detail}")
+            console.print(f"  [red]{check.name}[/red]: {escape(check.detail)}")
+        if result.input_nemesis is not None:
+            sent = result.input_nemesis.get("sent")
+            if isinstance(sent, dict):
+                counts = ", ".join(f"{count} {kind}" for kind, count in sent.items())
+                console.print(f"  input nemesis sent {escape(counts)}")
 
     campaign = run_campaign(config, on_result=report)
     table = Table(title=f"naraft chaos, seed {seed}")
