@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 
 import orjson
 import pytest
+from aiohttp import web
 
 from naraft.chaos import inputs
 from naraft.chaos.inputs import (
@@ -33,7 +34,7 @@ from naraft.chaos.inputs import (
 from naraft.chaos.workload import NAMING_PREFIX, SET_PREFIX
 from naraft.errors import InvalidArgumentError
 from naraft.naming import validate
-from naraft.naming.switches import Switches, with_entry
+from naraft.naming.switches import Switches, switches_view, with_entry
 from naraft.state.kv import MAX_VALUE_BYTES
 
 DRAWS = 300
@@ -252,3 +253,111 @@ def test_a_raw_probe_reads_the_status_and_a_slow_one_is_abandoned() -> None:
     assert first == "400"
     assert second == "abandoned"
     assert received[0] == b"GARBAGE\r\n\r\n"
+
+
+class _FakeNode:
+    """Serves what `inputs.check` reads (kv, instance list, switches) from dictionaries."""
+
+    def __init__(self, name: str) -> None:
+        self.id = name
+        self.url = ""
+        self.kv: dict[str, str] = {}
+        self.hosts: dict[str, list[dict[str, object]]] = {}
+        self.switches: dict[str, object] = dict(switches_view(Switches()))
+
+    def app(self) -> web.Application:
+        async def kv(request: web.Request) -> web.Response:
+            key = request.match_info["key"]
+            if key not in self.kv:
+                return web.json_response({"error": "not found"}, status=404)
+            return web.json_response({"key": key, "value": self.kv[key], "version": 1})
+
+        async def listing(request: web.Request) -> web.Response:
+            return web.json_response({"hosts": self.hosts.get(request.query["serviceName"], [])})
+
+        async def switches(_request: web.Request) -> web.Response:
+            return web.json_response(self.switches)
+
+        app = web.Application()
+        app.router.add_get(inputs.KV_PATH + "/{key:.*}", kv)
+        app.router.add_get(inputs.INSTANCE_PATH + "/list", listing)
+        app.router.add_get(inputs.SWITCHES_PATH, switches)
+        return app
+
+
+def _probe(kind: ProbeKind, ack: inputs.Ack) -> Probe:
+    return Probe(kind=kind, node=0, label="x", expect=Expect.ACCEPT, ack=ack)
+
+
+def test_the_check_after_healing_finds_a_lost_write_a_changed_instance_and_a_wrong_switch() -> None:
+    value = "v" * 1000
+    kv_ack = KvAck(key="nemesis/1", sha256=inputs._digest(value), length=len(value))
+    instance = InstanceAck(
+        service="nemesis-1", ip="::1", port=1, cluster="DEFAULT", weight=0.0, metadata={"k": "é"}
+    )
+    host = {"ip": "::1", "port": 1, "clusterName": "DEFAULT", "weight": 0.0, "metadata": {"k": "é"}}
+
+    async def scenario(break_things: bool) -> list[str]:
+        nodes = [_FakeNode(f"n{i}") for i in range(3)]
+        runners = []
+        for node in nodes:
+            runner = web.AppRunner(node.app())
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            node.url = f"http://127.0.0.1:{port}"
+            node.kv[kv_ack.key] = value
+            node.hosts["nemesis-1"] = [dict(host)]
+            node.switches["clientBeatInterval"] = 7
+            node.switches["checkTimes"] = 3
+            runners.append(runner)
+        stats = InputStats()
+        stats.note(_probe(ProbeKind.KV_LARGE, kv_ack), "200")
+        stats.note(_probe(ProbeKind.INSTANCE_EXTREME, instance), "200")
+        stats.note(
+            _probe(ProbeKind.SWITCH_BOUNDS, SwitchAck(entry="clientBeatInterval", value="7")), "200"
+        )
+        # acked, then a write of unknown outcome: either value may be there
+        stats.note(
+            _probe(ProbeKind.SWITCH_BOUNDS, SwitchAck(entry="healthCheckTimes", value="1")), "200"
+        )
+        stats.note(
+            _probe(ProbeKind.SWITCH_BOUNDS, SwitchAck(entry="healthCheckTimes", value="3")),
+            "timeout",
+        )
+        # an instance whose later registration timed out: present, its fields not checked
+        unsure = InstanceAck(
+            service="nemesis-1", ip="10.0.0.9", port=9, cluster="DEFAULT", weight=1.0, metadata={}
+        )
+        stats.note(_probe(ProbeKind.INSTANCE_EXTREME, unsure), "200")
+        stats.note(_probe(ProbeKind.INSTANCE_EXTREME, unsure), "timeout")
+        for node in nodes:
+            node.hosts["nemesis-1"].append(
+                {"ip": "10.0.0.9", "port": 9, "clusterName": "DEFAULT", "weight": 5.0}
+            )
+        if break_things:
+            del nodes[1].kv[kv_ack.key]
+            nodes[2].hosts["nemesis-1"][0]["metadata"] = {"k": "e"}
+            for node in nodes:
+                node.switches["clientBeatInterval"] = 5000
+            nodes[0].switches["pushEnabled"] = False
+
+        class Cluster:
+            pass
+
+        cluster = Cluster()
+        cluster.nodes = nodes  # type: ignore[attr-defined]
+        try:
+            return await inputs.check(cluster, stats)  # type: ignore[arg-type]
+        finally:
+            for runner in runners:
+                await runner.cleanup()
+
+    assert asyncio.run(scenario(break_things=False)) == []
+    problems = asyncio.run(scenario(break_things=True))
+    assert len(problems) == 4, problems
+    assert "acked nemesis/1 (1000 bytes) missing on n1: HTTP 404" in problems
+    assert "acked nemesis-1 ::1:1 differs on n2" in problems
+    assert any("switch documents differ" in p and "pushEnabled" in p for p in problems)
+    assert "switch clientBeatInterval: acked '7', the nodes hold 5000" in problems

@@ -727,15 +727,19 @@ class InputStats:
     statuses: dict[str, Counter[str]] = field(default_factory=dict)
     acked: list[Ack] = field(default_factory=list)
     switch_log: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    uncertain: set[tuple[str, str, int, str]] = field(default_factory=set)  # instances
     contract: list[str] = field(default_factory=list)  # answers that break their contract
 
     def note(self, probe: Probe, status: str) -> None:
         kind = str(probe.kind)
         self.sent[kind] += 1
         self.statuses.setdefault(kind, Counter())[status] += 1
+        outcome = "acked" if status.startswith("2") else _outcome(status)
         if isinstance(probe.ack, SwitchAck):
-            outcome = "acked" if status.startswith("2") else _switch_outcome(status)
             self.switch_log.setdefault(probe.ack.entry, []).append((probe.ack.value, outcome))
+        if isinstance(probe.ack, InstanceAck) and outcome == "unknown":
+            ack = probe.ack
+            self.uncertain.add((ack.service, ack.ip, ack.port, ack.cluster))
         if probe.ack is not None and status.startswith("2"):
             self.acked.append(probe.ack)
         problem = contract_problem(probe, status)
@@ -752,9 +756,9 @@ class InputStats:
         }
 
 
-def _switch_outcome(status: str) -> str:
-    """A refused switch write did not happen; anything else (a 503 after forwarding, a
-    timeout, a reset) may still commit."""
+def _outcome(status: str) -> str:
+    """A refused write did not happen; anything else (a 503 after forwarding, a timeout, a
+    reset) may still commit."""
     if status[:1] == "4" or status in ("node-down", "refused-connect"):
         return "refused"
     return "unknown"
@@ -928,7 +932,9 @@ async def check(cluster: ChaosCluster, stats: InputStats) -> list[str]:
         instances = [a for a in stats.acked if isinstance(a, InstanceAck)]
         for service in sorted({a.service for a in instances}):
             wanted = [a for a in instances if a.service == service]
-            problems += await _check_service(session, cluster.nodes, service, wanted)
+            problems += await _check_service(
+                session, cluster.nodes, service, wanted, frozenset(stats.uncertain)
+            )
         problems += await _check_switches(session, cluster.nodes, stats.switch_log)
     return problems
 
@@ -958,6 +964,7 @@ async def _check_service(
     nodes: Sequence[ChaosNode],
     service: str,
     wanted: Sequence[InstanceAck],
+    uncertain: frozenset[tuple[str, str, int, str]] = frozenset(),
 ) -> list[str]:
     found = []
     latest: dict[tuple[str, int, str], InstanceAck] = {}
@@ -982,6 +989,8 @@ async def _check_service(
             host = listed.get(ident)
             if host is None:
                 found.append(f"acked {service} {ack.ip[:40]}:{ack.port} missing on {node.id}")
+            elif (service, *ident) in uncertain:
+                continue  # a registration of unknown outcome may have changed it since
             elif float(host.get("weight", -1)) != ack.weight or host.get("metadata") != dict(
                 ack.metadata
             ):
@@ -1006,23 +1015,26 @@ async def _check_switches(
         found.append(f"the switch documents differ between nodes: {differing[:5]}")
     document = documents[0] or {}
     for entry, attempts in sorted(log.items()):
-        last_acked = max(
-            (i for i, (_, outcome) in enumerate(attempts) if outcome == "acked"), default=None
-        )
-        if last_acked is None:
+        acked = [value for value, outcome in attempts if outcome == "acked"]
+        if not acked:
             continue
-        if any(outcome == "unknown" for _, outcome in attempts[last_acked + 1 :]):
-            continue  # a later write may or may not have happened
-        value = attempts[last_acked][0]
+        # the last acknowledged value, or one whose outcome is unknown (it may commit late)
+        possible = [acked[-1], *(value for value, outcome in attempts if outcome == "unknown")]
         try:
-            expected = switches_view(with_entry(Switches(), entry, value))[SWITCH_FIELDS[entry]]
+            expected = [_switch_field(entry, value) for value in possible]
         except (NaraftError, ValueError):
             continue  # this build's parser refuses what an earlier answer acknowledged
-        if document.get(SWITCH_FIELDS[entry]) != expected:
+        held = document.get(SWITCH_FIELDS[entry])
+        if held not in expected:
+            value = acked[-1]
             shown = value if len(value) <= 40 else f"{value[:20]}...({len(value)} chars)"
-            held = str(document.get(SWITCH_FIELDS[entry]))[:60]
-            found.append(f"switch {entry}: acked {shown!r}, the nodes hold {held}")
+            found.append(f"switch {entry}: acked {shown!r}, the nodes hold {str(held)[:60]}")
     return found
+
+
+def _switch_field(entry: str, value: str) -> object:
+    """The field of the switch document that `entry=value` sets, as GET shows it."""
+    return switches_view(with_entry(Switches(), entry, value))[SWITCH_FIELDS[entry]]
 
 
 def _loads(raw: bytes) -> dict[str, Any]:
