@@ -142,7 +142,6 @@ def test_valid_registrations_pass_naraft_validation_and_invalid_ones_do_not() ->
 
 
 def test_switch_values_at_the_bounds_parse_and_those_beyond_do_not() -> None:
-    beyond_64_bits = 0
     for probe in _draw(5, (ProbeKind.SWITCH_BOUNDS, ProbeKind.SWITCH_OVERFLOW)):
         assert probe.form is not None
         fields = dict(probe.form)
@@ -155,10 +154,8 @@ def test_switch_values_at_the_bounds_parse_and_those_beyond_do_not() -> None:
                 with_entry(Switches(), fields["entry"], fields["value"])
             except InvalidArgumentError:
                 continue
-            # this build still takes integers past 64 bits (the poison switch of issue 10)
+            # a build without the bound still takes integers past 64 bits (the poison switch)
             assert int(fields["value"]) >= 2**63, probe.label
-            beyond_64_bits += 1
-    assert beyond_64_bits > 0
 
 
 def test_oversized_bodies_are_over_the_limit_and_many_params_are_many() -> None:
