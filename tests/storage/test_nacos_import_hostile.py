@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -182,3 +183,21 @@ def test_the_command_lists_every_bad_file_exits_1_and_prints_no_traceback(tmp_pa
     ]:
         assert any(f"@@{name}: " in line and why in line for line in lines), (name, run.output)
     assert "2 instance lists" in run.output  # good, and the one with an undecodable name
+
+
+def test_a_namespace_directory_that_cannot_be_listed_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home, public = _home(tmp_path)
+    locked = public.parent / "locked"
+    locked.mkdir()
+    listing = Path.iterdir
+
+    def iterdir(self: Path) -> Iterator[Path]:
+        if self.name == "locked":  # chmod 0 does not stop root, who runs these tests in CI
+            raise PermissionError(13, "Permission denied", str(self))
+        return listing(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    reasons = _reasons(home)
+    assert reasons["locked"].startswith("cannot be listed: [Errno 13] Permission denied")

@@ -202,10 +202,14 @@ def _resolve_inside(file: Path, tree: Path) -> Path:
     return resolved
 
 
-def _entries(directory: Path) -> list[Path]:
+def _entries(directory: Path, into: NacosData | None) -> list[Path]:
+    """The entries of `directory`, sorted; one that cannot be listed is noted in `into`."""
     try:
         return sorted(directory.iterdir())
-    except OSError:
+    except OSError as error:
+        if into is not None:
+            reason = f"cannot be listed: {_one_line(str(error))}"
+            into.unreadable.append(UnreadableFile(path=directory, reason=reason))
         return []
 
 
@@ -213,7 +217,7 @@ def datum_files(data_dir: Path, into: NacosData | None = None) -> Iterator[Path]
     """Every candidate file: inside namespace directories, then at the top level. A
     directory (or a symlink to one) that resolves outside `data_dir` is listed in `into` as
     unreadable and not entered; special files are noted as skipped."""
-    entries = _entries(data_dir)
+    entries = _entries(data_dir, into)
     for entry in entries:
         if not entry.is_dir():
             continue
@@ -227,7 +231,7 @@ def datum_files(data_dir: Path, into: NacosData | None = None) -> Iterator[Path]
                     UnreadableFile(path=entry, reason=f"a symlink out of {data_dir}: not followed")
                 )
             continue
-        yield from (p for p in _entries(entry) if not p.is_dir())
+        yield from (p for p in _entries(entry, into) if not p.is_dir())
     yield from (entry for entry in entries if not entry.is_dir())
 
 
