@@ -60,6 +60,12 @@ def _can_mount(history_dir: Path) -> bool:
         return can_mount_tmpfs(Path(scratch))
 
 
+def _inputs_sent(result: ScheduleResult) -> str:
+    """How many requests the input nemesis sent in the schedule ("-" when it was off)."""
+    sent = (result.input_nemesis or {}).get("sent")
+    return str(sum(sent.values())) if isinstance(sent, dict) else "-"
+
+
 @click.command("chaos")
 @click.option("--nodes", type=click.IntRange(3, 5), default=3, show_default=True)
 @click.option("--schedules", type=click.IntRange(1, 100_000), default=6, show_default=True)
@@ -161,7 +167,7 @@ def chaos(
     campaign = run_campaign(config, on_result=report)
     table = Table(title=f"naraft chaos, seed {seed}")
     for column in (
-        "#", "schedule", "ops", "ok", "info", "fail", "faults", "acked checked",
+        "#", "schedule", "ops", "ok", "info", "fail", "faults", "inputs", "acked checked",
         "lost", "violations", "converged", "result",
     ):  # fmt: skip
         table.add_column(column)
@@ -169,8 +175,8 @@ def chaos(
         converged = "-" if r.convergence_seconds is None else f"{r.convergence_seconds:.1f} s"
         table.add_row(
             str(r.index), str(r.kind), str(r.ops), str(r.ok), str(r.info), str(r.fail),
-            str(r.nemesis_actions), str(r.acked_writes_checked), str(r.lost_writes),
-            str(r.violations), converged,
+            str(r.nemesis_actions), _inputs_sent(r), str(r.acked_writes_checked),
+            str(r.lost_writes), str(r.violations), converged,
             "[green]pass[/green]" if r.passed else "[red]FAIL[/red]",
         )  # fmt: skip
     console.print(table)

@@ -767,6 +767,11 @@ def _outcome(status: str) -> str:
     return "unknown"
 
 
+LANE_PAUSES: Final = ((0.1, 0.5), (0.1, 0.5), (0.2, 1.0))
+"""Seconds between two requests of a lane (API, raw, slow): about 3 API requests a second,
+a third of them large, which on 2 shared cores costs the workload about a third of its
+operations."""
+
 TRANSIENT: Final = frozenset({"503", "507", "timeout", "reset", "node-down", "refused-connect"})
 
 
@@ -804,7 +809,7 @@ class InputNemesis:
         )
         self._lanes = [
             (ProbeFactory(random.Random(rng.getrandbits(64)), lane, len(cluster.nodes)), pace)
-            for lane, pace in zip(lanes, ((0.05, 0.3), (0.1, 0.5), (0.2, 1.0)), strict=True)
+            for lane, pace in zip(lanes, LANE_PAUSES, strict=True)
             if lane
         ]
         self._pace_rng = random.Random(rng.getrandbits(64))
