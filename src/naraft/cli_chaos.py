@@ -16,12 +16,14 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from naraft.chaos import (
     ScheduleKind,
     ScheduleResult,
 )
+from naraft.chaos.inputs import ProbeKind
 
 
 def _kinds(text: str) -> tuple[ScheduleKind, ...]:
@@ -38,12 +40,30 @@ def _kinds(text: str) -> tuple[ScheduleKind, ...]:
         raise click.BadParameter(f"{error}; choose ci, soak or some of: {choices}") from None
 
 
+def _nemesis_kinds(text: str) -> tuple[ProbeKind, ...]:
+    from naraft.chaos.inputs import parse_kinds
+
+    try:
+        return parse_kinds(text)
+    except ValueError as error:
+        choices = ", ".join(k.value for k in ProbeKind)
+        raise click.BadParameter(
+            f"{error}; choose default, all or some of: {choices}", param_hint="--nemesis-kinds"
+        ) from None
+
+
 def _can_mount(history_dir: Path) -> bool:
     from naraft.chaos.cluster import can_mount_tmpfs
 
     history_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=history_dir) as scratch:
         return can_mount_tmpfs(Path(scratch))
+
+
+def _inputs_sent(result: ScheduleResult) -> str:
+    """How many requests the input nemesis sent in the schedule ("-" when it was off)."""
+    sent = (result.input_nemesis or {}).get("sent")
+    return str(sum(sent.values())) if isinstance(sent, dict) else "-"
 
 
 @click.command("chaos")
@@ -72,6 +92,19 @@ def _can_mount(history_dir: Path) -> bool:
     show_default=True,
     help="NARAFT_FAILPOINTS for every node; add storage.lying_fsync=1 to plant a lost-write bug",
 )
+@click.option(
+    "--input-nemesis/--no-input-nemesis",
+    default=True,
+    show_default=True,
+    help="send extreme, oversized and malformed requests to random nodes during the faults",
+)
+@click.option(
+    "--nemesis-kinds",
+    default="default",
+    show_default=True,
+    help="the input nemesis's request kinds: default (all but those this build cannot take "
+    "yet), all, or a comma-separated list",
+)
 def chaos(
     nodes: int,
     schedules: int,
@@ -82,6 +115,8 @@ def chaos(
     only: int | None,
     clients: int,
     failpoints: str,
+    input_nemesis: bool,
+    nemesis_kinds: str,
 ) -> None:
     """Run seeded fault schedules against a real local cluster and check every history."""
     from naraft.chaos.runner import CampaignConfig, run_campaign
@@ -106,6 +141,8 @@ def chaos(
         only=only,
         clients=clients,
         failpoints=failpoints,
+        input_nemesis=input_nemesis,
+        nemesis_kinds=_nemesis_kinds(nemesis_kinds),
     )
     console = Console(width=None if sys.stdout.isatty() else 140)
     console.print(
@@ -120,12 +157,17 @@ def chaos(
             f"{result.lost_writes} lost, {result.violations} violations"
         )
         for check in result.failed_checks:
-            console.print(f"  [red]{check.name}[/red]: {check.detail}")
+            console.print(f"  [red]{check.name}[/red]: {escape(check.detail)}")
+        if result.input_nemesis is not None:
+            sent = result.input_nemesis.get("sent")
+            if isinstance(sent, dict):
+                counts = ", ".join(f"{count} {kind}" for kind, count in sent.items())
+                console.print(f"  input nemesis sent {escape(counts)}")
 
     campaign = run_campaign(config, on_result=report)
     table = Table(title=f"naraft chaos, seed {seed}")
     for column in (
-        "#", "schedule", "ops", "ok", "info", "fail", "faults", "acked checked",
+        "#", "schedule", "ops", "ok", "info", "fail", "faults", "inputs", "acked checked",
         "lost", "violations", "converged", "result",
     ):  # fmt: skip
         table.add_column(column)
@@ -133,8 +175,8 @@ def chaos(
         converged = "-" if r.convergence_seconds is None else f"{r.convergence_seconds:.1f} s"
         table.add_row(
             str(r.index), str(r.kind), str(r.ops), str(r.ok), str(r.info), str(r.fail),
-            str(r.nemesis_actions), str(r.acked_writes_checked), str(r.lost_writes),
-            str(r.violations), converged,
+            str(r.nemesis_actions), _inputs_sent(r), str(r.acked_writes_checked),
+            str(r.lost_writes), str(r.violations), converged,
             "[green]pass[/green]" if r.passed else "[red]FAIL[/red]",
         )  # fmt: skip
     console.print(table)

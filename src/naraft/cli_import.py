@@ -4,9 +4,12 @@ services and persistent instances into a running naraft cluster, through its Ope
 Order: custom namespaces (`POST /nacos/v1/console/namespaces`), then services
 (`POST /nacos/v1/ns/service`, or `PUT` when it exists), then every persistent instance
 (`POST /nacos/v1/ns/instance?ephemeral=false`), `--concurrency` requests in flight, with a
-progress bar. Unreadable files are listed by name with the reason and skipped; a request the
-cluster refuses is counted and listed (first few) in the summary. Exit code 1 when anything
-failed or was unreadable, 0 otherwise. Re-running is safe: every step is idempotent.
+progress bar. Unreadable files (bad JSON, huge numbers, deep nesting, not UTF-8, over the
+`--max-file-mib` cap, a symlink out of the data directory) are listed by name with a one-line
+reason and skipped; a request the cluster refuses (or that times out) is counted and listed
+(first few) in the summary. Exit code 1 when anything failed or was unreadable, 0 otherwise.
+Re-running is safe: every step is idempotent. Everything printed that comes from the files or
+the server is escaped: a file name or a key is never read as console markup.
 """
 
 from __future__ import annotations
@@ -20,10 +23,12 @@ from pathlib import Path
 import aiohttp
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from naraft.storage.nacos_import import (
+    DEFAULT_MAX_FILE_BYTES,
     DEFAULT_NAMESPACE,
     NacosData,
     NacosFormatError,
@@ -31,6 +36,7 @@ from naraft.storage.nacos_import import (
     NacosInstanceList,
     NacosService,
     read_nacos_dir,
+    shown,
 )
 
 NAMESPACES_PATH = "/nacos/v1/console/namespaces"
@@ -53,27 +59,36 @@ class _Tally:
 @click.option("--server", "server_url", default="http://127.0.0.1:8848", help="any member")
 @click.option("--concurrency", type=click.IntRange(1, 256), default=16)
 @click.option("--dry-run", is_flag=True, help="read and report, propose nothing")
-def import_nacos(directory: Path, server_url: str, concurrency: int, dry_run: bool) -> None:
+@click.option(
+    "--max-file-mib",
+    type=click.IntRange(1, 4096),
+    default=DEFAULT_MAX_FILE_BYTES >> 20,
+    show_default=True,
+    help="larger datum files are listed and skipped, never read",
+)
+def import_nacos(
+    directory: Path, server_url: str, concurrency: int, dry_run: bool, max_file_mib: int
+) -> None:
     """Import a Nacos 1.x naming data directory (nacos home, data/naming or its data/)."""
     console = Console(highlight=False, soft_wrap=True)
     try:
-        data = read_nacos_dir(directory)
+        data = read_nacos_dir(directory, max_file_bytes=max_file_mib << 20)
     except NacosFormatError as error:
-        click.echo(f"naraft: {error}", err=True)
+        click.echo(f"naraft: {shown(error)}", err=True)
         raise SystemExit(1) from None
     console.print(
-        f"read {data.root}: term {data.term}, {len(data.namespaces)} namespaces, "
+        f"read {escape(shown(data.root))}: term {data.term}, {len(data.namespaces)} namespaces, "
         f"{len(data.services)} services, {len(data.instance_lists)} instance lists, "
         f"{data.instance_count} persistent instances"
     )
     for bad in data.unreadable:
-        console.print(f"[red]unreadable[/red] {bad.path}: {bad.reason}")
+        console.print(f"[red]unreadable[/red] {escape(shown(bad.path))}: {escape(bad.reason)}")
     tally = _Tally()
     if not dry_run:
         try:
             asyncio.run(_propose(data, server_url.rstrip("/"), concurrency, tally, console))
         except (aiohttp.ClientError, OSError) as error:
-            click.echo(f"naraft: cannot reach {server_url}: {error}", err=True)
+            click.echo(f"naraft: cannot reach {server_url}: {shown(error)}", err=True)
             raise SystemExit(1) from None
     _summary(console, data, tally, dry_run)
     if data.unreadable or tally.failures:
@@ -111,9 +126,15 @@ async def _propose(
                 async def worker(
                     task_id: object = task,
                     queue: Iterator[Callable[[], Awaitable[None]]] = queue,
+                    name: str = name,
                 ) -> None:
                     for step in queue:
-                        await step()
+                        try:
+                            await step()
+                        except (aiohttp.ClientError, TimeoutError, ValueError) as error:
+                            # one request lost (a reset, a timeout, an answer that is not
+                            # text): counted, the rest goes on
+                            tally.failures.append(f"{name}: {type(error).__name__} {error}")
                         progress.advance(task_id)  # type: ignore[arg-type]
 
                 await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -141,7 +162,7 @@ def _namespace_step(
     async def step() -> None:
         form = {"customNamespaceId": namespace, "namespaceName": namespace}
         async with session.post(server + NAMESPACES_PATH, data=form) as answer:
-            text = await answer.text()
+            text = await answer.text(errors="replace")
             if answer.status == 200 or "exist" in text:
                 tally.namespaces += 1
             else:
@@ -164,13 +185,13 @@ def _service_step(
         if service.selector is not None:
             form["selector"] = json.dumps(dict(service.selector))
         async with session.post(server + SERVICE_PATH, data=form) as answer:
-            text = await answer.text()
+            text = await answer.text(errors="replace")
             if answer.status == 200:
                 tally.services_created += 1
                 return
         if "already exists" in text:
             async with session.put(server + SERVICE_PATH, data=form) as answer:
-                text = await answer.text()
+                text = await answer.text(errors="replace")
                 if answer.status == 200:
                     tally.services_updated += 1
                     return
@@ -204,7 +225,7 @@ def _instance_step(
             "ephemeral": "false",
         }
         async with session.post(server + INSTANCE_PATH, data=form) as answer:
-            text = await answer.text()
+            text = await answer.text(errors="replace")
             if answer.status == 200:
                 tally.instances += 1
             else:
@@ -233,6 +254,6 @@ def _summary(console: Console, data: NacosData, tally: _Tally, dry_run: bool) ->
     table.add_row("failed requests", "-", str(len(tally.failures)))
     console.print(table)
     for failure in tally.failures[:SHOWN_FAILURES]:
-        console.print(f"[red]failed[/red] {failure}")
+        console.print(f"[red]failed[/red] {escape(shown(failure))}")
     if len(tally.failures) > SHOWN_FAILURES:
         console.print(f"... and {len(tally.failures) - SHOWN_FAILURES} more failures")

@@ -5,11 +5,14 @@ linearizable history, every acknowledged write on every node, identical state, o
 per term, convergence within 10 s. On failure the test names the seed, the schedule
 directories (history.jsonl, node logs, election audit logs, result.json) and the command
 that replays each failed schedule. `NARAFT_CHAOS_SEED`, `NARAFT_CHAOS_SECONDS` and
-`NARAFT_CHAOS_DIR` override the seed, the length and where the runs are kept.
+`NARAFT_CHAOS_DIR` override the seed, the length and where the runs are kept. The input
+nemesis runs alongside the faults (`NARAFT_CHAOS_NEMESIS_KINDS`: default, all, or a list);
+what it had acknowledged must be on every node and every answer fit its input.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -17,11 +20,13 @@ import pytest
 
 from naraft.chaos import CI_KINDS, CampaignConfig, ScheduleKind, ScheduleResult, run_campaign
 from naraft.chaos.cluster import can_mount_tmpfs
+from naraft.chaos.inputs import parse_kinds
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("no_leftover_event_loop")]
 
 SEED = int(os.environ.get("NARAFT_CHAOS_SEED", "20240601"))
 SECONDS = float(os.environ.get("NARAFT_CHAOS_SECONDS", "25"))
+NEMESIS_KINDS = parse_kinds(os.environ.get("NARAFT_CHAOS_NEMESIS_KINDS", "default"))
 
 
 def _explain(failed: list[ScheduleResult], seed: int, where: Path) -> str:
@@ -39,7 +44,12 @@ def test_six_fault_schedules_lose_no_acknowledged_write_and_stay_linearizable(
 ) -> None:
     where = Path(os.environ.get("NARAFT_CHAOS_DIR", tmp_path / "chaos"))
     config = CampaignConfig(
-        history_dir=where, nodes=3, schedules=len(CI_KINDS), seconds=SECONDS, seed=SEED
+        history_dir=where,
+        nodes=3,
+        schedules=len(CI_KINDS),
+        seconds=SECONDS,
+        seed=SEED,
+        nemesis_kinds=NEMESIS_KINDS,
     )
     campaign = run_campaign(config)
     failed = [result for result in campaign.results if not result.passed]
@@ -50,6 +60,8 @@ def test_six_fault_schedules_lose_no_acknowledged_write_and_stay_linearizable(
         assert result.ok > 0, f"schedule {result.index} {result.kind} acknowledged nothing"
         assert result.nemesis_actions > 0, f"schedule {result.index} injected no fault"
         assert (result.run_dir / "history.jsonl").stat().st_size > 0
+        sent = json.loads((result.run_dir / "result.json").read_text())["input_nemesis"]["sent"]
+        assert sum(sent.values()) > 0, f"schedule {result.index}: the input nemesis sent nothing"
 
 
 @pytest.mark.timeout(180)

@@ -23,8 +23,9 @@ from typing import Final
 
 import aiohttp
 
-from naraft.chaos import checks
+from naraft.chaos import checks, inputs
 from naraft.chaos.cluster import ChaosCluster, ChaosNode
+from naraft.chaos.inputs import DEFAULT_KINDS, InputNemesis, ProbeKind
 from naraft.chaos.schedules import CI_KINDS, NEEDS_TMPFS, STEPS, Nemesis, ScheduleKind
 from naraft.chaos.workload import Workload, WorkloadConfig
 from naraft.checker import HistoryRecorder, Verdict, check_history
@@ -51,6 +52,8 @@ class CampaignConfig:
     clients: int = 6
     failpoints: str = FAILPOINTS
     node_args: tuple[str, ...] = ()
+    input_nemesis: bool = True  # extreme and malformed requests alongside the faults
+    nemesis_kinds: tuple[ProbeKind, ...] = DEFAULT_KINDS
 
     @property
     def convergence_seconds(self) -> float:
@@ -64,10 +67,15 @@ class CampaignConfig:
 
     def replay_command(self, index: int) -> str:
         kinds = ",".join(self.kinds)
+        nemesis = (
+            f"--input-nemesis --nemesis-kinds {inputs.kinds_text(self.nemesis_kinds)}"
+            if self.input_nemesis
+            else "--no-input-nemesis"
+        )
         return (
             f"naraft chaos --nodes {self.nodes} --schedules {self.schedules} "
             f"--seconds {self.seconds:g} --seed {self.seed} --kinds {kinds} --only {index} "
-            f"--clients {self.clients} --failpoints '{self.failpoints}' "
+            f"--clients {self.clients} --failpoints '{self.failpoints}' {nemesis} "
             f"--history-dir {self.history_dir}"
         )
 
@@ -96,6 +104,7 @@ class ScheduleResult:
     convergence_seconds: float | None
     checks: tuple[CheckOutcome, ...]
     replay: str
+    input_nemesis: dict[str, object] | None = None  # what it sent, by kind, and the answers
 
     @property
     def passed(self) -> bool:
@@ -156,6 +165,16 @@ async def run_schedule(config: CampaignConfig, index: int) -> ScheduleResult:
                 WorkloadConfig(clients=config.clients),
             )
             nemesis = Nemesis(cluster, recorder, random.Random(rng.getrandbits(64)))
+            senders = (
+                InputNemesis(
+                    cluster,
+                    random.Random(rng.getrandbits(64)),
+                    config.nemesis_kinds,
+                    log_path=run_dir / inputs.LOG_FILE,
+                )
+                if config.input_nemesis and config.nemesis_kinds
+                else None
+            )
             convergence: checks.Convergence | None = None
             comparison: checks.StateComparison | None = None
             async with cluster:
@@ -168,7 +187,7 @@ async def run_schedule(config: CampaignConfig, index: int) -> ScheduleResult:
                     )
                 )
                 if leader is not None:
-                    await _run_faults(config, kind, workload, nemesis)
+                    await _run_faults(config, kind, workload, nemesis, senders)
                     outcomes.append(_unexpected_exits(cluster))
                     healed_at = asyncio.get_running_loop().time()
                     await nemesis.heal()
@@ -221,6 +240,8 @@ async def run_schedule(config: CampaignConfig, index: int) -> ScheduleResult:
                                 else "; ".join(comparison.lost_writes[:5]),
                             )
                         )
+                        if senders is not None:
+                            outcomes += await _input_checks(cluster, senders)
                     except (
                         aiohttp.ClientError,
                         TimeoutError,
@@ -292,6 +313,7 @@ async def run_schedule(config: CampaignConfig, index: int) -> ScheduleResult:
         convergence_seconds=convergence.seconds if convergence is not None else None,
         checks=tuple(outcomes),
         replay=config.replay_command(index),
+        input_nemesis=senders.summary() if senders is not None else None,
     )
     _write_result(result)
     (run_dir / "refusals.log").write_text("".join(f"{line}\n" for line in stats.refusals))
@@ -313,14 +335,21 @@ async def _wait_leader(cluster: ChaosCluster) -> ChaosNode | None:
 
 
 async def _run_faults(
-    config: CampaignConfig, kind: ScheduleKind, workload: Workload, nemesis: Nemesis
+    config: CampaignConfig,
+    kind: ScheduleKind,
+    workload: Workload,
+    nemesis: Nemesis,
+    senders: InputNemesis | None,
 ) -> None:
-    """Clients for `config.seconds`; the nemesis stops faulting 2 s before the end."""
+    """Clients (and the input nemesis) for `config.seconds`; the nemesis stops faulting 2 s
+    before the end."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     deadline = loop.time() + max(1.0, config.seconds - 2.0)
     async with asyncio.TaskGroup() as tasks:
         tasks.create_task(workload.run(stop), name="chaos-workload")
+        if senders is not None:
+            tasks.create_task(senders.run(stop), name="chaos-input-nemesis")
         fault_task = tasks.create_task(STEPS[kind](nemesis, deadline), name="chaos-nemesis")
         await asyncio.sleep(config.seconds)
         stop.set()
@@ -329,6 +358,30 @@ async def _run_faults(
                 await asyncio.shield(fault_task)
         except TimeoutError:
             fault_task.cancel()
+
+
+async def _input_checks(cluster: ChaosCluster, senders: InputNemesis) -> list[CheckOutcome]:
+    """The input nemesis's acked writes on every node; its answers held to their contract."""
+    problems = await inputs.check(cluster, senders.stats)
+    acked = len(senders.stats.acked)
+    contract = senders.stats.contract
+    sent = sum(senders.stats.sent.values())
+    return [
+        CheckOutcome(
+            name="input nemesis acked writes present",
+            passed=not problems,
+            detail=f"{acked} acked kv writes/registrations/switches on every node"
+            if not problems
+            else "; ".join(problems[:5]),
+        ),
+        CheckOutcome(
+            name="input nemesis answers",
+            passed=not contract,
+            detail=f"{sent} requests, each answered as its input deserves"
+            if not contract
+            else f"{len(contract)} wrong answers: " + "; ".join(contract[:5]),
+        ),
+    ]
 
 
 def _unexpected_exits(cluster: ChaosCluster) -> CheckOutcome:
@@ -358,5 +411,6 @@ def _write_result(result: ScheduleResult) -> None:
         "convergence_seconds": result.convergence_seconds,
         "checks": [{"name": c.name, "passed": c.passed, "detail": c.detail} for c in result.checks],
         "replay": result.replay,
+        "input_nemesis": result.input_nemesis,
     }
     (result.run_dir / "result.json").write_text(json.dumps(data, indent=2) + "\n")

@@ -14,12 +14,21 @@ The key is read from the content, never from the name. Parse rules as `readDatum
 - the switch datum and ephemeral lists are noted and skipped.
 
 Unlike Nacos (where one bad file stops the server), an unreadable file is reported with its
-name and reason and the rest is read. Pure: no network, no naraft state.
+name and a one-line reason and the rest is read: bad JSON, a number with more digits than a
+64-bit integer has, nesting deeper than Python's recursion limit, a value of the wrong type,
+text that is not UTF-8 (or holds a lone surrogate), a file over the size cap (listed by its
+size, never read), a symlink. Symlinks are followed only when they resolve inside the
+directory they were found in (the data directory, or the `naming` directory for
+`meta.properties`); one that leads out is listed as unreadable and never opened. Special
+files (FIFOs, devices, sockets) are skipped unopened. Pure: no network, no naraft state.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
+import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +43,12 @@ DEFAULT_GROUP: Final = "DEFAULT_GROUP"
 DEFAULT_NAMESPACE: Final = "public"
 GROUP_SEPARATOR: Final = "@@"
 NAMESPACE_SEPARATOR: Final = "##"
+DEFAULT_MAX_FILE_BYTES: Final = 16 * 1024 * 1024
+"""The size cap per datum file: Nacos keeps one service's instance list per file, and 16 MiB
+is tens of thousands of instances; `--max-file-mib` raises it."""
+MAX_PROPERTIES_BYTES: Final = 64 * 1024
+MAX_INTEGER_DIGITS: Final = 20  # a signed 64-bit integer has at most 19 digits and a sign
+MAX_REASON_CHARS: Final = 200
 
 
 class NacosFormatError(ValueError):
@@ -104,62 +119,175 @@ class NacosData:
 
 
 def find_data_dir(path: Path) -> Path:
-    """The `data/naming/data` directory under `path` (nacos home, data/naming, or itself)."""
-    for candidate in (path / "data" / "naming" / "data", path / "naming" / "data", path / "data"):
+    """The `data/naming/data` directory under `path` (nacos home, data/naming, or itself),
+    resolved; a symlinked candidate that leads out of `path` is refused."""
+    try:
+        top = path.resolve(strict=True)
+    except (OSError, RuntimeError) as error:
+        raise NacosFormatError(f"{path} cannot be read: {error}") from None
+    for candidate in (top / "data" / "naming" / "data", top / "naming" / "data", top / "data"):
         if candidate.is_dir():
-            return candidate
-    if path.is_dir():
-        return path
+            resolved = candidate.resolve()
+            if not resolved.is_relative_to(top):
+                raise NacosFormatError(f"{candidate} is a symlink out of {path} (to {resolved})")
+            return resolved
+    if top.is_dir():
+        return top
     raise NacosFormatError(f"{path} is not a directory")
 
 
-def read_term(data_dir: Path) -> int:
-    """`term` from the `meta.properties` next to `data/` (0 when missing)."""
+def read_term(data_dir: Path, *, into: NacosData | None = None) -> int:
+    """`term` from the `meta.properties` next to `data/` (0 when missing or unreadable; an
+    unreadable one is listed in `into`)."""
     properties = data_dir.parent / "meta.properties"
-    try:
-        text = properties.read_text(encoding="utf-8", errors="replace")
-    except OSError:
+    if not os.path.lexists(properties):
         return 0
-    for line in text.splitlines():
+    try:
+        raw = read_contained(properties, data_dir.parent, MAX_PROPERTIES_BYTES)
+    except NacosFormatError as error:
+        if into is not None:
+            into.unreadable.append(UnreadableFile(path=properties, reason=error.reason))
+        return 0
+    for line in raw.decode("utf-8", errors="replace").splitlines():
         name, sep, value = line.strip().partition("=")
         if sep and not name.startswith(("#", "!")) and name.strip() == "term":
-            try:
-                return int(value.strip())
-            except ValueError:
+            text = value.strip()
+            if len(text) > MAX_INTEGER_DIGITS or not text.isdigit():
                 return 0
+            return int(text)
     return 0
 
 
-def datum_files(data_dir: Path) -> Iterator[Path]:
-    """Every candidate file: inside namespace directories, then at the top level."""
-    entries = sorted(data_dir.iterdir())
+def read_contained(file: Path, tree: Path, max_bytes: int) -> bytes:
+    """`file`'s bytes, if it resolves inside `tree` (resolved), is a regular file and holds
+    at most `max_bytes`; else NacosFormatError saying which. The size is checked on the
+    open file, and at most `max_bytes + 1` bytes are ever read (a file that grows)."""
+    resolved = _resolve_inside(file, tree)
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(resolved, flags)
+    except OSError as error:
+        raise NacosFormatError(f"cannot be read: {_one_line(str(error))}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NacosFormatError("not a regular file")
+        if info.st_size > max_bytes:
+            raise NacosFormatError(f"{info.st_size} bytes, over the {max_bytes}-byte cap")
+        chunks: list[bytes] = []
+        left = max_bytes + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        if left <= 0:
+            raise NacosFormatError(f"grew past the {max_bytes}-byte cap while being read")
+        return b"".join(chunks)
+    except OSError as error:
+        raise NacosFormatError(f"cannot be read: {_one_line(str(error))}") from None
+    finally:
+        os.close(fd)
+
+
+def _resolve_inside(file: Path, tree: Path) -> Path:
+    """`file` with every symlink resolved, if that is inside `tree` (resolved)."""
+    try:
+        resolved = file.resolve(strict=True)
+    except (OSError, RuntimeError) as error:  # a dangling link, a loop
+        raise NacosFormatError(f"cannot be read: {_one_line(str(error))}") from None
+    if not resolved.is_relative_to(tree):
+        raise NacosFormatError(f"a symlink out of {tree} (to {resolved}): not followed")
+    return resolved
+
+
+def _entries(directory: Path, into: NacosData | None) -> list[Path]:
+    """The entries of `directory`, sorted; one that cannot be listed is noted in `into`."""
+    try:
+        return sorted(directory.iterdir())
+    except OSError as error:
+        if into is not None:
+            reason = f"cannot be listed: {_one_line(str(error))}"
+            into.unreadable.append(UnreadableFile(path=directory, reason=reason))
+        return []
+
+
+def datum_files(data_dir: Path, into: NacosData | None = None) -> Iterator[Path]:
+    """Every candidate file: inside namespace directories, then at the top level. A
+    directory (or a symlink to one) that resolves outside `data_dir` is listed in `into` as
+    unreadable and not entered; special files are noted as skipped."""
+    entries = _entries(data_dir, into)
     for entry in entries:
-        if entry.is_dir():
-            yield from sorted(p for p in entry.iterdir() if p.is_file())
-    yield from (entry for entry in entries if entry.is_file())
+        if not entry.is_dir():
+            continue
+        try:
+            inside = entry.resolve(strict=True).is_relative_to(data_dir)
+        except (OSError, RuntimeError):
+            inside = False
+        if not inside:
+            if into is not None:
+                into.unreadable.append(
+                    UnreadableFile(path=entry, reason=f"a symlink out of {data_dir}: not followed")
+                )
+            continue
+        yield from (p for p in _entries(entry, into) if not p.is_dir())
+    yield from (entry for entry in entries if not entry.is_dir())
 
 
-def read_nacos_dir(path: Path) -> NacosData:
+def read_nacos_dir(path: Path, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> NacosData:
     """Read everything importable under `path`; never raises for a bad datum file."""
     data_dir = find_data_dir(path)
-    result = NacosData(root=data_dir, term=read_term(data_dir))
-    for file in datum_files(data_dir):
+    result = NacosData(root=data_dir)
+    result.term = read_term(data_dir, into=result)
+    for file in datum_files(data_dir, result):
         if not file.name.startswith(KEY_PREFIX):
             result.skipped.append((file, "not a Nacos datum file"))
             continue
         try:
-            read_datum_file(file, result)
+            read_datum_file(file, result, tree=data_dir, max_bytes=max_file_bytes)
         except NacosFormatError as error:
-            result.unreadable.append(UnreadableFile(path=file, reason=error.reason))
-        except UnicodeDecodeError as error:
-            result.unreadable.append(UnreadableFile(path=file, reason=f"not UTF-8: {error}"))
+            reason = _one_line(error.reason)
+            result.unreadable.append(UnreadableFile(path=file, reason=reason))
+        except UnicodeError as error:
+            reason = _one_line(f"not UTF-8: {error}")
+            result.unreadable.append(UnreadableFile(path=file, reason=reason))
+        except RecursionError:
+            reason = "nested too deeply to read"
+            result.unreadable.append(UnreadableFile(path=file, reason=reason))
         except OSError as error:
-            result.unreadable.append(UnreadableFile(path=file, reason=f"cannot read: {error}"))
+            reason = _one_line(f"cannot be read: {error}")
+            result.unreadable.append(UnreadableFile(path=file, reason=reason))
+        except (ValueError, TypeError, OverflowError, MemoryError) as error:
+            # a last net: the checks above should have named the problem already
+            reason = _one_line(f"cannot be read ({type(error).__name__}: {error})")
+            result.unreadable.append(UnreadableFile(path=file, reason=reason))
     return result
 
 
-def read_datum_file(file: Path, into: NacosData) -> None:
-    text = file.read_bytes().decode("utf-8", errors="strict") if file.stat().st_size else ""
+def shown(text: object) -> str:
+    """`text` (a path or a reason) as one printable line: undecodable bytes of a file name
+    and control characters are escaped, so printing it can neither fail nor break a line."""
+    raw = str(text).encode("utf-8", errors="surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in raw)
+
+
+def _one_line(text: str) -> str:
+    """`text` on one printable line of at most MAX_REASON_CHARS characters."""
+    flat = shown(text)
+    if len(flat) > MAX_REASON_CHARS:
+        return flat[: MAX_REASON_CHARS - 3] + "..."
+    return flat
+
+
+def read_datum_file(
+    file: Path, into: NacosData, *, tree: Path, max_bytes: int = DEFAULT_MAX_FILE_BYTES
+) -> None:
+    """Read one datum file (inside `tree`, at most `max_bytes`) into `into`."""
+    if not stat.S_ISREG(_resolve_inside(file, tree).stat().st_mode):
+        into.skipped.append((file, "not a regular file (never opened)"))
+        return
+    text = read_contained(file, tree, max_bytes).decode("utf-8", errors="strict")
     if not text.strip():
         into.skipped.append((file, "blank"))
         return
@@ -176,13 +304,46 @@ def read_datum_file(file: Path, into: NacosData) -> None:
         into.skipped.append((file, "not a naming datum naraft imports"))
 
 
+def _bounded_int(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > MAX_INTEGER_DIGITS - 1:
+        raise NacosFormatError(f"a number with {digits} digits (more than a 64-bit integer)")
+    return int(text)
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise NacosFormatError(f"a number out of range ({text[:40]})")
+    return number
+
+
+def _no_constant(text: str) -> float:
+    raise NacosFormatError(f"{text} is not a JSON number")
+
+
 def _loads(text: str) -> dict[str, Any]:
+    """One JSON object; numbers bounded as they are parsed (no 5,000-digit integers, no
+    infinities, no NaN), deep nesting and lone surrogates refused."""
     try:
-        data = json.loads(text)
+        data = json.loads(
+            text,
+            parse_int=_bounded_int,
+            parse_float=_finite_float,
+            parse_constant=_no_constant,
+        )
     except json.JSONDecodeError as error:
         raise NacosFormatError(f"not JSON ({error.msg} at line {error.lineno})") from None
+    except RecursionError:
+        raise NacosFormatError("nested too deeply to read") from None
     if not isinstance(data, dict):
         raise NacosFormatError("not a JSON object (a Datum)")
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise NacosFormatError("holds a lone surrogate (\\ud800-\\udfff): not Unicode") from None
+    except RecursionError:
+        raise NacosFormatError("nested too deeply to read") from None
     return data
 
 
@@ -229,7 +390,7 @@ def _service(file: Path, text: str) -> NacosService:
         namespace_id=str(value.get("namespaceId") or namespace),
         group_name=group_name,
         service_name=service_name,
-        protect_threshold=float(threshold) if isinstance(threshold, int | float) else 0.0,
+        protect_threshold=_number(threshold, 0.0),
         metadata=_str_map(value.get("metadata")),
         selector=selector if isinstance(selector, dict) and selector.get("type") else None,
         source=file,
@@ -260,18 +421,26 @@ def _instance(item: object, position: int) -> NacosInstance:
     if not isinstance(item, dict):
         raise NacosFormatError(f"instance {position} is not an object")
     ip, port = item.get("ip"), item.get("port")
-    if not isinstance(ip, str) or not ip or not isinstance(port, int):
+    if not isinstance(ip, str) or not ip or isinstance(port, bool) or not isinstance(port, int):
         raise NacosFormatError(f"instance {position} has no ip/port")
-    weight = item.get("weight", 1.0)
+    if not 0 < port < 65_536:
+        raise NacosFormatError(f"instance {position} has port {port}, not in 1..65535")
     return NacosInstance(
         ip=ip,
         port=port,
-        weight=float(weight) if isinstance(weight, int | float) else 1.0,
+        weight=_number(item.get("weight", 1.0), 1.0),
         healthy=bool(item.get("healthy", True)),
         enabled=bool(item.get("enabled", True)),
         cluster_name=str(item.get("clusterName") or "DEFAULT"),
         metadata=_str_map(item.get("metadata")),
     )
+
+
+def _number(raw: object, default: float) -> float:
+    """A JSON number as a float (`default` for anything else, booleans included)."""
+    if isinstance(raw, bool) or not isinstance(raw, int | float):
+        return default
+    return float(raw)
 
 
 def _str_map(raw: object) -> dict[str, str]:

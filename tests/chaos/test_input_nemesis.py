@@ -1,0 +1,360 @@
+"""The input nemesis itself: seeded and reproducible, every kind produced, its own names, and
+its idea of valid and invalid matching naraft's validation (so a refusal it reports is the
+server's fault, not the nemesis's). Its answers' contract and the bookkeeping of what was
+acknowledged, too. No cluster: `naraft chaos` runs it against one."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from urllib.parse import urlencode
+
+import orjson
+import pytest
+from aiohttp import web
+
+from naraft.chaos import inputs
+from naraft.chaos.inputs import (
+    ALL_KINDS,
+    DEFAULT_KINDS,
+    PENDING_FIXES,
+    Expect,
+    InputStats,
+    InstanceAck,
+    KvAck,
+    Probe,
+    ProbeFactory,
+    ProbeKind,
+    SwitchAck,
+    contract_problem,
+    parse_kinds,
+    raw_exchange,
+)
+from naraft.chaos.workload import NAMING_PREFIX, SET_PREFIX
+from naraft.errors import InvalidArgumentError
+from naraft.naming import validate
+from naraft.naming.switches import Switches, switches_view, with_entry
+from naraft.state.kv import MAX_VALUE_BYTES
+
+DRAWS = 300
+
+
+def _fingerprint(probe: Probe) -> tuple[object, ...]:
+    return (probe.kind, probe.node, probe.label, probe.body, probe.form, probe.chunks)
+
+
+def _draw(seed: int, kinds: tuple[ProbeKind, ...] = ALL_KINDS, n: int = DRAWS) -> list[Probe]:
+    factory = ProbeFactory(random.Random(seed), kinds, nodes=3)
+    return [factory.next() for _ in range(n)]
+
+
+def test_the_same_seed_gives_the_same_requests_and_another_seed_others() -> None:
+    first = [_fingerprint(p) for p in _draw(7, n=200)]
+    assert first == [_fingerprint(p) for p in _draw(7, n=200)]
+    assert first != [_fingerprint(p) for p in _draw(8, n=200)]
+
+
+def test_every_kind_is_produced_on_every_node_and_only_the_kinds_asked_for() -> None:
+    probes = _draw(1)
+    assert set(Counter(p.kind for p in probes)) == set(ProbeKind)
+    assert {p.node for p in probes} == {0, 1, 2}
+    only = (ProbeKind.SWITCH_BOUNDS, ProbeKind.SLOW_CLIENT)
+    assert {p.kind for p in _draw(1, only, n=100)} == set(only)
+
+
+def test_the_kind_lists_parse_and_the_default_leaves_out_the_pending_fixes() -> None:
+    assert parse_kinds("all") == ALL_KINDS
+    assert set(parse_kinds("default")) == set(ProbeKind) - PENDING_FIXES
+    assert set(DEFAULT_KINDS).isdisjoint(PENDING_FIXES)
+    assert parse_kinds("kv-large, slow-client") == (ProbeKind.KV_LARGE, ProbeKind.SLOW_CLIENT)
+    for kinds in (ALL_KINDS, DEFAULT_KINDS, (ProbeKind.KV_OVER, ProbeKind.SLOW_CLIENT)):
+        assert parse_kinds(inputs.kinds_text(kinds)) == kinds
+    with pytest.raises(ValueError, match="no-such-kind"):
+        parse_kinds("no-such-kind")
+
+
+def test_the_nemesis_never_touches_the_workloads_keys_or_services() -> None:
+    for probe in _draw(2):
+        if probe.path.startswith(inputs.KV_PATH):
+            key = probe.path.removeprefix(inputs.KV_PATH + "/")
+            assert key.startswith(inputs.KEY_PREFIX)
+            assert not key.startswith((SET_PREFIX, NAMING_PREFIX, "r"))
+        for name, value in probe.form or ():
+            if name == "serviceName" and probe.expect is not Expect.REFUSE:
+                assert value.startswith(inputs.SERVICE_PREFIX)
+                assert value != "chaos-set"
+
+
+def test_kv_values_sit_at_their_sizes_and_are_incompressible() -> None:
+    import zlib
+
+    sizes: dict[ProbeKind, set[int]] = {}
+    for probe in _draw(3):
+        if probe.kind in (ProbeKind.KV_LARGE, ProbeKind.KV_LIMIT, ProbeKind.KV_OVER):
+            assert probe.body is not None
+            value = orjson.loads(probe.body)["value"]
+            sizes.setdefault(probe.kind, set()).add(len(value.encode()))
+            assert len(zlib.compress(value.encode()[:65536])) > 0.7 * 65536
+            if probe.kind is not ProbeKind.KV_OVER:
+                assert isinstance(probe.ack, KvAck)
+    assert sizes[ProbeKind.KV_LIMIT] == {MAX_VALUE_BYTES}
+    assert sizes[ProbeKind.KV_OVER] == {MAX_VALUE_BYTES + 1}
+    assert all(256 << 10 <= s < 900 << 10 for s in sizes[ProbeKind.KV_LARGE])
+
+
+def _raw_instance(form: tuple[tuple[str, str], ...]) -> validate.RawInstance:
+    fields = dict(form)
+    return validate.RawInstance(
+        namespace_id=fields.get("namespaceId"),
+        service_name=fields.get("serviceName"),
+        cluster_name=fields.get("clusterName"),
+        ip=fields.get("ip"),
+        port=fields.get("port"),
+        weight=fields.get("weight"),
+        enabled=fields.get("enabled"),
+        ephemeral=fields.get("ephemeral"),
+        metadata=fields.get("metadata"),
+    )
+
+
+def test_valid_registrations_pass_naraft_validation_and_invalid_ones_do_not() -> None:
+    seen = Counter[Expect]()
+    for probe in _draw(4, (ProbeKind.INSTANCE_EXTREME, ProbeKind.INSTANCE_INVALID)):
+        assert probe.form is not None
+        seen[probe.expect] += 1
+        if probe.expect is Expect.ACCEPT:
+            parsed = validate.instance(_raw_instance(probe.form))
+            assert isinstance(probe.ack, InstanceAck)
+            assert (parsed.ip, parsed.port, parsed.weight) == (
+                probe.ack.ip,
+                probe.ack.port,
+                probe.ack.weight,
+            )
+            assert dict(parsed.metadata) == dict(probe.ack.metadata)
+            body = "&".join(f"{k}={v}" for k, v in probe.form)
+            assert len(body.encode()) < inputs.BODY_LIMIT  # fits before percent-encoding
+        else:
+            with pytest.raises(InvalidArgumentError):
+                validate.instance(_raw_instance(probe.form))
+    assert seen[Expect.ACCEPT] > 50
+    assert seen[Expect.REFUSE] > 50
+
+
+def test_switch_values_at_the_bounds_parse_and_those_beyond_do_not() -> None:
+    for probe in _draw(5, (ProbeKind.SWITCH_BOUNDS, ProbeKind.SWITCH_OVERFLOW)):
+        assert probe.form is not None
+        fields = dict(probe.form)
+        if probe.expect is Expect.ACCEPT:
+            with_entry(Switches(), fields["entry"], fields["value"])
+            assert isinstance(probe.ack, SwitchAck)
+        elif probe.expect is Expect.REFUSE:
+            assert probe.ack is None
+            try:
+                with_entry(Switches(), fields["entry"], fields["value"])
+            except InvalidArgumentError:
+                continue
+            # a build without the bound still takes integers past 64 bits (the poison switch)
+            assert int(fields["value"]) >= 2**63, probe.label
+
+
+def test_oversized_bodies_are_over_the_limit_and_many_params_are_many() -> None:
+    for probe in _draw(6, (ProbeKind.OVERSIZED_BODY, ProbeKind.MANY_PARAMS), n=40):
+        if probe.kind is ProbeKind.OVERSIZED_BODY:
+            assert probe.body is not None
+            assert len(probe.body) > inputs.BODY_LIMIT
+        else:
+            assert len(probe.form or probe.params) >= 1000
+            if probe.params:  # within aiohttp's request line limit: parameters, not a long line
+                assert len(urlencode(probe.params)) < 8000
+
+
+def test_answers_are_held_to_their_contract() -> None:
+    valid = _draw(9, (ProbeKind.INSTANCE_EXTREME,), n=1)[0]
+    invalid = _draw(9, (ProbeKind.INSTANCE_INVALID,), n=1)[0]
+    raw = _draw(9, (ProbeKind.MALFORMED_HTTP,), n=1)[0]
+    assert contract_problem(valid, "200") is None
+    assert contract_problem(valid, "503") is None  # no leader during a fault
+    assert contract_problem(valid, "timeout") is None
+    assert "valid input refused" in (contract_problem(valid, "413") or "")
+    assert contract_problem(invalid, "400") is None
+    assert "invalid input acknowledged" in (contract_problem(invalid, "200") or "")
+    assert "answered 500" in (contract_problem(invalid, "500") or "")
+    assert contract_problem(raw, "closed") is None
+    assert "answered 502" in (contract_problem(raw, "502") or "")
+
+
+def test_acked_writes_are_remembered_and_a_later_unknown_switch_write_noted() -> None:
+    stats = InputStats()
+    put = _draw(10, (ProbeKind.KV_LARGE,), n=2)
+    stats.note(put[0], "200")
+    stats.note(put[1], "timeout")
+    switch = _draw(11, (ProbeKind.SWITCH_BOUNDS,), n=2)
+    stats.note(switch[0], "200")
+    stats.note(switch[1], "503")
+    assert stats.acked[:2] == [put[0].ack, switch[0].ack]
+    outcomes = [o for log in stats.switch_log.values() for _, o in log]
+    assert sorted(outcomes) == ["acked", "unknown"]
+    summary = stats.summary(ALL_KINDS)
+    assert summary["sent"] == {"kv-large": 2, "switch-bounds": 2}
+    assert summary["statuses"] == {
+        "kv-large": {"200": 1, "timeout": 1},
+        "switch-bounds": {"200": 1, "503": 1},
+    }
+
+
+def test_a_raw_probe_reads_the_status_and_a_slow_one_is_abandoned() -> None:
+    async def scenario() -> tuple[str, str, list[bytes]]:
+        received: list[bytes] = []
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            data = await reader.read(65536)
+            received.append(data)
+            if data.startswith(b"GARBAGE"):
+                writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+                await writer.drain()
+            else:
+                await reader.read()  # the slow client: wait until it walks away
+            writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+
+        class Node:
+            listen_port = port
+
+        stop = asyncio.Event()
+        bad = Probe(
+            kind=ProbeKind.MALFORMED_HTTP,
+            node=0,
+            label="garbage",
+            expect=Expect.REFUSE,
+            chunks=(b"GARBAGE\r\n\r\n",),
+        )
+        slow = Probe(
+            kind=ProbeKind.SLOW_CLIENT,
+            node=0,
+            label="slow",
+            expect=Expect.REFUSE,
+            chunks=(b"PUT /x HTTP/1.1\r\n", b"Host: a\r\n"),
+            pause=0.05,
+            abandon=True,
+        )
+        first = await raw_exchange(Node(), bad, stop)  # type: ignore[arg-type]
+        second = await raw_exchange(Node(), slow, stop)  # type: ignore[arg-type]
+        server.close()
+        await server.wait_closed()
+        return first, second, received
+
+    first, second, received = asyncio.run(scenario())
+    assert first == "400"
+    assert second == "abandoned"
+    assert received[0] == b"GARBAGE\r\n\r\n"
+
+
+class _FakeNode:
+    """Serves what `inputs.check` reads (kv, instance list, switches) from dictionaries."""
+
+    def __init__(self, name: str) -> None:
+        self.id = name
+        self.url = ""
+        self.kv: dict[str, str] = {}
+        self.hosts: dict[str, list[dict[str, object]]] = {}
+        self.switches: dict[str, object] = dict(switches_view(Switches()))
+
+    def app(self) -> web.Application:
+        async def kv(request: web.Request) -> web.Response:
+            key = request.match_info["key"]
+            if key not in self.kv:
+                return web.json_response({"error": "not found"}, status=404)
+            return web.json_response({"key": key, "value": self.kv[key], "version": 1})
+
+        async def listing(request: web.Request) -> web.Response:
+            return web.json_response({"hosts": self.hosts.get(request.query["serviceName"], [])})
+
+        async def switches(_request: web.Request) -> web.Response:
+            return web.json_response(self.switches)
+
+        app = web.Application()
+        app.router.add_get(inputs.KV_PATH + "/{key:.*}", kv)
+        app.router.add_get(inputs.INSTANCE_PATH + "/list", listing)
+        app.router.add_get(inputs.SWITCHES_PATH, switches)
+        return app
+
+
+def _probe(kind: ProbeKind, ack: inputs.Ack) -> Probe:
+    return Probe(kind=kind, node=0, label="x", expect=Expect.ACCEPT, ack=ack)
+
+
+def test_the_check_after_healing_finds_a_lost_write_a_changed_instance_and_a_wrong_switch() -> None:
+    value = "v" * 1000
+    kv_ack = KvAck(key="nemesis/1", sha256=inputs._digest(value), length=len(value))
+    instance = InstanceAck(
+        service="nemesis-1", ip="::1", port=1, cluster="DEFAULT", weight=0.0, metadata={"k": "é"}
+    )
+    host = {"ip": "::1", "port": 1, "clusterName": "DEFAULT", "weight": 0.0, "metadata": {"k": "é"}}
+
+    async def scenario(break_things: bool) -> list[str]:
+        nodes = [_FakeNode(f"n{i}") for i in range(3)]
+        runners = []
+        for node in nodes:
+            runner = web.AppRunner(node.app())
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            node.url = f"http://127.0.0.1:{port}"
+            node.kv[kv_ack.key] = value
+            node.hosts["nemesis-1"] = [dict(host)]
+            node.switches["clientBeatInterval"] = 7
+            node.switches["checkTimes"] = 3
+            runners.append(runner)
+        stats = InputStats()
+        stats.note(_probe(ProbeKind.KV_LARGE, kv_ack), "200")
+        stats.note(_probe(ProbeKind.INSTANCE_EXTREME, instance), "200")
+        stats.note(
+            _probe(ProbeKind.SWITCH_BOUNDS, SwitchAck(entry="clientBeatInterval", value="7")), "200"
+        )
+        # acked, then a write of unknown outcome: either value may be there
+        stats.note(
+            _probe(ProbeKind.SWITCH_BOUNDS, SwitchAck(entry="healthCheckTimes", value="1")), "200"
+        )
+        stats.note(
+            _probe(ProbeKind.SWITCH_BOUNDS, SwitchAck(entry="healthCheckTimes", value="3")),
+            "timeout",
+        )
+        # an instance whose later registration timed out: present, its fields not checked
+        unsure = InstanceAck(
+            service="nemesis-1", ip="10.0.0.9", port=9, cluster="DEFAULT", weight=1.0, metadata={}
+        )
+        stats.note(_probe(ProbeKind.INSTANCE_EXTREME, unsure), "200")
+        stats.note(_probe(ProbeKind.INSTANCE_EXTREME, unsure), "timeout")
+        for node in nodes:
+            node.hosts["nemesis-1"].append(
+                {"ip": "10.0.0.9", "port": 9, "clusterName": "DEFAULT", "weight": 5.0}
+            )
+        if break_things:
+            del nodes[1].kv[kv_ack.key]
+            nodes[2].hosts["nemesis-1"][0]["metadata"] = {"k": "e"}
+            for node in nodes:
+                node.switches["clientBeatInterval"] = 5000
+            nodes[0].switches["pushEnabled"] = False
+
+        class Cluster:
+            pass
+
+        cluster = Cluster()
+        cluster.nodes = nodes  # type: ignore[attr-defined]
+        try:
+            return await inputs.check(cluster, stats)  # type: ignore[arg-type]
+        finally:
+            for runner in runners:
+                await runner.cleanup()
+
+    assert asyncio.run(scenario(break_things=False)) == []
+    problems = asyncio.run(scenario(break_things=True))
+    assert len(problems) == 4, problems
+    assert "acked nemesis/1 (1000 bytes) missing on n1: HTTP 404" in problems
+    assert "acked nemesis-1 ::1:1 differs on n2" in problems
+    assert any("switch documents differ" in p and "pushEnabled" in p for p in problems)
+    assert "switch clientBeatInterval: acked '7', the nodes hold 5000" in problems
