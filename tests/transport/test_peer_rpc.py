@@ -39,9 +39,9 @@ from naraft.transport import (
     Rejection,
     RpcOutcome,
     SessionFactory,
+    default_cluster_id,
     default_session,
     encode_batch,
-    default_cluster_id,
     peer_routes,
 )
 

@@ -33,6 +33,7 @@ import asyncio
 import collections
 import enum
 import errno
+import io
 import logging
 import os
 import random
@@ -63,6 +64,7 @@ RPC_MESSAGES: Final = "messages"  # the `rpc` label of a batch POST
 USER_AGENT: Final = f"naraft/{naraft.__version__}"
 SENDER_HEADER: Final = signing.SENDER_HEADER
 DEFAULT_MAX_BATCH_BYTES: Final = 4 * 1024 * 1024  # well below the receiver's MAX_BODY_BYTES
+_STREAM_BODY_BYTES: Final = 512 * 1024
 _THREAD_COMPRESS_BYTES: Final = 256 * 1024  # larger bodies are gzip'd off the event loop
 _ENVELOPE_BYTES: Final = 256  # encoded size of an envelope besides its entries' commands
 _ENTRY_BYTES: Final = 48  # encoded size of an entry besides its command's base64
@@ -520,7 +522,9 @@ class PeerClient:
 async def _post_once(
     session: aiohttp.ClientSession, url: URL, wire: bytes, headers: Mapping[str, str]
 ) -> int:
-    async with session.post(url, data=wire, headers=headers) as response:
+    # A large body goes as a stream (aiohttp warns that bytes over 1 MiB are written in one go).
+    data = io.BytesIO(wire) if len(wire) > _STREAM_BODY_BYTES else wire
+    async with session.post(url, data=data, headers=headers) as response:
         await response.read()  # drain, so that the connection goes back to the pool
         return response.status
 
