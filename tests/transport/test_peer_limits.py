@@ -17,6 +17,7 @@ import io
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import replace
 
 import aiohttp
 import pytest
@@ -165,6 +166,24 @@ async def test_batches_are_capped_in_encoded_bytes() -> None:
     # 100,000 bytes are 133,336 of base64: two fit in 300,000, a third does not.
     assert [count for _, count in inbound.batches] == [2, 2, 2, 1]
     assert inbox.envelopes == appends
+
+
+async def test_an_append_sent_again_while_queued_takes_the_queued_ones_place() -> None:
+    """A leader probing every beat while a large append is on its way queues the same
+    entries again and again; the queue keeps one copy, at the first one's place."""
+    inbox = Inbox()
+    routes = peer_routes(inbox.deliver, SECRET, [N1], self_id=N2)
+    async with serve(routes, auto_decompress=False) as url:
+        client = client_to(url)
+        first, other = append(1, 1000), append(2, 1000)
+        assert isinstance(first.message, AppendEntries)
+        again = Envelope(N1, N2, replace(first.message, leader_commit=Index(1)))
+        for envelope in (first, other, again):
+            client.send(envelope)
+        assert client.queued(N2) == 2
+        async with running(client):
+            await inbox.wait_for_count(2)
+    assert inbox.envelopes == [again, other]
 
 
 async def test_an_entry_larger_than_the_cap_travels_alone() -> None:

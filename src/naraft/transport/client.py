@@ -234,7 +234,17 @@ class _Outbox:
         return len(self._items)
 
     def put(self, envelope: Envelope) -> bool:
-        """Queue `envelope`. Returns whether the oldest envelope was dropped to make room."""
+        """Queue `envelope`. Returns whether the oldest envelope was dropped to make room.
+
+        An append of the same entries as one still queued (a leader probing again every
+        beat while a large append is on its way) takes that one's place instead.
+        """
+        if isinstance(envelope.message, AppendEntries) and envelope.message.entries:
+            key = _append_key(envelope.message)
+            for position, queued in enumerate(self._items):
+                if isinstance(queued.message, AppendEntries) and _append_key(queued.message) == key:
+                    self._items[position] = envelope
+                    return False
         full = len(self._items) >= self._capacity
         if full:
             self._items.popleft()
@@ -256,6 +266,16 @@ class _Outbox:
         if not self._items:
             self._nonempty.clear()
         return tuple(batch)
+
+
+def _append_key(message: AppendEntries) -> tuple[int, int, int, int]:
+    """What makes two appends carry the same entries (leader commit aside)."""
+    return (
+        message.term,
+        message.prev_log_index,
+        message.prev_log_term,
+        message.entries[-1].index if message.entries else message.prev_log_index,
+    )
 
 
 class _Lane:
