@@ -51,7 +51,12 @@ from naraft.state.kv import read_value
 from naraft.storage import open_store
 from naraft.storage.base import StoredState
 from naraft.storage.sqlite import SqliteStore
-from naraft.transport import PeerClient, default_cluster_id, peer_routes
+from naraft.transport import (
+    DEFAULT_MAX_BATCH_BYTES,
+    PeerClient,
+    default_cluster_id,
+    peer_routes,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -348,6 +353,8 @@ async def _serve(
         metrics=metrics,
         on_peer_unreachable=on_unreachable,
         cluster_id=cluster_id,
+        # below the receivers' limit (members share their settings)
+        max_batch_bytes=min(DEFAULT_MAX_BATCH_BYTES, config.peer_max_body_bytes // 2),
     )
     node_box: list[Node] = []
 
