@@ -31,6 +31,7 @@ from tests.transport.conftest import (
     WAIT_SECONDS,
     Inbox,
     RecordingInboundMetrics,
+    RecordingPeerMetrics,
     Signal,
     heartbeats,
     running,
@@ -146,6 +147,14 @@ def refused(inbound: RecordingInboundMetrics, count: int) -> Callable[[], bool]:
     return lambda: inbound.rejections[Rejection.CLUSTER_MISMATCH] == count
 
 
+def refused_and_beaten(
+    inbound: RecordingInboundMetrics, inbox: Inbox, count: int
+) -> Callable[[], bool]:
+    return lambda: (
+        inbound.rejections[Rejection.TOO_LARGE] == count and len(inbox.envelopes) == count
+    )
+
+
 def test_the_log_travels_on_the_bulk_lane_and_everything_else_on_the_control_lane() -> None:
     assert lane_of(append(1, 10)) is Lane.BULK
     assert lane_of(heartbeats(N1, N2, 1)[0]) is Lane.CONTROL
@@ -256,3 +265,23 @@ async def test_peer_routes_are_outside_the_client_body_limit_which_clients_keep(
                 assert response.status == 413
     finally:
         await runner.cleanup()
+
+
+async def test_a_peer_refusing_only_large_batches_does_not_flap_its_reachability(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    inbox, inbound = Inbox(), RecordingInboundMetrics()
+    metrics = RecordingPeerMetrics()
+    routes = peer_routes(inbox.deliver, SECRET, [N1], inbound, self_id=N2, max_body_bytes=50_000)
+    async with serve(routes, auto_decompress=False) as url:
+        client = PeerClient(N1, {N2: url}, SECRET, timeout_seconds=WAIT_SECONDS, metrics=metrics)
+        async with running(client):
+            for i in range(1, 4):
+                client.send(append(i, 100_000))  # each refused 413
+                client.send(heartbeats(N1, N2, 1)[0])
+                await inbound.signal.wait_until(refused_and_beaten(inbound, inbox, i), f"round {i}")
+            await metrics.signal.wait_until(lambda: len(metrics.rpcs) == 6, "six requests")
+    assert client.peer_reachable(N2)
+    assert metrics.reachability_changes == []
+    failing = [r for r in caplog.records if "bulk lane failing" in r.getMessage()]
+    assert len(failing) == 1

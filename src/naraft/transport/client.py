@@ -15,7 +15,8 @@ takes what is queued (up to `max_batch` envelopes and `max_batch_bytes` of estim
 size, at least one envelope) and POSTs it as one batch, gzip'd above a threshold (off the
 event loop when large) and signed for its recipient (see `signing`; every attempt signs
 afresh). A failed batch is dropped and counted; transport errors never propagate.
-Reachability is logged and reported only when it changes.
+Reachability is judged on the control lane (traffic every beat), logged and reported only
+when it changes; a failing bulk lane is logged when it starts and stops failing.
 
 Failpoints (fault campaigns only, off unless `NARAFT_FAILPOINTS` is set when the process
 starts): `peer.loss`, `peer.duplicate` and `peer.reorder` are probabilities per batch,
@@ -282,13 +283,14 @@ class _Lane:
     """One of a peer's connections: its queue, its signer, and a batch the reorder failpoint
     holds back."""
 
-    __slots__ = ("held", "kind", "outbox", "signer")
+    __slots__ = ("failing", "held", "kind", "outbox", "signer")
 
     def __init__(self, kind: Lane, capacity: int, signer: signing.PeerSigner) -> None:
         self.kind = kind
         self.outbox = _Outbox(capacity)
         self.signer = signer
         self.held: tuple[Envelope, ...] | None = None
+        self.failing = False  # the last batch on this lane failed
 
 
 class _Link:
@@ -349,7 +351,6 @@ class PeerClient:
         if self_id in peers:
             raise ValueError(f"peers must not include this node ({self_id})")
         self._self_id = self_id
-        self._secret = secret
         self._timeout_seconds = timeout_seconds
         self._max_batch = max_batch
         self._max_batch_bytes = max_batch_bytes
@@ -382,7 +383,8 @@ class PeerClient:
         return frozenset(self._links)
 
     def peer_reachable(self, peer: NodeId) -> bool:
-        """Whether the last request to `peer` succeeded (True before any). KeyError if unknown."""
+        """Whether the last request on `peer`'s control lane succeeded (True before any).
+        KeyError if unknown."""
         return self._links[peer].reachable
 
     def queued(self, peer: NodeId) -> int:
@@ -477,11 +479,29 @@ class PeerClient:
         started = loop.time()
         outcome, detail = await self._post(session, link.url, wire, headers)
         self._metrics.observe_rpc(link.peer, RPC_MESSAGES, outcome, loop.time() - started)
-        if outcome is RpcOutcome.OK:
+        if outcome is not RpcOutcome.OK:
+            self._metrics.dropped(link.peer, DropReason.SEND_FAILED, len(batch))
+        if lane.kind is Lane.BULK:
+            self._note_bulk(link, lane, outcome, detail)
+        elif outcome is RpcOutcome.OK:
             self._mark_reachable(link)
         else:
-            self._metrics.dropped(link.peer, DropReason.SEND_FAILED, len(batch))
             self._mark_unreachable(link, outcome, detail)
+
+    def _note_bulk(self, link: _Link, lane: _Lane, outcome: RpcOutcome, detail: str) -> None:
+        """Log when the bulk lane starts or stops failing. Reachability is the control lane's
+        to judge (it carries traffic every beat); a peer refusing only large batches must
+        not make it flap."""
+        failing = outcome is not RpcOutcome.OK
+        if failing == lane.failing:
+            return
+        lane.failing = failing
+        if failing:
+            logger.warning(
+                "peer bulk lane failing peer=%s outcome=%s detail=%s", link.peer, outcome, detail
+            )
+        else:
+            logger.info("peer bulk lane working again peer=%s", link.peer)
 
     async def _post(
         self,
