@@ -89,21 +89,15 @@ async def test_digest_requests_not_signed_for_this_leader_now_are_refused() -> N
     server, reports = make_server()
     report = orjson.dumps({"leader": LEADER, "term": 2, "index": 7, "checksum": 1})
     datums = orjson.dumps({"session": "x", "keys": []})
+    stranger = follower_signer(b"another-secret-of-some-length")
+    elsewhere = follower_signer(cluster="cluster-e")
     cases = [
-        ({}, DIGEST_PATH, b"{}"),
-        (
-            follower_signer(b"another-secret-of-some-length").headers(
-                "POST", DIGEST_PATH, LEADER, b"{}"
-            ),
-            DIGEST_PATH,
-            b"{}",
-        ),  # fmt: skip
-        (
-            follower_signer(cluster="cluster-e").headers("POST", DIGEST_PATH, LEADER, b"{}"),
-            DIGEST_PATH,
-            b"{}",
-        ),  # fmt: skip
+        ({}, DIGEST_PATH, b"{}"),  # unsigned
+        (stranger.headers("POST", DIGEST_PATH, LEADER, b"{}"), DIGEST_PATH, b"{}"),
+        (elsewhere.headers("POST", DIGEST_PATH, LEADER, b"{}"), DIGEST_PATH, b"{}"),
+        # meant for another member
         (follower_signer().headers("POST", DIGEST_PATH, FOLLOWER, b"{}"), DIGEST_PATH, b"{}"),
+        # signed for another route and body
         (follower_signer().headers("POST", DATUMS_PATH, LEADER, datums), CHECKSUM_PATH, report),
     ]
     async with serving(server.routes()) as url, aiohttp.ClientSession() as session:
