@@ -118,6 +118,18 @@ def main() -> None:
     default=5000,
     help="leader's state-checksum reports to followers (0: off)",
 )
+@click.option(
+    "--peer-max-body-mib",
+    type=click.IntRange(8, 1024),
+    default=64,
+    help="largest peer request taken, compressed or not (the client API keeps 1 MiB)",
+)
+@click.option(
+    "--max-append-kib",
+    type=click.IntRange(64, 65536),
+    default=1024,
+    help="entries' bytes per AppendEntries message (always at least one entry)",
+)
 @click.option("--log-level", default="INFO", type=click.Choice(["DEBUG", "INFO", "WARNING"]))
 def server(
     node_id: str,
@@ -141,6 +153,8 @@ def server(
     digest_batch: int,
     digest_parallel: int,
     checksum_interval_ms: int,
+    peer_max_body_mib: int,
+    max_append_kib: int,
     log_level: str,
 ) -> None:
     """Run one node in the foreground."""
@@ -166,6 +180,10 @@ def server(
     except (NaraftError, SecretError, OSError) as error:
         _fail(str(error))
         return
+    if max_append_kib * 1024 * 2 > peer_max_body_mib * 1024 * 1024:
+        # Commands travel in base64 (4/3) inside JSON: keep twice the room.
+        _fail("--max-append-kib must be at most half of --peer-max-body-mib")
+        return
     config = dataclasses.replace(
         config,
         compact_max_entries=compact_entries,
@@ -173,6 +191,8 @@ def server(
         digest_batch_keys=digest_batch,
         digest_parallel=digest_parallel,
         checksum_interval_seconds=checksum_interval_ms / 1000,
+        peer_max_body_bytes=peer_max_body_mib * 1024 * 1024,
+        max_append_bytes=max_append_kib * 1024,
     )
     try:
         _run_until_signal(

@@ -68,6 +68,9 @@ class NodeConfig:
     digest_batch_keys: int = 50  # datums per digest-sync fetch request (the seed's 50)
     digest_parallel: int = 4  # digest-sync requests in flight
     checksum_interval_seconds: float = 5.0  # leader's state checksum reports; 0: off
+    # peer traffic limits, apart from the client API's 1 MiB body limit
+    peer_max_body_bytes: int = 64 * 1024 * 1024  # a Raft batch, compressed or not
+    max_append_bytes: int = 1024 * 1024  # entries' bytes per AppendEntries (at least one)
 
     @property
     def standalone(self) -> bool:

@@ -51,7 +51,12 @@ from naraft.state.kv import read_value
 from naraft.storage import open_store
 from naraft.storage.base import StoredState
 from naraft.storage.sqlite import SqliteStore
-from naraft.transport import PeerClient, peer_routes
+from naraft.transport import (
+    DEFAULT_MAX_BATCH_BYTES,
+    PeerClient,
+    default_cluster_id,
+    peer_routes,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -293,6 +298,9 @@ async def _serve(
     node_id = NodeId(config.id)
     voters = tuple(NodeId(p) for p in config.peers)
     timers = config.timers
+    # Signed into every peer request; a stored cluster id (when the data directory has one)
+    # replaces this default derived from the secret.
+    cluster_id = default_cluster_id(config.secret)
     core = RaftCore(
         RaftConfig(
             id=node_id,
@@ -301,6 +309,7 @@ async def _serve(
             heartbeat_ticks=timers.heartbeat_ticks,
             pre_vote=config.pre_vote,
             check_quorum=config.check_quorum,
+            max_append_bytes=config.max_append_bytes,
         ),
         rng=random.Random(),
         hard_state=stored.hard_state,
@@ -327,6 +336,7 @@ async def _serve(
             checksum_interval_seconds=config.checksum_interval_seconds,
         ),
         registry=metrics.registry,
+        cluster_id=cluster_id,
     )
     peers = {NodeId(p): f"http://{p}" for p in config.peers if p != config.id}
     replica_box: list[Replica] = []
@@ -344,6 +354,9 @@ async def _serve(
         timeout_seconds=config.peer_timeout_seconds,
         metrics=metrics,
         on_peer_unreachable=on_unreachable,
+        cluster_id=cluster_id,
+        # below the receivers' limit (members share their settings)
+        max_batch_bytes=min(DEFAULT_MAX_BATCH_BYTES, config.peer_max_body_bytes // 2),
     )
     node_box: list[Node] = []
 
@@ -393,10 +406,20 @@ async def _serve(
     naming = NamingService(naming_state, replica, node._clock, node, push_targets)
     app = make_app(
         naming,
-        extra_routes=[
-            *admin_routes(),
-            *peer_routes(replica.deliver, config.secret, set(peers), metrics, self_id=node_id),
-            *beat_routes(node, config.secret),
+        extra_routes=admin_routes(),
+        peer_routes=[
+            *peer_routes(
+                replica.deliver,
+                config.secret,
+                set(peers),
+                metrics,
+                self_id=node_id,
+                cluster_id=cluster_id,
+                max_body_bytes=config.peer_max_body_bytes,
+            ),
+            *beat_routes(
+                node, config.secret, self_id=node_id, members=set(peers), cluster_id=cluster_id
+            ),
             *digest.routes(),
         ],
         servers=node,
@@ -440,7 +463,9 @@ async def _serve(
             tasks.create_task(client.run(), name="peer-client")
             tasks.create_task(node.sweep_forever(), name="beat-sweeper")
             tasks.create_task(pusher.run(), name="udp-push")
-            beat_sender = HttpBeatSender(session, config.secret)
+            beat_sender = HttpBeatSender(
+                session, config.secret, self_id=node_id, cluster_id=cluster_id
+            )
             tasks.create_task(node.beat_forwarder.run(beat_sender), name="beat-forwarder")
             tasks.create_task(watch_leader(replica, timers), name="leader-watch")
             tasks.create_task(digest.run(), name="digest")

@@ -1,5 +1,5 @@
-"""The digest wire format round-trips, refuses garbage with the part named, and signs the
-method and path as well as the body."""
+"""The digest wire format round-trips and refuses garbage with the part named (signatures:
+tests/digest/test_digest_routes.py and tests/transport/test_signing.py)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,8 @@ from naraft.digest.protocol import (
     decode_digest_chunk,
     encode_datums,
     encode_digest_chunk,
-    sign_request,
-    verify_request,
 )
 from naraft.state.datums import Datum
-from naraft.transport.auth import SIGNATURE_HEADER
 
 
 def test_digest_chunks_and_datum_batches_round_trip() -> None:
@@ -35,18 +32,6 @@ def test_a_malformed_chunk_is_refused_naming_the_part(payload: bytes) -> None:
     with pytest.raises(DigestProtocolError) as caught:
         decode_digest_chunk(payload)
     assert caught.value.what == "digest chunk"
-
-
-def test_a_signature_covers_the_method_the_path_and_the_body() -> None:
-    secret = b"s3cret"
-    signature = sign_request(secret, "GET", "/nacos/v1/ns/raft/digest/abc/0", b"")
-    header = signature[SIGNATURE_HEADER]
-    assert verify_request(secret, "GET", "/nacos/v1/ns/raft/digest/abc/0", b"", header)
-    assert not verify_request(secret, "GET", "/nacos/v1/ns/raft/digest/abc/1", b"", header)
-    assert not verify_request(secret, "POST", "/nacos/v1/ns/raft/digest/abc/0", b"", header)
-    assert not verify_request(b"other", "GET", "/nacos/v1/ns/raft/digest/abc/0", b"", header)
-    assert not verify_request(secret, "GET", "/nacos/v1/ns/raft/digest/abc/0", b"", None)
-    assert sign_request(None, "GET", "/x", b"") == {}
 
 
 def test_status_shows_a_progress_bar_only_for_members_catching_up() -> None:

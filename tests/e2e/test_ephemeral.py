@@ -20,7 +20,7 @@ import pytest
 from tests.e2e.harness import FAST_TIMERS, LocalCluster, NodeProcess, local_cluster, wait_for
 
 from naraft.naming.beats import encode_beats
-from naraft.transport.auth import SIGNATURE_HEADER, sign
+from naraft.transport import PeerSigner, default_cluster_id
 
 pytestmark = pytest.mark.e2e
 
@@ -214,14 +214,21 @@ def test_the_leader_beat_endpoint_takes_only_signed_batches_and_only_on_the_lead
     body = encode_beats([])
     path = "/naraft/v1/beats"
 
-    def post(node: NodeProcess, payload: bytes, signature: str | None) -> int:
-        headers = {} if signature is None else {SIGNATURE_HEADER: signature}
+    def post(node: NodeProcess, payload: bytes, headers: dict[str, str]) -> int:
         answer = cluster.client.post(f"{node.url}{path}", content=payload, headers=headers)
         return answer.status_code
 
+    def signed(to: NodeProcess, payload: bytes, secret: bytes) -> dict[str, str]:
+        sender = next(n for n in cluster.nodes if n is not to)
+        cluster_id = default_cluster_id(cluster.secret.encode())
+        signer = PeerSigner(secret, cluster_id=cluster_id, self_id=sender.address)
+        return signer.headers("POST", path, to.address, payload)
+
     secret = cluster.secret.encode()
-    assert post(leader, body, None) == 403
-    assert post(leader, body, sign(b"another secret", body)) == 403
-    assert post(leader, b"{}", sign(secret, b"{}")) == 400
-    assert post(follower, body, sign(secret, body)) == 503
-    assert post(leader, body, sign(secret, body)) == 204
+    assert post(leader, body, {}) == 403
+    assert post(leader, body, signed(leader, body, b"another secret of some length")) == 403
+    assert post(leader, b"{}", signed(leader, b"{}", secret)) == 400
+    assert post(follower, body, signed(follower, body, secret)) == 503
+    headers = signed(leader, body, secret)
+    assert post(leader, body, headers) == 204
+    assert post(leader, body, headers) == 403  # the same request again: a replay

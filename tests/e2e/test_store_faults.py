@@ -234,11 +234,14 @@ def test_a_clustered_node_with_an_empty_secret_file_refuses_to_start(tmp_path: P
 
 
 def refused_a_bad_signature(cluster: LocalCluster, node: NodeProcess) -> bool:
-    """Whether `node` counted a peer request refused for its signature (its metrics)."""
+    """Whether `node` counted a peer request refused for its signature (its metrics). With
+    another secret comes another default cluster id: that refusal counts too."""
     text = cluster.client.get(f"{node.url}/metrics", timeout=2.0).text
-    for line in text.splitlines():
-        if line.startswith('naraft_peer_requests_rejected_total{reason="bad_signature"}'):
-            return float(line.rsplit(" ", 1)[1]) > 0
+    for reason in ("bad_signature", "cluster_mismatch"):
+        prefix = f'naraft_peer_requests_rejected_total{{reason="{reason}"}}'
+        for line in text.splitlines():
+            if line.startswith(prefix) and float(line.rsplit(" ", 1)[1]) > 0:
+                return True
     return False
 
 

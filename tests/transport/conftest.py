@@ -15,7 +15,15 @@ from aiohttp.typedefs import Middleware
 
 from naraft.raft.messages import Envelope, Heartbeat
 from naraft.raft.types import Index, NodeId, Term
-from naraft.transport import DropReason, PeerClient, Rejection, RpcOutcome
+from naraft.transport import (
+    MESSAGES_PATH,
+    DropReason,
+    PeerClient,
+    PeerSigner,
+    Rejection,
+    RpcOutcome,
+    default_cluster_id,
+)
 
 WAIT_SECONDS: Final = 5.0  # every wait in these tests is bounded by this
 
@@ -106,6 +114,23 @@ def heartbeats(sender: NodeId, recipient: NodeId, count: int) -> list[Envelope]:
         Envelope(sender, recipient, Heartbeat(term=Term(1), leader_commit=Index(0), read_round=i))
         for i in range(count)
     ]
+
+
+def signed_headers(
+    body: bytes,
+    *,
+    encoding: str | None = None,
+    sender: NodeId = N1,
+    recipient: NodeId = N2,
+    secret: bytes = SECRET,
+    path: str = MESSAGES_PATH,
+) -> dict[str, str]:
+    """The headers a member signs a raw request with (for requests built by hand)."""
+    signer = PeerSigner(secret, cluster_id=default_cluster_id(SECRET), self_id=sender)
+    headers = signer.headers("POST", path, recipient, body, encoding=encoding)
+    if encoding is not None:
+        headers["Content-Encoding"] = encoding
+    return headers
 
 
 def free_port() -> int:

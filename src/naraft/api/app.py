@@ -1,8 +1,14 @@
-"""make_app: the route table of the Nacos v1 naming API, over one NamingService."""
+"""make_app: the route table of the Nacos v1 naming API, over one NamingService.
+
+Client and peer traffic share one port but not their limits: the client body limit
+(`MAX_BODY_BYTES`, checked on Content-Length by a middleware and by `client_max_size` on
+reads) never applies to the routes given as `peer_routes`, whose handlers read the stream
+themselves under the peer limits (`naraft.transport`: 64 MiB per Raft batch by default).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Final
 
 from aiohttp import web
@@ -17,30 +23,38 @@ from naraft.naming.service import NamingService
 MAX_BODY_BYTES: Final = 1024 * 1024  # parameters only; Nacos clients send empty bodies
 
 
-def _body_limit(max_body_bytes: int) -> Middleware:
+def _body_limit(max_body_bytes: int, peer_resources: Collection[str]) -> Middleware:
     @web.middleware
     async def body_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         length = request.content_length
-        if length is not None and length > max_body_bytes:
+        if length is not None and length > max_body_bytes and not _is_peer(request, peer_resources):
             raise web.HTTPRequestEntityTooLarge(max_size=max_body_bytes, actual_size=length)
         return await handler(request)
 
     return body_limit_middleware
 
 
+def _is_peer(request: web.Request, peer_resources: Collection[str]) -> bool:
+    resource = request.match_info.route.resource
+    return resource is not None and resource.canonical in peer_resources
+
+
 def make_app(
     naming: NamingService,
     *,
     extra_routes: Iterable[web.AbstractRouteDef] = (),
+    peer_routes: Iterable[web.RouteDef] = (),
     servers: ServerDirectory | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
     middlewares: Iterable[Middleware] = (),
 ) -> web.Application:
     """The client-facing application. `extra_routes` adds other layers' endpoints (raft,
-    admin, auth); `servers` feeds `/operator/servers` (default: this node alone);
-    `middlewares` run inside the error and body-limit ones (forwarding to the leader)."""
+    admin, auth); `peer_routes` adds the peer endpoints, outside the client body limit;
+    `servers` feeds `/operator/servers` (default: this node alone); `middlewares` run
+    inside the error and body-limit ones (forwarding to the leader)."""
+    peer_resources: set[str] = set()  # canonical paths, filled once the routes are added
     app = web.Application(
-        middlewares=[error_middleware, _body_limit(max_body_bytes), *middlewares],
+        middlewares=[error_middleware, _body_limit(max_body_bytes, peer_resources), *middlewares],
         client_max_size=max_body_bytes,
     )
     app[NAMING] = naming
@@ -49,4 +63,7 @@ def make_app(
     for module in (instance, service, operator, namespace):
         app.router.add_routes(module.routes)
     app.router.add_routes(list(extra_routes))
+    for route in app.router.add_routes(list(peer_routes)):
+        if route.resource is not None:
+            peer_resources.add(route.resource.canonical)
     return app

@@ -11,10 +11,12 @@ Routes (all under `/nacos/v1/ns/raft/`, all signed with the cluster secret):
 - `POST checksum` `{"index", "checksum", "term", "leader"}` -> 204: the leader's state
   checksum at its applied index (the seed's beat, as a verifier).
 
-A request is signed like a peer batch (`X-Naraft-Signature`, HMAC-SHA256 under the cluster
-secret) over `METHOD PATH\\n` followed by the body, and names its sender in
-`X-Naraft-Sender`, which must be a member. A follower asks the leader; a node that does not
-lead answers 409 with `{"leader": ...}`; an unknown or expired session 410.
+Every request is signed like a peer batch (`naraft.transport.signing`): the signature covers
+the method, the path, the cluster id, the sender, the recipient (the node asked), the time,
+a fresh nonce and the body, and the receiver refuses a replay within its window, so a
+captured "create a session" request cannot make the leader copy its state again. A
+follower asks the leader; a node that does not lead answers 409 with `{"leader": ...}`; an
+unknown or expired session 410. A node without peers (standalone) has none of these routes.
 """
 
 from __future__ import annotations
@@ -26,13 +28,12 @@ from typing import Any, Final
 import orjson
 
 from naraft.state.datums import Datum
-from naraft.transport import auth
+from naraft.transport.signing import SENDER_HEADER as SENDER_HEADER
 
 RAFT_BASE: Final = "/nacos/v1/ns/raft"
 DIGEST_PATH: Final = f"{RAFT_BASE}/digest"
 DATUMS_PATH: Final = f"{RAFT_BASE}/datums"
 CHECKSUM_PATH: Final = f"{RAFT_BASE}/checksum"
-SENDER_HEADER: Final = "X-Naraft-Sender"
 DEFAULT_CHUNK_KEYS: Final = 10_000
 MAX_BATCH_KEYS: Final = 5_000  # per datums request, whatever the client asks
 
@@ -44,26 +45,6 @@ class DigestProtocolError(Exception):
         self.what = what
         self.problem = problem
         super().__init__(f"{what}: {problem}")
-
-
-def signing_input(method: str, path: str, body: bytes) -> bytes:
-    """What the signature covers: the method, the path (with query) and the body."""
-    return f"{method.upper()} {path}\n".encode() + body
-
-
-def sign_request(secret: bytes | None, method: str, path: str, body: bytes) -> dict[str, str]:
-    """The signature header for a request (none without a secret: single-node and tests)."""
-    if secret is None:
-        return {}
-    return {auth.SIGNATURE_HEADER: auth.sign(secret, signing_input(method, path, body))}
-
-
-def verify_request(
-    secret: bytes | None, method: str, path: str, body: bytes, signature: str | None
-) -> bool:
-    if secret is None:
-        return True
-    return auth.verify(secret, signing_input(method, path, body), signature)
 
 
 def encode_digest_chunk(rows: list[tuple[str, int, int]]) -> bytes:

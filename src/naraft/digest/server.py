@@ -10,6 +10,11 @@ is shared by every follower that asks.
 
 `POST checksum` is the receiving end of the leader's periodic checksum report; it hands
 the report to `on_checksum` (the follower's verifier).
+
+Every request must pass the node's `PeerVerifier` (signed by a member, for this node, in this
+cluster, fresh, once: see `naraft.transport.signing`) before its body is looked at; refusals
+are answered 403 and logged once per (remote, reason). A node without peers serves none of
+these routes: its state is nobody's to copy.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -31,19 +36,21 @@ from naraft.digest.protocol import (
     DEFAULT_CHUNK_KEYS,
     DIGEST_PATH,
     MAX_BATCH_KEYS,
-    SENDER_HEADER,
     encode_datums,
     encode_digest_chunk,
-    verify_request,
 )
 from naraft.raft import NodeId, SnapshotMeta
 from naraft.state.datums import Datum, DatumTable
+from naraft.transport.codec import BodyTooLargeError
+from naraft.transport.server import read_limited
+from naraft.transport.signing import PeerVerifier, Rejection, SignatureError
 
 logger = logging.getLogger(__name__)
 
 SESSION_IDLE_SECONDS: Final = 60.0
 MAX_SESSIONS: Final = 4
 MAX_REQUEST_BYTES: Final = 4 << 20
+_MAX_LOGGED: Final = 1024  # bounds the memory of which refusals were already logged
 
 
 class LeaderView(Protocol):
@@ -89,22 +96,26 @@ class DigestServer:
         replica: LeaderView,
         datums: DatumTable,
         checksum: StateChecksum,
-        secret: bytes | None,
-        members: Collection[str],
+        verifier: PeerVerifier,
+        has_peers: bool,
         on_checksum: Callable[[ChecksumReport], None],
         chunk_keys: int = DEFAULT_CHUNK_KEYS,
     ) -> None:
+        """`verifier` checks every request; `has_peers` False (standalone) closes the routes."""
         self._replica = replica
         self._datums = datums
         self._checksum = checksum
-        self._secret = secret
-        self._members = frozenset(members)
+        self._verifier = verifier
+        self._has_peers = has_peers
+        self._logged: set[tuple[str, Rejection]] = set()
         self._on_checksum = on_checksum
         self._chunk_keys = chunk_keys
         self._sessions: dict[str, _Session] = {}
         self.sessions_created = 0
 
     def routes(self) -> list[web.RouteDef]:
+        if not self._has_peers:
+            return []
         return [
             web.post(DIGEST_PATH, self.on_create),
             web.get(f"{DIGEST_PATH}/{{session}}/{{chunk:\\d+}}", self.on_chunk),
@@ -228,17 +239,34 @@ class DigestServer:
             del self._sessions[session_id]
 
     async def _refusal(self, request: web.Request) -> web.Response | bytes:
-        """The request's body if it is signed by a member, else the answer refusing it."""
-        sender = request.headers.get(SENDER_HEADER)
-        if self._secret is not None and sender not in self._members:
-            return _json({"error": "unknown sender"}, 403)
-        body = await request.content.read(MAX_REQUEST_BYTES + 1)
-        if len(body) > MAX_REQUEST_BYTES:
-            return _json({"error": "body too large"}, 413)
-        signature = request.headers.get("X-Naraft-Signature")
-        if not verify_request(self._secret, request.method, request.path_qs, body, signature):
-            return _json({"error": "bad or missing signature"}, 403)
+        """The request's body if a member signed it for us, now, once; else the refusal."""
+        try:
+            claim = self._verifier.claim(request.method, request.raw_path, request.headers)
+            body = await read_limited(request, MAX_REQUEST_BYTES)
+            self._verifier.admit(claim, body)
+        except BodyTooLargeError as error:
+            return _json({"error": str(error)}, 413)
+        except SignatureError as error:
+            self._log_refusal(request.remote or "unknown", request.path, error)
+            return _json({"error": f"{error.reason}: {error.detail}"}, 403)
         return body
+
+    def _log_refusal(self, remote: str, path: str, error: SignatureError) -> None:
+        """WARNING the first time for (remote, reason), DEBUG after."""
+        key = (remote, error.reason)
+        level = logging.DEBUG if key in self._logged else logging.WARNING
+        if level == logging.WARNING:
+            if len(self._logged) >= _MAX_LOGGED:
+                self._logged.clear()
+            self._logged.add(key)
+        logger.log(
+            level,
+            "refused digest request reason=%s remote=%s path=%s detail=%s",
+            error.reason,
+            remote,
+            path,
+            error.detail,
+        )
 
 
 def _json(data: object, status: int = 200) -> web.Response:

@@ -38,15 +38,14 @@ from naraft.digest.checksum import StateChecksum, datum_hash
 from naraft.digest.protocol import (
     DATUMS_PATH,
     DIGEST_PATH,
-    SENDER_HEADER,
     DigestProtocolError,
     decode_datums,
     decode_digest_chunk,
-    sign_request,
 )
 from naraft.raft import Index, NodeId, RaftCore, Role, SnapshotMeta, Term
 from naraft.replica import Replica, StateMachine
 from naraft.state.datums import Datum, DatumTable
+from naraft.transport.signing import PeerSigner
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +138,7 @@ class DigestSync:
         replica: Replica,
         datums: DatumTable,
         checksum: StateChecksum,
-        secret: bytes | None,
+        signer: PeerSigner,
         self_id: NodeId,
         make_machine: Callable[[DatumTable], StateMachine],
         settings: SyncSettings | None = None,
@@ -148,7 +147,7 @@ class DigestSync:
         self._replica = replica
         self._datums = datums
         self._checksum = checksum
-        self._secret = secret
+        self._signer = signer  # every request signed afresh: a captured one is worth nothing
         self._self_id = self_id
         self._make_machine = make_machine
         self._settings = settings or SyncSettings()
@@ -428,7 +427,7 @@ class DigestSync:
     async def _request(self, method: str, leader: NodeId, path: str, body: bytes) -> bytes:
         session = self._session
         assert session is not None
-        headers = {SENDER_HEADER: self._self_id, **sign_request(self._secret, method, path, body)}
+        headers = self._signer.headers(method, path, leader, body)
         async with session.request(
             method, f"http://{leader}{path}", data=body or None, headers=headers
         ) as answer:

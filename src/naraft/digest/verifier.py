@@ -21,11 +21,12 @@ import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from naraft.digest.checksum import StateChecksum
-from naraft.digest.protocol import CHECKSUM_PATH, SENDER_HEADER, sign_request
+from naraft.digest.protocol import CHECKSUM_PATH
 from naraft.digest.server import ChecksumReport
 from naraft.raft import Index, NodeId, Role
 from naraft.replica import Replica
 from naraft.state.datums import DatumChanges
+from naraft.transport.signing import PeerSigner
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class ChecksumVerifier:
         replica: Replica,
         checksum: StateChecksum,
         peers: tuple[NodeId, ...],
-        secret: bytes | None,
+        signer: PeerSigner,
         interval_seconds: float,
         beat_only: Callable[[], bool],
         on_mismatch: Callable[[NodeId], None],
@@ -50,7 +51,7 @@ class ChecksumVerifier:
         self._replica = replica
         self._checksum = checksum
         self._peers = peers
-        self._secret = secret
+        self._signer = signer
         self._interval = interval_seconds
         self._beat_only = beat_only
         self._on_mismatch = on_mismatch
@@ -161,9 +162,8 @@ class ChecksumVerifier:
 
     async def _send(self, session: aiohttp.ClientSession, peer: NodeId, body: bytes) -> None:
         headers = {
-            SENDER_HEADER: self._replica.id,
             "Content-Type": "application/json",
-            **sign_request(self._secret, "POST", CHECKSUM_PATH, body),
+            **self._signer.headers("POST", CHECKSUM_PATH, peer, body),
         }
         try:
             async with session.post(f"http://{peer}{CHECKSUM_PATH}", data=body, headers=headers):

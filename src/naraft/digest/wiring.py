@@ -20,6 +20,7 @@ from naraft.digest.verifier import ChecksumVerifier
 from naraft.raft import Index, NodeId, SnapshotMeta
 from naraft.replica import Replica, StateMachine
 from naraft.state.datums import DatumChanges, DatumTable
+from naraft.transport.signing import PeerSigner, PeerVerifier, default_cluster_id
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -41,11 +42,14 @@ class DigestService:
         beat_only: Callable[[], bool],
         settings: DigestSettings | None = None,
         registry: CollectorRegistry | None = None,
+        cluster_id: str | None = None,
     ) -> None:
+        """`cluster_id` goes into every signed request (default: derived from the secret)."""
         self._datums = datums
         self._self_id = self_id
         self._members = members
         self._secret = secret
+        self._cluster_id = cluster_id if cluster_id is not None else default_cluster_id(secret)
         self._make_machine = make_machine
         self._beat_only = beat_only
         self._settings = settings or DigestSettings()
@@ -64,7 +68,7 @@ class DigestService:
             replica=replica,
             datums=self._datums,
             checksum=self.checksum,
-            secret=self._secret,
+            signer=self._signer(),
             self_id=self._self_id,
             make_machine=self._make_machine,
             settings=self._settings.sync,
@@ -74,7 +78,7 @@ class DigestService:
             replica=replica,
             checksum=self.checksum,
             peers=self._members,
-            secret=self._secret,
+            signer=self._signer(),
             interval_seconds=self._settings.checksum_interval_seconds,
             beat_only=self._beat_only,
             on_mismatch=sync.request_repair,
@@ -84,11 +88,19 @@ class DigestService:
             replica=replica,
             datums=self._datums,
             checksum=self.checksum,
-            secret=self._secret,
-            members=self._members,
+            verifier=PeerVerifier(
+                self._secret,
+                cluster_id=self._cluster_id,
+                self_id=self._self_id,
+                members=[m for m in self._members if m != self._self_id],
+            ),
+            has_peers=any(m != self._self_id for m in self._members),
             on_checksum=self._on_report,
         )
         self._attached = _Parts(sync=sync, verifier=verifier, server=server)
+
+    def _signer(self) -> PeerSigner:
+        return PeerSigner(self._secret, cluster_id=self._cluster_id, self_id=self._self_id)
 
     # Replica hooks (called on the replica's driver task).
     def on_applied(self, changes: DatumChanges, index: Index) -> None:

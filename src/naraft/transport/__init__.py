@@ -1,8 +1,9 @@
-"""Peer RPC over HTTP: the wire codec, the cluster-secret check, the sender and the routes.
+"""Peer RPC over HTTP: the wire codec, the signatures, the sender and the routes.
 
 `PeerClient` sends (it satisfies the replica's `PeerSender` port); `peer_routes` receives and
 hands each envelope to a `deliver` callback (`Replica.deliver` fits it). Neither ever lets a
-transport error reach the core.
+transport error reach the core. `signing` binds every peer request's signature to its
+method, path, cluster id, sender, recipient, time, nonce and body; `codec` is the batch format.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from naraft.transport.auth import (
     verify,
 )
 from naraft.transport.client import (
+    DEFAULT_MAX_BATCH_BYTES,
     DropReason,
+    Lane,
     NoPeerMetrics,
     PeerClient,
     PeerMetrics,
@@ -28,6 +31,7 @@ from naraft.transport.client import (
 from naraft.transport.codec import (
     FORMAT_VERSION,
     GZIP_THRESHOLD_BYTES,
+    MAX_BODY_BYTES,
     MESSAGES_PATH,
     BodyTooLargeError,
     CodecError,
@@ -36,29 +40,45 @@ from naraft.transport.codec import (
     decompress,
     encode_batch,
 )
-from naraft.transport.server import InboundMetrics, NoInboundMetrics, Rejection, peer_routes
+from naraft.transport.server import InboundMetrics, NoInboundMetrics, peer_routes
+from naraft.transport.signing import (
+    Claim,
+    PeerSigner,
+    PeerVerifier,
+    Rejection,
+    SignatureError,
+    default_cluster_id,
+)
 
 __all__ = [
+    "DEFAULT_MAX_BATCH_BYTES",
     "FORMAT_VERSION",
     "GZIP_THRESHOLD_BYTES",
+    "MAX_BODY_BYTES",
     "MESSAGES_PATH",
     "SECRET_ENV_VAR",
     "SIGNATURE_HEADER",
     "BodyTooLargeError",
+    "Claim",
     "CodecError",
     "DropReason",
     "InboundMetrics",
+    "Lane",
     "NoInboundMetrics",
     "NoPeerMetrics",
     "PeerClient",
     "PeerMetrics",
+    "PeerSigner",
+    "PeerVerifier",
     "Rejection",
     "RpcOutcome",
     "SecretError",
     "SessionFactory",
+    "SignatureError",
     "compress_if_large",
     "decode_batch",
     "decompress",
+    "default_cluster_id",
     "default_session",
     "encode_batch",
     "generate_secret",

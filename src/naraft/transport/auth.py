@@ -1,9 +1,8 @@
 """The cluster secret that authenticates peer RPC.
 
-Each peer request carries `X-Naraft-Signature`: the hex HMAC-SHA256 of the uncompressed
-body under the cluster secret. The receiver recomputes it and compares with
-`hmac.compare_digest`. There is no timestamp, so a captured request can be replayed; Raft
-tolerates duplicate and stale messages, and the secret keeps outsiders from forging new ones.
+`sign` and `verify` are the bare HMAC-SHA256 (hex) under the secret, compared with
+`hmac.compare_digest`; `naraft.transport.signing` builds what every peer request signs with
+them (method, path, cluster id, sender, recipient, time, nonce and body) and the replay window.
 
 The secret comes from `--cluster-secret-file FILE` or the environment variable
 `NARAFT_CLUSTER_SECRET`, with surrounding whitespace stripped. It is never logged.

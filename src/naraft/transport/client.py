@@ -1,12 +1,22 @@
 """The sending end of peer RPC: one bounded queue and one sender task per peer.
 
-`PeerClient.send` never blocks and never raises: it puts the envelope on the recipient's
-queue, dropping that queue's oldest envelope when it is full (Raft retransmits, and a slow
-peer must not slow the others, docs/conventions.md). Each peer's sender task takes everything
-queued for it (up to `max_batch` envelopes) and POSTs it as one batch over a keep-alive
-connection, gzip'd above a threshold and signed with the cluster secret. A failed batch is
-dropped and counted; transport errors never propagate. Reachability is logged and reported
-only when it changes.
+`PeerClient.send` never blocks and never raises: it puts the envelope on one of the
+recipient's two queues, dropping that queue's oldest envelope when it is full (Raft
+retransmits, and a slow peer must not slow the others, docs/conventions.md).
+
+Each peer has two lanes, each with its own queue, sender task and keep-alive connection:
+
+- the **bulk** lane carries the log: AppendEntries and InstallSnapshot, in order;
+- the **control** lane carries everything else: heartbeats, votes, and every reply.
+
+So a beat, a vote or an acknowledgement never waits behind a multi-MiB append on the wire,
+and a follower's election timer is fed on time however large the writes. A lane's sender
+takes what is queued (up to `max_batch` envelopes and `max_batch_bytes` of estimated encoded
+size, at least one envelope) and POSTs it as one batch, gzip'd above a threshold (off the
+event loop when large) and signed for its recipient (see `signing`; every attempt signs
+afresh). A failed batch is dropped and counted; transport errors never propagate.
+Reachability is judged on the control lane (traffic every beat), logged and reported only
+when it changes; a failing bulk lane is logged when it starts and stops failing.
 
 Failpoints (fault campaigns only, off unless `NARAFT_FAILPOINTS` is set when the process
 starts): `peer.loss`, `peer.duplicate` and `peer.reorder` are probabilities per batch,
@@ -24,6 +34,7 @@ import asyncio
 import collections
 import enum
 import errno
+import io
 import logging
 import os
 import random
@@ -35,12 +46,13 @@ import aiohttp
 from yarl import URL
 
 import naraft
-from naraft.raft.messages import Envelope
+from naraft.raft.messages import AppendEntries, Envelope, InstallSnapshot
 from naraft.raft.types import NodeId
-from naraft.transport import auth
+from naraft.transport import signing
 from naraft.transport.codec import (
     CONTENT_TYPE,
     GZIP_THRESHOLD_BYTES,
+    MAX_BODY_BYTES,
     MESSAGES_PATH,
     CodecError,
     compress_if_large,
@@ -51,7 +63,12 @@ logger = logging.getLogger(__name__)
 
 RPC_MESSAGES: Final = "messages"  # the `rpc` label of a batch POST
 USER_AGENT: Final = f"naraft/{naraft.__version__}"
-SENDER_HEADER: Final = "X-Naraft-Sender"
+SENDER_HEADER: Final = signing.SENDER_HEADER
+DEFAULT_MAX_BATCH_BYTES: Final = 4 * 1024 * 1024  # well below the receiver's MAX_BODY_BYTES
+_STREAM_BODY_BYTES: Final = 512 * 1024
+_THREAD_COMPRESS_BYTES: Final = 256 * 1024  # larger bodies are gzip'd off the event loop
+_ENVELOPE_BYTES: Final = 256  # encoded size of an envelope besides its entries' commands
+_ENTRY_BYTES: Final = 48  # encoded size of an entry besides its command's base64
 FAILPOINTS_ENV_VAR: Final = "NARAFT_FAILPOINTS"
 _FAULT_NAMES: Final = ("peer.loss", "peer.duplicate", "peer.reorder", "peer.delay_ms")
 
@@ -180,8 +197,32 @@ def default_session() -> aiohttp.ClientSession:
     )
 
 
+class Lane(enum.StrEnum):
+    """Which of a peer's two connections carries a message (see the module docstring)."""
+
+    CONTROL = "control"
+    BULK = "bulk"
+
+
+def lane_of(envelope: Envelope) -> Lane:
+    """The log travels on the bulk lane; beats, votes and replies never wait behind it."""
+    if isinstance(envelope.message, AppendEntries | InstallSnapshot):
+        return Lane.BULK
+    return Lane.CONTROL
+
+
+def encoded_size(envelope: Envelope) -> int:
+    """An upper estimate of `envelope`'s encoded size (commands travel in base64)."""
+    message = envelope.message
+    if isinstance(message, AppendEntries):
+        return _ENVELOPE_BYTES + sum(
+            _ENTRY_BYTES + 4 * ((len(entry.command) + 2) // 3) for entry in message.entries
+        )
+    return _ENVELOPE_BYTES
+
+
 class _Outbox:
-    """One peer's bounded FIFO queue; the oldest envelope goes when a new one needs room."""
+    """One bounded FIFO queue; the oldest envelope goes when a new one needs room."""
 
     __slots__ = ("_capacity", "_items", "_nonempty")
 
@@ -194,7 +235,17 @@ class _Outbox:
         return len(self._items)
 
     def put(self, envelope: Envelope) -> bool:
-        """Queue `envelope`. Returns whether the oldest envelope was dropped to make room."""
+        """Queue `envelope`. Returns whether the oldest envelope was dropped to make room.
+
+        An append of the same entries as one still queued (a leader probing again every
+        beat while a large append is on its way) takes that one's place instead.
+        """
+        if isinstance(envelope.message, AppendEntries) and envelope.message.entries:
+            key = _append_key(envelope.message)
+            for position, queued in enumerate(self._items):
+                if isinstance(queued.message, AppendEntries) and _append_key(queued.message) == key:
+                    self._items[position] = envelope
+                    return False
         full = len(self._items) >= self._capacity
         if full:
             self._items.popleft()
@@ -202,26 +253,56 @@ class _Outbox:
         self._nonempty.set()
         return full
 
-    async def take(self, limit: int) -> tuple[Envelope, ...]:
-        """Wait for at least one envelope; return the oldest `limit` or fewer, in order."""
+    async def take(self, limit: int, max_bytes: int) -> tuple[Envelope, ...]:
+        """Wait for at least one envelope; return the oldest ones, in order: at most `limit`
+        of them and `max_bytes` of `encoded_size`, but always at least one."""
         await self._nonempty.wait()
-        batch = tuple(self._items.popleft() for _ in range(min(limit, len(self._items))))
+        batch = [self._items.popleft()]
+        size = encoded_size(batch[0])
+        while self._items and len(batch) < limit:
+            size += encoded_size(self._items[0])
+            if size > max_bytes:
+                break
+            batch.append(self._items.popleft())
         if not self._items:
             self._nonempty.clear()
-        return batch
+        return tuple(batch)
+
+
+def _append_key(message: AppendEntries) -> tuple[int, int, int, int]:
+    """What makes two appends carry the same entries (leader commit aside)."""
+    return (
+        message.term,
+        message.prev_log_index,
+        message.prev_log_term,
+        message.entries[-1].index if message.entries else message.prev_log_index,
+    )
+
+
+class _Lane:
+    """One of a peer's connections: its queue, its signer, and a batch the reorder failpoint
+    holds back."""
+
+    __slots__ = ("failing", "held", "kind", "outbox", "signer")
+
+    def __init__(self, kind: Lane, capacity: int, signer: signing.PeerSigner) -> None:
+        self.kind = kind
+        self.outbox = _Outbox(capacity)
+        self.signer = signer
+        self.held: tuple[Envelope, ...] | None = None
+        self.failing = False  # the last batch on this lane failed
 
 
 class _Link:
     """Everything the client keeps about one peer."""
 
-    __slots__ = ("held", "outbox", "peer", "reachable", "url")
+    __slots__ = ("lanes", "peer", "reachable", "url")
 
-    def __init__(self, peer: NodeId, url: URL, capacity: int) -> None:
+    def __init__(self, peer: NodeId, url: URL, lanes: dict[Lane, _Lane]) -> None:
         self.peer = peer
         self.url = url
-        self.outbox = _Outbox(capacity)
+        self.lanes = lanes
         self.reachable = True  # optimistic until a request fails
-        self.held: tuple[Envelope, ...] | None = None  # a batch the reorder failpoint holds
 
 
 class PeerClient:
@@ -245,8 +326,13 @@ class PeerClient:
         on_peer_unreachable: Callable[[NodeId, bool], None] | None = None,
         on_peer_reachable: Callable[[NodeId], None] | None = None,
         gzip_threshold_bytes: int = GZIP_THRESHOLD_BYTES,
+        max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
+        cluster_id: str | None = None,
     ) -> None:
         """Raises ValueError for a bad setting or peer URL, or when `peers` holds `self_id`.
+
+        `queue_size` bounds each lane's queue. `cluster_id` goes into every signature
+        (default: derived from the secret, `signing.default_cluster_id`).
 
         The callbacks run on the event loop, in the peer's sender task, when reachability
         changes; `on_peer_unreachable(peer, refused)` says whether the connection was
@@ -258,19 +344,37 @@ class PeerClient:
             raise ValueError(f"queue_size must be >= 1, got {queue_size}")
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if not 1 <= max_batch_bytes <= MAX_BODY_BYTES // 2:
+            raise ValueError(
+                f"max_batch_bytes must be in 1..{MAX_BODY_BYTES // 2}, got {max_batch_bytes}"
+            )
         if self_id in peers:
             raise ValueError(f"peers must not include this node ({self_id})")
         self._self_id = self_id
-        self._secret = secret
         self._timeout_seconds = timeout_seconds
         self._max_batch = max_batch
+        self._max_batch_bytes = max_batch_bytes
         self._session_factory = session_factory
         self._metrics: PeerMetrics = metrics if metrics is not None else NoPeerMetrics()
         self._on_peer_unreachable = on_peer_unreachable
         self._on_peer_reachable = on_peer_reachable
         self._gzip_threshold_bytes = gzip_threshold_bytes
+        self._cluster_id = (
+            cluster_id if cluster_id is not None else signing.default_cluster_id(secret)
+        )
+
+        def lanes() -> dict[Lane, _Lane]:
+            return {
+                kind: _Lane(
+                    kind,
+                    queue_size,
+                    signing.PeerSigner(secret, cluster_id=self._cluster_id, self_id=self_id),
+                )
+                for kind in Lane
+            }
+
         self._links: dict[NodeId, _Link] = {
-            peer: _Link(peer, _messages_url(peer, base), queue_size) for peer, base in peers.items()
+            peer: _Link(peer, _messages_url(peer, base), lanes()) for peer, base in peers.items()
         }
         self._running = False
 
@@ -279,12 +383,13 @@ class PeerClient:
         return frozenset(self._links)
 
     def peer_reachable(self, peer: NodeId) -> bool:
-        """Whether the last request to `peer` succeeded (True before any). KeyError if unknown."""
+        """Whether the last request on `peer`'s control lane succeeded (True before any).
+        KeyError if unknown."""
         return self._links[peer].reachable
 
     def queued(self, peer: NodeId) -> int:
-        """How many envelopes wait in `peer`'s queue. KeyError if unknown."""
-        return len(self._links[peer].outbox)
+        """How many envelopes wait in `peer`'s queues. KeyError if unknown."""
+        return sum(len(lane.outbox) for lane in self._links[peer].lanes.values())
 
     def send(self, envelope: Envelope) -> None:
         """Queue `envelope` for its recipient; never blocks, never raises, may lose it."""
@@ -293,7 +398,7 @@ class PeerClient:
             logger.debug("dropped message for unknown peer recipient=%s", envelope.recipient)
             self._metrics.dropped(envelope.recipient, DropReason.UNKNOWN_PEER, 1)
             return
-        if link.outbox.put(envelope):
+        if link.lanes[lane_of(envelope)].outbox.put(envelope):
             self._metrics.dropped(link.peer, DropReason.QUEUE_FULL, 1)
 
     async def run(self) -> None:
@@ -304,30 +409,32 @@ class PeerClient:
         try:
             async with self._session_factory() as session, asyncio.TaskGroup() as tasks:
                 for link in self._links.values():
-                    tasks.create_task(
-                        self._send_forever(session, link), name=f"peer-sender-{link.peer}"
-                    )
+                    for lane in link.lanes.values():
+                        tasks.create_task(
+                            self._send_forever(session, link, lane),
+                            name=f"peer-sender-{link.peer}-{lane.kind}",
+                        )
         finally:
             self._running = False
 
-    async def _send_forever(self, session: aiohttp.ClientSession, link: _Link) -> None:
+    async def _send_forever(self, session: aiohttp.ClientSession, link: _Link, lane: _Lane) -> None:
         while True:
-            batch = await link.outbox.take(self._max_batch)
+            batch = await lane.outbox.take(self._max_batch, self._max_batch_bytes)
             if FAILPOINTS.enabled:
-                await self._send_with_faults(session, link, batch)
+                await self._send_with_faults(session, link, lane, batch)
             else:
-                await self._send_batch(session, link, batch)
+                await self._send_batch(session, link, lane, batch)
 
     async def _send_with_faults(
-        self, session: aiohttp.ClientSession, link: _Link, batch: Sequence[Envelope]
+        self, session: aiohttp.ClientSession, link: _Link, lane: _Lane, batch: Sequence[Envelope]
     ) -> None:
         """Send `batch` through the injected faults: loss, delay, reordering, duplication."""
         faults, rng = FAILPOINTS.faults, FAILPOINTS.rng
-        held, link.held = link.held, None
+        held, lane.held = lane.held, None
         if not faults.applies_to(link.peer):
-            await self._send_batch(session, link, batch)
+            await self._send_batch(session, link, lane, batch)
             if held is not None:
-                await self._send_batch(session, link, held)
+                await self._send_batch(session, link, lane, held)
             return
         if rng.random() < faults.loss:
             logger.debug("failpoint peer.loss dropped a batch peer=%s", link.peer)
@@ -335,16 +442,16 @@ class PeerClient:
         if faults.delay_ms:
             await asyncio.sleep(rng.uniform(0, faults.delay_ms) / 1000)
         if held is None and rng.random() < faults.reorder:
-            link.held = tuple(batch)  # sent after the next batch
+            lane.held = tuple(batch)  # sent after the next batch
             return
-        await self._send_batch(session, link, batch)
+        await self._send_batch(session, link, lane, batch)
         if rng.random() < faults.duplicate:
-            await self._send_batch(session, link, batch)
+            await self._send_batch(session, link, lane, batch)
         if held is not None:
-            await self._send_batch(session, link, held)
+            await self._send_batch(session, link, lane, held)
 
     async def _send_batch(
-        self, session: aiohttp.ClientSession, link: _Link, batch: Sequence[Envelope]
+        self, session: aiohttp.ClientSession, link: _Link, lane: _Lane, batch: Sequence[Envelope]
     ) -> None:
         try:
             body = encode_batch(batch)
@@ -352,35 +459,68 @@ class PeerClient:
             logger.exception("cannot encode batch peer=%s messages=%d", link.peer, len(batch))
             self._metrics.dropped(link.peer, DropReason.UNENCODABLE, len(batch))
             return
-        headers = {"Content-Type": CONTENT_TYPE, SENDER_HEADER: self._self_id}
-        if self._secret is not None:
-            headers[auth.SIGNATURE_HEADER] = auth.sign(self._secret, body)
-        wire, encoding = compress_if_large(body, threshold_bytes=self._gzip_threshold_bytes)
-        if encoding is not None:
-            headers["Content-Encoding"] = encoding
+        if len(body) > _THREAD_COMPRESS_BYTES:
+            wire, encoding = await asyncio.to_thread(
+                compress_if_large, body, threshold_bytes=self._gzip_threshold_bytes
+            )
+        else:
+            wire, encoding = compress_if_large(body, threshold_bytes=self._gzip_threshold_bytes)
+
+        def headers() -> dict[str, str]:
+            signed = lane.signer.headers(
+                "POST", link.url.raw_path_qs, link.peer, wire, encoding=encoding
+            )
+            signed["Content-Type"] = CONTENT_TYPE
+            if encoding is not None:
+                signed["Content-Encoding"] = encoding
+            return signed
 
         loop = asyncio.get_running_loop()
         started = loop.time()
         outcome, detail = await self._post(session, link.url, wire, headers)
         self._metrics.observe_rpc(link.peer, RPC_MESSAGES, outcome, loop.time() - started)
-        if outcome is RpcOutcome.OK:
+        if outcome is not RpcOutcome.OK:
+            self._metrics.dropped(link.peer, DropReason.SEND_FAILED, len(batch))
+        if lane.kind is Lane.BULK:
+            self._note_bulk(link, lane, outcome, detail)
+        elif outcome is RpcOutcome.OK:
             self._mark_reachable(link)
         else:
-            self._metrics.dropped(link.peer, DropReason.SEND_FAILED, len(batch))
             self._mark_unreachable(link, outcome, detail)
 
+    def _note_bulk(self, link: _Link, lane: _Lane, outcome: RpcOutcome, detail: str) -> None:
+        """Log when the bulk lane starts or stops failing. Reachability is the control lane's
+        to judge (it carries traffic every beat); a peer refusing only large batches must
+        not make it flap."""
+        failing = outcome is not RpcOutcome.OK
+        if failing == lane.failing:
+            return
+        lane.failing = failing
+        if failing:
+            logger.warning(
+                "peer bulk lane failing peer=%s outcome=%s detail=%s", link.peer, outcome, detail
+            )
+        else:
+            logger.info("peer bulk lane working again peer=%s", link.peer)
+
     async def _post(
-        self, session: aiohttp.ClientSession, url: URL, wire: bytes, headers: Mapping[str, str]
+        self,
+        session: aiohttp.ClientSession,
+        url: URL,
+        wire: bytes,
+        headers: Callable[[], Mapping[str, str]],
     ) -> tuple[RpcOutcome, str]:
-        """POST one batch; returns the outcome and, for a failure, what went wrong."""
+        """POST one batch (`headers()` signs each attempt); returns the outcome and, for a
+        failure, what went wrong."""
         try:
             async with asyncio.timeout(self._timeout_seconds):
                 try:
-                    status = await _post_once(session, url, wire, headers)
+                    status = await _post_once(session, url, wire, headers())
                 except aiohttp.ServerDisconnectedError:
                     # A pooled keep-alive connection the peer had already closed (it
-                    # restarted): try once on a fresh one. A duplicate is harmless to Raft.
-                    status = await _post_once(session, url, wire, headers)
+                    # restarted): try once on a fresh one, with a fresh nonce. A duplicate
+                    # is harmless to Raft.
+                    status = await _post_once(session, url, wire, headers())
         except TimeoutError:
             return RpcOutcome.TIMEOUT, f"no answer within {self._timeout_seconds} s"
         except aiohttp.ClientConnectorError as error:
@@ -422,7 +562,9 @@ class PeerClient:
 async def _post_once(
     session: aiohttp.ClientSession, url: URL, wire: bytes, headers: Mapping[str, str]
 ) -> int:
-    async with session.post(url, data=wire, headers=headers) as response:
+    # A large body goes as a stream (aiohttp warns that bytes over 1 MiB are written in one go).
+    data = io.BytesIO(wire) if len(wire) > _STREAM_BODY_BYTES else wire
+    async with session.post(url, data=data, headers=headers) as response:
         await response.read()  # drain, so that the connection goes back to the pool
         return response.status
 

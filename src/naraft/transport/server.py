@@ -1,13 +1,22 @@
 """The receiving end of peer RPC: `POST /nacos/v1/ns/raft/messages`.
 
-A request carries one batch of envelopes (see `codec`). The handler checks the cluster
-secret's signature, decompresses, decodes, drops envelopes from senders outside the cluster,
-hands the rest to `deliver` in batch order and answers 204 at once: a reply is its own
-message travelling the other way (docs/conventions.md#the-ready-contract).
+A request carries one batch of envelopes (see `codec`). The handler checks the signature's
+headers (cluster id, sender, recipient, time: see `signing`), reads the body as sent (at most
+`max_body_bytes`), checks the signature over it and takes its nonce, and only then
+decompresses (at most `max_body_bytes` again) and decodes. It drops envelopes whose sender is
+not the request's signer or whose recipient is not this node, hands the rest to `deliver` in
+batch order and answers 204 at once: a reply is its own message travelling the other way
+(docs/conventions.md#the-ready-contract).
 
-Refusals never reach the core: a missing or wrong signature is answered 403, an undecodable
-body 400, an oversized one 413. Each is counted, and logged when it starts for a remote host
-(not once per request: a misconfigured peer sends ten batches a second).
+Peer limits are their own: the body limit (64 MiB by default) is not the client API's, and
+this handler reads the stream itself, so the application's `client_max_size` never applies.
+The node runs its port with `auto_decompress=False`; a runner that inflates bodies itself
+would make every gzip'd batch fail its signature (it signs the bytes as sent).
+
+Refusals never reach the core: a signature that does not hold (missing, another cluster,
+stale, replayed, wrong) is answered 403, an undecodable body 400, an oversized one 413. Each
+is counted, and logged once when it starts for a remote host (not once per request: a
+misconfigured peer sends ten batches a second). A node without peers has no such route.
 
 Only when the process started with `NARAFT_FAILPOINTS` set (fault campaigns), a debug route
 `GET|PUT /naraft/v1/debug/failpoints` shows or replaces the transport failpoints (see
@@ -16,7 +25,6 @@ Only when the process started with `NARAFT_FAILPOINTS` set (fault campaigns), a 
 
 from __future__ import annotations
 
-import enum
 import logging
 from collections.abc import Callable, Collection
 from typing import Final, Protocol
@@ -26,7 +34,6 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from naraft.raft.messages import Envelope
 from naraft.raft.types import NodeId
-from naraft.transport import auth
 from naraft.transport.client import FAILPOINTS, parse_link_faults
 from naraft.transport.codec import (
     GZIP_ENCODING,
@@ -38,23 +45,20 @@ from naraft.transport.codec import (
     decode_batch,
     decompress,
 )
+from naraft.transport.signing import (
+    DEFAULT_WINDOW_MS,
+    Claim,
+    PeerVerifier,
+    Rejection,
+    SignatureError,
+    default_cluster_id,
+)
 
 logger = logging.getLogger(__name__)
 
 _MAX_LOGGED_SOURCES: Final = 1024  # bounds the memory of who was already logged
 FAILPOINTS_PATH: Final = "/naraft/v1/debug/failpoints"
 _LOOPBACK: Final = frozenset({"127.0.0.1", "::1"})
-
-
-class Rejection(enum.StrEnum):
-    """Why a batch, or one envelope of it, was not delivered."""
-
-    MISSING_SIGNATURE = "missing_signature"
-    BAD_SIGNATURE = "bad_signature"
-    UNDECODABLE = "undecodable"
-    TOO_LARGE = "too_large"
-    UNKNOWN_SENDER = "unknown_sender"
-    WRONG_RECIPIENT = "wrong_recipient"
 
 
 class InboundMetrics(Protocol):
@@ -87,30 +91,39 @@ def peer_routes(
     *,
     self_id: NodeId | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
+    cluster_id: str | None = None,
+    window_ms: int = DEFAULT_WINDOW_MS,
 ) -> list[web.RouteDef]:
     """The route for `POST MESSAGES_PATH`, to add to the node's application.
 
     - `deliver` is called once per accepted envelope, in batch order, on the event loop; it
       must not block (`Replica.deliver` puts on its inbox). Whatever it raises is a bug.
     - `secret` None accepts unsigned batches (tests and single-node setups only).
-    - Envelopes whose sender is not in `known_peers`, or (when `self_id` is given) whose
-      recipient is not `self_id`, are dropped and counted.
-    - `max_body_bytes` bounds the body after decompression, whatever the application's
-      `client_max_size`.
-
-    The body is read as sent whether or not the server runner decompresses request bodies
-    (aiohttp's `auto_decompress`); running the peer port with `auto_decompress=False` keeps
-    the gzip-bomb check in this handler.
+    - A request must be signed by one of `known_peers` for `self_id` (when given) in cluster
+      `cluster_id` (default: derived from the secret) within `window_ms` of now, once.
+    - Envelopes whose sender is not in `known_peers` (or not the request's signer), or (when
+      `self_id` is given) whose recipient is not `self_id`, are dropped and counted.
+    - `max_body_bytes` bounds the body as sent and again after decompression, whatever the
+      application's `client_max_size`.
+    - No peers: no route (a standalone node serves no peer traffic).
     """
+    peers = frozenset(known_peers)
+    verifier = PeerVerifier(
+        secret,
+        cluster_id=cluster_id if cluster_id is not None else default_cluster_id(secret),
+        self_id=self_id,
+        members=peers,
+        window_ms=window_ms,
+    )
     inbox = _Inbox(
         deliver=deliver,
-        secret=secret,
-        known_peers=frozenset(known_peers),
+        verifier=verifier,
+        known_peers=peers,
         metrics=metrics if metrics is not None else NoInboundMetrics(),
         self_id=self_id,
         max_body_bytes=max_body_bytes,
     )
-    routes = [web.post(MESSAGES_PATH, inbox.on_messages)]
+    routes = [web.post(MESSAGES_PATH, inbox.on_messages)] if peers else []
     if FAILPOINTS.enabled:
         routes += [
             web.get(FAILPOINTS_PATH, _show_failpoints),
@@ -149,6 +162,21 @@ async def _set_failpoints(request: web.Request) -> web.Response:
     return await _show_failpoints(request)
 
 
+async def read_limited(request: web.Request, limit: int) -> bytes:
+    """The request's body as sent, read from the stream by a peer route itself, so that the
+    client API's `client_max_size` never applies. Raises `BodyTooLargeError` past `limit`."""
+    if request.content_length is not None and request.content_length > limit:
+        raise BodyTooLargeError(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLargeError(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 class _UnreadableBodyError(CodecError):
     """The request's body stream itself failed (bad gzip under auto_decompress)."""
 
@@ -160,14 +188,14 @@ class _Inbox:
         self,
         *,
         deliver: Callable[[Envelope], None],
-        secret: bytes | None,
+        verifier: PeerVerifier,
         known_peers: frozenset[NodeId],
         metrics: InboundMetrics,
         self_id: NodeId | None,
         max_body_bytes: int,
     ) -> None:
         self._deliver = deliver
-        self._secret = secret
+        self._verifier = verifier
         self._known_peers = known_peers
         self._metrics = metrics
         self._self_id = self_id
@@ -177,7 +205,16 @@ class _Inbox:
     async def on_messages(self, request: web.Request) -> web.Response:
         remote = request.remote or "unknown"
         try:
-            body = await self._read_body(request)
+            claim = self._verifier.claim(request.method, request.raw_path, request.headers)
+        except SignatureError as error:
+            return self._refuse(remote, error.reason, 403, error.detail)
+        try:
+            wire = await self._read_wire(request)
+            # Before anything is inflated: a forged gzip bomb costs one hash, not 64 MiB.
+            self._verifier.admit(claim, wire)
+            body = self._inflate(request, wire)
+        except SignatureError as error:
+            return self._refuse(remote, error.reason, 403, error.detail)
         except BodyTooLargeError as error:
             return self._refuse(remote, Rejection.TOO_LARGE, 413, str(error))
         except _UnreadableBodyError as error:
@@ -189,13 +226,6 @@ class _Inbox:
         except CodecError as error:
             return self._refuse(remote, Rejection.UNDECODABLE, 400, str(error))
 
-        if self._secret is not None:
-            signature = request.headers.get(auth.SIGNATURE_HEADER)
-            if signature is None:
-                return self._refuse(remote, Rejection.MISSING_SIGNATURE, 403, "missing signature")
-            if not auth.verify(self._secret, body, signature):
-                return self._refuse(remote, Rejection.BAD_SIGNATURE, 403, "bad signature")
-
         try:
             envelopes = decode_batch(body)
         except CodecError as error:
@@ -204,7 +234,7 @@ class _Inbox:
         self._forget(remote)
         delivered: dict[NodeId, int] = {}
         for envelope in envelopes:
-            reason = self._check(envelope)
+            reason = self._check(envelope, claim)
             if reason is not None:
                 self._metrics.rejected(reason)
                 self._log_once(
@@ -222,36 +252,31 @@ class _Inbox:
             self._metrics.received(peer, count)
         return web.Response(status=204)
 
-    async def _read_body(self, request: web.Request) -> bytes:
-        """The uncompressed body, at most `max_body_bytes` long."""
+    async def _read_wire(self, request: web.Request) -> bytes:
+        """The body as sent (still compressed), at most `max_body_bytes` long."""
         encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
         if encoding not in (GZIP_ENCODING, "identity"):
             raise CodecError("Content-Encoding", f"unsupported {encoding!r}")
-        # Read the stream ourselves: request.read() would apply the app's client_max_size.
-        limit = self._max_body_bytes
-        if request.content_length is not None and request.content_length > limit:
-            raise BodyTooLargeError(limit)
-        chunks: list[bytes] = []
-        size = 0
         try:
-            async for chunk in request.content.iter_any():
-                size += len(chunk)
-                if size > limit:
-                    raise BodyTooLargeError(limit)
-                chunks.append(chunk)
+            return await read_limited(request, self._max_body_bytes)
         except (web.RequestPayloadError, HttpProcessingError, ConnectionResetError) as error:
             # The runner's auto_decompress met bad gzip, the body's framing is broken, or the
             # sender went away mid-body (killed: the chaos campaign found this one).
             raise _UnreadableBodyError("body", f"unreadable: {error}") from error
-        body = b"".join(chunks)
-        # With auto_decompress the runner has already gunzipped; JSON never starts with 0x1f.
-        if encoding == GZIP_ENCODING and body.startswith(GZIP_MAGIC):
-            body = decompress(body, max_bytes=limit)
-        return body
 
-    def _check(self, envelope: Envelope) -> Rejection | None:
+    def _inflate(self, request: web.Request, wire: bytes) -> bytes:
+        """The uncompressed body, at most `max_body_bytes` long."""
+        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+        # With auto_decompress the runner has already gunzipped; JSON never starts with 0x1f.
+        if encoding == GZIP_ENCODING and wire.startswith(GZIP_MAGIC):
+            return decompress(wire, max_bytes=self._max_body_bytes)
+        return wire
+
+    def _check(self, envelope: Envelope, claim: Claim | None) -> Rejection | None:
         if envelope.sender not in self._known_peers:
             return Rejection.UNKNOWN_SENDER
+        if claim is not None and envelope.sender != claim.sender:
+            return Rejection.SENDER_MISMATCH
         if self._self_id is not None and envelope.recipient != self._self_id:
             return Rejection.WRONG_RECIPIENT
         return None
