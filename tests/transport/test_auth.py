@@ -51,7 +51,7 @@ def test_no_secret_configured_is_none() -> None:
 @pytest.mark.parametrize("content", [b"", b" \n\t"], ids=["empty", "whitespace"])
 def test_empty_secret_file_is_an_error_naming_the_file(tmp_path: Path, content: bytes) -> None:
     path = secret_file(tmp_path, content)
-    with pytest.raises(SecretError, match="is 0 bytes") as caught:
+    with pytest.raises(SecretError, match="is empty; it must be at least 16 bytes") as caught:
         load_secret(path, {})
     assert str(path) in caught.value.source
     assert "--cluster-secret-file" in str(caught.value)
@@ -71,7 +71,7 @@ def test_missing_secret_file_is_an_error(tmp_path: Path) -> None:
 def test_a_short_secret_is_refused_naming_its_source_and_the_minimum(
     tmp_path: Path, length: int
 ) -> None:
-    with pytest.raises(SecretError, match=f"is {length} bytes; it must be at least 16") as caught:
+    with pytest.raises(SecretError, match=f"is {length} bytes; it must be at least 16 bytes") as caught:
         load_secret(secret_file(tmp_path, b"x" * length), {})
     assert "--cluster-secret-file" in str(caught.value)
     assert "\n" not in str(caught.value)

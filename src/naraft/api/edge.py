@@ -318,6 +318,8 @@ def input_middleware(max_params: int) -> Middleware:
         except (UnicodeDecodeError, RequestPayloadError) as error:
             status = 408 if isinstance(error, BodyTimeoutError) else 400
             reason = one_line(error)
+            if isinstance(error, UnicodeDecodeError):
+                reason = f"the request is not valid UTF-8 ({reason})"
             logger.info("%s %s answered %d: %s", request.method, request.path, status, reason)
             answer = web.Response(status=status, text=reason)
             if isinstance(error, RequestPayloadError):

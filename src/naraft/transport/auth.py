@@ -86,9 +86,10 @@ def load_secret(
     else:
         return None
     if len(secret) < MIN_SECRET_BYTES:
+        size = f"is {len(secret)} bytes" if secret else "is empty"
         raise SecretError(
             source,
-            f"is {len(secret)} bytes; it must be at least {MIN_SECRET_BYTES} "
+            f"{size}; it must be at least {MIN_SECRET_BYTES} bytes "
             "(every peer needs the same secret)",
         )
     return secret
