@@ -71,7 +71,9 @@ def test_missing_secret_file_is_an_error(tmp_path: Path) -> None:
 def test_a_short_secret_is_refused_naming_its_source_and_the_minimum(
     tmp_path: Path, length: int
 ) -> None:
-    with pytest.raises(SecretError, match=f"is {length} bytes; it must be at least 16 bytes") as caught:
+    with pytest.raises(
+        SecretError, match=f"is {length} bytes; it must be at least 16 bytes"
+    ) as caught:
         load_secret(secret_file(tmp_path, b"x" * length), {})
     assert "--cluster-secret-file" in str(caught.value)
     assert "\n" not in str(caught.value)
