@@ -8,11 +8,14 @@ parameters is refused naming the limit, and every kind of malformed request is a
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
+import httpx
 import pytest
 from tests.e2e.harness import FAST_TIMERS, LocalCluster, NodeProcess, local_cluster, wait_for
 
@@ -373,3 +376,59 @@ def test_parameters_at_the_limit_reach_the_handler(node: NodeProcess) -> None:
     outcome = exchange(node, b"GET " + path + b" HTTP/1.1\r\nConnection: close\r\n\r\n")
     assert "too many parameters" not in outcome.body
     assert outcome.status in (200, 404), outcome.data  # the handler's own answer
+
+
+# ---------------------------------------------------------------------- a saturated member
+
+
+def request_on(sock: socket.socket, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+    """One request on a held keep-alive connection: (status, body)."""
+    head = f"{method} {path} HTTP/1.1\r\nHost: n\r\nContent-Length: {len(body)}\r\n"
+    sock.sendall(head.encode() + b"Content-Type: application/json\r\n\r\n" + body)
+    answer = one_response(sock)
+    status = int(answer.split(b" ", 2)[1])
+    return status, answer.partition(b"\r\n\r\n")[2]
+
+
+def test_a_member_whose_client_slots_are_full_still_takes_part_in_elections(
+    tmp_path: Path,
+) -> None:
+    """Peers reach a member over connections they open when they need them: a follower
+    only ever sent to the old leader, so electing a new one needs new peer connections to
+    the saturated member. They must get in while clients hold every slot."""
+    args = (*FAST_TIMERS, "--max-connections", "2", "--header-timeout-ms", "30000")
+    with local_cluster(tmp_path / "cluster", size=3, extra_args=args) as cluster:
+        leader = cluster.wait_ready()
+        full, other = (n for n in cluster.nodes if n is not leader)
+        cluster.client.close()  # its keep-alive connection to `full` would take a slot
+        cluster.client = httpx.Client(timeout=5.0)
+        held = [connect(full) for _ in range(2)]
+        silent: list[socket.socket] = []
+        try:
+            for sock in held:
+                assert request_on(sock, "GET", "/nacos/v1/ns/raft/leader")[0] == 200
+            silent = [connect(full) for _ in range(UNCLASSIFIED_RESERVE + 8)]
+            assert exchange(full, LEADER_ONCE).status == 503
+            leader.kill()
+
+            def new_leader() -> str | None:
+                status, body = request_on(held[0], "GET", "/nacos/v1/ns/raft/leader")
+                found = json.loads(body).get("leader") if status == 200 else None
+                return found if found in (full.address, other.address) else None
+
+            elected = wait_for(new_leader, timeout_seconds=20, what="a leader without the old")
+            value = json.dumps({"value": "after-the-election"}).encode()
+            if elected == full.address:
+                assert request_on(held[1], "PUT", "/naraft/v1/kv/saturated", value)[0] == 200
+            else:
+                assert cluster.put(other, "saturated", "after-the-election").status_code == 200
+
+            def applied_on_full() -> bool:
+                status, body = request_on(held[0], "GET", "/naraft/v1/kv/saturated")
+                return status == 200 and b"after-the-election" in body
+
+            wait_for(applied_on_full, timeout_seconds=10, what="the saturated member to apply")
+            assert exchange(full, LEADER_ONCE).status == 503  # still full for clients
+        finally:
+            for sock in held + silent:
+                sock.close()
