@@ -5,6 +5,7 @@ exit code 1, no traceback."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import stat
 import subprocess
@@ -12,6 +13,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from tests.e2e.harness import FAST_TIMERS, local_cluster, naraft_command, wait_for
 
@@ -196,3 +198,36 @@ def test_cluster_up_never_writes_then_chmods(
     monkeypatch.setattr(Path, "chmod", no_chmod)
     _write_secret_file(tmp_path / "cluster.secret")
     assert stat.S_IMODE((tmp_path / "cluster.secret").stat().st_mode) == 0o600
+
+
+def test_cluster_up_creates_private_directories_secret_and_logs(tmp_path: Path) -> None:
+    (port,) = free_ports(1)
+    data_dir = tmp_path / "fresh" / "data"
+    up = subprocess.Popen(
+        [sys.executable, "-m", "naraft", "cluster", "up", "--nodes", "1",
+         "--base-port", str(port), "--data-dir", str(data_dir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    node_dir = data_dir / f"127.0.0.1_{port}"
+    try:
+        wait_for(
+            lambda: httpx.get(f"http://127.0.0.1:{port}/nacos/v1/ns/raft/leader").status_code
+            == 200,
+            timeout_seconds=30,
+            what="the one-node cluster to serve",
+        )
+        modes = {
+            path: stat.S_IMODE(path.stat().st_mode)
+            for path in (data_dir, node_dir, data_dir / "cluster.secret", node_dir / "node.log")
+        }
+        assert modes == {
+            data_dir: 0o700,
+            node_dir: 0o700,
+            data_dir / "cluster.secret": 0o600,
+            node_dir / "node.log": 0o600,
+        }
+        for path in node_dir.iterdir():
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    finally:
+        up.send_signal(signal.SIGINT)
+        up.wait(timeout=20)
