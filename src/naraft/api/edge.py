@@ -77,11 +77,6 @@ class ConnectionGate:
         self._clients: dict[GuardedHandler, None] = {}
         self._peers: dict[GuardedHandler, None] = {}
 
-    @property
-    def counts(self) -> tuple[int, int, int]:
-        """(unclassified, client, peer) connections now open."""
-        return len(self._pending), len(self._clients), len(self._peers)
-
     def admit(self, handler: GuardedHandler) -> bool:
         """Whether a new connection may wait for its first request; evicts the oldest
         unclassified connection when every slot is taken."""
