@@ -123,6 +123,7 @@ class GuardedHandler(web.RequestHandler):
         "_gate",
         "_header_timer",
         "_limits",
+        "_parsed_at_arm",
     )
 
     def __init__(
@@ -135,6 +136,7 @@ class GuardedHandler(web.RequestHandler):
         self._body_timer: asyncio.TimerHandle | None = None
         self._body_request: web.BaseRequest | None = None  # its body is still arriving
         self._awaiting = True  # waiting for the headers of the next request
+        self._parsed_at_arm = 0  # requests parsed when the header timer was armed
         self._admitted = False
 
     # connection lifecycle
@@ -222,13 +224,17 @@ class GuardedHandler(web.RequestHandler):
     # timers
 
     def _arm_header_timer(self) -> None:
+        self._parsed_at_arm = self._request_count
         self._header_timer = self._loop.call_later(
             self._limits.header_timeout_seconds, self._header_deadline
         )
 
     def _header_deadline(self) -> None:
         self._header_timer = None
-        if self._awaiting and self.transport is not None:
+        # A request parsed since arming is complete even if its handler has not started
+        # yet (a process stopped and resumed runs overdue timers before waiting tasks).
+        complete = self._request_count != self._parsed_at_arm
+        if self._awaiting and not complete and self.transport is not None:
             logger.info(
                 "closed a connection from %s: no complete request headers within %.1f s",
                 self._peer(),
