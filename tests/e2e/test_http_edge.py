@@ -226,6 +226,45 @@ def test_an_unknown_path_still_answers_404(node: NodeProcess) -> None:
     assert (outcome.status, outcome.body) == (404, "404: Not Found")
 
 
+def send_until_closed(node: NodeProcess, request: bytes) -> Outcome:
+    """Send `request` and read the answer; a server that closes while the request is still
+    arriving resets the connection, which counts as closed."""
+    sock = connect(node)
+    start = time.monotonic()
+    try:
+        sock.sendall(request)
+    except OSError:
+        sock.close()
+        return Outcome(b"", time.monotonic() - start)
+    return read_until_closed(sock)
+
+
+def test_headers_beyond_64_kib_close_the_connection_with_one_log_line(node: NodeProcess) -> None:
+    watch = LogWatch(node)
+    headers = b"".join(b"X-%d: v\r\n" % i for i in range(20_000))  # 229 KB of short lines
+    outcome = send_until_closed(node, b"GET /nacos/v1/ns/raft/leader HTTP/1.1\r\n" + headers)
+    assert outcome.status in (None, 431), outcome.data
+    assert outcome.seconds < 3
+    (line,) = watch.wait_lines(1)
+    assert "request headers larger than 65536 bytes" in line
+    time.sleep(0.2)
+    assert len(watch.lines()) == 1
+
+
+def test_many_headers_under_the_bound_and_a_large_body_in_one_packet_are_served(
+    node: NodeProcess,
+) -> None:
+    headers = b"".join(b"X-%d: v\r\n" % i for i in range(4_000))  # about 40 KB
+    outcome = exchange(
+        node, b"GET /nacos/v1/ns/raft/leader HTTP/1.1\r\n" + headers + b"Connection: close\r\n\r\n"
+    )
+    assert outcome.status == 200
+    body = json.dumps({"value": "v" * 900_000}).encode()  # under the 1 MiB value limit
+    head = b"PUT /naraft/v1/kv/edge-large HTTP/1.1\r\nConnection: close\r\n"
+    outcome = exchange(node, head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    assert outcome.status == 200, outcome.data
+
+
 # ---------------------------------------------------------------------- deadlines
 
 

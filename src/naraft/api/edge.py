@@ -39,7 +39,14 @@ UNCLASSIFIED_RESERVE: Final = 32
 """Slots beyond the client cap for connections that have not sent a request yet: a peer
 reconnecting while clients hold every slot lands here and is then counted as a peer."""
 
+MAX_HEADER_BYTES: Final = 64 * 1024
+"""A request line and headers larger than this are refused (431): aiohttp bounds each line
+(8190 bytes) but not their number."""
 _MAX_REASON_CHARS: Final = 200
+_TOO_LARGE: Final = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain\r\n"
+    b"Content-Length: 36\r\nConnection: close\r\n\r\nrequest headers larger than 64 KiB\r\n"
+)
 
 IsPeerRequest = Callable[[web.BaseRequest], bool]
 
@@ -121,6 +128,7 @@ class GuardedHandler(web.RequestHandler):
         "_body_request",
         "_body_timer",
         "_gate",
+        "_header_bytes",
         "_header_timer",
         "_limits",
         "_parsed_at_arm",
@@ -137,6 +145,7 @@ class GuardedHandler(web.RequestHandler):
         self._body_request: web.BaseRequest | None = None  # its body is still arriving
         self._awaiting = True  # waiting for the headers of the next request
         self._parsed_at_arm = 0  # requests parsed when the header timer was armed
+        self._header_bytes = 0  # received since then
         self._admitted = False
 
     # connection lifecycle
@@ -157,11 +166,27 @@ class GuardedHandler(web.RequestHandler):
             super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._awaiting and self._header_timer is None:
-            self._arm_header_timer()
+        if self._awaiting:
+            if self._header_timer is None:
+                self._arm_header_timer()
+            self._header_bytes += len(data)
         body = self._body_request
         parsed = self._request_count
         super().data_received(data)
+        if (
+            self._awaiting
+            and self._request_count == self._parsed_at_arm
+            and self._header_bytes > MAX_HEADER_BYTES
+            and self.transport is not None
+        ):
+            logger.info(
+                "closed a connection from %s: request headers larger than %d bytes",
+                self._peer(),
+                MAX_HEADER_BYTES,
+            )
+            self.transport.write(_TOO_LARGE)
+            self.force_close()  # closing flushes the answer first
+            return
         if body is not None and self._request_count != parsed and not body.content.is_eof():
             # A new message while a body is incomplete can only be aiohttp's parse error
             # (a bad chunk): it would otherwise leave the handler waiting for the body.
@@ -225,6 +250,7 @@ class GuardedHandler(web.RequestHandler):
 
     def _arm_header_timer(self) -> None:
         self._parsed_at_arm = self._request_count
+        self._header_bytes = 0
         self._header_timer = self._loop.call_later(
             self._limits.header_timeout_seconds, self._header_deadline
         )
