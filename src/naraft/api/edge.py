@@ -84,19 +84,17 @@ class ConnectionGate:
         self._clients: dict[GuardedHandler, None] = {}
         self._peers: dict[GuardedHandler, None] = {}
 
-    def admit(self, handler: GuardedHandler) -> bool:
-        """Whether a new connection may wait for its first request; evicts the oldest
-        unclassified connection when every slot is taken."""
+    def admit(self, handler: GuardedHandler) -> None:
+        """Let a new connection wait for its first request. When every slot is taken, the
+        oldest unclassified connection is closed to make room (there is one: classified
+        clients never exceed their cap, so the reserve is held by unclassified ones)."""
         if len(self._pending) + len(self._clients) >= self._limits.max_clients + (
             UNCLASSIFIED_RESERVE
         ):
-            if not self._pending:
-                return False
             oldest = next(iter(self._pending))
-            self._pending.pop(oldest)
+            del self._pending[oldest]
             oldest.evict()
         self._pending[handler] = None
-        return True
 
     def classify(self, handler: GuardedHandler, *, peer: bool) -> bool:
         """Record the kind of a connection from its first request; False when that kind
@@ -123,7 +121,6 @@ class GuardedHandler(web.RequestHandler):
     """aiohttp's connection protocol with deadlines, the gate and one-line 400s."""
 
     __slots__ = (
-        "_admitted",
         "_awaiting",
         "_body_request",
         "_body_timer",
@@ -146,24 +143,18 @@ class GuardedHandler(web.RequestHandler):
         self._awaiting = True  # waiting for the headers of the next request
         self._parsed_at_arm = 0  # requests parsed when the header timer was armed
         self._header_bytes = 0  # received since then
-        self._admitted = False
 
     # connection lifecycle
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if not self._gate.admit(self):
-            logger.info("too many connections: refused one from %s", _remote(transport))
-            transport.close()
-            return
-        self._admitted = True
+        self._gate.admit(self)
         super().connection_made(transport)
         self._arm_header_timer()
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._gate.release(self)
         self._cancel_timers()
-        if self._admitted:
-            super().connection_lost(exc)
+        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         if self._awaiting:
