@@ -6,8 +6,10 @@ descriptors for as long as it likes. `GuardedHandler` is aiohttp's connection pr
 
 - a header deadline: from a connection's first byte (or its opening) until the request's
   headers are complete, `header_timeout` seconds, else the connection is closed;
+- a bound on the headers' total size (`MAX_HEADER_BYTES`; aiohttp bounds each line only);
 - a body deadline: once the headers are in, the declared body must arrive within
-  `body_timeout` seconds (`edge_middleware` arms it only while the body is incomplete);
+  `body_timeout` seconds, else 408 (`edge_middleware` arms it only while the body is
+  incomplete);
 - a connection cap kept by `ConnectionGate`: client connections beyond `max_clients` are
   answered 503 and closed. Peers share the port, so a connection whose first request is a
   peer route is counted apart, under its own cap. An unclassified connection (no complete
