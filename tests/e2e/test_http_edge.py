@@ -340,6 +340,31 @@ def test_an_idle_keep_alive_connection_outlives_the_header_timeout(node: NodePro
         sock.close()
 
 
+@pytest.mark.parametrize("split_in", ["headers", "body"])
+def test_a_request_that_arrived_while_the_node_was_stopped_is_served(
+    node: NodeProcess, split_in: str
+) -> None:
+    """The deadline passes while the process is stopped (SIGSTOP), but the rest of the
+    request is already in its socket buffer when it resumes: it must be served, not cut."""
+    body = json.dumps({"value": "resumed"}).encode()
+    request = (
+        b"PUT /naraft/v1/kv/edge-resumed HTTP/1.1\r\nConnection: close\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body) + body
+    )
+    cut = request.index(b"\r\n") + 2 if split_in == "headers" else len(request) - 5
+    sock = connect(node)
+    sock.sendall(request[:cut])
+    time.sleep(0.2)  # the node has read the first part and armed its deadline
+    node.pause()
+    try:
+        sock.sendall(request[cut:])
+        time.sleep(max(HEADER_TIMEOUT, BODY_TIMEOUT) + 1)
+    finally:
+        node.resume()
+    outcome = read_until_closed(sock)
+    assert outcome.status == 200, outcome.data
+
+
 # ---------------------------------------------------------------------- connection cap
 
 

@@ -45,6 +45,11 @@ MAX_HEADER_BYTES: Final = 64 * 1024
 """A request line and headers larger than this are refused (431): aiohttp bounds each line
 (8190 bytes) but not their number."""
 _MAX_REASON_CHARS: Final = 200
+_GRACE_SECONDS: Final = 0.1
+"""A deadline that fires is checked once more this much later. Each libuv (uvloop) loop
+iteration runs due timers before it polls its sockets: a process stopped while busy and
+then resumed must first read what arrived meanwhile, or it would cut requests that are
+already in its buffers."""
 _TOO_LARGE: Final = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain\r\n"
     b"Content-Length: 36\r\nConnection: close\r\n\r\nrequest headers larger than 64 KiB\r\n"
@@ -248,12 +253,17 @@ class GuardedHandler(web.RequestHandler):
             self._limits.header_timeout_seconds, self._header_deadline
         )
 
-    def _header_deadline(self) -> None:
+    def _header_deadline(self, confirmed: bool = False) -> None:
         self._header_timer = None
         # A request parsed since arming is complete even if its handler has not started
         # yet (a process stopped and resumed runs overdue timers before waiting tasks).
         complete = self._request_count != self._parsed_at_arm
         if self._awaiting and not complete and self.transport is not None:
+            if not confirmed:
+                self._header_timer = self._loop.call_later(
+                    _GRACE_SECONDS, self._header_deadline, True
+                )
+                return
             logger.info(
                 "closed a connection from %s: no complete request headers within %.1f s",
                 self._peer(),
@@ -261,11 +271,16 @@ class GuardedHandler(web.RequestHandler):
             )
             self.force_close()
 
-    def _body_deadline(self, request: web.BaseRequest) -> None:
+    def _body_deadline(self, request: web.BaseRequest, confirmed: bool = False) -> None:
         """The handler's read fails (408 from `input_middleware`); a handler that does not
         read the body makes aiohttp's drain after the answer fail and close instead."""
         self._body_timer = None
         if not request.content.is_eof():
+            if not confirmed:
+                self._body_timer = self._loop.call_later(
+                    _GRACE_SECONDS, self._body_deadline, request, True
+                )
+                return
             seconds = self._limits.body_timeout_seconds
             request.content.set_exception(
                 BodyTimeoutError(f"the request body did not arrive within {seconds:.1f} s")
