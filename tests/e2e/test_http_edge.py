@@ -265,6 +265,23 @@ def test_many_headers_under_the_bound_and_a_large_body_in_one_packet_are_served(
     assert outcome.status == 200, outcome.data
 
 
+def test_an_unread_body_after_a_413_is_not_taken_for_headers(node: NodeProcess) -> None:
+    """The node answers 413 from the declared length and drains the body: those bytes are
+    not the next request's headers, and the connection serves the next request."""
+    body = b"v" * (2 << 20)
+    sock = connect(node)
+    try:
+        sock.sendall(
+            b"PUT /naraft/v1/kv/edge-huge HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(body)
+        )
+        sock.sendall(body)
+        assert one_response(sock).startswith(b"HTTP/1.1 413")
+        sock.sendall(LEADER)
+        assert one_response(sock).startswith(b"HTTP/1.1 200")
+    finally:
+        sock.close()
+
+
 # ---------------------------------------------------------------------- deadlines
 
 

@@ -164,15 +164,18 @@ class GuardedHandler(web.RequestHandler):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._awaiting:
+        body = self._body_request
+        # the rest of a body its handler left unread (aiohttp drains it after the answer)
+        draining = body is not None and not body.content.is_eof()
+        headers = self._awaiting and not draining
+        if headers:
             if self._header_timer is None:
                 self._arm_header_timer()
             self._header_bytes += len(data)
-        body = self._body_request
         parsed = self._request_count
         super().data_received(data)
         if (
-            self._awaiting
+            headers
             and self._request_count == self._parsed_at_arm
             and self._header_bytes > MAX_HEADER_BYTES
             and self.transport is not None
@@ -202,6 +205,7 @@ class GuardedHandler(web.RequestHandler):
 
     def headers_complete(self) -> None:
         self._awaiting = False
+        self._body_request = None
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
@@ -212,8 +216,9 @@ class GuardedHandler(web.RequestHandler):
             self._limits.body_timeout_seconds, self._body_deadline, request
         )
 
-    def request_done(self) -> None:
-        self._body_request = None
+    def request_done(self, request: web.BaseRequest) -> None:
+        if request.content.is_eof():
+            self._body_request = None  # else: kept while aiohttp drains the rest
         if self._body_timer is not None:
             self._body_timer.cancel()
             self._body_timer = None
@@ -335,7 +340,7 @@ def edge_middleware(is_peer: IsPeerRequest) -> Middleware:
                 protocol.start_body_deadline(request)
             return await handler(request)
         finally:
-            protocol.request_done()
+            protocol.request_done(request)
 
     return edge
 
