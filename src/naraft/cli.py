@@ -29,6 +29,7 @@ from rich.table import Table
 from naraft.config import (
     PROFILES,
     HealthTimings,
+    HttpLimits,
     NodeConfig,
     Profile,
     Timers,
@@ -39,7 +40,13 @@ from naraft.config import (
 from naraft.errors import NaraftError
 from naraft.naming.push import DEFAULT_ACK_TIMEOUT_MS, DEFAULT_MAX_RETRIES, PushTimings
 from naraft.storage.base import StoreError
-from naraft.transport.auth import SECRET_ENV_VAR, SecretError, generate_secret, load_secret
+from naraft.transport.auth import (
+    INSECURE_FILE_OPTION,
+    SECRET_ENV_VAR,
+    SecretError,
+    generate_secret,
+    load_secret,
+)
 
 logger = logging.getLogger("naraft")
 
@@ -81,6 +88,42 @@ def main() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     help=f"file holding the peer secret (or set {SECRET_ENV_VAR})",
+)
+@click.option(
+    INSECURE_FILE_OPTION,
+    "allow_insecure_secret_file",
+    is_flag=True,
+    help="accept a secret file that its group or others may read (refused otherwise)",
+)
+@click.option(
+    "--header-timeout-ms",
+    type=click.IntRange(100, 600_000),
+    default=5000,
+    help="close a connection whose request headers take longer, from their first byte",
+)
+@click.option(
+    "--body-timeout-ms",
+    type=click.IntRange(100, 600_000),
+    default=15_000,
+    help="close a connection whose request body takes longer, once its headers are in",
+)
+@click.option(
+    "--idle-timeout-ms",
+    type=click.IntRange(100, 3_600_000),
+    default=60_000,
+    help="close a keep-alive connection idle for longer",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(1, 1_000_000),
+    default=1000,
+    help="client connections at once; more are answered 503 (peers are counted apart)",
+)
+@click.option(
+    "--max-params",
+    type=click.IntRange(1, 100_000),
+    default=256,
+    help="query plus form parameters of one request; more are answered 400",
 )
 @click.option("--unhealthy-after-ms", type=click.IntRange(1), default=15_000)
 @click.option("--remove-after-ms", type=click.IntRange(1), default=30_000)
@@ -143,6 +186,12 @@ def server(
     election_ticks: int | None,
     heartbeat_ticks: int | None,
     cluster_secret_file: Path | None,
+    allow_insecure_secret_file: bool,
+    header_timeout_ms: int,
+    body_timeout_ms: int,
+    idle_timeout_ms: int,
+    max_connections: int,
+    max_params: int,
     unhealthy_after_ms: int,
     remove_after_ms: int,
     sweep_ms: int,
@@ -158,6 +207,8 @@ def server(
     log_level: str,
 ) -> None:
     """Run one node in the foreground."""
+    # Everything the node creates (database, WAL, audit log, lock) is its user's alone.
+    os.umask(0o077)
     logging.basicConfig(
         level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
@@ -171,6 +222,7 @@ def server(
             data_dir=data_dir,
             timers=_timers(Profile(profile), tick_ms, election_ticks, heartbeat_ticks),
             secret_file=cluster_secret_file,
+            allow_insecure_secret_file=allow_insecure_secret_file,
             health=HealthTimings(
                 unhealthy_after_ms=unhealthy_after_ms,
                 remove_after_ms=remove_after_ms,
@@ -193,13 +245,24 @@ def server(
         checksum_interval_seconds=checksum_interval_ms / 1000,
         peer_max_body_bytes=peer_max_body_mib * 1024 * 1024,
         max_append_bytes=max_append_kib * 1024,
+        http=HttpLimits(
+            header_timeout_seconds=header_timeout_ms / 1000,
+            body_timeout_seconds=body_timeout_ms / 1000,
+            idle_timeout_seconds=idle_timeout_ms / 1000,
+            max_connections=max_connections,
+            max_params=max_params,
+        ),
     )
+    from naraft.node import StartupError  # the server's imports are only paid by `server`
+
     try:
         _run_until_signal(
             config, PushTimings(ack_timeout_ms=push_ack_timeout_ms, max_retries=push_retries)
         )
     except StoreError as error:
         _fail(f"cannot open the store: {error}")
+    except StartupError as error:
+        _fail(str(error))
 
 
 def _timers(
@@ -227,6 +290,7 @@ def _node_config(
     timers: Timers,
     secret_file: Path | None,
     health: HealthTimings,
+    allow_insecure_secret_file: bool = False,
 ) -> NodeConfig:
     parse_address(node_id, field="--id")
     host, port = parse_address(listen or node_id, field="--listen")
@@ -241,7 +305,7 @@ def _node_config(
         assert peers is not None
         members = tuple(p.strip() for p in peers.split(",") if p.strip())
     members = check_members(node_id, members)
-    secret = load_secret(secret_file, os.environ)
+    secret = load_secret(secret_file, os.environ, allow_insecure_file=allow_insecure_secret_file)
     if secret is None and len(members) > 1:
         raise NaraftError(
             f"a clustered node needs a cluster secret: --cluster-secret-file or {SECRET_ENV_VAR}"
@@ -259,7 +323,7 @@ def _node_config(
 
 
 def _run_until_signal(config: NodeConfig, push_timings: PushTimings | None = None) -> None:
-    from naraft.node import run_node  # the server's imports are only paid by `server`
+    from naraft.node import StartupError, run_node
 
     # Everything imported so far lives as long as the process: keep it out of the
     # collector's generations, and collect young objects less often. Measured by the
@@ -279,7 +343,7 @@ def _run_until_signal(config: NodeConfig, push_timings: PushTimings | None = Non
 
     try:
         uvloop.run(main_task())
-    except* StoreError as group:
+    except* (StoreError, StartupError) as group:
         # The store error may sit in nested groups (the replica's TaskGroup inside the node's):
         # re-raise the error itself so that `server` prints it as one line, not a traceback.
         error: BaseException = group
@@ -308,11 +372,13 @@ def cluster_up(nodes: int, base_port: int, host: str, data_dir: Path, profile: s
     """Start NODES local nodes in the foreground; Ctrl-C stops them all cleanly."""
     console = Console()
     members = [f"{host}:{base_port + i}" for i in range(nodes)]
-    data_dir.mkdir(parents=True, exist_ok=True)
-    secret_file = data_dir / "cluster.secret"
-    if not secret_file.exists():
-        secret_file.write_text(generate_secret() + "\n")
-        secret_file.chmod(0o600)
+    try:
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        secret_file = data_dir / "cluster.secret"
+        _write_secret_file(secret_file)
+    except OSError as error:
+        _fail(f"cannot prepare {data_dir}: {error}")
+        return
     processes = _start_nodes(members, data_dir, secret_file, profile, standalone=nodes == 1)
     stopping = False
 
@@ -355,13 +421,30 @@ def cluster_up(nodes: int, base_port: int, host: str, data_dir: Path, profile: s
         console.print("all nodes stopped")
 
 
+def _write_secret_file(path: Path) -> None:
+    """A fresh secret in `path`, unless one is there. The file is created 0600 in one
+    step (O_EXCL), so the secret is never readable by others, not even for a moment."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(generate_secret() + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+    except BaseException:
+        path.unlink(missing_ok=True)  # never leave an empty secret behind
+        raise
+
+
 def _start_nodes(
     members: Sequence[str], data_dir: Path, secret_file: Path, profile: str, *, standalone: bool
 ) -> list[subprocess.Popen[bytes]]:
     processes = []
     for member in members:
         node_dir = data_dir / member.replace(":", "_")
-        node_dir.mkdir(parents=True, exist_ok=True)
+        node_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         args = [
             sys.executable, "-m", "naraft", "server", "--id", member,
             "--data-dir", str(node_dir), "--profile", profile,
@@ -370,10 +453,12 @@ def _start_nodes(
             args.append("--standalone")
         else:
             args += ["--peers", ",".join(members), "--cluster-secret-file", str(secret_file)]
-        log = (node_dir / "node.log").open("ab")
+        fd = os.open(node_dir / "node.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        log = os.fdopen(fd, "ab")
         processes.append(
             subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         )
+        log.close()  # the child holds its own copy
     return processes
 
 

@@ -49,6 +49,18 @@ class HealthTimings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class HttpLimits:
+    """The HTTP server's limits on what one client may hold (`naraft.api.edge`)."""
+
+    header_timeout_seconds: float = 5.0  # a request's headers, from its first byte
+    body_timeout_seconds: float = 15.0  # a request's body, once its headers are in
+    idle_timeout_seconds: float = 60.0  # a keep-alive connection between requests
+    max_connections: int = 1000  # client connections; peers are counted apart
+    max_params: int = 256  # query plus urlencoded form parameters of one request
+    peer_connections_per_member: int = 32
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NodeConfig:
     id: str  # host:port, also the client and peer address
     peers: tuple[str, ...]  # every member, this node included
@@ -71,6 +83,7 @@ class NodeConfig:
     # peer traffic limits, apart from the client API's 1 MiB body limit
     peer_max_body_bytes: int = 64 * 1024 * 1024  # a Raft batch, compressed or not
     max_append_bytes: int = 1024 * 1024  # entries' bytes per AppendEntries (at least one)
+    http: HttpLimits = HttpLimits()
 
     @property
     def standalone(self) -> bool:

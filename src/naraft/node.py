@@ -1,18 +1,24 @@
 """The composition root: one node's store, core, replica, transport, naming and API.
 
-`run_node(config)` opens the store on its own thread, rebuilds the core from what the
-store holds (hard state, log, snapshot boundary, applied state), and runs the replica,
-the peer client, the leader's beat sweeper and the HTTP server in one TaskGroup until
-cancelled. Shutdown order: stop accepting requests, stop the replica, close the store.
+`run_node(config)` first binds its listening socket (a taken port must not touch the
+data), then creates and locks the data directory (one process per directory), opens the
+store on its own thread, rebuilds the core from what the store holds (hard state, log,
+snapshot boundary, applied state), and runs the replica, the peer client, the leader's beat
+sweeper and the HTTP server in one TaskGroup until cancelled. Shutdown order: stop accepting
+requests, stop the replica, close the store, release the lock. Every file the node creates
+is private to its user (0600, directories 0700): the data is the cluster's whole state.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import fcntl
 import logging
 import os
 import random
+import socket
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +32,7 @@ from aiohttp import web
 
 from naraft.api.admin import NODE, admin_routes
 from naraft.api.app import make_app
+from naraft.api.edge import EdgeLimits, GuardedSite
 from naraft.api.forward import FORWARD_SESSION, forward_middleware
 from naraft.api.v1.beats import HttpBeatSender, beat_routes
 from naraft.api.v1.operator import ServerInfo
@@ -61,6 +68,9 @@ from naraft.transport import (
 logger = logging.getLogger(__name__)
 
 DB_FILE: Final = "naraft.db"
+LOCK_FILE: Final = "LOCK"
+"""Held with flock(LOCK_EX) for the life of the node; holds the holder's pid."""
+LISTEN_BACKLOG: Final = 1024
 AUDIT_FILE: Final = "election-audit.jsonl"
 """Append-only, one JSON line per role or leader change: {"node", "term", "role", "leader",
 "time_ms"}; fsynced. Fault campaigns check Election Safety (one leader per term) on it."""
@@ -72,6 +82,72 @@ class SystemClock:
 
     def now_ms(self) -> int:
         return int(time.time() * 1000)  # noqa: TID251 - the one wall-clock read in naraft
+
+
+class StartupError(Exception):
+    """The node cannot start (a taken port, an unusable or locked data directory); the
+    message is the one line the operator sees."""
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port. Listening at once makes a taken port fail
+    here, before the data directory is touched; connections wait in the backlog until the
+    node serves them."""
+    where = f"{host}:{port}"
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except OSError as error:
+        raise StartupError(f"cannot listen on {where}: {_reason(error)}") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        # a restarted node must not wait for its old connections' TIME_WAIT to end
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(LISTEN_BACKLOG)
+        sock.setblocking(False)
+    except OSError as error:
+        sock.close()
+        raise StartupError(f"cannot listen on {where}: {_reason(error)}") from None
+    return sock
+
+
+def lock_data_dir(path: Path) -> int:
+    """Create `path` (0700) if needed and lock it for this process; returns the lock's
+    descriptor, to close at exit. A second node on the same directory would interleave
+    writes to one database and one election audit, so it is refused."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as error:
+        raise StartupError(f"cannot use the data directory {path}: {_reason(error)}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        holder = _lock_holder(fd)
+        os.close(fd)
+        if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+            raise StartupError(f"cannot lock the data directory {path}: {_reason(error)}") from None
+        by = f" (pid {holder})" if holder else ""
+        raise StartupError(f"the data directory {path} is in use by another node{by}") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def _lock_holder(fd: int) -> str | None:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    return text if text.isdigit() else None
+
+
+def _reason(error: OSError) -> str:
+    """`Address already in use` → `address already in use`: the tail of one line."""
+    text = error.strerror or str(error)
+    return text[:1].lower() + text[1:]
 
 
 @dataclass(slots=True)
@@ -205,7 +281,7 @@ class Node:
         )
         try:
             fd = os.open(
-                self._config.data_dir / AUDIT_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644
+                self._config.data_dir / AUDIT_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600
             )
             try:
                 os.write(fd, line + b"\n")
@@ -275,24 +351,34 @@ async def run_node(
     ready: asyncio.Event | None = None,
     push_timings: PushTimings | None = None,
 ) -> None:
-    """Run one node until cancelled. `ready` is set once the HTTP server listens."""
+    """Run one node until cancelled. `ready` is set once the HTTP server serves.
+    Raises `StartupError` for a taken port or an unusable or locked data directory."""
     loop = asyncio.get_running_loop()
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="naraft-store")
-    opened = await loop.run_in_executor(executor, _open, config.data_dir / DB_FILE, config.id)
-    try:
-        await _serve(config, opened, executor, ready, push_timings or PushTimings())
-    finally:
-        await loop.run_in_executor(executor, opened.store.close)
-        executor.shutdown(wait=True)
+    with contextlib.closing(bind_listener(config.listen_host, config.listen_port)) as sock:
+        lock_fd = lock_data_dir(config.data_dir)
+        try:
+            executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="naraft-store")
+            try:
+                opened = await loop.run_in_executor(
+                    executor, _open, config.data_dir / DB_FILE, config.id
+                )
+                try:
+                    await _serve(config, opened, executor, sock, ready, push_timings)
+                finally:
+                    await loop.run_in_executor(executor, opened.store.close)
+            finally:
+                executor.shutdown(wait=True)
+        finally:
+            os.close(lock_fd)  # releases the lock
 
 
 async def _serve(
     config: NodeConfig,
     opened: _Opened,
     executor: ThreadPoolExecutor,
+    sock: socket.socket,
     ready: asyncio.Event | None,
-    push_timings: PushTimings,
+    push_timings: PushTimings | None,
 ) -> None:
     stored = opened.state
     node_id = NodeId(config.id)
@@ -401,7 +487,12 @@ async def _serve(
         expire_after_ms=lambda: naming_state.switches().default_push_cache_ms
     )
     pusher = UdpPusher(
-        naming_state, feed, push_targets, node._clock, push_timings, bind_host=config.listen_host
+        naming_state,
+        feed,
+        push_targets,
+        node._clock,
+        push_timings or PushTimings(),
+        bind_host=config.listen_host,
     )
     naming = NamingService(naming_state, replica, node._clock, node, push_targets)
     app = make_app(
@@ -423,6 +514,7 @@ async def _serve(
             *digest.routes(),
         ],
         servers=node,
+        max_params=config.http.max_params,
         middlewares=[
             forward_middleware(
                 config.id,
@@ -445,7 +537,14 @@ async def _serve(
     runner = web.AppRunner(app, auto_decompress=False, access_log=None, handle_signals=False)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, config.listen_host, config.listen_port, reuse_address=True)
+        http = config.http
+        limits = EdgeLimits(
+            header_timeout_seconds=http.header_timeout_seconds,
+            body_timeout_seconds=http.body_timeout_seconds,
+            max_clients=http.max_connections,
+            max_peers=http.peer_connections_per_member * len(config.peers),
+        )
+        site = GuardedSite(runner, sock, limits, idle_timeout_seconds=http.idle_timeout_seconds)
         await site.start()
         logger.info(
             "node %s listening on %s:%d, members %s, data %s, tick %.3fs",

@@ -15,6 +15,7 @@ from naraft.transport import (
     sign,
     verify,
 )
+from naraft.transport.auth import MIN_SECRET_BYTES
 
 
 def secret_file(tmp_path: Path, content: bytes, mode: int = 0o600) -> Path:
@@ -25,17 +26,22 @@ def secret_file(tmp_path: Path, content: bytes, mode: int = 0o600) -> Path:
 
 
 def test_secret_file_is_read_and_stripped(tmp_path: Path) -> None:
-    assert load_secret(secret_file(tmp_path, b"  abc123\n"), {}) == b"abc123"
+    assert load_secret(secret_file(tmp_path, b"  abc123abc123abc123\n"), {}) == (
+        b"abc123abc123abc123"
+    )
 
 
 def test_secret_file_wins_over_the_environment(tmp_path: Path) -> None:
-    assert load_secret(secret_file(tmp_path, b"from-file"), {SECRET_ENV_VAR: "env"}) == (
-        b"from-file"
+    env = {SECRET_ENV_VAR: "from-the-environment"}
+    assert load_secret(secret_file(tmp_path, b"from-the-secret-file"), env) == (
+        b"from-the-secret-file"
     )
 
 
 def test_secret_comes_from_the_environment_stripped() -> None:
-    assert load_secret(None, {SECRET_ENV_VAR: " from-env\t"}) == b"from-env"
+    assert load_secret(None, {SECRET_ENV_VAR: " from-the-environment\t"}) == (
+        b"from-the-environment"
+    )
 
 
 def test_no_secret_configured_is_none() -> None:
@@ -45,7 +51,7 @@ def test_no_secret_configured_is_none() -> None:
 @pytest.mark.parametrize("content", [b"", b" \n\t"], ids=["empty", "whitespace"])
 def test_empty_secret_file_is_an_error_naming_the_file(tmp_path: Path, content: bytes) -> None:
     path = secret_file(tmp_path, content)
-    with pytest.raises(SecretError, match="is empty") as caught:
+    with pytest.raises(SecretError, match="is empty; it must be at least 16 bytes") as caught:
         load_secret(path, {})
     assert str(path) in caught.value.source
     assert "--cluster-secret-file" in str(caught.value)
@@ -61,13 +67,44 @@ def test_missing_secret_file_is_an_error(tmp_path: Path) -> None:
         load_secret(tmp_path / "absent", {})
 
 
-def test_secret_file_readable_by_others_is_warned_about(
+@pytest.mark.parametrize("length", [1, MIN_SECRET_BYTES - 1])
+def test_a_short_secret_is_refused_naming_its_source_and_the_minimum(
+    tmp_path: Path, length: int
+) -> None:
+    with pytest.raises(
+        SecretError, match=f"is {length} bytes; it must be at least 16 bytes"
+    ) as caught:
+        load_secret(secret_file(tmp_path, b"x" * length), {})
+    assert "--cluster-secret-file" in str(caught.value)
+    assert "\n" not in str(caught.value)
+    with pytest.raises(SecretError, match=SECRET_ENV_VAR):
+        load_secret(None, {SECRET_ENV_VAR: "y" * length})
+
+
+def test_a_secret_of_the_minimum_length_is_accepted(tmp_path: Path) -> None:
+    assert load_secret(secret_file(tmp_path, b"z" * MIN_SECRET_BYTES), {}) == b"z" * 16
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o644, 0o620, 0o602, 0o610])
+def test_a_secret_file_open_to_group_or_others_is_refused(tmp_path: Path, mode: int) -> None:
+    path = secret_file(tmp_path, b"a-shared-cluster-secret", mode=mode)
+    with pytest.raises(SecretError) as caught:
+        load_secret(path, {})
+    message = str(caught.value)
+    assert str(path) in message
+    assert f"mode {mode:04o}" in message
+    assert "--allow-insecure-secret-file" in message
+    assert "a-shared-cluster-secret" not in message  # never show the secret
+
+
+def test_an_insecure_secret_file_is_accepted_with_a_warning_when_allowed(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    path = secret_file(tmp_path, b"a-shared-cluster-secret", mode=0o644)
     with caplog.at_level(logging.WARNING, logger="naraft.transport.auth"):
-        assert load_secret(secret_file(tmp_path, b"shared", mode=0o644), {}) == b"shared"
-    assert "readable by others" in caplog.text
-    assert "shared" not in caplog.text  # never log the secret
+        assert load_secret(path, {}, allow_insecure_file=True) == b"a-shared-cluster-secret"
+    assert "accessible to others" in caplog.text
+    assert "a-shared-cluster-secret" not in caplog.text  # never log the secret
 
 
 def test_generated_secrets_are_long_fresh_and_loadable() -> None:

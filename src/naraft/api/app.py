@@ -14,13 +14,28 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from naraft.api.admin import RAFT_BASE
 from naraft.api.context import NAMING
+from naraft.api.edge import edge_middleware, input_middleware
 from naraft.api.errors import Handler, error_middleware
 from naraft.api.v1 import instance, namespace, operator, service
+from naraft.api.v1.beats import BEATS_PATH
 from naraft.api.v1.operator import SERVERS, ServerDirectory
 from naraft.naming.service import NamingService
 
 MAX_BODY_BYTES: Final = 1024 * 1024  # parameters only; Nacos clients send empty bodies
+MAX_PARAMS: Final = 256  # query plus form; Nacos's own endpoints take fewer than 20
+SENDER_HEADER: Final = "X-Naraft-Sender"
+
+
+def is_peer_request(request: web.BaseRequest) -> bool:
+    """Whether a request says it is peer traffic: a peer route naming its sender. The
+    connection gate counts such connections apart from clients' (the handlers check the
+    signature; a forged claim only moves a connection under the peers' own cap)."""
+    if SENDER_HEADER not in request.headers:
+        return False
+    path = request.path
+    return path.startswith(RAFT_BASE + "/") or path == BEATS_PATH
 
 
 def _body_limit(max_body_bytes: int, peer_resources: Collection[str]) -> Middleware:
@@ -46,15 +61,23 @@ def make_app(
     peer_routes: Iterable[web.RouteDef] = (),
     servers: ServerDirectory | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
+    max_params: int = MAX_PARAMS,
     middlewares: Iterable[Middleware] = (),
 ) -> web.Application:
     """The client-facing application. `extra_routes` adds other layers' endpoints (raft,
     admin, auth); `peer_routes` adds the peer endpoints, outside the client body limit;
     `servers` feeds `/operator/servers` (default: this node alone); `middlewares` run
-    inside the error and body-limit ones (forwarding to the leader)."""
+    inside the error and body-limit ones (forwarding to the leader). Outermost,
+    `edge_middleware` keeps the connection limits of `naraft.api.edge`."""
     peer_resources: set[str] = set()  # canonical paths, filled once the routes are added
     app = web.Application(
-        middlewares=[error_middleware, _body_limit(max_body_bytes, peer_resources), *middlewares],
+        middlewares=[
+            edge_middleware(is_peer_request),
+            error_middleware,
+            _body_limit(max_body_bytes, peer_resources),
+            input_middleware(max_params),
+            *middlewares,
+        ],
         client_max_size=max_body_bytes,
     )
     app[NAMING] = naming

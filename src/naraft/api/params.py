@@ -49,7 +49,7 @@ class Params:
 
 async def read_params(request: web.Request) -> Params:
     """The query string plus, for a urlencoded body, the form fields after it."""
-    if request.content_type != FORM_CONTENT_TYPE or not request.can_read_body:
+    if request.content_type != FORM_CONTENT_TYPE or not request.body_exists:
         return Params(request.query)
     merged: MultiDict[str] = MultiDict(request.query)
     form = await request.post()

@@ -19,6 +19,7 @@ open, so a power loss drops every write since.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -72,6 +73,13 @@ def _failpoint_names(spec: str | None) -> frozenset[str]:
     return frozenset(names)
 
 
+def _create_private(path: Path) -> None:
+    """Create a missing database file readable by its owner only. SQLite would create it
+    0644 (less the umask), and gives its -wal and -shm files the database file's mode."""
+    with contextlib.suppress(OSError):  # it exists, or SQLite reports why it cannot open it
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+
+
 def open_store(path: Path) -> SqliteStore:
     """Open (creating if needed) the store at `path`, on the calling thread; see `SqliteStore`."""
     return SqliteStore(path)
@@ -93,6 +101,7 @@ class SqliteStore:
         failpoints = _failpoint_names(os.environ.get(FAILPOINTS_ENV_VAR))
         self._lying_fsync = "storage.lying_fsync" in failpoints
         self._synced_fd: int | None = None  # the `-synced` file, under the power-loss failpoint
+        _create_private(path)
         with self._sqlite_errors("open the store"):
             connection = sqlite3.connect(path, isolation_level=None)  # autocommit; explicit BEGIN
             try:
@@ -103,7 +112,9 @@ class SqliteStore:
                     connection.execute("PRAGMA wal_autocheckpoint = 0")
                     if self._lying_fsync:
                         connection.execute("PRAGMA synchronous = OFF")
-                    self._synced_fd = os.open(f"{path}{SYNCED_SUFFIX}", os.O_RDWR | os.O_CREAT)
+                    self._synced_fd = os.open(
+                        f"{path}{SYNCED_SUFFIX}", os.O_RDWR | os.O_CREAT, 0o600
+                    )
                     self._record_synced()
             except BaseException:
                 connection.close()

@@ -5,7 +5,9 @@
 them (method, path, cluster id, sender, recipient, time, nonce and body) and the replay window.
 
 The secret comes from `--cluster-secret-file FILE` or the environment variable
-`NARAFT_CLUSTER_SECRET`, with surrounding whitespace stripped. It is never logged.
+`NARAFT_CLUSTER_SECRET`, with surrounding whitespace stripped. It is never logged. It must
+be at least `MIN_SECRET_BYTES` long, and a file that its group or others may access is
+refused (unless `--allow-insecure-secret-file`): whoever reads it can forge peer messages.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ logger = logging.getLogger(__name__)
 SIGNATURE_HEADER: Final = "X-Naraft-Signature"
 SECRET_ENV_VAR: Final = "NARAFT_CLUSTER_SECRET"
 SECRET_FILE_OPTION: Final = "--cluster-secret-file"
+INSECURE_FILE_OPTION: Final = "--allow-insecure-secret-file"
 GENERATED_SECRET_BYTES: Final = 32
+MIN_SECRET_BYTES: Final = 16
 
 
 class SecretError(ValueError):
@@ -50,11 +54,14 @@ def verify(secret: bytes, body: bytes, signature: str | None) -> bool:
     return hmac.compare_digest(expected, signature.strip().lower().encode("utf-8", "replace"))
 
 
-def load_secret(file: Path | None, env: Mapping[str, str]) -> bytes | None:
+def load_secret(
+    file: Path | None, env: Mapping[str, str], *, allow_insecure_file: bool = False
+) -> bytes | None:
     """The cluster secret from `file` if given, else from `env[NARAFT_CLUSTER_SECRET]`.
 
-    Returns None when neither is given. Raises `SecretError` when the file cannot be read
-    or the secret is empty after stripping whitespace.
+    Returns None when neither is given. Raises `SecretError` when the file cannot be read,
+    when its group or others have any access to it (unless `allow_insecure_file`), or when
+    the secret is shorter than `MIN_SECRET_BYTES` after stripping whitespace.
     """
     if file is not None:
         source = f"{SECRET_FILE_OPTION} {file}"
@@ -64,15 +71,26 @@ def load_secret(file: Path | None, env: Mapping[str, str]) -> bytes | None:
         except OSError as error:
             raise SecretError(source, f"cannot read the file ({error.strerror})") from error
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            logger.warning("cluster secret file is readable by others path=%s", file)
+            if not allow_insecure_file:
+                raise SecretError(
+                    source,
+                    f"the file is accessible to its group or others (mode "
+                    f"{stat.S_IMODE(mode):04o}); chmod 600 it, or pass {INSECURE_FILE_OPTION}",
+                )
+            logger.warning("cluster secret file is accessible to others path=%s", file)
         secret = raw.strip()
     elif SECRET_ENV_VAR in env:
         source = f"environment variable {SECRET_ENV_VAR}"
         secret = env[SECRET_ENV_VAR].strip().encode("utf-8")
     else:
         return None
-    if not secret:
-        raise SecretError(source, "is empty; every peer needs the same non-empty secret")
+    if len(secret) < MIN_SECRET_BYTES:
+        size = f"is {len(secret)} bytes" if secret else "is empty"
+        raise SecretError(
+            source,
+            f"{size}; it must be at least {MIN_SECRET_BYTES} bytes "
+            "(every peer needs the same secret)",
+        )
     return secret
 
 

@@ -1,0 +1,439 @@
+"""The limits every HTTP server needs: read timeouts, a connection cap, malformed input.
+
+aiohttp reads headers and bodies without a deadline and accepts every connection, so a
+client that sends half a request, or opens thousands of sockets, holds the node's memory and
+descriptors for as long as it likes. `GuardedHandler` is aiohttp's connection protocol with:
+
+- a header deadline: from a connection's first byte (or its opening) until the request's
+  headers are complete, `header_timeout` seconds, else the connection is closed;
+- a bound on the headers' total size (`MAX_HEADER_BYTES`; aiohttp bounds each line only);
+- a body deadline: once the headers are in, the declared body must arrive within
+  `body_timeout` seconds, else 408 (`edge_middleware` arms it only while the body is
+  incomplete);
+- a connection cap kept by `ConnectionGate`: client connections beyond `max_clients` are
+  answered 503 and closed. Peers share the port, so a connection whose first request is a
+  peer route is counted apart, under its own cap. An unclassified connection (no complete
+  request yet) counts as a client; when every slot is taken, the oldest of those makes room
+  for a new one, so stalled sockets cannot lock peers out;
+- malformed HTTP (a bad request line, header or chunk) answered 400 with one log line,
+  where aiohttp logs a traceback for each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.typedefs import Middleware
+from aiohttp.web_protocol import RequestPayloadError
+
+from naraft.api.errors import Handler
+
+logger = logging.getLogger(__name__)
+
+UNCLASSIFIED_RESERVE: Final = 32
+"""Slots beyond the client cap for connections that have not sent a request yet: a peer
+reconnecting while clients hold every slot lands here and is then counted as a peer."""
+
+MAX_HEADER_BYTES: Final = 64 * 1024
+"""A request line and headers larger than this are refused (431): aiohttp bounds each line
+(8190 bytes) but not their number."""
+_MAX_REASON_CHARS: Final = 200
+_GRACE_SECONDS: Final = 0.1
+"""A deadline that fires is checked once more this much later. Each libuv (uvloop) loop
+iteration runs due timers before it polls its sockets: a process stopped while busy and
+then resumed must first read what arrived meanwhile, or it would cut requests that are
+already in its buffers."""
+_TOO_LARGE: Final = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain\r\n"
+    b"Content-Length: 36\r\nConnection: close\r\n\r\nrequest headers larger than 64 KiB\r\n"
+)
+
+IsPeerRequest = Callable[[web.BaseRequest], bool]
+
+
+class BodyTimeoutError(RequestPayloadError):
+    """The declared body did not arrive in time (answered 408)."""
+
+
+class MalformedBodyError(RequestPayloadError):
+    """The body broke its framing (a bad chunk) after the headers were accepted."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EdgeLimits:
+    """What `GuardedHandler` and `edge_middleware` enforce (see `naraft.config.HttpLimits`)."""
+
+    header_timeout_seconds: float
+    body_timeout_seconds: float
+    max_clients: int
+    max_peers: int
+
+
+def one_line(text: object) -> str:
+    """`text` with its whitespace collapsed and its length bounded: fit for one log line."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= _MAX_REASON_CHARS else line[:_MAX_REASON_CHARS] + "..."
+
+
+class ConnectionGate:
+    """Counts open connections by kind. Dicts keep insertion order: the oldest first."""
+
+    def __init__(self, limits: EdgeLimits) -> None:
+        self._limits = limits
+        self._pending: dict[GuardedHandler, None] = {}  # no request yet: counted as clients
+        self._clients: dict[GuardedHandler, None] = {}
+        self._peers: dict[GuardedHandler, None] = {}
+
+    def admit(self, handler: GuardedHandler) -> None:
+        """Let a new connection wait for its first request. When every slot is taken, the
+        oldest unclassified connection is closed to make room (there is one: classified
+        clients never exceed their cap, so the reserve is held by unclassified ones)."""
+        if len(self._pending) + len(self._clients) >= self._limits.max_clients + (
+            UNCLASSIFIED_RESERVE
+        ):
+            oldest = next(iter(self._pending))
+            del self._pending[oldest]
+            oldest.evict()
+        self._pending[handler] = None
+
+    def classify(self, handler: GuardedHandler, *, peer: bool) -> bool:
+        """Record the kind of a connection from its first request; False when that kind
+        is over its cap (the request is then refused with 503)."""
+        if handler not in self._pending:
+            return True  # classified by an earlier request
+        del self._pending[handler]
+        if peer:
+            if len(self._peers) >= self._limits.max_peers:
+                return False
+            self._peers[handler] = None
+            return True
+        if len(self._clients) >= self._limits.max_clients:
+            return False
+        self._clients[handler] = None
+        return True
+
+    def release(self, handler: GuardedHandler) -> None:
+        for group in (self._pending, self._clients, self._peers):
+            group.pop(handler, None)
+
+
+class GuardedHandler(web.RequestHandler):
+    """aiohttp's connection protocol with deadlines, the gate and one-line 400s."""
+
+    __slots__ = (
+        "_awaiting",
+        "_body_request",
+        "_body_timer",
+        "_gate",
+        "_header_bytes",
+        "_header_timer",
+        "_limits",
+        "_parsed_at_arm",
+    )
+
+    def __init__(
+        self, manager: web.Server, *, gate: ConnectionGate, limits: EdgeLimits, **kwargs: Any
+    ) -> None:
+        super().__init__(manager, **kwargs)
+        self._gate = gate
+        self._limits = limits
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._body_timer: asyncio.TimerHandle | None = None
+        self._body_request: web.BaseRequest | None = None  # its body is still arriving
+        self._awaiting = True  # waiting for the headers of the next request
+        self._parsed_at_arm = 0  # requests parsed when the header timer was armed
+        self._header_bytes = 0  # received since then
+
+    # connection lifecycle
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._gate.admit(self)
+        super().connection_made(transport)
+        self._arm_header_timer()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._gate.release(self)
+        self._cancel_timers()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        body = self._body_request
+        # the rest of a body its handler left unread (aiohttp drains it after the answer)
+        draining = body is not None and not body.content.is_eof()
+        headers = self._awaiting and not draining
+        if headers:
+            if self._header_timer is None:
+                self._arm_header_timer()
+            self._header_bytes += len(data)
+        parsed = self._request_count
+        super().data_received(data)
+        if (
+            headers
+            and self._request_count == self._parsed_at_arm
+            and self._header_bytes > MAX_HEADER_BYTES
+            and self.transport is not None
+        ):
+            logger.info(
+                "closed a connection from %s: request headers larger than %d bytes",
+                self._peer(),
+                MAX_HEADER_BYTES,
+            )
+            self.transport.write(_TOO_LARGE)
+            self.force_close()  # closing flushes the answer first
+            return
+        if body is not None and self._request_count != parsed and not body.content.is_eof():
+            # A new message while a body is incomplete can only be aiohttp's parse error
+            # (a bad chunk): it would otherwise leave the handler waiting for the body.
+            body.content.set_exception(MalformedBodyError("malformed body framing"))
+
+    def evict(self) -> None:
+        """Close an unclassified connection to make room for a new one."""
+        logger.info(
+            "connection limit reached: closed a connection from %s that sent no request yet",
+            self._peer(),
+        )
+        self.force_close()
+
+    # request lifecycle (called by `edge_middleware`)
+
+    def headers_complete(self) -> None:
+        self._awaiting = False
+        self._body_request = None
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def start_body_deadline(self, request: web.BaseRequest) -> None:
+        self._body_request = request
+        self._body_timer = self._loop.call_later(
+            self._limits.body_timeout_seconds, self._body_deadline, request
+        )
+
+    def request_done(self, request: web.BaseRequest) -> None:
+        if request.content.is_eof():
+            self._body_request = None  # else: kept while aiohttp drains the rest
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+        self._awaiting = True
+
+    def classify(self, *, peer: bool) -> bool:
+        return self._gate.classify(self, peer=peer)
+
+    # errors
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        """A request aiohttp could not parse: one log line and a plain 400, no traceback.
+        A 500 (a bug of ours that escaped every middleware) keeps aiohttp's traceback."""
+        if status >= 500:
+            return super().handle_error(request, status, exc, message)
+        self.headers_complete()
+        reason = one_line(message or exc or "malformed request")
+        logger.info("bad request from %s answered %d: %s", request.remote, status, reason)
+        if request.writer.output_size > 0:
+            raise ConnectionError("a response was sent already")
+        answer = web.Response(status=status, text=f"bad request: {reason}")
+        answer.force_close()
+        return answer
+
+    # timers
+
+    def _arm_header_timer(self) -> None:
+        self._parsed_at_arm = self._request_count
+        self._header_bytes = 0
+        self._header_timer = self._loop.call_later(
+            self._limits.header_timeout_seconds, self._header_deadline
+        )
+
+    def _header_deadline(self, confirmed: bool = False) -> None:
+        self._header_timer = None
+        # A request parsed since arming is complete even if its handler has not started
+        # yet (a process stopped and resumed runs overdue timers before waiting tasks).
+        complete = self._request_count != self._parsed_at_arm
+        if self._awaiting and not complete and self.transport is not None:
+            if not confirmed:
+                self._header_timer = self._loop.call_later(
+                    _GRACE_SECONDS, self._header_deadline, True
+                )
+                return
+            logger.info(
+                "closed a connection from %s: no complete request headers within %.1f s",
+                self._peer(),
+                self._limits.header_timeout_seconds,
+            )
+            self.force_close()
+
+    def _body_deadline(self, request: web.BaseRequest, confirmed: bool = False) -> None:
+        """The handler's read fails (408 from `input_middleware`); a handler that does not
+        read the body makes aiohttp's drain after the answer fail and close instead."""
+        self._body_timer = None
+        if not request.content.is_eof():
+            if not confirmed:
+                self._body_timer = self._loop.call_later(
+                    _GRACE_SECONDS, self._body_deadline, request, True
+                )
+                return
+            seconds = self._limits.body_timeout_seconds
+            request.content.set_exception(
+                BodyTimeoutError(f"the request body did not arrive within {seconds:.1f} s")
+            )
+
+    def log_exception(self, *args: Any, **kwargs: Any) -> None:
+        """aiohttp logs a traceback when draining a failed body after the answer; that
+        is a client's fault, worth one line."""
+        error = kwargs.get("exc_info")
+        if isinstance(error, RequestPayloadError | HttpProcessingError | ConnectionError):
+            logger.info("closed a connection from %s: %s", self._peer(), one_line(error))
+            self.force_close()
+            return
+        super().log_exception(*args, **kwargs)
+
+    def _cancel_timers(self) -> None:
+        for timer in (self._header_timer, self._body_timer):
+            if timer is not None:
+                timer.cancel()
+        self._header_timer = self._body_timer = None
+
+    def _peer(self) -> str:
+        return _remote(self.transport)
+
+
+def _remote(transport: asyncio.BaseTransport | None) -> str:
+    if transport is None:
+        return "?"
+    peer = transport.get_extra_info("peername")
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return f"{peer[0]}:{peer[1]}"
+    return str(peer)
+
+
+def edge_middleware(is_peer: IsPeerRequest) -> Middleware:
+    """The outermost middleware: classifies a connection by its first request (503 when
+    its kind is over the cap), stops the header deadline and arms the body deadline."""
+
+    @web.middleware
+    async def edge(request: web.Request, handler: Handler) -> web.StreamResponse:
+        protocol = request.protocol
+        if not isinstance(protocol, GuardedHandler):
+            return await handler(request)  # a test server without the guards
+        protocol.headers_complete()
+        try:
+            if not protocol.classify(peer=is_peer(request)):
+                logger.info("too many connections: answered 503 to %s", request.remote)
+                answer = web.Response(status=503, text="too many connections; retry later")
+                answer.force_close()
+                return answer
+            if not request.content.is_eof():
+                protocol.start_body_deadline(request)
+            return await handler(request)
+        finally:
+            protocol.request_done(request)
+
+    return edge
+
+
+def input_middleware(max_params: int) -> Middleware:
+    """Inside the error middleware: bounds the number of parameters (query plus urlencoded
+    form) and turns input that cannot be decoded (not UTF-8, a broken chunked body) into a
+    400 with one log line instead of a 500 with a traceback."""
+
+    @web.middleware
+    async def check_input(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            await _check_params(request, max_params)
+            return await handler(request)
+        except (UnicodeDecodeError, RequestPayloadError) as error:
+            status = 408 if isinstance(error, BodyTimeoutError) else 400
+            reason = one_line(error)
+            if isinstance(error, UnicodeDecodeError):
+                reason = f"the request is not valid UTF-8 ({reason})"
+            logger.info("%s %s answered %d: %s", request.method, request.path, status, reason)
+            answer = web.Response(status=status, text=reason)
+            if isinstance(error, RequestPayloadError):
+                # the rest of the body is unusable: end it (aiohttp would drain it and log
+                # the error again) and close the connection after the answer
+                request.content.feed_eof()
+                answer.force_close()
+            return answer
+
+    return check_input
+
+
+FORM_CONTENT_TYPE: Final = "application/x-www-form-urlencoded"
+
+
+async def _check_params(request: web.Request, limit: int) -> None:
+    """400 when the query and the urlencoded form hold more than `limit` parameters. The
+    form body itself is bounded by the body limit; counting its separators costs one pass."""
+    count = len(request.rel_url.query)
+    if request.content_type == FORM_CONTENT_TYPE and request.body_exists:
+        body = await request.read()
+        if body.strip():
+            count += body.count(b"&") + 1
+    if count > limit:
+        raise web.HTTPBadRequest(
+            text=f"too many parameters: {count}; at most {limit} (--max-params)"
+        )
+
+
+class GuardedSite(web.BaseSite):
+    """Serves a runner's application on an already bound and listening socket, with
+    `GuardedHandler` as the connection protocol."""
+
+    __slots__ = ("_gate", "_handler_args", "_limits", "_sock")
+
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        sock: socket.socket,
+        limits: EdgeLimits,
+        *,
+        idle_timeout_seconds: float,
+        backlog: int = 1024,
+    ) -> None:
+        super().__init__(runner, backlog=backlog)
+        self._sock = sock
+        self._limits = limits
+        self._gate = ConnectionGate(limits)
+        self._handler_args: dict[str, Any] = {
+            "keepalive_timeout": idle_timeout_seconds,
+            # an unread body is drained after the answer for at most this long
+            "lingering_time": limits.body_timeout_seconds,
+            "access_log": None,
+            "auto_decompress": False,
+        }
+
+    @property
+    def name(self) -> str:
+        host, port = self._sock.getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def gate(self) -> ConnectionGate:
+        return self._gate
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None
+        loop = asyncio.get_running_loop()
+
+        def protocol() -> GuardedHandler:
+            return GuardedHandler(
+                server, gate=self._gate, limits=self._limits, loop=loop, **self._handler_args
+            )
+
+        self._server = await loop.create_server(protocol, sock=self._sock, backlog=self._backlog)
