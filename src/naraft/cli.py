@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from naraft.config import (
+    DEFAULT_QUOTA_BYTES,
     PROFILES,
     HealthTimings,
     NodeConfig,
@@ -118,6 +119,12 @@ def main() -> None:
     default=5000,
     help="leader's state-checksum reports to followers (0: off)",
 )
+@click.option(
+    "--quota-bytes",
+    type=click.IntRange(0),
+    default=DEFAULT_QUOTA_BYTES,
+    help="bound on the replicated state (keys + values), the same on every member; 0: none",
+)
 @click.option("--log-level", default="INFO", type=click.Choice(["DEBUG", "INFO", "WARNING"]))
 def server(
     node_id: str,
@@ -141,6 +148,7 @@ def server(
     digest_batch: int,
     digest_parallel: int,
     checksum_interval_ms: int,
+    quota_bytes: int,
     log_level: str,
 ) -> None:
     """Run one node in the foreground."""
@@ -173,6 +181,7 @@ def server(
         digest_batch_keys=digest_batch,
         digest_parallel=digest_parallel,
         checksum_interval_seconds=checksum_interval_ms / 1000,
+        quota_bytes=quota_bytes,
     )
     try:
         _run_until_signal(

@@ -13,6 +13,8 @@ from typing import Final
 
 from naraft.errors import InvalidArgumentError
 
+DEFAULT_QUOTA_BYTES: Final = 2 << 30  # 2 GiB, as etcd's default backend quota
+
 
 class Profile(enum.StrEnum):
     DEFAULT = "default"
@@ -66,6 +68,9 @@ class NodeConfig:
     digest_batch_keys: int = 50  # datums per digest-sync fetch request (the seed's 50)
     digest_parallel: int = 4  # digest-sync requests in flight
     checksum_interval_seconds: float = 5.0  # leader's state checksum reports; 0: off
+    # bound on the replicated state (keys + values), checked at apply; 0: none. Every member
+    # must have the same one, or a write at the edge applies on some replicas only.
+    quota_bytes: int = DEFAULT_QUOTA_BYTES
 
     @property
     def standalone(self) -> bool:

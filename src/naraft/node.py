@@ -91,9 +91,11 @@ class Node:
         datums: DatumTable,
         naming_state: NamingState,
         metrics: NodeMetrics,
+        machine: NodeStateMachine | None = None,
     ) -> None:
         self._config = config
         self.replica = replica
+        self._machine = machine or NodeStateMachine(datums, naming_state)
         self._datums = datums
         self._naming_state = naming_state
         self.metrics = metrics
@@ -132,13 +134,18 @@ class Node:
     def metrics_text(self) -> bytes:
         self.metrics.observe_status(self.replica.status)
         self.metrics.disk_full.set(0 if self.replica.disk_full is None else 1)
+        self.metrics.observe_machine(self._machine)
         return self.metrics.render()
+
+    def quota_refusal(self) -> str | None:
+        return self._machine.quota_refusal()
 
     def extra_state(self) -> dict[str, object]:
         state: dict[str, object] = {
             "datums": len(self._datums),
             "instances": self._naming_state.instance_count(),
             "diskFull": self.replica.disk_full,
+            **self._machine.view(),
         }
         if self.digest is not None:
             state.update(self.digest.view())
@@ -310,7 +317,8 @@ async def _serve(
     datums = DatumTable(stored.datums)
     feed = ChangeFeed()
     naming_state = NamingState(datums, feed)
-    machine = NodeStateMachine(datums, naming_state)
+    quota = config.quota_bytes
+    machine = NodeStateMachine(datums, naming_state, quota_bytes=quota)
     metrics = NodeMetrics()
     digest = DigestService(
         datums=datums,
@@ -318,7 +326,7 @@ async def _serve(
         self_id=node_id,
         members=voters,
         secret=config.secret,
-        make_machine=lambda table: NodeStateMachine(table, NamingState(table)),
+        make_machine=lambda table: NodeStateMachine(table, NamingState(table), quota_bytes=quota),
         beat_only=lambda: naming_state.switches().send_beat_only,
         settings=DigestSettings(
             sync=SyncSettings(batch_keys=config.digest_batch_keys, parallel=config.digest_parallel),
@@ -378,7 +386,14 @@ async def _serve(
     )
     replica_box.append(replica)
     digest.attach(replica)
-    node = Node(config, replica=replica, datums=datums, naming_state=naming_state, metrics=metrics)
+    node = Node(
+        config,
+        replica=replica,
+        datums=datums,
+        naming_state=naming_state,
+        metrics=metrics,
+        machine=machine,
+    )
     node.digest = digest
     node_box.append(node)
     # Nacos: a push target is a zombie after pushCacheMillis without a list request.
@@ -388,7 +403,7 @@ async def _serve(
     pusher = UdpPusher(
         naming_state, feed, push_targets, node._clock, push_timings, bind_host=config.listen_host
     )
-    naming = NamingService(naming_state, replica, node._clock, node, push_targets)
+    naming = NamingService(naming_state, replica, node._clock, node, push_targets, guard=machine)
     app = make_app(
         naming,
         extra_routes=[

@@ -29,12 +29,19 @@ class InstanceVerdict(enum.Enum):
     REMOVE = enum.auto()
 
 
+MAX_MS: Final = (1 << 63) - 1  # a Java long: what Nacos and its clients read these into
+
+
 def _metadata_ms(metadata: Mapping[str, str], key: str) -> int | None:
-    try:
-        value = int(metadata[key])
-    except (KeyError, ValueError):
+    """A positive millisecond override that fits a Java long, or None (absent or not one)."""
+    text = metadata.get(key)
+    if text is None or len(text) > 32:
         return None
-    return value if value > 0 else None
+    try:
+        value = int(text)
+    except ValueError:
+        return None
+    return value if 0 < value <= MAX_MS else None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
