@@ -457,3 +457,7 @@ main.add_command(chaos)
 from naraft.cli_import import import_nacos  # noqa: E402 - registered after the core commands
 
 main.add_command(import_nacos)
+
+from naraft.cli_repair import repair  # noqa: E402 - offline repairs of a stopped node
+
+main.add_command(repair)

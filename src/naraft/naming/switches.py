@@ -155,7 +155,9 @@ def with_entry(switches: Switches, entry: str, value: str) -> Switches:
     if known is None:
         raise InvalidArgumentError("entry", f"unknown switch entry {entry[:64]!r}")
     if len(value) > MAX_VALUE_CHARS:
-        raise InvalidArgumentError("value", f"must be at most {MAX_VALUE_CHARS} characters")
+        raise InvalidArgumentError(
+            "value", f"switch {entry} takes at most {MAX_VALUE_CHARS} characters"
+        )
     attribute, parse = known
     change: dict[str, Any] = {attribute: parse(entry, value)}
     return replace(switches, **change)
