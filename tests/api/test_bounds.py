@@ -6,16 +6,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from tests.api.conftest import Env
 
 from naraft.api import make_app
 from naraft.api.params import MAX_PARAMS
 from naraft.naming.service import NamingService
 from naraft.naming.switches import SWITCH_ENTRIES
 from naraft.state.rejections import EntryRejected, RejectionKind
-from tests.api.conftest import Env
 
 SWITCHES = "/nacos/v1/ns/operator/switches"
 INSTANCE = "/nacos/v1/ns/instance"
@@ -42,7 +43,8 @@ async def test_an_integer_switch_out_of_java_range_is_400_and_never_proposed(
 ) -> None:
     status, text = await env.text("PUT", SWITCHES, {"entry": entry, "value": value})
     assert status == 400
-    assert "value" in text and entry in text
+    assert "value" in text
+    assert entry in text
     assert env.proposer.proposed == []
 
 
@@ -63,7 +65,7 @@ async def test_a_beat_interval_override_past_a_java_long_falls_back_to_the_switc
         "serviceName": "s",
         "ip": "10.0.0.1",
         "port": "80",
-        "metadata": '{"preserved.heart.beat.interval": "%d"}' % (1 << 64),
+        "metadata": orjson.dumps({"preserved.heart.beat.interval": str(1 << 64)}).decode(),
     }
     assert await env.text("POST", INSTANCE, params) == (200, "ok")
     beat = await env.json(
@@ -94,7 +96,7 @@ async def test_numbers_outside_nacos_ranges_are_400_naming_the_field(
 
 
 async def test_a_long_selector_is_refused(env: Any) -> None:
-    selector = '{"type": "label", "expression": "%s"}' % ("a" * 5000)
+    selector = orjson.dumps({"type": "label", "expression": "a" * 5000}).decode()
     status, text = await env.text(
         "POST", "/nacos/v1/ns/service", {"serviceName": "s", "selector": selector}
     )

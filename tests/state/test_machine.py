@@ -200,11 +200,13 @@ def test_a_write_past_the_quota_is_rejected_whole_and_deletes_always_apply() -> 
     room = 3_000 - m.datums.size_bytes - len("naraft.kv.fill") - 10
     assert isinstance(m.apply(entry(index, put("fill", "f" * room))), KvPut)
     assert m.quota_alarm()  # within 30 bytes (1 %) of the quota: writes stop before the log
-    assert m.quota_refusal() is not None and "--quota-bytes" in str(m.quota_refusal())
+    assert m.quota_refusal() is not None
+    assert "--quota-bytes" in str(m.quota_refusal())
     # a delete frees space: always applied, and the alarm clears by itself
     index += 1
     deleted = m.apply(entry(index, encode_kv(DeleteKey(key="k0"))))
-    assert isinstance(deleted, KvDeleted) and deleted.deleted
+    assert isinstance(deleted, KvDeleted)
+    assert deleted.deleted
     assert not m.quota_alarm()
     index += 1
     assert isinstance(m.apply(entry(index, put("again", "y" * 400))), KvPut)
@@ -220,7 +222,8 @@ def test_a_naming_write_past_the_quota_is_rejected_and_a_deregister_applies() ->
     )
     before = state_of(m)
     refused = m.apply(entry(2, encode_command(RegisterInstance(instance=big, stamped_at_ms=T0))))
-    assert isinstance(refused, EntryRejected) and refused.kind is RejectionKind.QUOTA
+    assert isinstance(refused, EntryRejected)
+    assert refused.kind is RejectionKind.QUOTA
     assert {k: v for k, v in state_of(m).items() if k != REJECTIONS_KEY} == before
     gone = m.apply(entry(3, encode_command(DeregisterInstance(key=instance.key, stamped_at_ms=T0))))
     assert isinstance(gone, Applied)
@@ -242,7 +245,8 @@ def test_no_quota_means_no_alarm() -> None:
     m = machine(quota_bytes=0)
     m.apply(entry(1, put("k", "x" * 100_000)))
     assert m.quota_bytes is None
-    assert not m.quota_alarm() and m.quota_refusal() is None
+    assert not m.quota_alarm()
+    assert m.quota_refusal() is None
 
 
 def test_a_digest_install_recomputes_the_size_the_quota_is_checked_against() -> None:
@@ -251,6 +255,7 @@ def test_a_digest_install_recomputes_the_size_the_quota_is_checked_against() -> 
     assert m.datums.size_bytes == 2_013
     assert m.quota_alarm()
     refused = m.apply(entry(8, put("more", "y")))
-    assert isinstance(refused, EntryRejected) and refused.kind is RejectionKind.QUOTA
+    assert isinstance(refused, EntryRejected)
+    assert refused.kind is RejectionKind.QUOTA
     assert isinstance(m.apply(entry(9, encode_kv(DeleteKey(key="big")))), KvDeleted)
     assert not m.quota_alarm()
