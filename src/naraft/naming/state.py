@@ -4,7 +4,8 @@ Rules:
 1. `apply` is deterministic: it reads no clock, no randomness and does no IO. Times come
    from the commands' `stamped_at_ms`; a datum's version is the entry's log index.
 2. Domain refusals are `Rejected(reason)`, never exceptions. An exception from `apply`
-   is a bug (replicas would diverge), and the node stops.
+   is a bug; the node's state machine (`naraft.machine`) rolls the entry back and records
+   it as rejected, the same on every replica, so the node never stops on one.
 3. Everything lives in the `DatumTable` under Nacos KeyBuilder keys: one service-metadata
    datum per service, one instance-list datum per service and kind (ephemeral or
    persistent, like Nacos), one switch datum, one datum per custom namespace. So a digest
