@@ -123,7 +123,7 @@ def main() -> None:
     "--quota-bytes",
     type=click.IntRange(0),
     default=DEFAULT_QUOTA_BYTES,
-    help="bound on the replicated state (keys + values), the same on every member; 0: none",
+    help="bound on the replicated state (keys + values); the leader's applies; 0: none",
 )
 @click.option("--log-level", default="INFO", type=click.Choice(["DEBUG", "INFO", "WARNING"]))
 def server(

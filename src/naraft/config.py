@@ -68,8 +68,8 @@ class NodeConfig:
     digest_batch_keys: int = 50  # datums per digest-sync fetch request (the seed's 50)
     digest_parallel: int = 4  # digest-sync requests in flight
     checksum_interval_seconds: float = 5.0  # leader's state checksum reports; 0: off
-    # bound on the replicated state (keys + values), checked at apply; 0: none. Every member
-    # must have the same one, or a write at the edge applies on some replicas only.
+    # bound on the replicated state (keys + values), checked at apply; 0: none. The leader
+    # replicates its own, so every replica checks against the same one.
     quota_bytes: int = DEFAULT_QUOTA_BYTES
 
     @property

@@ -238,6 +238,19 @@ class Node:
                     logger.warning("health sweep proposal failed: %s", error)
                     break
 
+    async def establish_quota_forever(self) -> None:
+        """On the leader, make this node's --quota-bytes the cluster's (replicated, so that
+        every replica checks writes against the same quota at apply)."""
+        while True:
+            await asyncio.sleep(self._config.health.sweep_interval_seconds)
+            proposal = self._machine.quota_proposal()
+            if proposal is None or not self.replica.is_leader:
+                continue
+            try:
+                await self.replica.propose(proposal)
+            except (NotLeaderError, UnavailableError) as error:
+                logger.info("state quota not proposed yet: %s", error)
+
 
 async def watch_leader(replica: Replica, timers: Timers) -> None:
     """A follower whose leader fell silent for two beats checks the leader's port: a
@@ -452,6 +465,7 @@ async def _serve(
             tasks.create_task(replica.run(), name="replica")
             tasks.create_task(client.run(), name="peer-client")
             tasks.create_task(node.sweep_forever(), name="beat-sweeper")
+            tasks.create_task(node.establish_quota_forever(), name="state-quota")
             tasks.create_task(pusher.run(), name="udp-push")
             beat_sender = HttpBeatSender(session, config.secret)
             tasks.create_task(node.beat_forwarder.run(beat_sender), name="beat-forwarder")

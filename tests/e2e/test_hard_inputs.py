@@ -82,6 +82,11 @@ def test_a_tiny_quota_refuses_writes_serves_reads_and_clears_after_deletes(
     with local_cluster(tmp_path / "cluster", size=3, extra_args=args) as cluster:
         leader = cluster.wait_ready()
         node = cluster.nodes[0] if cluster.nodes[0] is not leader else cluster.nodes[1]
+        wait_for(  # the leader replicates its quota: every replica checks against the same
+            lambda: all(cluster.state(n)["quotaBytes"] == QUOTA for n in cluster.nodes),
+            timeout_seconds=15,
+            what="the quota on every node",
+        )
         written: list[str] = []
         refusal = None
         for size in (8192, 2048, 512, 128):  # fill it up to the alarm margin (655 bytes)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from naraft.machine import NodeStateMachine, alarm_margin
+from naraft.machine import QUOTA_KEY, NodeStateMachine, alarm_margin, encode_set_quota
 from naraft.naming.codec import encode_command
 from naraft.naming.commands import (
     DeregisterInstance,
@@ -30,8 +30,14 @@ POISON_SWITCH = UpdateSwitches(
 
 
 def machine(quota_bytes: int | None = None) -> NodeStateMachine:
+    """A replica whose replicated quota is `quota_bytes` (set by the entry at index 0)."""
     datums = DatumTable()
-    return NodeStateMachine(datums, NamingState(datums), quota_bytes=quota_bytes)
+    m = NodeStateMachine(datums, NamingState(datums), quota_bytes=quota_bytes)
+    proposal = m.quota_proposal()
+    if proposal is not None:
+        m.apply(entry(0, proposal))
+    assert m.quota_proposal() is None
+    return m
 
 
 def entry(index: int, command: bytes) -> Entry:
@@ -192,7 +198,9 @@ def test_a_write_past_the_quota_is_rejected_whole_and_deletes_always_apply() -> 
     assert len(applied) == 5  # 5 x (key + 500) bytes fit in 3,000; the sixth does not
     assert all(r.kind is RejectionKind.QUOTA for r in refused)
     assert "quota of 3000 bytes" in refused[0].detail
-    assert {k for k in state_of(m) if k != REJECTIONS_KEY} == {f"naraft.kv.k{i}" for i in range(5)}
+    assert {k for k in state_of(m) if k not in (REJECTIONS_KEY, QUOTA_KEY)} == {
+        f"naraft.kv.k{i}" for i in range(5)
+    }
     assert m.datums.size_bytes <= 3_000
     assert m.rejections().quota == 5
     assert not m.quota_alarm()  # 2,7xx of 3,000 bytes: a smaller write still fits
@@ -234,10 +242,13 @@ def test_the_alarm_margin_is_one_percent_at_most_one_mebibyte() -> None:
     assert alarm_margin(64 * 1024) == 655
     assert alarm_margin(2 << 30) == 1 << 20
     m = machine(quota_bytes=10_000)
-    m.apply(entry(1, put("k", "x" * (10_000 - 100 - len("naraft.kv.k") + 1))))
-    assert m.datums.size_bytes == 9_901
-    assert m.quota_alarm()  # within 100 bytes of the quota
-    m.apply(entry(2, encode_kv(DeleteKey(key="k"))))
+    below = 10_000 - 101 - m.datums.size_bytes - len("naraft.kv.k")
+    m.apply(entry(1, put("k", "x" * below)))
+    assert m.datums.size_bytes == 9_899
+    assert not m.quota_alarm()  # 101 bytes short of the quota: the margin is 100
+    m.apply(entry(2, put("k", "x" * (below + 1))))
+    assert m.quota_alarm()
+    m.apply(entry(3, encode_kv(DeleteKey(key="k"))))
     assert not m.quota_alarm()
 
 
@@ -249,10 +260,52 @@ def test_no_quota_means_no_alarm() -> None:
     assert m.quota_refusal() is None
 
 
+def test_the_quota_is_the_replicated_one_whatever_each_replica_was_configured_with() -> None:
+    small, large = machine(quota_bytes=2_000), machine(quota_bytes=1 << 30)
+    for m in (small, large):  # the leader (configured with 2,000) replicated its quota
+        m.apply(entry(1, encode_set_quota(2_000)))
+    assert large.quota_proposal() is not None  # it would propose its own once it leads
+    results = [m.apply(entry(2, put("k", "x" * 3_000))) for m in (small, large)]
+    assert all(isinstance(r, EntryRejected) for r in results)
+    assert state_of(small) == state_of(large)
+    # the next leader replicates its own quota (0: none), and both apply the same again
+    for m in (small, large):
+        m.apply(entry(3, encode_set_quota(0)))
+        assert m.quota_bytes is None
+        assert isinstance(m.apply(entry(4, put("k", "x" * 3_000))), KvPut)
+    assert state_of(small) == state_of(large)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"op":"meta.quota","bytes":-1}',
+        b'{"op":"meta.nope"}',
+        b'{"op":"meta.',
+        b'{"op":"meta.quota","bytes":1e3}',
+    ],
+)
+def test_a_bad_quota_command_is_a_fault_and_changes_no_quota(payload: bytes) -> None:
+    m = machine(quota_bytes=5_000)
+    result = m.apply(entry(1, payload))
+    assert isinstance(result, EntryRejected)
+    assert result.kind is RejectionKind.FAULT
+    assert m.quota_bytes == 5_000
+
+
+def test_setting_the_quota_is_never_refused_by_the_quota() -> None:
+    m = machine(quota_bytes=100)
+    m.datums.put("naraft.kv.big", b"x" * 500, 1)
+    assert m.apply(entry(2, encode_set_quota(90))) == 90
+    assert m.quota_bytes == 90
+
+
 def test_a_digest_install_recomputes_the_size_the_quota_is_checked_against() -> None:
-    m = machine(quota_bytes=1_000)
-    m.datums.replace_all({"naraft.kv.big": Datum(b"x" * 2_000, 7)})
-    assert m.datums.size_bytes == 2_013
+    m = machine()
+    quota = Datum(b'{"bytes":1000}', 6)  # the leader's state carries the cluster's quota
+    m.datums.replace_all({QUOTA_KEY: quota, "naraft.kv.big": Datum(b"x" * 2_000, 7)})
+    assert m.datums.size_bytes == 2_013 + len(QUOTA_KEY) + len(quota.value)
+    assert m.quota_bytes == 1_000
     assert m.quota_alarm()
     refused = m.apply(entry(8, put("more", "y")))
     assert isinstance(refused, EntryRejected)

@@ -602,7 +602,7 @@ class NamingService:
         """`PUT /console/namespaces`."""
         command = UpdateNamespace(
             namespace_id=validate.namespace_id(validate.required("namespace_id", namespace_id)),
-            show_name=validate.namespace_show_name(show_name),
+            show_name=validate.namespace_show_name(show_name, "namespace_show_name"),
             description=validate.description(description),
             stamped_at_ms=self._clock.now_ms(),
         )

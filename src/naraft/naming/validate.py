@@ -397,18 +397,17 @@ def new_namespace_id(value: str | None) -> str | None:
         return None
     assert value is not None
     text = value.strip()
-    _charset("namespace_id", text, _NAMESPACE_ID, "[0-9a-zA-Z_-]+", MAX_NAMESPACE_ID_CHARS)
+    _charset("custom_namespace_id", text, _NAMESPACE_ID, "[0-9a-zA-Z_-]+", MAX_NAMESPACE_ID_CHARS)
     return text
 
 
-def namespace_show_name(value: str | None) -> str:
-    name = required("namespace_name", value)
+def namespace_show_name(value: str | None, field: str = "namespace_name") -> str:
+    """A namespace's name: `namespaceName` on create, `namespaceShowName` on update."""
+    name = required(field, value)
     if len(name) > MAX_NAMESPACE_NAME_CHARS:
-        raise InvalidArgumentError(
-            "namespace_name", f"must be at most {MAX_NAMESPACE_NAME_CHARS} characters"
-        )
+        raise InvalidArgumentError(field, f"must be at most {MAX_NAMESPACE_NAME_CHARS} characters")
     if _NAMESPACE_NAME_FORBIDDEN.search(name) is not None:
-        raise InvalidArgumentError("namespace_name", "must not contain @#$%^&*")
+        raise InvalidArgumentError(field, "must not contain @#$%^&*")
     return name
 
 
