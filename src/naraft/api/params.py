@@ -82,6 +82,14 @@ async def read_params(request: web.Request) -> Params:
     if request.content_type != FORM_CONTENT_TYPE or not request.can_read_body:
         return Params(check_params(request.query))
     merged: MultiDict[str] = MultiDict(check_params(request.query))
+    body = await request.read()  # kept by aiohttp for `post()`; counted before it is parsed
+    fields = body.count(b"&") + 1 if body else 0
+    if fields + len(merged) > MAX_PARAMS:
+        raise InvalidArgumentError(
+            "parameters",
+            f"at most {MAX_PARAMS}",
+            message=f"too many parameters: {fields + len(merged)}, at most {MAX_PARAMS}",
+        )
     form = await request.post()
     for name, value in form.items():
         if isinstance(value, str):
