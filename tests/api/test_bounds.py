@@ -13,9 +13,15 @@ from aiohttp.test_utils import TestClient, TestServer
 from tests.api.conftest import Env
 
 from naraft.api import make_app
-from naraft.api.params import MAX_PARAMS
+from naraft.api.params import MAX_PARAM_VALUE_CHARS, MAX_PARAMS
+from naraft.machine import NodeStateMachine
+from naraft.metrics import NodeMetrics
 from naraft.naming.service import NamingService
+from naraft.naming.state import NamingState
 from naraft.naming.switches import SWITCH_ENTRIES
+from naraft.raft import Entry, Index, Term
+from naraft.state.datums import DatumTable
+from naraft.state.kv import PutValue, encode_kv
 from naraft.state.rejections import EntryRejected, RejectionKind
 
 SWITCHES = "/nacos/v1/ns/operator/switches"
@@ -190,3 +196,30 @@ async def test_an_entry_rejected_on_apply_is_a_clear_error_not_a_hang(
         assert words in await answer.text()
     finally:
         await client.close()
+
+
+async def test_a_parameter_value_past_its_size_is_refused_naming_it(env: Any) -> None:
+    body = "serviceName=s&ip=10.0.0.1&port=80&metadata=" + "m" * (MAX_PARAM_VALUE_CHARS + 1)
+    answer = await env.client.post(
+        INSTANCE, data=body, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
+    assert answer.status == 400
+    assert "metadata" in await answer.text()
+    assert env.proposer.proposed == []
+
+
+def test_the_state_gauges_show_size_quota_alarm_and_rejections() -> None:
+    datums = DatumTable()
+    machine = NodeStateMachine(datums, NamingState(datums), quota_bytes=1_000)
+    machine.apply(Entry(Term(1), Index(1), machine.quota_proposal() or b""))
+    machine.apply(Entry(Term(1), Index(2), b"not a command"))
+    room = 1_000 - 5 - datums.size_bytes - len("naraft.kv.k")
+    machine.apply(Entry(Term(1), Index(3), encode_kv(PutValue(key="k", value="v" * room))))
+    metrics = NodeMetrics()
+    metrics.observe_machine(machine)
+    text = metrics.render().decode()
+    assert f"naraft_state_size_bytes {float(datums.size_bytes)}" in text
+    assert "naraft_state_quota_bytes 1000.0" in text
+    assert "naraft_state_quota_alarm 1.0" in text
+    assert 'naraft_state_rejected_entries{reason="fault"} 1.0' in text
+    assert 'naraft_state_rejected_entries{reason="quota"} 0.0' in text
