@@ -429,6 +429,9 @@ def status(server_url: str) -> None:
     for member, row in rows.items():
         if row.get("diskFull"):
             console.print(f"[red]{member}: disk full, refusing writes:[/red] {row['diskFull']}")
+        if row.get("quotaAlarm"):
+            used = f"{row.get('stateBytes')} of {row.get('quotaBytes')} bytes"
+            console.print(f"[red]{member}: state quota alarm, refusing writes:[/red] {used}")
     from naraft.digest.progress import catch_up_view  # only `status` pays for it
 
     catching_up = catch_up_view(rows)
