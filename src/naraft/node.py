@@ -330,8 +330,7 @@ async def _serve(
     datums = DatumTable(stored.datums)
     feed = ChangeFeed()
     naming_state = NamingState(datums, feed)
-    quota = config.quota_bytes
-    machine = NodeStateMachine(datums, naming_state, quota_bytes=quota)
+    machine = NodeStateMachine(datums, naming_state, quota_bytes=config.quota_bytes)
     metrics = NodeMetrics()
     digest = DigestService(
         datums=datums,
@@ -339,7 +338,7 @@ async def _serve(
         self_id=node_id,
         members=voters,
         secret=config.secret,
-        make_machine=lambda table: NodeStateMachine(table, NamingState(table), quota_bytes=quota),
+        make_machine=lambda table: NodeStateMachine(table, NamingState(table)),
         beat_only=lambda: naming_state.switches().send_beat_only,
         settings=DigestSettings(
             sync=SyncSettings(batch_keys=config.digest_batch_keys, parallel=config.digest_parallel),
