@@ -33,17 +33,19 @@ def assert_every_node_alive(cluster: LocalCluster) -> None:
 def test_the_poison_switch_requests_are_400_and_every_node_stays_up(
     cluster3: LocalCluster,
 ) -> None:
-    node = cluster3.nodes[1]
-    commit_before = cluster3.state(cluster3.leader())["commitIndex"]
-    for entry in INTEGER_SWITCHES:
-        for value in ("1000000000000000000000000000000", str(1 << 63), str((1 << 64) - 1)):
-            answer = cluster3.client.put(
-                f"{node.url}{SWITCHES}", params={"entry": entry, "value": value}
-            )
-            assert answer.status_code == 400, answer.text
-            assert "value" in answer.text
-            assert entry in answer.text
     leader = cluster3.leader()
+    node = next(n for n in cluster3.nodes if n is not leader)  # a follower forwards writes
+    commit_before = cluster3.state(leader)["commitIndex"]
+    for member in cluster3.nodes:  # the leader and both followers
+        for entry in INTEGER_SWITCHES:
+            for value in ("1000000000000000000000000000000", str(1 << 63), str((1 << 64) - 1)):
+                answer = cluster3.client.put(
+                    f"{member.url}{SWITCHES}", params={"entry": entry, "value": value}
+                )
+                assert answer.status_code == 400, answer.text
+                assert "value" in answer.text
+                assert entry in answer.text
+    assert cluster3.leader() is leader
     assert cluster3.state(leader)["commitIndex"] == commit_before  # nothing was proposed
     assert_every_node_alive(cluster3)
     # the cluster still commits, through a follower too
