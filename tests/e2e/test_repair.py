@@ -30,7 +30,12 @@ POISON = encode_command(
 )
 
 
-def poisoned_data_dir(data_dir: Path, node_id: str) -> None:
+# An entry no build decodes (an op of a newer or broken build): this build records it as a
+# rejected entry, the same on every replica.
+UNDECODABLE = b'{"op":"naming.from_the_future","v":7}'
+
+
+def poisoned_data_dir(data_dir: Path, node_id: str, poison: bytes = POISON) -> None:
     """A stopped standalone node's directory: 4 committed entries, the third one poison,
     only the first applied (the older build died applying the third on every restart)."""
     data_dir.mkdir(parents=True)
@@ -40,7 +45,7 @@ def poisoned_data_dir(data_dir: Path, node_id: str) -> None:
         entries = (
             Entry(Term(1), Index(1), b""),
             Entry(Term(1), Index(2), encode_kv(PutValue(key="before", value="1"))),
-            Entry(Term(1), Index(3), POISON),
+            Entry(Term(1), Index(3), poison),
             Entry(Term(1), Index(4), encode_kv(PutValue(key="after", value="2"))),
         )
         store.write(
@@ -95,7 +100,7 @@ def test_skip_entry_replaces_the_poison_with_a_noop_and_the_node_applies_the_res
     assert_node_applies_past_the_poison(node_id, data_dir)
 
 
-def assert_node_applies_past_the_poison(node_id: str, data_dir: Path) -> None:
+def assert_node_applies_past_the_poison(node_id: str, data_dir: Path, faults: int = 0) -> None:
     """Start a standalone node on `data_dir`: it applies entries 2..4 and stays up."""
     args = [
         sys.executable, "-m", "naraft", "server",
@@ -118,21 +123,30 @@ def assert_node_applies_past_the_poison(node_id: str, data_dir: Path) -> None:
                 answer = client.get(f"{node.url}/naraft/v1/kv/{key}?consistency=local")
                 assert answer.json()["value"] == value
             state = client.get(f"{node.url}/nacos/v1/ns/raft/state").json()
-            assert state["rejectedEntries"]["total"] == 0
+            assert state["rejectedEntries"]["fault"] == faults
+            if faults:
+                assert state["rejectedEntries"]["lastIndex"] == 3
+                assert "undecodable" in state["rejectedEntries"]["lastDetail"]
             switches = client.get(f"{node.url}/nacos/v1/ns/operator/switches").json()
             assert switches["clientBeatInterval"] == 5000
             assert node.running
     finally:
         node.terminate()
+    assert "Traceback" not in (data_dir / "node.log").read_text(errors="replace")
 
 
-def test_a_node_of_this_build_survives_the_unrepaired_poison(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("poison", "faults"), [(POISON, 0), (UNDECODABLE, 1)], ids=["huge-switch", "undecodable"]
+)
+def test_a_node_of_this_build_survives_the_unrepaired_poison(
+    tmp_path: Path, poison: bytes, faults: int
+) -> None:
     (port,) = free_ports(1)
     node_id = f"127.0.0.1:{port}"
     data_dir = tmp_path / "node"
-    poisoned_data_dir(data_dir, node_id)
-    assert_node_applies_past_the_poison(node_id, data_dir)
-    assert logged_commands(data_dir)[2] == POISON  # refused on apply, the log kept as it was
+    poisoned_data_dir(data_dir, node_id, poison)
+    assert_node_applies_past_the_poison(node_id, data_dir, faults)
+    assert logged_commands(data_dir)[2] == poison  # refused on apply, the log kept as it was
 
 
 def test_skip_entry_refuses_a_running_node_an_applied_entry_and_a_missing_one(
