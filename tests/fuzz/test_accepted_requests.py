@@ -14,7 +14,9 @@ the real `NodeStateMachine` (no server, no Raft). For each request:
   statuses, switches, namespaces, kv) answer with JSON.
 
 After each sequence a second replica applies the same log from scratch, and a restarted one
-decodes the stored datums: both hold exactly the first replica's state and encode it.
+decodes the stored datums: both hold exactly the first replica's state and encode it. The
+same sequences under a small replicated quota may also be refused for the quota (507 on the
+kv API, 503 on the Nacos API, both saying so), and the replicas still agree.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from hypothesis import strategies as st
 
 from naraft.api import make_app
 from naraft.api.admin import NODE, admin_routes
-from naraft.machine import NodeStateMachine
+from naraft.machine import NodeStateMachine, encode_set_quota
 from naraft.naming.feed import ChangeFeed
 from naraft.naming.health import BeatTable
 from naraft.naming.keys import InstanceKey
@@ -56,7 +58,7 @@ from naraft.naming.validate import (
 from naraft.raft import Entry, Index, Term
 from naraft.state.datums import DatumTable
 from naraft.state.kv import MAX_KEY_BYTES, read_value
-from naraft.state.rejections import EntryRejected
+from naraft.state.rejections import EntryRejected, RejectionKind
 
 SETTINGS = settings(
     max_examples=120,
@@ -135,11 +137,14 @@ class Harness:
         self.client = client
         self.replica = replica
 
-    def reset(self) -> None:
+    def reset(self, quota_bytes: int = 0) -> None:
+        """An empty state; with `quota_bytes`, that quota replicated by the first entry."""
         self.replica.datums.replace_all({})
         self.replica.datums.drain_changes()
         self.replica.log.clear()
         self.replica.results.clear()
+        if quota_bytes:
+            self.loop.run_until_complete(self.replica.propose(encode_set_quota(quota_bytes)))
 
     def run(self, request: Request) -> tuple[int, str]:
         return self.loop.run_until_complete(self._send(request))
@@ -494,8 +499,15 @@ def _check_answer(
     harness: Harness, request: Request, status: int, text: str, proposed: bool
 ) -> None:
     assert status != 500, f"{request}: 500 {text}"
+    if status in (503, 507):  # the quota (507 on the kv API, 503 on the Nacos API)
+        assert "quota" in text, f"{request}: {status} {text}"
+        return
     assert status in (200, 400, 404, 409, 413), f"{request}: {status} {text}"
-    faults = [r for r in harness.replica.results if isinstance(r, EntryRejected)]
+    faults = [
+        r
+        for r in harness.replica.results
+        if isinstance(r, EntryRejected) and r.kind is not RejectionKind.QUOTA
+    ]
     assert not faults, f"{request}: rejected on apply: {faults}"
     if status == 400 and not proposed:
         if request.body is not None or request.path.startswith("/naraft/v1/kv/"):
@@ -537,6 +549,22 @@ def test_every_accepted_request_applies_and_encodes_on_every_replica(
         _check_answer(harness, request, status, text, proposed)
         if proposed:
             _check_reads(harness, request)
+    _check_replicas(harness)
+
+
+@SETTINGS
+@given(batch=requests, quota_bytes=st.integers(min_value=300, max_value=40_000))
+def test_under_a_small_quota_writes_are_refused_clearly_and_replicas_agree(
+    harness: Harness, batch: list[Request], quota_bytes: int
+) -> None:
+    harness.reset(quota_bytes)
+    for request in batch:
+        proposed_before = len(harness.replica.log)
+        status, text = harness.run(request)
+        proposed = len(harness.replica.log) > proposed_before
+        event(f"quota: {status}")
+        _check_answer(harness, request, status, text, proposed)
+    assert harness.replica.machine.quota_bytes == quota_bytes
     _check_replicas(harness)
 
 
