@@ -242,7 +242,7 @@ class Node:
         """On the leader, make this node's --quota-bytes the cluster's (replicated, so that
         every replica checks writes against the same quota at apply)."""
         while True:
-            await asyncio.sleep(self._config.health.sweep_interval_seconds)
+            await asyncio.sleep(self._config.timers.tick_seconds)  # right after an election
             proposal = self._machine.quota_proposal()
             if proposal is None or not self.replica.is_leader:
                 continue
