@@ -16,6 +16,7 @@ from typing import Final, Protocol
 from naraft.naming.commands import RemoveInstances, SetInstanceHealth
 from naraft.naming.keys import InstanceKey
 from naraft.naming.model import Instance
+from naraft.naming.validate import JAVA_LONG_MAX
 
 # Nacos PreservedMetadataKeys: per-instance overrides, in milliseconds.
 HEART_BEAT_TIMEOUT_KEY: Final = "preserved.heart.beat.timeout"
@@ -29,9 +30,6 @@ class InstanceVerdict(enum.Enum):
     REMOVE = enum.auto()
 
 
-MAX_MS: Final = (1 << 63) - 1  # a Java long: what Nacos and its clients read these into
-
-
 def _metadata_ms(metadata: Mapping[str, str], key: str) -> int | None:
     """A positive millisecond override that fits a Java long, or None (absent or not one)."""
     text = metadata.get(key)
@@ -41,7 +39,7 @@ def _metadata_ms(metadata: Mapping[str, str], key: str) -> int | None:
         value = int(text)
     except ValueError:
         return None
-    return value if 0 < value <= MAX_MS else None
+    return value if 0 < value <= JAVA_LONG_MAX else None  # Nacos's clients read a long
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from naraft.errors import InvalidArgumentError
 from naraft.naming.keys import SWITCH_DOMAIN_NAME
+from naraft.naming.validate import JAVA_INT_MAX, JAVA_LONG_MAX
 
 
 class ServerStatus(enum.StrEnum):
@@ -56,8 +57,6 @@ def _parse_bool(entry: str, value: str) -> bool:
     return lowered == "true"
 
 
-JAVA_INT_MAX: Final = (1 << 31) - 1
-JAVA_LONG_MAX: Final = (1 << 63) - 1
 MAX_VALUE_CHARS: Final = 4_096  # the raw text of any switch value
 MAX_MASTERS: Final = 64
 MAX_MASTER_CHARS: Final = 261  # host (253) : port
