@@ -133,6 +133,7 @@ class NodeStateMachine:
             detail = f"the state would grow to {size} bytes, past the quota of {quota} bytes"
             return self._reject(entry.index, RejectionKind.QUOTA, detail)
         datums.commit()
+        self._naming.publish_applied(result)  # only now: a rolled-back entry changed nothing
         return result
 
     def _dispatch(self, payload: bytes, index: int) -> object:
@@ -145,7 +146,7 @@ class NodeStateMachine:
             else:
                 self._datums.delete(QUOTA_KEY)
             return quota
-        return self._naming.apply(decode_command(payload), index)
+        return self._naming.apply(decode_command(payload), index, publish=False)
 
     def _reject(self, index: int, kind: RejectionKind, detail: str) -> EntryRejected:
         rejected = EntryRejected(index=index, kind=kind, detail=detail)

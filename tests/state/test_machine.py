@@ -13,6 +13,7 @@ from naraft.naming.commands import (
     RegisterInstance,
     UpdateSwitches,
 )
+from naraft.naming.feed import ChangeFeed
 from naraft.naming.keys import SWITCH_KEY, ServiceKey
 from naraft.naming.model import Instance
 from naraft.naming.state import Applied, NamingState, Rejected, RejectReason
@@ -312,3 +313,23 @@ def test_a_digest_install_recomputes_the_size_the_quota_is_checked_against() -> 
     assert refused.kind is RejectionKind.QUOTA
     assert isinstance(m.apply(entry(9, encode_kv(DeleteKey(key="big")))), KvDeleted)
     assert not m.quota_alarm()
+
+
+def test_subscribers_hear_of_applied_entries_only_never_of_rolled_back_ones() -> None:
+    datums = DatumTable()
+    feed = ChangeFeed()
+    heard: list[ServiceKey] = []
+    feed.subscribe_all(heard.append)
+    m = NodeStateMachine(datums, NamingState(datums, feed), quota_bytes=2_000)
+    m.apply(entry(0, m.quota_proposal() or b""))
+    small = Instance(service=ORDERS, ip="10.0.0.1", port=80, ephemeral=False)
+    big = Instance(service=ORDERS, ip="10.0.0.2", port=80, metadata={"m": "z" * 3_000})
+    assert isinstance(m.apply(entry(1, encode_command(register_of(small)))), Applied)
+    assert heard == [ORDERS]
+    refused = m.apply(entry(2, encode_command(register_of(big))))
+    assert isinstance(refused, EntryRejected)
+    assert heard == [ORDERS]  # the rolled-back registration was never announced
+
+
+def register_of(instance: Instance) -> RegisterInstance:
+    return RegisterInstance(instance=instance, stamped_at_ms=T0)
