@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from naraft.config import (
+    DEFAULT_QUOTA_BYTES,
     PROFILES,
     HealthTimings,
     HttpLimits,
@@ -173,6 +174,12 @@ def main() -> None:
     default=1024,
     help="entries' bytes per AppendEntries message (always at least one entry)",
 )
+@click.option(
+    "--quota-bytes",
+    type=click.IntRange(0),
+    default=DEFAULT_QUOTA_BYTES,
+    help="bound on the replicated state (keys + values); the leader's applies; 0: none",
+)
 @click.option("--log-level", default="INFO", type=click.Choice(["DEBUG", "INFO", "WARNING"]))
 def server(
     node_id: str,
@@ -204,6 +211,7 @@ def server(
     checksum_interval_ms: int,
     peer_max_body_mib: int,
     max_append_kib: int,
+    quota_bytes: int,
     log_level: str,
 ) -> None:
     """Run one node in the foreground."""
@@ -252,6 +260,7 @@ def server(
             max_connections=max_connections,
             max_params=max_params,
         ),
+        quota_bytes=quota_bytes,
     )
     from naraft.node import StartupError  # the server's imports are only paid by `server`
 
@@ -525,6 +534,9 @@ def status(server_url: str) -> None:
     for member, row in rows.items():
         if row.get("diskFull"):
             console.print(f"[red]{member}: disk full, refusing writes:[/red] {row['diskFull']}")
+        if row.get("quotaAlarm"):
+            used = f"{row.get('stateBytes')} of {row.get('quotaBytes')} bytes"
+            console.print(f"[red]{member}: state quota alarm, refusing writes:[/red] {used}")
     from naraft.digest.progress import catch_up_view  # only `status` pays for it
 
     catching_up = catch_up_view(rows)
@@ -553,3 +565,7 @@ main.add_command(chaos)
 from naraft.cli_import import import_nacos  # noqa: E402 - registered after the core commands
 
 main.add_command(import_nacos)
+
+from naraft.cli_repair import repair  # noqa: E402 - offline repairs of a stopped node
+
+main.add_command(repair)

@@ -13,6 +13,8 @@ from typing import Final
 
 from naraft.errors import InvalidArgumentError
 
+DEFAULT_QUOTA_BYTES: Final = 2 << 30  # 2 GiB, as etcd's default backend quota
+
 
 class Profile(enum.StrEnum):
     DEFAULT = "default"
@@ -84,6 +86,9 @@ class NodeConfig:
     peer_max_body_bytes: int = 64 * 1024 * 1024  # a Raft batch, compressed or not
     max_append_bytes: int = 1024 * 1024  # entries' bytes per AppendEntries (at least one)
     http: HttpLimits = HttpLimits()
+    # bound on the replicated state (keys + values), checked at apply; 0: none. The leader
+    # replicates its own, so every replica checks against the same one.
+    quota_bytes: int = DEFAULT_QUOTA_BYTES
 
     @property
     def standalone(self) -> bool:

@@ -6,10 +6,12 @@ NaraftError
 │   └── AlreadyExistsError(field, rule) the thing to create exists (Nacos answers 400 for it)
 ├── NotFoundError(kind, name)           a namespace, service or instance is missing
 ├── UnauthorizedError                   bad token or cluster secret
-└── UnavailableError                    no leader, no quorum, timed out waiting to commit
-    ├── ProposalDroppedError            the entry went to another leader
-    ├── OutcomeUnknownError             it may or may not have committed (e.g. timed out)
-    └── DiskFullError                   this node's disk is full: no writes until space is freed
+├── UnavailableError                    no leader, no quorum, timed out waiting to commit
+│   ├── ProposalDroppedError            the entry went to another leader
+│   ├── OutcomeUnknownError             it may or may not have committed (e.g. timed out)
+│   ├── DiskFullError                   this node's disk is full: no writes until space is freed
+│   └── QuotaExceededError              the state is at its size quota: deletes and reads only
+└── CommandRejectedError                it committed, but applying it failed: nothing changed
 ```
 
 `naraft.raft` keeps its own standalone errors (`RaftError`); the edge maps both. Only
@@ -66,3 +68,13 @@ class DiskFullError(UnavailableError):
     """This node cannot write its database because the disk is full. Nothing of the request
     was applied; the node takes no writes (and no linearizable reads) until space is freed,
     and keeps serving local reads from its applied state."""
+
+
+class QuotaExceededError(UnavailableError):
+    """The replicated state is at (or within the alarm margin of) its size quota, or this
+    write would have pushed it past: nothing was applied. Deletes and reads still work."""
+
+
+class CommandRejectedError(NaraftError):
+    """The command committed, but every replica rejected it on apply (it failed to apply):
+    nothing changed. A server bug, not the client's: retrying will not help."""

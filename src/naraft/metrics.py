@@ -7,14 +7,30 @@ with a failed outcome for the beat, alongside latency per peer.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from naraft.raft import NodeId, Role, RoleChange, Status
+from naraft.state.rejections import RejectionRecord
 from naraft.transport import DropReason, Rejection, RpcOutcome
 
 _LATENCY_BUCKETS = (
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
 )  # fmt: skip
+
+
+class MachineView(Protocol):
+    """The state machine's size, quota and rejection record (NodeStateMachine)."""
+
+    @property
+    def quota_bytes(self) -> int | None: ...
+
+    def quota_alarm(self) -> bool: ...
+
+    def rejections(self) -> RejectionRecord: ...
+
+    def size_bytes(self) -> int: ...
 
 
 class NodeMetrics:
@@ -82,6 +98,23 @@ class NodeMetrics:
             "1 while the disk is full: writes are refused, reads are served",
             registry=r,
         )
+        self.state_bytes = Gauge(
+            "naraft_state_size_bytes", "Replicated state: keys and values, in bytes", registry=r
+        )
+        self.quota_bytes = Gauge(
+            "naraft_state_quota_bytes", "The state quota (--quota-bytes; 0: none)", registry=r
+        )
+        self.quota_alarm = Gauge(
+            "naraft_state_quota_alarm",
+            "1 while the state is at its quota: writes refused, reads and deletes served",
+            registry=r,
+        )
+        self.rejected_entries = Gauge(
+            "naraft_state_rejected_entries",
+            "Committed entries rejected on apply (they changed nothing), by reason",
+            ["reason"],
+            registry=r,
+        )
         self.entries_persisted = Counter(
             "naraft_storage_entries_total", "Log entries persisted", registry=r
         )
@@ -124,6 +157,14 @@ class NodeMetrics:
         self.last_index.set(status.last_index)
         for peer, progress in status.peers.items():
             self.follower_lag.labels(peer=peer).set(status.last_index - progress.match_index)
+
+    def observe_machine(self, machine: MachineView) -> None:
+        self.state_bytes.set(machine.size_bytes())
+        self.quota_bytes.set(machine.quota_bytes or 0)
+        self.quota_alarm.set(1 if machine.quota_alarm() else 0)
+        record = machine.rejections()
+        self.rejected_entries.labels(reason="fault").set(record.faults)
+        self.rejected_entries.labels(reason="quota").set(record.quota)
 
     # PeerMetrics (transport client)
     def observe_rpc(self, peer: NodeId, rpc: str, outcome: RpcOutcome, seconds: float) -> None:

@@ -173,9 +173,11 @@ class Node:
         datums: DatumTable,
         naming_state: NamingState,
         metrics: NodeMetrics,
+        machine: NodeStateMachine | None = None,
     ) -> None:
         self._config = config
         self.replica = replica
+        self._machine = machine or NodeStateMachine(datums, naming_state)
         self._datums = datums
         self._naming_state = naming_state
         self.metrics = metrics
@@ -214,13 +216,18 @@ class Node:
     def metrics_text(self) -> bytes:
         self.metrics.observe_status(self.replica.status)
         self.metrics.disk_full.set(0 if self.replica.disk_full is None else 1)
+        self.metrics.observe_machine(self._machine)
         return self.metrics.render()
+
+    def quota_refusal(self) -> str | None:
+        return self._machine.quota_refusal()
 
     def extra_state(self) -> dict[str, object]:
         state: dict[str, object] = {
             "datums": len(self._datums),
             "instances": self._naming_state.instance_count(),
             "diskFull": self.replica.disk_full,
+            **self._machine.view(),
         }
         if self.digest is not None:
             state.update(self.digest.view())
@@ -312,6 +319,19 @@ class Node:
                 except Exception as error:
                     logger.warning("health sweep proposal failed: %s", error)
                     break
+
+    async def establish_quota_forever(self) -> None:
+        """On the leader, make this node's --quota-bytes the cluster's (replicated, so that
+        every replica checks writes against the same quota at apply)."""
+        while True:
+            await asyncio.sleep(self._config.timers.tick_seconds)  # right after an election
+            proposal = self._machine.quota_proposal()
+            if proposal is None or not self.replica.is_leader:
+                continue
+            try:
+                await self.replica.propose(proposal)
+            except (NotLeaderError, UnavailableError) as error:
+                logger.info("state quota not proposed yet: %s", error)
 
 
 async def watch_leader(replica: Replica, timers: Timers) -> None:
@@ -407,7 +427,7 @@ async def _serve(
     datums = DatumTable(stored.datums)
     feed = ChangeFeed()
     naming_state = NamingState(datums, feed)
-    machine = NodeStateMachine(datums, naming_state)
+    machine = NodeStateMachine(datums, naming_state, quota_bytes=config.quota_bytes)
     metrics = NodeMetrics()
     digest = DigestService(
         datums=datums,
@@ -479,7 +499,14 @@ async def _serve(
     )
     replica_box.append(replica)
     digest.attach(replica)
-    node = Node(config, replica=replica, datums=datums, naming_state=naming_state, metrics=metrics)
+    node = Node(
+        config,
+        replica=replica,
+        datums=datums,
+        naming_state=naming_state,
+        metrics=metrics,
+        machine=machine,
+    )
     node.digest = digest
     node_box.append(node)
     # Nacos: a push target is a zombie after pushCacheMillis without a list request.
@@ -494,7 +521,7 @@ async def _serve(
         push_timings or PushTimings(),
         bind_host=config.listen_host,
     )
-    naming = NamingService(naming_state, replica, node._clock, node, push_targets)
+    naming = NamingService(naming_state, replica, node._clock, node, push_targets, guard=machine)
     app = make_app(
         naming,
         extra_routes=admin_routes(),
@@ -561,6 +588,7 @@ async def _serve(
             tasks.create_task(replica.run(), name="replica")
             tasks.create_task(client.run(), name="peer-client")
             tasks.create_task(node.sweep_forever(), name="beat-sweeper")
+            tasks.create_task(node.establish_quota_forever(), name="state-quota")
             tasks.create_task(pusher.run(), name="udp-push")
             beat_sender = HttpBeatSender(
                 session, config.secret, self_id=node_id, cluster_id=cluster_id

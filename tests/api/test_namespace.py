@@ -52,7 +52,7 @@ async def test_create_without_an_id_generates_one(env: Any) -> None:
     [
         pytest.param("POST", {"customNamespaceId": "dev"}, 400, "namespaceName", id="no-name"),
         pytest.param("POST", {"customNamespaceId": "d.v", "namespaceName": "x"}, 400,
-                     "namespaceId", id="bad-id"),
+                     "customNamespaceId", id="bad-id"),
         pytest.param("POST", {"customNamespaceId": "x", "namespaceName": "a$b"}, 400,
                      "namespaceName", id="bad-name"),
         pytest.param("POST", {"customNamespaceId": "public", "namespaceName": "p"}, 400,

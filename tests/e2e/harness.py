@@ -220,7 +220,18 @@ class LocalCluster:
             raise WaitTimeoutError(f"{error}\n{self.logs()}") from None
 
     def wait_ready(self, timeout_seconds: float = 15.0) -> NodeProcess:
-        return self.leader(timeout_seconds=timeout_seconds)
+        """The agreed leader, once it has replicated its state quota (its first entry after
+        the election's no-op), so that a test sees a quiet log."""
+        leader = self.leader(timeout_seconds=timeout_seconds)
+        args = list(self.extra_args)
+        quota_off = "--quota-bytes" in args and args[args.index("--quota-bytes") + 1] == "0"
+        if not quota_off:
+            wait_for(
+                lambda: self.state(leader).get("quotaBytes", 0) is not None,
+                timeout_seconds=timeout_seconds,
+                what="the leader to replicate its state quota",
+            )
+        return leader
 
     def put(self, node: NodeProcess, key: str, value: str, **extra: object) -> httpx.Response:
         return self.client.put(

@@ -9,7 +9,9 @@
 Errors are JSON here: `{"error": ..., "field"?: ..., "outcome"?: "not-applied"|"unknown",
 "leader"?: ...}` so that a client can tell a write that surely did not happen from one
 whose fate is unknown. A node whose disk is full answers 507 with `"reason": "disk-full"`
-(the Nacos API answers 503 instead, the status on which Nacos clients move to another node).
+(the Nacos API answers 503 instead, the status on which Nacos clients move to another node);
+a write refused by the state quota answers 507 with `"reason": "quota"` (Nacos API: 503). An
+entry every replica rejected on apply answers 500 with `"reason": "rejected-on-apply"`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from naraft.errors import (
     DiskFullError,
     OutcomeUnknownError,
     ProposalDroppedError,
+    QuotaExceededError,
     UnavailableError,
 )
 from naraft.raft import NotLeaderError, Status
@@ -39,6 +42,7 @@ from naraft.state.kv import (
     PutValue,
     encode_kv,
 )
+from naraft.state.rejections import EntryRejected, RejectionKind
 
 KV_BASE: Final = "/naraft/v1/kv"
 RAFT_BASE: Final = "/nacos/v1/ns/raft"
@@ -63,6 +67,10 @@ class RaftNodeView(Protocol):
     def metrics_text(self) -> bytes: ...
 
     def extra_state(self) -> dict[str, object]: ...
+
+    def quota_refusal(self) -> str | None:
+        """Why writes are refused before proposing (the state quota alarm), or None."""
+        ...
 
 
 NODE: Final = web.AppKey("raft_node", RaftNodeView)
@@ -98,8 +106,24 @@ async def _propose(node: RaftNodeView, command: bytes) -> object | web.Response:
         return _error(503, str(error), outcome="unknown", leader=node.status.leader)
     except DiskFullError as error:
         return _error(507, str(error), outcome="not-applied", reason="disk-full")
+    except QuotaExceededError as error:
+        return _error(507, str(error), outcome="not-applied", reason="quota")
     except UnavailableError as error:
         return _error(503, str(error), outcome="not-applied", leader=node.status.leader)
+
+
+def _rejected_on_apply(rejected: EntryRejected) -> web.Response:
+    """Every replica rejected the committed entry; it changed nothing."""
+    if rejected.kind is RejectionKind.QUOTA:
+        return _error(
+            507, f"state quota exceeded: {rejected.detail}", outcome="not-applied", reason="quota"
+        )
+    return _error(
+        500,
+        f"entry {rejected.index} was rejected on apply (nothing changed): {rejected.detail}",
+        outcome="not-applied",
+        reason="rejected-on-apply",
+    )
 
 
 async def put_kv(request: web.Request) -> web.Response:
@@ -131,9 +155,14 @@ async def put_kv(request: web.Request) -> web.Response:
     else:
         command = PutValue(key=key, value=value)
     node = request.app[NODE]
+    refusal = node.quota_refusal()
+    if refusal is not None:
+        return _error(507, refusal, outcome="not-applied", reason="quota")
     result = await _propose(node, encode_kv(command))
     if isinstance(result, web.Response):
         return result
+    if isinstance(result, EntryRejected):
+        return _rejected_on_apply(result)
     if isinstance(result, KvCasFailed):
         return _error(409, "prev: compare failed", field="prev", current=result.current)
     if not isinstance(result, KvPut):
@@ -174,6 +203,8 @@ async def delete_kv(request: web.Request) -> web.Response:
     result = await _propose(node, encode_kv(DeleteKey(key=key)))
     if isinstance(result, web.Response):
         return result
+    if isinstance(result, EntryRejected):
+        return _rejected_on_apply(result)
     if not isinstance(result, KvDeleted):
         return _error(500, "the state machine refused the command")
     return _json({"deleted": result.deleted, "index": result.index})

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from naraft.api.params import wire_name
 from naraft.errors import (
+    CommandRejectedError,
     InvalidArgumentError,
     NotFoundError,
     UnauthorizedError,
@@ -30,7 +31,8 @@ STATUS_BY_ERROR: Final[Mapping[type[Exception], int]] = {
     NotFoundError: 404,
     UnauthorizedError: 403,
     NotLeaderError: 503,  # reached only when forwarding to the leader failed
-    UnavailableError: 503,  # the Python client fails over on 503
+    UnavailableError: 503,  # the Python client fails over on 503 (disk full, quota too)
+    CommandRejectedError: 500,  # committed, rejected on apply by every replica: a server fault
 }
 
 

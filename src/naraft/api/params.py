@@ -13,10 +13,14 @@ from typing import Final
 from aiohttp import web
 from multidict import MultiDict, MultiMapping
 
+from naraft.errors import InvalidArgumentError
 from naraft.naming.model import ClientAgent
 from naraft.naming.validate import RawInstance, RawService
 
 FORM_CONTENT_TYPE: Final = "application/x-www-form-urlencoded"
+MAX_PARAMS: Final = 256  # query and form together; a Nacos request sends about a dozen
+MAX_PARAM_NAME_CHARS: Final = 256
+MAX_PARAM_VALUE_CHARS: Final = 512 * 1024  # the body limit is 1 MiB; metadata is the big one
 
 _WIRE_EXCEPTIONS: Final[Mapping[str, str]] = {"client_ip": "clientIP"}
 
@@ -47,16 +51,43 @@ class Params:
         return next((v for n in names if (v := self._values.get(n)) is not None), None)
 
 
+def check_params(values: MultiMapping[str]) -> MultiMapping[str]:
+    """`values`, if within the parameter limits; InvalidArgumentError naming the one that is
+    not (the count of parameters, a name's length, a value's length)."""
+    if len(values) > MAX_PARAMS:
+        raise InvalidArgumentError(
+            "parameters",
+            f"at most {MAX_PARAMS}",
+            message=f"too many parameters: {len(values)}, at most {MAX_PARAMS}",
+        )
+    for name, value in values.items():
+        if len(name) > MAX_PARAM_NAME_CHARS:
+            raise InvalidArgumentError(
+                "parameters",
+                "name too long",
+                message=f"a parameter name is longer than "
+                f"{MAX_PARAM_NAME_CHARS} characters: {name[:32]}...",
+            )
+        if len(value) > MAX_PARAM_VALUE_CHARS:
+            raise InvalidArgumentError(
+                name,
+                "too long",
+                message=f"invalid parameter {name}: longer than {MAX_PARAM_VALUE_CHARS} characters",
+            )
+    return values
+
+
 async def read_params(request: web.Request) -> Params:
     """The query string plus, for a urlencoded body, the form fields after it."""
+    # The edge's input middleware has counted the parameters (query and form) already.
     if request.content_type != FORM_CONTENT_TYPE or not request.body_exists:
-        return Params(request.query)
-    merged: MultiDict[str] = MultiDict(request.query)
+        return Params(check_params(request.query))
+    merged: MultiDict[str] = MultiDict(check_params(request.query))
     form = await request.post()
     for name, value in form.items():
         if isinstance(value, str):
             merged.add(name, value)
-    return Params(merged)
+    return Params(check_params(merged))
 
 
 def client_agent(request: web.Request) -> ClientAgent:

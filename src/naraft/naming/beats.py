@@ -118,7 +118,9 @@ def decode_beats(body: bytes) -> tuple[InstanceKey, ...]:
     keys: list[InstanceKey] = []
     for row in rows:
         match row:
-            case [str(ns), str(group), str(name), str(cluster), str(ip), int(port), bool(eph)]:
+            case [str(ns), str(group), str(name), str(cluster), str(ip), int(port), bool(eph)] if (
+                not isinstance(port, bool) and 0 <= port <= 65_535
+            ):
                 service = ServiceKey(namespace_id=ns, group_name=group, service_name=name)
                 keys.append(
                     InstanceKey(

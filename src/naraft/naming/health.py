@@ -16,6 +16,7 @@ from typing import Final, Protocol
 from naraft.naming.commands import RemoveInstances, SetInstanceHealth
 from naraft.naming.keys import InstanceKey
 from naraft.naming.model import Instance
+from naraft.naming.validate import JAVA_LONG_MAX
 
 # Nacos PreservedMetadataKeys: per-instance overrides, in milliseconds.
 HEART_BEAT_TIMEOUT_KEY: Final = "preserved.heart.beat.timeout"
@@ -30,11 +31,15 @@ class InstanceVerdict(enum.Enum):
 
 
 def _metadata_ms(metadata: Mapping[str, str], key: str) -> int | None:
-    try:
-        value = int(metadata[key])
-    except (KeyError, ValueError):
+    """A positive millisecond override that fits a Java long, or None (absent or not one)."""
+    text = metadata.get(key)
+    if text is None or len(text) > 32:
         return None
-    return value if value > 0 else None
+    try:
+        value = int(text)
+    except ValueError:
+        return None
+    return value if 0 < value <= JAVA_LONG_MAX else None  # Nacos's clients read a long
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

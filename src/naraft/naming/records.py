@@ -84,7 +84,11 @@ def stored_instances(instances: Iterable[Instance], service: ServiceKey) -> tupl
     """Exactly what `decode_instances` gives for `encode_instances(instances)` of `service`'s
     list, without the JSON round trip: the state machine caches it as the decoded view of
     the datum it just wrote (tests/naming/test_records.py checks the equivalence)."""
-    return tuple(sorted((_as_stored(i, service) for i in instances), key=instance_sort_key))
+    # The same two stable sorts as the round trip: encoding orders the records as given,
+    # decoding orders what it built (a blank cluster reads back as DEFAULT, so two records
+    # may swap places only in the second sort).
+    encoded_order = sorted(instances, key=instance_sort_key)
+    return tuple(sorted((_as_stored(i, service) for i in encoded_order), key=instance_sort_key))
 
 
 def _as_stored(instance: Instance, service: ServiceKey) -> Instance:

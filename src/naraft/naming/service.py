@@ -16,7 +16,13 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from naraft.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
+from naraft.errors import (
+    AlreadyExistsError,
+    CommandRejectedError,
+    InvalidArgumentError,
+    NotFoundError,
+    QuotaExceededError,
+)
 from naraft.naming import validate
 from naraft.naming.codec import encode_command
 from naraft.naming.commands import (
@@ -28,6 +34,7 @@ from naraft.naming.commands import (
     DeregisterInstance,
     PatchInstance,
     RegisterInstance,
+    RemoveInstances,
     SetInstanceHealth,
     UpdateInstance,
     UpdateNamespace,
@@ -53,6 +60,7 @@ from naraft.naming.views import (
     statuses_view,
     subscriber_view,
 )
+from naraft.state.rejections import EntryRejected, RejectionKind
 
 BEAT_OK = 10200  # Nacos NamingResponseCode.OK
 BEAT_NOT_FOUND = 20404  # Nacos NamingResponseCode.RESOURCE_NOT_FOUND
@@ -81,6 +89,35 @@ class BeatSink(Protocol):
     """Where client beats go: the leader's BeatTable (a follower forwards them)."""
 
     async def record_beat(self, key: InstanceKey, beat_at_ms: int) -> None: ...
+
+
+class WriteGuard(Protocol):
+    """The state quota, as the naming service sees it."""
+
+    def quota_refusal(self) -> str | None:
+        """Why writes are refused before proposing (the quota alarm is up), or None."""
+        ...
+
+
+# Commands that never grow the state (or that keep health right): always proposed, even
+# while the quota alarm is up, as etcd takes deletes under its NOSPACE alarm.
+_FREEING: tuple[type[Command], ...] = (
+    DeleteNamespace,
+    DeleteService,
+    DeregisterInstance,
+    RemoveInstances,
+    SetInstanceHealth,
+)
+
+
+def _entry_rejected_error(rejected: EntryRejected) -> Exception:
+    """Every replica rejected the committed entry on apply; nothing changed."""
+    if rejected.kind is RejectionKind.QUOTA:
+        return QuotaExceededError(f"state quota exceeded: {rejected.detail}")
+    return CommandRejectedError(
+        f"the command committed at index {rejected.index} but was rejected on apply "
+        f"(nothing changed): {rejected.detail}"
+    )
 
 
 class PushRegistry(Protocol):
@@ -137,6 +174,7 @@ class NamingService:
         push: PushRegistry,
         *,
         new_namespace_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        guard: WriteGuard | None = None,
     ) -> None:
         self._state = state
         self._proposer = proposer
@@ -144,6 +182,7 @@ class NamingService:
         self._beats = beats
         self._push = push
         self._new_namespace_id = new_namespace_id
+        self._guard = guard
 
     @property
     def state(self) -> NamingState:
@@ -156,7 +195,13 @@ class NamingService:
         self, command: Command, *, tolerate: frozenset[RejectReason] = frozenset()
     ) -> Applied | Rejected:
         """Propose `command`; a refusal raises its error unless its reason is tolerated."""
+        if self._guard is not None and not isinstance(command, _FREEING):
+            refusal = self._guard.quota_refusal()
+            if refusal is not None:
+                raise QuotaExceededError(refusal)
         result = await self._proposer.propose(encode_command(command))
+        if isinstance(result, EntryRejected):
+            raise _entry_rejected_error(result)
         if isinstance(result, Rejected):
             if result.reason in tolerate:
                 return result
@@ -558,7 +603,7 @@ class NamingService:
         """`PUT /console/namespaces`."""
         command = UpdateNamespace(
             namespace_id=validate.namespace_id(validate.required("namespace_id", namespace_id)),
-            show_name=validate.namespace_show_name(show_name),
+            show_name=validate.namespace_show_name(show_name, "namespace_show_name"),
             description=validate.description(description),
             stamped_at_ms=self._clock.now_ms(),
         )

@@ -4,7 +4,8 @@ Rules:
 1. `apply` is deterministic: it reads no clock, no randomness and does no IO. Times come
    from the commands' `stamped_at_ms`; a datum's version is the entry's log index.
 2. Domain refusals are `Rejected(reason)`, never exceptions. An exception from `apply`
-   is a bug (replicas would diverge), and the node stops.
+   is a bug; the node's state machine (`naraft.machine`) rolls the entry back and records
+   it as rejected, the same on every replica, so the node never stops on one.
 3. Everything lives in the `DatumTable` under Nacos KeyBuilder keys: one service-metadata
    datum per service, one instance-list datum per service and kind (ephemeral or
    persistent, like Nacos), one switch datum, one datum per custom namespace. So a digest
@@ -140,12 +141,19 @@ class NamingState:
             return Rejected(RejectReason.UNDECODABLE, error.reason)
         return self.apply(command, index)
 
-    def apply(self, command: Command, index: int) -> ApplyResult:
-        """Apply `command` as the log entry at `index` (the version of every datum it writes)."""
+    def apply(self, command: Command, index: int, *, publish: bool = True) -> ApplyResult:
+        """Apply `command` as the log entry at `index` (the version of every datum it writes).
+        With `publish=False` the caller tells the change feed (`publish_applied`) once the
+        entry is sure to stay applied."""
         result = self._dispatch(command, index)
+        if publish:
+            self.publish_applied(result)
+        return result
+
+    def publish_applied(self, result: object) -> None:
+        """Tell the change feed which services an `Applied` result changed."""
         if isinstance(result, Applied) and result.changed_services and self._feed is not None:
             self._feed.publish(result.changed_services)
-        return result
 
     def publish_replaced(self, keys: Iterable[str]) -> frozenset[ServiceKey]:
         """Tell the change feed about the services whose datums were replaced wholesale (a

@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from naraft.errors import InvalidArgumentError
 from naraft.naming.keys import SWITCH_DOMAIN_NAME
+from naraft.naming.validate import JAVA_INT_MAX, JAVA_LONG_MAX
 
 
 class ServerStatus(enum.StrEnum):
@@ -56,19 +57,36 @@ def _parse_bool(entry: str, value: str) -> bool:
     return lowered == "true"
 
 
-def _parse_positive_int(entry: str, value: str) -> int:
+MAX_VALUE_CHARS: Final = 4_096  # the raw text of any switch value
+MAX_MASTERS: Final = 64
+MAX_MASTER_CHARS: Final = 261  # host (253) : port
+
+
+def _positive_int(entry: str, value: str, high: int) -> int:
+    text = value.strip()
     try:
-        number = int(value.strip())
+        number = int(text) if len(text) <= 32 else 0
     except ValueError:
         number = 0
-    if number <= 0:
-        raise InvalidArgumentError("value", f"switch {entry} takes a positive integer")
+    if not 0 < number <= high:
+        raise InvalidArgumentError("value", f"switch {entry} takes an integer in 1..{high}")
     return number
 
 
+def _parse_positive_long(entry: str, value: str) -> int:
+    """Milliseconds Nacos keeps in a Java `long` (and Java clients read into one)."""
+    return _positive_int(entry, value, JAVA_LONG_MAX)
+
+
+def _parse_positive_java_int(entry: str, value: str) -> int:
+    """A count Nacos keeps in a Java `int`."""
+    return _positive_int(entry, value, JAVA_INT_MAX)
+
+
 def _parse_ratio(entry: str, value: str) -> float:
+    text = value.strip()
     try:
-        number = float(value.strip())
+        number = float(text) if len(text) <= 64 else math.nan
     except ValueError:
         number = math.nan
     if not 0.0 <= number <= 1.0:
@@ -91,34 +109,39 @@ def _parse_masters(entry: str, value: str) -> tuple[str, ...]:
     masters = tuple(m.strip() for m in value.split(",") if m.strip())
     if not masters:
         raise InvalidArgumentError("value", f"switch {entry} takes a comma-separated list")
+    if len(masters) > MAX_MASTERS or any(len(m) > MAX_MASTER_CHARS for m in masters):
+        raise InvalidArgumentError(
+            "value",
+            f"switch {entry} takes at most {MAX_MASTERS} addresses of {MAX_MASTER_CHARS} chars",
+        )
     return masters
 
 
 # entry name on the wire → (Switches attribute, parser); Nacos SwitchEntry names.
 SWITCH_ENTRIES: Final[Mapping[str, tuple[str, Callable[[str, str], object]]]] = {
     "distroThreshold": ("distro_threshold", _parse_ratio),
-    "clientBeatInterval": ("client_beat_interval_ms", _parse_positive_int),
-    "pushCacheMillis": ("default_push_cache_ms", _parse_positive_int),
-    "defaultCacheMillis": ("default_cache_ms", _parse_positive_int),
+    "clientBeatInterval": ("client_beat_interval_ms", _parse_positive_long),
+    "pushCacheMillis": ("default_push_cache_ms", _parse_positive_long),
+    "defaultCacheMillis": ("default_cache_ms", _parse_positive_long),
     "masters": ("masters", _parse_masters),
     "distro": ("distro_enabled", _parse_bool),
     "check": ("health_check_enabled", _parse_bool),
     "pushEnabled": ("push_enabled", _parse_bool),
     "serviceStatusSynchronizationPeriodMillis": (
         "service_status_synchronization_period_ms",
-        _parse_positive_int,
+        _parse_positive_long,
     ),
     "serverStatusSynchronizationPeriodMillis": (
         "server_status_synchronization_period_ms",
-        _parse_positive_int,
+        _parse_positive_long,
     ),
-    "healthCheckTimes": ("check_times", _parse_positive_int),
+    "healthCheckTimes": ("check_times", _parse_positive_java_int),
     "disableAddIP": ("disable_add_ip", _parse_bool),
     "sendBeatOnly": ("send_beat_only", _parse_bool),
     "enableStandalone": ("enable_standalone", _parse_bool),
     "overriddenServerStatus": ("overridden_server_status", _parse_status),
     "defaultInstanceEphemeral": ("default_instance_ephemeral", _parse_bool),
-    "distroServerExpiredMillis": ("distro_server_expired_ms", _parse_positive_int),
+    "distroServerExpiredMillis": ("distro_server_expired_ms", _parse_positive_long),
     "lightBeatEnabled": ("light_beat_enabled", _parse_bool),
     "autoChangeHealthCheckEnabled": ("auto_change_health_check_enabled", _parse_bool),
 }
@@ -129,7 +152,11 @@ def with_entry(switches: Switches, entry: str, value: str) -> Switches:
     entry (field `entry`) or a value its entry does not take (field `value`)."""
     known = SWITCH_ENTRIES.get(entry)
     if known is None:
-        raise InvalidArgumentError("entry", f"unknown switch entry {entry!r}")
+        raise InvalidArgumentError("entry", f"unknown switch entry {entry[:64]!r}")
+    if len(value) > MAX_VALUE_CHARS:
+        raise InvalidArgumentError(
+            "value", f"switch {entry} takes at most {MAX_VALUE_CHARS} characters"
+        )
     attribute, parse = known
     change: dict[str, Any] = {attribute: parse(entry, value)}
     return replace(switches, **change)
@@ -191,6 +218,9 @@ def switches_record(switches: Switches) -> dict[str, object]:
     return switches_view(switches)
 
 
+_RECORD_INT_LIMITS: Final = {"checkTimes": JAVA_INT_MAX}
+
+
 def switches_from_record(record: Mapping[str, Any]) -> Switches:
     """Read a stored switch document; missing or ill-typed fields keep their defaults."""
     defaults = Switches()
@@ -217,6 +247,10 @@ def switches_from_record(record: Mapping[str, Any]) -> Switches:
     for wire, attribute in wire_to_attribute.items():
         value = record.get(wire)
         default = getattr(defaults, attribute)
+        if type(value) is int and not 0 < value <= _RECORD_INT_LIMITS.get(wire, JAVA_LONG_MAX):
+            continue  # out of what the switch takes (an older build stored it): the default
+        if type(value) is float and not math.isfinite(value):
+            continue
         if type(value) is type(default):
             values[attribute] = value
         elif isinstance(default, float) and type(value) is int:

@@ -41,6 +41,12 @@ MAX_NAMESPACE_NAME_CHARS: Final = 128
 MAX_DESCRIPTION_CHARS: Final = 256
 MAX_WEIGHT: Final = 10_000.0
 MAX_PAGE_SIZE: Final = 10_000
+MAX_SELECTOR_CHARS: Final = 4_096  # the selector JSON, expression included
+MAX_CLUSTERS_FILTER: Final = 64  # names in `clusters=c1,c2,...`
+MAX_NUMBER_CHARS: Final = 64  # the text of one numeric parameter
+# Java's ranges: Nacos keeps these fields in a Java `int` or `long`, and so do its clients.
+JAVA_INT_MAX: Final = (1 << 31) - 1
+JAVA_LONG_MAX: Final = (1 << 63) - 1
 
 _NAMESPACE_ID = re.compile(r"[\w-]+", re.ASCII)  # Nacos console: ^[\w-]+
 _GROUP_NAME = re.compile(r"[0-9a-zA-Z.:_-]+")
@@ -156,7 +162,10 @@ def clusters_filter(value: str | None) -> tuple[str, ...]:
     if _blank(value):
         return ()
     assert value is not None
-    return tuple(cluster_name(c, "clusters") for c in value.split(",") if c.strip())
+    names = [c for c in value.split(",") if c.strip()]
+    if len(names) > MAX_CLUSTERS_FILTER:
+        raise InvalidArgumentError("clusters", f"must name at most {MAX_CLUSTERS_FILTER} clusters")
+    return tuple(cluster_name(c, "clusters") for c in names)
 
 
 def ip(value: str | None, field: str = "ip") -> str:
@@ -173,6 +182,8 @@ def ip(value: str | None, field: str = "ip") -> str:
 def _integer(field: str, value: str | None, low: int, high: int) -> int:
     text = required(field, value)
     try:
+        if len(text) > MAX_NUMBER_CHARS:
+            raise ValueError(text)
         number = int(text)
     except ValueError:
         raise InvalidArgumentError(field, f"must be an integer in {low}..{high}") from None
@@ -186,8 +197,10 @@ def port(value: str | None) -> int:
 
 
 def _number(field: str, value: str, low: float, high: float) -> float:
+    """A finite float in low..high (NaN and the infinities are outside every range)."""
     try:
-        number = float(value.strip())
+        text = value.strip()
+        number = float(text) if len(text) <= MAX_NUMBER_CHARS else math.nan
     except ValueError:
         number = math.nan
     if not low <= number <= high:  # also false for NaN
@@ -222,7 +235,7 @@ def _metadata_value(value: object) -> str:
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int | float):
+    if isinstance(value, int | float) and math.isfinite(value):
         return str(value)
     raise InvalidArgumentError("metadata", "values must be strings, numbers or booleans")
 
@@ -230,9 +243,9 @@ def _metadata_value(value: object) -> str:
 def metadata_from_object(raw: object, field: str = "metadata") -> dict[str, str]:
     if not isinstance(raw, dict):
         raise InvalidArgumentError(field, "must be a JSON object")
-    result = {str(k): _metadata_value(v) for k, v in raw.items()}
-    if len(result) > MAX_METADATA_ENTRIES:
+    if len(raw) > MAX_METADATA_ENTRIES:
         raise InvalidArgumentError(field, f"must have at most {MAX_METADATA_ENTRIES} entries")
+    result = {str(k): _metadata_value(v) for k, v in raw.items()}
     for key, text in result.items():
         if not key or len(key) > MAX_METADATA_KEY_CHARS:
             raise InvalidArgumentError(field, f"keys must be 1..{MAX_METADATA_KEY_CHARS} chars")
@@ -303,6 +316,8 @@ def selector(value: str | None) -> Selector:
     if _blank(value):
         return Selector()
     assert value is not None
+    if len(value) > MAX_SELECTOR_CHARS:
+        raise InvalidArgumentError("selector", f"must be at most {MAX_SELECTOR_CHARS} characters")
     try:
         loaded: Any = orjson.loads(value)
     except orjson.JSONDecodeError:
@@ -383,18 +398,17 @@ def new_namespace_id(value: str | None) -> str | None:
         return None
     assert value is not None
     text = value.strip()
-    _charset("namespace_id", text, _NAMESPACE_ID, "[0-9a-zA-Z_-]+", MAX_NAMESPACE_ID_CHARS)
+    _charset("custom_namespace_id", text, _NAMESPACE_ID, "[0-9a-zA-Z_-]+", MAX_NAMESPACE_ID_CHARS)
     return text
 
 
-def namespace_show_name(value: str | None) -> str:
-    name = required("namespace_name", value)
+def namespace_show_name(value: str | None, field: str = "namespace_name") -> str:
+    """A namespace's name: `namespaceName` on create, `namespaceShowName` on update."""
+    name = required(field, value)
     if len(name) > MAX_NAMESPACE_NAME_CHARS:
-        raise InvalidArgumentError(
-            "namespace_name", f"must be at most {MAX_NAMESPACE_NAME_CHARS} characters"
-        )
+        raise InvalidArgumentError(field, f"must be at most {MAX_NAMESPACE_NAME_CHARS} characters")
     if _NAMESPACE_NAME_FORBIDDEN.search(name) is not None:
-        raise InvalidArgumentError("namespace_name", "must not contain @#$%^&*")
+        raise InvalidArgumentError(field, "must not contain @#$%^&*")
     return name
 
 

@@ -2,6 +2,11 @@
 
 Owned by the replica's driver task; the storage layer persists the drained changes in the
 same transaction as the applied index.
+
+The table also keeps its size (UTF-8 bytes of every key plus every value), which the state
+quota is checked against, and an undo journal: the state machine opens it before applying
+an entry and rolls back to it when the entry must not take effect (a fault or the quota),
+so an entry either changes the state as a whole or not at all.
 """
 
 from __future__ import annotations
@@ -27,28 +32,80 @@ class DatumChanges:
         return bool(self.puts) or bool(self.deletes)
 
 
+def datum_size(key: str, datum: Datum | None) -> int:
+    """What one datum counts towards the state size: its key's UTF-8 bytes and its value."""
+    if datum is None:
+        return 0
+    return len(key.encode("utf-8", "surrogatepass")) + len(datum.value)
+
+
 class DatumTable:
     """A dict of datums that remembers which keys changed since `drain_changes`."""
 
     def __init__(self, initial: Mapping[str, Datum] | None = None) -> None:
         self._data: dict[str, Datum] = dict(initial or {})
         self._dirty: set[str] = set()  # keys changed since the last drain
+        self._size = sum(datum_size(k, d) for k, d in self._data.items())
+        self._journal: dict[str, Datum | None] | None = None  # key -> datum before `begin`
+
+    @property
+    def size_bytes(self) -> int:
+        """Keys and values of every datum, in bytes (the state quota's measure)."""
+        return self._size
 
     def get(self, key: str) -> Datum | None:
         return self._data.get(key)
 
+    def _remember(self, key: str, before: Datum | None) -> None:
+        if self._journal is not None and key not in self._journal:
+            self._journal[key] = before
+
     def put(self, key: str, value: bytes, version: int) -> Datum:
         datum = Datum(value, version)
+        before = self._data.get(key)
+        self._remember(key, before)
         self._data[key] = datum
+        self._size += datum_size(key, datum) - datum_size(key, before)
         self._dirty.add(key)
         return datum
 
     def delete(self, key: str) -> bool:
         """Remove `key`; True if it was there."""
-        if self._data.pop(key, None) is None:
+        before = self._data.pop(key, None)
+        if before is None:
             return False
+        self._remember(key, before)
+        self._size -= datum_size(key, before)
         self._dirty.add(key)
         return True
+
+    # ------------------------------------------------------------ undo journal
+
+    def begin(self) -> None:
+        """Start remembering what each changed key held, for `rollback`."""
+        self._journal = {}
+
+    def commit(self) -> None:
+        """Keep every change since `begin` (and stop remembering)."""
+        self._journal = None
+
+    def rollback(self) -> None:
+        """Put back every key changed since `begin` as it was. A restored key stays dirty:
+        draining it writes the datum it holds again, which is what the store has."""
+        journal, self._journal = self._journal, None
+        if journal is None:
+            return
+        for key, before in journal.items():
+            current = self._data.get(key)
+            self._size -= datum_size(key, current)
+            if before is None:
+                self._data.pop(key, None)
+            else:
+                self._data[key] = before
+                self._size += datum_size(key, before)
+            self._dirty.add(key)
+
+    # ------------------------------------------------------------------- reads
 
     def __len__(self) -> int:
         return len(self._data)
@@ -84,3 +141,5 @@ class DatumTable:
         self._dirty.update(self._data.keys())
         self._data = dict(data)
         self._dirty.update(self._data.keys())
+        self._size = sum(datum_size(k, d) for k, d in self._data.items())
+        self._journal = None
