@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import gc
 import logging
 import os
@@ -26,28 +25,11 @@ import uvloop
 from rich.console import Console
 from rich.table import Table
 
-from naraft.config import (
-    DEFAULT_QUOTA_BYTES,
-    PROFILES,
-    HealthTimings,
-    HttpLimits,
-    NodeConfig,
-    Profile,
-    Timers,
-    check_members,
-    parse_address,
-    read_cluster_conf,
-)
+from naraft.config import NodeConfig, Profile
+from naraft.config_sources import build_config, flags_given, merge, server_options
 from naraft.errors import NaraftError
-from naraft.naming.push import DEFAULT_ACK_TIMEOUT_MS, DEFAULT_MAX_RETRIES, PushTimings
 from naraft.storage.base import StoreError
-from naraft.transport.auth import (
-    INSECURE_FILE_OPTION,
-    SECRET_ENV_VAR,
-    SecretError,
-    generate_secret,
-    load_secret,
-)
+from naraft.transport.auth import SecretError, generate_secret
 
 logger = logging.getLogger("naraft")
 
@@ -67,271 +49,37 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--id", "node_id", required=True, help="this node's address, host:port")
-@click.option("--listen", default=None, help="address to bind, host:port (default: --id)")
-@click.option("--peers", default=None, help="every member, comma-separated host:port")
-@click.option(
-    "--cluster-conf",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="Nacos cluster.conf: one host:port a line",
-)
-@click.option("--standalone", is_flag=True, help="one-node mode: commits locally")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), required=True)
-@click.option(
-    "--profile", type=click.Choice([p.value for p in Profile]), default=Profile.DEFAULT.value
-)
-@click.option("--tick-ms", type=click.IntRange(1, 10_000), default=None)
-@click.option("--election-ticks", type=click.IntRange(2, 10_000), default=None)
-@click.option("--heartbeat-ticks", type=click.IntRange(1, 10_000), default=None)
-@click.option(
-    "--cluster-secret-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help=f"file holding the peer secret (or set {SECRET_ENV_VAR})",
-)
-@click.option(
-    INSECURE_FILE_OPTION,
-    "allow_insecure_secret_file",
-    is_flag=True,
-    help="accept a secret file that its group or others may read (refused otherwise)",
-)
-@click.option(
-    "--header-timeout-ms",
-    type=click.IntRange(100, 600_000),
-    default=5000,
-    help="close a connection whose request headers take longer, from their first byte",
-)
-@click.option(
-    "--body-timeout-ms",
-    type=click.IntRange(100, 600_000),
-    default=15_000,
-    help="close a connection whose request body takes longer, once its headers are in",
-)
-@click.option(
-    "--idle-timeout-ms",
-    type=click.IntRange(100, 3_600_000),
-    default=60_000,
-    help="close a keep-alive connection idle for longer",
-)
-@click.option(
-    "--max-connections",
-    type=click.IntRange(1, 1_000_000),
-    default=1000,
-    help="client connections at once; more are answered 503 (peers are counted apart)",
-)
-@click.option(
-    "--max-params",
-    type=click.IntRange(1, 100_000),
-    default=256,
-    help="query plus form parameters of one request; more are answered 400",
-)
-@click.option("--unhealthy-after-ms", type=click.IntRange(1), default=15_000)
-@click.option("--remove-after-ms", type=click.IntRange(1), default=30_000)
-@click.option("--sweep-ms", type=click.IntRange(10), default=1000)
-@click.option(
-    "--push-ack-timeout-ms",
-    type=click.IntRange(10),
-    default=DEFAULT_ACK_TIMEOUT_MS,
-    help="UDP push: resend an unacked packet after this long (Nacos: 10 s)",
-)
-@click.option(
-    "--push-retries",
-    type=click.IntRange(0, 100),
-    default=DEFAULT_MAX_RETRIES,
-    help="UDP push: resends of an unacked packet (Nacos: 1)",
-)
-@click.option(
-    "--compact-entries",
-    type=click.IntRange(1),
-    default=10_000,
-    help="compact the log once it holds more entries than this after the snapshot",
-)
-@click.option(
-    "--compact-keep", type=click.IntRange(0), default=2_000, help="log tail kept when compacting"
-)
-@click.option(
-    "--digest-batch", type=click.IntRange(1, 5000), default=50, help="datums per catch-up fetch"
-)
-@click.option(
-    "--digest-parallel", type=click.IntRange(1, 64), default=4, help="catch-up fetches in flight"
-)
-@click.option(
-    "--checksum-interval-ms",
-    type=click.IntRange(0),
-    default=5000,
-    help="leader's state-checksum reports to followers (0: off)",
-)
-@click.option(
-    "--peer-max-body-mib",
-    type=click.IntRange(8, 1024),
-    default=64,
-    help="largest peer request taken, compressed or not (the client API keeps 1 MiB)",
-)
-@click.option(
-    "--max-append-kib",
-    type=click.IntRange(64, 65536),
-    default=1024,
-    help="entries' bytes per AppendEntries message (always at least one entry)",
-)
-@click.option(
-    "--quota-bytes",
-    type=click.IntRange(0),
-    default=DEFAULT_QUOTA_BYTES,
-    help="bound on the replicated state (keys + values); the leader's applies; 0: none",
-)
-@click.option("--log-level", default="INFO", type=click.Choice(["DEBUG", "INFO", "WARNING"]))
-def server(
-    node_id: str,
-    listen: str | None,
-    peers: str | None,
-    cluster_conf: Path | None,
-    standalone: bool,
-    data_dir: Path,
-    profile: str,
-    tick_ms: int | None,
-    election_ticks: int | None,
-    heartbeat_ticks: int | None,
-    cluster_secret_file: Path | None,
-    allow_insecure_secret_file: bool,
-    header_timeout_ms: int,
-    body_timeout_ms: int,
-    idle_timeout_ms: int,
-    max_connections: int,
-    max_params: int,
-    unhealthy_after_ms: int,
-    remove_after_ms: int,
-    sweep_ms: int,
-    push_ack_timeout_ms: int,
-    push_retries: int,
-    compact_entries: int,
-    compact_keep: int,
-    digest_batch: int,
-    digest_parallel: int,
-    checksum_interval_ms: int,
-    peer_max_body_mib: int,
-    max_append_kib: int,
-    quota_bytes: int,
-    log_level: str,
-) -> None:
-    """Run one node in the foreground."""
+@server_options
+@click.pass_context
+def server(ctx: click.Context, /, config_file: Path | None, **values: object) -> None:
+    """Run one node in the foreground.
+
+    Every setting comes from its flag, else its NARAFT_* variable, else the --config file,
+    else its default."""
     # Everything the node creates (database, WAL, audit log, lock) is its user's alone.
     os.umask(0o077)
-    logging.basicConfig(
-        level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
     try:
-        config = _node_config(
-            node_id=node_id,
-            listen=listen,
-            peers=peers,
-            cluster_conf=cluster_conf,
-            standalone=standalone,
-            data_dir=data_dir,
-            timers=_timers(Profile(profile), tick_ms, election_ticks, heartbeat_ticks),
-            secret_file=cluster_secret_file,
-            allow_insecure_secret_file=allow_insecure_secret_file,
-            health=HealthTimings(
-                unhealthy_after_ms=unhealthy_after_ms,
-                remove_after_ms=remove_after_ms,
-                sweep_interval_seconds=sweep_ms / 1000,
-            ),
-        )
+        merged = merge(flags=flags_given(ctx, values), env=os.environ, file=config_file)
+        config = build_config(merged, os.environ)
     except (NaraftError, SecretError, OSError) as error:
         _fail(str(error))
         return
-    if max_append_kib * 1024 * 2 > peer_max_body_mib * 1024 * 1024:
-        # Commands travel in base64 (4/3) inside JSON: keep twice the room.
-        _fail("--max-append-kib must be at most half of --peer-max-body-mib")
-        return
-    config = dataclasses.replace(
-        config,
-        compact_max_entries=compact_entries,
-        compact_keep_entries=compact_keep,
-        digest_batch_keys=digest_batch,
-        digest_parallel=digest_parallel,
-        checksum_interval_seconds=checksum_interval_ms / 1000,
-        peer_max_body_bytes=peer_max_body_mib * 1024 * 1024,
-        max_append_bytes=max_append_kib * 1024,
-        http=HttpLimits(
-            header_timeout_seconds=header_timeout_ms / 1000,
-            body_timeout_seconds=body_timeout_ms / 1000,
-            idle_timeout_seconds=idle_timeout_ms / 1000,
-            max_connections=max_connections,
-            max_params=max_params,
-        ),
-        quota_bytes=quota_bytes,
+    logging.basicConfig(
+        level=str(merged.get("log-level", "INFO")),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
     )
     from naraft.node import StartupError  # the server's imports are only paid by `server`
 
     try:
-        _run_until_signal(
-            config, PushTimings(ack_timeout_ms=push_ack_timeout_ms, max_retries=push_retries)
-        )
+        _run_until_signal(config)
     except StoreError as error:
         _fail(f"cannot open the store: {error}")
     except StartupError as error:
         _fail(str(error))
 
 
-def _timers(
-    profile: Profile, tick_ms: int | None, election: int | None, heartbeat: int | None
-) -> Timers:
-    base = PROFILES[profile]
-    timers = Timers(
-        tick_seconds=tick_ms / 1000 if tick_ms is not None else base.tick_seconds,
-        heartbeat_ticks=heartbeat if heartbeat is not None else base.heartbeat_ticks,
-        election_ticks=election if election is not None else base.election_ticks,
-    )
-    if timers.election_ticks <= timers.heartbeat_ticks:
-        raise NaraftError("--election-ticks must be greater than --heartbeat-ticks")
-    return timers
-
-
-def _node_config(
-    *,
-    node_id: str,
-    listen: str | None,
-    peers: str | None,
-    cluster_conf: Path | None,
-    standalone: bool,
-    data_dir: Path,
-    timers: Timers,
-    secret_file: Path | None,
-    health: HealthTimings,
-    allow_insecure_secret_file: bool = False,
-) -> NodeConfig:
-    parse_address(node_id, field="--id")
-    host, port = parse_address(listen or node_id, field="--listen")
-    sources = sum(x for x in (peers is not None, cluster_conf is not None, standalone))
-    if sources != 1:
-        raise NaraftError("give exactly one of --peers, --cluster-conf, --standalone")
-    if standalone:
-        members: tuple[str, ...] = (node_id,)
-    elif cluster_conf is not None:
-        members = read_cluster_conf(cluster_conf)
-    else:
-        assert peers is not None
-        members = tuple(p.strip() for p in peers.split(",") if p.strip())
-    members = check_members(node_id, members)
-    secret = load_secret(secret_file, os.environ, allow_insecure_file=allow_insecure_secret_file)
-    if secret is None and len(members) > 1:
-        raise NaraftError(
-            f"a clustered node needs a cluster secret: --cluster-secret-file or {SECRET_ENV_VAR}"
-        )
-    return NodeConfig(
-        id=node_id,
-        peers=members,
-        data_dir=data_dir,
-        timers=timers,
-        secret=secret,
-        listen_host=host,
-        listen_port=port,
-        health=health,
-    )
-
-
-def _run_until_signal(config: NodeConfig, push_timings: PushTimings | None = None) -> None:
+def _run_until_signal(config: NodeConfig) -> None:
     from naraft.node import StartupError, run_node
 
     # Everything imported so far lives as long as the process: keep it out of the
@@ -347,7 +95,7 @@ def _run_until_signal(config: NodeConfig, push_timings: PushTimings | None = Non
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, task.cancel)
         with contextlib.suppress(asyncio.CancelledError):
-            await run_node(config, push_timings=push_timings)
+            await run_node(config)
         logger.info("node %s stopped", config.id)
 
     try:

@@ -1,4 +1,11 @@
-"""NodeConfig (frozen), the timer profiles, and `cluster.conf` parsing.
+"""The node's configuration tree, the timer profiles, and `cluster.conf` parsing.
+
+`NodeConfig` is made of the consumers' own frozen settings (`PushTimings`, `SyncSettings`
+inside `DigestSettings`, `CompactionPolicy`, and the groups defined here): each default is
+written once, in the dataclass that uses it. `validate()` checks what spans groups (the
+election timeout against the beat, a peer batch against the peer body limit, the member
+list, the secret); derived values are properties. `naraft.config_sources` fills the tree
+from flags, `NARAFT_*` environment variables and a TOML file.
 
 Node ids are addresses, `host:port`, as in Nacos: the same port serves the client API and
 the peer endpoints under /nacos/v1/ns/raft/, so a leader hint is directly a URL.
@@ -7,13 +14,20 @@ the peer endpoints under /nacos/v1/ns/raft/, so a leader hint is directly a URL.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from naraft.digest.wiring import DigestSettings
 from naraft.errors import InvalidArgumentError
+from naraft.naming.health import BeatPolicy
+from naraft.naming.push import PushTimings
+from naraft.replica import CompactionPolicy, ReplicaTimings
+from naraft.transport import DEFAULT_MAX_BATCH_BYTES
+from naraft.transport.auth import SECRET_ENV_VAR
 
 DEFAULT_QUOTA_BYTES: Final = 2 << 30  # 2 GiB, as etcd's default backend quota
+SECRET_REQUIRED: Final = "a clustered node needs a cluster secret"
 
 
 class Profile(enum.StrEnum):
@@ -29,6 +43,14 @@ class Timers:
     heartbeat_ticks: int
     election_ticks: int  # the election timeout is drawn in [election, 2 * election) ticks
 
+    @property
+    def beat_seconds(self) -> float:
+        return self.tick_seconds * self.heartbeat_ticks
+
+    @property
+    def election_seconds(self) -> float:
+        return self.tick_seconds * self.election_ticks
+
 
 PROFILES: Final = {
     # tick 100 ms, a beat every tick, election timeout in [1 s, 2 s)
@@ -41,12 +63,12 @@ PROFILES: Final = {
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HealthTimings:
-    """Nacos 1.x client-beat timings: unhealthy after 15 s, removed after 30 s.
+    """Client-beat timings (Nacos 1.x: unhealthy after 15 s, removed after 30 s) and how
+    often the leader sweeps for silent instances.
 
     How the leader applies them: docs/consistency.md#ephemeral-instances."""
 
-    unhealthy_after_ms: int = 15_000
-    remove_after_ms: int = 30_000
+    policy: BeatPolicy = BeatPolicy()
     sweep_interval_seconds: float = 1.0
 
 
@@ -63,36 +85,92 @@ class HttpLimits:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PeerLimits:
+    """Peer traffic, judged apart from the client API's limits (1 MiB bodies)."""
+
+    timeout_seconds: float = 2.0  # one peer request's answer
+    max_body_bytes: int = 64 * 1024 * 1024  # a Raft batch, compressed or not
+    max_append_bytes: int = 1024 * 1024  # entries' bytes per AppendEntries (at least one)
+    max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES  # one send, below the receivers' limit
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RaftSettings:
+    """The Raft extensions naraft turns on, and how long a client write may wait."""
+
+    pre_vote: bool = True
+    check_quorum: bool = True
+    proposal_timeout_seconds: float = ReplicaTimings().proposal_timeout_seconds
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NodeConfig:
+    """One node's whole configuration. Build it, call `validate()`, pass it to `run_node`."""
+
     id: str  # host:port, also the client and peer address
     peers: tuple[str, ...]  # every member, this node included
     data_dir: Path
-    timers: Timers
     secret: bytes | None
     listen_host: str
     listen_port: int
+    timers: Timers = PROFILES[Profile.DEFAULT]
+    raft: RaftSettings = RaftSettings()
     health: HealthTimings = HealthTimings()
-    proposal_timeout_seconds: float = 5.0
-    peer_timeout_seconds: float = 2.0
-    pre_vote: bool = True
-    check_quorum: bool = True
-    # log compaction and digest sync (naraft.digest)
-    compact_max_entries: int = 10_000  # compact once the log after the snapshot is longer
-    compact_keep_entries: int = 2_000  # the tail kept for briefly-lagging followers
-    digest_batch_keys: int = 50  # datums per digest-sync fetch request (the seed's 50)
-    digest_parallel: int = 4  # digest-sync requests in flight
-    checksum_interval_seconds: float = 5.0  # leader's state checksum reports; 0: off
-    # peer traffic limits, apart from the client API's 1 MiB body limit
-    peer_max_body_bytes: int = 64 * 1024 * 1024  # a Raft batch, compressed or not
-    max_append_bytes: int = 1024 * 1024  # entries' bytes per AppendEntries (at least one)
+    push: PushTimings = PushTimings()
     http: HttpLimits = HttpLimits()
+    peer: PeerLimits = PeerLimits()
+    digest: DigestSettings = DigestSettings()
+    compaction: CompactionPolicy = field(default_factory=CompactionPolicy)
     # bound on the replicated state (keys + values), checked at apply; 0: none. The leader
     # replicates its own, so every replica checks against the same one.
     quota_bytes: int = DEFAULT_QUOTA_BYTES
 
+    def validate(self) -> NodeConfig:
+        """`self` when every rule across groups holds; raises InvalidArgumentError naming
+        the setting otherwise (the one place each rule is checked)."""
+        parse_address(self.id, field="id")
+        check_members(self.id, self.peers)
+        if self.timers.election_ticks <= self.timers.heartbeat_ticks:
+            raise InvalidArgumentError("election-ticks", "must be greater than heartbeat-ticks")
+        if self.peer.max_append_bytes * 2 > self.peer.max_body_bytes:
+            # Commands travel in base64 (4/3) inside JSON: keep twice the room.
+            raise InvalidArgumentError(
+                "max-append-kib", "must be at most half of peer-max-body-mib"
+            )
+        if self.secret is None and not self.standalone:
+            raise InvalidArgumentError(
+                "cluster-secret-file",
+                "is required",
+                message=f"{SECRET_REQUIRED}: --cluster-secret-file or {SECRET_ENV_VAR}",
+            )
+        return self
+
     @property
     def standalone(self) -> bool:
         return self.peers == (self.id,)
+
+    @property
+    def new_leader_seconds(self) -> float:
+        """How long a write with no leader waits for one: a new leader comes within one to
+        two election timeouts of the old one's death."""
+        return max(2.0, 3 * self.timers.election_seconds)
+
+    @property
+    def replica_timings(self) -> ReplicaTimings:
+        return ReplicaTimings(
+            tick_seconds=self.timers.tick_seconds,
+            proposal_timeout_seconds=self.raft.proposal_timeout_seconds,
+            leader_wait_seconds=self.new_leader_seconds,
+        )
+
+    @property
+    def peer_batch_bytes(self) -> int:
+        """A sender's batch, below the receivers' body limit (members share settings)."""
+        return min(self.peer.max_batch_bytes, self.peer.max_body_bytes // 2)
+
+    @property
+    def max_peer_connections(self) -> int:
+        return self.http.peer_connections_per_member * len(self.peers)
 
 
 def parse_address(text: str, *, field: str) -> tuple[str, int]:

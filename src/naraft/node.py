@@ -20,14 +20,12 @@ import os
 import random
 import socket
 import time
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 import aiohttp
-import orjson
 from aiohttp import web
 
 from naraft.api.admin import NODE, admin_routes
@@ -36,34 +34,28 @@ from naraft.api.edge import EdgeLimits, GuardedSite
 from naraft.api.forward import FORWARD_SESSION, forward_middleware
 from naraft.api.v1.beats import HttpBeatSender, beat_routes
 from naraft.api.v1.operator import ServerInfo
-from naraft.config import NodeConfig, Timers, parse_address
-from naraft.digest.sync import SyncSettings
-from naraft.digest.wiring import DigestService, DigestSettings
+from naraft.config import NodeConfig, parse_address
+from naraft.digest.wiring import DigestService
+from naraft.election_audit import ElectionAudit
 from naraft.errors import UnavailableError
+from naraft.leader_watch import LeaderWatch
 from naraft.machine import NodeStateMachine
 from naraft.metrics import NodeMetrics
-from naraft.naming.beats import BeatForwarder
-from naraft.naming.codec import encode_command
 from naraft.naming.feed import ChangeFeed
-from naraft.naming.health import BeatPolicy, BeatTable
-from naraft.naming.keys import InstanceKey
-from naraft.naming.push import PushTargets, PushTimings
+from naraft.naming.keeper import BeatKeeper
+from naraft.naming.push import PushTargets
 from naraft.naming.service import NamingService
 from naraft.naming.state import NamingState
 from naraft.naming.udp import UdpPusher
-from naraft.raft import NodeId, NotLeaderError, RaftConfig, RaftCore, Role, RoleChange, Status
-from naraft.replica import CompactionPolicy, Replica, ReplicaTimings
+from naraft.node_events import NodeEvents
+from naraft.raft import NodeId, NotLeaderError, RaftConfig, RaftCore, Role, Status
+from naraft.replica import Replica
 from naraft.state.datums import Datum, DatumTable
 from naraft.state.kv import read_value
 from naraft.storage import open_store
 from naraft.storage.base import StoredState
 from naraft.storage.sqlite import SqliteStore
-from naraft.transport import (
-    DEFAULT_MAX_BATCH_BYTES,
-    PeerClient,
-    default_cluster_id,
-    peer_routes,
-)
+from naraft.transport import PeerClient, default_cluster_id, peer_routes
 
 logger = logging.getLogger(__name__)
 
@@ -71,9 +63,6 @@ DB_FILE: Final = "naraft.db"
 LOCK_FILE: Final = "LOCK"
 """Held with flock(LOCK_EX) for the life of the node; holds the holder's pid."""
 LISTEN_BACKLOG: Final = 1024
-AUDIT_FILE: Final = "election-audit.jsonl"
-"""Append-only, one JSON line per role or leader change: {"node", "term", "role", "leader",
-"time_ms"}; fsynced. Fault campaigns check Election Safety (one leader per term) on it."""
 
 
 class SystemClock:
@@ -163,37 +152,26 @@ def _open(path: Path, node_id: str) -> _Opened:
 
 
 class Node:
-    """One running node; the API reaches the cluster through it (RaftNodeView, BeatSink)."""
+    """One running node as the API sees it (RaftNodeView, ServerDirectory)."""
 
     def __init__(
         self,
         config: NodeConfig,
         *,
         replica: Replica,
+        machine: NodeStateMachine,
         datums: DatumTable,
         naming_state: NamingState,
         metrics: NodeMetrics,
-        machine: NodeStateMachine | None = None,
+        digest: DigestService,
     ) -> None:
         self._config = config
         self.replica = replica
-        self._machine = machine or NodeStateMachine(datums, naming_state)
+        self._machine = machine
         self._datums = datums
         self._naming_state = naming_state
         self.metrics = metrics
-        self.digest: DigestService | None = None  # catch-up and checksum views (extra_state)
-        self._clock = SystemClock()
-        health = config.health
-        self._beats = BeatTable(
-            BeatPolicy(
-                unhealthy_after_ms=health.unhealthy_after_ms,
-                remove_after_ms=health.remove_after_ms,
-            )
-        )
-        # Followers batch client beats for one tick and send them to the leader.
-        self.beat_forwarder = BeatForwarder(
-            lambda: self.replica.leader, batch_seconds=config.timers.tick_seconds
-        )
+        self._digest = digest
 
     # RaftNodeView
     @property
@@ -223,31 +201,13 @@ class Node:
         return self._machine.quota_refusal()
 
     def extra_state(self) -> dict[str, object]:
-        state: dict[str, object] = {
+        return {
             "datums": len(self._datums),
             "instances": self._naming_state.instance_count(),
             "diskFull": self.replica.disk_full,
             **self._machine.view(),
+            **self._digest.view(),
         }
-        if self.digest is not None:
-            state.update(self.digest.view())
-        return state
-
-    # BeatSink: client beats live in the leader's memory only; followers forward them.
-    async def record_beat(self, key: InstanceKey, beat_at_ms: int) -> None:
-        if not self.replica.is_leader:
-            self.beat_forwarder.add(key)
-            return
-        self._beats.beat(key, beat_at_ms)
-
-    # BeatReceiver: a follower's batch, stamped with the leader's clock on arrival.
-    def receive_beats(self, keys: Sequence[InstanceKey]) -> bool:
-        if not self.replica.is_leader:
-            return False
-        now_ms = self._clock.now_ms()
-        for key in keys:
-            self._beats.beat(key, now_ms)
-        return True
 
     # ServerDirectory
     def servers(self) -> list[ServerInfo]:
@@ -268,61 +228,9 @@ class Node:
             )
         return infos
 
-    def on_role_change(self, change: RoleChange) -> None:
-        self.metrics.on_role_change(change)
-        self._audit_election(change)
-        if change.role is Role.LEADER:
-            # A new leader has no beat history: every ephemeral instance gets a full grace
-            # period from now (docs/consistency.md#ephemeral-instances).
-            self._beats.reset_all(self._clock.now_ms())
-
-    def _audit_election(self, change: RoleChange) -> None:
-        line = orjson.dumps(
-            {
-                "node": self._config.id,
-                "term": change.term,
-                "role": change.role.value,
-                "leader": change.leader,
-                "time_ms": self._clock.now_ms(),
-            }
-        )
-        try:
-            fd = os.open(
-                self._config.data_dir / AUDIT_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600
-            )
-            try:
-                os.write(fd, line + b"\n")
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError as error:
-            logger.warning("cannot append to the election audit log: %s", error)
-
-    def on_persisted(self, seconds: float, entries: int) -> None:
-        self.metrics.on_persisted(seconds, entries)
-
-    def on_committed(self, seconds: float) -> None:
-        self.metrics.on_committed(seconds)
-
-    async def sweep_forever(self) -> None:
-        """On the leader, turn missing beats into health changes and removals."""
-        while True:
-            await asyncio.sleep(self._config.health.sweep_interval_seconds)
-            if not self.replica.is_leader:
-                continue
-            for command in self._beats.sweep(self._clock.now_ms(), self._naming_state):
-                try:
-                    await self.replica.propose(encode_command(command))
-                except (NotLeaderError, UnavailableError, OSError) as error:
-                    logger.info("health sweep stopped: %s", error)
-                    break
-                except Exception as error:
-                    logger.warning("health sweep proposal failed: %s", error)
-                    break
-
     async def establish_quota_forever(self) -> None:
-        """On the leader, make this node's --quota-bytes the cluster's (replicated, so that
-        every replica checks writes against the same quota at apply)."""
+        """On the leader, make this node's quota the cluster's (replicated, so that every
+        replica checks writes against the same quota at apply)."""
         while True:
             await asyncio.sleep(self._config.timers.tick_seconds)  # right after an election
             proposal = self._machine.quota_proposal()
@@ -334,45 +242,10 @@ class Node:
                 logger.info("state quota not proposed yet: %s", error)
 
 
-async def watch_leader(replica: Replica, timers: Timers) -> None:
-    """A follower whose leader fell silent for two beats checks the leader's port: a
-    refused connection means the process is gone, so the follower forgets it and starts
-    a PreVote at once instead of waiting out the election timer
-    (docs/performance-goals.md#fast-failover). A leader that is only slow (or paused)
-    still accepts connections and keeps its lease."""
-    beat_seconds = timers.tick_seconds * timers.heartbeat_ticks
-    silence_seconds = 2 * beat_seconds
-    while True:
-        await asyncio.sleep(timers.tick_seconds)
-        status = replica.status
-        leader = status.leader
-        if status.role is not Role.FOLLOWER or leader is None:
-            continue
-        if replica.silent_for(leader) < silence_seconds:
-            continue
-        host, port = parse_address(leader, field="leader")
-        try:
-            async with asyncio.timeout(beat_seconds):
-                _reader, writer = await asyncio.open_connection(host, port)
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
-        except ConnectionRefusedError:
-            logger.info("leader %s refuses connections: starting an election now", leader)
-            replica.call(lambda core: core.forget_leader())
-            await asyncio.sleep(timers.election_ticks * timers.tick_seconds)
-        except (OSError, TimeoutError):
-            pass  # unreachable or slow: the election timer decides
-
-
-async def run_node(
-    config: NodeConfig,
-    *,
-    ready: asyncio.Event | None = None,
-    push_timings: PushTimings | None = None,
-) -> None:
-    """Run one node until cancelled. `ready` is set once the HTTP server serves.
-    Raises `StartupError` for a taken port or an unusable or locked data directory."""
+async def run_node(config: NodeConfig, *, ready: asyncio.Event | None = None) -> None:
+    """Run one node until cancelled; `config` is a validated tree (`NodeConfig.validate`).
+    `ready` is set once the HTTP server serves. Raises `StartupError` for a taken port or
+    an unusable or locked data directory."""
     loop = asyncio.get_running_loop()
     with contextlib.closing(bind_listener(config.listen_host, config.listen_port)) as sock:
         lock_fd = lock_data_dir(config.data_dir)
@@ -383,7 +256,7 @@ async def run_node(
                     executor, _open, config.data_dir / DB_FILE, config.id
                 )
                 try:
-                    await _serve(config, opened, executor, sock, ready, push_timings)
+                    await _serve(_wire(config, opened, executor), sock, ready)
                 finally:
                     await loop.run_in_executor(executor, opened.store.close)
             finally:
@@ -392,30 +265,32 @@ async def run_node(
             os.close(lock_fd)  # releases the lock
 
 
-async def _serve(
-    config: NodeConfig,
-    opened: _Opened,
-    executor: ThreadPoolExecutor,
-    sock: socket.socket,
-    ready: asyncio.Event | None,
-    push_timings: PushTimings | None,
-) -> None:
-    stored = opened.state
-    node_id = NodeId(config.id)
-    voters = tuple(NodeId(p) for p in config.peers)
+@dataclass(slots=True, kw_only=True)
+class _Wired:
+    """Every part of one node, built and subscribed, none running yet."""
+
+    config: NodeConfig
+    cluster_id: str
+    node: Node
+    client: PeerClient
+    keeper: BeatKeeper
+    pusher: UdpPusher
+    watch: LeaderWatch
+    digest: DigestService
+    app: web.Application
+
+
+def _core(config: NodeConfig, stored: StoredState) -> RaftCore:
     timers = config.timers
-    # Signed into every peer request; a stored cluster id (when the data directory has one)
-    # replaces this default derived from the secret.
-    cluster_id = default_cluster_id(config.secret)
-    core = RaftCore(
+    return RaftCore(
         RaftConfig(
-            id=node_id,
-            voters=voters,
+            id=NodeId(config.id),
+            voters=tuple(NodeId(p) for p in config.peers),
             election_ticks=timers.election_ticks,
             heartbeat_ticks=timers.heartbeat_ticks,
-            pre_vote=config.pre_vote,
-            check_quorum=config.check_quorum,
-            max_append_bytes=config.max_append_bytes,
+            pre_vote=config.raft.pre_vote,
+            check_quorum=config.raft.check_quorum,
+            max_append_bytes=config.peer.max_append_bytes,
         ),
         rng=random.Random(),
         hard_state=stored.hard_state,
@@ -424,119 +299,128 @@ async def _serve(
         applied=stored.applied_index,
         logger=logging.getLogger("naraft.raft"),
     )
-    datums = DatumTable(stored.datums)
+
+
+def _wire(config: NodeConfig, opened: _Opened, executor: ThreadPoolExecutor) -> _Wired:
+    """Build every part in dependency order; parts built after the replica subscribe to
+    its events (`NodeEvents`) rather than being handed to it."""
+    node_id = NodeId(config.id)
+    # Signed into every peer request; a stored cluster id (when the data directory has one)
+    # replaces this default derived from the secret.
+    cluster_id = default_cluster_id(config.secret)
+    datums = DatumTable(opened.state.datums)
     feed = ChangeFeed()
     naming_state = NamingState(datums, feed)
     machine = NodeStateMachine(datums, naming_state, quota_bytes=config.quota_bytes)
     metrics = NodeMetrics()
-    digest = DigestService(
-        datums=datums,
-        applied_index=core.applied_index,
-        self_id=node_id,
-        members=voters,
-        secret=config.secret,
-        make_machine=lambda table: NodeStateMachine(table, NamingState(table)),
-        beat_only=lambda: naming_state.switches().send_beat_only,
-        settings=DigestSettings(
-            sync=SyncSettings(batch_keys=config.digest_batch_keys, parallel=config.digest_parallel),
-            checksum_interval_seconds=config.checksum_interval_seconds,
-        ),
-        registry=metrics.registry,
-        cluster_id=cluster_id,
-    )
-    peers = {NodeId(p): f"http://{p}" for p in config.peers if p != config.id}
-    replica_box: list[Replica] = []
-
-    def on_unreachable(peer: NodeId, refused: bool) -> None:
-        # The leader's port refuses connections: it is gone, not slow. Followers need not
-        # wait out the election timer (docs/performance-goals.md#fast-failover).
-        if refused and replica_box and replica_box[0].leader == peer:
-            replica_box[0].call(lambda core: core.forget_leader())
-
+    events = NodeEvents()
     client = PeerClient(
         node_id,
-        peers,
+        {NodeId(p): f"http://{p}" for p in config.peers if p != config.id},
         config.secret,
-        timeout_seconds=config.peer_timeout_seconds,
+        timeout_seconds=config.peer.timeout_seconds,
         metrics=metrics,
-        on_peer_unreachable=on_unreachable,
+        on_peer_unreachable=events.on_peer_unreachable,
         cluster_id=cluster_id,
-        # below the receivers' limit (members share their settings)
-        max_batch_bytes=min(DEFAULT_MAX_BATCH_BYTES, config.peer_max_body_bytes // 2),
+        max_batch_bytes=config.peer_batch_bytes,
     )
-    node_box: list[Node] = []
-
-    class _Observer:
-        def on_role_change(self, change: RoleChange) -> None:
-            node_box[0].on_role_change(change)
-
-        def on_persisted(self, seconds: float, entries: int) -> None:
-            metrics.on_persisted(seconds, entries)
-
-        def on_committed(self, seconds: float) -> None:
-            metrics.on_committed(seconds)
-
     replica = Replica(
-        core,
+        _core(config, opened.state),
         store=opened.store,
         store_executor=executor,
         peers=client,
         state_machine=machine,
-        timings=ReplicaTimings(
-            tick_seconds=timers.tick_seconds,
-            proposal_timeout_seconds=config.proposal_timeout_seconds,
-            leader_wait_seconds=max(2.0, 3 * timers.election_ticks * timers.tick_seconds),
-        ),
-        observer=_Observer(),
-        on_snapshot_needed=digest.on_snapshot_needed,
-        compaction=CompactionPolicy(
-            max_log_entries=config.compact_max_entries,
-            keep_entries=config.compact_keep_entries,
-        ),
-        on_applied=digest.on_applied,
+        timings=config.replica_timings,
+        observer=events,
+        on_snapshot_needed=events.on_snapshot_needed,
+        compaction=config.compaction,
+        on_applied=events.on_applied,
         # Entries publish their own changes; a digest install or repair has none to apply.
         on_installed=naming_state.publish_replaced_changes,
     )
-    replica_box.append(replica)
-    digest.attach(replica)
-    node = Node(
-        config,
-        replica=replica,
-        datums=datums,
-        naming_state=naming_state,
-        metrics=metrics,
-        machine=machine,
-    )
-    node.digest = digest
-    node_box.append(node)
-    # Nacos: a push target is a zombie after pushCacheMillis without a list request.
-    push_targets = PushTargets(
-        expire_after_ms=lambda: naming_state.switches().default_push_cache_ms
-    )
-    pusher = UdpPusher(
+    clock = SystemClock()
+    digest = _digest(config, replica, naming_state, metrics, cluster_id)
+    keeper = BeatKeeper(
+        replica,
         naming_state,
-        feed,
-        push_targets,
-        node._clock,
-        push_timings or PushTimings(),
-        bind_host=config.listen_host,
+        clock,
+        config.health.policy,
+        sweep_interval_seconds=config.health.sweep_interval_seconds,
+        # Followers batch client beats for one tick and send them to the leader.
+        batch_seconds=config.timers.tick_seconds,
     )
-    naming = NamingService(naming_state, replica, node._clock, node, push_targets, guard=machine)
+    watch = LeaderWatch(replica, config.timers)
+    audit = ElectionAudit(config.id, config.data_dir, clock)
+    events.role_changes += [metrics.on_role_change, audit.on_role_change, keeper.on_role_change]
+    events.persisted.append(metrics.on_persisted)
+    events.committed.append(metrics.on_committed)
+    events.applied.append(digest.on_applied)
+    events.snapshot_needed.append(digest.on_snapshot_needed)
+    events.peer_unreachable.append(watch.on_peer_unreachable)
+    node = Node(
+        config, replica=replica, machine=machine, datums=datums, naming_state=naming_state,
+        metrics=metrics, digest=digest,
+    )  # fmt: skip
+    # Nacos: a push target is a zombie after pushCacheMillis without a list request.
+    targets = PushTargets(expire_after_ms=lambda: naming_state.switches().default_push_cache_ms)
+    pusher = UdpPusher(
+        naming_state, feed, targets, clock, config.push, bind_host=config.listen_host
+    )
+    naming = NamingService(naming_state, replica, clock, keeper, targets, guard=machine)
+    app = _app(config, node, naming, keeper, digest, metrics, cluster_id)
+    return _Wired(
+        config=config, cluster_id=cluster_id, node=node, client=client, keeper=keeper,
+        pusher=pusher, watch=watch, digest=digest, app=app,
+    )  # fmt: skip
+
+
+def _digest(
+    config: NodeConfig,
+    replica: Replica,
+    naming_state: NamingState,
+    metrics: NodeMetrics,
+    cluster_id: str,
+) -> DigestService:
+    return DigestService(
+        replica=replica,
+        datums=naming_state.datums,
+        self_id=NodeId(config.id),
+        members=tuple(NodeId(p) for p in config.peers),
+        secret=config.secret,
+        make_machine=lambda table: NodeStateMachine(table, NamingState(table)),
+        beat_only=lambda: naming_state.switches().send_beat_only,
+        settings=config.digest,
+        registry=metrics.registry,
+        cluster_id=cluster_id,
+    )
+
+
+def _app(
+    config: NodeConfig,
+    node: Node,
+    naming: NamingService,
+    keeper: BeatKeeper,
+    digest: DigestService,
+    metrics: NodeMetrics,
+    cluster_id: str,
+) -> web.Application:
+    node_id = NodeId(config.id)
+    peers = {NodeId(p) for p in config.peers if p != config.id}
     app = make_app(
         naming,
         extra_routes=admin_routes(),
         peer_routes=[
             *peer_routes(
-                replica.deliver,
+                node.replica.deliver,
                 config.secret,
-                set(peers),
+                peers,
                 metrics,
                 self_id=node_id,
                 cluster_id=cluster_id,
-                max_body_bytes=config.peer_max_body_bytes,
+                max_body_bytes=config.peer.max_body_bytes,
             ),
             *beat_routes(
-                node, config.secret, self_id=node_id, members=set(peers), cluster_id=cluster_id
+                keeper, config.secret, self_id=node_id, members=peers, cluster_id=cluster_id
             ),
             *digest.routes(),
         ],
@@ -545,15 +429,19 @@ async def _serve(
         middlewares=[
             forward_middleware(
                 config.id,
-                config.proposal_timeout_seconds + 1.0,
+                config.raft.proposal_timeout_seconds + 1.0,
                 metrics.forwarded.inc,
-                wait_new_leader=replica.wait_for_new_leader,
-                # a new leader comes within one to two election timeouts of the old one's death
-                new_leader_seconds=max(2.0, 3 * timers.tick_seconds * timers.election_ticks),
+                wait_new_leader=node.replica.wait_for_new_leader,
+                new_leader_seconds=config.new_leader_seconds,
             )
         ],
     )
     app[NODE] = node
+    return app
+
+
+async def _serve(wired: _Wired, sock: socket.socket, ready: asyncio.Event | None) -> None:
+    config, app, node = wired.config, wired.app, wired.node
     session = aiohttp.ClientSession()
     # aiohttp resends a PUT or DELETE once when the connection breaks, even after the leader
     # applied it: a forwarded compare-and-set would then answer 409 for a write that took
@@ -569,7 +457,7 @@ async def _serve(
             header_timeout_seconds=http.header_timeout_seconds,
             body_timeout_seconds=http.body_timeout_seconds,
             max_clients=http.max_connections,
-            max_peers=http.peer_connections_per_member * len(config.peers),
+            max_peers=config.max_peer_connections,
         )
         site = GuardedSite(runner, sock, limits, idle_timeout_seconds=http.idle_timeout_seconds)
         await site.start()
@@ -580,22 +468,22 @@ async def _serve(
             config.listen_port,
             ",".join(config.peers),
             config.data_dir,
-            timers.tick_seconds,
+            config.timers.tick_seconds,
         )
         if ready is not None:
             ready.set()
+        beat_sender = HttpBeatSender(
+            session, config.secret, self_id=NodeId(config.id), cluster_id=wired.cluster_id
+        )
         async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(replica.run(), name="replica")
-            tasks.create_task(client.run(), name="peer-client")
-            tasks.create_task(node.sweep_forever(), name="beat-sweeper")
+            tasks.create_task(node.replica.run(), name="replica")
+            tasks.create_task(wired.client.run(), name="peer-client")
+            tasks.create_task(wired.keeper.sweep_forever(), name="beat-sweeper")
             tasks.create_task(node.establish_quota_forever(), name="state-quota")
-            tasks.create_task(pusher.run(), name="udp-push")
-            beat_sender = HttpBeatSender(
-                session, config.secret, self_id=node_id, cluster_id=cluster_id
-            )
-            tasks.create_task(node.beat_forwarder.run(beat_sender), name="beat-forwarder")
-            tasks.create_task(watch_leader(replica, timers), name="leader-watch")
-            tasks.create_task(digest.run(), name="digest")
+            tasks.create_task(wired.pusher.run(), name="udp-push")
+            tasks.create_task(wired.keeper.forward_forever(beat_sender), name="beat-forwarder")
+            tasks.create_task(wired.watch.run(), name="leader-watch")
+            tasks.create_task(wired.digest.run(), name="digest")
     finally:
         with contextlib.suppress(Exception):
             await runner.cleanup()

@@ -33,8 +33,8 @@ class DigestService:
     def __init__(
         self,
         *,
+        replica: Replica,
         datums: DatumTable,
-        applied_index: int,
         self_id: NodeId,
         members: tuple[NodeId, ...],
         secret: bytes | None,
@@ -44,7 +44,9 @@ class DigestService:
         registry: CollectorRegistry | None = None,
         cluster_id: str | None = None,
     ) -> None:
-        """`cluster_id` goes into every signed request (default: derived from the secret)."""
+        """`cluster_id` goes into every signed request (default: derived from the secret).
+        Built after the replica; the replica's callbacks reach `on_applied` and
+        `on_snapshot_needed` through the node's subscriptions."""
         self._datums = datums
         self._self_id = self_id
         self._members = members
@@ -54,16 +56,10 @@ class DigestService:
         self._beat_only = beat_only
         self._settings = settings or DigestSettings()
         self._registry = registry
-        self.checksum = StateChecksum(datums.items(), applied_index)
-        self._attached: _Parts | None = None
+        self.checksum = StateChecksum(datums.items(), replica.status.applied_index)
+        self._parts = self._build(replica)
 
-    @property
-    def _parts(self) -> _Parts:
-        if self._attached is None:
-            raise RuntimeError("DigestService: attach() the replica first")
-        return self._attached
-
-    def attach(self, replica: Replica) -> None:
+    def _build(self, replica: Replica) -> _Parts:
         sync = DigestSync(
             replica=replica,
             datums=self._datums,
@@ -97,17 +93,14 @@ class DigestService:
             has_peers=any(m != self._self_id for m in self._members),
             on_checksum=self._on_report,
         )
-        self._attached = _Parts(sync=sync, verifier=verifier, server=server)
+        return _Parts(sync=sync, verifier=verifier, server=server)
 
     def _signer(self) -> PeerSigner:
         return PeerSigner(self._secret, cluster_id=self._cluster_id, self_id=self._self_id)
 
     # Replica hooks (called on the replica's driver task).
     def on_applied(self, changes: DatumChanges, index: Index) -> None:
-        if self._attached is None:
-            self.checksum.apply(changes, index)
-        else:
-            self._attached.verifier.on_applied(changes, index)
+        self._parts.verifier.on_applied(changes, index)
 
     def on_snapshot_needed(self, wanted: SnapshotMeta, leader: NodeId | None) -> None:
         self._parts.sync.request_catch_up(wanted, leader)

@@ -1,0 +1,70 @@
+"""One leader watch: a follower notices a dead leader before its election timer does.
+
+A leader whose port refuses connections is gone, not slow: its followers forget it and
+start a PreVote at once instead of waiting out the election timeout
+(docs/performance-goals.md#fast-failover). Two signals feed the same decision: the peer
+client reports a refused connection to the leader as it happens, and `run` probes the
+leader's port once it has been silent for two beats (a leader with nothing to send never
+gives the peer client a chance to see the refusal). A leader that is only slow, or paused,
+still accepts connections and keeps its lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from naraft.config import Timers, parse_address
+from naraft.raft import NodeId, Role
+from naraft.replica import Replica
+
+logger = logging.getLogger(__name__)
+
+
+class LeaderWatch:
+    def __init__(self, replica: Replica, timers: Timers) -> None:
+        self._replica = replica
+        self._timers = timers
+
+    def on_peer_unreachable(self, peer: NodeId, refused: bool) -> None:
+        """The peer client's report (see `naraft.transport.PeerClient`)."""
+        if refused and self._replica.leader == peer:
+            self._leader_gone(peer)
+
+    async def run(self) -> None:
+        """Probe a silent leader's port every tick until cancelled."""
+        timers = self._timers
+        while True:
+            await asyncio.sleep(timers.tick_seconds)
+            leader = self._silent_leader()
+            if leader is not None and await self._refuses(leader):
+                self._leader_gone(leader)
+                await asyncio.sleep(timers.election_seconds)
+
+    def _silent_leader(self) -> NodeId | None:
+        status = self._replica.status
+        leader = status.leader
+        if status.role is not Role.FOLLOWER or leader is None:
+            return None
+        if self._replica.silent_for(leader) < 2 * self._timers.beat_seconds:
+            return None
+        return leader
+
+    async def _refuses(self, leader: NodeId) -> bool:
+        host, port = parse_address(leader, field="leader")
+        try:
+            async with asyncio.timeout(self._timers.beat_seconds):
+                _reader, writer = await asyncio.open_connection(host, port)
+        except ConnectionRefusedError:
+            return True
+        except (OSError, TimeoutError):
+            return False  # unreachable or slow: the election timer decides
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return False
+
+    def _leader_gone(self, leader: NodeId) -> None:
+        logger.info("leader %s refuses connections: starting an election now", leader)
+        self._replica.call(lambda core: core.forget_leader())
