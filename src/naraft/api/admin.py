@@ -23,13 +23,8 @@ from typing import Any, Final, Protocol
 import orjson
 from aiohttp import web
 
-from naraft.errors import (
-    DiskFullError,
-    OutcomeUnknownError,
-    ProposalDroppedError,
-    QuotaExceededError,
-    UnavailableError,
-)
+from naraft.api.errors import Refusal, json_ok, json_refusal, proposal_failure
+from naraft.errors import DiskFullError, UnavailableError
 from naraft.raft import NotLeaderError, Status
 from naraft.state.datums import Datum
 from naraft.state.kv import (
@@ -76,18 +71,12 @@ class RaftNodeView(Protocol):
 NODE: Final = web.AppKey("raft_node", RaftNodeView)
 
 
-def _json(data: object, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
-
-
-def _error(status: int, message: str, **extra: object) -> web.Response:
-    return _json({"error": message, **extra}, status)
-
-
 def _key_of(request: web.Request) -> str | web.Response:
     key = request.match_info["key"]
     if not key or len(key.encode()) > MAX_KEY_BYTES:
-        return _error(400, f"key: must be 1..{MAX_KEY_BYTES} bytes", field="key")
+        return json_refusal(
+            Refusal.BAD_INPUT, f"key: must be 1..{MAX_KEY_BYTES} bytes", field="key"
+        )
     return key
 
 
@@ -99,27 +88,29 @@ async def _propose(node: RaftNodeView, command: bytes) -> object | web.Response:
     except NotLeaderError as error:
         if error.leader_hint is not None:
             raise
-        return _error(503, "no leader", outcome="not-applied", leader=None)
-    except ProposalDroppedError as error:
-        return _error(503, str(error), outcome="not-applied", leader=node.status.leader)
-    except OutcomeUnknownError as error:
-        return _error(503, str(error), outcome="unknown", leader=node.status.leader)
-    except DiskFullError as error:
-        return _error(507, str(error), outcome="not-applied", reason="disk-full")
-    except QuotaExceededError as error:
-        return _error(507, str(error), outcome="not-applied", reason="quota")
+        return json_refusal(Refusal.UNAVAILABLE, "no leader", outcome="not-applied", leader=None)
     except UnavailableError as error:
-        return _error(503, str(error), outcome="not-applied", leader=node.status.leader)
+        failure = proposal_failure(error)
+        # a refusal for want of space says why; one a retry may cure says who leads
+        where: dict[str, object] = (
+            {"reason": failure.reason}
+            if failure.reason is not None
+            else {"leader": node.status.leader}
+        )
+        return json_refusal(failure.refusal, str(error), outcome=failure.outcome, **where)
 
 
 def _rejected_on_apply(rejected: EntryRejected) -> web.Response:
     """Every replica rejected the committed entry; it changed nothing."""
     if rejected.kind is RejectionKind.QUOTA:
-        return _error(
-            507, f"state quota exceeded: {rejected.detail}", outcome="not-applied", reason="quota"
+        return json_refusal(
+            Refusal.NO_SPACE,
+            f"state quota exceeded: {rejected.detail}",
+            outcome="not-applied",
+            reason="quota",
         )
-    return _error(
-        500,
+    return json_refusal(
+        Refusal.REJECTED_ON_APPLY,
         f"entry {rejected.index} was rejected on apply (nothing changed): {rejected.detail}",
         outcome="not-applied",
         reason="rejected-on-apply",
@@ -132,42 +123,54 @@ async def put_kv(request: web.Request) -> web.Response:
         return key
     raw = await request.read()
     if len(raw) > MAX_VALUE_BYTES + 4096:
-        return _error(413, f"value: larger than {MAX_VALUE_BYTES} bytes", field="value")
+        return json_refusal(
+            Refusal.TOO_LARGE, f"value: larger than {MAX_VALUE_BYTES} bytes", field="value"
+        )
     try:
         body: Any = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return _error(400, 'body: must be a JSON object like {"value": "..."}', field="body")
+        return json_refusal(
+            Refusal.BAD_INPUT, 'body: must be a JSON object like {"value": "..."}', field="body"
+        )
     if not isinstance(body, dict):
-        return _error(400, 'body: must be a JSON object like {"value": "..."}', field="body")
+        return json_refusal(
+            Refusal.BAD_INPUT, 'body: must be a JSON object like {"value": "..."}', field="body"
+        )
     value = body.get("value")
     if not isinstance(value, str):
-        return _error(400, "value: is required and must be a string", field="value")
+        return json_refusal(
+            Refusal.BAD_INPUT, "value: is required and must be a string", field="value"
+        )
     if len(value.encode()) > MAX_VALUE_BYTES:
-        return _error(413, f"value: larger than {MAX_VALUE_BYTES} bytes", field="value")
+        return json_refusal(
+            Refusal.TOO_LARGE, f"value: larger than {MAX_VALUE_BYTES} bytes", field="value"
+        )
     unknown = sorted(set(body) - {"value", "prev"})
     if unknown:
-        return _error(400, f"{unknown[0]}: unknown field", field=unknown[0])
+        return json_refusal(Refusal.BAD_INPUT, f"{unknown[0]}: unknown field", field=unknown[0])
     if "prev" in body:
         prev = body["prev"]
         if prev is not None and not isinstance(prev, str):
-            return _error(400, "prev: must be a string or null", field="prev")
+            return json_refusal(Refusal.BAD_INPUT, "prev: must be a string or null", field="prev")
         command = PutValue(key=key, value=value, check_prev=True, prev=prev)
     else:
         command = PutValue(key=key, value=value)
     node = request.app[NODE]
     refusal = node.quota_refusal()
     if refusal is not None:
-        return _error(507, refusal, outcome="not-applied", reason="quota")
+        return json_refusal(Refusal.NO_SPACE, refusal, outcome="not-applied", reason="quota")
     result = await _propose(node, encode_kv(command))
     if isinstance(result, web.Response):
         return result
     if isinstance(result, EntryRejected):
         return _rejected_on_apply(result)
     if isinstance(result, KvCasFailed):
-        return _error(409, "prev: compare failed", field="prev", current=result.current)
+        return json_refusal(
+            Refusal.COMPARE_FAILED, "prev: compare failed", field="prev", current=result.current
+        )
     if not isinstance(result, KvPut):
-        return _error(500, "the state machine refused the command")
-    return _json({"index": result.index})
+        return json_refusal(Refusal.REJECTED_ON_APPLY, "the state machine refused the command")
+    return json_ok({"index": result.index})
 
 
 async def get_kv(request: web.Request) -> web.Response:
@@ -176,7 +179,9 @@ async def get_kv(request: web.Request) -> web.Response:
         return key
     consistency = request.query.get("consistency", "linearizable")
     if consistency not in ("linearizable", "local"):
-        return _error(400, "consistency: must be linearizable or local", field="consistency")
+        return json_refusal(
+            Refusal.BAD_INPUT, "consistency: must be linearizable or local", field="consistency"
+        )
     node = request.app[NODE]
     if consistency == "linearizable":
         try:
@@ -184,15 +189,15 @@ async def get_kv(request: web.Request) -> web.Response:
         except NotLeaderError as error:
             if error.leader_hint is not None:
                 raise
-            return _error(503, "no leader", leader=None)
+            return json_refusal(Refusal.UNAVAILABLE, "no leader", leader=None)
         except DiskFullError as error:
-            return _error(507, str(error), reason="disk-full")
+            return json_refusal(Refusal.NO_SPACE, str(error), reason="disk-full")
         except UnavailableError as error:
-            return _error(503, str(error), leader=node.status.leader)
+            return json_refusal(Refusal.UNAVAILABLE, str(error), leader=node.status.leader)
     datum = node.kv_get(key)
     if datum is None:
-        return _error(404, f"key {key!r} not found")
-    return _json({"key": key, "value": datum.value.decode(), "version": datum.version})
+        return json_refusal(Refusal.NOT_FOUND, f"key {key!r} not found")
+    return json_ok({"key": key, "value": datum.value.decode(), "version": datum.version})
 
 
 async def delete_kv(request: web.Request) -> web.Response:
@@ -206,13 +211,13 @@ async def delete_kv(request: web.Request) -> web.Response:
     if isinstance(result, EntryRejected):
         return _rejected_on_apply(result)
     if not isinstance(result, KvDeleted):
-        return _error(500, "the state machine refused the command")
-    return _json({"deleted": result.deleted, "index": result.index})
+        return json_refusal(Refusal.REJECTED_ON_APPLY, "the state machine refused the command")
+    return json_ok({"deleted": result.deleted, "index": result.index})
 
 
 async def raft_leader(request: web.Request) -> web.Response:
     status = request.app[NODE].status
-    return _json({"leader": status.leader, "term": status.term})
+    return json_ok({"leader": status.leader, "term": status.term})
 
 
 async def raft_state(request: web.Request) -> web.Response:
@@ -228,7 +233,7 @@ async def raft_state(request: web.Request) -> web.Response:
         }
         for peer, progress in sorted(status.peers.items())
     ]
-    return _json(
+    return json_ok(
         {
             "id": status.id,
             "role": status.role.value,
@@ -250,7 +255,7 @@ async def raft_state(request: web.Request) -> web.Response:
 async def raft_peer(request: web.Request) -> web.Response:
     """The local peer as Nacos 1.x's `/raft/peer` shows it (RaftPeer)."""
     status = request.app[NODE].status
-    return _json(
+    return json_ok(
         {
             "ip": status.id,
             "voteFor": status.voted_for,

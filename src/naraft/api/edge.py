@@ -33,7 +33,12 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Middleware
 from aiohttp.web_protocol import RequestPayloadError
 
-from naraft.api.errors import Handler
+from naraft.api.errors import (
+    EDGE_BAD_REQUEST,
+    EDGE_BODY_TIMEOUT,
+    EDGE_TOO_MANY_CONNECTIONS,
+    Handler,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -333,7 +338,9 @@ def edge_middleware(is_peer: IsPeerRequest) -> Middleware:
         try:
             if not protocol.classify(peer=is_peer(request)):
                 logger.info("too many connections: answered 503 to %s", request.remote)
-                answer = web.Response(status=503, text="too many connections; retry later")
+                answer = web.Response(
+                    status=EDGE_TOO_MANY_CONNECTIONS, text="too many connections; retry later"
+                )
                 answer.force_close()
                 return answer
             if not request.content.is_eof():
@@ -356,7 +363,8 @@ def input_middleware(max_params: int) -> Middleware:
             await _check_params(request, max_params)
             return await handler(request)
         except (UnicodeDecodeError, RequestPayloadError) as error:
-            status = 408 if isinstance(error, BodyTimeoutError) else 400
+            timed_out = isinstance(error, BodyTimeoutError)
+            status = EDGE_BODY_TIMEOUT if timed_out else EDGE_BAD_REQUEST
             reason = one_line(error)
             if isinstance(error, UnicodeDecodeError):
                 reason = f"the request is not valid UTF-8 ({reason})"

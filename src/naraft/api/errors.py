@@ -1,47 +1,151 @@
-"""Exception → HTTP status and plain-text body. The only module that knows status codes.
+"""Every status code the client-facing APIs answer with, in two tables.
 
-Like Nacos's `ResponseExceptionHandler`: a status and a plain message, never a stack
-trace. A 400 body names the parameter by its wire (camelCase) name.
+1. `NACOS_STATUS`, the Nacos v1 API (`/nacos/v1/ns/...`, and its beat endpoint between
+   members): an exception → a status and a plain-text body, like Nacos's
+   `ResponseExceptionHandler`; never a stack trace. A 400 body names the parameter by its
+   wire (camelCase) name.
+2. `NARAFT_STATUS`, naraft's own kv and raft API (`/nacos/v1/ns/raft/kv`, `/raft/state`,
+   ...): a `Refusal` → a status, with a JSON body `{"error": ..., ...}`; `PROPOSAL_FAILURES`
+   says which refusal and write outcome each proposal failure means.
+
+The HTTP edge (`naraft.api.edge`, `naraft.api.app`) answers before either API is reached,
+with the `EDGE_*` statuses below. The peer protocol's own endpoints (`naraft.transport`,
+`naraft.digest`) sit below this layer, cannot import it, and answer only members: their
+statuses are chosen there and documented with each endpoint.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Final
 
+import orjson
 from aiohttp import web
 
 from naraft.api.params import wire_name
 from naraft.errors import (
     CommandRejectedError,
+    DiskFullError,
     InvalidArgumentError,
     NotFoundError,
+    OutcomeUnknownError,
+    ProposalDroppedError,
+    QuotaExceededError,
     UnauthorizedError,
     UnavailableError,
 )
 from naraft.raft.errors import NotLeaderError
+from naraft.transport.codec import BodyTooLargeError
+from naraft.transport.signing import SignatureError
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-STATUS_BY_ERROR: Final[Mapping[type[Exception], int]] = {
+# ------------------------------------------------------------- table 1: the Nacos v1 API
+
+NACOS_STATUS: Final[Mapping[type[Exception], int]] = {
     InvalidArgumentError: 400,  # AlreadyExistsError too: Nacos answers 400 for it
     NotFoundError: 404,
     UnauthorizedError: 403,
+    SignatureError: 403,  # a member's beat batch that is not signed by the cluster
+    BodyTooLargeError: 413,
     NotLeaderError: 503,  # reached only when forwarding to the leader failed
     UnavailableError: 503,  # the Python client fails over on 503 (disk full, quota too)
     CommandRejectedError: 500,  # committed, rejected on apply by every replica: a server fault
 }
+STATUS_BY_ERROR: Final = NACOS_STATUS
+NOT_LEADER_STATUS: Final = NACOS_STATUS[NotLeaderError]
 
 
 def status_for(error: Exception) -> int | None:
     """The status of the closest mapped base class of `error`, if any."""
     for cls in type(error).__mro__:
-        if (status := STATUS_BY_ERROR.get(cls)) is not None:
+        if (status := NACOS_STATUS.get(cls)) is not None:
             return status
     return None
+
+
+def plain_error(error: Exception, text: str | None = None) -> web.Response:
+    """A mapped `error` as the Nacos API answers it: its status and a plain body."""
+    status = status_for(error)
+    assert status is not None, f"{type(error).__name__} has no status in NACOS_STATUS"
+    return web.Response(status=status, text=body_for(error) if text is None else text)
+
+
+# -------------------------------------------------------- table 2: naraft's kv and raft API
+
+
+class Refusal(enum.Enum):
+    BAD_INPUT = "bad-input"  # names the field
+    NOT_FOUND = "not-found"
+    COMPARE_FAILED = "compare-failed"  # a compare-and-set whose `prev` did not match
+    TOO_LARGE = "too-large"
+    NO_SPACE = "no-space"  # disk full or the state quota: etcd's NOSPACE, not retried blindly
+    UNAVAILABLE = "unavailable"  # no leader, a dropped or unsettled proposal: retry
+    REJECTED_ON_APPLY = "rejected-on-apply"  # committed and refused by every replica
+
+
+NARAFT_STATUS: Final[Mapping[Refusal, int]] = {
+    Refusal.BAD_INPUT: 400,
+    Refusal.NOT_FOUND: 404,
+    Refusal.COMPARE_FAILED: 409,
+    Refusal.TOO_LARGE: 413,
+    Refusal.NO_SPACE: 507,
+    Refusal.UNAVAILABLE: 503,
+    Refusal.REJECTED_ON_APPLY: 500,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """What a proposal failure means to a kv client: the refusal, whether the write may
+    have been applied (`outcome`), and the `reason` field when one is sent."""
+
+    refusal: Refusal
+    outcome: str
+    reason: str | None = None
+
+
+PROPOSAL_FAILURES: Final[Mapping[type[Exception], Failure]] = {
+    ProposalDroppedError: Failure(Refusal.UNAVAILABLE, "not-applied"),
+    OutcomeUnknownError: Failure(Refusal.UNAVAILABLE, "unknown"),
+    DiskFullError: Failure(Refusal.NO_SPACE, "not-applied", "disk-full"),
+    QuotaExceededError: Failure(Refusal.NO_SPACE, "not-applied", "quota"),
+    UnavailableError: Failure(Refusal.UNAVAILABLE, "not-applied"),
+}
+
+
+def proposal_failure(error: UnavailableError) -> Failure:
+    """The closest mapped base class's meaning (every UnavailableError has one)."""
+    for cls in type(error).__mro__:
+        if (failure := PROPOSAL_FAILURES.get(cls)) is not None:
+            return failure
+    raise AssertionError(f"{type(error).__name__} is not an UnavailableError")
+
+
+def json_ok(data: object) -> web.Response:
+    return web.Response(body=orjson.dumps(data), content_type="application/json")
+
+
+def json_refusal(refusal: Refusal, message: str, **extra: object) -> web.Response:
+    """naraft's API refusing: `{"error": message, **extra}` with the refusal's status."""
+    return web.Response(
+        body=orjson.dumps({"error": message, **extra}),
+        status=NARAFT_STATUS[refusal],
+        content_type="application/json",
+    )
+
+
+# ---------------------------------------------------- the HTTP edge, before either API
+
+EDGE_BAD_REQUEST: Final = 400  # unparsable HTTP, undecodable input, too many parameters
+EDGE_BODY_TIMEOUT: Final = 408  # the body did not arrive in time
+EDGE_TOO_LARGE: Final = 413  # a client body over the client limit
+EDGE_TOO_MANY_CONNECTIONS: Final = 503
 
 
 def body_for(error: Exception) -> str:
@@ -63,7 +167,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         # mid-request: the chaos campaign found this one). Nothing was proposed, and there
         # is nobody left to answer; the status is for the access log only.
         logger.info("client left mid-request %s %s: %s", request.method, request.path, error)
-        return web.Response(status=400, text="the connection was lost while reading the request")
+        return web.Response(
+            status=EDGE_BAD_REQUEST, text="the connection was lost while reading the request"
+        )
     except Exception as error:
         status = status_for(error)
         if status is None:

@@ -16,6 +16,7 @@ from typing import Final, Protocol
 import aiohttp
 from aiohttp import web
 
+from naraft.api.errors import NOT_LEADER_STATUS, plain_error
 from naraft.errors import InvalidArgumentError, UnavailableError
 from naraft.naming.beats import decode_beats, encode_beats
 from naraft.naming.keys import InstanceKey
@@ -59,15 +60,15 @@ def beat_routes(
             body = await read_limited(request, MAX_BEATS_BODY_BYTES)
             verifier.admit(claim, body)
         except SignatureError as error:
-            return web.Response(status=403, text=f"cluster signature: {error}")
+            return plain_error(error, f"cluster signature: {error}")
         except BodyTooLargeError as error:
-            return web.Response(status=413, text=f"beats: {error}")
+            return plain_error(error, f"beats: {error}")
         try:
             keys = decode_beats(body)
         except InvalidArgumentError as error:
-            return web.Response(status=400, text=str(error))
+            return plain_error(error, str(error))
         if not receiver.receive_beats(keys):
-            return web.Response(status=503, text="not the leader")
+            return web.Response(status=NOT_LEADER_STATUS, text="not the leader")
         return web.Response(status=204)
 
     return [web.post(BEATS_PATH, receive)]
