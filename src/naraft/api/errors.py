@@ -57,7 +57,6 @@ NACOS_STATUS: Final[Mapping[type[Exception], int]] = {
     UnavailableError: 503,  # the Python client fails over on 503 (disk full, quota too)
     CommandRejectedError: 500,  # committed, rejected on apply by every replica: a server fault
 }
-STATUS_BY_ERROR: Final = NACOS_STATUS
 NOT_LEADER_STATUS: Final = NACOS_STATUS[NotLeaderError]
 
 
@@ -144,7 +143,7 @@ def json_refusal(refusal: Refusal, message: str, **extra: object) -> web.Respons
 
 EDGE_BAD_REQUEST: Final = 400  # unparsable HTTP, undecodable input, too many parameters
 EDGE_BODY_TIMEOUT: Final = 408  # the body did not arrive in time
-EDGE_TOO_LARGE: Final = 413  # a client body over the client limit
+# (a client body over the client limit: aiohttp's HTTPRequestEntityTooLarge, 413, in app.py)
 EDGE_TOO_MANY_CONNECTIONS: Final = 503
 
 

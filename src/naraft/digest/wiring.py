@@ -1,7 +1,8 @@
 """`DigestService`: the checksum, digest server, sync and verifier of one node, wired once.
 
-Built before the replica (whose hooks it provides: `on_applied`, `on_snapshot_needed`),
-attached to it afterwards; `node.py` adds its `routes()`, runs `run()` and shows `view()`.
+Built after the replica it serves; `node.py` subscribes its `on_applied` and
+`on_snapshot_needed` to the replica's events, adds its `routes()`, runs `run()` and shows
+`view()`.
 """
 
 from __future__ import annotations
