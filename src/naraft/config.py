@@ -2,8 +2,8 @@
 
 `NodeConfig` is made of the consumers' own frozen settings (`PushTimings`, `SyncSettings`
 inside `DigestSettings`, `CompactionPolicy`, and the groups defined here): each default is
-written once, in the dataclass that uses it. `validate()` checks what spans groups (the
-election timeout against the beat, a peer batch against the peer body limit, the member
+written once, in the dataclass that uses it. `validate()` checks what spans groups (the core's
+rules on its timers, through `RaftConfig`; a peer batch against the peer body limit, the member
 list, the secret); derived values are properties. `naraft.config_sources` fills the tree
 from flags, `NARAFT_*` environment variables and a TOML file.
 
@@ -13,21 +13,28 @@ the peer endpoints under /nacos/v1/ns/raft/, so a leader hint is directly a URL.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from naraft.digest.wiring import DigestSettings
 from naraft.errors import InvalidArgumentError
 from naraft.naming.health import BeatPolicy
 from naraft.naming.push import PushTimings
+from naraft.raft import NodeId, RaftConfig
 from naraft.replica import CompactionPolicy, ReplicaTimings
 from naraft.transport import DEFAULT_MAX_BATCH_BYTES
 from naraft.transport.auth import SECRET_ENV_VAR
 
 DEFAULT_QUOTA_BYTES: Final = 2 << 30  # 2 GiB, as etcd's default backend quota
 SECRET_REQUIRED: Final = "a clustered node needs a cluster secret"
+
+
+def _default(owner: type, name: str) -> Any:
+    """The default `owner` (a dataclass) declares for `name`: written there, read here."""
+    return {f.name: f.default for f in dataclasses.fields(owner)}[name]
 
 
 class Profile(enum.StrEnum):
@@ -90,7 +97,7 @@ class PeerLimits:
 
     timeout_seconds: float = 2.0  # one peer request's answer
     max_body_bytes: int = 64 * 1024 * 1024  # a Raft batch, compressed or not
-    max_append_bytes: int = 1024 * 1024  # entries' bytes per AppendEntries (at least one)
+    max_append_bytes: int = _default(RaftConfig, "max_append_bytes")  # at least one entry
     max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES  # one send, below the receivers' limit
 
 
@@ -98,9 +105,9 @@ class PeerLimits:
 class RaftSettings:
     """The Raft extensions naraft turns on, and how long a client write may wait."""
 
-    pre_vote: bool = True
-    check_quorum: bool = True
-    proposal_timeout_seconds: float = ReplicaTimings().proposal_timeout_seconds
+    pre_vote: bool = _default(RaftConfig, "pre_vote")
+    check_quorum: bool = _default(RaftConfig, "check_quorum")
+    proposal_timeout_seconds: float = _default(ReplicaTimings, "proposal_timeout_seconds")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -130,8 +137,10 @@ class NodeConfig:
         the setting otherwise (the one place each rule is checked)."""
         parse_address(self.id, field="id")
         check_members(self.id, self.peers)
-        if self.timers.election_ticks <= self.timers.heartbeat_ticks:
-            raise InvalidArgumentError("election-ticks", "must be greater than heartbeat-ticks")
+        try:  # the core's own rules (election above heartbeat) are checked where they live
+            _ = self.raft_config
+        except ValueError as error:
+            raise InvalidArgumentError("timers", str(error)) from None
         if self.peer.max_append_bytes * 2 > self.peer.max_body_bytes:
             # Commands travel in base64 (4/3) inside JSON: keep twice the room.
             raise InvalidArgumentError(
@@ -144,6 +153,19 @@ class NodeConfig:
                 message=f"{SECRET_REQUIRED}: --cluster-secret-file or {SECRET_ENV_VAR}",
             )
         return self
+
+    @property
+    def raft_config(self) -> RaftConfig:
+        timers = self.timers
+        return RaftConfig(
+            id=NodeId(self.id),
+            voters=tuple(NodeId(p) for p in self.peers),
+            election_ticks=timers.election_ticks,
+            heartbeat_ticks=timers.heartbeat_ticks,
+            pre_vote=self.raft.pre_vote,
+            check_quorum=self.raft.check_quorum,
+            max_append_bytes=self.peer.max_append_bytes,
+        )
 
     @property
     def standalone(self) -> bool:

@@ -48,7 +48,7 @@ from naraft.naming.service import NamingService
 from naraft.naming.state import NamingState
 from naraft.naming.udp import UdpPusher
 from naraft.node_events import NodeEvents
-from naraft.raft import NodeId, NotLeaderError, RaftConfig, RaftCore, Role, Status
+from naraft.raft import NodeId, NotLeaderError, RaftCore, Role, Status
 from naraft.replica import Replica
 from naraft.state.datums import Datum, DatumTable
 from naraft.state.kv import read_value
@@ -281,17 +281,8 @@ class _Wired:
 
 
 def _core(config: NodeConfig, stored: StoredState) -> RaftCore:
-    timers = config.timers
     return RaftCore(
-        RaftConfig(
-            id=NodeId(config.id),
-            voters=tuple(NodeId(p) for p in config.peers),
-            election_ticks=timers.election_ticks,
-            heartbeat_ticks=timers.heartbeat_ticks,
-            pre_vote=config.raft.pre_vote,
-            check_quorum=config.raft.check_quorum,
-            max_append_bytes=config.peer.max_append_bytes,
-        ),
+        config.raft_config,
         rng=random.Random(),
         hard_state=stored.hard_state,
         log=stored.entries,

@@ -111,7 +111,10 @@ def test_other_naraft_variables_are_not_settings() -> None:
 @pytest.mark.parametrize(
     ("more", "needle"),
     [
-        ({"election-ticks": 3, "heartbeat-ticks": 3}, "must be greater than heartbeat-ticks"),
+        (
+            {"election-ticks": 3, "heartbeat-ticks": 3},
+            "election_ticks must be greater than heartbeat_ticks",
+        ),
         (
             {"max-append-kib": 65536, "peer-max-body-mib": 64},
             "max-append-kib: must be at most half of peer-max-body-mib",
