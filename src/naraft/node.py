@@ -232,6 +232,25 @@ class Node:
                     break
 
 
+def forget_dead_leader(replica: Replica, tick_seconds: float) -> None:
+    """The leader's port refused a connection: its process is gone. The core forgets it
+    and draws a random delay (every follower saw the same refusal at the same instant:
+    campaigning at once splits the vote); the PreVote starts when that delay has passed,
+    with sub-tick resolution, not at the next tick."""
+    loop = asyncio.get_running_loop()
+
+    def forget(core: RaftCore) -> None:
+        delay_ticks = core.forget_leader()
+        if delay_ticks is not None:
+            loop.call_later(delay_ticks * tick_seconds, replica.call, _hurry_election)
+
+    replica.call(forget)
+
+
+def _hurry_election(core: RaftCore) -> None:
+    core.hurry_election()
+
+
 async def watch_leader(replica: Replica, timers: Timers) -> None:
     """A follower whose leader fell silent for two beats checks the leader's port: a
     refused connection means the process is gone, so the follower forgets it and starts
@@ -255,8 +274,8 @@ async def watch_leader(replica: Replica, timers: Timers) -> None:
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
         except ConnectionRefusedError:
-            logger.info("leader %s refuses connections: starting an election now", leader)
-            replica.call(lambda core: core.forget_leader())
+            logger.info("leader %s refuses connections: starting an election soon", leader)
+            forget_dead_leader(replica, timers.tick_seconds)
             await asyncio.sleep(timers.election_ticks * timers.tick_seconds)
         except (OSError, TimeoutError):
             pass  # unreachable or slow: the election timer decides
@@ -333,7 +352,7 @@ async def _serve(
         # The leader's port refuses connections: it is gone, not slow. Followers need not
         # wait out the election timer (perf-anchors §5).
         if refused and replica_box and replica_box[0].leader == peer:
-            replica_box[0].call(lambda core: core.forget_leader())
+            forget_dead_leader(replica_box[0], timers.tick_seconds)
 
     client = PeerClient(
         node_id,

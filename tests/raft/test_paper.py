@@ -21,6 +21,7 @@ from naraft.raft import (
     Heartbeat,
     HeartbeatReply,
     Index,
+    InstallSnapshot,
     Message,
     NodeId,
     NotLeaderError,
@@ -450,7 +451,8 @@ def test_leader_commits_on_a_majority_and_hands_out_entries_to_apply_once() -> N
     elect(core)
     index = core.propose(b"x")
     drain(core)
-    deliver(core, N3, AppendReply(term=core.term, success=True, match_index=index))
+    # N2 is replicating (elect() matched it), so the entry went to it at once.
+    deliver(core, N2, AppendReply(term=core.term, success=True, match_index=index))
     assert core.commit_index == index
     applied = [e for r in drain(core) for e in r.committed]
     assert [(e.index, e.command) for e in applied] == [(index, b"x")]
@@ -592,6 +594,74 @@ def test_follower_keeps_its_committed_prefix_and_replaces_what_follows() -> None
     deliver(core, N3, append(2, "2/1", "3/2"))
     assert positions(core.log) == "1/1 2/1 3/2"
     assert core.commit_index == 2
+
+
+def test_a_late_append_inside_the_committed_prefix_claims_only_what_it_carries() -> None:
+    """Figure 2 (AppendEntries): success means "the follower contained an entry matching
+    prevLogIndex and prevLogTerm" plus the entries sent; an append starting below the
+    follower's commit index proves no more than that, whatever the follower committed."""
+    core = make_core(term=1, log="1/1 2/1 3/1 4/1 5/1", commit=5)
+    deliver(core, N2, append(1, "1/1", "2/1"))
+    answers = replies_of(core, AppendReply)
+    assert answers == [AppendReply(term=Term(1), success=True, match_index=Index(2))]
+
+
+def test_an_append_contradicting_the_committed_log_is_dropped() -> None:
+    """A follower never says it holds an entry it holds with another term: an append whose
+    terms contradict its committed entries comes from another cluster's log and gets no
+    success, so no leader can count this node for it."""
+    core = make_core(term=2, log="1/1 2/1 3/1 4/1 5/1", commit=5)
+    deliver(core, N2, append(3, "2/1", "3/3"))
+    assert replies_of(core, AppendReply) == []
+    assert positions(core.log) == "1/1 2/1 3/1 4/1 5/1"
+    assert core.commit_index == 5
+
+
+def test_a_snapshot_below_the_commit_index_claims_only_the_snapshot_index() -> None:
+    """InstallSnapshot for an index the follower has committed: the answer is that index,
+    not the follower's own commit index (which may lie past the leader's log)."""
+    core = make_core(term=1, log="1/1 2/1 3/1 4/1 5/1", commit=5)
+    deliver(core, N2, InstallSnapshot(term=Term(1), index=Index(3), snapshot_term=Term(1)))
+    assert replies_of(core, AppendReply) == [
+        AppendReply(term=Term(1), success=True, match_index=Index(3))
+    ]
+
+
+def test_leader_never_counts_a_follower_past_what_it_sent_it() -> None:
+    """The leader's matchIndex for a follower is at most the last index it sent that
+    follower: a success claiming more (a foreign or buggy node) counts only as far as the
+    entries really sent, and never past the leader's own log."""
+    core = make_core()
+    elect(core)
+    index = core.propose(b"x")
+    drain(core)  # N2 (replicating) gets the entry; N3 is still probing and does not
+    deliver(core, N3, AppendReply(term=core.term, success=True, match_index=Index(index + 100)))
+    assert core.status().peers[N3].match_index < index
+    assert core.commit_index < index, "committed on a claim for an entry never sent"
+    drain(core)  # now N3 replicates and gets the entry
+    deliver(core, N3, AppendReply(term=core.term, success=True, match_index=Index(index + 100)))
+    assert core.status().peers[N3].match_index == index == core.status().last_index
+
+
+def test_a_foreign_follower_with_a_longer_commit_does_not_commit_the_leaders_entry() -> None:
+    """A node started on another cluster's data directory has committed far past the
+    leader's log, with other terms. Before the fix it answered the leader's first probe with
+    its own commit index and the leader committed its new-term entry with only itself."""
+    leader = make_core(N1, term=2, log="1/1 2/1")
+    foreign = make_core(N2, term=1, log=" ".join(f"{i}/1" for i in range(1, 51)), commit=50)
+    leader.campaign()
+    drain(leader)
+    deliver(leader, N3, VoteReply(term=leader.term, granted=True))
+    assert leader.role is Role.LEADER
+    noop = leader.status().last_index
+    for envelope in sent(drain(leader)):
+        if envelope.recipient == N2:
+            foreign.step(envelope)
+    for envelope in sent(drain(foreign)):
+        leader.step(envelope)
+    drain(leader)
+    assert leader.status().peers[N2].match_index < noop
+    assert leader.commit_index < noop, "committed with only the leader holding the entry"
 
 
 # ---------------------------------------------------------------------------- §6.4 read index

@@ -19,6 +19,7 @@ plus its extensions; splitting the handlers across files would scatter one state
 from __future__ import annotations
 
 import logging
+import math
 import random
 from dataclasses import dataclass
 
@@ -127,6 +128,7 @@ class RaftCore:
         self._election_elapsed = 0
         self._heartbeat_elapsed = 0
         self._election_timeout = self._draw_election_timeout()
+        self._hurry_term: Term | None = None  # forget_leader armed hurry_election here
         self._votes: dict[NodeId, bool] = {}
         self._progress: dict[NodeId, Progress] = {}
         self._broadcast_pending = False
@@ -227,14 +229,34 @@ class RaftCore:
         if self._role is not Role.LEADER:
             self._become_candidate()
 
-    def forget_leader(self) -> None:
+    def forget_leader(self) -> float | None:
         """The shell saw the leader's port refuse connections: stop trusting its lease and
-        start a PreVote at the next tick instead of waiting out the election timer."""
-        if self._role is Role.FOLLOWER and self._leader is not None:
-            self._logger.info("%s forgets leader %s at term %d", self._id, self._leader, self._term)
-            self._leader = None
-            self._role_change = RoleChange(role=self._role, term=self._term, leader=None)
-            self._election_elapsed = max(self._election_elapsed, self._election_timeout - 1)
+        campaign soon instead of waiting out the election timer.
+
+        Every follower sees the refusal at about the same instant, so campaigning at once
+        splits the vote, round after round. Returns a random delay in ticks (with sub-tick
+        resolution, from the injected RNG) after which the shell calls `hurry_election`;
+        without that call the timer starts the PreVote within one tick after the delay.
+        None if there was no leader to forget.
+        """
+        if self._role is not Role.FOLLOWER or self._leader is None:
+            return None
+        self._logger.info("%s forgets leader %s at term %d", self._id, self._leader, self._term)
+        self._leader = None
+        self._role_change = RoleChange(role=self._role, term=self._term, leader=None)
+        delay = self._draw_refusal_delay()
+        self._hurry_term = self._term
+        remaining = max(1, math.ceil(delay) + 1)
+        if self._election_timeout - self._election_elapsed > remaining:
+            self._election_elapsed = self._election_timeout - remaining
+        return delay
+
+    def hurry_election(self) -> None:
+        """The delay returned by `forget_leader` has passed: start the PreVote now, unless
+        this node has since heard of a leader, moved to another term or campaigned."""
+        if self._hurry_term == self._term and self._role is Role.FOLLOWER and self._leader is None:
+            self._start_election()
+        self._hurry_term = None
 
     def propose(self, command: bytes) -> Index:
         """Append `command` to the log. Returns its index; it is committed later, or never."""
@@ -448,6 +470,12 @@ class RaftCore:
         ticks = self._config.election_ticks
         return self._rng.randrange(ticks, 2 * ticks)
 
+    def _draw_refusal_delay(self) -> float:
+        """How long a follower that saw its leader die waits before campaigning, in ticks:
+        uniform over half an election timeout, so that two followers that saw the same
+        refusal start their PreVotes a round trip apart far more often than not."""
+        return self._rng.uniform(0.0, self._config.election_ticks / 2)
+
     def _reset_timers(self) -> None:
         self._election_elapsed = 0
         self._heartbeat_elapsed = 0
@@ -477,6 +505,7 @@ class RaftCore:
         self._broadcast_pending = False
 
     def _start_election(self) -> None:
+        self._hurry_term = None
         if self._config.pre_vote and self._peers:
             self._become_pre_candidate()
         else:
@@ -576,8 +605,7 @@ class RaftCore:
         self._hear_from_leader(sender)
         prev = message.prev_log_index
         if prev < self._commit:
-            # Everything through our commit index already matches the leader.
-            self._send(sender, AppendReply(term=self._term, success=True, match_index=self._commit))
+            self._on_append_below_commit(sender, message)
             return
         if not self._log.matches(prev, message.prev_log_term):
             self._reject_append(sender, prev)
@@ -596,6 +624,40 @@ class RaftCore:
         last_new = Index(prev + len(message.entries))
         self._advance_commit_to(min(message.leader_commit, last_new))
         self._send(sender, AppendReply(term=self._term, success=True, match_index=last_new))
+
+    def _on_append_below_commit(self, sender: NodeId, message: AppendEntries) -> None:
+        """An append that starts inside our committed prefix (a late or repeated one).
+
+        The reply claims only what this message proves we share with the leader: through
+        `prev + len(entries)`, never past our commit index. A message whose terms contradict
+        our committed entries comes from another cluster's log (a node started on a foreign
+        data directory, or a replay): it is dropped, so that the leader never counts us for
+        entries we do not hold.
+        """
+        prev = message.prev_log_index
+        if not self._agrees_with_committed(prev, message.prev_log_term, message.entries):
+            self._logger.warning(
+                "%s dropped an append from %s that contradicts its committed log at term %d",
+                self._id,
+                sender,
+                self._term,
+            )
+            return
+        proved = Index(min(self._commit, prev + len(message.entries)))
+        self._send(sender, AppendReply(term=self._term, success=True, match_index=proved))
+
+    def _agrees_with_committed(
+        self, prev: Index, prev_term: Term, entries: tuple[Entry, ...]
+    ) -> bool:
+        """Every position of the message at or below our commit index that we still hold
+        carries the term we committed there (compacted positions cannot be checked)."""
+        positions = [(prev, prev_term), *((entry.index, entry.term) for entry in entries)]
+        for index, term in positions:
+            if index > self._commit or index <= self._log.snapshot.index:
+                continue
+            if self._log.term_at(index) != term:
+                return False
+        return True
 
     def _reject_append(self, sender: NodeId, prev: Index) -> None:
         if prev > self._log.last_index:
@@ -643,7 +705,11 @@ class RaftCore:
             raise InvariantError(f"two leaders at term {self._term}: {self._id} and {sender}")
         self._hear_from_leader(sender)
         if message.index <= self._commit:
-            self._send(sender, AppendReply(term=self._term, success=True, match_index=self._commit))
+            # We hold the committed prefix through the snapshot's index; that is all the
+            # message proves (our own commit may belong to a longer, or foreign, log).
+            self._send(
+                sender, AppendReply(term=self._term, success=True, match_index=message.index)
+            )
             return
         wanted = SnapshotMeta(index=message.index, term=message.snapshot_term)
         if self._fetching != wanted:
@@ -739,6 +805,7 @@ class RaftCore:
             return False
         commit = self._commit
         pr.sent_commit = max(pr.sent_commit, min(commit, Index(prev + len(entries))))
+        pr.highest_sent = max(pr.highest_sent, Index(prev + len(entries)))
         self._send(
             peer,
             AppendEntries(
@@ -763,9 +830,12 @@ class RaftCore:
         pr = self._progress[sender]
         pr.recent_active = True
         if message.success:
-            if message.match_index > pr.match_index:
-                pr.match_index = message.match_index
-                pr.free_inflight_through(message.match_index)
+            # A success claims only what we sent this follower in this term; a larger claim
+            # (a buggy or foreign node) must never count towards a commit.
+            claimed = min(message.match_index, pr.highest_sent)
+            if claimed > pr.match_index:
+                pr.match_index = claimed
+                pr.free_inflight_through(claimed)
                 if pr.state is not ProgressState.REPLICATE:
                     pr.become_replicate()
                 self._maybe_commit()

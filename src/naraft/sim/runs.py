@@ -6,6 +6,7 @@ replays; the same seed always draws the same shape, faults and history.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -63,7 +64,10 @@ def _draw_hunt(rng: random.Random) -> tuple[int, FaultProfile, bool, bool]:
         crash_after_vote_rate=rng.choice((0.0, 0.3)),
         max_entries_per_append=rng.choice((1, 8)),
     )
-    return size, faults, rng.random() < 0.3, rng.random() < 0.3
+    pre_vote, check_quorum = rng.random() < 0.3, rng.random() < 0.3
+    # drawn last, so that every earlier draw of a seed's shape stays what it was
+    faults = dataclasses.replace(faults, detect_refusal=rng.random() < 0.5)
+    return size, faults, pre_vote, check_quorum
 
 
 def run_seed(
