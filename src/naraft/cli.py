@@ -12,6 +12,7 @@ import dataclasses
 import gc
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -27,11 +28,14 @@ from rich.console import Console
 from rich.table import Table
 
 from naraft.config import (
+    CLUSTER_TOKEN_ENV_VAR,
+    DEFAULT_CLUSTER_TOKEN,
     PROFILES,
     HealthTimings,
     NodeConfig,
     Profile,
     Timers,
+    check_cluster_token,
     check_members,
     parse_address,
     read_cluster_conf,
@@ -82,6 +86,14 @@ def main() -> None:
     default=None,
     help=f"file holding the peer secret (or set {SECRET_ENV_VAR})",
 )
+@click.option(
+    "--cluster-token",
+    envvar=CLUSTER_TOKEN_ENV_VAR,
+    default=DEFAULT_CLUSTER_TOKEN,
+    show_default=True,
+    help="with the member list, gives the cluster id kept in the data directory; use a new"
+    f" one for every new cluster (or set {CLUSTER_TOKEN_ENV_VAR})",
+)
 @click.option("--unhealthy-after-ms", type=click.IntRange(1), default=15_000)
 @click.option("--remove-after-ms", type=click.IntRange(1), default=30_000)
 @click.option("--sweep-ms", type=click.IntRange(10), default=1000)
@@ -131,6 +143,7 @@ def server(
     election_ticks: int | None,
     heartbeat_ticks: int | None,
     cluster_secret_file: Path | None,
+    cluster_token: str,
     unhealthy_after_ms: int,
     remove_after_ms: int,
     sweep_ms: int,
@@ -174,6 +187,11 @@ def server(
         digest_parallel=digest_parallel,
         checksum_interval_seconds=checksum_interval_ms / 1000,
     )
+    try:
+        config = dataclasses.replace(config, cluster_token=check_cluster_token(cluster_token))
+    except NaraftError as error:
+        _fail(str(error))
+        return
     try:
         _run_until_signal(
             config, PushTimings(ack_timeout_ms=push_ack_timeout_ms, max_retries=push_retries)
@@ -293,7 +311,10 @@ def cluster_up(nodes: int, base_port: int, host: str, data_dir: Path, profile: s
     if not secret_file.exists():
         secret_file.write_text(generate_secret() + "\n")
         secret_file.chmod(0o600)
-    processes = _start_nodes(members, data_dir, secret_file, profile, standalone=nodes == 1)
+    token = cluster_token_for(data_dir, members)
+    processes = _start_nodes(
+        members, data_dir, secret_file, profile, standalone=nodes == 1, token=token
+    )
     stopping = False
 
     def stop(*_: object) -> None:
@@ -335,16 +356,50 @@ def cluster_up(nodes: int, base_port: int, host: str, data_dir: Path, profile: s
         console.print("all nodes stopped")
 
 
+CLUSTER_TOKEN_FILE = "cluster.token"
+NODE_DB_FILE = "naraft.db"  # node.DB_FILE; not imported, so that `cluster up` stays light
+
+
+def _node_dir(data_dir: Path, member: str) -> Path:
+    return data_dir / member.replace(":", "_")
+
+
+def cluster_token_for(data_dir: Path, members: Sequence[str]) -> str:
+    """The token of the local cluster: a fresh random one whenever no member has data yet
+    (a new cluster, or one wiped: a new incarnation, whose id differs even with the same
+    secret), else the one kept in `cluster.token` beside the secret."""
+    token_file = data_dir / CLUSTER_TOKEN_FILE
+    fresh = not any((_node_dir(data_dir, m) / NODE_DB_FILE).exists() for m in members)
+    if not fresh and token_file.exists():
+        return check_cluster_token(token_file.read_text().strip())
+    token = secrets.token_hex(16)
+    partial = token_file.with_name(f"{CLUSTER_TOKEN_FILE}.partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, f"{token}\n".encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(partial, token_file)
+    return token
+
+
 def _start_nodes(
-    members: Sequence[str], data_dir: Path, secret_file: Path, profile: str, *, standalone: bool
+    members: Sequence[str],
+    data_dir: Path,
+    secret_file: Path,
+    profile: str,
+    *,
+    standalone: bool,
+    token: str = DEFAULT_CLUSTER_TOKEN,
 ) -> list[subprocess.Popen[bytes]]:
     processes = []
     for member in members:
-        node_dir = data_dir / member.replace(":", "_")
+        node_dir = _node_dir(data_dir, member)
         node_dir.mkdir(parents=True, exist_ok=True)
         args = [
             sys.executable, "-m", "naraft", "server", "--id", member,
-            "--data-dir", str(node_dir), "--profile", profile,
+            "--data-dir", str(node_dir), "--profile", profile, "--cluster-token", token,
         ]  # fmt: skip
         if standalone:
             args.append("--standalone")

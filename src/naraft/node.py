@@ -74,10 +74,19 @@ class _Opened:
     state: StoredState
 
 
-def _open(path: Path, node_id: str) -> _Opened:
+def _open(path: Path, node_id: str, cluster_id: str) -> _Opened:
     store = open_store(path)
-    store.set_node_id(node_id)
-    return _Opened(store=store, state=store.load())
+    try:
+        store.set_node_id(node_id)
+        # The first start records the cluster id; every later one must compute the same
+        # (else ClusterIdMismatchError: one line from `naraft server`, no traceback).
+        if store.set_cluster_id(cluster_id):
+            logger.info("data directory %s now belongs to cluster %s", path.parent, cluster_id)
+        state = store.load()
+    except BaseException:
+        store.close()
+        raise
+    return _Opened(store=store, state=state)
 
 
 class Node:
@@ -136,6 +145,7 @@ class Node:
 
     def extra_state(self) -> dict[str, object]:
         state: dict[str, object] = {
+            "clusterId": self._config.cluster_id,
             "datums": len(self._datums),
             "instances": self._naming_state.instance_count(),
             "diskFull": self.replica.disk_full,
@@ -291,7 +301,13 @@ async def run_node(
     loop = asyncio.get_running_loop()
     config.data_dir.mkdir(parents=True, exist_ok=True)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="naraft-store")
-    opened = await loop.run_in_executor(executor, _open, config.data_dir / DB_FILE, config.id)
+    try:
+        opened = await loop.run_in_executor(
+            executor, _open, config.data_dir / DB_FILE, config.id, config.cluster_id
+        )
+    except BaseException:
+        executor.shutdown(wait=True)
+        raise
     try:
         await _serve(config, opened, executor, ready, push_timings or PushTimings())
     finally:
@@ -361,6 +377,7 @@ async def _serve(
         timeout_seconds=config.peer_timeout_seconds,
         metrics=metrics,
         on_peer_unreachable=on_unreachable,
+        cluster_id=config.cluster_id,
     )
     node_box: list[Node] = []
 
@@ -412,7 +429,14 @@ async def _serve(
         naming,
         extra_routes=[
             *admin_routes(),
-            *peer_routes(replica.deliver, config.secret, set(peers), metrics, self_id=node_id),
+            *peer_routes(
+                replica.deliver,
+                config.secret,
+                set(peers),
+                metrics,
+                self_id=node_id,
+                cluster_id=config.cluster_id,
+            ),
             *beat_routes(node, config.secret),
             *digest.routes(),
         ],
@@ -442,11 +466,12 @@ async def _serve(
         site = web.TCPSite(runner, config.listen_host, config.listen_port, reuse_address=True)
         await site.start()
         logger.info(
-            "node %s listening on %s:%d, members %s, data %s, tick %.3fs",
+            "node %s listening on %s:%d, members %s, cluster %s, data %s, tick %.3fs",
             config.id,
             config.listen_host,
             config.listen_port,
             ",".join(config.peers),
+            config.cluster_id,
             config.data_dir,
             timers.tick_seconds,
         )

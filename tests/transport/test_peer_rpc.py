@@ -119,6 +119,32 @@ async def test_two_nodes_deliver_batches_in_order() -> None:
     assert not metrics2.rejections
 
 
+async def test_batches_of_another_cluster_are_refused_and_of_this_one_delivered() -> None:
+    """Same secret, other cluster id (a node on another cluster's data directory, or an
+    earlier incarnation wiped and re-created with the same secret): refused before decoding."""
+    inbox, inbound = Inbox(), RecordingInboundMetrics()
+    routes = peer_routes(inbox.deliver, SECRET, [N1], inbound, cluster_id="cafe000000000001")
+    async with serve(routes) as url:
+        for cluster_id in ("beef000000000002", None):
+            stranger = PeerClient(
+                N1, {N2: url}, SECRET, timeout_seconds=TIMEOUT_SECONDS, cluster_id=cluster_id
+            )
+            async with running(stranger):
+                stranger.send(heartbeats(N1, N2, 1)[0])
+                await inbound.signal.wait_until(
+                    lambda: inbound.rejections[Rejection.WRONG_CLUSTER] >= 1, "a refusal"
+                )
+            inbound.rejections.clear()
+        assert inbox.envelopes == []
+        member = PeerClient(
+            N1, {N2: url}, SECRET, timeout_seconds=TIMEOUT_SECONDS, cluster_id="cafe000000000001"
+        )
+        async with running(member):
+            member.send(heartbeats(N1, N2, 1)[0])
+            await inbox.signal.wait_until(lambda: len(inbox.envelopes) == 1, "the delivery")
+    assert inbound.rejections == {}
+
+
 @pytest.mark.parametrize("auto_decompress", [True, False], ids=["auto-gunzip", "raw-body"])
 async def test_large_batches_travel_gzipped(auto_decompress: bool) -> None:
     encodings: list[str | None] = []

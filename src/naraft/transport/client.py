@@ -52,6 +52,7 @@ logger = logging.getLogger(__name__)
 RPC_MESSAGES: Final = "messages"  # the `rpc` label of a batch POST
 USER_AGENT: Final = f"naraft/{naraft.__version__}"
 SENDER_HEADER: Final = "X-Naraft-Sender"
+CLUSTER_HEADER: Final = "X-Naraft-Cluster"  # the sender's cluster id; checked on receipt
 FAILPOINTS_ENV_VAR: Final = "NARAFT_FAILPOINTS"
 _FAULT_NAMES: Final = ("peer.loss", "peer.duplicate", "peer.reorder", "peer.delay_ms")
 
@@ -245,8 +246,12 @@ class PeerClient:
         on_peer_unreachable: Callable[[NodeId, bool], None] | None = None,
         on_peer_reachable: Callable[[NodeId], None] | None = None,
         gzip_threshold_bytes: int = GZIP_THRESHOLD_BYTES,
+        cluster_id: str | None = None,
     ) -> None:
         """Raises ValueError for a bad setting or peer URL, or when `peers` holds `self_id`.
+
+        `cluster_id` goes with every batch (`CLUSTER_HEADER`), so that a node of another
+        cluster, or of an earlier incarnation of this one, drops it.
 
         The callbacks run on the event loop, in the peer's sender task, when reachability
         changes; `on_peer_unreachable(peer, refused)` says whether the connection was
@@ -262,6 +267,7 @@ class PeerClient:
             raise ValueError(f"peers must not include this node ({self_id})")
         self._self_id = self_id
         self._secret = secret
+        self._cluster_id = cluster_id
         self._timeout_seconds = timeout_seconds
         self._max_batch = max_batch
         self._session_factory = session_factory
@@ -353,6 +359,8 @@ class PeerClient:
             self._metrics.dropped(link.peer, DropReason.UNENCODABLE, len(batch))
             return
         headers = {"Content-Type": CONTENT_TYPE, SENDER_HEADER: self._self_id}
+        if self._cluster_id is not None:
+            headers[CLUSTER_HEADER] = self._cluster_id
         if self._secret is not None:
             headers[auth.SIGNATURE_HEADER] = auth.sign(self._secret, body)
         wire, encoding = compress_if_large(body, threshold_bytes=self._gzip_threshold_bytes)

@@ -27,7 +27,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from naraft.raft.messages import Envelope
 from naraft.raft.types import NodeId
 from naraft.transport import auth
-from naraft.transport.client import FAILPOINTS, parse_link_faults
+from naraft.transport.client import CLUSTER_HEADER, FAILPOINTS, parse_link_faults
 from naraft.transport.codec import (
     GZIP_ENCODING,
     GZIP_MAGIC,
@@ -55,6 +55,7 @@ class Rejection(enum.StrEnum):
     TOO_LARGE = "too_large"
     UNKNOWN_SENDER = "unknown_sender"
     WRONG_RECIPIENT = "wrong_recipient"
+    WRONG_CLUSTER = "wrong_cluster"
 
 
 class InboundMetrics(Protocol):
@@ -87,6 +88,7 @@ def peer_routes(
     *,
     self_id: NodeId | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
+    cluster_id: str | None = None,
 ) -> list[web.RouteDef]:
     """The route for `POST MESSAGES_PATH`, to add to the node's application.
 
@@ -97,6 +99,9 @@ def peer_routes(
       recipient is not `self_id`, are dropped and counted.
     - `max_body_bytes` bounds the body after decompression, whatever the application's
       `client_max_size`.
+    - With `cluster_id`, a batch whose `X-Naraft-Cluster` header is missing or names
+      another cluster (a node started on another cluster's data, or messages of an earlier
+      incarnation with the same secret) is refused with 403 before anything is decoded.
 
     The body is read as sent whether or not the server runner decompresses request bodies
     (aiohttp's `auto_decompress`); running the peer port with `auto_decompress=False` keeps
@@ -109,6 +114,7 @@ def peer_routes(
         metrics=metrics if metrics is not None else NoInboundMetrics(),
         self_id=self_id,
         max_body_bytes=max_body_bytes,
+        cluster_id=cluster_id,
     )
     routes = [web.post(MESSAGES_PATH, inbox.on_messages)]
     if FAILPOINTS.enabled:
@@ -165,8 +171,10 @@ class _Inbox:
         metrics: InboundMetrics,
         self_id: NodeId | None,
         max_body_bytes: int,
+        cluster_id: str | None = None,
     ) -> None:
         self._deliver = deliver
+        self._cluster_id = cluster_id
         self._secret = secret
         self._known_peers = known_peers
         self._metrics = metrics
@@ -176,6 +184,11 @@ class _Inbox:
 
     async def on_messages(self, request: web.Request) -> web.Response:
         remote = request.remote or "unknown"
+        if self._cluster_id is not None:
+            theirs = request.headers.get(CLUSTER_HEADER)
+            if theirs != self._cluster_id:
+                detail = f"cluster {theirs!r} is not this cluster {self._cluster_id}"
+                return self._refuse(remote, Rejection.WRONG_CLUSTER, 403, detail[:200])
         try:
             body = await self._read_body(request)
         except BodyTooLargeError as error:
