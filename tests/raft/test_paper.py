@@ -664,6 +664,86 @@ def test_a_foreign_follower_with_a_longer_commit_does_not_commit_the_leaders_ent
     assert leader.commit_index < noop, "committed with only the leader holding the entry"
 
 
+def _follower_of_a_dead_leader(node: NodeId = N3, seed: int = 1) -> tuple[RaftCore, float]:
+    """A five-voter follower of N5 at term 1 whose shell just saw N5 refuse a connection."""
+    core = make_core(
+        node, (N1, N2, N3, N4, N5), seed=seed, term=1, log="1/1", commit=1, pre_vote=True
+    )
+    deliver(core, N5, Heartbeat(term=Term(1), leader_commit=Index(1)))
+    drain(core)
+    delay = core.forget_leader()
+    assert delay is not None
+    drain(core)
+    return core, delay
+
+
+def test_a_dead_leader_is_forgotten_and_the_pre_vote_waits_for_a_random_delay() -> None:
+    """After the refusal the follower trusts no leader (no lease) and campaigns after a
+    delay drawn from its RNG: a fraction of the election timeout, with sub-tick resolution,
+    different across nodes, so that followers that saw the same refusal do not collide."""
+    delays = {_follower_of_a_dead_leader(node, seed)[1] for seed, node in enumerate(THREE, 7)}
+    assert all(0 <= d < ELECTION_TICKS / 4 for d in delays)
+    assert len(delays) == 3
+    assert any(d != int(d) for d in delays)
+    core, _ = _follower_of_a_dead_leader()
+    assert (core.role, core.leader) == (Role.FOLLOWER, None)
+    assert core.forget_leader() is None  # nothing left to forget
+    core.hurry_election()
+    assert core.role is Role.PRE_CANDIDATE
+    assert {to for to, m in sent_messages(core) if isinstance(m, RequestVote)} == {N1, N2, N4, N5}
+
+
+def test_without_the_shells_call_the_timer_campaigns_just_after_the_delay() -> None:
+    core, delay = _follower_of_a_dead_leader()
+    ticks = 0
+    while core.role is Role.FOLLOWER:
+        core.tick()
+        ticks += 1
+    assert ticks <= int(delay) + 2
+
+
+def test_hurry_does_nothing_once_a_leader_is_heard_or_the_term_moved_on() -> None:
+    core, _ = _follower_of_a_dead_leader()
+    deliver(core, N4, Heartbeat(term=Term(2), leader_commit=Index(1)))  # N4 won meanwhile
+    core.hurry_election()
+    assert (core.role, core.leader, core.term) == (Role.FOLLOWER, N4, 2)
+    core, _ = _follower_of_a_dead_leader()
+    deliver(core, N4, vote(2, "1/1"))  # N4 campaigns; this node votes for it
+    drain(core)
+    core.hurry_election()
+    assert core.role is Role.FOLLOWER, "a hurried PreVote would disrupt N4's election"
+
+
+def test_in_its_first_pre_vote_round_a_pre_candidate_grants_only_larger_equal_rivals() -> None:
+    """Two followers that hurried at the same moment must not both become candidates: a
+    pre-candidate refuses a PreVote for its own next term from a smaller id with the same
+    log, and grants a larger id. In the next round it grants everyone again, so that a
+    rival it blocks but that it cannot beat is not blocked forever."""
+    core, _ = _follower_of_a_dead_leader()
+    core.hurry_election()
+    drain(core)
+    deliver(core, N1, vote(2, "1/1", pre_vote=True))
+    deliver(core, N4, vote(2, "1/1", pre_vote=True))
+    answers = {
+        to: m.granted for to, m in sent_messages(core) if isinstance(m, VoteReply) and m.pre_vote
+    }
+    assert answers == {N1: False, N4: True}
+    deliver(core, N2, vote(2, "2/1", pre_vote=True))  # a longer log: granted as always
+    assert [m.granted for m in replies_of(core, VoteReply) if isinstance(m, VoteReply)] == [True]
+    while core.role is Role.PRE_CANDIDATE and core.status().term == 1:
+        core.tick()  # the round times out; the timer starts the next one
+        drain(core)
+        if core.role is not Role.PRE_CANDIDATE:
+            break
+        deliver(core, N1, vote(2, "1/1", pre_vote=True))
+        granted = [m.granted for m in replies_of(core, VoteReply) if isinstance(m, VoteReply)]
+        if granted == [True]:
+            break
+    else:
+        pytest.fail("the pre-candidate stopped being one")
+    assert granted == [True], "the smaller rival is still refused after the first round"
+
+
 # ---------------------------------------------------------------------------- §6.4 read index
 
 

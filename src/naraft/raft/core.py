@@ -129,6 +129,7 @@ class RaftCore:
         self._heartbeat_elapsed = 0
         self._election_timeout = self._draw_election_timeout()
         self._hurry_term: Term | None = None  # forget_leader armed hurry_election here
+        self._contending = False  # in a PreVote round started by hurry_election
         self._votes: dict[NodeId, bool] = {}
         self._progress: dict[NodeId, Progress] = {}
         self._broadcast_pending = False
@@ -256,6 +257,7 @@ class RaftCore:
         this node has since heard of a leader, moved to another term or campaigned."""
         if self._hurry_term == self._term and self._role is Role.FOLLOWER and self._leader is None:
             self._start_election()
+            self._contending = self._config.pre_vote and bool(self._peers)
         self._hurry_term = None
 
     def propose(self, command: bytes) -> Index:
@@ -418,6 +420,22 @@ class RaftCore:
         """Only entries of the current term commit by counting replicas (Raft §5.4.2)."""
         return self._log.term_at(index) == self._term
 
+    def _outranks(self, sender: NodeId, message: RequestVote) -> bool:
+        """Two followers that saw the dead leader at once may still ask for PreVotes at the
+        same moment; if each granted the other, both would become candidates and split the
+        vote. In the first PreVote round after `hurry_election`, a pre-candidate refuses a
+        rival for the same term with exactly its own log and a smaller id, so only the
+        larger id is granted by both. One round only: a rival it blocks but cannot beat
+        (it lacks a majority) is granted from the next round on."""
+        return (
+            self._contending
+            and self._role is Role.PRE_CANDIDATE
+            and message.term == self._term + 1
+            and message.last_log_index == self._log.last_index
+            and message.last_log_term == self._log.last_term
+            and sender < self._id
+        )
+
     def _counts_vote(self, reply: VoteReply) -> bool:
         """A vote counts only for the election it answers."""
         if reply.pre_vote:
@@ -472,9 +490,10 @@ class RaftCore:
 
     def _draw_refusal_delay(self) -> float:
         """How long a follower that saw its leader die waits before campaigning, in ticks:
-        uniform over half an election timeout, so that two followers that saw the same
-        refusal start their PreVotes a round trip apart far more often than not."""
-        return self._rng.uniform(0.0, self._config.election_ticks / 2)
+        uniform over a quarter of an election timeout (250 ms by default), so that two
+        followers that saw the same refusal start their PreVotes a round trip apart far
+        more often than not, while a failover stays well under a second."""
+        return self._rng.uniform(0.0, self._config.election_ticks / 4)
 
     def _reset_timers(self) -> None:
         self._election_elapsed = 0
@@ -506,6 +525,7 @@ class RaftCore:
 
     def _start_election(self) -> None:
         self._hurry_term = None
+        self._contending = False
         if self._config.pre_vote and self._peers:
             self._become_pre_candidate()
         else:
@@ -566,7 +586,9 @@ class RaftCore:
     def _on_request_vote(self, sender: NodeId, message: RequestVote) -> None:
         up_to_date = self._is_up_to_date(message.last_log_index, message.last_log_term)
         if message.pre_vote:
-            granted = message.term > self._term and up_to_date
+            granted = (
+                message.term > self._term and up_to_date and not self._outranks(sender, message)
+            )
             term = message.term if granted else self._term
             self._send(sender, VoteReply(term=term, granted=granted, pre_vote=True))
             return
