@@ -625,6 +625,8 @@ def test_a_snapshot_below_the_commit_index_claims_only_the_snapshot_index() -> N
     assert replies_of(core, AppendReply) == [
         AppendReply(term=Term(1), success=True, match_index=Index(3))
     ]
+    deliver(core, N2, InstallSnapshot(term=Term(1), index=Index(4), snapshot_term=Term(2)))
+    assert replies_of(core, AppendReply) == [], "a snapshot of another log is not acknowledged"
 
 
 def test_leader_never_counts_a_follower_past_what_it_sent_it() -> None:

@@ -130,6 +130,7 @@ class RaftCore:
         self._election_timeout = self._draw_election_timeout()
         self._hurry_term: Term | None = None  # forget_leader armed hurry_election here
         self._contending = False  # in a PreVote round started by hurry_election
+        self._foreign_warned: tuple[NodeId, Term] | None = None  # last foreign-append warning
         self._votes: dict[NodeId, bool] = {}
         self._progress: dict[NodeId, Progress] = {}
         self._broadcast_pending = False
@@ -658,15 +659,24 @@ class RaftCore:
         """
         prev = message.prev_log_index
         if not self._agrees_with_committed(prev, message.prev_log_term, message.entries):
-            self._logger.warning(
-                "%s dropped an append from %s that contradicts its committed log at term %d",
-                self._id,
-                sender,
-                self._term,
-            )
+            self._warn_foreign(sender, "an append")
             return
         proved = Index(min(self._commit, prev + len(message.entries)))
         self._send(sender, AppendReply(term=self._term, success=True, match_index=proved))
+
+    def _warn_foreign(self, sender: NodeId, what: str) -> None:
+        """Once per leader and term at WARNING: the leader probes again at every beat."""
+        first = self._foreign_warned != (sender, self._term)
+        self._foreign_warned = (sender, self._term)
+        self._logger.log(
+            logging.WARNING if first else logging.DEBUG,
+            "%s dropped %s from %s that contradicts its committed log at term %d"
+            " (another cluster's data?)",
+            self._id,
+            what,
+            sender,
+            self._term,
+        )
 
     def _agrees_with_committed(
         self, prev: Index, prev_term: Term, entries: tuple[Entry, ...]
@@ -729,6 +739,9 @@ class RaftCore:
         if message.index <= self._commit:
             # We hold the committed prefix through the snapshot's index; that is all the
             # message proves (our own commit may belong to a longer, or foreign, log).
+            if not self._agrees_with_committed(message.index, message.snapshot_term, ()):
+                self._warn_foreign(sender, "a snapshot")
+                return
             self._send(
                 sender, AppendReply(term=self._term, success=True, match_index=message.index)
             )
