@@ -11,10 +11,14 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import httpx
 from tests.e2e.harness import FAST_TIMERS, LocalCluster, local_cluster, naraft_command
 
 from naraft.cli import CLUSTER_TOKEN_FILE, cluster_token_for
 from naraft.config import DEFAULT_CLUSTER_TOKEN, cluster_id_of
+from naraft.raft import AppendEntries, Entry, Envelope, Index, NodeId, Term
+from naraft.transport import MESSAGES_PATH, SIGNATURE_HEADER, encode_batch, sign
+from naraft.transport.client import CLUSTER_HEADER, SENDER_HEADER
 
 
 def test_a_node_started_on_another_incarnations_data_directory_is_refused_in_one_line(
@@ -83,3 +87,45 @@ def test_the_cluster_id_depends_on_the_token_and_the_members_not_their_order() -
     assert cluster_id_of("t", (a, b, c)) != cluster_id_of("u", (a, b, c))
     assert cluster_id_of("t", (a, b, c)) != cluster_id_of("t", (a, b))
     assert len(cluster_id_of("t", (a,))) == 16
+
+
+def test_signed_messages_of_an_earlier_incarnation_are_dropped(tmp_path: Path) -> None:
+    """A batch signed with the same secret (what `cluster up` keeps across wipes) but sent
+    by an earlier incarnation of the cluster carries that incarnation's id: refused before it
+    is decoded, so the follower's log stays the leader's."""
+    flags = (*FAST_TIMERS, "--cluster-token", "incarnation-2")
+    with local_cluster(tmp_path, extra_args=flags) as cluster:
+        leader = cluster.wait_ready()
+        assert cluster.put(leader, "before", "v").status_code == 200
+        follower = next(n for n in cluster.nodes if n is not leader)
+        members = tuple(n.address for n in cluster.nodes)
+        state = cluster.state(follower)
+        last = int(state["lastLogIndex"])
+        term = int(state["term"])
+        foreign = AppendEntries(
+            term=Term(term),
+            prev_log_index=Index(last),
+            prev_log_term=Term(term),
+            entries=(Entry(term=Term(term), index=Index(last + 1), command=b"foreign"),),
+            leader_commit=Index(last + 1),
+        )
+        body = encode_batch([Envelope(NodeId(leader.address), NodeId(follower.address), foreign)])
+        headers = {
+            "Content-Type": "application/json",
+            SENDER_HEADER: leader.address,
+            SIGNATURE_HEADER: sign(cluster.secret.encode(), body),
+        }
+        old_id = cluster_id_of("incarnation-1", members)
+        for extra in ({CLUSTER_HEADER: old_id}, {}):
+            answer = httpx.post(
+                f"{follower.url}{MESSAGES_PATH}", content=body, headers={**headers, **extra}
+            )
+            assert answer.status_code == 403, answer.text
+            assert "wrong_cluster" in answer.text
+        assert cluster.put(leader, "after", "v").status_code == 200
+        cluster.wait_applied(follower, int(cluster.state(leader)["commitIndex"]))
+        assert cluster.get(follower, "after").status_code == 200
+        leader_state, follower_state = cluster.state(leader), cluster.state(follower)
+        assert follower_state["lastLogIndex"] == leader_state["lastLogIndex"]
+        assert follower_state["term"] == leader_state["term"]
+        assert "foreign" not in follower.log_tail(500)
