@@ -311,7 +311,11 @@ def cluster_up(nodes: int, base_port: int, host: str, data_dir: Path, profile: s
     if not secret_file.exists():
         secret_file.write_text(generate_secret() + "\n")
         secret_file.chmod(0o600)
-    token = cluster_token_for(data_dir, members)
+    try:
+        token = cluster_token_for(data_dir, members)
+    except (NaraftError, OSError) as error:
+        _fail(f"cannot use {data_dir / CLUSTER_TOKEN_FILE}: {error}")
+        return
     processes = _start_nodes(
         members, data_dir, secret_file, profile, standalone=nodes == 1, token=token
     )
