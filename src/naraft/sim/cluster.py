@@ -67,6 +67,7 @@ class FaultProfile:
     # followers whose leader crashed see its port refuse: each forgets it and campaigns
     # after the core's random delay (the shell's refusal check); off keeps old seeds' runs
     detect_refusal: bool = False
+    refusal_spread_ticks: float = 0.0  # each follower sees the refusal up to this much later
     max_entries_per_append: int = 8  # 1 splits every append: old-term entries travel alone
 
 
@@ -254,7 +255,9 @@ class SimCluster:
                     # The next message to the dead leader is refused: at the same instant
                     # for every follower (the case that split votes round after round),
                     # once what the leader sent before dying has arrived.
-                    self._schedule(self.faults.max_delay_ticks, "forget", other.id)
+                    spread = self.faults.refusal_spread_ticks
+                    later = self.rng.uniform(0.0, spread) if spread > 0 else 0.0
+                    self._schedule(self.faults.max_delay_ticks + later, "forget", other.id)
         self.monitor.on_crash(node_id)
         for client, op in self._clients.items():
             if op is not None and op.node == node_id:
