@@ -11,6 +11,7 @@ import contextlib
 import gc
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -25,7 +26,7 @@ import uvloop
 from rich.console import Console
 from rich.table import Table
 
-from naraft.config import NodeConfig, Profile
+from naraft.config import DEFAULT_CLUSTER_TOKEN, NodeConfig, Profile, check_cluster_token
 from naraft.config_sources import build_config, flags_given, merge, server_options
 from naraft.errors import NaraftError
 from naraft.storage.base import StoreError
@@ -136,7 +137,14 @@ def cluster_up(nodes: int, base_port: int, host: str, data_dir: Path, profile: s
     except OSError as error:
         _fail(f"cannot prepare {data_dir}: {error}")
         return
-    processes = _start_nodes(members, data_dir, secret_file, profile, standalone=nodes == 1)
+    try:
+        token = cluster_token_for(data_dir, members)
+    except (NaraftError, OSError) as error:
+        _fail(f"cannot use {data_dir / CLUSTER_TOKEN_FILE}: {error}")
+        return
+    processes = _start_nodes(
+        members, data_dir, secret_file, profile, standalone=nodes == 1, token=token
+    )
     stopping = False
 
     def stop(*_: object) -> None:
@@ -195,16 +203,50 @@ def _write_secret_file(path: Path) -> None:
         raise
 
 
+CLUSTER_TOKEN_FILE = "cluster.token"
+NODE_DB_FILE = "naraft.db"  # node.DB_FILE; not imported, so that `cluster up` stays light
+
+
+def _node_dir(data_dir: Path, member: str) -> Path:
+    return data_dir / member.replace(":", "_")
+
+
+def cluster_token_for(data_dir: Path, members: Sequence[str]) -> str:
+    """The token of the local cluster: a fresh random one whenever no member has data yet
+    (a new cluster, or one wiped: a new incarnation, whose id differs even with the same
+    secret), else the one kept in `cluster.token` beside the secret."""
+    token_file = data_dir / CLUSTER_TOKEN_FILE
+    fresh = not any((_node_dir(data_dir, m) / NODE_DB_FILE).exists() for m in members)
+    if not fresh and token_file.exists():
+        return check_cluster_token(token_file.read_text().strip())
+    token = secrets.token_hex(16)
+    partial = token_file.with_name(f"{CLUSTER_TOKEN_FILE}.partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, f"{token}\n".encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(partial, token_file)
+    return token
+
+
 def _start_nodes(
-    members: Sequence[str], data_dir: Path, secret_file: Path, profile: str, *, standalone: bool
+    members: Sequence[str],
+    data_dir: Path,
+    secret_file: Path,
+    profile: str,
+    *,
+    standalone: bool,
+    token: str = DEFAULT_CLUSTER_TOKEN,
 ) -> list[subprocess.Popen[bytes]]:
     processes = []
     for member in members:
-        node_dir = data_dir / member.replace(":", "_")
+        node_dir = _node_dir(data_dir, member)
         node_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         args = [
             sys.executable, "-m", "naraft", "server", "--id", member,
-            "--data-dir", str(node_dir), "--profile", profile,
+            "--data-dir", str(node_dir), "--profile", profile, "--cluster-token", token,
         ]  # fmt: skip
         if standalone:
             args.append("--standalone")

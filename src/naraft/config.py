@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -79,6 +80,33 @@ class HealthTimings:
     sweep_interval_seconds: float = 1.0
 
 
+DEFAULT_CLUSTER_TOKEN: Final = "naraft-cluster"
+"""The token of a cluster started without `--cluster-token` (as etcd's `etcd-cluster`)."""
+CLUSTER_TOKEN_ENV_VAR: Final = "NARAFT_CLUSTER_TOKEN"
+MAX_CLUSTER_TOKEN_CHARS: Final = 256
+
+
+def cluster_id_of(token: str, members: tuple[str, ...]) -> str:
+    """The cluster id: 16 hex digits of SHA-256 over the token and the sorted member list.
+
+    As etcd's initial-cluster-token: every member computes the same id from what it is
+    started with, and a new token (`naraft cluster up` draws one for fresh data directories)
+    gives a new incarnation even with the same members and secret."""
+    material = "\n".join(("naraft-cluster-id/1", token, *sorted(members)))
+    return hashlib.sha256(material.encode()).hexdigest()[:16]
+
+
+def check_cluster_token(token: str) -> str:
+    """The token, refused if empty, too long or not printable ASCII (it travels in logs)."""
+    if not token or len(token) > MAX_CLUSTER_TOKEN_CHARS:
+        raise InvalidArgumentError(
+            "--cluster-token", f"must be 1 to {MAX_CLUSTER_TOKEN_CHARS} characters"
+        )
+    if not all(33 <= ord(char) <= 126 for char in token):
+        raise InvalidArgumentError("--cluster-token", "must be printable ASCII without spaces")
+    return token
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HttpLimits:
     """The HTTP server's limits on what one client may hold (`naraft.api.edge`)."""
@@ -131,12 +159,14 @@ class NodeConfig:
     # bound on the replicated state (keys + values), checked at apply; 0: none. The leader
     # replicates its own, so every replica checks against the same one.
     quota_bytes: int = DEFAULT_QUOTA_BYTES
+    cluster_token: str = DEFAULT_CLUSTER_TOKEN  # with the members, gives the cluster id
 
     def validate(self) -> NodeConfig:
         """`self` when every rule across groups holds; raises InvalidArgumentError naming
         the setting otherwise (the one place each rule is checked)."""
         parse_address(self.id, field="id")
         check_members(self.id, self.peers)
+        check_cluster_token(self.cluster_token)
         try:  # the core's own rules (election above heartbeat) are checked where they live
             _ = self.raft_config
         except ValueError as error:
@@ -170,6 +200,11 @@ class NodeConfig:
     @property
     def standalone(self) -> bool:
         return self.peers == (self.id,)
+
+    @property
+    def cluster_id(self) -> str:
+        """Signed into every peer request and kept in the data directory."""
+        return cluster_id_of(self.cluster_token, self.peers)
 
     @property
     def new_leader_seconds(self) -> float:

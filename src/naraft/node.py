@@ -55,7 +55,7 @@ from naraft.state.kv import read_value
 from naraft.storage import open_store
 from naraft.storage.base import StoredState
 from naraft.storage.sqlite import SqliteStore
-from naraft.transport import PeerClient, default_cluster_id, peer_routes
+from naraft.transport import PeerClient, peer_routes
 
 logger = logging.getLogger(__name__)
 
@@ -145,10 +145,19 @@ class _Opened:
     state: StoredState
 
 
-def _open(path: Path, node_id: str) -> _Opened:
+def _open(path: Path, node_id: str, cluster_id: str) -> _Opened:
     store = open_store(path)
-    store.set_node_id(node_id)
-    return _Opened(store=store, state=store.load())
+    try:
+        store.set_node_id(node_id)
+        # The first start records the cluster id; every later one must compute the same
+        # (else ClusterIdMismatchError: one line from `naraft server`, no traceback).
+        if store.set_cluster_id(cluster_id):
+            logger.info("data directory %s now belongs to cluster %s", path.parent, cluster_id)
+        state = store.load()
+    except BaseException:
+        store.close()
+        raise
+    return _Opened(store=store, state=state)
 
 
 class Node:
@@ -202,6 +211,7 @@ class Node:
 
     def extra_state(self) -> dict[str, object]:
         return {
+            "clusterId": self._config.cluster_id,
             "datums": len(self._datums),
             "instances": self._naming_state.instance_count(),
             "diskFull": self.replica.disk_full,
@@ -253,7 +263,7 @@ async def run_node(config: NodeConfig, *, ready: asyncio.Event | None = None) ->
             executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="naraft-store")
             try:
                 opened = await loop.run_in_executor(
-                    executor, _open, config.data_dir / DB_FILE, config.id
+                    executor, _open, config.data_dir / DB_FILE, config.id, config.cluster_id
                 )
                 try:
                     await _serve(_wire(config, opened, executor), sock, ready)
@@ -296,9 +306,7 @@ def _wire(config: NodeConfig, opened: _Opened, executor: ThreadPoolExecutor) -> 
     """Build every part in dependency order; parts built after the replica subscribe to
     its events (`NodeEvents`) rather than being handed to it."""
     node_id = NodeId(config.id)
-    # Signed into every peer request; a stored cluster id (when the data directory has one)
-    # replaces this default derived from the secret.
-    cluster_id = default_cluster_id(config.secret)
+    cluster_id = config.cluster_id  # signed into every peer request, checked on receipt
     datums = DatumTable(opened.state.datums)
     feed = ChangeFeed()
     naming_state = NamingState(datums, feed)
@@ -453,11 +461,12 @@ async def _serve(wired: _Wired, sock: socket.socket, ready: asyncio.Event | None
         site = GuardedSite(runner, sock, limits, idle_timeout_seconds=http.idle_timeout_seconds)
         await site.start()
         logger.info(
-            "node %s listening on %s:%d, members %s, data %s, tick %.3fs",
+            "node %s listening on %s:%d, members %s, cluster %s, data %s, tick %.3fs",
             config.id,
             config.listen_host,
             config.listen_port,
             ",".join(config.peers),
+            config.cluster_id,
             config.data_dir,
             config.timers.tick_seconds,
         )

@@ -104,6 +104,13 @@ def test_a_bad_environment_value_is_one_line_naming_the_variable(
         from_env(env)
 
 
+def test_the_cluster_token_is_a_setting_checked_once(tmp_path: Path) -> None:
+    values = merge(flags=standalone(tmp_path), env={"NARAFT_CLUSTER_TOKEN": "inc-2"}, file=None)
+    assert build_config(values, {}).cluster_token == "inc-2"
+    with pytest.raises(InvalidArgumentError, match="--cluster-token: must be printable ASCII"):
+        build_config(standalone(tmp_path, **{"cluster-token": "two words"}), {})
+
+
 def test_other_naraft_variables_are_not_settings() -> None:
     assert from_env({"NARAFT_FAILPOINTS": "x=1", "NARAFT_CLUSTER_SECRET": "s" * 20}) == {}
 
@@ -165,7 +172,7 @@ def test_every_server_flag_shows_its_default_and_variable() -> None:
     for setting in SETTINGS:
         assert setting.flag in help_text
         assert setting.env_var in help_text
-        if setting.name not in ("id", "peers", "cluster-conf", "data-dir"):
+        if setting.name not in ("id", "data-dir"):  # required: no default
             assert f"default: {setting.default()};" in help_text, setting.name
 
 
