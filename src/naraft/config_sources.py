@@ -86,6 +86,8 @@ class Setting:
         value: Any = _DEFAULT_TREE
         for part in self.path:
             value = getattr(value, part)
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            return str(value)
         given = value / self.factor
         return str(int(given)) if float(given).is_integer() else str(given)
 
