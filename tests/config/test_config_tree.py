@@ -165,6 +165,7 @@ def test_the_example_file_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert config.peers == ("127.0.0.1:8848", "127.0.0.1:8849", "127.0.0.1:8850")
     assert config.timers == PROFILES[Profile.DEFAULT]
     assert not config.standalone
+    assert config.cluster_token == "example-cluster-1"
 
 
 def test_every_server_flag_shows_its_default_and_variable() -> None:
