@@ -13,13 +13,15 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from naraft.api import make_app
-from naraft.api.errors import status_for
+from naraft.api.errors import NARAFT_STATUS, Refusal, proposal_failure, status_for
 from naraft.errors import (
     AlreadyExistsError,
+    DiskFullError,
     InvalidArgumentError,
     NotFoundError,
     OutcomeUnknownError,
     ProposalDroppedError,
+    QuotaExceededError,
     UnauthorizedError,
     UnavailableError,
 )
@@ -42,6 +44,31 @@ from naraft.raft.errors import NotLeaderError
 )
 def test_status_for(error: Exception, status: int | None) -> None:
     assert status_for(error) == status
+
+
+def test_every_kv_refusal_has_one_status() -> None:
+    assert set(NARAFT_STATUS) == set(Refusal)
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "outcome", "reason"),
+    [
+        pytest.param(ProposalDroppedError("lost"), 503, "not-applied", None, id="dropped"),
+        pytest.param(OutcomeUnknownError("timeout"), 503, "unknown", None, id="unknown"),
+        pytest.param(DiskFullError("full"), 507, "not-applied", "disk-full", id="disk-full"),
+        pytest.param(QuotaExceededError("quota"), 507, "not-applied", "quota", id="quota"),
+        pytest.param(UnavailableError("no quorum"), 503, "not-applied", None, id="unavailable"),
+    ],
+)
+def test_what_a_proposal_failure_means_on_the_kv_api(
+    error: UnavailableError, status: int, outcome: str, reason: str | None
+) -> None:
+    failure = proposal_failure(error)
+    assert (NARAFT_STATUS[failure.refusal], failure.outcome, failure.reason) == (
+        status,
+        outcome,
+        reason,
+    )
 
 
 class FailingProposer:
