@@ -20,7 +20,7 @@ import pytest
 from tests.e2e.harness import FAST_TIMERS, LocalCluster, NodeProcess, local_cluster, wait_for
 
 from naraft.naming.beats import encode_beats
-from naraft.transport import PeerSigner, default_cluster_id
+from naraft.transport import PeerSigner
 
 pytestmark = pytest.mark.e2e
 
@@ -220,7 +220,8 @@ def test_the_leader_beat_endpoint_takes_only_signed_batches_and_only_on_the_lead
 
     def signed(to: NodeProcess, payload: bytes, secret: bytes) -> dict[str, str]:
         sender = next(n for n in cluster.nodes if n is not to)
-        cluster_id = default_cluster_id(cluster.secret.encode())
+        # the id the members compute from their token and member list
+        cluster_id = cluster.client.get(f"{to.url}/nacos/v1/ns/raft/state").json()["clusterId"]
         signer = PeerSigner(secret, cluster_id=cluster_id, self_id=sender.address)
         return signer.headers("POST", path, to.address, payload)
 
