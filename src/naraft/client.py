@@ -26,6 +26,7 @@ LEADER_PATH: Final = f"{RAFT_PATH}/leader"
 KV_PATH: Final = "/naraft/v1/kv"
 INSTANCE_PATH: Final = "/nacos/v1/ns/instance"
 INSTANCE_LIST_PATH: Final = f"{INSTANCE_PATH}/list"
+SWITCHES_PATH: Final = "/nacos/v1/ns/operator/switches"
 FAILPOINTS_PATH: Final = "/naraft/v1/debug/failpoints"
 METRICS_PATH: Final = "/metrics"
 STATUS_TIMEOUT_SECONDS: Final = 2.0
@@ -130,9 +131,6 @@ class WriteOutcome(enum.StrEnum):
     UNKNOWN = "unknown"  # may have been applied, or may still be
 
 
-NOT_APPLIED_4XX: Final = frozenset({400, 401, 403, 404, 409, 413, 422, 429})
-
-
 def classify_write(status: int, body: object) -> WriteOutcome:
     """The one classification of a write's answer, from the key/value API's documented
     semantics (and the Nacos API's statuses):
@@ -143,10 +141,10 @@ def classify_write(status: int, body: object) -> WriteOutcome:
       dropped proposal, a disk-full node or the state quota refusing before proposing, an
       entry every replica rejected on apply. `"unknown"` is said when the proposal may still
       commit (a proposal timeout, a leader change while waiting).
-    - 400, 401, 403, 404, 409, 413, 422, 429 without an outcome: not applied. These are
-      refusals by validation, authorisation or rate limits, taken before anything is
-      proposed, and 409, the compare-and-set mismatch: the entry committed but compared
-      false on apply, so its write changed nothing.
+    - 4xx without an outcome: not applied. A 4xx is a refusal by validation (400, 404, 413,
+      422), authorisation (401, 403), the HTTP edge (408, 414, 431) or a limit (429), taken
+      before anything is proposed, or 409, the compare-and-set mismatch: that entry commits
+      but compares false on apply, so its write changes nothing.
     - Anything else (another 5xx without an outcome, an unexpected status): unknown, since
       a wrong "not applied" would let a checker invent a lost write.
 
@@ -159,7 +157,7 @@ def classify_write(status: int, body: object) -> WriteOutcome:
         return WriteOutcome.NOT_APPLIED
     if said == WriteOutcome.UNKNOWN.value:
         return WriteOutcome.UNKNOWN
-    if status in NOT_APPLIED_4XX:
+    if 400 <= status < 500:
         return WriteOutcome.NOT_APPLIED
     return WriteOutcome.UNKNOWN
 

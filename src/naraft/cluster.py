@@ -338,8 +338,9 @@ def wait_for(
 
 
 class ProcessCluster:
-    """N nodes on free loopback ports under `root`, one data directory each, sharing one
-    secret file (0600). A one-node cluster runs standalone unless `standalone=False`.
+    """N nodes on free loopback ports (or `ports`) under `root` (created 0700), one data
+    directory each (0700), sharing one secret file (created 0600, or kept with its secret if
+    `root` has one). A one-node cluster runs standalone unless `standalone=False`.
 
     `separate_listen` gives every node a second port to listen on while its id (its peer
     address) keeps the first: the chaos campaign puts a proxy on the id's port. `wrap`
@@ -376,11 +377,11 @@ class ProcessCluster:
         listens: list[str | None] = [None] * size
         if separate_listen:
             listens = [f"{host}:{port}" for port in all_ports[size:]]
-        root.mkdir(parents=True, exist_ok=True)
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.secret_file = root / SECRET_FILE
+        write_secret_file(self.secret_file, self.secret)  # kept if there: a restart reuses it
+        self.secret = self.secret_file.read_text().strip()
         one = standalone if standalone is not None else size == 1
-        if not one:
-            write_secret_file(self.secret_file, self.secret)
         self.nodes: list[NodeProcess] = []
         for member, listen in zip(self.members, listens, strict=True):
             data_dir = root / member.replace(":", "_")

@@ -35,7 +35,15 @@ from naraft.client import (
     classify_write,
     kv_path,
 )
-from naraft.cluster import ClusterError, NodeProcess, NodeSpec, ProcessCluster, free_ports
+from naraft.cluster import (
+    ClusterError,
+    NodeProcess,
+    NodeSpec,
+    ProcessCluster,
+    free_ports,
+    server_command,
+    server_env,
+)
 
 __all__ = ["NodeProcess", "NodeSpec", "WriteOutcome", "free_ports"]
 
@@ -218,6 +226,21 @@ def naraft_command(
         text=True,
         timeout=timeout,
         env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def run_server(
+    spec: NodeSpec, *, env: Mapping[str, str] | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    """Run `naraft server` for `spec` to its exit (a node expected to refuse to start),
+    capturing its output; `env` replaces the environment when given."""
+    return subprocess.run(
+        server_command(spec),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(env) if env is not None else server_env(spec),
         check=False,
     )
 

@@ -25,6 +25,8 @@ from tests.e2e.harness import (
     write_concurrently,
 )
 
+from naraft.client import kv_path
+
 pytestmark = pytest.mark.e2e
 
 PROPOSAL_TIMEOUT_SECONDS: Final = 5.0  # NodeConfig.proposal_timeout_seconds
@@ -227,7 +229,7 @@ def linearizable_read(node: NodeProcess, key: str) -> tuple[int, dict[str, objec
     """One linearizable GET through `node`, on a client of its own (for a worker thread)."""
     with httpx.Client() as client:
         answer = client.get(
-            f"{node.url}/naraft/v1/kv/{key}", params={"consistency": "linearizable"}, timeout=60
+            f"{node.url}{kv_path(key)}", params={"consistency": "linearizable"}, timeout=60
         )
     return answer.status_code, answer.json()
 

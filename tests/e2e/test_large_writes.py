@@ -19,6 +19,7 @@ import pytest
 from tests.e2e.harness import LocalCluster
 
 from naraft.api.app import MAX_BODY_BYTES as CLIENT_MAX_BODY_BYTES
+from naraft.client import kv_path
 from naraft.state.kv import MAX_VALUE_BYTES
 
 pytestmark = pytest.mark.e2e
@@ -48,7 +49,7 @@ def test_twelve_concurrent_writes_at_the_value_limit_commit_with_no_leader_chang
         with httpx.Client() as client:
             start.wait()
             answer = client.put(
-                f"{node.url}/naraft/v1/kv/{key}", json={"value": values[key]}, timeout=30.0
+                f"{node.url}{kv_path(key)}", json={"value": values[key]}, timeout=30.0
             )
         if answer.status_code != 200:
             return answer.status_code, answer.text[:200]

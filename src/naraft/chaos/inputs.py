@@ -38,13 +38,19 @@ import aiohttp
 import orjson
 
 from naraft.chaos.cluster import ChaosCluster, ChaosNode
+from naraft.client import (
+    INSTANCE_LIST_PATH,
+    INSTANCE_PATH,
+    KV_PATH,
+    SWITCHES_PATH,
+    WriteOutcome,
+    classify_failure,
+    classify_write,
+)
 from naraft.errors import NaraftError
 from naraft.naming.switches import Switches, switches_view, with_entry
 from naraft.state.kv import MAX_VALUE_BYTES
 
-KV_PATH: Final = "/naraft/v1/kv"
-INSTANCE_PATH: Final = "/nacos/v1/ns/instance"
-SWITCHES_PATH: Final = "/nacos/v1/ns/operator/switches"
 KEY_PREFIX: Final = "nemesis/"
 SERVICE_PREFIX: Final = "nemesis-"
 BODY_LIMIT: Final = 1 << 20  # the client body limit of naraft's HTTP edge
@@ -587,7 +593,7 @@ class ProbeFactory:
             label=f"list {service_name} with {len(params)} query parameters",
             expect=Expect.ANY,
             method="GET",
-            path=f"{INSTANCE_PATH}/list",
+            path=INSTANCE_LIST_PATH,
             params=params,
         )
 
@@ -737,13 +743,13 @@ class InputStats:
         kind = str(probe.kind)
         self.sent[kind] += 1
         self.statuses.setdefault(kind, Counter())[status] += 1
-        outcome = "acked" if status.startswith("2") else _outcome(status)
+        outcome = _outcome(status)
         if isinstance(probe.ack, SwitchAck):
             self.switch_log.setdefault(probe.ack.entry, []).append((probe.ack.value, outcome))
         if isinstance(probe.ack, InstanceAck) and outcome == "unknown":
             ack = probe.ack
             self.uncertain.add((ack.service, ack.ip, ack.port, ack.cluster))
-        if probe.ack is not None and status.startswith("2"):
+        if probe.ack is not None and outcome == "acked":
             self.acked.append(probe.ack)
         problem = contract_problem(probe, status)
         if problem is not None:
@@ -760,11 +766,23 @@ class InputStats:
 
 
 def _outcome(status: str) -> str:
-    """A refused write did not happen; anything else (a 503 after forwarding, a timeout, a
-    reset) may still commit."""
-    if status[:1] == "4" or status in ("node-down", "refused-connect"):
-        return "refused"
-    return "unknown"
+    """The write's outcome by `naraft.client`'s one rule, from the status label alone: the
+    nemesis keeps no bodies, so a 5xx that says "not-applied" counts as unknown (which only
+    makes the check more lenient, never wrong)."""
+    if status in ("node-down", "refused-connect"):
+        outcome = classify_failure(sent=False)
+    elif status.isdigit():
+        outcome = classify_write(int(status), None)
+    else:  # a timeout or a reset: the request may have been sent
+        outcome = classify_failure(sent=True)
+    return OUTCOME_LABELS[outcome]
+
+
+OUTCOME_LABELS: Final = {
+    WriteOutcome.APPLIED: "acked",
+    WriteOutcome.NOT_APPLIED: "refused",
+    WriteOutcome.UNKNOWN: "unknown",
+}
 
 
 LANE_PAUSES: Final = ((0.1, 0.5), (0.1, 0.5), (0.2, 1.0))
@@ -980,7 +998,7 @@ async def _check_service(
         latest[_instance_id(ack.ip, ack.port, ack.cluster)] = ack
     for node in nodes:
         async with session.get(
-            f"{node.url}{INSTANCE_PATH}/list",
+            f"{node.url}{INSTANCE_LIST_PATH}",
             params={"serviceName": service, "healthyOnly": "false"},
         ) as answer:
             body = await answer.read()
