@@ -458,10 +458,27 @@ class ProcessCluster:
         )
         return {node.id: status for node, status in zip(asked, found, strict=True)}
 
-    def find_leader(self, among: Sequence[NodeProcess] | None = None) -> NodeProcess | None:
-        """The leader now by `agreed_leader` (asking `among`, default every node), or None."""
-        leader = agreed_leader(self.statuses(among), self.members)
-        return None if leader is None else self.node(leader)
+    def find_leader(
+        self, among: Sequence[NodeProcess] | None = None, *, settled: bool = False
+    ) -> NodeProcess | None:
+        """The leader now by `agreed_leader` (asking `among`, default every node), or None.
+        `settled` also asks that every node asked that runs unpaused answer and report that
+        leader at its term (a restarted node has caught up with the election): the same
+        leader, found only once the whole cluster has seen it."""
+        asked = self.nodes if among is None else among
+        statuses = self.statuses(asked)
+        leader = agreed_leader(statuses, self.members)
+        if leader is None:
+            return None
+        if settled:
+            leading = statuses[leader]
+            assert leading is not None  # agreed_leader names only a node that answered
+            term = leading.term
+            for node in asked:
+                seen = statuses[node.id]
+                if node.serving and (seen is None or (seen.leader, seen.term) != (leader, term)):
+                    return None
+        return self.node(leader)
 
     async def afind_leader(
         self, session: aiohttp.ClientSession, among: Sequence[NodeProcess] | None = None
@@ -475,11 +492,13 @@ class ProcessCluster:
         timeout_seconds: float = 15.0,
         exclude: str | None = None,
         among: Sequence[NodeProcess] | None = None,
+        settled: bool = False,
     ) -> NodeProcess:
-        """Wait for the leader (`agreed_leader`), other than `exclude` if given."""
+        """Wait for the leader (`agreed_leader`), other than `exclude` if given; `settled` as
+        in `find_leader`."""
 
         def found() -> NodeProcess | None:
-            leader = self.find_leader(among)
+            leader = self.find_leader(among, settled=settled)
             return None if leader is None or leader.id == exclude else leader
 
         try:

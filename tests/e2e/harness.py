@@ -106,6 +106,20 @@ class LocalCluster(ProcessCluster):
         super().stop()
         self.client.close()
 
+    def leader(
+        self,
+        *,
+        timeout_seconds: float = 15.0,
+        exclude: str | None = None,
+        among: Sequence[NodeProcess] | None = None,
+        settled: bool = True,
+    ) -> NodeProcess:
+        """The launcher's leader, settled by default: every serving node asked reports it,
+        so that a test goes on once a restarted node has seen the election too."""
+        return super().leader(
+            timeout_seconds=timeout_seconds, exclude=exclude, among=among, settled=settled
+        )
+
     def state(self, node: NodeProcess) -> dict[str, Any]:
         answer = self.client.get(f"{node.url}{STATE_PATH}", timeout=1.0)
         answer.raise_for_status()
