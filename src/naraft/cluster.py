@@ -28,7 +28,6 @@ This module is for launching and observing; the server packages never import it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import socket
@@ -505,19 +504,6 @@ class ProcessCluster:
             return wait_for(found, timeout_seconds=timeout_seconds, what="an agreed leader")
         except ClusterError as error:
             raise ClusterError(f"{error}\n{self.logs()}") from None
-
-    async def aleader(
-        self, session: aiohttp.ClientSession, *, timeout_seconds: float = 15.0
-    ) -> NodeProcess | None:
-        """Wait for the leader (async); None on timeout."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout_seconds):
-                while True:
-                    leader = await self.afind_leader(session)
-                    if leader is not None:
-                        return leader
-                    await asyncio.sleep(0.1)
-        return None
 
 
 async def _none() -> None:

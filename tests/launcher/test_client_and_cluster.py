@@ -18,6 +18,7 @@ from naraft.client import (
     parse_status,
 )
 from naraft.cluster import (
+    NodeProcess,
     NodeSpec,
     ProcessCluster,
     agreed_leader,
@@ -203,3 +204,23 @@ def test_a_cluster_lays_out_its_nodes_without_starting_them(tmp_path: Path) -> N
     one = ProcessCluster(tmp_path / "one", 1)
     assert one.nodes[0].spec.standalone
     assert one.nodes[0].spec.peers == ()
+
+
+def test_a_settled_leader_waits_for_every_serving_node_to_report_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cluster = ProcessCluster(tmp_path / "c", 3)
+    a, b, c = cluster.members
+    views: dict[str, NodeStatus | None] = {
+        a: view("leader", 2, a),
+        b: view("follower", 2, a),
+        c: None,  # just restarted: serving, not answering yet
+    }
+    monkeypatch.setattr(NodeProcess, "serving", property(lambda self: True))
+    monkeypatch.setattr(cluster, "statuses", lambda among=None: dict(views))
+    assert cluster.find_leader() is cluster.nodes[0]
+    assert cluster.find_leader(settled=True) is None
+    views[c] = view("follower", 1, None)  # answers, has not seen the election yet
+    assert cluster.find_leader(settled=True) is None
+    views[c] = view("follower", 2, a)
+    assert cluster.find_leader(settled=True) is cluster.nodes[0]
