@@ -26,6 +26,7 @@ import base64
 import contextlib
 import enum
 import hashlib
+import io
 import random
 import time
 from collections import Counter
@@ -37,6 +38,7 @@ from typing import Any, Final
 import aiohttp
 import orjson
 
+from naraft.api.params import MAX_PARAM_VALUE_CHARS
 from naraft.chaos.cluster import ChaosCluster, ChaosNode
 from naraft.client import (
     INSTANCE_LIST_PATH,
@@ -428,8 +430,8 @@ class ProbeFactory:
             }
         if roll < 0.8:  # every entry allowed, short
             return {f"k{i:03d}": _value(rng, 16) for i in range(128)}
-        # the largest values allowed, as many as fit under the body limit
-        count = rng.randrange(1, 50)
+        # the largest values allowed, as many as fit in one parameter's limit (JSON included)
+        count = rng.randrange(1, MAX_PARAM_VALUE_CHARS // (16_384 + 16) + 1)
         return {f"big{i}": _value(rng, 16_384) for i in range(count)}
 
     def _instance_extreme(self, node: int) -> Probe:
@@ -884,8 +886,10 @@ async def http_exchange(session: aiohttp.ClientSession, node: ChaosNode, probe: 
         data = aiohttp.FormData(list(probe.form), charset="utf-8")
     elif probe.chunked and probe.body is not None:
         data = _chunks(probe.body)
+    elif probe.body is not None:
+        data = io.BytesIO(probe.body)  # aiohttp warns on large raw bytes; same Content-Length
     else:
-        data = probe.body
+        data = None
     try:
         async with session.request(
             probe.method, f"{node.url}{probe.path}", params=list(probe.params) or None, data=data
