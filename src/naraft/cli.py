@@ -12,10 +12,11 @@ import dataclasses
 import gc
 import logging
 import os
+import secrets
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,10 @@ from rich.console import Console
 from rich.table import Table
 
 from naraft.client import INSTANCE_LIST_PATH, INSTANCE_PATH, STATE_PATH, fetch_json
-from naraft.cluster import ProcessCluster
+from naraft.cluster import ProcessCluster, node_data_dir
 from naraft.config import (
+    CLUSTER_TOKEN_ENV_VAR,
+    DEFAULT_CLUSTER_TOKEN,
     DEFAULT_QUOTA_BYTES,
     PROFILES,
     HealthTimings,
@@ -35,6 +38,7 @@ from naraft.config import (
     NodeConfig,
     Profile,
     Timers,
+    check_cluster_token,
     check_members,
     parse_address,
     read_cluster_conf,
@@ -126,6 +130,14 @@ def main() -> None:
     default=256,
     help="query plus form parameters of one request; more are answered 400",
 )
+@click.option(
+    "--cluster-token",
+    envvar=CLUSTER_TOKEN_ENV_VAR,
+    default=DEFAULT_CLUSTER_TOKEN,
+    show_default=True,
+    help="with the member list, gives the cluster id kept in the data directory; use a new"
+    f" one for every new cluster (or set {CLUSTER_TOKEN_ENV_VAR})",
+)
 @click.option("--unhealthy-after-ms", type=click.IntRange(1), default=15_000)
 @click.option("--remove-after-ms", type=click.IntRange(1), default=30_000)
 @click.option("--sweep-ms", type=click.IntRange(10), default=1000)
@@ -199,6 +211,7 @@ def server(
     idle_timeout_ms: int,
     max_connections: int,
     max_params: int,
+    cluster_token: str,
     unhealthy_after_ms: int,
     remove_after_ms: int,
     sweep_ms: int,
@@ -264,6 +277,11 @@ def server(
     )
     from naraft.node import StartupError  # the server's imports are only paid by `server`
 
+    try:
+        config = dataclasses.replace(config, cluster_token=check_cluster_token(cluster_token))
+    except NaraftError as error:
+        _fail(str(error))
+        return
     try:
         _run_until_signal(
             config, PushTimings(ack_timeout_ms=push_ack_timeout_ms, max_retries=push_retries)
@@ -380,12 +398,20 @@ def cluster() -> None:
 def cluster_up(nodes: int, base_port: int, host: str, data_dir: Path, profile: str) -> None:
     """Start NODES local nodes in the foreground; Ctrl-C stops them all cleanly."""
     console = Console()
+    members = [f"{host}:{base_port + i}" for i in range(nodes)]
+    try:
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        token = cluster_token_for(data_dir, members)
+    except (NaraftError, OSError) as error:
+        _fail(f"cannot use {data_dir / CLUSTER_TOKEN_FILE}: {error}")
+        return
     try:
         local = ProcessCluster(
             data_dir,
             nodes,
             host=host,
             ports=[base_port + i for i in range(nodes)],
+            cluster_token=token,
             extra_args=("--profile", profile),
         )
     except OSError as error:
@@ -411,6 +437,30 @@ def cluster_up(nodes: int, base_port: int, host: str, data_dir: Path, profile: s
     finally:
         local.stop()
         console.print("all nodes stopped")
+
+
+CLUSTER_TOKEN_FILE = "cluster.token"
+NODE_DB_FILE = "naraft.db"  # node.DB_FILE; not imported, so that `cluster up` stays light
+
+
+def cluster_token_for(data_dir: Path, members: Sequence[str]) -> str:
+    """The token of the local cluster: a fresh random one whenever no member has data yet
+    (a new cluster, or one wiped: a new incarnation, whose id differs even with the same
+    secret), else the one kept in `cluster.token` beside the secret."""
+    token_file = data_dir / CLUSTER_TOKEN_FILE
+    fresh = not any((node_data_dir(data_dir, m) / NODE_DB_FILE).exists() for m in members)
+    if not fresh and token_file.exists():
+        return check_cluster_token(token_file.read_text().strip())
+    token = secrets.token_hex(16)
+    partial = token_file.with_name(f"{CLUSTER_TOKEN_FILE}.partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, f"{token}\n".encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(partial, token_file)
+    return token
 
 
 def _wait_for_leader(

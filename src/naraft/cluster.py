@@ -4,7 +4,7 @@ command line, starts, signals and stops it, and decides which node leads.
 The shape follows etcd's e2e process cluster and hashicorp/raft's testing helpers:
 
 - `NodeSpec` says how to run one node: its id (its peer address), data directory, members,
-  listen address, secret file, standalone mode, extra flags, environment (failpoints
+  listen address, secret file, cluster token, standalone mode, extra flags, environment (failpoints
   included) and a command prefix (`wrap`, e.g. `ip netns exec NS`).
 - `server_command(spec)` turns a spec into the argument list; every launcher in the project
   (`naraft cluster up`, the end-to-end tests, the chaos campaign, the benchmarks) uses it,
@@ -72,6 +72,7 @@ class NodeSpec:
     peers: tuple[str, ...] = ()
     listen: str | None = None
     secret_file: Path | None = None
+    cluster_token: str | None = None
     standalone: bool = False
     extra_args: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
@@ -107,6 +108,8 @@ def server_command(spec: NodeSpec) -> list[str]:
         args += ["--peers", ",".join(spec.peers)]
     if spec.secret_file is not None:
         args += ["--cluster-secret-file", str(spec.secret_file)]
+    if spec.cluster_token is not None:
+        args += ["--cluster-token", spec.cluster_token]
     return args + list(spec.extra_args)
 
 
@@ -116,6 +119,11 @@ def server_env(spec: NodeSpec) -> dict[str, str]:
     if spec.failpoints is not None:
         env[FAILPOINTS_ENV_VAR] = spec.failpoints
     return env
+
+
+def node_data_dir(root: Path, node_id: str) -> Path:
+    """Where a cluster under `root` keeps the data of node `node_id` (host:port)."""
+    return root / node_id.replace(":", "_")
 
 
 def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
@@ -358,6 +366,7 @@ class ProcessCluster:
         separate_listen: bool = False,
         standalone: bool | None = None,
         secret: str | None = None,
+        cluster_token: str | None = None,
         env: Mapping[str, str] | None = None,
         failpoints: str | None = None,
         wrap: Sequence[str] = (),
@@ -383,7 +392,7 @@ class ProcessCluster:
         one = standalone if standalone is not None else size == 1
         self.nodes: list[NodeProcess] = []
         for member, listen in zip(self.members, listens, strict=True):
-            data_dir = root / member.replace(":", "_")
+            data_dir = node_data_dir(root, member)
             data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             spec = NodeSpec(
                 node_id=member,
@@ -392,6 +401,7 @@ class ProcessCluster:
                 standalone=one,
                 peers=() if one else tuple(self.members),
                 secret_file=None if one else self.secret_file,
+                cluster_token=cluster_token,
                 extra_args=tuple(extra_args),
                 env=dict(env or {}),
                 failpoints=failpoints,

@@ -161,6 +161,7 @@ def test_the_command_line_holds_what_the_spec_says_with_extra_args_last(tmp_path
         peers=("127.0.0.1:1", "127.0.0.1:2"),
         listen="127.0.0.1:9",
         secret_file=tmp_path / "s",
+        cluster_token="t-1",
         extra_args=("--tick-ms", "50"),
         wrap=("ip", "netns", "exec", "ns1"),
         python="py",
@@ -169,7 +170,7 @@ def test_the_command_line_holds_what_the_spec_says_with_extra_args_last(tmp_path
         "ip", "netns", "exec", "ns1", "py", "-m", "naraft", "server",
         "--id", "127.0.0.1:1", "--data-dir", str(tmp_path), "--listen", "127.0.0.1:9",
         "--peers", "127.0.0.1:1,127.0.0.1:2", "--cluster-secret-file", str(tmp_path / "s"),
-        "--tick-ms", "50",
+        "--cluster-token", "t-1", "--tick-ms", "50",
     ]  # fmt: skip
     assert spec.url == "http://127.0.0.1:9"
     alone = NodeSpec(node_id="h:1", data_dir=tmp_path, standalone=True, python="py")
