@@ -48,6 +48,10 @@ def _draw(seed: int, kinds: tuple[ProbeKind, ...] = ALL_KINDS, n: int = DRAWS) -
     return [factory.next() for _ in range(n)]
 
 
+# Two tests call asyncio.run: close the loop an earlier async test left behind first.
+pytestmark = pytest.mark.usefixtures("no_leftover_event_loop")
+
+
 def test_the_same_seed_gives_the_same_requests_and_another_seed_others() -> None:
     first = [_fingerprint(p) for p in _draw(7, n=200)]
     assert first == [_fingerprint(p) for p in _draw(7, n=200)]
