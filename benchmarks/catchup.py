@@ -27,8 +27,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -36,6 +34,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from naraft.client import INSTANCE_LIST_PATH, LEADER_PATH, STATE_PATH, kv_path, try_status
+from naraft.cluster import NodeProcess, NodeSpec, agreed_leader, free_ports, write_secret_file
 from naraft.naming.keys import ServiceKey, instance_list_key, service_meta_key
 from naraft.naming.model import Instance, Service
 from naraft.naming.records import encode_instances, encode_service
@@ -48,19 +48,6 @@ from naraft.storage.sqlite import open_store
 SECRET = "catchup-benchmark-secret"
 
 
-def free_ports(count: int) -> list[int]:
-    import socket
-
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 def get_json(url: str, timeout: float = 5.0) -> dict[str, object] | None:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as answer:
@@ -70,7 +57,9 @@ def get_json(url: str, timeout: float = 5.0) -> dict[str, object] | None:
         return None
 
 
-def peak_rss_mib(pid: int) -> float | None:
+def peak_rss_mib(pid: int | None) -> float | None:
+    if pid is None:
+        return None
     try:
         with open(f"/proc/{pid}/status") as status:
             for line in status:
@@ -105,37 +94,31 @@ def seed(path: Path, node_id: str, datums: dict[str, Datum], index: int) -> None
         store.close()
 
 
-def start(member: str, peers: list[str], data: Path, secret_file: Path) -> subprocess.Popen[bytes]:
-    args = [sys.executable, "-m", "naraft", "server", "--id", member, "--data-dir", str(data)]
-    if len(peers) == 1:
-        args.append("--standalone")
-    else:
-        args += ["--peers", ",".join(peers), "--cluster-secret-file", str(secret_file)]
-    log = (data / "node.log").open("ab")
-    try:
-        return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-    finally:
-        log.close()
+def start(member: str, peers: list[str], data: Path, secret_file: Path) -> NodeProcess:
+    alone = len(peers) == 1
+    node = NodeProcess(
+        NodeSpec(
+            node_id=member,
+            data_dir=data,
+            standalone=alone,
+            peers=() if alone else tuple(peers),
+            secret_file=None if alone else secret_file,
+        )
+    )
+    node.start()
+    return node
 
 
-def stop(processes: list[subprocess.Popen[bytes]]) -> None:
+def stop(processes: list[NodeProcess]) -> None:
     for process in processes:
-        if process.poll() is None:
-            process.terminate()
-    for process in processes:
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        process.terminate()
 
 
 def bench_catchup(root: Path, keys: int, live_writes: int) -> dict[str, object]:
     ports = free_ports(3)
     members = [f"127.0.0.1:{p}" for p in ports]
     secret_file = root / "secret"
-    secret_file.write_text(SECRET)
-    secret_file.chmod(0o600)
+    write_secret_file(secret_file, SECRET)
     dirs = [root / f"n{i}" for i in range(3)]
     for d in dirs:
         d.mkdir()
@@ -152,11 +135,8 @@ def bench_catchup(root: Path, keys: int, live_writes: int) -> dict[str, object]:
     try:
 
         def leader() -> str | None:
-            for m in members[:2]:
-                view = get_json(f"http://{m}/nacos/v1/ns/raft/state")
-                if view and view.get("role") == "leader":
-                    return m
-            return None
+            statuses = {m: try_status(f"http://{m}") for m in members[:2]}
+            return agreed_leader(statuses, members)
 
         wait(lambda: leader() is not None, 60, "a leader")
         leading = leader()
@@ -168,7 +148,7 @@ def bench_catchup(root: Path, keys: int, live_writes: int) -> dict[str, object]:
             write_kv(leading, live_writes)
 
         def caught_up() -> bool:
-            view = get_json(f"http://{follower}/nacos/v1/ns/raft/state")
+            view = get_json(f"http://{follower}{STATE_PATH}")
             if not view:
                 return False
             sync = view.get("catchUp")
@@ -180,7 +160,7 @@ def bench_catchup(root: Path, keys: int, live_writes: int) -> dict[str, object]:
 
         wait(caught_up, 600, "the follower to catch up")
         total = time.monotonic() - t0
-        view = get_json(f"http://{follower}/nacos/v1/ns/raft/state") or {}
+        view = get_json(f"http://{follower}{STATE_PATH}") or {}
         sync = view.get("catchUp", {})
         return {
             "keys": keys,
@@ -202,7 +182,7 @@ def write_kv(leader: str, count: int) -> None:
     def put(i: int) -> None:
         body = json.dumps({"value": f"live-{i}"}).encode()
         request = urllib.request.Request(
-            f"http://{leader}/naraft/v1/kv/live-{i}", data=body, method="PUT"
+            f"http://{leader}{kv_path(f'live-{i}')}", data=body, method="PUT"
         )
         with urllib.request.urlopen(request, timeout=30) as answer:
             answer.read()
@@ -250,12 +230,10 @@ def bench_restart(root: Path, instances: int, per_service: int) -> dict[str, obj
     try:
 
         def ready() -> bool:
-            leader = get_json(f"http://{member}/nacos/v1/ns/raft/leader", timeout=2)
+            leader = get_json(f"http://{member}{LEADER_PATH}", timeout=2)
             if not leader:
                 return False
-            hosts = get_json(
-                f"http://{member}/nacos/v1/ns/instance/list?serviceName=svc-0", timeout=5
-            )
+            hosts = get_json(f"http://{member}{INSTANCE_LIST_PATH}?serviceName=svc-0", timeout=5)
             return bool(hosts and hosts.get("hosts"))
 
         wait(ready, 300, "the restarted node to lead and answer")

@@ -24,6 +24,10 @@ from typing import Final
 
 import procstat
 
+from naraft.client import NodeStatus as RaftStatus
+from naraft.client import try_status
+from naraft.cluster import NodeSpec, agreed_leader, free_ports, server_command, write_secret_file
+
 NODE_NAMES: Final = ("n1", "n2", "n3")
 QUERY_TIMEOUT_SECONDS: Final = 1.0
 CATCH_UP_SLACK_ENTRIES: Final = 50  # a node this close to the leader's commit is caught up
@@ -137,7 +141,8 @@ class Cluster:
         }
 
     def leader(self) -> str | None:
-        """The leader a majority of the running nodes agree on, else None."""
+        """The leader a majority of the running nodes agree on, else None (etcd's view; naraft
+        uses `naraft.cluster.agreed_leader`)."""
         votes: dict[str, int] = {}
         for status in self.statuses().values():
             if status is not None and status.leader is not None:
@@ -207,12 +212,12 @@ class NaraftCluster(Cluster):
         super().__init__(base_dir)
         self._python = python
         self._extra_flags = extra_flags
-        ports = procstat.free_ports(len(NODE_NAMES))
+        ports = free_ports(len(NODE_NAMES))
         self._address = {n: f"127.0.0.1:{p}" for n, p in zip(NODE_NAMES, ports, strict=True)}
         self._node_of_address = {a: n for n, a in self._address.items()}
         self._secret_file = self.base_dir / "cluster.secret"
-        self._secret_file.write_text(os.urandom(32).hex() + "\n")
-        self._secret_file.chmod(0o600)
+        self._secret_file.unlink(missing_ok=True)  # a fresh secret for every run
+        write_secret_file(self._secret_file)
 
     @property
     def endpoints(self) -> list[str]:
@@ -224,29 +229,39 @@ class NaraftCluster(Cluster):
     def _command(self, node: str, *, first_start: bool) -> list[str]:
         data_dir = self.base_dir / f"{node}.data"
         data_dir.mkdir(exist_ok=True)
-        return [
-            self._python, "-m", "naraft", "server",
-            "--id", self._address[node],
-            "--peers", ",".join(self._address[n] for n in NODE_NAMES),
-            "--cluster-secret-file", str(self._secret_file),
-            "--data-dir", str(data_dir),
-            *self._extra_flags,
-        ]  # fmt: skip
+        spec = NodeSpec(
+            node_id=self._address[node],
+            peers=tuple(self._address[n] for n in NODE_NAMES),
+            secret_file=self._secret_file,
+            data_dir=data_dir,
+            extra_args=self._extra_flags,
+            python=self._python,
+        )
+        return server_command(spec)
+
+    def _raft_status(self, node: str) -> RaftStatus | None:
+        if node in self._paused:
+            return None
+        return try_status(self.endpoint(node), timeout_seconds=QUERY_TIMEOUT_SECONDS)
 
     def node_status(self, node: str) -> NodeStatus | None:
-        try:
-            state = _http_json(f"{self.endpoint(node)}/nacos/v1/ns/raft/state")
-        except (OSError, ValueError):
+        status = self._raft_status(node)
+        if status is None:
             return None
-        if not isinstance(state, dict):
-            return None
-        leader = state.get("leader")
+        leader = status.leader
         return NodeStatus(
-            leader=self._node_of_address.get(leader) if isinstance(leader, str) else None,
-            term=int(state.get("term", 0)),
-            applied_index=int(state.get("appliedIndex", 0)),
-            commit_index=int(state.get("commitIndex", 0)),
+            leader=self._node_of_address.get(leader) if leader is not None else None,
+            term=status.term,
+            applied_index=status.applied_index,
+            commit_index=status.commit_index,
         )
+
+    def leader(self) -> str | None:
+        """The leader by `naraft.cluster.agreed_leader`, the project's one rule."""
+        members = [self._address[n] for n in NODE_NAMES]
+        statuses = {self._address[n]: self._raft_status(n) for n in NODE_NAMES}
+        leader = agreed_leader(statuses, members)
+        return None if leader is None else self._node_of_address[leader]
 
 
 class EtcdCluster(Cluster):
@@ -261,7 +276,7 @@ class EtcdCluster(Cluster):
         if binary is None:
             raise ClusterError("etcd not found: apt-get install -y etcd-server etcd-client")
         self._binary = binary
-        ports = procstat.free_ports(2 * len(NODE_NAMES))
+        ports = free_ports(2 * len(NODE_NAMES))
         self._client_port = dict(zip(NODE_NAMES, ports[:3], strict=True))
         self._peer_port = dict(zip(NODE_NAMES, ports[3:], strict=True))
         self._member_ids: dict[str, str] = {}

@@ -13,10 +13,9 @@ import logging
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +25,19 @@ import uvloop
 from rich.console import Console
 from rich.table import Table
 
-from naraft.config import DEFAULT_CLUSTER_TOKEN, NodeConfig, Profile, check_cluster_token
+from naraft.client import INSTANCE_LIST_PATH, INSTANCE_PATH, STATE_PATH, fetch_json
+from naraft.cluster import ProcessCluster, node_data_dir
+from naraft.config import (
+    NodeConfig,
+    Profile,
+    check_cluster_token,
+)
 from naraft.config_sources import build_config, flags_given, merge, server_options
 from naraft.errors import NaraftError
 from naraft.storage.base import StoreError
-from naraft.transport.auth import SecretError, generate_secret
+from naraft.transport.auth import (
+    SecretError,
+)
 
 logger = logging.getLogger("naraft")
 
@@ -132,19 +139,22 @@ def cluster_up(nodes: int, base_port: int, host: str, data_dir: Path, profile: s
     members = [f"{host}:{base_port + i}" for i in range(nodes)]
     try:
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        secret_file = data_dir / "cluster.secret"
-        _write_secret_file(secret_file)
-    except OSError as error:
-        _fail(f"cannot prepare {data_dir}: {error}")
-        return
-    try:
         token = cluster_token_for(data_dir, members)
     except (NaraftError, OSError) as error:
         _fail(f"cannot use {data_dir / CLUSTER_TOKEN_FILE}: {error}")
         return
-    processes = _start_nodes(
-        members, data_dir, secret_file, profile, standalone=nodes == 1, token=token
-    )
+    try:
+        local = ProcessCluster(
+            data_dir,
+            nodes,
+            host=host,
+            ports=[base_port + i for i in range(nodes)],
+            cluster_token=token,
+            extra_args=("--profile", profile),
+        )
+    except OSError as error:
+        _fail(f"cannot prepare {data_dir}: {error}")
+        return
     stopping = False
 
     def stop(*_: object) -> None:
@@ -154,61 +164,21 @@ def cluster_up(nodes: int, base_port: int, host: str, data_dir: Path, profile: s
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
-        leader = asyncio.run(_wait_for_leader(members, timeout_seconds=30))
-        table = Table(title=f"naraft: {nodes}-node cluster (data in {data_dir})")
-        for column in ("node", "address", "pid", "log"):
-            table.add_column(column)
-        for member, process in zip(members, processes, strict=True):
-            mark = " (leader)" if member == leader else ""
-            log = data_dir / member.replace(":", "_") / "node.log"
-            table.add_row(member + mark, f"http://{member}", str(process.pid), str(log))
-        console.print(table)
-        if leader is None:
-            console.print("[red]no leader elected within 30 s; see the logs[/red]")
-        else:
-            console.print(f"leader: [bold]{leader}[/bold]. Try:")
-            console.print(
-                f"  curl -X POST 'http://{members[0]}/nacos/v1/ns/instance?"
-                "serviceName=demo&ip=10.0.0.1&port=8080&ephemeral=false'"
-            )
-            console.print(
-                f"  curl 'http://{members[-1]}/nacos/v1/ns/instance/list?serviceName=demo'"
-            )
-            console.print("Ctrl-C stops every node.")
+        local.start()
+        _show_cluster(console, local, _wait_for_leader(local, lambda: stopping), data_dir)
         while not stopping:
-            for member, process in zip(members, processes, strict=True):
-                if process.poll() is not None:
-                    console.print(f"[yellow]{member} exited with {process.returncode}[/yellow]")
+            for node in local.nodes:
+                if not node.running:
+                    console.print(f"[yellow]{node.id} exited with {node.exit_code}[/yellow]")
                     stopping = True
             time.sleep(0.5)
     finally:
-        _stop_nodes(processes)
+        local.stop()
         console.print("all nodes stopped")
-
-
-def _write_secret_file(path: Path) -> None:
-    """A fresh secret in `path`, unless one is there. The file is created 0600 in one
-    step (O_EXCL), so the secret is never readable by others, not even for a moment."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    except FileExistsError:
-        return
-    try:
-        with os.fdopen(fd, "w") as file:
-            file.write(generate_secret() + "\n")
-            file.flush()
-            os.fsync(file.fileno())
-    except BaseException:
-        path.unlink(missing_ok=True)  # never leave an empty secret behind
-        raise
 
 
 CLUSTER_TOKEN_FILE = "cluster.token"
 NODE_DB_FILE = "naraft.db"  # node.DB_FILE; not imported, so that `cluster up` stays light
-
-
-def _node_dir(data_dir: Path, member: str) -> Path:
-    return data_dir / member.replace(":", "_")
 
 
 def cluster_token_for(data_dir: Path, members: Sequence[str]) -> str:
@@ -216,7 +186,7 @@ def cluster_token_for(data_dir: Path, members: Sequence[str]) -> str:
     (a new cluster, or one wiped: a new incarnation, whose id differs even with the same
     secret), else the one kept in `cluster.token` beside the secret."""
     token_file = data_dir / CLUSTER_TOKEN_FILE
-    fresh = not any((_node_dir(data_dir, m) / NODE_DB_FILE).exists() for m in members)
+    fresh = not any((node_data_dir(data_dir, m) / NODE_DB_FILE).exists() for m in members)
     if not fresh and token_file.exists():
         return check_cluster_token(token_file.read_text().strip())
     token = secrets.token_hex(16)
@@ -231,61 +201,40 @@ def cluster_token_for(data_dir: Path, members: Sequence[str]) -> str:
     return token
 
 
-def _start_nodes(
-    members: Sequence[str],
-    data_dir: Path,
-    secret_file: Path,
-    profile: str,
-    *,
-    standalone: bool,
-    token: str = DEFAULT_CLUSTER_TOKEN,
-) -> list[subprocess.Popen[bytes]]:
-    processes = []
-    for member in members:
-        node_dir = _node_dir(data_dir, member)
-        node_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        args = [
-            sys.executable, "-m", "naraft", "server", "--id", member,
-            "--data-dir", str(node_dir), "--profile", profile, "--cluster-token", token,
-        ]  # fmt: skip
-        if standalone:
-            args.append("--standalone")
-        else:
-            args += ["--peers", ",".join(members), "--cluster-secret-file", str(secret_file)]
-        fd = os.open(node_dir / "node.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        log = os.fdopen(fd, "ab")
-        processes.append(
-            subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        )
-        log.close()  # the child holds its own copy
-    return processes
-
-
-def _stop_nodes(processes: Sequence[subprocess.Popen[bytes]]) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 10
-    for process in processes:
-        try:
-            process.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-async def _wait_for_leader(members: Sequence[str], *, timeout_seconds: float) -> str | None:
+def _wait_for_leader(
+    local: ProcessCluster, stopping: Callable[[], bool], timeout_seconds: float = 30.0
+) -> str | None:
+    """The leader by `naraft.cluster`'s rule, once there is one; None on timeout or Ctrl-C."""
     deadline = time.monotonic() + timeout_seconds
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1)) as session:
-        while time.monotonic() < deadline:
-            for member in members:
-                with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError):
-                    async with session.get(f"http://{member}/nacos/v1/ns/raft/leader") as answer:
-                        leader = (await answer.json()).get("leader")
-                        if isinstance(leader, str):
-                            return leader
-            await asyncio.sleep(0.2)
+    while not stopping() and time.monotonic() < deadline:
+        leader = local.find_leader()
+        if leader is not None:
+            return leader.id
+        time.sleep(0.2)
     return None
+
+
+def _show_cluster(
+    console: Console, local: ProcessCluster, leader: str | None, data_dir: Path
+) -> None:
+    table = Table(title=f"naraft: {local.size}-node cluster (data in {data_dir})")
+    for column in ("node", "address", "pid", "log"):
+        table.add_column(column)
+    for node in local.nodes:
+        mark = " (leader)" if node.id == leader else ""
+        table.add_row(node.id + mark, node.url, str(node.pid), str(node.log_path))
+    console.print(table)
+    if leader is None:
+        console.print("[red]no leader elected within 30 s; see the logs[/red]")
+        return
+    first, last = local.nodes[0].url, local.nodes[-1].url
+    console.print(f"leader: [bold]{leader}[/bold]. Try:")
+    console.print(
+        f"  curl -X POST '{first}{INSTANCE_PATH}?"
+        "serviceName=demo&ip=10.0.0.1&port=8080&ephemeral=false'"
+    )
+    console.print(f"  curl '{last}{INSTANCE_LIST_PATH}?serviceName=demo'")
+    console.print("Ctrl-C stops every node.")
 
 
 # ---------------------------------------------------------------------- status
@@ -297,7 +246,7 @@ def status(server_url: str) -> None:
     """Show every member's role, term and log positions as a table."""
     try:
         rows = asyncio.run(_collect_status(server_url.rstrip("/")))
-    except (aiohttp.ClientError, TimeoutError, OSError) as error:
+    except (aiohttp.ClientError, TimeoutError, OSError, ValueError, KeyError) as error:
         _fail(f"cannot reach {server_url}: {error}")
         return
     table = Table(title="naraft cluster")
@@ -336,14 +285,12 @@ def status(server_url: str) -> None:
 
 async def _collect_status(server_url: str) -> dict[str, dict[str, Any]]:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as session:
-        async with session.get(f"{server_url}/nacos/v1/ns/raft/state") as answer:
-            first = await answer.json()
+        first = await fetch_json(session, f"{server_url}{STATE_PATH}")
         rows: dict[str, dict[str, Any]] = {}
         for member in first.get("members", [first["id"]]):
             try:
-                async with session.get(f"http://{member}/nacos/v1/ns/raft/state") as answer:
-                    rows[member] = await answer.json()
-            except (aiohttp.ClientError, TimeoutError):
+                rows[member] = await fetch_json(session, f"http://{member}{STATE_PATH}")
+            except (aiohttp.ClientError, TimeoutError, ValueError):
                 rows[member] = {}
         return rows
 

@@ -22,6 +22,8 @@ import httpx
 import pytest
 from tests.e2e.harness import LocalCluster, NodeProcess, naraft_command, wait_for
 
+from naraft.client import WriteOutcome, body_of, classify_write
+
 pytestmark = pytest.mark.e2e
 
 BIG_VALUE: Final = "v" * 100_000  # the kv API's largest values fill a few MiB quickly
@@ -52,14 +54,15 @@ def used_kib(path: Path) -> int:
 
 @contextlib.contextmanager
 def tmpfs_data_dirs(cluster: LocalCluster, size: str) -> Iterator[None]:
-    """Mount a tmpfs of `size` on every node's data directory (before the nodes start); the
-    node logs go beside it, so they take no space there and outlive the mount."""
+    """Mount a tmpfs of `size` on every node's data directory (before the nodes start). The
+    cluster keeps its node logs beside them (`log_dir`), so they take no space there and
+    outlive the mount."""
     mounted: list[Path] = []
     try:
         for node in cluster.nodes:
             mount_tmpfs(node.data_dir, size)
             mounted.append(node.data_dir)
-            node.log_path = node.data_dir.with_name(f"{node.data_dir.name}.log")
+            assert node.log_path.parent != node.data_dir
         yield
     except BaseException:
         sys.stderr.write(cluster.logs() + "\n")
@@ -84,9 +87,10 @@ class Ledger:
         except httpx.HTTPError:
             self.unknown.add(key)
             return 0
-        if answer.status_code == 200:
+        outcome = classify_write(answer.status_code, body_of(answer.content))
+        if outcome is WriteOutcome.APPLIED:
             self.acked[key] = value
-        elif answer.status_code == 507:
+        elif outcome is WriteOutcome.NOT_APPLIED:
             self.refused[key] = answer
         else:
             self.unknown.add(key)
@@ -114,7 +118,7 @@ def assert_clean_log(node: NodeProcess) -> None:
 def test_a_full_disk_refuses_writes_serves_reads_and_recovers_when_space_returns(
     tmp_path: Path,
 ) -> None:
-    cluster = LocalCluster(root=tmp_path / "one", size=1)
+    cluster = LocalCluster(root=tmp_path / "one", size=1, log_dir=tmp_path / "one")
     (node,) = cluster.nodes
     ledger = Ledger()
     with tmpfs_data_dirs(cluster, "2m"), cluster:
@@ -193,7 +197,7 @@ def test_a_node_whose_disk_fills_stops_taking_part_and_rejoins_when_space_return
     leader commits with the other one); the full node refuses writes and serves local
     reads; once space returns it catches up by itself and every node holds every write."""
     ledger = Ledger()
-    cluster = LocalCluster(root=tmp_path / "three")
+    cluster = LocalCluster(root=tmp_path / "three", log_dir=tmp_path / "three")
     with tmpfs_data_dirs(cluster, ROOMY), cluster:
         leader = cluster.wait_ready()
         full = leader if role == "leader" else next(n for n in cluster.nodes if n is not leader)

@@ -8,8 +8,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from naraft.chaos.cluster import free_ports
 from naraft.chaos.proxy import CLIENT, LinkTable, NodeProxy, source_of
+from naraft.cluster import free_ports
 
 NODE = "127.0.0.1:1"
 

@@ -1,42 +1,59 @@
-"""Real `naraft server` processes on 127.0.0.1 for end-to-end tests.
+"""The end-to-end tests' fixture layer over `naraft.cluster` and `naraft.client`.
 
-`LocalCluster` starts N nodes on free loopback ports with their own data directories
-(real SQLite files), waits on HTTP conditions with bounded retries (never sleep-and-hope),
-kills and restarts nodes (SIGKILL, SIGSTOP/SIGCONT), and always stops every process it
-started. A failing test gets each node's log tail in its message.
+`LocalCluster` is a `ProcessCluster` (real `naraft server` processes on free loopback ports,
+real SQLite files, the module's one leader rule) with fast timers, httpx reads and writes,
+and waits on HTTP conditions with bounded retries (never sleep-and-hope) whose failures carry
+each node's log tail.
 
 `WriteLedger` records every write a test attempts with what a client may conclude from its
-answer (`WriteOutcome`: acked, not-applied, unknown); `write_concurrently` and
-`BackgroundWriter` fill one from client threads, so a test can check that every acked write
-is present and no not-applied one is.
+answer (`naraft.client.WriteOutcome`, by its one classifier: applied, not-applied,
+unknown); `write_concurrently` and `BackgroundWriter` fill one from client threads, so a
+test can check that every applied write is present and no not-applied one is.
 """
 
 from __future__ import annotations
 
 import contextlib
-import enum
 import os
-import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import httpx
 
-from naraft.chaos.cluster import free_ports
+from naraft.client import (
+    STATE_PATH,
+    WriteOutcome,
+    body_of,
+    classify_failure,
+    classify_write,
+    kv_path,
+)
+from naraft.cluster import (
+    ClusterError,
+    NodeProcess,
+    NodeSpec,
+    ProcessCluster,
+    free_ports,
+    server_command,
+    server_env,
+)
+
+__all__ = ["NodeProcess", "NodeSpec", "WriteOutcome", "free_ports"]
 
 T = TypeVar("T")
 
 FAST_TIMERS: tuple[str, ...] = ("--tick-ms", "50", "--election-ticks", "10")
+SECRET: Final = "e2e-test-cluster-secret"
 
 
-class WaitTimeoutError(AssertionError):
+class WaitTimeoutError(ClusterError, AssertionError):
     pass
 
 
@@ -66,129 +83,28 @@ def wait_for(
         time.sleep(interval_seconds)
 
 
-@dataclass
-class NodeProcess:
-    address: str
-    data_dir: Path
-    log_path: Path
-    args: list[str]
-    process: subprocess.Popen[bytes] | None = None
-    paused: bool = False  # SIGSTOPped: alive, but answers nothing until resumed
+class LocalCluster(ProcessCluster):
+    """`naraft.cluster.ProcessCluster` with the test conveniences: fast timers by default,
+    httpx reads and writes, and waits that put every node's log tail in their failure."""
 
-    @property
-    def url(self) -> str:
-        return f"http://{self.address}"
-
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def start(self) -> None:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            self.args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        log.close()
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup, no flush (kill -9)."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self.paused = False
-
-    def terminate(self) -> None:
-        self.paused = False
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGCONT)
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-
-    def pause(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGSTOP)
-        self.paused = True
-
-    def resume(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGCONT)
-        self.paused = False
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return "(no log)"
-        return "\n".join(text[-lines:])
-
-
-@dataclass
-class LocalCluster:
-    """N real nodes on loopback. Use as a context manager (stops everything on exit)."""
-
-    root: Path
-    size: int = 3
-    extra_args: Sequence[str] = FAST_TIMERS
-    host: str = "127.0.0.1"
-    ports: list[int] = field(default_factory=list)
-    nodes: list[NodeProcess] = field(default_factory=list)
-    secret: str = "e2e-test-cluster-secret"
-    client: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=5.0))
-
-    def __post_init__(self) -> None:
-        if not self.ports:
-            self.ports = free_ports(self.size)
-        members = [f"{self.host}:{p}" for p in self.ports]
-        secret_file = self.root / "cluster.secret"
-        self.root.mkdir(parents=True, exist_ok=True)
-        secret_file.write_text(self.secret)
-        secret_file.chmod(0o600)  # as `naraft cluster up` does; a readable one is warned about
-        for member in members:
-            data_dir = self.root / member.replace(":", "_")
-            data_dir.mkdir(parents=True, exist_ok=True)
-            args = [
-                sys.executable, "-m", "naraft", "server",
-                "--id", member, "--data-dir", str(data_dir),
-            ]  # fmt: skip
-            if self.size == 1:
-                args.append("--standalone")
-            else:
-                args += ["--peers", ",".join(members), "--cluster-secret-file", str(secret_file)]
-            args += list(self.extra_args)
-            self.nodes.append(NodeProcess(member, data_dir, data_dir / "node.log", args))
+    def __init__(
+        self,
+        root: Path,
+        size: int = 3,
+        extra_args: Sequence[str] = FAST_TIMERS,
+        **options: Any,
+    ) -> None:
+        super().__init__(root, size, extra_args=extra_args, secret=SECRET, **options)
+        self.extra_args = tuple(extra_args)
+        self.client = httpx.Client(timeout=5.0)
 
     def __enter__(self) -> LocalCluster:
-        for node in self.nodes:
-            node.start()
+        self.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     def stop(self) -> None:
-        for node in self.nodes:
-            node.terminate()
+        super().stop()
         self.client.close()
-
-    @property
-    def urls(self) -> list[str]:
-        return [n.url for n in self.nodes]
-
-    def node(self, address: str) -> NodeProcess:
-        return next(n for n in self.nodes if n.address == address)
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {n.address}\n{n.log_tail()}" for n in self.nodes)
-
-    def state(self, node: NodeProcess) -> dict[str, Any]:
-        answer = self.client.get(f"{node.url}/nacos/v1/ns/raft/state", timeout=1.0)
-        answer.raise_for_status()
-        data: dict[str, Any] = answer.json()
-        return data
 
     def leader(
         self,
@@ -196,28 +112,19 @@ class LocalCluster:
         timeout_seconds: float = 15.0,
         exclude: str | None = None,
         among: Sequence[NodeProcess] | None = None,
+        settled: bool = True,
     ) -> NodeProcess:
-        """The leader every running node (of `among`, default all) agrees on (and that says
-        it leads). Paused nodes are not asked."""
+        """The launcher's leader, settled by default: every serving node asked reports it,
+        so that a test goes on once a restarted node has seen the election too."""
+        return super().leader(
+            timeout_seconds=timeout_seconds, exclude=exclude, among=among, settled=settled
+        )
 
-        def agreed() -> NodeProcess | None:
-            asked = self.nodes if among is None else among
-            views = [self.state(n) for n in asked if n.running and not n.paused]
-            leaders = {v["leader"] for v in views}
-            if len(leaders) != 1:
-                return None
-            (leader,) = leaders
-            if leader is None or leader == exclude:
-                return None
-            node = self.node(leader)
-            if not node.running or node.paused:
-                return None
-            return node if self.state(node)["role"] == "leader" else None
-
-        try:
-            return wait_for(agreed, timeout_seconds=timeout_seconds, what="an agreed leader")
-        except WaitTimeoutError as error:
-            raise WaitTimeoutError(f"{error}\n{self.logs()}") from None
+    def state(self, node: NodeProcess) -> dict[str, Any]:
+        answer = self.client.get(f"{node.url}{STATE_PATH}", timeout=1.0)
+        answer.raise_for_status()
+        data: dict[str, Any] = answer.json()
+        return data
 
     def wait_ready(self, timeout_seconds: float = 15.0) -> NodeProcess:
         """The agreed leader, once it has replicated its state quota (its first entry after
@@ -235,12 +142,12 @@ class LocalCluster:
 
     def put(self, node: NodeProcess, key: str, value: str, **extra: object) -> httpx.Response:
         return self.client.put(
-            f"{node.url}/naraft/v1/kv/{key}", json={"value": value, **extra}, timeout=10.0
+            f"{node.url}{kv_path(key)}", json={"value": value, **extra}, timeout=10.0
         )
 
     def get(self, node: NodeProcess, key: str, consistency: str = "local") -> httpx.Response:
         return self.client.get(
-            f"{node.url}/naraft/v1/kv/{key}", params={"consistency": consistency}, timeout=10.0
+            f"{node.url}{kv_path(key)}", params={"consistency": consistency}, timeout=10.0
         )
 
     def wait_applied(self, node: NodeProcess, index: int, timeout_seconds: float = 15.0) -> None:
@@ -252,12 +159,11 @@ class LocalCluster:
 
     def running_nodes(self) -> list[NodeProcess]:
         """The nodes whose process is alive and not paused."""
-        return [n for n in self.nodes if n.running and not n.paused]
+        return self.serving_nodes()
 
     def restart(self, node: NodeProcess) -> None:
         """Start `node` again with the same arguments and data directory."""
-        node.terminate()
-        node.start()
+        node.restart()
 
     def wait_caught_up(
         self,
@@ -265,8 +171,8 @@ class LocalCluster:
         timeout_seconds: float = 30.0,
         among: Sequence[NodeProcess] | None = None,
     ) -> int:
-        """Wait until `node` has applied the commit index of the leader that the nodes
-        (`among`, default all) agree on; return that index."""
+        """Wait until `node` has applied the commit index of the leader (asking `among`,
+        default all); return that index."""
         leader = self.leader(timeout_seconds=timeout_seconds, among=among)
         commit = int(self.state(leader)["commitIndex"])
         try:
@@ -296,6 +202,22 @@ class LocalCluster:
         return present
 
 
+def single_node(root: Path, *extra_args: str, **spec: Any) -> NodeProcess:
+    """One standalone node's process (not started) in `root`, on a free port, with fast
+    timers before `extra_args`."""
+    (port,) = free_ports(1)
+    root.mkdir(parents=True, exist_ok=True)
+    return NodeProcess(
+        NodeSpec(
+            node_id=f"127.0.0.1:{port}",
+            data_dir=root,
+            standalone=True,
+            extra_args=(*FAST_TIMERS, *extra_args),
+            **spec,
+        )
+    )
+
+
 @contextlib.contextmanager
 def local_cluster(
     root: Path, size: int = 3, extra_args: Sequence[str] = FAST_TIMERS
@@ -322,17 +244,24 @@ def naraft_command(
     )
 
 
+def run_server(
+    spec: NodeSpec, *, env: Mapping[str, str] | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    """Run `naraft server` for `spec` to its exit (a node expected to refuse to start),
+    capturing its output; `env` replaces the environment when given."""
+    return subprocess.run(
+        server_command(spec),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(env) if env is not None else server_env(spec),
+        check=False,
+    )
+
+
 # ---------------------------------------------------------------------- write ledgers
 
 WRITE_TIMEOUT_SECONDS: Final = 15.0  # > the proposal timeout (5 s) plus a forward's slack
-
-
-class WriteOutcome(enum.StrEnum):
-    """What a client may conclude from the answer to one write."""
-
-    ACKED = "acked"  # 200: committed and applied
-    NOT_APPLIED = "not-applied"  # surely not applied: 503 "not-applied", or never sent
-    UNKNOWN = "unknown"  # may or may not be applied: 503 "unknown", timeout, reset, ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -345,20 +274,6 @@ class WriteRecord:
     detail: str
 
 
-def classify_write(answer: httpx.Response) -> WriteOutcome:
-    """200 is acked; a 503 saying `"outcome": "not-applied"` surely did not apply; anything
-    else (503 "unknown", a 503 without an outcome, another status) is unknown."""
-    if answer.status_code == 200:
-        return WriteOutcome.ACKED
-    try:
-        body = answer.json()
-    except ValueError:
-        return WriteOutcome.UNKNOWN
-    if isinstance(body, dict) and body.get("outcome") == WriteOutcome.NOT_APPLIED.value:
-        return WriteOutcome.NOT_APPLIED
-    return WriteOutcome.UNKNOWN
-
-
 def attempt_put(
     client: httpx.Client,
     node: NodeProcess,
@@ -369,7 +284,7 @@ def attempt_put(
     """PUT key=value through `node` once (no retry) and classify the answer."""
     try:
         answer = client.put(
-            f"{node.url}/naraft/v1/kv/{key}", json={"value": value}, timeout=timeout_seconds
+            f"{node.url}{kv_path(key)}", json={"value": value}, timeout=timeout_seconds
         )
     except (httpx.ConnectError, httpx.ConnectTimeout) as error:
         # No connection was made, so nothing was sent.
@@ -377,7 +292,7 @@ def attempt_put(
             key=key,
             value=value,
             through=node.address,
-            outcome=WriteOutcome.NOT_APPLIED,
+            outcome=classify_failure(sent=False),
             status=None,
             detail=repr(error),
         )
@@ -386,7 +301,7 @@ def attempt_put(
             key=key,
             value=value,
             through=node.address,
-            outcome=WriteOutcome.UNKNOWN,
+            outcome=classify_failure(sent=True),
             status=None,
             detail=repr(error),
         )
@@ -394,7 +309,7 @@ def attempt_put(
         key=key,
         value=value,
         through=node.address,
-        outcome=classify_write(answer),
+        outcome=classify_write(answer.status_code, body_of(answer.content)),
         status=answer.status_code,
         detail=answer.text[:200],
     )
@@ -421,7 +336,7 @@ class WriteLedger:
         return {r.key: r.value for r in self.records if r.outcome is outcome}
 
     def acked(self) -> dict[str, str]:
-        return self.with_outcome(WriteOutcome.ACKED)
+        return self.with_outcome(WriteOutcome.APPLIED)
 
     def count(self, outcome: WriteOutcome) -> int:
         return sum(1 for r in self.records if r.outcome is outcome)

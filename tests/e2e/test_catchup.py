@@ -16,6 +16,8 @@ import httpx
 import pytest
 from tests.e2e.harness import FAST_TIMERS, LocalCluster, NodeProcess, local_cluster, wait_for
 
+from naraft.client import kv_path
+
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("no_leftover_event_loop")]
 
 KEEP = 100
@@ -41,7 +43,7 @@ def write_keys(leader: NodeProcess, keys: Sequence[str], *, concurrency: int = 6
                 nonlocal highest
                 for key in queue:
                     answer = await client.put(
-                        f"{leader.url}/naraft/v1/kv/{key}", json={"value": f"v-{key}"}
+                        f"{leader.url}{kv_path(key)}", json={"value": f"v-{key}"}
                     )
                     assert answer.status_code == 200, answer.text
                     highest = max(highest, int(answer.json()["index"]))

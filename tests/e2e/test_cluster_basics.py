@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from tests.e2e.harness import LocalCluster, wait_for
 
+from naraft.client import kv_path
+
 pytestmark = pytest.mark.e2e
 
 
@@ -39,17 +41,17 @@ def test_compare_and_set_and_delete(cluster3: LocalCluster) -> None:
     assert refused.status_code == 409
     assert refused.json()["current"] == "one"
     assert cluster3.put(node, "cas", "two", prev="one").status_code == 200
-    deleted = cluster3.client.delete(f"{node.url}/naraft/v1/kv/cas")
+    deleted = cluster3.client.delete(f"{node.url}{kv_path('cas')}")
     assert deleted.json()["deleted"] is True
     assert cluster3.get(node, "cas", consistency="linearizable").status_code == 404
 
 
 def test_bad_input_is_refused_with_the_field_named(cluster3: LocalCluster) -> None:
     node = cluster3.nodes[0]
-    missing = cluster3.client.put(f"{node.url}/naraft/v1/kv/x", json={"val": "y"})
+    missing = cluster3.client.put(f"{node.url}{kv_path('x')}", json={"val": "y"})
     assert missing.status_code == 400
     assert missing.json()["field"] in {"value", "val"}
-    not_json = cluster3.client.put(f"{node.url}/naraft/v1/kv/x", content=b"{nope")
+    not_json = cluster3.client.put(f"{node.url}{kv_path('x')}", content=b"{nope")
     assert not_json.status_code == 400
     assert not_json.json()["field"] == "body"
     big = cluster3.put(node, "x", "v" * (1 << 20 + 1))

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 import httpx
-from tests.e2e.harness import FAST_TIMERS, LocalCluster, local_cluster, naraft_command
+from tests.e2e.harness import FAST_TIMERS, LocalCluster, local_cluster, run_server
 
 from naraft.cli import CLUSTER_TOKEN_FILE, cluster_token_for
 from naraft.config import DEFAULT_CLUSTER_TOKEN, cluster_id_of
@@ -44,7 +44,7 @@ def test_a_node_started_on_another_incarnations_data_directory_is_refused_in_one
         victim.kill()
         shutil.rmtree(victim.data_dir)
         shutil.copytree(old_dirs[victim.address], victim.data_dir)
-        answer = naraft_command(*victim.args[3:], timeout=30)  # after `python -m naraft`
+        answer = run_server(victim.spec, timeout=30)
         assert answer.returncode == 1, answer.stderr
         assert "Traceback" not in answer.stderr
         lines = [line for line in answer.stderr.splitlines() if line.strip()]

@@ -25,6 +25,8 @@ from tests.e2e.harness import (
     write_concurrently,
 )
 
+from naraft.client import kv_path
+
 pytestmark = pytest.mark.e2e
 
 PROPOSAL_TIMEOUT_SECONDS: Final = 5.0  # NodeConfig.proposal_timeout_seconds
@@ -53,7 +55,7 @@ def assert_no_node_shows(cluster: LocalCluster, keys: list[str]) -> None:
 
 def wait_acked(ledger: WriteLedger, at_least: int, what: str) -> None:
     wait_for(
-        lambda: ledger.count(WriteOutcome.ACKED) >= at_least,
+        lambda: ledger.count(WriteOutcome.APPLIED) >= at_least,
         timeout_seconds=60,
         what=f"{at_least} acknowledged writes {what} ({ledger.summary()})",
     )
@@ -116,7 +118,7 @@ def test_writes_continue_through_a_leader_kill_and_only_unknown_outcomes_are_in_
             wait_acked(writer.ledger, 30, "before the kill")
             old.kill()
             new = cluster.leader(exclude=old.address, timeout_seconds=ELECTION_TIMEOUT_SECONDS)
-            wait_acked(writer.ledger, writer.ledger.count(WriteOutcome.ACKED) + 30, "after it")
+            wait_acked(writer.ledger, writer.ledger.count(WriteOutcome.APPLIED) + 30, "after it")
         ledger = writer.ledger
         assert ledger.unexpected() == []
         acked = ledger.acked()
@@ -146,7 +148,7 @@ def test_a_leader_stopped_mid_write_never_calls_an_applied_write_not_applied(
             for writer in writers:
                 writer.__enter__()
             wait_for(
-                lambda: sum(v.count(WriteOutcome.ACKED) for v in ledger_views) >= 100,
+                lambda: sum(v.count(WriteOutcome.APPLIED) for v in ledger_views) >= 100,
                 timeout_seconds=60,
                 what="100 acknowledged writes",
             )
@@ -227,7 +229,7 @@ def linearizable_read(node: NodeProcess, key: str) -> tuple[int, dict[str, objec
     """One linearizable GET through `node`, on a client of its own (for a worker thread)."""
     with httpx.Client() as client:
         answer = client.get(
-            f"{node.url}/naraft/v1/kv/{key}", params={"consistency": "linearizable"}, timeout=60
+            f"{node.url}{kv_path(key)}", params={"consistency": "linearizable"}, timeout=60
         )
     return answer.status_code, answer.json()
 
@@ -250,7 +252,8 @@ def test_a_paused_leader_is_replaced_then_steps_down_and_catches_up(tmp_path: Pa
             new = cluster.leader(exclude=old.address, timeout_seconds=ELECTION_TIMEOUT_SECONDS)
             new_term = cluster.state(new)["term"]
             assert new_term > old_term
-            wait_acked(writer.ledger, writer.ledger.count(WriteOutcome.ACKED) + 30, "while paused")
+            applied = writer.ledger.count(WriteOutcome.APPLIED)
+            wait_acked(writer.ledger, applied + 30, "while paused")
             fresh = cluster.put(new, "fresh", "written while the old leader was paused")
             assert fresh.status_code == 200, fresh.text
             # A linearizable read sent to the old leader (queued while it is paused, or just
@@ -269,7 +272,7 @@ def test_a_paused_leader_is_replaced_then_steps_down_and_catches_up(tmp_path: Pa
                 what=f"{old.address} to step down and follow {new.address}",
             )
             targets.append(old)
-            wait_acked(writer.ledger, writer.ledger.count(WriteOutcome.ACKED) + 30, "after it")
+            wait_acked(writer.ledger, writer.ledger.count(WriteOutcome.APPLIED) + 30, "after it")
         assert ledger.unexpected() == []
         assert cluster.leader(timeout_seconds=ELECTION_TIMEOUT_SECONDS) is new
         assert_every_node_shows(cluster, ledger.acked())

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from tests.e2e.harness import FAST_TIMERS, LocalCluster, local_cluster, wait_for
 
+from naraft.client import kv_path
+
 pytestmark = pytest.mark.e2e
 
 SWITCHES = "/nacos/v1/ns/operator/switches"
@@ -127,7 +129,7 @@ def test_a_tiny_quota_refuses_writes_serves_reads_and_clears_after_deletes(
             assert cluster.get(node, written[0], consistency=consistency).status_code == 200
         # deletes apply and the alarm clears by itself
         for key in written[:3]:
-            deleted = cluster.client.delete(f"{node.url}/naraft/v1/kv/{key}")
+            deleted = cluster.client.delete(f"{node.url}{kv_path(key)}")
             assert deleted.status_code == 200, deleted.text
         _quota_alarm_everywhere(cluster, raised=False)
         assert cluster.put(node, "after-delete", "x" * 1024).status_code == 200

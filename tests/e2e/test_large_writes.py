@@ -18,6 +18,7 @@ import httpx
 import pytest
 from tests.e2e.harness import LocalCluster
 
+from naraft.client import kv_path
 from naraft.state.kv import MAX_VALUE_BYTES
 
 pytestmark = pytest.mark.e2e
@@ -47,7 +48,7 @@ def test_twelve_concurrent_writes_at_the_value_limit_commit_with_no_leader_chang
         with httpx.Client() as client:
             start.wait()
             answer = client.put(
-                f"{node.url}/naraft/v1/kv/{key}", json={"value": values[key]}, timeout=30.0
+                f"{node.url}{kv_path(key)}", json={"value": values[key]}, timeout=30.0
             )
         if answer.status_code != 200:
             return answer.status_code, answer.text[:200]

@@ -25,7 +25,10 @@ from pathlib import Path
 from typing import Any, Final
 
 import pytest
-from tests.e2e.harness import FAST_TIMERS, NodeProcess, WaitTimeoutError, wait_for
+from tests.e2e.harness import FAST_TIMERS, NodeProcess, NodeSpec, WaitTimeoutError, wait_for
+
+from naraft.client import STATE_PATH, NodeStatus, kv_path, parse_status
+from naraft.cluster import agreed_leader, write_secret_file
 
 pytestmark = pytest.mark.e2e
 
@@ -117,6 +120,7 @@ class NamespaceLab:
     token: str = field(default_factory=lambda: secrets.token_hex(3))
     namespaces: list[str] = field(default_factory=list)
     nodes: list[NodeProcess] = field(default_factory=list)
+    members: list[str] = field(default_factory=list)
     client: NamespaceClient | None = None
 
     @property
@@ -150,20 +154,21 @@ class NamespaceLab:
             ip_ok("-n", namespace, "link", "set", "eth0", "up")
             ip_ok("-n", namespace, "link", "set", "lo", "up")
         node_hosts = {ns: host for ns, host in hosts.items() if host != CLIENT_HOST}
-        members = ",".join(f"{host}:{NODE_PORT}" for host in node_hosts.values())
+        self.members = [f"{host}:{NODE_PORT}" for host in node_hosts.values()]
         secret = self.root / "cluster.secret"
-        secret.write_text("netns-test-secret")
-        secret.chmod(0o600)
-        for namespace, host in node_hosts.items():
-            address = f"{host}:{NODE_PORT}"
+        write_secret_file(secret, "netns-test-secret")
+        for namespace, address in zip(node_hosts, self.members, strict=True):
             data_dir = self.root / namespace
             data_dir.mkdir(parents=True)
-            args = [
-                "ip", "netns", "exec", namespace,
-                sys.executable, "-m", "naraft", "server", "--id", address, "--peers", members,
-                "--data-dir", str(data_dir), "--cluster-secret-file", str(secret), *FAST_TIMERS,
-            ]  # fmt: skip
-            self.nodes.append(NodeProcess(address, data_dir, data_dir / "node.log", args))
+            spec = NodeSpec(
+                node_id=address,
+                peers=tuple(self.members),
+                data_dir=data_dir,
+                secret_file=secret,
+                extra_args=FAST_TIMERS,
+                wrap=("ip", "netns", "exec", namespace),
+            )
+            self.nodes.append(NodeProcess(spec))
         self.client = NamespaceClient(f"nr{self.token}-cl")
 
     def close(self) -> None:
@@ -187,21 +192,26 @@ class NamespaceLab:
         return self.client.request(method, url, body)
 
     def state(self, node: NodeProcess) -> dict[str, Any]:
-        answer = self.call("GET", f"{node.url}/nacos/v1/ns/raft/state")
+        answer = self.call("GET", f"{node.url}{STATE_PATH}")
         if answer.status != 200:
             raise ValueError(f"{node.address}: {answer}")
         data: dict[str, Any] = answer.json()
         return data
 
     def leader(self, exclude: str | None = None) -> NodeProcess:
-        def agreed() -> NodeProcess | None:
-            views = [self.state(n) for n in self.nodes if n.running]
-            leaders = {v["leader"] for v in views}
-            if len(leaders) != 1 or None in leaders or exclude in leaders:
+        """The leader by `naraft.cluster.agreed_leader`, asked from the client namespace."""
+
+        def view(node: NodeProcess) -> NodeStatus | None:
+            try:
+                return parse_status(self.state(node)) if node.serving else None
+            except (OSError, ValueError):
                 return None
-            (address,) = leaders
-            node = next(n for n in self.nodes if n.address == address)
-            return node if node.running and self.state(node)["role"] == "leader" else None
+
+        def agreed() -> NodeProcess | None:
+            leader = agreed_leader({n.address: view(n) for n in self.nodes}, self.members)
+            if leader is None or leader == exclude:
+                return None
+            return next(n for n in self.nodes if n.address == leader)
 
         try:
             return wait_for(agreed, timeout_seconds=30, what="an agreed leader")
@@ -209,10 +219,10 @@ class NamespaceLab:
             raise WaitTimeoutError(f"{error}\n{self.logs()}") from None
 
     def put(self, node: NodeProcess, key: str, value: str) -> Answer:
-        return self.call("PUT", f"{node.url}/naraft/v1/kv/{key}", {"value": value})
+        return self.call("PUT", f"{node.url}{kv_path(key)}", {"value": value})
 
     def get(self, node: NodeProcess, key: str, consistency: str) -> Answer:
-        return self.call("GET", f"{node.url}/naraft/v1/kv/{key}?consistency={consistency}")
+        return self.call("GET", f"{node.url}{kv_path(key)}?consistency={consistency}")
 
 
 @pytest.fixture

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import fcntl
 import os
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
-from tests.e2e.harness import NodeProcess, free_ports, naraft_command, wait_for
+from tests.e2e.harness import NodeProcess, NodeSpec, free_ports, naraft_command, wait_for
 
+from naraft.client import STATE_PATH, kv_path
 from naraft.naming.codec import encode_command
 from naraft.naming.commands import UpdateSwitches
 from naraft.raft.types import Entry, HardState, Index, NodeId, Term
@@ -102,27 +102,23 @@ def test_skip_entry_replaces_the_poison_with_a_noop_and_the_node_applies_the_res
 
 def assert_node_applies_past_the_poison(node_id: str, data_dir: Path, faults: int = 0) -> None:
     """Start a standalone node on `data_dir`: it applies entries 2..4 and stays up."""
-    args = [
-        sys.executable, "-m", "naraft", "server",
-        "--id", node_id, "--standalone", "--data-dir", str(data_dir),
-    ]  # fmt: skip
-    node = NodeProcess(node_id, data_dir, data_dir / "node.log", args)
+    node = NodeProcess(NodeSpec(node_id=node_id, standalone=True, data_dir=data_dir))
     node.start()
     try:
         with httpx.Client(timeout=2.0) as client:
 
             def applied() -> bool:
                 try:
-                    state = client.get(f"{node.url}/nacos/v1/ns/raft/state").json()
+                    state = client.get(f"{node.url}{STATE_PATH}").json()
                 except httpx.HTTPError:
                     return False
                 return bool(state["appliedIndex"] >= 4)
 
             wait_for(applied, timeout_seconds=15, what="the node to apply its log")
             for key, value in (("before", "1"), ("after", "2")):
-                answer = client.get(f"{node.url}/naraft/v1/kv/{key}?consistency=local")
+                answer = client.get(f"{node.url}{kv_path(key)}?consistency=local")
                 assert answer.json()["value"] == value
-            state = client.get(f"{node.url}/nacos/v1/ns/raft/state").json()
+            state = client.get(f"{node.url}{STATE_PATH}").json()
             assert state["rejectedEntries"]["fault"] == faults
             if faults:
                 assert state["rejectedEntries"]["lastIndex"] == 3

@@ -4,6 +4,7 @@ exit code 1, no traceback."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
@@ -15,10 +16,18 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.e2e.harness import FAST_TIMERS, local_cluster, naraft_command, wait_for
+from tests.e2e.harness import (
+    FAST_TIMERS,
+    NodeProcess,
+    NodeSpec,
+    free_ports,
+    local_cluster,
+    run_server,
+    wait_for,
+)
 
-from naraft.chaos.cluster import free_ports
-from naraft.cli import _write_secret_file
+from naraft.client import LEADER_PATH
+from naraft.cluster import write_secret_file
 from naraft.node import DB_FILE, LOCK_FILE
 
 
@@ -33,9 +42,10 @@ def assert_one_line_refusal(result: subprocess.CompletedProcess[str], *needles: 
     return line
 
 
-def standalone(port: int, data_dir: Path, *extra: str) -> list[str]:
-    return ["server", "--id", f"127.0.0.1:{port}", "--standalone", "--data-dir", str(data_dir),
-            *FAST_TIMERS, *extra]  # fmt: skip
+def standalone(port: int, data_dir: Path) -> NodeSpec:
+    return NodeSpec(
+        node_id=f"127.0.0.1:{port}", standalone=True, data_dir=data_dir, extra_args=FAST_TIMERS
+    )
 
 
 def test_a_fresh_data_directory_holds_only_private_files(tmp_path: Path) -> None:
@@ -44,7 +54,7 @@ def test_a_fresh_data_directory_holds_only_private_files(tmp_path: Path) -> None
         # a data directory the node creates itself (the harness made the configured one)
         fresh = tmp_path / "made" / "by" / "the-node"
         node.terminate()
-        node.args[node.args.index("--data-dir") + 1] = str(fresh)
+        node.spec = dataclasses.replace(node.spec, data_dir=fresh, log_path=node.log_path)
         node.start()
         cluster.wait_ready()
         for index in range(5):
@@ -64,7 +74,7 @@ def test_a_second_node_on_a_locked_data_directory_refuses_in_one_line(tmp_path: 
         node = cluster.nodes[0]
         assert node.process is not None
         (port,) = free_ports(1)
-        result = naraft_command(*standalone(port, node.data_dir))
+        result = run_server(standalone(port, node.data_dir))
         line = assert_one_line_refusal(result, str(node.data_dir), "in use by another node")
         assert f"pid {node.process.pid}" in line
         # the first node is undisturbed
@@ -77,7 +87,7 @@ def test_a_taken_port_refuses_in_one_line_without_touching_the_data(tmp_path: Pa
         taken.listen()
         port = taken.getsockname()[1]
         data_dir = tmp_path / "never-created"
-        result = naraft_command(*standalone(port, data_dir))
+        result = run_server(standalone(port, data_dir))
     assert_one_line_refusal(result, f"cannot listen on 127.0.0.1:{port}: address already in use")
     assert not data_dir.exists()
 
@@ -88,7 +98,7 @@ def test_a_taken_port_leaves_an_existing_store_unopened(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        result = naraft_command(*standalone(taken.getsockname()[1], data_dir))
+        result = run_server(standalone(taken.getsockname()[1], data_dir))
     assert_one_line_refusal(result, "address already in use")
     assert list(data_dir.iterdir()) == []
 
@@ -97,34 +107,34 @@ def test_a_data_directory_that_cannot_be_created_refuses_in_one_line(tmp_path: P
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     (port,) = free_ports(1)
-    result = naraft_command(*standalone(port, blocker / "data"))
+    result = run_server(standalone(port, blocker / "data"))
     assert_one_line_refusal(result, f"cannot use the data directory {blocker / 'data'}")
 
 
-def clustered(tmp_path: Path, *extra: str) -> list[str]:
-    ports = free_ports(3)
-    members = ",".join(f"127.0.0.1:{p}" for p in ports)
-    return ["server", "--id", f"127.0.0.1:{ports[0]}", "--peers", members,
-            "--data-dir", str(tmp_path / "node"), *FAST_TIMERS, *extra]  # fmt: skip
-
-
-def run(args: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "NARAFT_CLUSTER_SECRET"}
-    return subprocess.run(
-        [sys.executable, "-m", "naraft", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        check=False,
+def clustered(tmp_path: Path, secret_file: Path, *extra: str) -> NodeSpec:
+    members = tuple(f"127.0.0.1:{p}" for p in free_ports(3))
+    return NodeSpec(
+        node_id=members[0],
+        peers=members,
+        data_dir=tmp_path / "node",
+        secret_file=secret_file,
+        extra_args=(*FAST_TIMERS, *extra),
     )
+
+
+def run(spec: NodeSpec, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return run_server(spec, timeout=timeout, env=without_secret_env())
+
+
+def without_secret_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "NARAFT_CLUSTER_SECRET"}
 
 
 def test_a_secret_file_others_can_read_is_refused_naming_the_override(tmp_path: Path) -> None:
     secret = tmp_path / "cluster.secret"
     secret.write_text("a-long-enough-cluster-secret\n")
     secret.chmod(0o644)
-    result = run(clustered(tmp_path, "--cluster-secret-file", str(secret)))
+    result = run(clustered(tmp_path, secret))
     assert_one_line_refusal(result, str(secret), "mode 0644", "--allow-insecure-secret-file")
     assert not (tmp_path / "node").exists()
 
@@ -133,7 +143,7 @@ def test_a_short_secret_is_refused_in_one_line(tmp_path: Path) -> None:
     secret = tmp_path / "cluster.secret"
     secret.write_text("x" * 15)
     secret.chmod(0o600)
-    result = run(clustered(tmp_path, "--cluster-secret-file", str(secret)))
+    result = run(clustered(tmp_path, secret))
     assert_one_line_refusal(result, str(secret), "is 15 bytes; it must be at least 16 bytes")
 
 
@@ -141,12 +151,10 @@ def test_the_override_lets_a_node_start_with_an_insecure_secret_file(tmp_path: P
     secret = tmp_path / "cluster.secret"
     secret.write_text("a-long-enough-cluster-secret\n")
     secret.chmod(0o644)
-    args = clustered(tmp_path, "--cluster-secret-file", str(secret), "--allow-insecure-secret-file")
+    spec = clustered(tmp_path, secret, "--allow-insecure-secret-file")
     log = tmp_path / "node.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "naraft", *args], stdout=out, stderr=subprocess.STDOUT
-        )
+    node = NodeProcess(dataclasses.replace(spec, log_path=log))
+    node.start(env=without_secret_env())
     try:
         wait_for(
             lambda: "listening on" in log.read_text(),
@@ -156,8 +164,7 @@ def test_the_override_lets_a_node_start_with_an_insecure_secret_file(tmp_path: P
         assert "cluster secret file is accessible to others" in log.read_text()
         assert "a-long-enough-cluster-secret" not in log.read_text()
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        node.terminate()
 
 
 # ---------------------------------------------------------------------- cluster up's secret
@@ -173,7 +180,7 @@ def open_umask() -> Iterator[None]:
 @pytest.mark.usefixtures("open_umask")
 def test_cluster_up_creates_its_secret_private_and_loadable(tmp_path: Path) -> None:
     path = tmp_path / "cluster.secret"
-    _write_secret_file(path)
+    write_secret_file(path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert len(path.read_text().strip()) >= 40
 
@@ -182,7 +189,7 @@ def test_cluster_up_keeps_an_existing_secret(tmp_path: Path) -> None:
     path = tmp_path / "cluster.secret"
     path.write_text("the-secret-the-cluster-already-uses\n")
     path.chmod(0o600)
-    _write_secret_file(path)
+    write_secret_file(path)
     assert path.read_text() == "the-secret-the-cluster-already-uses\n"
 
 
@@ -196,7 +203,7 @@ def test_cluster_up_never_writes_then_chmods(
 
     monkeypatch.setattr(os, "chmod", no_chmod)
     monkeypatch.setattr(Path, "chmod", no_chmod)
-    _write_secret_file(tmp_path / "cluster.secret")
+    write_secret_file(tmp_path / "cluster.secret")
     assert stat.S_IMODE((tmp_path / "cluster.secret").stat().st_mode) == 0o600
 
 
@@ -211,8 +218,7 @@ def test_cluster_up_creates_private_directories_secret_and_logs(tmp_path: Path) 
     node_dir = data_dir / f"127.0.0.1_{port}"
     try:
         wait_for(
-            lambda: httpx.get(f"http://127.0.0.1:{port}/nacos/v1/ns/raft/leader").status_code
-            == 200,
+            lambda: httpx.get(f"http://127.0.0.1:{port}{LEADER_PATH}").status_code == 200,
             timeout_seconds=30,
             what="the one-node cluster to serve",
         )

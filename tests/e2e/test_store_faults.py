@@ -3,6 +3,7 @@ a node with the wrong secret cannot join. Real `naraft server` processes, real S
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import sqlite3
@@ -19,11 +20,15 @@ import pytest
 from tests.e2e.harness import (
     LocalCluster,
     NodeProcess,
+    NodeSpec,
     free_ports,
     local_cluster,
     wait_for,
     write_concurrently,
 )
+
+from naraft.client import STATE_PATH
+from naraft.cluster import server_command
 
 pytestmark = pytest.mark.e2e
 
@@ -33,9 +38,9 @@ REFUSAL_TIMEOUT_SECONDS: Final = 30.0  # a node that does not refuse is killed a
 
 @dataclass(frozen=True, slots=True)
 class StoppedNode:
-    """A clustered node's arguments and its data directory, after a clean stop."""
+    """A clustered node's spec and its data directory, after a clean stop."""
 
-    args: tuple[str, ...]
+    spec: NodeSpec
     data_dir: Path
     address: str
 
@@ -50,7 +55,7 @@ def stopped_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoppedNo
         node = cluster.nodes[0]
         cluster.wait_caught_up(node)
         cluster.stop()
-        yield StoppedNode(tuple(node.args), node.data_dir, node.address)
+        yield StoppedNode(node.spec, node.data_dir, node.address)
 
 
 def copy_of(node: StoppedNode, destination: Path) -> Path:
@@ -60,18 +65,16 @@ def copy_of(node: StoppedNode, destination: Path) -> Path:
     return destination / DB_FILE
 
 
-def args_with_data_dir(args: tuple[str, ...], data_dir: Path) -> list[str]:
-    result = list(args)
-    result[result.index("--data-dir") + 1] = str(data_dir)
-    return result
+def spec_with_data_dir(spec: NodeSpec, data_dir: Path) -> NodeSpec:
+    return dataclasses.replace(spec, data_dir=data_dir, log_path=None)
 
 
 def run_to_exit(
-    args: list[str], env: dict[str, str] | None = None
+    spec: NodeSpec, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run a node that should refuse to start; a node that starts is killed at the timeout."""
     return subprocess.run(
-        args,
+        server_command(spec),
         capture_output=True,
         text=True,
         timeout=REFUSAL_TIMEOUT_SECONDS,
@@ -173,7 +176,7 @@ def test_a_node_refuses_to_start_on_a_damaged_database_in_one_line(
 ) -> None:
     db = copy_of(stopped_node, tmp_path / "node")
     problem = damage(db)
-    result = run_to_exit(args_with_data_dir(stopped_node.args, db.parent))
+    result = run_to_exit(spec_with_data_dir(stopped_node.spec, db.parent))
     assert_refused_in_one_line(result, str(db), problem)
 
 
@@ -183,16 +186,15 @@ def test_an_intact_copy_of_the_same_database_starts(
     """The control for the test above: the copy itself is fine, so the damage is the cause."""
     db = copy_of(stopped_node, tmp_path / "node")
     node = NodeProcess(
-        stopped_node.address,
-        db.parent,
-        tmp_path / "node.log",
-        args_with_data_dir(stopped_node.args, db.parent),
+        dataclasses.replace(
+            spec_with_data_dir(stopped_node.spec, db.parent), log_path=tmp_path / "node.log"
+        )
     )
     node.start()
     try:
         with httpx.Client(timeout=1.0) as client:
             state: dict[str, Any] = wait_for(
-                lambda: client.get(f"{node.url}/nacos/v1/ns/raft/state").json(),
+                lambda: client.get(f"{node.url}{STATE_PATH}").json(),
                 timeout_seconds=REFUSAL_TIMEOUT_SECONDS,
                 what="the intact copy to serve",
             )
@@ -202,15 +204,12 @@ def test_an_intact_copy_of_the_same_database_starts(
         node.terminate()
 
 
-def clustered_args(tmp_path: Path, *extra: str) -> list[str]:
-    """A clustered node's command line (three members on free ports), with no secret."""
-    ports = free_ports(3)
-    members = ",".join(f"127.0.0.1:{p}" for p in ports)
-    return [
-        sys.executable, "-m", "naraft", "server",
-        "--id", f"127.0.0.1:{ports[0]}", "--peers", members,
-        "--data-dir", str(tmp_path / "node"), *extra,
-    ]  # fmt: skip
+def clustered_spec(tmp_path: Path, secret_file: Path | None = None) -> NodeSpec:
+    """A clustered node (three members on free ports), with no secret unless given."""
+    members = tuple(f"127.0.0.1:{p}" for p in free_ports(3))
+    return NodeSpec(
+        node_id=members[0], peers=members, data_dir=tmp_path / "node", secret_file=secret_file
+    )
 
 
 def env_without_secret() -> dict[str, str]:
@@ -218,7 +217,7 @@ def env_without_secret() -> dict[str, str]:
 
 
 def test_a_clustered_node_without_a_secret_refuses_to_start(tmp_path: Path) -> None:
-    result = run_to_exit(clustered_args(tmp_path), env=env_without_secret())
+    result = run_to_exit(clustered_spec(tmp_path), env=env_without_secret())
     assert_refused_in_one_line(result, "cluster secret", "--cluster-secret-file")
     assert not (tmp_path / "node" / DB_FILE).exists()
 
@@ -227,9 +226,7 @@ def test_a_clustered_node_with_an_empty_secret_file_refuses_to_start(tmp_path: P
     secret = tmp_path / "empty.secret"
     secret.write_text("  \n")
     secret.chmod(0o600)
-    result = run_to_exit(
-        clustered_args(tmp_path, "--cluster-secret-file", str(secret)), env=env_without_secret()
-    )
+    result = run_to_exit(clustered_spec(tmp_path, secret), env=env_without_secret())
     assert_refused_in_one_line(result, str(secret), "empty")
 
 
@@ -251,7 +248,7 @@ def test_a_node_with_the_wrong_secret_cannot_join(tmp_path: Path) -> None:
     wrong = tmp_path / "wrong.secret"
     wrong.write_text("not-the-cluster-secret")
     wrong.chmod(0o600)
-    outsider.args[outsider.args.index("--cluster-secret-file") + 1] = str(wrong)
+    outsider.spec = dataclasses.replace(outsider.spec, secret_file=wrong)
     insiders = cluster.nodes[:2]
     try:
         with cluster:

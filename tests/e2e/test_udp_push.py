@@ -21,6 +21,8 @@ import httpx
 import pytest
 from tests.e2e.harness import FAST_TIMERS, LocalCluster, NodeProcess, local_cluster, wait_for
 
+from naraft.client import FAILPOINTS_PATH
+
 pytestmark = pytest.mark.e2e
 
 ACK_TIMEOUT_MS = 300
@@ -217,7 +219,7 @@ def test_a_follower_that_catches_up_by_digest_pushes_what_changed(
         assert acking.list_from(follower)["hosts"] == []
 
         def drop_to_follower(spec: str) -> None:
-            answer = cluster.client.put(f"{leader.url}/naraft/v1/debug/failpoints", content=spec)
+            answer = cluster.client.put(f"{leader.url}{FAILPOINTS_PATH}", content=spec)
             assert answer.status_code == 200, answer.text
 
         drop_to_follower(f"peer.loss=1;peer.to={follower.address}")

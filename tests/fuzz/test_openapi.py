@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
@@ -19,7 +16,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import CHECKS, load_all_checks
 
-from naraft.chaos.cluster import free_ports
+from naraft.cluster import ProcessCluster
 
 pytestmark = pytest.mark.e2e
 
@@ -38,48 +35,13 @@ EXAMPLES: Final = int(os.environ.get("NARAFT_SCHEMATHESIS_EXAMPLES", "15"))
 
 @pytest.fixture(scope="module")
 def node_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    data_dir = tmp_path_factory.mktemp("openapi-node")
-    (port,) = free_ports(1)
-    log = (data_dir / "node.log").open("ab")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "naraft",
-            "server",
-            "--standalone",
-            "--id",
-            f"127.0.0.1:{port}",
-            "--data-dir",
-            str(data_dir / "data"),
-        ],  # fmt: skip
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    log.close()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        with httpx.Client(timeout=1.0) as client:
-            while True:
-                try:
-                    if client.get(f"{url}/nacos/v1/ns/raft/state").json()["role"] == "leader":
-                        break
-                except (httpx.HTTPError, ValueError, KeyError):
-                    pass
-                assert time.monotonic() < deadline, "the node did not become leader in 30 s"
-                time.sleep(0.1)
-        yield url
-        log_text = (data_dir / "node.log").read_text(errors="replace")
+    root = tmp_path_factory.mktemp("openapi-node")
+    with ProcessCluster(root, 1) as one:
+        node = one.nodes[0]
+        one.leader(timeout_seconds=30)
+        yield node.url
+        log_text = node.log_text()
         assert "Traceback" not in log_text, log_text[-3000:]
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 @SCHEMA.parametrize()

@@ -20,7 +20,8 @@ from typing import Any, Final
 import aiohttp
 
 from naraft.chaos.cluster import AUDIT_FILE, ChaosCluster, ChaosNode
-from naraft.chaos.workload import INSTANCE_PATH, KV_PATH, NAMING_PREFIX, Workload
+from naraft.chaos.workload import NAMING_PREFIX, Workload
+from naraft.client import INSTANCE_LIST_PATH, KV_PATH
 
 POLL_SECONDS: Final = 0.1
 
@@ -77,7 +78,7 @@ async def listed_instances(
 ) -> frozenset[str] | None:
     """The instance keys (as the workload names them) a local list on `node` shows."""
     async with session.get(
-        f"{node.url}{INSTANCE_PATH}/list", params={"serviceName": service}
+        f"{node.url}{INSTANCE_LIST_PATH}", params={"serviceName": service}
     ) as answer:
         if answer.status != 200:
             return None

@@ -1,9 +1,10 @@
 """Real `naraft server` processes on 127.0.0.1, each behind its own `NodeProxy`.
 
-Node i's id (and peer address) is its proxy's port; it listens on another port, which the
-campaign's clients use directly. `ChaosCluster` starts, kills (SIGKILL), pauses
-(SIGSTOP), resumes, restarts and stops the processes, sets the transport failpoints
-through each node's debug route, and always stops everything it started.
+The processes are a `naraft.cluster.ProcessCluster` with separate listen ports: node i's id
+(and peer address) is its proxy's port; it listens on another port, which the campaign's
+clients use directly. `ChaosCluster` adds the proxies, the tmpfs data directories and the
+transport failpoints (set through each node's debug route) to the launcher's start, kill
+(SIGKILL), pause (SIGSTOP), resume, restart and stop, and always stops everything it started.
 """
 
 from __future__ import annotations
@@ -11,12 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -24,15 +21,13 @@ from typing import Any, Final
 import aiohttp
 
 from naraft.chaos.proxy import LinkTable, NodeProxy
+from naraft.client import FAILPOINTS_PATH, fetch_status
+from naraft.cluster import FAILPOINTS_ENV_VAR, NodeProcess, ProcessCluster
 
 logger = logging.getLogger(__name__)
 
 DB_FILE: Final = "naraft.db"
 AUDIT_FILE: Final = "election-audit.jsonl"
-LOG_FILE: Final = "node.log"
-FAILPOINTS_ENV_VAR: Final = "NARAFT_FAILPOINTS"
-FAILPOINTS_PATH: Final = "/naraft/v1/debug/failpoints"
-STATE_PATH: Final = "/nacos/v1/ns/raft/state"
 SECRET: Final = "naraft-chaos-cluster-secret"
 STOP_TIMEOUT_SECONDS: Final = 10.0
 
@@ -68,116 +63,79 @@ def can_mount_tmpfs(scratch: Path) -> bool:
     return True
 
 
-def free_ports(count: int) -> list[int]:
-    """`count` distinct free TCP ports on 127.0.0.1 (bound briefly, then released)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 class ChaosNode:
-    """One node process. `id` is its proxied address; `url` reaches it directly."""
+    """One node process (a `naraft.cluster.NodeProcess`). `id` is its proxied address;
+    `url` reaches it directly. Kills and stops are awaited (they wait in a thread)."""
 
-    def __init__(
-        self,
-        node_id: str,
-        listen_port: int,
-        data_dir: Path,
-        args: list[str],
-        *,
-        log_path: Path | None = None,
-    ) -> None:
-        self.id = node_id
+    def __init__(self, process: NodeProcess, listen_port: int) -> None:
+        self._process = process
         self.listen_port = listen_port
-        self.data_dir = data_dir
-        self.log_path = log_path or data_dir / LOG_FILE
-        self._args = args
-        self._process: subprocess.Popen[bytes] | None = None
-        self.paused = False
-        self.killed = False  # by the harness, since the last start
-        self.starts = 0
+
+    @property
+    def id(self) -> str:
+        return self._process.id
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.listen_port}"
+        return self._process.url
+
+    @property
+    def data_dir(self) -> Path:
+        return self._process.data_dir
+
+    @property
+    def log_path(self) -> Path:
+        return self._process.log_path
 
     @property
     def db_path(self) -> Path:
         return self.data_dir / DB_FILE
 
     @property
+    def paused(self) -> bool:
+        return self._process.paused
+
+    @property
+    def killed(self) -> bool:
+        """Killed by the harness since the last start."""
+        return self._process.killed
+
+    @property
+    def starts(self) -> int:
+        return self._process.starts
+
+    @property
     def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+        return self._process.running
 
     @property
     def serving(self) -> bool:
         """Running and not paused: it may answer."""
-        return self.running and not self.paused
+        return self._process.serving
 
     @property
     def exit_code(self) -> int | None:
-        return None if self._process is None else self._process.poll()
+        return self._process.exit_code
 
     def start(self, failpoints: str) -> None:
-        if self.running:
-            return
-        env = {**os.environ, FAILPOINTS_ENV_VAR: failpoints}
-        with self.log_path.open("ab") as log:
-            self._process = subprocess.Popen(
-                self._args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-            )
-        self.paused = False
-        self.killed = False
-        self.starts += 1
+        self._process.start(env={FAILPOINTS_ENV_VAR: failpoints})
 
     async def kill(self) -> None:
         """SIGKILL (kill -9): no cleanup, no flush; waits for the process to be gone."""
-        process = self._process
-        if process is None or process.poll() is not None:
-            return
-        self.killed = True
-        process.kill()
-        await asyncio.to_thread(process.wait, STOP_TIMEOUT_SECONDS)
-        self.paused = False
+        await self._process.akill()
 
     def pause(self) -> None:
-        if self.running and not self.paused:
-            assert self._process is not None
-            self._process.send_signal(signal.SIGSTOP)
-            self.paused = True
+        self._process.pause()
 
     def resume(self) -> None:
-        if self.running and self.paused:
-            assert self._process is not None
-            self._process.send_signal(signal.SIGCONT)
-        self.paused = False
+        self._process.resume()
 
     async def stop(self) -> None:
-        """SIGCONT + SIGTERM, then SIGKILL after `STOP_TIMEOUT_SECONDS`."""
-        process = self._process
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGCONT)
-        process.terminate()
-        try:
-            await asyncio.to_thread(process.wait, STOP_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            await asyncio.to_thread(process.wait, STOP_TIMEOUT_SECONDS)
-        self.paused = False
+        """SIGCONT + SIGTERM, then SIGKILL after the launcher's stop timeout."""
+        await self._process.aterminate()
 
     def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
+        return self._process.log_text()
 
 
 class ChaosCluster:
@@ -200,29 +158,23 @@ class ChaosCluster:
         self._mounted: list[Path] = []
         self.links = LinkTable()
         self.failpoints = failpoints
-        ports = free_ports(2 * size)
-        proxy_ports, listen_ports = ports[:size], ports[size:]
-        ids = [f"127.0.0.1:{port}" for port in proxy_ports]
-        root.mkdir(parents=True, exist_ok=True)
-        secret_file = root / "cluster.secret"
-        secret_file.write_text(SECRET)
-        secret_file.chmod(0o600)
+        self._processes = ProcessCluster(
+            root,
+            size,
+            separate_listen=True,
+            extra_args=extra_args,
+            secret=SECRET,
+            log_dir=root if tmpfs_size else None,
+        )
         self.nodes: list[ChaosNode] = []
         self.proxies: list[NodeProxy] = []
-        for node_id, proxy_port, listen_port in zip(ids, proxy_ports, listen_ports, strict=True):
-            data_dir = root / node_id.replace(":", "_")
-            data_dir.mkdir(parents=True, exist_ok=True)
-            args = [
-                sys.executable, "-m", "naraft", "server",
-                "--id", node_id, "--listen", f"127.0.0.1:{listen_port}",
-                "--peers", ",".join(ids), "--cluster-secret-file", str(secret_file),
-                "--data-dir", str(data_dir), *extra_args,
-            ]  # fmt: skip
-            log_path = data_dir.with_name(f"{data_dir.name}.log") if tmpfs_size else None
-            self.nodes.append(ChaosNode(node_id, listen_port, data_dir, args, log_path=log_path))
+        for process in self._processes.nodes:
+            proxy_port = int(process.id.rsplit(":", 1)[1])
+            listen_port = int(process.url.rsplit(":", 1)[1])
+            self.nodes.append(ChaosNode(process, listen_port))
             self.proxies.append(
                 NodeProxy(
-                    node_id, listen_port=proxy_port, upstream_port=listen_port, links=self.links
+                    process.id, listen_port=proxy_port, upstream_port=listen_port, links=self.links
                 )
             )
         self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2.0))
@@ -270,25 +222,13 @@ class ChaosCluster:
         """The node's /raft/state, or None if it does not answer in time."""
         if not node.serving:
             return None
-        try:
-            async with self.session.get(f"{node.url}{STATE_PATH}") as answer:
-                if answer.status != 200:
-                    return None
-                data: dict[str, Any] = await answer.json()
-                return data
-        except (aiohttp.ClientError, TimeoutError, ValueError):
-            return None
+        status = await fetch_status(self.session, node.url)
+        return None if status is None else dict(status.raw)
 
     async def leader(self) -> ChaosNode | None:
-        """The serving node that says it leads, with the highest term; None if none does."""
-        best: tuple[int, ChaosNode] | None = None
-        for node in self.nodes:
-            state = await self.state(node)
-            if state is not None and state.get("role") == "leader":
-                term = int(state["term"])
-                if best is None or term > best[0]:
-                    best = (term, node)
-        return None if best is None else best[1]
+        """The leader now by `naraft.cluster.agreed_leader`; None if there is none."""
+        found = await self._processes.afind_leader(self.session)
+        return None if found is None else self.node(found.id)
 
     async def set_transport_faults(self, spec: str) -> int:
         """Replace every serving node's transport failpoints; returns how many took it."""

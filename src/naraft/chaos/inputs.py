@@ -23,6 +23,7 @@ import base64
 import contextlib
 import enum
 import hashlib
+import io
 import random
 import time
 from collections import Counter
@@ -35,14 +36,21 @@ import aiohttp
 import orjson
 
 from naraft.api.app import MAX_BODY_BYTES
+from naraft.api.params import MAX_PARAM_VALUE_CHARS
 from naraft.chaos.cluster import ChaosCluster, ChaosNode
+from naraft.client import (
+    INSTANCE_LIST_PATH,
+    INSTANCE_PATH,
+    KV_PATH,
+    SWITCHES_PATH,
+    WriteOutcome,
+    classify_failure,
+    classify_write,
+)
 from naraft.errors import NaraftError
 from naraft.naming.switches import Switches, switches_view, with_entry
 from naraft.state.kv import MAX_VALUE_BYTES
 
-KV_PATH: Final = "/naraft/v1/kv"
-INSTANCE_PATH: Final = "/nacos/v1/ns/instance"
-SWITCHES_PATH: Final = "/nacos/v1/ns/operator/switches"
 KEY_PREFIX: Final = "nemesis/"
 SERVICE_PREFIX: Final = "nemesis-"
 BODY_LIMIT: Final = MAX_BODY_BYTES  # the client body limit of naraft's HTTP edge
@@ -406,8 +414,8 @@ class ProbeFactory:
             }
         if roll < 0.8:  # every entry allowed, short
             return {f"k{i:03d}": _value(rng, 16) for i in range(128)}
-        # the largest values allowed, as many as fit under the body limit
-        count = rng.randrange(1, 50)
+        # the largest values allowed, as many as fit in one parameter's limit (JSON included)
+        count = rng.randrange(1, MAX_PARAM_VALUE_CHARS // (16_384 + 16) + 1)
         return {f"big{i}": _value(rng, 16_384) for i in range(count)}
 
     def _instance_extreme(self, node: int) -> Probe:
@@ -571,7 +579,7 @@ class ProbeFactory:
             label=f"list {service_name} with {len(params)} query parameters",
             expect=Expect.ANY,
             method="GET",
-            path=f"{INSTANCE_PATH}/list",
+            path=INSTANCE_LIST_PATH,
             params=params,
         )
 
@@ -721,13 +729,13 @@ class InputStats:
         kind = str(probe.kind)
         self.sent[kind] += 1
         self.statuses.setdefault(kind, Counter())[status] += 1
-        outcome = "acked" if status.startswith("2") else _outcome(status)
+        outcome = _outcome(status)
         if isinstance(probe.ack, SwitchAck):
             self.switch_log.setdefault(probe.ack.entry, []).append((probe.ack.value, outcome))
         if isinstance(probe.ack, InstanceAck) and outcome == "unknown":
             ack = probe.ack
             self.uncertain.add((ack.service, ack.ip, ack.port, ack.cluster))
-        if probe.ack is not None and status.startswith("2"):
+        if probe.ack is not None and outcome == "acked":
             self.acked.append(probe.ack)
         problem = contract_problem(probe, status)
         if problem is not None:
@@ -744,11 +752,23 @@ class InputStats:
 
 
 def _outcome(status: str) -> str:
-    """A refused write did not happen; anything else (a 503 after forwarding, a timeout, a
-    reset) may still commit."""
-    if status[:1] == "4" or status in ("node-down", "refused-connect"):
-        return "refused"
-    return "unknown"
+    """The write's outcome by `naraft.client`'s one rule, from the status label alone: the
+    nemesis keeps no bodies, so a 5xx that says "not-applied" counts as unknown (which only
+    makes the check more lenient, never wrong)."""
+    if status in ("node-down", "refused-connect"):
+        outcome = classify_failure(sent=False)
+    elif status.isdigit():
+        outcome = classify_write(int(status), None)
+    else:  # a timeout or a reset: the request may have been sent
+        outcome = classify_failure(sent=True)
+    return OUTCOME_LABELS[outcome]
+
+
+OUTCOME_LABELS: Final = {
+    WriteOutcome.APPLIED: "acked",
+    WriteOutcome.NOT_APPLIED: "refused",
+    WriteOutcome.UNKNOWN: "unknown",
+}
 
 
 LANE_PAUSES: Final = ((0.1, 0.5), (0.1, 0.5), (0.2, 1.0))
@@ -850,8 +870,10 @@ async def http_exchange(session: aiohttp.ClientSession, node: ChaosNode, probe: 
         data = aiohttp.FormData(list(probe.form), charset="utf-8")
     elif probe.chunked and probe.body is not None:
         data = _chunks(probe.body)
+    elif probe.body is not None:
+        data = io.BytesIO(probe.body)  # aiohttp warns on large raw bytes; same Content-Length
     else:
-        data = probe.body
+        data = None
     try:
         async with session.request(
             probe.method, f"{node.url}{probe.path}", params=list(probe.params) or None, data=data
@@ -964,7 +986,7 @@ async def _check_service(
         latest[_instance_id(ack.ip, ack.port, ack.cluster)] = ack
     for node in nodes:
         async with session.get(
-            f"{node.url}{INSTANCE_PATH}/list",
+            f"{node.url}{INSTANCE_LIST_PATH}",
             params={"serviceName": service, "healthyOnly": "false"},
         ) as answer:
             body = await answer.read()

@@ -8,9 +8,8 @@ instances (register, deregister, linearizable list), recorded as registers per i
 key holding "present" or absent. Keys rotate after `max_ops_per_key` operations so the
 checker's per-key search stays small (docs/histories.md).
 
-Outcomes are classified as docs/histories.md says: 2xx ok; a definite refusal (4xx, a 503 whose JSON
-says `"outcome": "not-applied"`, a connection refused before sending) fail; anything
-else (timeouts, resets, other 5xx) info.
+Answers are judged by `naraft.client.classify_write`, the project's one rule, and recorded
+as docs/histories.md says: applied is ok, not applied is fail, unknown is info.
 """
 
 from __future__ import annotations
@@ -29,9 +28,16 @@ import orjson
 
 from naraft.chaos.cluster import ChaosCluster, ChaosNode
 from naraft.checker import HistoryRecorder, JsonValue, OpFunction, RecordType
+from naraft.client import (
+    INSTANCE_LIST_PATH,
+    INSTANCE_PATH,
+    KV_PATH,
+    WriteOutcome,
+    body_of,
+    classify_failure,
+    classify_write,
+)
 
-KV_PATH: Final = "/naraft/v1/kv"
-INSTANCE_PATH: Final = "/nacos/v1/ns/instance"
 PRESENT: Final = "present"
 NAMING_PREFIX: Final = "naming/"
 SET_PREFIX: Final = "set/"
@@ -39,9 +45,18 @@ CLIENT_TIMEOUT_SECONDS: Final = 5.0
 
 
 class Outcome(enum.Enum):
+    """An operation's history type (docs/histories.md)."""
+
     OK = enum.auto()
     FAIL = enum.auto()
     INFO = enum.auto()
+
+
+OUTCOMES: Final = {
+    WriteOutcome.APPLIED: Outcome.OK,
+    WriteOutcome.NOT_APPLIED: Outcome.FAIL,
+    WriteOutcome.UNKNOWN: Outcome.INFO,
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -192,7 +207,7 @@ class Workload:
         except (aiohttp.ClientError, TimeoutError):
             return self._done(process, OpFunction.READ, key, Outcome.INFO)
         if status == 200:
-            value = _json(body).get("value")
+            value = body_of(body).get("value")
             self._last_seen[key] = value if isinstance(value, str) else None
             return self._done(process, OpFunction.READ, key, Outcome.OK, value)
         if status == 404 and b"not found" in body:
@@ -290,7 +305,7 @@ class Workload:
         self._recorder.invoke(process, OpFunction.READ_MANY, None)
         try:
             async with session.get(
-                f"{node.url}{INSTANCE_PATH}/list",
+                f"{node.url}{INSTANCE_LIST_PATH}",
                 params={"serviceName": service, "linearizable": "true"},
             ) as answer:
                 status, body = answer.status, await answer.read()
@@ -300,7 +315,7 @@ class Workload:
             return self._done(process, OpFunction.READ_MANY, None, Outcome.INFO)
         if status != 200:
             return self._done(process, OpFunction.READ_MANY, None, Outcome.FAIL)
-        hosts = _json(body).get("hosts", [])
+        hosts = body_of(body).get("hosts", [])
         present = {
             f"{NAMING_PREFIX}{service}/{h.get('ip')}:{h.get('port')}"
             for h in hosts
@@ -329,12 +344,12 @@ class Workload:
                 status, raw = answer.status, await answer.read()
         except aiohttp.ClientConnectorError as error:
             self._refused(started, method, url, f"{type(error).__name__} {error}")
-            return Outcome.FAIL, {}  # never sent
+            return OUTCOMES[classify_failure(sent=False)], {}
         except (aiohttp.ClientError, TimeoutError) as error:
             self._refused(started, method, url, f"{type(error).__name__} {error}")
-            return Outcome.INFO, {}
-        parsed = _json(raw)
-        outcome = classify(status, parsed)
+            return OUTCOMES[classify_failure(sent=True)], {}
+        parsed = body_of(raw)
+        outcome = OUTCOMES[classify_write(status, parsed)]
         if outcome is not Outcome.OK:
             self._refused(started, method, url, f"{status} {raw[:200]!r}")
         return outcome, parsed
@@ -359,22 +374,3 @@ class Workload:
         }[outcome]
         self._recorder.record(process, record_type, function, key, value, existed=existed)
         return outcome
-
-
-def classify(status: int, body: Mapping[str, object]) -> Outcome:
-    """A write's outcome from its answer (the table in docs/histories.md)."""
-    if 200 <= status < 300:
-        return Outcome.OK
-    if status in (400, 401, 403, 404, 409, 413, 422, 429):
-        return Outcome.FAIL
-    if status == 503 and body.get("outcome") == "not-applied":
-        return Outcome.FAIL
-    return Outcome.INFO
-
-
-def _json(raw: bytes) -> dict[str, Any]:
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}

@@ -1,0 +1,178 @@
+"""The client side of naraft's HTTP API: its paths, the parsing of a node's Raft status, and
+the one rule that turns the answer to a write into what a client may conclude from it.
+
+Everything that talks to a running node from outside (the `naraft cluster up` and `status`
+commands, `naraft.cluster`, the chaos campaign, the end-to-end tests, the benchmarks) spells
+the paths and judges write answers through this module, so that a path or a rule changes in
+one place. It uses the standard library (sync) and aiohttp (async) only, both runtime
+dependencies; the server never imports it.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import aiohttp
+
+RAFT_PATH: Final = "/nacos/v1/ns/raft"
+STATE_PATH: Final = f"{RAFT_PATH}/state"
+LEADER_PATH: Final = f"{RAFT_PATH}/leader"
+KV_PATH: Final = "/naraft/v1/kv"
+INSTANCE_PATH: Final = "/nacos/v1/ns/instance"
+INSTANCE_LIST_PATH: Final = f"{INSTANCE_PATH}/list"
+SWITCHES_PATH: Final = "/nacos/v1/ns/operator/switches"
+FAILPOINTS_PATH: Final = "/naraft/v1/debug/failpoints"
+METRICS_PATH: Final = "/metrics"
+STATUS_TIMEOUT_SECONDS: Final = 2.0
+
+
+def kv_path(key: str) -> str:
+    return f"{KV_PATH}/{key}"
+
+
+# ---------------------------------------------------------------------- status
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    """The parts of `GET /nacos/v1/ns/raft/state` a client acts on; `raw` keeps the rest
+    (peers, catch-up and checksum parts, quota) for callers that want them."""
+
+    id: str
+    role: str  # "leader", "follower", "candidate", "pre-candidate"
+    term: int
+    leader: str | None
+    commit_index: int
+    applied_index: int
+    raw: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def leads(self) -> bool:
+        return self.role == "leader"
+
+
+def parse_status(data: object) -> NodeStatus:
+    """A `/raft/state` answer as a `NodeStatus`; ValueError naming the field when it is not
+    one (a node of another version, or not a naraft node at all)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"raft state: expected a JSON object, got {type(data).__name__}")
+    try:
+        leader = data["leader"]
+        if leader is not None and not isinstance(leader, str):
+            raise ValueError("raft state: leader must be a string or null")
+        return NodeStatus(
+            id=str(data["id"]),
+            role=str(data["role"]),
+            term=int(data["term"]),
+            leader=leader,
+            commit_index=int(data["commitIndex"]),
+            applied_index=int(data["appliedIndex"]),
+            raw=data,
+        )
+    except KeyError as error:
+        raise ValueError(f"raft state: missing field {error.args[0]}") from None
+    except TypeError as error:
+        raise ValueError(f"raft state: {error}") from None
+
+
+def get_json(url: str, *, timeout_seconds: float = STATUS_TIMEOUT_SECONDS) -> Any:
+    """GET `url` and decode its JSON body (sync, standard library). Raises OSError (which
+    includes urllib's errors) when the node does not answer 200, ValueError on a bad body."""
+    with urllib.request.urlopen(url, timeout=timeout_seconds) as answer:
+        return json.loads(answer.read())
+
+
+def get_status(base_url: str, *, timeout_seconds: float = STATUS_TIMEOUT_SECONDS) -> NodeStatus:
+    """The status of the node at `base_url` (e.g. `http://127.0.0.1:8848`), sync."""
+    return parse_status(get_json(f"{base_url}{STATE_PATH}", timeout_seconds=timeout_seconds))
+
+
+def try_status(
+    base_url: str, *, timeout_seconds: float = STATUS_TIMEOUT_SECONDS
+) -> NodeStatus | None:
+    """`get_status`, or None when the node does not answer (down, paused, not serving)."""
+    try:
+        return get_status(base_url, timeout_seconds=timeout_seconds)
+    except (OSError, ValueError):
+        return None
+
+
+async def fetch_json(session: aiohttp.ClientSession, url: str) -> Any:
+    """GET `url` and decode its JSON body (async). Raises aiohttp.ClientError or
+    TimeoutError when the node does not answer 200, ValueError on a bad body."""
+    async with session.get(url) as answer:
+        answer.raise_for_status()
+        return json.loads(await answer.read())
+
+
+async def fetch_status(session: aiohttp.ClientSession, base_url: str) -> NodeStatus | None:
+    """The status of the node at `base_url`, or None when it does not answer (async)."""
+    try:
+        return parse_status(await fetch_json(session, f"{base_url}{STATE_PATH}"))
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return None
+
+
+# ---------------------------------------------------------------------- write outcomes
+
+
+class WriteOutcome(enum.StrEnum):
+    """What a client may conclude from the answer to one write (put, CAS, delete,
+    registration)."""
+
+    APPLIED = "applied"  # committed and applied: its effect is in the state
+    NOT_APPLIED = "not-applied"  # surely changed nothing, now or later
+    UNKNOWN = "unknown"  # may have been applied, or may still be
+
+
+def classify_write(status: int, body: object) -> WriteOutcome:
+    """The one classification of a write's answer, from the key/value API's documented
+    semantics (and the Nacos API's statuses):
+
+    - 2xx: applied.
+    - A JSON body with `"outcome"`: the server's own word wins, whatever the status.
+      `"not-applied"` is said only when nothing was (or will be) applied: no leader, a
+      dropped proposal, a disk-full node or the state quota refusing before proposing, an
+      entry every replica rejected on apply. `"unknown"` is said when the proposal may still
+      commit (a proposal timeout, a leader change while waiting).
+    - 4xx without an outcome: not applied. A 4xx is a refusal by validation (400, 404, 413,
+      422), authorisation (401, 403), the HTTP edge (408, 414, 431) or a limit (429), taken
+      before anything is proposed, or 409, the compare-and-set mismatch: that entry commits
+      but compares false on apply, so its write changes nothing.
+    - Anything else (another 5xx without an outcome, an unexpected status): unknown, since
+      a wrong "not applied" would let a checker invent a lost write.
+
+    A transport error is judged by `classify_failure`.
+    """
+    if 200 <= status < 300:
+        return WriteOutcome.APPLIED
+    said = body.get("outcome") if isinstance(body, Mapping) else None
+    if said == WriteOutcome.NOT_APPLIED.value:
+        return WriteOutcome.NOT_APPLIED
+    if said == WriteOutcome.UNKNOWN.value:
+        return WriteOutcome.UNKNOWN
+    if 400 <= status < 500:
+        return WriteOutcome.NOT_APPLIED
+    return WriteOutcome.UNKNOWN
+
+
+def classify_failure(*, sent: bool) -> WriteOutcome:
+    """A write that got no answer: not applied when the request never left (the connection
+    was refused or never made), unknown once it may have been sent (a timeout or a reset
+    after sending)."""
+    return WriteOutcome.UNKNOWN if sent else WriteOutcome.NOT_APPLIED
+
+
+def body_of(raw: bytes) -> dict[str, Any]:
+    """A write answer's JSON object, or {} when the body is not one (a plain-text error)."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

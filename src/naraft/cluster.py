@@ -1,0 +1,520 @@
+"""Local clusters of real `naraft server` processes: the one place that builds a server's
+command line, starts, signals and stops it, and decides which node leads.
+
+The shape follows etcd's e2e process cluster and hashicorp/raft's testing helpers:
+
+- `NodeSpec` says how to run one node: its id (its peer address), data directory, members,
+  listen address, secret file, cluster token, standalone mode, extra flags, environment (failpoints
+  included) and a command prefix (`wrap`, e.g. `ip netns exec NS`).
+- `server_command(spec)` turns a spec into the argument list; every launcher in the project
+  (`naraft cluster up`, the end-to-end tests, the chaos campaign, the benchmarks) uses it,
+  including the tests that build a deliberately bad command line.
+- `NodeProcess` runs one spec: start, SIGKILL, SIGSTOP/SIGCONT, SIGTERM with a SIGKILL
+  fallback, restart, the log file; sync methods, with `a`-prefixed async twins that wait in
+  a thread.
+- `ProcessCluster` makes N specs on free loopback ports with a 0600 secret file, starts and
+  stops them together (a context manager, sync or async) and waits for readiness.
+
+The leader rule (`agreed_leader`), the only one in the project: node L leads at term T when
+L itself reports role "leader" at term T and a majority of the cluster's members (L
+included) report leader L at term T. Two nodes cannot both pass in one moment: two majorities
+share a member, and a member reports one leader at one term. A node that still believes in
+an old leader, a paused or killed node, or a partitioned minority cannot make a leader pass
+or fail the rule, so the rule is usable while faults are injected.
+
+This module is for launching and observing; the server packages never import it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, TypeVar
+
+import aiohttp
+
+from naraft.client import NodeStatus, fetch_status, try_status
+from naraft.transport.auth import generate_secret
+
+T = TypeVar("T")
+
+LOG_FILE: Final = "node.log"
+SECRET_FILE: Final = "cluster.secret"
+FAILPOINTS_ENV_VAR: Final = "NARAFT_FAILPOINTS"
+STOP_TIMEOUT_SECONDS: Final = 10.0
+LOOPBACK: Final = "127.0.0.1"
+
+
+class ClusterError(RuntimeError):
+    """A cluster did not reach the state waited for (with what it last saw)."""
+
+
+# ---------------------------------------------------------------------- specs
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeSpec:
+    """How to run one node. `node_id` is its peer address (host:port); `listen` the address
+    it binds when that differs (e.g. behind a proxy). An empty `peers` with `standalone`
+    false runs a one-member cluster that still needs a secret; most one-node users want
+    `standalone=True`."""
+
+    node_id: str
+    data_dir: Path
+    peers: tuple[str, ...] = ()
+    listen: str | None = None
+    secret_file: Path | None = None
+    cluster_token: str | None = None
+    standalone: bool = False
+    extra_args: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    failpoints: str | None = None
+    wrap: tuple[str, ...] = ()
+    python: str = sys.executable
+    log_path: Path | None = None
+
+    @property
+    def address(self) -> str:
+        """Where clients reach it: the listen address, else the id."""
+        return self.listen or self.node_id
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}"
+
+    @property
+    def log_file(self) -> Path:
+        return self.log_path if self.log_path is not None else self.data_dir / LOG_FILE
+
+
+def server_command(spec: NodeSpec) -> list[str]:
+    """The argument list that runs `spec`: the only place a `naraft server` command line is
+    built. `extra_args` come last, so a caller may repeat a flag to override it."""
+    args = [*spec.wrap, spec.python, "-m", "naraft", "server"]
+    args += ["--id", spec.node_id, "--data-dir", str(spec.data_dir)]
+    if spec.listen is not None:
+        args += ["--listen", spec.listen]
+    if spec.standalone:
+        args.append("--standalone")
+    if spec.peers:
+        args += ["--peers", ",".join(spec.peers)]
+    if spec.secret_file is not None:
+        args += ["--cluster-secret-file", str(spec.secret_file)]
+    if spec.cluster_token is not None:
+        args += ["--cluster-token", spec.cluster_token]
+    return args + list(spec.extra_args)
+
+
+def server_env(spec: NodeSpec) -> dict[str, str]:
+    """This process's environment with the spec's additions (failpoints included)."""
+    env = {**os.environ, **spec.env}
+    if spec.failpoints is not None:
+        env[FAILPOINTS_ENV_VAR] = spec.failpoints
+    return env
+
+
+def node_data_dir(root: Path, node_id: str) -> Path:
+    """Where a cluster under `root` keeps the data of node `node_id` (host:port)."""
+    return root / node_id.replace(":", "_")
+
+
+def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
+    """`count` distinct free TCP ports on `host` (bound together briefly, then released)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((host, 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def write_secret_file(path: Path, secret: str | None = None) -> None:
+    """Put `secret` (default: a fresh one) in `path`, unless a file is there. The file is
+    created 0600 in one step (O_EXCL), so the secret is never readable by others, not even
+    for a moment."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write((secret if secret is not None else generate_secret()) + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+    except BaseException:
+        path.unlink(missing_ok=True)  # never leave an empty secret behind
+        raise
+
+
+# ---------------------------------------------------------------------- processes
+
+
+class NodeProcess:
+    """One node's process, started from its spec (again after a stop or kill)."""
+
+    def __init__(self, spec: NodeSpec) -> None:
+        self.spec = spec
+        self.process: subprocess.Popen[bytes] | None = None
+        self.paused = False  # SIGSTOPped: alive, but answers nothing until resumed
+        self.killed = False  # SIGKILLed by us since the last start
+        self.starts = 0
+
+    @property
+    def id(self) -> str:
+        return self.spec.node_id
+
+    @property
+    def address(self) -> str:
+        return self.spec.node_id
+
+    @property
+    def url(self) -> str:
+        return self.spec.url
+
+    @property
+    def data_dir(self) -> Path:
+        return self.spec.data_dir
+
+    @property
+    def log_path(self) -> Path:
+        return self.spec.log_file
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    @property
+    def serving(self) -> bool:
+        """Running and not paused: it may answer."""
+        return self.running and not self.paused
+
+    @property
+    def exit_code(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.process is None else self.process.pid
+
+    def start(self, *, env: Mapping[str, str] | None = None) -> None:
+        """Start the process (a no-op while it runs); `env` adds to the spec's environment
+        for this start only. Output goes to the log file, appended, created 0600."""
+        if self.running:
+            return
+        fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "ab") as log:  # the child holds its own copy
+            self.process = subprocess.Popen(
+                server_command(self.spec),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**server_env(self.spec), **(env or {})},
+                start_new_session=True,
+            )
+        self.paused = False
+        self.killed = False
+        self.starts += 1
+
+    def kill(self) -> None:
+        """SIGKILL (kill -9): no cleanup, no flush; returns once the process is gone."""
+        process = self.process
+        if process is not None and process.poll() is None:
+            self.killed = True
+            process.kill()
+            process.wait(timeout=STOP_TIMEOUT_SECONDS)
+        self.paused = False
+
+    def pause(self) -> None:
+        """SIGSTOP: the process stays alive but answers nothing."""
+        if self.running and not self.paused:
+            assert self.process is not None
+            self.process.send_signal(signal.SIGSTOP)
+            self.paused = True
+
+    def resume(self) -> None:
+        """SIGCONT."""
+        if self.running and self.paused:
+            assert self.process is not None
+            self.process.send_signal(signal.SIGCONT)
+        self.paused = False
+
+    def terminate(self) -> None:
+        """SIGCONT + SIGTERM (a clean stop), SIGKILL after `STOP_TIMEOUT_SECONDS`."""
+        process = self.process
+        self.paused = False
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGCONT)
+        process.terminate()
+        try:
+            process.wait(timeout=STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=STOP_TIMEOUT_SECONDS)
+
+    stop = terminate
+
+    def restart(self, *, env: Mapping[str, str] | None = None) -> None:
+        """A clean stop, then a start with the same spec and data directory."""
+        self.terminate()
+        self.start(env=env)
+
+    async def akill(self) -> None:
+        await asyncio.to_thread(self.kill)
+
+    async def aterminate(self) -> None:
+        await asyncio.to_thread(self.terminate)
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def log_tail(self, lines: int = 30) -> str:
+        text = self.log_text()
+        return "\n".join(text.splitlines()[-lines:]) if text else "(no log)"
+
+    def status(self, timeout_seconds: float = 1.0) -> NodeStatus | None:
+        """Its Raft status, or None when it is not serving or does not answer."""
+        return try_status(self.url, timeout_seconds=timeout_seconds) if self.serving else None
+
+
+# ---------------------------------------------------------------------- the leader rule
+
+
+def agreed_leader(statuses: Mapping[str, NodeStatus | None], members: Sequence[str]) -> str | None:
+    """The leader by the module's rule: the node L that reports role "leader" at term T
+    while a majority of `members` (L included) report leader L at term T; else None.
+    `statuses` maps node ids to what they answered (None: no answer)."""
+    quorum = len(members) // 2 + 1
+    for node_id, status in statuses.items():
+        if status is None or not status.leads or node_id not in members:
+            continue
+        backers = sum(
+            1
+            for other, seen in statuses.items()
+            if other in members
+            and seen is not None
+            and seen.leader == node_id
+            and seen.term == status.term
+        )
+        if backers >= quorum:
+            return node_id
+    return None
+
+
+def wait_for(
+    condition: Callable[[], T | None],
+    *,
+    timeout_seconds: float,
+    what: str,
+    interval_seconds: float = 0.05,
+) -> T:
+    """Poll `condition` until it returns something other than None/False; ClusterError with
+    the last value (or error) on timeout."""
+    deadline = time.monotonic() + timeout_seconds
+    last: object = None
+    while True:
+        try:
+            value = condition()
+            if value is not None and value is not False:
+                return value
+            last = value
+        except (OSError, ValueError, KeyError) as error:
+            last = error
+        if time.monotonic() > deadline:
+            raise ClusterError(
+                f"timed out after {timeout_seconds}s waiting for {what}; last: {last!r}"
+            )
+        time.sleep(interval_seconds)
+
+
+# ---------------------------------------------------------------------- clusters
+
+
+class ProcessCluster:
+    """N nodes on free loopback ports (or `ports`) under `root` (created 0700), one data
+    directory each (0700), sharing one secret file (created 0600, or kept with its secret if
+    `root` has one). A one-node cluster runs standalone unless `standalone=False`.
+
+    `separate_listen` gives every node a second port to listen on while its id (its peer
+    address) keeps the first: the chaos campaign puts a proxy on the id's port. `wrap`
+    prefixes every command (e.g. a network namespace). Use `with` or `async with`; leaving
+    stops every process started.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        size: int = 3,
+        *,
+        extra_args: Sequence[str] = (),
+        host: str = LOOPBACK,
+        ports: Sequence[int] | None = None,
+        separate_listen: bool = False,
+        standalone: bool | None = None,
+        secret: str | None = None,
+        cluster_token: str | None = None,
+        env: Mapping[str, str] | None = None,
+        failpoints: str | None = None,
+        wrap: Sequence[str] = (),
+        python: str = sys.executable,
+        log_dir: Path | None = None,
+    ) -> None:
+        """`log_dir` puts the node logs there (named after the data directories) instead of
+        inside each data directory."""
+        self.root = root
+        self.size = size
+        self.secret = secret if secret is not None else generate_secret()
+        wanted = size * (2 if separate_listen else 1)
+        all_ports = list(ports) if ports is not None else free_ports(wanted, host)
+        self.ports = all_ports[:size]
+        self.members = [f"{host}:{port}" for port in self.ports]
+        listens: list[str | None] = [None] * size
+        if separate_listen:
+            listens = [f"{host}:{port}" for port in all_ports[size:]]
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.secret_file = root / SECRET_FILE
+        write_secret_file(self.secret_file, self.secret)  # kept if there: a restart reuses it
+        self.secret = self.secret_file.read_text().strip()
+        one = standalone if standalone is not None else size == 1
+        self.nodes: list[NodeProcess] = []
+        for member, listen in zip(self.members, listens, strict=True):
+            data_dir = node_data_dir(root, member)
+            data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            spec = NodeSpec(
+                node_id=member,
+                data_dir=data_dir,
+                listen=listen,
+                standalone=one,
+                peers=() if one else tuple(self.members),
+                secret_file=None if one else self.secret_file,
+                cluster_token=cluster_token,
+                extra_args=tuple(extra_args),
+                env=dict(env or {}),
+                failpoints=failpoints,
+                wrap=tuple(wrap),
+                python=python,
+                log_path=None if log_dir is None else log_dir / f"{data_dir.name}.log",
+            )
+            self.nodes.append(NodeProcess(spec))
+
+    # -- lifecycle
+
+    def start(self) -> None:
+        for node in self.nodes:
+            node.start()
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.terminate()
+
+    async def astop(self) -> None:
+        await asyncio.to_thread(self.stop)
+
+    def __enter__(self) -> ProcessCluster:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> ProcessCluster:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.astop()
+
+    # -- lookups
+
+    @property
+    def urls(self) -> list[str]:
+        return [node.url for node in self.nodes]
+
+    def node(self, node_id: str) -> NodeProcess:
+        return next(node for node in self.nodes if node.id == node_id)
+
+    def serving_nodes(self) -> list[NodeProcess]:
+        return [node for node in self.nodes if node.serving]
+
+    def logs(self, lines: int = 30) -> str:
+        return "\n".join(f"--- {n.id}\n{n.log_tail(lines)}" for n in self.nodes)
+
+    # -- status and the leader
+
+    def statuses(self, among: Sequence[NodeProcess] | None = None) -> dict[str, NodeStatus | None]:
+        return {node.id: node.status() for node in (self.nodes if among is None else among)}
+
+    async def astatuses(
+        self, session: aiohttp.ClientSession, among: Sequence[NodeProcess] | None = None
+    ) -> dict[str, NodeStatus | None]:
+        asked = self.nodes if among is None else among
+        found = await asyncio.gather(
+            *(fetch_status(session, n.url) if n.serving else _none() for n in asked)
+        )
+        return {node.id: status for node, status in zip(asked, found, strict=True)}
+
+    def find_leader(
+        self, among: Sequence[NodeProcess] | None = None, *, settled: bool = False
+    ) -> NodeProcess | None:
+        """The leader now by `agreed_leader` (asking `among`, default every node), or None.
+        `settled` also asks that every node asked that runs unpaused answer and report that
+        leader at its term (a restarted node has caught up with the election): the same
+        leader, found only once the whole cluster has seen it."""
+        asked = self.nodes if among is None else among
+        statuses = self.statuses(asked)
+        leader = agreed_leader(statuses, self.members)
+        if leader is None:
+            return None
+        if settled:
+            leading = statuses[leader]
+            assert leading is not None  # agreed_leader names only a node that answered
+            term = leading.term
+            for node in asked:
+                seen = statuses[node.id]
+                if node.serving and (seen is None or (seen.leader, seen.term) != (leader, term)):
+                    return None
+        return self.node(leader)
+
+    async def afind_leader(
+        self, session: aiohttp.ClientSession, among: Sequence[NodeProcess] | None = None
+    ) -> NodeProcess | None:
+        leader = agreed_leader(await self.astatuses(session, among), self.members)
+        return None if leader is None else self.node(leader)
+
+    def leader(
+        self,
+        *,
+        timeout_seconds: float = 15.0,
+        exclude: str | None = None,
+        among: Sequence[NodeProcess] | None = None,
+        settled: bool = False,
+    ) -> NodeProcess:
+        """Wait for the leader (`agreed_leader`), other than `exclude` if given; `settled` as
+        in `find_leader`."""
+
+        def found() -> NodeProcess | None:
+            leader = self.find_leader(among, settled=settled)
+            return None if leader is None or leader.id == exclude else leader
+
+        try:
+            return wait_for(found, timeout_seconds=timeout_seconds, what="an agreed leader")
+        except ClusterError as error:
+            raise ClusterError(f"{error}\n{self.logs()}") from None
+
+
+async def _none() -> None:
+    return None
