@@ -359,7 +359,7 @@ async def watch_leader(replica: Replica, timers: Timers) -> None:
                 await writer.wait_closed()
         except ConnectionRefusedError:
             logger.info("leader %s refuses connections: starting an election now", leader)
-            replica.call(lambda core: core.forget_leader())
+            replica.forget_leader()
             await asyncio.sleep(timers.election_ticks * timers.tick_seconds)
         except (OSError, TimeoutError):
             pass  # unreachable or slow: the election timer decides
@@ -451,7 +451,7 @@ async def _serve(
         # The leader's port refuses connections: it is gone, not slow. Followers need not
         # wait out the election timer (docs/performance-goals.md#fast-failover).
         if refused and replica_box and replica_box[0].leader == peer:
-            replica_box[0].call(lambda core: core.forget_leader())
+            replica_box[0].forget_leader()
 
     client = PeerClient(
         node_id,
