@@ -12,6 +12,7 @@ import dataclasses
 import gc
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -27,6 +28,8 @@ from rich.console import Console
 from rich.table import Table
 
 from naraft.config import (
+    CLUSTER_TOKEN_ENV_VAR,
+    DEFAULT_CLUSTER_TOKEN,
     DEFAULT_QUOTA_BYTES,
     PROFILES,
     HealthTimings,
@@ -34,6 +37,7 @@ from naraft.config import (
     NodeConfig,
     Profile,
     Timers,
+    check_cluster_token,
     check_members,
     parse_address,
     read_cluster_conf,
@@ -126,6 +130,14 @@ def main() -> None:
     default=256,
     help="query plus form parameters of one request; more are answered 400",
 )
+@click.option(
+    "--cluster-token",
+    envvar=CLUSTER_TOKEN_ENV_VAR,
+    default=DEFAULT_CLUSTER_TOKEN,
+    show_default=True,
+    help="with the member list, gives the cluster id kept in the data directory; use a new"
+    f" one for every new cluster (or set {CLUSTER_TOKEN_ENV_VAR})",
+)
 @click.option("--unhealthy-after-ms", type=click.IntRange(1), default=15_000)
 @click.option("--remove-after-ms", type=click.IntRange(1), default=30_000)
 @click.option("--sweep-ms", type=click.IntRange(10), default=1000)
@@ -199,6 +211,7 @@ def server(
     idle_timeout_ms: int,
     max_connections: int,
     max_params: int,
+    cluster_token: str,
     unhealthy_after_ms: int,
     remove_after_ms: int,
     sweep_ms: int,
@@ -264,6 +277,11 @@ def server(
     )
     from naraft.node import StartupError  # the server's imports are only paid by `server`
 
+    try:
+        config = dataclasses.replace(config, cluster_token=check_cluster_token(cluster_token))
+    except NaraftError as error:
+        _fail(str(error))
+        return
     try:
         _run_until_signal(
             config, PushTimings(ack_timeout_ms=push_ack_timeout_ms, max_retries=push_retries)
@@ -389,6 +407,19 @@ def cluster_up(nodes: int, base_port: int, host: str, data_dir: Path, profile: s
         _fail(f"cannot prepare {data_dir}: {error}")
         return
     processes = _start_nodes(members, data_dir, secret_file, profile, standalone=nodes == 1)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret_file = data_dir / "cluster.secret"
+    if not secret_file.exists():
+        secret_file.write_text(generate_secret() + "\n")
+        secret_file.chmod(0o600)
+    try:
+        token = cluster_token_for(data_dir, members)
+    except (NaraftError, OSError) as error:
+        _fail(f"cannot use {data_dir / CLUSTER_TOKEN_FILE}: {error}")
+        return
+    processes = _start_nodes(
+        members, data_dir, secret_file, profile, standalone=nodes == 1, token=token
+    )
     stopping = False
 
     def stop(*_: object) -> None:
@@ -447,16 +478,52 @@ def _write_secret_file(path: Path) -> None:
         raise
 
 
+CLUSTER_TOKEN_FILE = "cluster.token"
+NODE_DB_FILE = "naraft.db"  # node.DB_FILE; not imported, so that `cluster up` stays light
+
+
+def _node_dir(data_dir: Path, member: str) -> Path:
+    return data_dir / member.replace(":", "_")
+
+
+def cluster_token_for(data_dir: Path, members: Sequence[str]) -> str:
+    """The token of the local cluster: a fresh random one whenever no member has data yet
+    (a new cluster, or one wiped: a new incarnation, whose id differs even with the same
+    secret), else the one kept in `cluster.token` beside the secret."""
+    token_file = data_dir / CLUSTER_TOKEN_FILE
+    fresh = not any((_node_dir(data_dir, m) / NODE_DB_FILE).exists() for m in members)
+    if not fresh and token_file.exists():
+        return check_cluster_token(token_file.read_text().strip())
+    token = secrets.token_hex(16)
+    partial = token_file.with_name(f"{CLUSTER_TOKEN_FILE}.partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, f"{token}\n".encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(partial, token_file)
+    return token
+
+
 def _start_nodes(
-    members: Sequence[str], data_dir: Path, secret_file: Path, profile: str, *, standalone: bool
+    members: Sequence[str],
+    data_dir: Path,
+    secret_file: Path,
+    profile: str,
+    *,
+    standalone: bool,
+    token: str = DEFAULT_CLUSTER_TOKEN,
 ) -> list[subprocess.Popen[bytes]]:
     processes = []
     for member in members:
         node_dir = data_dir / member.replace(":", "_")
         node_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        node_dir = _node_dir(data_dir, member)
+        node_dir.mkdir(parents=True, exist_ok=True)
         args = [
             sys.executable, "-m", "naraft", "server", "--id", member,
-            "--data-dir", str(node_dir), "--profile", profile,
+            "--data-dir", str(node_dir), "--profile", profile, "--cluster-token", token,
         ]  # fmt: skip
         if standalone:
             args.append("--standalone")

@@ -7,6 +7,7 @@ the peer endpoints under /nacos/v1/ns/raft/, so a leader hint is directly a URL.
 from __future__ import annotations
 
 import enum
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -50,6 +51,33 @@ class HealthTimings:
     sweep_interval_seconds: float = 1.0
 
 
+DEFAULT_CLUSTER_TOKEN: Final = "naraft-cluster"
+"""The token of a cluster started without `--cluster-token` (as etcd's `etcd-cluster`)."""
+CLUSTER_TOKEN_ENV_VAR: Final = "NARAFT_CLUSTER_TOKEN"
+MAX_CLUSTER_TOKEN_CHARS: Final = 256
+
+
+def cluster_id_of(token: str, members: tuple[str, ...]) -> str:
+    """The cluster id: 16 hex digits of SHA-256 over the token and the sorted member list.
+
+    As etcd's initial-cluster-token: every member computes the same id from what it is
+    started with, and a new token (`naraft cluster up` draws one for fresh data directories)
+    gives a new incarnation even with the same members and secret."""
+    material = "\n".join(("naraft-cluster-id/1", token, *sorted(members)))
+    return hashlib.sha256(material.encode()).hexdigest()[:16]
+
+
+def check_cluster_token(token: str) -> str:
+    """The token, refused if empty, too long or not printable ASCII (it travels in logs)."""
+    if not token or len(token) > MAX_CLUSTER_TOKEN_CHARS:
+        raise InvalidArgumentError(
+            "--cluster-token", f"must be 1 to {MAX_CLUSTER_TOKEN_CHARS} characters"
+        )
+    if not all(33 <= ord(char) <= 126 for char in token):
+        raise InvalidArgumentError("--cluster-token", "must be printable ASCII without spaces")
+    return token
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HttpLimits:
     """The HTTP server's limits on what one client may hold (`naraft.api.edge`)."""
@@ -89,10 +117,15 @@ class NodeConfig:
     # bound on the replicated state (keys + values), checked at apply; 0: none. The leader
     # replicates its own, so every replica checks against the same one.
     quota_bytes: int = DEFAULT_QUOTA_BYTES
+    cluster_token: str = DEFAULT_CLUSTER_TOKEN  # with the members, gives the cluster id
 
     @property
     def standalone(self) -> bool:
         return self.peers == (self.id,)
+
+    @property
+    def cluster_id(self) -> str:
+        return cluster_id_of(self.cluster_token, self.peers)
 
 
 def parse_address(text: str, *, field: str) -> tuple[str, int]:

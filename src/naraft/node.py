@@ -61,7 +61,6 @@ from naraft.storage.sqlite import SqliteStore
 from naraft.transport import (
     DEFAULT_MAX_BATCH_BYTES,
     PeerClient,
-    default_cluster_id,
     peer_routes,
 )
 
@@ -156,10 +155,19 @@ class _Opened:
     state: StoredState
 
 
-def _open(path: Path, node_id: str) -> _Opened:
+def _open(path: Path, node_id: str, cluster_id: str) -> _Opened:
     store = open_store(path)
-    store.set_node_id(node_id)
-    return _Opened(store=store, state=store.load())
+    try:
+        store.set_node_id(node_id)
+        # The first start records the cluster id; every later one must compute the same
+        # (else ClusterIdMismatchError: one line from `naraft server`, no traceback).
+        if store.set_cluster_id(cluster_id):
+            logger.info("data directory %s now belongs to cluster %s", path.parent, cluster_id)
+        state = store.load()
+    except BaseException:
+        store.close()
+        raise
+    return _Opened(store=store, state=state)
 
 
 class Node:
@@ -224,6 +232,7 @@ class Node:
 
     def extra_state(self) -> dict[str, object]:
         state: dict[str, object] = {
+            "clusterId": self._config.cluster_id,
             "datums": len(self._datums),
             "instances": self._naming_state.instance_count(),
             "diskFull": self.replica.disk_full,
@@ -358,7 +367,7 @@ async def watch_leader(replica: Replica, timers: Timers) -> None:
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
         except ConnectionRefusedError:
-            logger.info("leader %s refuses connections: starting an election now", leader)
+            logger.info("leader %s refuses connections: starting an election soon", leader)
             replica.forget_leader()
             await asyncio.sleep(timers.election_ticks * timers.tick_seconds)
         except (OSError, TimeoutError):
@@ -380,7 +389,7 @@ async def run_node(
             executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="naraft-store")
             try:
                 opened = await loop.run_in_executor(
-                    executor, _open, config.data_dir / DB_FILE, config.id
+                    executor, _open, config.data_dir / DB_FILE, config.id, config.cluster_id
                 )
                 try:
                     await _serve(config, opened, executor, sock, ready, push_timings)
@@ -404,9 +413,7 @@ async def _serve(
     node_id = NodeId(config.id)
     voters = tuple(NodeId(p) for p in config.peers)
     timers = config.timers
-    # Signed into every peer request; a stored cluster id (when the data directory has one)
-    # replaces this default derived from the secret.
-    cluster_id = default_cluster_id(config.secret)
+    cluster_id = config.cluster_id  # signed into every peer request, checked on receipt
     core = RaftCore(
         RaftConfig(
             id=node_id,
@@ -574,11 +581,12 @@ async def _serve(
         site = GuardedSite(runner, sock, limits, idle_timeout_seconds=http.idle_timeout_seconds)
         await site.start()
         logger.info(
-            "node %s listening on %s:%d, members %s, data %s, tick %.3fs",
+            "node %s listening on %s:%d, members %s, cluster %s, data %s, tick %.3fs",
             config.id,
             config.listen_host,
             config.listen_port,
             ",".join(config.peers),
+            config.cluster_id,
             config.data_dir,
             timers.tick_seconds,
         )

@@ -268,7 +268,7 @@ def test_many_headers_under_the_bound_and_a_large_body_in_one_packet_are_served(
 def test_an_unread_body_after_a_413_is_not_taken_for_headers(node: NodeProcess) -> None:
     """The node answers 413 from the declared length and drains the body: those bytes are
     not the next request's headers, and the connection serves the next request."""
-    body = b"v" * (2 << 20)
+    body = b"v" * (3 << 20)  # past the largest kv write's body
     sock = connect(node)
     try:
         sock.sendall(

@@ -18,7 +18,6 @@ import httpx
 import pytest
 from tests.e2e.harness import LocalCluster
 
-from naraft.api.app import MAX_BODY_BYTES as CLIENT_MAX_BODY_BYTES
 from naraft.state.kv import MAX_VALUE_BYTES
 
 pytestmark = pytest.mark.e2e
@@ -78,8 +77,7 @@ def test_twelve_concurrent_writes_at_the_value_limit_commit_with_no_leader_chang
 def test_the_largest_value_the_api_takes_replicates(cluster3: LocalCluster) -> None:
     """One entry larger than the 1 MiB append cap still travels (alone) to every node."""
     leader = cluster3.leader()
-    # The largest value whose request body fits the client API's 1 MiB body limit.
-    value = "v" * (CLIENT_MAX_BODY_BYTES - len('{"value": ""}'))
+    value = "v" * MAX_VALUE_BYTES  # the documented value limit, exactly
     answer = cluster3.put(leader, "largest", value)
     assert answer.status_code == 200, answer.text[:200]
     for node in cluster3.nodes:

@@ -21,6 +21,7 @@ from naraft.raft import (
     Heartbeat,
     HeartbeatReply,
     Index,
+    InstallSnapshot,
     Message,
     NodeId,
     NotLeaderError,
@@ -450,7 +451,8 @@ def test_leader_commits_on_a_majority_and_hands_out_entries_to_apply_once() -> N
     elect(core)
     index = core.propose(b"x")
     drain(core)
-    deliver(core, N3, AppendReply(term=core.term, success=True, match_index=index))
+    # N2 is replicating (elect() matched it), so the entry went to it at once.
+    deliver(core, N2, AppendReply(term=core.term, success=True, match_index=index))
     assert core.commit_index == index
     applied = [e for r in drain(core) for e in r.committed]
     assert [(e.index, e.command) for e in applied] == [(index, b"x")]
@@ -592,6 +594,185 @@ def test_follower_keeps_its_committed_prefix_and_replaces_what_follows() -> None
     deliver(core, N3, append(2, "2/1", "3/2"))
     assert positions(core.log) == "1/1 2/1 3/2"
     assert core.commit_index == 2
+
+
+def test_a_late_append_inside_the_committed_prefix_claims_only_what_it_carries() -> None:
+    """Figure 2 (AppendEntries): success means "the follower contained an entry matching
+    prevLogIndex and prevLogTerm" plus the entries sent; an append starting below the
+    follower's commit index proves no more than that, whatever the follower committed."""
+    core = make_core(term=1, log="1/1 2/1 3/1 4/1 5/1", commit=5)
+    deliver(core, N2, append(1, "1/1", "2/1"))
+    answers = replies_of(core, AppendReply)
+    assert answers == [AppendReply(term=Term(1), success=True, match_index=Index(2))]
+
+
+def test_an_append_contradicting_the_committed_log_is_dropped() -> None:
+    """A follower never says it holds an entry it holds with another term: an append whose
+    terms contradict its committed entries comes from another cluster's log and gets no
+    success, so no leader can count this node for it."""
+    core = make_core(term=2, log="1/1 2/1 3/1 4/1 5/1", commit=5)
+    deliver(core, N2, append(3, "2/1", "3/3"))
+    assert replies_of(core, AppendReply) == []
+    assert positions(core.log) == "1/1 2/1 3/1 4/1 5/1"
+    assert core.commit_index == 5
+
+
+def test_a_snapshot_below_the_commit_index_claims_only_the_snapshot_index() -> None:
+    """InstallSnapshot for an index the follower has committed: the answer is that index,
+    not the follower's own commit index (which may lie past the leader's log)."""
+    core = make_core(term=1, log="1/1 2/1 3/1 4/1 5/1", commit=5)
+    deliver(core, N2, InstallSnapshot(term=Term(1), index=Index(3), snapshot_term=Term(1)))
+    assert replies_of(core, AppendReply) == [
+        AppendReply(term=Term(1), success=True, match_index=Index(3))
+    ]
+    deliver(core, N2, InstallSnapshot(term=Term(1), index=Index(4), snapshot_term=Term(2)))
+    assert replies_of(core, AppendReply) == [], "a snapshot of another log is not acknowledged"
+
+
+def test_leader_never_counts_a_follower_past_what_it_sent_it() -> None:
+    """The leader's matchIndex for a follower is at most the last index it sent that
+    follower: a success claiming more (a foreign or buggy node) counts only as far as the
+    entries really sent, and never past the leader's own log."""
+    core = make_core()
+    elect(core)
+    index = core.propose(b"x")
+    drain(core)  # N2 (replicating) gets the entry; N3 is still probing and does not
+    deliver(core, N3, AppendReply(term=core.term, success=True, match_index=Index(index + 100)))
+    assert core.status().peers[N3].match_index < index
+    assert core.commit_index < index, "committed on a claim for an entry never sent"
+    drain(core)  # now N3 replicates and gets the entry
+    deliver(core, N3, AppendReply(term=core.term, success=True, match_index=Index(index + 100)))
+    assert core.status().peers[N3].match_index == index == core.status().last_index
+
+
+def test_a_foreign_follower_with_a_longer_commit_does_not_commit_the_leaders_entry() -> None:
+    """A node started on another cluster's data directory has committed far past the
+    leader's log, with other terms. Before the fix it answered the leader's first probe with
+    its own commit index and the leader committed its new-term entry with only itself."""
+    leader = make_core(N1, term=2, log="1/1 2/1")
+    foreign = make_core(N2, term=1, log=" ".join(f"{i}/1" for i in range(1, 51)), commit=50)
+    leader.campaign()
+    drain(leader)
+    deliver(leader, N3, VoteReply(term=leader.term, granted=True))
+    assert leader.role is Role.LEADER
+    noop = leader.status().last_index
+    for envelope in sent(drain(leader)):
+        if envelope.recipient == N2:
+            foreign.step(envelope)
+    for envelope in sent(drain(foreign)):
+        leader.step(envelope)
+    drain(leader)
+    assert leader.status().peers[N2].match_index < noop
+    assert leader.commit_index < noop, "committed with only the leader holding the entry"
+
+
+def _follower_of_a_dead_leader(node: NodeId = N3, seed: int = 1) -> tuple[RaftCore, float]:
+    """A five-voter follower of N5 at term 1 whose shell just saw N5 refuse a connection."""
+    core = make_core(
+        node, (N1, N2, N3, N4, N5), seed=seed, term=1, log="1/1", commit=1, pre_vote=True
+    )
+    deliver(core, N5, Heartbeat(term=Term(1), leader_commit=Index(1)))
+    drain(core)
+    delay = core.forget_leader()
+    assert delay is not None
+    drain(core)
+    return core, delay
+
+
+def test_a_dead_leader_is_forgotten_and_the_pre_vote_waits_for_a_random_delay() -> None:
+    """After the refusal the follower trusts no leader (no lease) and campaigns after a
+    delay drawn from its RNG: a fraction of the election timeout, with sub-tick resolution,
+    different across nodes, so that followers that saw the same refusal do not collide."""
+    delays = {_follower_of_a_dead_leader(node, seed)[1] for seed, node in enumerate(THREE, 7)}
+    assert all(0 <= d < ELECTION_TICKS / 4 for d in delays)
+    assert len(delays) == 3
+    assert any(d != int(d) for d in delays)
+    core, _ = _follower_of_a_dead_leader()
+    assert (core.role, core.leader) == (Role.FOLLOWER, None)
+    assert core.forget_leader() is None  # nothing left to forget
+    core.hurry_election()
+    assert core.role is Role.PRE_CANDIDATE
+    assert {to for to, m in sent_messages(core) if isinstance(m, RequestVote)} == {N1, N2, N4, N5}
+
+
+def test_without_the_shells_call_the_timer_campaigns_just_after_the_delay() -> None:
+    core, delay = _follower_of_a_dead_leader()
+    ticks = 0
+    while core.role is Role.FOLLOWER:
+        core.tick()
+        ticks += 1
+    assert ticks <= int(delay) + 2
+
+
+def test_hurry_does_nothing_once_a_leader_is_heard_or_the_term_moved_on() -> None:
+    core, _ = _follower_of_a_dead_leader()
+    deliver(core, N4, Heartbeat(term=Term(2), leader_commit=Index(1)))  # N4 won meanwhile
+    core.hurry_election()
+    assert (core.role, core.leader, core.term) == (Role.FOLLOWER, N4, 2)
+    core, _ = _follower_of_a_dead_leader()
+    deliver(core, N4, vote(2, "1/1"))  # N4 campaigns; this node votes for it
+    drain(core)
+    core.hurry_election()
+    assert core.role is Role.FOLLOWER, "a hurried PreVote would disrupt N4's election"
+
+
+def test_in_its_first_pre_vote_round_a_pre_candidate_grants_only_larger_equal_rivals() -> None:
+    """Two followers that hurried at the same moment must not both become candidates: a
+    pre-candidate refuses a PreVote for its own next term from a smaller id with the same
+    log, and grants a larger id. In the next round it grants everyone again, so that a
+    rival it blocks but that it cannot beat is not blocked forever."""
+    core, _ = _follower_of_a_dead_leader()
+    core.hurry_election()
+    drain(core)
+    deliver(core, N1, vote(2, "1/1", pre_vote=True))
+    deliver(core, N4, vote(2, "1/1", pre_vote=True))
+    answers = {
+        to: m.granted for to, m in sent_messages(core) if isinstance(m, VoteReply) and m.pre_vote
+    }
+    assert answers == {N1: False, N4: True}
+    deliver(core, N2, vote(2, "2/1", pre_vote=True))  # a longer log: granted as always
+    assert [m.granted for m in replies_of(core, VoteReply) if isinstance(m, VoteReply)] == [True]
+    while core.role is Role.PRE_CANDIDATE and core.status().term == 1:
+        core.tick()  # the round times out; the timer starts the next one
+        drain(core)
+        if core.role is not Role.PRE_CANDIDATE:
+            break
+        deliver(core, N1, vote(2, "1/1", pre_vote=True))
+        granted = [m.granted for m in replies_of(core, VoteReply) if isinstance(m, VoteReply)]
+        if granted == [True]:
+            break
+    else:
+        pytest.fail("the pre-candidate stopped being one")
+    assert granted == [True], "the smaller rival is still refused after the first round"
+
+
+def test_a_pre_candidate_refused_by_a_voter_no_longer_holds_back_a_smaller_rival() -> None:
+    """A follower still in the dead leader's lease (it has not seen the refusal yet) refuses
+    our PreVote: this round cannot win with its vote, so when that follower campaigns in
+    turn, our smaller-id rule must not block it until our timer runs out."""
+    core, _ = _follower_of_a_dead_leader()
+    core.hurry_election()
+    drain(core)
+    deliver(core, N1, VoteReply(term=Term(1), granted=False, pre_vote=True))  # N1: in lease
+    deliver(core, N1, vote(2, "1/1", pre_vote=True))
+    answers = [m.granted for m in replies_of(core, VoteReply) if isinstance(m, VoteReply)]
+    assert answers == [True]
+
+
+def test_pre_votes_ignored_in_the_lease_are_granted_once_the_leader_is_forgotten() -> None:
+    """N4 saw the leader die first and asked for a PreVote while this node was still in the
+    leader's lease (ignored, no answer). When this node sees the refusal too, the lease is
+    over: it grants that PreVote at once instead of starting a rival round."""
+    core = make_core(N3, (N1, N2, N3, N4, N5), term=1, log="1/1", commit=1, pre_vote=True)
+    deliver(core, N5, Heartbeat(term=Term(1), leader_commit=Index(1)))
+    drain(core)
+    deliver(core, N4, vote(2, "1/1", pre_vote=True))
+    deliver(core, N2, vote(2, "0/0", pre_vote=True))  # a log behind: never granted
+    assert replies_of(core, VoteReply) == []
+    core.forget_leader()
+    assert [(to, m) for to, m in sent_messages(core) if isinstance(m, VoteReply)] == [
+        (N4, VoteReply(term=Term(2), granted=True, pre_vote=True))
+    ]
 
 
 # ---------------------------------------------------------------------------- §6.4 read index

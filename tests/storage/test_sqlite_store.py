@@ -17,6 +17,7 @@ import pytest
 from naraft.raft.types import Entry, HardState, Index, NodeId, Term
 from naraft.state.datums import Datum, DatumChanges
 from naraft.storage import (
+    ClusterIdMismatchError,
     CorruptStoreError,
     SchemaTooNewError,
     StoreError,
@@ -324,3 +325,35 @@ def test_a_full_disk_rolls_the_batch_back_and_the_same_batch_fits_once_space_ret
             assert connection.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     finally:
         subprocess.run(["umount", "-l", str(mount_point)], capture_output=True, check=False)
+
+
+def test_a_cluster_id_mismatch_names_the_data_directory_and_both_ids(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "naraft.db")
+    store.set_cluster_id("1111222233334444")
+    store.close()
+    store = open_store(tmp_path / "naraft.db")
+    with pytest.raises(ClusterIdMismatchError) as refused:
+        store.set_cluster_id("5555666677778888")
+    store.close()
+    message = str(refused.value)
+    assert f"data directory {tmp_path} " in message
+    assert "cluster 1111222233334444" in message
+    assert "cluster 5555666677778888" in message
+    assert "\n" not in message
+
+
+def test_a_store_older_than_the_cluster_identity_adopts_the_first_id(tmp_path: Path) -> None:
+    """Data directories written before cluster ids existed have no `cluster` table: the
+    first start records the id it computes, and from then on the store is checked."""
+    three_entries(tmp_path / "naraft.db")
+    with closing(sqlite3.connect(tmp_path / "naraft.db")) as connection:
+        tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master")}
+    assert "cluster" not in tables
+    store = open_store(tmp_path / "naraft.db")
+    assert store.set_cluster_id("1111222233334444") is True
+    assert len(store.load().entries) > 0
+    store.close()
+    store = open_store(tmp_path / "naraft.db")
+    with pytest.raises(ClusterIdMismatchError):
+        store.set_cluster_id("5555666677778888")
+    store.close()

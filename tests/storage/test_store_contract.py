@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from naraft.raft.types import NO_SNAPSHOT, Entry, HardState, Index, NodeId, SnapshotMeta, Term
 from naraft.state.datums import Datum, DatumChanges
 from naraft.storage import (
+    ClusterIdMismatchError,
     InvalidBatchError,
     MemoryStore,
     NodeIdMismatchError,
@@ -169,6 +170,27 @@ def test_node_id_is_recorded_by_the_first_caller_only(reopen: Reopen) -> None:
         store.set_node_id("n2")
     assert (refused.value.recorded, refused.value.given) == ("n1", "n2")
     assert reopen().load().node_id == "n1"
+
+
+def test_cluster_id_is_recorded_at_the_first_start_and_checked_at_every_later_one(
+    reopen: Reopen,
+) -> None:
+    assert reopen().set_cluster_id("c0ffee0000000001") is True
+    store = reopen()
+    store.write(WriteBatch(hard_state=HardState(term=Term(2)), entries=make_entries(1, 3)))
+    assert store.set_cluster_id("c0ffee0000000001") is False  # the same id: a no-op
+    with pytest.raises(ClusterIdMismatchError) as refused:
+        reopen().set_cluster_id("badc0de000000002")
+    assert (refused.value.recorded, refused.value.given) == (
+        "c0ffee0000000001",
+        "badc0de000000002",
+    )
+    message = str(refused.value)
+    assert "\n" not in message
+    assert "c0ffee0000000001" in message
+    assert "badc0de000000002" in message
+    assert reopen().set_cluster_id("c0ffee0000000001") is False  # the refusal changed nothing
+    assert reopen().load().hard_state.term == 2
 
 
 @pytest.mark.parametrize(

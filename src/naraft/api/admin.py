@@ -48,6 +48,9 @@ KV_BASE: Final = "/naraft/v1/kv"
 RAFT_BASE: Final = "/nacos/v1/ns/raft"
 OPENAPI_PATH: Final = "/naraft/v1/openapi.json"
 
+MAX_KV_BODY_BYTES: Final = 2 * MAX_VALUE_BYTES + 4096
+"""A kv write's body: a value and a compare-and-set `prev` at the value limit, in JSON."""
+
 
 class RaftNodeView(Protocol):
     """What these endpoints need of the node."""
@@ -131,7 +134,7 @@ async def put_kv(request: web.Request) -> web.Response:
     if isinstance(key, web.Response):
         return key
     raw = await request.read()
-    if len(raw) > MAX_VALUE_BYTES + 4096:
+    if len(raw) > MAX_KV_BODY_BYTES:
         return _error(413, f"value: larger than {MAX_VALUE_BYTES} bytes", field="value")
     try:
         body: Any = orjson.loads(raw)

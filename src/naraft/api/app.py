@@ -14,7 +14,7 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from naraft.api.admin import RAFT_BASE
+from naraft.api.admin import MAX_KV_BODY_BYTES, RAFT_BASE
 from naraft.api.context import NAMING
 from naraft.api.edge import edge_middleware, input_middleware
 from naraft.api.errors import Handler, error_middleware
@@ -23,7 +23,9 @@ from naraft.api.v1.beats import BEATS_PATH
 from naraft.api.v1.operator import SERVERS, ServerDirectory
 from naraft.naming.service import NamingService
 
-MAX_BODY_BYTES: Final = 1024 * 1024  # parameters only; Nacos clients send empty bodies
+MAX_BODY_BYTES: Final = (
+    MAX_KV_BODY_BYTES  # the kv API's largest write; Nacos clients send parameters
+)
 MAX_PARAMS: Final = 256  # query plus form; Nacos's own endpoints take fewer than 20
 SENDER_HEADER: Final = "X-Naraft-Sender"
 

@@ -14,9 +14,6 @@ switch must hold the last value acknowledged for it (unless a later request for 
 unknown outcome). `check` also holds the answers to their contract: no invalid input is
 acknowledged, no valid one refused with a 4xx, nothing answered with a 5xx other than
 503/507 (no leader, full disk) and no malformed request answered 2xx.
-
-`PENDING_FIXES` lists the kinds that crash or wedge a cluster of this build; they are off
-by default (`--nemesis-kinds all` runs them).
 """
 
 from __future__ import annotations
@@ -37,6 +34,7 @@ from typing import Any, Final
 import aiohttp
 import orjson
 
+from naraft.api.app import MAX_BODY_BYTES
 from naraft.chaos.cluster import ChaosCluster, ChaosNode
 from naraft.errors import NaraftError
 from naraft.naming.switches import Switches, switches_view, with_entry
@@ -47,7 +45,7 @@ INSTANCE_PATH: Final = "/nacos/v1/ns/instance"
 SWITCHES_PATH: Final = "/nacos/v1/ns/operator/switches"
 KEY_PREFIX: Final = "nemesis/"
 SERVICE_PREFIX: Final = "nemesis-"
-BODY_LIMIT: Final = 1 << 20  # the client body limit of naraft's HTTP edge
+BODY_LIMIT: Final = MAX_BODY_BYTES  # the client body limit of naraft's HTTP edge
 REQUEST_TIMEOUT_SECONDS: Final = 10.0
 RAW_TIMEOUT_SECONDS: Final = 5.0
 LOG_FILE: Final = "input-nemesis.log"
@@ -68,18 +66,8 @@ class ProbeKind(enum.StrEnum):
     SLOW_CLIENT = "slow-client"  # headers or body trickled, then abandoned
 
 
-PENDING_FIXES: Final = frozenset(
-    {
-        ProbeKind.SWITCH_OVERFLOW,  # an integer switch over 64 bits kills every replica
-        ProbeKind.KV_LIMIT,  # a value at the limit is refused (413) by the body limit
-        ProbeKind.MALFORMED_HTTP,  # aiohttp logs a traceback per malformed request
-    }
-)
-"""Kinds that this build cannot take yet (issue: nothing a caller sends may crash, wedge or
-fork the cluster). Empty it once the fixes are in."""
-
 ALL_KINDS: Final[tuple[ProbeKind, ...]] = tuple(ProbeKind)
-DEFAULT_KINDS: Final[tuple[ProbeKind, ...]] = tuple(k for k in ProbeKind if k not in PENDING_FIXES)
+DEFAULT_KINDS: Final = ALL_KINDS  # every kind: none may crash, wedge or fork the cluster
 RAW_KINDS: Final = frozenset({ProbeKind.MALFORMED_HTTP})
 SLOW_KINDS: Final = frozenset({ProbeKind.SLOW_CLIENT})
 WEIGHTS: Final[Mapping[ProbeKind, int]] = {
@@ -98,18 +86,14 @@ WEIGHTS: Final[Mapping[ProbeKind, int]] = {
 
 
 def parse_kinds(text: str) -> tuple[ProbeKind, ...]:
-    """`default` (every kind but PENDING_FIXES), `all`, or a comma-separated list."""
-    if text == "default":
-        return tuple(DEFAULT_KINDS)
-    if text == "all":
+    """`default` or `all` (every kind), or a comma-separated list."""
+    if text in ("default", "all"):
         return tuple(ALL_KINDS)
     return tuple(ProbeKind(part.strip()) for part in text.split(",") if part.strip())
 
 
 def kinds_text(kinds: Sequence[ProbeKind]) -> str:
     """The `--nemesis-kinds` value that names `kinds` (the inverse of `parse_kinds`)."""
-    if tuple(kinds) == DEFAULT_KINDS:
-        return "default"
     if tuple(kinds) == ALL_KINDS:
         return "all"
     return ",".join(kinds)

@@ -19,6 +19,7 @@ plus its extensions; splitting the handlers across files would scatter one state
 from __future__ import annotations
 
 import logging
+import math
 import random
 from dataclasses import dataclass
 
@@ -127,6 +128,11 @@ class RaftCore:
         self._election_elapsed = 0
         self._heartbeat_elapsed = 0
         self._election_timeout = self._draw_election_timeout()
+        self._hurry_term: Term | None = None  # forget_leader armed hurry_election here
+        self._contending = False  # in a PreVote round started by hurry_election
+        self._foreign_warned: tuple[NodeId, Term] | None = None  # last foreign-append warning
+        # PreVotes ignored only because of the current leader's lease, answered if it dies
+        self._ignored_pre_votes: dict[NodeId, RequestVote] = {}
         self._votes: dict[NodeId, bool] = {}
         self._progress: dict[NodeId, Progress] = {}
         self._broadcast_pending = False
@@ -220,6 +226,7 @@ class RaftCore:
 
     def tick(self) -> None:
         """One unit of logical time (the seed's 500 ms task, shortened by config)."""
+        self._contending = False  # only near-simultaneous rivals need the tie-break
         if self._role is Role.LEADER:
             self._tick_leader()
         else:
@@ -232,14 +239,48 @@ class RaftCore:
         if self._role is not Role.LEADER:
             self._become_candidate()
 
-    def forget_leader(self) -> None:
+    def forget_leader(self) -> float | None:
         """The shell saw the leader's port refuse connections: stop trusting its lease and
-        start a PreVote at the next tick instead of waiting out the election timer."""
-        if self._role is Role.FOLLOWER and self._leader is not None:
-            self._logger.info("%s forgets leader %s at term %d", self._id, self._leader, self._term)
-            self._leader = None
-            self._role_change = RoleChange(role=self._role, term=self._term, leader=None)
-            self._election_elapsed = max(self._election_elapsed, self._election_timeout - 1)
+        campaign soon instead of waiting out the election timer.
+
+        Every follower sees the refusal at about the same instant, so campaigning at once
+        splits the vote, round after round. Returns a random delay in ticks (with sub-tick
+        resolution, from the injected RNG) after which the shell calls `hurry_election`;
+        without that call the timer starts the PreVote within one tick after the delay.
+        None if there was no leader to forget.
+        """
+        if self._role is not Role.FOLLOWER or self._leader is None:
+            return None
+        self._logger.info("%s forgets leader %s at term %d", self._id, self._leader, self._term)
+        self._leader = None
+        self._role_change = RoleChange(role=self._role, term=self._term, leader=None)
+        self._grant_pre_votes_ignored_in_lease()
+        delay = self._draw_refusal_delay()
+        self._hurry_term = self._term
+        remaining = max(1, math.ceil(delay) + 1)
+        if self._election_timeout - self._election_elapsed > remaining:
+            self._election_elapsed = self._election_timeout - remaining
+        return delay
+
+    def _grant_pre_votes_ignored_in_lease(self) -> None:
+        """A peer that saw the leader die first asked for PreVotes while this node still
+        trusted the leader, and got no answer (a lease ignores them). The lease is over
+        now: grant what would be granted, so that peer wins at once instead of both
+        campaigning against each other after its round times out."""
+        ignored, self._ignored_pre_votes = self._ignored_pre_votes, {}
+        for sender, request in ignored.items():
+            if request.term > self._term and self._is_up_to_date(
+                request.last_log_index, request.last_log_term
+            ):
+                self._send(sender, VoteReply(term=request.term, granted=True, pre_vote=True))
+
+    def hurry_election(self) -> None:
+        """The delay returned by `forget_leader` has passed: start the PreVote now, unless
+        this node has since heard of a leader, moved to another term or campaigned."""
+        if self._hurry_term == self._term and self._role is Role.FOLLOWER and self._leader is None:
+            self._start_election()
+            self._contending = self._config.pre_vote and bool(self._peers)
+        self._hurry_term = None
 
     def propose(self, command: bytes) -> Index:
         """Append `command` to the log. Returns its index; it is committed later, or never."""
@@ -406,6 +447,24 @@ class RaftCore:
         """Only entries of the current term commit by counting replicas (Raft §5.4.2)."""
         return self._log.term_at(index) == self._term
 
+    def _outranks(self, sender: NodeId, message: RequestVote) -> bool:
+        """Two followers that saw the dead leader at once may still ask for PreVotes at the
+        same moment; if each granted the other, both would become candidates and split the
+        vote. In the first PreVote round after `hurry_election`, a pre-candidate refuses a
+        rival for the same term with exactly its own log and a smaller id, so only the
+        larger id is granted by both. Only until the next tick (a rival that asks later
+        did not ask at the same moment), only while this round can still win (no voter
+        refused it), and never in a later round: otherwise every rival is granted as before,
+        so that a voter still in the dead leader's lease cannot leave both stuck."""
+        return (
+            self._contending
+            and self._role is Role.PRE_CANDIDATE
+            and message.term == self._term + 1
+            and message.last_log_index == self._log.last_index
+            and message.last_log_term == self._log.last_term
+            and sender < self._id
+        )
+
     def _counts_vote(self, reply: VoteReply) -> bool:
         """A vote counts only for the election it answers."""
         if reply.pre_vote:
@@ -419,6 +478,8 @@ class RaftCore:
         if isinstance(message, RequestVote):
             if self._in_lease():
                 self._logger.debug("%s ignores vote from %s: leader lease", self._id, sender)
+                if message.pre_vote:
+                    self._ignored_pre_votes[sender] = message
                 return False
             if message.pre_vote:
                 return True  # a PreVote changes nobody's term
@@ -458,6 +519,13 @@ class RaftCore:
         ticks = self._config.election_ticks
         return self._rng.randrange(ticks, 2 * ticks)
 
+    def _draw_refusal_delay(self) -> float:
+        """How long a follower that saw its leader die waits before campaigning, in ticks:
+        uniform over a quarter of an election timeout (250 ms by default), so that two
+        followers that saw the same refusal start their PreVotes a round trip apart far
+        more often than not, while a failover stays well under a second."""
+        return self._rng.uniform(0.0, self._config.election_ticks / 4)
+
     def _reset_timers(self) -> None:
         self._election_elapsed = 0
         self._heartbeat_elapsed = 0
@@ -477,6 +545,7 @@ class RaftCore:
         if term_changed:
             self._term = term
             self._voted_for = None
+            self._ignored_pre_votes.clear()
         was_leader = self._role is Role.LEADER
         self._set_role(Role.FOLLOWER, leader, force=term_changed)
         self._reset_timers()
@@ -487,6 +556,8 @@ class RaftCore:
         self._broadcast_pending = False
 
     def _start_election(self) -> None:
+        self._hurry_term = None
+        self._contending = False
         if self._config.pre_vote and self._peers:
             self._become_pre_candidate()
         else:
@@ -547,7 +618,9 @@ class RaftCore:
     def _on_request_vote(self, sender: NodeId, message: RequestVote) -> None:
         up_to_date = self._is_up_to_date(message.last_log_index, message.last_log_term)
         if message.pre_vote:
-            granted = message.term > self._term and up_to_date
+            granted = (
+                message.term > self._term and up_to_date and not self._outranks(sender, message)
+            )
             term = message.term if granted else self._term
             self._send(sender, VoteReply(term=term, granted=granted, pre_vote=True))
             return
@@ -567,6 +640,10 @@ class RaftCore:
         self._send(sender, VoteReply(term=self._term, granted=granted))
 
     def _on_vote_reply(self, sender: NodeId, message: VoteReply) -> None:
+        if message.pre_vote and not message.granted and self._role is Role.PRE_CANDIDATE:
+            # Refused (a voter still in the dead leader's lease, or with a longer log): this
+            # round may not win, so it must not hold back a rival that can (see _outranks).
+            self._contending = False
         if not self._counts_vote(message):
             return
         self._votes[sender] = message.granted
@@ -576,6 +653,7 @@ class RaftCore:
 
     def _hear_from_leader(self, sender: NodeId) -> None:
         self._election_elapsed = 0
+        self._ignored_pre_votes.clear()  # the lease holds: those PreVotes were disruptive
         if self._role is not Role.FOLLOWER or self._leader != sender:
             self._set_role(Role.FOLLOWER, sender)
             self._votes.clear()
@@ -586,8 +664,7 @@ class RaftCore:
         self._hear_from_leader(sender)
         prev = message.prev_log_index
         if prev < self._commit:
-            # Everything through our commit index already matches the leader.
-            self._send(sender, AppendReply(term=self._term, success=True, match_index=self._commit))
+            self._on_append_below_commit(sender, message)
             return
         if not self._log.matches(prev, message.prev_log_term):
             self._reject_append(sender, prev)
@@ -606,6 +683,49 @@ class RaftCore:
         last_new = Index(prev + len(message.entries))
         self._advance_commit_to(min(message.leader_commit, last_new))
         self._send(sender, AppendReply(term=self._term, success=True, match_index=last_new))
+
+    def _on_append_below_commit(self, sender: NodeId, message: AppendEntries) -> None:
+        """An append that starts inside our committed prefix (a late or repeated one).
+
+        The reply claims only what this message proves we share with the leader: through
+        `prev + len(entries)`, never past our commit index. A message whose terms contradict
+        our committed entries comes from another cluster's log (a node started on a foreign
+        data directory, or a replay): it is dropped, so that the leader never counts us for
+        entries we do not hold.
+        """
+        prev = message.prev_log_index
+        if not self._agrees_with_committed(prev, message.prev_log_term, message.entries):
+            self._warn_foreign(sender, "an append")
+            return
+        proved = Index(min(self._commit, prev + len(message.entries)))
+        self._send(sender, AppendReply(term=self._term, success=True, match_index=proved))
+
+    def _warn_foreign(self, sender: NodeId, what: str) -> None:
+        """Once per leader and term at WARNING: the leader probes again at every beat."""
+        first = self._foreign_warned != (sender, self._term)
+        self._foreign_warned = (sender, self._term)
+        self._logger.log(
+            logging.WARNING if first else logging.DEBUG,
+            "%s dropped %s from %s that contradicts its committed log at term %d"
+            " (another cluster's data?)",
+            self._id,
+            what,
+            sender,
+            self._term,
+        )
+
+    def _agrees_with_committed(
+        self, prev: Index, prev_term: Term, entries: tuple[Entry, ...]
+    ) -> bool:
+        """Every position of the message at or below our commit index that we still hold
+        carries the term we committed there (compacted positions cannot be checked)."""
+        positions = [(prev, prev_term), *((entry.index, entry.term) for entry in entries)]
+        for index, term in positions:
+            if index > self._commit or index <= self._log.snapshot.index:
+                continue
+            if self._log.term_at(index) != term:
+                return False
+        return True
 
     def _reject_append(self, sender: NodeId, prev: Index) -> None:
         if prev > self._log.last_index:
@@ -653,7 +773,14 @@ class RaftCore:
             raise InvariantError(f"two leaders at term {self._term}: {self._id} and {sender}")
         self._hear_from_leader(sender)
         if message.index <= self._commit:
-            self._send(sender, AppendReply(term=self._term, success=True, match_index=self._commit))
+            # We hold the committed prefix through the snapshot's index; that is all the
+            # message proves (our own commit may belong to a longer, or foreign, log).
+            if not self._agrees_with_committed(message.index, message.snapshot_term, ()):
+                self._warn_foreign(sender, "a snapshot")
+                return
+            self._send(
+                sender, AppendReply(term=self._term, success=True, match_index=message.index)
+            )
             return
         wanted = SnapshotMeta(index=message.index, term=message.snapshot_term)
         if self._fetching != wanted:
@@ -749,6 +876,7 @@ class RaftCore:
             return False
         commit = self._commit
         pr.sent_commit = max(pr.sent_commit, min(commit, Index(prev + len(entries))))
+        pr.highest_sent = max(pr.highest_sent, Index(prev + len(entries)))
         self._send(
             peer,
             AppendEntries(
@@ -773,9 +901,12 @@ class RaftCore:
         pr = self._progress[sender]
         pr.recent_active = True
         if message.success:
-            if message.match_index > pr.match_index:
-                pr.match_index = message.match_index
-                pr.free_inflight_through(message.match_index)
+            # A success claims only what we sent this follower in this term; a larger claim
+            # (a buggy or foreign node) must never count towards a commit.
+            claimed = min(message.match_index, pr.highest_sent)
+            if claimed > pr.match_index:
+                pr.match_index = claimed
+                pr.free_inflight_through(claimed)
                 if pr.state is not ProgressState.REPLICATE:
                     pr.become_replicate()
                 self._maybe_commit()

@@ -30,6 +30,9 @@ class Progress:
         self.pending_snapshot = Index(0)  # SNAPSHOT: the index the follower is fetching
         self.recent_active = False  # heard from since the last CheckQuorum round
         self.sent_commit = Index(0)  # highest commit index sent to it
+        # The last index any append or snapshot sent to it in this term reached: the most a
+        # success reply can truthfully claim.
+        self.highest_sent = Index(0)
         self.match_at_last_beat = Index(0)  # match index when the previous beat was answered
         self._inflight: deque[tuple[Index, int]] = deque()  # (last index, bytes) per append
         self._inflight_bytes = 0
@@ -65,6 +68,7 @@ class Progress:
     def become_snapshot(self, index: Index) -> None:
         self.state = ProgressState.SNAPSHOT
         self.pending_snapshot = index
+        self.highest_sent = max(self.highest_sent, index)
         self.probe_sent = False
         self._reset_inflight()
 

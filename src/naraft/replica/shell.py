@@ -331,9 +331,20 @@ class Replica:
         return float("inf") if heard is None else self._loop.time() - heard
 
     def forget_leader(self) -> None:
-        """The leader is known gone (its port refuses connections): stop waiting for it and
-        let the election start now rather than after the election timeout."""
-        self._inbox.put_nowait(_Call(RaftCore.forget_leader))
+        """The leader's port refused a connection: its process is gone. The core forgets it
+        and draws a random delay (every follower saw the same refusal at the same instant:
+        campaigning at once splits the vote); the PreVote starts when that delay has passed,
+        with sub-tick resolution, not at the next tick."""
+        self._inbox.put_nowait(_Call(self._forget_leader))
+
+    def _forget_leader(self, core: RaftCore) -> None:
+        delay_ticks = core.forget_leader()
+        if delay_ticks is not None:
+            self._loop.call_later(
+                delay_ticks * self._timings.tick_seconds,
+                self._inbox.put_nowait,
+                _Call(RaftCore.hurry_election),
+            )
 
     def campaign(self) -> None:
         """Start an election now (leadership transfer, tests)."""

@@ -75,6 +75,10 @@ class FaultProfile:
     client_rate: float = 0.5  # chance per tick that an idle client starts an operation
     keys: int = 3
     compact_every_entries: int = 0  # 0: never compact
+    # followers whose leader crashed see its port refuse: each forgets it and campaigns
+    # after the core's random delay (the shell's refusal check); off keeps old seeds' runs
+    detect_refusal: bool = False
+    refusal_spread_ticks: float = 0.0  # each follower sees the refusal up to this much later
     max_entries_per_append: int = 8  # 1 splits every append: old-term entries travel alone
 
 
@@ -205,6 +209,13 @@ class SimCluster:
             elif kind == "restart":
                 assert isinstance(payload, str)
                 self.restart(NodeId(payload))
+            elif kind == "forget":
+                assert isinstance(payload, str)
+                self.forget_dead_leader(NodeId(payload))
+            elif kind == "hurry":
+                assert isinstance(payload, tuple)
+                node_id, boot = payload
+                self._on_hurry(NodeId(node_id), boot)
             elif kind == "heal":
                 if chaos:
                     self._blocked.clear()
@@ -266,6 +277,15 @@ class SimCluster:
         node.core = None
         node.machine = node.handler = None
         node.store.crash()
+        if self.faults.detect_refusal:
+            for other in self.nodes.values():
+                if other.up and other.core is not None and other.core.leader == node_id:
+                    # The next message to the dead leader is refused: at the same instant
+                    # for every follower (the case that split votes round after round),
+                    # once what the leader sent before dying has arrived.
+                    spread = self.faults.refusal_spread_ticks
+                    later = self.rng.uniform(0.0, spread) if spread > 0 else 0.0
+                    self._schedule(self.faults.max_delay_ticks + later, "forget", other.id)
         self.monitor.on_crash(node_id)
         for client, op in self._clients.items():
             if op is not None and op.node == node_id:
@@ -295,6 +315,25 @@ class SimCluster:
             self._log(f"campaign {node_id}")
             node.core.campaign()
             self._drive(node)
+
+    def forget_dead_leader(self, node_id: NodeId) -> None:
+        """Targeted: `node_id` saw its leader's port refuse a connection (the shell's
+        refusal check). As the shell does, campaign after the delay the core draws."""
+        node = self.nodes[node_id]
+        if not node.up or node.core is None:
+            return
+        delay = node.core.forget_leader()
+        self._drive(node)
+        if delay is not None:
+            self._log(f"{node_id} forgets its dead leader, campaigns in {delay:.3f} ticks")
+            self._schedule(delay, "hurry", (node_id, node.boots))
+
+    def _on_hurry(self, node_id: NodeId, boot: int) -> None:
+        node = self.nodes[node_id]
+        if not node.up or node.core is None or boot != node.boots:
+            return
+        node.core.hurry_election()
+        self._drive(node)
 
     def heal_network(self) -> None:
         self._log("heal")

@@ -8,6 +8,7 @@ imports only `naraft.raft.types` and `naraft.state` (the layers below it).
 from __future__ import annotations
 
 from naraft.storage.base import (
+    ClusterIdMismatchError,
     CorruptStoreError,
     InvalidBatchError,
     NodeIdMismatchError,
@@ -22,6 +23,7 @@ from naraft.storage.memory import MemoryStore
 from naraft.storage.sqlite import SqliteStore, open_store
 
 __all__ = [
+    "ClusterIdMismatchError",
     "CorruptStoreError",
     "InvalidBatchError",
     "MemoryStore",

@@ -71,6 +71,21 @@ class NodeIdMismatchError(StoreError):
         super().__init__(path, f"belongs to node {recorded!r}, not {given!r}")
 
 
+class ClusterIdMismatchError(StoreError):
+    """The data directory was bootstrapped by another cluster (or another incarnation of this
+    one): `recorded` is the cluster id stored there, `given` the one this node computed."""
+
+    def __init__(self, path: str, *, data_dir: str, recorded: str, given: str) -> None:
+        self.recorded = recorded
+        self.given = given
+        super().__init__(
+            path,
+            f"data directory {data_dir} belongs to cluster {recorded}, but this node's"
+            f" --cluster-token and members give cluster {given}: refusing to start on"
+            " another cluster's data",
+        )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WriteBatch:
     """Everything one `Ready` asks to persist; `Store.write` applies it in ONE durable step.
@@ -148,6 +163,14 @@ class Store(Protocol):
         """Record `node_id` durably if none is recorded; a no-op if it is the recorded one.
 
         Raises `NodeIdMismatchError` if another id is recorded.
+        """
+        ...
+
+    def set_cluster_id(self, cluster_id: str) -> bool:
+        """Record `cluster_id` durably if none is recorded (True), or check that it is the
+        recorded one (False).
+
+        Raises `ClusterIdMismatchError` if another cluster's id is recorded.
         """
         ...
 

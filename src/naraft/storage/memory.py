@@ -13,6 +13,7 @@ from __future__ import annotations
 from naraft.raft.types import NO_SNAPSHOT, Entry, HardState, Index
 from naraft.state.datums import Datum
 from naraft.storage.base import (
+    ClusterIdMismatchError,
     LogBounds,
     NodeIdMismatchError,
     StoredState,
@@ -86,6 +87,7 @@ class MemoryStore:
         self._current = self._durable  # what load() sees: durable plus pending writes
         self._pending: list[WriteBatch] = []  # writes since the last sync; empty if sync_writes
         self._node_id: str | None = None  # durable at once
+        self._cluster_id: str | None = None  # durable at once
         self._is_closed = False
 
     @property
@@ -143,6 +145,7 @@ class MemoryStore:
         store._current = store._durable if not self._pending else self._current.copy()
         store._pending = list(self._pending)
         store._node_id = self._node_id
+        store._cluster_id = self._cluster_id
         store._is_closed = self._is_closed
         return store
 
@@ -153,6 +156,18 @@ class MemoryStore:
             self._node_id = node_id
         elif self._node_id != node_id:
             raise NodeIdMismatchError(self._name, recorded=self._node_id, given=node_id)
+
+    def set_cluster_id(self, cluster_id: str) -> bool:
+        """Record `cluster_id` (durable at once) on first use; see `Store.set_cluster_id`."""
+        self._check_open()
+        if self._cluster_id is None:
+            self._cluster_id = cluster_id
+            return True
+        if self._cluster_id != cluster_id:
+            raise ClusterIdMismatchError(
+                self._name, data_dir=self._name, recorded=self._cluster_id, given=cluster_id
+            )
+        return False
 
     def close(self) -> None:
         """Refuse further calls until `crash()` reboots the store. Closing twice is allowed."""

@@ -58,6 +58,14 @@ CREATE_STATEMENTS: Final[tuple[str, ...]] = (
     "INSERT INTO applied (id, idx) VALUES (0, 0)",
 )
 
+CLUSTER_TABLE: Final = """CREATE TABLE IF NOT EXISTS cluster (
+    id INTEGER PRIMARY KEY CHECK (id = 0),
+    cluster_id TEXT NOT NULL
+)"""
+"""The cluster identity (one row, written once, at the first start). Created on first use
+rather than by a schema version: a build that predates it ignores the table, and a store
+that predates it simply has no identity until its node records one."""
+
 MIGRATIONS: Final[Mapping[int, tuple[str, ...]]] = {}
 """`MIGRATIONS[v]` turns a version-v database into a version-(v + 1) one."""
 

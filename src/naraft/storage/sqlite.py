@@ -31,6 +31,7 @@ from naraft.raft.types import Entry, HardState, Index, NodeId, SnapshotMeta, Ter
 from naraft.state.datums import Datum
 from naraft.storage.base import (
     EMPTY_LOG,
+    ClusterIdMismatchError,
     CorruptStoreError,
     LogBounds,
     NodeIdMismatchError,
@@ -40,7 +41,7 @@ from naraft.storage.base import (
     WriteBatch,
     bounds_after,
 )
-from naraft.storage.schema import ensure_schema, entry_checksum
+from naraft.storage.schema import CLUSTER_TABLE, ensure_schema, entry_checksum
 
 _UPDATE_HARD_STATE: Final = (
     "UPDATE hard_state SET term = ?, voted_for = ?, commit_index = ? WHERE id = 0"
@@ -208,6 +209,34 @@ class SqliteStore:
                 return
         if recorded != node_id:
             raise NodeIdMismatchError(self._name, recorded=str(recorded), given=node_id)
+
+    def set_cluster_id(self, cluster_id: str) -> bool:
+        """Record `cluster_id` durably on first use; see `Store.set_cluster_id`."""
+        connection = self._open_connection()
+        with self._sqlite_errors("record the cluster id"):
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                connection.execute(CLUSTER_TABLE)
+                rows = connection.execute("SELECT cluster_id FROM cluster WHERE id = 0").fetchall()
+                if not rows:
+                    connection.execute(
+                        "INSERT INTO cluster (id, cluster_id) VALUES (0, ?)", (cluster_id,)
+                    )
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.rollback()
+                raise
+        if not rows:
+            return True
+        recorded = rows[0][0]
+        if recorded != cluster_id:
+            raise ClusterIdMismatchError(
+                self._name,
+                data_dir=str(self._path.parent),
+                recorded=str(recorded),
+                given=cluster_id,
+            )
+        return False
 
     def close(self) -> None:
         """Close the connection (SQLite checkpoints the WAL). Closing twice is allowed."""
