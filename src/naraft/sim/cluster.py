@@ -377,11 +377,7 @@ class SimCluster:
                 return
             for envelope in ready.messages:
                 self._send(envelope)
-            if (
-                self.faults.crash_after_vote_rate
-                and self._voted(ready)
-                and self.rng.random() < self.faults.crash_after_vote_rate
-            ):
+            if self._voted(ready) and self.rng.random() < self.faults.crash_after_vote_rate:
                 # Targeted: forget everything not durable right after a vote left.
                 self.crash(node.id)
                 self._schedule(
