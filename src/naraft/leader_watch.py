@@ -16,7 +16,7 @@ import contextlib
 import logging
 
 from naraft.config import Timers, parse_address
-from naraft.raft import NodeId, RaftCore, Role
+from naraft.raft import NodeId, Role
 from naraft.replica import Replica
 
 logger = logging.getLogger(__name__)
@@ -66,20 +66,7 @@ class LeaderWatch:
         return False
 
     def _leader_gone(self, leader: NodeId) -> None:
-        """The core forgets the leader and draws a random delay (every follower saw the
-        same refusal at the same instant: campaigning at once splits the vote); the PreVote
-        starts when that delay has passed, with sub-tick resolution, not at the next tick."""
+        """The replica forgets the leader; its core draws the random delay after which the
+        PreVote starts (`Replica.forget_leader`)."""
         logger.info("leader %s refuses connections: starting an election soon", leader)
-        loop = asyncio.get_running_loop()
-        tick_seconds = self._timers.tick_seconds
-
-        def forget(core: RaftCore) -> None:
-            delay_ticks = core.forget_leader()
-            if delay_ticks is not None:
-                loop.call_later(delay_ticks * tick_seconds, self._replica.call, _hurry_election)
-
-        self._replica.call(forget)
-
-
-def _hurry_election(core: RaftCore) -> None:
-    core.hurry_election()
+        self._replica.forget_leader()

@@ -408,7 +408,14 @@ class ClusterEnv:
                 self._handle_ready(node, core.ready())
 
     def _handle_ready(self, node: NodeId, ready: Ready) -> None:
-        """Persist, then send, then apply, then advance (docs/conventions.md#the-ready-contract)."""
+        """Persist, then send, then apply, then advance (docs/conventions.md#the-ready-contract).
+
+        This loop stays pure-core on purpose rather than driving the shell's `ReadyHandler`:
+        the scenario files pin what the core itself hands out, Ready by Ready, and a restart
+        here reads exactly every hard state and entry the core asked for. Through the
+        handler a commit-only Ready would be deferred, so a scenario's restart would depend
+        on the shell's idle flush; the shell's rules are covered by the simulator (which
+        drives the handler) and tests/replica."""
         core = self._cores[node]
         self._disks[node].save(ready.hard_state, ready.entries)
         for envelope in ready.messages:

@@ -1,7 +1,8 @@
-"""The simulator must catch known Raft bugs when they are planted in the core.
+"""The simulator must catch known Raft bugs when they are planted in the core or the shell.
 
-Each test replaces one of the core's small decision methods with a broken version and
-searches seeds (deterministically, from 0 up) until the simulator reports a violation.
+Each test replaces one of the core's (or the shell's `ReadyHandler`'s) small decision
+methods with a broken version and searches seeds (deterministically, from 0 up) until the
+simulator reports a violation.
 A simulator that cannot find these proves little when it passes (docs/conventions.md#tests).
 """
 
@@ -12,7 +13,9 @@ from collections.abc import Callable
 import pytest
 
 from naraft.raft import HardState, Index, RaftCore, Term
+from naraft.replica.handler import ReadyHandler
 from naraft.sim import SafetyViolationError, run_seed
+from naraft.storage.base import WriteBatch
 
 MAX_SEEDS = 3000
 
@@ -58,3 +61,19 @@ def test_simulator_catches_planted_bug(
     assert found is not None, f"no violation in {MAX_SEEDS} hunt seeds with {method} broken"
     seed, violation = found
     print(f"planted {method}: caught at hunt seed {seed}: {violation}")  # noqa: T201
+
+
+def _applied_without_its_commit(_handler: ReadyHandler, batch: WriteBatch) -> WriteBatch:
+    """The shell writes the applied state without the deferred commit index covering it."""
+    return batch
+
+
+def test_simulator_catches_planted_shell_bug(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The simulator drives the production Ready handler: a shell that stores an applied
+    index past its stored commit index is caught (the node cannot restart from its store)."""
+    monkeypatch.setattr(ReadyHandler, "_with_commit", _applied_without_its_commit)
+    found = _first_failing_seed(ticks=150)
+    assert found is not None, f"no violation in {MAX_SEEDS} hunt seeds with the shell broken"
+    seed, violation = found
+    assert "cannot restart from its store" in violation
+    print(f"planted shell bug: caught at hunt seed {seed}: {violation}")  # noqa: T201

@@ -162,7 +162,7 @@ class DigestSync:
     def request_catch_up(self, wanted: SnapshotMeta, leader: NodeId | None) -> None:
         """The core wants the leader's state past `wanted` (the replica's hook)."""
         if leader is None:
-            self._replica.call(lambda core: core.snapshot_failed())
+            self._replica.snapshot_failed()
             return
         self._want(_Request(SyncMode.CATCH_UP, leader, wanted))
 
@@ -242,7 +242,7 @@ class DigestSync:
         await asyncio.sleep(self._settings.retry_seconds)
         if request.mode is SyncMode.CATCH_UP:
             # The core forgets the fetch; the leader's next beat asks again (maybe someone new).
-            self._replica.call(lambda core: core.snapshot_failed())
+            self._replica.snapshot_failed()
         elif self._wanted is None and request.attempt < self._settings.max_repair_attempts:
             leader = self._replica.leader or request.leader
             self._want(_Request(SyncMode.REPAIR, leader, attempt=request.attempt + 1))
@@ -392,9 +392,8 @@ class DigestSync:
         target.update(puts)
         scratch = DatumTable(target)
         machine = self._make_machine(scratch)
-        log = core.log
-        for index in range(point.index + 1, applied + 1):
-            machine.apply(log[index - core.snapshot.index - 1])
+        for entry in core.log_view.slice(Index(point.index + 1), Index(applied + 1)):
+            machine.apply(entry)
         repaired = dict(scratch.items())
         deleted = [key for key, _datum in live.items() if key not in repaired]
         for key, datum in repaired.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from naraft.raft.config import RaftConfig
 from naraft.raft.core import PeerStatus, RaftCore, Status
 from naraft.raft.errors import InvariantError, NotLeaderError, RaftError
+from naraft.raft.log import LogView
 from naraft.raft.messages import (
     AppendEntries,
     AppendReply,
@@ -32,6 +33,7 @@ __all__ = [
     "Index",
     "InstallSnapshot",
     "InvariantError",
+    "LogView",
     "Message",
     "NodeId",
     "NotLeaderError",

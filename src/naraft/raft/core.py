@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from naraft.raft import quorum
 from naraft.raft.config import RaftConfig
 from naraft.raft.errors import InvariantError, NotLeaderError
-from naraft.raft.log import RaftLog
+from naraft.raft.log import LogView, RaftLog
 from naraft.raft.messages import (
     AppendEntries,
     AppendReply,
@@ -183,6 +183,11 @@ class RaftCore:
     def log(self) -> tuple[Entry, ...]:
         """The entries after the snapshot boundary (a copy)."""
         return self._log.entries()
+
+    @property
+    def log_view(self) -> LogView:
+        """A read-only view of the log (bounds, terms, slices) for code outside the core."""
+        return LogView(self._log)
 
     @property
     def snapshot(self) -> SnapshotMeta:
@@ -387,15 +392,20 @@ class RaftCore:
         if self._role is Role.LEADER:
             self._flush_broadcast()
         hard_state = self._hard_state()
+        entries = self._log.slice(self._unstable_from, Index(self._log.last_index + 1))
+        before = self._persisted_hard_state
         ready = Ready(
-            hard_state=hard_state if hard_state != self._persisted_hard_state else None,
-            entries=self._log.slice(self._unstable_from, Index(self._log.last_index + 1)),
+            hard_state=hard_state if hard_state != before else None,
+            entries=entries,
             messages=tuple(self._messages),
             committed=self._log.slice(Index(self._applied + 1), Index(self._commit + 1)),
             role_change=self._role_change,
             read_states=tuple(self._read_states),
             snapshot_to_fetch=self._snapshot_to_fetch,
             dropped_reads=tuple(self._dropped_reads),
+            must_sync=bool(entries)
+            or hard_state.term != before.term
+            or hard_state.voted_for != before.voted_for,
         )
         self._messages.clear()
         self._read_states.clear()

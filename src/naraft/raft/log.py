@@ -129,3 +129,29 @@ class RaftLog:
 
     def entries(self) -> tuple[Entry, ...]:
         return tuple(self._entries)
+
+
+class LogView:
+    """A read-only view of a node's log, for code outside the core (digest repair): the
+    bounds, the term at an index and a slice, never the list itself nor index arithmetic."""
+
+    __slots__ = ("_log",)
+
+    def __init__(self, log: RaftLog) -> None:
+        self._log = log
+
+    @property
+    def first_index(self) -> Index:
+        """The first index held as an entry (past `last_index` when the log is empty)."""
+        return self._log.first_index
+
+    @property
+    def last_index(self) -> Index:
+        return self._log.last_index
+
+    def term_at(self, index: Index) -> Term | None:
+        return self._log.term_at(index)
+
+    def slice(self, start: Index, end: Index) -> tuple[Entry, ...]:
+        """The entries [start, end) this node still holds (clamped to the log)."""
+        return self._log.slice(start, end)

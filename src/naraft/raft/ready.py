@@ -27,9 +27,13 @@ class ReadState:
 class Ready:
     """Work for the shell, to be done in field order, then acknowledged with `advance`.
 
-    1. Persist `hard_state` (if set) and `entries` in one durable write. An entry at
-       index i replaces every stored entry at index >= i.
-    2. Send `messages`: only after step 1 is durable.
+    1. Persist `entries` and `hard_state` (if set). An entry at index i replaces every
+       stored entry at index >= i. When `must_sync` is true (new entries, or a new term or
+       vote) the write must be durable before step 2. When it is false the Ready only
+       moves the commit index: a crash that loses it is harmless (the commit index is
+       re-learned from the leader), so the shell may defer writing it, provided it never
+       stores an applied index past the commit index it stored.
+    2. Send `messages`: only after step 1's durable part is durable.
     3. Apply `committed` to the state machine, in order; answer `read_states` whose
        index is applied.
     4. Call `RaftCore.advance(ready)`.
@@ -46,3 +50,4 @@ class Ready:
     read_states: tuple[ReadState, ...] = ()
     snapshot_to_fetch: SnapshotMeta | None = None
     dropped_reads: tuple[int, ...] = ()
+    must_sync: bool = False

@@ -1,9 +1,13 @@
 """SimCluster: Raft cores, their stores and a faulty network, one event at a time.
 
 Everything random comes from one `random.Random(seed)`: the same seed gives the same
-history, event for event. The cluster drives each core exactly as the real shell does
-(persist -> send -> apply -> advance) against a `MemoryStore`, so a crash loses exactly
-what the node had not made durable, and a restart rebuilds the node from its store only.
+history, event for event. Each node is the production pair: a `RaftCore` and the shell's
+`ReadyHandler` (`naraft.replica.handler`) over the real `NodeStateMachine` (kv and naming),
+writing to a `MemoryStore`. The cluster carries out the handler's decisions as `Replica`
+does (write, send, apply, advance, the idle flush), so the shell's durability rules (the
+deferred commit index, "stored applied never passes stored commit") are under every seed; a
+crash loses exactly what the node had not made durable, and a restart rebuilds the node
+from its store only.
 
 Faults: message loss, delay (which reorders), duplication, partitions, crashes (including
 a crash between persisting a Ready and sending its messages) and restarts. Clients write
@@ -18,12 +22,15 @@ import heapq
 import logging
 import random
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+from naraft.machine import NodeStateMachine
+from naraft.naming.state import NamingState
 from naraft.raft import (
     Entry,
     Envelope,
     Index,
+    InvariantError,
     NodeId,
     NotLeaderError,
     RaftConfig,
@@ -34,8 +41,10 @@ from naraft.raft import (
     Term,
     VoteReply,
 )
+from naraft.replica.handler import ReadyHandler
 from naraft.sim.invariants import SafetyMonitor, SafetyViolationError
-from naraft.state.datums import Datum, DatumChanges
+from naraft.state.datums import DatumTable
+from naraft.state.kv import KvPut, PutValue, encode_kv, read_value
 from naraft.storage.base import WriteBatch
 from naraft.storage.memory import MemoryStore
 
@@ -43,6 +52,8 @@ logger = logging.getLogger(__name__)
 
 _SILENT = logging.getLogger("naraft.sim.core")
 _SILENT.setLevel(logging.WARNING)
+# The production shell flushes the deferred commit index after 1 s idle; a tick is 0.1 s there.
+IDLE_FLUSH_TICKS = 10.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,7 +87,8 @@ class _Node:
     id: NodeId
     store: MemoryStore
     core: RaftCore | None = None
-    kv: dict[str, str] = field(default_factory=dict)
+    machine: NodeStateMachine | None = None
+    handler: ReadyHandler | None = None
     applied: int = 0
     up: bool = True
     boots: int = 0  # each boot starts its own tick chain; older chains' ticks are ignored
@@ -173,8 +185,9 @@ class SimCluster:
         self.crash_mid_ready_rate = 0.0
         self.heal_all()
         self.run_until(self.now + 20 * self._election_ticks(), chaos=False)
-        self.finish_clients()
+        self._clients_done = True  # no new operation; those in flight may still finish
         self.run_until(self.now + 5 * self._election_ticks(), chaos=False)
+        self.finish_clients()
         self.monitor.check_converged(self._live_views())
 
     def run_until(self, end: float, *, chaos: bool) -> None:
@@ -225,18 +238,32 @@ class SimCluster:
     def _boot(self, node_id: NodeId) -> None:
         node = self.nodes[node_id]
         stored = node.store.load()
-        core = RaftCore(
-            self._config_for[node_id],
-            rng=random.Random(self.rng.getrandbits(64)),
+        try:
+            core = RaftCore(
+                self._config_for[node_id],
+                rng=random.Random(self.rng.getrandbits(64)),
+                hard_state=stored.hard_state,
+                log=stored.entries,
+                snapshot=stored.snapshot,
+                applied=stored.applied_index,
+                logger=_SILENT,
+            )
+        except InvariantError as error:
+            raise SafetyViolationError(
+                f"{node_id} cannot restart from its store: {error}"
+            ) from None
+        datums = DatumTable(stored.datums)
+        node.machine = NodeStateMachine(datums, NamingState(datums))
+        applied_term = core.term_at(core.applied_index)
+        node.handler = ReadyHandler(
+            node.machine,
             hard_state=stored.hard_state,
-            log=stored.entries,
-            snapshot=stored.snapshot,
-            applied=stored.applied_index,
-            logger=_SILENT,
+            applied_term=applied_term if applied_term is not None else core.snapshot.term,
+            now=self.now,
+            idle_flush_after=IDLE_FLUSH_TICKS,
         )
         node.core = core
-        node.kv = {key: datum.value.decode() for key, datum in stored.datums.items()}
-        node.applied = stored.applied_index
+        node.applied = core.applied_index
         node.up = True
         node.boots += 1
         self.monitor.on_boot(node_id, core)
@@ -248,6 +275,7 @@ class SimCluster:
         self._log(f"crash {node_id}")
         node.up = False
         node.core = None
+        node.machine = node.handler = None
         node.store.crash()
         if self.faults.detect_refusal:
             for other in self.nodes.values():
@@ -333,12 +361,15 @@ class SimCluster:
         self._drive(node)
 
     def _drive(self, node: _Node) -> None:
-        """The shell's loop: persist, send, apply, advance, for every Ready."""
+        """The shell's loop, as `Replica` runs it: for every Ready the handler's write, the
+        sends, the apply, the advance; then the idle flush."""
         core = node.core
+        handler = node.handler
         assert core is not None
+        assert handler is not None
         while core.has_ready():
             ready = core.ready()
-            self._persist(node, ready)
+            self._write(node, handler.batch_for(ready, core.applied_index))
             self.monitor.after_persist(node.id, ready, is_leader=core.is_leader)
             if self.rng.random() < self.crash_mid_ready_rate:
                 # A crash after the fsync but before anything was sent or applied.
@@ -357,6 +388,7 @@ class SimCluster:
             core.advance(ready)
             self.monitor.after_advance(node.id, core)
             self._maybe_compact(node)
+        self._write(node, handler.idle_batch(core.applied_index, self.now))
         if core.is_leader:
             self.monitor.on_leader(node.id, core)
 
@@ -367,26 +399,21 @@ class SimCluster:
             for e in ready.messages
         )
 
-    def _persist(self, node: _Node, ready: Ready) -> None:
-        if ready.hard_state is None and not ready.entries:
+    def _write(self, node: _Node, batch: WriteBatch | None) -> None:
+        if batch is None:
             return
-        node.store.write(WriteBatch(hard_state=ready.hard_state, entries=ready.entries))
+        assert node.handler is not None
+        node.store.write(batch)
+        node.handler.written(batch, self.now)
 
     def _apply(self, node: _Node, ready: Ready) -> None:
-        core = node.core
-        assert core is not None
-        puts: dict[str, Datum] = {}
+        assert node.handler is not None
         for entry in ready.committed:
             self.monitor.on_apply(node.id, entry)
-            if entry.command:
-                key, _, value = entry.command.decode().partition("=")
-                node.kv[key] = value
-                puts[key] = Datum(value.encode(), entry.index)
-            node.applied = entry.index
-            self._resolve_writes(node, entry)
-        if ready.committed:
-            changes = DatumChanges(puts=puts, deletes=frozenset())
-            node.store.write(WriteBatch(applied_index=Index(node.applied), datum_changes=changes))
+        applied = node.handler.apply(ready)
+        for item in applied.results:
+            node.applied = item.entry.index
+            self._resolve_writes(node, item.entry, item.result)
         for read in ready.read_states:
             self._resolve_read(node, read.request_id, read.index)
         for request_id in ready.dropped_reads:
@@ -405,7 +432,9 @@ class SimCluster:
         through = Index(core.applied_index - keep)
         term = self._term_in(core, through)
         core.compact(through)
-        node.store.write(WriteBatch(snapshot=SnapshotMeta(index=through, term=term)))
+        assert node.handler is not None
+        boundary = SnapshotMeta(index=through, term=term)
+        self._write(node, node.handler.applied_batch(core.applied_index, boundary))
 
     @staticmethod
     def _term_in(core: RaftCore, index: Index) -> Term:
@@ -438,11 +467,14 @@ class SimCluster:
         at = SnapshotMeta(
             index=state.applied_index, term=self._term_in(leader.core, state.applied_index)
         )
-        datums = dict(state.datums)
-        node.store.write(
-            WriteBatch(snapshot=at, replace_datums=datums, applied_index=at.index, reset_log=True)
-        )
-        node.kv = {k: v.value.decode() for k, v in datums.items()}
+        # As `Replica.install_state` does: replace the datums in place, then one durable write
+        # of the handler's install batch.
+        assert node.machine is not None
+        assert node.handler is not None
+        node.machine.datums.replace_all(state.datums)
+        batch, _changes = node.handler.installed_batch(at)
+        self._write(node, batch)
+        node.handler.reset_pending(at.term)
         node.applied = at.index
         self.monitor.on_snapshot_installed(node.id, at)
         self._log(f"{node.id} digest-synced to {at.index}/{at.term}")
@@ -500,7 +532,7 @@ class SimCluster:
                 value = f"v{self._next_value}"
                 self._invoke(client, "write", key, value)
                 try:
-                    index = core.propose(f"{key}={value}".encode())
+                    index = core.propose(encode_kv(PutValue(key=key, value=value)))
                 except NotLeaderError:
                     self._finish_op(client, "write", key, "fail", value)
                     continue
@@ -536,11 +568,13 @@ class SimCluster:
         assert op is not None
         self._finish_op(client, op.kind, op.key, kind, value)
 
-    def _resolve_writes(self, node: _Node, entry: Entry) -> None:
+    def _resolve_writes(self, node: _Node, entry: Entry, result: object) -> None:
         for client, op in self._clients.items():
             if op is None or op.kind != "write" or op.node != node.id or op.index != entry.index:
                 continue
             if op.term == entry.term:
+                if not isinstance(result, KvPut):
+                    raise SafetyViolationError(f"write {entry.index} applied as {result!r}")
                 self.monitor.on_ack(entry, self.nodes_stores())
                 self.acked_writes.append((op.key, op.value or "", entry.index, entry.term))
                 self._finish(client, "ok", op.value)
@@ -555,7 +589,7 @@ class SimCluster:
                 raise SafetyViolationError(
                     f"read {request_id} released at {index} before {node.id} applied it"
                 )
-            self._finish(client, "ok", node.kv.get(op.key))
+            self._finish(client, "ok", _kv_value(node, op.key))
 
     def _fail_read(self, request_id: int) -> None:
         for client, op in self._clients.items():
@@ -576,7 +610,7 @@ class SimCluster:
 
     def _live_views(self) -> dict[NodeId, tuple[RaftCore, dict[str, str]]]:
         return {
-            node_id: (node.core, node.kv)
+            node_id: (node.core, _state_of(node))
             for node_id, node in self.nodes.items()
             if node.up and node.core is not None
         }
@@ -586,3 +620,18 @@ class SimCluster:
             if node.core is not None and node.core.role is Role.LEADER:
                 return node_id
         return None
+
+
+def _kv_value(node: _Node, key: str) -> str | None:
+    assert node.machine is not None
+    datum = read_value(node.machine.datums, key)
+    return None if datum is None else datum.value.decode()
+
+
+def _state_of(node: _Node) -> dict[str, str]:
+    """Every datum (kv and naming) with its version, to compare replicas."""
+    assert node.machine is not None
+    return {
+        key: f"{datum.version}:{datum.value.decode(errors='replace')}"
+        for key, datum in node.machine.datums.items()
+    }

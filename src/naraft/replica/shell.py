@@ -1,4 +1,8 @@
-"""The IO shell around one RaftCore: ticker, inbox, persist -> send -> apply -> advance.
+"""The IO shell around one RaftCore: ticker, inbox, store thread, futures, disk-full backoff.
+
+What to write, when, and what applying a Ready produces is decided by the synchronous
+`ReadyHandler` (`naraft.replica.handler`), which the simulator drives too; this module only
+carries its decisions out.
 
 One asyncio task (the driver) owns the core; ticks, peer messages, proposals and read
 requests all arrive through its inbox (docs/conventions.md#the-async-shell). Storage runs on
@@ -18,10 +22,9 @@ tolerates), and the applied state keeps serving local reads.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import itertools
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
@@ -33,19 +36,19 @@ from naraft.errors import (
     UnavailableError,
 )
 from naraft.raft import (
-    Entry,
     Envelope,
     HardState,
     Index,
     NodeId,
     NotLeaderError,
     RaftCore,
-    Ready,
+    ReadState,
     Role,
     RoleChange,
     SnapshotMeta,
     Status,
 )
+from naraft.replica.handler import Applied, ReadyHandler, StateMachine
 from naraft.state.datums import DatumChanges
 from naraft.storage.base import StoredState, StoreError, StoreFullError, WriteBatch
 
@@ -65,16 +68,6 @@ class LogStore(Protocol):
 class PeerSender(Protocol):
     def send(self, envelope: Envelope) -> None:
         """Queue `envelope` for delivery; never blocks, may silently lose it."""
-        ...
-
-
-class StateMachine(Protocol):
-    def apply(self, entry: Entry) -> object:
-        """Apply one committed entry deterministically; return the result for its proposer."""
-        ...
-
-    def drain_changes(self) -> DatumChanges:
-        """The datums changed since the previous drain, to persist with the applied index."""
         ...
 
 
@@ -118,9 +111,9 @@ class _Read:
 
 @dataclass(frozen=True, slots=True)
 class _Call:
-    """Run `action(core)` on the driver task (campaign, forget_leader, ...)."""
+    """Run `action(core)` on the driver task (the named operations below)."""
 
-    action: Callable[[RaftCore], None]
+    action: Callable[[RaftCore], object]
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,33 +177,33 @@ class Replica:
         self._store = store
         self._executor = store_executor
         self._peers = peers
-        self._machine = state_machine
         self._timings = timings
         self._observer = observer or _NoObserver()
         self._on_snapshot_needed = on_snapshot_needed
         self._compaction = compaction
         self._on_applied = on_applied  # the drained changes and the index they bring us to
         self._on_installed = on_installed  # datums replaced without entries (install_state)
-        self._drain_points: set[Index] = set()  # applied indexes to drain exactly at
+        self._loop = asyncio.get_running_loop()
         applied_term = core.term_at(core.applied_index)
-        self._applied_term = applied_term if applied_term is not None else core.snapshot.term
+        status = core.status()
+        self._handler = ReadyHandler(
+            state_machine,
+            hard_state=HardState(
+                term=status.term, voted_for=status.voted_for, commit=status.commit_index
+            ),
+            applied_term=applied_term if applied_term is not None else core.snapshot.term,
+            now=self._loop.time(),
+            idle_flush_after=_IDLE_FLUSH_SECONDS,
+        )
         self._inbox: asyncio.Queue[_Event] = asyncio.Queue()
         self._waiting: dict[Index, tuple[int, asyncio.Future[object], float]] = {}
         self._reads: dict[int, asyncio.Future[Index]] = {}
         self._read_ids = itertools.count(1)
         self._applied_waiters: list[tuple[Index, asyncio.Future[None]]] = []
-        self._pending_changes: DatumChanges | None = None
         self._leader_known = asyncio.Event()
         self._last_heard: dict[NodeId, float] = {}  # loop time of the last message per peer
-        self._status: Status = core.status()
-        self._loop = asyncio.get_running_loop()
+        self._status: Status = status
         self._disk_full: StoreFullError | None = None  # set while a write waits for space
-        status = core.status()
-        self._written_hard_state = HardState(
-            term=status.term, voted_for=status.voted_for, commit=status.commit_index
-        )
-        self._unwritten_hard_state: HardState | None = None  # a newer commit, not yet written
-        self._last_write_at = self._loop.time()
         self.dropped_while_full = 0  # peer messages dropped while the disk was full
         if core.leader is not None:
             self._leader_known.set()
@@ -238,7 +231,7 @@ class Replica:
     def applied(self) -> SnapshotMeta:
         """The index and term of the last applied entry: the state machine is exactly there at
         every await point (apply and advance happen in one step of the driver)."""
-        return SnapshotMeta(index=self._core.applied_index, term=self._applied_term)
+        return SnapshotMeta(index=self._core.applied_index, term=self._handler.applied_term)
 
     @property
     def disk_full(self) -> str | None:
@@ -275,13 +268,9 @@ class Replica:
 
     async def _write_deferred_on_stop(self) -> None:
         """One attempt, no waiting out a full disk: a restart replays what this misses."""
-        if self._pending_changes is None and self._unwritten_hard_state is None:
+        if not self._handler.has_deferred():
             return
-        batch = WriteBatch(
-            hard_state=self._unwritten_hard_state,
-            applied_index=self._core.applied_index,
-            datum_changes=self._pending_changes,
-        )
+        batch = self._handler.applied_batch(self._core.applied_index)
         try:
             await self._loop.run_in_executor(self._executor, self._store.write, batch)
         except StoreError as error:
@@ -341,9 +330,30 @@ class Replica:
         heard = self._last_heard.get(peer)
         return float("inf") if heard is None else self._loop.time() - heard
 
-    def call(self, action: Callable[[RaftCore], None]) -> None:
-        """Run `action` on the core from the driver task (campaign, forget_leader)."""
-        self._inbox.put_nowait(_Call(action))
+    def forget_leader(self) -> None:
+        """The leader's port refused a connection: its process is gone. The core forgets it
+        and draws a random delay (every follower saw the same refusal at the same instant:
+        campaigning at once splits the vote); the PreVote starts when that delay has passed,
+        with sub-tick resolution, not at the next tick."""
+        self._inbox.put_nowait(_Call(self._forget_leader))
+
+    def _forget_leader(self, core: RaftCore) -> None:
+        delay_ticks = core.forget_leader()
+        if delay_ticks is not None:
+            self._loop.call_later(
+                delay_ticks * self._timings.tick_seconds,
+                self._inbox.put_nowait,
+                _Call(RaftCore.hurry_election),
+            )
+
+    def campaign(self) -> None:
+        """Start an election now (leadership transfer, tests)."""
+        self._inbox.put_nowait(_Call(RaftCore.campaign))
+
+    def snapshot_failed(self) -> None:
+        """The catch-up the core asked for (`on_snapshot_needed`) did not happen: the core
+        forgets it, and asks again when the leader's next message shows it still lags."""
+        self._inbox.put_nowait(_Call(RaftCore.snapshot_failed))
 
     async def propose(self, command: bytes) -> object:
         """Replicate `command`; return what the state machine returned when applying it.
@@ -455,12 +465,18 @@ class Replica:
 
     async def _flush(self) -> None:
         core = self._core
+        handler = self._handler
         while core.has_ready():
             ready = core.ready()
-            await self._persist(ready)
+            batch = handler.batch_for(ready, core.applied_index)
+            if batch is not None and not batch.is_empty:
+                started = self._loop.time()
+                await self._write(batch)
+                self._observer.on_persisted(self._loop.time() - started, len(ready.entries))
             for envelope in ready.messages:
                 self._peers.send(envelope)
-            self._apply(ready)
+            self._deliver_applied(handler.apply(ready))
+            self._answer_reads(ready.read_states, ready.dropped_reads)
             if ready.role_change is not None:
                 self._on_role_change(ready.role_change)
             if ready.snapshot_to_fetch is not None and self._on_snapshot_needed is not None:
@@ -471,44 +487,14 @@ class Replica:
             self._leader_known.set()
         self._wake_applied_waiters()
 
-    async def _persist(self, ready: Ready) -> None:
-        """Step 1 of a Ready: make durable what must be before its messages leave.
-
-        Only new entries and a new term or vote must be. A Ready that only moves the commit
-        index (and the applied state drained since the last write) is not written: both are
-        re-learned after a crash (the log holds every entry past the stored applied index),
-        so they ride along with the next write that must happen, or `_flush_idle`. This
-        takes one fsync off every write's path (leader: append, commit, apply; follower:
-        append, apply)."""
-        hard_state = ready.hard_state
-        if not ready.entries and (hard_state is None or self._same_vote(hard_state)):
-            if hard_state is not None:
-                self._unwritten_hard_state = hard_state
-            return
-        batch = WriteBatch(
-            hard_state=hard_state or self._unwritten_hard_state,
-            entries=ready.entries,
-            applied_index=self._core.applied_index if self._pending_changes is not None else None,
-            datum_changes=self._pending_changes,
-        )
-        if batch.is_empty:
-            return
-        started = self._loop.time()
-        await self._write(batch)
-        self._pending_changes = None
-        self._observer.on_persisted(self._loop.time() - started, len(ready.entries))
-
-    def _same_vote(self, hard_state: HardState) -> bool:
-        written = self._written_hard_state
-        return hard_state.term == written.term and hard_state.voted_for == written.voted_for
-
     async def _flush_idle(self) -> None:
         """Write the deferred commit index and applied state once no write carried them for
         `_IDLE_FLUSH_SECONDS` (driver, between Readies): it bounds what a restart replays."""
-        if self._pending_changes is None and self._unwritten_hard_state is None:
-            return
-        if self._loop.time() - self._last_write_at >= _IDLE_FLUSH_SECONDS:
-            await self._write_applied()
+        batch = self._handler.idle_batch(self._core.applied_index, self._loop.time())
+        if batch is not None:
+            started = self._loop.time()
+            await self._write(batch)
+            self._observer.on_persisted(self._loop.time() - started, 0)
 
     async def _write(self, batch: WriteBatch) -> None:
         """Write `batch` durably on the storage thread (driver only).
@@ -516,9 +502,6 @@ class Replica:
         A full disk is waited out: the same batch is tried again, backing off to once a second,
         until it fits (a `StoreFullError` means nothing of it was stored). Any other store
         error propagates and ends the node."""
-        if batch.hard_state is None and self._unwritten_hard_state is not None:
-            # The stored applied index must never pass the stored commit index.
-            batch = dataclasses.replace(batch, hard_state=self._unwritten_hard_state)
         delay = _FULL_RETRY_FIRST_SECONDS
         full_since = reminded_at = self._loop.time()
         while True:
@@ -552,32 +535,14 @@ class Replica:
                     self.dropped_while_full,
                 )
                 self._disk_full = None
-            if batch.hard_state is not None:
-                self._written_hard_state = batch.hard_state
-                self._unwritten_hard_state = None
-            self._last_write_at = self._loop.time()
+            self._handler.written(batch, self._loop.time())
             return
-
-    async def persist_applied(self) -> None:
-        """Write the applied state that is still only in memory (before a snapshot or stop).
-
-        Runs on the driver between two Readies, so it never races a Ready's own write."""
-
-        async def job() -> None:
-            await self._write_applied()
-
-        await self._exclusive(job)
 
     async def _write_applied(self, snapshot: SnapshotMeta | None = None) -> None:
         """Durably write the pending datum changes and the applied index (driver only)."""
-        batch = WriteBatch(
-            snapshot=snapshot,
-            applied_index=self._core.applied_index,
-            datum_changes=self._pending_changes,
-        )
+        batch = self._handler.applied_batch(self._core.applied_index, snapshot)
         started = self._loop.time()
         await self._write(batch)
-        self._pending_changes = None
         self._observer.on_persisted(self._loop.time() - started, 0)
 
     async def _exclusive(self, job: Callable[[], Awaitable[object]]) -> object:
@@ -589,7 +554,7 @@ class Replica:
         """Report the applied state (`on_applied`) exactly at `index` when it gets there, even
         in the middle of a batch of committed entries (a checksum comparison point)."""
         if index > self._core.applied_index:
-            self._drain_points.add(index)
+            self._handler.add_drain_point(index)
 
     async def install_state(
         self, build: Callable[[RaftCore], SnapshotMeta | None], *, reset_log: bool
@@ -612,25 +577,19 @@ class Replica:
             point = build(core)
             if point is None:
                 return None
-            changes = self._machine.drain_changes()
+            handler = self._handler
             if reset_log:
                 if point.index <= core.commit_index:
                     raise RuntimeError(
                         f"a catch-up state at {point.index} is not past commit "
                         f"{core.commit_index}: build() must decline it"
                     )
-                batch = WriteBatch(
-                    snapshot=point,
-                    reset_log=True,
-                    datum_changes=_merge(self._pending_changes, changes),
-                    applied_index=point.index,
-                )
+                batch, changes = handler.installed_batch(point)
                 await self._write(batch)
-                self._pending_changes = None
+                handler.reset_pending(point.term)
                 core.restore_snapshot(point)
-                self._applied_term = point.term
             else:
-                self._pending_changes = _merge(self._pending_changes, changes)
+                changes = handler.repaired()
                 await self._write_applied()
             if self._on_applied is not None:
                 self._on_applied(changes, core.applied_index)
@@ -662,48 +621,40 @@ class Replica:
         logger.info("compacted the log through %d (applied %d)", through, core.applied_index)
         self._status = core.status()
 
-    def _apply(self, ready: Ready) -> None:
-        if ready.committed:
+    def _deliver_applied(self, applied: Applied) -> None:
+        if applied.results:
             now = self._loop.time()
-            for entry in ready.committed:
-                result = self._machine.apply(entry)
-                self._resolve(entry, result, now)
-                if self._drain_points and entry.index in self._drain_points:
-                    self._drain_points.discard(entry.index)
-                    self._absorb_changes(entry.index)
-            last = ready.committed[-1]
-            self._applied_term = last.term
-            self._absorb_changes(last.index)
-            if self._drain_points:
-                self._drain_points = {i for i in self._drain_points if i > last.index}
-        for read in ready.read_states:
+            for item in applied.results:
+                self._resolve(item.entry.index, item.entry.term, item.result, now)
+        if self._on_applied is not None:
+            for drained in applied.drained:
+                self._on_applied(drained.changes, drained.index)
+
+    def _answer_reads(
+        self, read_states: tuple[ReadState, ...], dropped_reads: tuple[int, ...]
+    ) -> None:
+        for read in read_states:
             future = self._reads.pop(read.request_id, None)
             if future is not None and not future.done():
                 future.set_result(read.index)
-        for request_id in ready.dropped_reads:
+        for request_id in dropped_reads:
             future = self._reads.pop(request_id, None)
             if future is not None and not future.done():
                 future.set_exception(NotLeaderError(self._core.leader))
 
-    def _absorb_changes(self, index: Index) -> None:
-        changes = self._machine.drain_changes()
-        self._pending_changes = _merge(self._pending_changes, changes)
-        if self._on_applied is not None:
-            self._on_applied(changes, index)
-
-    def _resolve(self, entry: Entry, result: object, now: float) -> None:
-        waiting = self._waiting.pop(entry.index, None)
+    def _resolve(self, index: Index, entry_term: int, result: object, now: float) -> None:
+        waiting = self._waiting.pop(index, None)
         if waiting is None:
             return
         term, future, started = waiting
         if future.done():  # the caller gave up
             return
-        if term == entry.term:
+        if term == entry_term:
             self._observer.on_committed(now - started)
             future.set_result(result)
         else:
             future.set_exception(
-                ProposalDroppedError(f"entry {entry.index} went to another leader; not applied")
+                ProposalDroppedError(f"entry {index} went to another leader; not applied")
             )
 
     def _on_role_change(self, change: RoleChange) -> None:
@@ -732,18 +683,3 @@ class Replica:
             if not read.done():
                 read.set_exception(UnavailableError(str(error)))
         self._reads.clear()
-
-
-def _merge(first: DatumChanges | None, second: DatumChanges) -> DatumChanges | None:
-    if first is None:
-        return second if second else None
-    if not second:
-        return first
-    puts = {k: v for k, v in first.puts.items() if k not in second.deletes}
-    puts.update(second.puts)
-    deletes = (first.deletes - second.puts.keys()) | second.deletes
-    return DatumChanges(puts=puts, deletes=frozenset(deletes))
-
-
-def entries_bytes(entries: Sequence[Entry]) -> int:
-    return sum(len(entry.command) for entry in entries)

@@ -1,0 +1,222 @@
+"""The asyncio shell in-process: a one-voter Replica over a real SqliteStore in tmp_path."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from naraft.errors import OutcomeUnknownError
+from naraft.machine import NodeStateMachine
+from naraft.naming.state import NamingState
+from naraft.raft import Envelope, NodeId, RaftConfig, RaftCore, SnapshotMeta
+from naraft.replica import Replica, ReplicaTimings
+from naraft.state.datums import DatumTable
+from naraft.state.kv import KvPut, PutValue, encode_kv
+from naraft.storage.base import StoredState, StoreFullError, WriteBatch
+from naraft.storage.sqlite import SqliteStore, open_store
+
+N1 = NodeId("n1")
+TIMINGS = ReplicaTimings(tick_seconds=0.01, proposal_timeout_seconds=5.0, leader_wait_seconds=3.0)
+
+
+@dataclass
+class RecordingStore:
+    """A SqliteStore that remembers every batch written; `full_times` writes fail first."""
+
+    inner: SqliteStore
+    batches: list[WriteBatch] = field(default_factory=list)
+    full_times: int = 0
+    refused: int = 0
+
+    def load(self) -> StoredState:
+        return self.inner.load()
+
+    def write(self, batch: WriteBatch) -> None:
+        if self.full_times and batch.entries:
+            self.full_times -= 1
+            self.refused += 1
+            raise StoreFullError("test.db", "the disk is full")
+        self.inner.write(batch)
+        self.batches.append(batch)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class Changes:
+    """Wakes waiters whenever the replica wrote or applied something (driver task only)."""
+
+    def __init__(self) -> None:
+        self._changed = asyncio.Event()
+
+    def notify(self, *_args: object) -> None:
+        self._changed.set()
+
+    on_role_change = on_persisted = on_committed = notify
+
+    async def until(self, condition: Callable[[], bool], seconds: float = 5.0) -> None:
+        async with asyncio.timeout(seconds):
+            while not condition():
+                self._changed.clear()
+                await self._changed.wait()
+
+
+class NoPeers:
+    def send(self, envelope: Envelope) -> None:
+        raise AssertionError(f"a lone voter sent {envelope}")
+
+
+@dataclass
+class Shell:
+    replica: Replica
+    store: RecordingStore
+    machine: NodeStateMachine
+    executor: ThreadPoolExecutor
+    changes: Changes
+
+    async def on_store_thread(self, action: Callable[[], StoredState]) -> StoredState:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, action)
+
+
+@contextlib.asynccontextmanager
+async def running_shell(path: Path) -> AsyncIterator[Shell]:
+    executor = ThreadPoolExecutor(max_workers=1)
+    loop = asyncio.get_running_loop()
+    inner = await loop.run_in_executor(executor, open_store, path)
+    store = RecordingStore(inner)
+    stored = await loop.run_in_executor(executor, store.load)
+    core = RaftCore(
+        RaftConfig(id=N1, voters=(N1,), election_ticks=5),
+        rng=random.Random(7),
+        hard_state=stored.hard_state,
+        log=stored.entries,
+        snapshot=stored.snapshot,
+        applied=stored.applied_index,
+    )
+    datums = DatumTable(stored.datums)
+    machine = NodeStateMachine(datums, NamingState(datums))
+    changes = Changes()
+    replica = Replica(
+        core,
+        store=store,
+        store_executor=executor,
+        peers=NoPeers(),
+        state_machine=machine,
+        timings=TIMINGS,
+        observer=changes,
+        on_applied=changes.notify,
+    )
+    shell = Shell(replica, store, machine, executor, changes)
+    task = asyncio.create_task(replica.run())
+    try:
+        assert await replica.wait_for_leader(3.0) == N1
+        yield shell
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await loop.run_in_executor(executor, store.close)
+        executor.shutdown()
+
+
+def _put(key: str, value: str) -> bytes:
+    return encode_kv(PutValue(key=key, value=value))
+
+
+async def test_proposals_queued_together_share_one_write(tmp_path: Path) -> None:
+    async with running_shell(tmp_path / "n1.db") as shell:
+        before = len(shell.store.batches)
+        results = await asyncio.gather(
+            *(shell.replica.propose(_put(f"k{i}", "v")) for i in range(50))
+        )
+        assert all(isinstance(result, KvPut) for result in results)
+        entry_writes = [b for b in shell.store.batches[before:] if b.entries]
+        assert sum(len(b.entries) for b in entry_writes) == 50
+        assert len(entry_writes) < 50  # group commit: queued proposals ride one fsync
+
+
+async def test_the_commit_index_is_deferred_then_flushed_when_idle(tmp_path: Path) -> None:
+    async with running_shell(tmp_path / "n1.db") as shell:
+        result = await shell.replica.propose(_put("k", "v"))
+        assert isinstance(result, KvPut)
+        index = result.index
+        # The write that made the entry durable did not carry its commit: that Ready only
+        # moved the commit index (must_sync false) and was deferred.
+        carrying = [b for b in shell.store.batches if b.entries and b.entries[-1].index == index]
+        assert carrying
+        assert carrying[-1].hard_state is None or carrying[-1].hard_state.commit < index
+
+        # The idle flush writes it, with the applied state it covers, within about a second.
+        def flushed() -> bool:
+            return any(
+                b.applied_index == index
+                and b.hard_state is not None
+                and b.hard_state.commit >= index
+                for b in shell.store.batches
+            )
+
+        await shell.changes.until(flushed, seconds=3.0)
+        stored = await shell.on_store_thread(shell.store.load)
+        assert stored.applied_index == index
+        assert stored.hard_state.commit >= stored.applied_index
+        assert "naraft.kv.k" in stored.datums
+
+
+async def test_a_restart_finds_every_acknowledged_write(tmp_path: Path) -> None:
+    path = tmp_path / "n1.db"
+    async with running_shell(path) as shell:
+        for i in range(5):
+            await shell.replica.propose(_put("k", f"v{i}"))
+    # The clean stop wrote what was deferred; the restarted node applies nothing twice.
+    async with running_shell(path) as shell:
+        datum = shell.machine.datums.get("naraft.kv.k")
+        assert datum is not None
+        assert datum.value == b"v4"
+        stored = await shell.on_store_thread(shell.store.load)
+        assert stored.hard_state.commit >= stored.applied_index
+
+
+async def test_a_full_disk_fails_the_write_as_unknown_and_the_batch_is_retried(
+    tmp_path: Path,
+) -> None:
+    async with running_shell(tmp_path / "n1.db") as shell:
+        await shell.changes.until(
+            lambda: shell.replica.status.commit_index >= 1
+        )  # the leader's no-op
+        shell.store.full_times = 2
+        with pytest.raises(OutcomeUnknownError):
+            await shell.replica.propose(_put("k", "lost?"))
+        # The same batch is written again once space is back: the write applies after all.
+        await shell.changes.until(
+            lambda: shell.replica.disk_full is None and shell.store.refused == 2
+        )
+        await shell.changes.until(lambda: shell.machine.datums.get("naraft.kv.k") is not None)
+        result = await shell.replica.propose(_put("k", "after"))
+        assert isinstance(result, KvPut)
+
+
+async def test_a_repair_install_is_written_at_the_applied_index(tmp_path: Path) -> None:
+    async with running_shell(tmp_path / "n1.db") as shell:
+        result = await shell.replica.propose(_put("k", "v"))
+        assert isinstance(result, KvPut)
+
+        def build(core: RaftCore) -> SnapshotMeta | None:
+            shell.machine.datums.put("naraft.kv.repaired", b"yes", core.applied_index)
+            term = core.term_at(core.applied_index)
+            assert term is not None
+            return SnapshotMeta(index=core.applied_index, term=term)
+
+        point = await shell.replica.install_state(build, reset_log=False)
+        assert point is not None
+        stored = await shell.on_store_thread(shell.store.load)
+        assert stored.datums["naraft.kv.repaired"].value == b"yes"
+        assert stored.applied_index == point.index
+        assert stored.hard_state.commit >= stored.applied_index
+        assert await shell.replica.install_state(lambda _core: None, reset_log=False) is None
