@@ -10,6 +10,7 @@ Only naraft runs (no etcd needed). Exit code 1 if any kill took more than `--max
 (1000) or more than `--max-rounds` (1) rounds.
 """
 
+# ruff: noqa: T201
 from __future__ import annotations
 
 import argparse
