@@ -321,9 +321,13 @@ def wait_for(
     timeout_seconds: float,
     what: str,
     interval_seconds: float = 0.05,
+    errors: tuple[type[Exception], ...] = (),
+    timeout_error: type[ClusterError] = ClusterError,
 ) -> T:
-    """Poll `condition` until it returns something other than None/False; ClusterError with
-    the last value (or error) on timeout."""
+    """Poll `condition` until it returns something other than None/False; `timeout_error`
+    with the last value (or error: OSError, ValueError, KeyError and `errors` count as "not
+    yet") on timeout."""
+    not_yet: tuple[type[Exception], ...] = (OSError, ValueError, KeyError, *errors)
     deadline = time.monotonic() + timeout_seconds
     last: object = None
     while True:
@@ -332,10 +336,10 @@ def wait_for(
             if value is not None and value is not False:
                 return value
             last = value
-        except (OSError, ValueError, KeyError) as error:
+        except not_yet as error:
             last = error
         if time.monotonic() > deadline:
-            raise ClusterError(
+            raise timeout_error(
                 f"timed out after {timeout_seconds}s waiting for {what}; last: {last!r}"
             )
         time.sleep(interval_seconds)

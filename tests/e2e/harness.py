@@ -18,7 +18,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from naraft.cluster import (
     server_command,
     server_env,
 )
+from naraft.cluster import wait_for as cluster_wait_for
 
 __all__ = ["NodeProcess", "NodeSpec", "WriteOutcome", "free_ports"]
 
@@ -64,23 +64,16 @@ def wait_for(
     what: str,
     interval_seconds: float = 0.05,
 ) -> T:
-    """Poll `condition` until it returns a value other than None/False; report the last
-    exception or value on timeout."""
-    deadline = time.monotonic() + timeout_seconds
-    last: object = None
-    while True:
-        try:
-            value = condition()
-            if value is not None and value is not False:
-                return value
-            last = value
-        except (httpx.HTTPError, OSError, ValueError, KeyError) as error:
-            last = error
-        if time.monotonic() > deadline:
-            raise WaitTimeoutError(
-                f"timed out after {timeout_seconds}s waiting for {what}; last: {last!r}"
-            )
-        time.sleep(interval_seconds)
+    """`naraft.cluster.wait_for`, with httpx's errors as "not yet" and a timeout that is
+    also a test failure (`WaitTimeoutError`)."""
+    return cluster_wait_for(
+        condition,
+        timeout_seconds=timeout_seconds,
+        what=what,
+        interval_seconds=interval_seconds,
+        errors=(httpx.HTTPError,),
+        timeout_error=WaitTimeoutError,
+    )
 
 
 class LocalCluster(ProcessCluster):
