@@ -70,11 +70,13 @@ def test_a_torn_wal_tail_after_power_loss_is_repaired_at_restart(tmp_path: Path,
                 assert put(client, node, f"k-{i}", f"value-{i}") == 200
                 acked[f"k-{i}"] = f"value-{i}"
             node.kill()
-            lost = lose_unsynced(node.data_dir / "naraft.db", random.Random(seed))
+            lose_unsynced(node.data_dir / "naraft.db", random.Random(seed))
             wal = node.data_dir / "naraft.db-wal"
             with wal.open("ab") as file:  # always a torn tail, whatever the draw did
                 file.write(random.Random(seed).randbytes(3000))
-            assert lost.dropped_bytes == 0  # nothing acked was unsynced
+            # The power cut may drop a write that was in flight at the kill (the leader's
+            # quota entry, a deferred applied-state flush), never an acked one: the reads
+            # after the restart check that.
             node.start()
             node.wait_leader()
             for key, value in acked.items():
