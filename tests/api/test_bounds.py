@@ -18,7 +18,7 @@ from naraft.machine import NodeStateMachine
 from naraft.metrics import NodeMetrics
 from naraft.naming.service import NamingService
 from naraft.naming.state import NamingState
-from naraft.naming.switches import SWITCH_ENTRIES
+from naraft.naming.switches import INTEGER_SWITCHES
 from naraft.raft import Entry, Index, Term
 from naraft.state.datums import DatumTable
 from naraft.state.kv import PutValue, encode_kv
@@ -27,11 +27,6 @@ from naraft.state.rejections import EntryRejected, RejectionKind
 SWITCHES = "/nacos/v1/ns/operator/switches"
 INSTANCE = "/nacos/v1/ns/instance"
 HUGE = "1000000000000000000000000000000"
-INTEGER_SWITCHES = sorted(
-    entry
-    for entry, (_attr, parse) in SWITCH_ENTRIES.items()
-    if parse.__name__.startswith("_parse_positive")
-)
 
 
 def test_seven_switches_take_integers() -> None:

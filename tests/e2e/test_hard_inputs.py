@@ -8,20 +8,12 @@ import pytest
 from tests.e2e.harness import FAST_TIMERS, LocalCluster, local_cluster, wait_for
 
 from naraft.client import kv_path
+from naraft.naming.switches import INTEGER_SWITCHES
 
 pytestmark = pytest.mark.e2e
 
 SWITCHES = "/nacos/v1/ns/operator/switches"
 INSTANCE = "/nacos/v1/ns/instance"
-INTEGER_SWITCHES = (
-    "clientBeatInterval",
-    "pushCacheMillis",
-    "defaultCacheMillis",
-    "serviceStatusSynchronizationPeriodMillis",
-    "serverStatusSynchronizationPeriodMillis",
-    "healthCheckTimes",
-    "distroServerExpiredMillis",
-)
 
 
 def assert_every_node_alive(cluster: LocalCluster) -> None:

@@ -48,7 +48,7 @@ from naraft.client import (
     classify_write,
 )
 from naraft.errors import NaraftError
-from naraft.naming.switches import Switches, switches_view, with_entry
+from naraft.naming.switches import INTEGER_SWITCHES, Switches, switches_view, with_entry
 from naraft.state.kv import MAX_VALUE_BYTES
 
 KEY_PREFIX: Final = "nemesis/"
@@ -173,15 +173,6 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-INT_SWITCHES: Final = (
-    "clientBeatInterval",
-    "pushCacheMillis",
-    "defaultCacheMillis",
-    "serviceStatusSynchronizationPeriodMillis",
-    "serverStatusSynchronizationPeriodMillis",
-    "healthCheckTimes",
-    "distroServerExpiredMillis",
-)
 BOOL_SWITCHES: Final = (
     "distro",
     "check",
@@ -345,7 +336,7 @@ class ProbeFactory:
         if group == "int":
             value, expect = rng.choice(INT_BOUNDS)
             return self._switch(
-                node, ProbeKind.SWITCH_BOUNDS, rng.choice(INT_SWITCHES), value, expect
+                node, ProbeKind.SWITCH_BOUNDS, rng.choice(INTEGER_SWITCHES), value, expect
             )
         if group == "ratio":
             return self._switch(
@@ -379,7 +370,7 @@ class ProbeFactory:
         roll = rng.random()
         kind = ProbeKind.SWITCH_OVERFLOW
         if roll < 0.55:
-            entry = rng.choice(INT_SWITCHES)
+            entry = rng.choice(INTEGER_SWITCHES)
             return self._switch(node, kind, entry, rng.choice(INT_BEYOND), Expect.REFUSE)
         if roll < 0.7:
             return self._switch(

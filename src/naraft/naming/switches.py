@@ -145,6 +145,12 @@ SWITCH_ENTRIES: Final[Mapping[str, tuple[str, Callable[[str, str], object]]]] = 
     "lightBeatEnabled": ("light_beat_enabled", _parse_bool),
     "autoChangeHealthCheckEnabled": ("auto_change_health_check_enabled", _parse_bool),
 }
+INTEGER_SWITCHES: Final[tuple[str, ...]] = tuple(
+    entry
+    for entry, (_attr, parse) in SWITCH_ENTRIES.items()
+    if parse in (_parse_positive_long, _parse_positive_java_int)
+)
+"""The switches that take a positive integer (a Java long, or an int for healthCheckTimes)."""
 
 
 def with_entry(switches: Switches, entry: str, value: str) -> Switches:
