@@ -37,7 +37,7 @@ from naraft.api.v1.operator import ServerInfo
 from naraft.config import NodeConfig, parse_address
 from naraft.digest.wiring import DigestService
 from naraft.election_audit import ElectionAudit
-from naraft.errors import UnavailableError
+from naraft.errors import NaraftError, UnavailableError
 from naraft.leader_watch import LeaderWatch
 from naraft.machine import NodeStateMachine
 from naraft.metrics import NodeMetrics
@@ -250,6 +250,9 @@ class Node:
                 await self.replica.propose(proposal)
             except (NotLeaderError, UnavailableError) as error:
                 logger.info("state quota not proposed yet: %s", error)
+            except NaraftError as error:  # rejected at apply: never expected; must not end
+                logger.warning("state quota proposal refused, next try in 60 s: %s", error)
+                await asyncio.sleep(60)
 
 
 async def run_node(config: NodeConfig, *, ready: asyncio.Event | None = None) -> None:
