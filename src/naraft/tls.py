@@ -122,7 +122,8 @@ def _read(path: Path, flag: str) -> bytes:
 
 
 def check_pair(cert_file: Path, key_file: Path, cert_flag: str, key_flag: str) -> None:
-    """Both files readable PEM, the key unencrypted and matching the first certificate."""
+    """Both files readable PEM, the key unencrypted and matching the first certificate,
+    which is valid now (an expired one would fail every handshake, far from its cause)."""
     cert_bytes, key_bytes = _read(cert_file, cert_flag), _read(key_file, key_flag)
     try:
         certificate = x509.load_pem_x509_certificates(cert_bytes)[0]
@@ -137,6 +138,13 @@ def check_pair(cert_file: Path, key_file: Path, cert_flag: str, key_flag: str) -
     if _spki(certificate.public_key()) != _spki(key.public_key()):
         raise InvalidArgumentError(
             key_flag, f"{key_file} does not match the certificate in {cert_flag} {cert_file}"
+        )
+    now = datetime.datetime.now(datetime.UTC)
+    if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
+        raise InvalidArgumentError(
+            cert_flag,
+            f"{cert_file} is valid from {certificate.not_valid_before_utc:%Y-%m-%d %H:%M} to"
+            f" {certificate.not_valid_after_utc:%Y-%m-%d %H:%M} UTC, not now",
         )
 
 

@@ -3,6 +3,7 @@ throwaway certificates fit for both ends of a connection, written owner-only."""
 
 from __future__ import annotations
 
+import datetime
 import ssl
 import stat
 from pathlib import Path
@@ -10,6 +11,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from naraft.cli import main
 from naraft.config_sources import build_config
@@ -224,3 +228,33 @@ def test_peer_settings_alone_are_a_complete_tls_setup(ca_and_leaf: dict[str, Pat
     )
     settings.check(clustered=True)
     assert server_context(settings) is not None  # everyone is served the peer certificate
+
+
+def test_an_expired_certificate_is_refused_at_start(tmp_path: Path) -> None:
+    ca = new_ca()
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "old")])
+    old = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(ca.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - datetime.timedelta(days=60))
+        .not_valid_after(now - datetime.timedelta(days=30))
+        .sign(ca.private_key, hashes.SHA256())
+    )
+    write_private(tmp_path / "old.pem", old.public_bytes(serialization.Encoding.PEM))
+    write_private(
+        tmp_path / "old.key",
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
+    settings = TlsSettings(cert_file=tmp_path / "old.pem", key_file=tmp_path / "old.key")
+    with pytest.raises(InvalidArgumentError, match="UTC, not now") as raised:
+        settings.check(clustered=False)
+    assert raised.value.field == CERT_FLAG
