@@ -149,6 +149,9 @@ def summarize(system: str, runs: dict[str, list[dict[str, Any]]]) -> list[dict[s
             "plain_p99_ms": med(plain, "p99_ms"), "tls_p99_ms": med(tls, "p99_ms"),
             "plain_cpu_ms_op": med(plain, "server_cpu_ms_per_op"),
             "tls_cpu_ms_op": med(tls, "server_cpu_ms_per_op"),
+            "plain_client_ms_op": med(plain, "client_cpu_ms_per_op"),
+            "tls_client_ms_op": med(tls, "client_cpu_ms_per_op"),
+            "foreign_cores": med(plain + tls, "foreign_cpu_cores"),
             "tls_over_plain": round(statistics.median(ratios), 3) if ratios else None,
         })  # fmt: skip
     return rows
@@ -160,13 +163,16 @@ def _fmt(x: float | None, digits: int = 0) -> str:
 
 def print_report(rows: Sequence[dict[str, Any]]) -> None:
     headers = ("system", "workload (c=64)", "plain ops/s", "TLS ops/s", "TLS/plain",
-               "cost", "p99 plain", "p99 TLS", "cpu ms/op plain", "cpu ms/op TLS")  # fmt: skip
+               "cost", "p99 plain", "p99 TLS", "server ms/op", "server ms/op TLS",
+               "client ms/op", "client ms/op TLS", "foreign cores")  # fmt: skip
     table = [
         (r["system"], r["workload"], _fmt(r["plain_ops_s"]), _fmt(r["tls_ops_s"]),
          _fmt(r["tls_over_plain"], 3),
          "-" if r["tls_over_plain"] is None else f"{100 * (1 - r['tls_over_plain']):.0f} %",
          _fmt(r["plain_p99_ms"], 1), _fmt(r["tls_p99_ms"], 1),
-         _fmt(r["plain_cpu_ms_op"], 3), _fmt(r["tls_cpu_ms_op"], 3))
+         _fmt(r["plain_cpu_ms_op"], 3), _fmt(r["tls_cpu_ms_op"], 3),
+         _fmt(r["plain_client_ms_op"], 3), _fmt(r["tls_client_ms_op"], 3),
+         _fmt(r["foreign_cores"], 2))
         for r in rows
     ]  # fmt: skip
     widths = [max(len(str(x)) for x in column) for column in zip(headers, *table, strict=True)]
