@@ -46,10 +46,10 @@ pytestmark = [
     pytest.mark.filterwarnings(r"ignore:ssl\.(SSLContext|PROTOCOL_TLS):DeprecationWarning"),
 ]
 
-REMOVE_AFTER_SECONDS = 3.0
-TIMER_ARGS = (*FAST_TIMERS, "--unhealthy-after-ms", "1500", "--remove-after-ms", "3000",
+REMOVE_AFTER_SECONDS = 1.5
+TIMER_ARGS = (*FAST_TIMERS, "--unhealthy-after-ms", "800", "--remove-after-ms", "1500",
               "--sweep-ms", "100", "--checksum-interval-ms", "200",
-              "--compact-entries", "60", "--compact-keep", "10")  # fmt: skip
+              "--compact-entries", "30", "--compact-keep", "5")  # fmt: skip
 PEER_ROUTES = (
     ("POST", "/nacos/v1/ns/raft/messages"),
     ("POST", "/naraft/v1/beats"),
@@ -125,7 +125,7 @@ def test_beats_sent_to_a_follower_reach_the_leader_over_mutual_tls(
 ) -> None:
     """An ephemeral instance beating only at a follower stays healthy: the follower batches
     its beats to the leader (the beat route), which would otherwise mark it unhealthy after
-    1.5 s and remove it after 3 s."""
+    0.8 s and remove it after 1.5 s."""
     first, second = followers
     client = nacos.NacosClient(
         server_addresses=f"https://{first.address}",
@@ -245,9 +245,11 @@ def test_the_leaders_checksum_reports_reach_the_followers(
 
 
 def test_naraft_status_speaks_tls_with_the_ca(cluster: LocalCluster) -> None:
+    """In processes of their own: aiohttp leaves closed TLS transports to the collector,
+    which a warning-strict test would trip on."""
     assert cluster.ca_file is not None
-    env = {"COLUMNS": "300"}
     url = cluster.nodes[0].url
+    env = {"COLUMNS": "300"}
     shown = naraft_command("status", "--server", url, "--cacert", str(cluster.ca_file), env=env)
     assert shown.returncode == 0, shown.stderr
     leader = cluster.leader().id
@@ -256,7 +258,7 @@ def test_naraft_status_speaks_tls_with_the_ca(cluster: LocalCluster) -> None:
     assert "unreachable" not in shown.stdout
     refused = naraft_command("status", "--server", url, env=env)  # the system's CAs only
     assert refused.returncode == 1
-    assert "CERTIFICATE_VERIFY_FAILED" in refused.stderr or "certificate" in refused.stderr
+    assert "CERTIFICATE_VERIFY_FAILED" in refused.stderr
 
 
 def test_a_follower_behind_the_compacted_log_catches_up_by_digest_over_mutual_tls(
@@ -267,7 +269,7 @@ def test_a_follower_behind_the_compacted_log_catches_up_by_digest_over_mutual_tl
     leader = cluster.leader()
     stopped_at = cluster.state(lagging)["lastLogIndex"]
     lagging.stop()
-    for number in range(150):
+    for number in range(60):
         assert cluster.put(leader, f"behind-{number}", str(number)).status_code == 200
     wait_for(
         lambda: cluster.state(leader)["snapshotIndex"] > stopped_at,
@@ -280,7 +282,7 @@ def test_a_follower_behind_the_compacted_log_catches_up_by_digest_over_mutual_tl
         timeout_seconds=30,
         what="the restarted follower to install the leader's state by digest",
     )
-    assert cluster.get(lagging, "behind-149").json()["value"] == "149"
+    assert cluster.get(lagging, "behind-59").json()["value"] == "59"
 
 
 def test_cluster_up_tls_makes_private_certificates_and_says_how_to_connect(
