@@ -19,6 +19,7 @@ import logging
 import os
 import random
 import socket
+import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ from naraft.api.v1.operator import ServerInfo
 from naraft.config import NodeConfig, parse_address
 from naraft.digest.wiring import DigestService
 from naraft.election_audit import ElectionAudit
-from naraft.errors import NaraftError, UnavailableError
+from naraft.errors import InvalidArgumentError, NaraftError, UnavailableError
 from naraft.leader_watch import LeaderWatch
 from naraft.machine import NodeStateMachine
 from naraft.metrics import NodeMetrics
@@ -258,9 +259,10 @@ class Node:
 
 async def run_node(config: NodeConfig, *, ready: asyncio.Event | None = None) -> None:
     """Run one node until cancelled; `config` is a validated tree (`NodeConfig.validate`).
-    `ready` is set once the HTTP server serves. Raises `StartupError` for a taken port or
-    an unusable or locked data directory."""
+    `ready` is set once the HTTP server serves. Raises `StartupError` for a taken port,
+    an unusable or locked data directory, or certificate files that cannot be loaded."""
     loop = asyncio.get_running_loop()
+    tls = _load_tls(config)
     with contextlib.closing(bind_listener(config.listen_host, config.listen_port)) as sock:
         lock_fd = lock_data_dir(config.data_dir)
         try:
@@ -270,7 +272,7 @@ async def run_node(config: NodeConfig, *, ready: asyncio.Event | None = None) ->
                     executor, _open, config.data_dir / DB_FILE, config.id, config.cluster_id
                 )
                 try:
-                    await _serve(_wire(config, opened, executor), sock, ready)
+                    await _serve(_wire(config, opened, executor, tls), sock, ready)
                 finally:
                     await loop.run_in_executor(executor, opened.store.close)
             finally:
@@ -293,6 +295,7 @@ class _Wired:
     digest: DigestService
     app: web.Application
     tls: PeerTls  # how this node reaches the others
+    listener_ssl: ssl.SSLContext | None
 
 
 def _core(config: NodeConfig, stored: StoredState) -> RaftCore:
@@ -307,7 +310,24 @@ def _core(config: NodeConfig, stored: StoredState) -> RaftCore:
     )
 
 
-def _wire(config: NodeConfig, opened: _Opened, executor: ThreadPoolExecutor) -> _Wired:
+@dataclass(frozen=True, slots=True)
+class _Tls:
+    listener: ssl.SSLContext | None  # None: plaintext
+    peers: PeerTls
+
+
+def _load_tls(config: NodeConfig) -> _Tls:
+    """The listener's and the peer client's contexts, read once at start (`validate` has
+    checked the files; one removed since is still one line, not a traceback)."""
+    try:
+        return _Tls(server_context(config.tls), PeerTls.of(config.tls))
+    except (OSError, InvalidArgumentError) as error:  # ssl.SSLError is an OSError
+        raise StartupError(f"cannot load the TLS files: {error}") from None
+
+
+def _wire(
+    config: NodeConfig, opened: _Opened, executor: ThreadPoolExecutor, loaded: _Tls
+) -> _Wired:
     """Build every part in dependency order; parts built after the replica subscribe to
     its events (`NodeEvents`) rather than being handed to it."""
     node_id = NodeId(config.id)
@@ -318,7 +338,7 @@ def _wire(config: NodeConfig, opened: _Opened, executor: ThreadPoolExecutor) -> 
     machine = NodeStateMachine(datums, naming_state, quota_bytes=config.quota_bytes)
     metrics = NodeMetrics()
     events = NodeEvents()
-    tls = PeerTls.of(config.tls)
+    tls = loaded.peers
     client = PeerClient(
         node_id,
         {NodeId(p): tls.url(p) for p in config.peers if p != config.id},
@@ -378,6 +398,7 @@ def _wire(config: NodeConfig, opened: _Opened, executor: ThreadPoolExecutor) -> 
     return _Wired(
         config=config, cluster_id=cluster_id, node=node, client=client, keeper=keeper,
         pusher=pusher, watch=watch, digest=digest, app=app, tls=tls,
+        listener_ssl=loaded.listener,
     )  # fmt: skip
 
 
@@ -474,7 +495,7 @@ async def _serve(wired: _Wired, sock: socket.socket, ready: asyncio.Event | None
             sock,
             limits,
             idle_timeout_seconds=http.idle_timeout_seconds,
-            ssl_context=server_context(config.tls),
+            ssl_context=wired.listener_ssl,
         )
         await site.start()
         logger.info(
