@@ -2,7 +2,8 @@
 the node's listener context, reached by clients, by a member, and by impostors.
 
 The server's client-facing certificate and its peer certificate come from two different
-CAs here, so that which one a connection is shown is visible."""
+CAs here, so that which one a connection is shown is visible. Each test runs on asyncio's
+loop and on uvloop's (the server's)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import uvloop
 from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -85,6 +87,14 @@ class Pki:
             peer_key_file=self.files["peer-key"],
             peer_trusted_ca_file=self.files["peer-ca"],
         )
+
+
+@pytest.fixture(params=["asyncio", "uvloop"])
+def event_loop_policy(request: pytest.FixtureRequest) -> asyncio.AbstractEventLoopPolicy:
+    """Every test on both loops: the node serves on uvloop, whose TLS is its own."""
+    if request.param == "uvloop":
+        return uvloop.EventLoopPolicy()
+    return asyncio.DefaultEventLoopPolicy()
 
 
 @pytest.fixture(scope="module")
