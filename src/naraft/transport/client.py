@@ -533,6 +533,10 @@ class PeerClient:
                     status = await _post_once(session, url, wire, headers(), self._server_hostname)
         except TimeoutError:
             return RpcOutcome.TIMEOUT, f"no answer within {self._timeout_seconds} s"
+        except aiohttp.ClientSSLError as error:
+            # a TLS handshake that failed (the peer's certificate is not the cluster's):
+            # aiohttp's certificate error has no `os_error` to read
+            return RpcOutcome.ERROR, f"TLS: {error}"
         except aiohttp.ClientConnectorError as error:
             if error.os_error.errno == errno.ECONNREFUSED:
                 return RpcOutcome.REFUSED, "connection refused"
