@@ -37,6 +37,7 @@ from typing import Final
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from naraft.errors import InvalidArgumentError
@@ -148,15 +149,10 @@ def check_pair(cert_file: Path, key_file: Path, cert_flag: str, key_flag: str) -
         )
 
 
-def _spki(key: object) -> bytes:
-    public_bytes = getattr(key, "public_bytes", None)
-    if public_bytes is None:
-        return b""
-    encoded = public_bytes(
+def _spki(key: PublicKeyTypes) -> bytes:
+    return key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    assert isinstance(encoded, bytes)
-    return encoded
 
 
 def _load_ca(context: ssl.SSLContext, ca_file: Path) -> None:
