@@ -8,8 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from naraft.client import WriteOutcome
 from tests.e2e.harness import (
     BackgroundWriter,
     LocalCluster,
@@ -17,6 +15,8 @@ from tests.e2e.harness import (
     naraft_command,
     wait_for,
 )
+
+from naraft.client import WriteOutcome
 
 pytestmark = pytest.mark.e2e
 

@@ -307,8 +307,8 @@ class RaftCore:
         """Hand leadership to `target` (Raft thesis §3.10): bring its log up to ours, then
         tell it to campaign at once (`TimeoutNow`). No proposal is taken meanwhile, so the
         log stops growing; the hand-over is abandoned after two election timeouts (the
-        target may be down, or slow to catch up), and proposals are taken again. A target that is this node
-        is a no-op."""
+        target may be down, or slow to catch up), and proposals are taken again. A target
+        that is this node is a no-op."""
         if self._role is not Role.LEADER:
             raise NotLeaderError(self._leader)
         if target == self._id:
