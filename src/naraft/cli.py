@@ -99,13 +99,22 @@ def _run_until_signal(config: NodeConfig) -> None:
     gc.set_threshold(50_000, 20, 100)
 
     async def main_task() -> None:
+        # SIGTERM: a leader hands over first, then the node stops (a second SIGTERM stops it
+        # at once); SIGINT (Ctrl-C): a clean stop now, without a hand-over.
         task = asyncio.current_task()
         assert task is not None
         loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, task.cancel)
+        stop = asyncio.Event()
+
+        def on_sigterm() -> None:
+            if stop.is_set():
+                task.cancel()
+            stop.set()
+
+        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+        loop.add_signal_handler(signal.SIGINT, task.cancel)
         with contextlib.suppress(asyncio.CancelledError):
-            await run_node(config)
+            await run_node(config, stop=stop)
         logger.info("node %s stopped", config.id)
 
     try:
@@ -339,3 +348,7 @@ main.add_command(import_nacos)
 from naraft.cli_repair import repair  # noqa: E402 - offline repairs of a stopped node
 
 main.add_command(repair)
+
+from naraft.cli_leader import leader  # noqa: E402 - operations on a running cluster
+
+main.add_command(leader)

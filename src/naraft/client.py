@@ -14,6 +14,7 @@ import enum
 import json
 import ssl
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ import aiohttp
 
 RAFT_PATH: Final = "/nacos/v1/ns/raft"
 STATE_PATH: Final = f"{RAFT_PATH}/state"
+TRANSFER_PATH: Final = f"{RAFT_PATH}/transfer"
 LEADER_PATH: Final = f"{RAFT_PATH}/leader"
 KV_PATH: Final = "/naraft/v1/kv"
 INSTANCE_PATH: Final = "/nacos/v1/ns/instance"
@@ -121,6 +123,19 @@ def try_status(
         return get_status(base_url, timeout_seconds=timeout_seconds, ssl_context=ssl_context)
     except (OSError, ValueError):
         return None
+
+
+def transfer_leadership(
+    base_url: str, target: str | None = None, *, timeout_seconds: float = 30.0
+) -> Any:
+    """Ask the cluster behind `base_url` (any member) to hand leadership over to `target`
+    (default: the most caught-up member); the decoded answer, `{"leader", "previous",
+    "term"}`. Raises urllib.error.HTTPError with the refusal in its body, OSError when
+    the node does not answer."""
+    query = f"?{urllib.parse.urlencode({'to': target})}" if target else ""
+    request = urllib.request.Request(f"{base_url}{TRANSFER_PATH}{query}", method="POST")
+    with urllib.request.urlopen(request, timeout=timeout_seconds) as answer:
+        return json.loads(answer.read())
 
 
 async def fetch_json(session: aiohttp.ClientSession, url: str) -> Any:

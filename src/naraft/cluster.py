@@ -283,14 +283,15 @@ class NodeProcess:
             self.process.send_signal(signal.SIGCONT)
         self.paused = False
 
-    def terminate(self) -> None:
-        """SIGCONT + SIGTERM (a clean stop), SIGKILL after `STOP_TIMEOUT_SECONDS`."""
+    def terminate(self, *, hand_over: bool = True) -> None:
+        """SIGCONT + SIGTERM (a clean stop; a leader hands leadership over first) or, without
+        `hand_over`, SIGINT (a clean stop now); SIGKILL after `STOP_TIMEOUT_SECONDS`."""
         process = self.process
         self.paused = False
         if process is None or process.poll() is not None:
             return
         process.send_signal(signal.SIGCONT)
-        process.terminate()
+        process.send_signal(signal.SIGTERM if hand_over else signal.SIGINT)
         try:
             process.wait(timeout=STOP_TIMEOUT_SECONDS)
         except subprocess.TimeoutExpired:
@@ -468,8 +469,9 @@ class ProcessCluster:
             node.start()
 
     def stop(self) -> None:
+        """Stop every node cleanly, without hand-overs (all of them are going)."""
         for node in self.nodes:
-            node.terminate()
+            node.terminate(hand_over=False)
 
     async def astop(self) -> None:
         await asyncio.to_thread(self.stop)

@@ -23,7 +23,7 @@ from aiohttp.typedefs import Middleware
 
 from naraft.api.errors import Handler
 from naraft.errors import OutcomeUnknownError
-from naraft.raft.errors import NotLeaderError
+from naraft.raft.errors import HandedOverError, NotLeaderError
 from naraft.raft.types import NodeId
 from naraft.tls import PLAINTEXT, PeerTls
 
@@ -69,7 +69,7 @@ def forward_middleware(
             return await handler(request)
         except NotLeaderError as error:
             leader = error.leader_hint
-            if leader is None or leader == self_id or FORWARDED_HEADER in request.headers:
+            if leader is None or leader == self_id or not _may_forward(request, error):
                 raise
             on_forward()
             try:
@@ -93,13 +93,23 @@ def forward_middleware(
     return forward_to_leader
 
 
+def _may_forward(request: web.Request, error: NotLeaderError) -> bool:
+    """A request is forwarded once; a second time only when the leader it reached handed
+    over while it waited (it appended nothing, and the new leader is known)."""
+    forwarded_by = request.headers.get(FORWARDED_HEADER)
+    if forwarded_by is None:
+        return True
+    return isinstance(error, HandedOverError) and "," not in forwarded_by
+
+
 async def _forward(
     request: web.Request, leader: str, self_id: str, timeout_seconds: float
 ) -> web.StreamResponse:
     session = request.app[FORWARD_SESSION]
     body = await request.read()
     headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
-    headers[FORWARDED_HEADER] = self_id
+    earlier = request.headers.get(FORWARDED_HEADER)
+    headers[FORWARDED_HEADER] = self_id if earlier is None else f"{earlier},{self_id}"
     tls = request.app.get(FORWARD_TLS, PLAINTEXT)
     url = f"{tls.url(leader)}{request.rel_url}"
     try:
