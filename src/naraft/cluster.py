@@ -42,7 +42,7 @@ from typing import Final, TypeVar
 import aiohttp
 
 from naraft.client import NodeStatus, fetch_status, try_status
-from naraft.transport.auth import generate_secret
+from naraft.transport.auth import generate_secret, write_secret_file
 
 T = TypeVar("T")
 
@@ -138,24 +138,6 @@ def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
     finally:
         for s in sockets:
             s.close()
-
-
-def write_secret_file(path: Path, secret: str | None = None) -> None:
-    """Put `secret` (default: a fresh one) in `path`, unless a file is there. The file is
-    created 0600 in one step (O_EXCL), so the secret is never readable by others, not even
-    for a moment."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    except FileExistsError:
-        return
-    try:
-        with os.fdopen(fd, "w") as file:
-            file.write((secret if secret is not None else generate_secret()) + "\n")
-            file.flush()
-            os.fsync(file.fileno())
-    except BaseException:
-        path.unlink(missing_ok=True)  # never leave an empty secret behind
-        raise
 
 
 # ---------------------------------------------------------------------- processes

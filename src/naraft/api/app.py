@@ -14,7 +14,10 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from naraft.api import auth as auth_api
+from naraft.api.access import access_middleware
 from naraft.api.admin import MAX_KV_BODY_BYTES, RAFT_BASE
+from naraft.api.auth import AUTH, AuthService
 from naraft.api.context import NAMING
 from naraft.api.edge import edge_middleware, input_middleware
 from naraft.api.errors import Handler, error_middleware
@@ -22,6 +25,7 @@ from naraft.api.v1 import instance, namespace, operator, service
 from naraft.api.v1.beats import BEATS_PATH
 from naraft.api.v1.operator import SERVERS, ServerDirectory
 from naraft.naming.service import NamingService
+from naraft.transport.signing import PeerVerifier
 
 MAX_BODY_BYTES: Final = (
     MAX_KV_BODY_BYTES  # the kv API's largest write; Nacos clients send parameters
@@ -65,12 +69,16 @@ def make_app(
     max_body_bytes: int = MAX_BODY_BYTES,
     max_params: int = MAX_PARAMS,
     middlewares: Iterable[Middleware] = (),
+    auth: AuthService | None = None,
+    identity_verifier: PeerVerifier | None = None,
 ) -> web.Application:
     """The client-facing application. `extra_routes` adds other layers' endpoints (raft,
-    admin, auth); `peer_routes` adds the peer endpoints, outside the client body limit;
+    admin); `peer_routes` adds the peer endpoints, outside the client body limit;
     `servers` feeds `/operator/servers` (default: this node alone); `middlewares` run
     inside the error and body-limit ones (forwarding to the leader). Outermost,
-    `edge_middleware` keeps the connection limits of `naraft.api.edge`."""
+    `edge_middleware` keeps the connection limits of `naraft.api.edge`. `auth` adds the
+    auth API, and the access middleware (`naraft.api.access`) enforces its rules on every
+    client route; `identity_verifier` checks identities forwarded by followers."""
     peer_resources: set[str] = set()  # canonical paths, filled once the routes are added
     app = web.Application(
         middlewares=[
@@ -78,11 +86,15 @@ def make_app(
             error_middleware,
             _body_limit(max_body_bytes, peer_resources),
             input_middleware(max_params),
+            access_middleware(peer_resources, identity_verifier),
             *middlewares,
         ],
         client_max_size=max_body_bytes,
     )
     app[NAMING] = naming
+    if auth is not None:
+        app[AUTH] = auth
+        app.router.add_routes(auth_api.routes)
     if servers is not None:
         app[SERVERS] = servers
     for module in (instance, service, operator, namespace):
