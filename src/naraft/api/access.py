@@ -65,11 +65,8 @@ USER: Final = Rule(Level.USER)
 ADMIN: Final = Rule(Level.ADMIN)
 NAMING_R: Final = Rule(Level.READ, "naming")
 NAMING_W: Final = Rule(Level.WRITE, "naming")
-CONFIG_R: Final = Rule(Level.READ, "config")
-CONFIG_W: Final = Rule(Level.WRITE, "config")
 
 _NS: Final = "/nacos/v1/ns"
-_CS: Final = "/nacos/v1/cs"
 
 ACCESS: Final[Mapping[tuple[str, str], Rule]] = {
     # naming: Nacos's permission on the namespace, group and service named
@@ -125,11 +122,6 @@ ACCESS: Final[Mapping[tuple[str, str], Rule]] = {
     ("GET", f"{AUTH_BASE}/permissions"): ADMIN,
     ("POST", f"{AUTH_BASE}/permissions"): ADMIN,
     ("DELETE", f"{AUTH_BASE}/permissions"): ADMIN,
-    # config (Nacos's configs API): the namespace (`tenant`), group and dataId named
-    ("GET", f"{_CS}/configs"): CONFIG_R,
-    ("POST", f"{_CS}/configs"): CONFIG_W,
-    ("DELETE", f"{_CS}/configs"): CONFIG_W,
-    ("POST", f"{_CS}/configs/listener"): CONFIG_R,
 }
 
 

@@ -32,6 +32,8 @@ MAX_BODY_BYTES: Final = (
 )
 MAX_PARAMS: Final = 256  # query plus form; Nacos's own endpoints take fewer than 20
 SENDER_HEADER: Final = "X-Naraft-Sender"
+PEER_PATHS: Final = web.AppKey("peer_paths", set[str])
+"""The canonical paths of the peer routes: outside the client limits and the access table."""
 
 
 def is_peer_request(request: web.BaseRequest) -> bool:
@@ -92,6 +94,7 @@ def make_app(
         client_max_size=max_body_bytes,
     )
     app[NAMING] = naming
+    app[PEER_PATHS] = peer_resources
     if auth is not None:
         app[AUTH] = auth
         app.router.add_routes(auth_api.routes)
