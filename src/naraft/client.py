@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ INSTANCE_LIST_PATH: Final = f"{INSTANCE_PATH}/list"
 SWITCHES_PATH: Final = "/nacos/v1/ns/operator/switches"
 FAILPOINTS_PATH: Final = "/naraft/v1/debug/failpoints"
 METRICS_PATH: Final = "/metrics"
+LOGIN_PATH: Final = "/nacos/v1/auth/login"
+ADMIN_USER: Final = "nacos"
 STATUS_TIMEOUT_SECONDS: Final = 2.0
 
 
@@ -117,6 +120,41 @@ async def fetch_status(session: aiohttp.ClientSession, base_url: str) -> NodeSta
         return parse_status(await fetch_json(session, f"{base_url}{STATE_PATH}"))
     except (aiohttp.ClientError, TimeoutError, ValueError):
         return None
+
+
+# ---------------------------------------------------------------------- tokens
+
+
+def login(
+    base_url: str,
+    password: str,
+    *,
+    username: str = ADMIN_USER,
+    timeout_seconds: float = STATUS_TIMEOUT_SECONDS,
+) -> str:
+    """An access token from the node at `base_url` (sync); send it as the `accessToken`
+    parameter or with `bearer(token)`. Raises OSError when the login is refused."""
+    query = urllib.parse.urlencode({"username": username, "password": password})
+    request = urllib.request.Request(f"{base_url}{LOGIN_PATH}?{query}", method="POST")
+    with urllib.request.urlopen(request, timeout=timeout_seconds) as answer:
+        token: str = json.loads(answer.read())["accessToken"]
+    return token
+
+
+async def alogin(
+    session: aiohttp.ClientSession, base_url: str, password: str, *, username: str = ADMIN_USER
+) -> str:
+    """`login`, async. Raises aiohttp.ClientError when the login is refused."""
+    params = {"username": username, "password": password}
+    async with session.post(f"{base_url}{LOGIN_PATH}", params=params) as answer:
+        answer.raise_for_status()
+        token: str = json.loads(await answer.read())["accessToken"]
+    return token
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The header that carries `token`."""
+    return {"Authorization": f"Bearer {token}"}
 
 
 # ---------------------------------------------------------------------- write outcomes

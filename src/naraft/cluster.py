@@ -48,6 +48,7 @@ T = TypeVar("T")
 
 LOG_FILE: Final = "node.log"
 SECRET_FILE: Final = "cluster.secret"
+ADMIN_PASSWORD_FILE: Final = "admin.password"  # beside the secret, for every node
 FAILPOINTS_ENV_VAR: Final = "NARAFT_FAILPOINTS"
 STOP_TIMEOUT_SECONDS: Final = 10.0
 LOOPBACK: Final = "127.0.0.1"
@@ -73,6 +74,8 @@ class NodeSpec:
     listen: str | None = None
     secret_file: Path | None = None
     cluster_token: str | None = None
+    auth: str | None = None  # on, off or auto (the node's default)
+    admin_password_file: Path | None = None  # the first admin's, read at the first start
     standalone: bool = False
     extra_args: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
@@ -110,6 +113,10 @@ def server_command(spec: NodeSpec) -> list[str]:
         args += ["--cluster-secret-file", str(spec.secret_file)]
     if spec.cluster_token is not None:
         args += ["--cluster-token", spec.cluster_token]
+    if spec.auth is not None:
+        args += ["--auth", spec.auth]
+    if spec.admin_password_file is not None:
+        args += ["--admin-password-file", str(spec.admin_password_file)]
     return args + list(spec.extra_args)
 
 
@@ -353,6 +360,8 @@ class ProcessCluster:
         standalone: bool | None = None,
         secret: str | None = None,
         cluster_token: str | None = None,
+        auth: str | None = None,
+        admin_password: str | None = None,
         env: Mapping[str, str] | None = None,
         failpoints: str | None = None,
         wrap: Sequence[str] = (),
@@ -360,7 +369,9 @@ class ProcessCluster:
         log_dir: Path | None = None,
     ) -> None:
         """`log_dir` puts the node logs there (named after the data directories) instead of
-        inside each data directory."""
+        inside each data directory. `auth` is passed as `--auth`; with it on, the first
+        admin's password is `admin_password` or a generated one, kept 0600 in
+        `root/admin.password` (`admin_password_file`) and given to every node."""
         self.root = root
         self.size = size
         self.secret = secret if secret is not None else generate_secret()
@@ -375,6 +386,10 @@ class ProcessCluster:
         self.secret_file = root / SECRET_FILE
         write_secret_file(self.secret_file, self.secret)  # kept if there: a restart reuses it
         self.secret = self.secret_file.read_text().strip()
+        self.admin_password_file: Path | None = None
+        if auth == "on" or admin_password is not None:
+            self.admin_password_file = root / ADMIN_PASSWORD_FILE
+            write_secret_file(self.admin_password_file, admin_password)
         one = standalone if standalone is not None else size == 1
         self.nodes: list[NodeProcess] = []
         for member, listen in zip(self.members, listens, strict=True):
@@ -388,6 +403,8 @@ class ProcessCluster:
                 peers=() if one else tuple(self.members),
                 secret_file=None if one else self.secret_file,
                 cluster_token=cluster_token,
+                auth=auth,
+                admin_password_file=self.admin_password_file,
                 extra_args=tuple(extra_args),
                 env=dict(env or {}),
                 failpoints=failpoints,
@@ -396,6 +413,13 @@ class ProcessCluster:
                 log_path=None if log_dir is None else log_dir / f"{data_dir.name}.log",
             )
             self.nodes.append(NodeProcess(spec))
+
+    @property
+    def admin_password(self) -> str | None:
+        """The first admin's password (user `nacos`), when this launcher chose it."""
+        if self.admin_password_file is None:
+            return None
+        return self.admin_password_file.read_text().strip()
 
     # -- lifecycle
 
