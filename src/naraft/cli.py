@@ -25,12 +25,14 @@ import uvloop
 from rich.console import Console
 from rich.table import Table
 
-from naraft.client import INSTANCE_LIST_PATH, INSTANCE_PATH, STATE_PATH, fetch_json
+from naraft.client import INSTANCE_LIST_PATH, INSTANCE_PATH, LOGIN_PATH, STATE_PATH, fetch_json
 from naraft.cluster import ProcessCluster, node_data_dir
 from naraft.config import (
+    AuthMode,
     NodeConfig,
     Profile,
     check_cluster_token,
+    is_loopback,
 )
 from naraft.config_sources import build_config, flags_given, merge, server_options
 from naraft.errors import NaraftError
@@ -133,8 +135,17 @@ def cluster() -> None:
 @click.option(
     "--profile", type=click.Choice([p.value for p in Profile]), default=Profile.DEFAULT.value
 )
-def cluster_up(nodes: int, base_port: int, host: str, data_dir: Path, profile: str) -> None:
+@click.option(
+    "--auth",
+    type=click.Choice([m.value for m in AuthMode]),
+    default=AuthMode.AUTO.value,
+    help="logins and permissions; auto: on unless --host is loopback",
+)
+def cluster_up(
+    nodes: int, base_port: int, host: str, data_dir: Path, profile: str, auth: str
+) -> None:
     """Start NODES local nodes in the foreground; Ctrl-C stops them all cleanly."""
+    auth_on = auth == AuthMode.ON or (auth == AuthMode.AUTO and not is_loopback(host))
     console = Console()
     members = [f"{host}:{base_port + i}" for i in range(nodes)]
     try:
@@ -150,6 +161,7 @@ def cluster_up(nodes: int, base_port: int, host: str, data_dir: Path, profile: s
             host=host,
             ports=[base_port + i for i in range(nodes)],
             cluster_token=token,
+            auth="on" if auth_on else "off",
             extra_args=("--profile", profile),
         )
     except OSError as error:
@@ -166,6 +178,7 @@ def cluster_up(nodes: int, base_port: int, host: str, data_dir: Path, profile: s
     try:
         local.start()
         _show_cluster(console, local, _wait_for_leader(local, lambda: stopping), data_dir)
+        _show_auth(console, local)
         while not stopping:
             for node in local.nodes:
                 if not node.running:
@@ -175,6 +188,21 @@ def cluster_up(nodes: int, base_port: int, host: str, data_dir: Path, profile: s
     finally:
         local.stop()
         console.print("all nodes stopped")
+
+
+def _show_auth(console: Console, local: ProcessCluster) -> None:
+    if local.admin_password_file is None:
+        console.print("auth: off (loopback only; --auth on to try logins and tokens)")
+        return
+    console.print(
+        f"auth: on. The admin user is [bold]nacos[/bold]; its password is in "
+        f"[bold]{local.admin_password_file}[/bold] (0600). Log in with:"
+    )
+    console.print(
+        f"  curl -X POST '{local.nodes[0].url}{LOGIN_PATH}?username=nacos&password='"
+        f'"$(cat {local.admin_password_file})"'
+    )
+    console.print("  then add accessToken=<token> to every request (or Authorization: Bearer)")
 
 
 CLUSTER_TOKEN_FILE = "cluster.token"
@@ -270,6 +298,12 @@ def status(server_url: str) -> None:
         )
     console = Console()
     console.print(table)
+    auth = {str(member): row.get("authEnabled") for member, row in rows.items() if row}
+    if auth:
+        on = sorted(m for m, enabled in auth.items() if enabled)
+        off = sorted(m for m, enabled in auth.items() if not enabled)
+        where = "on" if not off else "off" if not on else f"on at {', '.join(on)} only"
+        console.print(f"auth: {where} (log in with POST {LOGIN_PATH})")
     for member, row in rows.items():
         if row.get("diskFull"):
             console.print(f"[red]{member}: disk full, refusing writes:[/red] {row['diskFull']}")

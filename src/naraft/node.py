@@ -218,6 +218,7 @@ class Node:
     def extra_state(self) -> dict[str, object]:
         return {
             "clusterId": self._config.cluster_id,
+            "authEnabled": self._config.auth_enabled,
             "datums": len(self._datums),
             "instances": self._naming_state.instance_count(),
             "diskFull": self.replica.disk_full,

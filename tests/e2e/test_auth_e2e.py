@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import signal
+import stat
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -264,3 +269,40 @@ def test_a_node_listening_beyond_loopback_is_secure_by_default(tmp_path: Path) -
         assert "auth is on" in node.log_text()
     finally:
         node.terminate()
+
+
+def test_cluster_up_with_auth_says_where_the_admin_password_is(tmp_path: Path) -> None:
+    (port,) = free_ports(1)
+    data_dir = tmp_path / "data"
+    output = tmp_path / "up.out"
+    with output.open("w") as out:
+        up = subprocess.Popen(
+            [sys.executable, "-m", "naraft", "cluster", "up", "--nodes", "1", "--auth", "on",
+             "--base-port", str(port), "--data-dir", str(data_dir)],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**os.environ, "COLUMNS": "300"},
+        )  # fmt: skip
+    password_file = data_dir / "admin.password"
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: "admin user is nacos" in output.read_text(), timeout_seconds=30,
+                 what="cluster up to show the auth line")  # fmt: skip
+        assert str(password_file) in output.read_text()
+        assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
+        token = wait_for(lambda: _try_login_url(url, password_file.read_text().strip()),
+                         timeout_seconds=30, what="a login with the printed password")  # fmt: skip
+        answer = httpx.put(f"{url}/naraft/v1/kv/k", json={"value": "v"}, timeout=5)
+        assert answer.status_code == 403
+        answer = httpx.put(f"{url}/naraft/v1/kv/k", json={"value": "v"}, headers=bearer(token),
+                           timeout=5)  # fmt: skip
+        assert answer.status_code == 200, answer.text
+    finally:
+        up.send_signal(signal.SIGINT)
+        up.wait(timeout=20)
+
+
+def _try_login_url(url: str, password: str) -> str | None:
+    try:
+        return login(url, password)
+    except OSError:
+        return None
