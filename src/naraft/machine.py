@@ -106,6 +106,10 @@ class NodeStateMachine:
         """Changes whenever an auth entry applies: users, roles, permissions or the key."""
         return self._auth_generation
 
+    def note_installed(self) -> None:
+        """A digest install or repair replaced datums without entries: auth may differ."""
+        self._auth_generation += 1
+
     @property
     def quota_bytes(self) -> int | None:
         """The cluster's quota, as the replicated state holds it (None: none)."""

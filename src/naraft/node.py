@@ -52,7 +52,7 @@ from naraft.naming.udp import UdpPusher
 from naraft.node_events import NodeEvents
 from naraft.raft import NodeId, NotLeaderError, RaftCore, Role, Status
 from naraft.replica import Replica
-from naraft.state.datums import Datum, DatumTable
+from naraft.state.datums import Datum, DatumChanges, DatumTable
 from naraft.state.kv import read_value
 from naraft.storage import open_store
 from naraft.storage.base import StoredState
@@ -394,7 +394,7 @@ def _wire(config: NodeConfig, opened: _Opened, executor: ThreadPoolExecutor) -> 
         compaction=config.compaction,
         on_applied=events.on_applied,
         # Entries publish their own changes; a digest install or repair has none to apply.
-        on_installed=naming_state.publish_replaced_changes,
+        on_installed=lambda changes: _installed(changes, naming_state, machine),
     )
     clock = SystemClock()
     digest = _digest(config, replica, naming_state, metrics, cluster_id)
@@ -439,6 +439,11 @@ def _wire(config: NodeConfig, opened: _Opened, executor: ThreadPoolExecutor) -> 
         config=config, cluster_id=cluster_id, node=node, client=client, keeper=keeper,
         pusher=pusher, watch=watch, digest=digest, app=app,
     )  # fmt: skip
+
+
+def _installed(changes: DatumChanges, naming: NamingState, machine: NodeStateMachine) -> None:
+    naming.publish_replaced_changes(changes)
+    machine.note_installed()  # the auth caches read again
 
 
 def _digest(

@@ -422,3 +422,16 @@ async def test_open_routes_need_nothing(env: Env) -> None:
     for path in ("/nacos/v1/ns/health/server", "/naraft/v1/openapi.json", "/metrics"):
         answer = await env.call("GET", path)
         assert answer.status != 403, path
+
+
+async def test_a_digest_install_is_seen_by_the_next_request(env: Env) -> None:
+    """An install replaces datums without applying entries; the node tells the machine."""
+    token = await reader_of(env, "public", "rw")
+    taken = {k: v for k, v in env.datums.items() if k.startswith("naraft.auth.perm/")}
+    for key in taken:
+        env.datums.delete(key)  # as an install from a leader without that permission would
+    answer = await env.call("POST", INSTANCE, {**register(), "accessToken": token})
+    assert answer.status == 200  # not told yet: the snapshot is the last generation's
+    env.machine.note_installed()
+    answer = await env.call("POST", INSTANCE, {**register(port="81"), "accessToken": token})
+    assert answer.status == 403

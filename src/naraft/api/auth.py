@@ -51,7 +51,7 @@ MAX_PASSWORD_BYTES: Final = 72  # bcrypt reads no further
 MAX_PAGE_SIZE: Final = 500
 LOGIN_WINDOW_SECONDS: Final = 60.0
 MAX_TRACKED_SOURCES: Final = 10_000
-PERMISSION_CACHE_SECONDS: Final = 1.0  # also bounds how long a digest install goes unseen
+MAX_VERIFIED_TOKENS: Final = 10_000  # signatures checked once; expiry on every use
 
 
 def hash_password(password: str) -> str:
@@ -108,6 +108,28 @@ class _Grants:
         self.permissions = permissions
 
 
+class _Snapshot:
+    """The auth state as of one generation: the key and every user's grants, read in one
+    scan of the auth datums (they change rarely; requests read them on every call)."""
+
+    def __init__(self, datums: DatumTable) -> None:
+        self.key = auth_state.signing_key(datums)
+        roles: dict[str, set[str]] = {u.username: set() for u in auth_state.users(datums)}
+        for binding in auth_state.role_bindings(datums):
+            if binding.username in roles:
+                roles[binding.username].add(binding.role)
+        by_role: dict[str, list[Permission]] = {}
+        for permission in auth_state.permissions(datums):
+            by_role.setdefault(permission.role, []).append(permission)
+        self.grants = {
+            user: _Grants(
+                ADMIN_ROLE in held,
+                tuple(p for role in sorted(held) for p in by_role.get(role, ())),
+            )
+            for user, held in roles.items()
+        }
+
+
 Propose = Callable[[bytes], Awaitable[object]]
 
 
@@ -133,22 +155,40 @@ class AuthService:
         self.token_ttl_seconds = token_ttl_seconds
         self._failures_allowed = login_failures_per_minute
         self._failures: collections.OrderedDict[str, list[float]] = collections.OrderedDict()
-        self._grants: dict[str, tuple[int, float, _Grants]] = {}
+        self._snapshot: _Snapshot | None = None
+        self._snapshot_generation = -1
+        self._verified: dict[str, tokens.Claims] = {}  # good signatures, under the one key
 
     # ------------------------------------------------------------------ tokens
 
+    def _current(self) -> _Snapshot:
+        generation = self._generation()
+        if self._snapshot is None or self._snapshot_generation != generation:
+            self._snapshot = _Snapshot(self._datums)
+            self._snapshot_generation = generation
+            self._verified.clear()
+        return self._snapshot
+
     def signing_key(self) -> bytes | None:
-        return auth_state.signing_key(self._datums)
+        return self._current().key
 
     def identify(self, token: str) -> Identity:
         """The user a token names; UnauthorizedError (Nacos's message) if it does not hold."""
-        key = self.signing_key()
-        if key is None:
+        snapshot = self._current()
+        if snapshot.key is None:
             raise UnauthorizedError("the cluster's auth state is not bootstrapped yet")
-        try:
-            claims = tokens.verify(key, token, now=self._clock())
-        except tokens.TokenError as error:
-            raise UnauthorizedError(error.problem.value) from None
+        now = self._clock()
+        claims = self._verified.get(token)
+        if claims is None:
+            try:
+                claims = tokens.verify(snapshot.key, token, now=now)
+            except tokens.TokenError as error:
+                raise UnauthorizedError(error.problem.value) from None
+            if len(self._verified) >= MAX_VERIFIED_TOKENS:
+                self._verified.clear()
+            self._verified[token] = claims
+        elif claims.expires_at <= now:
+            raise UnauthorizedError(tokens.TokenProblem.EXPIRED.value)
         return self.identity_of(claims.username)
 
     def identity_of(self, username: str) -> Identity:
@@ -158,28 +198,9 @@ class AuthService:
         return Identity(username=username, admin=grants.admin)
 
     def grants(self, username: str) -> _Grants | None:
-        """The user's admin flag and permissions (None: no such user), cached for at most
-        `PERMISSION_CACHE_SECONDS` and never across an applied auth entry."""
-        generation, now = self._generation(), self._clock()
-        cached = self._grants.get(username)
-        if (
-            cached is not None
-            and cached[0] == generation
-            and now - cached[1] < PERMISSION_CACHE_SECONDS
-        ):
-            return cached[2]
-        if auth_state.read_user(self._datums, username) is None:
-            self._grants.pop(username, None)
-            return None
-        roles = {b.role for b in auth_state.roles_of(self._datums, username)}
-        permissions = tuple(
-            p for role in sorted(roles) for p in auth_state.permissions(self._datums, role)
-        )
-        grants = _Grants(ADMIN_ROLE in roles, permissions)
-        if len(self._grants) > MAX_TRACKED_SOURCES:
-            self._grants.clear()
-        self._grants[username] = (generation, now, grants)
-        return grants
+        """The user's admin flag and permissions (None: no such user), as of the last
+        applied auth entry or install."""
+        return self._current().grants.get(username)
 
     def allowed(self, identity: Identity, need: rules.Need) -> bool:
         if identity.admin:
