@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+import aiohttp
 import bcrypt
 import jwt
 import pytest
@@ -435,3 +436,23 @@ async def test_a_digest_install_is_seen_by_the_next_request(env: Env) -> None:
     env.machine.note_installed()
     answer = await env.call("POST", INSTANCE, {**register(port="81"), "accessToken": token})
     assert answer.status == 403
+
+
+async def test_the_input_nemesis_forged_credentials_are_all_refused(env: Env) -> None:
+    """Every forged-auth probe the chaos campaign draws, against a node with auth on."""
+    import random
+
+    from naraft.chaos.inputs import ProbeFactory, ProbeKind, http_exchange
+
+    class Node:
+        url = str(env.client.make_url("")).rstrip("/")
+
+    factory = ProbeFactory(random.Random(3), (ProbeKind.FORGED_AUTH,), nodes=1)
+    before = dict(env.datums.items())
+    statuses = set()
+    async with aiohttp.ClientSession() as session:
+        for _ in range(60):
+            statuses.add(await http_exchange(session, Node(), factory.next()))  # type: ignore[arg-type]
+    assert statuses <= {"403", "400"}, statuses  # 400: a header over aiohttp's line limit
+    assert "403" in statuses
+    assert dict(env.datums.items()) == before
