@@ -27,6 +27,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from naraft.client import ADMIN_USER, alogin, bearer
 from naraft.storage.nacos_import import (
     DEFAULT_MAX_FILE_BYTES,
     DEFAULT_NAMESPACE,
@@ -66,10 +67,24 @@ class _Tally:
     show_default=True,
     help="larger datum files are listed and skipped, never read",
 )
+@click.option("--username", default=ADMIN_USER, show_default=True, help="with auth on: who")
+@click.option(
+    "--password-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="with auth on: the user's password (e.g. the cluster's admin.password)",
+)
 def import_nacos(
-    directory: Path, server_url: str, concurrency: int, dry_run: bool, max_file_mib: int
+    directory: Path,
+    server_url: str,
+    concurrency: int,
+    dry_run: bool,
+    max_file_mib: int,
+    username: str,
+    password_file: Path | None,
 ) -> None:
     """Import a Nacos 1.x naming data directory (nacos home, data/naming or its data/)."""
+    password = password_file.read_text().strip() if password_file is not None else None
     console = Console(highlight=False, soft_wrap=True)
     try:
         data = read_nacos_dir(directory, max_file_bytes=max_file_mib << 20)
@@ -86,7 +101,16 @@ def import_nacos(
     tally = _Tally()
     if not dry_run:
         try:
-            asyncio.run(_propose(data, server_url.rstrip("/"), concurrency, tally, console))
+            asyncio.run(
+                _propose(
+                    data,
+                    server_url.rstrip("/"),
+                    concurrency,
+                    tally,
+                    console,
+                    login=None if password is None else (username, password),
+                )  # fmt: skip
+            )
         except (aiohttp.ClientError, OSError) as error:
             click.echo(f"naraft: cannot reach {server_url}: {shown(error)}", err=True)
             raise SystemExit(1) from None
@@ -96,14 +120,26 @@ def import_nacos(
 
 
 async def _propose(
-    data: NacosData, server: str, concurrency: int, tally: _Tally, console: Console
+    data: NacosData,
+    server: str,
+    concurrency: int,
+    tally: _Tally,
+    console: Console,
+    *,
+    login: tuple[str, str] | None = None,
 ) -> None:
     services = _all_services(data)
     instances = [(lst, inst) for lst in data.instance_lists for inst in lst.instances]
     namespaces = [ns for ns in data.namespaces if ns != DEFAULT_NAMESPACE]
     timeout = aiohttp.ClientTimeout(total=30)
     connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+    headers: dict[str, str] = {}
+    if login is not None:  # with auth on: every request carries the user's token
+        async with aiohttp.ClientSession(timeout=timeout) as first:
+            headers = bearer(await alogin(first, server, login[1], username=login[0]))
+    async with aiohttp.ClientSession(
+        timeout=timeout, connector=connector, headers=headers
+    ) as session:
         with Progress(
             TextColumn("{task.description:<12}"),
             BarColumn(),

@@ -306,3 +306,22 @@ def _try_login_url(url: str, password: str) -> str | None:
         return login(url, password)
     except OSError:
         return None
+
+
+def test_import_nacos_logs_in_with_a_password_file(cluster: LocalCluster, tmp_path: Path) -> None:
+    from tests.e2e.test_import import build_nacos_home
+
+    home = build_nacos_home(tmp_path / "nacos")
+    command = [sys.executable, "-m", "naraft", "import-nacos", str(home),
+               "--server", cluster.nodes[1].url]  # fmt: skip
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert refused.returncode == 1
+    assert "403" in refused.stdout
+    assert cluster.admin_password_file is not None
+    run = subprocess.run([*command, "--password-file", str(cluster.admin_password_file)],
+                         capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    # the sample home's corrupt file makes it exit 1; no request failed
+    assert "failed" not in run.stdout.replace("failed requests", ""), run.stdout
+    assert "403" not in run.stdout
+    wait_for(lambda: hosts_everywhere(cluster, "orders") != set(), timeout_seconds=15,
+             what="the imported instances")  # fmt: skip
