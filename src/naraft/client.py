@@ -29,7 +29,6 @@ INSTANCE_PATH: Final = "/nacos/v1/ns/instance"
 INSTANCE_LIST_PATH: Final = f"{INSTANCE_PATH}/list"
 SWITCHES_PATH: Final = "/nacos/v1/ns/operator/switches"
 FAILPOINTS_PATH: Final = "/naraft/v1/debug/failpoints"
-METRICS_PATH: Final = "/metrics"
 LOGIN_PATH: Final = "/nacos/v1/auth/login"
 ADMIN_USER: Final = "nacos"
 STATUS_TIMEOUT_SECONDS: Final = 2.0

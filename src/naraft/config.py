@@ -83,7 +83,6 @@ class HealthTimings:
 
 DEFAULT_CLUSTER_TOKEN: Final = "naraft-cluster"
 """The token of a cluster started without `--cluster-token` (as etcd's `etcd-cluster`)."""
-CLUSTER_TOKEN_ENV_VAR: Final = "NARAFT_CLUSTER_TOKEN"
 MAX_CLUSTER_TOKEN_CHARS: Final = 256
 
 
@@ -233,9 +232,9 @@ class NodeConfig:
         """Secure by default: auth is on unless the node listens on loopback only, or the
         operator said otherwise (`--auth on|off`)."""
         mode = self.auth.mode
-        if mode is AuthMode.AUTO:
-            return not is_loopback(self.listen_host)
-        return mode is AuthMode.ON
+        if mode is AuthMode.OFF:
+            return False
+        return mode is AuthMode.ON or not is_loopback(self.listen_host)
 
     @property
     def standalone(self) -> bool:

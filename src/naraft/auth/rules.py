@@ -59,7 +59,3 @@ def allows(permissions: Iterable[Permission], need: Need) -> bool:
         ):
             return True
     return False
-
-
-def namespace_of(permission: Permission) -> str:
-    return normalise(permission.resource).split(":", 1)[0]

@@ -34,10 +34,10 @@ import orjson
 from naraft.state.datums import DatumTable
 
 AUTH_PREFIX: Final = "naraft.auth."
-KEY_KEY: Final = "naraft.auth.key"
-USER_PREFIX: Final = "naraft.auth.user/"
-ROLE_PREFIX: Final = "naraft.auth.role/"
-PERM_PREFIX: Final = "naraft.auth.perm/"
+KEY_KEY: Final = AUTH_PREFIX + "key"
+USER_PREFIX: Final = AUTH_PREFIX + "user/"
+ROLE_PREFIX: Final = AUTH_PREFIX + "role/"
+PERM_PREFIX: Final = AUTH_PREFIX + "perm/"
 COMMAND_MARKER: Final = b'{"op":"auth.'
 
 ADMIN_ROLE: Final = "ROLE_ADMIN"  # Nacos's global admin role
