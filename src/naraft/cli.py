@@ -333,9 +333,13 @@ from naraft.cli_chaos import chaos  # noqa: E402 - the campaign's own imports st
 
 main.add_command(chaos)
 
-from naraft.cli_import import import_nacos  # noqa: E402 - registered after the core commands
+from naraft.cli_import import (  # noqa: E402 - registered after the core commands
+    import_nacos,
+    import_nacos_users,
+)
 
 main.add_command(import_nacos)
+main.add_command(import_nacos_users)
 
 from naraft.cli_repair import repair  # noqa: E402 - offline repairs of a stopped node
 

@@ -325,3 +325,46 @@ def test_import_nacos_logs_in_with_a_password_file(cluster: LocalCluster, tmp_pa
     assert "403" not in run.stdout
     wait_for(lambda: hosts_everywhere(cluster, "orders") != set(), timeout_seconds=15,
              what="the imported instances")  # fmt: skip
+
+
+# Nacos's own default admin row: bcrypt (Spring's $2a$, cost 10) of the password "nacos"
+NACOS_ROW_HASH = "$2a$10$EuWPZHzz32dJN7jexM34MOeYirDdFAZm2kuWj7VEOJhhZkDrxfvUu"
+
+
+def test_users_move_over_from_a_nacos_database_with_their_hashes(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """`mysql --batch` exports of Nacos's users, roles and permissions tables."""
+    users = tmp_path / "users.tsv"
+    users.write_text(f"username\tpassword\tenabled\nlegacy\t{NACOS_ROW_HASH}\t1\n"
+                     f"gone\t{NACOS_ROW_HASH}\t0\n")  # fmt: skip
+    roles = tmp_path / "roles.csv"
+    roles.write_text("username,role\nlegacy,role-legacy\n")
+    permissions = tmp_path / "permissions.csv"
+    permissions.write_text("role,resource,action\nrole-legacy,ns-a:*:*,rw\n")
+    assert cluster.admin_password_file is not None
+    command = [sys.executable, "-m", "naraft", "import-nacos-users", "--users", str(users),
+               "--roles", str(roles), "--permissions", str(permissions),
+               "--server", cluster.nodes[2].url,
+               "--password-file", str(cluster.admin_password_file)]  # fmt: skip
+    for _ in range(2):  # the second run finds everything there: still a success
+        run = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert "imported 3 of 3 rows (1 disabled users skipped)" in run.stdout
+    token = wait_for(lambda: _try_login_as(cluster.nodes[0].url, "legacy", "nacos"),
+                     timeout_seconds=15, what="the imported user's login")  # fmt: skip
+    answer = cluster.client.post(
+        f"{cluster.nodes[0].url}{INSTANCE_PATH}",
+        params={"serviceName": "legacy-svc", "ip": "10.5.0.1", "port": "80",
+                "ephemeral": "false", "namespaceId": "ns-a"},
+        headers=bearer(token),
+    )  # fmt: skip
+    assert (answer.status_code, answer.text) == (200, "ok")
+    assert _try_login_as(cluster.nodes[0].url, "gone", "nacos") is None
+
+
+def _try_login_as(url: str, username: str, password: str) -> str | None:
+    try:
+        return login(url, password, username=username)
+    except OSError:
+        return None

@@ -2,7 +2,8 @@
 
 - `POST /nacos/v1/auth/login`, `/nacos/v1/auth/users/login` (`username`, `password`) →
   `{"accessToken","tokenTtl","globalAdmin","username"}` and `Authorization: Bearer` header.
-- `/nacos/v1/auth/users`: `POST` create (`username`, `password`), `PUT` change a password
+- `/nacos/v1/auth/users`: `POST` create (`username`, `password`, or instead `passwordHash`:
+  a bcrypt hash from a Nacos database), `PUT` change a password
   (`username`, `newPassword`), `DELETE` (`username`), `GET` a page (`pageNo`, `pageSize`,
   optional `username` and `search=blur|accurate`); `GET /users/search?username=` names.
 - `/nacos/v1/auth/roles`: `POST`/`DELETE` (`role`, `username`), `GET` a page (`username`,
@@ -364,9 +365,20 @@ async def search_users(request: web.Request) -> web.Response:
 
 @routes.post(f"{AUTH_BASE}/users")
 async def create_user(request: web.Request) -> web.Response:
+    """Nacos's create; naraft also takes `passwordHash` (a bcrypt hash as a Nacos database
+    stores it) instead of `password`, so that users move over without their passwords."""
     params = await read_params(request)
     username = _name_param(params, "username")
-    hashed = await asyncio.to_thread(hash_password, _password_param(params, "password"))
+    given_hash = params.get("passwordHash")
+    if given_hash is not None:
+        try:
+            hashed = auth_state.check_hash(given_hash.strip())
+        except auth_state.AuthCommandError:
+            raise InvalidArgumentError(
+                "password_hash", "must be a bcrypt hash ($2a$NN$...)"
+            ) from None
+    else:
+        hashed = await asyncio.to_thread(hash_password, _password_param(params, "password"))
     await request.app[AUTH].change(
         auth_state.encode_user_create(username, hashed), _actor(request), f"user {username} created"
     )
