@@ -456,3 +456,18 @@ async def test_the_input_nemesis_forged_credentials_are_all_refused(env: Env) ->
     assert statuses <= {"403", "400"}, statuses  # 400: a header over aiohttp's line limit
     assert "403" in statuses
     assert dict(env.datums.items()) == before
+
+
+async def test_the_namespace_list_shows_a_user_only_its_namespaces(env: Env) -> None:
+    for ns in ("ns1", "ns2"):
+        await env.admin("POST", "/nacos/v1/console/namespaces",
+                        {"customNamespaceId": ns, "namespaceName": ns})  # fmt: skip
+    everything = await env.admin("GET", "/nacos/v1/console/namespaces", {})
+    assert {n["namespace"] for n in everything["data"]} == {"", "ns1", "ns2"}
+    token = await reader_of(env, "ns1:DEFAULT_GROUP:naming/svc")  # one service: enough
+    answer = await env.call("GET", "/nacos/v1/console/namespaces", {"accessToken": token})
+    assert [n["namespace"] for n in (await answer.json())["data"]] == ["ns1"]
+    for ns, status in (("ns1", 200), ("ns2", 403)):
+        shown = {"show": "all", "namespaceId": ns, "accessToken": token}
+        answer = await env.call("GET", "/nacos/v1/console/namespaces", shown)
+        assert answer.status == status

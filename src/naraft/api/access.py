@@ -37,7 +37,7 @@ from naraft.api.admin import KV_BASE, OPENAPI_PATH, RAFT_BASE
 from naraft.api.auth import AUTH, AUTH_BASE, IDENTITY, LOGIN_PATHS, Identity
 from naraft.api.errors import Handler, Refusal, json_refusal
 from naraft.api.params import read_params
-from naraft.auth.rules import Need, resource_of
+from naraft.auth.rules import Need, resource_of, touches_namespace
 from naraft.errors import UnauthorizedError
 from naraft.transport.signing import PeerSigner, PeerVerifier, SignatureError
 
@@ -243,3 +243,16 @@ def identity_headers(
         return {}
     headers[IDENTITY_HEADER] = identity.username
     return headers
+
+
+def sees_namespace(request: web.Request, namespace: str) -> bool:
+    """Whether the caller may learn that `namespace` exists: auth off, the admin, or a user
+    with any permission in it (the namespace list shows a user only those)."""
+    service = request.app.get(AUTH)
+    identity = request.get(IDENTITY)
+    if service is None or not service.enabled or not isinstance(identity, Identity):
+        return True
+    if identity.admin:
+        return True
+    grants = service.grants(identity.username)
+    return grants is not None and touches_namespace(grants.permissions, namespace)

@@ -48,8 +48,13 @@ def normalise(resource: str) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
+def _glob(text: str) -> re.Pattern[str]:
+    """`text` as a pattern where `*` matches any run of characters and nothing else is special."""
+    return re.compile(".*".join(re.escape(part) for part in text.split("*")))
+
+
 def _pattern(resource: str) -> re.Pattern[str]:
-    return re.compile(".*".join(re.escape(part) for part in normalise(resource).split("*")))
+    return _glob(normalise(resource))
 
 
 def allows(permissions: Iterable[Permission], need: Need) -> bool:
@@ -57,5 +62,16 @@ def allows(permissions: Iterable[Permission], need: Need) -> bool:
         if need.action in permission.action and _pattern(permission.resource).fullmatch(
             need.resource
         ):
+            return True
+    return False
+
+
+def touches_namespace(permissions: Iterable[Permission], namespace: str) -> bool:
+    """Whether any of `permissions` reaches into `namespace` (so its holder may see that
+    the namespace exists)."""
+    wanted = namespace or PUBLIC
+    for permission in permissions:
+        head = normalise(permission.resource).split(":", 1)[0]
+        if _glob(head).fullmatch(wanted):
             return True
     return False
