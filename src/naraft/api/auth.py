@@ -158,7 +158,9 @@ class AuthService:
         self._failures: collections.OrderedDict[str, list[float]] = collections.OrderedDict()
         self._snapshot: _Snapshot | None = None
         self._snapshot_generation = -1
-        self._verified: dict[str, tokens.Claims] = {}  # good signatures, under the one key
+        # good signatures under the one key, with the identity as of this snapshot
+        self._verified: dict[str, tuple[tokens.Claims, Identity]] = {}
+        self._decisions: dict[tuple[str, str, str], bool] = {}  # (user, resource, action)
 
     # ------------------------------------------------------------------ tokens
 
@@ -168,6 +170,7 @@ class AuthService:
             self._snapshot = _Snapshot(self._datums)
             self._snapshot_generation = generation
             self._verified.clear()
+            self._decisions.clear()
         return self._snapshot
 
     def signing_key(self) -> bytes | None:
@@ -179,18 +182,20 @@ class AuthService:
         if snapshot.key is None:
             raise UnauthorizedError("the cluster's auth state is not bootstrapped yet")
         now = self._clock()
-        claims = self._verified.get(token)
-        if claims is None:
-            try:
-                claims = tokens.verify(snapshot.key, token, now=now)
-            except tokens.TokenError as error:
-                raise UnauthorizedError(error.problem.value) from None
-            if len(self._verified) >= MAX_VERIFIED_TOKENS:
-                self._verified.clear()
-            self._verified[token] = claims
-        elif claims.expires_at <= now:
-            raise UnauthorizedError(tokens.TokenProblem.EXPIRED.value)
-        return self.identity_of(claims.username)
+        known = self._verified.get(token)
+        if known is not None:
+            if known[0].expires_at <= now:
+                raise UnauthorizedError(tokens.TokenProblem.EXPIRED.value)
+            return known[1]
+        try:
+            claims = tokens.verify(snapshot.key, token, now=now)
+        except tokens.TokenError as error:
+            raise UnauthorizedError(error.problem.value) from None
+        identity = self.identity_of(claims.username)
+        if len(self._verified) >= MAX_VERIFIED_TOKENS:
+            self._verified.clear()
+        self._verified[token] = (claims, identity)
+        return identity
 
     def identity_of(self, username: str) -> Identity:
         grants = self.grants(username)
@@ -206,8 +211,15 @@ class AuthService:
     def allowed(self, identity: Identity, need: rules.Need) -> bool:
         if identity.admin:
             return True
-        grants = self.grants(identity.username)
-        return grants is not None and rules.allows(grants.permissions, need)
+        grants = self.grants(identity.username)  # first: a new snapshot drops the decisions
+        key = (identity.username, need.resource, need.action)
+        decided = self._decisions.get(key)
+        if decided is None:
+            decided = grants is not None and rules.allows(grants.permissions, need)
+            if len(self._decisions) >= MAX_VERIFIED_TOKENS:
+                self._decisions.clear()
+            self._decisions[key] = decided
+        return decided
 
     # ------------------------------------------------------------------ logins
 
