@@ -186,16 +186,16 @@ def access_middleware(
         if rule.level is Level.OPEN:
             return await handler(request)
         params = await read_params(request)
-        if forwarded:
-            identity = service.identity_of(request.headers[IDENTITY_HEADER])
-        else:
-            token = _token_of(request, params.get("accessToken"))
-            if token is None:
+        token = _token_of(request, params.get("accessToken"))
+        try:
+            if forwarded:  # a member verified the caller and signed who it is
+                identity = service.identity_of(request.headers[IDENTITY_HEADER])
+            elif token is None:
                 return _forbidden(request, "user not found!")
-            try:
+            else:
                 identity = service.identify(token)
-            except UnauthorizedError as error:
-                return _forbidden(request, str(error))
+        except UnauthorizedError as error:
+            return _forbidden(request, str(error))
         request[IDENTITY] = identity
         if rule.level is Level.USER or identity.admin:
             return await handler(request)
