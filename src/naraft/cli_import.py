@@ -18,6 +18,7 @@ import asyncio
 import csv
 import io
 import json
+import ssl
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ from naraft.storage.nacos_import import (
     read_nacos_dir,
     shown,
 )
+from naraft.tls import client_context
 
 NAMESPACES_PATH = "/nacos/v1/console/namespaces"
 SERVICE_PATH = "/nacos/v1/ns/service"
@@ -69,6 +71,12 @@ class _Tally:
     show_default=True,
     help="larger datum files are listed and skipped, never read",
 )
+@click.option(
+    "--cacert",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="CA certificate (PEM) to verify an https server with [default: the system's CAs]",
+)
 @click.option("--username", default=ADMIN_USER, show_default=True, help="with auth on: who")
 @click.option(
     "--password-file",
@@ -82,6 +90,7 @@ def import_nacos(
     concurrency: int,
     dry_run: bool,
     max_file_mib: int,
+    cacert: Path | None,
     username: str,
     password_file: Path | None,
 ) -> None:
@@ -103,6 +112,7 @@ def import_nacos(
     tally = _Tally()
     if not dry_run:
         try:
+            context = client_context(cacert) if cacert is not None else True
             asyncio.run(
                 _propose(
                     data,
@@ -110,6 +120,7 @@ def import_nacos(
                     concurrency,
                     tally,
                     console,
+                    context,
                     login=None if password is None else (username, password),
                 )  # fmt: skip
             )
@@ -127,6 +138,7 @@ async def _propose(
     concurrency: int,
     tally: _Tally,
     console: Console,
+    context: ssl.SSLContext | bool,
     *,
     login: tuple[str, str] | None = None,
 ) -> None:
@@ -134,11 +146,12 @@ async def _propose(
     instances = [(lst, inst) for lst in data.instance_lists for inst in lst.instances]
     namespaces = [ns for ns in data.namespaces if ns != DEFAULT_NAMESPACE]
     timeout = aiohttp.ClientTimeout(total=30)
-    connector = aiohttp.TCPConnector(limit=concurrency)
     headers: dict[str, str] = {}
     if login is not None:  # with auth on: every request carries the user's token
-        async with aiohttp.ClientSession(timeout=timeout) as first:
+        first_connector = aiohttp.TCPConnector(ssl=context)
+        async with aiohttp.ClientSession(timeout=timeout, connector=first_connector) as first:
             headers = bearer(await alogin(first, server, login[1], username=login[0]))
+    connector = aiohttp.TCPConnector(limit=concurrency, ssl=context)
     async with aiohttp.ClientSession(
         timeout=timeout, connector=connector, headers=headers
     ) as session:
@@ -330,6 +343,8 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option("--username", default=ADMIN_USER, show_default=True, help="an admin of naraft")
 @click.option("--password-file", type=_FILE, required=True,
               help="that admin's password (the cluster's admin.password)")  # fmt: skip
+@click.option("--cacert", type=_FILE, default=None,
+              help="CA certificate (PEM) to verify an https server with")  # fmt: skip
 def import_nacos_users(
     users_file: Path | None,
     roles_file: Path | None,
@@ -337,6 +352,7 @@ def import_nacos_users(
     server_url: str,
     username: str,
     password_file: Path,
+    cacert: Path | None,
 ) -> None:
     """Import Nacos's users (with their bcrypt hashes: no password changes), roles and
     permissions from exports of its database tables. Re-running is safe."""
@@ -358,8 +374,9 @@ def import_nacos_users(
             steps.append(("permission", PERMISSIONS_PATH, form))
     password = password_file.read_text().strip()
     try:
+        context = client_context(cacert) if cacert is not None else True
         done, failures = asyncio.run(
-            _import_auth(server_url.rstrip("/"), username, password, steps)
+            _import_auth(server_url.rstrip("/"), username, password, steps, context)
         )
     except (aiohttp.ClientError, OSError) as error:
         click.echo(f"naraft: cannot reach {server_url}: {shown(error)}", err=True)
@@ -376,11 +393,16 @@ def import_nacos_users(
 
 
 async def _import_auth(
-    server: str, username: str, password: str, steps: list[tuple[str, str, dict[str, str]]]
+    server: str,
+    username: str,
+    password: str,
+    steps: list[tuple[str, str, dict[str, str]]],
+    context: ssl.SSLContext | bool,
 ) -> tuple[int, list[str]]:
     timeout = aiohttp.ClientTimeout(total=30)
     done, failures = 0, []
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    connector = aiohttp.TCPConnector(ssl=context)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         token = await alogin(session, server, password, username=username)
         for what, path, form in steps:
             async with session.post(server + path, data=form, headers=bearer(token)) as answer:

@@ -30,6 +30,7 @@ from naraft.config import (
     read_cluster_conf,
 )
 from naraft.errors import NaraftError
+from naraft.tls import CERT_FLAG, KEY_FLAG, PEER_CA_FLAG, PEER_CERT_FLAG, PEER_KEY_FLAG
 from naraft.transport.auth import INSECURE_FILE_OPTION, SECRET_ENV_VAR, load_secret
 
 ENV_PREFIX: Final = "NARAFT_"
@@ -257,6 +258,19 @@ SETTINGS: Final[tuple[Setting, ...]] = (
          "how long an access token from a login is valid (Nacos's tokenTtl)", 1, 31_536_000),
     _int("login-failures-per-minute", ("auth", "login_failures_per_minute"),
          "failed logins taken from one source address per minute; more are refused", 1, 100_000),
+    Setting(name=CERT_FLAG[2:], kind=Kind.PATH, path=("tls", "cert_file"),
+            help="PEM certificate (chain) the HTTP port presents to clients; turns on TLS",
+            default_text="none: plaintext"),
+    Setting(name=KEY_FLAG[2:], kind=Kind.PATH, path=("tls", "key_file"),
+            help="PEM private key of --tls-cert-file", default_text="none"),
+    Setting(name=PEER_CERT_FLAG[2:], kind=Kind.PATH, path=("tls", "peer_cert_file"),
+            help="PEM certificate this node presents to members and as a member; turns on "
+            "mutual TLS between members, who then refuse plaintext peers", default_text="none"),
+    Setting(name=PEER_KEY_FLAG[2:], kind=Kind.PATH, path=("tls", "peer_key_file"),
+            help="PEM private key of --peer-tls-cert-file", default_text="none"),
+    Setting(name=PEER_CA_FLAG[2:], kind=Kind.PATH, path=("tls", "peer_trusted_ca_file"),
+            help="PEM CA that signs every member's peer certificate (and only those)",
+            default_text="none"),
     Setting(name="log-level", kind=Kind.TEXT, help="log level", choices=LOG_LEVELS,
             default_text="INFO"),
 )  # fmt: skip

@@ -14,7 +14,7 @@ from aiohttp import web
 from naraft.api.access import ACCESS, Level, rule_for
 from naraft.api.app import PEER_PATHS
 from naraft.config_sources import build_config
-from naraft.node import DB_FILE, _open, _wire
+from naraft.node import DB_FILE, _load_tls, _open, _wire
 from naraft.transport.auth import SECRET_ENV_VAR
 
 
@@ -31,7 +31,7 @@ async def app(tmp_path: Path) -> AsyncIterator[web.Application]:
     executor = ThreadPoolExecutor(max_workers=1)
     opened = _open(tmp_path / DB_FILE, config.id, config.cluster_id)
     try:
-        yield _wire(config, opened, executor).app
+        yield _wire(config, opened, executor, _load_tls(config)).app
     finally:
         opened.store.close()
         executor.shutdown()

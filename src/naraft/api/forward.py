@@ -27,6 +27,7 @@ from naraft.api.errors import Handler
 from naraft.errors import OutcomeUnknownError
 from naraft.raft.errors import NotLeaderError
 from naraft.raft.types import NodeId
+from naraft.tls import PLAINTEXT, PeerTls
 from naraft.transport.signing import SIGNED_HEADERS, PeerSigner
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ logger = logging.getLogger(__name__)
 FORWARDED_HEADER: Final = "X-Naraft-Forwarded-By"
 LEADER_HEADER: Final = "X-Naraft-Leader"
 FORWARD_SESSION: Final = web.AppKey("forward_session", aiohttp.ClientSession)
+FORWARD_TLS: Final = web.AppKey("forward_tls", PeerTls)
 _HOP_BY_HOP: Final = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "content-encoding"}
 )
@@ -115,8 +117,9 @@ async def _forward(
     }
     headers[FORWARDED_HEADER] = self_id
     headers.update(identity_headers(request, signer, leader, body))
+    tls = request.app.get(FORWARD_TLS, PLAINTEXT)
     # the path exactly as it came: the signature covers it, byte for byte
-    url = URL(f"http://{leader}{request.raw_path}", encoded=True)
+    url = URL(f"{tls.url(leader)}{request.raw_path}", encoded=True)
     try:
         async with session.request(
             request.method,
@@ -124,6 +127,8 @@ async def _forward(
             data=body,
             headers=headers,
             timeout=aiohttp.ClientTimeout(total=timeout_seconds),
+            ssl=tls.ssl,
+            server_hostname=tls.server_hostname,
         ) as answer:
             payload = await answer.read()
             response = web.Response(status=answer.status, body=payload)
