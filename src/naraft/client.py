@@ -152,12 +152,14 @@ def login(
     *,
     username: str = ADMIN_USER,
     timeout_seconds: float = STATUS_TIMEOUT_SECONDS,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> str:
-    """An access token from the node at `base_url` (sync); send it as the `accessToken`
-    parameter or with `bearer(token)`. Raises OSError when the login is refused."""
+    """An access token from the node at `base_url` (sync; an https URL is verified with
+    `ssl_context`); send it as the `accessToken` parameter or with `bearer(token)`. Raises
+    OSError when the login is refused."""
     query = urllib.parse.urlencode({"username": username, "password": password})
     request = urllib.request.Request(f"{base_url}{LOGIN_PATH}?{query}", method="POST")
-    with urllib.request.urlopen(request, timeout=timeout_seconds) as answer:
+    with urllib.request.urlopen(request, timeout=timeout_seconds, context=ssl_context) as answer:
         token: str = json.loads(answer.read())["accessToken"]
     return token
 

@@ -368,3 +368,33 @@ def _try_login_as(url: str, username: str, password: str) -> str | None:
         return login(url, password, username=username)
     except OSError:
         return None
+
+
+def test_tokens_over_tls_and_a_signed_identity_over_mutual_tls(tmp_path: Path) -> None:
+    """Both halves of the issue together: clients over TLS with tokens; a follower forwards
+    a write with the identity it verified, signed, over mutual TLS to the leader."""
+    with local_cluster(tmp_path / "c", size=3, tls=True, auth="on") as tls_cluster:
+        leader = tls_cluster.wait_ready()
+        follower = next(n for n in tls_cluster.nodes if n is not leader)
+        assert follower.url.startswith("https://")
+        password = tls_cluster.admin_password
+        http = tls_cluster.client  # verifies with the cluster's CA
+
+        def logged_in() -> str | None:
+            answer = http.post(f"{follower.url}/nacos/v1/auth/login",
+                               params={"username": "nacos", "password": password})  # fmt: skip
+            return answer.json()["accessToken"] if answer.status_code == 200 else None
+
+        token = wait_for(logged_in, timeout_seconds=15, what="a login over TLS")
+        params = {"serviceName": "tls-auth", "ip": "10.6.0.1", "port": "80",
+                  "ephemeral": "false"}  # fmt: skip
+        assert http.post(f"{follower.url}{INSTANCE_PATH}", params=params).status_code == 403
+        answer = http.post(f"{follower.url}{INSTANCE_PATH}", params=params, headers=bearer(token))
+        assert (answer.status_code, answer.text) == (200, "ok")
+
+        def on_leader() -> bool:
+            listed = http.get(f"{leader.url}{INSTANCE_LIST_PATH}",
+                              params={"serviceName": "tls-auth"}, headers=bearer(token))  # fmt: skip
+            return [h["ip"] for h in listed.json()["hosts"]] == ["10.6.0.1"]
+
+        wait_for(on_leader, timeout_seconds=15, what="the forwarded write on the leader")
