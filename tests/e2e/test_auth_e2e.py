@@ -393,8 +393,9 @@ def test_tokens_over_tls_and_a_signed_identity_over_mutual_tls(tmp_path: Path) -
         assert (answer.status_code, answer.text) == (200, "ok")
 
         def on_leader() -> bool:
-            listed = http.get(f"{leader.url}{INSTANCE_LIST_PATH}",
-                              params={"serviceName": "tls-auth"}, headers=bearer(token))  # fmt: skip
+            query = {"serviceName": "tls-auth"}
+            listed = http.get(f"{leader.url}{INSTANCE_LIST_PATH}", params=query,
+                              headers=bearer(token))  # fmt: skip
             return [h["ip"] for h in listed.json()["hosts"]] == ["10.6.0.1"]
 
         wait_for(on_leader, timeout_seconds=15, what="the forwarded write on the leader")
