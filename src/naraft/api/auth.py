@@ -245,7 +245,7 @@ class AuthService:
         key = self.signing_key()
         user = auth_state.read_user(self._datums, username)
         # a missing user costs a hash check too, so timing does not tell names apart
-        hashed = user.password if user is not None else _DUMMY_HASH()
+        hashed = user.password if user is not None else await asyncio.to_thread(_dummy_hash)
         good = await asyncio.to_thread(check_password, password, hashed)
         if key is None or user is None or not good:
             self._record_failure(source)
@@ -276,7 +276,8 @@ class AuthService:
 
 
 @functools.cache
-def _DUMMY_HASH() -> str:  # noqa: N802 - a constant computed once, on first use
+def _dummy_hash() -> str:
+    """A hash of a password nobody knows, made once: what a login for a missing user checks."""
     return hash_password(secrets.token_hex(8))
 
 
