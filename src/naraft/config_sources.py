@@ -36,6 +36,7 @@ from naraft.transport.auth import INSECURE_FILE_OPTION, SECRET_ENV_VAR, load_sec
 ENV_PREFIX: Final = "NARAFT_"
 CONFIG_ENV_VAR: Final = "NARAFT_CONFIG"
 ADMIN_PASSWORD_ENV_VAR: Final = "NARAFT_ADMIN_PASSWORD"  # not a setting: never a flag
+MAX_ADMIN_PASSWORD_BYTES: Final = 72  # all bcrypt reads
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING")
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off"})
@@ -377,6 +378,8 @@ def build_config(values: Mapping[str, object], env: Mapping[str, str] = os.envir
             value = AuthMode(str(given)) if setting.name == "auth" else setting.to_tree(given)
             config = _replace(config, setting.path, value)
     password = env.get(ADMIN_PASSWORD_ENV_VAR, "").strip()
+    if len(password.encode()) > MAX_ADMIN_PASSWORD_BYTES:
+        raise ConfigError(f"{ADMIN_PASSWORD_ENV_VAR}: at most {MAX_ADMIN_PASSWORD_BYTES} bytes")
     if password:
         config = _replace(config, ("auth", "admin_password"), password)
     return config.validate()

@@ -31,7 +31,7 @@ from aiohttp import web
 
 from naraft.api.admin import NODE, admin_routes
 from naraft.api.app import make_app
-from naraft.api.auth import AuthService, generate_password, hash_password
+from naraft.api.auth import MAX_PASSWORD_BYTES, AuthService, generate_password, hash_password
 from naraft.api.edge import EdgeLimits, GuardedSite
 from naraft.api.forward import FORWARD_SESSION, FORWARD_TLS, forward_middleware
 from naraft.api.v1.beats import HttpBeatSender, beat_routes
@@ -275,8 +275,8 @@ class Node:
                 continue
             try:
                 password, generated = _admin_password(auth.admin_password_file, auth.admin_password)
-            except OSError as error:
-                logger.error("cannot read --admin-password-file, next try in 60 s: %s", error)
+            except (OSError, ValueError) as error:
+                logger.error("cannot use the admin password, next try in 60 s: %s", error)
                 await asyncio.sleep(60)
                 continue
             hashed = await asyncio.to_thread(hash_password, password)
@@ -303,10 +303,13 @@ class Node:
 
 
 def _admin_password(file: Path | None, given: str | None) -> tuple[str, bool]:
-    """The first admin's password and whether it was generated."""
+    """The first admin's password and whether it was generated; ValueError for one bcrypt
+    cannot take (over 72 bytes)."""
     if file is not None:
         text = file.read_text().strip()
         if text:
+            if len(text.encode()) > MAX_PASSWORD_BYTES:
+                raise ValueError(f"{file}: longer than {MAX_PASSWORD_BYTES} bytes")
             return text, False
     if given:
         return given, False

@@ -62,3 +62,25 @@ def test_loopback() -> None:
     assert is_loopback("127.0.0.2")
     assert is_loopback("::1")
     assert not is_loopback("::")
+
+
+def test_an_admin_password_bcrypt_cannot_take_is_refused_at_start() -> None:
+    with pytest.raises(ConfigError, match="NARAFT_ADMIN_PASSWORD: at most 72 bytes"):
+        config_for({}, {ADMIN_PASSWORD_ENV_VAR: "x" * 73})
+
+
+def test_the_first_admin_password_comes_from_the_file_the_variable_or_is_generated(
+    tmp_path: Path,
+) -> None:
+    from naraft.node import _admin_password
+
+    file = tmp_path / "pw"
+    file.write_text(" from-file \n")
+    assert _admin_password(file, "from-env") == ("from-file", False)
+    assert _admin_password(None, "from-env") == ("from-env", False)
+    generated, was_generated = _admin_password(None, None)
+    assert was_generated
+    assert len(generated) >= 20
+    file.write_text("x" * 73)
+    with pytest.raises(ValueError, match="longer than 72 bytes"):
+        _admin_password(file, None)
