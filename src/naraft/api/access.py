@@ -126,8 +126,10 @@ ACCESS: Final[Mapping[tuple[str, str], Rule]] = {
 
 
 def rule_for(method: str, canonical: str) -> Rule | None:
-    """The rule of a route (HEAD is GET's), or None: not in the table."""
-    return ACCESS.get(("GET" if method == "HEAD" else method, canonical))
+    """The rule of a route (HEAD is GET's; a route for every method is listed as `*`),
+    or None: not in the table."""
+    rule = ACCESS.get(("GET" if method == "HEAD" else method, canonical))
+    return rule if rule is not None else ACCESS.get(("*", canonical))
 
 
 def _is_peer_route(request: web.Request, peer_resources: Collection[str]) -> bool:
