@@ -471,3 +471,36 @@ async def test_the_namespace_list_shows_a_user_only_its_namespaces(env: Env) -> 
         shown = {"show": "all", "namespaceId": ns, "accessToken": token}
         answer = await env.call("GET", "/nacos/v1/console/namespaces", shown)
         assert answer.status == status
+
+
+async def test_credentials_on_every_request_as_the_npm_client_sends_them(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`...&username=alice&password=...` on each request, no token (nacos-naming 2.6.3)."""
+    from naraft.api import auth as auth_api
+
+    await reader_of(env, "public", "rw")
+    checks = []
+    real_check = auth_api.check_password
+
+    def counted(password: str, hashed: str) -> bool:
+        checks.append(password)
+        return real_check(password, hashed)
+
+    monkeypatch.setattr(auth_api, "check_password", counted)
+    creds = {"username": "alice", "password": "alice-pw"}
+    for port in ("80", "81", "82"):
+        answer = await env.call("POST", INSTANCE, {**register(port=port), **creds})
+        assert (answer.status, await answer.text()) == (200, "ok")
+    assert len(checks) == 1  # bcrypt once; then a keyed digest of the password
+    answer = await env.call("POST", INSTANCE, {**register(port="83"), "username": "alice",
+                                               "password": "wrong"})  # fmt: skip
+    assert (answer.status, await answer.text()) == (403, "unknown user!")
+    # a changed password voids the remembered one at once
+    await env.admin("PUT", "/nacos/v1/auth/users", {"username": "alice", "newPassword": "new"})
+    answer = await env.call("POST", INSTANCE, {**register(port="84"), **creds})
+    assert answer.status == 403
+    # never on admin routes, whose own parameters carry those names
+    answer = await env.call("POST", "/nacos/v1/auth/users",
+                            {"username": "nacos", "password": ADMIN_PASSWORD})  # fmt: skip
+    assert answer.status == 403

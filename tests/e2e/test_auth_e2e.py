@@ -399,3 +399,20 @@ def test_tokens_over_tls_and_a_signed_identity_over_mutual_tls(tmp_path: Path) -
             return [h["ip"] for h in listed.json()["hosts"]] == ["10.6.0.1"]
 
         wait_for(on_leader, timeout_seconds=15, what="the forwarded write on the leader")
+
+
+def test_the_npm_clients_credentials_on_every_request(cluster: LocalCluster) -> None:
+    """nacos-naming (npm) sends `username` and `password` with every request, no token;
+    here through a follower, which forwards the identity it checked."""
+    make_user(cluster, "npm", "public", "rw")
+    follower = next(n for n in cluster.nodes if n.id != cluster.leader().id)
+    params = {"namespaceId": "public", "serviceName": "DEFAULT_GROUP@@npm-svc",
+              "groupName": "DEFAULT_GROUP", "ip": "10.7.0.1", "port": "80",
+              "ephemeral": "false", "username": "npm", "password": "npm-pw"}  # fmt: skip
+    answer = cluster.client.post(f"{follower.url}{INSTANCE_PATH}", params=params)
+    assert (answer.status_code, answer.text) == (200, "ok")
+    wrong = {**params, "port": "81", "password": "guess"}
+    answer = cluster.client.post(f"{follower.url}{INSTANCE_PATH}", params=wrong)
+    assert (answer.status_code, answer.text) == (403, "unknown user!")
+    wait_for(lambda: hosts_everywhere(cluster, "npm-svc") == {"10.7.0.1:80"},
+             timeout_seconds=15, what="the npm-style registration everywhere")  # fmt: skip

@@ -14,7 +14,9 @@ only requests signed by a member (`naraft.transport.signing`). A route in neithe
 refused (403), and `tests/api/test_access_table.py` walks the route table so that none is.
 
 Who the caller is: a token in the `accessToken` parameter or an `Authorization: Bearer`
-header; or, on a request a follower forwarded to the leader, the identity the follower
+header; or `username` and `password` parameters, as the npm client sends them on every
+request (not on admin routes, whose own parameters use those names); or, on a request a
+follower forwarded to the leader, the identity the follower
 verified, carried in `IDENTITY_HEADER` and trusted only when the request carries a valid
 peer signature of a member over its method, path and body. A client that sends that header
 itself is refused. Nothing else identifies anyone: not the `User-Agent` (Nacos's
@@ -189,13 +191,18 @@ def access_middleware(
             return await handler(request)
         params = await read_params(request)
         token = _token_of(request, params.get("accessToken"))
+        username, password = params.get("username"), params.get("password")
         try:
             if forwarded:  # a member verified the caller and signed who it is
                 identity = service.identity_of(request.headers[IDENTITY_HEADER])
-            elif token is None:
-                return _forbidden(request, "user not found!")
-            else:
+            elif token is not None:
                 identity = service.identify(token)
+            elif username and password and rule.level is not Level.ADMIN:
+                # the npm client's way: credentials on every request, no token
+                source = request.remote or "unknown"
+                identity = await service.identify_by_password(username, password, source)
+            else:
+                return _forbidden(request, "user not found!")
         except UnauthorizedError as error:
             return _forbidden(request, str(error))
         request[IDENTITY] = identity

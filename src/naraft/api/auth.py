@@ -24,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import hashlib
+import hmac
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -161,6 +163,8 @@ class AuthService:
         # good signatures under the one key, with the identity as of this snapshot
         self._verified: dict[str, tuple[tokens.Claims, Identity]] = {}
         self._decisions: dict[tuple[str, str, str], bool] = {}  # (user, resource, action)
+        self._passwords: dict[str, bytes] = {}  # user -> HMAC of a password bcrypt accepted
+        self._digest_key = secrets.token_bytes(32)  # this process's, never stored
 
     # ------------------------------------------------------------------ tokens
 
@@ -171,6 +175,7 @@ class AuthService:
             self._snapshot_generation = generation
             self._verified.clear()
             self._decisions.clear()
+            self._passwords.clear()
         return self._snapshot
 
     def signing_key(self) -> bytes | None:
@@ -238,7 +243,9 @@ class AuthService:
         while len(self._failures) > MAX_TRACKED_SOURCES:
             self._failures.popitem(last=False)
 
-    async def login(self, username: str, password: str, source: str) -> tuple[str, Identity]:
+    async def check_credentials(self, username: str, password: str, source: str) -> Identity:
+        """The user whose password this is; UnauthorizedError otherwise. Failures count
+        against `source`; past the limit it is refused without a password check."""
         if self._refused_source(source):
             audit.warning("login refused: too many failures from %s", source)
             raise UnauthorizedError("too many failed logins from this address; try later")
@@ -251,9 +258,29 @@ class AuthService:
             self._record_failure(source)
             audit.warning("login failed: user %r from %s", username[:64], source)
             raise UnauthorizedError("unknown user!")
-        identity = self.identity_of(username)
+        return self.identity_of(username)
+
+    async def login(self, username: str, password: str, source: str) -> tuple[str, Identity]:
+        identity = await self.check_credentials(username, password, source)
+        key = self.signing_key()
+        assert key is not None  # check_credentials refuses without one
         token = tokens.issue(key, username, now=self._clock(), ttl_seconds=self.token_ttl_seconds)
         return token, identity
+
+    async def identify_by_password(self, username: str, password: str, source: str) -> Identity:
+        """For clients that send `username` and `password` on every request instead of a
+        token (the npm `nacos` client): checked with bcrypt once, then remembered as a
+        keyed digest of the password (never the password) until the auth state changes."""
+        self._current()  # a new snapshot (a changed password among others) forgets them all
+        digest = hmac.new(self._digest_key, password.encode(), hashlib.sha256).digest()
+        known = self._passwords.get(username)
+        if known is not None and hmac.compare_digest(known, digest):
+            return self.identity_of(username)
+        identity = await self.check_credentials(username, password, source)
+        if len(self._passwords) >= MAX_VERIFIED_TOKENS:
+            self._passwords.clear()
+        self._passwords[username] = digest
+        return identity
 
     # ------------------------------------------------------------------ writes
 
