@@ -157,7 +157,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 
         async def one(index: int) -> tuple[bool, str]:
             request = workload.request(base(), index)
-            headers = JSON_HEADERS if request.body is not None else None
+            headers = dict(JSON_HEADERS) if request.body is not None else {}
+            if args.token:
+                headers["Authorization"] = f"Bearer {args.token}"
             async with session.request(
                 request.method, request.url, data=request.body, headers=headers
             ) as answer:
@@ -261,6 +263,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--cacert", default=None, help="CA (PEM) for https endpoints")
     p.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    p.add_argument("--token", default="", help="naraft: an access token, sent as a Bearer header")
     args = p.parse_args(argv)
     args.endpoints = [e.rstrip("/") for e in args.endpoints.split(",") if e]
     args.watch_pids = [int(x) for x in args.watch_pids.split(",") if x.strip()]

@@ -26,12 +26,14 @@ import uvloop
 from rich.console import Console
 from rich.table import Table
 
-from naraft.client import INSTANCE_LIST_PATH, INSTANCE_PATH, STATE_PATH, fetch_json
+from naraft.client import INSTANCE_LIST_PATH, INSTANCE_PATH, LOGIN_PATH, STATE_PATH, fetch_json
 from naraft.cluster import ProcessCluster, node_data_dir
 from naraft.config import (
+    AuthMode,
     NodeConfig,
     Profile,
     check_cluster_token,
+    is_loopback,
 )
 from naraft.config_sources import build_config, flags_given, merge, server_options
 from naraft.errors import NaraftError
@@ -150,10 +152,17 @@ def cluster() -> None:
     help="make a throwaway CA and node certificates under DATA_DIR/tls and run with client"
     " TLS and mutual TLS between the nodes",
 )
+@click.option(
+    "--auth",
+    type=click.Choice([m.value for m in AuthMode]),
+    default=AuthMode.AUTO.value,
+    help="logins and permissions; auto: on unless --host is loopback",
+)
 def cluster_up(
-    nodes: int, base_port: int, host: str, data_dir: Path, profile: str, tls: bool
+    nodes: int, base_port: int, host: str, data_dir: Path, profile: str, tls: bool, auth: str
 ) -> None:
     """Start NODES local nodes in the foreground; Ctrl-C stops them all cleanly."""
+    auth_on = auth == AuthMode.ON or (auth == AuthMode.AUTO and not is_loopback(host))
     console = Console()
     members = [f"{host}:{base_port + i}" for i in range(nodes)]
     try:
@@ -169,6 +178,7 @@ def cluster_up(
             host=host,
             ports=[base_port + i for i in range(nodes)],
             cluster_token=token,
+            auth="on" if auth_on else "off",
             extra_args=("--profile", profile),
             tls=tls,
         )
@@ -186,6 +196,7 @@ def cluster_up(
     try:
         local.start()
         _show_cluster(console, local, _wait_for_leader(local, lambda: stopping), data_dir)
+        _show_auth(console, local)
         while not stopping:
             for node in local.nodes:
                 if not node.running:
@@ -195,6 +206,21 @@ def cluster_up(
     finally:
         local.stop()
         console.print("all nodes stopped")
+
+
+def _show_auth(console: Console, local: ProcessCluster) -> None:
+    if local.admin_password_file is None:
+        console.print("auth: off (loopback only; --auth on to try logins and tokens)")
+        return
+    console.print(
+        f"auth: on. The admin user is [bold]nacos[/bold]; its password is in "
+        f"[bold]{local.admin_password_file}[/bold] (0600). Log in with:"
+    )
+    console.print(
+        f"  curl -X POST '{local.nodes[0].url}{LOGIN_PATH}?username=nacos&password='"
+        f'"$(cat {local.admin_password_file})"'
+    )
+    console.print("  then add accessToken=<token> to every request (or Authorization: Bearer)")
 
 
 CLUSTER_TOKEN_FILE = "cluster.token"
@@ -306,6 +332,12 @@ def status(server_url: str, cacert: Path | None) -> None:
         )
     console = Console()
     console.print(table)
+    auth = {str(member): row.get("authEnabled") for member, row in rows.items() if row}
+    if auth:
+        on = sorted(m for m, enabled in auth.items() if enabled)
+        off = sorted(m for m, enabled in auth.items() if not enabled)
+        where = "on" if not off else "off" if not on else f"on at {', '.join(on)} only"
+        console.print(f"auth: {where} (log in with POST {LOGIN_PATH})")
     for member, row in rows.items():
         if row.get("diskFull"):
             console.print(f"[red]{member}: disk full, refusing writes:[/red] {row['diskFull']}")
@@ -341,9 +373,13 @@ from naraft.cli_chaos import chaos  # noqa: E402 - the campaign's own imports st
 
 main.add_command(chaos)
 
-from naraft.cli_import import import_nacos  # noqa: E402 - registered after the core commands
+from naraft.cli_import import (  # noqa: E402 - registered after the core commands
+    import_nacos,
+    import_nacos_users,
+)
 
 main.add_command(import_nacos)
+main.add_command(import_nacos_users)
 
 from naraft.cli_repair import repair  # noqa: E402 - offline repairs of a stopped node
 

@@ -31,6 +31,8 @@ INSTANCE_PATH: Final = "/nacos/v1/ns/instance"
 INSTANCE_LIST_PATH: Final = f"{INSTANCE_PATH}/list"
 SWITCHES_PATH: Final = "/nacos/v1/ns/operator/switches"
 FAILPOINTS_PATH: Final = "/naraft/v1/debug/failpoints"
+LOGIN_PATH: Final = "/nacos/v1/auth/login"
+ADMIN_USER: Final = "nacos"
 STATUS_TIMEOUT_SECONDS: Final = 2.0
 
 
@@ -153,6 +155,43 @@ async def fetch_status(session: aiohttp.ClientSession, base_url: str) -> NodeSta
         return parse_status(await fetch_json(session, f"{base_url}{STATE_PATH}"))
     except (aiohttp.ClientError, TimeoutError, ValueError):
         return None
+
+
+# ---------------------------------------------------------------------- tokens
+
+
+def login(
+    base_url: str,
+    password: str,
+    *,
+    username: str = ADMIN_USER,
+    timeout_seconds: float = STATUS_TIMEOUT_SECONDS,
+    ssl_context: ssl.SSLContext | None = None,
+) -> str:
+    """An access token from the node at `base_url` (sync; an https URL is verified with
+    `ssl_context`); send it as the `accessToken` parameter or with `bearer(token)`. Raises
+    OSError when the login is refused."""
+    query = urllib.parse.urlencode({"username": username, "password": password})
+    request = urllib.request.Request(f"{base_url}{LOGIN_PATH}?{query}", method="POST")
+    with urllib.request.urlopen(request, timeout=timeout_seconds, context=ssl_context) as answer:
+        token: str = json.loads(answer.read())["accessToken"]
+    return token
+
+
+async def alogin(
+    session: aiohttp.ClientSession, base_url: str, password: str, *, username: str = ADMIN_USER
+) -> str:
+    """`login`, async. Raises aiohttp.ClientError when the login is refused."""
+    params = {"username": username, "password": password}
+    async with session.post(f"{base_url}{LOGIN_PATH}", params=params) as answer:
+        answer.raise_for_status()
+        token: str = json.loads(await answer.read())["accessToken"]
+    return token
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The header that carries `token`."""
+    return {"Authorization": f"Bearer {token}"}
 
 
 # ---------------------------------------------------------------------- write outcomes

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import hashlib
+import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -138,6 +139,35 @@ class RaftSettings:
     proposal_timeout_seconds: float = _default(ReplicaTimings, "proposal_timeout_seconds")
 
 
+class AuthMode(enum.StrEnum):
+    AUTO = "auto"  # on unless the node listens on loopback only
+    ON = "on"
+    OFF = "off"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuthSettings:
+    """Logins, tokens and permissions (`naraft.api.auth`; docs/auth.md)."""
+
+    mode: AuthMode = AuthMode.AUTO
+    token_ttl_seconds: int = 18000  # Nacos's default tokenTtl
+    # the first admin's password, read at the cluster's first start: the file, else the
+    # NARAFT_ADMIN_PASSWORD variable, else one generated and written into the data directory
+    admin_password_file: Path | None = None
+    admin_password: str | None = field(default=None, repr=False)
+    login_failures_per_minute: int = 10  # per source address; more are answered 403 at once
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a listen address) reaches this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NodeConfig:
     """One node's whole configuration. Build it, call `validate()`, pass it to `run_node`."""
@@ -160,6 +190,7 @@ class NodeConfig:
     # replicates its own, so every replica checks against the same one.
     quota_bytes: int = DEFAULT_QUOTA_BYTES
     cluster_token: str = DEFAULT_CLUSTER_TOKEN  # with the members, gives the cluster id
+    auth: AuthSettings = AuthSettings()
     tls: TlsSettings = TlsSettings()  # none: plaintext HTTP (docs/tls.md)
 
     def validate(self) -> NodeConfig:
@@ -198,6 +229,15 @@ class NodeConfig:
             check_quorum=self.raft.check_quorum,
             max_append_bytes=self.peer.max_append_bytes,
         )
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Secure by default: auth is on unless the node listens on loopback only, or the
+        operator said otherwise (`--auth on|off`)."""
+        mode = self.auth.mode
+        if mode is AuthMode.OFF:
+            return False
+        return mode is AuthMode.ON or not is_loopback(self.listen_host)
 
     @property
     def standalone(self) -> bool:

@@ -27,6 +27,7 @@ from typing import Any, Final
 
 import orjson
 
+from naraft.auth.state import AuthCommandError, apply_auth, is_auth_command
 from naraft.naming.codec import decode_command
 from naraft.naming.errors import CommandDecodeError
 from naraft.naming.state import NamingState
@@ -90,6 +91,7 @@ class NodeStateMachine:
         self._datums = datums
         self._naming = naming
         self._configured_quota = quota_bytes or 0  # what this node proposes as the leader
+        self._auth_generation = 0  # bumped by every applied auth entry (caches compare it)
 
     @property
     def datums(self) -> DatumTable:
@@ -98,6 +100,15 @@ class NodeStateMachine:
     @property
     def naming(self) -> NamingState:
         return self._naming
+
+    @property
+    def auth_generation(self) -> int:
+        """Changes whenever an auth entry applies: users, roles, permissions or the key."""
+        return self._auth_generation
+
+    def note_installed(self) -> None:
+        """A digest install or repair replaced datums without entries: auth may differ."""
+        self._auth_generation += 1
 
     @property
     def quota_bytes(self) -> int | None:
@@ -139,6 +150,9 @@ class NodeStateMachine:
     def _dispatch(self, payload: bytes, index: int) -> object:
         if is_kv_command(payload):
             return apply_kv(self._datums, decode_kv(payload), index)
+        if is_auth_command(payload):
+            self._auth_generation += 1
+            return apply_auth(self._datums, payload, index)
         if payload.startswith(META_MARKER):
             quota = _decode_set_quota(payload)
             if quota:
@@ -203,6 +217,6 @@ def _describe(error: Exception) -> str:
         text = str(error)[:500]
     except Exception:  # an exception whose message itself fails
         text = "(no message)"
-    if isinstance(error, CommandDecodeError | KvCommandError):
+    if isinstance(error, CommandDecodeError | KvCommandError | AuthCommandError):
         return f"undecodable command: {text}"
     return f"{type(error).__name__}: {text}"

@@ -31,11 +31,13 @@ from aiohttp import web
 
 from naraft.api.admin import NODE, admin_routes
 from naraft.api.app import make_app
+from naraft.api.auth import MAX_PASSWORD_BYTES, AuthService, generate_password, hash_password
 from naraft.api.edge import EdgeLimits, GuardedSite
 from naraft.api.forward import FORWARD_SESSION, FORWARD_TLS, forward_middleware
 from naraft.api.v1.beats import HttpBeatSender, beat_routes
 from naraft.api.v1.operator import ServerInfo
-from naraft.config import NodeConfig, parse_address
+from naraft.auth.state import ADMIN_USER, AuthApplied, encode_bootstrap, signing_key
+from naraft.config import AuthMode, NodeConfig, is_loopback, parse_address
 from naraft.digest.wiring import DigestService
 from naraft.election_audit import ElectionAudit
 from naraft.errors import InvalidArgumentError, NaraftError, UnavailableError
@@ -51,13 +53,15 @@ from naraft.naming.udp import UdpPusher
 from naraft.node_events import NodeEvents
 from naraft.raft import NodeId, NotLeaderError, RaftCore, RaftError, Role, Status
 from naraft.replica import Replica
-from naraft.state.datums import Datum, DatumTable
+from naraft.state.datums import Datum, DatumChanges, DatumTable
 from naraft.state.kv import read_value
 from naraft.storage import open_store
 from naraft.storage.base import StoredState
 from naraft.storage.sqlite import SqliteStore
 from naraft.tls import PeerTls, server_context
 from naraft.transport import PeerClient, peer_routes
+from naraft.transport.auth import write_secret_file
+from naraft.transport.signing import PeerSigner, PeerVerifier
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +69,8 @@ DB_FILE: Final = "naraft.db"
 LOCK_FILE: Final = "LOCK"
 """Held with flock(LOCK_EX) for the life of the node; holds the holder's pid."""
 LISTEN_BACKLOG: Final = 1024
+ADMIN_PASSWORD_FILE: Final = "admin.password"
+"""The first admin's generated password (0600), written by the node whose bootstrap won."""
 
 
 class SystemClock:
@@ -235,6 +241,7 @@ class Node:
     def extra_state(self) -> dict[str, object]:
         return {
             "clusterId": self._config.cluster_id,
+            "authEnabled": self._config.auth_enabled,
             "datums": len(self._datums),
             "instances": self._naming_state.instance_count(),
             "diskFull": self.replica.disk_full,
@@ -276,6 +283,58 @@ class Node:
             except NaraftError as error:  # rejected at apply: never expected; must not end
                 logger.warning("state quota proposal refused, next try in 60 s: %s", error)
                 await asyncio.sleep(60)
+
+    async def establish_auth_forever(self) -> None:
+        """On the leader of a cluster without a signing key (its first start with auth on),
+        propose the bootstrap: a fresh key and the first admin `nacos`, whose password is
+        the configured one or a generated one (then written 0600 into the data directory and
+        logged once, by the node whose bootstrap applied). Ends once the key is there."""
+        auth = self._config.auth
+        while signing_key(self._datums) is None:
+            await asyncio.sleep(self._config.timers.tick_seconds)
+            if not self.replica.is_leader or signing_key(self._datums) is not None:
+                continue
+            try:
+                password, generated = _admin_password(auth.admin_password_file, auth.admin_password)
+            except (OSError, ValueError) as error:
+                logger.error("cannot use the admin password, next try in 60 s: %s", error)
+                await asyncio.sleep(60)
+                continue
+            hashed = await asyncio.to_thread(hash_password, password)
+            try:
+                result = await self.replica.propose(encode_bootstrap(os.urandom(32).hex(), hashed))
+            except (NotLeaderError, UnavailableError) as error:
+                logger.info("auth bootstrap not proposed yet: %s", error)
+                continue
+            except NaraftError as error:
+                logger.warning("auth bootstrap refused, next try in 60 s: %s", error)
+                await asyncio.sleep(60)
+                continue
+            if isinstance(result, AuthApplied) and result.bootstrapped:
+                logger.info("auth bootstrapped: a new token signing key, admin user %s", ADMIN_USER)
+                if generated:
+                    path = self._config.data_dir / ADMIN_PASSWORD_FILE
+                    await asyncio.to_thread(write_secret_file, path, password)
+                    logger.warning(
+                        "generated the password of the admin user %s (shown once, kept in %s): %s",
+                        ADMIN_USER,
+                        path,
+                        password,
+                    )
+
+
+def _admin_password(file: Path | None, given: str | None) -> tuple[str, bool]:
+    """The first admin's password and whether it was generated; ValueError for one bcrypt
+    cannot take (over 72 bytes)."""
+    if file is not None:
+        text = file.read_text().strip()
+        if text:
+            if len(text.encode()) > MAX_PASSWORD_BYTES:
+                raise ValueError(f"{file}: longer than {MAX_PASSWORD_BYTES} bytes")
+            return text, False
+    if given:
+        return given, False
+    return generate_password(), True
 
 
 async def run_node(
@@ -391,7 +450,7 @@ def _wire(
         compaction=config.compaction,
         on_applied=events.on_applied,
         # Entries publish their own changes; a digest install or repair has none to apply.
-        on_installed=naming_state.publish_replaced_changes,
+        on_installed=lambda changes: _installed(changes, naming_state, machine),
     )
     clock = SystemClock()
     digest = _digest(config, replica, naming_state, metrics, cluster_id, tls)
@@ -422,13 +481,27 @@ def _wire(
         naming_state, feed, targets, clock, config.push, bind_host=config.listen_host
     )
     naming = NamingService(naming_state, replica, clock, keeper, targets, guard=machine)
-    app = _app(config, node, naming, keeper, digest, metrics, cluster_id)
+    auth = AuthService(
+        enabled=config.auth_enabled,
+        datums=datums,
+        generation=lambda: machine.auth_generation,
+        propose=replica.propose,
+        clock=lambda: clock.now_ms() / 1000,
+        token_ttl_seconds=config.auth.token_ttl_seconds,
+        login_failures_per_minute=config.auth.login_failures_per_minute,
+    )
+    app = _app(config, node, naming, keeper, digest, metrics, cluster_id, auth)
     app[FORWARD_TLS] = tls
     return _Wired(
         config=config, cluster_id=cluster_id, node=node, client=client, keeper=keeper,
         pusher=pusher, watch=watch, digest=digest, app=app, tls=tls,
         listener_ssl=loaded.listener,
     )  # fmt: skip
+
+
+def _installed(changes: DatumChanges, naming: NamingState, machine: NodeStateMachine) -> None:
+    naming.publish_replaced_changes(changes)
+    machine.note_installed()  # the auth caches read again
 
 
 def _digest(
@@ -462,11 +535,16 @@ def _app(
     digest: DigestService,
     metrics: NodeMetrics,
     cluster_id: str,
+    auth: AuthService,
 ) -> web.Application:
     node_id = NodeId(config.id)
     peers = {NodeId(p) for p in config.peers if p != config.id}
     app = make_app(
         naming,
+        auth=auth,
+        identity_verifier=PeerVerifier(
+            config.secret, cluster_id=cluster_id, self_id=config.id, members=peers
+        ),
         extra_routes=admin_routes(),
         peer_routes=[
             *peer_routes(
@@ -493,6 +571,7 @@ def _app(
                 metrics.forwarded.inc,
                 wait_new_leader=node.replica.wait_for_new_leader,
                 new_leader_seconds=config.new_leader_seconds,
+                signer=PeerSigner(config.secret, cluster_id=cluster_id, self_id=config.id),
             )
         ],
     )
@@ -540,6 +619,18 @@ async def _serve(
             config.data_dir,
             config.timers.tick_seconds,
         )
+        if not config.auth_enabled:
+            if not is_loopback(config.listen_host):
+                logger.warning(
+                    "auth is OFF (--auth off) on %s: anyone who reaches this node can read "
+                    "and change everything",
+                    config.listen_host,
+                )
+        elif config.auth.mode is AuthMode.AUTO:
+            logger.info(
+                "auth is on: %s is not loopback only (--auth off to turn it off)",
+                config.listen_host,
+            )
         if ready is not None:
             ready.set()
         beat_sender = HttpBeatSender(
@@ -554,6 +645,8 @@ async def _serve(
             tasks.create_task(wired.client.run(), name="peer-client")
             tasks.create_task(wired.keeper.sweep_forever(), name="beat-sweeper")
             tasks.create_task(node.establish_quota_forever(), name="state-quota")
+            if config.auth_enabled:
+                tasks.create_task(node.establish_auth_forever(), name="auth-bootstrap")
             tasks.create_task(wired.pusher.run(), name="udp-push")
             tasks.create_task(wired.keeper.forward_forever(beat_sender), name="beat-forwarder")
             tasks.create_task(wired.watch.run(), name="leader-watch")

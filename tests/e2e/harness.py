@@ -215,9 +215,10 @@ def single_node(root: Path, *extra_args: str, **spec: Any) -> NodeProcess:
 
 @contextlib.contextmanager
 def local_cluster(
-    root: Path, size: int = 3, extra_args: Sequence[str] = FAST_TIMERS, *, tls: bool = False
+    root: Path, size: int = 3, extra_args: Sequence[str] = FAST_TIMERS, **options: Any
 ) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(root=root, size=size, extra_args=extra_args, tls=tls)
+    """A started `LocalCluster`; `options` go to it (`tls=True`, `auth="on"`, ...)."""
+    cluster = LocalCluster(root=root, size=size, extra_args=extra_args, **options)
     try:
         with cluster:
             yield cluster

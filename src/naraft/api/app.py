@@ -15,7 +15,10 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from naraft.api import auth as auth_api
+from naraft.api.access import access_middleware
 from naraft.api.admin import MAX_KV_BODY_BYTES, RAFT_BASE
+from naraft.api.auth import AUTH, AuthService
 from naraft.api.context import NAMING
 from naraft.api.edge import edge_middleware, input_middleware
 from naraft.api.errors import EDGE_PEER_CERTIFICATE_REQUIRED, Handler, error_middleware
@@ -25,6 +28,7 @@ from naraft.api.v1.beats import BEATS_PATH
 from naraft.api.v1.operator import SERVERS, ServerDirectory
 from naraft.naming.service import NamingService
 from naraft.tls import PEER_CA_FLAG, has_peer_certificate
+from naraft.transport.signing import PeerVerifier
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +37,8 @@ MAX_BODY_BYTES: Final = (
 )
 MAX_PARAMS: Final = 256  # query plus form; Nacos's own endpoints take fewer than 20
 SENDER_HEADER: Final = "X-Naraft-Sender"
+PEER_PATHS: Final = web.AppKey("peer_paths", set[str])
+"""The canonical paths of the peer routes: outside the client limits and the access table."""
 
 
 def is_peer_request(request: web.BaseRequest) -> bool:
@@ -98,13 +104,17 @@ def make_app(
     max_params: int = MAX_PARAMS,
     middlewares: Iterable[Middleware] = (),
     peer_certificate_required: bool = False,
+    auth: AuthService | None = None,
+    identity_verifier: PeerVerifier | None = None,
 ) -> web.Application:
     """The client-facing application. `extra_routes` adds other layers' endpoints (raft,
-    admin, auth); `peer_routes` adds the peer endpoints, outside the client body limit;
+    admin); `peer_routes` adds the peer endpoints, outside the client body limit;
     `servers` feeds `/operator/servers` (default: this node alone); `middlewares` run
     inside the error and body-limit ones (forwarding to the leader). Outermost,
     `edge_middleware` keeps the connection limits of `naraft.api.edge`; with
-    `peer_certificate_required` (peer TLS), peer traffic needs a peer certificate."""
+    `peer_certificate_required` (peer TLS), peer traffic needs a peer certificate. `auth`
+    adds the auth API, and the access middleware (`naraft.api.access`) enforces its rules
+    on every client route; `identity_verifier` checks identities forwarded by followers."""
     peer_resources: set[str] = set()  # canonical paths, filled once the routes are added
     app = web.Application(
         middlewares=[
@@ -113,11 +123,16 @@ def make_app(
             error_middleware,
             _body_limit(max_body_bytes, peer_resources),
             input_middleware(max_params),
+            access_middleware(peer_resources, identity_verifier),
             *middlewares,
         ],
         client_max_size=max_body_bytes,
     )
     app[NAMING] = naming
+    app[PEER_PATHS] = peer_resources
+    if auth is not None:
+        app[AUTH] = auth
+        app.router.add_routes(auth_api.routes)
     if servers is not None:
         app[SERVERS] = servers
     for module in (instance, service, operator, namespace):

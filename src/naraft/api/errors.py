@@ -50,7 +50,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 NACOS_STATUS: Final[Mapping[type[Exception], int]] = {
     InvalidArgumentError: 400,  # AlreadyExistsError too: Nacos answers 400 for it
     NotFoundError: 404,
-    UnauthorizedError: 403,
+    UnauthorizedError: 403,  # no token, a bad one, no permission (Nacos's message)
     SignatureError: 403,  # a member's beat batch that is not signed by the cluster
     BodyTooLargeError: 413,
     NotLeaderError: 503,  # reached only when forwarding to the leader failed
@@ -86,6 +86,7 @@ class Refusal(enum.Enum):
     NO_SPACE = "no-space"  # disk full or the state quota: etcd's NOSPACE, not retried blindly
     UNAVAILABLE = "unavailable"  # no leader, a dropped or unsettled proposal: retry
     REJECTED_ON_APPLY = "rejected-on-apply"  # committed and refused by every replica
+    FORBIDDEN = "forbidden"  # no token, a bad one, or a user without the permission
 
 
 NARAFT_STATUS: Final[Mapping[Refusal, int]] = {
@@ -96,6 +97,7 @@ NARAFT_STATUS: Final[Mapping[Refusal, int]] = {
     Refusal.NO_SPACE: 507,
     Refusal.UNAVAILABLE: 503,
     Refusal.REJECTED_ON_APPLY: 500,
+    Refusal.FORBIDDEN: 403,
 }
 
 

@@ -20,12 +20,15 @@ from typing import Final
 import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from yarl import URL
 
+from naraft.api.access import identity_headers
 from naraft.api.errors import Handler
 from naraft.errors import OutcomeUnknownError
 from naraft.raft.errors import HandedOverError, NotLeaderError
 from naraft.raft.types import NodeId
 from naraft.tls import PLAINTEXT, PeerTls
+from naraft.transport.signing import SIGNED_HEADERS, PeerSigner
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +40,8 @@ _HOP_BY_HOP: Final = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "content-encoding"}
 )
 
+
+_SIGNED: Final = frozenset(name.lower() for name in SIGNED_HEADERS)
 
 NewLeaderWait = Callable[[str, float], Awaitable[str | None]]
 """`wait(old, seconds)`: the first leader other than `old` known within `seconds`, or None."""
@@ -57,11 +62,14 @@ def forward_middleware(
     *,
     wait_new_leader: NewLeaderWait | None = None,
     new_leader_seconds: float = 3.0,
+    signer: PeerSigner | None = None,
 ) -> Middleware:
     """Middleware forwarding NotLeaderError requests to the leader (place it innermost).
 
     With `wait_new_leader`, a request whose leader refused the connection is tried once more
-    with the next leader (waiting up to `new_leader_seconds` for one)."""
+    with the next leader (waiting up to `new_leader_seconds` for one). With `signer`, a
+    request the access middleware identified carries that identity to the leader, signed
+    (`naraft.api.access.identity_headers`)."""
 
     @web.middleware
     async def forward_to_leader(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -73,7 +81,7 @@ def forward_middleware(
                 raise
             on_forward()
             try:
-                return await _forward(request, leader, self_id, timeout_seconds)
+                return await _forward(request, leader, self_id, timeout_seconds, signer)
             except _LeaderRefusedError as refused:
                 if wait_new_leader is None:
                     raise NotLeaderError(NodeId(leader)) from refused
@@ -86,7 +94,7 @@ def forward_middleware(
             if new_leader == self_id:
                 return await handler(request)  # NotLeaderError again: the error middleware's 503
             try:
-                return await _forward(request, new_leader, self_id, timeout_seconds)
+                return await _forward(request, new_leader, self_id, timeout_seconds, signer)
             except _LeaderRefusedError as refused:
                 raise NotLeaderError(NodeId(new_leader)) from refused
 
@@ -103,15 +111,25 @@ def _may_forward(request: web.Request, error: NotLeaderError) -> bool:
 
 
 async def _forward(
-    request: web.Request, leader: str, self_id: str, timeout_seconds: float
+    request: web.Request,
+    leader: str,
+    self_id: str,
+    timeout_seconds: float,
+    signer: PeerSigner | None,
 ) -> web.StreamResponse:
     session = request.app[FORWARD_SESSION]
     body = await request.read()
-    headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
+    headers = {
+        k: v
+        for k, v in request.headers.items()
+        if k.lower() not in _HOP_BY_HOP and k.lower() not in _SIGNED
+    }
     earlier = request.headers.get(FORWARDED_HEADER)
     headers[FORWARDED_HEADER] = self_id if earlier is None else f"{earlier},{self_id}"
+    headers.update(identity_headers(request, signer, leader, body))
     tls = request.app.get(FORWARD_TLS, PLAINTEXT)
-    url = f"{tls.url(leader)}{request.rel_url}"
+    # the path exactly as it came: the signature covers it, byte for byte
+    url = URL(f"{tls.url(leader)}{request.raw_path}", encoded=True)
     try:
         async with session.request(
             request.method,

@@ -77,17 +77,27 @@ def check_params(values: MultiMapping[str]) -> MultiMapping[str]:
     return values
 
 
+_PARAMS_KEY: Final = "naraft.params"
+
+
 async def read_params(request: web.Request) -> Params:
-    """The query string plus, for a urlencoded body, the form fields after it."""
+    """The query string plus, for a urlencoded body, the form fields after it (read once
+    per request: the access middleware and the handler share them)."""
     # The edge's input middleware has counted the parameters (query and form) already.
+    cached = request.get(_PARAMS_KEY)
+    if isinstance(cached, Params):
+        return cached
     if request.content_type != FORM_CONTENT_TYPE or not request.body_exists:
-        return Params(check_params(request.query))
-    merged: MultiDict[str] = MultiDict(check_params(request.query))
-    form = await request.post()
-    for name, value in form.items():
-        if isinstance(value, str):
-            merged.add(name, value)
-    return Params(check_params(merged))
+        params = Params(check_params(request.query))
+    else:
+        merged: MultiDict[str] = MultiDict(check_params(request.query))
+        form = await request.post()
+        for name, value in form.items():
+            if isinstance(value, str):
+                merged.add(name, value)
+        params = Params(check_params(merged))
+    request[_PARAMS_KEY] = params
+    return params
 
 
 def client_agent(request: web.Request) -> ClientAgent:

@@ -23,6 +23,7 @@ import base64
 import contextlib
 import enum
 import hashlib
+import hmac
 import io
 import random
 import time
@@ -72,6 +73,7 @@ class ProbeKind(enum.StrEnum):
     MANY_PARAMS = "many-params"  # tens of thousands of form parameters
     MALFORMED_HTTP = "malformed-http"  # raw sockets: bad request lines, headers, chunking
     SLOW_CLIENT = "slow-client"  # headers or body trickled, then abandoned
+    FORGED_AUTH = "forged-auth"  # forged, expired, alg-none tokens; a client-sent identity
 
 
 ALL_KINDS: Final[tuple[ProbeKind, ...]] = tuple(ProbeKind)
@@ -90,6 +92,7 @@ WEIGHTS: Final[Mapping[ProbeKind, int]] = {
     ProbeKind.MANY_PARAMS: 1,
     ProbeKind.MALFORMED_HTTP: 1,
     ProbeKind.SLOW_CLIENT: 1,
+    ProbeKind.FORGED_AUTH: 2,
 }
 
 
@@ -161,6 +164,7 @@ class Probe:
     pause: float = 0.0
     abandon: bool = False
     ack: Ack | None = None
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 def _value(rng: random.Random, size: int) -> str:
@@ -276,6 +280,7 @@ class ProbeFactory:
             ProbeKind.MANY_PARAMS: self._many_params,
             ProbeKind.MALFORMED_HTTP: self._malformed_http,
             ProbeKind.SLOW_CLIENT: self._slow_client,
+            ProbeKind.FORGED_AUTH: self._forged_auth,
         }
 
     def next(self) -> Probe:
@@ -695,6 +700,90 @@ class ProbeFactory:
             abandon=True,
         )
 
+    # -------------------------------------------------------------- auth
+
+    def _forged_auth(self, node: int) -> Probe:
+        """A registration carrying a credential that must never count: a token under
+        Nacos's default key or a random one, unsigned (`alg: none`), expired, mangled or
+        huge; a client-sent identity header; a server's User-Agent. A node with auth on
+        refuses them all; one with auth off ignores the token (so either answer holds),
+        but refuses the identity header whatever its mode (docs/auth.md)."""
+        rng = self._rng
+        service = self._service()
+        port = rng.randrange(1, 65_536)
+        later = 4_000_000_000  # 2096: far from expiring
+        hs256 = {"alg": "HS256", "typ": "JWT"}
+        nacos = {"sub": "nacos", "exp": later}
+        tokens: tuple[tuple[str, str | None], ...] = (
+            ("Nacos's default key", _jwt(hs256, nacos, NACOS_DEFAULT_TOKEN_KEY)),
+            ("a random key", _jwt(hs256, nacos, rng.randbytes(32))),
+            ("alg none", _jwt({"alg": "none"}, nacos, None)),
+            ("expired", _jwt(hs256, {"sub": "nacos", "exp": 1}, rng.randbytes(32))),
+            ("a mangled token", "eyJ" + _value(rng, rng.randrange(1, 200))),
+            ("a 6,000-character token", _value(rng, 6000)),
+            ("no token", None),
+        )
+        name, token = rng.choice(tokens)
+        params: tuple[tuple[str, str], ...] = ()
+        headers: tuple[tuple[str, str], ...] = ()
+        if token is not None and rng.random() < 0.5:
+            params = (("accessToken", token),)
+        elif token is not None:
+            headers = (("Authorization", f"Bearer {token}"),)
+        if rng.random() < 0.3:
+            name, headers = (
+                f"{name}, a server's User-Agent",
+                (*headers, ("User-Agent", "Nacos-Server")),
+            )
+        identity = rng.random() < 0.3
+        if identity:
+            name, headers = (
+                f"{name}, an identity header",
+                (*headers, ("X-Naraft-Identity", "nacos")),
+            )
+        fields = (
+            ("serviceName", service),
+            ("ip", "10.202.0.1"),
+            ("port", str(port)),
+            ("ephemeral", "false"),
+        )
+        ack = InstanceAck(
+            service=service, ip="10.202.0.1", port=port, cluster="DEFAULT", weight=1.0,
+            metadata={},
+        )  # fmt: skip
+        return Probe(
+            kind=ProbeKind.FORGED_AUTH,
+            node=node,
+            label=f"register {service} with {name}",
+            expect=Expect.REFUSE if identity else Expect.ANY,
+            method="POST",
+            path=INSTANCE_PATH,
+            params=params,
+            form=fields,
+            headers=headers,
+            ack=None if identity else ack,
+        )
+
+
+def _jwt(header: Mapping[str, object], claims: Mapping[str, object], key: bytes | None) -> str:
+    """A JWT signed HS256 with `key` (None: unsigned), built by hand so that any header
+    (`alg: none`) can be sent."""
+
+    def part(data: Mapping[str, object]) -> str:
+        return base64.urlsafe_b64encode(orjson.dumps(data)).rstrip(b"=").decode()
+
+    head = f"{part(header)}.{part(claims)}"
+    if key is None:
+        return f"{head}."
+    mac = hmac.new(key, head.encode(), hashlib.sha256).digest()
+    return f"{head}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
+
+
+NACOS_DEFAULT_TOKEN_KEY: Final = (
+    b"SecretKey012345678901234567890123456789012345678901234567890123456789"
+)
+"""The signing key Nacos shipped in its default configuration (a token under it is forged)."""
+
 
 def _form_head(form: bytes) -> bytes:
     return b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n" % len(
@@ -867,7 +956,11 @@ async def http_exchange(session: aiohttp.ClientSession, node: ChaosNode, probe: 
         data = None
     try:
         async with session.request(
-            probe.method, f"{node.url}{probe.path}", params=list(probe.params) or None, data=data
+            probe.method,
+            f"{node.url}{probe.path}",
+            params=list(probe.params) or None,
+            data=data,
+            headers=dict(probe.headers) or None,
         ) as answer:
             await answer.read()
             return str(answer.status)
