@@ -1,8 +1,8 @@
 """The replicated state machine of a node: committed entries -> datums.
 
-It dispatches each entry to the key/value applier or the naming domain's, by the op
-its payload names. Deterministic: no clock, no randomness; times arrive in commands,
-stamped by the leader. An empty payload is the leader's no-op.
+It dispatches each entry to the key/value applier, the config domain's or the naming
+domain's, by the op its payload names. Deterministic: no clock, no randomness; times arrive
+in commands, stamped by the leader. An empty payload is the leader's no-op.
 
 Apply is total. An entry either takes effect as a whole or changes nothing but the
 rejection record (`naraft.state.rejections`): one that does not decode, whose apply raises
@@ -27,6 +27,12 @@ from typing import Any, Final
 
 import orjson
 
+from naraft.configs.commands import (
+    ConfigCommandError,
+    decode_config_command,
+    is_config_command,
+)
+from naraft.configs.state import ConfigState
 from naraft.naming.codec import decode_command
 from naraft.naming.errors import CommandDecodeError
 from naraft.naming.state import NamingState
@@ -82,13 +88,20 @@ def alarm_margin(quota_bytes: int) -> int:
 
 
 class NodeStateMachine:
-    """Applies entries to one DatumTable shared by the kv view and the naming state."""
+    """Applies entries to one DatumTable shared by the kv view, the naming state and the
+    config state."""
 
     def __init__(
-        self, datums: DatumTable, naming: NamingState, *, quota_bytes: int | None = None
+        self,
+        datums: DatumTable,
+        naming: NamingState,
+        *,
+        quota_bytes: int | None = None,
+        configs: ConfigState | None = None,
     ) -> None:
         self._datums = datums
         self._naming = naming
+        self._configs = configs if configs is not None else ConfigState(datums)
         self._configured_quota = quota_bytes or 0  # what this node proposes as the leader
 
     @property
@@ -98,6 +111,10 @@ class NodeStateMachine:
     @property
     def naming(self) -> NamingState:
         return self._naming
+
+    @property
+    def configs(self) -> ConfigState:
+        return self._configs
 
     @property
     def quota_bytes(self) -> int | None:
@@ -146,6 +163,8 @@ class NodeStateMachine:
             else:
                 self._datums.delete(QUOTA_KEY)
             return quota
+        if is_config_command(payload):
+            return self._configs.apply(decode_config_command(payload), index)
         return self._naming.apply(decode_command(payload), index, publish=False)
 
     def _reject(self, index: int, kind: RejectionKind, detail: str) -> EntryRejected:
@@ -203,6 +222,6 @@ def _describe(error: Exception) -> str:
         text = str(error)[:500]
     except Exception:  # an exception whose message itself fails
         text = "(no message)"
-    if isinstance(error, CommandDecodeError | KvCommandError):
+    if isinstance(error, CommandDecodeError | KvCommandError | ConfigCommandError):
         return f"undecodable command: {text}"
     return f"{type(error).__name__}: {text}"

@@ -33,8 +33,12 @@ from naraft.api.app import make_app
 from naraft.api.edge import EdgeLimits, GuardedSite
 from naraft.api.forward import FORWARD_SESSION, forward_middleware
 from naraft.api.v1.beats import HttpBeatSender, beat_routes
+from naraft.api.v1.configs import ConfigApi
 from naraft.api.v1.operator import ServerInfo
 from naraft.config import NodeConfig, parse_address
+from naraft.configs.listeners import ListenerHub
+from naraft.configs.service import ConfigService
+from naraft.configs.state import ConfigState
 from naraft.digest.wiring import DigestService
 from naraft.election_audit import ElectionAudit
 from naraft.errors import NaraftError, UnavailableError
@@ -63,6 +67,7 @@ DB_FILE: Final = "naraft.db"
 LOCK_FILE: Final = "LOCK"
 """Held with flock(LOCK_EX) for the life of the node; holds the holder's pid."""
 LISTEN_BACKLOG: Final = 1024
+CONFIG_PRUNE_INTERVAL_SECONDS: Final = 60.0
 
 
 class SystemClock:
@@ -173,8 +178,10 @@ class Node:
         naming_state: NamingState,
         metrics: NodeMetrics,
         digest: DigestService,
+        configs: ConfigApi,
     ) -> None:
         self._config = config
+        self.configs = configs
         self.replica = replica
         self._machine = machine
         self._datums = datums
@@ -204,6 +211,8 @@ class Node:
         self.metrics.observe_status(self.replica.status)
         self.metrics.disk_full.set(0 if self.replica.disk_full is None else 1)
         self.metrics.observe_machine(self._machine)
+        state = self._machine.configs
+        self.metrics.observe_configs(state.count(), state.history_count(), self.configs.hub.held)
         return self.metrics.render()
 
     def quota_refusal(self) -> str | None:
@@ -237,6 +246,21 @@ class Node:
                 )
             )
         return infos
+
+    async def prune_config_history_forever(self) -> None:
+        """On the leader, drop config history past the retention even when no config is
+        written (each config write prunes too; this covers an idle cluster)."""
+        service = self.configs.service
+        while True:
+            await asyncio.sleep(CONFIG_PRUNE_INTERVAL_SECONDS)
+            if not self.replica.is_leader or not service.prune_due():
+                continue
+            try:
+                await service.prune_history()
+            except NaraftError as error:
+                logger.info("config history not pruned yet: %s", error)
+            except NotLeaderError:
+                continue
 
     async def establish_quota_forever(self) -> None:
         """On the leader, make this node's quota the cluster's (replicated, so that every
@@ -313,9 +337,20 @@ def _wire(config: NodeConfig, opened: _Opened, executor: ThreadPoolExecutor) -> 
     datums = DatumTable(opened.state.datums)
     feed = ChangeFeed()
     naming_state = NamingState(datums, feed)
-    machine = NodeStateMachine(datums, naming_state, quota_bytes=config.quota_bytes)
+    config_state = ConfigState(datums)
+    machine = NodeStateMachine(
+        datums, naming_state, quota_bytes=config.quota_bytes, configs=config_state
+    )
     metrics = NodeMetrics()
     events = NodeEvents()
+    hub = ListenerHub(
+        config_state,
+        max_polls=config.configs.max_held_polls,
+        max_keys=config.configs.max_poll_keys,
+        on_notify=metrics.config_notify.observe,
+    )
+    # Every node wakes its own long polls when it applies a change (entries or installs).
+    events.applied.append(lambda changes, _index: hub.on_changes(changes.changed_keys()))
     client = PeerClient(
         node_id,
         {NodeId(p): f"http://{p}" for p in config.peers if p != config.id},
@@ -359,9 +394,14 @@ def _wire(config: NodeConfig, opened: _Opened, executor: ThreadPoolExecutor) -> 
     events.applied.append(digest.on_applied)
     events.snapshot_needed.append(digest.on_snapshot_needed)
     events.peer_unreachable.append(watch.on_peer_unreachable)
+    configs = ConfigApi(
+        service=ConfigService(config_state, replica, clock, config.configs, guard=machine),
+        hub=hub,
+        count=lambda route: metrics.config_requests.labels(route=route).inc(),
+    )
     node = Node(
         config, replica=replica, machine=machine, datums=datums, naming_state=naming_state,
-        metrics=metrics, digest=digest,
+        metrics=metrics, digest=digest, configs=configs,
     )  # fmt: skip
     # Nacos: a push target is a zombie after pushCacheMillis without a list request.
     targets = PushTargets(expire_after_ms=lambda: naming_state.switches().default_push_cache_ms)
@@ -427,6 +467,7 @@ def _app(
             *digest.routes(),
         ],
         servers=node,
+        configs=node.configs,
         max_params=config.http.max_params,
         middlewares=[
             forward_middleware(
@@ -483,6 +524,7 @@ async def _serve(wired: _Wired, sock: socket.socket, ready: asyncio.Event | None
             tasks.create_task(wired.client.run(), name="peer-client")
             tasks.create_task(wired.keeper.sweep_forever(), name="beat-sweeper")
             tasks.create_task(node.establish_quota_forever(), name="state-quota")
+            tasks.create_task(node.prune_config_history_forever(), name="config-history")
             tasks.create_task(wired.pusher.run(), name="udp-push")
             tasks.create_task(wired.keeper.forward_forever(beat_sender), name="beat-forwarder")
             tasks.create_task(wired.watch.run(), name="leader-watch")

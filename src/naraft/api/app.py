@@ -8,7 +8,7 @@ themselves under the peer limits (`naraft.transport`: 64 MiB per Raft batch by d
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from typing import Final
 
 from aiohttp import web
@@ -20,6 +20,7 @@ from naraft.api.edge import edge_middleware, input_middleware
 from naraft.api.errors import Handler, error_middleware
 from naraft.api.v1 import instance, namespace, operator, service
 from naraft.api.v1.beats import BEATS_PATH
+from naraft.api.v1.configs import CONFIG_API, ConfigApi, config_routes
 from naraft.api.v1.operator import SERVERS, ServerDirectory
 from naraft.naming.service import NamingService
 
@@ -40,12 +41,23 @@ def is_peer_request(request: web.BaseRequest) -> bool:
     return path.startswith(RAFT_BASE + "/") or path == BEATS_PATH
 
 
-def _body_limit(max_body_bytes: int, peer_resources: Collection[str]) -> Middleware:
+def _body_limit(
+    max_body_bytes: int, peer_resources: Collection[str], own_limits: Mapping[str, int]
+) -> Middleware:
+    """The client body limit; routes in `own_limits` (canonical path → bytes: the config
+    routes, whose content may be 10 MiB) have their own, also for reading the body."""
+
     @web.middleware
     async def body_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        limit = max_body_bytes
+        resource = request.match_info.route.resource
+        own = own_limits.get(resource.canonical) if resource is not None else None
+        if own is not None:
+            limit = own
+            request = request.clone(client_max_size=own)
         length = request.content_length
-        if length is not None and length > max_body_bytes and not _is_peer(request, peer_resources):
-            raise web.HTTPRequestEntityTooLarge(max_size=max_body_bytes, actual_size=length)
+        if length is not None and length > limit and not _is_peer(request, peer_resources):
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=length)
         return await handler(request)
 
     return body_limit_middleware
@@ -65,18 +77,21 @@ def make_app(
     max_body_bytes: int = MAX_BODY_BYTES,
     max_params: int = MAX_PARAMS,
     middlewares: Iterable[Middleware] = (),
+    configs: ConfigApi | None = None,
 ) -> web.Application:
     """The client-facing application. `extra_routes` adds other layers' endpoints (raft,
     admin, auth); `peer_routes` adds the peer endpoints, outside the client body limit;
-    `servers` feeds `/operator/servers` (default: this node alone); `middlewares` run
+    `servers` feeds `/operator/servers` (default: this node alone); `configs` serves the
+    config API (`/nacos/v1/cs/*`, with its own body limit); `middlewares` run
     inside the error and body-limit ones (forwarding to the leader). Outermost,
     `edge_middleware` keeps the connection limits of `naraft.api.edge`."""
     peer_resources: set[str] = set()  # canonical paths, filled once the routes are added
+    own_limits: dict[str, int] = {}  # canonical path -> body limit, for the config routes
     app = web.Application(
         middlewares=[
             edge_middleware(is_peer_request),
             error_middleware,
-            _body_limit(max_body_bytes, peer_resources),
+            _body_limit(max_body_bytes, peer_resources, own_limits),
             input_middleware(max_params),
             *middlewares,
         ],
@@ -88,6 +103,11 @@ def make_app(
     for module in (instance, service, operator, namespace):
         app.router.add_routes(module.routes)
     app.router.add_routes(list(extra_routes))
+    if configs is not None:
+        app[CONFIG_API] = configs
+        for route in app.router.add_routes(config_routes()):
+            if route.resource is not None:
+                own_limits[route.resource.canonical] = configs.service.settings.max_body_bytes
     for route in app.router.add_routes(list(peer_routes)):
         if route.resource is not None:
             peer_resources.add(route.resource.canonical)

@@ -51,7 +51,9 @@ class Params:
         return next((v for n in names if (v := self._values.get(n)) is not None), None)
 
 
-def check_params(values: MultiMapping[str]) -> MultiMapping[str]:
+def check_params(
+    values: MultiMapping[str], max_value_chars: int = MAX_PARAM_VALUE_CHARS
+) -> MultiMapping[str]:
     """`values`, if within the parameter limits; InvalidArgumentError naming the one that is
     not (the count of parameters, a name's length, a value's length)."""
     if len(values) > MAX_PARAMS:
@@ -68,26 +70,29 @@ def check_params(values: MultiMapping[str]) -> MultiMapping[str]:
                 message=f"a parameter name is longer than "
                 f"{MAX_PARAM_NAME_CHARS} characters: {name[:32]}...",
             )
-        if len(value) > MAX_PARAM_VALUE_CHARS:
+        if len(value) > max_value_chars:
             raise InvalidArgumentError(
                 name,
                 "too long",
-                message=f"invalid parameter {name}: longer than {MAX_PARAM_VALUE_CHARS} characters",
+                message=f"invalid parameter {name}: longer than {max_value_chars} characters",
             )
     return values
 
 
-async def read_params(request: web.Request) -> Params:
-    """The query string plus, for a urlencoded body, the form fields after it."""
+async def read_params(
+    request: web.Request, *, max_value_chars: int = MAX_PARAM_VALUE_CHARS
+) -> Params:
+    """The query string plus, for a urlencoded body, the form fields after it. A value is
+    at most `max_value_chars` long (the config routes take a config's content)."""
     # The edge's input middleware has counted the parameters (query and form) already.
     if request.content_type != FORM_CONTENT_TYPE or not request.body_exists:
-        return Params(check_params(request.query))
-    merged: MultiDict[str] = MultiDict(check_params(request.query))
+        return Params(check_params(request.query, max_value_chars))
+    merged: MultiDict[str] = MultiDict(check_params(request.query, max_value_chars))
     form = await request.post()
     for name, value in form.items():
         if isinstance(value, str):
             merged.add(name, value)
-    return Params(check_params(merged))
+    return Params(check_params(merged, max_value_chars))
 
 
 def client_agent(request: web.Request) -> ClientAgent:
