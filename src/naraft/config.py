@@ -1,10 +1,11 @@
 """The node's configuration tree, the timer profiles, and `cluster.conf` parsing.
 
-`NodeConfig` is made of the consumers' own frozen settings (`PushTimings`, `ConfigSettings`,
-`SyncSettings` inside `DigestSettings`, `CompactionPolicy`, and the groups defined here): each default is
-written once, in the dataclass that uses it. `validate()` checks what spans groups (the core's
-rules on its timers, through `RaftConfig`; a peer batch against the peer body limit, the member
-list, the secret); derived values are properties. `naraft.config_sources` fills the tree
+`NodeConfig` is made of the consumers' own frozen settings (`PushTimings`,
+`ConfigSettings`, `SyncSettings` inside `DigestSettings`, `CompactionPolicy`, and the groups
+defined here): each default is written once, in the dataclass that uses it. `validate()`
+checks what spans groups (the core's rules on its timers, through `RaftConfig`; a peer batch
+against the peer body limit, a config's content against it, the member list, the secret);
+derived values are properties. `naraft.config_sources` fills the tree
 from flags, `NARAFT_*` environment variables and a TOML file.
 
 Node ids are addresses, `host:port`, as in Nacos: the same port serves the client API and

@@ -62,26 +62,34 @@ def test_publish_update_delete_keep_id_and_history() -> None:
     m = Machine()
     assert m.apply(publish("v1")) == ConfigApplied(1, (KEY,))
     first = m.configs.get(KEY)
-    assert first is not None and first.id == 1 and first.md5 == content_md5("v1")
+    assert first is not None
+    assert first.id == 1
+    assert first.md5 == content_md5("v1")
     m.apply(publish("v2", at=T0 + 5))
     second = m.configs.get(KEY)
-    assert second is not None and second.id == 1 and second.content == "v2"
-    assert second.create_ms == T0 and second.modify_ms == T0 + 5
+    assert second is not None
+    assert second.id == 1
+    assert second.content == "v2"
+    assert second.create_ms == T0
+    assert second.modify_ms == T0 + 5
     m.apply(DeleteConfig(key=KEY, change=change(T0 + 9)))
-    assert m.configs.get(KEY) is None and m.configs.md5_of(KEY) == ""
+    assert m.configs.get(KEY) is None
+    assert m.configs.md5_of(KEY) == ""
     history = m.configs.history_of(KEY)
     assert [h.op_type for h in history] == [OpType.DELETE, OpType.UPDATE, OpType.INSERT]
     # an update and a delete keep the content they replaced, an insert the new one
     contents = [m.configs.history_record(h.nid).content for h in history]  # type: ignore[union-attr]
     assert contents == ["v2", "v1", "v1"]
     previous = m.configs.previous_history(1)
-    assert previous is not None and previous.op_type == OpType.DELETE
+    assert previous is not None
+    assert previous.op_type == OpType.DELETE
 
 
 def test_cas_publish_applies_only_on_a_matching_md5() -> None:
     m = Machine()
     absent = m.apply(publish("v1", cas=content_md5("x")))
-    assert isinstance(absent, ConfigRejected) and m.configs.get(KEY) is None
+    assert isinstance(absent, ConfigRejected)
+    assert m.configs.get(KEY) is None
     m.apply(publish("v1"))
     wrong = m.apply(publish("v2", cas=content_md5("nope")))
     assert isinstance(wrong, ConfigRejected)
@@ -97,7 +105,8 @@ def test_delete_by_ids_skips_missing_ones() -> None:
     m.apply(publish("b", key=other))
     result = m.apply(DeleteConfigs(ids=(2, 99), change=change()))
     assert result == ConfigApplied(3, (other,))
-    assert m.configs.get(other) is None and m.configs.get(KEY) is not None
+    assert m.configs.get(other) is None
+    assert m.configs.get(KEY) is not None
 
 
 def test_history_is_pruned_by_the_entrys_own_stamp() -> None:
