@@ -39,8 +39,9 @@ HISTORY_PATH: Final = f"{BASE}/history"
 HISTORY_PREVIOUS_PATH: Final = f"{BASE}/history/previous"
 MAX_PAGE_SIZE: Final = 500  # Nacos caps history pages at 500; naraft caps config pages too
 POLL_ERROR_DELAY_SECONDS: Final = 2.0
-"""A failed long poll is answered after this long (the Java client's penalty time): the npm
-client retries a failed request at once, so an instant error would make it spin."""
+"""A failed long poll (one sent with `Long-Pulling-Timeout`) is answered after this long, the
+Java client's penalty time: the npm client retries a failed request at once, so an instant
+error would make it spin."""
 LONG_POLL_HEADER: Final = "Long-Pulling-Timeout"
 NO_HANGUP_HEADER: Final = "Long-Pulling-Timeout-No-Hangup"
 
@@ -327,7 +328,8 @@ async def listen(request: web.Request) -> web.Response:
         else:
             changed = await hub.poll(md5s, timeout_ms, request.remote or "")
     except NaraftError:
-        await asyncio.sleep(POLL_ERROR_DELAY_SECONDS)
+        if LONG_POLL_HEADER in request.headers:  # a long-polling client: slow its retries
+            await asyncio.sleep(POLL_ERROR_DELAY_SECONDS)
         raise
     body = encode_changed(changed) + "\n" if changed else ""
     response = web.Response(text=body, content_type="text/html")
