@@ -190,3 +190,17 @@ def test_commands_round_trip() -> None:
         PruneHistory(change=change()),
     ):
         assert decode_config_command(encode_config_command(command)) == command
+
+
+def test_writes_outside_an_entry_rebuild_the_index() -> None:
+    """A digest install writes the live table key by key, not through apply."""
+    source = Machine()
+    source.apply(publish("v1"))
+    source.apply(publish("v2", key=ConfigKey(tenant="", group="G", data_id="other")))
+    m = Machine()
+    m.apply(publish("old"))
+    assert m.configs.count() == 1
+    for key, datum in source.datums.items():
+        m.datums.put(key, datum.value, datum.version)
+    assert m.configs.count() == 2
+    assert m.configs.get(KEY).content == "v1"  # type: ignore[union-attr]

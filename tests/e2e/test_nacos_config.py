@@ -21,13 +21,14 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 import nacos  # type: ignore[import-untyped]
 import pytest
-from tests.e2e.harness import LocalCluster, NodeProcess, local_cluster, wait_for
+from tests.e2e.harness import FAST_TIMERS, LocalCluster, NodeProcess, local_cluster, wait_for
 
 pytestmark = [
     pytest.mark.e2e,
@@ -40,11 +41,14 @@ GROUP = "DEFAULT_GROUP"
 NAMESPACE = "cfg-e2e"
 JS_DIR = Path(__file__).parent / "js"
 LISTENER_ROUTE = 'naraft_config_requests_total{route="configs.listener"}'
+# compact often, so that a follower that missed a few hundred publishes catches up by digest
+COMPACTING = (*FAST_TIMERS, "--compact-entries", "300", "--compact-keep", "50")
+MISSED_PUBLISHES = 500
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    with local_cluster(tmp_path_factory.mktemp("config-cluster")) as cluster:
+    with local_cluster(tmp_path_factory.mktemp("config-cluster"), extra_args=COMPACTING) as cluster:
         cluster.wait_ready()
         yield cluster
 
@@ -200,6 +204,46 @@ def test_kill_9_of_the_node_the_client_talks_to(
     finally:
         cluster.restart(nodes[0])
         cluster.leader(timeout_seconds=20)
+
+
+def test_a_follower_that_missed_publishes_catches_up_by_digest(cluster: LocalCluster) -> None:
+    """Configs and their history are datums: a follower that missed compacted publishes
+    installs them by digest sync and answers long polls from them (a local read)."""
+    leader = cluster.leader()
+    follower = next(n for n in cluster.nodes if n is not leader)
+    follower.terminate()
+    try:
+        with httpx.Client(timeout=10) as http, ThreadPoolExecutor(16) as pool:
+
+            def publish(i: int) -> str:
+                return http.post(
+                    f"{leader.url}/nacos/v1/cs/configs",
+                    data={"dataId": f"missed-{i}", "group": GROUP, "content": f"value {i}"},
+                ).text
+
+            assert set(pool.map(publish, range(MISSED_PUBLISHES))) == {"true"}
+            wait_for(
+                lambda: cluster.state(leader)["snapshotIndex"] > 0,
+                timeout_seconds=30,
+                what="the leader to compact its log",
+            )
+    finally:
+        cluster.restart(follower)
+    leader_state = cluster.state(leader)
+    cluster.wait_applied(follower, leader_state["appliedIndex"], timeout_seconds=60)
+    assert cluster.state(follower)["catchUp"]["completed"] >= 1
+    assert metric(cluster, follower, "naraft_configs") == metric(cluster, leader, "naraft_configs")
+    # the follower's own state: a no-hangup poll with the right MD5 answers "unchanged"
+    probe = "".join(
+        f"missed-{i}\x02{GROUP}\x02{md5(f'value {i}')}\x01" for i in (0, 250, MISSED_PUBLISHES - 1)
+    )
+    answer = cluster.client.post(
+        f"{follower.url}/nacos/v1/cs/configs/listener",
+        data={"Listening-Configs": probe},
+        headers={"Long-Pulling-Timeout": "30000", "Long-Pulling-Timeout-No-Hangup": "true"},
+    )
+    assert answer.status_code == 200
+    assert answer.text == ""
 
 
 # ------------------------------------------------------------------------- npm nacos

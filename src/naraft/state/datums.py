@@ -56,8 +56,10 @@ class DatumTable:
 
     @property
     def generation(self) -> int:
-        """Changes on every `rollback` and `replace_all`: a domain that keeps an index of
-        its keys beside the table rebuilds it when this moved (its own writes keep it)."""
+        """Changes whenever keys change other than by an entry's apply: a `rollback`, a
+        `replace_all`, a put or delete outside `begin`/`commit` (a digest install or
+        repair). A domain that keeps an index of its keys beside the table rebuilds it when
+        this moved; its own writes, made while applying an entry, keep it current."""
         return self._generation
 
     @property
@@ -79,6 +81,8 @@ class DatumTable:
         self._data[key] = datum
         self._size += datum_size(key, datum) - datum_size(key, before)
         self._dirty.add(key)
+        if self._journal is None:
+            self._generation += 1
         return datum
 
     def delete(self, key: str) -> bool:
@@ -89,6 +93,8 @@ class DatumTable:
         self._remember(key, before)
         self._size -= datum_size(key, before)
         self._dirty.add(key)
+        if self._journal is None:
+            self._generation += 1
         return True
 
     # ------------------------------------------------------------ undo journal
