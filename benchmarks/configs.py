@@ -36,6 +36,7 @@ HERE = Path(__file__).parent
 GROUP = "DEFAULT_GROUP"
 LISTENER = "/nacos/v1/cs/configs/listener"
 CONFIGS = "/nacos/v1/cs/configs"
+RAMP_BATCH = 500
 
 
 def b64(text: str) -> str:
@@ -148,18 +149,23 @@ async def idle_polls(cluster: NaraftCluster, count: int, idle_seconds: float) ->
             async with http.post(
                 follower_url + LISTENER,
                 data={"Listening-Configs": probe},
-                headers={"Long-Pulling-Timeout": "120000"},
-                timeout=aiohttp.ClientTimeout(total=180),
+                headers={"Long-Pulling-Timeout": "290000"},
+                timeout=aiohttp.ClientTimeout(total=400),
             ) as answer:
                 await answer.read()
 
-        tasks = [asyncio.create_task(hold(i)) for i in range(count)]
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            held = await held_polls(http, follower_url)
-            if held >= count:
-                break
-            await asyncio.sleep(0.5)
+        # opened 500 at a time, each batch held before the next: 10,000 connections made in
+        # one burst from one client process miss the node's 5 s header deadline
+        tasks: list[asyncio.Task[None]] = []
+        held = 0
+        for start in range(0, count, RAMP_BATCH):
+            tasks += [asyncio.create_task(hold(i)) for i in range(start, start + RAMP_BATCH)]
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                held = await held_polls(http, follower_url)
+                if held >= len(tasks):
+                    break
+                await asyncio.sleep(0.2)
         rss_held = procstat.rss_mib(pid) or 0.0
         cpu0 = procstat.process_cpu_seconds(pid) or 0.0
         await asyncio.sleep(idle_seconds)

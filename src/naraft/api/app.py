@@ -52,10 +52,11 @@ def _body_limit(
         limit = max_body_bytes
         resource = request.match_info.route.resource
         own = own_limits.get(resource.canonical) if resource is not None else None
+        length = request.content_length
         if own is not None:
             limit = own
-            request = request.clone(client_max_size=own)
-        length = request.content_length
+            if length is None or length > max_body_bytes:  # (a small body needs no clone)
+                request = request.clone(client_max_size=own)
         if length is not None and length > limit and not _is_peer(request, peer_resources):
             raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=length)
         return await handler(request)
