@@ -116,9 +116,6 @@ class Cluster:
     def pids(self) -> list[int]:
         return [p.pid for p in self._processes.values() if p.poll() is None]
 
-    def node_of_pid(self, pid: int) -> str:
-        return next(n for n, p in self._processes.items() if p.pid == pid)
-
     def kill(self, node: str) -> None:
         """kill -9 of `node`, then reap it."""
         process = self._processes[node]
@@ -330,11 +327,3 @@ class EtcdCluster(Cluster):
         if len(self._member_ids) < len(NODE_NAMES):
             super().statuses()
         return super().statuses()
-
-
-def http_ok(url: str) -> bool:
-    try:
-        _http_json(url)
-    except (OSError, ValueError, urllib.error.URLError):
-        return False
-    return True

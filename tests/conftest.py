@@ -4,6 +4,12 @@
 - `--sim-seeds N`: how many seeded simulator runs tests/sim parametrizes (default 40).
 - `--sim-events N`: simulated events the million-event run must reach (default 1,000,000).
 - `HYPOTHESIS_PROFILE=dev|ci|nightly` selects a Hypothesis profile (`ci` under CI=true).
+
+The suite runs on two pytest-xdist workers (`-n 2 --dist loadgroup` in pyproject.toml; `-n 0`
+runs it in one process). Every test that starts real naraft processes (marked `e2e`, or in
+tests/e2e or tests/chaos) joins one group, so one worker runs those one after another, never
+two clusters at once competing for the cores and their election timers, while the other worker
+takes the in-process tests (simulator, core, handlers).
 """
 
 from __future__ import annotations
@@ -38,6 +44,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--sim-events", type=int, default=1_000_000, help="events of the million-event run"
     )
+
+
+PROCESS_GROUP = "real-processes"
+PROCESS_DIRS = frozenset({"e2e", "chaos"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        in_process_dir = PROCESS_DIRS.intersection(item.path.parent.parts[-1:])
+        if in_process_dir or item.get_closest_marker("e2e") is not None:
+            item.add_marker(pytest.mark.xdist_group(PROCESS_GROUP))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -30,7 +30,6 @@ SWITCHES_PATH: Final = "/nacos/v1/ns/operator/switches"
 CONFIGS_PATH: Final = "/nacos/v1/cs/configs"
 CONFIG_LISTENER_PATH: Final = f"{CONFIGS_PATH}/listener"
 FAILPOINTS_PATH: Final = "/naraft/v1/debug/failpoints"
-METRICS_PATH: Final = "/metrics"
 STATUS_TIMEOUT_SECONDS: Final = 2.0
 
 

@@ -444,10 +444,6 @@ class ProcessCluster:
 
     # -- lookups
 
-    @property
-    def urls(self) -> list[str]:
-        return [node.url for node in self.nodes]
-
     def node(self, node_id: str) -> NodeProcess:
         return next(node for node in self.nodes if node.id == node_id)
 

@@ -84,7 +84,6 @@ class HealthTimings:
 
 DEFAULT_CLUSTER_TOKEN: Final = "naraft-cluster"
 """The token of a cluster started without `--cluster-token` (as etcd's `etcd-cluster`)."""
-CLUSTER_TOKEN_ENV_VAR: Final = "NARAFT_CLUSTER_TOKEN"
 MAX_CLUSTER_TOKEN_CHARS: Final = 256
 
 

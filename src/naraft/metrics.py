@@ -143,9 +143,6 @@ class NodeMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
-        self.api_requests = Counter(
-            "naraft_api_requests_total", "Client API requests", ["route", "status"], registry=r
-        )
         self.forwarded = Counter(
             "naraft_api_forwarded_total", "Client requests forwarded to the leader", registry=r
         )

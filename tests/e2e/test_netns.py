@@ -35,7 +35,6 @@ pytestmark = pytest.mark.e2e
 SUBNET: Final = "10.213.0"  # private test range, configured inside the test's namespaces only
 NODE_PORT: Final = 8848
 CLIENT_HOST: Final = f"{SUBNET}.100"
-PROXY_TIMEOUT_SECONDS: Final = 30.0  # bounds one proxied request, whatever its own timeout
 
 # The client proxy: one JSON request per stdin line, one JSON answer per stdout line.
 PROXY_SCRIPT: Final = """

@@ -18,9 +18,7 @@ IDLE = 10.0
 def _handler() -> tuple[ReadyHandler, NodeStateMachine]:
     datums = DatumTable()
     machine = NodeStateMachine(datums, NamingState(datums))
-    handler = ReadyHandler(
-        machine, hard_state=HardState(), applied_term=Term(0), now=0.0, idle_flush_after=IDLE
-    )
+    handler = ReadyHandler(machine, applied_term=Term(0), now=0.0, idle_flush_after=IDLE)
     return handler, machine
 
 

@@ -27,7 +27,7 @@ from naraft.chaos import checks, inputs
 from naraft.chaos.cluster import ChaosCluster, ChaosNode
 from naraft.chaos.configs import ListenerSet
 from naraft.chaos.inputs import DEFAULT_KINDS, InputNemesis, ProbeKind
-from naraft.chaos.schedules import CI_KINDS, NEEDS_TMPFS, STEPS, Nemesis, ScheduleKind
+from naraft.chaos.schedules import AIMS, CI_KINDS, NEEDS_TMPFS, STEPS, Nemesis, ScheduleKind
 from naraft.chaos.workload import Workload, WorkloadConfig
 from naraft.checker import HistoryRecorder, Verdict, check_history
 
@@ -152,7 +152,9 @@ async def run_schedule(config: CampaignConfig, index: int) -> ScheduleResult:
     history_path = run_dir / "history.jsonl"
     with history_path.open("w") as sink:
         recorder = HistoryRecorder(sink)
-        recorder.nemesis({"f": "start", "schedule": str(kind), "seed": seed, "index": index})
+        recorder.nemesis(
+            {"f": "start", "schedule": str(kind), "aim": AIMS[kind], "seed": seed, "index": index}
+        )
         cluster = ChaosCluster(
             run_dir / "cluster", config.nodes, failpoints=config.failpoints,
             extra_args=config.node_args,

@@ -58,10 +58,6 @@ class PushTargets:
         self._last_seen_ms: dict[ServiceKey, dict[PushTarget, int]] = {}
         self._sending = False
 
-    @property
-    def is_sending(self) -> bool:
-        return self._sending
-
     def set_sending(self, sending: bool) -> None:
         self._sending = sending
 

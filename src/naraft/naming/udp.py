@@ -75,7 +75,6 @@ class UdpPusher:
         self._transport: asyncio.DatagramTransport | None = None
         self._bound = asyncio.Event()
         self.sent = 0  # datagrams, retries included
-        self.unsendable = 0  # datagrams this socket could not address
 
     @property
     def acked(self) -> int:
@@ -212,7 +211,6 @@ class UdpPusher:
         except (OSError, ValueError) as error:
             # A host name or an address of the other family (uvloop raises ValueError):
             # this socket cannot reach the target, which then expires unacked.
-            self.unsendable += 1
             logger.debug(
                 "udp push to %s:%d impossible: %s", target.client_ip, target.udp_port, error
             )

@@ -130,7 +130,9 @@ def group_name(value: str | None) -> str:
     if _blank(value):
         return DEFAULT_GROUP
     assert value is not None
-    return _charset("group_name", value.strip(), _GROUP_NAME, "[0-9a-zA-Z.:_-]+", 128)
+    return _charset(
+        "group_name", value.strip(), _GROUP_NAME, "[0-9a-zA-Z.:_-]+", MAX_GROUP_NAME_CHARS
+    )
 
 
 def service_key(namespace: str | None, group: str | None, service_name: str | None) -> ServiceKey:

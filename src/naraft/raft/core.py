@@ -380,10 +380,20 @@ class RaftCore:
             or self._read_states
             or self._dropped_reads
             or self._snapshot_to_fetch is not None
-            or self._unstable_from <= self._log.last_index
-            or self._hard_state() != self._persisted_hard_state
             or self._applied < self._commit
+            or self._unstable_from <= self._log.last_index
+            or self._hard_state_changed()
         )
+
+    def _hard_state_changed(self) -> bool:
+        persisted = self._persisted_hard_state
+        if (self._term, self._voted_for, self._commit) == (
+            persisted.term,
+            persisted.voted_for,
+            persisted.commit,
+        ):
+            return False  # the common case, without building a HardState
+        return self._hard_state() != persisted
 
     def ready(self) -> Ready:
         """Collect the work for the shell. Exactly one Ready may be in flight."""

@@ -21,12 +21,14 @@ class RaftLog:
     def __init__(self, entries: Iterable[Entry] = (), snapshot: SnapshotMeta = NO_SNAPSHOT) -> None:
         self._snapshot = snapshot
         self._entries: list[Entry] = []
+        self._last = snapshot.index  # snapshot.index + len(_entries), kept on every change
         for entry in entries:
             if entry.index <= snapshot.index:
                 continue
             if entry.index != self.last_index + 1:
                 raise InvariantError(f"log is not contiguous at index {entry.index}")
             self._entries.append(entry)
+            self._last = entry.index
 
     @property
     def snapshot(self) -> SnapshotMeta:
@@ -39,7 +41,7 @@ class RaftLog:
 
     @property
     def last_index(self) -> Index:
-        return Index(self._snapshot.index + len(self._entries))
+        return self._last
 
     @property
     def last_term(self) -> Term:
@@ -49,7 +51,7 @@ class RaftLog:
         """The term of the entry at `index`; None when compacted away or beyond the end."""
         if index == self._snapshot.index:
             return self._snapshot.term
-        if index < self._snapshot.index or index > self.last_index:
+        if index < self._snapshot.index or index > self._last:
             return None
         return self._entries[index - self._snapshot.index - 1].term
 
@@ -66,8 +68,9 @@ class RaftLog:
     def slice(self, start: Index, end: Index, *, max_bytes: int | None = None) -> tuple[Entry, ...]:
         """Entries [start, end) (end clamped to the log), cut after `max_bytes` of commands
         but always at least one entry when any is available."""
-        lo = max(start, self.first_index) - self._snapshot.index - 1
-        hi = min(end, Index(self.last_index + 1)) - self._snapshot.index - 1
+        base = self._snapshot.index + 1
+        lo = max(start, base) - base
+        hi = min(end, self._last + 1) - base
         if hi <= lo:
             return ()
         if max_bytes is None:
@@ -82,9 +85,10 @@ class RaftLog:
         return tuple(taken)
 
     def append(self, entry: Entry) -> None:
-        if entry.index != self.last_index + 1:
-            raise InvariantError(f"append at {entry.index} but last index is {self.last_index}")
+        if entry.index != self._last + 1:
+            raise InvariantError(f"append at {entry.index} but last index is {self._last}")
         self._entries.append(entry)
+        self._last = entry.index
 
     def truncate_from(self, index: Index) -> None:
         """Drop every entry with index >= `index`."""
@@ -93,6 +97,7 @@ class RaftLog:
                 f"cannot truncate at {index}: compacted through {self._snapshot.index}"
             )
         del self._entries[index - self._snapshot.index - 1 :]
+        self._last = Index(self._snapshot.index + len(self._entries))
 
     def last_index_of_term(self, term: Term) -> Index | None:
         """The highest index whose entry has `term`, searching back from the end."""
@@ -121,11 +126,13 @@ class RaftLog:
         else:
             self._entries.clear()
         self._snapshot = snapshot
+        self._last = Index(snapshot.index + len(self._entries))
 
     def reset(self, snapshot: SnapshotMeta) -> None:
         """Replace the whole log with an empty one starting after `snapshot`."""
         self._entries.clear()
         self._snapshot = snapshot
+        self._last = snapshot.index
 
     def entries(self) -> tuple[Entry, ...]:
         return tuple(self._entries)

@@ -74,14 +74,12 @@ class ReadyHandler:
         self,
         machine: StateMachine,
         *,
-        hard_state: HardState,
         applied_term: Term,
         now: float,
         idle_flush_after: float,
     ) -> None:
         self._machine = machine
         self._idle_flush_after = idle_flush_after
-        self.written_hard_state = hard_state  # the newest hard state known durable
         self.unwritten_hard_state: HardState | None = None  # a newer commit, not yet written
         self.pending_changes: DatumChanges | None = None  # applied, not yet written
         self.applied_term = applied_term
@@ -139,7 +137,6 @@ class ReadyHandler:
     def written(self, batch: WriteBatch, now: float) -> None:
         """`batch` (one this handler built) is durable."""
         if batch.hard_state is not None:
-            self.written_hard_state = batch.hard_state
             self.unwritten_hard_state = None
         if batch.datum_changes is not None or batch.applied_index is not None:
             self.pending_changes = None

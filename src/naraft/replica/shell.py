@@ -37,7 +37,6 @@ from naraft.errors import (
 )
 from naraft.raft import (
     Envelope,
-    HardState,
     Index,
     NodeId,
     NotLeaderError,
@@ -188,9 +187,6 @@ class Replica:
         status = core.status()
         self._handler = ReadyHandler(
             state_machine,
-            hard_state=HardState(
-                term=status.term, voted_for=status.voted_for, commit=status.commit_index
-            ),
             applied_term=applied_term if applied_term is not None else core.snapshot.term,
             now=self._loop.time(),
             idle_flush_after=_IDLE_FLUSH_SECONDS,

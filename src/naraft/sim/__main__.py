@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from naraft.sim.invariants import SafetyViolationError
 from naraft.sim.runs import draw_shape, run_seed
@@ -18,6 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hunt", action="store_true", help="the harsher hunt-mode fault mixes")
     args = parser.parse_args(argv)
     failed = 0
+    events = 0
+    started = time.perf_counter()
     for seed in range(args.seed, args.seed + args.seeds):
         trace = print if args.trace else None
         try:
@@ -31,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
             failed += 1
             continue
         print(f"seed={seed} ok events={result.events} acked_writes={result.acked_writes}")
+        events += result.events
+    seconds = time.perf_counter() - started
+    if args.seeds > 1 and seconds > 0:
+        print(f"{events} events in {seconds:.1f} s: {events / seconds:,.0f} events/s")
     return 1 if failed else 0
 
 

@@ -257,7 +257,6 @@ class SimCluster:
         applied_term = core.term_at(core.applied_index)
         node.handler = ReadyHandler(
             node.machine,
-            hard_state=stored.hard_state,
             applied_term=applied_term if applied_term is not None else core.snapshot.term,
             now=self.now,
             idle_flush_after=IDLE_FLUSH_TICKS,

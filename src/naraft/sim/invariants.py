@@ -169,6 +169,3 @@ class SafetyMonitor:
                 )
             if kv != leader_kv:
                 raise SafetyViolationError(f"convergence: {node}'s state differs from the leader's")
-
-    def applied_entry(self, index: Index) -> tuple[int, bytes] | None:
-        return self._applied_at.get(index)
