@@ -10,10 +10,12 @@ from urllib.parse import unquote_plus
 import pytest
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
+from multidict import MultiDict
 from tests.api.conftest import FakeClock, LocalBeats
 
 from naraft.api import make_app
-from naraft.api.v1.configs import CONFIG_ROUTES, ConfigApi
+from naraft.api.params import Params
+from naraft.api.v1.configs import CONFIG_ROUTES, ConfigApi, resource_of
 from naraft.configs.listeners import ListenerHub
 from naraft.configs.model import content_md5
 from naraft.configs.service import ConfigService
@@ -369,6 +371,11 @@ async def test_listener_status_routes(env: Env) -> None:
     assert by_ip["collectStatus"] == 200
 
 
-def test_every_route_names_its_permission() -> None:
+def test_every_route_names_its_permission_and_resource() -> None:
     for route in CONFIG_ROUTES:
         assert route.action in ("r", "w") or route.path.endswith("{tail:.*}")
+    writes = {r.method for r in CONFIG_ROUTES if r.action == "w"}
+    assert writes == {"POST", "DELETE"}
+    params = Params(MultiDict({"tenant": "ns1", "group": "G", "dataId": "app.yaml"}))
+    assert resource_of(params) == "ns1:G:app.yaml"
+    assert resource_of(Params(MultiDict({"dataId": "d"}))) == "::d"

@@ -124,10 +124,6 @@ class ListenerHub:
         """Polls held right now."""
         return self._held
 
-    def watched(self, key: ConfigKey) -> int:
-        """How many held polls watch `key`."""
-        return len(self._by_key.get(key, ()))
-
     def changed(self, md5s: Mapping[ConfigKey, str]) -> list[ConfigKey]:
         """The configs whose applied MD5 ("" when absent) differs from the client's."""
         state = self._state
