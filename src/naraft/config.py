@@ -28,6 +28,7 @@ from naraft.naming.health import BeatPolicy
 from naraft.naming.push import PushTimings
 from naraft.raft import NodeId, RaftConfig
 from naraft.replica import CompactionPolicy, ReplicaTimings
+from naraft.tls import TlsSettings
 from naraft.transport import DEFAULT_MAX_BATCH_BYTES
 from naraft.transport.auth import SECRET_ENV_VAR
 
@@ -162,6 +163,7 @@ class NodeConfig:
     # replicates its own, so every replica checks against the same one.
     quota_bytes: int = DEFAULT_QUOTA_BYTES
     cluster_token: str = DEFAULT_CLUSTER_TOKEN  # with the members, gives the cluster id
+    tls: TlsSettings = TlsSettings()  # none: plaintext HTTP (docs/tls.md)
 
     def validate(self) -> NodeConfig:
         """`self` when every rule across groups holds; raises InvalidArgumentError naming
@@ -190,6 +192,7 @@ class NodeConfig:
                 "is required",
                 message=f"{SECRET_REQUIRED}: --cluster-secret-file or {SECRET_ENV_VAR}",
             )
+        self.tls.check(clustered=not self.standalone)  # reads the files: a bad one fails here
         return self
 
     @property

@@ -29,6 +29,7 @@ from naraft.config import (
     read_cluster_conf,
 )
 from naraft.errors import NaraftError
+from naraft.tls import CERT_FLAG, KEY_FLAG, PEER_CA_FLAG, PEER_CERT_FLAG, PEER_KEY_FLAG
 from naraft.transport.auth import INSECURE_FILE_OPTION, SECRET_ENV_VAR, load_secret
 
 ENV_PREFIX: Final = "NARAFT_"
@@ -252,6 +253,19 @@ SETTINGS: Final[tuple[Setting, ...]] = (
          "config long polls one node holds at once; more are answered 503", 1, 1_000_000),
     _int("config-max-poll-keys", ("configs", "max_poll_keys"),
          "configs one long poll may watch; more are answered 400", 1, 100_000),
+    Setting(name=CERT_FLAG[2:], kind=Kind.PATH, path=("tls", "cert_file"),
+            help="PEM certificate (chain) the HTTP port presents to clients; turns on TLS",
+            default_text="none: plaintext"),
+    Setting(name=KEY_FLAG[2:], kind=Kind.PATH, path=("tls", "key_file"),
+            help="PEM private key of --tls-cert-file", default_text="none"),
+    Setting(name=PEER_CERT_FLAG[2:], kind=Kind.PATH, path=("tls", "peer_cert_file"),
+            help="PEM certificate this node presents to members and as a member; turns on "
+            "mutual TLS between members, who then refuse plaintext peers", default_text="none"),
+    Setting(name=PEER_KEY_FLAG[2:], kind=Kind.PATH, path=("tls", "peer_key_file"),
+            help="PEM private key of --peer-tls-cert-file", default_text="none"),
+    Setting(name=PEER_CA_FLAG[2:], kind=Kind.PATH, path=("tls", "peer_trusted_ca_file"),
+            help="PEM CA that signs every member's peer certificate (and only those)",
+            default_text="none"),
     Setting(name="log-level", kind=Kind.TEXT, help="log level", choices=LOG_LEVELS,
             default_text="INFO"),
 )  # fmt: skip

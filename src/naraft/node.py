@@ -19,6 +19,7 @@ import logging
 import os
 import random
 import socket
+import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from aiohttp import web
 from naraft.api.admin import NODE, admin_routes
 from naraft.api.app import make_app
 from naraft.api.edge import EdgeLimits, GuardedSite
-from naraft.api.forward import FORWARD_SESSION, forward_middleware
+from naraft.api.forward import FORWARD_SESSION, FORWARD_TLS, forward_middleware
 from naraft.api.v1.beats import HttpBeatSender, beat_routes
 from naraft.api.v1.configs import ConfigApi
 from naraft.api.v1.operator import ServerInfo
@@ -41,7 +42,7 @@ from naraft.configs.service import ConfigService
 from naraft.configs.state import ConfigState
 from naraft.digest.wiring import DigestService
 from naraft.election_audit import ElectionAudit
-from naraft.errors import NaraftError, UnavailableError
+from naraft.errors import InvalidArgumentError, NaraftError, UnavailableError
 from naraft.leader_watch import LeaderWatch
 from naraft.machine import NodeStateMachine
 from naraft.metrics import NodeMetrics
@@ -59,6 +60,7 @@ from naraft.state.kv import read_value
 from naraft.storage import open_store
 from naraft.storage.base import StoredState
 from naraft.storage.sqlite import SqliteStore
+from naraft.tls import PeerTls, server_context
 from naraft.transport import PeerClient, peer_routes
 
 logger = logging.getLogger(__name__)
@@ -281,9 +283,10 @@ class Node:
 
 async def run_node(config: NodeConfig, *, ready: asyncio.Event | None = None) -> None:
     """Run one node until cancelled; `config` is a validated tree (`NodeConfig.validate`).
-    `ready` is set once the HTTP server serves. Raises `StartupError` for a taken port or
-    an unusable or locked data directory."""
+    `ready` is set once the HTTP server serves. Raises `StartupError` for a taken port,
+    an unusable or locked data directory, or certificate files that cannot be loaded."""
     loop = asyncio.get_running_loop()
+    tls = _load_tls(config)
     with contextlib.closing(bind_listener(config.listen_host, config.listen_port)) as sock:
         lock_fd = lock_data_dir(config.data_dir)
         try:
@@ -293,7 +296,7 @@ async def run_node(config: NodeConfig, *, ready: asyncio.Event | None = None) ->
                     executor, _open, config.data_dir / DB_FILE, config.id, config.cluster_id
                 )
                 try:
-                    await _serve(_wire(config, opened, executor), sock, ready)
+                    await _serve(_wire(config, opened, executor, tls), sock, ready)
                 finally:
                     await loop.run_in_executor(executor, opened.store.close)
             finally:
@@ -315,6 +318,8 @@ class _Wired:
     watch: LeaderWatch
     digest: DigestService
     app: web.Application
+    tls: PeerTls  # how this node reaches the others
+    listener_ssl: ssl.SSLContext | None
 
 
 def _core(config: NodeConfig, stored: StoredState) -> RaftCore:
@@ -329,7 +334,24 @@ def _core(config: NodeConfig, stored: StoredState) -> RaftCore:
     )
 
 
-def _wire(config: NodeConfig, opened: _Opened, executor: ThreadPoolExecutor) -> _Wired:
+@dataclass(frozen=True, slots=True)
+class _Tls:
+    listener: ssl.SSLContext | None  # None: plaintext
+    peers: PeerTls
+
+
+def _load_tls(config: NodeConfig) -> _Tls:
+    """The listener's and the peer client's contexts, read once at start (`validate` has
+    checked the files; one removed since is still one line, not a traceback)."""
+    try:
+        return _Tls(server_context(config.tls), PeerTls.of(config.tls))
+    except (OSError, InvalidArgumentError) as error:  # ssl.SSLError is an OSError
+        raise StartupError(f"cannot load the TLS files: {error}") from None
+
+
+def _wire(
+    config: NodeConfig, opened: _Opened, executor: ThreadPoolExecutor, loaded: _Tls
+) -> _Wired:
     """Build every part in dependency order; parts built after the replica subscribe to
     its events (`NodeEvents`) rather than being handed to it."""
     node_id = NodeId(config.id)
@@ -351,15 +373,17 @@ def _wire(config: NodeConfig, opened: _Opened, executor: ThreadPoolExecutor) -> 
     )
     # Every node wakes its own long polls when it applies a change (entries or installs).
     events.applied.append(lambda changes, _index: hub.on_changes(changes.changed_keys()))
+    tls = loaded.peers
     client = PeerClient(
         node_id,
-        {NodeId(p): f"http://{p}" for p in config.peers if p != config.id},
+        {NodeId(p): tls.url(p) for p in config.peers if p != config.id},
         config.secret,
         timeout_seconds=config.peer.timeout_seconds,
         metrics=metrics,
         on_peer_unreachable=events.on_peer_unreachable,
         cluster_id=cluster_id,
         max_batch_bytes=config.peer_batch_bytes,
+        tls=tls,
     )
     replica = Replica(
         _core(config, opened.state),
@@ -376,7 +400,7 @@ def _wire(config: NodeConfig, opened: _Opened, executor: ThreadPoolExecutor) -> 
         on_installed=naming_state.publish_replaced_changes,
     )
     clock = SystemClock()
-    digest = _digest(config, replica, naming_state, metrics, cluster_id)
+    digest = _digest(config, replica, naming_state, metrics, cluster_id, tls)
     keeper = BeatKeeper(
         replica,
         naming_state,
@@ -410,9 +434,11 @@ def _wire(config: NodeConfig, opened: _Opened, executor: ThreadPoolExecutor) -> 
     )
     naming = NamingService(naming_state, replica, clock, keeper, targets, guard=machine)
     app = _app(config, node, naming, keeper, digest, metrics, cluster_id)
+    app[FORWARD_TLS] = tls
     return _Wired(
         config=config, cluster_id=cluster_id, node=node, client=client, keeper=keeper,
-        pusher=pusher, watch=watch, digest=digest, app=app,
+        pusher=pusher, watch=watch, digest=digest, app=app, tls=tls,
+        listener_ssl=loaded.listener,
     )  # fmt: skip
 
 
@@ -422,6 +448,7 @@ def _digest(
     naming_state: NamingState,
     metrics: NodeMetrics,
     cluster_id: str,
+    tls: PeerTls,
 ) -> DigestService:
     return DigestService(
         replica=replica,
@@ -434,6 +461,7 @@ def _digest(
         settings=config.digest,
         registry=metrics.registry,
         cluster_id=cluster_id,
+        tls=tls,
     )
 
 
@@ -469,6 +497,7 @@ def _app(
         servers=node,
         configs=node.configs,
         max_params=config.http.max_params,
+        peer_certificate_required=config.tls.peer_tls,
         middlewares=[
             forward_middleware(
                 config.id,
@@ -485,7 +514,7 @@ def _app(
 
 async def _serve(wired: _Wired, sock: socket.socket, ready: asyncio.Event | None) -> None:
     config, app, node = wired.config, wired.app, wired.node
-    session = aiohttp.ClientSession()
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=wired.tls.ssl))
     # aiohttp resends a PUT or DELETE once when the connection breaks, even after the leader
     # applied it: a forwarded compare-and-set would then answer 409 for a write that took
     # effect. A broken forward must surface as an unknown outcome instead (found by the
@@ -502,13 +531,20 @@ async def _serve(wired: _Wired, sock: socket.socket, ready: asyncio.Event | None
             max_clients=http.max_connections,
             max_peers=config.max_peer_connections,
         )
-        site = GuardedSite(runner, sock, limits, idle_timeout_seconds=http.idle_timeout_seconds)
+        site = GuardedSite(
+            runner,
+            sock,
+            limits,
+            idle_timeout_seconds=http.idle_timeout_seconds,
+            ssl_context=wired.listener_ssl,
+        )
         await site.start()
         logger.info(
-            "node %s listening on %s:%d, members %s, cluster %s, data %s, tick %.3fs",
+            "node %s listening on %s:%d (%s), members %s, cluster %s, data %s, tick %.3fs",
             config.id,
             config.listen_host,
             config.listen_port,
+            _tls_summary(config),
             ",".join(config.peers),
             config.cluster_id,
             config.data_dir,
@@ -517,7 +553,11 @@ async def _serve(wired: _Wired, sock: socket.socket, ready: asyncio.Event | None
         if ready is not None:
             ready.set()
         beat_sender = HttpBeatSender(
-            session, config.secret, self_id=NodeId(config.id), cluster_id=wired.cluster_id
+            session,
+            config.secret,
+            self_id=NodeId(config.id),
+            cluster_id=wired.cluster_id,
+            tls=wired.tls,
         )
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(node.replica.run(), name="replica")
@@ -533,3 +573,11 @@ async def _serve(wired: _Wired, sock: socket.socket, ready: asyncio.Event | None
         with contextlib.suppress(Exception):
             await runner.cleanup()
         await session.close()
+
+
+def _tls_summary(config: NodeConfig) -> str:
+    tls = config.tls
+    if not tls.enabled:
+        return "plaintext"
+    clients = "clients over TLS" if tls.client_tls else "clients see the peer certificate"
+    return f"{clients}, peers over mutual TLS" if tls.peer_tls else clients
