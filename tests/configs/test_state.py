@@ -3,6 +3,7 @@ ids, history with deterministic pruning, MD5 as Nacos computes it, rollback and 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 
 import pytest
@@ -17,7 +18,10 @@ from naraft.configs.commands import (
     encode_config_command,
 )
 from naraft.configs.model import ConfigKey, OpType, content_md5
+from naraft.configs.service import ConfigService
+from naraft.configs.settings import ConfigSettings
 from naraft.configs.state import ConfigApplied, ConfigRejected, ConfigState
+from naraft.configs.validate import RawPublish
 from naraft.machine import NodeStateMachine
 from naraft.naming.state import NamingState
 from naraft.raft import Entry
@@ -203,4 +207,40 @@ def test_writes_outside_an_entry_rebuild_the_index() -> None:
     for key, datum in source.datums.items():
         m.datums.put(key, datum.value, datum.version)
     assert m.configs.count() == 2
+    assert m.configs.get(KEY).content == "v1"  # type: ignore[union-attr]
+
+
+class _Clock:
+    def __init__(self, now_ms: int) -> None:
+        self.now = now_ms
+
+    def now_ms(self) -> int:
+        return self.now
+
+
+class _Proposer:
+    def __init__(self, machine: Machine) -> None:
+        self.machine = machine
+
+    async def propose(self, command: bytes) -> object:
+        self.machine.index += 1
+        return self.machine.machine.apply(Entry(term=1, index=self.machine.index, command=command))
+
+    async def read_barrier(self) -> None:
+        return None
+
+
+@pytest.mark.usefixtures("no_leftover_event_loop")
+def test_an_idle_leader_prunes_history_past_the_retention() -> None:
+    m = Machine()
+    clock = _Clock(T0)
+    service = ConfigService(m.configs, _Proposer(m), clock, ConfigSettings(history_days=1))
+    raw = RawPublish(data_id="app.yaml", group="DEFAULT_GROUP", tenant="", content="v1")
+    asyncio.run(service.publish(raw))
+    assert not service.prune_due()
+    clock.now = T0 + DAY + 1
+    assert service.prune_due()
+    asyncio.run(service.prune_history())
+    assert m.configs.history_count() == 0
+    assert not service.prune_due()
     assert m.configs.get(KEY).content == "v1"  # type: ignore[union-attr]
