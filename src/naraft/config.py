@@ -1,10 +1,11 @@
 """The node's configuration tree, the timer profiles, and `cluster.conf` parsing.
 
-`NodeConfig` is made of the consumers' own frozen settings (`PushTimings`, `SyncSettings`
-inside `DigestSettings`, `CompactionPolicy`, and the groups defined here): each default is
-written once, in the dataclass that uses it. `validate()` checks what spans groups (the core's
-rules on its timers, through `RaftConfig`; a peer batch against the peer body limit, the member
-list, the secret); derived values are properties. `naraft.config_sources` fills the tree
+`NodeConfig` is made of the consumers' own frozen settings (`PushTimings`,
+`ConfigSettings`, `SyncSettings` inside `DigestSettings`, `CompactionPolicy`, and the groups
+defined here): each default is written once, in the dataclass that uses it. `validate()`
+checks what spans groups (the core's rules on its timers, through `RaftConfig`; a peer batch
+against the peer body limit, a config's content against it, the member list, the secret);
+derived values are properties. `naraft.config_sources` fills the tree
 from flags, `NARAFT_*` environment variables and a TOML file.
 
 Node ids are addresses, `host:port`, as in Nacos: the same port serves the client API and
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from naraft.configs.settings import ConfigSettings
 from naraft.digest.wiring import DigestSettings
 from naraft.errors import InvalidArgumentError
 from naraft.naming.health import BeatPolicy
@@ -186,6 +188,7 @@ class NodeConfig:
     peer: PeerLimits = PeerLimits()
     digest: DigestSettings = DigestSettings()
     compaction: CompactionPolicy = field(default_factory=CompactionPolicy)
+    configs: ConfigSettings = ConfigSettings()
     # bound on the replicated state (keys + values), checked at apply; 0: none. The leader
     # replicates its own, so every replica checks against the same one.
     quota_bytes: int = DEFAULT_QUOTA_BYTES
@@ -207,6 +210,12 @@ class NodeConfig:
             # Commands travel in base64 (4/3) inside JSON: keep twice the room.
             raise InvalidArgumentError(
                 "max-append-kib", "must be at most half of peer-max-body-mib"
+            )
+        if 3 * self.configs.max_content_bytes > self.peer.max_body_bytes:
+            # A publish entry holds the content and (in its history record) the old one,
+            # in base64 inside JSON on the wire.
+            raise InvalidArgumentError(
+                "config-max-content-bytes", "must be at most a third of peer-max-body-mib"
             )
         if self.secret is None and not self.standalone:
             raise InvalidArgumentError(

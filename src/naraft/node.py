@@ -35,9 +35,13 @@ from naraft.api.auth import MAX_PASSWORD_BYTES, AuthService, generate_password, 
 from naraft.api.edge import EdgeLimits, GuardedSite
 from naraft.api.forward import FORWARD_SESSION, FORWARD_TLS, forward_middleware
 from naraft.api.v1.beats import HttpBeatSender, beat_routes
+from naraft.api.v1.configs import ConfigApi
 from naraft.api.v1.operator import ServerInfo
 from naraft.auth.state import ADMIN_USER, AuthApplied, encode_bootstrap, signing_key
 from naraft.config import AuthMode, NodeConfig, is_loopback, parse_address
+from naraft.configs.listeners import ListenerHub
+from naraft.configs.service import ConfigService
+from naraft.configs.state import ConfigState
 from naraft.digest.wiring import DigestService
 from naraft.election_audit import ElectionAudit
 from naraft.errors import InvalidArgumentError, NaraftError, UnavailableError
@@ -71,6 +75,7 @@ LOCK_FILE: Final = "LOCK"
 LISTEN_BACKLOG: Final = 1024
 ADMIN_PASSWORD_FILE: Final = "admin.password"
 """The first admin's generated password (0600), written by the node whose bootstrap won."""
+CONFIG_PRUNE_INTERVAL_SECONDS: Final = 60.0
 
 
 class SystemClock:
@@ -185,8 +190,10 @@ class Node:
         naming_state: NamingState,
         metrics: NodeMetrics,
         digest: DigestService,
+        configs: ConfigApi,
     ) -> None:
         self._config = config
+        self.configs = configs
         self.replica = replica
         self._machine = machine
         self._datums = datums
@@ -216,6 +223,8 @@ class Node:
         self.metrics.observe_status(self.replica.status)
         self.metrics.disk_full.set(0 if self.replica.disk_full is None else 1)
         self.metrics.observe_machine(self._machine)
+        state = self._machine.configs
+        self.metrics.observe_configs(state.count(), state.history_count(), self.configs.hub.held)
         return self.metrics.render()
 
     def quota_refusal(self) -> str | None:
@@ -267,6 +276,21 @@ class Node:
                 )
             )
         return infos
+
+    async def prune_config_history_forever(self) -> None:
+        """On the leader, drop config history past the retention even when no config is
+        written (each config write prunes too; this covers an idle cluster)."""
+        service = self.configs.service
+        while True:
+            await asyncio.sleep(CONFIG_PRUNE_INTERVAL_SECONDS)
+            if not self.replica.is_leader or not service.prune_due():
+                continue
+            try:
+                await service.prune_history()
+            except NaraftError as error:
+                logger.info("config history not pruned yet: %s", error)
+            except NotLeaderError:
+                continue
 
     async def establish_quota_forever(self) -> None:
         """On the leader, make this node's quota the cluster's (replicated, so that every
@@ -423,9 +447,20 @@ def _wire(
     datums = DatumTable(opened.state.datums)
     feed = ChangeFeed()
     naming_state = NamingState(datums, feed)
-    machine = NodeStateMachine(datums, naming_state, quota_bytes=config.quota_bytes)
+    config_state = ConfigState(datums)
+    machine = NodeStateMachine(
+        datums, naming_state, quota_bytes=config.quota_bytes, configs=config_state
+    )
     metrics = NodeMetrics()
     events = NodeEvents()
+    hub = ListenerHub(
+        config_state,
+        max_polls=config.configs.max_held_polls,
+        max_keys=config.configs.max_poll_keys,
+        on_notify=metrics.config_notify.observe,
+    )
+    # Every node wakes its own long polls when it applies a change (entries or installs).
+    events.applied.append(lambda changes, _index: hub.on_changes(changes.changed_keys()))
     tls = loaded.peers
     client = PeerClient(
         node_id,
@@ -471,9 +506,14 @@ def _wire(
     events.applied.append(digest.on_applied)
     events.snapshot_needed.append(digest.on_snapshot_needed)
     events.peer_unreachable.append(watch.on_peer_unreachable)
+    configs = ConfigApi(
+        service=ConfigService(config_state, replica, clock, config.configs, guard=machine),
+        hub=hub,
+        count=lambda route: metrics.config_requests.labels(route=route).inc(),
+    )
     node = Node(
         config, replica=replica, machine=machine, datums=datums, naming_state=naming_state,
-        metrics=metrics, digest=digest,
+        metrics=metrics, digest=digest, configs=configs,
     )  # fmt: skip
     # Nacos: a push target is a zombie after pushCacheMillis without a list request.
     targets = PushTargets(expire_after_ms=lambda: naming_state.switches().default_push_cache_ms)
@@ -562,6 +602,7 @@ def _app(
             *digest.routes(),
         ],
         servers=node,
+        configs=node.configs,
         max_params=config.http.max_params,
         peer_certificate_required=config.tls.peer_tls,
         middlewares=[
@@ -647,6 +688,7 @@ async def _serve(
             tasks.create_task(node.establish_quota_forever(), name="state-quota")
             if config.auth_enabled:
                 tasks.create_task(node.establish_auth_forever(), name="auth-bootstrap")
+            tasks.create_task(node.prune_config_history_forever(), name="config-history")
             tasks.create_task(wired.pusher.run(), name="udp-push")
             tasks.create_task(wired.keeper.forward_forever(beat_sender), name="beat-forwarder")
             tasks.create_task(wired.watch.run(), name="leader-watch")

@@ -28,6 +28,7 @@ With auth off, the middleware only refuses a client-sent identity header.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Final
@@ -38,7 +39,8 @@ from aiohttp.typedefs import Middleware
 from naraft.api.admin import KV_BASE, OPENAPI_PATH, RAFT_BASE
 from naraft.api.auth import AUTH, AUTH_BASE, IDENTITY, LOGIN_PATHS, Identity
 from naraft.api.errors import Handler, Refusal, json_refusal
-from naraft.api.params import read_params
+from naraft.api.params import ONLY_BODY_LIMIT, read_params
+from naraft.api.v1.configs import CONFIG_ROUTES
 from naraft.auth.rules import Need, resource_of, touches_namespace
 from naraft.errors import UnauthorizedError
 from naraft.transport.signing import PeerSigner, PeerVerifier, SignatureError
@@ -68,7 +70,25 @@ ADMIN: Final = Rule(Level.ADMIN)
 NAMING_R: Final = Rule(Level.READ, "naming")
 NAMING_W: Final = Rule(Level.WRITE, "naming")
 
+CONFIG_R: Final = Rule(Level.READ, "config")
+CONFIG_W: Final = Rule(Level.WRITE, "config")
+
 _NS: Final = "/nacos/v1/ns"
+
+
+def _canonical(path: str) -> str:
+    """A route path as aiohttp's `resource.canonical` spells it (`{tail:.*}` -> `{tail}`)."""
+    return re.sub(r"\{(\w+):[^}]*\}", r"{\1}", path)
+
+
+# config: Nacos's permission on `namespace:group:dataId`; the catch-all that answers
+# unknown and unsupported /nacos/v1/cs paths holds no data and is open
+_CONFIG_RULES: Final = {
+    (route.method, _canonical(route.path)): (
+        CONFIG_R if route.action == "r" else CONFIG_W if route.action == "w" else OPEN
+    )
+    for route in CONFIG_ROUTES
+}
 
 ACCESS: Final[Mapping[tuple[str, str], Rule]] = {
     # naming: Nacos's permission on the namespace, group and service named
@@ -125,6 +145,7 @@ ACCESS: Final[Mapping[tuple[str, str], Rule]] = {
     ("GET", f"{AUTH_BASE}/permissions"): ADMIN,
     ("POST", f"{AUTH_BASE}/permissions"): ADMIN,
     ("DELETE", f"{AUTH_BASE}/permissions"): ADMIN,
+    **_CONFIG_RULES,
 }
 
 
@@ -190,7 +211,7 @@ def access_middleware(
             )
         if rule.level is Level.OPEN:
             return await handler(request)
-        params = await read_params(request)
+        params = await read_params(request, max_value_chars=ONLY_BODY_LIMIT)
         token = _token_of(request, params.get("accessToken"))
         username, password = params.get("username"), params.get("password")
         try:

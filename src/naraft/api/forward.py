@@ -42,6 +42,18 @@ _HOP_BY_HOP: Final = frozenset(
 
 
 _SIGNED: Final = frozenset(name.lower() for name in SIGNED_HEADERS)
+_ANSWER_HEADERS: Final = (
+    "Content-Type",
+    # a config read's (naraft.api.v1.configs): clients compare the MD5 and type
+    "Content-MD5",
+    "Config-Type",
+    "Last-Modified",
+    "Cache-Control",
+    "Pragma",
+    "Expires",
+)
+"""The leader's answer headers a forwarded request passes on to its client."""
+
 
 NewLeaderWait = Callable[[str, float], Awaitable[str | None]]
 """`wait(old, seconds)`: the first leader other than `old` known within `seconds`, or None."""
@@ -142,7 +154,7 @@ async def _forward(
         ) as answer:
             payload = await answer.read()
             response = web.Response(status=answer.status, body=payload)
-            for name in ("Content-Type",):
+            for name in _ANSWER_HEADERS:
                 if name in answer.headers:
                     response.headers[name] = answer.headers[name]
             response.headers[LEADER_HEADER] = leader

@@ -39,7 +39,9 @@ import orjson
 from naraft.api.app import MAX_BODY_BYTES
 from naraft.api.params import MAX_PARAM_VALUE_CHARS
 from naraft.chaos.cluster import ChaosCluster, ChaosNode
+from naraft.chaos.configs import local_md5s
 from naraft.client import (
+    CONFIGS_PATH,
     INSTANCE_LIST_PATH,
     INSTANCE_PATH,
     KV_PATH,
@@ -54,6 +56,7 @@ from naraft.state.kv import MAX_VALUE_BYTES
 
 KEY_PREFIX: Final = "nemesis/"
 SERVICE_PREFIX: Final = "nemesis-"
+CONFIG_PREFIX: Final = "nemesis-cfg-"
 BODY_LIMIT: Final = MAX_BODY_BYTES  # the client body limit of naraft's HTTP edge
 REQUEST_TIMEOUT_SECONDS: Final = 10.0
 RAW_TIMEOUT_SECONDS: Final = 5.0
@@ -74,6 +77,8 @@ class ProbeKind(enum.StrEnum):
     MALFORMED_HTTP = "malformed-http"  # raw sockets: bad request lines, headers, chunking
     SLOW_CLIENT = "slow-client"  # headers or body trickled, then abandoned
     FORGED_AUTH = "forged-auth"  # forged, expired, alg-none tokens; a client-sent identity
+    CONFIG_EXTREME = "config-extreme"  # valid: large, unicode, names at their length limits
+    CONFIG_INVALID = "config-invalid"  # invalid: bad names, blank content, over-long fields
 
 
 ALL_KINDS: Final[tuple[ProbeKind, ...]] = tuple(ProbeKind)
@@ -93,6 +98,8 @@ WEIGHTS: Final[Mapping[ProbeKind, int]] = {
     ProbeKind.MALFORMED_HTTP: 1,
     ProbeKind.SLOW_CLIENT: 1,
     ProbeKind.FORGED_AUTH: 2,
+    ProbeKind.CONFIG_EXTREME: 2,
+    ProbeKind.CONFIG_INVALID: 2,
 }
 
 
@@ -142,7 +149,14 @@ class SwitchAck:
     value: str
 
 
-Ack = KvAck | InstanceAck | SwitchAck
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigAck:
+    data_id: str
+    md5: str
+    length: int
+
+
+Ack = KvAck | InstanceAck | SwitchAck | ConfigAck
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -281,6 +295,8 @@ class ProbeFactory:
             ProbeKind.MALFORMED_HTTP: self._malformed_http,
             ProbeKind.SLOW_CLIENT: self._slow_client,
             ProbeKind.FORGED_AUTH: self._forged_auth,
+            ProbeKind.CONFIG_EXTREME: self._config_extreme,
+            ProbeKind.CONFIG_INVALID: self._config_invalid,
         }
 
     def next(self) -> Probe:
@@ -509,6 +525,79 @@ class ProbeFactory:
             expect=Expect.REFUSE,
             method="POST",
             path=INSTANCE_PATH,
+            form=tuple(fields.items()),
+        )
+
+    # -------------------------------------------------------------- configs
+
+    def _config_extreme(self, node: int) -> Probe:
+        rng = self._rng
+        data_id = f"{CONFIG_PREFIX}{self._unique()}"
+        roll = rng.random()
+        if roll < 0.4:
+            content = _value(rng, rng.randrange(256 << 10, 900 << 10))
+            what = f"{len(content)} bytes"
+        elif roll < 0.8:
+            content = "".join(rng.choice(UNICODE) for _ in range(rng.randrange(1, 2000)))
+            what = "unicode"
+        else:
+            data_id = (data_id + "." + "x" * 255)[:255]  # dataId at its 255-character limit
+            content = "k=v"
+            what = "a 255-character dataId"
+        encoded = content.encode("utf-8", "surrogatepass")
+        return Probe(
+            kind=ProbeKind.CONFIG_EXTREME,
+            node=node,
+            label=f"publish config {data_id[:40]} ({what})",
+            expect=Expect.ACCEPT,
+            method="POST",
+            path=CONFIGS_PATH,
+            form=(("dataId", data_id), ("group", "DEFAULT_GROUP"), ("content", content)),
+            ack=ConfigAck(
+                data_id=data_id,
+                md5=hashlib.md5(encoded).hexdigest(),
+                length=len(encoded),
+            ),
+        )
+
+    def _config_invalid(self, node: int) -> Probe:
+        rng = self._rng
+        fields = {
+            "dataId": f"{CONFIG_PREFIX}{self._unique()}",
+            "group": "DEFAULT_GROUP",
+            "content": "k=v",
+        }
+        broken, value = rng.choice(
+            (
+                ("dataId", "a b"),
+                ("dataId", "a/b"),
+                ("dataId", "a+b"),
+                ("dataId", "x" * 256),
+                ("dataId", ""),
+                ("group", "g g"),
+                ("group", "g" * 129),
+                ("group", "g#1"),
+                ("tenant", "t t"),
+                ("tenant", "t" * 129),
+                ("content", ""),
+                ("content", "   "),
+                ("desc", "d" * 129),
+                ("config_tags", ",".join("t" * 6)),
+                ("config_tags", "t" * 65),
+                ("type", "y" * 33),
+                ("appName", "a" * 129),
+                ("casMd5", "m" * 33),
+            )
+        )
+        fields[broken] = value
+        shown = value if len(value) <= 40 else f"{value[:20]}...({len(value)} chars)"
+        return Probe(
+            kind=ProbeKind.CONFIG_INVALID,
+            node=node,
+            label=f"publish config with {broken}={shown!r}",
+            expect=Expect.REFUSE,
+            method="POST",
+            path=CONFIGS_PATH,
             form=tuple(fields.items()),
         )
 
@@ -1034,6 +1123,18 @@ async def check(cluster: ChaosCluster, stats: InputStats) -> list[str]:
                 session, cluster.nodes, service, wanted, frozenset(stats.uncertain)
             )
         problems += await _check_switches(session, cluster.nodes, stats.switch_log)
+        configs = {a.data_id: a for a in stats.acked if isinstance(a, ConfigAck)}
+        if configs:
+            expected = {data_id: ack.md5 for data_id, ack in configs.items()}
+            for node in cluster.nodes:
+                differing = await local_md5s(session, node, expected)
+                if differing is None:
+                    problems.append(f"{node.id} did not answer the acked-config probe")
+                    continue
+                problems += [
+                    f"acked config {d[:40]} ({configs[d].length} bytes) missing on {node.id}"
+                    for d in differing
+                ]
     return problems
 
 
