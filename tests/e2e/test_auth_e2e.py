@@ -416,3 +416,37 @@ def test_the_npm_clients_credentials_on_every_request(cluster: LocalCluster) -> 
     assert (answer.status_code, answer.text) == (403, "unknown user!")
     wait_for(lambda: hosts_everywhere(cluster, "npm-svc") == {"10.7.0.1:80"},
              timeout_seconds=15, what="the npm-style registration everywhere")  # fmt: skip
+
+
+def test_config_with_credentials_and_a_readers_limits(
+    cluster: LocalCluster, clients: list[Any], tmp_path: Path
+) -> None:
+    """The Python client's config half with a login: the admin publishes and reads back
+    through every node; a user with `r` on a namespace reads its configs there and can
+    neither publish there nor read another namespace's (checked as the admin)."""
+    admin = sdk(clients, tmp_path, cluster.nodes, namespace="cfg-a",
+                username="nacos", password=cluster.admin_password)  # fmt: skip
+    assert admin.publish_config("app.yaml", "DEFAULT_GROUP", "port: 80") is True
+    for node in cluster.nodes:
+        one = sdk(clients, tmp_path, [node], namespace="cfg-a",
+                  username="nacos", password=cluster.admin_password)  # fmt: skip
+        assert one.get_config("app.yaml", "DEFAULT_GROUP", no_snapshot=True) == "port: 80"
+    other_ns = sdk(clients, tmp_path, cluster.nodes, namespace="cfg-b",
+                   username="nacos", password=cluster.admin_password)  # fmt: skip
+    assert other_ns.publish_config("secret.yaml", "DEFAULT_GROUP", "key: 1") is True
+    make_user(cluster, "cfgreader", "cfg-a", "r")
+    reader = sdk(clients, tmp_path, cluster.nodes, namespace="cfg-a",
+                 username="cfgreader", password="cfgreader-pw")  # fmt: skip
+    assert reader.get_config("app.yaml", "DEFAULT_GROUP", no_snapshot=True) == "port: 80"
+    with pytest.raises(NacosException):
+        reader.publish_config("app.yaml", "DEFAULT_GROUP", "port: 81")
+    stranger = sdk(clients, tmp_path, cluster.nodes, namespace="cfg-b",
+                   username="cfgreader", password="cfgreader-pw")  # fmt: skip
+    with pytest.raises(NacosException):
+        stranger.get_config("secret.yaml", "DEFAULT_GROUP", no_snapshot=True)
+    unauthenticated = cluster.client.post(
+        f"{cluster.nodes[0].url}/nacos/v1/cs/configs",
+        data={"dataId": "app.yaml", "group": "DEFAULT_GROUP", "tenant": "cfg-a", "content": "x"},
+    )
+    assert unauthenticated.status_code == 403
+    assert admin.get_config("app.yaml", "DEFAULT_GROUP", no_snapshot=True) == "port: 80"
