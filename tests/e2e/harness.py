@@ -197,22 +197,6 @@ class LocalCluster(ProcessCluster):
         return present
 
 
-def single_node(root: Path, *extra_args: str, **spec: Any) -> NodeProcess:
-    """One standalone node's process (not started) in `root`, on a free port, with fast
-    timers before `extra_args`."""
-    (port,) = free_ports(1)
-    root.mkdir(parents=True, exist_ok=True)
-    return NodeProcess(
-        NodeSpec(
-            node_id=f"127.0.0.1:{port}",
-            data_dir=root,
-            standalone=True,
-            extra_args=(*FAST_TIMERS, *extra_args),
-            **spec,
-        )
-    )
-
-
 @contextlib.contextmanager
 def local_cluster(
     root: Path, size: int = 3, extra_args: Sequence[str] = FAST_TIMERS, **options: Any
