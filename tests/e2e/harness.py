@@ -14,6 +14,7 @@ test can check that every applied write is present and no not-applied one is.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -402,3 +403,34 @@ class BackgroundWriter:
                     n += 1
         except BaseException as error:  # reported by stop()
             self._error = error
+
+
+# ---------------------------------------------------------------------- npm nacos
+
+JS_DIR: Final = Path(__file__).parent / "js"
+"""The npm client's package.json, lock and driver script (installed by conftest's `npm_client`)."""
+
+
+def js_process(
+    script: Path, servers: str, namespace: str, *args: str, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the npm client's driver script to its exit (`env`: NACOS_USERNAME and
+    NACOS_PASSWORD make it log in as Nacos's npm client does, on every request)."""
+    return subprocess.run(
+        ["node", str(script), servers, namespace, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def run_js(
+    script: Path, servers: str, namespace: str, *args: str, env: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """`js_process`, which must succeed; its last output line, decoded."""
+    done = js_process(script, servers, namespace, *args, env=env)
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result

@@ -30,7 +30,9 @@ from tests.e2e.harness import (
     NodeProcess,
     NodeSpec,
     free_ports,
+    js_process,
     local_cluster,
+    run_js,
     wait_for,
 )
 
@@ -450,3 +452,31 @@ def test_config_with_credentials_and_a_readers_limits(
     )
     assert unauthenticated.status_code == 403
     assert admin.get_config("app.yaml", "DEFAULT_GROUP", no_snapshot=True) == "port: 80"
+
+
+def test_the_npm_config_client_with_credentials(cluster: LocalCluster, npm_client: Path) -> None:
+    """npm `nacos`'s NacosConfigClient with a username and password (sent with every
+    request): the admin's publish, read and remove through a follower work; with a wrong
+    password nothing is published (read back as the admin)."""
+    follower = next(n for n in cluster.nodes if n.id != cluster.leader().id)
+    admin = {"NACOS_USERNAME": "nacos", "NACOS_PASSWORD": cluster.admin_password}
+    result = run_js(npm_client, follower.address, "cfg-npm", "crud", "npm.yaml",
+                    "DEFAULT_GROUP", "k: v", env=admin)  # fmt: skip
+    assert result == {"published": True, "got": "k: v", "removed": True, "after": None}
+    wrong = {"NACOS_USERNAME": "nacos", "NACOS_PASSWORD": "wrong"}
+    done = js_process(npm_client, follower.address, "cfg-npm", "crud", "npm-bad.yaml",
+                      "DEFAULT_GROUP", "k: v", env=wrong)  # fmt: skip
+    assert done.returncode != 0 or '"published":true' not in done.stdout
+    # the wrong password has used up 127.0.0.1's failed logins for a minute: the admin
+    # reads back from another loopback address
+    with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2")) as other:
+        base = cluster.nodes[0].url
+        credentials = {"username": "nacos", "password": cluster.admin_password}
+        logged_in = other.post(f"{base}/nacos/v1/auth/login", data=credentials)
+        assert logged_in.status_code == 200, logged_in.text
+        answer = other.get(
+            f"{base}/nacos/v1/cs/configs",
+            params={"dataId": "npm-bad.yaml", "group": "DEFAULT_GROUP", "tenant": "cfg-npm"},
+            headers=bearer(logged_in.json()["accessToken"]),
+        )
+    assert answer.status_code == 404, answer.text

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import queue
-import shutil
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
@@ -28,7 +26,14 @@ from typing import Any
 import httpx
 import nacos  # type: ignore[import-untyped]
 import pytest
-from tests.e2e.harness import FAST_TIMERS, LocalCluster, NodeProcess, local_cluster, wait_for
+from tests.e2e.harness import (
+    FAST_TIMERS,
+    LocalCluster,
+    NodeProcess,
+    local_cluster,
+    run_js,
+    wait_for,
+)
 
 pytestmark = [
     pytest.mark.e2e,
@@ -39,7 +44,6 @@ pytestmark = [
 
 GROUP = "DEFAULT_GROUP"
 NAMESPACE = "cfg-e2e"
-JS_DIR = Path(__file__).parent / "js"
 LISTENER_ROUTE = 'naraft_config_requests_total{route="configs.listener"}'
 # compact often, so that a follower that missed a few hundred publishes catches up by digest
 COMPACTING = (*FAST_TIMERS, "--compact-entries", "300", "--compact-keep", "50")
@@ -247,45 +251,6 @@ def test_a_follower_that_missed_publishes_catches_up_by_digest(cluster: LocalClu
 
 
 # ------------------------------------------------------------------------- npm nacos
-
-
-@pytest.fixture(scope="module")
-def npm_client(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The npm client installed with `npm ci` into a cache directory keyed by the lock
-    file's hash; the path of the driver script in it."""
-    npm = shutil.which("npm")
-    node = shutil.which("node")
-    if npm is None or node is None:
-        pytest.skip("npm and node are not installed: the npm nacos client cannot run")
-    lock = (JS_DIR / "package-lock.json").read_bytes()
-    cache_root = Path(os.environ.get("NARAFT_NPM_CACHE", Path.home() / ".cache" / "naraft-npm"))
-    target = cache_root / hashlib.sha256(lock).hexdigest()[:16]
-    if not (target / "node_modules" / "nacos").is_dir():
-        target.mkdir(parents=True, exist_ok=True)
-        for name in ("package.json", "package-lock.json"):
-            shutil.copy(JS_DIR / name, target / name)
-        subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund", "--cache", str(cache_root / "npm-cache")],
-            cwd=target,
-            check=True,
-            capture_output=True,
-            timeout=150,
-        )
-    shutil.copy(JS_DIR / "config_client.js", target / "config_client.js")
-    return target / "config_client.js"
-
-
-def run_js(script: Path, servers: str, namespace: str, *args: str) -> dict[str, Any]:
-    done = subprocess.run(
-        ["node", str(script), servers, namespace, *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
 
 
 def test_npm_client_publishes_reads_and_removes(

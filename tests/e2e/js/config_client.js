@@ -2,6 +2,8 @@
 // Usage: node config_client.js <servers> <namespace|-> <mode> <dataId> <group> [content]
 //   crud:      publishSingle, getConfig, remove, getConfig; prints one JSON line
 //   subscribe: prints {"content": ...} for every change the listener sees, until stdin closes
+// NACOS_USERNAME and NACOS_PASSWORD, when set, are the client's credentials (it sends them
+// with every request).
 'use strict';
 const { NacosConfigClient } = require('nacos');
 
@@ -11,6 +13,9 @@ async function main() {
     serverAddr: servers,
     namespace: namespace === '-' ? '' : namespace,
     requestTimeout: 6000,
+    ...(process.env.NACOS_USERNAME
+      ? { username: process.env.NACOS_USERNAME, password: process.env.NACOS_PASSWORD }
+      : {}),
   });
   client.on('error', err => process.stderr.write(`client error: ${err && err.message}\n`));
   await client.ready();
