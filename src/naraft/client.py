@@ -28,6 +28,13 @@ INSTANCE_PATH: Final = "/nacos/v1/ns/instance"
 INSTANCE_LIST_PATH: Final = f"{INSTANCE_PATH}/list"
 SWITCHES_PATH: Final = "/nacos/v1/ns/operator/switches"
 FAILPOINTS_PATH: Final = "/naraft/v1/debug/failpoints"
+HEALTH_PATH: Final = "/nacos/v1/console/health"
+LIVENESS_PATH: Final = f"{HEALTH_PATH}/liveness"
+READINESS_PATH: Final = f"{HEALTH_PATH}/readiness"
+SERVER_HEALTH_PATH: Final = "/nacos/v1/ns/health/server"
+OPERATOR_METRICS_PATH: Final = "/nacos/v1/ns/operator/metrics"
+PROMETHEUS_PATH: Final = "/metrics"
+VERSION_PATH: Final = "/naraft/v1/version"
 STATUS_TIMEOUT_SECONDS: Final = 2.0
 
 

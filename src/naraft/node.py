@@ -32,6 +32,7 @@ from naraft.api.admin import NODE, admin_routes
 from naraft.api.app import make_app
 from naraft.api.edge import EdgeLimits, GuardedSite
 from naraft.api.forward import FORWARD_SESSION, forward_middleware
+from naraft.api.health import HEALTH, readiness_reason
 from naraft.api.v1.beats import HttpBeatSender, beat_routes
 from naraft.api.v1.operator import ServerInfo
 from naraft.config import NodeConfig, parse_address
@@ -208,6 +209,14 @@ class Node:
 
     def quota_refusal(self) -> str | None:
         return self._machine.quota_refusal()
+
+    # HealthView
+    def readiness(self) -> str | None:
+        return readiness_reason(
+            self.replica.status,
+            silent_for=self.replica.silent_for,
+            election_seconds=self._config.timers.election_seconds,
+        )
 
     def extra_state(self) -> dict[str, object]:
         return {
@@ -439,6 +448,7 @@ def _app(
         ],
     )
     app[NODE] = node
+    app[HEALTH] = node
     return app
 
 

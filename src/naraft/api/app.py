@@ -18,6 +18,7 @@ from naraft.api.admin import MAX_KV_BODY_BYTES, RAFT_BASE
 from naraft.api.context import NAMING
 from naraft.api.edge import edge_middleware, input_middleware
 from naraft.api.errors import Handler, error_middleware
+from naraft.api.health import health_routes
 from naraft.api.v1 import instance, namespace, operator, service
 from naraft.api.v1.beats import BEATS_PATH
 from naraft.api.v1.operator import SERVERS, ServerDirectory
@@ -87,6 +88,7 @@ def make_app(
         app[SERVERS] = servers
     for module in (instance, service, operator, namespace):
         app.router.add_routes(module.routes)
+    app.router.add_routes(health_routes())
     app.router.add_routes(list(extra_routes))
     for route in app.router.add_routes(list(peer_routes)):
         if route.resource is not None:
