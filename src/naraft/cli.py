@@ -9,15 +9,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import logging
 import os
 import secrets
 import signal
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
 import click
@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from naraft.client import INSTANCE_LIST_PATH, INSTANCE_PATH, STATE_PATH, fetch_json
-from naraft.cluster import ProcessCluster, node_data_dir
+from naraft.cluster import ProcessCluster, node_data_dir, taken_ports
 from naraft.config import (
     NodeConfig,
     Profile,
@@ -34,6 +34,7 @@ from naraft.config import (
 )
 from naraft.config_sources import build_config, flags_given, merge, server_options
 from naraft.errors import NaraftError
+from naraft.logs import setup_logging
 from naraft.storage.base import StoreError
 from naraft.transport.auth import (
     SecretError,
@@ -72,11 +73,7 @@ def server(ctx: click.Context, /, config_file: Path | None, **values: object) ->
     except (NaraftError, SecretError, OSError) as error:
         _fail(str(error))
         return
-    logging.basicConfig(
-        level=str(merged.get("log-level", "INFO")),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging(config.log)
     from naraft.node import StartupError  # the server's imports are only paid by `server`
 
     try:
@@ -137,6 +134,12 @@ def cluster_up(nodes: int, base_port: int, host: str, data_dir: Path, profile: s
     """Start NODES local nodes in the foreground; Ctrl-C stops them all cleanly."""
     console = Console()
     members = [f"{host}:{base_port + i}" for i in range(nodes)]
+    taken = taken_ports(host, [base_port + i for i in range(nodes)])
+    if taken:
+        port, why = next(iter(taken.items()))
+        more = f" (and {len(taken) - 1} more of its ports)" if len(taken) > 1 else ""
+        _fail(f"cannot start the cluster: {host}:{port}: {why}{more}; try another --base-port")
+        return
     try:
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         token = cluster_token_for(data_dir, members)
@@ -156,6 +159,7 @@ def cluster_up(nodes: int, base_port: int, host: str, data_dir: Path, profile: s
         _fail(f"cannot prepare {data_dir}: {error}")
         return
     stopping = False
+    failed = False
 
     def stop(*_: object) -> None:
         nonlocal stopping
@@ -170,11 +174,13 @@ def cluster_up(nodes: int, base_port: int, host: str, data_dir: Path, profile: s
             for node in local.nodes:
                 if not node.running:
                     console.print(f"[yellow]{node.id} exited with {node.exit_code}[/yellow]")
-                    stopping = True
+                    stopping = failed = True
             time.sleep(0.5)
     finally:
         local.stop()
         console.print("all nodes stopped")
+    if failed:
+        _fail("a node exited on its own; see its log")
 
 
 CLUSTER_TOKEN_FILE = "cluster.token"
@@ -240,36 +246,70 @@ def _show_cluster(
 # ---------------------------------------------------------------------- status
 
 
+STATUS_COLUMNS: Final = (
+    "member", "role", "term", "leader", "commit", "applied", "last log", "lag",
+)  # fmt: skip
+
+
 @main.command()
 @click.option("--server", "server_url", default="http://127.0.0.1:8848", help="any member")
-def status(server_url: str) -> None:
-    """Show every member's role, term and log positions as a table."""
+@click.option("--json", "as_json", is_flag=True, help="print every member's state as JSON")
+def status(server_url: str, as_json: bool) -> None:
+    """Show every member's role, term and log positions: a table on a terminal, plain
+    columns with full ids when piped, JSON with --json. Exits 1 when a member is down."""
     try:
         rows = asyncio.run(_collect_status(server_url.rstrip("/")))
     except (aiohttp.ClientError, TimeoutError, OSError, ValueError, KeyError) as error:
         _fail(f"cannot reach {server_url}: {error}")
         return
-    table = Table(title="naraft cluster")
-    for column in ("member", "role", "term", "leader", "commit", "applied", "last log", "lag"):
-        table.add_column(column)
+    down = [member for member, row in rows.items() if not row]
+    if as_json:
+        members = [{"member": m, "reachable": bool(row), **row} for m, row in rows.items()]
+        click.echo(json.dumps({"members": members}, sort_keys=True))
+    else:
+        _print_status(rows)
+    if down:
+        _fail(f"{len(down)} of {len(rows)} members unreachable: {', '.join(down)}")
+
+
+def _status_cells(rows: dict[str, dict[str, Any]]) -> list[list[str]]:
     leader_last = max((int(r.get("lastLogIndex", 0)) for r in rows.values() if r), default=0)
+    cells = []
     for member, row in rows.items():
         if not row:
-            table.add_row(member, "[red]unreachable[/red]", "", "", "", "", "", "")
+            cells.append([member, "unreachable", "", "", "", "", "", ""])
             continue
-        lag = leader_last - int(row["appliedIndex"])
-        table.add_row(
-            member,
-            str(row["role"]),
-            str(row["term"]),
-            str(row["leader"]),
-            str(row["commitIndex"]),
-            str(row["appliedIndex"]),
-            str(row["lastLogIndex"]),
-            str(lag),
+        cells.append(
+            [
+                member,
+                str(row["role"]),
+                str(row["term"]),
+                str(row["leader"]),
+                str(row["commitIndex"]),
+                str(row["appliedIndex"]),
+                str(row["lastLogIndex"]),
+                str(leader_last - int(row["appliedIndex"])),
+            ]
         )
-    console = Console()
-    console.print(table)
+    return cells
+
+
+def _print_status(rows: dict[str, dict[str, Any]]) -> None:
+    cells = _status_cells(rows)
+    console = Console(soft_wrap=True)
+    if console.is_terminal:
+        table = Table(title="naraft cluster")
+        for column in STATUS_COLUMNS:
+            table.add_column(column)
+        for line in cells:
+            styled = [f"[red]{c}[/red]" if c == "unreachable" else c for c in line]
+            table.add_row(*styled)
+        console.print(table)
+    else:  # piped: whole ids in aligned columns, for grep and awk
+        table_lines = [list(STATUS_COLUMNS), *cells]
+        widths = [max(len(line[i]) for line in table_lines) for i in range(len(STATUS_COLUMNS))]
+        for line in table_lines:
+            click.echo("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
     for member, row in rows.items():
         if row.get("diskFull"):
             console.print(f"[red]{member}: disk full, refusing writes:[/red] {row['diskFull']}")

@@ -1,16 +1,21 @@
-"""Health that tells the truth: readiness turns 503 within one election timeout of losing
-the quorum, the Nacos health endpoints say DOWN meanwhile, and all is well again once the
-stopped members are back. Real processes; one cluster for the module."""
+"""What an operator sees of a real cluster. Health that tells the truth: readiness turns 503
+within one election timeout of losing the quorum, the Nacos health endpoints say DOWN
+meanwhile, and all is well again once the stopped members are back. `naraft status`: full
+ids when piped, JSON with --json, exit 1 and one line while a member is down. `naraft
+cluster up` on a taken port: one line, exit 1, nothing started. One cluster for the module."""
 
 from __future__ import annotations
 
+import json
+import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from tests.e2e.harness import LocalCluster, NodeProcess, local_cluster, wait_for
+from tests.e2e.harness import LocalCluster, NodeProcess, local_cluster, naraft_command, wait_for
 
 from naraft.client import (
     LIVENESS_PATH,
@@ -106,6 +111,13 @@ def test_a_leader_left_alone_is_unready_within_one_election_timeout(
     assert elapsed <= ELECTION_SECONDS + SLACK_SECONDS, (elapsed, body)
     assert body.startswith("Naming is not in readiness: ")
     assert_down(leader)
+    result = naraft_command("status", "--server", leader.url, "--json")
+    down = sorted(n.id for n in others)
+    line = one_line_failure(result)
+    assert line.startswith("naraft: 2 of 3 members unreachable: ")
+    assert sorted(line.split(": ", 2)[2].split(", ")) == down
+    members = json.loads(result.stdout)["members"]
+    assert sorted(m["member"] for m in members if not m["reachable"]) == down
     for node in others:
         node.start()
     all_ready(cluster)
@@ -136,3 +148,51 @@ def test_a_follower_left_alone_is_unready_within_one_election_timeout(
     all_ready(cluster)
     for node in cluster.nodes:
         assert_up(node)
+
+
+def one_line_failure(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 1, result
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_status_piped_shows_whole_ids_and_exits_0(cluster: LocalCluster) -> None:
+    all_ready(cluster)
+    result = naraft_command("status", "--server", cluster.nodes[0].url)
+    assert result.returncode == 0, result
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["member", "role", "term", "leader", "commit", "applied", "last",
+                                "log", "lag"]  # fmt: skip
+    leader = cluster.leader()
+    by_member = {line.split()[0]: line.split() for line in lines[1:]}
+    assert sorted(by_member) == sorted(n.id for n in cluster.nodes)  # whole, not cut
+    assert {row[3] for row in by_member.values()} == {leader.id}
+
+
+def test_status_json_lists_every_member(cluster: LocalCluster) -> None:
+    all_ready(cluster)
+    result = naraft_command("status", "--server", cluster.nodes[1].url, "--json")
+    assert result.returncode == 0, result
+    members = json.loads(result.stdout)["members"]
+    assert sorted(m["member"] for m in members) == sorted(n.id for n in cluster.nodes)
+    assert all(m["reachable"] for m in members)
+    assert sum(m["role"] == "leader" for m in members) == 1
+
+
+def test_cluster_up_on_a_taken_port_says_so_and_starts_nothing(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        data = tmp_path / "data"
+        result = naraft_command(
+            "cluster", "up", "--nodes", "3", "--base-port", str(port - 1), "--data-dir", str(data)
+        )
+    line = one_line_failure(result)
+    assert line == (
+        f"naraft: cannot start the cluster: 127.0.0.1:{port}: address already in use; "
+        "try another --base-port"
+    )
+    assert not data.exists()
