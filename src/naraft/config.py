@@ -137,6 +137,24 @@ class RaftSettings:
     proposal_timeout_seconds: float = _default(ReplicaTimings, "proposal_timeout_seconds")
 
 
+class LogFormat(enum.StrEnum):
+    TEXT = "text"
+    JSON = "json"  # one JSON object a line, for log shippers
+
+
+LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogSettings:
+    """What the node logs and how: its level, its line format, and whether each HTTP
+    request is logged (the access log, on by default as in Nacos)."""
+
+    level: str = "INFO"
+    format: LogFormat = LogFormat.TEXT
+    access_log: bool = True
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NodeConfig:
     """One node's whole configuration. Build it, call `validate()`, pass it to `run_node`."""
@@ -159,6 +177,7 @@ class NodeConfig:
     # replicates its own, so every replica checks against the same one.
     quota_bytes: int = DEFAULT_QUOTA_BYTES
     cluster_token: str = DEFAULT_CLUSTER_TOKEN  # with the members, gives the cluster id
+    log: LogSettings = LogSettings()
 
     def validate(self) -> NodeConfig:
         """`self` when every rule across groups holds; raises InvalidArgumentError naming

@@ -29,10 +29,11 @@ import aiohttp
 from aiohttp import web
 
 from naraft.api.admin import NODE, admin_routes
-from naraft.api.app import make_app
+from naraft.api.app import is_peer_request, make_app
 from naraft.api.edge import EdgeLimits, GuardedSite
 from naraft.api.forward import FORWARD_SESSION, forward_middleware
 from naraft.api.health import HEALTH, readiness_reason
+from naraft.api.observe import observe_middleware
 from naraft.api.v1.beats import HttpBeatSender, beat_routes
 from naraft.api.v1.operator import ServerInfo
 from naraft.config import NodeConfig, parse_address
@@ -161,8 +162,29 @@ def _open(path: Path, node_id: str, cluster_id: str) -> _Opened:
     return _Opened(store=store, state=state)
 
 
+@dataclass(frozen=True, slots=True)
+class NamingSizes:
+    """The registry's sizes and push counts (metrics.NamingView)."""
+
+    state: NamingState
+    targets: PushTargets
+    pusher: UdpPusher
+
+    def service_count(self) -> int:
+        return len(self.state.all_services())
+
+    def instance_count(self) -> int:
+        return self.state.instance_count()
+
+    def subscriber_count(self) -> int:
+        return self.targets.subscriber_count()
+
+    def pushes(self) -> tuple[int, int]:
+        return self.pusher.sent, self.pusher.given_up
+
+
 class Node:
-    """One running node as the API sees it (RaftNodeView, ServerDirectory)."""
+    """One running node as the API sees it (RaftNodeView, ServerDirectory, HealthView)."""
 
     def __init__(
         self,
@@ -174,6 +196,7 @@ class Node:
         naming_state: NamingState,
         metrics: NodeMetrics,
         digest: DigestService,
+        naming_sizes: NamingSizes,
     ) -> None:
         self._config = config
         self.replica = replica
@@ -182,6 +205,7 @@ class Node:
         self._naming_state = naming_state
         self.metrics = metrics
         self._digest = digest
+        self._naming_sizes = naming_sizes
 
     # RaftNodeView
     @property
@@ -205,6 +229,7 @@ class Node:
         self.metrics.observe_status(self.replica.status)
         self.metrics.disk_full.set(0 if self.replica.disk_full is None else 1)
         self.metrics.observe_machine(self._machine)
+        self.metrics.observe_naming(self._naming_sizes, leader=self.replica.is_leader)
         return self.metrics.render()
 
     def quota_refusal(self) -> str | None:
@@ -368,15 +393,16 @@ def _wire(config: NodeConfig, opened: _Opened, executor: ThreadPoolExecutor) -> 
     events.applied.append(digest.on_applied)
     events.snapshot_needed.append(digest.on_snapshot_needed)
     events.peer_unreachable.append(watch.on_peer_unreachable)
-    node = Node(
-        config, replica=replica, machine=machine, datums=datums, naming_state=naming_state,
-        metrics=metrics, digest=digest,
-    )  # fmt: skip
     # Nacos: a push target is a zombie after pushCacheMillis without a list request.
     targets = PushTargets(expire_after_ms=lambda: naming_state.switches().default_push_cache_ms)
     pusher = UdpPusher(
         naming_state, feed, targets, clock, config.push, bind_host=config.listen_host
     )
+    node = Node(
+        config, replica=replica, machine=machine, datums=datums, naming_state=naming_state,
+        metrics=metrics, digest=digest,
+        naming_sizes=NamingSizes(naming_state, targets, pusher),
+    )  # fmt: skip
     naming = NamingService(naming_state, replica, clock, keeper, targets, guard=machine)
     app = _app(config, node, naming, keeper, digest, metrics, cluster_id)
     return _Wired(
@@ -437,6 +463,9 @@ def _app(
         ],
         servers=node,
         max_params=config.http.max_params,
+        observe=observe_middleware(
+            metrics, access_log=config.log.access_log, is_peer=is_peer_request
+        ),
         middlewares=[
             forward_middleware(
                 config.id,

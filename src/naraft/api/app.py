@@ -66,16 +66,20 @@ def make_app(
     max_body_bytes: int = MAX_BODY_BYTES,
     max_params: int = MAX_PARAMS,
     middlewares: Iterable[Middleware] = (),
+    observe: Middleware | None = None,
 ) -> web.Application:
     """The client-facing application. `extra_routes` adds other layers' endpoints (raft,
     admin, auth); `peer_routes` adds the peer endpoints, outside the client body limit;
     `servers` feeds `/operator/servers` (default: this node alone); `middlewares` run
     inside the error and body-limit ones (forwarding to the leader). Outermost,
-    `edge_middleware` keeps the connection limits of `naraft.api.edge`."""
+    `edge_middleware` keeps the connection limits of `naraft.api.edge`; `observe` (request
+    metrics and the access log, `naraft.api.observe`) runs right inside it, so that it sees
+    every answer as the client gets it."""
     peer_resources: set[str] = set()  # canonical paths, filled once the routes are added
     app = web.Application(
         middlewares=[
             edge_middleware(is_peer_request),
+            *([observe] if observe is not None else []),
             error_middleware,
             _body_limit(max_body_bytes, peer_resources),
             input_middleware(max_params),
