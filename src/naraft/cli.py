@@ -15,13 +15,12 @@ import os
 import secrets
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 import aiohttp
 import click
-import uvloop
 from rich.console import Console
 from rich.table import Table
 
@@ -84,6 +83,18 @@ def server(ctx: click.Context, /, config_file: Path | None, **values: object) ->
         _fail(str(error))
 
 
+def _run_loop(main_task: Coroutine[Any, Any, None]) -> None:
+    """Run the server on uvloop where it is installed (pyproject's marker), else on
+    asyncio's own loop: the node behaves the same, a little slower."""
+    try:
+        import uvloop
+    except ImportError:
+        logger.info("uvloop is not installed: running on asyncio's event loop")
+        asyncio.run(main_task)
+        return
+    uvloop.run(main_task)
+
+
 def _run_until_signal(config: NodeConfig) -> None:
     from naraft.node import StartupError, run_node
 
@@ -104,7 +115,7 @@ def _run_until_signal(config: NodeConfig) -> None:
         logger.info("node %s stopped", config.id)
 
     try:
-        uvloop.run(main_task())
+        _run_loop(main_task())
     except* (StoreError, StartupError) as group:
         # The store error may sit in nested groups (the replica's TaskGroup inside the node's):
         # re-raise the error itself so that `server` prints it as one line, not a traceback.
