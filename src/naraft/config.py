@@ -28,6 +28,7 @@ from naraft.raft import NodeId, RaftConfig
 from naraft.replica import CompactionPolicy, ReplicaTimings
 from naraft.transport import DEFAULT_MAX_BATCH_BYTES
 from naraft.transport.auth import SECRET_ENV_VAR
+from naraft.transport.version import CURRENT, ProtocolRange, parse_range
 
 DEFAULT_QUOTA_BYTES: Final = 2 << 30  # 2 GiB, as etcd's default backend quota
 SECRET_REQUIRED: Final = "a clustered node needs a cluster secret"
@@ -126,6 +127,9 @@ class PeerLimits:
     max_body_bytes: int = 64 * 1024 * 1024  # a Raft batch, compressed or not
     max_append_bytes: int = _default(RaftConfig, "max_append_bytes")  # at least one entry
     max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES  # one send, below the receivers' limit
+    # the peer protocol versions this node speaks, LOW..HIGH (transport.version); this
+    # build's own unless overridden (to stand in for another build in tests)
+    protocol: str = str(CURRENT)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -194,6 +198,10 @@ class NodeConfig:
             raise InvalidArgumentError(
                 "max-append-kib", "must be at most half of peer-max-body-mib"
             )
+        try:
+            parse_range(self.peer.protocol)
+        except ValueError as error:
+            raise InvalidArgumentError("peer-protocol", str(error)) from None
         if self.secret is None and not self.standalone:
             raise InvalidArgumentError(
                 "cluster-secret-file",
@@ -214,6 +222,10 @@ class NodeConfig:
             check_quorum=self.raft.check_quorum,
             max_append_bytes=self.peer.max_append_bytes,
         )
+
+    @property
+    def peer_protocol(self) -> ProtocolRange:
+        return parse_range(self.peer.protocol)
 
     @property
     def standalone(self) -> bool:

@@ -250,6 +250,9 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     _int("max-append-kib", ("peer", "max_append_bytes"),
          "entries' bytes per AppendEntries message (always at least one entry)",
          64, 65536, factor=1024),
+    Setting(name="peer-protocol", kind=Kind.TEXT, path=("peer", "protocol"),
+            help="peer protocol versions this node speaks, LOW..HIGH; a peer sharing none is"
+            " refused (override only to test mixed versions)"),
     _int("quota-bytes", ("quota_bytes",),
          "bound on the replicated state (keys + values); the leader's applies; 0: none", 0),
     Setting(name="log-level", kind=Kind.TEXT, path=("log", "level"), help="log level",

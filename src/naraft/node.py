@@ -359,6 +359,7 @@ def _wire(config: NodeConfig, opened: _Opened, executor: ThreadPoolExecutor) -> 
         on_peer_unreachable=events.on_peer_unreachable,
         cluster_id=cluster_id,
         max_batch_bytes=config.peer_batch_bytes,
+        protocol=config.peer_protocol,
     )
     replica = Replica(
         _core(config, opened.state),
@@ -455,6 +456,7 @@ def _app(
                 self_id=node_id,
                 cluster_id=cluster_id,
                 max_body_bytes=config.peer.max_body_bytes,
+                protocol=config.peer_protocol,
             ),
             *beat_routes(
                 keeper, config.secret, self_id=node_id, members=peers, cluster_id=cluster_id
