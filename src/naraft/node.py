@@ -33,10 +33,10 @@ from naraft.api.app import is_peer_request, make_app
 from naraft.api.edge import EdgeLimits, GuardedSite
 from naraft.api.forward import FORWARD_SESSION, forward_middleware
 from naraft.api.health import HEALTH, readiness_reason
-from naraft.api.observe import observe_middleware
+from naraft.api.observe import AccessLog, observe_middleware
 from naraft.api.v1.beats import HttpBeatSender, beat_routes
 from naraft.api.v1.operator import ServerInfo
-from naraft.config import NodeConfig, parse_address
+from naraft.config import LogFormat, NodeConfig, parse_address
 from naraft.digest.wiring import DigestService
 from naraft.election_audit import ElectionAudit
 from naraft.errors import NaraftError, UnavailableError
@@ -325,6 +325,7 @@ class _Wired:
     watch: LeaderWatch
     digest: DigestService
     app: web.Application
+    access_log: AccessLog | None
 
 
 def _core(config: NodeConfig, stored: StoredState) -> RaftCore:
@@ -405,10 +406,15 @@ def _wire(config: NodeConfig, opened: _Opened, executor: ThreadPoolExecutor) -> 
         naming_sizes=NamingSizes(naming_state, targets, pusher),
     )  # fmt: skip
     naming = NamingService(naming_state, replica, clock, keeper, targets, guard=machine)
-    app = _app(config, node, naming, keeper, digest, metrics, cluster_id)
+    access_log = (
+        AccessLog(json_lines=LogFormat(config.log.format) is LogFormat.JSON)
+        if config.log.access_log
+        else None
+    )
+    app = _app(config, node, naming, keeper, digest, metrics, cluster_id, access_log)
     return _Wired(
         config=config, cluster_id=cluster_id, node=node, client=client, keeper=keeper,
-        pusher=pusher, watch=watch, digest=digest, app=app,
+        pusher=pusher, watch=watch, digest=digest, app=app, access_log=access_log,
     )  # fmt: skip
 
 
@@ -441,6 +447,7 @@ def _app(
     digest: DigestService,
     metrics: NodeMetrics,
     cluster_id: str,
+    access_log: AccessLog | None,
 ) -> web.Application:
     node_id = NodeId(config.id)
     peers = {NodeId(p) for p in config.peers if p != config.id}
@@ -465,9 +472,7 @@ def _app(
         ],
         servers=node,
         max_params=config.http.max_params,
-        observe=observe_middleware(
-            metrics, access_log=config.log.access_log, is_peer=is_peer_request
-        ),
+        observe=observe_middleware(metrics, access_log=access_log, is_peer=is_peer_request),
         middlewares=[
             forward_middleware(
                 config.id,
@@ -532,3 +537,5 @@ async def _serve(wired: _Wired, sock: socket.socket, ready: asyncio.Event | None
         with contextlib.suppress(Exception):
             await runner.cleanup()
         await session.close()
+        if wired.access_log is not None:
+            wired.access_log.flush()

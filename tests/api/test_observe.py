@@ -1,22 +1,25 @@
 """The request middleware's access log: switchable, secrets kept out, peer traffic left
-out; and the JSON log lines carry its fields."""
+out, lines in the node's text format or as JSON objects, written in batches."""
 
 from __future__ import annotations
 
+import io
 import logging
-from collections.abc import AsyncIterator
+import re
 
 import orjson
-import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from tests.api.conftest import Env
 
 from naraft.api import make_app
 from naraft.api.app import SENDER_HEADER, is_peer_request
-from naraft.api.observe import ACCESS_LOGGER, observe_middleware
+from naraft.api.observe import ACCESS_LOGGER, AccessLog, observe_middleware
 from naraft.api.v1.beats import BEATS_PATH
 from naraft.logs import JsonFormatter
+
+Client = TestClient[web.Request, web.Application]
+LIST = "/nacos/v1/ns/service/list"
 
 
 class Recorder:
@@ -28,75 +31,81 @@ class Recorder:
         self.seen.append((method, route, status))
 
 
-async def client_for(
-    access_log: bool, recorder: Recorder
-) -> TestClient[web.Request, web.Application]:
+async def client_for(access_log: AccessLog | None, recorder: Recorder) -> Client:
     app = make_app(
         Env().naming,
         observe=observe_middleware(recorder, access_log=access_log, is_peer=is_peer_request),
     )
-    client: TestClient[web.Request, web.Application] = TestClient(TestServer(app))
+    client: Client = TestClient(TestServer(app))
     await client.start_server()
     return client
 
 
-@pytest.fixture
-def access(caplog: pytest.LogCaptureFixture) -> AsyncIterator[pytest.LogCaptureFixture]:
-    caplog.set_level(logging.INFO, logger=ACCESS_LOGGER)
-    return caplog  # type: ignore[return-value]
+def flushed(access: AccessLog, stream: io.StringIO) -> list[str]:
+    """The lines kept so far (the batch's timer is tested with a running node)."""
+    access.flush()
+    return stream.getvalue().splitlines()
 
 
-def access_lines(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == ACCESS_LOGGER]
-
-
-async def test_the_access_log_hides_secrets_and_names_the_route(
-    access: pytest.LogCaptureFixture,
-) -> None:
-    recorder = Recorder()
-    client = await client_for(True, recorder)
+async def test_the_access_log_hides_secrets_and_names_the_request() -> None:
+    recorder, stream = Recorder(), io.StringIO()
+    access = AccessLog(stream, json_lines=False)
+    client = await client_for(access, recorder)
     try:
         answer = await client.get(
-            "/nacos/v1/ns/service/list",
+            LIST,
             params={"pageNo": "1", "pageSize": "10", "accessToken": "tok-123", "password": "pw"},
+            headers={"User-Agent": "Nacos-Java-Client:v1.4.1"},
         )
         assert answer.status == 200
+        (line,) = flushed(access, stream)
     finally:
         await client.close()
-    (record,) = access_lines(access)
-    line = record.getMessage()
     assert "tok-123" not in line
-    assert "pageSize=10&accessToken=***&password=***" in line
-    assert '" 200 ' in line
-    assert recorder.seen == [("GET", "/nacos/v1/ns/service/list", 200)]
-    # the JSON format carries the same as fields
-    fields = orjson.loads(JsonFormatter().format(record))
+    pattern = (
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO naraft\.access: 127\.0\.0\.1 "
+        r'"GET /nacos/v1/ns/service/list\?pageNo=1&pageSize=10&accessToken=\*\*\*&password=\*\*\* '
+        r'HTTP/1\.1" 200 \d+ \d+\.\d{3}ms "Nacos-Java-Client:v1\.4\.1"'
+    )
+    assert re.fullmatch(pattern, line), line
+    assert recorder.seen == [("GET", LIST, 200)]
+
+
+async def test_json_access_lines_carry_the_fields() -> None:
+    stream = io.StringIO()
+    access = AccessLog(stream, json_lines=True)
+    client = await client_for(access, Recorder())
+    try:
+        assert (await client.get(LIST, params={"pageNo": "x"})).status == 400
+        (line,) = flushed(access, stream)
+    finally:
+        await client.close()
+    fields = orjson.loads(line)
     assert fields["logger"] == ACCESS_LOGGER
-    assert (fields["method"], fields["path"], fields["status"]) == (
-        "GET", "/nacos/v1/ns/service/list", 200,
-    )  # fmt: skip
+    assert (fields["method"], fields["path"], fields["status"]) == ("GET", LIST, 400)
     assert fields["level"] == "INFO"
     assert fields["time"].endswith("+00:00")
+    assert fields["ms"] >= 0
 
 
-async def test_the_access_log_can_be_switched_off_and_skips_peer_traffic(
-    access: pytest.LogCaptureFixture,
-) -> None:
+async def test_the_access_log_can_be_switched_off_and_skips_peer_traffic() -> None:
     recorder = Recorder()
-    off = await client_for(False, recorder)
+    off = await client_for(None, recorder)
     try:
-        listed = await off.get("/nacos/v1/ns/service/list", params={"pageNo": "1", "pageSize": "9"})
+        listed = await off.get(LIST, params={"pageNo": "1", "pageSize": "9"})
         assert listed.status == 200
     finally:
         await off.close()
-    assert access_lines(access) == []
     assert len(recorder.seen) == 1  # measured all the same
-    on = await client_for(True, recorder)
+    stream = io.StringIO()
+    access = AccessLog(stream, json_lines=False)
+    on = await client_for(access, recorder)
     try:
         await on.put(BEATS_PATH, headers={SENDER_HEADER: "127.0.0.1:1"})
     finally:
         await on.close()
-    assert access_lines(access) == []
+    access.flush()
+    assert stream.getvalue() == ""
     assert recorder.seen[-1][2] >= 400
 
 
