@@ -310,8 +310,10 @@ def _print_status(rows: dict[str, dict[str, Any]]) -> None:
     console = Console(soft_wrap=True)
     if console.is_terminal:
         table = Table(title="naraft cluster")
-        for column in STATUS_COLUMNS:
-            table.add_column(column)
+        id_width = max(len(line[0]) for line in cells)
+        for column in STATUS_COLUMNS:  # ids whole; the numbers give way first
+            whole = column in ("member", "leader")
+            table.add_column(column, no_wrap=whole, min_width=id_width if whole else None)
         for line in cells:
             styled = [f"[red]{c}[/red]" if c == "unreachable" else c for c in line]
             table.add_row(*styled)
