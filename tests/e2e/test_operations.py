@@ -188,11 +188,12 @@ def test_cluster_up_on_a_taken_port_says_so_and_starts_nothing(tmp_path: Path) -
         port = taken.getsockname()[1]
         data = tmp_path / "data"
         result = naraft_command(
-            "cluster", "up", "--nodes", "3", "--base-port", str(port - 1), "--data-dir", str(data)
+            "cluster", "up", "--nodes", "3", "--base-port", str(port), "--data-dir", str(data)
         )
     line = one_line_failure(result)
-    assert line == (
-        f"naraft: cannot start the cluster: 127.0.0.1:{port}: address already in use; "
-        "try another --base-port"
-    )
+    # the first taken port is named (its neighbours may be taken by others too)
+    assert line.startswith(
+        f"naraft: cannot start the cluster: 127.0.0.1:{port}: address already in use"
+    ), line
+    assert line.endswith("try another --base-port"), line
     assert not data.exists()
