@@ -50,6 +50,10 @@ __all__ = ["NodeProcess", "NodeSpec", "WriteOutcome", "free_ports"]
 T = TypeVar("T")
 
 FAST_TIMERS: tuple[str, ...] = ("--tick-ms", "50", "--election-ticks", "10")
+DEFAULT_ARGS: tuple[str, ...] = (*FAST_TIMERS, "--no-access-log")
+"""What a test cluster runs with unless told otherwise: fast timers, and no access log, so
+that a failure's log tail shows the node's own lines (tests/e2e/test_operations.py runs
+with the default, access log on)."""
 SECRET: Final = "e2e-test-cluster-secret"
 
 
@@ -84,7 +88,7 @@ class LocalCluster(ProcessCluster):
         self,
         root: Path,
         size: int = 3,
-        extra_args: Sequence[str] = FAST_TIMERS,
+        extra_args: Sequence[str] = DEFAULT_ARGS,
         **options: Any,
     ) -> None:
         super().__init__(root, size, extra_args=extra_args, secret=SECRET, **options)
@@ -196,8 +200,8 @@ class LocalCluster(ProcessCluster):
 
 
 def single_node(root: Path, *extra_args: str, **spec: Any) -> NodeProcess:
-    """One standalone node's process (not started) in `root`, on a free port, with fast
-    timers before `extra_args`."""
+    """One standalone node's process (not started) in `root`, on a free port, with
+    `DEFAULT_ARGS` before `extra_args`."""
     (port,) = free_ports(1)
     root.mkdir(parents=True, exist_ok=True)
     return NodeProcess(
@@ -205,7 +209,7 @@ def single_node(root: Path, *extra_args: str, **spec: Any) -> NodeProcess:
             node_id=f"127.0.0.1:{port}",
             data_dir=root,
             standalone=True,
-            extra_args=(*FAST_TIMERS, *extra_args),
+            extra_args=(*DEFAULT_ARGS, *extra_args),
             **spec,
         )
     )
@@ -213,7 +217,7 @@ def single_node(root: Path, *extra_args: str, **spec: Any) -> NodeProcess:
 
 @contextlib.contextmanager
 def local_cluster(
-    root: Path, size: int = 3, extra_args: Sequence[str] = FAST_TIMERS
+    root: Path, size: int = 3, extra_args: Sequence[str] = DEFAULT_ARGS
 ) -> Iterator[LocalCluster]:
     cluster = LocalCluster(root=root, size=size, extra_args=extra_args)
     try:

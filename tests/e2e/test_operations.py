@@ -96,6 +96,13 @@ def test_every_member_is_ready_and_up_with_a_quorum(cluster: LocalCluster) -> No
     for node in cluster.nodes:
         assert readiness(node).text == "OK"
         assert_up(node)
+    # the access log is on by default: the probes above are in each node's log
+    for node in cluster.nodes:
+        wait_for(
+            lambda node=node: f'"GET {READINESS_PATH} HTTP/1.1" 200 ' in node.log_text(),  # type: ignore[misc]
+            timeout_seconds=5,
+            what=f"{node.id}'s access log line",
+        )
 
 
 def test_a_leader_left_alone_is_unready_within_one_election_timeout(
