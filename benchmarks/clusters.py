@@ -2,6 +2,11 @@
 `NaraftCluster` (real `python -m naraft server` processes) and `EtcdCluster` (etcd 3.4
 from Debian's etcd-server, every setting at its default).
 
+Either runs with TLS when given `tls_dir`: client TLS and mutual TLS between its members,
+with a throwaway CA and one certificate per node from `naraft.tls.write_cluster_certs`
+(etcd: `--cert-file`/`--key-file` for clients, `--peer-*` with `--peer-client-cert-auth`);
+`ca_file` is then what clients verify the nodes with.
+
 Both choose free loopback ports, keep their data directories and logs under one base
 directory, remember the PID of every process they start, and signal only those PIDs.
 Control-plane queries use the stdlib HTTP client with short timeouts; every wait is bounded.
@@ -13,6 +18,7 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -27,6 +33,7 @@ import procstat
 from naraft.client import NodeStatus as RaftStatus
 from naraft.client import try_status
 from naraft.cluster import NodeSpec, agreed_leader, free_ports, server_command, write_secret_file
+from naraft.tls import NodeCertFiles, TlsSettings, client_context, write_cluster_certs
 
 NODE_NAMES: Final = ("n1", "n2", "n3")
 QUERY_TIMEOUT_SECONDS: Final = 1.0
@@ -47,11 +54,13 @@ class NodeStatus:
     commit_index: int
 
 
-def _http_json(url: str, body: bytes | None = None) -> object:
+def _http_json(
+    url: str, body: bytes | None = None, context: ssl.SSLContext | None = None
+) -> object:
     request = urllib.request.Request(url, data=body, method="POST" if body is not None else "GET")
     if body is not None:
         request.add_header("Content-Type", "application/json")
-    with urllib.request.urlopen(request, timeout=QUERY_TIMEOUT_SECONDS) as answer:
+    with urllib.request.urlopen(request, timeout=QUERY_TIMEOUT_SECONDS, context=context) as answer:
         return json.loads(answer.read())
 
 
@@ -60,11 +69,35 @@ class Cluster:
 
     name = "cluster"
 
-    def __init__(self, base_dir: Path) -> None:
+    def __init__(self, base_dir: Path, *, tls: bool = False) -> None:
+        if tls:
+            self.name = f"{self.name}-tls"
         self.base_dir = base_dir / self.name
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
         self._paused: set[str] = set()
+        self.tls = tls
+        self.ca_file: Path | None = None
+        self.ssl_context: ssl.SSLContext | None = None
+        self._certs: dict[str, NodeCertFiles] = {}
+
+    def _make_certs(self, node_ids: dict[str, str]) -> None:
+        """A throwaway CA and a certificate per node (`node_ids`: name -> host:port)."""
+        if not self.tls:
+            return
+        by_id = write_cluster_certs(self.base_dir / "tls", list(node_ids.values()))
+        self._certs = {name: by_id[node_id] for name, node_id in node_ids.items()}
+        self.ca_file = next(iter(self._certs.values())).ca_file
+        self.ssl_context = client_context(self.ca_file)
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+    @property
+    def target(self) -> str:
+        """What load.py calls this system (`naraft` or `etcd`)."""
+        return self.name.removesuffix("-tls")
 
     # --- to be provided by each cluster
     @property
@@ -205,13 +238,14 @@ class NaraftCluster(Cluster):
     name = "naraft"
 
     def __init__(self, base_dir: Path, *, python: str = sys.executable,
-                 extra_flags: tuple[str, ...] = ()) -> None:  # fmt: skip
-        super().__init__(base_dir)
+                 extra_flags: tuple[str, ...] = (), tls: bool = False) -> None:  # fmt: skip
+        super().__init__(base_dir, tls=tls)
         self._python = python
         self._extra_flags = extra_flags
         ports = free_ports(len(NODE_NAMES))
         self._address = {n: f"127.0.0.1:{p}" for n, p in zip(NODE_NAMES, ports, strict=True)}
         self._node_of_address = {a: n for n, a in self._address.items()}
+        self._make_certs(self._address)
         self._secret_file = self.base_dir / "cluster.secret"
         self._secret_file.unlink(missing_ok=True)  # a fresh secret for every run
         write_secret_file(self._secret_file)
@@ -221,7 +255,7 @@ class NaraftCluster(Cluster):
         return [self.endpoint(n) for n in NODE_NAMES]
 
     def endpoint(self, node: str) -> str:
-        return f"http://{self._address[node]}"
+        return f"{self.scheme}://{self._address[node]}"
 
     def _command(self, node: str, *, first_start: bool) -> list[str]:
         data_dir = self.base_dir / f"{node}.data"
@@ -233,13 +267,16 @@ class NaraftCluster(Cluster):
             data_dir=data_dir,
             extra_args=self._extra_flags,
             python=self._python,
+            tls=self._certs[node].settings if self.tls else TlsSettings(),
         )
         return server_command(spec)
 
     def _raft_status(self, node: str) -> RaftStatus | None:
         if node in self._paused:
             return None
-        return try_status(self.endpoint(node), timeout_seconds=QUERY_TIMEOUT_SECONDS)
+        return try_status(
+            self.endpoint(node), timeout_seconds=QUERY_TIMEOUT_SECONDS, ssl_context=self.ssl_context
+        )
 
     def node_status(self, node: str) -> NodeStatus | None:
         status = self._raft_status(node)
@@ -267,8 +304,10 @@ class EtcdCluster(Cluster):
 
     name = "etcd"
 
-    def __init__(self, base_dir: Path, *, etcd_binary: str | None = None) -> None:
-        super().__init__(base_dir)
+    def __init__(
+        self, base_dir: Path, *, etcd_binary: str | None = None, tls: bool = False
+    ) -> None:
+        super().__init__(base_dir, tls=tls)
         binary = etcd_binary or shutil.which("etcd")
         if binary is None:
             raise ClusterError("etcd not found: apt-get install -y etcd-server etcd-client")
@@ -277,23 +316,35 @@ class EtcdCluster(Cluster):
         self._client_port = dict(zip(NODE_NAMES, ports[:3], strict=True))
         self._peer_port = dict(zip(NODE_NAMES, ports[3:], strict=True))
         self._member_ids: dict[str, str] = {}
+        self._make_certs({n: f"127.0.0.1:{p}" for n, p in self._client_port.items()})
 
     @property
     def endpoints(self) -> list[str]:
         return [self.endpoint(n) for n in NODE_NAMES]
 
     def endpoint(self, node: str) -> str:
-        return f"http://127.0.0.1:{self._client_port[node]}"
+        return f"{self.scheme}://127.0.0.1:{self._client_port[node]}"
+
+    def _peer_url(self, node: str) -> str:
+        return f"{self.scheme}://127.0.0.1:{self._peer_port[node]}"
 
     def _command(self, node: str, *, first_start: bool) -> list[str]:
-        cluster = ",".join(f"{n}=http://127.0.0.1:{self._peer_port[n]}" for n in NODE_NAMES)
+        cluster = ",".join(f"{n}={self._peer_url(n)}" for n in NODE_NAMES)
+        tls: list[str] = []
+        if self.tls:
+            files = self._certs[node]
+            tls = [
+                "--cert-file", str(files.cert_file), "--key-file", str(files.key_file),
+                "--peer-cert-file", str(files.cert_file), "--peer-key-file", str(files.key_file),
+                "--peer-trusted-ca-file", str(files.ca_file), "--peer-client-cert-auth",
+            ]  # fmt: skip
         return [
-            self._binary, "--name", node,
+            self._binary, *tls, "--name", node,
             "--data-dir", str(self.base_dir / f"{node}.data"),
             "--listen-client-urls", self.endpoint(node),
             "--advertise-client-urls", self.endpoint(node),
-            "--listen-peer-urls", f"http://127.0.0.1:{self._peer_port[node]}",
-            "--initial-advertise-peer-urls", f"http://127.0.0.1:{self._peer_port[node]}",
+            "--listen-peer-urls", self._peer_url(node),
+            "--initial-advertise-peer-urls", self._peer_url(node),
             "--initial-cluster", cluster,
             "--initial-cluster-token", f"naraft-bench-{os.getpid()}",
             "--initial-cluster-state", "new" if first_start else "existing",
@@ -306,7 +357,9 @@ class EtcdCluster(Cluster):
 
     def node_status(self, node: str) -> NodeStatus | None:
         try:
-            status = _http_json(f"{self.endpoint(node)}/v3/maintenance/status", b"{}")
+            status = _http_json(
+                f"{self.endpoint(node)}/v3/maintenance/status", b"{}", self.ssl_context
+            )
         except (OSError, ValueError):
             return None
         if not isinstance(status, dict):

@@ -30,6 +30,7 @@ import base64
 import contextlib
 import json
 import random
+import ssl
 import sys
 import time
 from collections.abc import Sequence
@@ -133,7 +134,12 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     latencies: list[float] = []
     errors: dict[str, int] = {}
     state = {"next": 0, "rr": 0}
-    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
+    # https endpoints: verified with --cacert; connections are kept alive, so each worker
+    # pays for one handshake, in the warm-up
+    context = None if args.cacert is None else ssl.create_default_context(cafile=args.cacert)
+    connector = aiohttp.TCPConnector(
+        limit=0, limit_per_host=0, ssl=True if context is None else context
+    )
     timeout = aiohttp.ClientTimeout(total=args.timeout)
 
     def base() -> str:
@@ -253,6 +259,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--timeout", type=float, default=10.0, help="per-request timeout (s)")
     p.add_argument("--watch-pids", default="", help="comma-separated server PIDs")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--cacert", default=None, help="CA (PEM) for https endpoints")
     p.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     args = p.parse_args(argv)
     args.endpoints = [e.rstrip("/") for e in args.endpoints.split(",") if e]

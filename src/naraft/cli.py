@@ -14,6 +14,7 @@ import logging
 import os
 import secrets
 import signal
+import ssl
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
@@ -35,6 +36,7 @@ from naraft.config_sources import build_config, flags_given, merge, server_optio
 from naraft.errors import NaraftError
 from naraft.logs import setup_logging
 from naraft.storage.base import StoreError
+from naraft.tls import client_context
 from naraft.transport.auth import (
     SecretError,
 )
@@ -141,7 +143,15 @@ def cluster() -> None:
 @click.option(
     "--profile", type=click.Choice([p.value for p in Profile]), default=Profile.DEFAULT.value
 )
-def cluster_up(nodes: int, base_port: int, host: str, data_dir: Path, profile: str) -> None:
+@click.option(
+    "--tls",
+    is_flag=True,
+    help="make a throwaway CA and node certificates under DATA_DIR/tls and run with client"
+    " TLS and mutual TLS between the nodes",
+)
+def cluster_up(
+    nodes: int, base_port: int, host: str, data_dir: Path, profile: str, tls: bool
+) -> None:
     """Start NODES local nodes in the foreground; Ctrl-C stops them all cleanly."""
     console = Console()
     members = [f"{host}:{base_port + i}" for i in range(nodes)]
@@ -165,6 +175,7 @@ def cluster_up(nodes: int, base_port: int, host: str, data_dir: Path, profile: s
             ports=[base_port + i for i in range(nodes)],
             cluster_token=token,
             extra_args=("--profile", profile),
+            tls=tls,
         )
     except OSError as error:
         _fail(f"cannot prepare {data_dir}: {error}")
@@ -245,12 +256,19 @@ def _show_cluster(
         console.print("[red]no leader elected within 30 s; see the logs[/red]")
         return
     first, last = local.nodes[0].url, local.nodes[-1].url
+    curl = "curl" if local.ca_file is None else f"curl --cacert {local.ca_file}"
     console.print(f"leader: [bold]{leader}[/bold]. Try:")
     console.print(
-        f"  curl -X POST '{first}{INSTANCE_PATH}?"
+        f"  {curl} -X POST '{first}{INSTANCE_PATH}?"
         "serviceName=demo&ip=10.0.0.1&port=8080&ephemeral=false'"
     )
-    console.print(f"  curl '{last}{INSTANCE_LIST_PATH}?serviceName=demo'")
+    console.print(f"  {curl} '{last}{INSTANCE_LIST_PATH}?serviceName=demo'")
+    if local.ca_file is not None:
+        console.print(
+            f"  naraft status --server {first} --cacert {local.ca_file}\n"
+            f"TLS: clients verify the nodes with {local.ca_file}; the nodes talk to each"
+            " other over mutual TLS with certificates from the same throwaway CA."
+        )
     console.print("Ctrl-C stops every node.")
 
 
@@ -263,15 +281,24 @@ STATUS_COLUMNS: Final = (
 
 
 @main.command()
-@click.option("--server", "server_url", default="http://127.0.0.1:8848", help="any member")
+@click.option(
+    "--server", "server_url", default="http://127.0.0.1:8848", help="any member (https for TLS)"
+)
+@click.option(
+    "--cacert",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="CA certificate (PEM) to verify TLS nodes with [default: the system's CAs]",
+)
 @click.option("--json", "as_json", is_flag=True, help="print every member's state as JSON")
-def status(server_url: str, as_json: bool) -> None:
+def status(server_url: str, cacert: Path | None, as_json: bool) -> None:
     """Show every member's role, term and log positions: a table on a terminal, plain
     columns with full ids when piped, JSON with --json. Exits 1 when a member is down."""
     try:
-        rows = asyncio.run(_collect_status(server_url.rstrip("/")))
+        context = client_context(cacert) if cacert or server_url.startswith("https") else None
+        rows = asyncio.run(_collect_status(server_url.rstrip("/"), context))
     except (aiohttp.ClientError, TimeoutError, OSError, ValueError, KeyError) as error:
-        _fail(f"cannot reach {server_url}: {error}")
+        _fail(f"cannot reach {server_url}: {error}")  # ssl.SSLError is an OSError
         return
     down = [member for member, row in rows.items() if not row]
     if as_json:
@@ -336,13 +363,19 @@ def _print_status(rows: dict[str, dict[str, Any]]) -> None:
         console.print(catching_up)
 
 
-async def _collect_status(server_url: str) -> dict[str, dict[str, Any]]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as session:
+async def _collect_status(
+    server_url: str, context: ssl.SSLContext | None
+) -> dict[str, dict[str, Any]]:
+    scheme = server_url.partition("://")[0] if "://" in server_url else "http"
+    async with aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=3),
+        connector=aiohttp.TCPConnector(ssl=True if context is None else context),
+    ) as session:
         first = await fetch_json(session, f"{server_url}{STATE_PATH}")
         rows: dict[str, dict[str, Any]] = {}
         for member in first.get("members", [first["id"]]):
             try:
-                rows[member] = await fetch_json(session, f"http://{member}{STATE_PATH}")
+                rows[member] = await fetch_json(session, f"{scheme}://{member}{STATE_PATH}")
             except (aiohttp.ClientError, TimeoutError, ValueError):
                 rows[member] = {}
         return rows

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ from naraft.storage.nacos_import import (
     read_nacos_dir,
     shown,
 )
+from naraft.tls import client_context
 
 NAMESPACES_PATH = "/nacos/v1/console/namespaces"
 SERVICE_PATH = "/nacos/v1/ns/service"
@@ -66,8 +68,19 @@ class _Tally:
     show_default=True,
     help="larger datum files are listed and skipped, never read",
 )
+@click.option(
+    "--cacert",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="CA certificate (PEM) to verify an https server with [default: the system's CAs]",
+)
 def import_nacos(
-    directory: Path, server_url: str, concurrency: int, dry_run: bool, max_file_mib: int
+    directory: Path,
+    server_url: str,
+    concurrency: int,
+    dry_run: bool,
+    max_file_mib: int,
+    cacert: Path | None,
 ) -> None:
     """Import a Nacos 1.x naming data directory (nacos home, data/naming or its data/)."""
     console = Console(highlight=False, soft_wrap=True)
@@ -86,7 +99,10 @@ def import_nacos(
     tally = _Tally()
     if not dry_run:
         try:
-            asyncio.run(_propose(data, server_url.rstrip("/"), concurrency, tally, console))
+            context = client_context(cacert) if cacert is not None else True
+            asyncio.run(
+                _propose(data, server_url.rstrip("/"), concurrency, tally, console, context)
+            )
         except (aiohttp.ClientError, OSError) as error:
             click.echo(f"naraft: cannot reach {server_url}: {shown(error)}", err=True)
             raise SystemExit(1) from None
@@ -96,13 +112,18 @@ def import_nacos(
 
 
 async def _propose(
-    data: NacosData, server: str, concurrency: int, tally: _Tally, console: Console
+    data: NacosData,
+    server: str,
+    concurrency: int,
+    tally: _Tally,
+    console: Console,
+    context: ssl.SSLContext | bool,
 ) -> None:
     services = _all_services(data)
     instances = [(lst, inst) for lst in data.instance_lists for inst in lst.instances]
     namespaces = [ns for ns in data.namespaces if ns != DEFAULT_NAMESPACE]
     timeout = aiohttp.ClientTimeout(total=30)
-    connector = aiohttp.TCPConnector(limit=concurrency)
+    connector = aiohttp.TCPConnector(limit=concurrency, ssl=context)
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         with Progress(
             TextColumn("{task.description:<12}"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import json
+import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -87,31 +88,52 @@ def parse_status(data: object) -> NodeStatus:
         raise ValueError(f"raft state: {error}") from None
 
 
-def get_json(url: str, *, timeout_seconds: float = STATUS_TIMEOUT_SECONDS) -> Any:
+def get_json(
+    url: str,
+    *,
+    timeout_seconds: float = STATUS_TIMEOUT_SECONDS,
+    ssl_context: ssl.SSLContext | None = None,
+) -> Any:
     """GET `url` and decode its JSON body (sync, standard library). Raises OSError (which
-    includes urllib's errors) when the node does not answer 200, ValueError on a bad body."""
-    with urllib.request.urlopen(url, timeout=timeout_seconds) as answer:
+    includes urllib's errors and TLS failures) when the node does not answer 200, ValueError
+    on a bad body. An https `url` is verified with `ssl_context` (`naraft.tls.client_context`
+    for a private CA), else against the system's CAs."""
+    with urllib.request.urlopen(url, timeout=timeout_seconds, context=ssl_context) as answer:
         return json.loads(answer.read())
 
 
-def get_status(base_url: str, *, timeout_seconds: float = STATUS_TIMEOUT_SECONDS) -> NodeStatus:
-    """The status of the node at `base_url` (e.g. `http://127.0.0.1:8848`), sync."""
-    return parse_status(get_json(f"{base_url}{STATE_PATH}", timeout_seconds=timeout_seconds))
+def get_status(
+    base_url: str,
+    *,
+    timeout_seconds: float = STATUS_TIMEOUT_SECONDS,
+    ssl_context: ssl.SSLContext | None = None,
+) -> NodeStatus:
+    """The status of the node at `base_url` (`http://127.0.0.1:8848`, or https with
+    `ssl_context`), sync."""
+    return parse_status(
+        get_json(
+            f"{base_url}{STATE_PATH}", timeout_seconds=timeout_seconds, ssl_context=ssl_context
+        )
+    )
 
 
 def try_status(
-    base_url: str, *, timeout_seconds: float = STATUS_TIMEOUT_SECONDS
+    base_url: str,
+    *,
+    timeout_seconds: float = STATUS_TIMEOUT_SECONDS,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> NodeStatus | None:
     """`get_status`, or None when the node does not answer (down, paused, not serving)."""
     try:
-        return get_status(base_url, timeout_seconds=timeout_seconds)
+        return get_status(base_url, timeout_seconds=timeout_seconds, ssl_context=ssl_context)
     except (OSError, ValueError):
         return None
 
 
 async def fetch_json(session: aiohttp.ClientSession, url: str) -> Any:
-    """GET `url` and decode its JSON body (async). Raises aiohttp.ClientError or
-    TimeoutError when the node does not answer 200, ValueError on a bad body."""
+    """GET `url` and decode its JSON body (async; over https, the session's connector
+    holds the TLS context). Raises aiohttp.ClientError or TimeoutError when the node does
+    not answer 200, ValueError on a bad body."""
     async with session.get(url) as answer:
         answer.raise_for_status()
         return json.loads(await answer.read())

@@ -13,7 +13,10 @@ The shape follows etcd's e2e process cluster and hashicorp/raft's testing helper
   fallback, restart, the log file; sync methods, with `a`-prefixed async twins that wait in
   a thread.
 - `ProcessCluster` makes N specs on free loopback ports with a 0600 secret file, starts and
-  stops them together (a context manager, sync or async) and waits for readiness.
+  stops them together (a context manager, sync or async) and waits for readiness. With
+  `tls=True` it also makes a throwaway CA and node certificates (`naraft.tls`) and runs
+  every node with client TLS and peer mutual TLS; `ssl_context` is then what a client
+  needs to reach them.
 
 The leader rule (`agreed_leader`), the only one in the project: node L leads at term T when
 L itself reports role "leader" at term T and a majority of the cluster's members (L
@@ -31,6 +34,7 @@ import asyncio
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -42,12 +46,24 @@ from typing import Final, TypeVar
 import aiohttp
 
 from naraft.client import NodeStatus, fetch_status, try_status
+from naraft.tls import (
+    CA_FILE,
+    CERT_FLAG,
+    KEY_FLAG,
+    PEER_CA_FLAG,
+    PEER_CERT_FLAG,
+    PEER_KEY_FLAG,
+    TlsSettings,
+    client_context,
+    write_cluster_certs,
+)
 from naraft.transport.auth import generate_secret
 
 T = TypeVar("T")
 
 LOG_FILE: Final = "node.log"
 SECRET_FILE: Final = "cluster.secret"
+TLS_DIR: Final = "tls"
 FAILPOINTS_ENV_VAR: Final = "NARAFT_FAILPOINTS"
 STOP_TIMEOUT_SECONDS: Final = 10.0
 LOOPBACK: Final = "127.0.0.1"
@@ -80,6 +96,8 @@ class NodeSpec:
     wrap: tuple[str, ...] = ()
     python: str = sys.executable
     log_path: Path | None = None
+    tls: TlsSettings = TlsSettings()  # the node's certificate files; none: plaintext
+    ca_file: Path | None = None  # what a client trusts for the certificate it presents
 
     @property
     def address(self) -> str:
@@ -88,7 +106,12 @@ class NodeSpec:
 
     @property
     def url(self) -> str:
-        return f"http://{self.address}"
+        return f"{'https' if self.tls.enabled else 'http'}://{self.address}"
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """A client's TLS context for this node (None: plaintext)."""
+        return client_context(self.ca_file) if self.tls.enabled else None
 
     @property
     def log_file(self) -> Path:
@@ -110,6 +133,16 @@ def server_command(spec: NodeSpec) -> list[str]:
         args += ["--cluster-secret-file", str(spec.secret_file)]
     if spec.cluster_token is not None:
         args += ["--cluster-token", spec.cluster_token]
+    tls = spec.tls
+    for flag, path in (
+        (CERT_FLAG, tls.cert_file),
+        (KEY_FLAG, tls.key_file),
+        (PEER_CERT_FLAG, tls.peer_cert_file),
+        (PEER_KEY_FLAG, tls.peer_key_file),
+        (PEER_CA_FLAG, tls.peer_trusted_ca_file),
+    ):
+        if path is not None:
+            args += [flag, str(path)]
     return args + list(spec.extra_args)
 
 
@@ -188,6 +221,7 @@ class NodeProcess:
         self.paused = False  # SIGSTOPped: alive, but answers nothing until resumed
         self.killed = False  # SIGKILLed by us since the last start
         self.starts = 0
+        self.ssl_context = spec.ssl_context  # built once: loading the CA costs
 
     @property
     def id(self) -> str:
@@ -306,7 +340,9 @@ class NodeProcess:
 
     def status(self, timeout_seconds: float = 1.0) -> NodeStatus | None:
         """Its Raft status, or None when it is not serving or does not answer."""
-        return try_status(self.url, timeout_seconds=timeout_seconds) if self.serving else None
+        if not self.serving:
+            return None
+        return try_status(self.url, timeout_seconds=timeout_seconds, ssl_context=self.ssl_context)
 
 
 # ---------------------------------------------------------------------- the leader rule
@@ -373,8 +409,10 @@ class ProcessCluster:
 
     `separate_listen` gives every node a second port to listen on while its id (its peer
     address) keeps the first: the chaos campaign puts a proxy on the id's port. `wrap`
-    prefixes every command (e.g. a network namespace). Use `with` or `async with`; leaving
-    stops every process started.
+    prefixes every command (e.g. a network namespace). `tls` runs every node with client
+    TLS and peer mutual TLS, with a throwaway CA and certificates written 0600 under
+    `root/tls` (kept there for restarts); `ca_file` and `ssl_context` are for clients. Use
+    `with` or `async with`; leaving stops every process started.
     """
 
     def __init__(
@@ -394,6 +432,7 @@ class ProcessCluster:
         wrap: Sequence[str] = (),
         python: str = sys.executable,
         log_dir: Path | None = None,
+        tls: bool = False,
     ) -> None:
         """`log_dir` puts the node logs there (named after the data directories) instead of
         inside each data directory."""
@@ -412,6 +451,11 @@ class ProcessCluster:
         write_secret_file(self.secret_file, self.secret)  # kept if there: a restart reuses it
         self.secret = self.secret_file.read_text().strip()
         one = standalone if standalone is not None else size == 1
+        certs = write_cluster_certs(root / TLS_DIR, self.members) if tls else {}
+        self.ca_file: Path | None = root / TLS_DIR / CA_FILE if tls else None
+        self.ssl_context: ssl.SSLContext | None = (
+            None if self.ca_file is None else client_context(self.ca_file)
+        )
         self.nodes: list[NodeProcess] = []
         for member, listen in zip(self.members, listens, strict=True):
             data_dir = node_data_dir(root, member)
@@ -430,6 +474,8 @@ class ProcessCluster:
                 wrap=tuple(wrap),
                 python=python,
                 log_path=None if log_dir is None else log_dir / f"{data_dir.name}.log",
+                tls=certs[member].settings if tls else TlsSettings(),
+                ca_file=self.ca_file,
             )
             self.nodes.append(NodeProcess(spec))
 

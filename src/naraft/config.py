@@ -26,6 +26,7 @@ from naraft.naming.health import BeatPolicy
 from naraft.naming.push import PushTimings
 from naraft.raft import NodeId, RaftConfig
 from naraft.replica import CompactionPolicy, ReplicaTimings
+from naraft.tls import TlsSettings
 from naraft.transport import DEFAULT_MAX_BATCH_BYTES
 from naraft.transport.auth import SECRET_ENV_VAR
 from naraft.transport.version import CURRENT, ProtocolRange, parse_range
@@ -182,6 +183,7 @@ class NodeConfig:
     quota_bytes: int = DEFAULT_QUOTA_BYTES
     cluster_token: str = DEFAULT_CLUSTER_TOKEN  # with the members, gives the cluster id
     log: LogSettings = LogSettings()
+    tls: TlsSettings = TlsSettings()  # none: plaintext HTTP (docs/tls.md)
 
     def validate(self) -> NodeConfig:
         """`self` when every rule across groups holds; raises InvalidArgumentError naming
@@ -208,6 +210,7 @@ class NodeConfig:
                 "is required",
                 message=f"{SECRET_REQUIRED}: --cluster-secret-file or {SECRET_ENV_VAR}",
             )
+        self.tls.check(clustered=not self.standalone)  # reads the files: a bad one fails here
         return self
 
     @property

@@ -31,6 +31,7 @@ from naraft.config import (
     read_cluster_conf,
 )
 from naraft.errors import NaraftError
+from naraft.tls import CERT_FLAG, KEY_FLAG, PEER_CA_FLAG, PEER_CERT_FLAG, PEER_KEY_FLAG
 from naraft.transport.auth import INSECURE_FILE_OPTION, SECRET_ENV_VAR, load_secret
 
 ENV_PREFIX: Final = "NARAFT_"
@@ -255,6 +256,19 @@ SETTINGS: Final[tuple[Setting, ...]] = (
             " refused (override only to test mixed versions)"),
     _int("quota-bytes", ("quota_bytes",),
          "bound on the replicated state (keys + values); the leader's applies; 0: none", 0),
+    Setting(name=CERT_FLAG[2:], kind=Kind.PATH, path=("tls", "cert_file"),
+            help="PEM certificate (chain) the HTTP port presents to clients; turns on TLS",
+            default_text="none: plaintext"),
+    Setting(name=KEY_FLAG[2:], kind=Kind.PATH, path=("tls", "key_file"),
+            help="PEM private key of --tls-cert-file", default_text="none"),
+    Setting(name=PEER_CERT_FLAG[2:], kind=Kind.PATH, path=("tls", "peer_cert_file"),
+            help="PEM certificate this node presents to members and as a member; turns on "
+            "mutual TLS between members, who then refuse plaintext peers", default_text="none"),
+    Setting(name=PEER_KEY_FLAG[2:], kind=Kind.PATH, path=("tls", "peer_key_file"),
+            help="PEM private key of --peer-tls-cert-file", default_text="none"),
+    Setting(name=PEER_CA_FLAG[2:], kind=Kind.PATH, path=("tls", "peer_trusted_ca_file"),
+            help="PEM CA that signs every member's peer certificate (and only those)",
+            default_text="none"),
     Setting(name="log-level", kind=Kind.TEXT, path=("log", "level"), help="log level",
             choices=LOG_LEVELS, any_case=True),
     Setting(name="log-format", kind=Kind.TEXT, path=("log", "format"),

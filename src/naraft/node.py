@@ -19,6 +19,7 @@ import logging
 import os
 import random
 import socket
+import ssl
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from aiohttp import web
 from naraft.api.admin import NODE, admin_routes
 from naraft.api.app import is_peer_request, make_app
 from naraft.api.edge import EdgeLimits, GuardedSite
-from naraft.api.forward import FORWARD_SESSION, forward_middleware
+from naraft.api.forward import FORWARD_SESSION, FORWARD_TLS, forward_middleware
 from naraft.api.health import HEALTH, readiness_reason
 from naraft.api.observe import AccessLog, observe_middleware
 from naraft.api.v1.beats import HttpBeatSender, beat_routes
@@ -39,7 +40,7 @@ from naraft.api.v1.operator import ServerInfo
 from naraft.config import LogFormat, NodeConfig, parse_address
 from naraft.digest.wiring import DigestService
 from naraft.election_audit import ElectionAudit
-from naraft.errors import NaraftError, UnavailableError
+from naraft.errors import InvalidArgumentError, NaraftError, UnavailableError
 from naraft.leader_watch import LeaderWatch
 from naraft.machine import NodeStateMachine
 from naraft.metrics import NodeMetrics
@@ -57,6 +58,7 @@ from naraft.state.kv import read_value
 from naraft.storage import open_store
 from naraft.storage.base import StoredState
 from naraft.storage.sqlite import SqliteStore
+from naraft.tls import PeerTls, server_context
 from naraft.transport import PeerClient, peer_routes
 
 logger = logging.getLogger(__name__)
@@ -291,9 +293,10 @@ class Node:
 
 async def run_node(config: NodeConfig, *, ready: asyncio.Event | None = None) -> None:
     """Run one node until cancelled; `config` is a validated tree (`NodeConfig.validate`).
-    `ready` is set once the HTTP server serves. Raises `StartupError` for a taken port or
-    an unusable or locked data directory."""
+    `ready` is set once the HTTP server serves. Raises `StartupError` for a taken port,
+    an unusable or locked data directory, or certificate files that cannot be loaded."""
     loop = asyncio.get_running_loop()
+    tls = _load_tls(config)
     with contextlib.closing(bind_listener(config.listen_host, config.listen_port)) as sock:
         lock_fd = lock_data_dir(config.data_dir)
         try:
@@ -303,7 +306,7 @@ async def run_node(config: NodeConfig, *, ready: asyncio.Event | None = None) ->
                     executor, _open, config.data_dir / DB_FILE, config.id, config.cluster_id
                 )
                 try:
-                    await _serve(_wire(config, opened, executor), sock, ready)
+                    await _serve(_wire(config, opened, executor, tls), sock, ready)
                 finally:
                     await loop.run_in_executor(executor, opened.store.close)
             finally:
@@ -326,6 +329,8 @@ class _Wired:
     digest: DigestService
     app: web.Application
     access_log: AccessLog | None
+    tls: PeerTls  # how this node reaches the others
+    listener_ssl: ssl.SSLContext | None
 
 
 def _core(config: NodeConfig, stored: StoredState) -> RaftCore:
@@ -340,7 +345,24 @@ def _core(config: NodeConfig, stored: StoredState) -> RaftCore:
     )
 
 
-def _wire(config: NodeConfig, opened: _Opened, executor: ThreadPoolExecutor) -> _Wired:
+@dataclass(frozen=True, slots=True)
+class _Tls:
+    listener: ssl.SSLContext | None  # None: plaintext
+    peers: PeerTls
+
+
+def _load_tls(config: NodeConfig) -> _Tls:
+    """The listener's and the peer client's contexts, read once at start (`validate` has
+    checked the files; one removed since is still one line, not a traceback)."""
+    try:
+        return _Tls(server_context(config.tls), PeerTls.of(config.tls))
+    except (OSError, InvalidArgumentError) as error:  # ssl.SSLError is an OSError
+        raise StartupError(f"cannot load the TLS files: {error}") from None
+
+
+def _wire(
+    config: NodeConfig, opened: _Opened, executor: ThreadPoolExecutor, loaded: _Tls
+) -> _Wired:
     """Build every part in dependency order; parts built after the replica subscribe to
     its events (`NodeEvents`) rather than being handed to it."""
     node_id = NodeId(config.id)
@@ -351,9 +373,10 @@ def _wire(config: NodeConfig, opened: _Opened, executor: ThreadPoolExecutor) -> 
     machine = NodeStateMachine(datums, naming_state, quota_bytes=config.quota_bytes)
     metrics = NodeMetrics()
     events = NodeEvents()
+    tls = loaded.peers
     client = PeerClient(
         node_id,
-        {NodeId(p): f"http://{p}" for p in config.peers if p != config.id},
+        {NodeId(p): tls.url(p) for p in config.peers if p != config.id},
         config.secret,
         timeout_seconds=config.peer.timeout_seconds,
         metrics=metrics,
@@ -361,6 +384,7 @@ def _wire(config: NodeConfig, opened: _Opened, executor: ThreadPoolExecutor) -> 
         cluster_id=cluster_id,
         max_batch_bytes=config.peer_batch_bytes,
         protocol=config.peer_protocol,
+        tls=tls,
     )
     replica = Replica(
         _core(config, opened.state),
@@ -377,7 +401,7 @@ def _wire(config: NodeConfig, opened: _Opened, executor: ThreadPoolExecutor) -> 
         on_installed=naming_state.publish_replaced_changes,
     )
     clock = SystemClock()
-    digest = _digest(config, replica, naming_state, metrics, cluster_id)
+    digest = _digest(config, replica, naming_state, metrics, cluster_id, tls)
     keeper = BeatKeeper(
         replica,
         naming_state,
@@ -412,9 +436,11 @@ def _wire(config: NodeConfig, opened: _Opened, executor: ThreadPoolExecutor) -> 
         else None
     )
     app = _app(config, node, naming, keeper, digest, metrics, cluster_id, access_log)
+    app[FORWARD_TLS] = tls
     return _Wired(
         config=config, cluster_id=cluster_id, node=node, client=client, keeper=keeper,
-        pusher=pusher, watch=watch, digest=digest, app=app, access_log=access_log,
+        pusher=pusher, watch=watch, digest=digest, app=app, access_log=access_log, tls=tls,
+        listener_ssl=loaded.listener,
     )  # fmt: skip
 
 
@@ -424,6 +450,7 @@ def _digest(
     naming_state: NamingState,
     metrics: NodeMetrics,
     cluster_id: str,
+    tls: PeerTls,
 ) -> DigestService:
     return DigestService(
         replica=replica,
@@ -436,6 +463,7 @@ def _digest(
         settings=config.digest,
         registry=metrics.registry,
         cluster_id=cluster_id,
+        tls=tls,
     )
 
 
@@ -473,6 +501,7 @@ def _app(
         servers=node,
         max_params=config.http.max_params,
         observe=observe_middleware(metrics, access_log=access_log, is_peer=is_peer_request),
+        peer_certificate_required=config.tls.peer_tls,
         middlewares=[
             forward_middleware(
                 config.id,
@@ -490,7 +519,7 @@ def _app(
 
 async def _serve(wired: _Wired, sock: socket.socket, ready: asyncio.Event | None) -> None:
     config, app, node = wired.config, wired.app, wired.node
-    session = aiohttp.ClientSession()
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=wired.tls.ssl))
     # aiohttp resends a PUT or DELETE once when the connection breaks, even after the leader
     # applied it: a forwarded compare-and-set would then answer 409 for a write that took
     # effect. A broken forward must surface as an unknown outcome instead (found by the
@@ -507,13 +536,20 @@ async def _serve(wired: _Wired, sock: socket.socket, ready: asyncio.Event | None
             max_clients=http.max_connections,
             max_peers=config.max_peer_connections,
         )
-        site = GuardedSite(runner, sock, limits, idle_timeout_seconds=http.idle_timeout_seconds)
+        site = GuardedSite(
+            runner,
+            sock,
+            limits,
+            idle_timeout_seconds=http.idle_timeout_seconds,
+            ssl_context=wired.listener_ssl,
+        )
         await site.start()
         logger.info(
-            "node %s listening on %s:%d, members %s, cluster %s, data %s, tick %.3fs",
+            "node %s listening on %s:%d (%s), members %s, cluster %s, data %s, tick %.3fs",
             config.id,
             config.listen_host,
             config.listen_port,
+            _tls_summary(config),
             ",".join(config.peers),
             config.cluster_id,
             config.data_dir,
@@ -522,7 +558,11 @@ async def _serve(wired: _Wired, sock: socket.socket, ready: asyncio.Event | None
         if ready is not None:
             ready.set()
         beat_sender = HttpBeatSender(
-            session, config.secret, self_id=NodeId(config.id), cluster_id=wired.cluster_id
+            session,
+            config.secret,
+            self_id=NodeId(config.id),
+            cluster_id=wired.cluster_id,
+            tls=wired.tls,
         )
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(node.replica.run(), name="replica")
@@ -539,3 +579,11 @@ async def _serve(wired: _Wired, sock: socket.socket, ready: asyncio.Event | None
         await session.close()
         if wired.access_log is not None:
             wired.access_log.flush()
+
+
+def _tls_summary(config: NodeConfig) -> str:
+    tls = config.tls
+    if not tls.enabled:
+        return "plaintext"
+    clients = "clients over TLS" if tls.client_tls else "clients see the peer certificate"
+    return f"{clients}, peers over mutual TLS" if tls.peer_tls else clients

@@ -93,7 +93,9 @@ class LocalCluster(ProcessCluster):
     ) -> None:
         super().__init__(root, size, extra_args=extra_args, secret=SECRET, **options)
         self.extra_args = tuple(extra_args)
-        self.client = httpx.Client(timeout=5.0)
+        # with `tls=True`: https, the nodes verified against the cluster's throwaway CA
+        verify = True if self.ssl_context is None else self.ssl_context
+        self.client = httpx.Client(timeout=5.0, verify=verify)
 
     def __enter__(self) -> LocalCluster:
         self.start()
@@ -217,9 +219,9 @@ def single_node(root: Path, *extra_args: str, **spec: Any) -> NodeProcess:
 
 @contextlib.contextmanager
 def local_cluster(
-    root: Path, size: int = 3, extra_args: Sequence[str] = DEFAULT_ARGS
+    root: Path, size: int = 3, extra_args: Sequence[str] = DEFAULT_ARGS, *, tls: bool = False
 ) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(root=root, size=size, extra_args=extra_args)
+    cluster = LocalCluster(root=root, size=size, extra_args=extra_args, tls=tls)
     try:
         with cluster:
             yield cluster

@@ -3,6 +3,7 @@ classifier, status parsing, the leader rule, the command lines and the secret fi
 
 from __future__ import annotations
 
+import itertools
 import stat
 from pathlib import Path
 from typing import Any
@@ -175,6 +176,29 @@ def test_the_command_line_holds_what_the_spec_says_with_extra_args_last(tmp_path
     assert spec.url == "http://127.0.0.1:9"
     alone = NodeSpec(node_id="h:1", data_dir=tmp_path, standalone=True, python="py")
     assert server_command(alone)[4:] == ["--id", "h:1", "--data-dir", str(tmp_path), "--standalone"]
+
+
+def test_a_tls_cluster_runs_every_node_with_its_certificates_through_the_command_line(
+    tmp_path: Path,
+) -> None:
+    cluster = ProcessCluster(tmp_path / "c", 3, tls=True)
+    assert cluster.ca_file == tmp_path / "c" / "tls" / "ca.pem"
+    assert cluster.ssl_context is not None
+    for node in cluster.nodes:
+        spec = node.spec
+        assert spec.url == f"https://{spec.node_id}"
+        args = server_command(spec)
+        given = dict(itertools.pairwise(args))
+        cert = given["--tls-cert-file"]
+        assert given["--tls-key-file"] == cert.removesuffix(".pem") + ".key"
+        assert given["--peer-tls-cert-file"] == cert
+        assert given["--peer-tls-key-file"] == given["--tls-key-file"]
+        assert given["--peer-trusted-ca-file"] == str(cluster.ca_file)
+        spec.tls.check(clustered=True)  # what the node checks at start passes
+    plain = ProcessCluster(tmp_path / "p", 1)
+    assert plain.ssl_context is None
+    assert plain.nodes[0].url.startswith("http://")
+    assert "--tls-cert-file" not in server_command(plain.nodes[0].spec)
 
 
 def test_failpoints_and_env_reach_the_process_environment(tmp_path: Path) -> None:

@@ -15,10 +15,12 @@ from pathlib import Path
 
 import aiohttp
 import orjson
+import pytest
 
 from naraft.config_sources import build_config
 from naraft.election_audit import AUDIT_FILE
-from naraft.node import run_node
+from naraft.node import StartupError, run_node
+from naraft.tls import write_cluster_certs
 
 
 def free_port() -> int:
@@ -100,3 +102,23 @@ async def test_a_standalone_node_wires_serves_and_stops(tmp_path: Path) -> None:
         again.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await again
+
+
+async def test_certificate_files_gone_after_the_checks_stop_the_start_in_one_line(
+    tmp_path: Path,
+) -> None:
+    files = write_cluster_certs(tmp_path / "tls", ["127.0.0.1:1"])["127.0.0.1:1"]
+    config = build_config(
+        {
+            "id": f"127.0.0.1:{free_port()}",
+            "data-dir": tmp_path / "data",
+            "standalone": True,
+            "tls-cert-file": files.cert_file,
+            "tls-key-file": files.key_file,
+        },
+        {},
+    )
+    files.key_file.unlink()
+    with pytest.raises(StartupError, match="cannot load the TLS files"):
+        await run_node(config)
+    assert not (tmp_path / "data").exists()  # refused before the data directory is touched

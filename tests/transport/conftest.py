@@ -6,6 +6,7 @@ import asyncio
 import collections
 import contextlib
 import socket
+import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Final
 
@@ -148,17 +149,19 @@ async def serve(
     port: int = 0,
     auto_decompress: bool = True,
     middlewares: Sequence[Middleware] = (),
+    ssl_context: ssl.SSLContext | None = None,
 ) -> AsyncIterator[str]:
-    """Run an aiohttp server with `routes` on 127.0.0.1; yields its base URL."""
+    """Run an aiohttp server with `routes` on 127.0.0.1 (over TLS with `ssl_context`);
+    yields its base URL."""
     app = web.Application(middlewares=middlewares)
     app.add_routes(routes)
     runner = web.AppRunner(app, auto_decompress=auto_decompress, access_log=None)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, "127.0.0.1", port)
+        site = web.TCPSite(runner, "127.0.0.1", port, ssl_context=ssl_context)
         await site.start()
         host, bound_port = runner.addresses[0][:2]
-        yield f"http://{host}:{bound_port}"
+        yield f"{'http' if ssl_context is None else 'https'}://{host}:{bound_port}"
     finally:
         await runner.cleanup()
 

@@ -8,6 +8,7 @@ themselves under the peer limits (`naraft.transport`: 64 MiB per Raft batch by d
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Collection, Iterable
 from typing import Final
 
@@ -17,12 +18,16 @@ from aiohttp.typedefs import Middleware
 from naraft.api.admin import MAX_KV_BODY_BYTES, RAFT_BASE
 from naraft.api.context import NAMING
 from naraft.api.edge import edge_middleware, input_middleware
-from naraft.api.errors import Handler, error_middleware
+from naraft.api.errors import EDGE_PEER_CERTIFICATE_REQUIRED, Handler, error_middleware
+from naraft.api.forward import FORWARDED_HEADER
 from naraft.api.health import health_routes
 from naraft.api.v1 import instance, namespace, operator, service
 from naraft.api.v1.beats import BEATS_PATH
 from naraft.api.v1.operator import SERVERS, ServerDirectory
 from naraft.naming.service import NamingService
+from naraft.tls import PEER_CA_FLAG, has_peer_certificate
+
+logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES: Final = (
     MAX_KV_BODY_BYTES  # the kv API's largest write; Nacos clients send parameters
@@ -52,6 +57,33 @@ def _body_limit(max_body_bytes: int, peer_resources: Collection[str]) -> Middlew
     return body_limit_middleware
 
 
+def _peer_certificate(peer_resources: Collection[str]) -> Middleware:
+    """Peer TLS: peer routes, and writes a member forwarded, only on a connection that
+    presented a certificate the peer CA signed (the listener verified it at the handshake;
+    clients connect without one). The signature checks behind it stay as they are."""
+
+    @web.middleware
+    async def peer_certificate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        peer = _is_peer(request, peer_resources) or FORWARDED_HEADER in request.headers
+        if peer and not has_peer_certificate(request.transport):
+            logger.info(
+                "refused %s %s from %s: no peer certificate",
+                request.method,
+                request.path,
+                request.remote,
+            )
+            answer = web.Response(
+                status=EDGE_PEER_CERTIFICATE_REQUIRED,
+                text="peer traffic needs a client certificate signed by this cluster's"
+                f" peer CA ({PEER_CA_FLAG})",
+            )
+            answer.force_close()
+            return answer
+        return await handler(request)
+
+    return peer_certificate
+
+
 def _is_peer(request: web.Request, peer_resources: Collection[str]) -> bool:
     resource = request.match_info.route.resource
     return resource is not None and resource.canonical in peer_resources
@@ -67,6 +99,7 @@ def make_app(
     max_params: int = MAX_PARAMS,
     middlewares: Iterable[Middleware] = (),
     observe: Middleware | None = None,
+    peer_certificate_required: bool = False,
 ) -> web.Application:
     """The client-facing application. `extra_routes` adds other layers' endpoints (raft,
     admin, auth); `peer_routes` adds the peer endpoints, outside the client body limit;
@@ -74,12 +107,14 @@ def make_app(
     inside the error and body-limit ones (forwarding to the leader). Outermost,
     `edge_middleware` keeps the connection limits of `naraft.api.edge`; `observe` (request
     metrics and the access log, `naraft.api.observe`) runs right inside it, so that it sees
-    every answer as the client gets it."""
+    every answer as the client gets it; with `peer_certificate_required` (peer TLS), peer
+    traffic needs a peer certificate."""
     peer_resources: set[str] = set()  # canonical paths, filled once the routes are added
     app = web.Application(
         middlewares=[
             edge_middleware(is_peer_request),
             *([observe] if observe is not None else []),
+            *([_peer_certificate(peer_resources)] if peer_certificate_required else []),
             error_middleware,
             _body_limit(max_body_bytes, peer_resources),
             input_middleware(max_params),

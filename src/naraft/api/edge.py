@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -401,7 +402,7 @@ class GuardedSite(web.BaseSite):
     """Serves a runner's application on an already bound and listening socket, with
     `GuardedHandler` as the connection protocol."""
 
-    __slots__ = ("_gate", "_handler_args", "_limits", "_sock")
+    __slots__ = ("_gate", "_handler_args", "_limits", "_sock", "_ssl")
 
     def __init__(
         self,
@@ -411,9 +412,13 @@ class GuardedSite(web.BaseSite):
         *,
         idle_timeout_seconds: float,
         backlog: int = 1024,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        """With `ssl_context`, the socket speaks TLS only; a handshake must end within the
+        header deadline (the connection is counted by the gate only once it has)."""
         super().__init__(runner, backlog=backlog)
         self._sock = sock
+        self._ssl = ssl_context
         self._limits = limits
         self._gate = ConnectionGate(limits)
         self._handler_args: dict[str, Any] = {
@@ -427,7 +432,7 @@ class GuardedSite(web.BaseSite):
     @property
     def name(self) -> str:
         host, port = self._sock.getsockname()[:2]
-        return f"http://{host}:{port}"
+        return f"{'http' if self._ssl is None else 'https'}://{host}:{port}"
 
     @property
     def gate(self) -> ConnectionGate:
@@ -444,4 +449,12 @@ class GuardedSite(web.BaseSite):
                 server, gate=self._gate, limits=self._limits, loop=loop, **self._handler_args
             )
 
-        self._server = await loop.create_server(protocol, sock=self._sock, backlog=self._backlog)
+        self._server = await loop.create_server(
+            protocol,
+            sock=self._sock,
+            backlog=self._backlog,
+            ssl=self._ssl,
+            ssl_handshake_timeout=None
+            if self._ssl is None
+            else self._limits.header_timeout_seconds,
+        )

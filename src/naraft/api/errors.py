@@ -145,6 +145,9 @@ EDGE_BAD_REQUEST: Final = 400  # unparsable HTTP, undecodable input, too many pa
 EDGE_BODY_TIMEOUT: Final = 408  # the body did not arrive in time
 # (a client body over the client limit: aiohttp's HTTPRequestEntityTooLarge, 413, in app.py)
 EDGE_TOO_MANY_CONNECTIONS: Final = 503
+# peer traffic (a peer route, a forwarded write) on a connection without a certificate the
+# peer CA signed, once peer TLS is on (docs/tls.md)
+EDGE_PEER_CERTIFICATE_REQUIRED: Final = 403
 
 
 def body_for(error: Exception) -> str:

@@ -25,12 +25,14 @@ from naraft.api.errors import Handler
 from naraft.errors import OutcomeUnknownError
 from naraft.raft.errors import NotLeaderError
 from naraft.raft.types import NodeId
+from naraft.tls import PLAINTEXT, PeerTls
 
 logger = logging.getLogger(__name__)
 
 FORWARDED_HEADER: Final = "X-Naraft-Forwarded-By"
 LEADER_HEADER: Final = "X-Naraft-Leader"
 FORWARD_SESSION: Final = web.AppKey("forward_session", aiohttp.ClientSession)
+FORWARD_TLS: Final = web.AppKey("forward_tls", PeerTls)
 _HOP_BY_HOP: Final = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "content-encoding"}
 )
@@ -98,7 +100,8 @@ async def _forward(
     body = await request.read()
     headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
     headers[FORWARDED_HEADER] = self_id
-    url = f"http://{leader}{request.rel_url}"
+    tls = request.app.get(FORWARD_TLS, PLAINTEXT)
+    url = f"{tls.url(leader)}{request.rel_url}"
     try:
         async with session.request(
             request.method,
@@ -106,6 +109,8 @@ async def _forward(
             data=body,
             headers=headers,
             timeout=aiohttp.ClientTimeout(total=timeout_seconds),
+            ssl=tls.ssl,
+            server_hostname=tls.server_hostname,
         ) as answer:
             payload = await answer.read()
             response = web.Response(status=answer.status, body=payload)

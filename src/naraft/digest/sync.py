@@ -45,6 +45,7 @@ from naraft.digest.protocol import (
 from naraft.raft import Index, NodeId, RaftCore, Role, SnapshotMeta, Term
 from naraft.replica import Replica, StateMachine
 from naraft.state.datums import Datum, DatumTable
+from naraft.tls import PLAINTEXT, PeerTls
 from naraft.transport.signing import PeerSigner
 
 logger = logging.getLogger(__name__)
@@ -143,8 +144,10 @@ class DigestSync:
         make_machine: Callable[[DatumTable], StateMachine],
         settings: SyncSettings | None = None,
         registry: CollectorRegistry | None = None,
+        tls: PeerTls = PLAINTEXT,
     ) -> None:
         self._replica = replica
+        self._tls = tls
         self._datums = datums
         self._checksum = checksum
         self._signer = signer  # every request signed afresh: a captured one is worth nothing
@@ -207,7 +210,9 @@ class DigestSync:
 
     async def run(self) -> None:
         timeout = aiohttp.ClientTimeout(total=self._settings.timeout_seconds)
-        connector = aiohttp.TCPConnector(limit=max(4, self._settings.parallel * 2))
+        connector = aiohttp.TCPConnector(
+            limit=max(4, self._settings.parallel * 2), ssl=self._tls.ssl
+        )
         async with aiohttp.ClientSession(
             timeout=timeout, connector=connector, auto_decompress=False
         ) as session:
@@ -428,7 +433,11 @@ class DigestSync:
         assert session is not None
         headers = self._signer.headers(method, path, leader, body)
         async with session.request(
-            method, f"http://{leader}{path}", data=body or None, headers=headers
+            method,
+            f"{self._tls.url(leader)}{path}",
+            data=body or None,
+            headers=headers,
+            server_hostname=self._tls.server_hostname,
         ) as answer:
             payload = await answer.read()
             if answer.status == 409:

@@ -26,6 +26,7 @@ from naraft.digest.server import ChecksumReport
 from naraft.raft import Index, NodeId, Role
 from naraft.replica import Replica
 from naraft.state.datums import DatumChanges
+from naraft.tls import PLAINTEXT, PeerTls
 from naraft.transport.signing import PeerSigner
 
 logger = logging.getLogger(__name__)
@@ -47,8 +48,10 @@ class ChecksumVerifier:
         beat_only: Callable[[], bool],
         on_mismatch: Callable[[NodeId], None],
         registry: CollectorRegistry | None = None,
+        tls: PeerTls = PLAINTEXT,
     ) -> None:
         self._replica = replica
+        self._tls = tls
         self._checksum = checksum
         self._peers = peers
         self._signer = signer
@@ -166,7 +169,13 @@ class ChecksumVerifier:
             **self._signer.headers("POST", CHECKSUM_PATH, peer, body),
         }
         try:
-            async with session.post(f"http://{peer}{CHECKSUM_PATH}", data=body, headers=headers):
+            async with session.post(
+                f"{self._tls.url(peer)}{CHECKSUM_PATH}",
+                data=body,
+                headers=headers,
+                ssl=self._tls.ssl,
+                server_hostname=self._tls.server_hostname,
+            ):
                 pass
         except (aiohttp.ClientError, TimeoutError, OSError) as error:
             logger.debug("checksum report to %s failed: %s", peer, error)

@@ -21,6 +21,7 @@ from naraft.digest.verifier import ChecksumVerifier
 from naraft.raft import Index, NodeId, SnapshotMeta
 from naraft.replica import Replica, StateMachine
 from naraft.state.datums import DatumChanges, DatumTable
+from naraft.tls import PLAINTEXT, PeerTls
 from naraft.transport.signing import PeerSigner, PeerVerifier, default_cluster_id
 
 
@@ -44,6 +45,7 @@ class DigestService:
         settings: DigestSettings | None = None,
         registry: CollectorRegistry | None = None,
         cluster_id: str | None = None,
+        tls: PeerTls = PLAINTEXT,
     ) -> None:
         """`cluster_id` goes into every signed request (default: derived from the secret).
         Built after the replica; the replica's callbacks reach `on_applied` and
@@ -57,6 +59,7 @@ class DigestService:
         self._beat_only = beat_only
         self._settings = settings or DigestSettings()
         self._registry = registry
+        self._tls = tls  # how to reach the leader and the followers
         self.checksum = StateChecksum(datums.items(), replica.status.applied_index)
         self._parts = self._build(replica)
 
@@ -70,6 +73,7 @@ class DigestService:
             make_machine=self._make_machine,
             settings=self._settings.sync,
             registry=self._registry,
+            tls=self._tls,
         )
         verifier = ChecksumVerifier(
             replica=replica,
@@ -80,6 +84,7 @@ class DigestService:
             beat_only=self._beat_only,
             on_mismatch=sync.request_repair,
             registry=self._registry,
+            tls=self._tls,
         )
         server = DigestServer(
             replica=replica,

@@ -48,6 +48,7 @@ from yarl import URL
 import naraft
 from naraft.raft.messages import AppendEntries, Envelope, InstallSnapshot
 from naraft.raft.types import NodeId
+from naraft.tls import PLAINTEXT, PeerTls
 from naraft.transport import signing
 from naraft.transport.codec import (
     CONTENT_TYPE,
@@ -190,10 +191,12 @@ class NoPeerMetrics:
         pass
 
 
-def default_session() -> aiohttp.ClientSession:
-    """A keep-alive session whose only timeouts are the client's own `asyncio.timeout`s."""
+def default_session(tls: PeerTls = PLAINTEXT) -> aiohttp.ClientSession:
+    """A keep-alive session whose only timeouts are the client's own `asyncio.timeout`s;
+    over https with `tls`'s context."""
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0),  # at most one request in flight per peer
+        # at most one request in flight per peer
+        connector=aiohttp.TCPConnector(limit=0, ssl=tls.ssl),
         timeout=aiohttp.ClientTimeout(total=None),
         headers={"User-Agent": USER_AGENT},
     )
@@ -323,7 +326,7 @@ class PeerClient:
         timeout_seconds: float,
         queue_size: int = 1024,
         max_batch: int = 256,
-        session_factory: SessionFactory = default_session,
+        session_factory: SessionFactory | None = None,
         metrics: PeerMetrics | None = None,
         on_peer_unreachable: Callable[[NodeId, bool], None] | None = None,
         on_peer_reachable: Callable[[NodeId], None] | None = None,
@@ -331,8 +334,12 @@ class PeerClient:
         max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
         cluster_id: str | None = None,
         protocol: ProtocolRange = CURRENT,
+        tls: PeerTls = PLAINTEXT,
     ) -> None:
         """Raises ValueError for a bad setting or peer URL, or when `peers` holds `self_id`.
+
+        With `tls` (peer TLS), `peers` are https URLs (`tls.url`); the default session
+        presents this node's peer certificate and sends `tls.server_hostname`.
 
         `queue_size` bounds each lane's queue. `cluster_id` goes into every signature
         (default: derived from the secret, `signing.default_cluster_id`).
@@ -357,7 +364,10 @@ class PeerClient:
         self._timeout_seconds = timeout_seconds
         self._max_batch = max_batch
         self._max_batch_bytes = max_batch_bytes
-        self._session_factory = session_factory
+        self._session_factory = (
+            session_factory if session_factory is not None else lambda: default_session(tls)
+        )
+        self._server_hostname = tls.server_hostname
         self._metrics: PeerMetrics = metrics if metrics is not None else NoPeerMetrics()
         self._on_peer_unreachable = on_peer_unreachable
         self._on_peer_reachable = on_peer_reachable
@@ -533,14 +543,22 @@ class PeerClient:
         try:
             async with asyncio.timeout(self._timeout_seconds):
                 try:
-                    status, text = await _post_once(session, url, wire, headers())
+                    status, text = await _post_once(
+                        session, url, wire, headers(), self._server_hostname
+                    )
                 except aiohttp.ServerDisconnectedError:
                     # A pooled keep-alive connection the peer had already closed (it
                     # restarted): try once on a fresh one, with a fresh nonce. A duplicate
                     # is harmless to Raft.
-                    status, text = await _post_once(session, url, wire, headers())
+                    status, text = await _post_once(
+                        session, url, wire, headers(), self._server_hostname
+                    )
         except TimeoutError:
             return RpcOutcome.TIMEOUT, f"no answer within {self._timeout_seconds} s"
+        except aiohttp.ClientSSLError as error:
+            # a TLS handshake that failed (the peer's certificate is not the cluster's):
+            # aiohttp's certificate error has no `os_error` to read
+            return RpcOutcome.ERROR, f"TLS: {error}"
         except aiohttp.ClientConnectorError as error:
             if error.os_error.errno == errno.ECONNREFUSED:
                 return RpcOutcome.REFUSED, "connection refused"
@@ -580,12 +598,18 @@ class PeerClient:
 
 
 async def _post_once(
-    session: aiohttp.ClientSession, url: URL, wire: bytes, headers: Mapping[str, str]
+    session: aiohttp.ClientSession,
+    url: URL,
+    wire: bytes,
+    headers: Mapping[str, str],
+    server_hostname: str | None,
 ) -> tuple[int, str]:
     """The answer's status, and the start of its text when it is not 2xx."""
     # A large body goes as a stream (aiohttp warns that bytes over 1 MiB are written in one go).
     data = io.BytesIO(wire) if len(wire) > _STREAM_BODY_BYTES else wire
-    async with session.post(url, data=data, headers=headers) as response:
+    async with session.post(
+        url, data=data, headers=headers, server_hostname=server_hostname
+    ) as response:
         body = await response.read()  # drain, so that the connection goes back to the pool
         ok = 200 <= response.status < 300
         return response.status, "" if ok else body[:300].decode("utf-8", "replace")

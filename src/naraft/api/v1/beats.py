@@ -20,6 +20,7 @@ from naraft.api.errors import NOT_LEADER_STATUS, plain_error
 from naraft.errors import InvalidArgumentError, UnavailableError
 from naraft.naming.beats import decode_beats, encode_beats
 from naraft.naming.keys import InstanceKey
+from naraft.tls import PLAINTEXT, PeerTls
 from naraft.transport.codec import BodyTooLargeError
 from naraft.transport.server import read_limited
 from naraft.transport.signing import PeerSigner, PeerVerifier, SignatureError, default_cluster_id
@@ -75,7 +76,7 @@ def beat_routes(
 
 
 class HttpBeatSender:
-    """Posts a batch to `http://<leader>/naraft/v1/beats` (satisfies naming's BeatSender)."""
+    """Posts a batch to `http(s)://<leader>/naraft/v1/beats` (satisfies naming's BeatSender)."""
 
     def __init__(
         self,
@@ -84,9 +85,11 @@ class HttpBeatSender:
         *,
         self_id: str,
         cluster_id: str | None = None,
+        tls: PeerTls = PLAINTEXT,
     ) -> None:
         self._session = session
         self._secret = secret
+        self._tls = tls
         self._signer = PeerSigner(
             secret,
             cluster_id=cluster_id if cluster_id is not None else default_cluster_id(secret),
@@ -103,7 +106,11 @@ class HttpBeatSender:
         }
         try:
             async with self._session.post(
-                f"http://{leader}{BEATS_PATH}", data=body, headers=headers
+                f"{self._tls.url(leader)}{BEATS_PATH}",
+                data=body,
+                headers=headers,
+                ssl=self._tls.ssl,
+                server_hostname=self._tls.server_hostname,
             ) as answer:
                 if answer.status != 204:
                     raise UnavailableError(f"leader {leader} answered {answer.status}")
