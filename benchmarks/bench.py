@@ -98,8 +98,10 @@ class Bench:
         label: str,
         mode: str = "leader",
         key_space: int = 0,
+        token: str = "",
     ) -> dict[str, Any]:
-        """One bounded run of load.py against `cluster`; returns its result, annotated."""
+        """One bounded run of load.py against `cluster` (with `token`, as a Bearer header);
+        returns its result, annotated."""
         leader = cluster.wait_healthy(60)
         endpoints = [cluster.endpoint(leader)] + [
             e for e in cluster.endpoints if e != cluster.endpoint(leader)
@@ -113,6 +115,7 @@ class Bench:
             "--ops", str(ops), "--max-seconds", str(seconds), "--warmup", str(self.plan.warmup),
             "--key-prefix", key_prefix, "--key-space", str(key_space),
             "--watch-pids", ",".join(str(p) for p in cluster.pids()),
+            *(("--token", token) if token else ()),
         ]  # fmt: skip
         done = subprocess.run(
             command, capture_output=True, text=True, timeout=seconds + 120, check=False

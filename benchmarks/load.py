@@ -36,7 +36,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 import procstat
@@ -74,6 +74,7 @@ class Workload:
         self._naraft_body = json.dumps({"value": value}).encode()
         self._etcd_value = b64(value)
         self._metadata = json.dumps({"v": value})
+        self._quoted_value = quote(value, safe="")
 
     def key(self, index: int) -> str:
         return f"{self.key_prefix}{index:010d}"
@@ -90,6 +91,13 @@ class Workload:
                 url = (
                     f"{base}/nacos/v1/ns/instance?serviceName={service}&ip={ip}&port={port}"
                     "&ephemeral=false"
+                )
+                return Request("POST", url, None)
+            case ("naraft", "publish"):
+                # a Nacos config publish, parameters in the query string as clients may send
+                url = (
+                    f"{base}/nacos/v1/cs/configs?dataId={key}&group=DEFAULT_GROUP"
+                    f"&content={self._quoted_value}"
                 )
                 return Request("POST", url, None)
             case ("naraft", "list"):
@@ -157,7 +165,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 
         async def one(index: int) -> tuple[bool, str]:
             request = workload.request(base(), index)
-            headers = JSON_HEADERS if request.body is not None else None
+            headers = dict(JSON_HEADERS) if request.body is not None else {}
+            if args.token:
+                headers["Authorization"] = f"Bearer {args.token}"
             async with session.request(
                 request.method, request.url, data=request.body, headers=headers
             ) as answer:
@@ -244,8 +254,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--target", choices=("naraft", "etcd"), required=True)
-    p.add_argument("--op", choices=("put", "get", "get-serializable", "register", "list"),
-                   default="put")  # fmt: skip
+    ops = ("put", "get", "get-serializable", "register", "list", "publish")
+    p.add_argument("--op", choices=ops, default="put")
     p.add_argument("--endpoints", required=True, help="comma-separated base URLs; leader first")
     p.add_argument("--mode", choices=("leader", "roundrobin"), default="leader")
     p.add_argument("--concurrency", "-c", type=int, default=16)
@@ -261,6 +271,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--cacert", default=None, help="CA (PEM) for https endpoints")
     p.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    p.add_argument("--token", default="", help="naraft: an access token, sent as a Bearer header")
     args = p.parse_args(argv)
     args.endpoints = [e.rstrip("/") for e in args.endpoints.split(",") if e]
     args.watch_pids = [int(x) for x in args.watch_pids.split(",") if x.strip()]

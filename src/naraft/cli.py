@@ -25,12 +25,14 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from naraft.client import INSTANCE_LIST_PATH, INSTANCE_PATH, STATE_PATH, fetch_json
+from naraft.client import INSTANCE_LIST_PATH, INSTANCE_PATH, LOGIN_PATH, STATE_PATH, fetch_json
 from naraft.cluster import ProcessCluster, node_data_dir, taken_ports
 from naraft.config import (
+    AuthMode,
     NodeConfig,
     Profile,
     check_cluster_token,
+    is_loopback,
 )
 from naraft.config_sources import build_config, flags_given, merge, server_options
 from naraft.errors import NaraftError
@@ -107,13 +109,22 @@ def _run_until_signal(config: NodeConfig) -> None:
     gc.set_threshold(50_000, 20, 100)
 
     async def main_task() -> None:
+        # SIGTERM: a leader hands over first, then the node stops (a second SIGTERM stops it
+        # at once); SIGINT (Ctrl-C): a clean stop now, without a hand-over.
         task = asyncio.current_task()
         assert task is not None
         loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, task.cancel)
+        stop = asyncio.Event()
+
+        def on_sigterm() -> None:
+            if stop.is_set():
+                task.cancel()
+            stop.set()
+
+        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+        loop.add_signal_handler(signal.SIGINT, task.cancel)
         with contextlib.suppress(asyncio.CancelledError):
-            await run_node(config)
+            await run_node(config, stop=stop)
         logger.info("node %s stopped", config.id)
 
     try:
@@ -149,10 +160,17 @@ def cluster() -> None:
     help="make a throwaway CA and node certificates under DATA_DIR/tls and run with client"
     " TLS and mutual TLS between the nodes",
 )
+@click.option(
+    "--auth",
+    type=click.Choice([m.value for m in AuthMode]),
+    default=AuthMode.AUTO.value,
+    help="logins and permissions; auto: on unless --host is loopback",
+)
 def cluster_up(
-    nodes: int, base_port: int, host: str, data_dir: Path, profile: str, tls: bool
+    nodes: int, base_port: int, host: str, data_dir: Path, profile: str, tls: bool, auth: str
 ) -> None:
     """Start NODES local nodes in the foreground; Ctrl-C stops them all cleanly."""
+    auth_on = auth == AuthMode.ON or (auth == AuthMode.AUTO and not is_loopback(host))
     console = Console()
     members = [f"{host}:{base_port + i}" for i in range(nodes)]
     taken = taken_ports(host, [base_port + i for i in range(nodes)])
@@ -174,6 +192,7 @@ def cluster_up(
             host=host,
             ports=[base_port + i for i in range(nodes)],
             cluster_token=token,
+            auth="on" if auth_on else "off",
             extra_args=("--profile", profile),
             tls=tls,
         )
@@ -192,6 +211,7 @@ def cluster_up(
     try:
         local.start()
         _show_cluster(console, local, _wait_for_leader(local, lambda: stopping), data_dir)
+        _show_auth(console, local)
         while not stopping:
             for node in local.nodes:
                 if not node.running:
@@ -203,6 +223,21 @@ def cluster_up(
         console.print("all nodes stopped")
     if failed:
         _fail("a node exited on its own; see its log")
+
+
+def _show_auth(console: Console, local: ProcessCluster) -> None:
+    if local.admin_password_file is None:
+        console.print("auth: off (loopback only; --auth on to try logins and tokens)")
+        return
+    console.print(
+        f"auth: on. The admin user is [bold]nacos[/bold]; its password is in "
+        f"[bold]{local.admin_password_file}[/bold] (0600). Log in with:"
+    )
+    console.print(
+        f"  curl -X POST '{local.nodes[0].url}{LOGIN_PATH}?username=nacos&password='"
+        f'"$(cat {local.admin_password_file})"'
+    )
+    console.print("  then add accessToken=<token> to every request (or Authorization: Bearer)")
 
 
 CLUSTER_TOKEN_FILE = "cluster.token"
@@ -350,6 +385,12 @@ def _print_status(rows: dict[str, dict[str, Any]]) -> None:
         widths = [max(len(line[i]) for line in table_lines) for i in range(len(STATUS_COLUMNS))]
         for line in table_lines:
             click.echo("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+    auth = {str(member): row.get("authEnabled") for member, row in rows.items() if row}
+    if auth:
+        on = sorted(m for m, enabled in auth.items() if enabled)
+        off = sorted(m for m, enabled in auth.items() if not enabled)
+        where = "on" if not off else "off" if not on else f"on at {', '.join(on)} only"
+        console.print(f"auth: {where} (log in with POST {LOGIN_PATH})")
     for member, row in rows.items():
         if row.get("diskFull"):
             console.print(f"[red]{member}: disk full, refusing writes:[/red] {row['diskFull']}")
@@ -385,10 +426,18 @@ from naraft.cli_chaos import chaos  # noqa: E402 - the campaign's own imports st
 
 main.add_command(chaos)
 
-from naraft.cli_import import import_nacos  # noqa: E402 - registered after the core commands
+from naraft.cli_import import (  # noqa: E402 - registered after the core commands
+    import_nacos,
+    import_nacos_users,
+)
 
 main.add_command(import_nacos)
+main.add_command(import_nacos_users)
 
 from naraft.cli_repair import repair  # noqa: E402 - offline repairs of a stopped node
 
 main.add_command(repair)
+
+from naraft.cli_leader import leader  # noqa: E402 - operations on a running cluster
+
+main.add_command(leader)

@@ -15,6 +15,8 @@ the server is escaped: a file name or a key is never read as console markup.
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
 import ssl
 from collections.abc import Awaitable, Callable, Iterator
@@ -28,6 +30,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from naraft.client import ADMIN_USER, alogin, bearer
 from naraft.storage.nacos_import import (
     DEFAULT_MAX_FILE_BYTES,
     DEFAULT_NAMESPACE,
@@ -74,6 +77,13 @@ class _Tally:
     default=None,
     help="CA certificate (PEM) to verify an https server with [default: the system's CAs]",
 )
+@click.option("--username", default=ADMIN_USER, show_default=True, help="with auth on: who")
+@click.option(
+    "--password-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="with auth on: the user's password (e.g. the cluster's admin.password)",
+)
 def import_nacos(
     directory: Path,
     server_url: str,
@@ -81,8 +91,11 @@ def import_nacos(
     dry_run: bool,
     max_file_mib: int,
     cacert: Path | None,
+    username: str,
+    password_file: Path | None,
 ) -> None:
     """Import a Nacos 1.x naming data directory (nacos home, data/naming or its data/)."""
+    password = password_file.read_text().strip() if password_file is not None else None
     console = Console(highlight=False, soft_wrap=True)
     try:
         data = read_nacos_dir(directory, max_file_bytes=max_file_mib << 20)
@@ -101,7 +114,15 @@ def import_nacos(
         try:
             context = client_context(cacert) if cacert is not None else True
             asyncio.run(
-                _propose(data, server_url.rstrip("/"), concurrency, tally, console, context)
+                _propose(
+                    data,
+                    server_url.rstrip("/"),
+                    concurrency,
+                    tally,
+                    console,
+                    context,
+                    login=None if password is None else (username, password),
+                )  # fmt: skip
             )
         except (aiohttp.ClientError, OSError) as error:
             click.echo(f"naraft: cannot reach {server_url}: {shown(error)}", err=True)
@@ -118,13 +139,22 @@ async def _propose(
     tally: _Tally,
     console: Console,
     context: ssl.SSLContext | bool,
+    *,
+    login: tuple[str, str] | None = None,
 ) -> None:
     services = _all_services(data)
     instances = [(lst, inst) for lst in data.instance_lists for inst in lst.instances]
     namespaces = [ns for ns in data.namespaces if ns != DEFAULT_NAMESPACE]
     timeout = aiohttp.ClientTimeout(total=30)
+    headers: dict[str, str] = {}
+    if login is not None:  # with auth on: every request carries the user's token
+        first_connector = aiohttp.TCPConnector(ssl=context)
+        async with aiohttp.ClientSession(timeout=timeout, connector=first_connector) as first:
+            headers = bearer(await alogin(first, server, login[1], username=login[0]))
     connector = aiohttp.TCPConnector(limit=concurrency, ssl=context)
-    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+    async with aiohttp.ClientSession(
+        timeout=timeout, connector=connector, headers=headers
+    ) as session:
         with Progress(
             TextColumn("{task.description:<12}"),
             BarColumn(),
@@ -278,3 +308,108 @@ def _summary(console: Console, data: NacosData, tally: _Tally, dry_run: bool) ->
         console.print(f"[red]failed[/red] {escape(shown(failure))}")
     if len(tally.failures) > SHOWN_FAILURES:
         console.print(f"... and {len(tally.failures) - SHOWN_FAILURES} more failures")
+
+
+# ------------------------------------------------------------------ users, roles, permissions
+
+USERS_PATH = "/nacos/v1/auth/users"
+ROLES_PATH = "/nacos/v1/auth/roles"
+PERMISSIONS_PATH = "/nacos/v1/auth/permissions"
+_ALREADY = ("already exist", "already bound")  # Nacos's words for a row imported before
+
+
+def read_table(path: Path, columns: tuple[str, ...]) -> list[dict[str, str]]:
+    """Rows of an export of one Nacos auth table (`SELECT * FROM users`, as CSV or as the
+    tab-separated text `mysql --batch` prints), by Nacos's column names."""
+    text = path.read_text(encoding="utf-8")
+    first = text.split("\n", 1)[0]
+    rows = list(csv.DictReader(io.StringIO(text), delimiter="\t" if "\t" in first else ","))
+    missing = [c for c in columns if rows and c not in rows[0]]
+    if missing:
+        raise click.ClickException(f"{path}: no column {', '.join(missing)}")
+    return [{k: (v or "").strip() for k, v in row.items() if k} for row in rows]
+
+
+_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+@click.command("import-nacos-users")
+@click.option("--users", "users_file", type=_FILE,
+              help="Nacos's users table: username, password (a bcrypt hash), enabled")  # fmt: skip
+@click.option("--roles", "roles_file", type=_FILE, help="Nacos's roles table: username, role")
+@click.option("--permissions", "permissions_file", type=_FILE,
+              help="Nacos's permissions table: role, resource, action")  # fmt: skip
+@click.option("--server", "server_url", default="http://127.0.0.1:8848", help="any member")
+@click.option("--username", default=ADMIN_USER, show_default=True, help="an admin of naraft")
+@click.option("--password-file", type=_FILE, required=True,
+              help="that admin's password (the cluster's admin.password)")  # fmt: skip
+@click.option("--cacert", type=_FILE, default=None,
+              help="CA certificate (PEM) to verify an https server with")  # fmt: skip
+def import_nacos_users(
+    users_file: Path | None,
+    roles_file: Path | None,
+    permissions_file: Path | None,
+    server_url: str,
+    username: str,
+    password_file: Path,
+    cacert: Path | None,
+) -> None:
+    """Import Nacos's users (with their bcrypt hashes: no password changes), roles and
+    permissions from exports of its database tables. Re-running is safe."""
+    steps: list[tuple[str, str, dict[str, str]]] = []
+    skipped = 0
+    if users_file is not None:
+        for row in read_table(users_file, ("username", "password")):
+            if row.get("enabled", "1").lower() in ("0", "false"):
+                skipped += 1
+                continue
+            form = {"username": row["username"], "passwordHash": row["password"]}
+            steps.append(("user", USERS_PATH, form))
+    if roles_file is not None:
+        for row in read_table(roles_file, ("username", "role")):
+            steps.append(("role", ROLES_PATH, {"username": row["username"], "role": row["role"]}))
+    if permissions_file is not None:
+        for row in read_table(permissions_file, ("role", "resource", "action")):
+            form = {k: row[k] for k in ("role", "resource", "action")}
+            steps.append(("permission", PERMISSIONS_PATH, form))
+    password = password_file.read_text().strip()
+    try:
+        context = client_context(cacert) if cacert is not None else True
+        done, failures = asyncio.run(
+            _import_auth(server_url.rstrip("/"), username, password, steps, context)
+        )
+    except (aiohttp.ClientError, OSError) as error:
+        click.echo(f"naraft: cannot reach {server_url}: {shown(error)}", err=True)
+        raise SystemExit(1) from None
+    console = Console(highlight=False, soft_wrap=True)
+    console.print(
+        f"imported {done} of {len(steps)} rows ({skipped} disabled users skipped), "
+        f"{len(failures)} failed"
+    )
+    for failure in failures[:SHOWN_FAILURES]:
+        console.print(f"[red]failed[/red] {escape(shown(failure))}")
+    if failures:
+        raise SystemExit(1)
+
+
+async def _import_auth(
+    server: str,
+    username: str,
+    password: str,
+    steps: list[tuple[str, str, dict[str, str]]],
+    context: ssl.SSLContext | bool,
+) -> tuple[int, list[str]]:
+    timeout = aiohttp.ClientTimeout(total=30)
+    done, failures = 0, []
+    connector = aiohttp.TCPConnector(ssl=context)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+        token = await alogin(session, server, password, username=username)
+        for what, path, form in steps:
+            async with session.post(server + path, data=form, headers=bearer(token)) as answer:
+                text = await answer.text()
+            if answer.status == 200 or (answer.status == 400 and any(w in text for w in _ALREADY)):
+                done += 1
+            else:
+                name = form.get("username") or form.get("role")
+                failures.append(f"{what} {name}: HTTP {answer.status} {text[:120]}")
+    return done, failures

@@ -14,6 +14,7 @@ import enum
 import json
 import ssl
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,11 +24,14 @@ import aiohttp
 
 RAFT_PATH: Final = "/nacos/v1/ns/raft"
 STATE_PATH: Final = f"{RAFT_PATH}/state"
+TRANSFER_PATH: Final = f"{RAFT_PATH}/transfer"
 LEADER_PATH: Final = f"{RAFT_PATH}/leader"
 KV_PATH: Final = "/naraft/v1/kv"
 INSTANCE_PATH: Final = "/nacos/v1/ns/instance"
 INSTANCE_LIST_PATH: Final = f"{INSTANCE_PATH}/list"
 SWITCHES_PATH: Final = "/nacos/v1/ns/operator/switches"
+CONFIGS_PATH: Final = "/nacos/v1/cs/configs"
+CONFIG_LISTENER_PATH: Final = f"{CONFIGS_PATH}/listener"
 FAILPOINTS_PATH: Final = "/naraft/v1/debug/failpoints"
 HEALTH_PATH: Final = "/nacos/v1/console/health"
 LIVENESS_PATH: Final = f"{HEALTH_PATH}/liveness"
@@ -36,6 +40,8 @@ SERVER_HEALTH_PATH: Final = "/nacos/v1/ns/health/server"
 OPERATOR_METRICS_PATH: Final = "/nacos/v1/ns/operator/metrics"
 PROMETHEUS_PATH: Final = "/metrics"
 VERSION_PATH: Final = "/naraft/v1/version"
+LOGIN_PATH: Final = "/nacos/v1/auth/login"
+ADMIN_USER: Final = "nacos"
 STATUS_TIMEOUT_SECONDS: Final = 2.0
 
 
@@ -130,6 +136,19 @@ def try_status(
         return None
 
 
+def transfer_leadership(
+    base_url: str, target: str | None = None, *, timeout_seconds: float = 30.0
+) -> Any:
+    """Ask the cluster behind `base_url` (any member) to hand leadership over to `target`
+    (default: the most caught-up member); the decoded answer, `{"leader", "previous",
+    "term"}`. Raises urllib.error.HTTPError with the refusal in its body, OSError when
+    the node does not answer."""
+    query = f"?{urllib.parse.urlencode({'to': target})}" if target else ""
+    request = urllib.request.Request(f"{base_url}{TRANSFER_PATH}{query}", method="POST")
+    with urllib.request.urlopen(request, timeout=timeout_seconds) as answer:
+        return json.loads(answer.read())
+
+
 async def fetch_json(session: aiohttp.ClientSession, url: str) -> Any:
     """GET `url` and decode its JSON body (async; over https, the session's connector
     holds the TLS context). Raises aiohttp.ClientError or TimeoutError when the node does
@@ -145,6 +164,43 @@ async def fetch_status(session: aiohttp.ClientSession, base_url: str) -> NodeSta
         return parse_status(await fetch_json(session, f"{base_url}{STATE_PATH}"))
     except (aiohttp.ClientError, TimeoutError, ValueError):
         return None
+
+
+# ---------------------------------------------------------------------- tokens
+
+
+def login(
+    base_url: str,
+    password: str,
+    *,
+    username: str = ADMIN_USER,
+    timeout_seconds: float = STATUS_TIMEOUT_SECONDS,
+    ssl_context: ssl.SSLContext | None = None,
+) -> str:
+    """An access token from the node at `base_url` (sync; an https URL is verified with
+    `ssl_context`); send it as the `accessToken` parameter or with `bearer(token)`. Raises
+    OSError when the login is refused."""
+    query = urllib.parse.urlencode({"username": username, "password": password})
+    request = urllib.request.Request(f"{base_url}{LOGIN_PATH}?{query}", method="POST")
+    with urllib.request.urlopen(request, timeout=timeout_seconds, context=ssl_context) as answer:
+        token: str = json.loads(answer.read())["accessToken"]
+    return token
+
+
+async def alogin(
+    session: aiohttp.ClientSession, base_url: str, password: str, *, username: str = ADMIN_USER
+) -> str:
+    """`login`, async. Raises aiohttp.ClientError when the login is refused."""
+    params = {"username": username, "password": password}
+    async with session.post(f"{base_url}{LOGIN_PATH}", params=params) as answer:
+        answer.raise_for_status()
+        token: str = json.loads(await answer.read())["accessToken"]
+    return token
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The header that carries `token`."""
+    return {"Authorization": f"Bearer {token}"}
 
 
 # ---------------------------------------------------------------------- write outcomes

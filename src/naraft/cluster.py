@@ -57,12 +57,13 @@ from naraft.tls import (
     client_context,
     write_cluster_certs,
 )
-from naraft.transport.auth import generate_secret
+from naraft.transport.auth import generate_secret, write_secret_file
 
 T = TypeVar("T")
 
 LOG_FILE: Final = "node.log"
 SECRET_FILE: Final = "cluster.secret"
+ADMIN_PASSWORD_FILE: Final = "admin.password"  # beside the secret, for every node
 TLS_DIR: Final = "tls"
 FAILPOINTS_ENV_VAR: Final = "NARAFT_FAILPOINTS"
 STOP_TIMEOUT_SECONDS: Final = 10.0
@@ -89,6 +90,8 @@ class NodeSpec:
     listen: str | None = None
     secret_file: Path | None = None
     cluster_token: str | None = None
+    auth: str | None = None  # on, off or auto (the node's default)
+    admin_password_file: Path | None = None  # the first admin's, read at the first start
     standalone: bool = False
     extra_args: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
@@ -133,6 +136,10 @@ def server_command(spec: NodeSpec) -> list[str]:
         args += ["--cluster-secret-file", str(spec.secret_file)]
     if spec.cluster_token is not None:
         args += ["--cluster-token", spec.cluster_token]
+    if spec.auth is not None:
+        args += ["--auth", spec.auth]
+    if spec.admin_password_file is not None:
+        args += ["--admin-password-file", str(spec.admin_password_file)]
     tls = spec.tls
     for flag, path in (
         (CERT_FLAG, tls.cert_file),
@@ -189,24 +196,6 @@ def taken_ports(host: str, ports: Sequence[int]) -> dict[int, str]:
             text = error.strerror or str(error)
             taken[port] = text[:1].lower() + text[1:]
     return taken
-
-
-def write_secret_file(path: Path, secret: str | None = None) -> None:
-    """Put `secret` (default: a fresh one) in `path`, unless a file is there. The file is
-    created 0600 in one step (O_EXCL), so the secret is never readable by others, not even
-    for a moment."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    except FileExistsError:
-        return
-    try:
-        with os.fdopen(fd, "w") as file:
-            file.write((secret if secret is not None else generate_secret()) + "\n")
-            file.flush()
-            os.fsync(file.fileno())
-    except BaseException:
-        path.unlink(missing_ok=True)  # never leave an empty secret behind
-        raise
 
 
 # ---------------------------------------------------------------------- processes
@@ -301,14 +290,15 @@ class NodeProcess:
             self.process.send_signal(signal.SIGCONT)
         self.paused = False
 
-    def terminate(self) -> None:
-        """SIGCONT + SIGTERM (a clean stop), SIGKILL after `STOP_TIMEOUT_SECONDS`."""
+    def terminate(self, *, hand_over: bool = True) -> None:
+        """SIGCONT + SIGTERM (a clean stop; a leader hands leadership over first) or, without
+        `hand_over`, SIGINT (a clean stop now); SIGKILL after `STOP_TIMEOUT_SECONDS`."""
         process = self.process
         self.paused = False
         if process is None or process.poll() is not None:
             return
         process.send_signal(signal.SIGCONT)
-        process.terminate()
+        process.send_signal(signal.SIGTERM if hand_over else signal.SIGINT)
         try:
             process.wait(timeout=STOP_TIMEOUT_SECONDS)
         except subprocess.TimeoutExpired:
@@ -427,6 +417,8 @@ class ProcessCluster:
         standalone: bool | None = None,
         secret: str | None = None,
         cluster_token: str | None = None,
+        auth: str | None = None,
+        admin_password: str | None = None,
         env: Mapping[str, str] | None = None,
         failpoints: str | None = None,
         wrap: Sequence[str] = (),
@@ -435,7 +427,9 @@ class ProcessCluster:
         tls: bool = False,
     ) -> None:
         """`log_dir` puts the node logs there (named after the data directories) instead of
-        inside each data directory."""
+        inside each data directory. `auth` is passed as `--auth`; with it on, the first
+        admin's password is `admin_password` or a generated one, kept 0600 in
+        `root/admin.password` (`admin_password_file`) and given to every node."""
         self.root = root
         self.size = size
         self.secret = secret if secret is not None else generate_secret()
@@ -450,6 +444,10 @@ class ProcessCluster:
         self.secret_file = root / SECRET_FILE
         write_secret_file(self.secret_file, self.secret)  # kept if there: a restart reuses it
         self.secret = self.secret_file.read_text().strip()
+        self.admin_password_file: Path | None = None
+        if auth == "on" or admin_password is not None:
+            self.admin_password_file = root / ADMIN_PASSWORD_FILE
+            write_secret_file(self.admin_password_file, admin_password)
         one = standalone if standalone is not None else size == 1
         certs = write_cluster_certs(root / TLS_DIR, self.members) if tls else {}
         self.ca_file: Path | None = root / TLS_DIR / CA_FILE if tls else None
@@ -468,6 +466,8 @@ class ProcessCluster:
                 peers=() if one else tuple(self.members),
                 secret_file=None if one else self.secret_file,
                 cluster_token=cluster_token,
+                auth=auth,
+                admin_password_file=self.admin_password_file,
                 extra_args=tuple(extra_args),
                 env=dict(env or {}),
                 failpoints=failpoints,
@@ -479,6 +479,13 @@ class ProcessCluster:
             )
             self.nodes.append(NodeProcess(spec))
 
+    @property
+    def admin_password(self) -> str | None:
+        """The first admin's password (user `nacos`), when this launcher chose it."""
+        if self.admin_password_file is None:
+            return None
+        return self.admin_password_file.read_text().strip()
+
     # -- lifecycle
 
     def start(self) -> None:
@@ -486,8 +493,9 @@ class ProcessCluster:
             node.start()
 
     def stop(self) -> None:
+        """Stop every node cleanly, without hand-overs (all of them are going)."""
         for node in self.nodes:
-            node.terminate()
+            node.terminate(hand_over=False)
 
     async def astop(self) -> None:
         await asyncio.to_thread(self.stop)

@@ -1,10 +1,11 @@
 """The node's configuration tree, the timer profiles, and `cluster.conf` parsing.
 
-`NodeConfig` is made of the consumers' own frozen settings (`PushTimings`, `SyncSettings`
-inside `DigestSettings`, `CompactionPolicy`, and the groups defined here): each default is
-written once, in the dataclass that uses it. `validate()` checks what spans groups (the core's
-rules on its timers, through `RaftConfig`; a peer batch against the peer body limit, the member
-list, the secret); derived values are properties. `naraft.config_sources` fills the tree
+`NodeConfig` is made of the consumers' own frozen settings (`PushTimings`,
+`ConfigSettings`, `SyncSettings` inside `DigestSettings`, `CompactionPolicy`, and the groups
+defined here): each default is written once, in the dataclass that uses it. `validate()`
+checks what spans groups (the core's rules on its timers, through `RaftConfig`; a peer batch
+against the peer body limit, a config's content against it, the member list, the secret);
+derived values are properties. `naraft.config_sources` fills the tree
 from flags, `NARAFT_*` environment variables and a TOML file.
 
 Node ids are addresses, `host:port`, as in Nacos: the same port serves the client API and
@@ -16,10 +17,12 @@ from __future__ import annotations
 import dataclasses
 import enum
 import hashlib
+import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from naraft.configs.settings import ConfigSettings
 from naraft.digest.wiring import DigestSettings
 from naraft.errors import InvalidArgumentError
 from naraft.naming.health import BeatPolicy
@@ -160,6 +163,35 @@ class LogSettings:
     access_log: bool = True
 
 
+class AuthMode(enum.StrEnum):
+    AUTO = "auto"  # on unless the node listens on loopback only
+    ON = "on"
+    OFF = "off"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuthSettings:
+    """Logins, tokens and permissions (`naraft.api.auth`; docs/auth.md)."""
+
+    mode: AuthMode = AuthMode.AUTO
+    token_ttl_seconds: int = 18000  # Nacos's default tokenTtl
+    # the first admin's password, read at the cluster's first start: the file, else the
+    # NARAFT_ADMIN_PASSWORD variable, else one generated and written into the data directory
+    admin_password_file: Path | None = None
+    admin_password: str | None = field(default=None, repr=False)
+    login_failures_per_minute: int = 10  # per source address; more are answered 403 at once
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a listen address) reaches this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NodeConfig:
     """One node's whole configuration. Build it, call `validate()`, pass it to `run_node`."""
@@ -178,11 +210,13 @@ class NodeConfig:
     peer: PeerLimits = PeerLimits()
     digest: DigestSettings = DigestSettings()
     compaction: CompactionPolicy = field(default_factory=CompactionPolicy)
+    configs: ConfigSettings = ConfigSettings()
     # bound on the replicated state (keys + values), checked at apply; 0: none. The leader
     # replicates its own, so every replica checks against the same one.
     quota_bytes: int = DEFAULT_QUOTA_BYTES
     cluster_token: str = DEFAULT_CLUSTER_TOKEN  # with the members, gives the cluster id
     log: LogSettings = LogSettings()
+    auth: AuthSettings = AuthSettings()
     tls: TlsSettings = TlsSettings()  # none: plaintext HTTP (docs/tls.md)
 
     def validate(self) -> NodeConfig:
@@ -204,6 +238,12 @@ class NodeConfig:
             parse_range(self.peer.protocol)
         except ValueError as error:
             raise InvalidArgumentError("peer-protocol", str(error)) from None
+        if 3 * self.configs.max_content_bytes > self.peer.max_body_bytes:
+            # A publish entry holds the content and (in its history record) the old one,
+            # in base64 inside JSON on the wire.
+            raise InvalidArgumentError(
+                "config-max-content-bytes", "must be at most a third of peer-max-body-mib"
+            )
         if self.secret is None and not self.standalone:
             raise InvalidArgumentError(
                 "cluster-secret-file",
@@ -229,6 +269,15 @@ class NodeConfig:
     @property
     def peer_protocol(self) -> ProtocolRange:
         return parse_range(self.peer.protocol)
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Secure by default: auth is on unless the node listens on loopback only, or the
+        operator said otherwise (`--auth on|off`)."""
+        mode = self.auth.mode
+        if mode is AuthMode.OFF:
+            return False
+        return mode is AuthMode.ON or not is_loopback(self.listen_host)
 
     @property
     def standalone(self) -> bool:

@@ -24,6 +24,7 @@ import click
 from naraft.config import (
     LOG_LEVELS,
     PROFILES,
+    AuthMode,
     LogFormat,
     NodeConfig,
     Profile,
@@ -36,6 +37,8 @@ from naraft.transport.auth import INSECURE_FILE_OPTION, SECRET_ENV_VAR, load_sec
 
 ENV_PREFIX: Final = "NARAFT_"
 CONFIG_ENV_VAR: Final = "NARAFT_CONFIG"
+ADMIN_PASSWORD_ENV_VAR: Final = "NARAFT_ADMIN_PASSWORD"  # not a setting: never a flag
+MAX_ADMIN_PASSWORD_BYTES: Final = 72  # all bcrypt reads
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off"})
 
@@ -256,6 +259,25 @@ SETTINGS: Final[tuple[Setting, ...]] = (
             " refused (override only to test mixed versions)"),
     _int("quota-bytes", ("quota_bytes",),
          "bound on the replicated state (keys + values); the leader's applies; 0: none", 0),
+    Setting(name="auth", kind=Kind.TEXT, path=("auth", "mode"),
+            help="logins, tokens and permissions: auto is on unless the node listens on "
+            "loopback only", choices=tuple(m.value for m in AuthMode)),
+    Setting(name="admin-password-file", kind=Kind.PATH, path=("auth", "admin_password_file"),
+            help=f"the first admin's password, read at the cluster's first start (or set "
+            f"{ADMIN_PASSWORD_ENV_VAR}; else one is generated into the data directory)",
+            default_text="none"),
+    _int("token-ttl-seconds", ("auth", "token_ttl_seconds"),
+         "how long an access token from a login is valid (Nacos's tokenTtl)", 1, 31_536_000),
+    _int("login-failures-per-minute", ("auth", "login_failures_per_minute"),
+         "failed logins taken from one source address per minute; more are refused", 1, 100_000),
+    _int("config-max-content-bytes", ("configs", "max_content_bytes"),
+         "largest config content taken (UTF-8 bytes; Nacos: 10 MiB)", 1, 1 << 30),
+    _int("config-history-days", ("configs", "history_days"),
+         "config history records older than this are pruned (Nacos: 30)", 1, 3650),
+    _int("config-max-polls", ("configs", "max_held_polls"),
+         "config long polls one node holds at once; more are answered 503", 1, 1_000_000),
+    _int("config-max-poll-keys", ("configs", "max_poll_keys"),
+         "configs one long poll may watch; more are answered 400", 1, 100_000),
     Setting(name=CERT_FLAG[2:], kind=Kind.PATH, path=("tls", "cert_file"),
             help="PEM certificate (chain) the HTTP port presents to clients; turns on TLS",
             default_text="none: plaintext"),
@@ -379,7 +401,13 @@ def build_config(values: Mapping[str, object], env: Mapping[str, str] = os.envir
     for name, given in values.items():
         setting = BY_NAME[name]
         if setting.path:
-            config = _replace(config, setting.path, setting.to_tree(given))
+            value = AuthMode(str(given)) if setting.name == "auth" else setting.to_tree(given)
+            config = _replace(config, setting.path, value)
+    password = env.get(ADMIN_PASSWORD_ENV_VAR, "").strip()
+    if len(password.encode()) > MAX_ADMIN_PASSWORD_BYTES:
+        raise ConfigError(f"{ADMIN_PASSWORD_ENV_VAR}: at most {MAX_ADMIN_PASSWORD_BYTES} bytes")
+    if password:
+        config = _replace(config, ("auth", "admin_password"), password)
     return config.validate()
 
 

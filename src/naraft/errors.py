@@ -11,6 +11,8 @@ NaraftError
 │   ├── OutcomeUnknownError             it may or may not have committed (e.g. timed out)
 │   ├── DiskFullError                   this node's disk is full: no writes until space is freed
 │   └── QuotaExceededError              the state is at its size quota: deletes and reads only
+├── ConflictError                       a compare-and-set that did not match: nothing changed
+├── UnsupportedError                    a Nacos feature naraft does not serve (gray/tag configs)
 └── CommandRejectedError                it committed, but applying it failed: nothing changed
 ```
 
@@ -73,6 +75,16 @@ class DiskFullError(UnavailableError):
 class QuotaExceededError(UnavailableError):
     """The replicated state is at (or within the alarm margin of) its size quota, or this
     write would have pushed it past: nothing was applied. Deletes and reads still work."""
+
+
+class ConflictError(NaraftError):
+    """A conditional write (a config's `casMd5`) whose condition did not hold: nothing was
+    written."""
+
+
+class UnsupportedError(NaraftError):
+    """A Nacos feature naraft does not serve (gray/beta and tag configs, ...); the message
+    says which."""
 
 
 class CommandRejectedError(NaraftError):

@@ -1,8 +1,8 @@
 """The replicated state machine of a node: committed entries -> datums.
 
-It dispatches each entry to the key/value applier or the naming domain's, by the op
-its payload names. Deterministic: no clock, no randomness; times arrive in commands,
-stamped by the leader. An empty payload is the leader's no-op.
+It dispatches each entry to the key/value applier, the config domain's or the naming
+domain's, by the op its payload names. Deterministic: no clock, no randomness; times arrive
+in commands, stamped by the leader. An empty payload is the leader's no-op.
 
 Apply is total. An entry either takes effect as a whole or changes nothing but the
 rejection record (`naraft.state.rejections`): one that does not decode, whose apply raises
@@ -27,6 +27,13 @@ from typing import Any, Final
 
 import orjson
 
+from naraft.auth.state import AuthCommandError, apply_auth, is_auth_command
+from naraft.configs.commands import (
+    ConfigCommandError,
+    decode_config_command,
+    is_config_command,
+)
+from naraft.configs.state import ConfigState
 from naraft.naming.codec import decode_command
 from naraft.naming.errors import CommandDecodeError
 from naraft.naming.state import NamingState
@@ -82,14 +89,22 @@ def alarm_margin(quota_bytes: int) -> int:
 
 
 class NodeStateMachine:
-    """Applies entries to one DatumTable shared by the kv view and the naming state."""
+    """Applies entries to one DatumTable shared by the kv view, the naming state and the
+    config state."""
 
     def __init__(
-        self, datums: DatumTable, naming: NamingState, *, quota_bytes: int | None = None
+        self,
+        datums: DatumTable,
+        naming: NamingState,
+        *,
+        quota_bytes: int | None = None,
+        configs: ConfigState | None = None,
     ) -> None:
         self._datums = datums
         self._naming = naming
+        self._configs = configs if configs is not None else ConfigState(datums)
         self._configured_quota = quota_bytes or 0  # what this node proposes as the leader
+        self._auth_generation = 0  # bumped by every applied auth entry (caches compare it)
 
     @property
     def datums(self) -> DatumTable:
@@ -98,6 +113,19 @@ class NodeStateMachine:
     @property
     def naming(self) -> NamingState:
         return self._naming
+
+    @property
+    def auth_generation(self) -> int:
+        """Changes whenever an auth entry applies: users, roles, permissions or the key."""
+        return self._auth_generation
+
+    def note_installed(self) -> None:
+        """A digest install or repair replaced datums without entries: auth may differ."""
+        self._auth_generation += 1
+
+    @property
+    def configs(self) -> ConfigState:
+        return self._configs
 
     @property
     def quota_bytes(self) -> int | None:
@@ -139,6 +167,9 @@ class NodeStateMachine:
     def _dispatch(self, payload: bytes, index: int) -> object:
         if is_kv_command(payload):
             return apply_kv(self._datums, decode_kv(payload), index)
+        if is_auth_command(payload):
+            self._auth_generation += 1
+            return apply_auth(self._datums, payload, index)
         if payload.startswith(META_MARKER):
             quota = _decode_set_quota(payload)
             if quota:
@@ -146,6 +177,8 @@ class NodeStateMachine:
             else:
                 self._datums.delete(QUOTA_KEY)
             return quota
+        if is_config_command(payload):
+            return self._configs.apply(decode_config_command(payload), index)
         return self._naming.apply(decode_command(payload), index, publish=False)
 
     def _reject(self, index: int, kind: RejectionKind, detail: str) -> EntryRejected:
@@ -203,6 +236,8 @@ def _describe(error: Exception) -> str:
         text = str(error)[:500]
     except Exception:  # an exception whose message itself fails
         text = "(no message)"
-    if isinstance(error, CommandDecodeError | KvCommandError):
+    if isinstance(
+        error, CommandDecodeError | KvCommandError | AuthCommandError | ConfigCommandError
+    ):
         return f"undecodable command: {text}"
     return f"{type(error).__name__}: {text}"

@@ -79,6 +79,25 @@ class NodeMetrics:
         self.commit_index = Gauge("naraft_raft_commit_index", "Commit index", registry=r)
         self.applied_index = Gauge("naraft_raft_applied_index", "Applied index", registry=r)
         self.last_index = Gauge("naraft_raft_last_index", "Last log index", registry=r)
+        self.configs = Gauge("naraft_configs", "Configs in the applied state", registry=r)
+        self.config_history = Gauge(
+            "naraft_config_history_records", "Config history records kept", registry=r
+        )
+        self.config_polls = Gauge(
+            "naraft_config_listeners_held", "Config long polls this node holds", registry=r
+        )
+        self.config_notify = Histogram(
+            "naraft_config_notify_seconds",
+            "From applying a config change to resuming the long poll that waited for it",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.config_requests = Counter(
+            "naraft_config_requests_total",
+            "Config API requests this node received, by route",
+            ["route"],
+            registry=r,
+        )
         self.elections = Counter(
             "naraft_raft_elections_total", "Elections this node started", registry=r
         )
@@ -230,6 +249,11 @@ class NodeMetrics:
         self.last_index.set(status.last_index)
         for peer, progress in status.peers.items():
             self.follower_lag.labels(peer=peer).set(status.last_index - progress.match_index)
+
+    def observe_configs(self, configs: int, history: int, held_polls: int) -> None:
+        self.configs.set(configs)
+        self.config_history.set(history)
+        self.config_polls.set(held_polls)
 
     def observe_machine(self, machine: MachineView) -> None:
         self.state_bytes.set(machine.size_bytes())

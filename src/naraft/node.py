@@ -31,13 +31,19 @@ from aiohttp import web
 
 from naraft.api.admin import NODE, admin_routes
 from naraft.api.app import is_peer_request, make_app
+from naraft.api.auth import MAX_PASSWORD_BYTES, AuthService, generate_password, hash_password
 from naraft.api.edge import EdgeLimits, GuardedSite
 from naraft.api.forward import FORWARD_SESSION, FORWARD_TLS, forward_middleware
 from naraft.api.health import HEALTH, readiness_reason
 from naraft.api.observe import AccessLog, observe_middleware
 from naraft.api.v1.beats import HttpBeatSender, beat_routes
+from naraft.api.v1.configs import ConfigApi
 from naraft.api.v1.operator import ServerInfo
-from naraft.config import LogFormat, NodeConfig, parse_address
+from naraft.auth.state import ADMIN_USER, AuthApplied, encode_bootstrap, signing_key
+from naraft.config import AuthMode, LogFormat, NodeConfig, is_loopback, parse_address
+from naraft.configs.listeners import ListenerHub
+from naraft.configs.service import ConfigService
+from naraft.configs.state import ConfigState
 from naraft.digest.wiring import DigestService
 from naraft.election_audit import ElectionAudit
 from naraft.errors import InvalidArgumentError, NaraftError, UnavailableError
@@ -51,15 +57,17 @@ from naraft.naming.service import NamingService
 from naraft.naming.state import NamingState
 from naraft.naming.udp import UdpPusher
 from naraft.node_events import NodeEvents
-from naraft.raft import NodeId, NotLeaderError, RaftCore, Role, Status
+from naraft.raft import NodeId, NotLeaderError, RaftCore, RaftError, Role, Status
 from naraft.replica import Replica
-from naraft.state.datums import Datum, DatumTable
+from naraft.state.datums import Datum, DatumChanges, DatumTable
 from naraft.state.kv import read_value
 from naraft.storage import open_store
 from naraft.storage.base import StoredState
 from naraft.storage.sqlite import SqliteStore
 from naraft.tls import PeerTls, server_context
 from naraft.transport import PeerClient, peer_routes
+from naraft.transport.auth import write_secret_file
+from naraft.transport.signing import PeerSigner, PeerVerifier
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +75,9 @@ DB_FILE: Final = "naraft.db"
 LOCK_FILE: Final = "LOCK"
 """Held with flock(LOCK_EX) for the life of the node; holds the holder's pid."""
 LISTEN_BACKLOG: Final = 1024
+ADMIN_PASSWORD_FILE: Final = "admin.password"
+"""The first admin's generated password (0600), written by the node whose bootstrap won."""
+CONFIG_PRUNE_INTERVAL_SECONDS: Final = 60.0
 
 
 class SystemClock:
@@ -75,6 +86,10 @@ class SystemClock:
 
     def now_ms(self) -> int:
         return int(time.time() * 1000)  # noqa: TID251 - the one wall-clock read in naraft
+
+
+class NodeStoppingError(Exception):
+    """Ends the node's task group when a stop was asked for (run_node returns)."""
 
 
 class StartupError(Exception):
@@ -198,9 +213,11 @@ class Node:
         naming_state: NamingState,
         metrics: NodeMetrics,
         digest: DigestService,
+        configs: ConfigApi,
         naming_sizes: NamingSizes,
     ) -> None:
         self._config = config
+        self.configs = configs
         self.replica = replica
         self._machine = machine
         self._datums = datums
@@ -232,6 +249,8 @@ class Node:
         self.metrics.disk_full.set(0 if self.replica.disk_full is None else 1)
         self.metrics.observe_machine(self._machine)
         self.metrics.observe_naming(self._naming_sizes, leader=self.replica.is_leader)
+        state = self._machine.configs
+        self.metrics.observe_configs(state.count(), state.history_count(), self.configs.hub.held)
         return self.metrics.render()
 
     def quota_refusal(self) -> str | None:
@@ -245,9 +264,27 @@ class Node:
             election_seconds=self._config.timers.election_seconds,
         )
 
+    async def transfer_leadership(self, target: NodeId | None) -> str:
+        return await self.replica.transfer_leadership(target)
+
+    async def hand_over_then_stop(self, stop: asyncio.Event) -> None:
+        """Once `stop` is set (SIGTERM), a leader hands leadership over before the node
+        stops, so that a rolling restart costs no election timeout: writes arriving
+        meanwhile wait for the new leader instead of failing. Then raises `NodeStopping`."""
+        await stop.wait()
+        if self.replica.is_leader and len(self._config.peers) > 1:
+            try:
+                leader = await self.replica.transfer_leadership()
+            except (NaraftError, RaftError) as error:
+                logger.warning("stopping without a hand-over: %s", error)
+            else:
+                logger.info("handed leadership over to %s; stopping", leader)
+        raise NodeStoppingError
+
     def extra_state(self) -> dict[str, object]:
         return {
             "clusterId": self._config.cluster_id,
+            "authEnabled": self._config.auth_enabled,
             "datums": len(self._datums),
             "instances": self._naming_state.instance_count(),
             "diskFull": self.replica.disk_full,
@@ -274,6 +311,21 @@ class Node:
             )
         return infos
 
+    async def prune_config_history_forever(self) -> None:
+        """On the leader, drop config history past the retention even when no config is
+        written (each config write prunes too; this covers an idle cluster)."""
+        service = self.configs.service
+        while True:
+            await asyncio.sleep(CONFIG_PRUNE_INTERVAL_SECONDS)
+            if not self.replica.is_leader or not service.prune_due():
+                continue
+            try:
+                await service.prune_history()
+            except NaraftError as error:
+                logger.info("config history not pruned yet: %s", error)
+            except NotLeaderError:
+                continue
+
     async def establish_quota_forever(self) -> None:
         """On the leader, make this node's quota the cluster's (replicated, so that every
         replica checks writes against the same quota at apply)."""
@@ -290,11 +342,66 @@ class Node:
                 logger.warning("state quota proposal refused, next try in 60 s: %s", error)
                 await asyncio.sleep(60)
 
+    async def establish_auth_forever(self) -> None:
+        """On the leader of a cluster without a signing key (its first start with auth on),
+        propose the bootstrap: a fresh key and the first admin `nacos`, whose password is
+        the configured one or a generated one (then written 0600 into the data directory and
+        logged once, by the node whose bootstrap applied). Ends once the key is there."""
+        auth = self._config.auth
+        while signing_key(self._datums) is None:
+            await asyncio.sleep(self._config.timers.tick_seconds)
+            if not self.replica.is_leader or signing_key(self._datums) is not None:
+                continue
+            try:
+                password, generated = _admin_password(auth.admin_password_file, auth.admin_password)
+            except (OSError, ValueError) as error:
+                logger.error("cannot use the admin password, next try in 60 s: %s", error)
+                await asyncio.sleep(60)
+                continue
+            hashed = await asyncio.to_thread(hash_password, password)
+            try:
+                result = await self.replica.propose(encode_bootstrap(os.urandom(32).hex(), hashed))
+            except (NotLeaderError, UnavailableError) as error:
+                logger.info("auth bootstrap not proposed yet: %s", error)
+                continue
+            except NaraftError as error:
+                logger.warning("auth bootstrap refused, next try in 60 s: %s", error)
+                await asyncio.sleep(60)
+                continue
+            if isinstance(result, AuthApplied) and result.bootstrapped:
+                logger.info("auth bootstrapped: a new token signing key, admin user %s", ADMIN_USER)
+                if generated:
+                    path = self._config.data_dir / ADMIN_PASSWORD_FILE
+                    await asyncio.to_thread(write_secret_file, path, password)
+                    logger.warning(
+                        "generated the password of the admin user %s (shown once, kept in %s): %s",
+                        ADMIN_USER,
+                        path,
+                        password,
+                    )
 
-async def run_node(config: NodeConfig, *, ready: asyncio.Event | None = None) -> None:
-    """Run one node until cancelled; `config` is a validated tree (`NodeConfig.validate`).
-    `ready` is set once the HTTP server serves. Raises `StartupError` for a taken port,
-    an unusable or locked data directory, or certificate files that cannot be loaded."""
+
+def _admin_password(file: Path | None, given: str | None) -> tuple[str, bool]:
+    """The first admin's password and whether it was generated; ValueError for one bcrypt
+    cannot take (over 72 bytes)."""
+    if file is not None:
+        text = file.read_text().strip()
+        if text:
+            if len(text.encode()) > MAX_PASSWORD_BYTES:
+                raise ValueError(f"{file}: longer than {MAX_PASSWORD_BYTES} bytes")
+            return text, False
+    if given:
+        return given, False
+    return generate_password(), True
+
+
+async def run_node(
+    config: NodeConfig, *, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None
+) -> None:
+    """Run one node until cancelled, or until `stop` is set (then a leader hands over
+    first); `config` is a validated tree (`NodeConfig.validate`). `ready` is set once the
+    HTTP server serves. Raises `StartupError` for a taken port, an unusable or locked data
+    directory, or certificate files that cannot be loaded."""
     loop = asyncio.get_running_loop()
     tls = _load_tls(config)
     with contextlib.closing(bind_listener(config.listen_host, config.listen_port)) as sock:
@@ -306,7 +413,12 @@ async def run_node(config: NodeConfig, *, ready: asyncio.Event | None = None) ->
                     executor, _open, config.data_dir / DB_FILE, config.id, config.cluster_id
                 )
                 try:
-                    await _serve(_wire(config, opened, executor, tls), sock, ready)
+                    # not contextlib.suppress: on 3.11 it does not look into the task
+                    # group's ExceptionGroup
+                    try:  # noqa: SIM105
+                        await _serve(_wire(config, opened, executor, tls), sock, ready, stop)
+                    except* NodeStoppingError:
+                        pass  # a clean stop, asked for through `stop`
                 finally:
                     await loop.run_in_executor(executor, opened.store.close)
             finally:
@@ -370,9 +482,20 @@ def _wire(
     datums = DatumTable(opened.state.datums)
     feed = ChangeFeed()
     naming_state = NamingState(datums, feed)
-    machine = NodeStateMachine(datums, naming_state, quota_bytes=config.quota_bytes)
+    config_state = ConfigState(datums)
+    machine = NodeStateMachine(
+        datums, naming_state, quota_bytes=config.quota_bytes, configs=config_state
+    )
     metrics = NodeMetrics()
     events = NodeEvents()
+    hub = ListenerHub(
+        config_state,
+        max_polls=config.configs.max_held_polls,
+        max_keys=config.configs.max_poll_keys,
+        on_notify=metrics.config_notify.observe,
+    )
+    # Every node wakes its own long polls when it applies a change (entries or installs).
+    events.applied.append(lambda changes, _index: hub.on_changes(changes.changed_keys()))
     tls = loaded.peers
     client = PeerClient(
         node_id,
@@ -398,7 +521,7 @@ def _wire(
         compaction=config.compaction,
         on_applied=events.on_applied,
         # Entries publish their own changes; a digest install or repair has none to apply.
-        on_installed=naming_state.publish_replaced_changes,
+        on_installed=lambda changes: _installed(changes, naming_state, machine),
     )
     clock = SystemClock()
     digest = _digest(config, replica, naming_state, metrics, cluster_id, tls)
@@ -419,6 +542,11 @@ def _wire(
     events.applied.append(digest.on_applied)
     events.snapshot_needed.append(digest.on_snapshot_needed)
     events.peer_unreachable.append(watch.on_peer_unreachable)
+    configs = ConfigApi(
+        service=ConfigService(config_state, replica, clock, config.configs, guard=machine),
+        hub=hub,
+        count=lambda route: metrics.config_requests.labels(route=route).inc(),
+    )
     # Nacos: a push target is a zombie after pushCacheMillis without a list request.
     targets = PushTargets(expire_after_ms=lambda: naming_state.switches().default_push_cache_ms)
     pusher = UdpPusher(
@@ -426,7 +554,7 @@ def _wire(
     )
     node = Node(
         config, replica=replica, machine=machine, datums=datums, naming_state=naming_state,
-        metrics=metrics, digest=digest,
+        metrics=metrics, digest=digest, configs=configs,
         naming_sizes=NamingSizes(naming_state, targets, pusher),
     )  # fmt: skip
     naming = NamingService(naming_state, replica, clock, keeper, targets, guard=machine)
@@ -435,13 +563,27 @@ def _wire(
         if config.log.access_log
         else None
     )
-    app = _app(config, node, naming, keeper, digest, metrics, cluster_id, access_log)
+    auth = AuthService(
+        enabled=config.auth_enabled,
+        datums=datums,
+        generation=lambda: machine.auth_generation,
+        propose=replica.propose,
+        clock=lambda: clock.now_ms() / 1000,
+        token_ttl_seconds=config.auth.token_ttl_seconds,
+        login_failures_per_minute=config.auth.login_failures_per_minute,
+    )
+    app = _app(config, node, naming, keeper, digest, metrics, cluster_id, auth, access_log)
     app[FORWARD_TLS] = tls
     return _Wired(
         config=config, cluster_id=cluster_id, node=node, client=client, keeper=keeper,
         pusher=pusher, watch=watch, digest=digest, app=app, access_log=access_log, tls=tls,
         listener_ssl=loaded.listener,
     )  # fmt: skip
+
+
+def _installed(changes: DatumChanges, naming: NamingState, machine: NodeStateMachine) -> None:
+    naming.publish_replaced_changes(changes)
+    machine.note_installed()  # the auth caches read again
 
 
 def _digest(
@@ -475,12 +617,17 @@ def _app(
     digest: DigestService,
     metrics: NodeMetrics,
     cluster_id: str,
+    auth: AuthService,
     access_log: AccessLog | None,
 ) -> web.Application:
     node_id = NodeId(config.id)
     peers = {NodeId(p) for p in config.peers if p != config.id}
     app = make_app(
         naming,
+        auth=auth,
+        identity_verifier=PeerVerifier(
+            config.secret, cluster_id=cluster_id, self_id=config.id, members=peers
+        ),
         extra_routes=admin_routes(),
         peer_routes=[
             *peer_routes(
@@ -499,6 +646,7 @@ def _app(
             *digest.routes(),
         ],
         servers=node,
+        configs=node.configs,
         max_params=config.http.max_params,
         observe=observe_middleware(metrics, access_log=access_log, is_peer=is_peer_request),
         peer_certificate_required=config.tls.peer_tls,
@@ -509,6 +657,7 @@ def _app(
                 metrics.forwarded.inc,
                 wait_new_leader=node.replica.wait_for_new_leader,
                 new_leader_seconds=config.new_leader_seconds,
+                signer=PeerSigner(config.secret, cluster_id=cluster_id, self_id=config.id),
             )
         ],
     )
@@ -517,7 +666,9 @@ def _app(
     return app
 
 
-async def _serve(wired: _Wired, sock: socket.socket, ready: asyncio.Event | None) -> None:
+async def _serve(
+    wired: _Wired, sock: socket.socket, ready: asyncio.Event | None, stop: asyncio.Event | None
+) -> None:
     config, app, node = wired.config, wired.app, wired.node
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=wired.tls.ssl))
     # aiohttp resends a PUT or DELETE once when the connection breaks, even after the leader
@@ -555,6 +706,18 @@ async def _serve(wired: _Wired, sock: socket.socket, ready: asyncio.Event | None
             config.data_dir,
             config.timers.tick_seconds,
         )
+        if not config.auth_enabled:
+            if not is_loopback(config.listen_host):
+                logger.warning(
+                    "auth is OFF (--auth off) on %s: anyone who reaches this node can read "
+                    "and change everything",
+                    config.listen_host,
+                )
+        elif config.auth.mode is AuthMode.AUTO:
+            logger.info(
+                "auth is on: %s is not loopback only (--auth off to turn it off)",
+                config.listen_host,
+            )
         if ready is not None:
             ready.set()
         beat_sender = HttpBeatSender(
@@ -569,10 +732,15 @@ async def _serve(wired: _Wired, sock: socket.socket, ready: asyncio.Event | None
             tasks.create_task(wired.client.run(), name="peer-client")
             tasks.create_task(wired.keeper.sweep_forever(), name="beat-sweeper")
             tasks.create_task(node.establish_quota_forever(), name="state-quota")
+            if config.auth_enabled:
+                tasks.create_task(node.establish_auth_forever(), name="auth-bootstrap")
+            tasks.create_task(node.prune_config_history_forever(), name="config-history")
             tasks.create_task(wired.pusher.run(), name="udp-push")
             tasks.create_task(wired.keeper.forward_forever(beat_sender), name="beat-forwarder")
             tasks.create_task(wired.watch.run(), name="leader-watch")
             tasks.create_task(wired.digest.run(), name="digest")
+            if stop is not None:
+                tasks.create_task(node.hand_over_then_stop(stop), name="stop")
     finally:
         with contextlib.suppress(Exception):
             await runner.cleanup()

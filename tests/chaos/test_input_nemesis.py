@@ -360,3 +360,17 @@ def test_the_check_after_healing_finds_a_lost_write_a_changed_instance_and_a_wro
     assert "acked nemesis-1 ::1:1 differs on n2" in problems
     assert any("switch documents differ" in p and "pushEnabled" in p for p in problems)
     assert "switch clientBeatInterval: acked '7', the nodes hold 5000" in problems
+
+
+def test_forged_auth_probes_expect_refusal_of_a_client_identity() -> None:
+    probes = _draw(12, (ProbeKind.FORGED_AUTH,), n=200)
+    labels = Counter(p.label.split(" with ", 1)[1].split(",")[0] for p in probes)
+    assert {"Nacos's default key", "alg none", "expired", "a random key"} <= set(labels)
+    for probe in probes:
+        carries_identity = ("X-Naraft-Identity", "nacos") in probe.headers
+        assert probe.expect is (Expect.REFUSE if carries_identity else Expect.ANY)
+        assert (probe.ack is None) is carries_identity
+        assert len(urlencode(probe.params)) < 8000  # within aiohttp's request line limit
+        if carries_identity:
+            assert "invalid input acknowledged" in (contract_problem(probe, "200") or "")
+        assert contract_problem(probe, "403") is None

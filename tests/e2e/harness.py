@@ -201,27 +201,12 @@ class LocalCluster(ProcessCluster):
         return present
 
 
-def single_node(root: Path, *extra_args: str, **spec: Any) -> NodeProcess:
-    """One standalone node's process (not started) in `root`, on a free port, with
-    `DEFAULT_ARGS` before `extra_args`."""
-    (port,) = free_ports(1)
-    root.mkdir(parents=True, exist_ok=True)
-    return NodeProcess(
-        NodeSpec(
-            node_id=f"127.0.0.1:{port}",
-            data_dir=root,
-            standalone=True,
-            extra_args=(*DEFAULT_ARGS, *extra_args),
-            **spec,
-        )
-    )
-
-
 @contextlib.contextmanager
 def local_cluster(
-    root: Path, size: int = 3, extra_args: Sequence[str] = DEFAULT_ARGS, *, tls: bool = False
+    root: Path, size: int = 3, extra_args: Sequence[str] = DEFAULT_ARGS, **options: Any
 ) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(root=root, size=size, extra_args=extra_args, tls=tls)
+    """A started `LocalCluster`; `options` go to it (`tls=True`, `auth="on"`, ...)."""
+    cluster = LocalCluster(root=root, size=size, extra_args=extra_args, **options)
     try:
         with cluster:
             yield cluster

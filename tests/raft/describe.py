@@ -21,6 +21,7 @@ from naraft.raft import (
     RequestVote,
     Role,
     Status,
+    TimeoutNow,
     VoteReply,
 )
 
@@ -62,7 +63,8 @@ def describe_message(message: Message) -> str:
         case RequestVote():
             kind = "PreVote" if message.pre_vote else "Vote"
             last = describe_position(message.last_log_index, message.last_log_term)
-            return f"{kind} term={message.term} last={last}"
+            transfer = " transfer" if message.transfer else ""
+            return f"{kind} term={message.term} last={last}{transfer}"
         case VoteReply():
             kind = "PreVoteReply" if message.pre_vote else "VoteReply"
             verdict = "granted" if message.granted else "rejected"
@@ -87,6 +89,8 @@ def describe_message(message: Message) -> str:
         case InstallSnapshot():
             snapshot = describe_position(message.index, message.snapshot_term)
             return f"InstallSnapshot term={message.term} snapshot={snapshot}"
+        case TimeoutNow():
+            return f"TimeoutNow term={message.term}"
 
 
 def describe_envelope(envelope: Envelope) -> str:

@@ -43,6 +43,7 @@ from naraft.raft import (
     NotLeaderError,
     RaftConfig,
     RaftCore,
+    RaftError,
     Ready,
     Role,
     Term,
@@ -222,6 +223,8 @@ class ClusterEnv:
                 self._print_counts()
             case "forget-leader":
                 self._forget_leader(command)
+            case "transfer-leader":
+                self._transfer_leader(command)
             case other:
                 raise ValueError(f"line {command.line}: unknown command {other!r}")
         return "\n".join(self._out)
@@ -280,6 +283,16 @@ class ClusterEnv:
     def _forget_leader(self, command: Command) -> None:
         node = NodeId(command.args[0])
         self._cores[node].forget_leader()
+        self._observe(node)
+
+    def _transfer_leader(self, command: Command) -> None:
+        """`transfer-leader <leader> <target>`: the leader hands over to the target."""
+        node, target = NodeId(command.args[0]), NodeId(command.args[1])
+        try:
+            self._cores[node].transfer_leadership(target)
+        except RaftError as error:
+            self._out.append(f"error: {error}")
+            return
         self._observe(node)
 
     def _propose(self, command: Command) -> None:

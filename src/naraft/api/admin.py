@@ -29,7 +29,7 @@ from aiohttp import web
 from naraft import __version__
 from naraft.api.errors import Refusal, json_ok, json_refusal, proposal_failure
 from naraft.errors import DiskFullError, UnavailableError
-from naraft.raft import NotLeaderError, Status
+from naraft.raft import NodeId, NotLeaderError, Status, TransferError
 from naraft.state.datums import Datum
 from naraft.state.kv import (
     MAX_KEY_BYTES,
@@ -48,6 +48,8 @@ KV_BASE: Final = "/naraft/v1/kv"
 RAFT_BASE: Final = "/nacos/v1/ns/raft"
 OPENAPI_PATH: Final = "/naraft/v1/openapi.json"
 VERSION_PATH: Final = "/naraft/v1/version"
+
+MAX_MEMBER_ID_CHARS: Final = 262  # host (253) ':' port
 
 MAX_KV_BODY_BYTES: Final = 2 * MAX_VALUE_BYTES + 4096
 """A kv write's body: a value and a compare-and-set `prev` at the value limit, in JSON."""
@@ -74,6 +76,10 @@ class RaftNodeView(Protocol):
 
     def quota_refusal(self) -> str | None:
         """Why writes are refused before proposing (the state quota alarm), or None."""
+        ...
+
+    async def transfer_leadership(self, target: NodeId | None) -> str:
+        """Hand leadership over (to `target`, or the most caught-up peer); the new leader."""
         ...
 
 
@@ -261,6 +267,35 @@ async def raft_state(request: web.Request) -> web.Response:
     )
 
 
+async def transfer_leader(request: web.Request) -> web.Response:
+    """`POST .../raft/transfer[?to=ID]`: the leader hands over (a follower forwards this to
+    the leader); answers once the new leader is known."""
+    node = request.app[NODE]
+    form = await request.post()
+    raw = request.query.get("to", form.get("to"))
+    if raw is not None and (not isinstance(raw, str) or not 0 < len(raw) <= MAX_MEMBER_ID_CHARS):
+        return json_refusal(
+            Refusal.BAD_INPUT,
+            f"to: must be a member id of 1..{MAX_MEMBER_ID_CHARS} chars",
+            field="to",
+        )
+    target = raw or None
+    if target is not None and target not in node.members:
+        return json_refusal(Refusal.BAD_INPUT, f"to: {target} is not a member", field="to")
+    previous = node.status.id
+    try:
+        leader = await node.transfer_leadership(NodeId(target) if target else None)
+    except NotLeaderError as error:
+        if error.leader_hint is not None and error.leader_hint != previous:
+            raise  # the forwarding middleware sends this to the leader
+        return json_refusal(Refusal.UNAVAILABLE, "no leader to hand over from", leader=None)
+    except TransferError as error:
+        return json_refusal(Refusal.BAD_INPUT, f"to: {error}", field="to")
+    except UnavailableError as error:
+        return json_refusal(Refusal.UNAVAILABLE, str(error), leader=node.status.leader)
+    return json_ok({"leader": leader, "previous": previous, "term": node.status.term})
+
+
 async def raft_peer(request: web.Request) -> web.Response:
     """The local peer as Nacos 1.x's `/raft/peer` shows it (RaftPeer)."""
     status = request.app[NODE].status
@@ -311,6 +346,7 @@ def admin_routes() -> list[web.RouteDef]:
         web.get(f"{RAFT_BASE}/leader", raft_leader),
         web.get(f"{RAFT_BASE}/state", raft_state),
         web.get(f"{RAFT_BASE}/peer", raft_peer),
+        web.post(f"{RAFT_BASE}/transfer", transfer_leader),
         web.get("/metrics", metrics),
         web.get(OPENAPI_PATH, openapi_description),
         web.get(VERSION_PATH, version),

@@ -26,8 +26,10 @@ import orjson
 from aiohttp import web
 
 from naraft.api.params import wire_name
+from naraft.configs.validate import ContentTooLargeError
 from naraft.errors import (
     CommandRejectedError,
+    ConflictError,
     DiskFullError,
     InvalidArgumentError,
     NotFoundError,
@@ -36,6 +38,7 @@ from naraft.errors import (
     QuotaExceededError,
     UnauthorizedError,
     UnavailableError,
+    UnsupportedError,
 )
 from naraft.raft.errors import NotLeaderError
 from naraft.transport.codec import BodyTooLargeError
@@ -49,8 +52,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 NACOS_STATUS: Final[Mapping[type[Exception], int]] = {
     InvalidArgumentError: 400,  # AlreadyExistsError too: Nacos answers 400 for it
+    ContentTooLargeError: 413,  # a config's content over config-max-content-bytes
+    ConflictError: 409,  # a config publish whose casMd5 did not match
+    UnsupportedError: 501,  # gray/tag configs and the other Nacos features not served
     NotFoundError: 404,
-    UnauthorizedError: 403,
+    UnauthorizedError: 403,  # no token, a bad one, no permission (Nacos's message)
     SignatureError: 403,  # a member's beat batch that is not signed by the cluster
     BodyTooLargeError: 413,
     NotLeaderError: 503,  # reached only when forwarding to the leader failed
@@ -86,6 +92,7 @@ class Refusal(enum.Enum):
     NO_SPACE = "no-space"  # disk full or the state quota: etcd's NOSPACE, not retried blindly
     UNAVAILABLE = "unavailable"  # no leader, a dropped or unsettled proposal: retry
     REJECTED_ON_APPLY = "rejected-on-apply"  # committed and refused by every replica
+    FORBIDDEN = "forbidden"  # no token, a bad one, or a user without the permission
 
 
 NARAFT_STATUS: Final[Mapping[Refusal, int]] = {
@@ -96,6 +103,7 @@ NARAFT_STATUS: Final[Mapping[Refusal, int]] = {
     Refusal.NO_SPACE: 507,
     Refusal.UNAVAILABLE: 503,
     Refusal.REJECTED_ON_APPLY: 500,
+    Refusal.FORBIDDEN: 403,
 }
 
 

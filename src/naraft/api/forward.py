@@ -20,12 +20,15 @@ from typing import Final
 import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from yarl import URL
 
+from naraft.api.access import identity_headers
 from naraft.api.errors import Handler
 from naraft.errors import OutcomeUnknownError
-from naraft.raft.errors import NotLeaderError
+from naraft.raft.errors import HandedOverError, NotLeaderError
 from naraft.raft.types import NodeId
 from naraft.tls import PLAINTEXT, PeerTls
+from naraft.transport.signing import SIGNED_HEADERS, PeerSigner
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +39,20 @@ FORWARD_TLS: Final = web.AppKey("forward_tls", PeerTls)
 _HOP_BY_HOP: Final = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "content-encoding"}
 )
+
+
+_SIGNED: Final = frozenset(name.lower() for name in SIGNED_HEADERS)
+_ANSWER_HEADERS: Final = (
+    "Content-Type",
+    # a config read's (naraft.api.v1.configs): clients compare the MD5 and type
+    "Content-MD5",
+    "Config-Type",
+    "Last-Modified",
+    "Cache-Control",
+    "Pragma",
+    "Expires",
+)
+"""The leader's answer headers a forwarded request passes on to its client."""
 
 
 NewLeaderWait = Callable[[str, float], Awaitable[str | None]]
@@ -57,11 +74,14 @@ def forward_middleware(
     *,
     wait_new_leader: NewLeaderWait | None = None,
     new_leader_seconds: float = 3.0,
+    signer: PeerSigner | None = None,
 ) -> Middleware:
     """Middleware forwarding NotLeaderError requests to the leader (place it innermost).
 
     With `wait_new_leader`, a request whose leader refused the connection is tried once more
-    with the next leader (waiting up to `new_leader_seconds` for one)."""
+    with the next leader (waiting up to `new_leader_seconds` for one). With `signer`, a
+    request the access middleware identified carries that identity to the leader, signed
+    (`naraft.api.access.identity_headers`)."""
 
     @web.middleware
     async def forward_to_leader(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -69,11 +89,11 @@ def forward_middleware(
             return await handler(request)
         except NotLeaderError as error:
             leader = error.leader_hint
-            if leader is None or leader == self_id or FORWARDED_HEADER in request.headers:
+            if leader is None or leader == self_id or not _may_forward(request, error):
                 raise
             on_forward()
             try:
-                return await _forward(request, leader, self_id, timeout_seconds)
+                return await _forward(request, leader, self_id, timeout_seconds, signer)
             except _LeaderRefusedError as refused:
                 if wait_new_leader is None:
                     raise NotLeaderError(NodeId(leader)) from refused
@@ -86,22 +106,42 @@ def forward_middleware(
             if new_leader == self_id:
                 return await handler(request)  # NotLeaderError again: the error middleware's 503
             try:
-                return await _forward(request, new_leader, self_id, timeout_seconds)
+                return await _forward(request, new_leader, self_id, timeout_seconds, signer)
             except _LeaderRefusedError as refused:
                 raise NotLeaderError(NodeId(new_leader)) from refused
 
     return forward_to_leader
 
 
+def _may_forward(request: web.Request, error: NotLeaderError) -> bool:
+    """A request is forwarded once; a second time only when the leader it reached handed
+    over while it waited (it appended nothing, and the new leader is known)."""
+    forwarded_by = request.headers.get(FORWARDED_HEADER)
+    if forwarded_by is None:
+        return True
+    return isinstance(error, HandedOverError) and "," not in forwarded_by
+
+
 async def _forward(
-    request: web.Request, leader: str, self_id: str, timeout_seconds: float
+    request: web.Request,
+    leader: str,
+    self_id: str,
+    timeout_seconds: float,
+    signer: PeerSigner | None,
 ) -> web.StreamResponse:
     session = request.app[FORWARD_SESSION]
     body = await request.read()
-    headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_BY_HOP}
-    headers[FORWARDED_HEADER] = self_id
+    headers = {
+        k: v
+        for k, v in request.headers.items()
+        if k.lower() not in _HOP_BY_HOP and k.lower() not in _SIGNED
+    }
+    earlier = request.headers.get(FORWARDED_HEADER)
+    headers[FORWARDED_HEADER] = self_id if earlier is None else f"{earlier},{self_id}"
+    headers.update(identity_headers(request, signer, leader, body))
     tls = request.app.get(FORWARD_TLS, PLAINTEXT)
-    url = f"{tls.url(leader)}{request.rel_url}"
+    # the path exactly as it came: the signature covers it, byte for byte
+    url = URL(f"{tls.url(leader)}{request.raw_path}", encoded=True)
     try:
         async with session.request(
             request.method,
@@ -114,7 +154,7 @@ async def _forward(
         ) as answer:
             payload = await answer.read()
             response = web.Response(status=answer.status, body=payload)
-            for name in ("Content-Type",):
+            for name in _ANSWER_HEADERS:
                 if name in answer.headers:
                     response.headers[name] = answer.headers[name]
             response.headers[LEADER_HEADER] = leader

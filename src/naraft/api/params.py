@@ -51,7 +51,9 @@ class Params:
         return next((v for n in names if (v := self._values.get(n)) is not None), None)
 
 
-def check_params(values: MultiMapping[str]) -> MultiMapping[str]:
+def check_params(
+    values: MultiMapping[str], max_value_chars: int = MAX_PARAM_VALUE_CHARS
+) -> MultiMapping[str]:
     """`values`, if within the parameter limits; InvalidArgumentError naming the one that is
     not (the count of parameters, a name's length, a value's length)."""
     if len(values) > MAX_PARAMS:
@@ -68,26 +70,39 @@ def check_params(values: MultiMapping[str]) -> MultiMapping[str]:
                 message=f"a parameter name is longer than "
                 f"{MAX_PARAM_NAME_CHARS} characters: {name[:32]}...",
             )
-        if len(value) > MAX_PARAM_VALUE_CHARS:
+        if len(value) > max_value_chars:
             raise InvalidArgumentError(
                 name,
                 "too long",
-                message=f"invalid parameter {name}: longer than {MAX_PARAM_VALUE_CHARS} characters",
+                message=f"invalid parameter {name}: longer than {max_value_chars} characters",
             )
     return values
 
 
-async def read_params(request: web.Request) -> Params:
-    """The query string plus, for a urlencoded body, the form fields after it."""
+_PARAMS_KEY: Final = "naraft.params"
+ONLY_BODY_LIMIT: Final = 1 << 62
+"""A `max_value_chars` for a reader that leaves the value limit to the handler (the access
+middleware: the client body limit still bounds every value)."""
+
+
+async def read_params(
+    request: web.Request, *, max_value_chars: int = MAX_PARAM_VALUE_CHARS
+) -> Params:
+    """The query string plus, for a urlencoded body, the form fields after it. A value is
+    at most `max_value_chars` long (the config routes take a config's content). The body
+    is parsed once per request (the access middleware and the handler share it); each call
+    checks its own value limit."""
     # The edge's input middleware has counted the parameters (query and form) already.
-    if request.content_type != FORM_CONTENT_TYPE or not request.body_exists:
-        return Params(check_params(request.query))
-    merged: MultiDict[str] = MultiDict(check_params(request.query))
-    form = await request.post()
-    for name, value in form.items():
-        if isinstance(value, str):
-            merged.add(name, value)
-    return Params(check_params(merged))
+    merged = request.get(_PARAMS_KEY)
+    if not isinstance(merged, MultiDict):
+        merged = MultiDict(request.query)
+        if request.content_type == FORM_CONTENT_TYPE and request.body_exists:
+            form = await request.post()
+            for name, value in form.items():
+                if isinstance(value, str):
+                    merged.add(name, value)
+        request[_PARAMS_KEY] = merged
+    return Params(check_params(merged, max_value_chars))
 
 
 def client_agent(request: web.Request) -> ClientAgent:

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -20,6 +21,14 @@ from typing import Any, Final
 import aiohttp
 
 from naraft.chaos.cluster import AUDIT_FILE, ChaosCluster, ChaosNode
+from naraft.chaos.configs import (
+    CONFIG_KEY_PREFIX,
+    WATCHED,
+    ListenerSet,
+    get_config,
+    local_md5s,
+    md5_of,
+)
 from naraft.chaos.workload import NAMING_PREFIX, Workload
 from naraft.client import INSTANCE_LIST_PATH, KV_PATH
 
@@ -96,7 +105,60 @@ async def final_reads(cluster: ChaosCluster, workload: Workload) -> int:
             for key in sorted(workload.stats.register_keys):
                 outcome = await workload.read(session, node, f"final-{i}", key)
                 failed += outcome.name != "OK"
+            for key in sorted(workload.stats.config_keys):
+                data_id = key.removeprefix(CONFIG_KEY_PREFIX)
+                outcome = await workload.read_config(session, node, f"final-{i}", data_id)
+                failed += outcome.name != "OK"
     return failed
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigCheck:
+    lost_configs: tuple[str, ...]  # acked write-once configs missing on some node
+    acked: int
+    missed_notifications: tuple[str, ...]  # listeners that never heard of a final value
+    notifications: int
+
+
+async def check_configs(
+    cluster: ChaosCluster,
+    acked_configs: Mapping[str, str],
+    listeners: ListenerSet,
+    *,
+    wait_seconds: float = 30.0,
+) -> ConfigCheck:
+    """Every acked write-once config on every node (each node's own state), and every
+    listener holding the final MD5 of each watched config within `wait_seconds`."""
+    lost: list[str] = []
+    timeout = aiohttp.ClientTimeout(total=5)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        final: dict[str, str] = {}
+        for data_id in WATCHED:
+            for node in cluster.nodes:  # a linearizable read through any node that answers
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    status, content = await get_config(session, node, data_id)
+                    if status in (200, 404):
+                        final[data_id] = md5_of(content)
+                        break
+            else:
+                lost.append(f"no node answered a read of {data_id}")
+        expected = {data_id: md5_of(value) for data_id, value in acked_configs.items()}
+        names = sorted(expected)
+        for node in cluster.nodes:
+            for start in range(0, len(names), 500):
+                chunk = {name: expected[name] for name in names[start : start + 500]}
+                differing = await local_md5s(session, node, chunk)
+                if differing is None:
+                    lost.append(f"{node.id} did not answer the acked-config probe")
+                    break
+                lost.extend(f"{name} missing on {node.id}" for name in differing)
+    missed = await listeners.wait_until(final, wait_seconds)
+    return ConfigCheck(
+        lost_configs=tuple(lost),
+        acked=len(acked_configs),
+        missed_notifications=tuple(missed),
+        notifications=sum(listener.notifications for listener in listeners.listeners),
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

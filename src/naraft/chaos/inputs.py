@@ -23,6 +23,7 @@ import base64
 import contextlib
 import enum
 import hashlib
+import hmac
 import io
 import random
 import time
@@ -38,7 +39,9 @@ import orjson
 from naraft.api.app import MAX_BODY_BYTES
 from naraft.api.params import MAX_PARAM_VALUE_CHARS
 from naraft.chaos.cluster import ChaosCluster, ChaosNode
+from naraft.chaos.configs import local_md5s
 from naraft.client import (
+    CONFIGS_PATH,
     INSTANCE_LIST_PATH,
     INSTANCE_PATH,
     KV_PATH,
@@ -53,6 +56,7 @@ from naraft.state.kv import MAX_VALUE_BYTES
 
 KEY_PREFIX: Final = "nemesis/"
 SERVICE_PREFIX: Final = "nemesis-"
+CONFIG_PREFIX: Final = "nemesis-cfg-"
 BODY_LIMIT: Final = MAX_BODY_BYTES  # the client body limit of naraft's HTTP edge
 REQUEST_TIMEOUT_SECONDS: Final = 10.0
 RAW_TIMEOUT_SECONDS: Final = 5.0
@@ -72,6 +76,9 @@ class ProbeKind(enum.StrEnum):
     MANY_PARAMS = "many-params"  # tens of thousands of form parameters
     MALFORMED_HTTP = "malformed-http"  # raw sockets: bad request lines, headers, chunking
     SLOW_CLIENT = "slow-client"  # headers or body trickled, then abandoned
+    FORGED_AUTH = "forged-auth"  # forged, expired, alg-none tokens; a client-sent identity
+    CONFIG_EXTREME = "config-extreme"  # valid: large, unicode, names at their length limits
+    CONFIG_INVALID = "config-invalid"  # invalid: bad names, blank content, over-long fields
 
 
 ALL_KINDS: Final[tuple[ProbeKind, ...]] = tuple(ProbeKind)
@@ -90,6 +97,9 @@ WEIGHTS: Final[Mapping[ProbeKind, int]] = {
     ProbeKind.MANY_PARAMS: 1,
     ProbeKind.MALFORMED_HTTP: 1,
     ProbeKind.SLOW_CLIENT: 1,
+    ProbeKind.FORGED_AUTH: 2,
+    ProbeKind.CONFIG_EXTREME: 2,
+    ProbeKind.CONFIG_INVALID: 2,
 }
 
 
@@ -139,7 +149,14 @@ class SwitchAck:
     value: str
 
 
-Ack = KvAck | InstanceAck | SwitchAck
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfigAck:
+    data_id: str
+    md5: str
+    length: int
+
+
+Ack = KvAck | InstanceAck | SwitchAck | ConfigAck
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -161,6 +178,7 @@ class Probe:
     pause: float = 0.0
     abandon: bool = False
     ack: Ack | None = None
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 def _value(rng: random.Random, size: int) -> str:
@@ -276,6 +294,9 @@ class ProbeFactory:
             ProbeKind.MANY_PARAMS: self._many_params,
             ProbeKind.MALFORMED_HTTP: self._malformed_http,
             ProbeKind.SLOW_CLIENT: self._slow_client,
+            ProbeKind.FORGED_AUTH: self._forged_auth,
+            ProbeKind.CONFIG_EXTREME: self._config_extreme,
+            ProbeKind.CONFIG_INVALID: self._config_invalid,
         }
 
     def next(self) -> Probe:
@@ -507,6 +528,79 @@ class ProbeFactory:
             form=tuple(fields.items()),
         )
 
+    # -------------------------------------------------------------- configs
+
+    def _config_extreme(self, node: int) -> Probe:
+        rng = self._rng
+        data_id = f"{CONFIG_PREFIX}{self._unique()}"
+        roll = rng.random()
+        if roll < 0.4:
+            content = _value(rng, rng.randrange(256 << 10, 900 << 10))
+            what = f"{len(content)} bytes"
+        elif roll < 0.8:
+            content = "".join(rng.choice(UNICODE) for _ in range(rng.randrange(1, 2000)))
+            what = "unicode"
+        else:
+            data_id = (data_id + "." + "x" * 255)[:255]  # dataId at its 255-character limit
+            content = "k=v"
+            what = "a 255-character dataId"
+        encoded = content.encode("utf-8", "surrogatepass")
+        return Probe(
+            kind=ProbeKind.CONFIG_EXTREME,
+            node=node,
+            label=f"publish config {data_id[:40]} ({what})",
+            expect=Expect.ACCEPT,
+            method="POST",
+            path=CONFIGS_PATH,
+            form=(("dataId", data_id), ("group", "DEFAULT_GROUP"), ("content", content)),
+            ack=ConfigAck(
+                data_id=data_id,
+                md5=hashlib.md5(encoded).hexdigest(),
+                length=len(encoded),
+            ),
+        )
+
+    def _config_invalid(self, node: int) -> Probe:
+        rng = self._rng
+        fields = {
+            "dataId": f"{CONFIG_PREFIX}{self._unique()}",
+            "group": "DEFAULT_GROUP",
+            "content": "k=v",
+        }
+        broken, value = rng.choice(
+            (
+                ("dataId", "a b"),
+                ("dataId", "a/b"),
+                ("dataId", "a+b"),
+                ("dataId", "x" * 256),
+                ("dataId", ""),
+                ("group", "g g"),
+                ("group", "g" * 129),
+                ("group", "g#1"),
+                ("tenant", "t t"),
+                ("tenant", "t" * 129),
+                ("content", ""),
+                ("content", "   "),
+                ("desc", "d" * 129),
+                ("config_tags", ",".join("t" * 6)),
+                ("config_tags", "t" * 65),
+                ("type", "y" * 33),
+                ("appName", "a" * 129),
+                ("casMd5", "m" * 33),
+            )
+        )
+        fields[broken] = value
+        shown = value if len(value) <= 40 else f"{value[:20]}...({len(value)} chars)"
+        return Probe(
+            kind=ProbeKind.CONFIG_INVALID,
+            node=node,
+            label=f"publish config with {broken}={shown!r}",
+            expect=Expect.REFUSE,
+            method="POST",
+            path=CONFIGS_PATH,
+            form=tuple(fields.items()),
+        )
+
     # -------------------------------------------------------------- bodies and parameters
 
     def _oversized_body(self, node: int) -> Probe:
@@ -695,6 +789,90 @@ class ProbeFactory:
             abandon=True,
         )
 
+    # -------------------------------------------------------------- auth
+
+    def _forged_auth(self, node: int) -> Probe:
+        """A registration carrying a credential that must never count: a token under
+        Nacos's default key or a random one, unsigned (`alg: none`), expired, mangled or
+        huge; a client-sent identity header; a server's User-Agent. A node with auth on
+        refuses them all; one with auth off ignores the token (so either answer holds),
+        but refuses the identity header whatever its mode (docs/auth.md)."""
+        rng = self._rng
+        service = self._service()
+        port = rng.randrange(1, 65_536)
+        later = 4_000_000_000  # 2096: far from expiring
+        hs256 = {"alg": "HS256", "typ": "JWT"}
+        nacos = {"sub": "nacos", "exp": later}
+        tokens: tuple[tuple[str, str | None], ...] = (
+            ("Nacos's default key", _jwt(hs256, nacos, NACOS_DEFAULT_TOKEN_KEY)),
+            ("a random key", _jwt(hs256, nacos, rng.randbytes(32))),
+            ("alg none", _jwt({"alg": "none"}, nacos, None)),
+            ("expired", _jwt(hs256, {"sub": "nacos", "exp": 1}, rng.randbytes(32))),
+            ("a mangled token", "eyJ" + _value(rng, rng.randrange(1, 200))),
+            ("a 6,000-character token", _value(rng, 6000)),
+            ("no token", None),
+        )
+        name, token = rng.choice(tokens)
+        params: tuple[tuple[str, str], ...] = ()
+        headers: tuple[tuple[str, str], ...] = ()
+        if token is not None and rng.random() < 0.5:
+            params = (("accessToken", token),)
+        elif token is not None:
+            headers = (("Authorization", f"Bearer {token}"),)
+        if rng.random() < 0.3:
+            name, headers = (
+                f"{name}, a server's User-Agent",
+                (*headers, ("User-Agent", "Nacos-Server")),
+            )
+        identity = rng.random() < 0.3
+        if identity:
+            name, headers = (
+                f"{name}, an identity header",
+                (*headers, ("X-Naraft-Identity", "nacos")),
+            )
+        fields = (
+            ("serviceName", service),
+            ("ip", "10.202.0.1"),
+            ("port", str(port)),
+            ("ephemeral", "false"),
+        )
+        ack = InstanceAck(
+            service=service, ip="10.202.0.1", port=port, cluster="DEFAULT", weight=1.0,
+            metadata={},
+        )  # fmt: skip
+        return Probe(
+            kind=ProbeKind.FORGED_AUTH,
+            node=node,
+            label=f"register {service} with {name}",
+            expect=Expect.REFUSE if identity else Expect.ANY,
+            method="POST",
+            path=INSTANCE_PATH,
+            params=params,
+            form=fields,
+            headers=headers,
+            ack=None if identity else ack,
+        )
+
+
+def _jwt(header: Mapping[str, object], claims: Mapping[str, object], key: bytes | None) -> str:
+    """A JWT signed HS256 with `key` (None: unsigned), built by hand so that any header
+    (`alg: none`) can be sent."""
+
+    def part(data: Mapping[str, object]) -> str:
+        return base64.urlsafe_b64encode(orjson.dumps(data)).rstrip(b"=").decode()
+
+    head = f"{part(header)}.{part(claims)}"
+    if key is None:
+        return f"{head}."
+    mac = hmac.new(key, head.encode(), hashlib.sha256).digest()
+    return f"{head}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
+
+
+NACOS_DEFAULT_TOKEN_KEY: Final = (
+    b"SecretKey012345678901234567890123456789012345678901234567890123456789"
+)
+"""The signing key Nacos shipped in its default configuration (a token under it is forged)."""
+
 
 def _form_head(form: bytes) -> bytes:
     return b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n" % len(
@@ -867,7 +1045,11 @@ async def http_exchange(session: aiohttp.ClientSession, node: ChaosNode, probe: 
         data = None
     try:
         async with session.request(
-            probe.method, f"{node.url}{probe.path}", params=list(probe.params) or None, data=data
+            probe.method,
+            f"{node.url}{probe.path}",
+            params=list(probe.params) or None,
+            data=data,
+            headers=dict(probe.headers) or None,
         ) as answer:
             await answer.read()
             return str(answer.status)
@@ -941,6 +1123,18 @@ async def check(cluster: ChaosCluster, stats: InputStats) -> list[str]:
                 session, cluster.nodes, service, wanted, frozenset(stats.uncertain)
             )
         problems += await _check_switches(session, cluster.nodes, stats.switch_log)
+        configs = {a.data_id: a for a in stats.acked if isinstance(a, ConfigAck)}
+        if configs:
+            expected = {data_id: ack.md5 for data_id, ack in configs.items()}
+            for node in cluster.nodes:
+                differing = await local_md5s(session, node, expected)
+                if differing is None:
+                    problems.append(f"{node.id} did not answer the acked-config probe")
+                    continue
+                problems += [
+                    f"acked config {d[:40]} ({configs[d].length} bytes) missing on {node.id}"
+                    for d in differing
+                ]
     return problems
 
 

@@ -25,6 +25,7 @@ import aiohttp
 
 from naraft.chaos import checks, inputs
 from naraft.chaos.cluster import ChaosCluster, ChaosNode
+from naraft.chaos.configs import ListenerSet
 from naraft.chaos.inputs import DEFAULT_KINDS, InputNemesis, ProbeKind
 from naraft.chaos.schedules import AIMS, CI_KINDS, NEEDS_TMPFS, STEPS, Nemesis, ScheduleKind
 from naraft.chaos.workload import Workload, WorkloadConfig
@@ -177,6 +178,7 @@ async def run_schedule(config: CampaignConfig, index: int) -> ScheduleResult:
                 if config.input_nemesis and config.nemesis_kinds
                 else None
             )
+            listeners = ListenerSet(cluster)
             convergence: checks.Convergence | None = None
             comparison: checks.StateComparison | None = None
             async with cluster:
@@ -189,6 +191,7 @@ async def run_schedule(config: CampaignConfig, index: int) -> ScheduleResult:
                     )
                 )
                 if leader is not None:
+                    listeners.start()
                     await _run_faults(config, kind, workload, nemesis, senders)
                     outcomes.append(_unexpected_exits(cluster))
                     healed_at = asyncio.get_running_loop().time()
@@ -242,6 +245,7 @@ async def run_schedule(config: CampaignConfig, index: int) -> ScheduleResult:
                                 else "; ".join(comparison.lost_writes[:5]),
                             )
                         )
+                        outcomes += await _config_checks(cluster, workload, listeners)
                         if senders is not None:
                             outcomes += await _input_checks(cluster, senders)
                     except (
@@ -258,6 +262,7 @@ async def run_schedule(config: CampaignConfig, index: int) -> ScheduleResult:
                                 detail=f"a node did not answer: {type(error).__name__}: {error}",
                             )
                         )
+                await listeners.stop()
                 recorder.nemesis({"f": "end"})
             audit = checks.election_safety(cluster)
             outcomes.append(
@@ -360,6 +365,29 @@ async def _run_faults(
                 await asyncio.shield(fault_task)
         except TimeoutError:
             fault_task.cancel()
+
+
+async def _config_checks(
+    cluster: ChaosCluster, workload: Workload, listeners: ListenerSet
+) -> list[CheckOutcome]:
+    """Acked write-once configs on every node; every listener heard every final value."""
+    result = await checks.check_configs(cluster, workload.stats.acked_configs, listeners)
+    return [
+        CheckOutcome(
+            name="acked configs present",
+            passed=not result.lost_configs,
+            detail=f"{result.acked} acked write-once configs on every node"
+            if not result.lost_configs
+            else "; ".join(result.lost_configs[:5]),
+        ),
+        CheckOutcome(
+            name="no lost notification",
+            passed=not result.missed_notifications,
+            detail=f"every listener reached the final values ({result.notifications} notifications)"
+            if not result.missed_notifications
+            else "; ".join(result.missed_notifications[:5]),
+        ),
+    ]
 
 
 async def _input_checks(cluster: ChaosCluster, senders: InputNemesis) -> list[CheckOutcome]:

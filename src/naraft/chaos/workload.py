@@ -27,8 +27,17 @@ import aiohttp
 import orjson
 
 from naraft.chaos.cluster import ChaosCluster, ChaosNode
+from naraft.chaos.configs import (
+    CONFIG_KEY_PREFIX,
+    CONFIG_SET_PREFIX,
+    GROUP,
+    get_config,
+    md5_of,
+    pick_config_key,
+)
 from naraft.checker import HistoryRecorder, JsonValue, OpFunction, RecordType
 from naraft.client import (
+    CONFIGS_PATH,
     INSTANCE_LIST_PATH,
     INSTANCE_PATH,
     KV_PATH,
@@ -78,6 +87,8 @@ class WorkloadStats:
     acked_set_keys: dict[str, str] = field(default_factory=dict)
     acked_instances: set[str] = field(default_factory=set)
     register_keys: set[str] = field(default_factory=set)
+    config_keys: set[str] = field(default_factory=set)  # cfg/<dataId> registers
+    acked_configs: dict[str, str] = field(default_factory=dict)  # write-once dataId -> content
     refusals: list[str] = field(default_factory=list)  # each non-2xx write answer, for humans
 
     def count(self, outcome: Outcome) -> None:
@@ -170,24 +181,26 @@ class Workload:
         self, session: aiohttp.ClientSession, node: ChaosNode, process: int, rng: random.Random
     ) -> Outcome:
         roll = rng.random()
-        if roll < 0.45:
+        if roll < 0.42:
             return await self.read(session, node, process, self._registers.pick(rng))
-        if roll < 0.70:
+        if roll < 0.64:
             key = self._registers.pick(rng)
             return await self._write(session, node, process, key, self._unique(process))
-        if roll < 0.80:
+        if roll < 0.73:
             key = self._registers.pick(rng)
             return await self._cas(session, node, process, key, self._unique(process))
-        if roll < 0.85:
+        if roll < 0.78:
             return await self._delete(session, node, process, self._registers.pick(rng))
-        if roll < 0.93:
+        if roll < 0.84:
             key = f"{SET_PREFIX}{self._unique(process)}"
             value = self._unique(process)
             outcome = await self._write(session, node, process, key, value)
             if outcome is Outcome.OK:
                 self.stats.acked_set_keys[key] = value
             return outcome
-        return await self._naming(session, node, process, rng)
+        if roll < 0.91:
+            return await self._naming(session, node, process, rng)
+        return await self._config_op(session, node, process, rng)
 
     # ------------------------------------------------------------------ kv
 
@@ -325,6 +338,82 @@ class Workload:
             key: (PRESENT if key in present else None) for key in self.instance_keys(service)
         }
         return self._done(process, OpFunction.READ_MANY, None, Outcome.OK, seen)
+
+    # ------------------------------------------------------------------ configs
+
+    async def _config_op(
+        self, session: aiohttp.ClientSession, node: ChaosNode, process: int, rng: random.Random
+    ) -> Outcome:
+        roll = rng.random()
+        if roll < 0.1:
+            data_id = f"{CONFIG_SET_PREFIX}{self._unique(process)}"
+            value = self._unique(process)
+            outcome = await self._publish(session, node, process, data_id, value)
+            if outcome is Outcome.OK:
+                self.stats.acked_configs[data_id] = value
+            return outcome
+        data_id = pick_config_key(rng)
+        if roll < 0.45:
+            return await self.read_config(session, node, process, data_id)
+        if roll < 0.75:
+            return await self._publish(session, node, process, data_id, self._unique(process))
+        expected = self._last_seen.get(CONFIG_KEY_PREFIX + data_id)
+        if roll < 0.9 and expected is not None:
+            return await self._publish(
+                session, node, process, data_id, self._unique(process), expected=expected
+            )
+        key = CONFIG_KEY_PREFIX + data_id
+        self.stats.config_keys.add(key)
+        self._recorder.invoke(process, OpFunction.DELETE, key)
+        params = {"dataId": data_id, "group": GROUP}
+        outcome, _ = await self._mutate(
+            session, "DELETE", f"{node.url}{CONFIGS_PATH}", None, params=params
+        )
+        return self._done(process, OpFunction.DELETE, key, outcome)
+
+    async def _publish(
+        self,
+        session: aiohttp.ClientSession,
+        node: ChaosNode,
+        process: int,
+        data_id: str,
+        value: str,
+        *,
+        expected: str | None = None,
+    ) -> Outcome:
+        """A publish (a write), or with `expected` a casMd5 publish (a compare-and-set)."""
+        key = CONFIG_KEY_PREFIX + data_id
+        self.stats.config_keys.add(key)
+        params = {"dataId": data_id, "group": GROUP, "content": value}
+        if expected is None:
+            self._recorder.invoke(process, OpFunction.WRITE, key, value)
+            function = OpFunction.WRITE
+        else:
+            self._recorder.invoke(process, OpFunction.CAS, key, [expected, value])
+            params["casMd5"] = md5_of(expected)
+            function = OpFunction.CAS
+        outcome, _ = await self._mutate(
+            session, "POST", f"{node.url}{CONFIGS_PATH}", None, params=params
+        )
+        return self._done(process, function, key, outcome)
+
+    async def read_config(
+        self, session: aiohttp.ClientSession, node: ChaosNode, process: int | str, data_id: str
+    ) -> Outcome:
+        """A (linearizable) config get, recorded as a read of `cfg/<dataId>`."""
+        key = CONFIG_KEY_PREFIX + data_id
+        self.stats.config_keys.add(key)
+        self._recorder.invoke(process, OpFunction.READ, key)
+        try:
+            status, content = await get_config(session, node, data_id)
+        except aiohttp.ClientConnectorError:
+            return self._done(process, OpFunction.READ, key, Outcome.FAIL)
+        except (aiohttp.ClientError, TimeoutError):
+            return self._done(process, OpFunction.READ, key, Outcome.INFO)
+        if status in (200, 404):
+            self._last_seen[key] = content
+            return self._done(process, OpFunction.READ, key, Outcome.OK, content)
+        return self._done(process, OpFunction.READ, key, Outcome.FAIL)
 
     # ------------------------------------------------------------------ plumbing
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from naraft.raft.config import RaftConfig
 from naraft.raft.core import PeerStatus, RaftCore, Status
-from naraft.raft.errors import InvariantError, NotLeaderError, RaftError
+from naraft.raft.errors import (
+    HandedOverError,
+    InvariantError,
+    LeadershipTransferringError,
+    NotLeaderError,
+    RaftError,
+    TransferError,
+)
 from naraft.raft.log import LogView
 from naraft.raft.messages import (
     AppendEntries,
@@ -15,6 +22,7 @@ from naraft.raft.messages import (
     InstallSnapshot,
     Message,
     RequestVote,
+    TimeoutNow,
     VoteReply,
 )
 from naraft.raft.progress import ProgressState
@@ -27,12 +35,14 @@ __all__ = [
     "AppendReply",
     "Entry",
     "Envelope",
+    "HandedOverError",
     "HardState",
     "Heartbeat",
     "HeartbeatReply",
     "Index",
     "InstallSnapshot",
     "InvariantError",
+    "LeadershipTransferringError",
     "LogView",
     "Message",
     "NodeId",
@@ -50,5 +60,7 @@ __all__ = [
     "SnapshotMeta",
     "Status",
     "Term",
+    "TimeoutNow",
+    "TransferError",
     "VoteReply",
 ]

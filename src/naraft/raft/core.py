@@ -1,8 +1,9 @@
 """The Raft state machine for one node, with no IO of its own.
 
 Inputs arrive through `tick`, `step`, `propose`, `read_index`, `campaign`,
-`forget_leader` and `restore_snapshot`. Outputs accumulate until the shell collects them
-with `ready` and acknowledges them with `advance` (docs/conventions.md#the-ready-contract).
+`forget_leader`, `transfer_leadership` and `restore_snapshot`. Outputs accumulate until the
+shell collects them with `ready` and acknowledges them with `advance`
+(docs/conventions.md#the-ready-contract).
 
 Rule 1: no clock, no socket, no disk; randomness only from the `random.Random` handed in.
 Rule 2: a peer can never make the core raise; stale or malformed messages are dropped.
@@ -25,7 +26,12 @@ from dataclasses import dataclass
 
 from naraft.raft import quorum
 from naraft.raft.config import RaftConfig
-from naraft.raft.errors import InvariantError, NotLeaderError
+from naraft.raft.errors import (
+    InvariantError,
+    LeadershipTransferringError,
+    NotLeaderError,
+    TransferError,
+)
 from naraft.raft.log import LogView, RaftLog
 from naraft.raft.messages import (
     AppendEntries,
@@ -36,6 +42,7 @@ from naraft.raft.messages import (
     InstallSnapshot,
     Message,
     RequestVote,
+    TimeoutNow,
     VoteReply,
 )
 from naraft.raft.progress import Progress, ProgressState
@@ -52,6 +59,7 @@ from naraft.raft.types import (
 )
 
 _ENTRY_OVERHEAD_BYTES = 16
+_TRANSFER_TIMEOUTS = 2  # election timeouts a hand-over may take before it is abandoned
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,6 +86,7 @@ class Status:
     persisted_index: Index
     snapshot: SnapshotMeta
     peers: dict[NodeId, PeerStatus]
+    transferee: NodeId | None = None  # a leader handing over: to whom
 
 
 @dataclass(slots=True)
@@ -145,6 +154,8 @@ class RaftCore:
         self._dropped_reads: list[int] = []
         self._snapshot_to_fetch: SnapshotMeta | None = None
         self._fetching: SnapshotMeta | None = None
+        self._transferee: NodeId | None = None  # the leader is handing over to this peer
+        self._transfer_elapsed = 0  # ticks since the hand-over started
         if not self._peers:
             # A one-node cluster elects itself at once (the seed's standalone mode).
             self._election_timeout = 1
@@ -170,6 +181,15 @@ class RaftCore:
     @property
     def is_leader(self) -> bool:
         return self._role is Role.LEADER
+
+    @property
+    def config(self) -> RaftConfig:
+        return self._config
+
+    @property
+    def transferee(self) -> NodeId | None:
+        """The peer this leader is handing over to, while it does."""
+        return self._transferee
 
     @property
     def commit_index(self) -> Index:
@@ -220,6 +240,7 @@ class RaftCore:
             persisted_index=self._persisted_index,
             snapshot=self._log.snapshot,
             peers=peers,
+            transferee=self._transferee,
         )
 
     # ------------------------------------------------------------------ inputs
@@ -282,10 +303,37 @@ class RaftCore:
             self._contending = self._config.pre_vote and bool(self._peers)
         self._hurry_term = None
 
+    def transfer_leadership(self, target: NodeId) -> None:
+        """Hand leadership to `target` (Raft thesis §3.10): bring its log up to ours, then
+        tell it to campaign at once (`TimeoutNow`). No proposal is taken meanwhile, so the
+        log stops growing; the hand-over is abandoned after two election timeouts (the
+        target may be down, or slow to catch up), and proposals are taken again. A target
+        that is this node is a no-op."""
+        if self._role is not Role.LEADER:
+            raise NotLeaderError(self._leader)
+        if target == self._id:
+            return
+        if target not in self._progress:
+            raise TransferError(f"{target} is not a voting member of this cluster")
+        if self._transferee == target:
+            return
+        self._logger.info("%s hands leadership over to %s at term %d", self._id, target, self._term)
+        self._transferee = target
+        self._transfer_elapsed = 0
+        self._hand_over_when_caught_up(target, self._progress[target])
+
+    def _hand_over_when_caught_up(self, target: NodeId, pr: Progress) -> None:
+        if pr.match_index == self._log.last_index:
+            self._send(target, TimeoutNow(term=self._term))
+        else:
+            self._send_appends(target, pr)
+
     def propose(self, command: bytes) -> Index:
         """Append `command` to the log. Returns its index; it is committed later, or never."""
         if self._role is not Role.LEADER:
             raise NotLeaderError(self._leader)
+        if self._transferee is not None:
+            raise LeadershipTransferringError(self._transferee)
         index = self._append(command)
         self._broadcast_pending = True
         if not self._peers:
@@ -331,6 +379,8 @@ class RaftCore:
                 self._on_heartbeat_reply(sender, message)
             case InstallSnapshot():
                 self._on_install_snapshot(sender, message)
+            case TimeoutNow():
+                self._on_timeout_now(sender)
 
     def restore_snapshot(self, snapshot: SnapshotMeta) -> None:
         """The shell installed the leader's state at `snapshot` (digest sync) and durably
@@ -486,7 +536,7 @@ class RaftCore:
     def _accept_higher_term(self, sender: NodeId, message: Message) -> bool:
         """React to a message from a later term; False means drop the message."""
         if isinstance(message, RequestVote):
-            if self._in_lease():
+            if self._in_lease() and not message.transfer:
                 self._logger.debug("%s ignores vote from %s: leader lease", self._id, sender)
                 if message.pre_vote:
                     self._ignored_pre_votes[sender] = message
@@ -510,7 +560,7 @@ class RaftCore:
                 self._send(sender, HeartbeatReply(term=self._term))
             case RequestVote() if message.pre_vote:
                 self._send(sender, VoteReply(term=self._term, granted=False, pre_vote=True))
-            case RequestVote() | VoteReply() | AppendReply() | HeartbeatReply():
+            case RequestVote() | VoteReply() | AppendReply() | HeartbeatReply() | TimeoutNow():
                 pass  # stale answers and requests need no reply
 
     def _in_lease(self) -> bool:
@@ -564,6 +614,7 @@ class RaftCore:
             self._drop_reads()
         self._progress.clear()
         self._broadcast_pending = False
+        self._transferee = None
 
     def _start_election(self) -> None:
         self._hurry_term = None
@@ -579,21 +630,22 @@ class RaftCore:
         self._votes = {self._id: True}
         self._ask_votes(Term(self._term + 1), pre_vote=True)
 
-    def _become_candidate(self) -> None:
+    def _become_candidate(self, *, transfer: bool = False) -> None:
         self._term = Term(self._term + 1)
         self._voted_for = self._id
         self._set_role(Role.CANDIDATE, None, force=True)
         self._reset_timers()
         self._votes = {self._id: True}
-        self._ask_votes(self._term, pre_vote=False)
+        self._ask_votes(self._term, pre_vote=False, transfer=transfer)
         self._tally_votes(pre_vote=False)
 
-    def _ask_votes(self, term: Term, *, pre_vote: bool) -> None:
+    def _ask_votes(self, term: Term, *, pre_vote: bool, transfer: bool = False) -> None:
         request = RequestVote(
             term=term,
             last_log_index=self._log.last_index,
             last_log_term=self._log.last_term,
             pre_vote=pre_vote,
+            transfer=transfer,
         )
         for peer in self._peers:
             self._send(peer, request)
@@ -602,6 +654,7 @@ class RaftCore:
         self._set_role(Role.LEADER, self._id)
         self._reset_timers()
         self._votes.clear()
+        self._transferee = None
         next_index = Index(self._log.last_index + 1)
         self._progress = {peer: Progress(next_index) for peer in self._peers}
         self._read_round = 0
@@ -778,6 +831,16 @@ class RaftCore:
             ),
         )
 
+    def _on_timeout_now(self, sender: NodeId) -> None:
+        """The leader of our term hands over to us: campaign now, skipping PreVote (the
+        voters, still in that leader's lease, would refuse it) and telling the voters so."""
+        if self._role is Role.LEADER:
+            raise InvariantError(f"two leaders at term {self._term}: {self._id} and {sender}")
+        self._logger.info(
+            "%s campaigns at once: %s hands over at term %d", self._id, sender, self._term
+        )
+        self._become_candidate(transfer=True)
+
     def _on_install_snapshot(self, sender: NodeId, message: InstallSnapshot) -> None:
         if self._role is Role.LEADER:
             raise InvariantError(f"two leaders at term {self._term}: {self._id} and {sender}")
@@ -802,6 +865,16 @@ class RaftCore:
     def _tick_leader(self) -> None:
         self._heartbeat_elapsed += 1
         self._election_elapsed += 1
+        if self._transferee is not None:
+            self._transfer_elapsed += 1
+            if self._transfer_elapsed >= _TRANSFER_TIMEOUTS * self._config.election_ticks:
+                self._logger.info(
+                    "%s gives up handing over to %s at term %d",
+                    self._id,
+                    self._transferee,
+                    self._term,
+                )
+                self._transferee = None
         if self._election_elapsed >= self._config.election_ticks:
             self._election_elapsed = 0
             if self._config.check_quorum and not self._check_quorum():
@@ -925,6 +998,9 @@ class RaftCore:
             if pr.state is ProgressState.SNAPSHOT and pr.match_index >= pr.pending_snapshot:
                 pr.become_replicate()
             pr.next_index = max(pr.next_index, Index(pr.match_index + 1))
+            if sender == self._transferee:
+                self._hand_over_when_caught_up(sender, pr)
+                return
         else:
             rejected = message.match_index
             if rejected < pr.match_index or (
@@ -983,7 +1059,9 @@ class RaftCore:
                 InstallSnapshot(term=self._term, index=snapshot.index, snapshot_term=snapshot.term),
             )
             return
-        if pr.match_index < self._log.last_index:
+        if sender == self._transferee:
+            self._hand_over_when_caught_up(sender, pr)  # again, if the TimeoutNow was lost
+        elif pr.match_index < self._log.last_index:
             self._send_appends(sender, pr)
 
     def _maybe_commit(self) -> None:

@@ -18,5 +18,20 @@ class NotLeaderError(RaftError):
         super().__init__(f"not the leader; {where}")
 
 
+class TransferError(RaftError):
+    """A leadership transfer cannot start: the target is not a voting peer of this node."""
+
+
+class LeadershipTransferringError(NotLeaderError):
+    """The leader is handing over to `leader_hint` and takes no proposal meanwhile (Raft
+    thesis §3.10): the shell waits for the new leader, then sends the proposal there."""
+
+
+class HandedOverError(NotLeaderError):
+    """The leader handed leadership over to `leader_hint` while the request waited for the
+    hand-over; nothing was appended. The one case where a request already forwarded to the
+    old leader is forwarded once more, to the new one."""
+
+
 class InvariantError(RaftError):
     """The core found its own state impossible: the node must stop (fail-stop)."""

@@ -15,12 +15,15 @@ from naraft.raft.types import Entry, Index, NodeId, Term
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RequestVote:
     """Ask for a vote. With `pre_vote`, `term` is the term the sender would campaign in and
-    no receiver changes its own term or vote (Raft thesis §9.6)."""
+    no receiver changes its own term or vote (Raft thesis §9.6). With `transfer`, the
+    sender campaigns because the leader handed over to it (`TimeoutNow`): voters answer
+    even inside the leader's lease, since the leader itself asked for this election."""
 
     term: Term
     last_log_index: Index
     last_log_term: Term
     pre_vote: bool = False
+    transfer: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,6 +84,14 @@ class InstallSnapshot:
     snapshot_term: Term
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimeoutNow:
+    """The leader hands over (Raft thesis §3.10): the receiver, whose log matches the
+    leader's last entry, starts an election at once, without PreVote."""
+
+    term: Term
+
+
 Message = (
     RequestVote
     | VoteReply
@@ -89,6 +100,7 @@ Message = (
     | Heartbeat
     | HeartbeatReply
     | InstallSnapshot
+    | TimeoutNow
 )
 
 

@@ -37,15 +37,19 @@ from naraft.errors import (
 )
 from naraft.raft import (
     Envelope,
+    HandedOverError,
     Index,
+    LeadershipTransferringError,
     NodeId,
     NotLeaderError,
     RaftCore,
+    RaftError,
     ReadState,
     Role,
     RoleChange,
     SnapshotMeta,
     Status,
+    TransferError,
 )
 from naraft.replica.handler import Applied, ReadyHandler, StateMachine
 from naraft.state.datums import DatumChanges
@@ -351,6 +355,49 @@ class Replica:
         forgets it, and asks again when the leader's next message shows it still lags."""
         self._inbox.put_nowait(_Call(RaftCore.snapshot_failed))
 
+    async def transfer_leadership(self, target: NodeId | None = None) -> NodeId:
+        """Hand leadership over to `target` (default: the peer with the longest matching
+        log, among those heard recently) and return the new leader once this node knows it.
+
+        Raises NotLeaderError on a node that does not lead, TransferError for a target that
+        is not a member, UnavailableError when no hand-over happened within three election
+        timeouts (the core gives up after two: the target is down or cut off, and this node
+        leads on)."""
+        status = self._status
+        if status.role is not Role.LEADER:
+            raise NotLeaderError(status.leader)
+        chosen = target if target is not None else _most_caught_up(status)
+        if chosen == status.id:
+            return chosen
+        if chosen not in status.peers:
+            raise TransferError(f"{chosen} is not a voting member of this cluster")
+        started: asyncio.Future[None] = self._loop.create_future()
+
+        def start(core: RaftCore) -> None:
+            try:
+                core.transfer_leadership(chosen)
+            except RaftError as error:  # leadership moved on before the driver got here
+                started.set_exception(error)
+            else:
+                started.set_result(None)
+
+        self._inbox.put_nowait(_Call(start))
+        await started
+        election_seconds = self._core.config.election_ticks * self._timings.tick_seconds
+        try:
+            async with asyncio.timeout(3 * election_seconds):
+                while True:
+                    status = self._status
+                    if status.leader is not None and status.leader != status.id:
+                        return status.leader
+                    if status.leader == status.id and status.transferee is None:
+                        break  # abandoned: the target did not catch up or campaign in time
+                    self._leader_known.clear()
+                    await self._leader_known.wait()
+        except TimeoutError:
+            pass
+        raise UnavailableError(f"leadership did not move to {chosen}; {status.leader} leads")
+
     async def propose(self, command: bytes) -> object:
         """Replicate `command`; return what the state machine returned when applying it.
 
@@ -358,9 +405,34 @@ class Replica:
         ProposalDroppedError (appended, then lost to another leader: not applied),
         OutcomeUnknownError (appended, but no answer in time: it may still commit),
         DiskFullError (this node's disk is full: nothing was appended).
+
+        A proposal that arrives while this leader hands over waits for the hand-over: it
+        is appended here if the hand-over is abandoned, or answered NotLeaderError naming
+        the new leader (where the API forwards it).
         """
         self._refuse_if_full()
         await self._await_leader()
+        try:
+            return await self._propose_here(command)
+        except LeadershipTransferringError:
+            leader = await self._wait_hand_over()
+        if leader != self._status.id:
+            raise HandedOverError(leader)
+        return await self._propose_here(command)
+
+    async def _wait_hand_over(self) -> NodeId | None:
+        """The leader once the hand-over in progress has ended (None if none is known)."""
+        election_seconds = self._core.config.election_ticks * self._timings.tick_seconds
+        try:
+            async with asyncio.timeout(3 * election_seconds):
+                while (status := self._status).transferee is not None or status.leader is None:
+                    self._leader_known.clear()
+                    await self._leader_known.wait()
+        except TimeoutError:
+            pass
+        return self._status.leader
+
+    async def _propose_here(self, command: bytes) -> object:
         future: asyncio.Future[object] = self._loop.create_future()
         self._inbox.put_nowait(_Proposal(command, future, self._loop.time()))
         try:
@@ -679,3 +751,18 @@ class Replica:
             if not read.done():
                 read.set_exception(UnavailableError(str(error)))
         self._reads.clear()
+
+
+def _most_caught_up(status: Status) -> NodeId:
+    """The hand-over target chosen for the operator: a peer heard from recently, with the
+    longest matching log (ties to the smallest id, so the choice is repeatable)."""
+    if not status.peers:
+        return status.id
+    return min(
+        status.peers,
+        key=lambda peer: (
+            not status.peers[peer].recent_active,
+            -status.peers[peer].match_index,
+            peer,
+        ),
+    )

@@ -78,6 +78,7 @@ class FaultProfile:
     # followers whose leader crashed see its port refuse: each forgets it and campaigns
     # after the core's random delay (the shell's refusal check); off keeps old seeds' runs
     detect_refusal: bool = False
+    transfer_rate: float = 0.0  # per tick: the leader hands over to a random peer
     refusal_spread_ticks: float = 0.0  # each follower sees the refusal up to this much later
     max_entries_per_append: int = 8  # 1 splits every append: old-term entries travel alone
 
@@ -315,6 +316,14 @@ class SimCluster:
             node.core.campaign()
             self._drive(node)
 
+    def transfer(self, leader_id: NodeId, target: NodeId) -> None:
+        """Targeted: the leader hands leadership over to `target` (up or not)."""
+        node = self.nodes[leader_id]
+        if node.up and node.core is not None and node.core.is_leader:
+            self._log(f"transfer {leader_id} -> {target}")
+            node.core.transfer_leadership(target)
+            self._drive(node)
+
     def forget_dead_leader(self, node_id: NodeId) -> None:
         """Targeted: `node_id` saw its leader's port refuse a connection (the shell's
         refusal check). As the shell does, campaign after the delay the core draws."""
@@ -510,6 +519,9 @@ class SimCluster:
             self._schedule(rng.randint(*f.restart_after_ticks), "restart", leader)
         if rng.random() < f.campaign_rate * len(self.ids):
             self.campaign(rng.choice(self.ids))
+        leader = self.leader()
+        if f.transfer_rate and leader is not None and rng.random() < f.transfer_rate:
+            self.transfer(leader, rng.choice([n for n in self.ids if n != leader]))
 
     # ------------------------------------------------------------------ clients
 

@@ -50,6 +50,7 @@ def draw_shape(seed: int, *, hunt: bool = False) -> tuple[int, FaultProfile, boo
     # Drawn last, so that every earlier draw of a seed's shape stays what it was. Not in
     # hunt mode: orderly elections after a leader's death hide the hazards hunts look for.
     faults = dataclasses.replace(faults, detect_refusal=rng.random() < 0.5)
+    faults = dataclasses.replace(faults, transfer_rate=rng.choice((0.0, 0.02)))
     return size, faults, pre_vote, check_quorum
 
 
@@ -67,7 +68,9 @@ def _draw_hunt(rng: random.Random) -> tuple[int, FaultProfile, bool, bool]:
         crash_after_vote_rate=rng.choice((0.0, 0.3)),
         max_entries_per_append=rng.choice((1, 8)),
     )
-    return size, faults, rng.random() < 0.3, rng.random() < 0.3
+    pre_vote, check_quorum = rng.random() < 0.3, rng.random() < 0.3
+    faults = dataclasses.replace(faults, transfer_rate=rng.choice((0.0, 0.05)))
+    return size, faults, pre_vote, check_quorum
 
 
 def run_seed(

@@ -31,6 +31,11 @@ class DatumChanges:
     def __bool__(self) -> bool:
         return bool(self.puts) or bool(self.deletes)
 
+    def changed_keys(self) -> Iterator[str]:
+        """Every key written or deleted."""
+        yield from self.puts
+        yield from self.deletes
+
 
 def datum_size(key: str, datum: Datum | None) -> int:
     """What one datum counts towards the state size: its key's UTF-8 bytes and its value."""
@@ -47,6 +52,15 @@ class DatumTable:
         self._dirty: set[str] = set()  # keys changed since the last drain
         self._size = sum(datum_size(k, d) for k, d in self._data.items())
         self._journal: dict[str, Datum | None] | None = None  # key -> datum before `begin`
+        self._generation = 0  # bumped when keys change behind the appliers' backs
+
+    @property
+    def generation(self) -> int:
+        """Changes whenever keys change other than by an entry's apply: a `rollback`, a
+        `replace_all`, a put or delete outside `begin`/`commit` (a digest install or
+        repair). A domain that keeps an index of its keys beside the table rebuilds it when
+        this moved; its own writes, made while applying an entry, keep it current."""
+        return self._generation
 
     @property
     def size_bytes(self) -> int:
@@ -67,6 +81,8 @@ class DatumTable:
         self._data[key] = datum
         self._size += datum_size(key, datum) - datum_size(key, before)
         self._dirty.add(key)
+        if self._journal is None:
+            self._generation += 1
         return datum
 
     def delete(self, key: str) -> bool:
@@ -77,6 +93,8 @@ class DatumTable:
         self._remember(key, before)
         self._size -= datum_size(key, before)
         self._dirty.add(key)
+        if self._journal is None:
+            self._generation += 1
         return True
 
     # ------------------------------------------------------------ undo journal
@@ -95,6 +113,7 @@ class DatumTable:
         journal, self._journal = self._journal, None
         if journal is None:
             return
+        self._generation += 1
         for key, before in journal.items():
             current = self._data.get(key)
             self._size -= datum_size(key, current)
@@ -143,3 +162,4 @@ class DatumTable:
         self._dirty.update(self._data.keys())
         self._size = sum(datum_size(k, d) for k, d in self._data.items())
         self._journal = None
+        self._generation += 1

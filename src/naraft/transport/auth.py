@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import os
 import secrets
 import stat
 from collections.abc import Mapping
@@ -97,3 +98,23 @@ def load_secret(
 def generate_secret() -> str:
     """A fresh random secret (URL-safe text), fit for a secret file or the environment."""
     return secrets.token_urlsafe(GENERATED_SECRET_BYTES)
+
+
+def write_secret_file(path: Path, secret: str | None = None) -> bool:
+    """Put `secret` (default: a fresh one) in `path`, unless a file is there (then False).
+    The file is created 0600 in one step (O_EXCL), so the secret is never readable by
+    others, not even for a moment. Used for the cluster secret and the first admin's
+    generated password."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return False
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write((secret if secret is not None else generate_secret()) + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+    except BaseException:
+        path.unlink(missing_ok=True)  # never leave an empty secret behind
+        raise
+    return True

@@ -44,6 +44,7 @@ from naraft.raft.messages import (
     InstallSnapshot,
     Message,
     RequestVote,
+    TimeoutNow,
     VoteReply,
 )
 from naraft.raft.types import Entry, Index, NodeId, Term
@@ -88,6 +89,7 @@ _TAG_BY_TYPE: Final[Mapping[type[Message], str]] = {
     Heartbeat: "heartbeat",
     HeartbeatReply: "heartbeat_reply",
     InstallSnapshot: "install_snapshot",
+    TimeoutNow: "timeout_now",
 }
 TAGS: Final[frozenset[str]] = frozenset(_TAG_BY_TYPE.values())
 
@@ -181,12 +183,15 @@ def _encode_message(message: Message, where: str) -> dict[str, object]:
 
     match message:
         case RequestVote():
-            return {
+            vote: dict[str, object] = {
                 "term": n("term", message.term),
                 "last_log_index": n("last_log_index", message.last_log_index),
                 "last_log_term": n("last_log_term", message.last_log_term),
                 "pre_vote": message.pre_vote,
             }
+            if message.transfer:  # only when set: a node of the previous version reads the rest
+                vote["transfer"] = True
+            return vote
         case VoteReply():
             return {
                 "term": n("term", message.term),
@@ -234,6 +239,8 @@ def _encode_message(message: Message, where: str) -> dict[str, object]:
                 "index": n("index", message.index),
                 "snapshot_term": n("snapshot_term", message.snapshot_term),
             }
+        case TimeoutNow():
+            return {"term": n("term", message.term)}
 
 
 def _decode_envelope(item: object, where: str) -> Envelope:
@@ -250,6 +257,7 @@ def _decode_envelope(item: object, where: str) -> Envelope:
             last_log_index=Index(fields.integer("last_log_index")),
             last_log_term=Term(fields.integer("last_log_term")),
             pre_vote=fields.boolean("pre_vote"),
+            transfer=fields.boolean("transfer", default=False),
         )
     elif tag == "vote_reply":
         message = VoteReply(
@@ -291,6 +299,8 @@ def _decode_envelope(item: object, where: str) -> Envelope:
             index=Index(fields.integer("index")),
             snapshot_term=Term(fields.integer("snapshot_term")),
         )
+    elif tag == "timeout_now":
+        message = TimeoutNow(term=Term(fields.integer("term")))
     else:
         raise CodecError(f"{where}.t", f"unknown message type {tag!r}")
     fields.finish()
@@ -317,7 +327,9 @@ class _Fields:
     def integer(self, name: str) -> int:
         return _check_int(self._get(name), f"{self._where}.{name}")
 
-    def boolean(self, name: str) -> bool:
+    def boolean(self, name: str, *, default: bool | None = None) -> bool:
+        if default is not None and name not in self._object:
+            return default
         value = self._get(name)
         if not isinstance(value, bool):
             raise CodecError(f"{self._where}.{name}", "expected a boolean")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from naraft.api.access import FORBIDDEN, sees_namespace
 from naraft.api.context import json_response, naming_of
 from naraft.api.params import read_params
+from naraft.errors import UnauthorizedError
 
 routes = web.RouteTableDef()
 
@@ -22,8 +24,14 @@ async def get_namespaces(request: web.Request) -> web.Response:
     params = await read_params(request)
     naming = naming_of(request)
     if params.get("show") == "all":
+        if not sees_namespace(request, (params.get("namespaceId") or "").strip()):
+            raise UnauthorizedError(FORBIDDEN)
         return json_response(naming.namespace(params.get("namespaceId")))
-    return json_response(naming.namespaces())
+    listed = naming.namespaces()
+    data = listed["data"]
+    assert isinstance(data, list)
+    listed["data"] = [n for n in data if sees_namespace(request, str(n["namespace"]))]
+    return json_response(listed)
 
 
 @routes.post(BASE)

@@ -1,0 +1,289 @@
+"""Who may call what: the one table of every client route's access rule, and the one
+middleware that enforces it (docs/auth.md).
+
+Each route (method, path) has one `Rule`:
+
+- `OPEN`: anyone (health probes, login, the OpenAPI description, Raft status and metrics);
+- `USER`: any signed-in user;
+- `READ`/`WRITE` of `naming` or `config`: Nacos's permission on the resource the request
+  names (`namespaceId`/`tenant`, `groupName`/`group`, `serviceName`/`dataId`);
+- `ADMIN`: a user with `ROLE_ADMIN`.
+
+Peer routes are not in the table: `make_app` registers them apart, and their handlers take
+only requests signed by a member (`naraft.transport.signing`). A route in neither is
+refused (403), and `tests/api/test_access_table.py` walks the route table so that none is.
+
+Who the caller is: a token in the `accessToken` parameter or an `Authorization: Bearer`
+header; or `username` and `password` parameters, as the npm client sends them on every
+request (not on admin routes, whose own parameters use those names); or, on a request a
+follower forwarded to the leader, the identity the follower
+verified, carried in `IDENTITY_HEADER` and trusted only when the request carries a valid
+peer signature of a member over its method, path and body. A client that sends that header
+itself is refused. Nothing else identifies anyone: not the `User-Agent` (Nacos's
+CVE-2021-29441), not a server-name header.
+
+With auth off, the middleware only refuses a client-sent identity header.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from naraft.api.admin import KV_BASE, OPENAPI_PATH, RAFT_BASE
+from naraft.api.auth import AUTH, AUTH_BASE, IDENTITY, LOGIN_PATHS, Identity
+from naraft.api.errors import Handler, Refusal, json_refusal
+from naraft.api.params import ONLY_BODY_LIMIT, read_params
+from naraft.api.v1.configs import CONFIG_ROUTES
+from naraft.auth.rules import Need, resource_of, touches_namespace
+from naraft.errors import UnauthorizedError
+from naraft.transport.signing import PeerSigner, PeerVerifier, SignatureError
+
+IDENTITY_HEADER: Final = "X-Naraft-Identity"
+AUTHORIZATION: Final = "Authorization"
+FORBIDDEN: Final = "authorization failed!"  # Nacos's message for a missing permission
+
+
+class Level(enum.Enum):
+    OPEN = "open"
+    USER = "user"
+    READ = "r"
+    WRITE = "w"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    level: Level
+    kind: str = ""  # for READ/WRITE: "naming" or "config"
+
+
+OPEN: Final = Rule(Level.OPEN)
+USER: Final = Rule(Level.USER)
+ADMIN: Final = Rule(Level.ADMIN)
+NAMING_R: Final = Rule(Level.READ, "naming")
+NAMING_W: Final = Rule(Level.WRITE, "naming")
+
+CONFIG_R: Final = Rule(Level.READ, "config")
+CONFIG_W: Final = Rule(Level.WRITE, "config")
+
+_NS: Final = "/nacos/v1/ns"
+
+
+def _canonical(path: str) -> str:
+    """A route path as aiohttp's `resource.canonical` spells it (`{tail:.*}` -> `{tail}`)."""
+    return re.sub(r"\{(\w+):[^}]*\}", r"{\1}", path)
+
+
+# config: Nacos's permission on `namespace:group:dataId`; the catch-all that answers
+# unknown and unsupported /nacos/v1/cs paths holds no data and is open
+_CONFIG_RULES: Final = {
+    (route.method, _canonical(route.path)): (
+        CONFIG_R if route.action == "r" else CONFIG_W if route.action == "w" else OPEN
+    )
+    for route in CONFIG_ROUTES
+}
+
+ACCESS: Final[Mapping[tuple[str, str], Rule]] = {
+    # naming: Nacos's permission on the namespace, group and service named
+    ("POST", f"{_NS}/instance"): NAMING_W,
+    ("PUT", f"{_NS}/instance"): NAMING_W,
+    ("PATCH", f"{_NS}/instance"): NAMING_W,
+    ("DELETE", f"{_NS}/instance"): NAMING_W,
+    ("GET", f"{_NS}/instance"): NAMING_R,
+    ("GET", f"{_NS}/instance/list"): NAMING_R,
+    ("PUT", f"{_NS}/instance/beat"): NAMING_W,
+    ("GET", f"{_NS}/instance/statuses"): NAMING_R,
+    ("POST", f"{_NS}/service"): NAMING_W,
+    ("PUT", f"{_NS}/service"): NAMING_W,
+    ("DELETE", f"{_NS}/service"): ADMIN,  # takes every instance with it
+    ("GET", f"{_NS}/service"): NAMING_R,
+    ("GET", f"{_NS}/service/list"): NAMING_R,
+    ("GET", f"{_NS}/service/names"): NAMING_R,
+    ("GET", f"{_NS}/service/subscribers"): NAMING_R,
+    # the cluster's own switches, health overrides and namespaces
+    ("GET", f"{_NS}/operator/switches"): USER,
+    ("PUT", f"{_NS}/operator/switches"): ADMIN,
+    ("GET", f"{_NS}/operator/metrics"): USER,
+    ("GET", f"{_NS}/operator/servers"): USER,
+    ("PUT", f"{_NS}/health"): ADMIN,
+    ("PUT", f"{_NS}/health/instance"): ADMIN,
+    ("GET", f"{_NS}/health/server"): OPEN,  # a health probe
+    ("GET", "/nacos/v1/console/namespaces"): USER,
+    ("POST", "/nacos/v1/console/namespaces"): ADMIN,
+    ("PUT", "/nacos/v1/console/namespaces"): ADMIN,
+    ("DELETE", "/nacos/v1/console/namespaces"): ADMIN,
+    # naraft's kv API has no namespaces: the whole of it is the admin's
+    ("GET", f"{KV_BASE}/{{key}}"): ADMIN,
+    ("PUT", f"{KV_BASE}/{{key}}"): ADMIN,
+    ("DELETE", f"{KV_BASE}/{{key}}"): ADMIN,
+    # status probes (no user data, no secrets): launchers and `naraft status` find leaders
+    ("GET", f"{RAFT_BASE}/leader"): OPEN,
+    ("GET", f"{RAFT_BASE}/state"): OPEN,
+    ("GET", f"{RAFT_BASE}/peer"): OPEN,
+    ("POST", f"{RAFT_BASE}/transfer"): ADMIN,  # moves the leader: an operator's act
+    ("GET", "/metrics"): OPEN,
+    ("GET", OPENAPI_PATH): OPEN,
+    # auth: logins are open; changing one's own password is the handler's check
+    ("POST", LOGIN_PATHS[0]): OPEN,
+    ("POST", LOGIN_PATHS[1]): OPEN,
+    ("GET", f"{AUTH_BASE}/users"): ADMIN,
+    ("GET", f"{AUTH_BASE}/users/search"): ADMIN,
+    ("POST", f"{AUTH_BASE}/users"): ADMIN,
+    ("PUT", f"{AUTH_BASE}/users"): USER,
+    ("DELETE", f"{AUTH_BASE}/users"): ADMIN,
+    ("GET", f"{AUTH_BASE}/roles"): ADMIN,
+    ("GET", f"{AUTH_BASE}/roles/search"): ADMIN,
+    ("POST", f"{AUTH_BASE}/roles"): ADMIN,
+    ("DELETE", f"{AUTH_BASE}/roles"): ADMIN,
+    ("GET", f"{AUTH_BASE}/permissions"): ADMIN,
+    ("POST", f"{AUTH_BASE}/permissions"): ADMIN,
+    ("DELETE", f"{AUTH_BASE}/permissions"): ADMIN,
+    **_CONFIG_RULES,
+}
+
+
+def rule_for(method: str, canonical: str) -> Rule | None:
+    """The rule of a route (HEAD is GET's; a route for every method is listed as `*`),
+    or None: not in the table."""
+    rule = ACCESS.get(("GET" if method == "HEAD" else method, canonical))
+    return rule if rule is not None else ACCESS.get(("*", canonical))
+
+
+def _is_peer_route(request: web.Request, peer_resources: Collection[str]) -> bool:
+    resource = request.match_info.route.resource
+    return resource is not None and resource.canonical in peer_resources
+
+
+def _token_of(request: web.Request, form_token: str | None) -> str | None:
+    header = request.headers.get(AUTHORIZATION, "")
+    if header[:7].lower() == "bearer " and header[7:].strip():
+        return header[7:].strip()
+    token = request.query.get("accessToken") or form_token
+    return token or None
+
+
+def _split_service(group: str | None, service: str | None) -> tuple[str | None, str | None]:
+    """Nacos's `GROUP@@service` names its group."""
+    if service and "@@" in service:
+        head, _, tail = service.partition("@@")
+        return head or group, tail
+    return group, service
+
+
+def _forbidden(request: web.Request, message: str) -> web.StreamResponse:
+    if request.path.startswith(KV_BASE):
+        return json_refusal(Refusal.FORBIDDEN, message)
+    raise UnauthorizedError(message)
+
+
+def access_middleware(
+    peer_resources: Collection[str],
+    verifier: PeerVerifier | None,
+) -> Middleware:
+    """The middleware enforcing `ACCESS` (place it inside the error middleware and outside
+    the forward one). `peer_resources`: the canonical paths of the peer routes; `verifier`
+    checks a forwarded identity's peer signature (None: no forwarded identity is taken)."""
+
+    @web.middleware
+    async def check_access(request: web.Request, handler: Handler) -> web.StreamResponse:
+        route = request.match_info.route
+        if route.resource is None:  # no such route: 404/405 as before
+            return await handler(request)
+        if _is_peer_route(request, peer_resources):
+            return await handler(request)  # signed by a member, checked by the handler
+        forwarded = IDENTITY_HEADER in request.headers
+        if forwarded and not await _peer_signed(request, verifier):
+            return _forbidden(request, "an identity header is only taken from a member")
+        service = request.app.get(AUTH)
+        if service is None or not service.enabled:
+            return await handler(request)
+        rule = rule_for(request.method, route.resource.canonical)
+        if rule is None:
+            return _forbidden(
+                request, f"{request.method} {route.resource.canonical} has no access rule"
+            )
+        if rule.level is Level.OPEN:
+            return await handler(request)
+        params = await read_params(request, max_value_chars=ONLY_BODY_LIMIT)
+        token = _token_of(request, params.get("accessToken"))
+        username, password = params.get("username"), params.get("password")
+        try:
+            if forwarded:  # a member verified the caller and signed who it is
+                identity = service.identity_of(request.headers[IDENTITY_HEADER])
+            elif token is not None:
+                identity = service.identify(token)
+            elif username and password and rule.level is not Level.ADMIN:
+                # the npm client's way: credentials on every request, no token
+                source = request.remote or "unknown"
+                identity = await service.identify_by_password(username, password, source)
+            else:
+                return _forbidden(request, "user not found!")
+        except UnauthorizedError as error:
+            return _forbidden(request, str(error))
+        request[IDENTITY] = identity
+        if rule.level is Level.USER or identity.admin:
+            return await handler(request)
+        if rule.level is Level.ADMIN:
+            return _forbidden(request, FORBIDDEN)
+        if rule.kind == "config":
+            namespace = params.first("tenant", "namespaceId")
+            group, name = params.first("group", "groupName"), params.get("dataId")
+        else:
+            namespace = params.first("namespaceId", "tenant")
+            group, name = _split_service(
+                params.first("groupName", "group"), params.get("serviceName")
+            )
+        need = Need(resource_of(namespace, group, rule.kind, name), rule.level.value)
+        if not service.allowed(identity, need):
+            return _forbidden(request, FORBIDDEN)
+        return await handler(request)
+
+    return check_access
+
+
+async def _peer_signed(request: web.Request, verifier: PeerVerifier | None) -> bool:
+    """Whether a request carrying an identity header is signed by a member for this node."""
+    if verifier is None or not verifier.enabled:
+        return False
+    try:
+        claim = verifier.claim(request.method, request.raw_path, request.headers)
+        verifier.admit(claim, await request.read())
+    except SignatureError:
+        return False
+    return claim is not None
+
+
+def identity_headers(
+    request: web.Request, signer: PeerSigner | None, leader: str, body: bytes
+) -> dict[str, str]:
+    """The headers a follower adds to a request it forwards to `leader`: the identity it
+    verified, signed with the peer signature over the request (none when there is no
+    identity or no signer; the leader then checks the client's token itself)."""
+    identity = request.get(IDENTITY)
+    if not isinstance(identity, Identity) or signer is None:
+        return {}
+    headers = signer.headers(request.method, request.raw_path, leader, body)
+    if len(headers) == 1:  # no secret: unsigned, so worth nothing to the leader
+        return {}
+    headers[IDENTITY_HEADER] = identity.username
+    return headers
+
+
+def sees_namespace(request: web.Request, namespace: str) -> bool:
+    """Whether the caller may learn that `namespace` exists: auth off, the admin, or a user
+    with any permission in it (the namespace list shows a user only those)."""
+    service = request.app.get(AUTH)
+    identity = request.get(IDENTITY)
+    if service is None or not service.enabled or not isinstance(identity, Identity):
+        return True
+    if identity.admin:
+        return True
+    grants = service.grants(identity.username)
+    return grants is not None and touches_namespace(grants.permissions, namespace)

@@ -1,0 +1,486 @@
+"""`/nacos/v1/cs/*`: the Nacos 1.x config Open API, as a plain route table.
+
+`CONFIG_ROUTES` lists every route with the permission it needs (`action` r or w on the
+resource `namespace:group:dataId`, read from the request by `resource_of`), so an auth
+layer can check each without knowing the handlers. Shapes, defaults and statuses follow
+Nacos 1.4.8's `ConfigController`, `ConfigServletInner`, `HistoryController`,
+`ListenerController` and `LongPollingService` (docs/nacos-compat.md#config).
+
+Reads go through the read barrier (a follower forwards them to the leader), so a read that
+starts after an acknowledged publish sees it on every node. Long polls are held by the node
+they reach (`ListenerHub`) and never forwarded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import formatdate
+from typing import Final, Literal
+
+from aiohttp import web
+
+from naraft.api.context import json_response
+from naraft.api.params import Params, read_params
+from naraft.configs import validate
+from naraft.configs.listeners import ListenerHub, encode_changed, parse_listening
+from naraft.configs.model import ConfigKey, ConfigRecord, HistoryRecord
+from naraft.configs.service import ConfigService
+from naraft.configs.validate import RawPublish
+from naraft.errors import InvalidArgumentError, NaraftError, UnauthorizedError, UnsupportedError
+
+BASE: Final = "/nacos/v1/cs"
+CONFIGS_PATH: Final = f"{BASE}/configs"
+CONFIG_LISTENER_PATH: Final = f"{BASE}/configs/listener"
+LISTENER_PATH: Final = f"{BASE}/listener"
+HISTORY_PATH: Final = f"{BASE}/history"
+HISTORY_PREVIOUS_PATH: Final = f"{BASE}/history/previous"
+MAX_PAGE_SIZE: Final = 500  # Nacos caps history pages at 500; naraft caps config pages too
+POLL_ERROR_DELAY_SECONDS: Final = 2.0
+"""A failed long poll (one sent with `Long-Pulling-Timeout`) is answered after this long, the
+Java client's penalty time: the npm client retries a failed request at once, so an instant
+error would make it spin."""
+LONG_POLL_HEADER: Final = "Long-Pulling-Timeout"
+NO_HANGUP_HEADER: Final = "Long-Pulling-Timeout-No-Hangup"
+
+_CONTENT_TYPES: Final = {
+    "json": "application/json;charset=UTF-8",
+    "xml": "text/xml;charset=UTF-8",
+    "html": "text/html;charset=UTF-8",
+}
+_UNSUPPORTED_GRAY: Final = (
+    "gray (beta) configs are not supported by naraft: publish without the betaIps header"
+)
+_UNSUPPORTED_TAG: Final = "tag configs are not supported by naraft: publish without tag"
+
+
+@dataclass(slots=True, kw_only=True)
+class ConfigApi:
+    """What the config routes need: the service, this node's listener hub, and a counter
+    of requests by route (`count(route_name)`)."""
+
+    service: ConfigService
+    hub: ListenerHub
+    count: Callable[[str], None] = field(default=lambda _route: None)
+
+
+CONFIG_API: Final = web.AppKey("config_api", ConfigApi)
+
+
+def _api(request: web.Request) -> ConfigApi:
+    return request.app[CONFIG_API]
+
+
+async def _params(request: web.Request) -> Params:
+    """Parameters with the config limit on a value (content) instead of the naming one."""
+    limit = _api(request).service.settings.max_body_bytes
+    return await read_params(request, max_value_chars=limit)
+
+
+def _tenant(value: str | None) -> str:
+    """Nacos reads `public` (any case) as the default namespace, stored as ""."""
+    if value is not None and value.strip().lower() == "public":
+        return ""
+    return validate.tenant(value)
+
+
+def _key(params: Params) -> ConfigKey:
+    tenant = _tenant(params.get("tenant"))
+    return validate.config_key(params.get("dataId"), params.get("group"), tenant)
+
+
+def _true() -> web.Response:
+    return json_response(True)
+
+
+def _ms_iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
+
+
+def _config_info(record: ConfigRecord) -> dict[str, object]:
+    key = record.key
+    return {
+        "id": str(record.id),
+        "dataId": key.data_id,
+        "group": key.group,
+        "content": record.content,
+        "md5": record.md5,
+        "tenant": key.tenant,
+        "appName": record.app_name,
+        "type": record.type,
+    }
+
+
+def _config_all_info(record: ConfigRecord) -> dict[str, object]:
+    return {
+        **_config_info(record),
+        "createTime": record.create_ms,
+        "modifyTime": record.modify_ms,
+        "createUser": record.src_user or None,
+        "createIp": record.src_ip or None,
+        "desc": record.desc or None,
+        "use": None,
+        "effect": None,
+        "schema": None,
+        "configTags": record.config_tags or None,
+    }
+
+
+def _history_info(record: HistoryRecord, *, with_content: bool) -> dict[str, object]:
+    key = record.key
+    return {
+        "id": str(record.nid),
+        "lastId": -1,
+        "dataId": key.data_id,
+        "group": key.group,
+        "tenant": key.tenant,
+        "appName": record.app_name,
+        "md5": record.md5 if with_content else None,
+        "content": record.content if with_content else None,
+        "srcIp": record.src_ip,
+        "srcUser": record.src_user or None,
+        "opType": record.op_type,
+        "createdTime": _ms_iso(record.created_ms),
+        "lastModifiedTime": _ms_iso(record.created_ms),
+    }
+
+
+def _page(items: list[dict[str, object]], total: int, page_no: int, page_size: int) -> web.Response:
+    return json_response(
+        {
+            "totalCount": total,
+            "pageNumber": page_no,
+            "pagesAvailable": (total + page_size - 1) // page_size,
+            "pageItems": items,
+        }
+    )
+
+
+def _no_cache(response: web.Response) -> web.Response:
+    response.headers["Pragma"] = "no-cache"
+    response.headers["Expires"] = "Thu, 01 Jan 1970 00:00:00 GMT"
+    response.headers["Cache-Control"] = "no-cache,no-store"
+    return response
+
+
+def _refuse_gray(request: web.Request, params: Params) -> None:
+    if params.get("beta") is not None or request.headers.get("betaIps", "").strip():
+        raise UnsupportedError(_UNSUPPORTED_GRAY)
+    tag = params.get("tag")
+    if tag is not None and tag.strip():
+        raise UnsupportedError(_UNSUPPORTED_TAG)
+    if params.get("export") is not None or params.get("exportV2") is not None:
+        raise UnsupportedError("config export is not supported by naraft's API yet")
+    if params.get("import") is not None or params.get("clone") is not None:
+        raise UnsupportedError("config import and clone are not supported by naraft's API yet")
+
+
+# --------------------------------------------------------------------------- /configs
+
+
+async def get_configs(request: web.Request) -> web.Response:
+    """Get one config's content, its detail (`show=all`) or a page (`search=`)."""
+    params = await _params(request)
+    _refuse_gray(request, params)
+    api = _api(request)
+    search = params.get("search")
+    if search is not None:
+        api.count("configs.search")
+        return await _search(api, params, search)
+    key = _key(params)
+    await api.service.read_barrier()
+    record = api.service.state.get(key)
+    if params.get("show") == "all":
+        api.count("configs.detail")
+        return json_response(None) if record is None else json_response(_config_all_info(record))
+    api.count("configs.get")
+    if record is None:
+        return _no_cache(web.Response(status=404, text="config data not exist\n"))
+    response = web.Response(text=record.content)
+    response.headers["Content-Type"] = _CONTENT_TYPES.get(record.type, "text/plain;charset=UTF-8")
+    response.headers["Config-Type"] = record.type
+    response.headers["Content-MD5"] = record.md5
+    response.headers["Last-Modified"] = formatdate(record.modify_ms / 1000, usegmt=True)
+    return _no_cache(response)
+
+
+def _matches(pattern: str, value: str, *, blur: bool) -> bool:
+    """Blank matches everything; with `blur`, `*` is a wildcard (Nacos's LIKE)."""
+    if not pattern:
+        return True
+    if not blur or "*" not in pattern:
+        return pattern == value
+    parts = pattern.split("*")
+    if not value.startswith(parts[0]) or not value.endswith(parts[-1]):
+        return False
+    at = len(parts[0])
+    end = len(value) - len(parts[-1])
+    for part in parts[1:-1]:
+        found = value.find(part, at, end)
+        if found < 0:
+            return False
+        at = found + len(part)
+    return at <= end
+
+
+async def _search(api: ConfigApi, params: Params, search: str) -> web.Response:
+    if search not in ("accurate", "blur"):
+        raise InvalidArgumentError(
+            "search", "accurate or blur", message=f"invalid search : {search}"
+        )
+    blur = search == "blur"
+    data_id = params.get("dataId")
+    group = params.get("group")
+    if data_id is None:
+        raise InvalidArgumentError(
+            "dataId", "is required", message="Required String parameter 'dataId' is not present"
+        )
+    if group is None:
+        raise InvalidArgumentError(
+            "group", "is required", message="Required String parameter 'group' is not present"
+        )
+    page_no = validate.page("pageNo", params.get("pageNo"), None, 1 << 20)
+    page_size = validate.page("pageSize", params.get("pageSize"), None, MAX_PAGE_SIZE)
+    tenant = _tenant(params.get("tenant"))
+    app_name = (params.get("appName") or "").strip()
+    tags = [
+        t for t in (params.get("config_tags") or params.get("configTags") or "").split(",") if t
+    ]
+    await api.service.read_barrier()
+    found = [
+        record
+        for record in api.service.state.configs()
+        if record.key.tenant == tenant
+        and _matches(data_id.strip(), record.key.data_id, blur=blur)
+        and _matches(group.strip(), record.key.group, blur=blur)
+        and (not app_name or _matches(app_name, record.app_name, blur=blur))
+        and (not tags or any(t in record.config_tags.split(",") for t in tags))
+    ]
+    start = (page_no - 1) * page_size
+    items = [_config_info(r) for r in found[start : start + page_size]]
+    return _page(items, len(found), page_no, page_size)
+
+
+async def publish_config(request: web.Request) -> web.Response:
+    params = await _params(request)
+    _refuse_gray(request, params)
+    api = _api(request)
+    api.count("configs.publish")
+    raw = RawPublish(
+        data_id=params.get("dataId"),
+        group=params.get("group"),
+        tenant=_tenant(params.get("tenant")),
+        content=params.get("content"),
+        app_name=params.get("appName"),
+        type=params.get("type"),
+        desc=params.get("desc"),
+        config_tags=params.first("config_tags", "configTags"),
+        cas_md5=params.first("casMd5") or request.headers.get("casMd5"),
+    )
+    await api.service.publish(raw, src_ip=request.remote or "")
+    return _true()
+
+
+async def delete_config(request: web.Request) -> web.Response:
+    params = await _params(request)
+    api = _api(request)
+    if params.get("delType") == "ids":
+        api.count("configs.delete_ids")
+        ids = validate.ids(params.get("ids"))
+        await api.service.delete_ids(ids, src_ip=request.remote or "")
+        return json_response({"code": 200, "message": None, "data": True})
+    _refuse_gray(request, params)
+    api.count("configs.delete")
+    await api.service.delete(_key(params), src_ip=request.remote or "")
+    return _true()
+
+
+# -------------------------------------------------------------------------- listeners
+
+
+def _poll_timeout_ms(request: web.Request) -> int | None:
+    text = request.headers.get(LONG_POLL_HEADER)
+    if text is None:
+        return None
+    text = text.strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 9:
+        raise InvalidArgumentError(
+            LONG_POLL_HEADER, "milliseconds", message=f"invalid {LONG_POLL_HEADER} : {text[:20]}"
+        )
+    return int(text)
+
+
+async def listen(request: web.Request) -> web.Response:
+    """Long polling: answer the changed configs at once, when one changes, or empty at the
+    end of the hold. An error is answered after `POLL_ERROR_DELAY_SECONDS`."""
+    api = _api(request)
+    api.count("configs.listener")
+    try:
+        params = await _params(request)
+        hub = api.hub
+        md5s = parse_listening(params.get("Listening-Configs"), hub.max_keys)
+        timeout_ms = _poll_timeout_ms(request)
+        no_hangup = request.headers.get(NO_HANGUP_HEADER, "").strip().lower() == "true"
+        if timeout_ms is None or no_hangup:
+            changed = hub.changed(md5s)
+        else:
+            changed = await hub.poll(md5s, timeout_ms, request.remote or "")
+    except NaraftError:
+        if LONG_POLL_HEADER in request.headers:  # a long-polling client: slow its retries
+            await asyncio.sleep(POLL_ERROR_DELAY_SECONDS)
+        raise
+    body = encode_changed(changed) + "\n" if changed else ""
+    response = web.Response(text=body, content_type="text/html")
+    if timeout_ms is None:  # short polling: old clients read the answer from headers
+        response.headers["Probe-Modify-Response-New"] = body.strip()
+    return _no_cache(response)
+
+
+async def listener_status(request: web.Request) -> web.Response:
+    """`GET /configs/listener?dataId&group[&tenant]`: this node's polls on the config
+    (client address → the MD5 it holds)."""
+    params = await _params(request)
+    api = _api(request)
+    api.count("configs.listener_status")
+    group = validate.group_or_default(params.get("group"))
+    key = validate.config_key(params.get("dataId"), group, _tenant(params.get("tenant")))
+    return json_response(
+        {"collectStatus": 200, "lisentersGroupkeyStatus": api.hub.listeners_of(key)}
+    )
+
+
+async def listener_by_ip(request: web.Request) -> web.Response:
+    """`GET /listener?ip=`: what the client at `ip` listens to on this node (groupKey →
+    MD5), as Nacos's `ListenerController`."""
+    params = await _params(request)
+    api = _api(request)
+    api.count("listener")
+    ip = params.get("ip")
+    if ip is None or not ip.strip():
+        raise InvalidArgumentError(
+            "ip", "is required", message="Required String parameter 'ip' is not present"
+        )
+    return json_response(
+        {"collectStatus": 200, "lisentersGroupkeyStatus": api.hub.listened_by(ip.strip())}
+    )
+
+
+# ---------------------------------------------------------------------------- history
+
+
+def _check_owner(record: HistoryRecord, params: Params) -> None:
+    if record.key.data_id != params.get("dataId") or record.key.group != params.get("group"):
+        raise UnauthorizedError("Please check dataId and group.")
+
+
+async def history(request: web.Request) -> web.Response:
+    """`?search=accurate`: a page of a config's history (newest first, no contents);
+    else `?nid=`: one record with its content (empty when there is none)."""
+    params = await _params(request)
+    api = _api(request)
+    await api.service.read_barrier()
+    state = api.service.state
+    if params.get("search") == "accurate":
+        api.count("history.search")
+        key = _key(params)
+        page_no = validate.page("pageNo", params.get("pageNo"), 1, 1 << 20)
+        page_size = validate.page("pageSize", params.get("pageSize"), 100, MAX_PAGE_SIZE)
+        records = state.history_of(key)
+        start = (page_no - 1) * page_size
+        items = [_history_info(r, with_content=False) for r in records[start : start + page_size]]
+        return _page(items, len(records), page_no, page_size)
+    api.count("history.detail")
+    nid = validate.long_id("nid", params.get("nid"))
+    record = state.history_record(nid)
+    if record is None:
+        return web.Response(text="")
+    _check_owner(record, params)
+    return json_response(_history_info(record, with_content=True))
+
+
+async def history_previous(request: web.Request) -> web.Response:
+    """`?id=` (a config's id): its newest history record, or empty."""
+    params = await _params(request)
+    api = _api(request)
+    api.count("history.previous")
+    config_id = validate.long_id("id", params.get("id"))
+    await api.service.read_barrier()
+    record = api.service.state.previous_history(config_id)
+    if record is None:
+        return web.Response(text="")
+    _check_owner(record, params)
+    return json_response(_history_info(record, with_content=True))
+
+
+# ------------------------------------------------------------------ the rest of /cs
+
+_UNSUPPORTED_PATHS: Final = {
+    "capacity": "config capacity management is not supported by naraft",
+    "ops": "the config ops endpoints (Derby SQL, dumps) are not served by naraft",
+    "communication": "config cluster communication endpoints are not served by naraft",
+    "health": "the config health endpoint is not served by naraft; see /nacos/v1/ns/raft/state",
+    "datum": "aggregated (datumId) configs are not supported by naraft",
+}
+
+
+async def other_cs_path(request: web.Request) -> web.Response:
+    """Any other `/nacos/v1/cs/...` path: 501 for Nacos features naraft does not serve,
+    else Nacos's (Spring's) not-found JSON, never a bare 404."""
+    head = request.match_info.get("tail", "").split("/", 1)[0]
+    if (reason := _UNSUPPORTED_PATHS.get(head)) is not None:
+        raise UnsupportedError(reason)
+    return web.json_response(
+        {
+            "timestamp": datetime.now(tz=UTC).isoformat(timespec="milliseconds"),
+            "status": 404,
+            "error": "Not Found",
+            "message": "no such config API path (naraft serves /nacos/v1/cs/configs, "
+            "/configs/listener, /listener, /history, /history/previous)",
+            "path": request.path,
+        },
+        status=404,
+    )
+
+
+# -------------------------------------------------------------------- the route table
+
+Action = Literal["r", "w"]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigRoute:
+    """One route and the permission it needs: `action` on the config resource
+    (`namespace:group:dataId`, see `resource_of`); None: no config permission (the
+    not-found answer for unknown paths)."""
+
+    method: str
+    path: str
+    handler: Handler
+    action: Action | None
+
+
+CONFIG_ROUTES: Final[tuple[ConfigRoute, ...]] = (
+    ConfigRoute("GET", CONFIGS_PATH, get_configs, "r"),
+    ConfigRoute("POST", CONFIGS_PATH, publish_config, "w"),
+    ConfigRoute("DELETE", CONFIGS_PATH, delete_config, "w"),
+    ConfigRoute("POST", CONFIG_LISTENER_PATH, listen, "r"),
+    ConfigRoute("GET", CONFIG_LISTENER_PATH, listener_status, "r"),
+    ConfigRoute("GET", LISTENER_PATH, listener_by_ip, "r"),
+    ConfigRoute("GET", HISTORY_PATH, history, "r"),
+    ConfigRoute("GET", HISTORY_PREVIOUS_PATH, history_previous, "r"),
+    ConfigRoute("*", BASE + "/{tail:.*}", other_cs_path, None),
+)
+
+
+def resource_of(params: Params) -> str:
+    """The resource a config request names, `namespace:group:dataId` (Nacos's
+    `ConfigResourceParser`: blank parts stay empty)."""
+    tenant = params.get("tenant") or ""
+    return f"{tenant}:{params.get('group') or ''}:{params.get('dataId') or ''}"
+
+
+def config_routes() -> list[web.RouteDef]:
+    return [web.route(r.method, r.path, r.handler) for r in CONFIG_ROUTES]

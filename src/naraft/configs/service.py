@@ -1,0 +1,151 @@
+"""ConfigService: the Nacos config operations, as validate → stamp → propose → await apply,
+and the reads, linearizable through the read barrier.
+
+A publish or delete is acknowledged once its entry is committed and applied on the node
+that proposed it (the leader; followers forward writes). A read first passes the read
+barrier (Raft's read index: on the leader, or forwarded to it by the API), so a read that
+starts after an acknowledged publish, on any node, sees it.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from naraft.configs import validate
+from naraft.configs.commands import (
+    Change,
+    ConfigCommand,
+    DeleteConfig,
+    DeleteConfigs,
+    PruneHistory,
+    PublishConfig,
+    encode_config_command,
+)
+from naraft.configs.model import ConfigKey
+from naraft.configs.settings import ConfigSettings
+from naraft.configs.state import ConfigApplied, ConfigRejected, ConfigState
+from naraft.configs.validate import RawPublish
+from naraft.errors import (
+    CommandRejectedError,
+    ConflictError,
+    QuotaExceededError,
+)
+from naraft.state.rejections import EntryRejected, RejectionKind
+
+
+class Clock(Protocol):
+    def now_ms(self) -> int: ...
+
+
+class Proposer(Protocol):
+    """The replica, as the config service sees it."""
+
+    async def propose(self, command: bytes) -> object: ...
+
+    async def read_barrier(self) -> None: ...
+
+
+class WriteGuard(Protocol):
+    def quota_refusal(self) -> str | None: ...
+
+
+CAS_FAILED_MESSAGE = "Cas publish fail, server md5 may have changed."
+
+
+class ConfigService:
+    """Nacos config operations over one node's config state and its proposer."""
+
+    def __init__(
+        self,
+        state: ConfigState,
+        proposer: Proposer,
+        clock: Clock,
+        settings: ConfigSettings,
+        *,
+        guard: WriteGuard | None = None,
+    ) -> None:
+        self._state = state
+        self._proposer = proposer
+        self._clock = clock
+        self._settings = settings
+        self._guard = guard
+
+    @property
+    def state(self) -> ConfigState:
+        return self._state
+
+    @property
+    def settings(self) -> ConfigSettings:
+        return self._settings
+
+    async def read_barrier(self) -> None:
+        await self._proposer.read_barrier()
+
+    def _change(self, src_ip: str, src_user: str) -> Change:
+        return Change(
+            src_ip=src_ip[: validate.MAX_SRC_CHARS],
+            src_user=src_user[: validate.MAX_SRC_CHARS],
+            stamped_at_ms=self._clock.now_ms(),
+            retention_ms=self._settings.retention_ms,
+        )
+
+    async def _propose(self, command: ConfigCommand, *, freeing: bool = False) -> ConfigApplied:
+        if self._guard is not None and not freeing:
+            refusal = self._guard.quota_refusal()
+            if refusal is not None:
+                raise QuotaExceededError(refusal)
+        result = await self._proposer.propose(encode_config_command(command))
+        if isinstance(result, EntryRejected):
+            if result.kind is RejectionKind.QUOTA:
+                raise QuotaExceededError(f"state quota exceeded: {result.detail}")
+            raise CommandRejectedError(
+                f"the command committed at index {result.index} but was rejected on apply "
+                f"(nothing changed): {result.detail}"
+            )
+        if isinstance(result, ConfigRejected):
+            raise ConflictError(CAS_FAILED_MESSAGE)
+        if not isinstance(result, ConfigApplied):
+            raise TypeError(f"apply returned {type(result).__name__}, not ConfigApplied")
+        return result
+
+    def parse_publish(self, raw: RawPublish, src_ip: str = "", src_user: str = "") -> PublishConfig:
+        """The command a publish request stands for; InvalidArgumentError naming the
+        parameter (nothing proposed)."""
+        key = validate.config_key(raw.data_id, raw.group, raw.tenant)
+        content = validate.content(raw.content, self._settings.max_content_bytes)
+        return PublishConfig(
+            key=key,
+            content=content,
+            app_name=validate.optional_text(
+                "appName", raw.app_name, validate.MAX_APP_NAME_CHARS, "too long appName, over 128"
+            ),
+            type=validate.config_type(raw.type),
+            desc=validate.optional_text(
+                "desc", raw.desc, validate.MAX_DESC_CHARS, "too long desc, over 128"
+            ),
+            config_tags=validate.config_tags(raw.config_tags),
+            cas_md5=validate.cas_md5(raw.cas_md5),
+            change=self._change(src_ip, src_user),
+        )
+
+    async def publish(self, raw: RawPublish, src_ip: str = "", src_user: str = "") -> None:
+        """`POST /configs`: create or replace; ConflictError when `casMd5` does not match."""
+        await self._propose(self.parse_publish(raw, src_ip, src_user))
+
+    async def delete(self, key: ConfigKey, src_ip: str = "", src_user: str = "") -> None:
+        """`DELETE /configs`: true whether or not the config existed (as Nacos)."""
+        await self._propose(
+            DeleteConfig(key=key, change=self._change(src_ip, src_user)), freeing=True
+        )
+
+    async def delete_ids(self, ids: tuple[int, ...], src_ip: str = "") -> tuple[ConfigKey, ...]:
+        command = DeleteConfigs(ids=ids, change=self._change(src_ip, ""))
+        return (await self._propose(command, freeing=True)).changed
+
+    def prune_due(self) -> bool:
+        """Whether the oldest history record is past the retention (the leader prunes)."""
+        oldest = self._state.oldest_history_ms()
+        return oldest is not None and oldest < self._clock.now_ms() - self._settings.retention_ms
+
+    async def prune_history(self) -> None:
+        await self._propose(PruneHistory(change=self._change("", "")), freeing=True)

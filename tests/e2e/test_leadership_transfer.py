@@ -1,0 +1,93 @@
+"""Leadership transfer with real processes: `naraft leader transfer` through any member,
+and SIGTERM on the leader, which hands over before it stops (Raft thesis §3.10)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.e2e.harness import (
+    BackgroundWriter,
+    LocalCluster,
+    local_cluster,
+    naraft_command,
+    wait_for,
+)
+
+from naraft.client import WriteOutcome
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    root: Path = tmp_path_factory.mktemp("transfer")
+    with local_cluster(root, size=3) as running:
+        running.wait_ready()
+        yield running
+
+
+def test_transfer_through_a_follower_to_a_chosen_member(cluster: LocalCluster) -> None:
+    leader = cluster.leader()
+    follower, target = [n for n in cluster.nodes if n is not leader]
+    term = cluster.state(leader)["term"]
+    done = naraft_command("leader", "transfer", "--server", follower.url, "--to", target.id)
+    assert done.returncode == 0, done.stderr
+    assert f"leader is now {target.id} (was {leader.id})" in done.stdout
+    assert cluster.leader().id == target.id
+    # The target campaigned at once: one election, in the next term.
+    assert cluster.state(target)["term"] == term + 1
+
+
+def test_transfer_without_a_target_picks_a_caught_up_member(cluster: LocalCluster) -> None:
+    leader = cluster.leader()
+    done = naraft_command("leader", "transfer", "--server", leader.url)
+    assert done.returncode == 0, done.stderr
+    new = cluster.leader()
+    assert new.id != leader.id
+    assert f"leader is now {new.id}" in done.stdout
+
+
+def test_transfer_to_a_stranger_is_refused_in_one_line(cluster: LocalCluster) -> None:
+    leader = cluster.leader()
+    done = naraft_command("leader", "transfer", "--server", leader.url, "--to", "10.9.9.9:8848")
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines() == [
+        "Error: transfer refused (400): to: 10.9.9.9:8848 is not a member"
+    ]
+    assert cluster.leader().id == leader.id
+
+
+def test_sigterm_on_the_leader_hands_over_and_writes_go_on(cluster: LocalCluster) -> None:
+    """Writes through the followers go on across a SIGTERM of the leader: the hand-over
+    elects a follower at once (no election timeout), writes that reach the old leader
+    meanwhile wait and are sent to the new one, and nothing acknowledged is lost."""
+    old = cluster.leader()
+    term = cluster.state(old)["term"]
+    followers = [n for n in cluster.nodes if n is not old]
+    writers = [BackgroundWriter(lambda: followers, prefix=f"t{i}") for i in range(4)]
+    for writer in writers:
+        writer.__enter__()
+    try:
+        acked = lambda: sum(w.ledger.count(WriteOutcome.APPLIED) for w in writers)  # noqa: E731
+        wait_for(lambda: acked() >= 50, timeout_seconds=30, what="50 writes before the stop")
+        stopped_at = time.monotonic()
+        old.terminate()  # SIGTERM: hand over, then stop
+        stop_seconds = time.monotonic() - stopped_at
+        before = acked()
+        wait_for(lambda: acked() >= before + 50, timeout_seconds=30, what="50 writes after")
+    finally:
+        for writer in writers:
+            writer.stop()
+    assert old.exit_code == 0
+    assert "handed leadership over to" in old.log_text()
+    new = cluster.leader(among=followers)
+    assert cluster.state(new)["term"] == term + 1, "the hand-over took more than one election"
+    assert stop_seconds < 5.0
+    records = [r for w in writers for r in w.ledger.records]
+    failed = [r for r in records if r.outcome is not WriteOutcome.APPLIED]
+    assert len(failed) <= 2, f"{len(failed)} of {len(records)} writes failed: {failed[:3]}"
+    acked_writes = {r.key: r.value for r in records if r.outcome is WriteOutcome.APPLIED}
+    assert cluster.missing_writes(new, acked_writes, consistency="linearizable") == {}
