@@ -173,7 +173,8 @@ def test_status_piped_shows_whole_ids_and_exits_0(cluster: LocalCluster) -> None
     assert lines[0].split() == ["member", "role", "term", "leader", "commit", "applied", "last",
                                 "log", "lag"]  # fmt: skip
     leader = cluster.leader()
-    by_member = {line.split()[0]: line.split() for line in lines[1:]}
+    rows = lines[1 : 1 + len(cluster.nodes)]  # then notes (auth, disk, quota)
+    by_member = {line.split()[0]: line.split() for line in rows}
     assert sorted(by_member) == sorted(n.id for n in cluster.nodes)  # whole, not cut
     assert {row[3] for row in by_member.values()} == {leader.id}
 
