@@ -9,25 +9,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import logging
 import os
 import secrets
 import signal
 import ssl
-import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import aiohttp
 import click
-import uvloop
 from rich.console import Console
 from rich.table import Table
 
 from naraft.client import INSTANCE_LIST_PATH, INSTANCE_PATH, LOGIN_PATH, STATE_PATH, fetch_json
-from naraft.cluster import ProcessCluster, node_data_dir
+from naraft.cluster import ProcessCluster, node_data_dir, taken_ports
 from naraft.config import (
     AuthMode,
     NodeConfig,
@@ -37,6 +36,7 @@ from naraft.config import (
 )
 from naraft.config_sources import build_config, flags_given, merge, server_options
 from naraft.errors import NaraftError
+from naraft.logs import setup_logging
 from naraft.storage.base import StoreError
 from naraft.tls import client_context
 from naraft.transport.auth import (
@@ -76,11 +76,7 @@ def server(ctx: click.Context, /, config_file: Path | None, **values: object) ->
     except (NaraftError, SecretError, OSError) as error:
         _fail(str(error))
         return
-    logging.basicConfig(
-        level=str(merged.get("log-level", "INFO")),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging(config.log)
     from naraft.node import StartupError  # the server's imports are only paid by `server`
 
     try:
@@ -89,6 +85,18 @@ def server(ctx: click.Context, /, config_file: Path | None, **values: object) ->
         _fail(f"cannot open the store: {error}")
     except StartupError as error:
         _fail(str(error))
+
+
+def _run_loop(main_task: Coroutine[Any, Any, None]) -> None:
+    """Run the server on uvloop where it is installed (pyproject's marker), else on
+    asyncio's own loop: the node behaves the same, a little slower."""
+    try:
+        import uvloop
+    except ImportError:
+        logger.info("uvloop is not installed: running on asyncio's event loop")
+        asyncio.run(main_task)
+        return
+    uvloop.run(main_task)
 
 
 def _run_until_signal(config: NodeConfig) -> None:
@@ -120,7 +128,7 @@ def _run_until_signal(config: NodeConfig) -> None:
         logger.info("node %s stopped", config.id)
 
     try:
-        uvloop.run(main_task())
+        _run_loop(main_task())
     except* (StoreError, StartupError) as group:
         # The store error may sit in nested groups (the replica's TaskGroup inside the node's):
         # re-raise the error itself so that `server` prints it as one line, not a traceback.
@@ -165,6 +173,12 @@ def cluster_up(
     auth_on = auth == AuthMode.ON or (auth == AuthMode.AUTO and not is_loopback(host))
     console = Console()
     members = [f"{host}:{base_port + i}" for i in range(nodes)]
+    taken = taken_ports(host, [base_port + i for i in range(nodes)])
+    if taken:
+        port, why = next(iter(taken.items()))
+        more = f" (and {len(taken) - 1} more of its ports)" if len(taken) > 1 else ""
+        _fail(f"cannot start the cluster: {host}:{port}: {why}{more}; try another --base-port")
+        return
     try:
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         token = cluster_token_for(data_dir, members)
@@ -186,6 +200,7 @@ def cluster_up(
         _fail(f"cannot prepare {data_dir}: {error}")
         return
     stopping = False
+    failed = False
 
     def stop(*_: object) -> None:
         nonlocal stopping
@@ -201,11 +216,13 @@ def cluster_up(
             for node in local.nodes:
                 if not node.running:
                     console.print(f"[yellow]{node.id} exited with {node.exit_code}[/yellow]")
-                    stopping = True
+                    stopping = failed = True
             time.sleep(0.5)
     finally:
         local.stop()
         console.print("all nodes stopped")
+    if failed:
+        _fail("a node exited on its own; see its log")
 
 
 def _show_auth(console: Console, local: ProcessCluster) -> None:
@@ -293,6 +310,11 @@ def _show_cluster(
 # ---------------------------------------------------------------------- status
 
 
+STATUS_COLUMNS: Final = (
+    "member", "role", "term", "leader", "commit", "applied", "last log", "lag",
+)  # fmt: skip
+
+
 @main.command()
 @click.option(
     "--server", "server_url", default="http://127.0.0.1:8848", help="any member (https for TLS)"
@@ -303,35 +325,66 @@ def _show_cluster(
     default=None,
     help="CA certificate (PEM) to verify TLS nodes with [default: the system's CAs]",
 )
-def status(server_url: str, cacert: Path | None) -> None:
-    """Show every member's role, term and log positions as a table."""
+@click.option("--json", "as_json", is_flag=True, help="print every member's state as JSON")
+def status(server_url: str, cacert: Path | None, as_json: bool) -> None:
+    """Show every member's role, term and log positions: a table on a terminal, plain
+    columns with full ids when piped, JSON with --json. Exits 1 when a member is down."""
     try:
         context = client_context(cacert) if cacert or server_url.startswith("https") else None
         rows = asyncio.run(_collect_status(server_url.rstrip("/"), context))
     except (aiohttp.ClientError, TimeoutError, OSError, ValueError, KeyError) as error:
         _fail(f"cannot reach {server_url}: {error}")  # ssl.SSLError is an OSError
         return
-    table = Table(title="naraft cluster")
-    for column in ("member", "role", "term", "leader", "commit", "applied", "last log", "lag"):
-        table.add_column(column)
+    down = [member for member, row in rows.items() if not row]
+    if as_json:
+        members = [{"member": m, "reachable": bool(row), **row} for m, row in rows.items()]
+        click.echo(json.dumps({"members": members}, sort_keys=True))
+    else:
+        _print_status(rows)
+    if down:
+        _fail(f"{len(down)} of {len(rows)} members unreachable: {', '.join(down)}")
+
+
+def _status_cells(rows: dict[str, dict[str, Any]]) -> list[list[str]]:
     leader_last = max((int(r.get("lastLogIndex", 0)) for r in rows.values() if r), default=0)
+    cells = []
     for member, row in rows.items():
         if not row:
-            table.add_row(member, "[red]unreachable[/red]", "", "", "", "", "", "")
+            cells.append([member, "unreachable", "", "", "", "", "", ""])
             continue
-        lag = leader_last - int(row["appliedIndex"])
-        table.add_row(
-            member,
-            str(row["role"]),
-            str(row["term"]),
-            str(row["leader"]),
-            str(row["commitIndex"]),
-            str(row["appliedIndex"]),
-            str(row["lastLogIndex"]),
-            str(lag),
+        cells.append(
+            [
+                member,
+                str(row["role"]),
+                str(row["term"]),
+                str(row["leader"]),
+                str(row["commitIndex"]),
+                str(row["appliedIndex"]),
+                str(row["lastLogIndex"]),
+                str(leader_last - int(row["appliedIndex"])),
+            ]
         )
-    console = Console()
-    console.print(table)
+    return cells
+
+
+def _print_status(rows: dict[str, dict[str, Any]]) -> None:
+    cells = _status_cells(rows)
+    console = Console(soft_wrap=True)
+    if console.is_terminal:
+        table = Table(title="naraft cluster")
+        id_width = max(len(line[0]) for line in cells)
+        for column in STATUS_COLUMNS:  # ids whole; the numbers give way first
+            whole = column in ("member", "leader")
+            table.add_column(column, no_wrap=whole, min_width=id_width if whole else None)
+        for line in cells:
+            styled = [f"[red]{c}[/red]" if c == "unreachable" else c for c in line]
+            table.add_row(*styled)
+        console.print(table)
+    else:  # piped: whole ids in aligned columns, for grep and awk
+        table_lines = [list(STATUS_COLUMNS), *cells]
+        widths = [max(len(line[i]) for line in table_lines) for i in range(len(STATUS_COLUMNS))]
+        for line in table_lines:
+            click.echo("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
     auth = {str(member): row.get("authEnabled") for member, row in rows.items() if row}
     if auth:
         on = sorted(m for m, enabled in auth.items() if enabled)

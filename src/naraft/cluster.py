@@ -180,6 +180,24 @@ def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
             s.close()
 
 
+def taken_ports(host: str, ports: Sequence[int]) -> dict[int, str]:
+    """The `ports` on `host` that a server could not listen on now, with why (bound the way
+    `naraft server` binds, SO_REUSEADDR included, then released at once)."""
+    taken: dict[int, str] = {}
+    for port in ports:
+        try:
+            family, kind, proto, _, address = socket.getaddrinfo(
+                host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )[0]
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind(address)
+        except OSError as error:
+            text = error.strerror or str(error)
+            taken[port] = text[:1].lower() + text[1:]
+    return taken
+
+
 # ---------------------------------------------------------------------- processes
 
 

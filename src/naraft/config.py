@@ -32,6 +32,7 @@ from naraft.replica import CompactionPolicy, ReplicaTimings
 from naraft.tls import TlsSettings
 from naraft.transport import DEFAULT_MAX_BATCH_BYTES
 from naraft.transport.auth import SECRET_ENV_VAR
+from naraft.transport.version import CURRENT, ProtocolRange, parse_range
 
 DEFAULT_QUOTA_BYTES: Final = 2 << 30  # 2 GiB, as etcd's default backend quota
 SECRET_REQUIRED: Final = "a clustered node needs a cluster secret"
@@ -130,6 +131,9 @@ class PeerLimits:
     max_body_bytes: int = 64 * 1024 * 1024  # a Raft batch, compressed or not
     max_append_bytes: int = _default(RaftConfig, "max_append_bytes")  # at least one entry
     max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES  # one send, below the receivers' limit
+    # the peer protocol versions this node speaks, LOW..HIGH (transport.version); this
+    # build's own unless overridden (to stand in for another build in tests)
+    protocol: str = str(CURRENT)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -139,6 +143,24 @@ class RaftSettings:
     pre_vote: bool = _default(RaftConfig, "pre_vote")
     check_quorum: bool = _default(RaftConfig, "check_quorum")
     proposal_timeout_seconds: float = _default(ReplicaTimings, "proposal_timeout_seconds")
+
+
+class LogFormat(enum.StrEnum):
+    TEXT = "text"
+    JSON = "json"  # one JSON object a line, for log shippers
+
+
+LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogSettings:
+    """What the node logs and how: its level, its line format, and whether each HTTP
+    request is logged (the access log, on by default as in Nacos)."""
+
+    level: str = "INFO"
+    format: LogFormat = LogFormat.TEXT
+    access_log: bool = True
 
 
 class AuthMode(enum.StrEnum):
@@ -193,6 +215,7 @@ class NodeConfig:
     # replicates its own, so every replica checks against the same one.
     quota_bytes: int = DEFAULT_QUOTA_BYTES
     cluster_token: str = DEFAULT_CLUSTER_TOKEN  # with the members, gives the cluster id
+    log: LogSettings = LogSettings()
     auth: AuthSettings = AuthSettings()
     tls: TlsSettings = TlsSettings()  # none: plaintext HTTP (docs/tls.md)
 
@@ -211,6 +234,10 @@ class NodeConfig:
             raise InvalidArgumentError(
                 "max-append-kib", "must be at most half of peer-max-body-mib"
             )
+        try:
+            parse_range(self.peer.protocol)
+        except ValueError as error:
+            raise InvalidArgumentError("peer-protocol", str(error)) from None
         if 3 * self.configs.max_content_bytes > self.peer.max_body_bytes:
             # A publish entry holds the content and (in its history record) the old one,
             # in base64 inside JSON on the wire.
@@ -238,6 +265,10 @@ class NodeConfig:
             check_quorum=self.raft.check_quorum,
             max_append_bytes=self.peer.max_append_bytes,
         )
+
+    @property
+    def peer_protocol(self) -> ProtocolRange:
+        return parse_range(self.peer.protocol)
 
     @property
     def auth_enabled(self) -> bool:

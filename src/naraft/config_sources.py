@@ -22,8 +22,10 @@ from typing import Any, Final
 import click
 
 from naraft.config import (
+    LOG_LEVELS,
     PROFILES,
     AuthMode,
+    LogFormat,
     NodeConfig,
     Profile,
     parse_address,
@@ -37,7 +39,6 @@ ENV_PREFIX: Final = "NARAFT_"
 CONFIG_ENV_VAR: Final = "NARAFT_CONFIG"
 ADMIN_PASSWORD_ENV_VAR: Final = "NARAFT_ADMIN_PASSWORD"  # not a setting: never a flag
 MAX_ADMIN_PASSWORD_BYTES: Final = 72  # all bcrypt reads
-LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING")
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off"})
 
@@ -69,6 +70,7 @@ class Setting:
     low: int | None = None
     high: int | None = None
     choices: tuple[str, ...] = ()
+    any_case: bool = False  # a choice may be written in any case (log levels)
     default_text: str | None = None  # when the default is not one tree field
 
     @property
@@ -90,7 +92,9 @@ class Setting:
         value: Any = _DEFAULT_TREE
         for part in self.path:
             value = getattr(value, part)
-        if not isinstance(value, int | float) or isinstance(value, bool):
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if not isinstance(value, int | float):
             return str(value)
         given = value / self.factor
         return str(int(given)) if float(given).is_integer() else str(given)
@@ -107,6 +111,8 @@ class Setting:
         too_high = self.high is not None and value > self.high
         if self.kind is Kind.INT and (too_low or too_high):
             raise ConfigError(f"{where}: must be {self._range()}, not {value}")
+        if self.choices and self.any_case and isinstance(value, str):
+            value = next((c for c in self.choices if c.lower() == value.lower()), value)
         if self.choices and value not in self.choices:
             raise ConfigError(f"{where}: must be one of {', '.join(self.choices)}, not {value!r}")
         return value
@@ -155,8 +161,10 @@ class Setting:
     def click_type(self) -> click.ParamType | type:
         if self.kind is Kind.INT:
             return click.IntRange(self.low, self.high)
+        if self.kind is Kind.FLAG:
+            return click.BOOL
         if self.choices:
-            return click.Choice(self.choices)
+            return click.Choice(self.choices, case_sensitive=not self.any_case)
         if self.kind is Kind.PATH:
             return click.Path(path_type=Path)
         return str
@@ -246,6 +254,9 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     _int("max-append-kib", ("peer", "max_append_bytes"),
          "entries' bytes per AppendEntries message (always at least one entry)",
          64, 65536, factor=1024),
+    Setting(name="peer-protocol", kind=Kind.TEXT, path=("peer", "protocol"),
+            help="peer protocol versions this node speaks, LOW..HIGH; a peer sharing none is"
+            " refused (override only to test mixed versions)"),
     _int("quota-bytes", ("quota_bytes",),
          "bound on the replicated state (keys + values); the leader's applies; 0: none", 0),
     Setting(name="auth", kind=Kind.TEXT, path=("auth", "mode"),
@@ -280,8 +291,13 @@ SETTINGS: Final[tuple[Setting, ...]] = (
     Setting(name=PEER_CA_FLAG[2:], kind=Kind.PATH, path=("tls", "peer_trusted_ca_file"),
             help="PEM CA that signs every member's peer certificate (and only those)",
             default_text="none"),
-    Setting(name="log-level", kind=Kind.TEXT, help="log level", choices=LOG_LEVELS,
-            default_text="INFO"),
+    Setting(name="log-level", kind=Kind.TEXT, path=("log", "level"), help="log level",
+            choices=LOG_LEVELS, any_case=True),
+    Setting(name="log-format", kind=Kind.TEXT, path=("log", "format"),
+            help="log lines as text, or as one JSON object a line",
+            choices=tuple(f.value for f in LogFormat), any_case=True),
+    Setting(name="access-log", kind=Kind.FLAG, path=("log", "access_log"),
+            help="log every HTTP request (method, path, status, time), as Nacos does"),
 )  # fmt: skip
 BY_NAME: Final = {s.name: s for s in SETTINGS}
 
@@ -291,8 +307,10 @@ def server_options(command: Callable[..., None]) -> Callable[..., None]:
     to None ("not given") and its help shows the default the tree falls back to."""
     for setting in reversed(SETTINGS):
         shown = setting.default()
+        # a flag whose default is true needs its negative form to be turned off
+        negative = setting.kind is Kind.FLAG and setting.default() == "true"
         command = click.option(
-            setting.flag,
+            f"{setting.flag}/--no-{setting.name}" if negative else setting.flag,
             setting.param,
             type=setting.click_type(),
             is_flag=setting.kind is Kind.FLAG,

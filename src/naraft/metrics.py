@@ -7,10 +7,21 @@ with a failed outcome for the beat, alongside latency per peer.
 
 from __future__ import annotations
 
-from typing import Protocol
+import platform
+from typing import Final, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    Summary,
+    generate_latest,
+)
 
+from naraft import __version__
 from naraft.raft import NodeId, Role, RoleChange, Status
 from naraft.state.rejections import RejectionRecord
 from naraft.transport import DropReason, Rejection, RpcOutcome
@@ -18,6 +29,26 @@ from naraft.transport import DropReason, Rejection, RpcOutcome
 _LATENCY_BUCKETS = (
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
 )  # fmt: skip
+
+
+_REQUEST_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+NACOS_MODULE: Final = "naming"
+
+
+class NamingView(Protocol):
+    """The registry's sizes and push counts, for Nacos's `nacos_monitor` gauges."""
+
+    def service_count(self) -> int: ...
+
+    def instance_count(self) -> int: ...
+
+    def subscriber_count(self) -> int: ...
+
+    def pushes(self) -> tuple[int, int]:
+        """(datagrams sent, packets given up unacked)."""
+        ...
 
 
 class MachineView(Protocol):
@@ -31,6 +62,10 @@ class MachineView(Protocol):
     def rejections(self) -> RejectionRecord: ...
 
     def size_bytes(self) -> int: ...
+
+
+_OUTCOMES: Final = {1: "INFORMATIONAL", 2: "SUCCESS", 3: "REDIRECTION", 4: "CLIENT_ERROR",
+                    5: "SERVER_ERROR"}  # fmt: skip
 
 
 class NodeMetrics:
@@ -146,6 +181,47 @@ class NodeMetrics:
         self.forwarded = Counter(
             "naraft_api_forwarded_total", "Client requests forwarded to the leader", registry=r
         )
+        self.requests = Counter(
+            "naraft_http_requests_total",
+            "HTTP requests answered, by method, route template and status",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.request_seconds = Histogram(
+            "naraft_http_request_seconds",
+            "HTTP request latency, by method and route template",
+            ["method", "route"],
+            buckets=_REQUEST_BUCKETS,
+            registry=r,
+        )
+        # The series Nacos exports through Spring (micrometer: count and sum, no buckets),
+        # which the Nacos Grafana dashboards read.
+        self.nacos_requests = Summary(
+            "http_server_requests_seconds",
+            "HTTP requests as Nacos (Spring) exports them",
+            ["method", "uri", "status", "outcome"],
+            registry=r,
+        )
+        self.nacos_monitor = Gauge(
+            "nacos_monitor",
+            "Nacos's naming gauges: serviceCount, domCount, ipCount, subscriberCount, "
+            "leaderStatus, totalPush, failedPush",
+            ["module", "name"],
+            registry=r,
+        )
+        self.build_info = Gauge(
+            "naraft_build_info",
+            "Always 1; the labels say which naraft and Python this node runs",
+            ["version", "python", "implementation"],
+            registry=r,
+        )
+        self.build_info.labels(
+            version=__version__,
+            python=platform.python_version(),
+            implementation=platform.python_implementation(),
+        ).set(1)
+        ProcessCollector(registry=r)  # process_cpu_seconds_total, resident memory, fds
+        PlatformCollector(registry=r)  # python_info
         self._leader: NodeId | None = None
 
     # ReplicaObserver
@@ -186,6 +262,30 @@ class NodeMetrics:
         record = machine.rejections()
         self.rejected_entries.labels(reason="fault").set(record.faults)
         self.rejected_entries.labels(reason="quota").set(record.quota)
+
+    def observe_naming(self, naming: NamingView, *, leader: bool) -> None:
+        services = naming.service_count()
+        sent, failed = naming.pushes()
+        for name, value in (
+            ("serviceCount", services),
+            ("domCount", services),  # Nacos 1.x's name for it
+            ("ipCount", naming.instance_count()),
+            ("subscriberCount", naming.subscriber_count()),
+            ("leaderStatus", 1 if leader else 0),
+            ("totalPush", sent),
+            ("failedPush", failed),
+        ):
+            self.nacos_monitor.labels(module=NACOS_MODULE, name=name).set(value)
+
+    # RequestObserver, of naraft.api.observe
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        code = str(status)
+        self.requests.labels(method=method, route=route, status=code).inc()
+        self.request_seconds.labels(method=method, route=route).observe(seconds)
+        outcome = _OUTCOMES.get(status // 100, "UNKNOWN")
+        self.nacos_requests.labels(method=method, uri=route, status=code, outcome=outcome).observe(
+            seconds
+        )
 
     # PeerMetrics (transport client)
     def observe_rpc(self, peer: NodeId, rpc: str, outcome: RpcOutcome, seconds: float) -> None:

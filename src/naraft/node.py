@@ -30,15 +30,17 @@ import aiohttp
 from aiohttp import web
 
 from naraft.api.admin import NODE, admin_routes
-from naraft.api.app import make_app
+from naraft.api.app import is_peer_request, make_app
 from naraft.api.auth import MAX_PASSWORD_BYTES, AuthService, generate_password, hash_password
 from naraft.api.edge import EdgeLimits, GuardedSite
 from naraft.api.forward import FORWARD_SESSION, FORWARD_TLS, forward_middleware
+from naraft.api.health import HEALTH, readiness_reason
+from naraft.api.observe import AccessLog, observe_middleware
 from naraft.api.v1.beats import HttpBeatSender, beat_routes
 from naraft.api.v1.configs import ConfigApi
 from naraft.api.v1.operator import ServerInfo
 from naraft.auth.state import ADMIN_USER, AuthApplied, encode_bootstrap, signing_key
-from naraft.config import AuthMode, NodeConfig, is_loopback, parse_address
+from naraft.config import AuthMode, LogFormat, NodeConfig, is_loopback, parse_address
 from naraft.configs.listeners import ListenerHub
 from naraft.configs.service import ConfigService
 from naraft.configs.state import ConfigState
@@ -177,8 +179,29 @@ def _open(path: Path, node_id: str, cluster_id: str) -> _Opened:
     return _Opened(store=store, state=state)
 
 
+@dataclass(frozen=True, slots=True)
+class NamingSizes:
+    """The registry's sizes and push counts (metrics.NamingView)."""
+
+    state: NamingState
+    targets: PushTargets
+    pusher: UdpPusher
+
+    def service_count(self) -> int:
+        return len(self.state.all_services())
+
+    def instance_count(self) -> int:
+        return self.state.instance_count()
+
+    def subscriber_count(self) -> int:
+        return self.targets.subscriber_count()
+
+    def pushes(self) -> tuple[int, int]:
+        return self.pusher.sent, self.pusher.given_up
+
+
 class Node:
-    """One running node as the API sees it (RaftNodeView, ServerDirectory)."""
+    """One running node as the API sees it (RaftNodeView, ServerDirectory, HealthView)."""
 
     def __init__(
         self,
@@ -191,6 +214,7 @@ class Node:
         metrics: NodeMetrics,
         digest: DigestService,
         configs: ConfigApi,
+        naming_sizes: NamingSizes,
     ) -> None:
         self._config = config
         self.configs = configs
@@ -200,6 +224,7 @@ class Node:
         self._naming_state = naming_state
         self.metrics = metrics
         self._digest = digest
+        self._naming_sizes = naming_sizes
 
     # RaftNodeView
     @property
@@ -223,12 +248,21 @@ class Node:
         self.metrics.observe_status(self.replica.status)
         self.metrics.disk_full.set(0 if self.replica.disk_full is None else 1)
         self.metrics.observe_machine(self._machine)
+        self.metrics.observe_naming(self._naming_sizes, leader=self.replica.is_leader)
         state = self._machine.configs
         self.metrics.observe_configs(state.count(), state.history_count(), self.configs.hub.held)
         return self.metrics.render()
 
     def quota_refusal(self) -> str | None:
         return self._machine.quota_refusal()
+
+    # HealthView
+    def readiness(self) -> str | None:
+        return readiness_reason(
+            self.replica.status,
+            silent_for=self.replica.silent_for,
+            election_seconds=self._config.timers.election_seconds,
+        )
 
     async def transfer_leadership(self, target: NodeId | None) -> str:
         return await self.replica.transfer_leadership(target)
@@ -406,6 +440,7 @@ class _Wired:
     watch: LeaderWatch
     digest: DigestService
     app: web.Application
+    access_log: AccessLog | None
     tls: PeerTls  # how this node reaches the others
     listener_ssl: ssl.SSLContext | None
 
@@ -471,6 +506,7 @@ def _wire(
         on_peer_unreachable=events.on_peer_unreachable,
         cluster_id=cluster_id,
         max_batch_bytes=config.peer_batch_bytes,
+        protocol=config.peer_protocol,
         tls=tls,
     )
     replica = Replica(
@@ -511,16 +547,22 @@ def _wire(
         hub=hub,
         count=lambda route: metrics.config_requests.labels(route=route).inc(),
     )
-    node = Node(
-        config, replica=replica, machine=machine, datums=datums, naming_state=naming_state,
-        metrics=metrics, digest=digest, configs=configs,
-    )  # fmt: skip
     # Nacos: a push target is a zombie after pushCacheMillis without a list request.
     targets = PushTargets(expire_after_ms=lambda: naming_state.switches().default_push_cache_ms)
     pusher = UdpPusher(
         naming_state, feed, targets, clock, config.push, bind_host=config.listen_host
     )
+    node = Node(
+        config, replica=replica, machine=machine, datums=datums, naming_state=naming_state,
+        metrics=metrics, digest=digest, configs=configs,
+        naming_sizes=NamingSizes(naming_state, targets, pusher),
+    )  # fmt: skip
     naming = NamingService(naming_state, replica, clock, keeper, targets, guard=machine)
+    access_log = (
+        AccessLog(json_lines=LogFormat(config.log.format) is LogFormat.JSON)
+        if config.log.access_log
+        else None
+    )
     auth = AuthService(
         enabled=config.auth_enabled,
         datums=datums,
@@ -530,11 +572,11 @@ def _wire(
         token_ttl_seconds=config.auth.token_ttl_seconds,
         login_failures_per_minute=config.auth.login_failures_per_minute,
     )
-    app = _app(config, node, naming, keeper, digest, metrics, cluster_id, auth)
+    app = _app(config, node, naming, keeper, digest, metrics, cluster_id, auth, access_log)
     app[FORWARD_TLS] = tls
     return _Wired(
         config=config, cluster_id=cluster_id, node=node, client=client, keeper=keeper,
-        pusher=pusher, watch=watch, digest=digest, app=app, tls=tls,
+        pusher=pusher, watch=watch, digest=digest, app=app, access_log=access_log, tls=tls,
         listener_ssl=loaded.listener,
     )  # fmt: skip
 
@@ -576,6 +618,7 @@ def _app(
     metrics: NodeMetrics,
     cluster_id: str,
     auth: AuthService,
+    access_log: AccessLog | None,
 ) -> web.Application:
     node_id = NodeId(config.id)
     peers = {NodeId(p) for p in config.peers if p != config.id}
@@ -595,6 +638,7 @@ def _app(
                 self_id=node_id,
                 cluster_id=cluster_id,
                 max_body_bytes=config.peer.max_body_bytes,
+                protocol=config.peer_protocol,
             ),
             *beat_routes(
                 keeper, config.secret, self_id=node_id, members=peers, cluster_id=cluster_id
@@ -604,6 +648,7 @@ def _app(
         servers=node,
         configs=node.configs,
         max_params=config.http.max_params,
+        observe=observe_middleware(metrics, access_log=access_log, is_peer=is_peer_request),
         peer_certificate_required=config.tls.peer_tls,
         middlewares=[
             forward_middleware(
@@ -617,6 +662,7 @@ def _app(
         ],
     )
     app[NODE] = node
+    app[HEALTH] = node
     return app
 
 
@@ -699,6 +745,8 @@ async def _serve(
         with contextlib.suppress(Exception):
             await runner.cleanup()
         await session.close()
+        if wired.access_log is not None:
+            wired.access_log.flush()
 
 
 def _tls_summary(config: NodeConfig) -> str:

@@ -70,10 +70,13 @@ def test_the_open_list_is_short_and_deliberate() -> None:
         "/metrics",
         "/nacos/v1/auth/login",
         "/nacos/v1/auth/users/login",
+        "/nacos/v1/console/health/liveness",  # probes: liveness and readiness say no data
+        "/nacos/v1/console/health/readiness",
         "/nacos/v1/cs/{tail}",  # unknown and unsupported config paths: an error, no data
         "/nacos/v1/ns/health/server",
         "/nacos/v1/ns/raft/leader",
         "/nacos/v1/ns/raft/peer",
         "/nacos/v1/ns/raft/state",
         "/naraft/v1/openapi.json",
+        "/naraft/v1/version",  # the build's version, as /metrics's build info
     ]

@@ -51,6 +51,10 @@ __all__ = ["NodeProcess", "NodeSpec", "WriteOutcome", "free_ports"]
 T = TypeVar("T")
 
 FAST_TIMERS: tuple[str, ...] = ("--tick-ms", "50", "--election-ticks", "10")
+DEFAULT_ARGS: tuple[str, ...] = (*FAST_TIMERS, "--no-access-log")
+"""What a test cluster runs with unless told otherwise: fast timers, and no access log, so
+that a failure's log tail shows the node's own lines (tests/e2e/test_operations.py runs
+with the default, access log on)."""
 SECRET: Final = "e2e-test-cluster-secret"
 
 
@@ -85,7 +89,7 @@ class LocalCluster(ProcessCluster):
         self,
         root: Path,
         size: int = 3,
-        extra_args: Sequence[str] = FAST_TIMERS,
+        extra_args: Sequence[str] = DEFAULT_ARGS,
         **options: Any,
     ) -> None:
         super().__init__(root, size, extra_args=extra_args, secret=SECRET, **options)
@@ -200,7 +204,7 @@ class LocalCluster(ProcessCluster):
 
 @contextlib.contextmanager
 def local_cluster(
-    root: Path, size: int = 3, extra_args: Sequence[str] = FAST_TIMERS, **options: Any
+    root: Path, size: int = 3, extra_args: Sequence[str] = DEFAULT_ARGS, **options: Any
 ) -> Iterator[LocalCluster]:
     """A started `LocalCluster`; `options` go to it (`tls=True`, `auth="on"`, ...)."""
     cluster = LocalCluster(root=root, size=size, extra_args=extra_args, **options)

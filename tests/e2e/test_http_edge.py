@@ -120,8 +120,12 @@ def one_response(sock: socket.socket) -> bytes:
     return head + b"\r\n\r\n" + body
 
 
+ACCESS_LINE = " INFO naraft.access: "
+
+
 class LogWatch:
-    """The lines a node's log gains from now on."""
+    """The lines a node's log gains from now on, but for the access log's (one per request
+    by design: docs/deploy.md#logs)."""
 
     def __init__(self, node: NodeProcess) -> None:
         self._path = node.log_path
@@ -130,7 +134,8 @@ class LogWatch:
     def lines(self) -> list[str]:
         with self._path.open("rb") as log:
             log.seek(self._offset)
-            return log.read().decode(errors="replace").splitlines()
+            text = log.read().decode(errors="replace")
+        return [line for line in text.splitlines() if ACCESS_LINE not in line]
 
     def wait_lines(self, count: int) -> list[str]:
         wait_for(lambda: len(self.lines()) >= count, timeout_seconds=5, what=f"{count} log lines")

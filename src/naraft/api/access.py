@@ -36,9 +36,10 @@ from typing import Final
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from naraft.api.admin import KV_BASE, OPENAPI_PATH, RAFT_BASE
+from naraft.api.admin import KV_BASE, OPENAPI_PATH, RAFT_BASE, VERSION_PATH
 from naraft.api.auth import AUTH, AUTH_BASE, IDENTITY, LOGIN_PATHS, Identity
 from naraft.api.errors import Handler, Refusal, json_refusal
+from naraft.api.health import LIVENESS_PATH, READINESS_PATH
 from naraft.api.params import ONLY_BODY_LIMIT, read_params
 from naraft.api.v1.configs import CONFIG_ROUTES
 from naraft.auth.rules import Need, resource_of, touches_namespace
@@ -130,6 +131,10 @@ ACCESS: Final[Mapping[tuple[str, str], Rule]] = {
     ("POST", f"{RAFT_BASE}/transfer"): ADMIN,  # moves the leader: an operator's act
     ("GET", "/metrics"): OPEN,
     ("GET", OPENAPI_PATH): OPEN,
+    # liveness, readiness and the build: probes and dashboards, no data
+    ("GET", LIVENESS_PATH): OPEN,
+    ("GET", READINESS_PATH): OPEN,
+    ("GET", VERSION_PATH): OPEN,
     # auth: logins are open; changing one's own password is the handler's check
     ("POST", LOGIN_PATHS[0]): OPEN,
     ("POST", LOGIN_PATHS[1]): OPEN,

@@ -5,6 +5,8 @@
 - `DELETE /naraft/v1/kv/{key}` -> `{"deleted": bool, "index": N}`
 - `GET /nacos/v1/ns/raft/leader`, `/raft/state`, `/raft/peer`; `GET /metrics`
 - `GET /naraft/v1/openapi.json`: the OpenAPI description of all of the above and the Nacos API
+- `GET /naraft/v1/version` -> `{"version", "python", "peerFormat"}` (public, as the health
+  routes: it names the build, nothing of the data)
 
 Errors are JSON here: `{"error": ..., "field"?: ..., "outcome"?: "not-applied"|"unknown",
 "leader"?: ...}` so that a client can tell a write that surely did not happen from one
@@ -17,12 +19,14 @@ entry every replica rejected on apply answers 500 with `"reason": "rejected-on-a
 from __future__ import annotations
 
 import functools
+import platform
 from importlib import resources
 from typing import Any, Final, Protocol
 
 import orjson
 from aiohttp import web
 
+from naraft import __version__
 from naraft.api.errors import Refusal, json_ok, json_refusal, proposal_failure
 from naraft.errors import DiskFullError, UnavailableError
 from naraft.raft import NodeId, NotLeaderError, Status, TransferError
@@ -38,10 +42,12 @@ from naraft.state.kv import (
     encode_kv,
 )
 from naraft.state.rejections import EntryRejected, RejectionKind
+from naraft.transport.codec import FORMAT_VERSION
 
 KV_BASE: Final = "/naraft/v1/kv"
 RAFT_BASE: Final = "/nacos/v1/ns/raft"
 OPENAPI_PATH: Final = "/naraft/v1/openapi.json"
+VERSION_PATH: Final = "/naraft/v1/version"
 
 MAX_MEMBER_ID_CHARS: Final = 262  # host (253) ':' port
 
@@ -321,6 +327,17 @@ async def openapi_description(request: web.Request) -> web.Response:
     return web.Response(body=_openapi_bytes(), content_type="application/json")
 
 
+async def version(request: web.Request) -> web.Response:
+    """This node's build: naraft's version, Python's, and the peer wire format it speaks."""
+    return json_ok(
+        {
+            "version": __version__,
+            "python": platform.python_version(),
+            "peerFormat": FORMAT_VERSION,
+        }
+    )
+
+
 def admin_routes() -> list[web.RouteDef]:
     return [
         web.put(f"{KV_BASE}/{{key:.+}}", put_kv),
@@ -332,4 +349,5 @@ def admin_routes() -> list[web.RouteDef]:
         web.post(f"{RAFT_BASE}/transfer", transfer_leader),
         web.get("/metrics", metrics),
         web.get(OPENAPI_PATH, openapi_description),
+        web.get(VERSION_PATH, version),
     ]

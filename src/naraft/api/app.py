@@ -23,6 +23,7 @@ from naraft.api.context import NAMING
 from naraft.api.edge import edge_middleware, input_middleware
 from naraft.api.errors import EDGE_PEER_CERTIFICATE_REQUIRED, Handler, error_middleware
 from naraft.api.forward import FORWARDED_HEADER
+from naraft.api.health import health_routes
 from naraft.api.v1 import instance, namespace, operator, service
 from naraft.api.v1.beats import BEATS_PATH
 from naraft.api.v1.configs import CONFIG_API, ConfigApi, config_routes
@@ -116,6 +117,7 @@ def make_app(
     max_body_bytes: int = MAX_BODY_BYTES,
     max_params: int = MAX_PARAMS,
     middlewares: Iterable[Middleware] = (),
+    observe: Middleware | None = None,
     configs: ConfigApi | None = None,
     peer_certificate_required: bool = False,
     auth: AuthService | None = None,
@@ -126,15 +128,18 @@ def make_app(
     `servers` feeds `/operator/servers` (default: this node alone); `configs` serves the
     config API (`/nacos/v1/cs/*`, with its own body limit); `middlewares` run
     inside the error and body-limit ones (forwarding to the leader). Outermost,
-    `edge_middleware` keeps the connection limits of `naraft.api.edge`; with
-    `peer_certificate_required` (peer TLS), peer traffic needs a peer certificate. `auth`
-    adds the auth API, and the access middleware (`naraft.api.access`) enforces its rules
-    on every client route; `identity_verifier` checks identities forwarded by followers."""
+    `edge_middleware` keeps the connection limits of `naraft.api.edge`; `observe` (request
+    metrics and the access log, `naraft.api.observe`) runs right inside it, so that it sees
+    every answer as the client gets it; with `peer_certificate_required` (peer TLS), peer
+    traffic needs a peer certificate. `auth` adds the auth API, and the access middleware
+    (`naraft.api.access`) enforces its rules on every client route; `identity_verifier`
+    checks identities forwarded by followers."""
     peer_resources: set[str] = set()  # canonical paths, filled once the routes are added
     own_limits: dict[str, int] = {}  # canonical path -> body limit, for the config routes
     app = web.Application(
         middlewares=[
             edge_middleware(is_peer_request),
+            *([observe] if observe is not None else []),
             *([_peer_certificate(peer_resources)] if peer_certificate_required else []),
             error_middleware,
             _body_limit(max_body_bytes, peer_resources, own_limits),
@@ -153,6 +158,7 @@ def make_app(
         app[SERVERS] = servers
     for module in (instance, service, operator, namespace):
         app.router.add_routes(module.routes)
+    app.router.add_routes(health_routes())
     app.router.add_routes(list(extra_routes))
     if configs is not None:
         app[CONFIG_API] = configs

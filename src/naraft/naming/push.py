@@ -66,6 +66,10 @@ class PushTargets:
         self._last_seen_ms.setdefault(target.service, {})[target] = now_ms
         return self._sending
 
+    def subscriber_count(self) -> int:
+        """Targets recorded over every service (zombies go at their service's next push)."""
+        return sum(len(seen) for seen in self._last_seen_ms.values())
+
     def has_targets(self, service: ServiceKey) -> bool:
         return bool(self._last_seen_ms.get(service))
 

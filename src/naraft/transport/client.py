@@ -59,6 +59,7 @@ from naraft.transport.codec import (
     compress_if_large,
     encode_batch,
 )
+from naraft.transport.version import CURRENT, INCOMPATIBLE_STATUS, PROTOCOL_HEADER, ProtocolRange
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ USER_AGENT: Final = f"naraft/{naraft.__version__}"
 SENDER_HEADER: Final = signing.SENDER_HEADER
 DEFAULT_MAX_BATCH_BYTES: Final = 4 * 1024 * 1024  # well below the receiver's MAX_BODY_BYTES
 _STREAM_BODY_BYTES: Final = 512 * 1024
+_INCOMPATIBLE_DETAIL: Final = "incompatible peer protocol"  # the start of a 426's text
 _THREAD_COMPRESS_BYTES: Final = 256 * 1024  # larger bodies are gzip'd off the event loop
 _ENVELOPE_BYTES: Final = 256  # encoded size of an envelope besides its entries' commands
 _ENTRY_BYTES: Final = 48  # encoded size of an entry besides its command's base64
@@ -331,6 +333,7 @@ class PeerClient:
         gzip_threshold_bytes: int = GZIP_THRESHOLD_BYTES,
         max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
         cluster_id: str | None = None,
+        protocol: ProtocolRange = CURRENT,
         tls: PeerTls = PLAINTEXT,
     ) -> None:
         """Raises ValueError for a bad setting or peer URL, or when `peers` holds `self_id`.
@@ -369,6 +372,8 @@ class PeerClient:
         self._on_peer_unreachable = on_peer_unreachable
         self._on_peer_reachable = on_peer_reachable
         self._gzip_threshold_bytes = gzip_threshold_bytes
+        self._protocol = str(protocol)  # named in every request (`version`)
+        self._incompatible: set[NodeId] = set()  # peers that refused our protocol, logged
         self._cluster_id = (
             cluster_id if cluster_id is not None else signing.default_cluster_id(secret)
         )
@@ -481,6 +486,7 @@ class PeerClient:
                 "POST", link.url.raw_path_qs, link.peer, wire, encoding=encoding
             )
             signed["Content-Type"] = CONTENT_TYPE
+            signed[PROTOCOL_HEADER] = self._protocol
             if encoding is not None:
                 signed["Content-Encoding"] = encoding
             return signed
@@ -488,6 +494,7 @@ class PeerClient:
         loop = asyncio.get_running_loop()
         started = loop.time()
         outcome, detail = await self._post(session, link.url, wire, headers)
+        self._note_protocol(link.peer, outcome, detail)
         self._metrics.observe_rpc(link.peer, RPC_MESSAGES, outcome, loop.time() - started)
         if outcome is not RpcOutcome.OK:
             self._metrics.dropped(link.peer, DropReason.SEND_FAILED, len(batch))
@@ -497,6 +504,17 @@ class PeerClient:
             self._mark_reachable(link)
         else:
             self._mark_unreachable(link, outcome, detail)
+
+    def _note_protocol(self, peer: NodeId, outcome: RpcOutcome, detail: str) -> None:
+        """One line when `peer` starts refusing this node's protocol range, one when it
+        takes it again."""
+        refused = outcome is RpcOutcome.REJECTED and detail.startswith(_INCOMPATIBLE_DETAIL)
+        if refused and peer not in self._incompatible:
+            self._incompatible.add(peer)
+            logger.error("peer %s refuses this node: %s", peer, detail)
+        elif outcome is RpcOutcome.OK and peer in self._incompatible:
+            self._incompatible.discard(peer)
+            logger.info("peer %s takes this node's peer protocol %s again", peer, self._protocol)
 
     def _note_bulk(self, link: _Link, lane: _Lane, outcome: RpcOutcome, detail: str) -> None:
         """Log when the bulk lane starts or stops failing. Reachability is the control lane's
@@ -525,12 +543,16 @@ class PeerClient:
         try:
             async with asyncio.timeout(self._timeout_seconds):
                 try:
-                    status = await _post_once(session, url, wire, headers(), self._server_hostname)
+                    status, text = await _post_once(
+                        session, url, wire, headers(), self._server_hostname
+                    )
                 except aiohttp.ServerDisconnectedError:
                     # A pooled keep-alive connection the peer had already closed (it
                     # restarted): try once on a fresh one, with a fresh nonce. A duplicate
                     # is harmless to Raft.
-                    status = await _post_once(session, url, wire, headers(), self._server_hostname)
+                    status, text = await _post_once(
+                        session, url, wire, headers(), self._server_hostname
+                    )
         except TimeoutError:
             return RpcOutcome.TIMEOUT, f"no answer within {self._timeout_seconds} s"
         except aiohttp.ClientSSLError as error:
@@ -545,6 +567,8 @@ class PeerClient:
             return RpcOutcome.ERROR, f"{type(error).__name__}: {error}"
         if 200 <= status < 300:
             return RpcOutcome.OK, ""
+        if status == INCOMPATIBLE_STATUS:
+            return RpcOutcome.REJECTED, text
         return RpcOutcome.REJECTED, f"answered HTTP {status}"
 
     def _mark_reachable(self, link: _Link) -> None:
@@ -579,14 +603,16 @@ async def _post_once(
     wire: bytes,
     headers: Mapping[str, str],
     server_hostname: str | None,
-) -> int:
+) -> tuple[int, str]:
+    """The answer's status, and the start of its text when it is not 2xx."""
     # A large body goes as a stream (aiohttp warns that bytes over 1 MiB are written in one go).
     data = io.BytesIO(wire) if len(wire) > _STREAM_BODY_BYTES else wire
     async with session.post(
         url, data=data, headers=headers, server_hostname=server_hostname
     ) as response:
-        await response.read()  # drain, so that the connection goes back to the pool
-        return response.status
+        body = await response.read()  # drain, so that the connection goes back to the pool
+        ok = 200 <= response.status < 300
+        return response.status, "" if ok else body[:300].decode("utf-8", "replace")
 
 
 def _messages_url(peer: NodeId, base: str) -> URL:

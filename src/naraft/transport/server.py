@@ -53,6 +53,14 @@ from naraft.transport.signing import (
     SignatureError,
     default_cluster_id,
 )
+from naraft.transport.version import (
+    BEFORE_HEADER,
+    CURRENT,
+    INCOMPATIBLE_STATUS,
+    PROTOCOL_HEADER,
+    ProtocolRange,
+    parse_range,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +101,7 @@ def peer_routes(
     max_body_bytes: int = MAX_BODY_BYTES,
     cluster_id: str | None = None,
     window_ms: int = DEFAULT_WINDOW_MS,
+    protocol: ProtocolRange = CURRENT,
 ) -> list[web.RouteDef]:
     """The route for `POST MESSAGES_PATH`, to add to the node's application.
 
@@ -105,6 +114,8 @@ def peer_routes(
       `self_id` is given) whose recipient is not `self_id`, are dropped and counted.
     - `max_body_bytes` bounds the body as sent and again after decompression, whatever the
       application's `client_max_size`.
+    - A sender whose peer protocol range (`version.PROTOCOL_HEADER`) shares no version with
+      `protocol` is answered 426 with this node's range, and logged once (`version`).
     - No peers: no route (a standalone node serves no peer traffic).
     """
     peers = frozenset(known_peers)
@@ -122,6 +133,7 @@ def peer_routes(
         metrics=metrics if metrics is not None else NoInboundMetrics(),
         self_id=self_id,
         max_body_bytes=max_body_bytes,
+        protocol=protocol,
     )
     routes = [web.post(MESSAGES_PATH, inbox.on_messages)] if peers else []
     if FAILPOINTS.enabled:
@@ -193,6 +205,7 @@ class _Inbox:
         metrics: InboundMetrics,
         self_id: NodeId | None,
         max_body_bytes: int,
+        protocol: ProtocolRange,
     ) -> None:
         self._deliver = deliver
         self._verifier = verifier
@@ -200,6 +213,7 @@ class _Inbox:
         self._metrics = metrics
         self._self_id = self_id
         self._max_body_bytes = max_body_bytes
+        self._protocol = protocol
         self._logged: set[tuple[str, Rejection]] = set()  # (source, reason) already logged
 
     async def on_messages(self, request: web.Request) -> web.Response:
@@ -208,6 +222,9 @@ class _Inbox:
             claim = self._verifier.claim(request.method, request.raw_path, request.headers)
         except SignatureError as error:
             return self._refuse(remote, error.reason, 403, error.detail)
+        incompatible = self._incompatible(request, claim)
+        if incompatible is not None:
+            return incompatible
         try:
             wire = await self._read_wire(request)
             # Before anything is inflated: a forged gzip bomb costs one hash, not 64 MiB.
@@ -252,6 +269,35 @@ class _Inbox:
             self._metrics.received(peer, count)
         return web.Response(status=204)
 
+    def _incompatible(self, request: web.Request, claim: Claim | None) -> web.Response | None:
+        """The 426 answer to a sender whose protocol range shares no version with ours."""
+        header = request.headers.get(PROTOCOL_HEADER)
+        try:
+            theirs = BEFORE_HEADER if header is None else parse_range(header)
+        except ValueError as error:
+            return self._refuse(request.remote or "unknown", Rejection.UNDECODABLE, 400,
+                                f"{PROTOCOL_HEADER}: {error}")  # fmt: skip
+        if theirs.shares(self._protocol):
+            return None
+        sender = claim.sender if claim is not None else request.remote or "unknown"
+        self._metrics.rejected(Rejection.INCOMPATIBLE)
+        self._log_once(
+            sender,
+            Rejection.INCOMPATIBLE,
+            "refusing peer %s: it speaks peer protocol %s, this node %s; members must share a"
+            " version (upgrade one version at a time)",
+            sender,
+            theirs,
+            self._protocol,
+            level=logging.ERROR,
+        )
+        return web.Response(
+            status=INCOMPATIBLE_STATUS,
+            text=f"incompatible peer protocol: {sender} speaks {theirs}, "
+            f"{self._self_id or 'this node'} speaks {self._protocol}",
+            headers={PROTOCOL_HEADER: str(self._protocol)},
+        )
+
     async def _read_wire(self, request: web.Request) -> bytes:
         """The body as sent (still compressed), at most `max_body_bytes` long."""
         encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
@@ -294,11 +340,19 @@ class _Inbox:
         )
         return web.Response(status=status, text=f"{reason}: {detail}")
 
-    def _log_once(self, source: str, reason: Rejection, fmt: str, *args: object) -> None:
-        """Log a refusal at WARNING the first time for (source, reason), then at DEBUG."""
+    def _log_once(
+        self,
+        source: str,
+        reason: Rejection,
+        fmt: str,
+        *args: object,
+        level: int = logging.WARNING,
+    ) -> None:
+        """Log a refusal at `level` the first time for (source, reason), then at DEBUG."""
         key = (source, reason)
-        level = logging.DEBUG if key in self._logged else logging.WARNING
-        if level == logging.WARNING:
+        first = key not in self._logged
+        level = level if first else logging.DEBUG
+        if first:
             if len(self._logged) >= _MAX_LOGGED_SOURCES:
                 self._logged.clear()
             self._logged.add(key)

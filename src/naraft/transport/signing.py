@@ -95,6 +95,7 @@ class Rejection(enum.StrEnum):
     UNKNOWN_SENDER = "unknown_sender"
     WRONG_RECIPIENT = "wrong_recipient"
     SENDER_MISMATCH = "sender_mismatch"  # an envelope names a sender other than the request's
+    INCOMPATIBLE = "incompatible"  # the sender's peer protocol range shares no version with ours
 
 
 class SignatureError(Exception):

@@ -11,6 +11,7 @@ from typing import Final, Protocol
 from aiohttp import web
 
 from naraft.api.context import json_response, naming_of, ok
+from naraft.api.health import not_ready
 from naraft.api.params import raw_instance, read_params
 from naraft.naming.validate import flag
 
@@ -75,7 +76,14 @@ def system_load() -> dict[str, float]:
 
 @routes.get(f"{BASE}/operator/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    return json_response({**naming_of(request).metrics(), **system_load()})
+    """`status` is DOWN while the node is not ready (no leader, no quorum, far behind:
+    `naraft.api.health`), whatever the `overriddenServerStatus` switch says."""
+    answer = {**naming_of(request).metrics(), **system_load()}
+    reason = not_ready(request)
+    if reason is not None:
+        answer["status"] = "DOWN"
+        answer["reason"] = reason
+    return json_response(answer)
 
 
 def _local_port(request: web.Request) -> int:
@@ -122,4 +130,10 @@ async def update_health(request: web.Request) -> web.Response:
 
 @routes.get(f"{BASE}/health/server")
 async def server_health(request: web.Request) -> web.Response:
+    """Nacos's greeting while the node is ready; 503 saying DOWN and why otherwise."""
+    reason = not_ready(request)
+    if reason is not None:
+        return web.json_response(
+            {"msg": f"server is DOWN now: {reason}", "status": "DOWN"}, status=503
+        )
     return json_response(naming_of(request).health_message(_local_port(request)))

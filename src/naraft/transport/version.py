@@ -1,0 +1,56 @@
+"""The peer protocol's version range, carried by every Raft batch, for rolling upgrades.
+
+A build speaks a range of peer protocol versions, `low..high`: the newest it knows and the
+ones before it that it still accepts. Every peer request names the sender's range in the
+header `X-Naraft-Protocol: low..high` (a request without it comes from a build older than
+the header, which spoke version 1 alone); the receiver takes the batch only if the two
+ranges share a version, and otherwise answers 426 naming its own range, logging one line.
+The sender logs one line too, once per peer. So an upgrade goes one version at a time: a
+build N that still speaks N-1 joins a cluster of N-1 builds, and once every member runs N,
+the next build may drop N-1.
+
+Today's builds speak version 1 (the batch format `codec.FORMAT_VERSION`). The range a node
+claims can be overridden (`--peer-protocol`), which is how the tests stand in for builds of
+other versions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from naraft.transport.codec import FORMAT_VERSION
+
+PROTOCOL_HEADER: Final = "X-Naraft-Protocol"
+INCOMPATIBLE_STATUS: Final = 426  # Upgrade Required
+MAX_VERSION: Final = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolRange:
+    low: int
+    high: int
+
+    def __str__(self) -> str:
+        return f"{self.low}..{self.high}"
+
+    def shares(self, other: ProtocolRange) -> bool:
+        return self.low <= other.high and other.low <= self.high
+
+
+CURRENT: Final = ProtocolRange(FORMAT_VERSION, FORMAT_VERSION)
+BEFORE_HEADER: Final = ProtocolRange(1, 1)
+"""What a request without the header speaks: builds before the header spoke version 1."""
+
+
+def parse_range(text: str) -> ProtocolRange:
+    """`"1..2"` (or `"2"`) as a range; ValueError naming what is wrong."""
+    low_text, sep, high_text = text.strip().partition("..")
+    if not sep:
+        high_text = low_text
+    if not (low_text.isdigit() and high_text.isdigit()) or max(len(low_text), len(high_text)) > 7:
+        raise ValueError(f"must be LOW..HIGH with versions 1..{MAX_VERSION}, not {text!r}")
+    low, high = int(low_text), int(high_text)
+    if not 1 <= low <= high <= MAX_VERSION:
+        raise ValueError(f"must be LOW..HIGH with 1 <= LOW <= HIGH <= {MAX_VERSION}, not {text!r}")
+    return ProtocolRange(low, high)

@@ -1,0 +1,120 @@
+"""The request middleware's access log: switchable, secrets kept out, peer traffic left
+out, lines in the node's text format or as JSON objects, written in batches."""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+
+import orjson
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from tests.api.conftest import Env
+
+from naraft.api import make_app
+from naraft.api.app import SENDER_HEADER, is_peer_request
+from naraft.api.observe import ACCESS_LOGGER, AccessLog, observe_middleware
+from naraft.api.v1.beats import BEATS_PATH
+from naraft.logs import JsonFormatter
+
+Client = TestClient[web.Request, web.Application]
+LIST = "/nacos/v1/ns/service/list"
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, int]] = []
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        assert seconds >= 0
+        self.seen.append((method, route, status))
+
+
+async def client_for(access_log: AccessLog | None, recorder: Recorder) -> Client:
+    app = make_app(
+        Env().naming,
+        observe=observe_middleware(recorder, access_log=access_log, is_peer=is_peer_request),
+    )
+    client: Client = TestClient(TestServer(app))
+    await client.start_server()
+    return client
+
+
+def flushed(access: AccessLog, stream: io.StringIO) -> list[str]:
+    """The lines kept so far (the batch's timer is tested with a running node)."""
+    access.flush()
+    return stream.getvalue().splitlines()
+
+
+async def test_the_access_log_hides_secrets_and_names_the_request() -> None:
+    recorder, stream = Recorder(), io.StringIO()
+    access = AccessLog(stream, json_lines=False)
+    client = await client_for(access, recorder)
+    try:
+        answer = await client.get(
+            LIST,
+            params={"pageNo": "1", "pageSize": "10", "accessToken": "tok-123", "password": "pw"},
+            headers={"User-Agent": "Nacos-Java-Client:v1.4.1"},
+        )
+        assert answer.status == 200
+        (line,) = flushed(access, stream)
+    finally:
+        await client.close()
+    assert "tok-123" not in line
+    pattern = (
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO naraft\.access: 127\.0\.0\.1 "
+        r'"GET /nacos/v1/ns/service/list\?pageNo=1&pageSize=10&accessToken=\*\*\*&password=\*\*\* '
+        r'HTTP/1\.1" 200 \d+ \d+\.\d{3}ms "Nacos-Java-Client:v1\.4\.1"'
+    )
+    assert re.fullmatch(pattern, line), line
+    assert recorder.seen == [("GET", LIST, 200)]
+
+
+async def test_json_access_lines_carry_the_fields() -> None:
+    stream = io.StringIO()
+    access = AccessLog(stream, json_lines=True)
+    client = await client_for(access, Recorder())
+    try:
+        assert (await client.get(LIST, params={"pageNo": "x"})).status == 400
+        (line,) = flushed(access, stream)
+    finally:
+        await client.close()
+    fields = orjson.loads(line)
+    assert fields["logger"] == ACCESS_LOGGER
+    assert (fields["method"], fields["path"], fields["status"]) == ("GET", LIST, 400)
+    assert fields["level"] == "INFO"
+    assert fields["time"].endswith("+00:00")
+    assert fields["ms"] >= 0
+
+
+async def test_the_access_log_can_be_switched_off_and_skips_peer_traffic() -> None:
+    recorder = Recorder()
+    off = await client_for(None, recorder)
+    try:
+        listed = await off.get(LIST, params={"pageNo": "1", "pageSize": "9"})
+        assert listed.status == 200
+    finally:
+        await off.close()
+    assert len(recorder.seen) == 1  # measured all the same
+    stream = io.StringIO()
+    access = AccessLog(stream, json_lines=False)
+    on = await client_for(access, recorder)
+    try:
+        await on.put(BEATS_PATH, headers={SENDER_HEADER: "127.0.0.1:1"})
+    finally:
+        await on.close()
+    access.flush()
+    assert stream.getvalue() == ""
+    assert recorder.seen[-1][2] >= 400
+
+
+def test_json_lines_carry_the_exception() -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.LogRecord("naraft", logging.ERROR, __file__, 1, "failed %s", ("x",),
+                                   exc_info=__import__("sys").exc_info())  # fmt: skip
+    fields = orjson.loads(JsonFormatter().format(record))
+    assert fields["message"] == "failed x"
+    assert "ValueError: boom" in fields["exception"]
