@@ -19,12 +19,15 @@ from tests.e2e.harness import (
 from naraft.client import WriteOutcome
 
 pytestmark = pytest.mark.e2e
+DEFAULT_TIMERS = ("--tick-ms", "100", "--election-ticks", "10", "--no-access-log")
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     root: Path = tmp_path_factory.mktemp("transfer")
-    with local_cluster(root, size=3) as running:
+    # the default tick (100 ms): a hand-over gets two 1 s election timeouts, as in production;
+    # the e2e default (50 ms) left too little on a loaded 2-core box
+    with local_cluster(root, size=3, extra_args=DEFAULT_TIMERS) as running:
         running.wait_ready()
         yield running
 

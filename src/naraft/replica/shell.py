@@ -201,6 +201,7 @@ class Replica:
         self._read_ids = itertools.count(1)
         self._applied_waiters: list[tuple[Index, asyncio.Future[None]]] = []
         self._leader_known = asyncio.Event()
+        self._status_refreshed = asyncio.Event()  # set whenever `_status` is taken anew
         self._last_heard: dict[NodeId, float] = {}  # loop time of the last message per peer
         self._status: Status = status
         self._disk_full: StoreFullError | None = None  # set while a write waits for space
@@ -313,7 +314,7 @@ class Replica:
             raise
         if not event.future.done():
             event.future.set_result(result)
-        self._status = self._core.status()
+        self._refresh_status()
 
     # ------------------------------------------------------------------ inputs
 
@@ -384,8 +385,10 @@ class Replica:
         self._inbox.put_nowait(_Call(start))
         await started
         election_seconds = self._core.config.election_ticks * self._timings.tick_seconds
+        status = self._status
         try:
             async with asyncio.timeout(3 * election_seconds):
+                await self._next_status()  # one that shows the hand-over begun
                 while True:
                     status = self._status
                     if status.leader is not None and status.leader != status.id:
@@ -425,6 +428,7 @@ class Replica:
         election_seconds = self._core.config.election_ticks * self._timings.tick_seconds
         try:
             async with asyncio.timeout(3 * election_seconds):
+                await self._next_status()  # one that shows the hand-over the core refused for
                 while (status := self._status).transferee is not None or status.leader is None:
                     self._leader_known.clear()
                     await self._leader_known.wait()
@@ -550,7 +554,7 @@ class Replica:
             if ready.snapshot_to_fetch is not None and self._on_snapshot_needed is not None:
                 self._on_snapshot_needed(ready.snapshot_to_fetch, core.leader)
             core.advance(ready)
-        self._status = core.status()
+        self._refresh_status()
         if self._status.leader is not None:
             self._leader_known.set()
         self._wake_applied_waiters()
@@ -687,7 +691,18 @@ class Replica:
         # restart finds the state and the log after the boundary.
         await self._write_applied(SnapshotMeta(index=through, term=term))
         logger.info("compacted the log through %d (applied %d)", through, core.applied_index)
-        self._status = core.status()
+        self._refresh_status()
+
+    def _refresh_status(self) -> None:
+        self._status = self._core.status()
+        self._status_refreshed.set()
+
+    async def _next_status(self) -> Status:
+        """The status as of the end of the next driver cycle: a task woken by the driver
+        mid-cycle (a future it set) may otherwise read the status of the cycle before."""
+        self._status_refreshed.clear()
+        await self._status_refreshed.wait()
+        return self._status
 
     def _deliver_applied(self, applied: Applied) -> None:
         if applied.results:
