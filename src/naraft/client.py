@@ -137,15 +137,25 @@ def try_status(
 
 
 def transfer_leadership(
-    base_url: str, target: str | None = None, *, timeout_seconds: float = 30.0
+    base_url: str,
+    target: str | None = None,
+    *,
+    token: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    timeout_seconds: float = 30.0,
 ) -> Any:
     """Ask the cluster behind `base_url` (any member) to hand leadership over to `target`
     (default: the most caught-up member); the decoded answer, `{"leader", "previous",
-    "term"}`. Raises urllib.error.HTTPError with the refusal in its body, OSError when
-    the node does not answer."""
+    "term"}`. With auth on, `token` is an admin's (see `login`). Raises
+    urllib.error.HTTPError with the refusal in its body, OSError when the node does not
+    answer."""
     query = f"?{urllib.parse.urlencode({'to': target})}" if target else ""
-    request = urllib.request.Request(f"{base_url}{TRANSFER_PATH}{query}", method="POST")
-    with urllib.request.urlopen(request, timeout=timeout_seconds) as answer:
+    request = urllib.request.Request(
+        f"{base_url}{TRANSFER_PATH}{query}",
+        method="POST",
+        headers=bearer(token) if token is not None else {},
+    )
+    with urllib.request.urlopen(request, timeout=timeout_seconds, context=ssl_context) as answer:
         return json.loads(answer.read())
 
 

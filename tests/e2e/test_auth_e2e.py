@@ -32,6 +32,7 @@ from tests.e2e.harness import (
     free_ports,
     js_process,
     local_cluster,
+    naraft_command,
     run_js,
     wait_for,
 )
@@ -454,8 +455,25 @@ def test_config_with_credentials_and_a_readers_limits(
     assert admin.get_config("app.yaml", "DEFAULT_GROUP", no_snapshot=True) == "port: 80"
 
 
+def test_leader_transfer_is_the_admins(cluster: LocalCluster, tmp_path: Path) -> None:
+    """`naraft leader transfer` with auth on: refused without credentials (nothing moves),
+    done with the admin's password file."""
+    leader = cluster.leader()
+    refused = naraft_command("leader", "transfer", "--server", leader.url)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("Error: transfer refused (403)"), refused.stderr
+    assert cluster.leader().id == leader.id
+    password_file = tmp_path / "admin.password"
+    password_file.write_text(f"{cluster.admin_password}\n")
+    done = naraft_command("leader", "transfer", "--server", leader.url,
+                          "--password-file", str(password_file))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert cluster.leader().id != leader.id
+
+
 def test_the_npm_config_client_with_credentials(cluster: LocalCluster, npm_client: Path) -> None:
-    """npm `nacos`'s NacosConfigClient with a username and password (sent with every
+    """(Last in the module: its wrong password uses up 127.0.0.1's failed logins for a
+    minute.) npm `nacos`'s NacosConfigClient with a username and password (sent with every
     request): the admin's publish, read and remove through a follower work; with a wrong
     password nothing is published (read back as the admin)."""
     follower = next(n for n in cluster.nodes if n.id != cluster.leader().id)
