@@ -7,10 +7,12 @@ unit (`systemd-analyze verify`). Tools that are missing skip their part with the
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any, Final
 
@@ -73,7 +75,9 @@ def test_the_image_runs_as_a_user_keeps_data_in_a_volume_and_checks_readiness() 
     assert "/var/lib/naraft" in words["VOLUME"]
     assert "NARAFT_DATA_DIR=/var/lib/naraft" in words["ENV"]
     assert READINESS_PATH in words["HEALTHCHECK"]
-    assert words["ENTRYPOINT"] == '["naraft", "server"]'
+    # exec form (no shell): the installed console script, then its server command
+    script = next(iter(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]))
+    assert json.loads(words["ENTRYPOINT"]) == [script, "server"]
     ignored = (ROOT / ".dockerignore").read_text()
     assert ignored.splitlines()[1] == "*"  # a small context: no tests, no .git
     assert "!src/" in ignored
