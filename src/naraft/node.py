@@ -270,7 +270,7 @@ class Node:
     async def hand_over_then_stop(self, stop: asyncio.Event) -> None:
         """Once `stop` is set (SIGTERM), a leader hands leadership over before the node
         stops, so that a rolling restart costs no election timeout: writes arriving
-        meanwhile wait for the new leader instead of failing. Then raises `NodeStopping`."""
+        meanwhile wait for the new leader instead of failing. Then raises `NodeStoppingError`."""
         await stop.wait()
         if self.replica.is_leader and len(self._config.peers) > 1:
             try:
