@@ -1,0 +1,1 @@
+"""The Nacos 2.x gRPC protocol: payloads, connections, the server and its routes."""
