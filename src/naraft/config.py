@@ -76,13 +76,15 @@ PROFILES: Final = {
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HealthTimings:
-    """Client-beat timings (Nacos 1.x: unhealthy after 15 s, removed after 30 s) and how
-    often the leader sweeps for silent instances.
+    """Client-beat timings (Nacos 1.x: unhealthy after 15 s, removed after 30 s), how
+    often the leader sweeps for silent instances, and how often a node beats the
+    instances its live client connections own (`naming.owned`, Nacos 2.x).
 
     How the leader applies them: docs/consistency.md#ephemeral-instances."""
 
     policy: BeatPolicy = BeatPolicy()
     sweep_interval_seconds: float = 1.0
+    connection_beat_interval_seconds: float = 5.0  # as a Nacos client's beat
 
 
 DEFAULT_CLUSTER_TOKEN: Final = "naraft-cluster"
@@ -243,6 +245,12 @@ class NodeConfig:
             # in base64 inside JSON on the wire.
             raise InvalidArgumentError(
                 "config-max-content-bytes", "must be at most a third of peer-max-body-mib"
+            )
+        health = self.health
+        if health.connection_beat_interval_seconds * 1000 * 2 > health.policy.unhealthy_after_ms:
+            # At least two beats inside the silence that makes an instance unhealthy.
+            raise InvalidArgumentError(
+                "connection-beat-ms", "must be at most half of unhealthy-after-ms"
             )
         if self.secret is None and not self.standalone:
             raise InvalidArgumentError(
