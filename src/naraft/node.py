@@ -583,8 +583,8 @@ def _wire(
     app[FORWARD_TLS] = tls
     return _Wired(
         config=config, cluster_id=cluster_id, node=node, client=client, keeper=keeper,
-        owned=owned, pusher=pusher, watch=watch, digest=digest, app=app, access_log=access_log, tls=tls,
-        listener_ssl=loaded.listener,
+        owned=owned, pusher=pusher, watch=watch, digest=digest, app=app, access_log=access_log,
+        tls=tls, listener_ssl=loaded.listener,
     )  # fmt: skip
 
 

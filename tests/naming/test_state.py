@@ -246,7 +246,8 @@ def test_re_registering_sets_the_owner_last_writer_wins(h: Harness) -> None:
 
 
 def test_release_owner_skips_missing_services_and_an_empty_owner(h: Harness) -> None:
-    elsewhere = owned("10.0.0.1", "", service=ServiceKey(namespace_id="public", group_name="G", service_name="none"))
+    nowhere = ServiceKey(namespace_id="public", group_name="G", service_name="none")
+    elsewhere = owned("10.0.0.1", "", service=nowhere)
     h.apply(register(make_instance()))
     before = h.snapshot()
 
@@ -267,9 +268,7 @@ def test_release_owner_skips_missing_services_and_an_empty_owner(h: Harness) -> 
         b'{"op":"naming.release_owner","v":1,"keys":[],"stamped_at_ms":1}',
     ],
 )
-def test_an_undecodable_release_is_rejected_and_changes_nothing(
-    h: Harness, payload: bytes
-) -> None:
+def test_an_undecodable_release_is_rejected_and_changes_nothing(h: Harness, payload: bytes) -> None:
     h.apply(register(owned("10.0.0.1", "c")))
     before = h.snapshot()
     result = h.state.apply_entry(payload, 99)
