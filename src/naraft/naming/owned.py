@@ -7,8 +7,8 @@ same `BeatSink` client beats use (the leader's `BeatTable`; a follower's `BeatFo
 batch). So while the connection lives the leader keeps the instance healthy; when it
 closes the gRPC layer calls `close(owner)` and `NamingService.release_owner` with the keys
 (one commit); when this node dies its beats stop and the leader's sweep turns the instance
-unhealthy, then removes it, after the beat timeouts (docs/nacos-compat.md#connection-bound-
-ephemeral-instances-2x).
+unhealthy, then removes it, after the beat timeouts (docs/nacos-compat.md, "Connection-bound
+ephemeral instances (2.x)").
 
 Node-local memory only, never replicated. Bounded by `MAX_OWNED_KEYS` (owner, key) pairs.
 """
