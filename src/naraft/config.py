@@ -86,6 +86,13 @@ class HealthTimings:
     sweep_interval_seconds: float = 1.0
     connection_beat_interval_seconds: float = 5.0  # as a Nacos client's beat
 
+    @property
+    def connection_beat_seconds(self) -> float:
+        """The connection beat interval in effect: as set, but at most a third of the
+        silence that makes an instance unhealthy (a 1.x client's 5 s against 15 s), so a
+        shortened `unhealthy-after-ms` never makes live connections' instances flap."""
+        return min(self.connection_beat_interval_seconds, self.policy.unhealthy_after_ms / 3000)
+
 
 DEFAULT_CLUSTER_TOKEN: Final = "naraft-cluster"
 """The token of a cluster started without `--cluster-token` (as etcd's `etcd-cluster`)."""
@@ -245,12 +252,6 @@ class NodeConfig:
             # in base64 inside JSON on the wire.
             raise InvalidArgumentError(
                 "config-max-content-bytes", "must be at most a third of peer-max-body-mib"
-            )
-        health = self.health
-        if health.connection_beat_interval_seconds * 1000 * 2 > health.policy.unhealthy_after_ms:
-            # At least two beats inside the silence that makes an instance unhealthy.
-            raise InvalidArgumentError(
-                "connection-beat-ms", "must be at most half of unhealthy-after-ms"
             )
         if self.secret is None and not self.standalone:
             raise InvalidArgumentError(

@@ -745,7 +745,7 @@ async def _serve(
             tasks.create_task(wired.pusher.run(), name="udp-push")
             tasks.create_task(wired.keeper.forward_forever(beat_sender), name="beat-forwarder")
             tasks.create_task(
-                wired.owned.run(wired.keeper, config.health.connection_beat_interval_seconds),
+                wired.owned.run(wired.keeper, config.health.connection_beat_seconds),
                 name="connection-beats",
             )
             tasks.create_task(wired.watch.run(), name="leader-watch")
