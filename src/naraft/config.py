@@ -76,13 +76,22 @@ PROFILES: Final = {
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HealthTimings:
-    """Client-beat timings (Nacos 1.x: unhealthy after 15 s, removed after 30 s) and how
-    often the leader sweeps for silent instances.
+    """Client-beat timings (Nacos 1.x: unhealthy after 15 s, removed after 30 s), how
+    often the leader sweeps for silent instances, and how often a node beats the
+    instances its live client connections own (`naming.owned`, Nacos 2.x).
 
     How the leader applies them: docs/consistency.md#ephemeral-instances."""
 
     policy: BeatPolicy = BeatPolicy()
     sweep_interval_seconds: float = 1.0
+    connection_beat_interval_seconds: float = 5.0  # as a Nacos client's beat
+
+    @property
+    def connection_beat_seconds(self) -> float:
+        """The connection beat interval in effect: as set, but at most a third of the
+        silence that makes an instance unhealthy (a 1.x client's 5 s against 15 s), so a
+        shortened `unhealthy-after-ms` never makes live connections' instances flap."""
+        return min(self.connection_beat_interval_seconds, self.policy.unhealthy_after_ms / 3000)
 
 
 DEFAULT_CLUSTER_TOKEN: Final = "naraft-cluster"

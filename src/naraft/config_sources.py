@@ -237,6 +237,10 @@ SETTINGS: Final[tuple[Setting, ...]] = (
          "an ephemeral instance without beats is removed after this long", 1),
     _int("sweep-ms", ("health", "sweep_interval_seconds"),
          "how often the leader looks for silent instances", 10, factor=_MS),
+    _int("connection-beat-ms", ("health", "connection_beat_interval_seconds"),
+         "how often a node beats the ephemeral instances its live client connections (Nacos"
+         " 2.x gRPC) registered, to the leader (at most a third of unhealthy-after-ms)",
+         10, 3_600_000, factor=_MS),
     _int("push-ack-timeout-ms", ("push", "ack_timeout_ms"),
          "UDP push: resend an unacked packet after this long (Nacos: 10 s)", 10),
     _int("push-retries", ("push", "max_retries"),

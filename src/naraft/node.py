@@ -52,6 +52,7 @@ from naraft.machine import NodeStateMachine
 from naraft.metrics import NodeMetrics
 from naraft.naming.feed import ChangeFeed
 from naraft.naming.keeper import BeatKeeper
+from naraft.naming.owned import OwnedInstances
 from naraft.naming.push import PushTargets
 from naraft.naming.service import NamingService
 from naraft.naming.state import NamingState
@@ -215,9 +216,12 @@ class Node:
         digest: DigestService,
         configs: ConfigApi,
         naming_sizes: NamingSizes,
+        owned: OwnedInstances,
     ) -> None:
         self._config = config
         self.configs = configs
+        # The ephemeral instances this node's live client connections (Nacos 2.x) own.
+        self.owned = owned
         self.replica = replica
         self._machine = machine
         self._datums = datums
@@ -436,6 +440,7 @@ class _Wired:
     node: Node
     client: PeerClient
     keeper: BeatKeeper
+    owned: OwnedInstances
     pusher: UdpPusher
     watch: LeaderWatch
     digest: DigestService
@@ -534,6 +539,8 @@ def _wire(
         # Followers batch client beats for one tick and send them to the leader.
         batch_seconds=config.timers.tick_seconds,
     )
+    # Beats the instances this node's client connections own, as their clients would.
+    owned = OwnedInstances(clock)
     watch = LeaderWatch(replica, config.timers)
     audit = ElectionAudit(config.id, config.data_dir, clock)
     events.role_changes += [metrics.on_role_change, audit.on_role_change, keeper.on_role_change]
@@ -555,7 +562,7 @@ def _wire(
     node = Node(
         config, replica=replica, machine=machine, datums=datums, naming_state=naming_state,
         metrics=metrics, digest=digest, configs=configs,
-        naming_sizes=NamingSizes(naming_state, targets, pusher),
+        naming_sizes=NamingSizes(naming_state, targets, pusher), owned=owned,
     )  # fmt: skip
     naming = NamingService(naming_state, replica, clock, keeper, targets, guard=machine)
     access_log = (
@@ -576,8 +583,8 @@ def _wire(
     app[FORWARD_TLS] = tls
     return _Wired(
         config=config, cluster_id=cluster_id, node=node, client=client, keeper=keeper,
-        pusher=pusher, watch=watch, digest=digest, app=app, access_log=access_log, tls=tls,
-        listener_ssl=loaded.listener,
+        owned=owned, pusher=pusher, watch=watch, digest=digest, app=app, access_log=access_log,
+        tls=tls, listener_ssl=loaded.listener,
     )  # fmt: skip
 
 
@@ -737,6 +744,10 @@ async def _serve(
             tasks.create_task(node.prune_config_history_forever(), name="config-history")
             tasks.create_task(wired.pusher.run(), name="udp-push")
             tasks.create_task(wired.keeper.forward_forever(beat_sender), name="beat-forwarder")
+            tasks.create_task(
+                wired.owned.run(wired.keeper, config.health.connection_beat_seconds),
+                name="connection-beats",
+            )
             tasks.create_task(wired.watch.run(), name="leader-watch")
             tasks.create_task(wired.digest.run(), name="digest")
             if stop is not None:

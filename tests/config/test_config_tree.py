@@ -55,6 +55,17 @@ def test_a_flag_beats_the_environment_which_beats_the_file(tmp_path: Path) -> No
     assert config.http.max_connections == 1000  # default
 
 
+def test_connection_beats_default_to_5_s_and_stay_inside_the_unhealthy_timeout(
+    tmp_path: Path,
+) -> None:
+    health = build_config(standalone(tmp_path), {}).health
+    assert health.connection_beat_seconds == pytest.approx(5.0)
+    values = standalone(tmp_path, **{"connection-beat-ms": 2000})
+    assert build_config(values, {}).health.connection_beat_seconds == pytest.approx(2.0)
+    values = standalone(tmp_path, **{"connection-beat-ms": 2000, "unhealthy-after-ms": 300})
+    assert build_config(values, {}).health.connection_beat_seconds == pytest.approx(0.1)
+
+
 def test_the_environment_names_the_config_file(tmp_path: Path) -> None:
     file = write(tmp_path, "max-params = 11\n")
     values = merge(flags=standalone(tmp_path), env={"NARAFT_CONFIG": str(file)}, file=None)

@@ -171,6 +171,7 @@ NAMING_OPS = [
     "naming.patch_instance",
     "naming.set_instance_health",
     "naming.remove_instances",
+    "naming.release_owner",
     "naming.create_service",
     "naming.update_service",
     "naming.delete_service",
@@ -181,7 +182,8 @@ NAMING_OPS = [
 ]
 NAMING_FIELDS = [
     "v", "stamped_at_ms", "key", "instance", "service", "namespace_id", "ip", "port",
-    "cluster_name", "metadata", "healthy", "keys", "selector", "protect_threshold", "x",
+    "cluster_name", "metadata", "healthy", "keys", "selector", "protect_threshold", "owner",
+    "x",
 ]  # fmt: skip
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 
 import orjson
 import pytest
@@ -19,6 +20,7 @@ from naraft.naming.commands import (
     DeregisterInstance,
     PatchInstance,
     RegisterInstance,
+    ReleaseOwner,
     RemoveInstances,
     SetInstanceHealth,
     UpdateInstance,
@@ -28,7 +30,7 @@ from naraft.naming.commands import (
 )
 from naraft.naming.errors import CommandDecodeError
 from naraft.naming.keys import InstanceKey, ServiceKey
-from naraft.naming.model import Instance, Selector, SelectorType
+from naraft.naming.model import MAX_OWNER_CHARS, Instance, Selector, SelectorType
 
 text = st.text(max_size=20)
 stamps = st.integers(min_value=0, max_value=2**53)
@@ -54,7 +56,9 @@ instances = st.builds(
     enabled=st.booleans(),
     ephemeral=st.booleans(),
     metadata=string_maps,
+    owner=st.just("") | st.text(min_size=1, max_size=MAX_OWNER_CHARS),
 )
+owners = st.text(min_size=1, max_size=MAX_OWNER_CHARS)
 selectors = st.builds(Selector, st.sampled_from(SelectorType), text)
 
 commands: st.SearchStrategy[Command] = st.one_of(
@@ -102,6 +106,12 @@ commands: st.SearchStrategy[Command] = st.one_of(
     st.builds(
         RemoveInstances, keys=st.lists(instance_keys, max_size=3).map(tuple), stamped_at_ms=stamps
     ),
+    st.builds(
+        ReleaseOwner,
+        owner=owners,
+        keys=st.lists(instance_keys, max_size=3).map(tuple),
+        stamped_at_ms=stamps,
+    ),
     st.builds(UpdateSwitches, entry=text, value=text, stamped_at_ms=stamps),
 )
 
@@ -133,10 +143,12 @@ def test_op_names_are_stable() -> None:
         "naming.deregister_instance",
         "naming.set_instance_health",
         "naming.remove_instances",
+        "naming.release_owner",
         "naming.update_switches",
     )
 
 
+SVC = ServiceKey(namespace_id="n", group_name="g", service_name="s")
 VALID = encode_command(DeleteNamespace(namespace_id="x", stamped_at_ms=1))
 
 
@@ -160,11 +172,56 @@ VALID = encode_command(DeleteNamespace(namespace_id="x", stamped_at_ms=1))
             b'{"op":"naming.set_instance_health","v":1,"changes":[[{}, "yes"]],"stamped_at_ms":1}',
             id="bad-health-change",
         ),
+        pytest.param(
+            b'{"op":"naming.release_owner","v":1,"keys":[],"stamped_at_ms":1}', id="no-owner"
+        ),
+        pytest.param(
+            b'{"op":"naming.release_owner","v":1,"owner":"","keys":[],"stamped_at_ms":1}',
+            id="empty-owner",
+        ),
+        pytest.param(
+            b'{"op":"naming.release_owner","v":1,"owner":7,"keys":[],"stamped_at_ms":1}',
+            id="owner-not-text",
+        ),
+        pytest.param(
+            b'{"op":"naming.release_owner","v":1,"owner":"'
+            + b"c" * (MAX_OWNER_CHARS + 1)
+            + b'","keys":[],"stamped_at_ms":1}',
+            id="owner-too-long",
+        ),
+        pytest.param(
+            b'{"op":"naming.release_owner","v":1,"owner":"c","keys":[{}],"stamped_at_ms":1}',
+            id="release-bad-key",
+        ),
+        pytest.param(
+            b'{"op":"naming.release_owner","v":1,"owner":"c","keys":{},"stamped_at_ms":1}',
+            id="release-keys-not-array",
+        ),
+        pytest.param(
+            encode_command(
+                RegisterInstance(
+                    instance=Instance(service=SVC, ip="1", port=1, owner="c"),
+                    stamped_at_ms=1,
+                )
+            ).replace(b'"owner":"c"', b'"owner":""'),
+            id="register-empty-owner",
+        ),
     ],
 )
 def test_garbage_raises_a_typed_error(payload: bytes) -> None:
     with pytest.raises(CommandDecodeError):
         decode_command(payload)
+
+
+def test_a_v1_registration_encodes_without_owner_and_old_entries_decode_as_v1() -> None:
+    instance = Instance(service=SVC, ip="10.0.0.1", port=80)
+    payload = encode_command(RegisterInstance(instance=instance, stamped_at_ms=1))
+    assert b"owner" not in payload  # byte-for-byte what a build without owners wrote
+    decoded = decode_command(payload)
+    assert isinstance(decoded, RegisterInstance)
+    assert decoded.instance.owner == ""
+    owned = RegisterInstance(instance=replace(instance, owner="conn-1"), stamped_at_ms=1)
+    assert orjson.loads(encode_command(owned))["instance"]["owner"] == "conn-1"
 
 
 @given(st.binary(max_size=64))

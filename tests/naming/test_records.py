@@ -8,6 +8,7 @@ differently from one that never restarted, so it is checked over arbitrary input
 
 from __future__ import annotations
 
+import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -31,6 +32,7 @@ instances = st.builds(
     enabled=st.booleans(),
     ephemeral=st.booleans(),
     metadata=st.dictionaries(texts, texts, max_size=5),
+    owner=st.sampled_from(["", "conn-1", "1700000000000_10.0.0.9_52001"]),
 )
 
 
@@ -50,3 +52,26 @@ def test_an_already_stored_instance_is_reused_as_it_is() -> None:
     (stored,) = stored_instances([Instance(service=SERVICE, ip="10.0.0.1", port=80)], SERVICE)
     (again,) = stored_instances([stored], SERVICE)
     assert again is stored
+
+
+def test_owner_round_trips_and_a_v1_record_is_unchanged() -> None:
+    v1 = Instance(service=SERVICE, ip="10.0.0.1", port=80)
+    owned = Instance(service=SERVICE, ip="10.0.0.2", port=80, owner="conn-1")
+    encoded = encode_instances([v1, owned])
+    records = orjson.loads(encoded)["instanceList"]
+    assert "owner" not in records[0]  # a v1 record has exactly the fields it had before
+    assert records[1]["owner"] == "conn-1"
+    assert [i.owner for i in decode_instances(KEY, encoded, SERVICE)] == ["", "conn-1"]
+
+
+def test_a_record_written_before_owners_existed_decodes_as_v1() -> None:
+    old = (
+        b'{"instanceList":[{"instanceId":"10.0.0.1#80#DEFAULT#G@@svc","ip":"10.0.0.1",'
+        b'"port":80,"weight":1.0,"healthy":true,"enabled":true,"ephemeral":true,'
+        b'"clusterName":"DEFAULT","serviceName":"G@@svc","metadata":{},"marked":false}]}'
+    )
+    (instance,) = decode_instances(KEY, old, SERVICE)
+    assert instance.owner == ""
+    assert encode_instances([instance]) == old
+    (odd,) = decode_instances(KEY, old.replace(b'"marked":false', b'"owner":7'), SERVICE)
+    assert odd.owner == ""  # a corrupt owner reads as none, as other lenient fields do

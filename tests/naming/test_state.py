@@ -15,6 +15,7 @@ from naraft.naming.commands import (
     DeregisterInstance,
     PatchInstance,
     RegisterInstance,
+    ReleaseOwner,
     RemoveInstances,
     SetInstanceHealth,
     UpdateInstance,
@@ -178,6 +179,104 @@ def test_set_health_and_remove_are_batched_and_skip_missing_instances(h: Harness
     assert [i.ip for i in h.state.instances(ORDERS)] == ["10.0.0.2"]
 
 
+def owned(ip: str, owner: str, **fields: object) -> Instance:
+    return make_instance(ip, owner=owner, **fields)
+
+
+def test_release_owner_removes_only_what_the_owner_still_holds(h: Harness) -> None:
+    mine, other, v1 = owned("10.0.0.1", "conn-a"), owned("10.0.0.2", "conn-b"), make_instance()
+    gone = owned("10.0.0.9", "conn-a")
+    persistent = owned("10.0.0.3", "conn-a", ephemeral=False)  # as a hand-built command
+    h.apply(register(mine), register(other), register(make_instance("10.0.0.4")))
+    h.apply(register(persistent))
+    h.changed.clear()
+
+    result = h.apply(
+        ReleaseOwner(
+            owner="conn-a",
+            keys=(mine.key, other.key, v1.key, gone.key, persistent.key),
+            stamped_at_ms=T0,
+        )
+    )
+
+    assert result == Applied(h.index, frozenset({ORDERS}))
+    assert h.changed == [ORDERS]
+    left = [(i.ip, i.owner, i.ephemeral) for i in h.state.instances(ORDERS)]
+    assert left == [
+        ("10.0.0.2", "conn-b", True),
+        ("10.0.0.4", "", True),
+        ("10.0.0.3", "conn-a", False),
+    ]
+
+
+def test_release_owner_keeps_an_instance_re_registered_by_another_connection(
+    h: Harness,
+) -> None:
+    # The client moved: it registers at node B (conn-b) before its old connection at
+    # node A (conn-a) is closed; A's release must not take the new registration away.
+    h.apply(register(owned("10.0.0.1", "conn-a")), register(owned("10.0.0.1", "conn-b")))
+    before = h.snapshot()
+    h.changed.clear()
+
+    result = h.apply(
+        ReleaseOwner(owner="conn-a", keys=(owned("10.0.0.1", "").key,), stamped_at_ms=T0)
+    )
+
+    assert result == Applied(h.index, frozenset())
+    assert h.changed == []
+    assert h.snapshot() == before  # nothing written: no version moved
+    assert [i.owner for i in h.state.instances(ORDERS)] == ["conn-b"]
+
+
+def test_re_registering_sets_the_owner_last_writer_wins(h: Harness) -> None:
+    h.apply(register(owned("10.0.0.1", "conn-a")))
+    h.apply(SetInstanceHealth(changes=((make_instance().key, False),), stamped_at_ms=T0))
+    assert [(i.owner, i.healthy) for i in h.state.instances(ORDERS)] == [("conn-a", False)]
+
+    h.apply(register(make_instance()))  # over v1: the instance is no longer bound
+    assert [(i.owner, i.healthy) for i in h.state.instances(ORDERS)] == [("", False)]
+    h.apply(ReleaseOwner(owner="conn-a", keys=(make_instance().key,), stamped_at_ms=T0))
+    assert len(h.state.instances(ORDERS)) == 1
+
+    h.apply(register(owned("10.0.0.1", "conn-c")))
+    h.apply(PatchInstance(key=make_instance().key, weight=2.0, stamped_at_ms=T0))
+    assert [i.owner for i in h.state.instances(ORDERS)] == ["conn-c"]  # a patch keeps it
+    h.apply(UpdateInstance(instance=make_instance(), stamped_at_ms=T0))
+    assert [i.owner for i in h.state.instances(ORDERS)] == [""]
+
+
+def test_release_owner_skips_missing_services_and_an_empty_owner(h: Harness) -> None:
+    nowhere = ServiceKey(namespace_id="public", group_name="G", service_name="none")
+    elsewhere = owned("10.0.0.1", "", service=nowhere)
+    h.apply(register(make_instance()))
+    before = h.snapshot()
+
+    assert h.apply(
+        ReleaseOwner(owner="", keys=(make_instance().key,), stamped_at_ms=T0)
+    ) == Applied(h.index)
+    assert h.apply(
+        ReleaseOwner(owner="conn-a", keys=(elsewhere.key,), stamped_at_ms=T0)
+    ) == Applied(h.index)
+    assert h.snapshot() == before
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"op":"naming.release_owner","v":1,"owner":"","keys":[],"stamped_at_ms":1}',
+        b'{"op":"naming.release_owner","v":1,"owner":"c","keys":[5],"stamped_at_ms":1}',
+        b'{"op":"naming.release_owner","v":1,"keys":[],"stamped_at_ms":1}',
+    ],
+)
+def test_an_undecodable_release_is_rejected_and_changes_nothing(h: Harness, payload: bytes) -> None:
+    h.apply(register(owned("10.0.0.1", "c")))
+    before = h.snapshot()
+    result = h.state.apply_entry(payload, 99)
+    assert isinstance(result, Rejected)
+    assert result.reason is RejectReason.UNDECODABLE
+    assert h.snapshot() == before
+
+
 def test_service_lifecycle(h: Harness) -> None:
     create = CreateService(
         service=ORDERS, protect_threshold=0.5, metadata={"m": "1"}, stamped_at_ms=T0
@@ -304,6 +403,9 @@ HISTORY: list[Command] = [
     ),
     UpdateSwitches(entry="defaultCacheMillis", value="4000", stamped_at_ms=T0 + 4),
     DeregisterInstance(key=make_instance("10.0.0.2", ephemeral=False).key, stamped_at_ms=T0 + 5),
+    register(make_instance("10.0.0.4", owner="conn-a"), stamp=T0 + 6),
+    register(make_instance("10.0.0.5", owner="conn-b"), stamp=T0 + 7),
+    ReleaseOwner(owner="conn-b", keys=(make_instance("10.0.0.5").key,), stamped_at_ms=T0 + 8),
 ]
 
 
@@ -323,6 +425,7 @@ def test_state_rebuilt_from_the_datums_answers_the_same_reads() -> None:
     restored = NamingState(DatumTable(original.snapshot()))
 
     assert restored.instances(ORDERS) == original.state.instances(ORDERS)
+    assert {i.owner for i in restored.instances(ORDERS)} == {"", "conn-a"}
     assert restored.all_services() == original.state.all_services()
     assert restored.switches() == original.state.switches()
     assert restored.namespaces() == original.state.namespaces()

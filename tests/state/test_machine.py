@@ -11,6 +11,7 @@ from naraft.naming.codec import encode_command
 from naraft.naming.commands import (
     DeregisterInstance,
     RegisterInstance,
+    ReleaseOwner,
     UpdateSwitches,
 )
 from naraft.naming.feed import ChangeFeed
@@ -106,6 +107,7 @@ def test_the_poison_switch_of_older_builds_is_refused_on_apply_and_changes_nothi
         b"\x00garbage",
         b'{"op":"naming.register_instance","v":99}',
         b'{"op":"naming.update_switches","v":1,"entry":"x"}',
+        b'{"op":"naming.release_owner","v":1,"owner":"","keys":[],"stamped_at_ms":1}',
     ],
 )
 def test_an_undecodable_entry_is_a_recorded_fault(payload: bytes) -> None:
@@ -236,6 +238,19 @@ def test_a_naming_write_past_the_quota_is_rejected_and_a_deregister_applies() ->
     assert {k: v for k, v in state_of(m).items() if k != REJECTIONS_KEY} == before
     gone = m.apply(entry(3, encode_command(DeregisterInstance(key=instance.key, stamped_at_ms=T0))))
     assert isinstance(gone, Applied)
+    assert m.naming.instances(ORDERS) == ()
+
+
+def test_a_release_applies_at_the_quota_and_the_owner_counts_in_the_size() -> None:
+    owned = Instance(service=ORDERS, ip="10.0.0.1", port=80, owner="conn-a")
+    m = machine(quota_bytes=10_000)
+    m.apply(entry(1, encode_command(RegisterInstance(instance=owned, stamped_at_ms=T0))))
+    assert b"conn-a" in b"".join(d.value for d in state_of(m).values())
+    big = Instance(service=ORDERS, ip="10.0.0.2", port=80, metadata={"m": "z" * 10_000})
+    refused = m.apply(entry(2, encode_command(RegisterInstance(instance=big, stamped_at_ms=T0))))
+    assert isinstance(refused, EntryRejected)
+    release = ReleaseOwner(owner="conn-a", keys=(owned.key,), stamped_at_ms=T0)
+    assert isinstance(m.apply(entry(3, encode_command(release))), Applied)
     assert m.naming.instances(ORDERS) == ()
 
 

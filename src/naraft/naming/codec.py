@@ -22,6 +22,7 @@ from naraft.naming.commands import (
     DeregisterInstance,
     PatchInstance,
     RegisterInstance,
+    ReleaseOwner,
     RemoveInstances,
     SetInstanceHealth,
     UpdateInstance,
@@ -31,7 +32,7 @@ from naraft.naming.commands import (
 )
 from naraft.naming.errors import CommandDecodeError
 from naraft.naming.keys import InstanceKey, ServiceKey
-from naraft.naming.model import Instance, Selector, SelectorType
+from naraft.naming.model import MAX_OWNER_CHARS, Instance, Selector, SelectorType
 
 FORMAT_VERSION: Final = 1
 OP_PREFIX: Final = "naming."
@@ -52,6 +53,8 @@ def _instance_key(key: InstanceKey) -> dict[str, object]:
 
 
 def _instance(instance: Instance) -> dict[str, object]:
+    # `owner` only when set: a v1 registration encodes as it did before owners existed.
+    owner = {"owner": instance.owner} if instance.owner else {}
     return {
         "service": _service(instance.service),
         "ip": instance.ip,
@@ -62,6 +65,7 @@ def _instance(instance: Instance) -> dict[str, object]:
         "enabled": instance.enabled,
         "ephemeral": instance.ephemeral,
         "metadata": dict(instance.metadata),
+        **owner,
     }
 
 
@@ -111,6 +115,11 @@ def _fields(command: Command) -> tuple[str, dict[str, object]]:
             }
         case RemoveInstances():
             return "remove_instances", {"keys": [_instance_key(k) for k in command.keys]}
+        case ReleaseOwner():
+            return "release_owner", {
+                "owner": command.owner,
+                "keys": [_instance_key(k) for k in command.keys],
+            }
         case UpdateSwitches():
             return "update_switches", {"entry": command.entry, "value": command.value}
 
@@ -189,6 +198,9 @@ class _Reader:
     def is_null(self, name: str) -> bool:
         return self._get(name) is None
 
+    def has(self, name: str) -> bool:
+        return name in self._data
+
 
 def _read_service(reader: _Reader) -> ServiceKey:
     return ServiceKey(
@@ -219,7 +231,19 @@ def _read_instance(reader: _Reader) -> Instance:
         enabled=reader.flag("enabled"),
         ephemeral=reader.flag("ephemeral"),
         metadata=reader.string_map("metadata"),
+        owner=_read_owner(reader, required=False),
     )
+
+
+def _read_owner(reader: _Reader, *, required: bool) -> str:
+    """A connection id: absent (not required) is "" (registered over v1); present, it must
+    be 1..MAX_OWNER_CHARS characters."""
+    if not required and not reader.has("owner"):
+        return ""
+    owner = reader.text("owner")
+    if not 0 < len(owner) <= MAX_OWNER_CHARS:
+        raise CommandDecodeError(f"owner is not 1..{MAX_OWNER_CHARS} characters")
+    return owner
 
 
 def _read_selector(reader: _Reader) -> Selector:
@@ -277,6 +301,10 @@ def _decode_health(r: _Reader, stamp: int) -> Command:
     return SetInstanceHealth(changes=tuple(changes), stamped_at_ms=stamp)
 
 
+def _read_keys(r: _Reader) -> tuple[InstanceKey, ...]:
+    return tuple(_read_instance_key(_wrap_item(i, "keys")) for i in r.items("keys"))
+
+
 _DECODERS: Final[Mapping[str, Callable[[_Reader, int], Command]]] = {
     "create_namespace": lambda r, s: _decode_namespace(r, s, create=True),
     "update_namespace": lambda r, s: _decode_namespace(r, s, create=False),
@@ -299,9 +327,9 @@ _DECODERS: Final[Mapping[str, Callable[[_Reader, int], Command]]] = {
         key=_read_instance_key(r.child("key")), stamped_at_ms=s
     ),
     "set_instance_health": _decode_health,
-    "remove_instances": lambda r, s: RemoveInstances(
-        keys=tuple(_read_instance_key(_wrap_item(i, "keys")) for i in r.items("keys")),
-        stamped_at_ms=s,
+    "remove_instances": lambda r, s: RemoveInstances(keys=_read_keys(r), stamped_at_ms=s),
+    "release_owner": lambda r, s: ReleaseOwner(
+        owner=_read_owner(r, required=True), keys=_read_keys(r), stamped_at_ms=s
     ),
     "update_switches": lambda r, s: UpdateSwitches(
         entry=r.text("entry"), value=r.text("value"), stamped_at_ms=s

@@ -116,6 +116,18 @@ class RemoveInstances:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ReleaseOwner:
+    """A client connection closed: remove each listed ephemeral instance whose owner is
+    still `owner`. One re-registered meanwhile under another owner (the client moved to
+    another node before its old connection closed) stays; persistent instances and
+    instances gone already are skipped."""
+
+    owner: str
+    keys: tuple[InstanceKey, ...]
+    stamped_at_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class UpdateSwitches:
     """Set one switch entry (Nacos `PUT /operator/switches?entry=&value=`)."""
 
@@ -137,5 +149,6 @@ Command = (
     | DeregisterInstance
     | SetInstanceHealth
     | RemoveInstances
+    | ReleaseOwner
     | UpdateSwitches
 )

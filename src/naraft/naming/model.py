@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Final
 
 from naraft.naming.keys import DEFAULT_CLUSTER, InstanceKey, ServiceKey, instance_id
 
@@ -67,8 +68,18 @@ class Service:
     last_modified_ms: int = 0  # the stamp of the command that last changed it
 
 
+MAX_OWNER_CHARS: Final = 256
+"""Longest `Instance.owner` (a client connection's id) taken, anywhere it is parsed."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Instance:
+    """An instance as replicated. `owner` is the client connection (Nacos 2.x gRPC) that
+    registered it, "" for one registered over HTTP (v1) or by a beat: a connection-bound
+    ephemeral instance is released when its connection closes (`ReleaseOwner`). It is
+    never shown in a v1 answer. Re-registering sets it to the registrant's (last writer
+    wins)."""
+
     service: ServiceKey
     ip: str
     port: int
@@ -78,6 +89,7 @@ class Instance:
     enabled: bool = True
     ephemeral: bool = True
     metadata: Mapping[str, str] = field(default_factory=dict)
+    owner: str = ""
 
     @property
     def key(self) -> InstanceKey:

@@ -128,6 +128,9 @@ def instance_record(instance: Instance, grouped_name: str | None = None) -> dict
         "serviceName": grouped_name,
         "metadata": sorted_metadata(metadata) if metadata else {},
         "marked": False,
+        # naraft's own: the registering client connection, only when there is one, so a
+        # v1 instance's record is byte-for-byte what it was before owners existed.
+        **({"owner": instance.owner} if instance.owner else {}),
     }
 
 
@@ -210,6 +213,7 @@ def decode_instances(key: str, value: bytes, service: ServiceKey) -> tuple[Insta
         if not isinstance(ip, str) or not isinstance(port, int):
             raise CorruptDatumError(key, "an instance lacks ip or port")
         weight = raw.get("weight", 1.0)
+        owner = raw.get("owner", "")
         instances.append(
             Instance(
                 service=service,
@@ -221,6 +225,7 @@ def decode_instances(key: str, value: bytes, service: ServiceKey) -> tuple[Insta
                 enabled=raw.get("enabled", True) is True,
                 ephemeral=raw.get("ephemeral", True) is True,
                 metadata=_string_map(key, raw.get("metadata")),
+                owner=owner if isinstance(owner, str) else "",
             )
         )
     return tuple(sorted(instances, key=instance_sort_key))

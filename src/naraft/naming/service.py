@@ -13,8 +13,9 @@ The ports it needs are Protocols defined here, by their consumer
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
-from typing import Protocol
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from typing import Final, Protocol
 
 from naraft.errors import (
     AlreadyExistsError,
@@ -34,6 +35,7 @@ from naraft.naming.commands import (
     DeregisterInstance,
     PatchInstance,
     RegisterInstance,
+    ReleaseOwner,
     RemoveInstances,
     SetInstanceHealth,
     UpdateInstance,
@@ -48,7 +50,13 @@ from naraft.naming.keys import (
     InstanceKey,
     ServiceKey,
 )
-from naraft.naming.model import ClientAgent, HealthCheckerType, Instance, PushTarget
+from naraft.naming.model import (
+    MAX_OWNER_CHARS,
+    ClientAgent,
+    HealthCheckerType,
+    Instance,
+    PushTarget,
+)
 from naraft.naming.state import Applied, NamingState, Rejected, RejectReason
 from naraft.naming.switches import switches_view, with_entry
 from naraft.naming.validate import RawInstance, RawService
@@ -106,8 +114,20 @@ _FREEING: tuple[type[Command], ...] = (
     DeleteService,
     DeregisterInstance,
     RemoveInstances,
+    ReleaseOwner,
     SetInstanceHealth,
 )
+
+MAX_RELEASE_KEYS: Final = 1000
+"""Instances one ReleaseOwner entry names (about 200 KiB); a connection holding more
+is released in several entries."""
+
+
+def _owner(owner: str) -> str:
+    """A connection id as `Instance.owner` and `ReleaseOwner` take it."""
+    if not 0 < len(owner) <= MAX_OWNER_CHARS:
+        raise InvalidArgumentError("owner", f"must be 1..{MAX_OWNER_CHARS} characters")
+    return owner
 
 
 def _entry_rejected_error(rejected: EntryRejected) -> Exception:
@@ -216,15 +236,37 @@ class NamingService:
         default_ephemeral = self._state.switches().default_instance_ephemeral
         return validate.instance(raw, default_ephemeral=default_ephemeral)
 
-    async def register_instance(self, raw: RawInstance) -> None:
-        """`POST /instance`: an upsert (keeps a present record's `healthy`)."""
+    async def register_instance(self, raw: RawInstance, owner: str = "") -> InstanceKey:
+        """`POST /instance`: an upsert (keeps a present record's `healthy`); the key of the
+        instance registered.
+
+        `owner` is the registering client connection (Nacos 2.x gRPC), "" over HTTP (v1).
+        It replaces the present record's owner either way (last writer wins), and binds
+        only ephemeral instances: a persistent one is stored without an owner. The caller
+        tracks a bound instance in its node's `OwnedInstances` and calls `release_owner`
+        when the connection closes."""
         instance = self._parse_instance(raw)
+        if owner:
+            instance = replace(instance, owner=_owner(owner) if instance.ephemeral else "")
         if self._state.switches().disable_add_ip:
             raise InvalidArgumentError("ip", "adding instances is disabled (switch disableAddIP)")
         now_ms = self._clock.now_ms()
         await self._propose(RegisterInstance(instance=instance, stamped_at_ms=now_ms))
         if instance.ephemeral:
             await self._beats.record_beat(instance.key, now_ms)
+        return instance.key
+
+    async def release_owner(self, owner: str, keys: Iterable[InstanceKey]) -> None:
+        """A client connection closed: remove those of `keys` (its ephemeral instances)
+        that it still owns, cluster-wide, in one entry per MAX_RELEASE_KEYS. An instance
+        re-registered meanwhile by another connection stays. Proposed also while the
+        quota alarm is up (it only frees)."""
+        owner = _owner(owner)
+        batch = tuple(dict.fromkeys(k for k in keys if k.ephemeral))
+        for start in range(0, len(batch), MAX_RELEASE_KEYS):
+            chunk = batch[start : start + MAX_RELEASE_KEYS]
+            command = ReleaseOwner(owner=owner, keys=chunk, stamped_at_ms=self._clock.now_ms())
+            await self._propose(command)
 
     async def update_instance(self, raw: RawInstance, client: ClientAgent) -> None:
         """`PUT /instance`: strict for Java clients >= 1.0, an upsert for everyone else."""
@@ -263,13 +305,15 @@ class NamingService:
             )
         )
 
-    async def deregister_instance(self, raw: RawInstance) -> None:
-        """`DELETE /instance`: answers success also when nothing matched (as Nacos)."""
+    async def deregister_instance(self, raw: RawInstance) -> InstanceKey:
+        """`DELETE /instance`: answers success also when nothing matched (as Nacos).
+        Removes the instance whoever owns it; returns its key."""
         default_ephemeral = self._state.switches().default_instance_ephemeral
         key = validate.instance_key(raw, default_ephemeral=default_ephemeral)
         command = DeregisterInstance(key=key, stamped_at_ms=self._clock.now_ms())
         # Nacos answers `ok` when nothing matched: a silent no-op.
         await self._propose(command, tolerate=frozenset({RejectReason.INSTANCE_NOT_FOUND}))
+        return key
 
     def get_instance(self, raw: RawInstance) -> dict[str, object]:
         """`GET /instance`: the detail, or NotFoundError with Nacos's messages."""

@@ -33,6 +33,7 @@ from naraft.naming.commands import (
     DeregisterInstance,
     PatchInstance,
     RegisterInstance,
+    ReleaseOwner,
     RemoveInstances,
     SetInstanceHealth,
     UpdateInstance,
@@ -193,6 +194,8 @@ class NamingState:
                 return self._set_health(command, index)
             case RemoveInstances():
                 return self._remove(command, index)
+            case ReleaseOwner():
+                return self._release_owner(command, index)
             case UpdateSwitches():
                 return self._update_switches(command, index)
 
@@ -377,6 +380,16 @@ class NamingState:
 
     def _remove(self, command: RemoveInstances, index: int) -> ApplyResult:
         return self._batch(((key, lambda _: None) for key in command.keys), index)
+
+    def _release_owner(self, command: ReleaseOwner, index: int) -> ApplyResult:
+        owner = command.owner
+        if not owner:  # "" is every v1 instance's: never a connection to release
+            return Applied(index)
+
+        def release(instance: Instance) -> Instance | None:
+            return None if instance.owner == owner else instance
+
+        return self._batch(((key, release) for key in command.keys if key.ephemeral), index)
 
     def _update_switches(self, command: UpdateSwitches, index: int) -> ApplyResult:
         try:
