@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from naraft.client import INSTANCE_LIST_PATH, INSTANCE_PATH, LOGIN_PATH, STATE_PATH, fetch_json
-from naraft.cluster import ProcessCluster, node_data_dir, taken_ports
+from naraft.cluster import GRPC_PORT_OFFSET, ProcessCluster, node_data_dir, taken_ports
 from naraft.config import (
     AuthMode,
     NodeConfig,
@@ -173,7 +173,8 @@ def cluster_up(
     auth_on = auth == AuthMode.ON or (auth == AuthMode.AUTO and not is_loopback(host))
     console = Console()
     members = [f"{host}:{base_port + i}" for i in range(nodes)]
-    taken = taken_ports(host, [base_port + i for i in range(nodes)])
+    client_ports = [base_port + i for i in range(nodes)]
+    taken = taken_ports(host, [*client_ports, *(p + GRPC_PORT_OFFSET for p in client_ports)])
     if taken:
         port, why = next(iter(taken.items()))
         more = f" (and {len(taken) - 1} more of its ports)" if len(taken) > 1 else ""

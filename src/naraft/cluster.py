@@ -68,6 +68,9 @@ TLS_DIR: Final = "tls"
 FAILPOINTS_ENV_VAR: Final = "NARAFT_FAILPOINTS"
 STOP_TIMEOUT_SECONDS: Final = 10.0
 LOOPBACK: Final = "127.0.0.1"
+# a node's Nacos 2.x gRPC port is its client port plus this: the server's default
+# (naraft.config.GrpcSettings; a test holds the two equal), kept free beside each port
+GRPC_PORT_OFFSET: Final = 1000
 
 
 class ClusterError(RuntimeError):
@@ -166,15 +169,29 @@ def node_data_dir(root: Path, node_id: str) -> Path:
     return root / node_id.replace(":", "_")
 
 
-def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
-    """`count` distinct free TCP ports on `host` (bound together briefly, then released)."""
-    sockets = []
+def free_ports(count: int, host: str = LOOPBACK, *, companion_offset: int = 0) -> list[int]:
+    """`count` distinct free TCP ports on `host` (bound together briefly, then released).
+    With `companion_offset`, each port's companion (port + offset: a node's gRPC port) is
+    free too."""
+    sockets: list[socket.socket] = []
+    ports: list[int] = []
     try:
-        for _ in range(count):
+        while len(ports) < count:
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((host, 0))
             sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+            if companion_offset:
+                if port + companion_offset > 65_535:
+                    continue
+                companion = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sockets.append(companion)
+                try:
+                    companion.bind((host, port + companion_offset))
+                except OSError:
+                    continue
+            ports.append(port)
+        return ports
     finally:
         for s in sockets:
             s.close()
@@ -434,7 +451,11 @@ class ProcessCluster:
         self.size = size
         self.secret = secret if secret is not None else generate_secret()
         wanted = size * (2 if separate_listen else 1)
-        all_ports = list(ports) if ports is not None else free_ports(wanted, host)
+        all_ports = (
+            list(ports)
+            if ports is not None
+            else free_ports(wanted, host, companion_offset=GRPC_PORT_OFFSET)
+        )
         self.ports = all_ports[:size]
         self.members = [f"{host}:{port}" for port in self.ports]
         listens: list[str | None] = [None] * size

@@ -133,6 +133,16 @@ class HttpLimits:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class GrpcSettings:
+    """The Nacos 2.x gRPC endpoint (`naraft.grpc`): the HTTP port plus `port_offset`."""
+
+    port_offset: int = 1000  # 9848 beside 8848, as the 2.x clients compute it
+    max_connections: int = 20_000  # more are told to reset to another node
+    max_message_bytes: int = 10 * 1024 * 1024  # Nacos's own inbound limit
+    push_timeout_seconds: float = 3.0  # one push's answer, before a retry
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PeerLimits:
     """Peer traffic, judged apart from the client API's limits (1 MiB bodies)."""
 
@@ -216,6 +226,7 @@ class NodeConfig:
     health: HealthTimings = HealthTimings()
     push: PushTimings = PushTimings()
     http: HttpLimits = HttpLimits()
+    grpc: GrpcSettings = GrpcSettings()
     peer: PeerLimits = PeerLimits()
     digest: DigestSettings = DigestSettings()
     compaction: CompactionPolicy = field(default_factory=CompactionPolicy)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Final
 
 import aiohttp
+import grpc
 from aiohttp import web
 
 from naraft.api.admin import NODE, admin_routes
@@ -47,6 +48,10 @@ from naraft.configs.state import ConfigState
 from naraft.digest.wiring import DigestService
 from naraft.election_audit import ElectionAudit
 from naraft.errors import InvalidArgumentError, NaraftError, UnavailableError
+from naraft.grpc.connections import ConnectionTable
+from naraft.grpc.forward import HttpLeaderLink, grpc_forward_routes
+from naraft.grpc.naming import NamingRoutes
+from naraft.grpc.server import GrpcServer
 from naraft.leader_watch import LeaderWatch
 from naraft.machine import NodeStateMachine
 from naraft.metrics import NodeMetrics
@@ -217,8 +222,10 @@ class Node:
         configs: ConfigApi,
         naming_sizes: NamingSizes,
         owned: OwnedInstances,
+        grpc: GrpcServer,
     ) -> None:
         self._config = config
+        self.grpc = grpc
         self.configs = configs
         # The ephemeral instances this node's live client connections (Nacos 2.x) own.
         self.owned = owned
@@ -283,6 +290,9 @@ class Node:
                 logger.warning("stopping without a hand-over: %s", error)
             else:
                 logger.info("handed leadership over to %s; stopping", leader)
+        moved = await self.grpc.reset_all("the node is stopping")
+        if moved:
+            logger.info("asked %d gRPC clients to move to another node", moved)
         raise NodeStoppingError
 
     def extra_state(self) -> dict[str, object]:
@@ -559,17 +569,7 @@ def _wire(
     pusher = UdpPusher(
         naming_state, feed, targets, clock, config.push, bind_host=config.listen_host
     )
-    node = Node(
-        config, replica=replica, machine=machine, datums=datums, naming_state=naming_state,
-        metrics=metrics, digest=digest, configs=configs,
-        naming_sizes=NamingSizes(naming_state, targets, pusher), owned=owned,
-    )  # fmt: skip
     naming = NamingService(naming_state, replica, clock, keeper, targets, guard=machine)
-    access_log = (
-        AccessLog(json_lines=LogFormat(config.log.format) is LogFormat.JSON)
-        if config.log.access_log
-        else None
-    )
     auth = AuthService(
         enabled=config.auth_enabled,
         datums=datums,
@@ -579,6 +579,17 @@ def _wire(
         token_ttl_seconds=config.auth.token_ttl_seconds,
         login_failures_per_minute=config.auth.login_failures_per_minute,
     )
+    grpc_server = _grpc(config, naming, owned, auth, clock, feed)
+    node = Node(
+        config, replica=replica, machine=machine, datums=datums, naming_state=naming_state,
+        metrics=metrics, digest=digest, configs=configs,
+        naming_sizes=NamingSizes(naming_state, targets, pusher), owned=owned, grpc=grpc_server,
+    )  # fmt: skip
+    access_log = (
+        AccessLog(json_lines=LogFormat(config.log.format) is LogFormat.JSON)
+        if config.log.access_log
+        else None
+    )
     app = _app(config, node, naming, keeper, digest, metrics, cluster_id, auth, access_log)
     app[FORWARD_TLS] = tls
     return _Wired(
@@ -586,6 +597,32 @@ def _wire(
         owned=owned, pusher=pusher, watch=watch, digest=digest, app=app, access_log=access_log,
         tls=tls, listener_ssl=loaded.listener,
     )  # fmt: skip
+
+
+def _grpc(
+    config: NodeConfig,
+    naming: NamingService,
+    owned: OwnedInstances,
+    auth: AuthService,
+    clock: SystemClock,
+    feed: ChangeFeed,
+) -> GrpcServer:
+    """The 2.x gRPC server and its routes (started by `_serve`, beside the HTTP site)."""
+    connections = ConnectionTable(
+        config.id, max_connections=config.grpc.max_connections, now_ms=clock.now_ms
+    )
+    server = GrpcServer(
+        node_id=config.id,
+        connections=connections,
+        auth=auth,
+        push_timeout_seconds=config.grpc.push_timeout_seconds,
+    )
+    naming_routes = NamingRoutes(
+        naming, owned, server, push_timeout_seconds=config.grpc.push_timeout_seconds
+    )
+    server.add_routes(naming_routes.routes())
+    naming_routes.attach(connections, feed)
+    return server
 
 
 def _installed(changes: DatumChanges, naming: NamingState, machine: NodeStateMachine) -> None:
@@ -651,6 +688,13 @@ def _app(
                 keeper, config.secret, self_id=node_id, members=peers, cluster_id=cluster_id
             ),
             *digest.routes(),
+            *grpc_forward_routes(
+                node.grpc.run_forwarded,
+                config.secret,
+                self_id=node_id,
+                members=peers,
+                cluster_id=cluster_id,
+            ),
         ],
         servers=node,
         configs=node.configs,
@@ -702,6 +746,7 @@ async def _serve(
             ssl_context=wired.listener_ssl,
         )
         await site.start()
+        await _start_grpc(wired, session)
         logger.info(
             "node %s listening on %s:%d (%s), members %s, cluster %s, data %s, tick %.3fs",
             config.id,
@@ -750,14 +795,50 @@ async def _serve(
             )
             tasks.create_task(wired.watch.run(), name="leader-watch")
             tasks.create_task(wired.digest.run(), name="digest")
+            tasks.create_task(node.grpc.watch_idle_forever(), name="grpc-idle")
             if stop is not None:
                 tasks.create_task(node.hand_over_then_stop(stop), name="stop")
     finally:
+        with contextlib.suppress(Exception):
+            await node.grpc.stop()
         with contextlib.suppress(Exception):
             await runner.cleanup()
         await session.close()
         if wired.access_log is not None:
             wired.access_log.flush()
+
+
+async def _start_grpc(wired: _Wired, session: aiohttp.ClientSession) -> None:
+    """Listen for 2.x clients on the client port plus the offset, with the client
+    certificate when clients speak TLS; StartupError if the port is taken."""
+    config, server = wired.config, wired.node.grpc
+    server.link = HttpLeaderLink(
+        session,
+        config.secret,
+        self_id=config.id,
+        timeout_seconds=config.raft.proposal_timeout_seconds + 1.0,
+        cluster_id=wired.cluster_id,
+        tls=wired.tls,
+    )
+    credentials = None
+    tls = config.tls
+    if tls.client_tls and tls.cert_file is not None and tls.key_file is not None:
+        credentials = grpc.ssl_server_credentials(
+            [(tls.key_file.read_bytes(), tls.cert_file.read_bytes())]
+        )
+    port = config.listen_port + config.grpc.port_offset
+    try:
+        await server.start(
+            config.listen_host,
+            port,
+            max_message_bytes=config.grpc.max_message_bytes,
+            credentials=credentials,
+        )
+    except (OSError, RuntimeError) as error:
+        raise StartupError(
+            f"cannot listen for gRPC on {config.listen_host}:{port} "
+            f"(client port + grpc-port-offset): {error}"
+        ) from error
 
 
 def _tls_summary(config: NodeConfig) -> str:

@@ -6,11 +6,12 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.e2e.harness import JS_DIR, LocalCluster, local_cluster
+from tests.e2e.harness import JS_DIR, SDK3_DIR, LocalCluster, local_cluster
 
 
 @pytest.fixture
@@ -44,3 +45,27 @@ def npm_client(tmp_path_factory: pytest.TempPathFactory) -> Path:
         )
     shutil.copy(JS_DIR / "config_client.js", target / "config_client.js")
     return target / "config_client.js"
+
+
+@pytest.fixture(scope="session")
+def sdk3() -> Path:
+    """The Python of a venv holding nacos-sdk-python 3.x (pinned in sdk3/requirements.txt),
+    made once into a cache directory keyed by the requirements' hash: 3.x and the 2.0.x in
+    the project's venv share a distribution name, so they cannot live in one venv."""
+    requirements = SDK3_DIR / "requirements.txt"
+    digest = hashlib.sha256(requirements.read_bytes()).hexdigest()[:16]
+    cache_root = Path(os.environ.get("NARAFT_SDK3_CACHE", Path.home() / ".cache" / "naraft-sdk3"))
+    target = cache_root / digest
+    python = target / "bin" / "python"
+    if not (target / "ready").exists():
+        shutil.rmtree(target, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(target)], check=True, timeout=120)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+             "-r", str(requirements)],
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )  # fmt: skip
+        (target / "ready").write_text("ok\n")
+    return python

@@ -438,3 +438,114 @@ def run_js(
     assert done.returncode == 0, done.stderr
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
+
+
+# ------------------------------------------------------------- nacos-sdk-python 3.x
+
+SDK3_DIR: Final = Path(__file__).parent / "sdk3"
+"""The 3.x client's pinned requirements and its driver (installed by conftest's `sdk3`)."""
+SDK3_CALL_SECONDS: Final = 30.0
+
+
+class Sdk3Client:
+    """One nacos-sdk-python 3.x process (naming and config services) driven over its
+    stdin/stdout by `sdk3/driver.py`; see that script for the commands and events."""
+
+    def __init__(self, python: Path, servers: str, namespace: str = "", **login: str) -> None:
+        self._process = subprocess.Popen(
+            [str(python), str(SDK3_DIR / "driver.py")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
+        self._answers: dict[int, dict[str, Any]] = {}
+        self.events: list[dict[str, Any]] = []
+        self._changed = threading.Condition()
+        self._ids = 0
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.call("start", servers=servers, namespace=namespace, **login)
+
+    def _read(self) -> None:
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            try:
+                message = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # the SDK's own prints
+            with self._changed:
+                if "event" in message:
+                    self.events.append(message)
+                elif "id" in message:
+                    self._answers[message["id"]] = message
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def call(self, op: str, **args: Any) -> Any:
+        """Run one SDK operation; its result, or AssertionError with the SDK's error."""
+        answer = self.try_call(op, **args)
+        assert answer["ok"], f"sdk3 {op} {args} failed: {answer['error']}"
+        return answer["result"]
+
+    def try_call(self, op: str, **args: Any) -> dict[str, Any]:
+        """Run one SDK operation; its answer (`ok`, and `result` or `error`)."""
+        self._ids += 1
+        number = self._ids
+        assert self._process.stdin is not None
+        self._process.stdin.write(json.dumps({"id": number, "op": op, "args": args}) + "\n")
+        self._process.stdin.flush()
+        with self._changed:
+            got = self._changed.wait_for(
+                lambda: number in self._answers or self._process.poll() is not None,
+                timeout=SDK3_CALL_SECONDS,
+            )
+            if number not in self._answers:
+                raise AssertionError(
+                    f"sdk3 {op} gave no answer ({'timed out' if not got else 'exited'}); "
+                    f"stderr: {self._stderr_tail()}"
+                )
+            return self._answers.pop(number)
+
+    def wait_event(
+        self, match: Callable[[dict[str, Any]], bool], timeout_seconds: float = 30.0
+    ) -> dict[str, Any]:
+        """The first event (seen so far or to come) that `match` accepts."""
+        with self._changed:
+            found: list[dict[str, Any]] = []
+
+            def seen() -> bool:
+                found[:] = [e for e in self.events if match(e)]
+                return bool(found)
+
+            if not self._changed.wait_for(seen, timeout=timeout_seconds):
+                raise AssertionError(f"no matching sdk3 event in {timeout_seconds}s: {self.events}")
+            return found[0]
+
+    def _stderr_tail(self) -> str:
+        if self._process.poll() is None or self._process.stderr is None:
+            return "(still running)"
+        return self._process.stderr.read()[-2000:]
+
+    def close(self) -> None:
+        """Shut the SDK down cleanly (its connections close), then reap the process."""
+        if self._process.poll() is None:
+            with contextlib.suppress(AssertionError, BrokenPipeError, OSError):
+                self.try_call("close")
+        self.kill()
+
+    def kill(self) -> None:
+        """Kill the process at once (its connections break without a goodbye)."""
+        if self._process.poll() is None:
+            self._process.kill()
+        self._process.wait(timeout=10)
+        for stream in (self._process.stdin, self._process.stdout, self._process.stderr):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()

@@ -251,8 +251,16 @@ class NamingRoutes:
         key = validate.instance_key(raw)
         if call.text("type", limit=64) == REGISTER:
             self._owned.add(call.client.owner, key)
+            await self._release_if_closed(call)
         else:
             self._owned.discard(call.client.owner, key)
+
+    async def _release_if_closed(self, call: Call) -> None:
+        """A connection that closed while its registration was being committed has been
+        released already: release what it now owns too, or it would be beaten forever."""
+        client = call.client
+        if isinstance(client, Connection) and client.closed.is_set():
+            await self._closed(client)
 
     async def _own_batch(self, call: Call, answer: dict[str, Any]) -> None:
         del answer
@@ -273,6 +281,7 @@ class NamingRoutes:
                 self._owned.discard(call.client.owner, key)
         for key in keys:
             self._owned.add(call.client.owner, key)
+        await self._release_if_closed(call)
 
     async def _closed(self, connection: Connection) -> None:
         """A connection went away: forget its subscriptions, release its instances."""

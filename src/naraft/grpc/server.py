@@ -131,12 +131,6 @@ class LeaderLink(Protocol):
         ...
 
 
-class Leadership(Protocol):
-    def leader(self) -> str | None:
-        """The leader's id as this node knows it, or None."""
-        ...
-
-
 @dataclass(slots=True)
 class ServerStats:
     requests: int = 0
@@ -156,15 +150,13 @@ class GrpcServer:
         node_id: str,
         connections: ConnectionTable,
         auth: AuthService | None,
-        leadership: Leadership,
-        link: LeaderLink | None,
+        link: LeaderLink | None = None,
         push_timeout_seconds: float = 3.0,
     ) -> None:
         self._node_id = node_id
         self.connections = connections
         self._auth = auth
-        self._leadership = leadership
-        self._link = link
+        self.link = link  # set once the node's HTTP session exists
         self._routes: dict[str, Route] = {}
         self._server: aio.Server | None = None
         self._accepting = False
@@ -398,7 +390,7 @@ class GrpcServer:
             return await route.write(call)
         except NotLeaderError as error:
             leader = error.leader_hint
-            if leader is None or leader == self._node_id or self._link is None:
+            if leader is None or leader == self._node_id or self.link is None:
                 raise
         self.stats.forwarded += 1
         message = {
@@ -412,7 +404,7 @@ class GrpcServer:
                 "app": call.client.app,
             },
         }
-        answer = await self._link.forward(leader, message)
+        answer = await self.link.forward(leader, message)
         if answer.get("errorCode", 0) not in (0, None) and answer.get("typed") is False:
             raise RefusedError(Code(int(answer["errorCode"])), str(answer.get("message", "")))
         answer.pop("typed", None)
