@@ -13,6 +13,7 @@ test can check that every applied write is present and no not-applied one is.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -78,6 +79,24 @@ def wait_for(
         interval_seconds=interval_seconds,
         errors=(httpx.HTTPError,),
         timeout_error=WaitTimeoutError,
+    )
+
+
+async def wait_for_async(
+    condition: Callable[[], T | None],
+    *,
+    timeout_seconds: float,
+    what: str,
+    interval_seconds: float = 0.05,
+) -> T:
+    """`wait_for` from a coroutine: the (blocking) condition runs in a thread, so that the
+    event loop keeps serving what the test runs on it (a gRPC client answering pushes)."""
+    return await asyncio.to_thread(
+        wait_for,
+        condition,
+        timeout_seconds=timeout_seconds,
+        what=what,
+        interval_seconds=interval_seconds,
     )
 
 
