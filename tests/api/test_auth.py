@@ -504,3 +504,32 @@ async def test_credentials_on_every_request_as_the_npm_client_sends_them(
     answer = await env.call("POST", "/nacos/v1/auth/users",
                             {"username": "nacos", "password": ADMIN_PASSWORD})  # fmt: skip
     assert answer.status == 403
+
+
+async def test_the_v2_api_refuses_in_its_own_shape_and_takes_tokens(env: Env) -> None:
+    before = dict(env.datums.items())
+    answer = await env.call("POST", "/nacos/v2/ns/instance", register())
+    assert answer.status == 403
+    assert await answer.json() == {
+        "code": 10001,
+        "message": "access denied",
+        "data": "user not found!",
+    }
+    assert dict(env.datums.items()) == before
+
+    token = await reader_of(env, "ns1")
+    listing = {"serviceName": "svc", "namespaceId": "ns1", "accessToken": token}
+    answer = await env.call("GET", "/nacos/v2/ns/instance/list", listing)
+    assert answer.status == 200, await answer.text()
+    refused = await env.call("POST", "/nacos/v2/ns/instance", {**register("ns1"), "accessToken": token})
+    assert refused.status == 403
+    assert (await refused.json())["data"] == "authorization failed!"
+    elsewhere = {**listing, "namespaceId": "ns2"}
+    answer = await env.call("GET", "/nacos/v2/ns/instance/list", elsewhere)
+    assert (answer.status, (await answer.json())["code"]) == (403, 10001)
+    admin = await env.login("nacos", ADMIN_PASSWORD)
+    answer = await env.call("POST", "/nacos/v2/ns/instance", {**register(), "accessToken": admin})
+    assert (answer.status, await answer.json()) == (
+        200,
+        {"code": 0, "message": "success", "data": "ok"},
+    )

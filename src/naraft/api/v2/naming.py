@@ -23,6 +23,7 @@ routes = web.RouteTableDef()
 NS_BASE: Final = "/nacos/v2/ns"
 INSTANCE_PATH: Final = f"{NS_BASE}/instance"
 SERVICE_PATH: Final = f"{NS_BASE}/service"
+DEFAULT_PAGE_SIZE: Final = "20"
 
 _LIST_KEYS: Final = (
     "name",
@@ -172,7 +173,7 @@ async def list_services(request: web.Request) -> web.Response:
     listed = naming.list_services(
         namespace_id=params.get("namespaceId"),
         group_name=params.get("groupName"),
-        page_no=params.get("pageNo"),
-        page_size=params.get("pageSize"),
+        page_no=params.get("pageNo") or "1",  # Nacos 2.x's defaults
+        page_size=params.get("pageSize") or DEFAULT_PAGE_SIZE,
     )
     return v2_result({"count": listed["count"], "services": listed["doms"]})
