@@ -521,7 +521,9 @@ async def test_the_v2_api_refuses_in_its_own_shape_and_takes_tokens(env: Env) ->
     listing = {"serviceName": "svc", "namespaceId": "ns1", "accessToken": token}
     answer = await env.call("GET", "/nacos/v2/ns/instance/list", listing)
     assert answer.status == 200, await answer.text()
-    refused = await env.call("POST", "/nacos/v2/ns/instance", {**register("ns1"), "accessToken": token})
+    refused = await env.call(
+        "POST", "/nacos/v2/ns/instance", {**register("ns1"), "accessToken": token}
+    )
     assert refused.status == 403
     assert (await refused.json())["data"] == "authorization failed!"
     elsewhere = {**listing, "namespaceId": "ns2"}

@@ -102,7 +102,8 @@ async def test_history_list_and_detail(cs: Env) -> None:
     for content in ("v1", "v2"):
         await v2(cs, "POST", V2_CONFIG, {**KEY, "content": content}, form=True)
     status, listed = await v2(cs, "GET", V2_HISTORY_LIST, KEY)
-    assert status == 200 and listed["code"] == 0
+    assert status == 200
+    assert listed["code"] == 0
     page = listed["data"]
     assert page["totalCount"] == 2
     newest = page["pageItems"][0]

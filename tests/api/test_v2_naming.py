@@ -36,9 +36,11 @@ async def test_register_list_detail_update_deregister(env: Any) -> None:
     assert (instance.weight, instance.metadata, instance.cluster_name) == (2.5, {"k": "v"}, "c1")
 
     status, listed = await v2(env, "GET", V2_LIST, {"serviceName": "svc", "groupName": "G1"})
-    assert status == 200 and listed["code"] == 0
+    assert status == 200
+    assert listed["code"] == 0
     data = listed["data"]
-    assert data["name"] == "G1@@svc" and data["groupName"] == "G1"
+    assert data["name"] == "G1@@svc"
+    assert data["groupName"] == "G1"
     assert data["reachProtectionThreshold"] is False
     assert "dom" not in data  # a v1-only field
     (host,) = data["hosts"]
@@ -113,7 +115,8 @@ async def test_service_crud_and_list(env: Any) -> None:
     assert (status, body["code"], body["message"]) == (400, 21007, "service already exist")
 
     _, got = await v2(env, "GET", V2_SERVICE, {"serviceName": "s2", "groupName": "G1"})
-    assert got["data"]["serviceName"] == "s2" and got["data"]["namespace"] == "public"
+    assert got["data"]["serviceName"] == "s2"
+    assert got["data"]["namespace"] == "public"
     assert (got["data"]["protectThreshold"], got["data"]["metadata"]) == (0.5, {"a": "b"})
 
     assert await v2(env, "PUT", V2_SERVICE, {**svc, "protectThreshold": "0.7"}) == (200, ok("ok"))
@@ -140,7 +143,8 @@ async def test_beat_answers_its_object_as_nacos_does(env: Any) -> None:
     await v2(env, "POST", V2_INSTANCE, ONE)
     status, body = await v2(env, "PUT", V2_BEAT, {**ONE, "clusterName": "DEFAULT"})
     assert status == 200
-    assert body["code"] == 10200 and "clientBeatInterval" in body
+    assert body["code"] == 10200
+    assert "clientBeatInterval" in body
     assert len(env.beats.recorded) == 2  # the register's and the beat's
 
 

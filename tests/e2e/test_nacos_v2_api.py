@@ -47,7 +47,9 @@ def test_v2_register_on_one_node_is_listed_by_another(cluster3: LocalCluster) ->
     (host,) = wait_for(hosts, timeout_seconds=10, what="the reader lists the instance")
     assert (host["port"], host["serviceName"], host["ephemeral"]) == (7001, "G2@@v2svc", False)
 
-    missing = client.get(f"{reader.url}{INSTANCE}", params={**SERVICE, "ip": "10.9.9.9", "port": "1"})
+    missing = client.get(
+        f"{reader.url}{INSTANCE}", params={**SERVICE, "ip": "10.9.9.9", "port": "1"}
+    )
     assert missing.status_code == 404
     assert missing.json()["code"] == 20004
 
