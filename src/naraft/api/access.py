@@ -6,7 +6,8 @@ Each route (method, path) has one `Rule`:
 - `OPEN`: anyone (health probes, login, the OpenAPI description, Raft status and metrics);
 - `USER`: any signed-in user;
 - `READ`/`WRITE` of `naming` or `config`: Nacos's permission on the resource the request
-  names (`namespaceId`/`tenant`, `groupName`/`group`, `serviceName`/`dataId`);
+  names, read from the parameters its handler reads (`namespaceId`, `groupName`,
+  `serviceName`; `tenant` (v2: `namespaceId`, else `tenant`), `group`, `dataId`);
 - `ADMIN`: a user with `ROLE_ADMIN`.
 
 Peer routes are not in the table: `make_app` registers them apart, and their handlers take
@@ -42,7 +43,8 @@ from naraft.api.errors import Handler, Refusal, json_refusal
 from naraft.api.health import LIVENESS_PATH, READINESS_PATH
 from naraft.api.params import ONLY_BODY_LIMIT, read_params
 from naraft.api.v1.configs import CONFIG_ROUTES
-from naraft.api.v2.configs import V2_CONFIG_ROUTES
+from naraft.api.v2.configs import CS_BASE as V2_CS_BASE
+from naraft.api.v2.configs import V2_CONFIG_ROUTES, namespace_of
 from naraft.api.v2.naming import INSTANCE_PATH as V2_INSTANCE
 from naraft.api.v2.naming import SERVICE_PATH as V2_SERVICE
 from naraft.auth.rules import Need, resource_of, touches_namespace
@@ -252,14 +254,15 @@ def access_middleware(
             return await handler(request)
         if rule.level is Level.ADMIN:
             return _forbidden(request, FORBIDDEN)
+        # the parameters the handler reads, and no other: a permission checked on one
+        # namespace must not let a request write another
         if rule.kind == "config":
-            namespace = params.first("tenant", "namespaceId")
-            group, name = params.first("group", "groupName"), params.get("dataId")
+            v2 = request.path.startswith(V2_CS_BASE + "/")
+            namespace = namespace_of(params) if v2 else params.get("tenant")
+            group, name = params.get("group"), params.get("dataId")
         else:
-            namespace = params.first("namespaceId", "tenant")
-            group, name = _split_service(
-                params.first("groupName", "group"), params.get("serviceName")
-            )
+            namespace = params.get("namespaceId")
+            group, name = _split_service(params.get("groupName"), params.get("serviceName"))
         need = Need(resource_of(namespace, group, rule.kind, name), rule.level.value)
         if not service.allowed(identity, need):
             return _forbidden(request, FORBIDDEN)

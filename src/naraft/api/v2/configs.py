@@ -34,7 +34,8 @@ HISTORY_PATH: Final = f"{CS_BASE}/history"
 HISTORY_LIST_PATH: Final = f"{CS_BASE}/history/list"
 
 
-def _namespace(params: Params) -> str | None:
+def namespace_of(params: Params) -> str | None:
+    """The namespace a v2 config request names (the access check reads it here too)."""
     return params.first("namespaceId", "tenant")
 
 
@@ -43,7 +44,7 @@ async def get_config(request: web.Request) -> web.Response:
     refuse_gray(request, params)
     api = config_api_of(request)
     api.count("v2.config.get")
-    key = config_key_of(params, _namespace(params))
+    key = config_key_of(params, namespace_of(params))
     await api.service.read_barrier()
     record = api.service.state.get(key)
     if record is None:
@@ -53,7 +54,7 @@ async def get_config(request: web.Request) -> web.Response:
 
 async def publish_config(request: web.Request) -> web.Response:
     params = await config_params(request)
-    await publish(request, params, _namespace(params))
+    await publish(request, params, namespace_of(params))
     return v2_result(True)
 
 
@@ -62,7 +63,7 @@ async def delete_config(request: web.Request) -> web.Response:
     refuse_gray(request, params)
     api = config_api_of(request)
     api.count("v2.config.delete")
-    key = config_key_of(params, _namespace(params))
+    key = config_key_of(params, namespace_of(params))
     await api.service.delete(key, src_ip=request.remote or "")
     return v2_result(True)
 
@@ -71,7 +72,7 @@ async def history_list(request: web.Request) -> web.Response:
     params = await config_params(request)
     api = config_api_of(request)
     api.count("v2.history.list")
-    key = config_key_of(params, _namespace(params))
+    key = config_key_of(params, namespace_of(params))
     await api.service.read_barrier()
     return v2_result(history_page(api.service.state, key, params))
 
@@ -80,7 +81,7 @@ async def history_detail(request: web.Request) -> web.Response:
     params = await config_params(request)
     api = config_api_of(request)
     api.count("v2.history.detail")
-    key = config_key_of(params, _namespace(params))  # Nacos 2.x requires dataId and group
+    key = config_key_of(params, namespace_of(params))  # Nacos 2.x requires dataId and group
     nid = validate.long_id("nid", params.get("nid"))
     await api.service.read_barrier()
     record = api.service.state.history_record(nid)
