@@ -58,6 +58,7 @@ async def test_publish_get_delete(cs: Env) -> None:
         404,
         {"code": 20004, "message": "resource not found", "data": "config data not exist"},
     )
+    assert cs.counted == ["v2.config.publish", "v2.config.get", "v2.config.delete", "v2.config.get"]
 
 
 async def test_v2_and_v1_share_the_configs_and_namespaces(cs: Env) -> None:

@@ -275,11 +275,14 @@ async def publish_config(request: web.Request) -> web.Response:
     return _true()
 
 
-async def publish(request: web.Request, params: Params, tenant: str | None) -> None:
-    """Publish the config `params` name in namespace `tenant` (v1 and v2 alike)."""
+async def publish(
+    request: web.Request, params: Params, tenant: str | None, route: str = "configs.publish"
+) -> None:
+    """Publish the config `params` name in namespace `tenant` (v1 and v2 alike), counted
+    under `route`."""
     refuse_gray(request, params)
     api = config_api_of(request)
-    api.count("configs.publish")
+    api.count(route)
     raw = RawPublish(
         data_id=params.get("dataId"),
         group=params.get("group"),

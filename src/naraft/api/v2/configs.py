@@ -54,7 +54,7 @@ async def get_config(request: web.Request) -> web.Response:
 
 async def publish_config(request: web.Request) -> web.Response:
     params = await config_params(request)
-    await publish(request, params, namespace_of(params))
+    await publish(request, params, namespace_of(params), "v2.config.publish")
     return v2_result(True)
 
 
