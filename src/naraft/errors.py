@@ -41,6 +41,11 @@ class AlreadyExistsError(InvalidArgumentError):
     """The namespace or service to create exists already (`field` names what clashed)."""
 
 
+class MissingTargetError(InvalidArgumentError):
+    """A write named a service or instance that does not exist (`field`: `service_name` or
+    `ip`). Nacos 1.x answers it as a bad parameter (400); its 2.x API says which is missing."""
+
+
 class NotFoundError(NaraftError):
     """`kind` (namespace, service, instance) named `name` does not exist."""
 

@@ -20,7 +20,12 @@ from naraft.api import make_app
 from naraft.api.access import IDENTITY_HEADER
 from naraft.api.admin import admin_routes
 from naraft.api.auth import AuthService
+from naraft.api.v1.configs import ConfigApi
 from naraft.auth import state as auth_state
+from naraft.configs.listeners import ListenerHub
+from naraft.configs.service import ConfigService
+from naraft.configs.settings import ConfigSettings
+from naraft.configs.state import ConfigState
 from naraft.machine import NodeStateMachine
 from naraft.naming.health import BeatTable
 from naraft.naming.keys import InstanceKey
@@ -60,7 +65,8 @@ class Beats:
 class Env:
     def __init__(self) -> None:
         self.datums = DatumTable()
-        self.machine = NodeStateMachine(self.datums, NamingState(self.datums))
+        self.configs = ConfigState(self.datums)
+        self.machine = NodeStateMachine(self.datums, NamingState(self.datums), configs=self.configs)
         self.index = 0
         self.clock = Clock()
         naming = NamingService(
@@ -79,6 +85,10 @@ class Env:
         self.app = make_app(
             naming,
             extra_routes=admin_routes(),
+            configs=ConfigApi(
+                service=ConfigService(self.configs, self, self.clock, ConfigSettings()),
+                hub=ListenerHub(self.configs, max_polls=1, max_keys=1),
+            ),
             auth=self.auth,
             identity_verifier=PeerVerifier(
                 SECRET, cluster_id=CLUSTER, self_id=SELF, members={PEER}, clock=self.clock.now_ms
@@ -504,3 +514,73 @@ async def test_credentials_on_every_request_as_the_npm_client_sends_them(
     answer = await env.call("POST", "/nacos/v1/auth/users",
                             {"username": "nacos", "password": ADMIN_PASSWORD})  # fmt: skip
     assert answer.status == 403
+
+
+async def test_the_v2_api_refuses_in_its_own_shape_and_takes_tokens(env: Env) -> None:
+    before = dict(env.datums.items())
+    answer = await env.call("POST", "/nacos/v2/ns/instance", register())
+    assert answer.status == 403
+    assert await answer.json() == {
+        "code": 10001,
+        "message": "access denied",
+        "data": "user not found!",
+    }
+    assert dict(env.datums.items()) == before
+
+    token = await reader_of(env, "ns1")
+    listing = {"serviceName": "svc", "namespaceId": "ns1", "accessToken": token}
+    answer = await env.call("GET", "/nacos/v2/ns/instance/list", listing)
+    assert answer.status == 200, await answer.text()
+    refused = await env.call(
+        "POST", "/nacos/v2/ns/instance", {**register("ns1"), "accessToken": token}
+    )
+    assert refused.status == 403
+    assert (await refused.json())["data"] == "authorization failed!"
+    elsewhere = {**listing, "namespaceId": "ns2"}
+    answer = await env.call("GET", "/nacos/v2/ns/instance/list", elsewhere)
+    assert (answer.status, (await answer.json())["code"]) == (403, 10001)
+    admin = await env.login("nacos", ADMIN_PASSWORD)
+    answer = await env.call("POST", "/nacos/v2/ns/instance", {**register(), "accessToken": admin})
+    assert (answer.status, await answer.json()) == (
+        200,
+        {"code": 0, "message": "success", "data": "ok"},
+    )
+
+
+@pytest.mark.parametrize("path", ["/nacos/v1/ns/instance", "/nacos/v2/ns/instance"])
+async def test_a_permission_is_checked_on_the_namespace_the_write_goes_to(
+    env: Env, path: str
+) -> None:
+    """A writer of ns1 naming ns1 only in a parameter the handler does not read (`tenant`,
+    `group`) is checked against the namespace it writes to: public, where it may not."""
+    token = await reader_of(env, "ns1", "rw")
+    before = dict(env.datums.items())
+    for aside in ({"tenant": "ns1"}, {"tenant": "ns1", "group": "G"}):
+        params = {**register(""), **aside, "accessToken": token}
+        answer = await env.call("POST", path, params)
+        assert answer.status == 403, await answer.text()
+    assert dict(env.datums.items()) == before
+    allowed = await env.call("POST", path, {**register("ns1"), "accessToken": token})
+    assert allowed.status == 200, await allowed.text()
+
+
+@pytest.mark.parametrize(
+    ("path", "aside"),
+    [
+        ("/nacos/v1/cs/configs", {"namespaceId": "ns1"}),  # v1 reads only `tenant`
+        ("/nacos/v2/cs/config", {"namespaceId": "", "tenant": "ns2", "groupName": "G"}),
+        ("/nacos/v2/cs/config", {"namespaceId": "ns2", "tenant": "ns1"}),  # namespaceId first
+    ],
+)
+async def test_a_config_permission_is_checked_on_the_namespace_written(
+    env: Env, path: str, aside: dict[str, str]
+) -> None:
+    token = await reader_of(env, "ns1", "rw")
+    config = {"dataId": "d", "group": "DEFAULT_GROUP", "content": "x", "accessToken": token}
+    answer = await env.call("POST", path, {**config, **aside})
+    assert answer.status == 403, await answer.text()
+    assert env.configs.count() == 0
+    v2_allowed = await env.call("POST", "/nacos/v2/cs/config", {**config, "namespaceId": "ns1"})
+    assert v2_allowed.status == 200, await v2_allowed.text()
+    v1_allowed = await env.call("POST", "/nacos/v1/cs/configs", {**config, "tenant": "ns1"})
+    assert v1_allowed.status == 200, await v1_allowed.text()

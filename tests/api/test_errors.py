@@ -13,7 +13,14 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from naraft.api import make_app
-from naraft.api.errors import NARAFT_STATUS, Refusal, proposal_failure, status_for
+from naraft.api.errors import (
+    NACOS_STATUS,
+    NACOS_V2_ERRORS,
+    NARAFT_STATUS,
+    Refusal,
+    proposal_failure,
+    status_for,
+)
 from naraft.errors import (
     AlreadyExistsError,
     DiskFullError,
@@ -208,3 +215,43 @@ async def test_a_client_that_leaves_mid_body_is_not_a_server_error(env: Any) -> 
         await runner.cleanup()
         errors_logger.removeHandler(heard)
         errors_logger.setLevel(level)
+
+
+V2_REGISTER = "/nacos/v2/ns/instance?ip=1.2.3.4&port=80&serviceName=s"
+
+
+def test_every_v1_error_has_a_v2_status_and_code() -> None:
+    assert set(NACOS_STATUS) <= set(NACOS_V2_ERRORS)
+    for cls, mapped in NACOS_V2_ERRORS.items():
+        assert mapped.code.code > 0, cls
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "code", "data"),
+    [
+        pytest.param(UnavailableError("no leader elected"), 503, 30000, "no leader elected"),
+        pytest.param(DiskFullError("disk full"), 503, 30000, "disk full"),
+        pytest.param(RuntimeError("secret internals"), 500, 30000, "internal error"),
+    ],
+)
+async def test_v2_failures_answer_in_the_v2_shape(
+    env: Any, error: Exception, status: int, code: int, data: str
+) -> None:
+    client = await serve(env, error)
+    try:
+        response = await client.post(V2_REGISTER)
+        assert response.status == status
+        assert await response.json() == {"code": code, "message": "server error", "data": data}
+    finally:
+        await client.close()
+
+
+async def test_a_large_v2_body_is_413_in_the_v2_shape(env: Any) -> None:
+    client = await serve(env, RuntimeError("unused"), max_body_bytes=1024)
+    try:
+        response = await client.post(V2_REGISTER, data=b"x" * 4096)
+        assert response.status == 413
+        assert (await response.json())["code"] == 20002
+    finally:
+        await client.close()
+    assert env.snapshot() == {}

@@ -6,7 +6,8 @@ Each route (method, path) has one `Rule`:
 - `OPEN`: anyone (health probes, login, the OpenAPI description, Raft status and metrics);
 - `USER`: any signed-in user;
 - `READ`/`WRITE` of `naming` or `config`: Nacos's permission on the resource the request
-  names (`namespaceId`/`tenant`, `groupName`/`group`, `serviceName`/`dataId`);
+  names, read from the parameters its handler reads (`namespaceId`, `groupName`,
+  `serviceName`; `tenant` (v2: `namespaceId`, else `tenant`), `group`, `dataId`);
 - `ADMIN`: a user with `ROLE_ADMIN`.
 
 Peer routes are not in the table: `make_app` registers them apart, and their handlers take
@@ -42,6 +43,10 @@ from naraft.api.errors import Handler, Refusal, json_refusal
 from naraft.api.health import LIVENESS_PATH, READINESS_PATH
 from naraft.api.params import ONLY_BODY_LIMIT, read_params
 from naraft.api.v1.configs import CONFIG_ROUTES
+from naraft.api.v2.configs import CS_BASE as V2_CS_BASE
+from naraft.api.v2.configs import V2_CONFIG_ROUTES, namespace_of
+from naraft.api.v2.naming import INSTANCE_PATH as V2_INSTANCE
+from naraft.api.v2.naming import SERVICE_PATH as V2_SERVICE
 from naraft.auth.rules import Need, resource_of, touches_namespace
 from naraft.errors import UnauthorizedError
 from naraft.transport.signing import PeerSigner, PeerVerifier, SignatureError
@@ -82,13 +87,13 @@ def _canonical(path: str) -> str:
     return re.sub(r"\{(\w+):[^}]*\}", r"{\1}", path)
 
 
-# config: Nacos's permission on `namespace:group:dataId`; the catch-all that answers
+# config (v1 and v2): Nacos's permission on `namespace:group:dataId`; the catch-all that answers
 # unknown and unsupported /nacos/v1/cs paths holds no data and is open
 _CONFIG_RULES: Final = {
     (route.method, _canonical(route.path)): (
         CONFIG_R if route.action == "r" else CONFIG_W if route.action == "w" else OPEN
     )
-    for route in CONFIG_ROUTES
+    for route in (*CONFIG_ROUTES, *V2_CONFIG_ROUTES)
 }
 
 ACCESS: Final[Mapping[tuple[str, str], Rule]] = {
@@ -108,6 +113,18 @@ ACCESS: Final[Mapping[tuple[str, str], Rule]] = {
     ("GET", f"{_NS}/service/list"): NAMING_R,
     ("GET", f"{_NS}/service/names"): NAMING_R,
     ("GET", f"{_NS}/service/subscribers"): NAMING_R,
+    # the Nacos 2.x naming API: the same rules as v1's routes
+    ("POST", V2_INSTANCE): NAMING_W,
+    ("PUT", V2_INSTANCE): NAMING_W,
+    ("DELETE", V2_INSTANCE): NAMING_W,
+    ("GET", V2_INSTANCE): NAMING_R,
+    ("GET", f"{V2_INSTANCE}/list"): NAMING_R,
+    ("PUT", f"{V2_INSTANCE}/beat"): NAMING_W,
+    ("POST", V2_SERVICE): NAMING_W,
+    ("PUT", V2_SERVICE): NAMING_W,
+    ("DELETE", V2_SERVICE): ADMIN,  # takes every instance with it, as v1's
+    ("GET", V2_SERVICE): NAMING_R,
+    ("GET", f"{V2_SERVICE}/list"): NAMING_R,
     # the cluster's own switches, health overrides and namespaces
     ("GET", f"{_NS}/operator/switches"): USER,
     ("PUT", f"{_NS}/operator/switches"): ADMIN,
@@ -237,14 +254,15 @@ def access_middleware(
             return await handler(request)
         if rule.level is Level.ADMIN:
             return _forbidden(request, FORBIDDEN)
+        # the parameters the handler reads, and no other: a permission checked on one
+        # namespace must not let a request write another
         if rule.kind == "config":
-            namespace = params.first("tenant", "namespaceId")
-            group, name = params.first("group", "groupName"), params.get("dataId")
+            v2 = request.path.startswith(V2_CS_BASE + "/")
+            namespace = namespace_of(params) if v2 else params.get("tenant")
+            group, name = params.get("group"), params.get("dataId")
         else:
-            namespace = params.first("namespaceId", "tenant")
-            group, name = _split_service(
-                params.first("groupName", "group"), params.get("serviceName")
-            )
+            namespace = params.get("namespaceId")
+            group, name = _split_service(params.get("groupName"), params.get("serviceName"))
         need = Need(resource_of(namespace, group, rule.kind, name), rule.level.value)
         if not service.allowed(identity, need):
             return _forbidden(request, FORBIDDEN)

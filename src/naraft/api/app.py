@@ -1,4 +1,4 @@
-"""make_app: the route table of the Nacos v1 naming API, over one NamingService.
+"""make_app: the route table of the Nacos v1 and v2 naming APIs, over one NamingService.
 
 Client and peer traffic share one port but not their limits: the client body limit
 (`MAX_BODY_BYTES`, checked on Content-Length by a middleware and by `client_max_size` on
@@ -28,6 +28,8 @@ from naraft.api.v1 import instance, namespace, operator, service
 from naraft.api.v1.beats import BEATS_PATH
 from naraft.api.v1.configs import CONFIG_API, ConfigApi, config_routes
 from naraft.api.v1.operator import SERVERS, ServerDirectory
+from naraft.api.v2 import naming as v2_naming
+from naraft.api.v2.configs import v2_config_routes
 from naraft.naming.service import NamingService
 from naraft.tls import PEER_CA_FLAG, has_peer_certificate
 from naraft.transport.signing import PeerVerifier
@@ -126,7 +128,7 @@ def make_app(
     """The client-facing application. `extra_routes` adds other layers' endpoints (raft,
     admin, auth); `peer_routes` adds the peer endpoints, outside the client body limit;
     `servers` feeds `/operator/servers` (default: this node alone); `configs` serves the
-    config API (`/nacos/v1/cs/*`, with its own body limit); `middlewares` run
+    config API (`/nacos/v1/cs/*`, `/nacos/v2/cs/*`, with its own body limit); `middlewares` run
     inside the error and body-limit ones (forwarding to the leader). Outermost,
     `edge_middleware` keeps the connection limits of `naraft.api.edge`; `observe` (request
     metrics and the access log, `naraft.api.observe`) runs right inside it, so that it sees
@@ -156,13 +158,13 @@ def make_app(
         app.router.add_routes(auth_api.routes)
     if servers is not None:
         app[SERVERS] = servers
-    for module in (instance, service, operator, namespace):
+    for module in (instance, service, operator, namespace, v2_naming):
         app.router.add_routes(module.routes)
     app.router.add_routes(health_routes())
     app.router.add_routes(list(extra_routes))
     if configs is not None:
         app[CONFIG_API] = configs
-        for route in app.router.add_routes(config_routes()):
+        for route in app.router.add_routes([*config_routes(), *v2_config_routes()]):
             if route.resource is not None:
                 own_limits[route.resource.canonical] = configs.service.settings.max_body_bytes
     for route in app.router.add_routes(list(peer_routes)):

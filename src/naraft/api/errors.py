@@ -1,10 +1,14 @@
-"""Every status code the client-facing APIs answer with, in two tables.
+"""Every status code the client-facing APIs answer with, in three tables.
 
 1. `NACOS_STATUS`, the Nacos v1 API (`/nacos/v1/ns/...`, and its beat endpoint between
    members): an exception → a status and a plain-text body, like Nacos's
    `ResponseExceptionHandler`; never a stack trace. A 400 body names the parameter by its
    wire (camelCase) name.
-2. `NARAFT_STATUS`, naraft's own kv and raft API (`/nacos/v1/ns/raft/kv`, `/raft/state`,
+2. `NACOS_V2_ERRORS`, the Nacos 2.x Open API (`/nacos/v2/...`): an exception → a status
+   and one of Nacos's `ErrorCode`s, answered as its `Result`, `{"code", "message", "data"}`
+   with the code's message and the detail (naming the parameter) in `data`. Unknown
+   `/nacos/v2` paths and methods answer in that shape too.
+3. `NARAFT_STATUS`, naraft's own kv and raft API (`/nacos/v1/ns/raft/kv`, `/raft/state`,
    ...): a `Refusal` → a status, with a JSON body `{"error": ..., ...}`; `PROPOSAL_FAILURES`
    says which refusal and write outcome each proposal failure means.
 
@@ -28,10 +32,12 @@ from aiohttp import web
 from naraft.api.params import wire_name
 from naraft.configs.validate import ContentTooLargeError
 from naraft.errors import (
+    AlreadyExistsError,
     CommandRejectedError,
     ConflictError,
     DiskFullError,
     InvalidArgumentError,
+    MissingTargetError,
     NotFoundError,
     OutcomeUnknownError,
     ProposalDroppedError,
@@ -81,7 +87,126 @@ def plain_error(error: Exception, text: str | None = None) -> web.Response:
     return web.Response(status=status, text=body_for(error) if text is None else text)
 
 
-# -------------------------------------------------------- table 2: naraft's kv and raft API
+# ------------------------------------------------------ table 2: the Nacos 2.x Open API
+
+V2_BASE: Final = "/nacos/v2/"
+
+
+@dataclass(frozen=True, slots=True)
+class V2Code:
+    """One of Nacos 2.x's `ErrorCode`s: its number and its message."""
+
+    code: int
+    message: str
+
+
+SUCCESS: Final = V2Code(0, "success")
+PARAMETER_MISSING: Final = V2Code(10000, "parameter missing")
+ACCESS_DENIED: Final = V2Code(10001, "access denied")
+TENANT_PARAM_ERROR: Final = V2Code(20001, "'tenant' parameter error")
+PARAMETER_VALIDATE_ERROR: Final = V2Code(20002, "parameter validate error")
+RESOURCE_NOT_FOUND: Final = V2Code(20004, "resource not found")
+RESOURCE_CONFLICT: Final = V2Code(20005, "resource conflict")
+WEIGHT_ERROR: Final = V2Code(21001, "weight error")
+INSTANCE_NOT_FOUND: Final = V2Code(21003, "instance not found")
+SELECTOR_ERROR: Final = V2Code(21006, "selector error")
+SERVICE_ALREADY_EXIST: Final = V2Code(21007, "service already exist")
+SERVICE_NOT_EXIST: Final = V2Code(21008, "service not exist")
+NAMESPACE_NOT_EXIST: Final = V2Code(22001, "namespace not exist")
+SERVER_ERROR: Final = V2Code(30000, "server error")
+
+
+@dataclass(frozen=True, slots=True)
+class V2Error:
+    status: int
+    code: V2Code
+
+
+NACOS_V2_ERRORS: Final[Mapping[type[Exception], V2Error]] = {
+    # a parameter that breaks a rule; a missing one, and some fields, have codes of their
+    # own (`V2_MISSING_RULE`, `V2_FIELD_CODES`)
+    InvalidArgumentError: V2Error(400, PARAMETER_VALIDATE_ERROR),
+    AlreadyExistsError: V2Error(400, SERVICE_ALREADY_EXIST),  # the one thing v2 creates
+    MissingTargetError: V2Error(404, RESOURCE_NOT_FOUND),  # by field, V2_FIELD_CODES
+    ContentTooLargeError: V2Error(413, PARAMETER_VALIDATE_ERROR),
+    ConflictError: V2Error(409, RESOURCE_CONFLICT),  # casMd5 did not match
+    UnsupportedError: V2Error(501, SERVER_ERROR),
+    NotFoundError: V2Error(404, RESOURCE_NOT_FOUND),  # by kind, V2_KIND_CODES
+    UnauthorizedError: V2Error(403, ACCESS_DENIED),
+    SignatureError: V2Error(403, ACCESS_DENIED),
+    BodyTooLargeError: V2Error(413, PARAMETER_VALIDATE_ERROR),
+    NotLeaderError: V2Error(503, SERVER_ERROR),
+    UnavailableError: V2Error(503, SERVER_ERROR),
+    CommandRejectedError: V2Error(500, SERVER_ERROR),
+}
+V2_MISSING_RULE: Final = "is required"  # the rule of every InvalidArgumentError for a missing one
+V2_FIELD_CODES: Final[Mapping[str, V2Code]] = {
+    "weight": WEIGHT_ERROR,
+    "selector": SELECTOR_ERROR,
+    "tenant": TENANT_PARAM_ERROR,
+    "namespace_id": TENANT_PARAM_ERROR,
+}
+"""Codes for a bad value of these fields (snake_case); a missing one is PARAMETER_MISSING."""
+V2_TARGET_CODES: Final[Mapping[str, V2Code]] = {
+    "service_name": SERVICE_NOT_EXIST,
+    "ip": INSTANCE_NOT_FOUND,
+}
+"""A `MissingTargetError`'s code by its field."""
+V2_KIND_CODES: Final[Mapping[str, V2Code]] = {
+    "service": SERVICE_NOT_EXIST,
+    "namespace": NAMESPACE_NOT_EXIST,
+}
+"""A `NotFoundError`'s code by its kind (an instance is RESOURCE_NOT_FOUND, as Nacos's)."""
+V2_HTTP_CODES: Final[Mapping[int, V2Code]] = {
+    404: RESOURCE_NOT_FOUND,  # no such /nacos/v2 path
+    413: PARAMETER_VALIDATE_ERROR,  # a body over the limit
+}
+"""aiohttp's own refusals on /nacos/v2 paths, by status; any other is a validate error."""
+
+
+def v2_result(data: object, code: V2Code = SUCCESS, status: int = 200) -> web.Response:
+    """Nacos 2.x's `Result`: `{"code", "message", "data"}`."""
+    return web.Response(
+        body=orjson.dumps({"code": code.code, "message": code.message, "data": data}),
+        status=status,
+        content_type="application/json",
+    )
+
+
+def v2_error_for(error: Exception) -> V2Error | None:
+    """The v2 status and code of `error` (its closest mapped base class), if any."""
+    found = next((e for cls in type(error).__mro__ if (e := NACOS_V2_ERRORS.get(cls))), None)
+    if found is None:
+        return None
+    if isinstance(error, MissingTargetError):
+        return V2Error(found.status, V2_TARGET_CODES.get(error.field, found.code))
+    if isinstance(error, NotFoundError):
+        return V2Error(found.status, V2_KIND_CODES.get(error.kind, found.code))
+    if type(error) is InvalidArgumentError:
+        if error.rule == V2_MISSING_RULE:
+            return V2Error(found.status, PARAMETER_MISSING)
+        return V2Error(found.status, V2_FIELD_CODES.get(error.field, found.code))
+    return found
+
+
+def v2_detail(error: Exception) -> str:
+    """The `data` of a v2 error: what went wrong, naming the parameter."""
+    if (
+        isinstance(error, InvalidArgumentError)
+        and error.rule == V2_MISSING_RULE
+        and error.message is None
+    ):
+        return f"Required parameter '{wire_name(error.field)}' is not present"
+    return body_for(error)
+
+
+def _v2_http_error(error: web.HTTPException, request: web.Request) -> web.Response:
+    code = V2_HTTP_CODES.get(error.status, PARAMETER_VALIDATE_ERROR)
+    detail = f"{request.method} {request.path}: {error.reason}"
+    return v2_result(detail, code, error.status)
+
+
+# -------------------------------------------------------- table 3: naraft's kv and raft API
 
 
 class Refusal(enum.Enum):
@@ -168,9 +293,12 @@ def body_for(error: Exception) -> str:
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    v2 = request.path.startswith(V2_BASE)
     try:
         return await handler(request)
-    except web.HTTPException:
+    except web.HTTPException as error:
+        if v2 and error.status >= 400:
+            return _v2_http_error(error, request)
         raise
     except ConnectionResetError as error:
         # The client went away before its body was read (a forwarding follower killed
@@ -181,8 +309,18 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             status=EDGE_BAD_REQUEST, text="the connection was lost while reading the request"
         )
     except Exception as error:
+        if v2:
+            return _v2_error(error, request)
         status = status_for(error)
         if status is None:
             logger.exception("unhandled error in %s %s", request.method, request.path)
             return web.Response(status=500, text="internal error")
         return web.Response(status=status, text=body_for(error))
+
+
+def _v2_error(error: Exception, request: web.Request) -> web.Response:
+    mapped = v2_error_for(error)
+    if mapped is None:
+        logger.exception("unhandled error in %s %s", request.method, request.path)
+        return v2_result("internal error", SERVER_ERROR, 500)
+    return v2_result(v2_detail(error), mapped.code, mapped.status)

@@ -21,6 +21,7 @@ from naraft.errors import (
     AlreadyExistsError,
     CommandRejectedError,
     InvalidArgumentError,
+    MissingTargetError,
     NotFoundError,
     QuotaExceededError,
 )
@@ -167,13 +168,13 @@ def _rejected_error(rejected: Rejected, command: Command) -> Exception:
                 message=f"specified service already exists, serviceName : {detail}",
             )
         case RejectReason.SERVICE_NOT_FOUND:
-            return InvalidArgumentError(
+            return MissingTargetError(
                 "service_name",
                 "must name an existing service",
                 message=f"specified service not exist, serviceName : {detail}",
             )
         case RejectReason.INSTANCE_NOT_FOUND:
-            return InvalidArgumentError(
+            return MissingTargetError(
                 "ip", "must name an existing instance", message=f"instance not exist: {detail}"
             )
         case RejectReason.INVALID_SWITCH:
@@ -268,9 +269,12 @@ class NamingService:
             command = ReleaseOwner(owner=owner, keys=chunk, stamped_at_ms=self._clock.now_ms())
             await self._propose(command)
 
-    async def update_instance(self, raw: RawInstance, client: ClientAgent) -> None:
-        """`PUT /instance`: strict for Java clients >= 1.0, an upsert for everyone else."""
-        if not client.is_java_v1:
+    async def update_instance(
+        self, raw: RawInstance, client: ClientAgent, *, strict: bool | None = None
+    ) -> None:
+        """`PUT /instance`: strict for Java clients >= 1.0, an upsert for everyone else;
+        `strict` decides instead when given (the 2.x API is always strict)."""
+        if not (client.is_java_v1 if strict is None else strict):
             await self.register_instance(raw)
             return
         instance = self._parse_instance(raw)
@@ -347,8 +351,10 @@ class NamingService:
         client_ip: str | None = None,
         app: str | None = None,
         client: ClientAgent,
+        grouped_names: bool | None = None,
     ) -> dict[str, object]:
-        """`GET /instance/list` (see `instance_list_view`); records a push target if asked."""
+        """`GET /instance/list` (see `instance_list_view`); records a push target if asked.
+        Hosts name their service grouped for Java clients >= 1.0, or as `grouped_names` says."""
         service = validate.service_key(namespace_id, group_name, service_name)
         cluster_filter = validate.clusters_filter(clusters)
         only_healthy = validate.flag("healthy_only", healthy_only, False)
@@ -374,7 +380,7 @@ class NamingService:
             clusters=clusters or "",
             cluster_filter=cluster_filter,
             healthy_only=only_healthy,
-            grouped_names=client.is_java_v1,
+            grouped_names=client.is_java_v1 if grouped_names is None else grouped_names,
             cache_ms=cache_ms,
             now_ms=now_ms,
         )

@@ -28,6 +28,7 @@ from naraft.configs import validate
 from naraft.configs.listeners import ListenerHub, encode_changed, parse_listening
 from naraft.configs.model import ConfigKey, ConfigRecord, HistoryRecord
 from naraft.configs.service import ConfigService
+from naraft.configs.state import ConfigState
 from naraft.configs.validate import RawPublish
 from naraft.errors import InvalidArgumentError, NaraftError, UnauthorizedError, UnsupportedError
 
@@ -69,17 +70,17 @@ class ConfigApi:
 CONFIG_API: Final = web.AppKey("config_api", ConfigApi)
 
 
-def _api(request: web.Request) -> ConfigApi:
+def config_api_of(request: web.Request) -> ConfigApi:
     return request.app[CONFIG_API]
 
 
-async def _params(request: web.Request) -> Params:
+async def config_params(request: web.Request) -> Params:
     """Parameters with the config limit on a value (content) instead of the naming one."""
-    limit = _api(request).service.settings.max_body_bytes
+    limit = config_api_of(request).service.settings.max_body_bytes
     return await read_params(request, max_value_chars=limit)
 
 
-def _tenant(value: str | None) -> str:
+def tenant_of(value: str | None) -> str:
     """Nacos reads `public` (any case) as the default namespace, stored as ""."""
     if value is not None and value.strip().lower() == "public":
         return ""
@@ -87,8 +88,12 @@ def _tenant(value: str | None) -> str:
 
 
 def _key(params: Params) -> ConfigKey:
-    tenant = _tenant(params.get("tenant"))
-    return validate.config_key(params.get("dataId"), params.get("group"), tenant)
+    return config_key_of(params, params.get("tenant"))
+
+
+def config_key_of(params: Params, tenant: str | None) -> ConfigKey:
+    """The config `params` name (`dataId`, `group`) in the namespace `tenant`."""
+    return validate.config_key(params.get("dataId"), params.get("group"), tenant_of(tenant))
 
 
 def _true() -> web.Response:
@@ -128,7 +133,7 @@ def _config_all_info(record: ConfigRecord) -> dict[str, object]:
     }
 
 
-def _history_info(record: HistoryRecord, *, with_content: bool) -> dict[str, object]:
+def history_info(record: HistoryRecord, *, with_content: bool) -> dict[str, object]:
     key = record.key
     return {
         "id": str(record.nid),
@@ -147,15 +152,16 @@ def _history_info(record: HistoryRecord, *, with_content: bool) -> dict[str, obj
     }
 
 
-def _page(items: list[dict[str, object]], total: int, page_no: int, page_size: int) -> web.Response:
-    return json_response(
-        {
-            "totalCount": total,
-            "pageNumber": page_no,
-            "pagesAvailable": (total + page_size - 1) // page_size,
-            "pageItems": items,
-        }
-    )
+def page_of(
+    items: list[dict[str, object]], total: int, page_no: int, page_size: int
+) -> dict[str, object]:
+    """Nacos's `Page`."""
+    return {
+        "totalCount": total,
+        "pageNumber": page_no,
+        "pagesAvailable": (total + page_size - 1) // page_size,
+        "pageItems": items,
+    }
 
 
 def _no_cache(response: web.Response) -> web.Response:
@@ -165,7 +171,7 @@ def _no_cache(response: web.Response) -> web.Response:
     return response
 
 
-def _refuse_gray(request: web.Request, params: Params) -> None:
+def refuse_gray(request: web.Request, params: Params) -> None:
     if params.get("beta") is not None or request.headers.get("betaIps", "").strip():
         raise UnsupportedError(_UNSUPPORTED_GRAY)
     tag = params.get("tag")
@@ -182,9 +188,9 @@ def _refuse_gray(request: web.Request, params: Params) -> None:
 
 async def get_configs(request: web.Request) -> web.Response:
     """Get one config's content, its detail (`show=all`) or a page (`search=`)."""
-    params = await _params(request)
-    _refuse_gray(request, params)
-    api = _api(request)
+    params = await config_params(request)
+    refuse_gray(request, params)
+    api = config_api_of(request)
     search = params.get("search")
     if search is not None:
         api.count("configs.search")
@@ -243,7 +249,7 @@ async def _search(api: ConfigApi, params: Params, search: str) -> web.Response:
         )
     page_no = validate.page("pageNo", params.get("pageNo"), None, 1 << 20)
     page_size = validate.page("pageSize", params.get("pageSize"), None, MAX_PAGE_SIZE)
-    tenant = _tenant(params.get("tenant"))
+    tenant = tenant_of(params.get("tenant"))
     app_name = (params.get("appName") or "").strip()
     tags = [
         t for t in (params.get("config_tags") or params.get("configTags") or "").split(",") if t
@@ -260,18 +266,27 @@ async def _search(api: ConfigApi, params: Params, search: str) -> web.Response:
     ]
     start = (page_no - 1) * page_size
     items = [_config_info(r) for r in found[start : start + page_size]]
-    return _page(items, len(found), page_no, page_size)
+    return json_response(page_of(items, len(found), page_no, page_size))
 
 
 async def publish_config(request: web.Request) -> web.Response:
-    params = await _params(request)
-    _refuse_gray(request, params)
-    api = _api(request)
-    api.count("configs.publish")
+    params = await config_params(request)
+    await publish(request, params, params.get("tenant"))
+    return _true()
+
+
+async def publish(
+    request: web.Request, params: Params, tenant: str | None, route: str = "configs.publish"
+) -> None:
+    """Publish the config `params` name in namespace `tenant` (v1 and v2 alike), counted
+    under `route`."""
+    refuse_gray(request, params)
+    api = config_api_of(request)
+    api.count(route)
     raw = RawPublish(
         data_id=params.get("dataId"),
         group=params.get("group"),
-        tenant=_tenant(params.get("tenant")),
+        tenant=tenant_of(tenant),
         content=params.get("content"),
         app_name=params.get("appName"),
         type=params.get("type"),
@@ -280,18 +295,17 @@ async def publish_config(request: web.Request) -> web.Response:
         cas_md5=params.first("casMd5") or request.headers.get("casMd5"),
     )
     await api.service.publish(raw, src_ip=request.remote or "")
-    return _true()
 
 
 async def delete_config(request: web.Request) -> web.Response:
-    params = await _params(request)
-    api = _api(request)
+    params = await config_params(request)
+    api = config_api_of(request)
     if params.get("delType") == "ids":
         api.count("configs.delete_ids")
         ids = validate.ids(params.get("ids"))
         await api.service.delete_ids(ids, src_ip=request.remote or "")
         return json_response({"code": 200, "message": None, "data": True})
-    _refuse_gray(request, params)
+    refuse_gray(request, params)
     api.count("configs.delete")
     await api.service.delete(_key(params), src_ip=request.remote or "")
     return _true()
@@ -315,10 +329,10 @@ def _poll_timeout_ms(request: web.Request) -> int | None:
 async def listen(request: web.Request) -> web.Response:
     """Long polling: answer the changed configs at once, when one changes, or empty at the
     end of the hold. An error is answered after `POLL_ERROR_DELAY_SECONDS`."""
-    api = _api(request)
+    api = config_api_of(request)
     api.count("configs.listener")
     try:
-        params = await _params(request)
+        params = await config_params(request)
         hub = api.hub
         md5s = parse_listening(params.get("Listening-Configs"), hub.max_keys)
         timeout_ms = _poll_timeout_ms(request)
@@ -341,11 +355,11 @@ async def listen(request: web.Request) -> web.Response:
 async def listener_status(request: web.Request) -> web.Response:
     """`GET /configs/listener?dataId&group[&tenant]`: this node's polls on the config
     (client address → the MD5 it holds)."""
-    params = await _params(request)
-    api = _api(request)
+    params = await config_params(request)
+    api = config_api_of(request)
     api.count("configs.listener_status")
     group = validate.group_or_default(params.get("group"))
-    key = validate.config_key(params.get("dataId"), group, _tenant(params.get("tenant")))
+    key = validate.config_key(params.get("dataId"), group, tenant_of(params.get("tenant")))
     return json_response(
         {"collectStatus": 200, "lisentersGroupkeyStatus": api.hub.listeners_of(key)}
     )
@@ -354,8 +368,8 @@ async def listener_status(request: web.Request) -> web.Response:
 async def listener_by_ip(request: web.Request) -> web.Response:
     """`GET /listener?ip=`: what the client at `ip` listens to on this node (groupKey →
     MD5), as Nacos's `ListenerController`."""
-    params = await _params(request)
-    api = _api(request)
+    params = await config_params(request)
+    api = config_api_of(request)
     api.count("listener")
     ip = params.get("ip")
     if ip is None or not ip.strip():
@@ -370,48 +384,53 @@ async def listener_by_ip(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------------------- history
 
 
-def _check_owner(record: HistoryRecord, params: Params) -> None:
+def check_owner(record: HistoryRecord, params: Params) -> None:
     if record.key.data_id != params.get("dataId") or record.key.group != params.get("group"):
         raise UnauthorizedError("Please check dataId and group.")
+
+
+def history_page(state: ConfigState, key: ConfigKey, params: Params) -> dict[str, object]:
+    """A page (`pageNo`, `pageSize`) of `key`'s history, newest first, without contents."""
+    page_no = validate.page("pageNo", params.get("pageNo"), 1, 1 << 20)
+    page_size = validate.page("pageSize", params.get("pageSize"), 100, MAX_PAGE_SIZE)
+    records = state.history_of(key)
+    start = (page_no - 1) * page_size
+    items = [history_info(r, with_content=False) for r in records[start : start + page_size]]
+    return page_of(items, len(records), page_no, page_size)
 
 
 async def history(request: web.Request) -> web.Response:
     """`?search=accurate`: a page of a config's history (newest first, no contents);
     else `?nid=`: one record with its content (empty when there is none)."""
-    params = await _params(request)
-    api = _api(request)
+    params = await config_params(request)
+    api = config_api_of(request)
     await api.service.read_barrier()
     state = api.service.state
     if params.get("search") == "accurate":
         api.count("history.search")
         key = _key(params)
-        page_no = validate.page("pageNo", params.get("pageNo"), 1, 1 << 20)
-        page_size = validate.page("pageSize", params.get("pageSize"), 100, MAX_PAGE_SIZE)
-        records = state.history_of(key)
-        start = (page_no - 1) * page_size
-        items = [_history_info(r, with_content=False) for r in records[start : start + page_size]]
-        return _page(items, len(records), page_no, page_size)
+        return json_response(history_page(state, key, params))
     api.count("history.detail")
     nid = validate.long_id("nid", params.get("nid"))
     record = state.history_record(nid)
     if record is None:
         return web.Response(text="")
-    _check_owner(record, params)
-    return json_response(_history_info(record, with_content=True))
+    check_owner(record, params)
+    return json_response(history_info(record, with_content=True))
 
 
 async def history_previous(request: web.Request) -> web.Response:
     """`?id=` (a config's id): its newest history record, or empty."""
-    params = await _params(request)
-    api = _api(request)
+    params = await config_params(request)
+    api = config_api_of(request)
     api.count("history.previous")
     config_id = validate.long_id("id", params.get("id"))
     await api.service.read_barrier()
     record = api.service.state.previous_history(config_id)
     if record is None:
         return web.Response(text="")
-    _check_owner(record, params)
-    return json_response(_history_info(record, with_content=True))
+    check_owner(record, params)
+    return json_response(history_info(record, with_content=True))
 
 
 # ------------------------------------------------------------------ the rest of /cs

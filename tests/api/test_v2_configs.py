@@ -1,0 +1,120 @@
+"""/nacos/v2/cs/…: Nacos 2.x's config and history API over the same ConfigService as v1
+(the in-process config node of test_configs), answering Nacos's `Result`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from tests.api.test_configs import CS, MAX_CONTENT, Env
+
+from naraft.api import make_app
+
+V2_CONFIG = "/nacos/v2/cs/config"
+V2_HISTORY = "/nacos/v2/cs/history"
+V2_HISTORY_LIST = "/nacos/v2/cs/history/list"
+KEY = {"dataId": "app.yaml", "group": "DEFAULT_GROUP"}
+
+
+@pytest.fixture
+async def cs() -> AsyncIterator[Env]:
+    environment = Env()
+    app = make_app(environment.naming, configs=environment.api)
+    client: TestClient[web.Request, web.Application] = TestClient(TestServer(app))
+    await client.start_server()
+    environment.client = client
+    try:
+        yield environment
+    finally:
+        await client.close()
+
+
+async def v2(
+    env: Env, method: str, path: str, params: dict[str, str], *, form: bool = False
+) -> tuple[int, Any]:
+    if form:
+        response = await env.call(method, path, data=params)
+    else:
+        response = await env.call(method, path, params)
+    assert response.content_type == "application/json", await response.text()
+    return response.status, await response.json()
+
+
+def ok(data: object) -> dict[str, object]:
+    return {"code": 0, "message": "success", "data": data}
+
+
+async def test_publish_get_delete(cs: Env) -> None:
+    published = {**KEY, "content": "a: 1", "type": "yaml"}
+    assert await v2(cs, "POST", V2_CONFIG, published, form=True) == (200, ok(True))
+    assert await v2(cs, "GET", V2_CONFIG, KEY) == (200, ok("a: 1"))
+    assert cs.proposer.read_barriers == 1  # a read passes the barrier, as v1's
+    assert await v2(cs, "DELETE", V2_CONFIG, KEY) == (200, ok(True))
+    status, body = await v2(cs, "GET", V2_CONFIG, KEY)
+    assert (status, body) == (
+        404,
+        {"code": 20004, "message": "resource not found", "data": "config data not exist"},
+    )
+    assert cs.counted == ["v2.config.publish", "v2.config.get", "v2.config.delete", "v2.config.get"]
+
+
+async def test_v2_and_v1_share_the_configs_and_namespaces(cs: Env) -> None:
+    in_ns = {**KEY, "namespaceId": "ns1", "content": "x=1"}
+    assert await v2(cs, "POST", V2_CONFIG, in_ns, form=True) == (200, ok(True))
+    v1 = await cs.call("GET", CS, {**KEY, "tenant": "ns1"})
+    assert (v1.status, await v1.text()) == (200, "x=1")
+    public = await cs.call("GET", CS, KEY)
+    assert public.status == 404  # another namespace
+
+    await cs.publish("from-v1", "y=2")
+    got = await v2(cs, "GET", V2_CONFIG, {"dataId": "from-v1", "group": "DEFAULT_GROUP"})
+    assert got == (200, ok("y=2"))
+    # `public` names the default namespace, and `tenant` is read when namespaceId is absent
+    public_named = {"dataId": "from-v1", "group": "DEFAULT_GROUP", "namespaceId": "public"}
+    assert await v2(cs, "GET", V2_CONFIG, public_named) == (200, ok("y=2"))
+    by_tenant = {**KEY, "tenant": "ns1"}
+    assert await v2(cs, "GET", V2_CONFIG, by_tenant) == (200, ok("x=1"))
+
+
+async def test_errors_name_the_field_and_write_nothing(cs: Env) -> None:
+    status, body = await v2(cs, "POST", V2_CONFIG, KEY, form=True)
+    assert (status, body["code"], body["message"]) == (400, 10000, "parameter missing")
+    assert "content" in body["data"]
+    status, body = await v2(cs, "GET", V2_CONFIG, {"group": "DEFAULT_GROUP"})
+    assert (status, body["code"]) == (400, 10000)
+    assert "dataId" in body["data"]
+    bad_id = {**KEY, "dataId": "a b", "content": "x"}
+    status, body = await v2(cs, "POST", V2_CONFIG, bad_id, form=True)
+    assert (status, body["code"], body["message"]) == (400, 20002, "parameter validate error")
+    assert "dataId" in body["data"]
+    bad_ns = {**KEY, "namespaceId": "no spaces", "content": "x"}
+    status, body = await v2(cs, "POST", V2_CONFIG, bad_ns, form=True)
+    assert (status, body["code"]) == (400, 20001)
+    too_big = {**KEY, "content": "x" * (MAX_CONTENT + 1)}
+    status, body = await v2(cs, "POST", V2_CONFIG, too_big, form=True)
+    assert (status, body["code"]) == (413, 20002)
+    assert cs.state.count() == 0
+
+
+async def test_history_list_and_detail(cs: Env) -> None:
+    for content in ("v1", "v2"):
+        await v2(cs, "POST", V2_CONFIG, {**KEY, "content": content}, form=True)
+    status, listed = await v2(cs, "GET", V2_HISTORY_LIST, KEY)
+    assert status == 200
+    assert listed["code"] == 0
+    page = listed["data"]
+    assert page["totalCount"] == 2
+    newest = page["pageItems"][0]
+    assert (newest["opType"], newest["content"]) == ("U", None)
+    status, detail = await v2(cs, "GET", V2_HISTORY, {**KEY, "nid": newest["id"]})
+    assert (status, detail["data"]["content"]) == (200, "v1")
+    status, body = await v2(cs, "GET", V2_HISTORY, {**KEY, "nid": "999"})
+    assert (status, body["code"]) == (404, 20004)
+    status, body = await v2(cs, "GET", V2_HISTORY, {**KEY, "nid": "x"})
+    assert (status, body["code"]) == (400, 20002)
+    assert "nid" in body["data"]
+    status, body = await v2(cs, "GET", V2_HISTORY, KEY)
+    assert (status, body["code"]) == (400, 10000)
