@@ -8,6 +8,7 @@ with a failed outcome for the beat, alongside latency per peer.
 from __future__ import annotations
 
 import platform
+from collections.abc import Mapping
 from typing import Final, Protocol
 
 from prometheus_client import (
@@ -209,6 +210,13 @@ class NodeMetrics:
             ["module", "name"],
             registry=r,
         )
+        self.grpc = Gauge(
+            "naraft_grpc",
+            "The 2.x gRPC endpoint: connections, requests, refused, forwarded, resets, "
+            "pushes, failed pushes (counts since start, but connections)",
+            ["name"],
+            registry=r,
+        )
         self.build_info = Gauge(
             "naraft_build_info",
             "Always 1; the labels say which naraft and Python this node runs",
@@ -276,6 +284,10 @@ class NodeMetrics:
             ("failedPush", failed),
         ):
             self.nacos_monitor.labels(module=NACOS_MODULE, name=name).set(value)
+
+    def observe_grpc(self, counts: Mapping[str, int]) -> None:
+        for name, value in counts.items():
+            self.grpc.labels(name=name).set(value)
 
     # RequestObserver, of naraft.api.observe
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:

@@ -63,7 +63,7 @@ from naraft.naming.service import NamingService
 from naraft.naming.state import NamingState
 from naraft.naming.udp import UdpPusher
 from naraft.node_events import NodeEvents
-from naraft.raft import NodeId, NotLeaderError, RaftCore, RaftError, Role, Status
+from naraft.raft import Index, NodeId, NotLeaderError, RaftCore, RaftError, Role, Status
 from naraft.replica import Replica
 from naraft.state.datums import Datum, DatumChanges, DatumTable
 from naraft.state.kv import read_value
@@ -260,6 +260,7 @@ class Node:
         self.metrics.disk_full.set(0 if self.replica.disk_full is None else 1)
         self.metrics.observe_machine(self._machine)
         self.metrics.observe_naming(self._naming_sizes, leader=self.replica.is_leader)
+        self.metrics.observe_grpc(self.grpc.counts())
         state = self._machine.configs
         self.metrics.observe_configs(state.count(), state.history_count(), self.configs.hub.held)
         return self.metrics.render()
@@ -579,7 +580,7 @@ def _wire(
         token_ttl_seconds=config.auth.token_ttl_seconds,
         login_failures_per_minute=config.auth.login_failures_per_minute,
     )
-    grpc_server = _grpc(config, naming, owned, auth, clock, feed)
+    grpc_server = _grpc(config, replica, naming, owned, auth, clock, feed)
     node = Node(
         config, replica=replica, machine=machine, datums=datums, naming_state=naming_state,
         metrics=metrics, digest=digest, configs=configs,
@@ -599,8 +600,22 @@ def _wire(
     )  # fmt: skip
 
 
+class _Applied:
+    """The replica's applied index, as the gRPC server's `Progress`."""
+
+    def __init__(self, replica: Replica) -> None:
+        self._replica = replica
+
+    def applied_index(self) -> int:
+        return self._replica.status.applied_index
+
+    async def wait_applied(self, index: int) -> None:
+        await self._replica.wait_applied(Index(index))
+
+
 def _grpc(
     config: NodeConfig,
+    replica: Replica,
     naming: NamingService,
     owned: OwnedInstances,
     auth: AuthService,
@@ -615,6 +630,7 @@ def _grpc(
         node_id=config.id,
         connections=connections,
         auth=auth,
+        progress=_Applied(replica),
         push_timeout_seconds=config.grpc.push_timeout_seconds,
     )
     naming_routes = NamingRoutes(

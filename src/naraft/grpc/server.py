@@ -46,6 +46,7 @@ IDLE_SECONDS: Final = 20.0  # Nacos's keep-alive: a silent client is asked if it
 DETECT_TIMEOUT_SECONDS: Final = 3.0
 RESET_GRACE_SECONDS: Final = 1.0  # after ConnectResetRequest, before the stream closes
 MAX_REQUEST_ID_CHARS: Final = 64
+FOLLOW_SECONDS: Final = 2.0  # a forwarded write waits this long to be applied here too
 
 ACCESS_TOKEN_HEADER: Final = "accessToken"
 
@@ -123,6 +124,14 @@ class Route:
     internal: bool = False  # only a member may ask it (through the leader link)
 
 
+class Progress(Protocol):
+    """How far this node has applied the log (the replica)."""
+
+    def applied_index(self) -> int: ...
+
+    async def wait_applied(self, index: int) -> None: ...
+
+
 class LeaderLink(Protocol):
     """Sends a write to the leader and returns its answer body (naraft.grpc.forward)."""
 
@@ -138,6 +147,8 @@ class ServerStats:
     forwarded: int = 0
     streams_opened: int = 0
     resets_sent: int = 0
+    pushes_closed: int = 0  # pushes sent on connections gone since
+    failed_pushes_closed: int = 0
     by_type: dict[str, int] = field(default_factory=dict)
 
 
@@ -151,12 +162,14 @@ class GrpcServer:
         connections: ConnectionTable,
         auth: AuthService | None,
         link: LeaderLink | None = None,
+        progress: Progress | None = None,
         push_timeout_seconds: float = 3.0,
     ) -> None:
         self._node_id = node_id
         self.connections = connections
         self._auth = auth
         self.link = link  # set once the node's HTTP session exists
+        self._progress = progress
         self._routes: dict[str, Route] = {}
         self._server: aio.Server | None = None
         self._accepting = False
@@ -178,6 +191,29 @@ class GrpcServer:
     @property
     def kinds(self) -> tuple[str, ...]:
         return tuple(sorted(self._routes))
+
+    def counts(self) -> dict[str, int]:
+        """What the metrics show of this endpoint."""
+        pushed, failed = self.stats.pushes_closed, self.stats.failed_pushes_closed
+        for connection in self.connections:
+            pushed += connection.pushes_sent
+            failed += connection.pushes_failed
+        modules: dict[str, int] = {"connections_naming": 0, "connections_config": 0}
+        for connection in self.connections:
+            name = f"connections_{connection.module}"
+            if name in modules:
+                modules[name] += 1
+        return {
+            "connections": len(self.connections),
+            **modules,
+            "requests": self.stats.requests,
+            "refused": self.stats.refused,
+            "forwarded": self.stats.forwarded,
+            "resets": self.stats.resets_sent,
+            "refused_connections": self.connections.refused,
+            "pushes": pushed,
+            "failed_pushes": failed,
+        }
 
     # --------------------------------------------------------------- lifecycle
 
@@ -408,6 +444,17 @@ class GrpcServer:
         if answer.get("errorCode", 0) not in (0, None) and answer.get("typed") is False:
             raise RefusedError(Code(int(answer["errorCode"])), str(answer.get("message", "")))
         answer.pop("typed", None)
+        applied = answer.pop("appliedIndex", None)
+        if self._progress is not None and isinstance(applied, int):
+            # read-your-writes on the node the client is connected to, as Nacos 2.x gives
+            # (its writes land on that node first): answer once this node applied it too
+            try:
+                async with asyncio.timeout(FOLLOW_SECONDS):
+                    await self._progress.wait_applied(applied)
+            except TimeoutError:
+                logger.info(
+                    "%s applied on the leader, not here within %ss", route.kind, FOLLOW_SECONDS
+                )
         return answer
 
     async def run_forwarded(self, message: Mapping[str, Any]) -> dict[str, Any]:
@@ -431,7 +478,10 @@ class GrpcServer:
                 app=str(client.get("app", ""))[:128],
             )
             call = Call(route.kind, body, {}, remote, identity)
-            return await route.write(call)
+            answer = await route.write(call)
+            if self._progress is not None:
+                answer["appliedIndex"] = self._progress.applied_index()
+            return answer
         except NotLeaderError:
             refusal = failed(Code.OVER_THRESHOLD, "this node is no longer the leader")
             return {**refusal, "typed": False}
@@ -506,6 +556,8 @@ class GrpcServer:
             connection.close("the stream broke")
         finally:
             reader.cancel()
+            self.stats.pushes_closed += connection.pushes_sent
+            self.stats.failed_pushes_closed += connection.pushes_failed
             await self.connections.forget(connection)
 
     async def _read(self, requests: AsyncIterator[bytes], connection: Connection) -> None:

@@ -44,7 +44,12 @@ class Driver:
         self.config: Any = None
 
     async def start(
-        self, servers: str, namespace: str = "", username: str = "", password: str = ""
+        self,
+        servers: str,
+        namespace: str = "",
+        username: str = "",
+        password: str = "",
+        services: str = "naming,config",
     ) -> str:
         builder = (
             ClientConfigBuilder()
@@ -58,8 +63,10 @@ class Driver:
         if username:
             builder = builder.username(username).password(password)
         client_config = builder.build()
-        self.naming = await NacosNamingService.create_naming_service(client_config)
-        self.config = await NacosConfigService.create_config_service(client_config)
+        if "naming" in services:
+            self.naming = await NacosNamingService.create_naming_service(client_config)
+        if "config" in services:
+            self.config = await NacosConfigService.create_config_service(client_config)
         return "started"
 
     async def register(
@@ -114,7 +121,7 @@ class Driver:
         self,
         service: str,
         group: str = "DEFAULT_GROUP",
-        healthy_only: bool = False,
+        healthy_only: bool | None = None,
         subscribe: bool = False,
     ) -> list[dict[str, Any]]:
         hosts = await self.naming.list_instances(
