@@ -11,7 +11,6 @@ of docs/nacos-compat.md are checked at that scale.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -66,7 +65,8 @@ async def register(client: GrpcTestClient, service: str, ip: str, port: int = 80
         {**SERVICE, "serviceName": service, "type": "registerInstance",
          "instance": instance(ip, port)},
     )  # fmt: skip
-    assert answer.type == "InstanceResponse" and answer.ok, answer
+    assert answer.type == "InstanceResponse", answer
+    assert answer.ok, answer
     return answer
 
 
@@ -104,7 +104,8 @@ async def test_grpc_and_v1_share_instances_and_subscribers_hear_other_nodes(
         "SubscribeServiceRequest",
         {**SERVICE, "serviceName": service, "clusters": "", "subscribe": True},
     )
-    assert subscribed.type == "SubscribeServiceResponse" and subscribed.ok, subscribed
+    assert subscribed.type == "SubscribeServiceResponse", subscribed
+    assert subscribed.ok, subscribed
     assert subscribed.body["serviceInfo"]["hosts"] == []
 
     await register(owner, service, "10.1.0.1")
@@ -126,11 +127,13 @@ async def test_grpc_and_v1_share_instances_and_subscribers_hear_other_nodes(
         "ServiceQueryRequest",
         {**SERVICE, "serviceName": service, "cluster": "", "healthOnly": False},
     )
-    assert query.ok and hosts_of(query) == {"10.1.0.1:8080", "10.1.0.2:8080"}
+    assert query.ok, query
+    assert hosts_of(query) == {"10.1.0.1:8080", "10.1.0.2:8080"}
     listed = await owner.request(
         "ServiceListRequest", {**SERVICE, "serviceName": "", "pageNo": 1, "pageSize": 100}
     )
-    assert listed.ok and service in listed.body["serviceNames"], listed
+    assert listed.ok, listed
+    assert service in listed.body["serviceNames"], listed
 
     # closing the owner's connection removes its instance everywhere, at once
     await owner.close()
