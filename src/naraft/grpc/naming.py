@@ -112,8 +112,6 @@ class NamingRoutes:
         self._subscribers: dict[ServiceKey, dict[str, set[str]]] = {}
         self._followed: dict[str, set[tuple[ServiceKey, str]]] = {}  # by connection id
         self._in_flight: dict[tuple[str, ServiceKey, str], bool] = {}  # value: push again
-        self.pushes = 0
-        self.push_failures = 0
 
     def routes(self) -> list[Route]:
         return [
@@ -167,6 +165,7 @@ class NamingRoutes:
         """Hear connection closes (release what they owned) and applied changes (push)."""
         connections.on_close(self._closed)
         feed.subscribe_all(self._changed)
+        self._server.add_counts(lambda: {"subscriptions": self.subscriptions})
 
     @property
     def subscriptions(self) -> int:
@@ -385,10 +384,8 @@ class NamingRoutes:
                         {**body, "module": "naming", "serviceInfo": info},
                         timeout_seconds=self._push_timeout,
                     )
-                    self.pushes += 1
                 except UnavailableError:
-                    self.push_failures += 1
-                    return
+                    return  # the connection closed: its client subscribes again
                 if not self._in_flight.get(slot):
                     return
                 self._in_flight[slot] = False

@@ -70,19 +70,17 @@ def _file() -> descriptor_pb2.FileDescriptorProto:
     return proto
 
 
-def _classes() -> tuple[type[Message], type[Message]]:
+def _payload_class() -> type[Message]:
     pool = descriptor_pool.DescriptorPool()
     any_file = descriptor_pb2.FileDescriptorProto()
     any_pb2.DESCRIPTOR.CopyToProto(any_file)
     pool.Add(any_file)
     pool.Add(_file())
-    return (
-        message_factory.GetMessageClass(pool.FindMessageTypeByName("Payload")),
-        message_factory.GetMessageClass(pool.FindMessageTypeByName("Metadata")),
-    )
+    payload: type[Message] = message_factory.GetMessageClass(pool.FindMessageTypeByName("Payload"))
+    return payload
 
 
-Payload, Metadata = _classes()
+Payload = _payload_class()
 
 
 @dataclass(frozen=True, slots=True)

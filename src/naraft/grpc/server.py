@@ -170,6 +170,7 @@ class GrpcServer:
         self._auth = auth
         self.link = link  # set once the node's HTTP session exists
         self._progress = progress
+        self._more_counts: list[Callable[[], Mapping[str, int]]] = []
         self._routes: dict[str, Route] = {}
         self._server: aio.Server | None = None
         self._accepting = False
@@ -192,6 +193,10 @@ class GrpcServer:
     def kinds(self) -> tuple[str, ...]:
         return tuple(sorted(self._routes))
 
+    def add_counts(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        """Add a route family's own figures to `counts` (subscriptions, listeners)."""
+        self._more_counts.append(counts)
+
     def counts(self) -> dict[str, int]:
         """What the metrics show of this endpoint."""
         pushed, failed = self.stats.pushes_closed, self.stats.failed_pushes_closed
@@ -211,9 +216,10 @@ class GrpcServer:
             "forwarded": self.stats.forwarded,
             "resets": self.stats.resets_sent,
             "refused_connections": self.connections.refused,
+            "streams_opened": self.stats.streams_opened,
             "pushes": pushed,
             "failed_pushes": failed,
-        }
+        } | {name: value for more in self._more_counts for name, value in more().items()}
 
     # --------------------------------------------------------------- lifecycle
 
