@@ -341,7 +341,7 @@ class GrpcServer:
             body = ok(connectionId=self.connections.id_of(peer), supportAbilityNegotiation=False)
             return payload.build("ServerCheckResponse", {**body, "requestId": request_id})
         route = self._routes.get(kind)
-        if route is None or route.internal:
+        if kind != "HealthCheckRequest" and (route is None or route.internal):
             self.stats.refused += 1
             return _error(Code.NO_HANDLER, f"no handler for request type {kind[:64]}", request_id)
         connection = await self.connections.find(peer)
@@ -349,7 +349,7 @@ class GrpcServer:
             self.stats.refused += 1
             return _error(Code.UN_REGISTER, "Connection is unregistered.", request_id)
         connection.touch()
-        if kind == "HealthCheckRequest":
+        if route is None:  # HealthCheckRequest: the connection is registered and alive
             return payload.build("HealthCheckResponse", {**ok(), "requestId": request_id})
         answer = await self.serve(route, decoded.body, decoded.headers, connection, request_id)
         return answer
