@@ -235,3 +235,30 @@ async def test_a_stopping_node_asks_its_clients_to_move(
             await stopping
         finally:
             await client.close()
+
+
+async def test_grpc_speaks_tls_with_the_client_certificate(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    with local_cluster(tmp_path_factory.mktemp("grpc-tls"), size=3, tls=True) as cluster:
+        cluster.wait_ready()
+        assert cluster.ca_file is not None
+        ca = cluster.ca_file.read_bytes()
+        secure = await GrpcTestClient(
+            grpc_address(cluster.nodes[1].address), root_certificates=ca
+        ).connect()
+        try:
+            done = await secure.request("InstanceRequest", register_body("tls-svc"))
+            assert done.ok, done
+            listed = await secure.request(
+                "ServiceQueryRequest",
+                {**NAMES, "serviceName": "tls-svc", "cluster": "", "healthOnly": False},
+            )
+            assert [h["ip"] for h in listed.body["serviceInfo"]["hosts"]] == ["10.9.0.1"]
+        finally:
+            await secure.close()
+        # a plaintext client gets no service from a TLS node
+        plain = GrpcTestClient(grpc_address(cluster.nodes[1].address), timeout_seconds=2)
+        with pytest.raises(grpc.aio.AioRpcError):
+            await plain.connect()
+        await plain.close()

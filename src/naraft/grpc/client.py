@@ -55,13 +55,17 @@ class GrpcTestClient:
         access_token: str | None = None,
         answer_pushes: bool = True,
         timeout_seconds: float = 5.0,
+        root_certificates: bytes | None = None,
     ) -> None:
+        """`root_certificates` (PEM): speak TLS, trusting that CA for the node's
+        certificate."""
         self.address = address
         self._labels = dict(labels or {"source": "sdk", "module": "naming"})
         self._tenant = tenant
         self.access_token = access_token
         self._answer_pushes = answer_pushes
         self._timeout = timeout_seconds
+        self._root_certificates = root_certificates
         self._channel: aio.Channel | None = None
         self._outgoing: asyncio.Queue[Any] = asyncio.Queue()
         self._stream: Any = None
@@ -72,9 +76,12 @@ class GrpcTestClient:
         self._ids = 0
 
     async def connect(self) -> GrpcTestClient:
-        channel = aio.insecure_channel(
-            self.address, options=[("grpc.use_local_subchannel_pool", 1)]
-        )
+        options = [("grpc.use_local_subchannel_pool", 1)]
+        if self._root_certificates is None:
+            channel = aio.insecure_channel(self.address, options=options)
+        else:
+            credentials = grpc.ssl_channel_credentials(root_certificates=self._root_certificates)
+            channel = aio.secure_channel(self.address, credentials, options=options)
         self._channel = channel
         check = await self.request("ServerCheckRequest", {})
         if check.type != "ServerCheckResponse":
