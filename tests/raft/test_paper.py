@@ -215,12 +215,22 @@ def test_stale_append_reply_is_ignored_by_the_leader() -> None:
     assert core.status().peers[N3].match_index == before
 
 
-def test_messages_from_unknown_senders_are_dropped() -> None:
-    """Rule 2 of the core: a peer can never make it do anything it was not configured for."""
+def test_messages_from_itself_or_for_another_node_are_dropped() -> None:
+    """Rule 2 of the core: a misrouted or looped-back message does nothing."""
     core = make_core()
-    deliver(core, NodeId("stranger"), append(5, "0/0", "1/5"))
     deliver(core, N1, append(5, "0/0", "1/5"))  # from itself
+    core.step(Envelope(N2, N3, append(5, "0/0", "1/5")))  # addressed to another node
     assert (core.term, core.log) == (0, ())
+
+
+def test_a_leader_outside_the_known_configuration_is_followed() -> None:
+    """§4.1: a node whose log has not yet reached the entry that added a member must still
+    follow that member once it leads (the transport, not the core, decides who is a member
+    of the cluster at all: it takes only requests signed by one)."""
+    core = make_core()
+    newcomer = NodeId("n4")
+    deliver(core, newcomer, append(5, "0/0", "1/5", commit=1))
+    assert (core.term, core.leader, [e.index for e in core.log]) == (5, newcomer, [1])
 
 
 # ---------------------------------------------------------------------------- §5.2 election

@@ -22,9 +22,12 @@ class RaftConfig:
     max_append_bytes: int = 1 << 20
     max_inflight_appends: int = 64
     max_inflight_bytes: int = 8 << 20
+    # a node started to join a running cluster: it learns its configuration from the
+    # leader (as a learner first) instead of being one of `voters`, which may be empty
+    joining: bool = False
 
     def __post_init__(self) -> None:
-        if self.id not in self.voters:
+        if self.id not in self.voters and not self.joining:
             raise ValueError(f"id {self.id!r} is not one of the voters {self.voters!r}")
         if len(set(self.voters)) != len(self.voters):
             raise ValueError(f"voters repeat an id: {self.voters!r}")

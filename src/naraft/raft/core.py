@@ -33,6 +33,13 @@ from naraft.raft.errors import (
     TransferError,
 )
 from naraft.raft.log import LogView, RaftLog
+from naraft.raft.membership import (
+    Membership,
+    MembershipChange,
+    MembershipError,
+    decode_membership,
+    encode_membership,
+)
 from naraft.raft.messages import (
     AppendEntries,
     AppendReply,
@@ -87,6 +94,7 @@ class Status:
     snapshot: SnapshotMeta
     peers: dict[NodeId, PeerStatus]
     transferee: NodeId | None = None  # a leader handing over: to whom
+    membership: Membership | None = None  # the newest configuration in the log
 
 
 @dataclass(slots=True)
@@ -108,17 +116,30 @@ class RaftCore:
         log: tuple[Entry, ...] = (),
         snapshot: SnapshotMeta = NO_SNAPSHOT,
         applied: Index | None = None,
+        membership: Membership | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
+        """`membership`: the configuration as of `snapshot` (the state machine keeps it);
+        None: `config.voters` (a new cluster). Membership entries in `log` supersede it."""
         self._config = config
         self._id = config.id
-        self._peers: tuple[NodeId, ...] = tuple(v for v in config.voters if v != config.id)
         self._rng = rng
         self._logger = logger or logging.getLogger(__name__)
         state = hard_state or HardState()
         self._term: Term = state.term
         self._voted_for: NodeId | None = state.voted_for
         self._log = RaftLog(log, snapshot)
+        self._base_membership = (
+            membership if membership is not None else Membership(frozenset(config.voters))
+        )
+        self._changes: list[tuple[Index, Membership]] = [
+            (entry.index, found)
+            for entry in self._log.entries()
+            if (found := decode_membership(entry.command)) is not None
+        ]
+        self._membership = self._base_membership
+        self._peers: tuple[NodeId, ...] = ()
+        self._solo = False
         # The commit index may only grow; a restarted node starts from what it persisted.
         self._commit: Index = Index(min(max(state.commit, snapshot.index), self._log.last_index))
         self._applied: Index = Index(max(applied if applied is not None else 0, snapshot.index))
@@ -156,7 +177,8 @@ class RaftCore:
         self._fetching: SnapshotMeta | None = None
         self._transferee: NodeId | None = None  # the leader is handing over to this peer
         self._transfer_elapsed = 0  # ticks since the hand-over started
-        if not self._peers:
+        self._refresh_membership()
+        if self._solo:
             # A one-node cluster elects itself at once (the seed's standalone mode).
             self._election_timeout = 1
 
@@ -185,6 +207,11 @@ class RaftCore:
     @property
     def config(self) -> RaftConfig:
         return self._config
+
+    @property
+    def membership(self) -> Membership:
+        """The newest configuration in the log (in use from its append, Raft §4.1)."""
+        return self._membership
 
     @property
     def transferee(self) -> NodeId | None:
@@ -241,6 +268,7 @@ class RaftCore:
             snapshot=self._log.snapshot,
             peers=peers,
             transferee=self._transferee,
+            membership=self._membership,
         )
 
     # ------------------------------------------------------------------ inputs
@@ -252,12 +280,12 @@ class RaftCore:
             self._tick_leader()
         else:
             self._election_elapsed += 1
-            if self._election_elapsed >= self._election_timeout:
+            if self._election_elapsed >= self._election_timeout and self._is_voter:
                 self._start_election()
 
     def campaign(self) -> None:
         """Start an election now, skipping PreVote (tests, leadership hand-over)."""
-        if self._role is not Role.LEADER:
+        if self._role is not Role.LEADER and self._is_voter:
             self._become_candidate()
 
     def forget_leader(self) -> float | None:
@@ -298,9 +326,14 @@ class RaftCore:
     def hurry_election(self) -> None:
         """The delay returned by `forget_leader` has passed: start the PreVote now, unless
         this node has since heard of a leader, moved to another term or campaigned."""
-        if self._hurry_term == self._term and self._role is Role.FOLLOWER and self._leader is None:
+        if (
+            self._hurry_term == self._term
+            and self._role is Role.FOLLOWER
+            and self._leader is None
+            and self._is_voter
+        ):
             self._start_election()
-            self._contending = self._config.pre_vote and bool(self._peers)
+            self._contending = self._config.pre_vote and not self._solo
         self._hurry_term = None
 
     def transfer_leadership(self, target: NodeId) -> None:
@@ -313,7 +346,7 @@ class RaftCore:
             raise NotLeaderError(self._leader)
         if target == self._id:
             return
-        if target not in self._progress:
+        if target not in self._progress or target not in self._membership.voters:
             raise TransferError(f"{target} is not a voting member of this cluster")
         if self._transferee == target:
             return
@@ -334,9 +367,41 @@ class RaftCore:
             raise NotLeaderError(self._leader)
         if self._transferee is not None:
             raise LeadershipTransferringError(self._transferee)
+        if decode_membership(command) is not None:
+            raise MembershipError("membership entries are proposed with propose_membership")
         index = self._append(command)
         self._broadcast_pending = True
-        if not self._peers:
+        if self._solo:
+            self._maybe_commit()
+        return index
+
+    def propose_membership(self, change: MembershipChange) -> Index:
+        """Append the configuration `change` makes of the newest one (one server at a
+        time, thesis §4.1); it is in use at once, here and on every node that appends it.
+        MembershipError if another change has not committed yet, if this leader has not
+        committed an entry of its term yet, or if the change cannot be made."""
+        if self._role is not Role.LEADER:
+            raise NotLeaderError(self._leader)
+        if self._transferee is not None:
+            raise LeadershipTransferringError(self._transferee)
+        if self._log.term_at(self._commit) != self._term:
+            raise MembershipError("this leader has not committed an entry of its term yet")
+        if self._change_in_flight():
+            raise MembershipError(
+                f"the membership change at index {self._changes[-1][0]} has not committed yet"
+            )
+        membership = self._membership.changed(change)
+        index = self._append(encode_membership(membership, change))
+        self._logger.info(
+            "%s proposes %s %s at %d: %s",
+            self._id,
+            change.kind.value,
+            change.node,
+            index,
+            membership.describe(),
+        )
+        self._broadcast_pending = True
+        if self._solo:
             self._maybe_commit()
         return index
 
@@ -354,9 +419,13 @@ class RaftCore:
     def step(self, envelope: Envelope) -> None:
         """Handle one message from a peer. Stale, unknown or malformed messages are dropped."""
         sender, message = envelope.sender, envelope.message
-        if sender not in self._peers or envelope.recipient != self._id:
-            self._logger.debug("%s dropped %s from unknown sender %s", self._id, message, sender)
+        if sender == self._id or envelope.recipient != self._id:
+            self._logger.debug("%s dropped %s from %s to %s", self._id, message, sender,
+                               envelope.recipient)  # fmt: skip
             return
+        # A sender outside this node's configuration is heard too: a node whose log has
+        # not yet reached the entry that added a member must still follow it as leader and
+        # answer its votes (Raft §4.1). Only the leader's progress is keyed by member.
         if message.term > self._term:
             if not self._accept_higher_term(sender, message):
                 return
@@ -382,9 +451,12 @@ class RaftCore:
             case TimeoutNow():
                 self._on_timeout_now(sender)
 
-    def restore_snapshot(self, snapshot: SnapshotMeta) -> None:
+    def restore_snapshot(
+        self, snapshot: SnapshotMeta, membership: Membership | None = None
+    ) -> None:
         """The shell installed the leader's state at `snapshot` (digest sync) and durably
-        reset its stored log to start after it; the state machine holds that state.
+        reset its stored log to start after it; the state machine holds that state, and
+        `membership` is the configuration it records (None: keep the one in use).
 
         The shell installs only a snapshot past `commit_index`; an older one is ignored.
         """
@@ -392,7 +464,10 @@ class RaftCore:
             self._fetching = None
             return
         # The log restarts after the snapshot: entries past it are re-sent by the leader.
+        self._base_membership = membership if membership is not None else self._membership
+        self._changes.clear()
         self._log.reset(snapshot)
+        self._refresh_membership()
         self._unstable_from = Index(snapshot.index + 1)
         self._persisted_index = snapshot.index
         self._commit = snapshot.index
@@ -416,6 +491,8 @@ class RaftCore:
         if term is None or index <= self._log.snapshot.index:
             return
         self._log.compact(SnapshotMeta(index=index, term=term))
+        while self._changes and self._changes[0][0] <= index:
+            self._base_membership = self._changes.pop(0)[1]
 
     # ------------------------------------------------------------------ Ready / advance
 
@@ -502,6 +579,10 @@ class RaftCore:
         """Raft §5.4.1: the candidate's log is at least as up to date as ours."""
         my_term = self._log.last_term
         return last_term > my_term or (last_term == my_term and last_index >= self._log.last_index)
+
+    def _change_in_flight(self) -> bool:
+        """A membership change is appended but not committed (only one at a time)."""
+        return bool(self._changes) and self._changes[-1][0] > self._commit
 
     def _can_commit(self, index: Index) -> bool:
         """Only entries of the current term commit by counting replicas (Raft §5.4.2)."""
@@ -619,7 +700,7 @@ class RaftCore:
     def _start_election(self) -> None:
         self._hurry_term = None
         self._contending = False
-        if self._config.pre_vote and self._peers:
+        if self._config.pre_vote and not self._solo:
             self._become_pre_candidate()
         else:
             self._become_candidate()
@@ -648,7 +729,8 @@ class RaftCore:
             transfer=transfer,
         )
         for peer in self._peers:
-            self._send(peer, request)
+            if peer in self._membership.voters:
+                self._send(peer, request)
 
     def _become_leader(self) -> None:
         self._set_role(Role.LEADER, self._id)
@@ -662,11 +744,11 @@ class RaftCore:
         # A no-op of the new term lets earlier entries commit (Raft §5.4.2, §8).
         self._append(b"")
         self._broadcast_pending = True
-        if not self._peers:
+        if self._solo:
             self._maybe_commit()
 
     def _tally_votes(self, *, pre_vote: bool) -> None:
-        match quorum.vote_result(self._config.voters, self._votes):
+        match quorum.vote_result(self._membership.voters, self._votes):
             case quorum.VoteResult.WON if pre_vote:
                 self._become_candidate()
             case quorum.VoteResult.WON:
@@ -743,6 +825,7 @@ class RaftCore:
                     )
                 self._truncate_from(entry.index)
             self._log.append(entry)
+            self._note_membership(entry)
         last_new = Index(prev + len(message.entries))
         self._advance_commit_to(min(message.leader_commit, last_new))
         self._send(sender, AppendReply(term=self._term, success=True, match_index=last_new))
@@ -811,6 +894,36 @@ class RaftCore:
         self._log.truncate_from(index)
         self._unstable_from = min(self._unstable_from, index)
         self._persisted_index = min(self._persisted_index, Index(index - 1))
+        if self._changes and self._changes[-1][0] >= index:
+            # a configuration goes with its entry: back to the one before (Raft §4.1)
+            self._changes = [(i, m) for i, m in self._changes if i < index]
+            self._refresh_membership()
+
+    def _note_membership(self, entry: Entry) -> None:
+        """Use the configuration of an appended membership entry at once."""
+        membership = decode_membership(entry.command)
+        if membership is not None:
+            self._changes.append((entry.index, membership))
+            self._refresh_membership()
+
+    @property
+    def _is_voter(self) -> bool:
+        return self._id in self._membership.voters
+
+    def _refresh_membership(self) -> None:
+        """Derive the peers (and, on a leader, their progress) from the newest configuration."""
+        membership = self._changes[-1][1] if self._changes else self._base_membership
+        self._membership = membership
+        self._peers = tuple(sorted(membership.members - {self._id}))
+        self._solo = membership.voters == {self._id}
+        if self._role is Role.LEADER:
+            next_index = Index(self._log.last_index + 1)
+            for peer in self._peers:
+                if peer not in self._progress:
+                    self._progress[peer] = Progress(next_index)
+            for gone in set(self._progress) - set(self._peers):
+                del self._progress[gone]
+                self._read_acks.pop(gone, None)
 
     def _advance_commit_to(self, index: Index) -> None:
         if index > self._commit:
@@ -836,6 +949,8 @@ class RaftCore:
         voters, still in that leader's lease, would refuse it) and telling the voters so."""
         if self._role is Role.LEADER:
             raise InvariantError(f"two leaders at term {self._term}: {self._id} and {sender}")
+        if not self._is_voter:
+            return  # a learner, or a node removed meanwhile, never campaigns
         self._logger.info(
             "%s campaigns at once: %s hands over at term %d", self._id, sender, self._term
         )
@@ -889,7 +1004,7 @@ class RaftCore:
         active = {self._id} | {p for p, pr in self._progress.items() if pr.recent_active}
         for pr in self._progress.values():
             pr.recent_active = False
-        return quorum.has_quorum(self._config.voters, active)
+        return quorum.has_quorum(self._membership.voters, active)
 
     def _broadcast_heartbeat(self) -> None:
         for peer, pr in self._progress.items():
@@ -901,7 +1016,9 @@ class RaftCore:
 
     def _append(self, command: bytes) -> Index:
         index = Index(self._log.last_index + 1)
-        self._log.append(Entry(term=self._term, index=index, command=command))
+        entry = Entry(term=self._term, index=index, command=command)
+        self._log.append(entry)
+        self._note_membership(entry)
         return index
 
     def _flush_broadcast(self) -> None:
@@ -979,9 +1096,9 @@ class RaftCore:
         return pr.next_index <= self._log.last_index
 
     def _on_append_reply(self, sender: NodeId, message: AppendReply) -> None:
-        if self._role is not Role.LEADER:
+        pr = self._progress.get(sender)
+        if self._role is not Role.LEADER or pr is None:
             return
-        pr = self._progress[sender]
         pr.recent_active = True
         if message.success:
             # A success claims only what we sent this follower in this term; a larger claim
@@ -1020,9 +1137,9 @@ class RaftCore:
         return max(Index(1), min(candidate, message.match_index))
 
     def _on_heartbeat_reply(self, sender: NodeId, message: HeartbeatReply) -> None:
-        if self._role is not Role.LEADER:
+        pr = self._progress.get(sender)
+        if self._role is not Role.LEADER or pr is None:
             return
-        pr = self._progress[sender]
         pr.recent_active = True
         if message.read_round > self._read_acks.get(sender, 0):
             self._read_acks[sender] = message.read_round
@@ -1069,10 +1186,13 @@ class RaftCore:
         # The leader counts itself only for what is durable here
         # (docs/conventions.md#the-ready-contract).
         acked[self._id] = self._persisted_index
-        candidate = quorum.committed_index(self._config.voters, acked)
+        candidate = quorum.committed_index(self._membership.voters, acked)
         if candidate > self._commit and self._can_commit(candidate):
             self._commit = candidate
             self._broadcast_pending = True
+            if not self._is_voter and not self._change_in_flight():
+                self._step_down_removed()
+                return
             if self._reads_awaiting_commit and self._log.term_at(self._commit) == self._term:
                 waiting, self._reads_awaiting_commit = self._reads_awaiting_commit, []
                 for request_id in waiting:
@@ -1080,19 +1200,35 @@ class RaftCore:
 
     # ------------------------------------------------------------------ read index
 
+    def _step_down_removed(self) -> None:
+        """The configuration that removed this leader has committed: hand over to the most
+        caught-up voter at once (`TimeoutNow`), then follow; a non-voter never campaigns."""
+        voters = [p for p in self._progress if p in self._membership.voters]
+        best = max(voters, key=lambda p: (self._progress[p].match_index, p), default=None)
+        self._flush_broadcast()  # the new commit index reaches the voters first
+        if best is not None:
+            self._send(best, TimeoutNow(term=self._term))
+        self._logger.info(
+            "%s steps down at term %d: removed from the cluster (%s)",
+            self._id,
+            self._term,
+            self._membership.describe(),
+        )
+        self._become_follower(self._term, None)
+
     def _queue_read(self, request_id: int) -> None:
-        if not self._peers:
+        if self._solo:
             self._read_states.append(ReadState(request_id=request_id, index=self._commit))
             return
         self._pending_reads.append(_PendingRead(request_id, self._commit, 0))
         self._read_round_pending = True
 
     def _release_reads(self) -> None:
+        voters = self._membership.voters
         rounds = sorted(
-            (self._read_round if v == self._id else self._read_acks.get(v, 0))
-            for v in self._config.voters
+            (self._read_round if v == self._id else self._read_acks.get(v, 0)) for v in voters
         )
-        confirmed = rounds[len(rounds) - quorum.majority(self._config.voters)]
+        confirmed = rounds[len(rounds) - quorum.majority(voters)]
         still: list[_PendingRead] = []
         for pending in self._pending_reads:
             if 0 < pending.round <= confirmed:
