@@ -23,7 +23,7 @@ deletes free the space.
 from __future__ import annotations
 
 import logging
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import orjson
 
@@ -38,6 +38,7 @@ from naraft.naming.codec import decode_command
 from naraft.naming.errors import CommandDecodeError
 from naraft.naming.state import NamingState
 from naraft.raft import Entry
+from naraft.raft.membership import Membership, decode_membership, is_membership_command
 from naraft.state.datums import Datum, DatumChanges, DatumTable
 from naraft.state.kv import KvCommandError, apply_kv, decode_kv, is_kv_command
 from naraft.state.rejections import (
@@ -52,9 +53,33 @@ logger = logging.getLogger(__name__)
 
 MAX_ALARM_MARGIN_BYTES: Final = 1 << 20
 QUOTA_KEY: Final = "naraft.meta.quota"  # {"bytes": N}; absent or 0: no quota
+MEMBERSHIP_KEY: Final = "naraft.meta.membership"  # {"voters": [...], "learners": [...]}
 META_MARKER: Final = b'{"op":"meta.'  # every encoded meta command starts with these bytes
 OP_SET_QUOTA: Final = "meta.quota"
 MAX_QUOTA_BYTES: Final = 1 << 62
+
+
+def encode_membership_record(membership: Membership) -> bytes:
+    return orjson.dumps(
+        {"voters": sorted(membership.voters), "learners": sorted(membership.learners)}
+    )
+
+
+class _Datums(Protocol):
+    def get(self, key: str, /) -> Datum | None: ...
+
+
+def membership_of(datums: _Datums) -> Membership | None:
+    """The committed configuration the state records (None: the bootstrap one holds), read
+    from a `DatumTable` or the stored datums."""
+    datum = datums.get(MEMBERSHIP_KEY)
+    if datum is None:
+        return None
+    try:
+        record = orjson.loads(datum.value)
+        return Membership.of(record["voters"], record.get("learners", ()))
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None
 
 
 def encode_set_quota(quota_bytes: int) -> bytes:
@@ -114,6 +139,9 @@ class NodeStateMachine:
     def naming(self) -> NamingState:
         return self._naming
 
+    def membership(self) -> Membership | None:
+        return membership_of(self._datums)
+
     @property
     def auth_generation(self) -> int:
         """Changes whenever an auth entry applies: users, roles, permissions or the key."""
@@ -155,7 +183,11 @@ class NodeStateMachine:
             logger.debug("entry %d: apply failed", entry.index, exc_info=True)
             return self._reject(entry.index, RejectionKind.FAULT, _describe(error))
         size = datums.size_bytes
-        grows = size > size_before and not payload.startswith(META_MARKER)
+        grows = (
+            size > size_before
+            and not payload.startswith(META_MARKER)
+            and not is_membership_command(payload)
+        )
         if quota is not None and grows and size > quota:
             datums.rollback()
             detail = f"the state would grow to {size} bytes, past the quota of {quota} bytes"
@@ -165,6 +197,14 @@ class NodeStateMachine:
         return result
 
     def _dispatch(self, payload: bytes, index: int) -> object:
+        if is_membership_command(payload):
+            # the core used it from its append; the state keeps the committed one, so that
+            # a snapshot, a digest sync and a restart carry the configuration with the data
+            membership = decode_membership(payload)
+            if membership is None:
+                raise ValueError("undecodable membership entry")
+            self._datums.put(MEMBERSHIP_KEY, encode_membership_record(membership), index)
+            return membership
         if is_kv_command(payload):
             return apply_kv(self._datums, decode_kv(payload), index)
         if is_auth_command(payload):

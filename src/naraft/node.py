@@ -53,7 +53,7 @@ from naraft.grpc.forward import HttpLeaderLink, grpc_forward_routes
 from naraft.grpc.naming import NamingRoutes
 from naraft.grpc.server import GrpcServer
 from naraft.leader_watch import LeaderWatch
-from naraft.machine import NodeStateMachine
+from naraft.machine import NodeStateMachine, membership_of
 from naraft.metrics import NodeMetrics
 from naraft.naming.feed import ChangeFeed
 from naraft.naming.keeper import BeatKeeper
@@ -469,6 +469,7 @@ def _core(config: NodeConfig, stored: StoredState) -> RaftCore:
         log=stored.entries,
         snapshot=stored.snapshot,
         applied=stored.applied_index,
+        membership=membership_of(stored.datums),
         logger=logging.getLogger("naraft.raft"),
     )
 

@@ -214,6 +214,11 @@ class RaftCore:
         return self._membership
 
     @property
+    def membership_pending(self) -> bool:
+        """A membership entry is appended and not yet committed."""
+        return self._change_in_flight()
+
+    @property
     def transferee(self) -> NodeId | None:
         """The peer this leader is handing over to, while it does."""
         return self._transferee

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from naraft.raft import Entry, HardState, Index, Ready, SnapshotMeta, Term
+from naraft.raft.membership import Membership
 from naraft.state.datums import DatumChanges
 from naraft.storage.base import WriteBatch
 
@@ -37,6 +38,10 @@ class StateMachine(Protocol):
 
     def drain_changes(self) -> DatumChanges:
         """The datums changed since the previous drain, to persist with the applied index."""
+        ...
+
+    def membership(self) -> Membership | None:
+        """The committed configuration the applied state records (None: bootstrap's)."""
         ...
 
 
@@ -174,6 +179,10 @@ class ReadyHandler:
         self._drain_points.add(index)
 
     # ------------------------------------------------------------------ installs
+
+    def membership(self) -> Membership | None:
+        """The configuration recorded by the state (after an install, the leader's)."""
+        return self._machine.membership()
 
     def installed_batch(self, point: SnapshotMeta) -> tuple[WriteBatch, DatumChanges]:
         """A catch-up install at `point` (past the commit index): the changes the state

@@ -659,7 +659,7 @@ class Replica:
                 batch, changes = handler.installed_batch(point)
                 await self._write(batch)
                 handler.reset_pending(point.term)
-                core.restore_snapshot(point)
+                core.restore_snapshot(point, handler.membership())
             else:
                 changes = handler.repaired()
                 await self._write_applied()

@@ -18,13 +18,14 @@ event (see `invariants.py`).
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import logging
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from naraft.machine import NodeStateMachine
+from naraft.machine import NodeStateMachine, membership_of
 from naraft.naming.state import NamingState
 from naraft.raft import (
     Entry,
@@ -41,6 +42,7 @@ from naraft.raft import (
     Term,
     VoteReply,
 )
+from naraft.raft.membership import ChangeKind, MembershipChange, MembershipError
 from naraft.replica.handler import ReadyHandler
 from naraft.sim.invariants import SafetyMonitor, SafetyViolationError
 from naraft.state.datums import DatumTable
@@ -80,6 +82,9 @@ class FaultProfile:
     detect_refusal: bool = False
     transfer_rate: float = 0.0  # per tick: the leader hands over to a random peer
     refusal_spread_ticks: float = 0.0  # each follower sees the refusal up to this much later
+    # per tick: the leader changes the membership by one step (add a spare as a learner,
+    # promote a caught-up learner, or remove a voter); needs spare nodes to add
+    membership_rate: float = 0.0
     max_entries_per_append: int = 8  # 1 splits every append: old-term entries travel alone
 
 
@@ -133,15 +138,20 @@ class SimCluster:
         election_ticks: int = 10,
         clients: int = 3,
         trace: Callable[[str], None] | None = None,
+        spares: int = 0,
     ) -> None:
+        """`spares`: nodes beyond `size` that start outside the cluster, waiting to be
+        added (`FaultProfile.membership_rate`)."""
         self.seed = seed
         self.rng = random.Random(seed)
         self.faults = faults or FaultProfile()
-        self.ids: tuple[NodeId, ...] = tuple(NodeId(f"n{i + 1}") for i in range(size))
+        self.ids: tuple[NodeId, ...] = tuple(NodeId(f"n{i + 1}") for i in range(size + spares))
+        self.bootstrap = self.ids[:size]
         self._config_for = {
             node_id: RaftConfig(
                 id=node_id,
-                voters=self.ids,
+                voters=self.bootstrap if node_id in self.bootstrap else (),
+                joining=node_id not in self.bootstrap,
                 election_ticks=election_ticks,
                 heartbeat_ticks=1,
                 pre_vote=pre_vote,
@@ -168,6 +178,8 @@ class SimCluster:
         self._trace = trace
         self.crash_mid_ready_rate = 0.0  # chance to crash between a Ready's fsync and its sends
         self.acked_writes: list[tuple[str, str, int, int]] = []  # key, value, index, term
+        self.retiring: set[NodeId] = set()  # removed, to be wiped and kept as spares
+        self.membership_changes = 0  # proposed by leaders
         for node_id in self.ids:
             self._boot(node_id)
             self._schedule(self.rng.random(), "tick", (node_id, self.nodes[node_id].boots))
@@ -189,7 +201,10 @@ class SimCluster:
         self._clients_done = True  # no new operation; those in flight may still finish
         self.run_until(self.now + 5 * self._election_ticks(), chaos=False)
         self.finish_clients()
-        self.monitor.check_converged(self._live_views())
+        leader = self.leader()
+        core = self.nodes[leader].core if leader is not None else None
+        members = core.membership.members if core is not None else None
+        self.monitor.check_converged(self._live_views(), members)
 
     def run_until(self, end: float, *, chaos: bool) -> None:
         while self._queue and self._queue[0][0] <= end:
@@ -221,6 +236,9 @@ class SimCluster:
                 if chaos:
                     self._blocked.clear()
                     self._log("heal")
+            elif kind == "retire":
+                assert isinstance(payload, str)
+                self._retire(NodeId(payload))
         self.now = end
 
     def _election_ticks(self) -> int:
@@ -247,6 +265,7 @@ class SimCluster:
                 log=stored.entries,
                 snapshot=stored.snapshot,
                 applied=stored.applied_index,
+                membership=membership_of(stored.datums),
                 logger=_SILENT,
             )
         except InvariantError as error:
@@ -486,7 +505,7 @@ class SimCluster:
         node.applied = at.index
         self.monitor.on_snapshot_installed(node.id, at)
         self._log(f"{node.id} digest-synced to {at.index}/{at.term}")
-        core.restore_snapshot(at)
+        core.restore_snapshot(at, node.machine.membership())
 
     def _send(self, envelope: Envelope) -> None:
         if (envelope.sender, envelope.recipient) in self._blocked:
@@ -522,6 +541,79 @@ class SimCluster:
         leader = self.leader()
         if f.transfer_rate and leader is not None and rng.random() < f.transfer_rate:
             self.transfer(leader, rng.choice([n for n in self.ids if n != leader]))
+        if f.membership_rate and rng.random() < f.membership_rate:
+            self.change_membership()
+
+    # ------------------------------------------------------------------ membership
+
+    def change_membership(self, change: MembershipChange | None = None) -> Index | None:
+        """The leader proposes `change`, or one step drawn from the state: promote a
+        caught-up learner, else add a spare as a learner (up to 5 voters), else remove a
+        voter (down to 3). The index of the entry, or None if nothing was proposed."""
+        leader_id = self.leader()
+        if leader_id is None:
+            return None
+        node = self.nodes[leader_id]
+        core = node.core
+        assert core is not None
+        if change is None:
+            change = self._draw_change(core)
+            if change is None:
+                return None
+        try:
+            index = core.propose_membership(change)
+        except (MembershipError, NotLeaderError) as refused:
+            self._log(f"{leader_id} refuses {change.kind.value} {change.node}: {refused}")
+            return None
+        self.membership_changes += 1
+        self._log(f"{leader_id} proposes {change.kind.value} {change.node} at {index}")
+        if change.kind is ChangeKind.REMOVE:
+            self.retiring.add(change.node)
+            self._schedule(30.0, "retire", change.node)
+        self._drive(node)
+        return index
+
+    def _draw_change(self, core: RaftCore) -> MembershipChange | None:
+        membership, peers = core.membership, core.status().peers
+        caught_up = sorted(
+            n
+            for n in membership.learners
+            if n in peers and peers[n].match_index >= core.commit_index
+        )
+        if caught_up:
+            return MembershipChange(ChangeKind.PROMOTE, self.rng.choice(caught_up))
+        outside = [
+            n
+            for n in self.ids
+            if n not in membership.members and n not in self.retiring and self.nodes[n].up
+        ]
+        if outside and len(membership.voters) < 5:
+            return MembershipChange(ChangeKind.ADD_LEARNER, self.rng.choice(outside))
+        if len(membership.voters) > 3:
+            return MembershipChange(ChangeKind.REMOVE, self.rng.choice(sorted(membership.voters)))
+        return None
+
+    def _retire(self, node_id: NodeId) -> None:
+        """A removed node, once its removal has committed, is wiped and kept as a spare
+        (as an operator would: a removed member rejoins only with an empty data dir)."""
+        leader_id = self.leader()
+        core = self.nodes[leader_id].core if leader_id is not None else None
+        if core is None or node_id in core.membership.members or core.membership_pending:
+            if core is not None and node_id in core.membership.members:
+                self.retiring.discard(node_id)  # its removal did not survive
+                return
+            self._schedule(10.0, "retire", node_id)
+            return
+        self._log(f"retire {node_id}: wiped, back as a spare")
+        self.crash(node_id)
+        node = self.nodes[node_id]
+        node.store = MemoryStore(name=node_id)
+        self._config_for[node_id] = dataclasses.replace(
+            self._config_for[node_id], voters=(), joining=True
+        )
+        self.monitor.on_wipe(node_id)
+        self.retiring.discard(node_id)
+        self.restart(node_id)
 
     # ------------------------------------------------------------------ clients
 
@@ -586,7 +678,8 @@ class SimCluster:
             if op.term == entry.term:
                 if not isinstance(result, KvPut):
                     raise SafetyViolationError(f"write {entry.index} applied as {result!r}")
-                self.monitor.on_ack(entry, self.nodes_stores())
+                assert node.core is not None
+                self.monitor.on_ack(entry, node.core.membership.voters)
                 self.acked_writes.append((op.key, op.value or "", entry.index, entry.term))
                 self._finish(client, "ok", op.value)
             else:

@@ -28,7 +28,6 @@ class SafetyMonitor:
 
     def __init__(self, ids: tuple[NodeId, ...]) -> None:
         self._ids = ids
-        self._majority = len(ids) // 2 + 1
         self._leader_by_term: dict[Term, NodeId] = {}
         self._seen_leader: set[tuple[NodeId, Term]] = set()
         self._entry_at: dict[tuple[int, int], tuple[bytes, int]] = {}  # (i, t) -> (cmd, prev t)
@@ -46,6 +45,13 @@ class SafetyMonitor:
         self._last_applied[node] = core.applied_index
 
     def on_crash(self, node: NodeId) -> None:
+        self._commit[node] = 0
+
+    def on_wipe(self, node: NodeId) -> None:
+        """`node` left the cluster and comes back with an empty data directory."""
+        self._durable[node] = [0]
+        self._durable_floor[node] = 0
+        self._last_applied[node] = 0
         self._commit[node] = 0
 
     # ------------------------------------------------------------------ writes
@@ -135,17 +141,19 @@ class SafetyMonitor:
         if entry.index > self._highest_commit[0]:
             self._highest_commit = (entry.index, entry.term)
 
-    def on_ack(self, entry: Entry, _stores: Mapping[NodeId, object]) -> None:
+    def on_ack(self, entry: Entry, voters: frozenset[NodeId]) -> None:
+        """`voters`: the acknowledging leader's configuration, the one it counted the
+        commit in (it cannot change between the commit and the apply of one Ready)."""
         holders = sum(
             1
-            for node in self._ids
+            for node in voters
             if entry.index <= self._durable_floor[node]
             or (
                 entry.index < len(self._durable[node])
                 and self._durable[node][entry.index] == entry.term
             )
         )
-        if holders < self._majority:
+        if holders < len(voters) // 2 + 1:
             raise SafetyViolationError(
                 f"durability: write {entry.index}/{entry.term} acknowledged while durable on "
                 f"{holders} node(s) only"
@@ -153,9 +161,16 @@ class SafetyMonitor:
 
     # ------------------------------------------------------------------ the end
 
-    def check_converged(self, views: Mapping[NodeId, tuple[RaftCore, dict[str, str]]]) -> None:
-        """After healing: a leader, and every node applied the same state."""
-        if len(views) != len(self._ids):
+    def check_converged(
+        self,
+        views: Mapping[NodeId, tuple[RaftCore, dict[str, str]]],
+        members: frozenset[NodeId] | None = None,
+    ) -> None:
+        """After healing: a leader, and every member applied the same state (`members`:
+        the leader's configuration; None: every node)."""
+        expected = set(self._ids) if members is None else set(members)
+        views = {n: v for n, v in views.items() if n in expected}
+        if len(views) != len(expected):
             raise SafetyViolationError(f"convergence: only {sorted(views)} are up")
         leaders = [n for n, (core, _) in views.items() if core.role is Role.LEADER]
         if len(leaders) != 1:

@@ -51,7 +51,13 @@ def draw_shape(seed: int, *, hunt: bool = False) -> tuple[int, FaultProfile, boo
     # hunt mode: orderly elections after a leader's death hide the hazards hunts look for.
     faults = dataclasses.replace(faults, detect_refusal=rng.random() < 0.5)
     faults = dataclasses.replace(faults, transfer_rate=rng.choice((0.0, 0.02)))
+    faults = dataclasses.replace(faults, membership_rate=rng.choice((0.0, 0.0, 0.05)))
     return size, faults, pre_vote, check_quorum
+
+
+def spares_for(faults: FaultProfile) -> int:
+    """Nodes kept outside the cluster to be added: two when the run changes membership."""
+    return 2 if faults.membership_rate else 0
 
 
 def _draw_hunt(rng: random.Random) -> tuple[int, FaultProfile, bool, bool]:
@@ -84,7 +90,13 @@ def run_seed(
     """Run the simulation for `seed`; raises SafetyViolationError on any breach."""
     size, faults, pre_vote, check_quorum = draw_shape(seed, hunt=hunt)
     cluster = SimCluster(
-        size, seed=seed, faults=faults, pre_vote=pre_vote, check_quorum=check_quorum, trace=trace
+        size,
+        seed=seed,
+        faults=faults,
+        pre_vote=pre_vote,
+        check_quorum=check_quorum,
+        trace=trace,
+        spares=spares_for(faults),
     )
     cluster.crash_mid_ready_rate = crash_mid_ready_rate
     cluster.run(ticks=ticks)
