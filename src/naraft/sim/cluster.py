@@ -540,7 +540,11 @@ class SimCluster:
             self.campaign(rng.choice(self.ids))
         leader = self.leader()
         if f.transfer_rate and leader is not None and rng.random() < f.transfer_rate:
-            self.transfer(leader, rng.choice([n for n in self.ids if n != leader]))
+            core = self.nodes[leader].core
+            assert core is not None
+            voters = [n for n in self.ids if n != leader and n in core.membership.voters]
+            if voters:
+                self.transfer(leader, rng.choice(voters))
         if f.membership_rate and rng.random() < f.membership_rate:
             self.change_membership()
 
