@@ -264,6 +264,11 @@ class ConfigRoutes:
 
     # ----------------------------------------------------------------- pushes
 
+    async def settled(self) -> None:
+        """Return once no push is in flight (their outcomes counted)."""
+        while self._tasks:
+            await asyncio.wait(tuple(self._tasks))
+
     def on_changes(self, datum_keys: Iterable[str]) -> None:
         """The applied-changes listener (runs inside apply: only schedules pushes)."""
         if not self._listeners:
