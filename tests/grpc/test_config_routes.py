@@ -89,6 +89,7 @@ async def test_listens_are_bounded_per_connection_and_forgotten_on_close() -> No
     assert again["errorCode"] == 0  # listening again to what it holds is not more
     await _call(server, second, "ConfigBatchListenRequest", _listen_body("a"))
     assert routes.listens == 4
+    assert server.counts()["config_listens"] == 4  # shown in /metrics as naraft_grpc
 
     stop = await _call(server, first, "ConfigBatchListenRequest", _listen_body("a", listen=False))
     assert stop["errorCode"] == 0
@@ -117,6 +118,6 @@ async def test_pushes_for_one_config_coalesce_while_one_is_unanswered() -> None:
             connection.answered(message.body["requestId"], {"resultCode": 200})
         await routes.settled()
     assert connection.outbound.empty()  # one in flight, one owed: never five
-    assert routes.pushes == 2
+    assert connection.pushes_sent == 2
     routes.on_changes([config_datum_key(ConfigKey("", "DEFAULT_GROUP", "other"))])
     assert connection.outbound.empty()  # a config nobody listens to pushes nothing

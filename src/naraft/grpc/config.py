@@ -101,8 +101,6 @@ class ConfigRoutes:
         self._listened: dict[str, set[ConfigKey]] = {}  # connection id -> configs
         self._in_flight: dict[tuple[str, ConfigKey], bool] = {}  # value: push again
         self._tasks: set[asyncio.Task[None]] = set()
-        self.pushes = 0
-        self.push_failures = 0
 
     def routes(self) -> list[Route]:
         return [
@@ -132,8 +130,10 @@ class ConfigRoutes:
         ]
 
     def attach(self, connections: ConnectionTable) -> None:
-        """Forget the listens of the connections that close."""
+        """Forget the listens of the connections that close; show the listens in the
+        endpoint's counts (the pushes are counted by the connections)."""
         connections.on_close(self._closed)
+        self._server.add_counts(lambda: {"config_listens": self.listens})
 
     @property
     def listens(self) -> int:
@@ -297,10 +297,8 @@ class ConfigRoutes:
                         {**_context(key), "module": "config"},
                         timeout_seconds=self._push_timeout,
                     )
-                    self.pushes += 1
                 except UnavailableError:
-                    self.push_failures += 1
-                    return
+                    return  # the connection closed: its client listens again
                 if not self._in_flight.get(slot):
                     return
                 self._in_flight[slot] = False
