@@ -99,6 +99,14 @@ async def test_listens_are_bounded_per_connection_and_forgotten_on_close() -> No
     await table.forget(second)
     assert routes.listens == 0
 
+    third = _connect(table, 3)
+    body = _listen_body("x")
+    body["configListenContexts"].append({"dataId": "bad id", "group": "G", "md5": ""})
+    bad = await _call(server, third, "ConfigBatchListenRequest", body)
+    assert bad["errorCode"] == 400
+    assert "dataId" in bad["message"]
+    assert routes.listens == 0  # all or nothing: "x" is not listened either
+
 
 async def test_pushes_for_one_config_coalesce_while_one_is_unanswered() -> None:
     server, routes, table = _node()

@@ -224,15 +224,15 @@ class ConfigRoutes:
         if not listen:
             self._forget(connection_id, md5s)
             return ok(changedConfigs=[])
-        held = self._listened.setdefault(connection_id, set())
+        held = self._listened.get(connection_id, set())
         added = [key for key in md5s if key not in held]
         if len(held) + len(added) > self._max_listens:
-            if not held:
-                del self._listened[connection_id]
             raise InvalidArgumentError(
                 "configListenContexts",
                 f"a connection may listen to at most {self._max_listens} configs",
             )
+        if added:
+            held = self._listened.setdefault(connection_id, held)
         for key in added:
             held.add(key)
             self._listeners.setdefault(key, set()).add(connection_id)
