@@ -25,6 +25,7 @@ pytestmark = pytest.mark.e2e
 CONFIG_LABELS = {"source": "sdk", "module": "config"}
 NOTIFY = "ConfigChangeNotifyRequest"
 MAX_CONTENT_BYTES = 2048
+WAIT_SECONDS = 20.0
 
 
 def _try_login(node: NodeProcess, password: str) -> str | None:
@@ -35,7 +36,12 @@ def _try_login(node: NodeProcess, password: str) -> str | None:
 
 
 def _client(node: NodeProcess, token: str | None = None) -> GrpcTestClient:
-    return GrpcTestClient(grpc_address(node.address), labels=CONFIG_LABELS, access_token=token)
+    return GrpcTestClient(
+        grpc_address(node.address),
+        labels=CONFIG_LABELS,
+        access_token=token,
+        timeout_seconds=WAIT_SECONDS,  # generous: the machine may be loaded by other tests
+    )
 
 
 def _key(data_id: str, group: str = "DEFAULT_GROUP", tenant: str = "") -> dict[str, str]:
@@ -68,9 +74,9 @@ async def _listen(
 async def _pushes_until(client: GrpcTestClient, data_id: str) -> list[str]:
     """The dataIds of the config notifications that arrive up to one for `data_id`."""
     seen: list[str] = []
-    async with asyncio.timeout(10):
+    async with asyncio.timeout(WAIT_SECONDS):
         while not seen or seen[-1] != data_id:
-            push = await client.next_push(NOTIFY)
+            push = await client.next_push(NOTIFY, timeout_seconds=WAIT_SECONDS)
             assert (push.body["group"], push.body["tenant"]) == ("DEFAULT_GROUP", "")
             seen.append(push.body["dataId"])
     return seen
@@ -100,7 +106,7 @@ async def test_config_over_grpc_on_one_node_with_auth(tmp_path: Path) -> None:
         assert cluster.admin_password is not None
         password = cluster.admin_password
         token = wait_for(
-            lambda: _try_login(node, password), timeout_seconds=15, what="an admin login"
+            lambda: _try_login(node, password), timeout_seconds=30, what="an admin login"
         )
 
         async with _client(node) as anonymous:  # auth on, no token: 403, typed
