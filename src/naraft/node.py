@@ -48,6 +48,7 @@ from naraft.configs.state import ConfigState
 from naraft.digest.wiring import DigestService
 from naraft.election_audit import ElectionAudit
 from naraft.errors import InvalidArgumentError, NaraftError, UnavailableError
+from naraft.grpc.config import ConfigRoutes
 from naraft.grpc.connections import ConnectionTable
 from naraft.grpc.forward import HttpLeaderLink, grpc_forward_routes
 from naraft.grpc.naming import NamingRoutes
@@ -581,7 +582,7 @@ def _wire(
         token_ttl_seconds=config.auth.token_ttl_seconds,
         login_failures_per_minute=config.auth.login_failures_per_minute,
     )
-    grpc_server = _grpc(config, replica, naming, owned, auth, clock, feed)
+    grpc_server = _grpc(config, replica, naming, owned, auth, clock, feed, configs.service, events)
     node = Node(
         config, replica=replica, machine=machine, datums=datums, naming_state=naming_state,
         metrics=metrics, digest=digest, configs=configs,
@@ -622,6 +623,8 @@ def _grpc(
     auth: AuthService,
     clock: SystemClock,
     feed: ChangeFeed,
+    configs: ConfigService,
+    events: NodeEvents,
 ) -> GrpcServer:
     """The 2.x gRPC server and its routes (started by `_serve`, beside the HTTP site)."""
     connections = ConnectionTable(
@@ -639,6 +642,13 @@ def _grpc(
     )
     server.add_routes(naming_routes.routes())
     naming_routes.attach(connections, feed)
+    config_routes = ConfigRoutes(
+        configs, server, push_timeout_seconds=config.grpc.push_timeout_seconds
+    )
+    server.add_routes(config_routes.routes())
+    config_routes.attach(connections)
+    # Every node notifies its own listening connections of the changes it applies.
+    events.applied.append(lambda changes, _index: config_routes.on_changes(changes.changed_keys()))
     return server
 
 

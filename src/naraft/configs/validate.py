@@ -29,6 +29,11 @@ MAX_CAS_MD5_CHARS: Final = 32
 MAX_IDS: Final = 1000  # ids of one delete-by-ids
 _EXTRA_CHARS: Final = frozenset("_-.:")
 
+UNSUPPORTED_GRAY: Final = (
+    "gray (beta) configs are not supported by naraft: publish without the betaIps header"
+)
+UNSUPPORTED_TAG: Final = "tag configs are not supported by naraft: publish without tag"
+
 CONFIG_TYPES: Final = frozenset({"text", "json", "xml", "yaml", "html", "properties", "tomcat"})
 """Nacos's `ConfigType`s; any other type is stored as `text`, as Nacos does."""
 
@@ -65,6 +70,14 @@ def tenant(value: str | None) -> str:
             "tenant", f"at most {MAX_TENANT_CHARS} characters", message="too long tenant, over 128"
         )
     return value.strip()
+
+
+def request_tenant(value: str | None) -> str:
+    """A request's namespace: Nacos reads `public` (any case) as the default one, stored
+    as "" (as blank is); else `tenant`'s rule."""
+    if value is not None and value.strip().lower() == "public":
+        return ""
+    return tenant(value)
 
 
 def config_key(data_id: str | None, group: str | None, tenant_value: str | None) -> ConfigKey:

@@ -51,10 +51,6 @@ _CONTENT_TYPES: Final = {
     "xml": "text/xml;charset=UTF-8",
     "html": "text/html;charset=UTF-8",
 }
-_UNSUPPORTED_GRAY: Final = (
-    "gray (beta) configs are not supported by naraft: publish without the betaIps header"
-)
-_UNSUPPORTED_TAG: Final = "tag configs are not supported by naraft: publish without tag"
 
 
 @dataclass(slots=True, kw_only=True)
@@ -80,20 +76,15 @@ async def config_params(request: web.Request) -> Params:
     return await read_params(request, max_value_chars=limit)
 
 
-def tenant_of(value: str | None) -> str:
-    """Nacos reads `public` (any case) as the default namespace, stored as ""."""
-    if value is not None and value.strip().lower() == "public":
-        return ""
-    return validate.tenant(value)
-
-
 def _key(params: Params) -> ConfigKey:
     return config_key_of(params, params.get("tenant"))
 
 
 def config_key_of(params: Params, tenant: str | None) -> ConfigKey:
     """The config `params` name (`dataId`, `group`) in the namespace `tenant`."""
-    return validate.config_key(params.get("dataId"), params.get("group"), tenant_of(tenant))
+    return validate.config_key(
+        params.get("dataId"), params.get("group"), validate.request_tenant(tenant)
+    )
 
 
 def _true() -> web.Response:
@@ -173,10 +164,10 @@ def _no_cache(response: web.Response) -> web.Response:
 
 def refuse_gray(request: web.Request, params: Params) -> None:
     if params.get("beta") is not None or request.headers.get("betaIps", "").strip():
-        raise UnsupportedError(_UNSUPPORTED_GRAY)
+        raise UnsupportedError(validate.UNSUPPORTED_GRAY)
     tag = params.get("tag")
     if tag is not None and tag.strip():
-        raise UnsupportedError(_UNSUPPORTED_TAG)
+        raise UnsupportedError(validate.UNSUPPORTED_TAG)
     if params.get("export") is not None or params.get("exportV2") is not None:
         raise UnsupportedError("config export is not supported by naraft's API yet")
     if params.get("import") is not None or params.get("clone") is not None:
@@ -249,7 +240,7 @@ async def _search(api: ConfigApi, params: Params, search: str) -> web.Response:
         )
     page_no = validate.page("pageNo", params.get("pageNo"), None, 1 << 20)
     page_size = validate.page("pageSize", params.get("pageSize"), None, MAX_PAGE_SIZE)
-    tenant = tenant_of(params.get("tenant"))
+    tenant = validate.request_tenant(params.get("tenant"))
     app_name = (params.get("appName") or "").strip()
     tags = [
         t for t in (params.get("config_tags") or params.get("configTags") or "").split(",") if t
@@ -286,7 +277,7 @@ async def publish(
     raw = RawPublish(
         data_id=params.get("dataId"),
         group=params.get("group"),
-        tenant=tenant_of(tenant),
+        tenant=validate.request_tenant(tenant),
         content=params.get("content"),
         app_name=params.get("appName"),
         type=params.get("type"),
@@ -359,7 +350,9 @@ async def listener_status(request: web.Request) -> web.Response:
     api = config_api_of(request)
     api.count("configs.listener_status")
     group = validate.group_or_default(params.get("group"))
-    key = validate.config_key(params.get("dataId"), group, tenant_of(params.get("tenant")))
+    key = validate.config_key(
+        params.get("dataId"), group, validate.request_tenant(params.get("tenant"))
+    )
     return json_response(
         {"collectStatus": 200, "lisentersGroupkeyStatus": api.hub.listeners_of(key)}
     )
