@@ -123,6 +123,8 @@ async def test_grpc_and_v1_share_instances_and_subscribers_hear_other_nodes(
     assert v1.text == "ok", v1.text
     push = await watcher.next_push("NotifySubscriberRequest")
     assert hosts_of(push) == {"10.1.0.1:8080", "10.1.0.2:8080"}
+    # the owner's node applies the v1 write on its own schedule (a local read)
+    await on_every_node(cluster, service, {"10.1.0.1:8080", "10.1.0.2:8080"})
     query = await owner.request(
         "ServiceQueryRequest",
         {**SERVICE, "serviceName": service, "cluster": "", "healthOnly": False},
