@@ -115,9 +115,10 @@ def test_kill_9_of_the_clients_node_moves_it_and_loses_nothing(
     service = "sdk3-moving"
     before = naming_connections(cluster)
     servers = ",".join(node.address for node in cluster.nodes)
-    mover = Sdk3Client(sdk3, servers, services="naming")
+    mover = Sdk3Client(sdk3, servers)  # naming and config, each on its own connection
     try:
         assert mover.call("register", service=service, ip="10.6.0.1", port=80)
+        mover.call("listen", data_id="moving.yaml")
         after = naming_connections(cluster)
         holding = next(i for i in after if after[i] > before.get(i, 0))
         witness_node = next(i for i in after if i != holding)
@@ -136,9 +137,19 @@ def test_kill_9_of_the_clients_node_moves_it_and_loses_nothing(
                     what="the client to reconnect to a live node",
                 )
                 everywhere(cluster, service, {"10.6.0.1:80", "10.6.0.2:80"})
-                # its subscription keeps firing after the move
+                # its subscription and its config listener keep firing after the move
                 assert witness.call("register", service=service, ip="10.6.0.3", port=80)
                 hears(mover, service, {"10.6.0.1:80", "10.6.0.2:80", "10.6.0.3:80"})
+                published = cluster.client.post(
+                    f"{cluster.nodes[witness_node].url}/nacos/v1/cs/configs",
+                    data={"dataId": "moving.yaml", "group": "DEFAULT_GROUP", "content": "v: 2"},
+                )
+                assert published.text == "true", published.text
+                mover.wait_event(
+                    lambda e: e["event"] == "config"
+                    and e["dataId"] == "moving.yaml"
+                    and e["content"] == "v: 2"
+                )
             finally:
                 cluster.nodes[holding].start()
                 cluster.wait_ready()
