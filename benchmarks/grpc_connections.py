@@ -29,6 +29,8 @@ import asyncio
 import json
 import os
 import resource
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -39,6 +41,7 @@ from typing import Any
 
 import aiohttp
 import procstat
+import spy
 from clusters import NODE_NAMES, NaraftCluster
 
 from naraft.grpc.client import GrpcTestClient, grpc_address
@@ -530,7 +533,10 @@ async def fanout(
     latencies: list[float] = []
     early = missing = 0
     address = grpc_address(cluster.endpoint(leader).removeprefix("http://"))
-    cpu0 = node_cpu(cluster)
+    cpu0, wcpu0 = node_cpu(cluster), procstat.cpu_snapshot(workers.pids())
+    busy0, t0 = procstat.machine_busy_seconds(), time.monotonic()
+    follower = next(n for n in NODE_NAMES if n != leader)
+    profiler = start_profile(cluster.pid(follower), args.profile_dir)
     async with GrpcTestClient(address, timeout_seconds=30.0) as writer:
         for i in range(args.changes):
             ip = f"10.250.{i // 256}.{i % 256}"
@@ -547,7 +553,12 @@ async def fanout(
                     early += arrived < acked
                     latencies.append(max(0.0, arrived - acked))
             await asyncio.sleep(0.2)
-    server_cpu = sum(cpu_diff(cpu0, node_cpu(cluster)).values())
+    by_node = cpu_diff(cpu0, node_cpu(cluster))
+    server_cpu = sum(by_node.values())
+    worker_cpu = sum(procstat.cpu_delta(wcpu0, procstat.cpu_snapshot(workers.pids())).values())
+    busy_cores = (procstat.machine_busy_seconds() - busy0) / (time.monotonic() - t0)
+    if profiler is not None:
+        stop_profile(profiler, f"follower {follower} during the fan-out")
     p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
     held = p99 <= FAN_GOAL_P99_S and missing == 0
     pushes = len(latencies)
@@ -561,6 +572,13 @@ async def fanout(
         f"  goal p99 <= {1000 * FAN_GOAL_P99_S:.0f} ms: {'held' if held else 'MISSED'}; "
         f"servers {1000 * server_cpu / max(1, pushes):.2f} ms CPU per push delivered"
     )
+    per_change = {n: 1000 * v / max(1, args.changes) for n, v in by_node.items()}
+    shares = ", ".join(f"{n}{'*' if n == leader else ''} {v:.0f}" for n, v in per_change.items())
+    print(
+        f"  server CPU per change (ms): {shares}; the subscribers' workers "
+        f"{1000 * worker_cpu / max(1, pushes):.2f} ms CPU per push received; "
+        f"machine busy {busy_cores:.2f} of {os.cpu_count()} cores"
+    )
     return {
         "subscribers": subscribers,
         "changes": args.changes,
@@ -573,7 +591,43 @@ async def fanout(
         "goal_p99_s": FAN_GOAL_P99_S,
         "goal_held": held,
         "server_cpu_ms_per_push": 1000 * server_cpu / max(1, pushes),
+        "server_cpu_ms_per_change": per_change,
+        "client_cpu_ms_per_push": 1000 * worker_cpu / max(1, pushes),
+        "machine_busy_cores": busy_cores,
     }
+
+
+Profiler = tuple[subprocess.Popen[bytes], Path]
+
+
+def start_profile(pid: int, out_dir: Path | None) -> Profiler | None:
+    """py-spy (--gil: where the Python CPU goes) on `pid` until stop_profile."""
+    if out_dir is None:
+        return None
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(py_spy).exists():
+        print("py-spy not found (pip install py-spy): no profile")
+        return None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    raw = out_dir / f"fanout-{pid}.folded"
+    command = [py_spy, "record", "--pid", str(pid), "--gil", "--rate", "200",
+               "--format", "raw", "--output", str(raw)]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    return process, raw
+
+
+def stop_profile(profiler: Profiler, what: str) -> None:
+    process, raw = profiler
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    if raw.exists():
+        print(f"== py-spy --gil of the {what} ({raw})")
+        spy.print_summary(spy.summarize(raw, 25), 25)
 
 
 async def http_phase(
@@ -639,6 +693,7 @@ def main() -> None:
     parser.add_argument("--beat-seconds", type=float, help="default 15")
     parser.add_argument("--skip-http", action="store_true", help="only the gRPC phase")
     parser.add_argument("--out", type=Path, help="write the results as JSON")
+    parser.add_argument("--profile-dir", type=Path, help="py-spy a follower during fan-out")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker is not None:
