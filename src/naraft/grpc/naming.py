@@ -112,6 +112,9 @@ class NamingRoutes:
         self._subscribers: dict[ServiceKey, dict[str, set[str]]] = {}
         self._followed: dict[str, set[tuple[ServiceKey, str]]] = {}  # by connection id
         self._in_flight: dict[tuple[str, ServiceKey, str], bool] = {}  # value: push again
+        # the pushed view of a service by clusters string, shared by all its subscribers
+        # until the service changes again
+        self._views: dict[ServiceKey, dict[str, dict[str, Any]]] = {}
         self.pushes = 0
         self.push_failures = 0
 
@@ -291,6 +294,7 @@ class NamingRoutes:
                 by_connection.pop(connection.id, None)
                 if not by_connection:
                     del self._subscribers[service]
+                    self._views.pop(service, None)
             del clusters
         keys = self._owned.close(connection.owner)
         if not keys:
@@ -356,6 +360,7 @@ class NamingRoutes:
 
     def _changed(self, service: ServiceKey) -> None:
         """The feed's listener (runs inside apply: only schedules)."""
+        self._views.pop(service, None)
         for connection_id, clusters_set in self._subscribers.get(service, {}).items():
             for clusters in clusters_set:
                 slot = (connection_id, service, clusters)
@@ -378,7 +383,10 @@ class NamingRoutes:
                     "serviceName": service.service_name,
                     "clusters": clusters,
                 }
-                info = self.service_info(body, "clusters")
+                views = self._views.setdefault(service, {})
+                info = views.get(clusters)
+                if info is None:
+                    info = views[clusters] = self.service_info(body, "clusters")
                 try:
                     await connection.push(
                         "NotifySubscriberRequest",
