@@ -664,8 +664,14 @@ async def http_phase(
         beats = sum(r["ok"] for r in replies)
         failed = sum(r["failed"] for r in replies)
         errors = [e for r in replies for e in r["errors"]][:3]
-        print(f"beats: {beats} ok, {failed} failed{', e.g. ' + str(errors) if errors else ''}")
-        results["beats"] = {"ok": beats, "failed": failed, "errors": errors}
+        beat_s = args.beat_seconds + BEAT_INTERVAL_S + 1
+        rate, due = beats / beat_s, total / BEAT_INTERVAL_S
+        print(
+            f"beats: {beats} ok, {failed} failed in {beat_s:.0f} s = {rate:.0f}/s "
+            f"(due: {due:.0f}/s){', e.g. ' + str(errors) if errors else ''}"
+        )
+        results["beats"] = {"ok": beats, "failed": failed, "errors": errors,
+                            "per_s": rate, "due_per_s": due}  # fmt: skip
         results["beating"] = print_nodes(
             f"HTTP instances beating every {BEAT_INTERVAL_S:.0f} s",
             leader,
