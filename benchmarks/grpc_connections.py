@@ -51,6 +51,7 @@ NAMESPACE = "public"
 GROUP = "DEFAULT_GROUP"
 FAN_GOAL_P99_S = 0.100
 BEAT_INTERVAL_S = 5.0
+BEAT_CONNECTIONS = 32
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -197,7 +198,10 @@ class Worker:
 
     async def http_phase(self, command: dict[str, Any]) -> dict[str, Any]:
         concurrency = int(command["concurrency"])
-        connector = aiohttp.TCPConnector(limit=max(1, concurrency))
+        # registrations share the run's in-flight limit; beats are independent clients,
+        # each on its own schedule: up to BEAT_CONNECTIONS keep-alive connections a worker
+        limit = concurrency if command["cmd"] == "http_register" else BEAT_CONNECTIONS
+        connector = aiohttp.TCPConnector(limit=max(1, limit))
         async with aiohttp.ClientSession(connector=connector) as http:
 
             async def register(k: int) -> None:
