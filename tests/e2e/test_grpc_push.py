@@ -1,6 +1,7 @@
-"""2.x subscriptions on a real cluster: every change of a followed service reaches each
+"""2.x connections on a real cluster: every change of a followed service reaches each
 subscriber with the service's state after that change, per clusters string (the view a
-node builds once per change and shares among its subscribers must never be a stale one).
+node builds once per change and shares among its subscribers must never be a stale one);
+an idle SDK's keep-alive (`HealthCheckRequest`) is answered with success.
 """
 
 from __future__ import annotations
@@ -70,5 +71,18 @@ def test_each_change_reaches_every_subscriber_with_its_clusters_view(
                     until_ips(only_a, wanted_a),
                     until_ips(on_leader, wanted_all),
                 )
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.usefixtures("no_leftover_event_loop")
+def test_a_registered_connections_health_check_succeeds(cluster3: LocalCluster) -> None:
+    node = cluster3.wait_ready()
+
+    async def scenario() -> None:
+        async with GrpcTestClient(grpc_address(node.address)) as client:
+            answer = await client.request("HealthCheckRequest", {})
+            assert answer.type == "HealthCheckResponse"
+            assert answer.ok
 
     asyncio.run(scenario())

@@ -299,7 +299,8 @@ class GrpcServer:
             body = ok(connectionId=self.connections.id_of(peer), supportAbilityNegotiation=False)
             return payload.build("ServerCheckResponse", {**body, "requestId": request_id})
         route = self._routes.get(kind)
-        if route is None or route.internal:
+        health_check = kind == "HealthCheckRequest"  # the SDK's keep-alive: needs no route
+        if not health_check and (route is None or route.internal):
             self.stats.refused += 1
             return _error(Code.NO_HANDLER, f"no handler for request type {kind[:64]}", request_id)
         connection = await self.connections.find(peer)
@@ -307,7 +308,7 @@ class GrpcServer:
             self.stats.refused += 1
             return _error(Code.UN_REGISTER, "Connection is unregistered.", request_id)
         connection.touch()
-        if kind == "HealthCheckRequest":
+        if health_check or route is None:
             return payload.build("HealthCheckResponse", {**ok(), "requestId": request_id})
         answer = await self.serve(route, decoded.body, decoded.headers, connection, request_id)
         return answer
