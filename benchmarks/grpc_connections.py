@@ -52,6 +52,7 @@ GROUP = "DEFAULT_GROUP"
 FAN_GOAL_P99_S = 0.100
 BEAT_INTERVAL_S = 5.0
 BEAT_CONNECTIONS = 32
+KEEP_ALIVE_S = 5.0  # a 2.x SDK's keepAliveTime: a HealthCheckRequest after 5 s of silence
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -116,6 +117,10 @@ class Worker:
     # (service, ip) -> client id -> first arrival (monotonic)
     seen: dict[tuple[str, str], dict[int, float]] = field(default_factory=dict)
     fan_members: dict[str, int] = field(default_factory=dict)  # service -> subscribers here
+    http: aiohttp.ClientSession | None = None
+    beaters: list[asyncio.Task[None]] = field(default_factory=list)
+    beats: dict[str, int] = field(default_factory=lambda: {"ok": 0, "failed": 0})
+    beat_errors: list[str] = field(default_factory=list)
 
     def fan_of(self, k: int) -> str:
         return f"bench-fan-{(k // 3) % self.fans}"
@@ -186,6 +191,27 @@ class Worker:
             raise RuntimeError(f"{answer.type} {answer.body}")
         self.fan_members[self.fan_of(k)] = self.fan_members.get(self.fan_of(k), 0) + 1
 
+    async def keepalive(self, live: list[int], seconds: float) -> dict[str, Any]:
+        """What an idle 2.x SDK sends: a HealthCheckRequest after KEEP_ALIVE_S of silence,
+        each client on its own schedule (starts spread over one period), for `seconds`."""
+        stop_at = time.monotonic() + seconds
+        counts = {"ok": 0, "failed": 0}
+        cpu0 = self_usage()["cpu_s"]
+
+        async def one(i: int, k: int) -> None:
+            await asyncio.sleep(KEEP_ALIVE_S * i / max(1, len(live)))
+            while time.monotonic() < stop_at:
+                started = time.monotonic()
+                try:
+                    answer = await self.clients[k].request("HealthCheckRequest", {})
+                    counts["ok" if answer.ok else "failed"] += 1
+                except Exception:  # counted
+                    counts["failed"] += 1
+                await asyncio.sleep(max(0.0, KEEP_ALIVE_S - (time.monotonic() - started)))
+
+        await asyncio.gather(*(one(i, k) for i, k in enumerate(live)))
+        return {**counts, "cpu_s": self_usage()["cpu_s"] - cpu0}
+
     async def fan_wait(self, service: str, ip: str, wait_s: float) -> dict[str, Any]:
         want = self.fan_members.get(service, 0)
         deadline = time.monotonic() + wait_s
@@ -196,63 +222,57 @@ class Worker:
         arrivals = list(self.seen.get((service, ip), {}).values())
         return {"arrivals": arrivals, "missing": want - len(arrivals)}
 
-    async def http_phase(self, command: dict[str, Any]) -> dict[str, Any]:
-        concurrency = int(command["concurrency"])
-        # registrations share the run's in-flight limit; beats are independent clients,
-        # each on its own schedule: up to BEAT_CONNECTIONS keep-alive connections a worker
-        limit = concurrency if command["cmd"] == "http_register" else BEAT_CONNECTIONS
-        connector = aiohttp.TCPConnector(limit=max(1, limit))
-        async with aiohttp.ClientSession(connector=connector) as http:
+    async def http_register(self, concurrency: int) -> dict[str, Any]:
+        """Register every instance over HTTP (`concurrency` in flight); each starts beating
+        every BEAT_INTERVAL_S right after its registration, as a 1.x SDK does, on up to
+        BEAT_CONNECTIONS keep-alive connections, until http_stop."""
+        self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=BEAT_CONNECTIONS))
+        gate = asyncio.Semaphore(max(1, concurrency))
+        http = self.http
 
-            async def register(k: int) -> None:
-                base = self.http_endpoints[k % 3]
-                params = {
-                    "serviceName": f"bench-http-{k % self.services}",
-                    "ip": ip_of(k),
-                    "port": "8080",
-                    "ephemeral": "true",
-                }
-                async with http.post(f"{base}/nacos/v1/ns/instance", params=params) as answer:
-                    text = await answer.text()
-                    if answer.status != 200 or text != "ok":
-                        raise RuntimeError(f"{answer.status} {text[:200]}")
+        def params(k: int) -> dict[str, str]:
+            service = f"bench-http-{k % self.services}"
+            return {"serviceName": service, "ip": ip_of(k), "port": "8080"}
 
-            async def beat(k: int) -> None:
+        async def beater(k: int) -> None:
+            while True:
+                await asyncio.sleep(BEAT_INTERVAL_S)
                 base = self.http_endpoints[k % 3]
-                params = {
-                    "serviceName": f"bench-http-{k % self.services}",
-                    "ip": ip_of(k),
-                    "port": "8080",
-                }
-                async with http.put(f"{base}/nacos/v1/ns/instance/beat", params=params) as answer:
-                    text = await answer.text()
+                try:
+                    async with http.put(
+                        f"{base}/nacos/v1/ns/instance/beat", params=params(k)
+                    ) as answer:
+                        text = await answer.text()
                     if answer.status != 200 or '"code":10200' not in text.replace(" ", ""):
                         raise RuntimeError(f"{answer.status} {text[:200]}")
+                    self.beats["ok"] += 1
+                except Exception as error:  # counted and sampled
+                    self.beats["failed"] += 1
+                    if len(self.beat_errors) < 3:
+                        self.beat_errors.append(f"{type(error).__name__}: {str(error)[:200]}")
 
-            if command["cmd"] == "http_register":
-                return await self.bounded(concurrency, register, self.ids)
-            # http_beat: every instance beats every BEAT_INTERVAL_S, starts spread over one
-            # interval, for `seconds`
-            seconds = float(command["seconds"])
-            stop_at = time.monotonic() + seconds
-            beats = {"ok": 0, "failed": 0}
-            errors: list[str] = []
-            cpu0 = self_usage()["cpu_s"]
+        async def register(k: int) -> None:
+            base = self.http_endpoints[k % 3]
+            async with (
+                gate,
+                http.post(
+                    f"{base}/nacos/v1/ns/instance", params={**params(k), "ephemeral": "true"}
+                ) as answer,
+            ):
+                text = await answer.text()
+            if answer.status != 200 or text != "ok":
+                raise RuntimeError(f"{answer.status} {text[:200]}")
+            self.beaters.append(asyncio.create_task(beater(k)))
 
-            async def beater(i: int, k: int) -> None:
-                await asyncio.sleep(BEAT_INTERVAL_S * i / max(1, len(self.ids)))
-                while time.monotonic() < stop_at:
-                    started = time.monotonic()
-                    try:
-                        await beat(k)
-                        beats["ok"] += 1
-                    except Exception as error:  # counted and sampled
-                        beats["failed"] += 1
-                        errors.append(f"{type(error).__name__}: {str(error)[:200]}")
-                    await asyncio.sleep(max(0.0, BEAT_INTERVAL_S - (time.monotonic() - started)))
+        return await self.bounded(concurrency, register, self.ids)
 
-            await asyncio.gather(*(beater(i, k) for i, k in enumerate(self.ids)))
-            return {**beats, "errors": errors[:3], "cpu_s": self_usage()["cpu_s"] - cpu0}
+    async def http_stop(self) -> dict[str, Any]:
+        for task in self.beaters:
+            task.cancel()
+        await asyncio.gather(*self.beaters, return_exceptions=True)
+        if self.http is not None:
+            await self.http.close()
+        return {**self.beats, "errors": self.beat_errors, **self_usage()}
 
     async def handle(self, command: dict[str, Any]) -> dict[str, Any]:
         cmd = command["cmd"]
@@ -264,10 +284,14 @@ class Worker:
             return await self.bounded(concurrency, self.register_one, live)
         if cmd == "subscribe":
             return await self.bounded(concurrency, self.subscribe_one, live)
+        if cmd == "keepalive":
+            return await self.keepalive(live, float(command["seconds"]))
         if cmd == "fan":
             return await self.fan_wait(command["service"], command["ip"], command["timeout"])
-        if cmd in ("http_register", "http_beat"):
-            return await self.http_phase(command)
+        if cmd == "http_register":
+            return await self.http_register(concurrency)
+        if cmd == "http_stop":
+            return await self.http_stop()
         if cmd == "usage":
             ended = sum(1 for c in self.clients.values() if c.stream_ended.is_set())
             return {
@@ -509,6 +533,19 @@ async def grpc_phase(
         results["idle"] = print_nodes(
             "gRPC connections idle", leader, rss_before, rss_after, idle, total // 3
         )
+        asking = asyncio.create_task(
+            workers.ask({"cmd": "keepalive", "seconds": args.idle_seconds + KEEP_ALIVE_S + 1})
+        )
+        await asyncio.sleep(KEEP_ALIVE_S)  # every client has sent one
+        window = await measure_window(cluster, args.idle_seconds, workers.pids())
+        checks = await asking
+        sent, failed = sum(r["ok"] for r in checks), sum(r["failed"] for r in checks)
+        results["keepalive"] = print_nodes(
+            f"gRPC connections idle with an SDK's HealthCheckRequest every {KEEP_ALIVE_S:.0f} s",
+            leader, rss_before, cluster.rss_mib(), window, total // 3,
+        )  # fmt: skip
+        print(f"  health checks: {sent} ok, {failed} failed")
+        results["keepalive"]["checks"] = {"ok": sent, "failed": failed}
         results["fanout"] = await fanout(cluster, workers, args, fans, leader, total)
         usage = await workers.ask({"cmd": "usage"})
         results["worker_usage"] = usage
@@ -645,34 +682,26 @@ async def http_phase(
     results: dict[str, Any] = {"workers": len(specs)}
     try:
         print(f"HTTP v1: {total} instances from {len(specs)} worker processes")
-        cpu0 = node_cpu(cluster)
+        cpu0, beat_start = node_cpu(cluster), time.monotonic()
         replies = await workers.ask({"cmd": "http_register", "concurrency": per})
         results["register"] = summarize(
             "register (POST instance)",
             replies,
             server_cpu_s=sum(cpu_diff(cpu0, node_cpu(cluster)).values()),
         )
-        beating = asyncio.create_task(
-            workers.ask(
-                {
-                    "cmd": "http_beat",
-                    "concurrency": per,
-                    "seconds": args.beat_seconds + BEAT_INTERVAL_S + 1,
-                }
-            )
-        )
-        await asyncio.sleep(BEAT_INTERVAL_S)  # every instance has beaten once
+        await asyncio.sleep(BEAT_INTERVAL_S)  # the last registered has beaten once too
         window = await measure_window(cluster, args.beat_seconds, workers.pids())
         rss_after = cluster.rss_mib()
-        replies = await beating
+        replies = await workers.ask({"cmd": "http_stop"})
         beats = sum(r["ok"] for r in replies)
         failed = sum(r["failed"] for r in replies)
         errors = [e for r in replies for e in r["errors"]][:3]
-        beat_s = args.beat_seconds + BEAT_INTERVAL_S + 1
+        beat_s = time.monotonic() - beat_start
         rate, due = beats / beat_s, total / BEAT_INTERVAL_S
         print(
-            f"beats: {beats} ok, {failed} failed in {beat_s:.0f} s = {rate:.0f}/s "
-            f"(due: {due:.0f}/s){', e.g. ' + str(errors) if errors else ''}"
+            f"beats: {beats} ok, {failed} failed in {beat_s:.0f} s from the first registration"
+            f" = {rate:.0f}/s (due once all beat: {due:.0f}/s)"
+            f"{', e.g. ' + str(errors) if errors else ''}"
         )
         results["beats"] = {"ok": beats, "failed": failed, "errors": errors,
                             "per_s": rate, "due_per_s": due}  # fmt: skip
@@ -684,7 +713,6 @@ async def http_phase(
             window,
             total // 3,
         )
-        await workers.ask({"cmd": "close"}, limit_s=60)
     finally:
         workers.stop()
     return results
