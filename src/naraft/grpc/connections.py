@@ -24,12 +24,15 @@ mark), never deltas, so a reconnect loses nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
+
+import orjson
 
 from naraft.errors import UnavailableError
 from naraft.grpc import payload
@@ -91,13 +94,15 @@ class Connection:
     async def push(
         self,
         kind: str,
-        body: Mapping[str, Any],
+        body: Mapping[str, Any] | bytes,
         *,
         timeout_seconds: float,
         attempts: int = 3,
     ) -> dict[str, Any]:
         """Send a server request and return the client's answer body; retried on silence,
-        and the connection closed when every attempt went unanswered (PushFailedError)."""
+        and the connection closed when every attempt went unanswered (PushFailedError).
+        `body` may come encoded (a JSON object's bytes), to be shared by many pushes."""
+        encoded = body if isinstance(body, bytes) else orjson.dumps(body)
         for attempt in range(attempts):
             if self.closed.is_set():
                 raise PushFailedError(f"connection {self.id} is closed: {self.close_reason}")
@@ -108,21 +113,16 @@ class Connection:
             answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
             self.waiting[request_id] = answer
             try:
-                message = payload.build(kind, {**body, "requestId": request_id, "headers": {}})
-                if not self.send(message):
+                if not self.send(
+                    payload.build_encoded(kind, _with_request_id(encoded, request_id))
+                ):
                     raise PushFailedError(f"connection {self.id} is closed: {self.close_reason}")
                 self.pushes_sent += 1
-                closed = asyncio.create_task(self.closed.wait())
                 try:
-                    done, _ = await asyncio.wait(
-                        (answer, closed),
-                        timeout=timeout_seconds,
-                        return_when=asyncio.FIRST_COMPLETED,
-                    )
-                finally:
-                    closed.cancel()
-                if answer in done:
-                    return answer.result()
+                    async with asyncio.timeout(timeout_seconds):
+                        return await answer  # close() fails it at once
+                except TimeoutError:
+                    pass
             finally:
                 self.waiting.pop(request_id, None)
                 if not answer.done():
@@ -139,10 +139,33 @@ class Connection:
             waiter.set_result(body)
 
     def close(self, reason: str) -> None:
-        """Mark the connection closed; its stream handler ends and the table forgets it."""
-        if not self.closed.is_set():
-            self.close_reason = reason
-            self.closed.set()
+        """Mark the connection closed: its stream handler ends (woken by a `CLOSE` in its
+        queue), the table forgets it, and pushes waiting for an answer fail at once."""
+        if self.closed.is_set():
+            return
+        self.close_reason = reason
+        self.closed.set()
+        logger.log(
+            logging.DEBUG if reason in _ORDINARY else logging.INFO,
+            "connection %s closed: %s",
+            self.id,
+            reason,
+        )
+        for waiter in self.waiting.values():
+            if not waiter.done():
+                waiter.set_exception(PushFailedError(f"connection {self.id} closed: {reason}"))
+        with contextlib.suppress(asyncio.QueueFull):
+            self.outbound.put_nowait(CLOSE)  # a full queue wakes its writer anyway
+
+
+_ORDINARY: Final = frozenset({"the client closed its stream", "its stream ended"})
+CLOSE: Final = object()  # the writer's cue: the connection is closed
+
+
+def _with_request_id(body: bytes, request_id: str) -> bytes:
+    """A JSON object's bytes with `requestId` and empty `headers` added in front."""
+    head = b'{"requestId":"' + request_id.encode() + b'","headers":{}'
+    return head + b"}" if body == b"{}" else head + b"," + body[1:]
 
 
 CloseListener = Callable[[Connection], Awaitable[None]]

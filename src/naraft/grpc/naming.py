@@ -112,6 +112,9 @@ class NamingRoutes:
         self._subscribers: dict[ServiceKey, dict[str, set[str]]] = {}
         self._followed: dict[str, set[tuple[ServiceKey, str]]] = {}  # by connection id
         self._in_flight: dict[tuple[str, ServiceKey, str], bool] = {}  # value: push again
+        # the pushed view of a service by clusters string, shared by all its subscribers
+        # until the service changes again
+        self._views: dict[ServiceKey, dict[str, bytes]] = {}  # encoded push bodies
 
     def routes(self) -> list[Route]:
         return [
@@ -290,6 +293,7 @@ class NamingRoutes:
                 by_connection.pop(connection.id, None)
                 if not by_connection:
                     del self._subscribers[service]
+                    self._views.pop(service, None)
             del clusters
         keys = self._owned.close(connection.owner)
         if not keys:
@@ -355,6 +359,7 @@ class NamingRoutes:
 
     def _changed(self, service: ServiceKey) -> None:
         """The feed's listener (runs inside apply: only schedules)."""
+        self._views.pop(service, None)
         for connection_id, clusters_set in self._subscribers.get(service, {}).items():
             for clusters in clusters_set:
                 slot = (connection_id, service, clusters)
@@ -371,18 +376,22 @@ class NamingRoutes:
                 connection = self._server.connections.get(connection_id)
                 if connection is None:
                     return
-                body = {
-                    "namespace": service.namespace_id,
-                    "groupName": service.group_name,
-                    "serviceName": service.service_name,
-                    "clusters": clusters,
-                }
-                info = self.service_info(body, "clusters")
+                views = self._views.setdefault(service, {})
+                encoded = views.get(clusters)
+                if encoded is None:
+                    body = {
+                        "namespace": service.namespace_id,
+                        "groupName": service.group_name,
+                        "serviceName": service.service_name,
+                        "clusters": clusters,
+                    }
+                    info = self.service_info(body, "clusters")
+                    encoded = views[clusters] = orjson.dumps(
+                        {**body, "module": "naming", "serviceInfo": info}
+                    )
                 try:
                     await connection.push(
-                        "NotifySubscriberRequest",
-                        {**body, "module": "naming", "serviceInfo": info},
-                        timeout_seconds=self._push_timeout,
+                        "NotifySubscriberRequest", encoded, timeout_seconds=self._push_timeout
                     )
                 except UnavailableError:
                     return  # the connection closed: its client subscribes again

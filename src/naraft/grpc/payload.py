@@ -142,6 +142,14 @@ def build(kind: str, body: Mapping[str, Any], headers: Mapping[str, str] | None 
     return payload
 
 
+def build_encoded(kind: str, body: bytes) -> Any:
+    """A Payload message of type `kind` whose body is already JSON bytes."""
+    payload: Any = Payload()
+    payload.metadata.type = kind
+    payload.body.value = body
+    return payload
+
+
 def serialize(message: Any) -> bytes:
     data: bytes = message.SerializeToString()
     return data

@@ -35,7 +35,7 @@ from naraft.api.auth import AuthService, Identity
 from naraft.auth.rules import Need, resource_of
 from naraft.errors import InvalidArgumentError, UnauthorizedError, UnavailableError
 from naraft.grpc import payload
-from naraft.grpc.connections import Connection, ConnectionTable, split_peer
+from naraft.grpc.connections import CLOSE, Connection, ConnectionTable, split_peer
 from naraft.grpc.errors import ERROR_RESPONSE, Code, RefusedError, failed, ok, refusal_of
 from naraft.raft.errors import NotLeaderError
 
@@ -44,6 +44,7 @@ logger = logging.getLogger(__name__)
 SETUP_TIMEOUT_SECONDS: Final = 10.0  # a stream must send its setup within this
 IDLE_SECONDS: Final = 20.0  # Nacos's keep-alive: a silent client is asked if it is there
 DETECT_TIMEOUT_SECONDS: Final = 3.0
+MAX_DETECTIONS: Final = 500  # ClientDetectionRequests in flight at once
 RESET_GRACE_SECONDS: Final = 1.0  # after ConnectResetRequest, before the stream closes
 MAX_REQUEST_ID_CHARS: Final = 64
 FOLLOW_SECONDS: Final = 2.0  # a forwarded write waits this long to be applied here too
@@ -308,6 +309,8 @@ class GrpcServer:
             await asyncio.sleep(every_seconds)
             now = time.monotonic()
             for connection in self.connections:
+                if len(self._detecting) >= MAX_DETECTIONS:
+                    break  # spread over sweeps: a burst must not starve the node's loop
                 if now - connection.last_active >= IDLE_SECONDS:
                     connection.touch()  # one detection at a time
                     task = asyncio.create_task(self._detect(connection))
@@ -317,7 +320,7 @@ class GrpcServer:
     async def _detect(self, connection: Connection) -> None:
         with contextlib.suppress(UnavailableError):
             await connection.push(
-                "ClientDetectionRequest", {}, timeout_seconds=DETECT_TIMEOUT_SECONDS, attempts=1
+                "ClientDetectionRequest", {}, timeout_seconds=DETECT_TIMEOUT_SECONDS, attempts=2
             )
 
     # ----------------------------------------------------------------- unary
@@ -341,7 +344,8 @@ class GrpcServer:
             body = ok(connectionId=self.connections.id_of(peer), supportAbilityNegotiation=False)
             return payload.build("ServerCheckResponse", {**body, "requestId": request_id})
         route = self._routes.get(kind)
-        if kind != "HealthCheckRequest" and (route is None or route.internal):
+        health_check = kind == "HealthCheckRequest"  # the SDK's keep-alive: needs no route
+        if not health_check and (route is None or route.internal):
             self.stats.refused += 1
             return _error(Code.NO_HANDLER, f"no handler for request type {kind[:64]}", request_id)
         connection = await self.connections.find(peer)
@@ -349,7 +353,7 @@ class GrpcServer:
             self.stats.refused += 1
             return _error(Code.UN_REGISTER, "Connection is unregistered.", request_id)
         connection.touch()
-        if route is None:  # HealthCheckRequest: the connection is registered and alive
+        if health_check or route is None:  # registered and alive: the keep-alive answer
             return payload.build("HealthCheckResponse", {**ok(), "requestId": request_id})
         answer = await self.serve(route, decoded.body, decoded.headers, connection, request_id)
         return answer
@@ -542,22 +546,12 @@ class GrpcServer:
         )
         reader = asyncio.create_task(self._read(requests, connection))
         try:
-            while not connection.closed.is_set():
-                getter = asyncio.create_task(connection.outbound.get())
-                closed = asyncio.create_task(connection.closed.wait())
-                done, _ = await asyncio.wait(
-                    (getter, closed, reader), return_when=asyncio.FIRST_COMPLETED
-                )
-                closed.cancel()
-                if getter in done:
-                    await context.write(getter.result())
-                else:
-                    getter.cancel()
-                if reader in done:
-                    connection.close("the client closed its stream")
-            while not connection.outbound.empty():  # a reset request, or pushes on the way
-                with contextlib.suppress(Exception):
-                    await context.write(connection.outbound.get_nowait())
+            outbound = connection.outbound
+            while not (connection.closed.is_set() and outbound.empty()):
+                message = await outbound.get()  # close() queues CLOSE to end the wait
+                if message is CLOSE:
+                    continue
+                await context.write(message)
         except (asyncio.CancelledError, grpc.RpcError, aio.AioRpcError):
             connection.close("the stream broke")
         finally:
@@ -567,18 +561,28 @@ class GrpcServer:
             await self.connections.forget(connection)
 
     async def _read(self, requests: AsyncIterator[bytes], connection: Connection) -> None:
-        """The client's side of the stream: answers to pushes (and nothing else)."""
-        with contextlib.suppress(grpc.RpcError, asyncio.CancelledError):
+        """The client's side of the stream: answers to pushes (and nothing else). When it
+        ends, the connection is closed."""
+        try:
             async for raw in requests:
                 connection.touch()
-                try:
-                    message = payload.parse(raw)
-                except InvalidArgumentError as error:
-                    logger.debug("undecodable stream message from %s: %s", connection.id, error)
-                    continue
-                request_id = _request_id(message.body)
-                if message.type.endswith("Response") and request_id:
-                    connection.answered(request_id, message.body)
+                _take_answer(connection, raw)
+        except (grpc.RpcError, asyncio.CancelledError):
+            pass
+        finally:
+            connection.close("the client closed its stream")
+
+
+def _take_answer(connection: Connection, raw: bytes) -> None:
+    """Hand a client's response to the push waiting for it; anything else is dropped."""
+    try:
+        message = payload.parse(raw)
+    except InvalidArgumentError as error:
+        logger.debug("undecodable stream message from %s: %s", connection.id, error)
+        return
+    request_id = _request_id(message.body)
+    if message.type.endswith("Response") and request_id:
+        connection.answered(request_id, message.body)
 
 
 def _reset_body() -> dict[str, Any]:
