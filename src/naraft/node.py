@@ -31,6 +31,7 @@ import grpc
 from aiohttp import web
 
 from naraft.api.admin import NODE, admin_routes
+from naraft.api.snapshot import SNAPSHOT, snapshot_routes
 from naraft.api.app import is_peer_request, make_app
 from naraft.api.auth import MAX_PASSWORD_BYTES, AuthService, generate_password, hash_password
 from naraft.api.edge import EdgeLimits, GuardedSite
@@ -45,6 +46,7 @@ from naraft.config import AuthMode, LogFormat, NodeConfig, is_loopback, parse_ad
 from naraft.configs.listeners import ListenerHub
 from naraft.configs.service import ConfigService
 from naraft.configs.state import ConfigState
+from naraft.digest.server import FrozenState
 from naraft.digest.wiring import DigestService
 from naraft.election_audit import ElectionAudit
 from naraft.errors import InvalidArgumentError, NaraftError, UnavailableError
@@ -254,6 +256,18 @@ class Node:
 
     def kv_get(self, key: str) -> Datum | None:
         return read_value(self._datums, key)
+
+    # SnapshotSource
+    @property
+    def self_id(self) -> str:
+        return self._config.id
+
+    @property
+    def cluster_id(self) -> str:
+        return self._config.cluster_id
+
+    def freeze_state(self) -> FrozenState:
+        return self._digest.freeze()
 
     def metrics_text(self) -> bytes:
         self.metrics.observe_status(self.replica.status)
@@ -688,7 +702,7 @@ def _app(
         identity_verifier=PeerVerifier(
             config.secret, cluster_id=cluster_id, self_id=config.id, members=peers
         ),
-        extra_routes=admin_routes(),
+        extra_routes=[*admin_routes(), *snapshot_routes()],
         peer_routes=[
             *peer_routes(
                 node.replica.deliver,
@@ -729,6 +743,7 @@ def _app(
         ],
     )
     app[NODE] = node
+    app[SNAPSHOT] = node
     app[HEALTH] = node
     return app
 
