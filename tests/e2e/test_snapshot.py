@@ -1,0 +1,209 @@
+"""Backup and restore with real processes: `naraft snapshot save` from a 3-node cluster with
+auth on (naming instances, configs, kv data), `naraft snapshot restore` into a new data
+directory, a standalone node started on it serves every datum, under a new cluster id; and
+each refusal in its one line."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.e2e.harness import LocalCluster, local_cluster, naraft_command, wait_for
+
+from naraft.client import CONFIGS_PATH, INSTANCE_LIST_PATH, INSTANCE_PATH, bearer, login
+
+pytestmark = pytest.mark.e2e
+
+SERVICES = [f"svc-{i}" for i in range(3)]
+CONFIGS = {f"cfg-{i}": f"content {i}\nline two" for i in range(3)}
+KV = {f"kv/{i}": f"value-{i}" for i in range(5)}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    root = tmp_path_factory.mktemp("snapshot") / "cluster"
+    with local_cluster(root, size=3, auth="on") as running:
+        running.wait_ready()
+        password = running.admin_password
+        assert password is not None
+        # the first leader bootstraps the admin; every node then takes a login
+        for node in running.nodes:
+            wait_for(lambda url=node.url: _try_login(url, password), timeout_seconds=15,
+                     what=f"a login on {node.id}")  # fmt: skip
+        _fill(running)
+        yield running
+
+
+def _try_login(url: str, password: str) -> bool:
+    try:
+        return bool(login(url, password))
+    except OSError:
+        return False
+
+
+def _token(cluster: LocalCluster) -> str:
+    assert cluster.admin_password is not None
+    return login(cluster.nodes[0].url, cluster.admin_password)
+
+
+def _fill(cluster: LocalCluster) -> None:
+    headers = bearer(_token(cluster))
+    base = cluster.leader().url
+    for service in SERVICES:
+        for port in (8080, 8081):
+            answer = cluster.client.post(
+                f"{base}{INSTANCE_PATH}",
+                params={"serviceName": service, "ip": "10.0.0.1", "port": port,
+                        "ephemeral": "false"},
+                headers=headers,
+            )  # fmt: skip
+            assert answer.status_code == 200, answer.text
+    for data_id, content in CONFIGS.items():
+        answer = cluster.client.post(
+            f"{base}{CONFIGS_PATH}",
+            params={"dataId": data_id, "group": "DEFAULT_GROUP", "content": content},
+            headers=headers,
+        )
+        assert answer.status_code == 200, answer.text
+    for key, value in KV.items():
+        answer = cluster.client.put(
+            f"{base}/naraft/v1/kv/{key}", json={"value": value}, headers=headers
+        )
+        assert answer.status_code == 200, answer.text
+
+
+def _view(cluster: LocalCluster, url: str, headers: dict[str, str]) -> dict[str, Any]:
+    """What a client sees of the data: instances, config contents, kv values."""
+    client = cluster.client
+    seen: dict[str, Any] = {}
+    for service in SERVICES:
+        answer = client.get(
+            f"{url}{INSTANCE_LIST_PATH}", params={"serviceName": service}, headers=headers
+        )
+        assert answer.status_code == 200, answer.text
+        seen[service] = sorted((h["ip"], h["port"]) for h in answer.json()["hosts"])
+    for data_id in CONFIGS:
+        answer = client.get(
+            f"{url}{CONFIGS_PATH}",
+            params={"dataId": data_id, "group": "DEFAULT_GROUP"},
+            headers=headers,
+        )
+        assert answer.status_code == 200, answer.text
+        seen[data_id] = answer.text
+    for key in KV:
+        answer = client.get(f"{url}/naraft/v1/kv/{key}", headers=headers)
+        assert answer.status_code == 200, answer.text
+        seen[key] = answer.json()["value"]
+    return seen
+
+
+def test_save_restore_and_serve_under_a_new_cluster_id(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    follower = next(n for n in cluster.nodes if n is not cluster.leader())
+    file = tmp_path / "backup.snap"
+    saved = naraft_command(
+        "snapshot", "save", str(file), "--server", follower.url,
+        "--password-file", str(cluster.admin_password_file),
+    )  # fmt: skip
+    assert saved.returncode == 0, saved.stderr
+    assert f"saved {file}" in saved.stdout
+    old_state = cluster.state(cluster.leader())
+
+    restored = LocalCluster(tmp_path / "restored", size=1)
+    node = restored.nodes[0]
+    done = naraft_command(
+        "snapshot", "restore", str(file), "--data-dir", str(node.data_dir), "--id", node.id
+    )
+    assert done.returncode == 0, done.stderr
+    assert "naraft server" in done.stdout
+    with restored:
+        restored.wait_ready()
+        new_state = restored.state(node)
+        assert new_state["clusterId"] != old_state["clusterId"]
+        assert new_state["datums"] >= old_state["datums"] - 1  # the quota entry may follow
+        expected = _view(cluster, cluster.leader().url, bearer(_token(cluster)))
+        # loopback standalone: auth is off, so the restored data reads without a token
+        assert _view(restored, node.url, {}) == expected
+        # and the old admin's login works there too: users came with the snapshot
+        assert cluster.admin_password is not None
+        assert login(node.url, cluster.admin_password)
+
+
+def test_a_restored_dir_is_refused_by_the_old_clusters_members(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    """Restored with the old cluster's very member list, the node still computes another
+    cluster id (a new token), so the old members refuse its peer requests."""
+    file = tmp_path / "backup.snap"
+    saved = naraft_command(
+        "snapshot", "save", str(file), "--server", cluster.nodes[0].url,
+        "--password-file", str(cluster.admin_password_file),
+    )  # fmt: skip
+    assert saved.returncode == 0, saved.stderr
+    target = tmp_path / "same-members"
+    done = naraft_command(
+        "snapshot", "restore", str(file), "--data-dir", str(target),
+        "--id", cluster.nodes[0].id, "--peers", ",".join(cluster.members),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    old_id = cluster.state(cluster.nodes[0])["clusterId"]
+    assert f"(was {old_id})" in done.stdout
+    assert f"as cluster {old_id}" not in done.stdout
+
+
+def test_refusals_each_in_one_line(cluster: LocalCluster, tmp_path: Path) -> None:
+    file = tmp_path / "x.snap"
+    anonymous = naraft_command("snapshot", "save", str(file), "--server", cluster.nodes[0].url)
+    assert anonymous.returncode == 1
+    assert anonymous.stderr.strip().splitlines() == [
+        "Error: snapshot refused (403): authorization failed!"
+    ] or len(anonymous.stderr.strip().splitlines()) == 1, anonymous.stderr
+    assert not file.exists()
+
+    headers = bearer(_token(cluster))
+    answer = cluster.client.post(
+        f"{cluster.nodes[0].url}/nacos/v1/auth/users",
+        params={"username": "reader", "password": "reader-pw"},
+        headers=headers,
+    )
+    assert answer.status_code == 200, answer.text
+    password = tmp_path / "reader.password"
+    password.write_text("reader-pw\n")
+    reader = naraft_command(
+        "snapshot", "save", str(file), "--server", cluster.nodes[0].url,
+        "--username", "reader", "--password-file", str(password),
+    )  # fmt: skip
+    assert reader.returncode == 1
+    lines = reader.stderr.strip().splitlines()
+    assert len(lines) == 1 and "snapshot refused (403)" in lines[0], reader.stderr
+    assert not file.exists()
+
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "something").write_text("x")
+    good = tmp_path / "good.snap"
+    saved = naraft_command(
+        "snapshot", "save", str(good), "--server", cluster.nodes[0].url,
+        "--password-file", str(cluster.admin_password_file),
+    )  # fmt: skip
+    assert saved.returncode == 0, saved.stderr
+    refused = naraft_command(
+        "snapshot", "restore", str(good), "--data-dir", str(busy), "--id", "127.0.0.1:9999"
+    )
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines() == [
+        f"naraft: {busy} is not an empty directory: restore only into a new one"
+    ]
+    assert sorted(p.name for p in busy.iterdir()) == ["something"]
+
+    bad = tmp_path / "bad.snap"
+    bad.write_bytes(good.read_bytes()[:-10])
+    cut = naraft_command(
+        "snapshot", "restore", str(bad), "--data-dir", str(tmp_path / "new"), "--id", "h:1"
+    )
+    assert cut.returncode == 1
+    assert len(cut.stderr.strip().splitlines()) == 1 and "truncated" in cut.stderr, cut.stderr
+    assert not (tmp_path / "new").exists()
