@@ -192,9 +192,7 @@ def restore_command(
     """Write a fresh data directory holding FILE's datums, as a member of a NEW cluster."""
     try:
         parse_address(node_id, field="--id")
-        members = (
-            tuple(p.strip() for p in peers.split(",") if p.strip()) if peers else (node_id,)
-        )
+        members = tuple(p.strip() for p in peers.split(",") if p.strip()) if peers else (node_id,)
         for member in members:
             parse_address(member, field="--peers")
         if node_id not in members:

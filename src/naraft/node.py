@@ -31,13 +31,13 @@ import grpc
 from aiohttp import web
 
 from naraft.api.admin import NODE, admin_routes
-from naraft.api.snapshot import SNAPSHOT, snapshot_routes
 from naraft.api.app import is_peer_request, make_app
 from naraft.api.auth import MAX_PASSWORD_BYTES, AuthService, generate_password, hash_password
 from naraft.api.edge import EdgeLimits, GuardedSite
 from naraft.api.forward import FORWARD_SESSION, FORWARD_TLS, forward_middleware
 from naraft.api.health import HEALTH, readiness_reason
 from naraft.api.observe import AccessLog, observe_middleware
+from naraft.api.snapshot import SNAPSHOT, snapshot_routes
 from naraft.api.v1.beats import HttpBeatSender, beat_routes
 from naraft.api.v1.configs import ConfigApi
 from naraft.api.v1.operator import ServerInfo
@@ -268,6 +268,9 @@ class Node:
 
     def freeze_state(self) -> FrozenState:
         return self._digest.freeze()
+
+    def now_ms(self) -> int:
+        return SystemClock().now_ms()
 
     def metrics_text(self) -> bytes:
         self.metrics.observe_status(self.replica.status)

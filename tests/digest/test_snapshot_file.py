@@ -61,9 +61,7 @@ def decode(raw: bytes) -> tuple[SnapshotHeader, dict[str, Datum]]:
     return reader.header, out
 
 
-SAMPLE = {
-    f"k{i:03d}": Datum(f"value {i}".encode() * (i % 7), version=i + 1) for i in range(40)
-}
+SAMPLE = {f"k{i:03d}": Datum(f"value {i}".encode() * (i % 7), version=i + 1) for i in range(40)}
 
 datum_maps = st.dictionaries(
     st.text(min_size=1, max_size=30),
@@ -105,16 +103,16 @@ def test_any_truncation_is_a_clear_error(length: int) -> None:
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        pytest.param(b"PK\x03\x04 a zip file, not ours", "not a naraft snapshot", id="not-a-snapshot"),
+        pytest.param(
+            b"PK\x03\x04 a zip file, not ours", "not a naraft snapshot", id="not-a-snapshot"
+        ),
         pytest.param(b"", "truncated at byte 0", id="empty"),
         pytest.param(
             MAGIC + struct.pack(">I", MAX_HEADER_BYTES + 1), "over the 65536 limit", id="header"
         ),
         pytest.param(MAGIC + struct.pack(">I", 2) + b"[]", "not a JSON object", id="header-list"),
         pytest.param(MAGIC + struct.pack(">I", 3) + b"{x}", "header: not JSON", id="header-json"),
-        pytest.param(
-            encode(SAMPLE) + b"x", "bytes after the trailer", id="trailing-bytes"
-        ),
+        pytest.param(encode(SAMPLE) + b"x", "bytes after the trailer", id="trailing-bytes"),
     ],
 )
 def test_malformed_files_are_refused_in_one_line(raw: bytes, message: str) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import time
 from typing import Final, Protocol
 
 from aiohttp import web
@@ -46,6 +45,10 @@ class SnapshotSource(Protocol):
 
     def freeze_state(self) -> FrozenState: ...
 
+    def now_ms(self) -> int:
+        """Wall-clock milliseconds (the node's one clock): the file's `createdMs`."""
+        ...
+
 
 SNAPSHOT: Final = web.AppKey("snapshot_source", SnapshotSource)
 
@@ -73,7 +76,7 @@ async def save_snapshot(request: web.Request) -> web.StreamResponse:
             cluster_id=source.cluster_id,
             node=source.self_id,
             snapshot_id=secrets.token_hex(16),
-            created_ms=int(time.time() * 1000),
+            created_ms=source.now_ms(),
         )
     )
     response = web.StreamResponse(

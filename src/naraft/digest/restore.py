@@ -1,11 +1,11 @@
 """Restore a snapshot file into a fresh data directory (`naraft snapshot restore`).
 
-The datums go into a new SQLite store frame by frame (one transaction each, so memory holds
-one frame), beside the final name; only once the reader has checked the whole file (count,
-SHA-256, state checksum) does the last transaction store the applied point, as a snapshot
-boundary: the log is empty and continues after the snapshot's index, the hard state has its
-term and commits it. The store then takes its final name. A file that fails a check leaves
-nothing behind.
+The datums go into a new SQLite store a few frames at a time (one transaction per 16 MiB,
+so memory holds that much), beside the final name. Only once the reader has checked the
+whole file (count, SHA-256, state checksum) does the last transaction store the applied
+point, as a snapshot boundary: the log is empty and continues after the snapshot's index,
+the hard state has its term and commits it. The store then takes its final name. A file
+that fails a check leaves nothing behind.
 
 The node id and the cluster id are recorded as a node's first start would record them;
 the cluster id comes from a new cluster token (`config.cluster_id_of`), so members of the
@@ -22,11 +22,12 @@ from typing import Final
 
 from naraft.digest.snapshot_file import SnapshotHeader, SnapshotReader
 from naraft.raft import HardState, Index, SnapshotMeta, Term
-from naraft.state.datums import DatumChanges
+from naraft.state.datums import Datum, DatumChanges
 from naraft.storage.base import WriteBatch
 from naraft.storage.sqlite import open_store
 
 PARTIAL_SUFFIX: Final = ".restoring"
+BATCH_BYTES: Final = 16 << 20  # datums per transaction (and fsync): a few frames' worth
 
 
 def restore_store(
@@ -46,11 +47,17 @@ def restore_store(
     try:
         store.set_node_id(node_id)
         store.set_cluster_id(cluster_id)
+        puts: dict[str, Datum] = {}
+        size = 0
         for rows in reader.frames():
-            if rows:
-                changes = DatumChanges(puts=dict(rows), deletes=frozenset())
-                store.write(WriteBatch(datum_changes=changes))
+            puts.update(rows)
+            size += sum(len(key) + len(datum.value) for key, datum in rows)
+            if size >= BATCH_BYTES:
+                store.write(WriteBatch(datum_changes=DatumChanges(puts=puts, deletes=frozenset())))
+                puts, size = {}, 0
             on_frame(len(rows))
+        if puts:
+            store.write(WriteBatch(datum_changes=DatumChanges(puts=puts, deletes=frozenset())))
         point = SnapshotMeta(index=Index(header.index), term=Term(header.term))
         store.write(
             WriteBatch(

@@ -292,13 +292,3 @@ def _decode_frame(
     if pos != end:
         raise SnapshotFormatError(f"frame at byte {at}: {end - pos} bytes after its records")
     return rows
-
-
-def read_frame_header(data: bytes) -> tuple[int, int]:
-    """(payload bytes, records) of a frame header (8 bytes); what a saver counts progress by."""
-    size, count = _FRAME.unpack(data)
-    return size, count
-
-
-FRAME_HEADER_BYTES: Final = _FRAME.size
-TRAILER_BYTES: Final = _TRAILER.size
