@@ -1,7 +1,8 @@
 """Restore a snapshot file into a fresh data directory (`naraft snapshot restore`).
 
 The datums go into a new SQLite store a few frames at a time (one transaction per 16 MiB,
-so memory holds that much), beside the final name. Only once the reader has checked the
+so memory holds that much), built in bulk (no WAL, one fsync at the end), beside the final
+name. Only once the reader has checked the
 whole file (count, SHA-256, state checksum) does the last transaction store the applied
 point, as a snapshot boundary: the log is empty and continues after the snapshot's index,
 the hard state has its term and commits it. The store then takes its final name. A file
@@ -43,7 +44,7 @@ def restore_store(
     header = reader.header
     partial = db_path.with_name(db_path.name + PARTIAL_SUFFIX)
     done = False
-    store = open_store(partial)
+    store = open_store(partial, bulk=True)
     try:
         store.set_node_id(node_id)
         store.set_cluster_id(cluster_id)
@@ -74,4 +75,14 @@ def restore_store(
                 with contextlib.suppress(FileNotFoundError):
                     leftover.unlink()
     os.replace(partial, db_path)
+    _sync_directory(db_path.parent)
     return header
+
+
+def _sync_directory(path: Path) -> None:
+    """Make the rename durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
