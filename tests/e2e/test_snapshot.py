@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.e2e.harness import LocalCluster, local_cluster, wait_for
+from tests.e2e.harness import LocalCluster, NodeProcess, local_cluster, wait_for
 from tests.e2e.harness import naraft_command as run_naraft
 
 from naraft.client import CONFIGS_PATH, INSTANCE_LIST_PATH, INSTANCE_PATH, bearer, login
@@ -151,23 +152,6 @@ def saved(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Pa
     return file
 
 
-def test_a_restored_dir_is_refused_by_the_old_clusters_members(
-    cluster: LocalCluster, saved: Path, tmp_path: Path
-) -> None:
-    """Restored with the old cluster's very member list, the node still computes another
-    cluster id (a new token): old members would refuse its signed peer requests."""
-    file = saved
-    target = tmp_path / "same-members"
-    done = naraft_command(
-        "snapshot", "restore", str(file), "--data-dir", str(target),
-        "--id", cluster.nodes[0].id, "--peers", ",".join(cluster.members),
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    old_id = cluster.state(cluster.nodes[0])["clusterId"]
-    assert f"(was {old_id})" in done.stdout
-    assert f"as cluster {old_id}" not in done.stdout
-
-
 def test_refusals_each_in_one_line(cluster: LocalCluster, saved: Path, tmp_path: Path) -> None:
     file = tmp_path / "x.snap"
     anonymous = naraft_command("snapshot", "save", str(file), "--server", cluster.nodes[0].url)
@@ -219,3 +203,49 @@ def test_refusals_each_in_one_line(cluster: LocalCluster, saved: Path, tmp_path:
         f"naraft: {bad}: truncated at byte {len(bad.read_bytes())}: the trailer needs 40 bytes"
     ]
     assert not (tmp_path / "new").exists()
+
+
+def test_a_member_restored_in_place_is_refused_by_the_old_members(
+    cluster: LocalCluster, saved: Path, tmp_path: Path
+) -> None:
+    """The worst case: a follower's data is restored with the old cluster's very member list
+    and started in the follower's place, with the same secret. It still computes another
+    cluster id (a new token), so the old members refuse its requests and it refuses theirs:
+    it never joins the old cluster, whose term does not move. Runs last in the module: the
+    follower is put back at the end."""
+    leader = cluster.leader()
+    follower = next(n for n in cluster.nodes if n is not leader)
+    old_id = cluster.state(leader)["clusterId"]
+    term = cluster.state(leader)["term"]
+    target = tmp_path / "in-place"
+    done = naraft_command(
+        "snapshot", "restore", str(saved), "--data-dir", str(target),
+        "--id", follower.id, "--peers", ",".join(cluster.members),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"(was {old_id})" in done.stdout
+    assert f"as cluster {old_id}" not in done.stdout
+    follower.terminate(hand_over=False)
+    impostor = NodeProcess(
+        replace(follower.spec, data_dir=target, log_path=tmp_path / "in-place.log")
+    )
+    try:
+        impostor.start()
+        wait_for(
+            lambda: "reason=cluster_mismatch" in impostor.log_text(),
+            timeout_seconds=30,
+            what="the restored node to refuse the old leader's messages",
+        )
+        wait_for(
+            lambda: "reason=cluster_mismatch" in leader.log_text(),
+            timeout_seconds=30,
+            what="the old leader to refuse the restored node's messages",
+        )
+        state = cluster.state(impostor)
+        assert state["clusterId"] != old_id
+        assert state["leader"] != leader.id
+        assert cluster.leader().id == leader.id
+        assert cluster.state(leader)["term"] == term
+    finally:
+        impostor.terminate(hand_over=False)
+        follower.start()
