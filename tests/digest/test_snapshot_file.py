@@ -64,7 +64,7 @@ def decode(raw: bytes) -> tuple[SnapshotHeader, dict[str, Datum]]:
 SAMPLE = {f"k{i:03d}": Datum(f"value {i}".encode() * (i % 7), version=i + 1) for i in range(40)}
 
 datum_maps = st.dictionaries(
-    st.text(min_size=1, max_size=30),
+    st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=30),
     st.builds(Datum, st.binary(max_size=200), st.integers(0, INDEX)),
     max_size=60,
 )
@@ -175,6 +175,13 @@ def test_repeated_or_unordered_keys_are_refused() -> None:
     writer = SnapshotWriter(_header(datums))
     raw = writer.start() + writer.frame([("b", datums["b"]), ("a", datums["a"])]) + writer.end()
     with pytest.raises(SnapshotFormatError, match="keys out of order or repeated"):
+        decode(raw)
+
+
+def test_a_key_that_is_not_utf8_is_refused() -> None:
+    datums = {"zq": Datum(b"1", 1)}
+    raw = encode(datums).replace(b"zq", b"z\xff")
+    with pytest.raises(SnapshotFormatError, match="a key is not UTF-8"):
         decode(raw)
 
 

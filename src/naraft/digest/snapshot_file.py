@@ -110,7 +110,7 @@ class SnapshotWriter:
         parts: list[bytes] = []
         count = 0
         for key, datum in rows:
-            raw_key = key.encode("utf-8", "surrogatepass")
+            raw_key = key.encode()  # a store holds no key that is not UTF-8
             parts += (_RECORD.pack(len(raw_key), datum.version, len(datum.value)), raw_key)
             parts.append(datum.value)
             count += 1
@@ -276,7 +276,7 @@ def _decode_frame(
         if pos + key_len + value_len > end:
             raise SnapshotFormatError(f"frame at byte {at}: a record runs past the frame")
         try:
-            key = payload[pos : pos + key_len].decode("utf-8", "surrogatepass")
+            key = payload[pos : pos + key_len].decode()
         except UnicodeDecodeError:
             raise SnapshotFormatError(f"frame at byte {at}: a key is not UTF-8") from None
         pos += key_len
