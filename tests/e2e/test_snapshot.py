@@ -205,6 +205,33 @@ def test_refusals_each_in_one_line(cluster: LocalCluster, saved: Path, tmp_path:
     assert not (tmp_path / "new").exists()
 
 
+def test_every_member_restored_from_one_file_forms_the_new_cluster(
+    cluster: LocalCluster, saved: Path, tmp_path: Path
+) -> None:
+    """docs/backup.md: the same file and the same --peers on every member; each computes the
+    same new cluster id, they elect a leader, serve the data and take new writes."""
+    fresh = LocalCluster(tmp_path / "new-cluster", size=3)
+    peers = ",".join(fresh.members)
+    for node in fresh.nodes:
+        done = naraft_command(
+            "snapshot", "restore", str(saved), "--data-dir", str(node.data_dir),
+            "--id", node.id, "--peers", peers,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    with fresh:
+        leader = fresh.wait_ready(timeout_seconds=60)
+        ids = {fresh.state(node)["clusterId"] for node in fresh.nodes}
+        assert len(ids) == 1
+        assert ids != {cluster.state(cluster.leader())["clusterId"]}
+        expected = _view(cluster, cluster.leader().url, bearer(_token(cluster)))
+        assert _view(fresh, leader.url, {}) == expected
+        assert fresh.put(leader, "after/restore", "new").status_code == 200
+        index = fresh.state(leader)["commitIndex"]
+        for node in fresh.nodes:
+            fresh.wait_applied(node, index)
+            assert fresh.get(node, "after/restore").json()["value"] == "new"
+
+
 def test_a_member_restored_in_place_is_refused_by_the_old_members(
     cluster: LocalCluster, saved: Path, tmp_path: Path
 ) -> None:
