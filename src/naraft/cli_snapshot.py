@@ -11,6 +11,7 @@ line on failure, never a traceback (docs/backup.md).
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import secrets
@@ -18,7 +19,7 @@ import ssl
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final
 
 import click
 from rich.console import Console
@@ -27,7 +28,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from naraft.client import ADMIN_USER, bearer, login
 from naraft.config import DATA_DIR_TOKEN_FILE, check_cluster_token, cluster_id_of, parse_address
 from naraft.digest.restore import restore_store
-from naraft.digest.snapshot_file import SnapshotFormatError, SnapshotHeader, SnapshotReader
+from naraft.digest.snapshot_file import (
+    Readable,
+    SnapshotFormatError,
+    SnapshotHeader,
+    SnapshotReader,
+)
 from naraft.errors import NaraftError
 from naraft.storage.base import StoreError
 from naraft.tls import client_context
@@ -53,7 +59,7 @@ def snapshot() -> None:
 class _Tee:
     """A readable stream that copies what it reads into `out` and counts it."""
 
-    def __init__(self, source: object, out: object) -> None:
+    def __init__(self, source: Readable, out: BinaryIO) -> None:
         self._source = source
         self._out = out
         self.bytes = 0
@@ -62,21 +68,21 @@ class _Tee:
         chunks: list[bytes] = []
         wanted = size
         while wanted != 0:
-            chunk: bytes = self._source.read(wanted)  # type: ignore[attr-defined]
+            chunk = self._source.read(wanted)
             if not chunk:
                 break
             chunks.append(chunk)
             if wanted > 0:
                 wanted -= len(chunk)
         data = b"".join(chunks)
-        self._out.write(data)  # type: ignore[attr-defined]
+        self._out.write(data)
         self.bytes += len(data)
         return data
 
 
 def _open_snapshot(
     base: str, token: str | None, context: ssl.SSLContext | None
-) -> tuple[str, object]:
+) -> tuple[str, http.client.HTTPResponse]:
     """The answer of the leader behind `base`: a follower's refusal names the leader, asked
     once in its place."""
     url = base
@@ -85,9 +91,10 @@ def _open_snapshot(
             f"{url}{SNAPSHOT_PATH}", headers=bearer(token) if token is not None else {}
         )
         try:
-            return url, urllib.request.urlopen(
+            answer: http.client.HTTPResponse = urllib.request.urlopen(
                 request, timeout=SAVE_TIMEOUT_SECONDS, context=context
             )
+            return url, answer
         except urllib.error.HTTPError as error:
             body = _body(error)
             leader = body.get("leader")
@@ -132,9 +139,9 @@ def save_command(
             password = password_file.read_text().strip()
             token = login(base, password, username=username, ssl_context=context)
         url, answer = _open_snapshot(base, token, context)
-        with answer, partial.open("wb") as out:  # type: ignore[attr-defined]
+        with answer, partial.open("wb") as out:
             tee = _Tee(answer, out)
-            header = _receive(SnapshotReader(tee), console)  # type: ignore[arg-type]
+            header = _receive(SnapshotReader(tee), console)
             out.flush()
             os.fsync(out.fileno())
         os.replace(partial, file)

@@ -29,7 +29,7 @@ import hashlib
 import struct
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import BinaryIO, Final
+from typing import Final, Protocol
 
 import orjson
 
@@ -48,6 +48,12 @@ _FRAME: Final = struct.Struct(">II")  # payload bytes, records
 _RECORD: Final = struct.Struct(">IQI")  # key bytes, version, value bytes
 _TRAILER: Final = struct.Struct(">Q32s")  # records, SHA-256
 _MAX_INT: Final = (1 << 63) - 1
+
+
+class Readable(Protocol):
+    """Where a snapshot is read from: a file opened "rb", an HTTP answer."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 class SnapshotFormatError(Exception):
@@ -145,7 +151,7 @@ def frame_batches(
 # ---------------------------------------------------------------------- reading
 
 
-def _exactly(stream: BinaryIO, size: int, offset: int, what: str) -> bytes:
+def _exactly(stream: Readable, size: int, offset: int, what: str) -> bytes:
     data = stream.read(size)
     if len(data) != size:
         raise SnapshotFormatError(
@@ -198,7 +204,7 @@ class SnapshotReader:
     record count, the SHA-256, the state checksum and that nothing follows. Only when
     `frames()` has run to its end without raising is the content proven whole."""
 
-    def __init__(self, stream: BinaryIO) -> None:
+    def __init__(self, stream: Readable) -> None:
         self._stream = stream
         self._sha = hashlib.sha256()
         self._offset = 0
