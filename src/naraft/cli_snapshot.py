@@ -139,7 +139,9 @@ def save_command(
             password = password_file.read_text().strip()
             token = login(base, password, username=username, ssl_context=context)
         url, answer = _open_snapshot(base, token, context)
-        with answer, partial.open("wb") as out:
+        # the file holds password hashes and the token signing key: its owner's alone
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with answer, os.fdopen(fd, "wb") as out:
             tee = _Tee(answer, out)
             header = _receive(SnapshotReader(tee), console)
             out.flush()

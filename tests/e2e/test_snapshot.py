@@ -118,6 +118,7 @@ def test_save_restore_and_serve_under_a_new_cluster_id(
     )  # fmt: skip
     assert saved.returncode == 0, saved.stderr
     assert f"saved {file}" in saved.stdout
+    assert file.stat().st_mode & 0o777 == 0o600  # password hashes, the signing key
     old_state = cluster.state(cluster.leader())
 
     restored = LocalCluster(tmp_path / "restored", size=1)
