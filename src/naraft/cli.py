@@ -442,3 +442,7 @@ main.add_command(repair)
 from naraft.cli_leader import leader  # noqa: E402 - operations on a running cluster
 
 main.add_command(leader)
+
+from naraft.cli_snapshot import snapshot  # noqa: E402 - backup and restore
+
+main.add_command(snapshot)

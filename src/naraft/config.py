@@ -109,6 +109,12 @@ def cluster_id_of(token: str, members: tuple[str, ...]) -> str:
     return hashlib.sha256(material.encode()).hexdigest()[:16]
 
 
+DATA_DIR_TOKEN_FILE: Final = "cluster.token"
+"""A data directory's own cluster token, written by `naraft snapshot restore`: a node started
+on that directory without `--cluster-token` takes it, so the restored node (or every member
+restored from one file with the same members) computes the new cluster's id."""
+
+
 def check_cluster_token(token: str) -> str:
     """The token, refused if empty, too long or not printable ASCII (it travels in logs)."""
     if not token or len(token) > MAX_CLUSTER_TOKEN_CHARS:

@@ -22,16 +22,18 @@ from typing import Any, Final
 import click
 
 from naraft.config import (
+    DATA_DIR_TOKEN_FILE,
     LOG_LEVELS,
     PROFILES,
     AuthMode,
     LogFormat,
     NodeConfig,
     Profile,
+    check_cluster_token,
     parse_address,
     read_cluster_conf,
 )
-from naraft.errors import NaraftError
+from naraft.errors import InvalidArgumentError, NaraftError
 from naraft.tls import CERT_FLAG, KEY_FLAG, PEER_CA_FLAG, PEER_CERT_FLAG, PEER_KEY_FLAG
 from naraft.transport.auth import INSECURE_FILE_OPTION, SECRET_ENV_VAR, load_secret
 
@@ -417,6 +419,13 @@ def build_config(values: Mapping[str, object], env: Mapping[str, str] = os.envir
         if setting.path:
             value = AuthMode(str(given)) if setting.name == "auth" else setting.to_tree(given)
             config = _replace(config, setting.path, value)
+    token_file = data_dir / DATA_DIR_TOKEN_FILE
+    if "cluster-token" not in values and token_file.is_file():  # a restored data directory
+        try:
+            token = check_cluster_token(token_file.read_text(errors="replace").strip()[:1024])
+        except InvalidArgumentError as error:
+            raise ConfigError(f"{token_file}: {error}") from None
+        config = dataclasses.replace(config, cluster_token=token)
     password = env.get(ADMIN_PASSWORD_ENV_VAR, "").strip()
     if len(password.encode()) > MAX_ADMIN_PASSWORD_BYTES:
         raise ConfigError(f"{ADMIN_PASSWORD_ENV_VAR}: at most {MAX_ADMIN_PASSWORD_BYTES} bytes")

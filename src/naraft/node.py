@@ -37,6 +37,7 @@ from naraft.api.edge import EdgeLimits, GuardedSite
 from naraft.api.forward import FORWARD_SESSION, FORWARD_TLS, forward_middleware
 from naraft.api.health import HEALTH, readiness_reason
 from naraft.api.observe import AccessLog, observe_middleware
+from naraft.api.snapshot import SNAPSHOT, snapshot_routes
 from naraft.api.v1.beats import HttpBeatSender, beat_routes
 from naraft.api.v1.configs import ConfigApi
 from naraft.api.v1.operator import ServerInfo
@@ -45,6 +46,7 @@ from naraft.config import AuthMode, LogFormat, NodeConfig, is_loopback, parse_ad
 from naraft.configs.listeners import ListenerHub
 from naraft.configs.service import ConfigService
 from naraft.configs.state import ConfigState
+from naraft.digest.server import FrozenState
 from naraft.digest.wiring import DigestService
 from naraft.election_audit import ElectionAudit
 from naraft.errors import InvalidArgumentError, NaraftError, UnavailableError
@@ -255,6 +257,21 @@ class Node:
 
     def kv_get(self, key: str) -> Datum | None:
         return read_value(self._datums, key)
+
+    # SnapshotSource
+    @property
+    def self_id(self) -> str:
+        return self._config.id
+
+    @property
+    def cluster_id(self) -> str:
+        return self._config.cluster_id
+
+    def freeze_state(self) -> FrozenState:
+        return self._digest.freeze()
+
+    def now_ms(self) -> int:
+        return SystemClock().now_ms()
 
     def metrics_text(self) -> bytes:
         self.metrics.observe_status(self.replica.status)
@@ -699,7 +716,7 @@ def _app(
         identity_verifier=PeerVerifier(
             config.secret, cluster_id=cluster_id, self_id=config.id, members=peers
         ),
-        extra_routes=admin_routes(),
+        extra_routes=[*admin_routes(), *snapshot_routes()],
         peer_routes=[
             *peer_routes(
                 node.replica.deliver,
@@ -740,6 +757,7 @@ def _app(
         ],
     )
     app[NODE] = node
+    app[SNAPSHOT] = node
     app[HEALTH] = node
     return app
 

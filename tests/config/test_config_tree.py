@@ -122,6 +122,18 @@ def test_the_cluster_token_is_a_setting_checked_once(tmp_path: Path) -> None:
         build_config(standalone(tmp_path, **{"cluster-token": "two words"}), {})
 
 
+def test_a_restored_data_dirs_token_is_taken_unless_one_is_given(tmp_path: Path) -> None:
+    """`naraft snapshot restore` leaves `cluster.token` in the data directory (docs/backup.md)."""
+    assert build_config(standalone(tmp_path), {}).cluster_token == "naraft-cluster"
+    (tmp_path / "cluster.token").write_text("restored-abc\n")
+    assert build_config(standalone(tmp_path), {}).cluster_token == "restored-abc"
+    given = standalone(tmp_path, **{"cluster-token": "mine"})
+    assert build_config(given, {}).cluster_token == "mine"
+    (tmp_path / "cluster.token").write_text("two words")
+    with pytest.raises(ConfigError, match="cluster.token: --cluster-token: must be printable"):
+        build_config(standalone(tmp_path), {})
+
+
 def test_other_naraft_variables_are_not_settings() -> None:
     assert from_env({"NARAFT_FAILPOINTS": "x=1", "NARAFT_CLUSTER_SECRET": "s" * 20}) == {}
 

@@ -76,6 +76,32 @@ class ChecksumReport:
     checksum: int
 
 
+@dataclass(frozen=True, slots=True)
+class FrozenState:
+    """The applied state at `point`, copied in one go: key -> datum (datums are immutable,
+    so the copy costs one dict, not the values), key -> datum hash, and the state checksum.
+    Later applies do not change it; it may be read from another thread."""
+
+    point: SnapshotMeta
+    datums: dict[str, Datum]
+    hashes: dict[str, int]
+    checksum: int
+
+
+def freeze_state(
+    point: SnapshotMeta, datums: DatumTable, checksum: StateChecksum, *, hashes: bool = True
+) -> FrozenState:
+    """The state at `point` (the replica's applied point now). Call it without awaiting
+    between reading `point` and this: the copy is then exactly the state at `point`. With
+    `hashes` False the per-key hashes are left out (a snapshot file needs only the sum)."""
+    return FrozenState(
+        point=point,
+        datums=dict(datums.items()),
+        hashes=dict(checksum.hashes) if hashes else {},
+        checksum=checksum.value,
+    )
+
+
 @dataclass(slots=True)
 class _Session:
     id: str
@@ -205,15 +231,15 @@ class DigestServer:
             if session.point == point:
                 session.last_used = now
                 return session
-        datums = dict(self._datums.items())  # one go: no await, so exactly the state at `point`
-        hashes = dict(self._checksum.hashes)
+        frozen = freeze_state(point, self._datums, self._checksum)  # no await since `point`
+        datums = frozen.datums
         session = _Session(
             id=secrets.token_hex(8),
             point=point,
             datums=datums,
-            hashes=hashes,
+            hashes=frozen.hashes,
             keys=list(datums),
-            checksum=self._checksum.value,
+            checksum=frozen.checksum,
             last_used=now,
         )
         if len(self._sessions) >= MAX_SESSIONS:

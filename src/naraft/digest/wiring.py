@@ -15,7 +15,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from naraft.digest.checksum import StateChecksum
-from naraft.digest.server import ChecksumReport, DigestServer
+from naraft.digest.server import ChecksumReport, DigestServer, FrozenState, freeze_state
 from naraft.digest.sync import DigestSync, SyncSettings
 from naraft.digest.verifier import ChecksumVerifier
 from naraft.raft import Index, NodeId, SnapshotMeta
@@ -60,6 +60,7 @@ class DigestService:
         self._settings = settings or DigestSettings()
         self._registry = registry
         self._tls = tls  # how to reach the leader and the followers
+        self._replica = replica
         self.checksum = StateChecksum(datums.items(), replica.status.applied_index)
         self._parts = self._build(replica)
 
@@ -119,6 +120,11 @@ class DigestService:
 
     def routes(self) -> list[web.RouteDef]:
         return self._parts.server.routes()
+
+    def freeze(self) -> FrozenState:
+        """The applied state now, frozen (datums and checksum, no per-key hashes): what
+        `naraft snapshot save` streams."""
+        return freeze_state(self._replica.applied, self._datums, self.checksum, hashes=False)
 
     async def run(self) -> None:
         parts = self._parts

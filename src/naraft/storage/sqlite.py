@@ -81,9 +81,10 @@ def _create_private(path: Path) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
 
 
-def open_store(path: Path) -> SqliteStore:
-    """Open (creating if needed) the store at `path`, on the calling thread; see `SqliteStore`."""
-    return SqliteStore(path)
+def open_store(path: Path, *, bulk: bool = False) -> SqliteStore:
+    """Open (creating if needed) the store at `path`, on the calling thread; see `SqliteStore`.
+    `bulk`: a store being built from nothing (`naraft snapshot restore`), see `SqliteStore`."""
+    return SqliteStore(path, bulk=bulk)
 
 
 class SqliteStore:
@@ -92,10 +93,16 @@ class SqliteStore:
     Opening creates the schema in a new or empty file and migrates an older one. It raises
     `SchemaTooNewError` for a newer schema, `CorruptStoreError` for a file that is not a naraft
     database, and `StoreError` when the file cannot be opened at all.
+
+    A `bulk` store is one being built from nothing by a tool, never by a node: no WAL and no
+    fsync per write (the journal is in memory), one fsync at `close`. A crash meanwhile may
+    leave the file half written, so its builder keeps it under a temporary name until closed
+    (`naraft.digest.restore`). A node opening the file later puts it in WAL mode.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, bulk: bool = False) -> None:
         self._path = path
+        self._bulk = bulk
         self._name = str(path)  # every error message starts with it
         self._connection: sqlite3.Connection | None = None  # None once closed
         self._bounds = EMPTY_LOG  # of the stored log; updated only after a commit
@@ -244,6 +251,12 @@ class SqliteStore:
             connection, self._connection = self._connection, None
             with self._sqlite_errors("close the store"):
                 connection.close()
+            if self._bulk:  # nothing was synced on the way: once, now
+                fd = os.open(self._path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
         if self._synced_fd is not None:
             fd, self._synced_fd = self._synced_fd, None
             os.close(fd)
@@ -298,6 +311,10 @@ class SqliteStore:
             connection.execute(_UPDATE_APPLIED, (batch.applied_index,))
 
     def _configure(self, connection: sqlite3.Connection) -> None:
+        if self._bulk:
+            connection.execute("PRAGMA journal_mode = MEMORY")
+            connection.execute("PRAGMA synchronous = OFF")
+            return
         (mode,) = connection.execute("PRAGMA journal_mode = WAL").fetchone()
         if str(mode).lower() != "wal":
             raise StoreError(self._name, f"cannot use WAL mode (journal mode stays {mode!r})")
