@@ -94,6 +94,8 @@ async def test_bad_payloads_are_answered_in_nacos_shapes(client: GrpcTestClient)
         ({"weight": -1}, "weight"),
         ({"metadata": ["not", "a", "map"]}, "metadata"),
         ({"ephemeral": False}, "ephemeral"),
+        ({"ephemeral": "false"}, "ephemeral"),
+        ({"ephemeral": []}, "ephemeral"),
     ],
 )
 async def test_bad_fields_are_refused_naming_the_field(
