@@ -386,7 +386,8 @@ class GrpcServer:
     def _refusal(self, route: Route, error: Exception, request_id: str) -> Any:
         code, message, typed = refusal_of(error)
         self.stats.refused += 1
-        if isinstance(error, OutcomeUnknownError):  # a fault, not a bug: no traceback
+        if isinstance(error, OutcomeUnknownError | RefusedError) and code is Code.SERVER_ERROR:
+            # a fault (or the leader's answer to a forwarded write), not a bug: no traceback
             logger.warning("gRPC %s: %s", route.kind, message)
         elif code is Code.SERVER_ERROR and not typed:
             logger.exception("gRPC %s failed", route.kind)
