@@ -411,7 +411,7 @@ async def _input_checks(cluster: ChaosCluster, senders: InputNemesis) -> list[Ch
         CheckOutcome(
             name="input nemesis acked writes present",
             passed=not problems,
-            detail=f"{acked} acked kv writes/registrations/switches on every node"
+            detail=f"{acked} acked kv writes/registrations/switches on every node, gRPC serving"
             if not problems
             else "; ".join(problems[:5]),
         ),
