@@ -152,7 +152,6 @@ class GrpcSession:
     process: str
     ip: str
     client: GrpcTestClient | None = None
-    node: ChaosNode | None = None
     wanted: set[int] = field(default_factory=set)
     redo: set[int] = field(default_factory=set)
     next_port: int = GRPC_FIRST_PORT
@@ -454,12 +453,12 @@ class Workload:
                 await client.close()
             return False
         self.stats.grpc["connections"] += 1
-        session.client, session.node = client, node
+        session.client = client
         session.redo = set(session.wanted)
         return True
 
     async def _close_client(self, session: GrpcSession) -> None:
-        client, session.client, session.node = session.client, None, None
+        client, session.client = session.client, None
         if client is not None:
             with contextlib.suppress(grpc.RpcError, OSError):
                 await client.close()
