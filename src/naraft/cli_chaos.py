@@ -87,6 +87,13 @@ def _inputs_sent(result: ScheduleResult) -> str:
 @click.option("--only", type=click.IntRange(0), default=None, help="replay one schedule index")
 @click.option("--clients", type=click.IntRange(1, 64), default=6, show_default=True)
 @click.option(
+    "--grpc-clients",
+    type=click.IntRange(0, 64),
+    default=2,
+    show_default=True,
+    help="Nacos 2.x gRPC clients: ephemeral instances owned by their connection, persistent writes",
+)
+@click.option(
     "--failpoints",
     default="storage.powerloss=1",
     show_default=True,
@@ -114,6 +121,7 @@ def chaos(
     kinds: str,
     only: int | None,
     clients: int,
+    grpc_clients: int,
     failpoints: str,
     input_nemesis: bool,
     nemesis_kinds: str,
@@ -140,6 +148,7 @@ def chaos(
         kinds=chosen,
         only=only,
         clients=clients,
+        grpc_clients=grpc_clients,
         failpoints=failpoints,
         input_nemesis=input_nemesis,
         nemesis_kinds=_nemesis_kinds(nemesis_kinds),
@@ -163,6 +172,9 @@ def chaos(
             if isinstance(sent, dict):
                 counts = ", ".join(f"{count} {kind}" for kind, count in sent.items())
                 console.print(f"  input nemesis sent {escape(counts)}")
+        if result.grpc:
+            counts = ", ".join(f"{count} {what}" for what, count in result.grpc.items())
+            console.print(f"  gRPC clients: {escape(counts)}")
 
     campaign = run_campaign(config, on_result=report)
     table = Table(title=f"naraft chaos, seed {seed}")

@@ -1,13 +1,15 @@
 """The CI-sized fault campaign on a real 3-node cluster (docs/fault-campaigns.md#the-ci-set).
 
 Each schedule runs 25 s of concurrent clients under its faults, then heals and checks:
-linearizable history, every acknowledged write on every node, identical state, one leader
-per term, convergence within 10 s. On failure the test names the seed, the schedule
-directories (history.jsonl, node logs, election audit logs, result.json) and the command
-that replays each failed schedule. `NARAFT_CHAOS_SEED`, `NARAFT_CHAOS_SECONDS` and
-`NARAFT_CHAOS_DIR` override the seed, the length and where the runs are kept. The input
-nemesis runs alongside the faults (`NARAFT_CHAOS_NEMESIS_KINDS`: default, all, or a list);
-what it had acknowledged must be on every node and every answer fit its input.
+linearizable history, every acknowledged write on every node (the gRPC clients' persistent
+ones too), every live gRPC connection's ephemeral instances listed on every node,
+identical state, one leader per term, convergence within 10 s. On failure the test names
+the seed, the schedule directories (history.jsonl, node logs, election audit logs,
+result.json) and the command that replays each failed schedule. `NARAFT_CHAOS_SEED`,
+`NARAFT_CHAOS_SECONDS` and `NARAFT_CHAOS_DIR` override the seed, the length and where the
+runs are kept. The input nemesis runs alongside the faults (`NARAFT_CHAOS_NEMESIS_KINDS`:
+default, all, or a list), its gRPC cases included; what it had acknowledged must be on
+every node and every answer fit its input.
 """
 
 from __future__ import annotations
@@ -60,8 +62,15 @@ def test_six_fault_schedules_lose_no_acknowledged_write_and_stay_linearizable(
         assert result.ok > 0, f"schedule {result.index} {result.kind} acknowledged nothing"
         assert result.nemesis_actions > 0, f"schedule {result.index} injected no fault"
         assert (result.run_dir / "history.jsonl").stat().st_size > 0
-        sent = json.loads((result.run_dir / "result.json").read_text())["input_nemesis"]["sent"]
+        written = json.loads((result.run_dir / "result.json").read_text())
+        sent = written["input_nemesis"]["sent"]
         assert sum(sent.values()) > 0, f"schedule {result.index}: the input nemesis sent nothing"
+        assert any(kind.startswith("grpc-") for kind in sent), sent
+        grpc = written["grpc"]
+        assert grpc["persistent"] > 0, grpc
+        assert grpc["registered"] > 0, grpc
+        assert grpc["live_checked"] == grpc["clients"] == config.grpc_clients > 0, grpc
+        assert "gRPC ephemeral instances listed" in {check.name for check in result.checks}
 
 
 @pytest.mark.timeout(180)

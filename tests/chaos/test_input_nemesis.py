@@ -14,7 +14,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from naraft.chaos import inputs
+from naraft.chaos import grpc_inputs, inputs
 from naraft.chaos.inputs import (
     ALL_KINDS,
     DEFAULT_KINDS,
@@ -32,6 +32,7 @@ from naraft.chaos.inputs import (
 )
 from naraft.chaos.workload import NAMING_PREFIX, SET_PREFIX
 from naraft.errors import InvalidArgumentError
+from naraft.grpc.client import Answer
 from naraft.naming import validate
 from naraft.naming.switches import Switches, switches_view, with_entry
 from naraft.state.kv import MAX_VALUE_BYTES
@@ -40,7 +41,7 @@ DRAWS = 300
 
 
 def _fingerprint(probe: Probe) -> tuple[object, ...]:
-    return (probe.kind, probe.node, probe.label, probe.body, probe.form, probe.chunks)
+    return (probe.kind, probe.node, probe.label, probe.body, probe.form, probe.chunks, probe.grpc)
 
 
 def _draw(seed: int, kinds: tuple[ProbeKind, ...] = ALL_KINDS, n: int = DRAWS) -> list[Probe]:
@@ -374,3 +375,61 @@ def test_forged_auth_probes_expect_refusal_of_a_client_identity() -> None:
         if carries_identity:
             assert "invalid input acknowledged" in (contract_problem(probe, "200") or "")
         assert contract_problem(probe, "403") is None
+
+
+def test_grpc_cases_expect_refusals_in_nacos_shapes_and_acknowledge_nothing() -> None:
+    probes = _draw(13, tuple(inputs.GRPC_KINDS), n=400)
+    assert {p.kind for p in probes} == set(inputs.GRPC_KINDS)
+    for probe in probes:
+        assert probe.grpc is not None
+        assert probe.ack is None
+        assert probe.expect is Expect.REFUSE
+        assert probe.grpc.answers
+        assert not any(a.endswith(":0") for a in probe.grpc.answers), probe.label  # no success
+    modes = {p.kind: p.grpc.mode for p in probes if p.grpc is not None}
+    assert modes[ProbeKind.GRPC_NO_SETUP] is grpc_inputs.Mode.UNREGISTERED
+    assert modes[ProbeKind.GRPC_GARBAGE_STREAM] is grpc_inputs.Mode.GARBAGE_STREAM
+    assert modes[ProbeKind.GRPC_SILENT_CLIENT] is grpc_inputs.Mode.SILENT
+    over = [p for p in probes if p.grpc and "RESOURCE_EXHAUSTED" in p.grpc.answers]
+    assert over, "no message over the gRPC limit"
+    assert all(len(p.grpc.data) > grpc_inputs.MAX_MESSAGE_BYTES for p in over if p.grpc)
+    fields = {
+        p.label.split()[1].split("=")[0] for p in probes if p.kind is ProbeKind.GRPC_BAD_FIELDS
+    }
+    every = {"namespace", "groupName", "serviceName", "type", "instance"}
+    assert fields == every | set(grpc_inputs.INSTANCE_FIELDS)
+
+
+def test_grpc_answers_are_held_to_the_answers_their_case_names() -> None:
+    field = _draw(14, (ProbeKind.GRPC_BAD_FIELDS,), n=1)[0]
+    body = _draw(14, (ProbeKind.GRPC_BAD_BODY,), n=1)[0]
+    assert contract_problem(field, "InstanceResponse:400") is None
+    assert contract_problem(field, "ErrorResponse:503") is None  # no leader during a fault
+    assert contract_problem(field, "timeout") is None
+    assert "answered InstanceResponse:0" in (contract_problem(field, "InstanceResponse:0") or "")
+    assert contract_problem(body, "ErrorResponse:502") is None
+    assert "not-nacos" in (contract_problem(body, "not-nacos:ErrorResponse") or "")
+    assert contract_problem(body, "ErrorResponse:302") is not None
+
+
+def test_a_grpc_answer_is_labelled_by_type_and_code_and_checked_for_nacos_shape() -> None:
+    ok = {"resultCode": 200, "errorCode": 0, "message": "", "success": True}
+    refused = {"resultCode": 500, "errorCode": 400, "message": "ip is required"}
+    assert grpc_inputs.label_of(Answer("InstanceResponse", ok)) == "InstanceResponse:0"
+    assert grpc_inputs.label_of(Answer("InstanceResponse", refused)) == "InstanceResponse:400"
+    assert grpc_inputs.label_of(Answer("X", {"errorCode": 400})) == "not-nacos:X"
+    no_message = {"resultCode": 500, "errorCode": 400}
+    assert grpc_inputs.label_of(Answer("X", no_message)) == "not-nacos:X"
+
+
+def test_grpc_cases_run_in_their_own_lane_and_silent_clients_with_the_slow_ones() -> None:
+    class Cluster:
+        nodes = (object(), object(), object())
+
+    def lanes(kinds: tuple[ProbeKind, ...]) -> int:
+        nemesis = inputs.InputNemesis(Cluster(), random.Random(1), kinds)  # type: ignore[arg-type]
+        return len(nemesis._lanes)
+
+    assert lanes((ProbeKind.GRPC_BAD_BODY, ProbeKind.GRPC_UNDECODABLE)) == 1
+    assert lanes((ProbeKind.GRPC_BAD_BODY, ProbeKind.GRPC_SILENT_CLIENT)) == 2
+    assert lanes(ALL_KINDS) == 4

@@ -94,6 +94,8 @@ async def test_bad_payloads_are_answered_in_nacos_shapes(client: GrpcTestClient)
         ({"weight": -1}, "weight"),
         ({"metadata": ["not", "a", "map"]}, "metadata"),
         ({"ephemeral": False}, "ephemeral"),
+        ({"ephemeral": "false"}, "ephemeral"),
+        ({"ephemeral": []}, "ephemeral"),
     ],
 )
 async def test_bad_fields_are_refused_naming_the_field(
@@ -262,3 +264,27 @@ async def test_grpc_speaks_tls_with_the_client_certificate(
         with pytest.raises(grpc.aio.AioRpcError):
             await plain.connect()
         await plain.close()
+
+
+async def test_every_input_nemesis_case_gets_the_answer_it_names(node: LocalCluster) -> None:
+    """The chaos input nemesis's gRPC cases against a calm node: each answered as the case
+    says (so under faults a wrong answer is the server's), and the node serves on."""
+    import random
+
+    from naraft.chaos import grpc_inputs
+
+    address = grpc_address(node.nodes[0].address)
+    rng = random.Random(11)
+    stop = asyncio.Event()
+    seen: dict[str, set[str]] = {}
+    for kind, make in grpc_inputs.MAKERS.items():
+        for _ in range({"grpc-silent-client": 2, "grpc-garbage-stream": 4}.get(kind, 20)):
+            label, send = make(rng)
+            status = await grpc_inputs.exchange(address, send, stop)
+            assert status in send.answers, f"{kind}: {label}: {status}"
+            seen.setdefault(kind, set()).add(status)
+    assert seen["grpc-silent-client"] == {"closed-by-server"}  # 3 pushes of 300 ms unanswered
+    assert "RESOURCE_EXHAUSTED" in seen["grpc-oversized"]
+    assert "InstanceResponse:400" in seen["grpc-oversized"]
+    assert await grpc_inputs.healthy(address) is None
+    assert "Traceback" not in node.nodes[0].log_text()

@@ -5,6 +5,8 @@
 - `compare_state`: every node holds the same value and version for every key it was asked
   about, and the same commit/applied index and datum count (identical committed state).
 - `lost_writes`: every acknowledged write-once key and set instance, on every node.
+- `grpc_ephemeral`: every gRPC client connected again (if its connection broke) and its
+  ephemeral instances registered on it, then listed on every node within a bound.
 - `election_safety`: at most one leader per term over every node's election audit log.
 - `tracebacks`: no node log holds a Python traceback.
 """
@@ -29,7 +31,7 @@ from naraft.chaos.configs import (
     local_md5s,
     md5_of,
 )
-from naraft.chaos.workload import NAMING_PREFIX, Workload
+from naraft.chaos.workload import GRPC_SERVICE, NAMING_PREFIX, Workload
 from naraft.client import INSTANCE_LIST_PATH, KV_PATH
 
 POLL_SECONDS: Final = 0.1
@@ -96,8 +98,8 @@ async def listed_instances(
 
 
 async def final_reads(cluster: ChaosCluster, workload: Workload) -> int:
-    """A recorded linearizable read of every register key from every node; returns how
-    many were not `ok`."""
+    """A recorded linearizable read of every register key, naming service and config from
+    every node; returns how many were not `ok`."""
     failed = 0
     timeout = aiohttp.ClientTimeout(total=5)
     async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -105,11 +107,82 @@ async def final_reads(cluster: ChaosCluster, workload: Workload) -> int:
             for key in sorted(workload.stats.register_keys):
                 outcome = await workload.read(session, node, f"final-{i}", key)
                 failed += outcome.name != "OK"
+            for service in sorted(workload.stats.services):
+                outcome = await workload.list_service(session, node, f"final-{i}", service)
+                failed += outcome.name != "OK"
             for key in sorted(workload.stats.config_keys):
                 data_id = key.removeprefix(CONFIG_KEY_PREFIX)
                 outcome = await workload.read_config(session, node, f"final-{i}", data_id)
                 failed += outcome.name != "OK"
     return failed
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EphemeralCheck:
+    clients: int
+    instances: int  # the ephemeral instances the clients hold, each looked for on every node
+    missing: tuple[str, ...]  # clients that could not settle, instances some node lacks
+    seconds: float | None  # until every node listed them all (None: not within the bound)
+
+
+async def grpc_ephemeral(
+    cluster: ChaosCluster, workload: Workload, *, wait_seconds: float = 20.0
+) -> EphemeralCheck:
+    """Each gRPC client first does what an SDK does after a heal: connects again if its
+    connection broke and registers again what its connection has not acknowledged (within
+    `wait_seconds`). Then every instance of every live connection must be listed by every
+    node (a local v1 list) within `wait_seconds` more."""
+    loop = asyncio.get_running_loop()
+    missing: list[str] = []
+    deadline = loop.time() + wait_seconds
+    for session in workload.grpc_sessions:
+        while loop.time() < deadline:
+            connected = session.live or await workload.reconnect(session)
+            if connected and await workload.redo(session):
+                break
+            await asyncio.sleep(POLL_SECONDS)
+        if not session.live or session.redo:
+            missing.append(
+                f"{session.process} could not connect and register again in {wait_seconds:.0f} s"
+            )
+    live = [s for s in workload.grpc_sessions if s.live]
+    wanted = frozenset().union(*(s.instance_keys() for s in live))
+    started = loop.time()
+    lacking: list[str] = []
+    timeout = aiohttp.ClientTimeout(total=5)
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        while True:
+            lacking = []
+            for node in cluster.nodes:
+                listed = await listed_hosts(http, node, GRPC_SERVICE)
+                if listed is None:
+                    lacking.append(f"{GRPC_SERVICE} not listed on {node.id}")
+                    continue
+                lacking += [f"{key} missing on {node.id}" for key in sorted(wanted - listed)]
+            if not lacking or loop.time() - started > wait_seconds:
+                break
+            await asyncio.sleep(POLL_SECONDS)
+    return EphemeralCheck(
+        clients=len(live),
+        instances=len(wanted),
+        missing=tuple(missing + lacking),
+        seconds=None if lacking else loop.time() - started,
+    )
+
+
+async def listed_hosts(
+    session: aiohttp.ClientSession, node: ChaosNode, service: str
+) -> frozenset[str] | None:
+    """`ip:port` of every instance (healthy or not) a local v1 list on `node` shows."""
+    with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+        async with session.get(
+            f"{node.url}{INSTANCE_LIST_PATH}",
+            params={"serviceName": service, "healthyOnly": "false"},
+        ) as answer:
+            if answer.status == 200:
+                hosts = (await answer.json(content_type=None)).get("hosts", [])
+                return frozenset(f"{h['ip']}:{h['port']}" for h in hosts)
+    return None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

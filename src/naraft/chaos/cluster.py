@@ -23,6 +23,7 @@ import aiohttp
 from naraft.chaos.proxy import LinkTable, NodeProxy
 from naraft.client import FAILPOINTS_PATH, fetch_status
 from naraft.cluster import FAILPOINTS_ENV_VAR, NodeProcess, ProcessCluster
+from naraft.grpc.client import grpc_address
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +79,11 @@ class ChaosNode:
     @property
     def url(self) -> str:
         return self._process.url
+
+    @property
+    def grpc_address(self) -> str:
+        """`host:port` of its Nacos 2.x gRPC endpoint (the client port plus the offset)."""
+        return grpc_address(self.url.split("://", 1)[-1])
 
     @property
     def data_dir(self) -> Path:

@@ -4,7 +4,11 @@ While a schedule's faults run, `InputNemesis` sends valid-but-extreme and invali
 to random nodes: kv values at the documented limit (incompressible), every switch at its
 bounds and beyond, instance registrations with extreme weights, ports, metadata sizes and
 unicode, oversized bodies, too many parameters, malformed HTTP over raw sockets and slow
-clients that trickle a request and walk away. Every request is drawn from one seeded
+clients that trickle a request and walk away; and on the Nacos 2.x gRPC port
+(`naraft.chaos.grpc_inputs`): undecodable bytes, bodies that are not JSON objects, unknown
+request types, oversized fields and messages, bad types in every InstanceRequest field,
+requests without ConnectionSetup, streams that send garbage after it, and clients that
+never answer a push. Every request is drawn from one seeded
 `random.Random` (`ProbeFactory`), so a seed names the same sequence of requests.
 
 Its requests are not part of the linearizability history: its keys (`nemesis/...`) and
@@ -13,7 +17,9 @@ services (`nemesis-...`) are its own. Whatever it gets acknowledged (2xx) is rem
 switch must hold the last value acknowledged for it (unless a later request for it has an
 unknown outcome). `check` also holds the answers to their contract: no invalid input is
 acknowledged, no valid one refused with a 4xx, nothing answered with a 5xx other than
-503/507 (no leader, full disk) and no malformed request answered 2xx.
+503/507 (no leader, full disk) and no malformed request answered 2xx; each gRPC request
+gets one of the answers its case names (a Nacos-shaped refusal, or RESOURCE_EXHAUSTED over
+the message limit), and after healing every node's gRPC port answers a health check.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ import orjson
 
 from naraft.api.app import MAX_BODY_BYTES
 from naraft.api.params import MAX_PARAM_VALUE_CHARS
+from naraft.chaos import grpc_inputs
 from naraft.chaos.cluster import ChaosCluster, ChaosNode
 from naraft.chaos.configs import local_md5s
 from naraft.client import (
@@ -79,12 +86,21 @@ class ProbeKind(enum.StrEnum):
     FORGED_AUTH = "forged-auth"  # forged, expired, alg-none tokens; a client-sent identity
     CONFIG_EXTREME = "config-extreme"  # valid: large, unicode, names at their length limits
     CONFIG_INVALID = "config-invalid"  # invalid: bad names, blank content, over-long fields
+    GRPC_UNDECODABLE = "grpc-undecodable"  # bytes that are no Payload message
+    GRPC_BAD_BODY = "grpc-bad-body"  # a body that is not JSON, or not an object
+    GRPC_UNKNOWN_TYPE = "grpc-unknown-type"  # a type no handler serves; none; too long
+    GRPC_OVERSIZED = "grpc-oversized"  # fields over their limits; a message over the limit
+    GRPC_BAD_FIELDS = "grpc-bad-fields"  # a bad type or value in each InstanceRequest field
+    GRPC_NO_SETUP = "grpc-no-setup"  # a request on a channel without ConnectionSetup
+    GRPC_GARBAGE_STREAM = "grpc-garbage-stream"  # garbage on the stream after the setup
+    GRPC_SILENT_CLIENT = "grpc-silent-client"  # never answers the pushes it is sent
 
 
 ALL_KINDS: Final[tuple[ProbeKind, ...]] = tuple(ProbeKind)
 DEFAULT_KINDS: Final = ALL_KINDS  # every kind: none may crash, wedge or fork the cluster
 RAW_KINDS: Final = frozenset({ProbeKind.MALFORMED_HTTP})
-SLOW_KINDS: Final = frozenset({ProbeKind.SLOW_CLIENT})
+SLOW_KINDS: Final = frozenset({ProbeKind.SLOW_CLIENT, ProbeKind.GRPC_SILENT_CLIENT})
+GRPC_KINDS: Final = frozenset(k for k in ProbeKind if k.value in grpc_inputs.MAKERS)
 WEIGHTS: Final[Mapping[ProbeKind, int]] = {
     ProbeKind.KV_LARGE: 2,
     ProbeKind.KV_LIMIT: 1,
@@ -100,6 +116,14 @@ WEIGHTS: Final[Mapping[ProbeKind, int]] = {
     ProbeKind.FORGED_AUTH: 2,
     ProbeKind.CONFIG_EXTREME: 2,
     ProbeKind.CONFIG_INVALID: 2,
+    ProbeKind.GRPC_UNDECODABLE: 2,
+    ProbeKind.GRPC_BAD_BODY: 2,
+    ProbeKind.GRPC_UNKNOWN_TYPE: 2,
+    ProbeKind.GRPC_OVERSIZED: 2,
+    ProbeKind.GRPC_BAD_FIELDS: 4,
+    ProbeKind.GRPC_NO_SETUP: 1,
+    ProbeKind.GRPC_GARBAGE_STREAM: 1,
+    ProbeKind.GRPC_SILENT_CLIENT: 1,
 }
 
 
@@ -179,6 +203,7 @@ class Probe:
     abandon: bool = False
     ack: Ack | None = None
     headers: tuple[tuple[str, str], ...] = ()
+    grpc: grpc_inputs.GrpcSend | None = None  # a gRPC probe: what to send, answers accepted
 
 
 def _value(rng: random.Random, size: int) -> str:
@@ -297,6 +322,7 @@ class ProbeFactory:
             ProbeKind.FORGED_AUTH: self._forged_auth,
             ProbeKind.CONFIG_EXTREME: self._config_extreme,
             ProbeKind.CONFIG_INVALID: self._config_invalid,
+            **{kind: self._grpc_maker(kind) for kind in GRPC_KINDS},
         }
 
     def next(self) -> Probe:
@@ -306,6 +332,13 @@ class ProbeFactory:
 
     def _unique(self) -> str:
         return f"{self._seq}-{self._rng.getrandbits(32):08x}"
+
+    def _grpc_maker(self, kind: ProbeKind) -> Callable[[int], Probe]:
+        def make(node: int) -> Probe:
+            label, send = grpc_inputs.MAKERS[kind.value](self._rng)
+            return Probe(kind=kind, node=node, label=label, expect=Expect.REFUSE, grpc=send)
+
+        return make
 
     # -------------------------------------------------------------- kv
 
@@ -940,16 +973,21 @@ OUTCOME_LABELS: Final = {
 }
 
 
-LANE_PAUSES: Final = ((0.1, 0.5), (0.1, 0.5), (0.2, 1.0))
-"""Seconds between two requests of a lane (API, raw, slow): about 3 API requests a second,
-a third of them large, which on 2 shared cores costs the workload about a third of its
-operations."""
+LANE_PAUSES: Final = ((0.1, 0.5), (0.1, 0.5), (0.2, 1.0), (0.2, 1.0))
+"""Seconds between two requests of a lane (API, raw, slow, gRPC): about 3 API requests a
+second, a third of them large, which on 2 shared cores costs the workload about a third of
+its operations."""
 
 TRANSIENT: Final = frozenset({"503", "507", "timeout", "reset", "node-down", "refused-connect"})
 
 
 def contract_problem(probe: Probe, status: str) -> str | None:
     """What is wrong with `status` as an answer to `probe`, or None."""
+    if probe.grpc is not None:
+        if status in probe.grpc.answers or status in grpc_inputs.TRANSIENT:
+            return None
+        wanted = " or ".join(sorted(probe.grpc.answers))
+        return f"{probe.kind}: {probe.label}: answered {status}, not {wanted}"
     if status.startswith("5") and status not in TRANSIENT:
         return f"{probe.kind}: {probe.label}: answered {status}"
     if probe.expect is Expect.REFUSE and status.startswith("2"):
@@ -976,9 +1014,10 @@ class InputNemesis:
         self._log_path = log_path
         self._lines: list[str] = []
         lanes = (
-            [k for k in self.kinds if k not in RAW_KINDS | SLOW_KINDS],
+            [k for k in self.kinds if k not in RAW_KINDS | SLOW_KINDS | GRPC_KINDS],
             [k for k in self.kinds if k in RAW_KINDS],
             [k for k in self.kinds if k in SLOW_KINDS],
+            [k for k in self.kinds if k in GRPC_KINDS - SLOW_KINDS],
         )
         self._lanes = [
             (ProbeFactory(random.Random(rng.getrandbits(64)), lane, len(cluster.nodes)), pace)
@@ -1015,6 +1054,8 @@ class InputNemesis:
             started = time.monotonic()
             if not node.serving:
                 status = "node-down"
+            elif probe.grpc is not None:
+                status = await grpc_inputs.exchange(node.grpc_address, probe.grpc, stop)
             elif probe.chunks:
                 status = await raw_exchange(node, probe, stop)
             else:
@@ -1109,7 +1150,8 @@ async def raw_exchange(node: ChaosNode, probe: Probe, stop: asyncio.Event) -> st
 
 async def check(cluster: ChaosCluster, stats: InputStats) -> list[str]:
     """Every acked kv write and registration on every node, every switch at its last acked
-    value, the same switch document everywhere; the problems found (empty: all is well)."""
+    value, the same switch document everywhere, every gRPC port serving (when gRPC cases
+    were sent); the problems found (empty: all is well)."""
     problems: list[str] = []
     timeout = aiohttp.ClientTimeout(total=15)
     async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -1135,6 +1177,11 @@ async def check(cluster: ChaosCluster, stats: InputStats) -> list[str]:
                     f"acked config {d[:40]} ({configs[d].length} bytes) missing on {node.id}"
                     for d in differing
                 ]
+    if any(kind in stats.sent for kind in GRPC_KINDS):
+        for node in cluster.nodes:  # after all it was sent, each gRPC port still serves
+            why = await grpc_inputs.healthy(node.grpc_address)
+            if why is not None:
+                problems.append(f"{node.id} gRPC: {why}")
     return problems
 
 

@@ -51,6 +51,7 @@ class CampaignConfig:
     kinds: tuple[ScheduleKind, ...] = CI_KINDS
     only: int | None = None  # run just this schedule index (a replay)
     clients: int = 6
+    grpc_clients: int = 2
     failpoints: str = FAILPOINTS
     node_args: tuple[str, ...] = ()
     input_nemesis: bool = True  # extreme and malformed requests alongside the faults
@@ -76,7 +77,8 @@ class CampaignConfig:
         return (
             f"naraft chaos --nodes {self.nodes} --schedules {self.schedules} "
             f"--seconds {self.seconds:g} --seed {self.seed} --kinds {kinds} --only {index} "
-            f"--clients {self.clients} --failpoints '{self.failpoints}' {nemesis} "
+            f"--clients {self.clients} --grpc-clients {self.grpc_clients} "
+            f"--failpoints '{self.failpoints}' {nemesis} "
             f"--history-dir {self.history_dir}"
         )
 
@@ -106,6 +108,7 @@ class ScheduleResult:
     checks: tuple[CheckOutcome, ...]
     replay: str
     input_nemesis: dict[str, object] | None = None  # what it sent, by kind, and the answers
+    grpc: dict[str, int] | None = None  # what the gRPC clients did, and what was checked
 
     @property
     def passed(self) -> bool:
@@ -165,7 +168,7 @@ async def run_schedule(config: CampaignConfig, index: int) -> ScheduleResult:
                 cluster,
                 recorder,
                 random.Random(rng.getrandbits(64)),
-                WorkloadConfig(clients=config.clients),
+                WorkloadConfig(clients=config.clients, grpc_clients=config.grpc_clients),
             )
             nemesis = Nemesis(cluster, recorder, random.Random(rng.getrandbits(64)))
             senders = (
@@ -180,6 +183,7 @@ async def run_schedule(config: CampaignConfig, index: int) -> ScheduleResult:
             )
             listeners = ListenerSet(cluster)
             convergence: checks.Convergence | None = None
+            ephemeral: checks.EphemeralCheck | None = None
             comparison: checks.StateComparison | None = None
             async with cluster:
                 leader = await _wait_leader(cluster)
@@ -236,15 +240,20 @@ async def run_schedule(config: CampaignConfig, index: int) -> ScheduleResult:
                         acked = len(workload.stats.acked_set_keys) + len(
                             workload.stats.acked_instances
                         )
+                        over_grpc = workload.stats.acked_grpc_instances
                         outcomes.append(
                             CheckOutcome(
                                 name="acked writes present",
                                 passed=not comparison.lost_writes,
-                                detail=f"{acked} acked write-once keys/instances on every node"
+                                detail=f"{acked} acked write-once keys/instances "
+                                f"({over_grpc} over gRPC) on every node"
                                 if not comparison.lost_writes
                                 else "; ".join(comparison.lost_writes[:5]),
                             )
                         )
+                        if workload.grpc_sessions:
+                            ephemeral = await checks.grpc_ephemeral(cluster, workload)
+                            outcomes.append(_ephemeral_outcome(ephemeral, config.nodes))
                         outcomes += await _config_checks(cluster, workload, listeners)
                         if senders is not None:
                             outcomes += await _input_checks(cluster, senders)
@@ -263,6 +272,7 @@ async def run_schedule(config: CampaignConfig, index: int) -> ScheduleResult:
                             )
                         )
                 await listeners.stop()
+                await workload.close()
                 recorder.nemesis({"f": "end"})
             audit = checks.election_safety(cluster)
             outcomes.append(
@@ -321,6 +331,7 @@ async def run_schedule(config: CampaignConfig, index: int) -> ScheduleResult:
         checks=tuple(outcomes),
         replay=config.replay_command(index),
         input_nemesis=senders.summary() if senders is not None else None,
+        grpc=_grpc_summary(workload, ephemeral),
     )
     _write_result(result)
     (run_dir / "refusals.log").write_text("".join(f"{line}\n" for line in stats.refusals))
@@ -400,7 +411,7 @@ async def _input_checks(cluster: ChaosCluster, senders: InputNemesis) -> list[Ch
         CheckOutcome(
             name="input nemesis acked writes present",
             passed=not problems,
-            detail=f"{acked} acked kv writes/registrations/switches on every node"
+            detail=f"{acked} acked kv writes/registrations/switches on every node, gRPC serving"
             if not problems
             else "; ".join(problems[:5]),
         ),
@@ -412,6 +423,29 @@ async def _input_checks(cluster: ChaosCluster, senders: InputNemesis) -> list[Ch
             else f"{len(contract)} wrong answers: " + "; ".join(contract[:5]),
         ),
     ]
+
+
+def _ephemeral_outcome(result: checks.EphemeralCheck, nodes: int) -> CheckOutcome:
+    return CheckOutcome(
+        name="gRPC ephemeral instances listed",
+        passed=not result.missing,
+        detail=f"{result.instances} instances of {result.clients} live gRPC connections "
+        f"on {nodes} nodes in {result.seconds:.2f} s"
+        if result.seconds is not None and not result.missing
+        else "; ".join(result.missing[:5]),
+    )
+
+
+def _grpc_summary(workload: Workload, ephemeral: checks.EphemeralCheck | None) -> dict[str, int]:
+    summary = {
+        "clients": len(workload.grpc_sessions),
+        **workload.stats.grpc,
+        "acked_set_instances": workload.stats.acked_grpc_instances,
+    }
+    if ephemeral is not None:
+        summary["ephemeral_checked"] = ephemeral.instances
+        summary["live_checked"] = ephemeral.clients
+    return summary
 
 
 def _unexpected_exits(cluster: ChaosCluster) -> CheckOutcome:
@@ -442,5 +476,6 @@ def _write_result(result: ScheduleResult) -> None:
         "checks": [{"name": c.name, "passed": c.passed, "detail": c.detail} for c in result.checks],
         "replay": result.replay,
         "input_nemesis": result.input_nemesis,
+        "grpc": result.grpc,
     }
     (result.run_dir / "result.json").write_text(json.dumps(data, indent=2) + "\n")

@@ -8,8 +8,16 @@ instances (register, deregister, linearizable list), recorded as registers per i
 key holding "present" or absent. Keys rotate after `max_ops_per_key` operations so the
 checker's per-key search stays small (docs/histories.md).
 
-Answers are judged by `naraft.client.classify_write`, the project's one rule, and recorded
-as docs/histories.md says: applied is ok, not applied is fail, unknown is info.
+A few more clients speak the Nacos 2.x gRPC protocol (`GrpcSession`), as the 2.x SDKs do:
+each holds one connection to a random node (another one after it breaks), registers
+ephemeral instances its connection owns (service `chaos-grpc`, an ip of its own, a fresh
+port each time), deregisters some, and after a reconnect registers again every instance
+it still wants (the SDKs' redo). Its persistent writes (`PersistentInstanceRequest`) go to
+the same instance keys as the HTTP naming operations and into the same history.
+
+Answers are judged by `naraft.client.classify_write` (gRPC answers by `classify_grpc`,
+the same rule in that protocol's words), and recorded as docs/histories.md says: applied
+is ok, not applied is fail, unknown is info.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import aiohttp
+import grpc
 import orjson
 
 from naraft.chaos.cluster import ChaosCluster, ChaosNode
@@ -46,11 +55,22 @@ from naraft.client import (
     classify_failure,
     classify_write,
 )
+from naraft.grpc.client import Answer, GrpcTestClient
 
 PRESENT: Final = "present"
 NAMING_PREFIX: Final = "naming/"
 SET_PREFIX: Final = "set/"
 CLIENT_TIMEOUT_SECONDS: Final = 5.0
+GRPC_SERVICE: Final = "chaos-grpc"  # the gRPC clients' ephemeral instances
+GRPC_SET_SERVICE: Final = "chaos-set"  # write-once persistent instances, as over HTTP
+GRPC_NAMES: Final = {"namespace": "public", "groupName": "DEFAULT_GROUP"}
+GRPC_FIRST_PORT: Final = 20000
+ERROR_RESPONSE: Final = "ErrorResponse"
+NOT_APPLIED_ERRORS: Final = frozenset({300, 301, 302, 400, 403, 404, 502, 503})
+"""ErrorResponse codes answered before anything is proposed: the server is starting or
+stopping, the connection is unregistered, no handler, a bad request or token, an
+unparsable payload, or no leader (naraft.grpc.errors). 500 (the outcome is unknown, or the
+server failed) and any other code count as unknown."""
 
 
 class Outcome(enum.Enum):
@@ -75,6 +95,8 @@ class WorkloadConfig:
     max_ops_per_key: int = 150
     pause_max_seconds: float = 0.12  # each client waits up to this between operations
     instances_per_service: int = 4
+    grpc_clients: int = 2
+    grpc_max_ephemeral: int = 4  # ephemeral instances one gRPC client holds at most
 
 
 @dataclass(slots=True)
@@ -90,10 +112,62 @@ class WorkloadStats:
     config_keys: set[str] = field(default_factory=set)  # cfg/<dataId> registers
     acked_configs: dict[str, str] = field(default_factory=dict)  # write-once dataId -> content
     refusals: list[str] = field(default_factory=list)  # each non-2xx write answer, for humans
+    services: set[str] = field(default_factory=set)  # naming services written to (final lists)
+    acked_grpc_instances: int = 0  # of `acked_instances`, acknowledged over gRPC
+    grpc: dict[str, int] = field(
+        default_factory=lambda: {
+            "persistent": 0,  # persistent writes over gRPC (in the history)
+            "registered": 0,  # ephemeral registrations acknowledged (redo ones included)
+            "deregistered": 0,  # ephemeral deregistrations sent
+            "redone": 0,  # ephemeral registrations acknowledged again after a reconnect
+            "connections": 0,  # connections opened (the first ones included)
+            "broken": 0,  # connections found broken
+        }
+    )
 
     def count(self, outcome: Outcome) -> None:
         self.ops += 1
         self.outcomes[outcome.name.lower()] += 1
+
+
+def classify_grpc(answer: Answer, response: str) -> WriteOutcome:
+    """A gRPC write's answer, by the rule of `classify_write`: the request's own response
+    type without an error is applied; a typed refusal (a bad field, a right, a conflict, a
+    rejection on apply) and an `ErrorResponse` in `NOT_APPLIED_ERRORS` are not applied;
+    anything else is unknown. A broken call is `classify_failure(sent=True)`."""
+    code = answer.body.get("errorCode", 0)
+    if answer.type == response:
+        return WriteOutcome.APPLIED if answer.ok else WriteOutcome.NOT_APPLIED
+    if answer.type == ERROR_RESPONSE and code in NOT_APPLIED_ERRORS:
+        return WriteOutcome.NOT_APPLIED
+    return WriteOutcome.UNKNOWN
+
+
+@dataclass(slots=True)
+class GrpcSession:
+    """One gRPC client: its connection, the ephemeral instances (ports of `ip` in
+    `GRPC_SERVICE`) it wants registered, and those not yet acknowledged on the current
+    connection (`redo`: all of them after a reconnect, as the SDKs redo)."""
+
+    process: str
+    ip: str
+    client: GrpcTestClient | None = None
+    wanted: set[int] = field(default_factory=set)
+    redo: set[int] = field(default_factory=set)
+    next_port: int = GRPC_FIRST_PORT
+
+    @property
+    def live(self) -> bool:
+        return self.client is not None and not self.client.stream_ended.is_set()
+
+    def instance_keys(self) -> frozenset[str]:
+        return frozenset(f"{self.ip}:{port}" for port in self.wanted)
+
+
+def grpc_instance(ip: str, port: int, *, ephemeral: bool) -> dict[str, Any]:
+    """An instance object as a 2.x SDK sends it."""
+    return {"ip": ip, "port": port, "clusterName": "DEFAULT", "weight": 1.0, "metadata": {},
+            "enabled": True, "healthy": True, "ephemeral": ephemeral}  # fmt: skip
 
 
 class KeyPool:
@@ -142,6 +216,11 @@ class Workload:
         self._services = KeyPool("svc", 2, self._config.max_ops_per_key)
         self._seq = 0
         self._last_seen: dict[str, str | None] = {}
+        self._settle_rng = random.Random(self._rng.getrandbits(64))
+        self.grpc_sessions = [
+            GrpcSession(process=f"grpc-{i}", ip=f"10.0.2.{i + 1}")
+            for i in range(self._config.grpc_clients)
+        ]
 
     async def run(self, stop: asyncio.Event) -> None:
         timeout = aiohttp.ClientTimeout(total=CLIENT_TIMEOUT_SECONDS)
@@ -151,6 +230,9 @@ class Workload:
                 tasks.create_task(
                     self._client(client, rng, stop, timeout), name=f"chaos-client-{client}"
                 )
+            for session in self.grpc_sessions:
+                rng = random.Random(self._rng.getrandbits(64))
+                tasks.create_task(self._grpc_client(session, rng, stop), name=session.process)
 
     async def _client(
         self,
@@ -270,6 +352,7 @@ class Workload:
         self, session: aiohttp.ClientSession, node: ChaosNode, process: int, rng: random.Random
     ) -> Outcome:
         service = self._services.pick(rng)
+        self.stats.services.add(service)
         port = 9000 + rng.randrange(self._config.instances_per_service)
         key = f"{NAMING_PREFIX}{service}/10.0.0.1:{port}"
         params = {
@@ -338,6 +421,150 @@ class Workload:
             key: (PRESENT if key in present else None) for key in self.instance_keys(service)
         }
         return self._done(process, OpFunction.READ_MANY, None, Outcome.OK, seen)
+
+    # ------------------------------------------------------------------ gRPC
+
+    async def _grpc_client(
+        self, session: GrpcSession, rng: random.Random, stop: asyncio.Event
+    ) -> None:
+        while not stop.is_set():
+            if not session.live:
+                await self.reconnect(session, rng)
+            if session.live:
+                await self._grpc_op(session, rng)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(rng.uniform(0, self._config.pause_max_seconds)):
+                    await stop.wait()
+
+    async def reconnect(self, session: GrpcSession, rng: random.Random | None = None) -> bool:
+        """A new connection to a random node in place of the broken one (or the first);
+        every wanted instance is to be registered again on it. Without `rng` (after the
+        run, when the checks settle the clients) the node is drawn from the workload's own."""
+        if session.client is not None:
+            self.stats.grpc["broken"] += 1
+            await self._close_client(session)
+        node = (rng or self._settle_rng).choice(self._cluster.nodes)
+        client = GrpcTestClient(node.grpc_address, timeout_seconds=CLIENT_TIMEOUT_SECONDS)
+        try:
+            async with asyncio.timeout(CLIENT_TIMEOUT_SECONDS * 2):
+                await client.connect()
+        except (grpc.RpcError, ConnectionError, TimeoutError, OSError):
+            with contextlib.suppress(grpc.RpcError, OSError):
+                await client.close()
+            return False
+        self.stats.grpc["connections"] += 1
+        session.client = client
+        session.redo = set(session.wanted)
+        return True
+
+    async def _close_client(self, session: GrpcSession) -> None:
+        client, session.client = session.client, None
+        if client is not None:
+            with contextlib.suppress(grpc.RpcError, OSError):
+                await client.close()
+
+    async def close(self) -> None:
+        """Close every gRPC client's connection (after the checks)."""
+        for session in self.grpc_sessions:
+            await self._close_client(session)
+
+    async def _grpc_call(
+        self, session: GrpcSession, kind: str, body: Mapping[str, Any]
+    ) -> tuple[Outcome, Answer | None]:
+        assert session.client is not None
+        started = time.monotonic_ns()
+        what = f"{kind} {body.get('type')} {body.get('serviceName')} on {session.client.address}"
+        try:
+            answer = await session.client.request(kind, body)
+        except (grpc.RpcError, TimeoutError, OSError) as error:
+            self._refused(started, "gRPC", what, f"{type(error).__name__} {error}"[:300])
+            return OUTCOMES[classify_failure(sent=True)], None
+        outcome = OUTCOMES[classify_grpc(answer, "InstanceResponse")]
+        if outcome is not Outcome.OK:
+            self._refused(started, "gRPC", what, f"{answer.type} {str(answer.body)[:200]}")
+        if answer.type == ERROR_RESPONSE and answer.body.get("errorCode") == 301:
+            await self._close_client(session)  # unregistered: the SDKs reconnect
+            self.stats.grpc["broken"] += 1
+        return outcome, answer
+
+    async def _ephemeral(self, session: GrpcSession, port: int, register: bool) -> Outcome:
+        body = {
+            **GRPC_NAMES,
+            "serviceName": GRPC_SERVICE,
+            "type": "registerInstance" if register else "deregisterInstance",
+            "instance": grpc_instance(session.ip, port, ephemeral=True),
+        }
+        outcome, _ = await self._grpc_call(session, "InstanceRequest", body)
+        return outcome
+
+    async def redo(self, session: GrpcSession) -> bool:
+        """Register again what the current connection has not acknowledged; True when
+        nothing is left to redo."""
+        for port in sorted(session.redo):
+            if not session.live:
+                return False
+            outcome = await self._ephemeral(session, port, register=True)
+            if outcome is not Outcome.OK:
+                return False
+            session.redo.discard(port)
+            self.stats.grpc["registered"] += 1
+            self.stats.grpc["redone"] += 1
+        return True
+
+    async def _grpc_op(self, session: GrpcSession, rng: random.Random) -> None:
+        if session.redo:
+            await self.redo(session)
+            return
+        roll = rng.random()
+        if roll < 0.3 and len(session.wanted) < self._config.grpc_max_ephemeral:
+            # a fresh port each time: an instance is never registered again after its
+            # deregistration, whose outcome may be unknown (it could land after)
+            port, session.next_port = session.next_port, session.next_port + 1
+            session.wanted.add(port)
+            outcome = await self._ephemeral(session, port, register=True)
+            if outcome is Outcome.OK:
+                self.stats.grpc["registered"] += 1
+            else:
+                session.redo.add(port)  # the SDKs keep trying too
+        elif roll < 0.45 and session.wanted:
+            port = rng.choice(sorted(session.wanted))
+            session.wanted.discard(port)
+            session.redo.discard(port)
+            self.stats.grpc["deregistered"] += 1
+            await self._ephemeral(session, port, register=False)
+        else:
+            outcome = await self._persistent(session, rng)
+            self.stats.count(outcome)
+
+    async def _persistent(self, session: GrpcSession, rng: random.Random) -> Outcome:
+        """A persistent register or deregister over gRPC of an instance key the HTTP
+        clients write too, or a write-once registration in `chaos-set`; recorded."""
+        self.stats.grpc["persistent"] += 1
+        service = self._services.pick(rng)
+        port = 9000 + rng.randrange(self._config.instances_per_service)
+        ip = "10.0.0.1"
+        roll = rng.random()
+        if roll < 0.25:
+            service, ip = GRPC_SET_SERVICE, f"10.0.1.{rng.randrange(1, 250)}"
+            key = f"{NAMING_PREFIX}set/{ip}:{port}"
+        else:
+            self.stats.services.add(service)
+            key = f"{NAMING_PREFIX}{service}/{ip}:{port}"
+        register = roll < 0.7
+        function = OpFunction.WRITE if register else OpFunction.DELETE
+        body = {
+            **GRPC_NAMES,
+            "serviceName": service,
+            "type": "registerInstance" if register else "deregisterInstance",
+            "instance": grpc_instance(ip, port, ephemeral=False),
+        }
+        self._recorder.invoke(session.process, function, key, PRESENT if register else None)
+        outcome, _ = await self._grpc_call(session, "PersistentInstanceRequest", body)
+        if outcome is Outcome.OK and service == GRPC_SET_SERVICE:
+            if key not in self.stats.acked_instances:
+                self.stats.acked_grpc_instances += 1
+            self.stats.acked_instances.add(key)
+        return self._done(session.process, function, key, outcome)
 
     # ------------------------------------------------------------------ configs
 

@@ -179,7 +179,8 @@ class NamingRoutes:
     async def _instance(self, call: Call) -> dict[str, Any]:
         kind = call.text("type", limit=64)
         instance = call.body.get("instance")
-        if isinstance(instance, dict) and instance.get("ephemeral") is False:
+        flag = instance.get("ephemeral") if isinstance(instance, dict) else None
+        if flag is not None and flag is not True and flag != "true":  # as Jackson reads it
             raise InvalidArgumentError(
                 "instance.ephemeral",
                 "must be true: InstanceRequest is for ephemeral instances "

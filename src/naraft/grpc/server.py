@@ -33,7 +33,12 @@ from grpc import aio
 
 from naraft.api.auth import AuthService, Identity
 from naraft.auth.rules import Need, resource_of
-from naraft.errors import InvalidArgumentError, UnauthorizedError, UnavailableError
+from naraft.errors import (
+    InvalidArgumentError,
+    OutcomeUnknownError,
+    UnauthorizedError,
+    UnavailableError,
+)
 from naraft.grpc import payload
 from naraft.grpc.connections import CLOSE, Connection, ConnectionTable, split_peer
 from naraft.grpc.errors import ERROR_RESPONSE, Code, RefusedError, failed, ok, refusal_of
@@ -385,7 +390,10 @@ class GrpcServer:
     def _refusal(self, route: Route, error: Exception, request_id: str) -> Any:
         code, message, typed = refusal_of(error)
         self.stats.refused += 1
-        if code is Code.SERVER_ERROR and not typed:
+        if isinstance(error, OutcomeUnknownError | RefusedError) and code is Code.SERVER_ERROR:
+            # a fault (or the leader's answer to a forwarded write), not a bug: no traceback
+            logger.warning("gRPC %s: %s", route.kind, message)
+        elif code is Code.SERVER_ERROR and not typed:
             logger.exception("gRPC %s failed", route.kind)
         else:
             logger.debug("gRPC %s refused %d: %s", route.kind, code, message)
@@ -497,7 +505,9 @@ class GrpcServer:
             return {**refusal, "typed": False}
         except Exception as error:
             code, text, typed = refusal_of(error)
-            if code is Code.SERVER_ERROR and not typed:
+            if isinstance(error, OutcomeUnknownError):
+                logger.warning("forwarded gRPC %s: %s", route.kind, text)
+            elif code is Code.SERVER_ERROR and not typed:
                 logger.exception("forwarded gRPC %s failed", route.kind)
             return {**failed(code, text), "typed": typed}
 
