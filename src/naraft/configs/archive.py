@@ -33,7 +33,8 @@ MAX_TOTAL_BYTES: Final = 32 << 20
 """Uncompressed bytes of one zip, all entries together (at least one largest config more)."""
 MAX_RATIO: Final = 200
 """An entry inflating to more than this many times its compressed size (and over
-`RATIO_FLOOR_BYTES`) is refused as a zip bomb: text configs compress 3..20 times."""
+`RATIO_FLOOR_BYTES`, or a quarter of the content limit if less) is refused as a zip bomb:
+text configs compress 3..20 times."""
 RATIO_FLOOR_BYTES: Final = 1 << 20
 MAX_ENTRY_NAME_CHARS: Final = 512
 _CHUNK: Final = 64 * 1024
@@ -118,7 +119,8 @@ def _inflate(
                     PARSING_DATA_FAILED,
                     f"the zip inflates past {limits.max_total_bytes} bytes in all",
                 )
-            if len(out) > RATIO_FLOOR_BYTES and len(out) > MAX_RATIO * max(1, info.compress_size):
+            floor = min(RATIO_FLOOR_BYTES, limits.max_entry_bytes // 4)
+            if len(out) > floor and len(out) > MAX_RATIO * max(1, info.compress_size):
                 raise ArchiveError(
                     PARSING_DATA_FAILED,
                     f"entry {name!r} inflates more than {MAX_RATIO} times its compressed "
