@@ -713,9 +713,6 @@ class SimCluster:
 
     # ------------------------------------------------------------------ views
 
-    def nodes_stores(self) -> dict[NodeId, MemoryStore]:
-        return {node_id: node.store for node_id, node in self.nodes.items()}
-
     def _live_views(self) -> dict[NodeId, tuple[RaftCore, dict[str, str]]]:
         return {
             node_id: (node.core, _state_of(node))
