@@ -211,7 +211,7 @@ class ConfigService:
             outcome.fail_data = existing
             outcome.skip_data = [c.key for c in commands if c.key not in taken]
             return outcome
-        skip = set(existing) if policy is SamePolicy.SKIP else set()
+        skip = set() if policy is SamePolicy.OVERWRITE else set(existing)  # ABORT: none
         for command in commands:
             if command.key in skip:
                 outcome.skip_data.append(command.key)
