@@ -14,6 +14,7 @@ from tests.api.test_configs import CS, MAX_CONTENT, Env
 
 from naraft.configs import archive
 from naraft.configs.model import ConfigKey
+from naraft.errors import UnavailableError
 
 env = test_configs.env  # the in-process API over the real state machine
 
@@ -246,3 +247,27 @@ async def test_no_file_part_is_data_empty(env: Env) -> None:
 async def test_clone_is_still_unsupported(env: Env) -> None:
     answer = await env.call("POST", CS, {"clone": "true", "tenant": "x"})
     assert answer.status == 501
+
+
+async def test_a_write_failing_mid_import_says_how_many_were_written(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Validation and conflicts are settled before the first write; a proposal that fails
+    after others succeeded (here the 35th of 40, in the second batch) is a 503 naming how
+    many were written, never forwarded or retried whole."""
+    real = env.proposer.propose
+    calls = 0
+
+    async def flaky(command: bytes) -> object:
+        nonlocal calls
+        calls += 1
+        if calls == 35:
+            raise UnavailableError("the leader stepped down")
+        return await real(command)
+
+    monkeypatch.setattr(env.proposer, "propose", flaky)
+    body = zip_of({f"G/d{i}": f"{i}" for i in range(40)})
+    answer = await upload(env, body, policy="OVERWRITE")
+    assert answer.status == 503
+    assert "stopped after writing 39 configs" in await answer.text()
+    assert env.state.count() == 39
