@@ -185,3 +185,42 @@ def test_plain_and_single_quoted_values_agree_with_yaml(pairs: list[tuple[str, s
         return  # not YAML at all: nothing to agree with
     ours = archive.parse_metadata_v2(text, 5)
     assert ours == reference
+
+
+VALID = zip_of(
+    {
+        "DEFAULT_GROUP/app.yaml": "a: 1\n",
+        "G/b": "b",
+        archive.META_V2: archive.metadata_v2_text(
+            [
+                ExportItem(group="DEFAULT_GROUP", data_id="app.yaml", content="", type="yaml"),
+                ExportItem(group="G", data_id="b", content=""),
+            ]
+        ),
+    }
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, len(VALID) - 1), st.integers(0, 255)), max_size=8))
+def test_a_damaged_zip_is_read_or_refused_never_crashes(flips: list[tuple[int, int]]) -> None:
+    """Any byte of a real export changed: the reader answers items or an ArchiveError,
+    nothing else (no zlib, struct or Unicode error escapes)."""
+    damaged = bytearray(VALID)
+    for at, value in flips:
+        damaged[at] = value
+    try:
+        items = archive.read_archive(bytes(damaged), ArchiveLimits(max_entry_bytes=1000))
+    except ArchiveError:
+        return
+    assert len(items) <= 3
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=400))
+def test_random_bytes_are_read_or_refused_never_crash(data: bytes) -> None:
+    try:
+        items = archive.read_archive(b"PK\x03\x04" + data, ArchiveLimits(max_entry_bytes=1000))
+    except ArchiveError:
+        return
+    assert isinstance(items, list)  # (random bytes can hold an empty zip's end record)
