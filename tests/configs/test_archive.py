@@ -47,6 +47,18 @@ def test_a_duplicate_entry_is_refused() -> None:
         archive.read_archive(buffer.getvalue(), ArchiveLimits(max_entry_bytes=100))
 
 
+def test_only_stored_and_deflated_entries_are_taken() -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_BZIP2) as out:
+        out.writestr("G/a", "x" * 50)
+    with pytest.raises(ArchiveError, match="only stored and deflated"):
+        archive.read_archive(buffer.getvalue(), ArchiveLimits(max_entry_bytes=100))
+    stored = io.BytesIO()
+    with zipfile.ZipFile(stored, "w", compression=zipfile.ZIP_STORED) as out:
+        out.writestr("G/a", "x")
+    assert len(archive.read_archive(stored.getvalue(), ArchiveLimits(max_entry_bytes=9))) == 1
+
+
 def test_folders_are_skipped_as_nacos_does() -> None:
     items = archive.read_archive(zip_of({"G/": "", "G/a": "x"}), ArchiveLimits(max_entry_bytes=9))
     assert [(i.group, i.data_id, i.content) for i in items] == [("G", "a", "x")]

@@ -98,6 +98,14 @@ def _inflate(
     archive: zipfile.ZipFile, info: zipfile.ZipInfo, limits: ArchiveLimits, used: int
 ) -> bytes:
     name = info.filename
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        # Java's ZipOutputStream (Nacos) writes only these; bzip2 and LZMA inflate a whole
+        # compressed block at once, past any chunked count
+        raise ArchiveError(
+            PARSING_DATA_FAILED,
+            f"entry {name!r} uses compression method {info.compress_type}; "
+            "only stored and deflated entries are taken",
+        )
     if info.file_size > limits.max_entry_bytes:
         raise ArchiveError(
             PARSING_DATA_FAILED,
