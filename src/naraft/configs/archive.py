@@ -223,6 +223,26 @@ def parse_metadata_v1(text: str) -> dict[str, str]:
     return result
 
 
+_TYPE_OF_EXTENSION: Final = {
+    "yaml": "yaml",
+    "yml": "yaml",
+    "properties": "properties",
+    "json": "json",
+    "xml": "xml",
+    "html": "html",
+    "htm": "html",
+    "txt": "text",
+    "text": "text",
+}
+
+
+def type_of_name(data_id: str) -> str:
+    """The type Nacos gives an imported config whose zip names none (format 1): from the
+    dataId's extension (its `FileTypeEnum`), else text."""
+    _head, dot, extension = data_id.rpartition(".")
+    return _TYPE_OF_EXTENSION.get(extension.lower(), "text") if dot else "text"
+
+
 def read_archive(data: bytes, limits: ArchiveLimits) -> list[ArchiveItem]:
     """The configs a Nacos export zip holds, in its order; ArchiveError for any problem."""
     entries = _entries(data, limits)
@@ -249,6 +269,7 @@ def read_archive(data: bytes, limits: ArchiveLimits) -> list[ArchiveItem]:
             data_id=data_id,
             content=content,
             app_name=apps.get(v1_meta_key(group, data_id)),
+            type=type_of_name(data_id),
         )
         for (group, data_id), content in configs.items()
     ]
