@@ -1,5 +1,8 @@
 """`naraft import-nacos DIR --server URL`: propose a Nacos 1.x naming data directory's
 services and persistent instances into a running naraft cluster, through its Open API.
+`--configs-zip FILE` (with or without DIR) uploads a config export zip the Nacos console
+made (`POST /nacos/v1/cs/configs?import=true`, either metadata format) and prints the
+counts the server answers; the server checks the whole zip before writing anything.
 
 Order: custom namespaces (`POST /nacos/v1/console/namespaces`), then services
 (`POST /nacos/v1/ns/service`, or `PUT` when it exists), then every persistent instance
@@ -47,7 +50,9 @@ from naraft.tls import client_context
 NAMESPACES_PATH = "/nacos/v1/console/namespaces"
 SERVICE_PATH = "/nacos/v1/ns/service"
 INSTANCE_PATH = "/nacos/v1/ns/instance"
+CONFIGS_PATH = "/nacos/v1/cs/configs"
 SHOWN_FAILURES = 10
+MAX_ZIP_BYTES = 1 << 30  # the server takes far less (its config body limit); never read more
 
 
 @dataclass(slots=True)
@@ -60,7 +65,23 @@ class _Tally:
 
 
 @click.command("import-nacos")
-@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument(
+    "directory", required=False, type=click.Path(exists=True, file_okay=False, path_type=Path)
+)
+@click.option(
+    "--configs-zip",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="a config export zip from the Nacos console (export or exportV2) to import",
+)
+@click.option("--namespace", default="", help="with --configs-zip: the namespace to import into")
+@click.option(
+    "--policy",
+    type=click.Choice(["ABORT", "SKIP", "OVERWRITE"], case_sensitive=False),
+    default="ABORT",
+    show_default=True,
+    help="with --configs-zip: what to do with configs that exist (ABORT writes nothing then)",
+)
 @click.option("--server", "server_url", default="http://127.0.0.1:8848", help="any member")
 @click.option("--concurrency", type=click.IntRange(1, 256), default=16)
 @click.option("--dry-run", is_flag=True, help="read and report, propose nothing")
@@ -85,7 +106,10 @@ class _Tally:
     help="with auth on: the user's password (e.g. the cluster's admin.password)",
 )
 def import_nacos(
-    directory: Path,
+    directory: Path | None,
+    configs_zip: Path | None,
+    namespace: str,
+    policy: str,
     server_url: str,
     concurrency: int,
     dry_run: bool,
@@ -94,9 +118,40 @@ def import_nacos(
     username: str,
     password_file: Path | None,
 ) -> None:
-    """Import a Nacos 1.x naming data directory (nacos home, data/naming or its data/)."""
+    """Import a Nacos 1.x naming data directory (nacos home, data/naming or its data/),
+    and/or a config export zip (--configs-zip)."""
     password = password_file.read_text().strip() if password_file is not None else None
     console = Console(highlight=False, soft_wrap=True)
+    login = None if password is None else (username, password)
+    if directory is None and configs_zip is None:
+        raise click.UsageError("give a Nacos data DIRECTORY, --configs-zip FILE, or both")
+    failed = False
+    if directory is not None:
+        failed = _import_naming(
+            directory, server_url, concurrency, dry_run, max_file_mib, cacert, login, console
+        )
+    if configs_zip is not None:
+        failed = (
+            _import_configs(
+                configs_zip, server_url, namespace, policy.upper(), cacert, login, dry_run, console
+            )
+            or failed
+        )
+    if failed:
+        raise SystemExit(1)
+
+
+def _import_naming(
+    directory: Path,
+    server_url: str,
+    concurrency: int,
+    dry_run: bool,
+    max_file_mib: int,
+    cacert: Path | None,
+    login: tuple[str, str] | None,
+    console: Console,
+) -> bool:
+    """The naming data directory's import; whether anything failed."""
     try:
         data = read_nacos_dir(directory, max_file_bytes=max_file_mib << 20)
     except NacosFormatError as error:
@@ -121,15 +176,98 @@ def import_nacos(
                     tally,
                     console,
                     context,
-                    login=None if password is None else (username, password),
+                    login=login,
                 )  # fmt: skip
             )
         except (aiohttp.ClientError, OSError) as error:
             click.echo(f"naraft: cannot reach {server_url}: {shown(error)}", err=True)
             raise SystemExit(1) from None
     _summary(console, data, tally, dry_run)
-    if data.unreadable or tally.failures:
-        raise SystemExit(1)
+    return bool(data.unreadable or tally.failures)
+
+
+def _import_configs(
+    path: Path,
+    server_url: str,
+    namespace: str,
+    policy: str,
+    cacert: Path | None,
+    login: tuple[str, str] | None,
+    dry_run: bool,
+    console: Console,
+) -> bool:
+    """Upload a config export zip; print what the server did. Whether it failed."""
+    size = path.stat().st_size
+    if size > MAX_ZIP_BYTES:
+        click.echo(f"naraft: {shown(path)} is {size} bytes, over {MAX_ZIP_BYTES}", err=True)
+        return True
+    if dry_run:
+        console.print(f"would import {escape(shown(path))} ({size} bytes) with policy {policy}")
+        return False
+    body = path.read_bytes()
+    context = client_context(cacert) if cacert is not None else True
+    try:
+        status, answer = asyncio.run(
+            _upload_zip(server_url.rstrip("/"), body, path.name, namespace, policy, context, login)
+        )
+    except (aiohttp.ClientError, OSError, TimeoutError) as error:
+        click.echo(f"naraft: cannot reach {server_url}: {shown(error)}", err=True)
+        return True
+    if status != 200 or not isinstance(answer, dict):
+        click.echo(f"naraft: the server answered {status}: {escape(str(answer)[:300])}", err=True)
+        return True
+    data = answer.get("data") if isinstance(answer.get("data"), dict) else {}
+    assert isinstance(data, dict)
+    message = escape(str(answer.get("message"))[:300])
+    if answer.get("code") != 200:
+        console.print(f"[red]configs refused[/red] (code {answer.get('code')}): {message}")
+        return True
+    succ, skip = data.get("succCount", 0), data.get("skipCount", 0)
+    console.print(f"configs: {succ} imported, {skip} skipped ({policy})")
+    fail = data.get("failData") or []
+    for item in (data.get("skipData") or [])[:SHOWN_FAILURES]:
+        console.print(
+            f"  skipped {escape(str(item.get('group')))}/{escape(str(item.get('dataId')))}"
+        )
+    if fail:
+        console.print(
+            f"[red]{len(fail)} configs exist already; nothing was written[/red]: {message}"
+        )
+        for item in fail[:SHOWN_FAILURES]:
+            console.print(
+                f"  exists {escape(str(item.get('group')))}/{escape(str(item.get('dataId')))}"
+            )
+        return True
+    return False
+
+
+async def _upload_zip(
+    server: str,
+    body: bytes,
+    filename: str,
+    namespace: str,
+    policy: str,
+    context: ssl.SSLContext | bool,
+    login: tuple[str, str] | None,
+) -> tuple[int, object]:
+    """POST the zip as the console does; the status and the decoded answer."""
+    timeout = aiohttp.ClientTimeout(total=600)  # one publish per config, each through the log
+    connector = aiohttp.TCPConnector(ssl=context)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+        headers = {}
+        if login is not None:
+            headers = bearer(await alogin(session, server, login[1], username=login[0]))
+        form = aiohttp.FormData()
+        form.add_field("file", body, filename=filename, content_type="application/zip")
+        params = {"import": "true", "namespace": namespace, "policy": policy}
+        async with session.post(
+            f"{server}{CONFIGS_PATH}", params=params, data=form, headers=headers
+        ) as response:
+            text = await response.text()
+            try:
+                return response.status, json.loads(text)
+            except ValueError:
+                return response.status, text
 
 
 async def _propose(

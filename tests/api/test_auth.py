@@ -6,6 +6,8 @@ auth entries take the path they take in a cluster: encoded, applied totally, rea
 
 from __future__ import annotations
 
+import io
+import zipfile
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -13,7 +15,7 @@ import aiohttp
 import bcrypt
 import jwt
 import pytest
-from aiohttp import ClientResponse, web
+from aiohttp import ClientResponse, FormData, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from naraft.api import make_app
@@ -584,3 +586,42 @@ async def test_a_config_permission_is_checked_on_the_namespace_written(
     assert v2_allowed.status == 200, await v2_allowed.text()
     v1_allowed = await env.call("POST", "/nacos/v1/cs/configs", {**config, "tenant": "ns1"})
     assert v1_allowed.status == 200, await v1_allowed.text()
+
+
+def config_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as out:
+        out.writestr("DEFAULT_GROUP/imported", "x")
+    return buffer.getvalue()
+
+
+async def test_config_import_needs_write_on_the_namespace_it_names(env: Env) -> None:
+    """An import writes the namespace in `namespace` (not `tenant`), any group: a reader is
+    refused, and a writer of ns1 naming ns1 only in `tenant` is checked on ns2."""
+    reader = await reader_of(env, "ns1", "r")
+
+    async def upload(token: str, **params: str) -> ClientResponse:
+        form = FormData()
+        form.add_field("file", config_zip(), filename="x.zip", content_type="application/zip")
+        query = {"import": "true", "accessToken": token, **params}
+        return await env.client.post("/nacos/v1/cs/configs", params=query, data=form)
+
+    refused = await upload(reader, namespace="ns1")
+    assert refused.status == 403, await refused.text()
+    await env.admin(
+        "POST", "/nacos/v1/auth/permissions", {"role": "reader", "resource": "ns1", "action": "rw"}
+    )
+    for aside in ({"namespace": "ns2", "tenant": "ns1"}, {"tenant": "ns1", "group": "G"}):
+        answer = await upload(reader, **aside)
+        assert answer.status == 403, await answer.text()
+    assert env.configs.count() == 0
+    allowed = await upload(reader, namespace="ns1")
+    assert allowed.status == 200, await allowed.text()
+    assert (await allowed.json())["data"] == {"succCount": 1, "skipCount": 0}
+    export = {"exportV2": "true", "accessToken": reader}
+    other = await env.call("GET", "/nacos/v1/cs/configs", {**export, "tenant": "ns2"})
+    assert other.status == 403
+    own = await env.call("GET", "/nacos/v1/cs/configs", {**export, "tenant": "ns1"})
+    assert own.status == 200
+    with zipfile.ZipFile(io.BytesIO(await own.read())) as got:
+        assert "DEFAULT_GROUP/imported" in got.namelist()

@@ -15,6 +15,7 @@ import stat
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -607,3 +608,21 @@ async def test_a_grpc_reader_reads_cannot_write_and_sees_nothing_of_another_name
     finally:
         await client.close()
     assert "10.6.0.1:80" not in hosts_everywhere(cluster, "shared", "ns-a")
+
+
+def test_import_nacos_configs_zip_needs_a_writer(cluster: LocalCluster, tmp_path: Path) -> None:
+    """A config zip upload without credentials is refused (nothing written); with the
+    admin's password file it is imported through a follower."""
+    zip_path = tmp_path / "configs.zip"
+    with zipfile.ZipFile(zip_path, "w") as out:
+        out.writestr("DEFAULT_GROUP/auth-imported", "x")
+    command = [sys.executable, "-m", "naraft", "import-nacos", "--configs-zip", str(zip_path),
+               "--namespace", "zip-ns", "--server", cluster.nodes[1].url]  # fmt: skip
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert refused.returncode == 1
+    assert "403" in refused.stderr, refused.stdout + refused.stderr
+    assert cluster.admin_password_file is not None
+    run = subprocess.run([*command, "--password-file", str(cluster.admin_password_file)],
+                         capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "1 imported, 0 skipped" in run.stdout

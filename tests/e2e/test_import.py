@@ -188,3 +188,48 @@ def test_import_nacos_proposes_services_and_persistent_instances_into_the_cluste
             ("10.0.0.1", 8080),
             ("10.0.0.2", 8080),
         }
+
+
+def test_import_nacos_takes_a_config_export_zip_through_a_follower(tmp_path: Path) -> None:
+    """A zip exported from the cluster (through a follower: forwarded to the leader) is
+    imported into another namespace by `naraft import-nacos --configs-zip`, then again with
+    ABORT (refused, nothing written) and SKIP."""
+    with local_cluster(tmp_path / "cluster", size=3) as cluster:
+        leader = cluster.wait_ready()
+        follower = next(n for n in cluster.nodes if n is not leader)
+        for data_id, content in (("app.yaml", "a: 1\n"), ("db.properties", "url=x")):
+            answer = cluster.client.post(
+                f"{leader.url}/nacos/v1/cs/configs",
+                data={"dataId": data_id, "group": "DEFAULT_GROUP", "content": content,
+                      "type": "yaml", "appName": "shop"},
+            )  # fmt: skip
+            assert answer.status_code == 200, answer.text
+        exported = cluster.client.get(
+            f"{follower.url}/nacos/v1/cs/configs", params={"exportV2": "true"}
+        )
+        assert exported.status_code == 200, exported.text
+        assert "nacos_config_export_" in exported.headers["Content-Disposition"]
+        zip_path = tmp_path / "export.zip"
+        zip_path.write_bytes(exported.content)
+
+        def run_import(*extra: str) -> subprocess.CompletedProcess[str]:
+            command = [sys.executable, "-m", "naraft", "import-nacos", "--configs-zip",
+                       str(zip_path), "--namespace", "copy", "--server", follower.url,
+                       *extra]  # fmt: skip
+            return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+        first = run_import()
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert "2 imported, 0 skipped" in first.stdout
+        copied = cluster.client.get(
+            f"{leader.url}/nacos/v1/cs/configs",
+            params={"dataId": "app.yaml", "group": "DEFAULT_GROUP", "tenant": "copy",
+                    "show": "all"},
+        ).json()  # fmt: skip
+        assert (copied["content"], copied["type"], copied["appName"]) == ("a: 1\n", "yaml", "shop")
+        aborted = run_import("--policy", "ABORT")
+        assert aborted.returncode == 1
+        assert "nothing was written" in aborted.stdout
+        skipped = run_import("--policy", "skip")
+        assert skipped.returncode == 0, skipped.stdout + skipped.stderr
+        assert "0 imported, 2 skipped" in skipped.stdout

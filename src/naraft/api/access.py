@@ -43,7 +43,7 @@ from naraft.api.errors import Handler, Refusal, json_refusal
 from naraft.api.health import LIVENESS_PATH, READINESS_PATH
 from naraft.api.params import ONLY_BODY_LIMIT, read_params
 from naraft.api.snapshot import SNAPSHOT_PATH
-from naraft.api.v1.configs import CONFIG_ROUTES
+from naraft.api.v1.configs import CONFIG_ROUTES, is_import
 from naraft.api.v2.configs import CS_BASE as V2_CS_BASE
 from naraft.api.v2.configs import V2_CONFIG_ROUTES, namespace_of
 from naraft.api.v2.naming import INSTANCE_PATH as V2_INSTANCE
@@ -262,6 +262,9 @@ def access_middleware(
             v2 = request.path.startswith(V2_CS_BASE + "/")
             namespace = namespace_of(params) if v2 else params.get("tenant")
             group, name = params.get("group"), params.get("dataId")
+            if not v2 and request.method == "POST" and is_import(params):
+                # an import writes any group and dataId of the namespace it names
+                namespace, group, name = params.get("namespace"), None, None
         else:
             namespace = params.get("namespaceId")
             group, name = _split_service(params.get("groupName"), params.get("serviceName"))

@@ -48,6 +48,8 @@ _ANSWER_HEADERS: Final = (
     "Content-MD5",
     "Config-Type",
     "Last-Modified",
+    # a config export's zip (naraft.api.v1.configs): browsers save it under this name
+    "Content-Disposition",
     "Cache-Control",
     "Pragma",
     "Expires",

@@ -9,9 +9,13 @@ starts after an acknowledged publish, on any node, sees it.
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass, field
+from enum import Enum
 from typing import Protocol
 
 from naraft.configs import validate
+from naraft.configs.archive import ArchiveItem
 from naraft.configs.commands import (
     Change,
     ConfigCommand,
@@ -28,7 +32,9 @@ from naraft.configs.validate import RawPublish
 from naraft.errors import (
     CommandRejectedError,
     ConflictError,
+    InvalidArgumentError,
     QuotaExceededError,
+    UnavailableError,
 )
 from naraft.state.rejections import EntryRejected, RejectionKind
 
@@ -50,6 +56,43 @@ class WriteGuard(Protocol):
 
 
 CAS_FAILED_MESSAGE = "Cas publish fail, server md5 may have changed."
+IMPORT_WRITES_IN_FLIGHT = 32
+"""An import's publishes proposed at once (distinct keys: their order does not matter),
+so that the log batches them instead of one commit round (and fsync) per config."""
+
+
+class SamePolicy(Enum):
+    """Nacos's `SameConfigPolicy`: what an import does with a config that exists."""
+
+    ABORT = "ABORT"
+    SKIP = "SKIP"
+    OVERWRITE = "OVERWRITE"
+
+
+@dataclass(slots=True)
+class ImportOutcome:
+    """Nacos's import answer data: written, skipped (existing, SKIP; or left unwritten by
+    an ABORT) and, for ABORT, the configs that exist."""
+
+    succ_count: int = 0
+    skip_data: list[ConfigKey] = field(default_factory=list)
+    fail_data: list[ConfigKey] = field(default_factory=list)
+
+
+class ImportItemError(InvalidArgumentError):
+    """A config in an import zip that a publish would refuse (nothing written)."""
+
+
+class ImportInterruptedError(UnavailableError):
+    """An import that failed after writing some configs (e.g. leadership lost)."""
+
+    def __init__(self, written: int, cause: BaseException) -> None:
+        super().__init__(
+            f"the import stopped after writing {written} configs: {cause}; "
+            "import the zip again with policy OVERWRITE to finish it"
+        )
+        self.written = written
+        self.cause = cause
 
 
 class ConfigService:
@@ -131,6 +174,63 @@ class ConfigService:
     async def publish(self, raw: RawPublish, src_ip: str = "", src_user: str = "") -> None:
         """`POST /configs`: create or replace; ConflictError when `casMd5` does not match."""
         await self._propose(self.parse_publish(raw, src_ip, src_user))
+
+    async def import_configs(
+        self,
+        items: list[ArchiveItem],
+        tenant: str,
+        policy: SamePolicy,
+        src_ip: str = "",
+        src_user: str = "",
+    ) -> ImportOutcome:
+        """Publish the configs of an import zip into `tenant`, one log entry each. Every
+        item is validated as a publish is, and the existing ones found, before anything is
+        written: a bad item (ImportItemError naming it) or, with ABORT, any existing config
+        writes nothing. Existing ones are decided on the state after the read barrier; a
+        config another client creates while the import runs is overwritten."""
+        commands: list[PublishConfig] = []
+        for item in items:
+            raw = RawPublish(
+                data_id=item.data_id,
+                group=item.group,
+                tenant=tenant,
+                content=item.content,
+                app_name=item.app_name,
+                type=item.type,
+                desc=item.desc,
+            )
+            try:
+                commands.append(self.parse_publish(raw, src_ip, src_user))
+            except InvalidArgumentError as error:
+                raise ImportItemError(
+                    error.field,
+                    error.rule,
+                    message=f"config {item.group}/{item.data_id} in the zip: {error}",
+                ) from None
+        await self.read_barrier()
+        outcome = ImportOutcome()
+        existing = [c.key for c in commands if self._state.get(c.key) is not None]
+        if existing and policy is SamePolicy.ABORT:
+            taken = set(existing)
+            outcome.fail_data = existing
+            outcome.skip_data = [c.key for c in commands if c.key not in taken]
+            return outcome
+        skip = set() if policy is SamePolicy.OVERWRITE else set(existing)  # ABORT: none
+        outcome.skip_data = [c.key for c in commands if c.key in skip]
+        writes = [c for c in commands if c.key not in skip]
+        for start in range(0, len(writes), IMPORT_WRITES_IN_FLIGHT):
+            batch = writes[start : start + IMPORT_WRITES_IN_FLIGHT]
+            results = await asyncio.gather(
+                *(self._propose(c) for c in batch), return_exceptions=True
+            )
+            failures = [r for r in results if isinstance(r, BaseException)]
+            outcome.succ_count += len(results) - len(failures)
+            if failures:
+                if outcome.succ_count == 0:
+                    raise failures[0]  # nothing written: retried or forwarded whole
+                # NotLeaderError too: forwarding the request whole would redo the written
+                raise ImportInterruptedError(outcome.succ_count, failures[0]) from failures[0]
+        return outcome
 
     async def delete(self, key: ConfigKey, src_ip: str = "", src_user: str = "") -> None:
         """`DELETE /configs`: true whether or not the config existed (as Nacos)."""

@@ -21,13 +21,16 @@ from email.utils import formatdate
 from typing import Final, Literal
 
 from aiohttp import web
+from aiohttp.helpers import parse_mimetype
+from aiohttp.multipart import parse_content_disposition
 
 from naraft.api.context import json_response
 from naraft.api.params import Params, read_params
-from naraft.configs import validate
+from naraft.configs import archive, validate
+from naraft.configs.archive import ArchiveError, ArchiveLimits, ExportItem
 from naraft.configs.listeners import ListenerHub, encode_changed, parse_listening
 from naraft.configs.model import ConfigKey, ConfigRecord, HistoryRecord
-from naraft.configs.service import ConfigService
+from naraft.configs.service import ConfigService, ImportItemError, ImportOutcome, SamePolicy
 from naraft.configs.state import ConfigState
 from naraft.configs.validate import RawPublish
 from naraft.errors import InvalidArgumentError, NaraftError, UnauthorizedError, UnsupportedError
@@ -168,10 +171,8 @@ def refuse_gray(request: web.Request, params: Params) -> None:
     tag = params.get("tag")
     if tag is not None and tag.strip():
         raise UnsupportedError(validate.UNSUPPORTED_TAG)
-    if params.get("export") is not None or params.get("exportV2") is not None:
-        raise UnsupportedError("config export is not supported by naraft's API yet")
-    if params.get("import") is not None or params.get("clone") is not None:
-        raise UnsupportedError("config import and clone are not supported by naraft's API yet")
+    if params.get("clone") is not None:
+        raise UnsupportedError("config clone is not supported by naraft's API yet")
 
 
 # --------------------------------------------------------------------------- /configs
@@ -180,8 +181,10 @@ def refuse_gray(request: web.Request, params: Params) -> None:
 async def get_configs(request: web.Request) -> web.Response:
     """Get one config's content, its detail (`show=all`) or a page (`search=`)."""
     params = await config_params(request)
-    refuse_gray(request, params)
     api = config_api_of(request)
+    if _flag(params, "export") or _flag(params, "exportV2"):
+        return await export_configs(api, params, v2=_flag(params, "exportV2"))
+    refuse_gray(request, params)
     search = params.get("search")
     if search is not None:
         api.count("configs.search")
@@ -262,6 +265,8 @@ async def _search(api: ConfigApi, params: Params, search: str) -> web.Response:
 
 async def publish_config(request: web.Request) -> web.Response:
     params = await config_params(request)
+    if is_import(params):
+        return await import_configs(request, params)
     await publish(request, params, params.get("tenant"))
     return _true()
 
@@ -300,6 +305,164 @@ async def delete_config(request: web.Request) -> web.Response:
     api.count("configs.delete")
     await api.service.delete(_key(params), src_ip=request.remote or "")
     return _true()
+
+
+# ------------------------------------------------------------------ export and import
+
+EXPORT_FILE_PREFIX: Final = "nacos_config_export_"  # Nacos's name, then yyyyMMddHHmmss.zip
+MAX_UPLOAD_PARTS: Final = 16
+
+
+def _flag(params: Params, name: str) -> bool:
+    return (params.get(name) or "").strip().lower() == "true"
+
+
+def is_import(params: Params) -> bool:
+    """Whether a `POST /configs` is an import (`import=true`); its namespace is then the
+    `namespace` parameter, not `tenant` (the access middleware checks that one)."""
+    return _flag(params, "import")
+
+
+async def export_configs(api: ConfigApi, params: Params, *, v2: bool) -> web.Response:
+    """`GET /configs?export=true` (format 1) or `?exportV2=true` (format 2): the configs of
+    `tenant` matching `dataId` (`*` a wildcard), `group`, `appName` and `ids`, all given
+    filters together (Nacos takes `ids` alone and in any namespace; naraft keeps the
+    namespace the permission was checked on), as the console's zip."""
+    api.count("configs.export_v2" if v2 else "configs.export")
+    tenant = validate.request_tenant(params.get("tenant"))
+    data_id = (params.get("dataId") or "").strip()
+    group = (params.get("group") or "").strip()
+    app_name = (params.get("appName") or "").strip()
+    ids_text = params.get("ids")
+    ids = set(validate.ids(ids_text)) if ids_text is not None and ids_text.strip() else None
+    limits = ArchiveLimits.for_content(api.service.settings.max_content_bytes)
+    await api.service.read_barrier()
+    items: list[ExportItem] = []
+    total = 0
+    for record in api.service.state.configs():
+        key = record.key
+        if (
+            key.tenant != tenant
+            or not _matches(data_id, key.data_id, blur=True)
+            or (group and key.group != group)
+            or (app_name and record.app_name != app_name)
+            or (ids is not None and record.id not in ids)
+        ):
+            continue
+        total += len(record.content.encode("utf-8", "surrogatepass"))
+        if len(items) >= limits.max_entries or total > limits.max_total_bytes:
+            raise InvalidArgumentError(
+                "export",
+                "within the import limits",
+                message=f"the export would hold over {limits.max_entries} configs or "
+                f"{limits.max_total_bytes} bytes, more than an import takes: narrow it with "
+                "group, dataId, appName or ids",
+            )
+        items.append(
+            ExportItem(
+                group=key.group,
+                data_id=key.data_id,
+                content=record.content,
+                app_name=record.app_name,
+                type=record.type,
+                desc=record.desc,
+            )
+        )
+    body = await asyncio.to_thread(archive.write_archive, items, v2=v2)
+    stamp = datetime.now(tz=UTC).strftime("%Y%m%d%H%M%S")
+    response = web.Response(body=body, content_type="application/zip")
+    response.headers["Content-Disposition"] = f"attachment;filename={EXPORT_FILE_PREFIX}{stamp}.zip"
+    return response
+
+
+def _import_answer(code: int, message: str, data: dict[str, object]) -> web.Response:
+    """Nacos's `RestResult`: answered 200 whatever the code (the console reads `code`)."""
+    return json_response({"code": code, "message": message, "data": data})
+
+
+def _policy(value: str | None) -> SamePolicy:
+    if value is None or not value.strip():
+        return SamePolicy.ABORT
+    try:
+        return SamePolicy(value.strip().upper())
+    except ValueError:
+        raise InvalidArgumentError(
+            "policy", "ABORT, SKIP or OVERWRITE", message=f"invalid policy : {value[:40]}"
+        ) from None
+
+
+async def _uploaded_file(request: web.Request) -> bytes | None:
+    """The `file` part of a multipart/form-data body (None: no such part). The body is
+    read whole (bounded by the config routes' body limit) and kept, so that a request
+    forwarded to the leader carries it."""
+    mime = parse_mimetype(request.headers.get("Content-Type", ""))
+    boundary = mime.parameters.get("boundary", "")
+    if (mime.type, mime.subtype) != ("multipart", "form-data") or not 0 < len(boundary) <= 200:
+        return None
+    body = await request.read()
+    delimiter = b"--" + boundary.encode("latin-1", "replace")
+    for part in body.split(delimiter, MAX_UPLOAD_PARTS + 1)[1 : MAX_UPLOAD_PARTS + 1]:
+        head, separator, payload = part.partition(b"\r\n\r\n")
+        if not separator:
+            continue
+        for line in head.split(b"\r\n"):
+            name, colon, value = line.decode("latin-1").partition(":")
+            if colon and name.strip().lower() == "content-disposition":
+                _kind, fields = parse_content_disposition(value.strip())
+                if fields.get("name") == "file":
+                    return payload[:-2] if payload.endswith(b"\r\n") else payload
+    return None
+
+
+def _outcome_data(outcome: ImportOutcome) -> dict[str, object]:
+    data: dict[str, object] = {
+        "succCount": outcome.succ_count,
+        "skipCount": len(outcome.skip_data),
+    }
+    if outcome.fail_data:
+        data["failData"] = [{"dataId": k.data_id, "group": k.group} for k in outcome.fail_data]
+    if outcome.skip_data:
+        data["skipData"] = [{"dataId": k.data_id, "group": k.group} for k in outcome.skip_data]
+    return data
+
+
+async def import_configs(request: web.Request, params: Params) -> web.Response:
+    """`POST /configs?import=true&namespace=&policy=ABORT|SKIP|OVERWRITE` with the zip in the
+    multipart field `file`: Nacos's `importAndPublishConfig`. A zip refused, or a config in
+    it that a publish would refuse, writes nothing and is answered in Nacos's shape with
+    its result code and a message naming the problem; ABORT writes nothing when any config
+    exists (listed in `failData`)."""
+    api = config_api_of(request)
+    api.count("configs.import")
+    tenant = validate.request_tenant(params.get("namespace"))
+    policy = _policy(params.get("policy"))
+    await api.service.read_barrier()  # a follower forwards the request before reading it
+    upload = await _uploaded_file(request)
+    if upload is None:
+        return _import_answer(
+            archive.DATA_EMPTY, "no zip in the multipart field 'file'", {"succCount": 0}
+        )
+    limits = ArchiveLimits.for_content(api.service.settings.max_content_bytes)
+    try:
+        items = await asyncio.to_thread(archive.read_archive, upload, limits)
+    except ArchiveError as error:
+        return _import_answer(error.code, str(error), {"succCount": 0})
+    if not items:
+        return _import_answer(archive.DATA_EMPTY, "the zip holds no config", {"succCount": 0})
+    try:
+        outcome = await api.service.import_configs(
+            items, tenant, policy, src_ip=request.remote or ""
+        )
+    except ImportItemError as error:
+        return _import_answer(archive.DATA_VALIDATION_FAILED, str(error), {"succCount": 0})
+    if outcome.fail_data:
+        message = (
+            f"policy ABORT: {len(outcome.fail_data)} configs exist already (failData); "
+            "nothing was written"
+        )
+    else:
+        message = f"imported {outcome.succ_count}, skipped {len(outcome.skip_data)}"
+    return _import_answer(200, message, _outcome_data(outcome))
 
 
 # -------------------------------------------------------------------------- listeners
