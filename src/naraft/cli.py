@@ -442,3 +442,7 @@ main.add_command(repair)
 from naraft.cli_leader import leader  # noqa: E402 - operations on a running cluster
 
 main.add_command(leader)
+
+from naraft.cli_member import member as member_group  # noqa: E402 - a running cluster's members
+
+main.add_command(member_group)
