@@ -97,6 +97,7 @@ class NodeSpec:
     admin_password_file: Path | None = None  # the first admin's, read at the first start
     standalone: bool = False
     join: str | None = None  # a running member's URL: start empty, wait for `member add`
+    cluster_conf: Path | None = None  # members from Nacos's cluster.conf instead of `peers`
     extra_args: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
     failpoints: str | None = None
@@ -136,6 +137,8 @@ def server_command(spec: NodeSpec) -> list[str]:
         args.append("--standalone")
     if spec.join is not None:
         args += ["--join", spec.join]
+    elif spec.cluster_conf is not None:
+        args += ["--cluster-conf", str(spec.cluster_conf)]
     elif spec.peers:
         args += ["--peers", ",".join(spec.peers)]
     if spec.secret_file is not None:

@@ -64,7 +64,7 @@ from naraft.grpc.forward import HttpLeaderLink, grpc_forward_routes
 from naraft.grpc.naming import NamingRoutes
 from naraft.grpc.server import GrpcServer
 from naraft.leader_watch import LeaderWatch
-from naraft.machine import NodeStateMachine, membership_of
+from naraft.machine import MEMBERSHIP_KEY, NodeStateMachine, membership_of
 from naraft.metrics import NodeMetrics
 from naraft.naming.feed import ChangeFeed
 from naraft.naming.keeper import BeatKeeper
@@ -678,7 +678,8 @@ def _wire(
     if config.cluster_conf is not None:
         conf = config.cluster_conf
         members.subscribe(lambda _added, _removed: _rewrite_cluster_conf(conf, members))
-    events.membership.append(lambda membership: _on_membership(members, membership))
+    follow = _MembersFollower(members, core.membership, members.members)
+    events.membership.append(follow.on_membership)
     replica = Replica(
         core,
         store=opened.store,
@@ -714,6 +715,7 @@ def _wire(
     events.persisted.append(metrics.on_persisted)
     events.committed.append(metrics.on_committed)
     events.applied.append(digest.on_applied)
+    events.applied.append(follow.on_applied)
     events.snapshot_needed.append(digest.on_snapshot_needed)
     events.peer_unreachable.append(watch.on_peer_unreachable)
     configs = ConfigApi(
@@ -759,9 +761,33 @@ def _wire(
     )  # fmt: skip
 
 
-def _on_membership(members: MemberView, membership: Membership) -> None:
-    if membership.members:  # a joining node knows none until its first membership entry
-        members.update(membership.members)
+class _MembersFollower:
+    """Keeps the member view at the members of the newest configuration in the log AND of
+    the last committed one: a member being removed (a leader removing itself included) is
+    still heard until its removal commits, so that the change can commit (Raft §4.2.2)."""
+
+    def __init__(self, view: MemberView, newest: Membership, committed: frozenset[str]) -> None:
+        self._view = view
+        self._newest = newest
+        self._committed = committed
+
+    def on_membership(self, membership: Membership) -> None:
+        """The core's newest configuration changed (appended, truncated or installed)."""
+        self._newest = membership
+        self._update()
+
+    def on_applied(self, changes: DatumChanges, _index: Index) -> None:
+        if MEMBERSHIP_KEY not in changes.puts:
+            return
+        committed = membership_of(changes.puts)
+        if committed is not None:
+            self._committed = frozenset(committed.members)
+            self._update()
+
+    def _update(self) -> None:
+        newest = frozenset(self._newest.members)
+        if newest:  # a joining node knows none until its first membership entry
+            self._view.update(newest | self._committed)
 
 
 def _follow_members(

@@ -22,6 +22,7 @@ from tests.e2e.harness import (
 from tests.e2e.test_startup_guards import assert_one_line_refusal
 
 from naraft.client import READINESS_PATH
+from naraft.config import read_cluster_conf
 
 pytestmark = pytest.mark.e2e
 
@@ -91,7 +92,23 @@ def test_join_add_kill_remove_under_load(tmp_path: Path) -> None:
         assert_one_line_refusal(stale, "disagrees with the members", "naraft member")
         lone = run_server(dataclasses.replace(keeper.spec, standalone=True, peers=()))
         assert_one_line_refusal(lone, "not --standalone", "naraft member remove")
-        listed = ",".join(sorted(n.id for n in alive))
-        keeper.spec = dataclasses.replace(keeper.spec, peers=tuple(listed.split(",")))
+        # started from Nacos's cluster.conf, the node keeps it naming the members
+        conf = tmp_path / "cluster.conf"
+        conf.write_text("".join(f"{n.id}\n" for n in alive))
+        keeper.spec = dataclasses.replace(keeper.spec, peers=(), cluster_conf=conf)
         keeper.start()
         cluster.wait_caught_up(keeper, among=alive)
+        # the leader removes itself: it still leads until the removal commits
+        leaving = cluster.leader(among=alive)
+        removed = naraft_command("member", "remove", leaving.id, "--server", keeper.url)
+        assert removed.returncode == 0, removed.stderr + cluster.logs()
+        cluster.forget_member(leaving.id)
+        staying = [n for n in alive if n is not leaving]
+        remaining = tuple(sorted(n.id for n in staying))
+        wait_for(
+            lambda: read_cluster_conf(conf) == remaining,
+            timeout_seconds=10,
+            what="cluster.conf to name the two remaining members",
+        )
+        answer = cluster.put(cluster.leader(among=staying), "after-shrink", "v")
+        assert answer.status_code == 200, answer.text

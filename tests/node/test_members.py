@@ -67,7 +67,7 @@ def test_a_plain_collection_is_copied_not_followed() -> None:
         verifier.claim("POST", "/p", signer.headers("POST", "/p", A, b""))
 
 
-async def test_the_peer_client_adds_and_removes_links(no_leftover_event_loop: None) -> None:
+async def test_the_peer_client_adds_and_removes_links() -> None:
     client = PeerClient(NodeId(A), {NodeId(B): f"http://{B}"}, SECRET, timeout_seconds=1.0)
     client.add_peer(NodeId(D), f"http://{D}")
     client.add_peer(NodeId(D), f"http://{D}")  # known: left as it is
