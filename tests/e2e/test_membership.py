@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from tests.e2e.harness import (
+    DEFAULT_ARGS,
     BackgroundWriter,
     NodeProcess,
     local_cluster,
@@ -34,7 +35,9 @@ def member_rows(node: NodeProcess) -> dict[str, dict[str, object]]:
 
 
 def test_join_add_kill_remove_under_load(tmp_path: Path) -> None:
-    with local_cluster(tmp_path / "cluster", size=3) as cluster:
+    # a short log: the new node catches up by a digest-sync install, then by appends
+    compacting = (*DEFAULT_ARGS, "--compact-entries", "40", "--compact-keep", "5")
+    with local_cluster(tmp_path / "cluster", size=3, extra_args=compacting) as cluster:
         cluster.wait_ready()
         originals = list(cluster.nodes)
         new = cluster.add_joining_node()
@@ -49,7 +52,8 @@ def test_join_add_kill_remove_under_load(tmp_path: Path) -> None:
 
         alive = list(originals)
         with BackgroundWriter(lambda: alive, prefix="grow") as writer:
-            wait_for(lambda: len(writer.ledger.acked()) >= 20, timeout_seconds=20, what="writes")
+            # past one compaction (40 entries): the new node cannot catch up from the log alone
+            wait_for(lambda: len(writer.ledger.acked()) >= 60, timeout_seconds=30, what="writes")
             added = naraft_command("member", "add", new.id, "--server", originals[1].url)
             assert added.returncode == 0, added.stderr + cluster.logs()
             assert f"{new.id} is a voter" in added.stdout
@@ -74,6 +78,7 @@ def test_join_add_kill_remove_under_load(tmp_path: Path) -> None:
                 timeout_seconds=30,
                 what="writes after removing the dead node",
             )
+        assert "digest catch-up from" in new.log_text(), new.log_text()[-2000:]
         ledger = writer.ledger
         assert not ledger.unexpected(), ledger.unexpected()[:3]
         assert ledger.acked(), ledger.summary()

@@ -18,10 +18,17 @@ from naraft.config import read_cluster_conf, write_cluster_conf
 from naraft.config_sources import ConfigError, build_config
 from naraft.errors import InvalidArgumentError
 from naraft.machine import MEMBERSHIP_KEY, encode_membership_record
-from naraft.node import StartupError, _Opened, persisted_members, run_node, settle_members
+from naraft.node import (
+    StartupError,
+    _MembersFollower,
+    _Opened,
+    persisted_members,
+    run_node,
+    settle_members,
+)
 from naraft.raft import NO_SNAPSHOT, Entry, HardState, Index, NodeId, Term
 from naraft.raft.membership import ChangeKind, Membership, MembershipChange, encode_membership
-from naraft.state.datums import Datum
+from naraft.state.datums import Datum, DatumChanges
 from naraft.storage.base import StoredState
 from naraft.transport import PeerClient
 from naraft.transport import join as join_protocol
@@ -279,3 +286,24 @@ async def test_the_members_api_on_a_standalone_node(tmp_path: Path) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+def test_a_member_being_removed_is_heard_until_its_removal_commits() -> None:
+    view = MemberView([A, B, C])
+    follow = _MembersFollower(view, Membership.of([A, B, C]), view.members)
+    follow.on_membership(Membership.of([A, B]))  # the removal of C is appended, not committed
+    assert C in view
+    follow.on_applied(
+        DatumChanges(
+            puts={MEMBERSHIP_KEY: Datum(encode_membership_record(Membership.of([A, B])), 9)},
+            deletes=frozenset(),
+        ),
+        Index(9),
+    )
+    assert view.members == {A, B}  # committed: C is no longer heard
+    follow.on_applied(DatumChanges(puts={}, deletes=frozenset()), Index(10))  # other writes
+    assert view.members == {A, B}
+    follow.on_membership(Membership.of([A, B], [D]))  # a learner is heard from its append
+    assert view.members == {A, B, D}
+    follow.on_membership(Membership(frozenset()))  # a joining node's empty start: kept
+    assert view.members == {A, B, D}
