@@ -349,6 +349,8 @@ class Node:
     def readiness(self) -> str | None:
         membership = self.replica.status.membership
         if membership is not None and self._config.id not in membership.members:
+            if membership.members:
+                return "not a member: removed from the cluster (`naraft member list`)"
             return (
                 f"waiting to be added to the cluster (`naraft member add {self._config.id}"
                 " --server URL`)"

@@ -115,5 +115,12 @@ def test_join_add_kill_remove_under_load(tmp_path: Path) -> None:
             timeout_seconds=10,
             what="cluster.conf to name the two remaining members",
         )
+
+        def removed_says() -> str | None:
+            answer = cluster.client.get(f"{leaving.url}{READINESS_PATH}", timeout=1.0)
+            return answer.text if answer.status_code == 503 else None
+
+        text = wait_for(removed_says, timeout_seconds=10, what="the removed node to be unready")
+        assert "not a member" in text, text
         answer = cluster.put(cluster.leader(among=staying), "after-shrink", "v")
         assert answer.status_code == 200, answer.text
