@@ -446,3 +446,7 @@ main.add_command(leader)
 from naraft.cli_snapshot import snapshot  # noqa: E402 - backup and restore
 
 main.add_command(snapshot)
+
+from naraft.cli_member import member as member_group  # noqa: E402 - a running cluster's members
+
+main.add_command(member_group)

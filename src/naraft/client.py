@@ -27,6 +27,7 @@ STATE_PATH: Final = f"{RAFT_PATH}/state"
 TRANSFER_PATH: Final = f"{RAFT_PATH}/transfer"
 LEADER_PATH: Final = f"{RAFT_PATH}/leader"
 KV_PATH: Final = "/naraft/v1/kv"
+MEMBERS_PATH: Final = "/naraft/v1/members"
 INSTANCE_PATH: Final = "/nacos/v1/ns/instance"
 INSTANCE_LIST_PATH: Final = f"{INSTANCE_PATH}/list"
 SWITCHES_PATH: Final = "/nacos/v1/ns/operator/switches"
@@ -154,6 +155,47 @@ def transfer_leadership(
         f"{base_url}{TRANSFER_PATH}{query}",
         method="POST",
         headers=bearer(token) if token is not None else {},
+    )
+    with urllib.request.urlopen(request, timeout=timeout_seconds, context=ssl_context) as answer:
+        return json.loads(answer.read())
+
+
+def list_members(
+    base_url: str,
+    *,
+    token: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    timeout_seconds: float = 10.0,
+) -> Any:
+    """The cluster's members as the leader sees them (`GET /naraft/v1/members`): `{"leader",
+    "term", "commitIndex", "members": [{"id", "role", "leader", "matchIndex", "lag",
+    "reachable"}]}`. Raises as `transfer_leadership`."""
+    request = urllib.request.Request(
+        f"{base_url}{MEMBERS_PATH}", headers=bearer(token) if token is not None else {}
+    )
+    with urllib.request.urlopen(request, timeout=timeout_seconds, context=ssl_context) as answer:
+        return json.loads(answer.read())
+
+
+def change_member(
+    base_url: str,
+    member: str,
+    action: str,
+    *,
+    token: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    timeout_seconds: float = 30.0,
+) -> Any:
+    """Add (as a learner), promote or remove `member` (`POST /naraft/v1/members`); the
+    decoded answer `{"index", "voters", "learners"}`. Raises as `transfer_leadership`."""
+    request = urllib.request.Request(
+        f"{base_url}{MEMBERS_PATH}",
+        method="POST",
+        data=json.dumps({"id": member, "action": action}).encode(),
+        headers={
+            "Content-Type": "application/json",
+            **(bearer(token) if token is not None else {}),
+        },
     )
     with urllib.request.urlopen(request, timeout=timeout_seconds, context=ssl_context) as answer:
         return json.loads(answer.read())

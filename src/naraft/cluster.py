@@ -39,7 +39,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final, TypeVar
 
@@ -96,6 +96,8 @@ class NodeSpec:
     auth: str | None = None  # on, off or auto (the node's default)
     admin_password_file: Path | None = None  # the first admin's, read at the first start
     standalone: bool = False
+    join: str | None = None  # a running member's URL: start empty, wait for `member add`
+    cluster_conf: Path | None = None  # members from Nacos's cluster.conf instead of `peers`
     extra_args: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
     failpoints: str | None = None
@@ -133,7 +135,11 @@ def server_command(spec: NodeSpec) -> list[str]:
         args += ["--listen", spec.listen]
     if spec.standalone:
         args.append("--standalone")
-    if spec.peers:
+    if spec.join is not None:
+        args += ["--join", spec.join]
+    elif spec.cluster_conf is not None:
+        args += ["--cluster-conf", str(spec.cluster_conf)]
+    elif spec.peers:
         args += ["--peers", ",".join(spec.peers)]
     if spec.secret_file is not None:
         args += ["--cluster-secret-file", str(spec.secret_file)]
@@ -457,6 +463,8 @@ class ProcessCluster:
             else free_ports(wanted, host, companion_offset=GRPC_PORT_OFFSET)
         )
         self.ports = all_ports[:size]
+        self.host = host
+        self.tls = tls
         self.members = [f"{host}:{port}" for port in self.ports]
         listens: list[str | None] = [None] * size
         if separate_listen:
@@ -499,6 +507,41 @@ class ProcessCluster:
                 ca_file=self.ca_file,
             )
             self.nodes.append(NodeProcess(spec))
+
+    def add_joining_node(self, join_url: str | None = None) -> NodeProcess:
+        """A new node (not started) on a free port that joins this cluster through
+        `join_url` (default: the first node's URL) with `naraft server --join`, as every
+        other node is run; it counts as a member for the leader rule from now on."""
+        if self.tls:
+            raise ClusterError("joining nodes are not supported with tls=True here")
+        port = free_ports(1, self.host, companion_offset=GRPC_PORT_OFFSET)[0]
+        member = f"{self.host}:{port}"
+        template = self.nodes[0].spec
+        data_dir = node_data_dir(self.root, member)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        log_path = None
+        if template.log_path is not None:
+            log_path = template.log_path.with_name(f"{data_dir.name}.log")
+        spec = replace(
+            template,
+            node_id=member,
+            data_dir=data_dir,
+            listen=None,
+            standalone=False,
+            peers=(),
+            join=join_url if join_url is not None else self.nodes[0].url,
+            secret_file=self.secret_file,
+            log_path=log_path,
+        )
+        node = NodeProcess(spec)
+        self.nodes.append(node)
+        self.members.append(member)
+        self.ports.append(port)
+        return node
+
+    def forget_member(self, node_id: str) -> None:
+        """`node_id` was removed from the cluster: the leader rule no longer counts it."""
+        self.members.remove(node_id)
 
     @property
     def admin_password(self) -> str | None:

@@ -14,10 +14,13 @@ the peer endpoints under /nacos/v1/ns/raft/, so a leader hint is directly a URL.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import hashlib
 import ipaddress
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -244,12 +247,25 @@ class NodeConfig:
     log: LogSettings = LogSettings()
     auth: AuthSettings = AuthSettings()
     tls: TlsSettings = TlsSettings()  # none: plaintext HTTP (docs/tls.md)
+    # where the members came from when it was Nacos's cluster.conf: rewritten on changes
+    cluster_conf: Path | None = None
+    # a new node joining a running cluster through this member's URL (`naraft member add`
+    # makes it a member); `peers` is then empty until it learns them
+    join: str | None = None
+    # the cluster id the data directory records (or the join answer gave): it stays the
+    # cluster's identity when members change. Set by the node at start, never a setting.
+    known_cluster_id: str | None = None
 
     def validate(self) -> NodeConfig:
         """`self` when every rule across groups holds; raises InvalidArgumentError naming
         the setting otherwise (the one place each rule is checked)."""
         parse_address(self.id, field="id")
-        check_members(self.id, self.peers)
+        if self.join is None:
+            check_members(self.id, self.peers)
+        else:
+            check_join_url(self.join)
+            for peer in self.peers:
+                parse_address(peer, field="peers")
         check_cluster_token(self.cluster_token)
         try:  # the core's own rules (election above heartbeat) are checked where they live
             _ = self.raft_config
@@ -284,7 +300,9 @@ class NodeConfig:
         timers = self.timers
         return RaftConfig(
             id=NodeId(self.id),
-            voters=tuple(NodeId(p) for p in self.peers),
+            # a joining node learns its configuration from the leader's log, never from here
+            voters=() if self.join is not None else tuple(NodeId(p) for p in self.peers),
+            joining=self.join is not None,
             election_ticks=timers.election_ticks,
             heartbeat_ticks=timers.heartbeat_ticks,
             pre_vote=self.raft.pre_vote,
@@ -307,11 +325,15 @@ class NodeConfig:
 
     @property
     def standalone(self) -> bool:
-        return self.peers == (self.id,)
+        return self.join is None and self.peers == (self.id,)
 
     @property
     def cluster_id(self) -> str:
-        """Signed into every peer request and kept in the data directory."""
+        """Signed into every peer request and kept in the data directory: the one the data
+        directory records once known (members change, the cluster stays), else the one the
+        token and the starting members give."""
+        if self.known_cluster_id is not None:
+            return self.known_cluster_id
         return cluster_id_of(self.cluster_token, self.peers)
 
     @property
@@ -335,7 +357,8 @@ class NodeConfig:
 
     @property
     def max_peer_connections(self) -> int:
-        return self.http.peer_connections_per_member * len(self.peers)
+        # members may come (a joining node starts knowing none): room for a few more
+        return self.http.peer_connections_per_member * (len(self.peers) + 2)
 
 
 def parse_address(text: str, *, field: str) -> tuple[str, int]:
@@ -364,6 +387,35 @@ def read_cluster_conf(path: Path) -> tuple[str, ...]:
     if not members:
         raise InvalidArgumentError(str(path), "lists no member")
     return tuple(members)
+
+
+def check_join_url(url: str) -> str:
+    """The URL of a running member to join through: http(s)://host:port."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("http", "https"):
+        raise InvalidArgumentError("join", f"must be http(s)://host:port, not {url!r}")
+    parse_address(rest.rstrip("/"), field="join")
+    return url
+
+
+def write_cluster_conf(path: Path, members: Iterable[str]) -> None:
+    """Rewrite Nacos's cluster.conf with `members`, one a line, atomically (a reader sees
+    the old file or the new one, never half of it)."""
+    text = "# written by naraft when the cluster's members changed\n" + "".join(
+        f"{member}\n" for member in sorted(members)
+    )
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "w") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
 
 
 def check_members(node_id: str, peers: tuple[str, ...]) -> tuple[str, ...]:

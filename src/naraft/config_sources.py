@@ -203,6 +203,9 @@ SETTINGS: Final[tuple[Setting, ...]] = (
             default_text="none"),
     Setting(name="standalone", kind=Kind.FLAG, help="one-node mode: commits locally",
             default_text="false"),
+    Setting(name="join", kind=Kind.TEXT,
+            help="URL of a running member: start empty and wait for `naraft member add`",
+            default_text="none"),
     Setting(name="data-dir", kind=Kind.PATH, help="where the node keeps its data (required)"),
     Setting(name="profile", kind=Kind.TEXT, help="timer profile",
             choices=tuple(p.value for p in Profile), default_text=Profile.DEFAULT.value),
@@ -413,6 +416,8 @@ def build_config(values: Mapping[str, object], env: Mapping[str, str] = os.envir
         listen_host=host,
         listen_port=port,
         timers=PROFILES[profile],
+        cluster_conf=_optional_path(values.get("cluster-conf")),
+        join=None if values.get("join") is None else str(values["join"]),
     )
     for name, given in values.items():
         setting = BY_NAME[name]
@@ -444,8 +449,11 @@ def _members(node_id: str, values: Mapping[str, object]) -> tuple[str, ...]:
     peers = values.get("peers")
     cluster_conf = _optional_path(values.get("cluster-conf"))
     standalone = bool(values.get("standalone"))
-    if sum((peers is not None, cluster_conf is not None, standalone)) != 1:
-        raise ConfigError("give exactly one of --peers, --cluster-conf, --standalone")
+    join = values.get("join") is not None
+    if sum((peers is not None, cluster_conf is not None, standalone, join)) != 1:
+        raise ConfigError("give exactly one of --peers, --cluster-conf, --standalone, --join")
+    if join:
+        return ()  # learnt from the cluster at start
     if standalone:
         return (node_id,)
     if cluster_conf is not None:

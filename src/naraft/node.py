@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import logging
@@ -21,6 +22,7 @@ import random
 import socket
 import ssl
 import time
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,13 +38,21 @@ from naraft.api.auth import MAX_PASSWORD_BYTES, AuthService, generate_password, 
 from naraft.api.edge import EdgeLimits, GuardedSite
 from naraft.api.forward import FORWARD_SESSION, FORWARD_TLS, forward_middleware
 from naraft.api.health import HEALTH, readiness_reason
+from naraft.api.members import MEMBERS_NODE, join_routes, member_routes
 from naraft.api.observe import AccessLog, observe_middleware
 from naraft.api.snapshot import SNAPSHOT, snapshot_routes
 from naraft.api.v1.beats import HttpBeatSender, beat_routes
 from naraft.api.v1.configs import ConfigApi
 from naraft.api.v1.operator import ServerInfo
 from naraft.auth.state import ADMIN_USER, AuthApplied, encode_bootstrap, signing_key
-from naraft.config import AuthMode, LogFormat, NodeConfig, is_loopback, parse_address
+from naraft.config import (
+    AuthMode,
+    LogFormat,
+    NodeConfig,
+    is_loopback,
+    parse_address,
+    write_cluster_conf,
+)
 from naraft.configs.listeners import ListenerHub
 from naraft.configs.service import ConfigService
 from naraft.configs.state import ConfigState
@@ -56,7 +66,7 @@ from naraft.grpc.forward import HttpLeaderLink, grpc_forward_routes
 from naraft.grpc.naming import NamingRoutes
 from naraft.grpc.server import GrpcServer
 from naraft.leader_watch import LeaderWatch
-from naraft.machine import NodeStateMachine, membership_of
+from naraft.machine import MEMBERSHIP_KEY, NodeStateMachine, membership_of
 from naraft.metrics import NodeMetrics
 from naraft.naming.feed import ChangeFeed
 from naraft.naming.keeper import BeatKeeper
@@ -67,6 +77,7 @@ from naraft.naming.state import NamingState
 from naraft.naming.udp import UdpPusher
 from naraft.node_events import NodeEvents
 from naraft.raft import Index, NodeId, NotLeaderError, RaftCore, RaftError, Role, Status
+from naraft.raft.membership import Membership, MembershipChange, decode_membership
 from naraft.replica import Replica
 from naraft.state.datums import Datum, DatumChanges, DatumTable
 from naraft.state.kv import read_value
@@ -75,8 +86,11 @@ from naraft.storage.base import StoredState
 from naraft.storage.sqlite import SqliteStore
 from naraft.tls import PeerTls, server_context
 from naraft.transport import PeerClient, peer_routes
+from naraft.transport import join as join_protocol
 from naraft.transport.auth import write_secret_file
-from naraft.transport.signing import PeerSigner, PeerVerifier
+from naraft.transport.join import JOIN_PATH
+from naraft.transport.members import MemberView
+from naraft.transport.signing import PeerSigner, PeerVerifier, wall_clock_ms
 
 logger = logging.getLogger(__name__)
 
@@ -171,21 +185,73 @@ def _reason(error: OSError) -> str:
 class _Opened:
     store: SqliteStore
     state: StoredState
+    recorded_cluster_id: str | None  # None: a new data directory
+    persisted: Membership | None  # the members the data directory holds, if any change ran
 
 
-def _open(path: Path, node_id: str, cluster_id: str) -> _Opened:
+def _open(path: Path, node_id: str) -> _Opened:
     store = open_store(path)
     try:
         store.set_node_id(node_id)
-        # The first start records the cluster id; every later one must compute the same
-        # (else ClusterIdMismatchError: one line from `naraft server`, no traceback).
-        if store.set_cluster_id(cluster_id):
-            logger.info("data directory %s now belongs to cluster %s", path.parent, cluster_id)
         state = store.load()
+        recorded = store.recorded_cluster_id()
     except BaseException:
         store.close()
         raise
-    return _Opened(store=store, state=state)
+    return _Opened(
+        store=store, state=state, recorded_cluster_id=recorded, persisted=persisted_members(state)
+    )
+
+
+def _record_cluster_id(opened: _Opened, cluster_id: str, data_dir: Path) -> None:
+    # The first start records the cluster id; every later one must compute the same
+    # (else ClusterIdMismatchError: one line from `naraft server`, no traceback).
+    if opened.store.set_cluster_id(cluster_id):
+        logger.info("data directory %s now belongs to cluster %s", data_dir, cluster_id)
+
+
+def persisted_members(state: StoredState) -> Membership | None:
+    """The configuration a data directory holds: its newest membership entry, else the one
+    its applied state records; None if no membership change ever reached it."""
+    for entry in reversed(state.entries):
+        found = decode_membership(entry.command)
+        if found is not None:
+            return found
+    return membership_of(state.datums)
+
+
+def settle_members(config: NodeConfig, opened: _Opened) -> NodeConfig:
+    """The configuration to run with once the data directory has been read: persisted
+    members are the truth. Raises StartupError (one line naming what to run instead) for
+    `--standalone` on a clustered data directory or a member list that disagrees with it."""
+    persisted, recorded = opened.persisted, opened.recorded_cluster_id
+    where = config.data_dir
+    if persisted is None:
+        if config.standalone and recorded is not None and recorded != config.cluster_id:
+            raise StartupError(
+                f"the data directory {where} holds the data of cluster {recorded}, not of "
+                "this standalone node: start it with the cluster's --peers (or --join URL); "
+                "to take a member out of a cluster use `naraft member remove`"
+            )
+        return config
+    members = sorted(persisted.members)
+    listed = ",".join(members)
+    if config.join is not None:
+        return dataclasses.replace(config, peers=tuple(members), known_cluster_id=recorded)
+    if config.standalone and persisted.members != {config.id}:
+        raise StartupError(
+            f"the data directory {where} belongs to a cluster whose members are {listed}: "
+            f"start it with --peers {listed}, not --standalone "
+            "(to shrink the cluster, run `naraft member remove ID --server URL`)"
+        )
+    if set(config.peers) != persisted.members:
+        raise StartupError(
+            f"--peers {','.join(sorted(config.peers))} disagrees with the members the data "
+            f"directory {where} holds ({listed}): start it with --peers {listed}; change "
+            "members with `naraft member add ID --server URL` or `naraft member remove ID "
+            "--server URL`"
+        )
+    return dataclasses.replace(config, known_cluster_id=recorded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,8 +292,10 @@ class Node:
         naming_sizes: NamingSizes,
         owned: OwnedInstances,
         grpc: GrpcServer,
+        member_view: MemberView,
     ) -> None:
         self._config = config
+        self._member_view = member_view
         self.grpc = grpc
         self.configs = configs
         # The ephemeral instances this node's live client connections (Nacos 2.x) own.
@@ -247,7 +315,15 @@ class Node:
 
     @property
     def members(self) -> tuple[str, ...]:
-        return self._config.peers
+        return tuple(self._member_view)
+
+    # MembersNode
+    @property
+    def clustered(self) -> bool:
+        return not self._config.standalone
+
+    async def propose_membership(self, change: MembershipChange) -> object:
+        return await self.replica.propose_membership(change)
 
     async def propose(self, command: bytes) -> object:
         return await self.replica.propose(command)
@@ -288,6 +364,14 @@ class Node:
 
     # HealthView
     def readiness(self) -> str | None:
+        membership = self.replica.status.membership
+        if membership is not None and self._config.id not in membership.members:
+            if membership.members:
+                return "not a member: removed from the cluster (`naraft member list`)"
+            return (
+                f"waiting to be added to the cluster (`naraft member add {self._config.id}"
+                " --server URL`)"
+            )
         return readiness_reason(
             self.replica.status,
             silent_for=self.replica.silent_for,
@@ -302,7 +386,8 @@ class Node:
         stops, so that a rolling restart costs no election timeout: writes arriving
         meanwhile wait for the new leader instead of failing. Then raises `NodeStoppingError`."""
         await stop.wait()
-        if self.replica.is_leader and len(self._config.peers) > 1:
+        membership = self.replica.status.membership
+        if self.replica.is_leader and membership is not None and len(membership.voters) > 1:
             try:
                 leader = await self.replica.transfer_leadership()
             except (NaraftError, RaftError) as error:
@@ -329,10 +414,11 @@ class Node:
     def servers(self) -> list[ServerInfo]:
         status = self.replica.status
         infos = []
-        for member in self._config.peers:
+        for member in self._member_view:
             host, port = parse_address(member, field="peers")
+            progress = status.peers.get(NodeId(member))
             reachable = member == status.id or (
-                status.role is Role.LEADER and status.peers[NodeId(member)].recent_active
+                status.role is Role.LEADER and progress is not None and progress.recent_active
             )
             infos.append(
                 ServerInfo(
@@ -443,9 +529,15 @@ async def run_node(
             executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="naraft-store")
             try:
                 opened = await loop.run_in_executor(
-                    executor, _open, config.data_dir / DB_FILE, config.id, config.cluster_id
+                    executor, _open, config.data_dir / DB_FILE, config.id
                 )
                 try:
+                    config = settle_members(config, opened)
+                    if config.join is not None and opened.persisted is None:
+                        config = await _join(config, opened.recorded_cluster_id, tls.peers)
+                    await loop.run_in_executor(
+                        executor, _record_cluster_id, opened, config.cluster_id, config.data_dir
+                    )
                     # not contextlib.suppress: on 3.11 it does not look into the task
                     # group's ExceptionGroup
                     try:  # noqa: SIM105
@@ -477,6 +569,59 @@ class _Wired:
     access_log: AccessLog | None
     tls: PeerTls  # how this node reaches the others
     listener_ssl: ssl.SSLContext | None
+
+
+async def _join(config: NodeConfig, recorded: str | None, tls: PeerTls) -> NodeConfig:
+    """Learn the cluster id and members from the member at `config.join` (retrying while
+    it cannot be reached); StartupError when it answers that our secret is not the
+    cluster's, or its cluster is not the one this data directory joined before."""
+    assert config.join is not None
+    assert config.secret is not None
+    url = config.join.rstrip("/") + JOIN_PATH
+    delay = 0.2
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls.ssl)) as session:
+        while True:
+            body, asked = join_protocol.make_request(config.secret, config.id, wall_clock_ms())
+            try:
+                async with session.post(
+                    url,
+                    data=body,
+                    headers={"Content-Type": "application/json"},
+                    timeout=aiohttp.ClientTimeout(total=config.peer.timeout_seconds * 2),
+                    server_hostname=tls.server_hostname,
+                ) as answer:
+                    text = await answer.content.read(join_protocol.MAX_JOIN_ANSWER_BYTES + 1)
+                    if answer.status == 403:
+                        raise StartupError(
+                            f"{config.join} refused to tell its members: "
+                            f"{text.decode(errors='replace')[:200]} (is --cluster-secret-file "
+                            "the cluster's secret?)"
+                        )
+                    if answer.status != 200:
+                        raise aiohttp.ClientError(f"status {answer.status}")
+            except (aiohttp.ClientError, TimeoutError, OSError) as error:
+                logger.warning("cannot reach %s to join yet (%s); trying again", config.join, error)
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, 5.0)
+                continue
+            try:
+                learnt = join_protocol.check_answer(config.secret, asked, text)
+            except join_protocol.JoinError as error:
+                raise StartupError(f"{config.join}: {error}") from None
+            break
+    if recorded is not None and recorded != learnt.cluster_id:
+        raise StartupError(
+            f"{config.join} belongs to cluster {learnt.cluster_id}, but the data directory "
+            f"{config.data_dir} joined cluster {recorded}: use an empty --data-dir"
+        )
+    logger.info(
+        "joining cluster %s (members %s, leader %s): waiting for `naraft member add %s`",
+        learnt.cluster_id,
+        ",".join(learnt.members),
+        learnt.leader,
+        config.id,
+    )
+    return dataclasses.replace(config, peers=learnt.members, known_cluster_id=learnt.cluster_id)
 
 
 def _core(config: NodeConfig, stored: StoredState) -> RaftCore:
@@ -532,9 +677,13 @@ def _wire(
     # Every node wakes its own long polls when it applies a change (entries or installs).
     events.applied.append(lambda changes, _index: hub.on_changes(changes.changed_keys()))
     tls = loaded.peers
+    core = _core(config, opened.state)
+    # The one view of who the members are: the peer client and every verifier read it, and
+    # it follows the core's configuration (a joining node starts from what the join told it).
+    members = MemberView(core.membership.members or config.peers)
     client = PeerClient(
         node_id,
-        {NodeId(p): tls.url(p) for p in config.peers if p != config.id},
+        {NodeId(p): tls.url(p) for p in members if p != config.id},
         config.secret,
         timeout_seconds=config.peer.timeout_seconds,
         metrics=metrics,
@@ -544,8 +693,14 @@ def _wire(
         protocol=config.peer_protocol,
         tls=tls,
     )
+    members.subscribe(lambda added, removed: _follow_members(client, tls, node_id, added, removed))
+    if config.cluster_conf is not None:
+        conf = config.cluster_conf
+        members.subscribe(lambda _added, _removed: _rewrite_cluster_conf(conf, members))
+    follow = _MembersFollower(members, core.membership, members.members)
+    events.membership.append(follow.on_membership)
     replica = Replica(
-        _core(config, opened.state),
+        core,
         store=opened.store,
         store_executor=executor,
         peers=client,
@@ -557,9 +712,11 @@ def _wire(
         on_applied=events.on_applied,
         # Entries publish their own changes; a digest install or repair has none to apply.
         on_installed=lambda changes: _installed(changes, naming_state, machine),
+        on_membership=events.on_membership,
     )
     clock = SystemClock()
-    digest = _digest(config, replica, naming_state, metrics, cluster_id, tls)
+    peer_members: Collection[str] = frozenset() if config.standalone else members
+    digest = _digest(config, replica, naming_state, metrics, cluster_id, tls, peer_members)
     keeper = BeatKeeper(
         replica,
         naming_state,
@@ -577,6 +734,7 @@ def _wire(
     events.persisted.append(metrics.on_persisted)
     events.committed.append(metrics.on_committed)
     events.applied.append(digest.on_applied)
+    events.applied.append(follow.on_applied)
     events.snapshot_needed.append(digest.on_snapshot_needed)
     events.peer_unreachable.append(watch.on_peer_unreachable)
     configs = ConfigApi(
@@ -604,19 +762,80 @@ def _wire(
         config, replica=replica, machine=machine, datums=datums, naming_state=naming_state,
         metrics=metrics, digest=digest, configs=configs,
         naming_sizes=NamingSizes(naming_state, targets, pusher), owned=owned, grpc=grpc_server,
+        member_view=members,
     )  # fmt: skip
     access_log = (
         AccessLog(json_lines=LogFormat(config.log.format) is LogFormat.JSON)
         if config.log.access_log
         else None
     )
-    app = _app(config, node, naming, keeper, digest, metrics, cluster_id, auth, access_log)
+    app = _app(
+        config, node, naming, keeper, digest, metrics, cluster_id, auth, access_log, peer_members
+    )
     app[FORWARD_TLS] = tls
     return _Wired(
         config=config, cluster_id=cluster_id, node=node, client=client, keeper=keeper,
         owned=owned, pusher=pusher, watch=watch, digest=digest, app=app, access_log=access_log,
         tls=tls, listener_ssl=loaded.listener,
     )  # fmt: skip
+
+
+class _MembersFollower:
+    """Keeps the member view at the members of the newest configuration in the log AND of
+    the last committed one: a member being removed (a leader removing itself included) is
+    still heard until its removal commits, so that the change can commit (Raft §4.2.2)."""
+
+    def __init__(self, view: MemberView, newest: Membership, committed: frozenset[str]) -> None:
+        self._view = view
+        self._newest = newest
+        self._committed = committed
+
+    def on_membership(self, membership: Membership) -> None:
+        """The core's newest configuration changed (appended, truncated or installed)."""
+        self._newest = membership
+        self._update()
+
+    def on_applied(self, changes: DatumChanges, _index: Index) -> None:
+        if MEMBERSHIP_KEY not in changes.puts:
+            return
+        committed = membership_of(changes.puts)
+        if committed is not None:
+            self._committed = frozenset(committed.members)
+            self._update()
+
+    def _update(self) -> None:
+        newest = frozenset(self._newest.members)
+        if newest:  # a joining node knows none until its first membership entry
+            self._view.update(newest | self._committed)
+
+
+def _follow_members(
+    client: PeerClient,
+    tls: PeerTls,
+    self_id: NodeId,
+    added: frozenset[str],
+    removed: frozenset[str],
+) -> None:
+    if added or removed:
+        logger.info(
+            "members changed: added %s, removed %s",
+            ",".join(sorted(added)) or "none",
+            ",".join(sorted(removed)) or "none",
+        )
+    for member in sorted(added - {self_id}):
+        client.add_peer(NodeId(member), tls.url(member))
+    for member in sorted(removed - {self_id}):
+        client.remove_peer(NodeId(member))
+
+
+def _rewrite_cluster_conf(path: Path, members: MemberView) -> None:
+    """Keep Nacos's cluster.conf, which this node was started from, naming the members."""
+    try:
+        write_cluster_conf(path, members.members)
+    except OSError as error:
+        logger.warning("cannot rewrite %s with the new members: %s", path, error)
+    else:
+        logger.info("rewrote %s: %s", path, ",".join(sorted(members.members)))
 
 
 class _Applied:
@@ -681,12 +900,13 @@ def _digest(
     metrics: NodeMetrics,
     cluster_id: str,
     tls: PeerTls,
+    members: Collection[str],
 ) -> DigestService:
     return DigestService(
         replica=replica,
         datums=naming_state.datums,
         self_id=NodeId(config.id),
-        members=tuple(NodeId(p) for p in config.peers),
+        members=members if members else (config.id,),
         secret=config.secret,
         make_machine=lambda table: NodeStateMachine(table, NamingState(table)),
         beat_only=lambda: naming_state.switches().send_beat_only,
@@ -707,16 +927,17 @@ def _app(
     cluster_id: str,
     auth: AuthService,
     access_log: AccessLog | None,
+    peers: Collection[str],
 ) -> web.Application:
+    """`peers`: the member view (empty for a standalone node, which serves no peer route)."""
     node_id = NodeId(config.id)
-    peers = {NodeId(p) for p in config.peers if p != config.id}
     app = make_app(
         naming,
         auth=auth,
         identity_verifier=PeerVerifier(
             config.secret, cluster_id=cluster_id, self_id=config.id, members=peers
         ),
-        extra_routes=[*admin_routes(), *snapshot_routes()],
+        extra_routes=[*admin_routes(), *snapshot_routes(), *member_routes()],
         peer_routes=[
             *peer_routes(
                 node.replica.deliver,
@@ -732,6 +953,9 @@ def _app(
                 keeper, config.secret, self_id=node_id, members=peers, cluster_id=cluster_id
             ),
             *digest.routes(),
+            *join_routes(
+                None if config.standalone else config.secret, cluster_id, lambda: node.status
+            ),
             *grpc_forward_routes(
                 node.grpc.run_forwarded,
                 config.secret,
@@ -758,6 +982,7 @@ def _app(
     )
     app[NODE] = node
     app[SNAPSHOT] = node
+    app[MEMBERS_NODE] = node
     app[HEALTH] = node
     return app
 

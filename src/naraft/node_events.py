@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from naraft.raft import Index, NodeId, RoleChange, SnapshotMeta
+from naraft.raft.membership import Membership
 from naraft.state.datums import DatumChanges
 
 
@@ -25,6 +26,7 @@ class NodeEvents:
         self.applied: list[Callable[[DatumChanges, Index], None]] = []
         self.snapshot_needed: list[Callable[[SnapshotMeta, NodeId | None], None]] = []
         self.peer_unreachable: list[Callable[[NodeId, bool], None]] = []
+        self.membership: list[Callable[[Membership], None]] = []
 
     def on_role_change(self, change: RoleChange) -> None:
         for subscriber in self.role_changes:
@@ -45,6 +47,10 @@ class NodeEvents:
     def on_snapshot_needed(self, wanted: SnapshotMeta, leader: NodeId | None) -> None:
         for subscriber in self.snapshot_needed:
             subscriber(wanted, leader)
+
+    def on_membership(self, membership: Membership) -> None:
+        for subscriber in self.membership:
+            subscriber(membership)
 
     def on_peer_unreachable(self, peer: NodeId, refused: bool) -> None:
         for subscriber in self.peer_unreachable:

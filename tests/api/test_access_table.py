@@ -29,7 +29,7 @@ async def app(tmp_path: Path) -> AsyncIterator[web.Application]:
         {SECRET_ENV_VAR: "a-secret-long-enough-for-the-test"},
     )
     executor = ThreadPoolExecutor(max_workers=1)
-    opened = _open(tmp_path / DB_FILE, config.id, config.cluster_id)
+    opened = _open(tmp_path / DB_FILE, config.id)
     try:
         yield _wire(config, opened, executor, _load_tls(config)).app
     finally:

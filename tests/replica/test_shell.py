@@ -16,7 +16,9 @@ from naraft.errors import OutcomeUnknownError
 from naraft.machine import NodeStateMachine
 from naraft.naming.state import NamingState
 from naraft.raft import Envelope, NodeId, RaftConfig, RaftCore, SnapshotMeta
+from naraft.raft.membership import ChangeKind, Membership, MembershipChange, MembershipError
 from naraft.replica import Replica, ReplicaTimings
+from naraft.replica.shell import PeerSender
 from naraft.state.datums import DatumTable
 from naraft.state.kv import KvPut, PutValue, encode_kv
 from naraft.storage.base import StoredState, StoreFullError, WriteBatch
@@ -86,7 +88,11 @@ class Shell:
 
 
 @contextlib.asynccontextmanager
-async def running_shell(path: Path) -> AsyncIterator[Shell]:
+async def running_shell(
+    path: Path,
+    peers: PeerSender | None = None,
+    on_membership: Callable[[Membership], None] | None = None,
+) -> AsyncIterator[Shell]:
     executor = ThreadPoolExecutor(max_workers=1)
     loop = asyncio.get_running_loop()
     inner = await loop.run_in_executor(executor, open_store, path)
@@ -107,11 +113,12 @@ async def running_shell(path: Path) -> AsyncIterator[Shell]:
         core,
         store=store,
         store_executor=executor,
-        peers=NoPeers(),
+        peers=peers if peers is not None else NoPeers(),
         state_machine=machine,
         timings=TIMINGS,
         observer=changes,
         on_applied=changes.notify,
+        on_membership=on_membership,
     )
     shell = Shell(replica, store, machine, executor, changes)
     task = asyncio.create_task(replica.run())
@@ -220,3 +227,39 @@ async def test_a_repair_install_is_written_at_the_applied_index(tmp_path: Path) 
         assert stored.applied_index == point.index
         assert stored.hard_state.commit >= stored.applied_index
         assert await shell.replica.install_state(lambda _core: None, reset_log=False) is None
+
+
+class SentTo:
+    """Records who the replica sends to (a learner gets appends, never votes)."""
+
+    def __init__(self) -> None:
+        self.recipients: set[NodeId] = set()
+
+    def send(self, envelope: Envelope) -> None:
+        self.recipients.add(envelope.recipient)
+
+
+async def test_a_membership_change_commits_applies_and_is_heard(tmp_path: Path) -> None:
+    heard: list[Membership] = []
+    sent = SentTo()
+    async with running_shell(tmp_path / "n1.db", peers=sent, on_membership=heard.append) as shell:
+        learner = NodeId("n2")
+        result = await shell.replica.propose_membership(
+            MembershipChange(ChangeKind.ADD_LEARNER, learner)
+        )
+        # a lone voter commits alone: the learner does not count
+        assert result == Membership.of(["n1"], ["n2"])
+        assert heard == [Membership.of(["n1"], ["n2"])]
+        assert shell.machine.membership() == Membership.of(["n1"], ["n2"])
+        await shell.changes.until(lambda: learner in sent.recipients)
+        with pytest.raises(MembershipError, match="is a member already"):
+            await shell.replica.propose_membership(
+                MembershipChange(ChangeKind.ADD_LEARNER, learner)
+            )
+        with pytest.raises(MembershipError, match="not a member"):
+            await shell.replica.propose_membership(
+                MembershipChange(ChangeKind.REMOVE, NodeId("n9"))
+            )
+        await shell.replica.propose_membership(MembershipChange(ChangeKind.REMOVE, learner))
+        assert heard[-1] == Membership.of(["n1"])
+        assert shell.replica.status.membership == Membership.of(["n1"])

@@ -41,6 +41,7 @@ from naraft.api.admin import KV_BASE, OPENAPI_PATH, RAFT_BASE, VERSION_PATH
 from naraft.api.auth import AUTH, AUTH_BASE, IDENTITY, LOGIN_PATHS, Identity
 from naraft.api.errors import Handler, Refusal, json_refusal
 from naraft.api.health import LIVENESS_PATH, READINESS_PATH
+from naraft.api.members import MEMBERS_PATH
 from naraft.api.params import ONLY_BODY_LIMIT, read_params
 from naraft.api.snapshot import SNAPSHOT_PATH
 from naraft.api.v1.configs import CONFIG_ROUTES, is_import
@@ -148,6 +149,8 @@ ACCESS: Final[Mapping[tuple[str, str], Rule]] = {
     ("GET", f"{RAFT_BASE}/peer"): OPEN,
     ("POST", f"{RAFT_BASE}/transfer"): ADMIN,  # moves the leader: an operator's act
     ("GET", SNAPSHOT_PATH): ADMIN,  # every datum, users' password hashes included
+    ("GET", MEMBERS_PATH): ADMIN,  # the members' addresses and progress
+    ("POST", MEMBERS_PATH): ADMIN,  # changes who votes: an operator's act
     ("GET", "/metrics"): OPEN,
     ("GET", OPENAPI_PATH): OPEN,
     # liveness, readiness and the build: probes and dashboards, no data

@@ -218,6 +218,7 @@ class Refusal(enum.Enum):
     UNAVAILABLE = "unavailable"  # no leader, a dropped or unsettled proposal: retry
     REJECTED_ON_APPLY = "rejected-on-apply"  # committed and refused by every replica
     FORBIDDEN = "forbidden"  # no token, a bad one, or a user without the permission
+    CONFLICT = "conflict"  # cannot be done in the cluster's present state (a membership change)
 
 
 NARAFT_STATUS: Final[Mapping[Refusal, int]] = {
@@ -229,6 +230,7 @@ NARAFT_STATUS: Final[Mapping[Refusal, int]] = {
     Refusal.UNAVAILABLE: 503,
     Refusal.REJECTED_ON_APPLY: 500,
     Refusal.FORBIDDEN: 403,
+    Refusal.CONFLICT: 409,
 }
 
 

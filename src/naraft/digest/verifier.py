@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Final
 
 import aiohttp
@@ -42,7 +42,7 @@ class ChecksumVerifier:
         *,
         replica: Replica,
         checksum: StateChecksum,
-        peers: tuple[NodeId, ...],
+        peers: Collection[str],  # read at each report: members change
         signer: PeerSigner,
         interval_seconds: float,
         beat_only: Callable[[], bool],
@@ -160,7 +160,11 @@ class ChecksumVerifier:
                     }
                 )
                 await asyncio.gather(
-                    *(self._send(session, peer, body) for peer in self._peers if peer != status.id)
+                    *(
+                        self._send(session, NodeId(p), body)
+                        for p in list(self._peers)
+                        if p != status.id
+                    )
                 )
 
     async def _send(self, session: aiohttp.ClientSession, peer: NodeId, body: bytes) -> None:

@@ -8,7 +8,7 @@ Built after the replica it serves; `node.py` subscribes its `on_applied` and
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -22,6 +22,7 @@ from naraft.raft import Index, NodeId, SnapshotMeta
 from naraft.replica import Replica, StateMachine
 from naraft.state.datums import DatumChanges, DatumTable
 from naraft.tls import PLAINTEXT, PeerTls
+from naraft.transport.members import MemberView
 from naraft.transport.signing import PeerSigner, PeerVerifier, default_cluster_id
 
 
@@ -38,7 +39,7 @@ class DigestService:
         replica: Replica,
         datums: DatumTable,
         self_id: NodeId,
-        members: tuple[NodeId, ...],
+        members: Collection[str],  # a MemberView follows membership changes
         secret: bytes | None,
         make_machine: Callable[[DatumTable], StateMachine],
         beat_only: Callable[[], bool],
@@ -95,9 +96,14 @@ class DigestService:
                 self._secret,
                 cluster_id=self._cluster_id,
                 self_id=self._self_id,
-                members=[m for m in self._members if m != self._self_id],
+                members=(
+                    self._members
+                    if isinstance(self._members, MemberView)
+                    else [m for m in self._members if m != self._self_id]
+                ),
             ),
-            has_peers=any(m != self._self_id for m in self._members),
+            has_peers=isinstance(self._members, MemberView)
+            or any(m != self._self_id for m in self._members),
             on_checksum=self._on_report,
         )
         return _Parts(sync=sync, verifier=verifier, server=server)
@@ -130,7 +136,9 @@ class DigestService:
         parts = self._parts
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(parts.sync.run(), name="digest-sync")
-            if self._settings.checksum_interval_seconds > 0 and len(self._members) > 1:
+            if self._settings.checksum_interval_seconds > 0 and (
+                isinstance(self._members, MemberView) or len(self._members) > 1
+            ):
                 tasks.create_task(parts.verifier.report_forever(), name="checksum-report")
 
     def view(self) -> dict[str, object]:

@@ -51,6 +51,7 @@ from naraft.raft import (
     Status,
     TransferError,
 )
+from naraft.raft.membership import Membership, MembershipChange, MembershipError
 from naraft.replica.handler import Applied, ReadyHandler, StateMachine
 from naraft.state.datums import DatumChanges
 from naraft.storage.base import StoredState, StoreError, StoreFullError, WriteBatch
@@ -105,6 +106,7 @@ class _Proposal:
     command: bytes
     future: asyncio.Future[object]
     started: float
+    change: MembershipChange | None = None  # a membership change instead of `command`
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +177,10 @@ class Replica:
         compaction: CompactionPolicy | None = None,
         on_applied: Callable[[DatumChanges, Index], None] | None = None,
         on_installed: Callable[[DatumChanges], None] | None = None,
+        on_membership: Callable[[Membership], None] | None = None,
     ) -> None:
+        """`on_membership` hears the core's configuration each time it changes (on the
+        driver, after the Ready that appended, truncated or installed it)."""
         self._core = core
         self._store = store
         self._executor = store_executor
@@ -186,6 +191,8 @@ class Replica:
         self._compaction = compaction
         self._on_applied = on_applied  # the drained changes and the index they bring us to
         self._on_installed = on_installed  # datums replaced without entries (install_state)
+        self._on_membership = on_membership
+        self._membership = core.membership  # the one `on_membership` last heard
         self._loop = asyncio.get_running_loop()
         applied_term = core.term_at(core.applied_index)
         status = core.status()
@@ -423,6 +430,22 @@ class Replica:
             raise HandedOverError(leader)
         return await self._propose_here(command)
 
+    async def propose_membership(self, change: MembershipChange) -> object:
+        """Make `change` to the cluster's configuration and wait until it is applied here.
+
+        Raises as `propose` does, and `MembershipError` when the core refuses the change
+        (another is in flight, no entry of this term has committed, or it cannot be made):
+        nothing was appended."""
+        self._refuse_if_full()
+        await self._await_leader()
+        try:
+            return await self._propose_here(b"", change)
+        except LeadershipTransferringError:
+            leader = await self._wait_hand_over()
+        if leader != self._status.id:
+            raise HandedOverError(leader)
+        return await self._propose_here(b"", change)
+
     async def _wait_hand_over(self) -> NodeId | None:
         """The leader once the hand-over in progress has ended (None if none is known)."""
         election_seconds = self._core.config.election_ticks * self._timings.tick_seconds
@@ -436,9 +459,9 @@ class Replica:
             pass
         return self._status.leader
 
-    async def _propose_here(self, command: bytes) -> object:
+    async def _propose_here(self, command: bytes, change: MembershipChange | None = None) -> object:
         future: asyncio.Future[object] = self._loop.create_future()
-        self._inbox.put_nowait(_Proposal(command, future, self._loop.time()))
+        self._inbox.put_nowait(_Proposal(command, future, self._loop.time(), change))
         try:
             async with asyncio.timeout(self._timings.proposal_timeout_seconds):
                 return await asyncio.shield(future)
@@ -519,8 +542,11 @@ class Replica:
                 if event.future.done():
                     return
                 try:
-                    index = core.propose(event.command)
-                except NotLeaderError as error:
+                    if event.change is not None:
+                        index = core.propose_membership(event.change)
+                    else:
+                        index = core.propose(event.command)
+                except (NotLeaderError, MembershipError) as error:
                     event.future.set_exception(error)
                     return
                 self._waiting[index] = (core.term, event.future, event.started)
@@ -696,6 +722,11 @@ class Replica:
     def _refresh_status(self) -> None:
         self._status = self._core.status()
         self._status_refreshed.set()
+        membership = self._core.membership
+        if membership != self._membership:
+            self._membership = membership
+            if self._on_membership is not None:
+                self._on_membership(membership)
 
     async def _next_status(self) -> Status:
         """The status as of the end of the next driver cycle: a task woken by the driver

@@ -217,6 +217,14 @@ class SqliteStore:
         if recorded != node_id:
             raise NodeIdMismatchError(self._name, recorded=str(recorded), given=node_id)
 
+    def recorded_cluster_id(self) -> str | None:
+        """The cluster id recorded by `set_cluster_id`, None before the first."""
+        connection = self._open_connection()
+        with self._sqlite_errors("read the cluster id"):
+            connection.execute(CLUSTER_TABLE)
+            rows = connection.execute("SELECT cluster_id FROM cluster WHERE id = 0").fetchall()
+        return str(rows[0][0]) if rows else None
+
     def set_cluster_id(self, cluster_id: str) -> bool:
         """Record `cluster_id` durably on first use; see `Store.set_cluster_id`."""
         connection = self._open_connection()

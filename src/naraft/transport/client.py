@@ -388,10 +388,46 @@ class PeerClient:
                 for kind in Lane
             }
 
+        self._lanes = lanes
         self._links: dict[NodeId, _Link] = {
             peer: _Link(peer, _messages_url(peer, base), lanes()) for peer, base in peers.items()
         }
         self._running = False
+        # while running: the session and task group senders run in, each link's senders
+        self._session: aiohttp.ClientSession | None = None
+        self._group: asyncio.TaskGroup | None = None
+        self._senders: dict[NodeId, list[asyncio.Task[None]]] = {}
+
+    def add_peer(self, peer: NodeId, base_url: str) -> None:
+        """Start sending to `peer` (a member added), at once when running. Raises
+        ValueError for this node or a bad URL; a known peer is left as it is."""
+        if peer == self._self_id:
+            raise ValueError(f"peers must not include this node ({peer})")
+        if peer in self._links:
+            return
+        link = _Link(peer, _messages_url(peer, base_url), self._lanes())
+        self._links[peer] = link
+        if self._session is not None and self._group is not None:
+            self._start(self._session, self._group, link)
+        logger.info("sending to new peer %s", peer)
+
+    def remove_peer(self, peer: NodeId) -> None:
+        """Stop sending to `peer` (a member removed); what waits in its queues is dropped."""
+        link = self._links.pop(peer, None)
+        if link is None:
+            return
+        for task in self._senders.pop(peer, []):
+            task.cancel()
+        logger.info("stopped sending to removed peer %s", peer)
+
+    def _start(self, session: aiohttp.ClientSession, tasks: asyncio.TaskGroup, link: _Link) -> None:
+        self._senders[link.peer] = [
+            tasks.create_task(
+                self._send_forever(session, link, lane),
+                name=f"peer-sender-{link.peer}-{lane.kind}",
+            )
+            for lane in link.lanes.values()
+        ]
 
     @property
     def peers(self) -> frozenset[NodeId]:
@@ -423,14 +459,15 @@ class PeerClient:
         self._running = True
         try:
             async with self._session_factory() as session, asyncio.TaskGroup() as tasks:
+                self._session, self._group = session, tasks
+                # the group lives while peers may come (a node may start with none)
+                tasks.create_task(asyncio.Event().wait(), name="peer-client-idle")
                 for link in self._links.values():
-                    for lane in link.lanes.values():
-                        tasks.create_task(
-                            self._send_forever(session, link, lane),
-                            name=f"peer-sender-{link.peer}-{lane.kind}",
-                        )
+                    self._start(session, tasks, link)
         finally:
             self._running = False
+            self._session = self._group = None
+            self._senders.clear()
 
     async def _send_forever(self, session: aiohttp.ClientSession, link: _Link, lane: _Lane) -> None:
         while True:

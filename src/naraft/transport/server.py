@@ -45,6 +45,7 @@ from naraft.transport.codec import (
     decode_batch,
     decompress,
 )
+from naraft.transport.members import MemberView
 from naraft.transport.signing import (
     DEFAULT_WINDOW_MS,
     Claim,
@@ -94,7 +95,7 @@ class NoInboundMetrics:
 def peer_routes(
     deliver: Callable[[Envelope], None],
     secret: bytes | None,
-    known_peers: Collection[NodeId],
+    known_peers: Collection[str],
     metrics: InboundMetrics | None = None,
     *,
     self_id: NodeId | None = None,
@@ -116,9 +117,13 @@ def peer_routes(
       application's `client_max_size`.
     - A sender whose peer protocol range (`version.PROTOCOL_HEADER`) shares no version with
       `protocol` is answered 426 with this node's range, and logged once (`version`).
-    - No peers: no route (a standalone node serves no peer traffic).
+    - No peers: no route (a standalone node serves no peer traffic); a `MemberView` always
+      has the route, as members may come.
     """
-    peers = frozenset(known_peers)
+    # A `MemberView` is read as it changes (membership changes); anything else is copied.
+    peers: Collection[str] = (
+        known_peers if isinstance(known_peers, MemberView) else frozenset(known_peers)
+    )
     verifier = PeerVerifier(
         secret,
         cluster_id=cluster_id if cluster_id is not None else default_cluster_id(secret),
@@ -135,7 +140,8 @@ def peer_routes(
         max_body_bytes=max_body_bytes,
         protocol=protocol,
     )
-    routes = [web.post(MESSAGES_PATH, inbox.on_messages)] if peers else []
+    serve = isinstance(peers, MemberView) or bool(peers)
+    routes = [web.post(MESSAGES_PATH, inbox.on_messages)] if serve else []
     if FAILPOINTS.enabled:
         routes += [
             web.get(FAILPOINTS_PATH, _show_failpoints),
@@ -201,7 +207,7 @@ class _Inbox:
         *,
         deliver: Callable[[Envelope], None],
         verifier: PeerVerifier,
-        known_peers: frozenset[NodeId],
+        known_peers: Collection[str],
         metrics: InboundMetrics,
         self_id: NodeId | None,
         max_body_bytes: int,

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from naraft.transport import auth
+from naraft.transport.members import MemberView
 
 SIGNATURE_HEADER: Final = auth.SIGNATURE_HEADER
 CLUSTER_HEADER: Final = "X-Naraft-Cluster"
@@ -223,7 +224,10 @@ class PeerVerifier:
         self._secret = secret
         self._cluster_id = cluster_id
         self._self_id = self_id
-        self._members = frozenset(members)
+        # A `MemberView` is read as it changes (membership changes); anything else is copied.
+        self._members: Collection[str] = (
+            members if isinstance(members, MemberView) else frozenset(members)
+        )
         self._window_ms = window_ms
         self._clock = clock
         self._streams: dict[str, dict[str, _Window]] = {}  # sender -> stream -> window
