@@ -114,6 +114,9 @@ ACCESS: Final[Mapping[tuple[str, str], Rule]] = {
     ("GET", f"{_NS}/service/list"): NAMING_R,
     ("GET", f"{_NS}/service/names"): NAMING_R,
     ("GET", f"{_NS}/service/subscribers"): NAMING_R,
+    ("GET", f"{_NS}/catalog/services"): NAMING_R,  # the namespace's (no group or service named)
+    ("GET", f"{_NS}/catalog/service"): NAMING_R,
+    ("GET", f"{_NS}/catalog/instances"): NAMING_R,
     # the Nacos 2.x naming API: the same rules as v1's routes
     ("POST", V2_INSTANCE): NAMING_W,
     ("PUT", V2_INSTANCE): NAMING_W,

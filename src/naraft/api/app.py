@@ -24,7 +24,7 @@ from naraft.api.edge import edge_middleware, input_middleware
 from naraft.api.errors import EDGE_PEER_CERTIFICATE_REQUIRED, Handler, error_middleware
 from naraft.api.forward import FORWARDED_HEADER
 from naraft.api.health import health_routes
-from naraft.api.v1 import instance, namespace, operator, service
+from naraft.api.v1 import catalog, instance, namespace, operator, service
 from naraft.api.v1.beats import BEATS_PATH
 from naraft.api.v1.configs import CONFIG_API, ConfigApi, config_routes
 from naraft.api.v1.operator import SERVERS, ServerDirectory
@@ -158,7 +158,7 @@ def make_app(
         app.router.add_routes(auth_api.routes)
     if servers is not None:
         app[SERVERS] = servers
-    for module in (instance, service, operator, namespace, v2_naming):
+    for module in (instance, service, catalog, operator, namespace, v2_naming):
         app.router.add_routes(module.routes)
     app.router.add_routes(health_routes())
     app.router.add_routes(list(extra_routes))
