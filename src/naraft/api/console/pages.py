@@ -5,7 +5,9 @@ Every form posts to a console route that calls what the API's handler calls
 validation is the API's and so are its error texts. A refused write re-renders its page
 with that text and the API's status, and nothing is written; a write that succeeds
 redirects (303) to its page with a message saying what happened. On a follower, a write
-raises `NotLeaderError` like the API's and the forward middleware replays it on the leader.
+raises `NotLeaderError` like the API's and the forward middleware replays it on the leader;
+pages pass the read barrier first (as the API's `linearizable=true`), so the page a write
+redirects to shows it, whichever node renders it.
 """
 
 from __future__ import annotations
@@ -287,6 +289,7 @@ async def _members(request: web.Request) -> list[dict[str, object]]:
 async def services_page(request: web.Request) -> web.Response:
     params = await read_params(request)
     naming = naming_of(request)
+    await naming.read_barrier()  # a page shows every acknowledged write, its own included
     page_no = _page_no(params)
     query = {
         "namespaceId": (params.get("namespaceId") or "").strip(),
@@ -347,6 +350,7 @@ async def service_page(
 ) -> web.Response:
     params = await read_params(request)
     naming = naming_of(request)
+    await naming.read_barrier()
     query = _service_query(params)
     page_no = _page_no(params)
     raw = raw_instance(params)
@@ -526,13 +530,15 @@ async def config_preview(request: web.Request) -> web.Response:
     params = await _form(request, config=True)
     api = config_api_of(request)
     query = _config_query(params)
-    content = params.get("content") or ""
+    # a textarea sends CRLF line breaks (HTML's form encoding); configs are kept with LF,
+    # as Nacos's console and clients send them
+    content = _lf(params.get("content"))
     try:
         raw = config_validate.RawPublish(
             data_id=params.get("dataId"),
             group=params.get("group"),
             tenant=config_validate.request_tenant(params.get("tenant")),
-            content=params.get("content"),
+            content=content,
             type=params.get("type"),
         )
         api.service.parse_publish(raw)  # the API's checks, nothing proposed
@@ -555,8 +561,13 @@ async def config_preview(request: web.Request) -> web.Response:
     )
 
 
+def _lf(content: str | None) -> str:
+    return (content or "").replace("\r\n", "\n")
+
+
 async def config_publish(request: web.Request) -> web.Response:
-    params = await _form(request, config=True)
+    form = await _form(request, config=True)
+    params = form.with_value("content", _lf(form.get("content")))  # (forms send CRLF)
     query = _config_query(params)
     try:
         await publish(request, params, params.get("tenant"), route="console.publish")
@@ -658,6 +669,7 @@ async def config_rollback(request: web.Request) -> web.Response:
 async def namespaces_page(
     request: web.Request, *, error: str = "", status: int = 200
 ) -> web.Response:
+    await naming_of(request).read_barrier()
     listed = naming_of(request).namespaces()["data"]
     assert isinstance(listed, list)
     visible = [n for n in listed if sees_namespace(request, str(n["namespace"]))]
