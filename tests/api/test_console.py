@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from tests.api.test_auth import ADMIN_PASSWORD, Env
 
 from naraft.api.console.session import SESSION_COOKIE
-from tests.api.test_auth import ADMIN_PASSWORD, Env
 
 UI = "/nacos/ui"
 

@@ -151,7 +151,11 @@ def test_find_a_service_registered_through_the_api(
 ) -> None:
     register(cluster, "10.9.0.1", metadata='{"zone":"a"}')
     register(cluster, "10.9.0.2", weight="2")
-    wait_for(lambda: api_hosts(cluster, follower) == {"10.9.0.1", "10.9.0.2"}, timeout_seconds=10, what="replication")
+    wait_for(
+        lambda: api_hosts(cluster, follower) == {"10.9.0.1", "10.9.0.2"},
+        timeout_seconds=10,
+        what="replication",
+    )
     console.open("/nacos/ui/services")
     console.page.get_by_label("Service name contains").fill("console-ord")
     console.page.get_by_role("button", name="Search").click()
@@ -176,7 +180,11 @@ def test_disabling_an_instance_changes_the_apis_list(
     assert "disabled" in console.page.locator("tr", has_text="10.9.0.2").inner_text()
     # a client's list leaves disabled instances out, on every node
     for node in cluster.nodes:
-        wait_for(lambda node=node: api_hosts(cluster, node) == {"10.9.0.1"}, timeout_seconds=10, what="disable")
+        wait_for(
+            lambda node=node: api_hosts(cluster, node) == {"10.9.0.1"},
+            timeout_seconds=10,
+            what="disable",
+        )
 
 
 def test_bad_weight_shows_the_apis_error_and_writes_nothing(
@@ -190,7 +198,9 @@ def test_bad_weight_shows_the_apis_error_and_writes_nothing(
     assert api.status_code == 400
     console.open(f"/nacos/ui/service?serviceName={SERVICE}")
     console.page.get_by_label("Weight of 10.9.0.1:8080").fill("heavy")
-    console.page.locator("tr", has_text="10.9.0.1").get_by_role("button", name="Save weight").click()
+    console.page.locator("tr", has_text="10.9.0.1").get_by_role(
+        "button", name="Save weight"
+    ).click()
     assert console.page.get_by_role("alert").inner_text() == api.text
     console.shot("service-error")
     detail = cluster.client.get(

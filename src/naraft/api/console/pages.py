@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import difflib
 import time
-from dataclasses import replace
 from collections.abc import Mapping
+from dataclasses import replace
 from importlib import resources
 from typing import Final
 from urllib.parse import urlencode
@@ -70,10 +70,6 @@ _env = jinja2.Environment(
     autoescape=True,
     undefined=jinja2.StrictUndefined,
 )
-
-
-class CsrfError(NaraftError):
-    """A console form without the session's CSRF token."""
 
 
 def _is_refusal(error: Exception) -> bool:
@@ -249,6 +245,11 @@ async def _member_state(request: web.Request, member: str) -> dict[str, object] 
     return data if isinstance(data, dict) else None
 
 
+def _index(state: Mapping[str, object], name: str) -> int:
+    value = state.get(name)
+    return value if isinstance(value, int) else 0
+
+
 async def _members(request: web.Request) -> list[dict[str, object]]:
     """Each member's Raft state as it answers it, read now (unreachable: None)."""
     node = request.app.get(NODE)
@@ -258,7 +259,7 @@ async def _members(request: web.Request) -> list[dict[str, object]]:
     states = await asyncio.gather(*(_member_state(request, m) for m in members))
     seen = request.app.get(LAST_SEEN, {})
     now = time.monotonic()
-    top = max((int(s.get("commitIndex", 0)) for s in states if s is not None), default=0)
+    top = max((_index(s, "commitIndex") for s in states if s is not None), default=0)
     rows = []
     for member, state in zip(members, states, strict=True):
         if state is not None:
@@ -275,7 +276,7 @@ async def _members(request: web.Request) -> list[dict[str, object]]:
                 "commitIndex": state.get("commitIndex") if state else None,
                 "appliedIndex": state.get("appliedIndex") if state else None,
                 "lastLogIndex": state.get("lastLogIndex") if state else None,
-                "lag": top - int(state.get("appliedIndex", 0)) if state else None,
+                "lag": top - _index(state, "appliedIndex") if state else None,
                 "diskFull": bool(state.get("diskFull")) if state else False,
                 "lastContact": None if last is None else round(now - last, 1),
             }
@@ -345,9 +346,7 @@ def _service_query(params: Params) -> dict[str, str]:
     }
 
 
-async def service_page(
-    request: web.Request, *, error: str = "", status: int = 200
-) -> web.Response:
+async def service_page(request: web.Request, *, error: str = "", status: int = 200) -> web.Response:
     params = await read_params(request)
     naming = naming_of(request)
     await naming.read_barrier()
