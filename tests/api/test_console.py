@@ -192,3 +192,39 @@ async def test_the_services_page_pages_10000_services_server_side() -> None:
         assert max(timings) < 1.0, timings  # about 0.07-0.12 s here; generous for a shared CI
     finally:
         await client.close()
+
+
+async def test_users_roles_and_permissions_through_the_auth_apis_functions(env: Any) -> None:
+    csrf = await sign_in(env)
+
+    async def post(**form: str) -> Any:
+        return await env.client.post(
+            f"{UI}/users", data={**form, "csrf": csrf}, allow_redirects=False
+        )
+
+    made = await post(op="create_user", username="alice", password="alice-pw")
+    assert made.status == 303
+    assert "create+user+ok" in made.headers["Location"]
+    assert (await post(op="add_role", role="readers", username="alice")).status == 303
+    granted = await post(op="add_permission", role="readers", resource="public:*:*", action="r")
+    assert granted.status == 303
+    page = await (await env.client.get(f"{UI}/users")).text()
+    assert "alice" in page
+    assert "public:*:*" in page
+    # the API's own error for a bad action, and nothing written
+    before = dict(env.datums.items())
+    bad = await post(op="add_permission", role="readers", resource="public:*:*", action="x")
+    assert bad.status == 400
+    api = await env.call(
+        "POST",
+        "/nacos/v1/auth/permissions",
+        {
+            "role": "readers",
+            "resource": "public:*:*",
+            "action": "x",
+            "accessToken": await token(env),
+        },
+    )
+    assert api.status == 400
+    assert await api.text() in await bad.text()
+    assert dict(env.datums.items()) == before

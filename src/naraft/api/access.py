@@ -200,6 +200,8 @@ ACCESS: Final[Mapping[tuple[str, str], Rule]] = {
     ("POST", f"{CONSOLE_BASE}/config/rollback"): CONFIG_W,
     ("GET", f"{CONSOLE_BASE}/namespaces"): USER,  # lists only the namespaces one may see
     ("POST", f"{CONSOLE_BASE}/namespaces"): ADMIN,
+    ("GET", f"{CONSOLE_BASE}/users"): ADMIN,  # users, roles and permissions
+    ("POST", f"{CONSOLE_BASE}/users"): ADMIN,
 }
 
 

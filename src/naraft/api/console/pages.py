@@ -26,6 +26,7 @@ import jinja2
 from aiohttp import web
 from multidict import MultiDict
 
+from naraft.api import auth as auth_api
 from naraft.api.access import sees_namespace
 from naraft.api.admin import NODE, RAFT_BASE
 from naraft.api.auth import AUTH, IDENTITY, Identity
@@ -51,6 +52,7 @@ from naraft.api.v1.configs import (
     publish,
     search_configs,
 )
+from naraft.auth import state as auth_state
 from naraft.configs import validate as config_validate
 from naraft.errors import NaraftError, UnauthorizedError
 from naraft.naming.validate import RawService
@@ -709,6 +711,54 @@ async def namespaces_action(request: web.Request) -> web.Response:
     raise _done(f"{BASE}/namespaces", {}, message)
 
 
+# -------------------------------------------------------- users, roles, permissions
+
+_AUTH_ACTIONS: Final = {
+    "create_user": auth_api.user_create,
+    "delete_user": auth_api.user_delete,
+    "add_role": auth_api.role_add,
+    "delete_role": auth_api.role_delete,
+    "add_permission": auth_api.permission_add,
+    "delete_permission": auth_api.permission_delete,
+}
+
+
+async def users_page(request: web.Request, *, error: str = "", status: int = 200) -> web.Response:
+    service = request.app.get(AUTH)
+    if service is None or not service.enabled:
+        return _render(
+            request, "error.html", status=404, error="auth is off: there are no users to manage"
+        )
+    return _render(
+        request,
+        "users.html",
+        status=status,
+        error=error,
+        users=[u.username for u in auth_state.users(service.datums)],
+        roles=[(b.role, b.username) for b in auth_state.role_bindings(service.datums)],
+        permissions=[
+            (p.role, p.resource, p.action) for p in auth_state.permissions(service.datums, None)
+        ],
+    )
+
+
+async def users_action(request: web.Request) -> web.Response:
+    """The auth API's writes (`/nacos/v1/auth/users`, `/roles`, `/permissions`), by the
+    functions its handlers call; the message is the API's."""
+    params = await _form(request)
+    # `op`, since the permission API's own `action` (r, w, rw) travels in the same form
+    action = _AUTH_ACTIONS.get(params.get("op") or "")
+    if action is None:
+        raise web.HTTPBadRequest(text=f"op must be one of {', '.join(_AUTH_ACTIONS)}")
+    try:
+        message = await action(request, params)
+    except NaraftError as failure:
+        if not _is_refusal(failure):
+            raise
+        return await users_page(request, error=body_for(failure), status=status_for(failure) or 400)
+    raise _done(f"{BASE}/users", {}, message)
+
+
 def console_routes() -> list[web.RouteDef]:
     return [
         web.get("/", root, allow_head=True),
@@ -733,6 +783,8 @@ def console_routes() -> list[web.RouteDef]:
         web.post(f"{BASE}/config/rollback", config_rollback),
         web.get(f"{BASE}/namespaces", namespaces_page),
         web.post(f"{BASE}/namespaces", namespaces_action),
+        web.get(f"{BASE}/users", users_page),
+        web.post(f"{BASE}/users", users_action),
     ]
 
 
