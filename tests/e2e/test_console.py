@@ -290,6 +290,21 @@ def test_create_a_namespace_and_a_bad_id_is_refused(
     assert after == listed
 
 
+def test_create_a_user_and_give_it_a_role(cluster: LocalCluster, console: Console) -> None:
+    page = console.page
+    console.open("/nacos/ui/users")
+    page.get_by_label("New user").fill("carol")
+    page.get_by_label("Password").fill("carol-password")
+    page.get_by_role("button", name="Create user").click()
+    assert "create user ok!" in console.flash()
+    page.get_by_label("Role", exact=True).first.fill("readers")
+    page.get_by_label("for user").fill("carol")
+    page.get_by_role("button", name="Bind role").click()
+    assert page.locator("#roles tbody tr", has_text="carol").count() == 1
+    console.shot("users")
+    assert login(cluster.leader().url, "carol-password", username="carol")
+
+
 def leader_shown(console: Console) -> str | None:
     rows = console.page.locator("#members tbody tr")
     for n in range(rows.count()):

@@ -729,6 +729,7 @@ async def users_page(request: web.Request, *, error: str = "", status: int = 200
         return _render(
             request, "error.html", status=404, error="auth is off: there are no users to manage"
         )
+    await naming_of(request).read_barrier()  # (the one replica's barrier: auth state too)
     return _render(
         request,
         "users.html",
