@@ -80,3 +80,15 @@ async def test_bad_input_names_the_field_and_unknown_service_is_404(env: Any) ->
     status, text = await env.text("GET", f"{CATALOG}/service", {"serviceName": "nope"})
     assert status == 404
     assert "nope" in text
+
+
+async def test_with_instances_lists_each_services_instances_by_cluster(env: Any) -> None:
+    await register(env, "orders", "10.0.0.1", clusterName="c1")
+    await register(env, "orders", "10.0.0.2", clusterName="c2")
+
+    answer = await env.json("GET", f"{CATALOG}/services", {"withInstances": "true"})
+
+    [entry] = answer
+    assert (entry["serviceName"], entry["groupName"]) == ("orders", "DEFAULT_GROUP")
+    assert sorted(entry["clusterMap"]) == ["c1", "c2"]
+    assert [h["ip"] for h in entry["clusterMap"]["c2"]["hosts"]] == ["10.0.0.2"]

@@ -62,6 +62,7 @@ from naraft.naming.state import Applied, NamingState, Rejected, RejectReason
 from naraft.naming.switches import switches_view, with_entry
 from naraft.naming.validate import RawInstance, RawService
 from naraft.naming.views import (
+    catalog_detail_row,
     catalog_detail_view,
     catalog_instance_view,
     catalog_service_row,
@@ -552,9 +553,12 @@ class NamingService:
         service_name: str | None,
         page_no: str | None,
         page_size: str | None,
-    ) -> dict[str, object]:
+        with_instances: str | None = None,
+    ) -> dict[str, object] | list[dict[str, object]]:
         """`GET /catalog/services`: `{"count", "serviceList"}` of one namespace, the group and
-        service name matched as substrings (blank: all), counts only for the page shown."""
+        service name matched as substrings (blank: all), counts only for the page shown; with
+        `withInstances=true`, the page's services with their instances by cluster (a list,
+        as Nacos answers it)."""
         namespace = validate.namespace_id(namespace_id)
         number, size = validate.optional_page(page_no, page_size, default_size=10)
         group_part = validate.search_text("group_name_param", group_name, 128)
@@ -565,9 +569,15 @@ class NamingService:
             if group_part in key.group_name and name_part in key.service_name
         ]
         start = (number - 1) * size
+        page = keys[start : start + size]
+        if validate.flag("with_instances", with_instances, False):
+            return [
+                catalog_detail_row(self._state.service(key), key, self._state.instances(key))
+                for key in page
+            ]
         rows = [
             catalog_service_row(self._state.service(key), key, self._state.instances(key))
-            for key in keys[start : start + size]
+            for key in page
         ]
         return {"count": len(keys), "serviceList": rows}
 

@@ -238,3 +238,21 @@ def catalog_detail_view(service: Service, instances: Sequence[Instance]) -> dict
         },
         "clusters": clusters,
     }
+
+
+def catalog_detail_row(
+    service: Service | None, key: ServiceKey, instances: Sequence[Instance]
+) -> dict[str, object]:
+    """One entry of `GET /catalog/services?withInstances=true` (Nacos's ServiceDetailInfo):
+    the service with its instances by cluster."""
+    clusters: dict[str, list[dict[str, object]]] = {}
+    for name in sorted(service.clusters) if service is not None else ():
+        clusters[name] = []
+    for instance in instances:
+        clusters.setdefault(instance.cluster_name, []).append(catalog_instance_view(instance))
+    return {
+        "serviceName": key.service_name,
+        "groupName": key.group_name,
+        "metadata": sorted_metadata(service.metadata) if service is not None else {},
+        "clusterMap": {name: {"hosts": hosts} for name, hosts in sorted(clusters.items())},
+    }

@@ -300,7 +300,7 @@ async def services_page(request: web.Request) -> web.Response:
         "serviceNameParam": (params.get("serviceNameParam") or "").strip(),
     }
     error = ""
-    found: dict[str, object] = {"count": 0, "serviceList": []}
+    found: dict[str, object] | list[dict[str, object]] = {"count": 0, "serviceList": []}
     try:
         found = naming.catalog_services(
             namespace_id=query["namespaceId"],
@@ -313,6 +313,7 @@ async def services_page(request: web.Request) -> web.Response:
         if not _is_refusal(failure):
             raise
         error = body_for(failure)
+    assert isinstance(found, dict)
     count = found["count"]
     assert isinstance(count, int)
     if page_no > 1 and page_no > _pages(count, page_no, PAGE_SIZE)["last"]:

@@ -23,6 +23,7 @@ async def catalog_services(request: web.Request) -> web.Response:
         service_name=params.get("serviceNameParam"),
         page_no=params.get("pageNo"),
         page_size=params.get("pageSize"),
+        with_instances=params.get("withInstances"),
     )
     return json_response(answer)
 
