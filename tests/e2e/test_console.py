@@ -168,6 +168,14 @@ def test_find_a_service_registered_through_the_api(
     assert rows.count() == 2
     assert "zone=a" in rows.filter(has_text="10.9.0.1").inner_text()
     console.shot("service")
+    # a phone: the page fits its width (wide tables scroll inside their own box)
+    console.page.set_viewport_size({"width": 390, "height": 844})
+    try:
+        width = console.page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390
+        console.shot("service-phone")
+    finally:
+        console.page.set_viewport_size({"width": 1280, "height": 800})
 
 
 def test_disabling_an_instance_changes_the_apis_list(
