@@ -172,7 +172,11 @@ def test_find_a_service_registered_through_the_api(
     console.page.set_viewport_size({"width": 390, "height": 844})
     try:
         width = console.page.evaluate("document.documentElement.scrollWidth")
-        assert width <= 390
+        wide = console.page.evaluate(
+            "[...document.querySelectorAll('body *')].filter(e => !e.closest('.scroll') && e.getBoundingClientRect().right"
+            " > 391).slice(0, 5).map(e => e.tagName + '.' + e.className + '#' + e.id)"
+        )
+        assert width <= 390, wide
         console.shot("service-phone")
     finally:
         console.page.set_viewport_size({"width": 1280, "height": 800})
@@ -327,8 +331,20 @@ def test_cluster_page_shows_the_members_and_a_new_leader_live(
 ) -> None:
     console.open("/nacos/ui/cluster")
     assert console.page.locator("#members tbody tr").count() == 3
+    before = cluster.leader()
+    assert leader_shown(console) == before.id
+    # hand the leadership to the node this browser talks to, from its form (confirmed)
+    console.page.get_by_label("To member").select_option(follower.id)
+    console.page.get_by_role("button", name="Transfer leadership").click()
+    assert f"leadership moved from {before.id} to {follower.id}" in console.flash()
+    # then kill a leader that is not this browser's node
+    target = next(n for n in cluster.nodes if n.id not in (follower.id,))
+    console.page.get_by_label("To member").select_option(target.id)
+    console.page.get_by_role("button", name="Transfer leadership").click()
+    assert f"to {target.id}" in console.flash()
     leader = cluster.leader()
-    assert leader_shown(console) == leader.id
+    assert leader.id == target.id
+    wait_for(lambda: leader_shown(console) == leader.id, timeout_seconds=10, what="the page")
     console.shot("cluster")
 
     leader.kill()

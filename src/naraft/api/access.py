@@ -187,6 +187,7 @@ ACCESS: Final[Mapping[tuple[str, str], Rule]] = {
     ("GET", f"{CONSOLE_BASE}/static/{{name}}"): OPEN,
     ("GET", f"{CONSOLE_BASE}/cluster"): USER,
     ("GET", f"{CONSOLE_BASE}/cluster/members"): USER,
+    ("POST", f"{CONSOLE_BASE}/cluster/transfer"): ADMIN,  # as the API's raft/transfer
     ("GET", f"{CONSOLE_BASE}/services"): NAMING_R,
     ("GET", f"{CONSOLE_BASE}/service"): NAMING_R,
     ("POST", f"{CONSOLE_BASE}/instance"): NAMING_W,

@@ -23,12 +23,13 @@ from urllib.parse import urlencode
 
 import aiohttp
 import jinja2
+import orjson
 from aiohttp import web
 from multidict import MultiDict
 
 from naraft.api import auth as auth_api
 from naraft.api.access import sees_namespace
-from naraft.api.admin import NODE, RAFT_BASE
+from naraft.api.admin import NODE, RAFT_BASE, transfer_leader
 from naraft.api.auth import AUTH, IDENTITY, Identity
 from naraft.api.console.session import (
     COOKIE_PATH,
@@ -219,8 +220,27 @@ async def logout(request: web.Request) -> web.Response:
 # ------------------------------------------------------------------------ cluster
 
 
-async def cluster_page(request: web.Request) -> web.Response:
-    return _render(request, "cluster.html", members=await _members(request))
+async def cluster_page(request: web.Request, *, error: str = "", status: int = 200) -> web.Response:
+    return _render(
+        request, "cluster.html", status=status, error=error, members=await _members(request)
+    )
+
+
+async def cluster_transfer(request: web.Request) -> web.Response:
+    """Leadership transfer: the API's own handler (`POST .../raft/transfer`, `to` blank:
+    the leader picks), its refusal shown in words; a follower forwards it as the API's."""
+    await _form(request)
+    answer = await transfer_leader(request)
+    try:
+        data = orjson.loads(answer.body if isinstance(answer.body, bytes) else b"{}")
+    except orjson.JSONDecodeError:
+        data = {}
+    if answer.status != 200:
+        return await cluster_page(
+            request, error=str(data.get("error", "refused")), status=answer.status
+        )
+    moved = f"leadership moved from {data.get('previous')} to {data.get('leader')}"
+    raise _done(f"{BASE}/cluster", {}, moved)
 
 
 async def cluster_members(request: web.Request) -> web.Response:
@@ -245,6 +265,13 @@ async def _member_state(request: web.Request, member: str) -> dict[str, object] 
     except (aiohttp.ClientError, TimeoutError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def _catching_up(state: Mapping[str, object] | None) -> str | None:
+    """The phase of a digest catch-up under way (installing the leader's state), or None."""
+    progress = state.get("catchUp") if state else None
+    phase = progress.get("phase") if isinstance(progress, dict) else None
+    return phase if isinstance(phase, str) and phase != "idle" else None
 
 
 def _index(state: Mapping[str, object], name: str) -> int:
@@ -280,6 +307,7 @@ async def _members(request: web.Request) -> list[dict[str, object]]:
                 "lastLogIndex": state.get("lastLogIndex") if state else None,
                 "lag": top - _index(state, "appliedIndex") if state else None,
                 "diskFull": bool(state.get("diskFull")) if state else False,
+                "catchingUp": _catching_up(state),
                 "lastContact": None if last is None else round(now - last, 1),
             }
         )
@@ -772,6 +800,7 @@ def console_routes() -> list[web.RouteDef]:
         web.get(f"{BASE}/static/{{name}}", static),
         web.get(f"{BASE}/cluster", cluster_page),
         web.get(f"{BASE}/cluster/members", cluster_members),
+        web.post(f"{BASE}/cluster/transfer", cluster_transfer),
         web.get(f"{BASE}/services", services_page),
         web.get(f"{BASE}/service", service_get),
         web.post(f"{BASE}/instance", instance_action),

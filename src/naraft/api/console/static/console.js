@@ -36,7 +36,9 @@ function renderMembers(table, members) {
     cell(row, shown(m.lastLogIndex));
     cell(row, shown(m.lag));
     cell(row, m.lastContact === null ? "never" : m.lastContact.toFixed(1) + " s ago");
-    cell(row, m.diskFull ? "disk full" : (m.reachable ? "ok" : "unreachable"));
+    cell(row, m.diskFull ? "disk full"
+      : m.catchingUp ? "catching up (" + m.catchingUp + ")"
+      : (m.reachable ? "ok" : "unreachable"));
     body.appendChild(row);
   });
   table.replaceChild(body, table.tBodies[0]);
