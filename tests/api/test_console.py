@@ -228,3 +228,33 @@ async def test_users_roles_and_permissions_through_the_auth_apis_functions(env: 
     assert api.status == 400
     assert await api.text() in await bad.text()
     assert dict(env.datums.items()) == before
+
+
+async def test_with_auth_off_forms_use_a_double_submit_cookie() -> None:
+    """No session to bind to: the page sets a random CSRF cookie that forms must repeat."""
+    from tests.api.conftest import Env as NamingEnv
+
+    from naraft.api import make_app
+    from naraft.api.console.session import CSRF_COOKIE
+
+    environment = NamingEnv()
+    client: TestClient[web.Request, web.Application] = TestClient(
+        TestServer(make_app(environment.naming))
+    )
+    await client.start_server()
+    try:
+        page = await client.get(f"{UI}/namespaces")
+        assert page.status == 200
+        cookie = page.cookies[CSRF_COOKIE].value
+        assert f'value="{cookie}"' in await page.text()
+        form = {"action": "create", "customNamespaceId": "team-b", "namespaceName": "B"}
+        refused = await client.post(f"{UI}/namespaces", data=form, allow_redirects=False)
+        assert refused.status == 403
+        assert environment.state.namespace("team-b") is None
+        done = await client.post(
+            f"{UI}/namespaces", data={**form, "csrf": cookie}, allow_redirects=False
+        )
+        assert done.status == 303
+        assert environment.state.namespace("team-b") is not None
+    finally:
+        await client.close()
