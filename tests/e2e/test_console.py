@@ -93,7 +93,9 @@ class Console:
         page.set_default_timeout(10_000)
 
     def open(self, path: str) -> None:
-        self.page.goto(f"{self.base}{path}")
+        answer = self.page.goto(f"{self.base}{path}")
+        assert answer is not None
+        assert answer.status == 200, f"{path}: {answer.status} {self.page.inner_text('body')}"
 
     def shot(self, name: str) -> None:
         SHOTS.mkdir(parents=True, exist_ok=True)
@@ -146,9 +148,11 @@ def api_hosts(cluster: LocalCluster, node: NodeProcess) -> set[str]:
     return {h["ip"] for h in answer.json()["hosts"]}
 
 
-def test_find_a_service_registered_through_the_api(
-    cluster: LocalCluster, follower: NodeProcess, console: Console
-) -> None:
+@pytest.fixture(scope="module")
+def orders(cluster: LocalCluster, follower: NodeProcess) -> str:
+    """A service with two persistent instances, registered through the API. (The tests do
+    not depend on their order: pytest-xdist may split this module's tests between workers,
+    each with its own cluster.)"""
     register(cluster, "10.9.0.1", metadata='{"zone":"a"}')
     register(cluster, "10.9.0.2", weight="2")
     wait_for(
@@ -156,6 +160,10 @@ def test_find_a_service_registered_through_the_api(
         timeout_seconds=10,
         what="replication",
     )
+    return SERVICE
+
+
+def test_find_a_service_registered_through_the_api(orders: str, console: Console) -> None:
     console.open("/nacos/ui/services")
     console.page.get_by_label("Service name contains").fill("console-ord")
     console.page.get_by_role("button", name="Search").click()
@@ -184,7 +192,7 @@ def test_find_a_service_registered_through_the_api(
 
 
 def test_disabling_an_instance_changes_the_apis_list(
-    cluster: LocalCluster, follower: NodeProcess, console: Console
+    cluster: LocalCluster, orders: str, console: Console
 ) -> None:
     console.open(f"/nacos/ui/service?serviceName={SERVICE}")
     row = console.page.locator("#instances tbody tr", has_text="10.9.0.2")
@@ -192,7 +200,7 @@ def test_disabling_an_instance_changes_the_apis_list(
     assert "disabled 10.9.0.2:8080" in console.flash()
     assert "disabled" in console.page.locator("tr", has_text="10.9.0.2").inner_text()
     # a client's list leaves disabled instances out, on every node
-    for node in cluster.nodes:
+    for node in cluster.running_nodes():
         wait_for(
             lambda node=node: api_hosts(cluster, node) == {"10.9.0.1"},
             timeout_seconds=10,
@@ -201,7 +209,7 @@ def test_disabling_an_instance_changes_the_apis_list(
 
 
 def test_bad_weight_shows_the_apis_error_and_writes_nothing(
-    cluster: LocalCluster, console: Console
+    cluster: LocalCluster, orders: str, console: Console
 ) -> None:
     api = cluster.client.patch(
         f"{cluster.leader().url}{INSTANCE_PATH}",
