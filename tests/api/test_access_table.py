@@ -67,7 +67,14 @@ async def test_peer_routes_are_not_client_routes(app: web.Application) -> None:
 def test_the_open_list_is_short_and_deliberate() -> None:
     open_routes = sorted(path for (_, path), rule in ACCESS.items() if rule.level is Level.OPEN)
     assert open_routes == [
+        "/",  # redirects to the console
         "/metrics",
+        "/nacos",
+        "/nacos/",
+        "/nacos/ui/login",  # the console's sign-in (GET and POST)
+        "/nacos/ui/login",
+        "/nacos/ui/logout",  # clears the session cookie
+        "/nacos/ui/static/{name}",  # the console's script and stylesheet
         "/nacos/v1/auth/login",
         "/nacos/v1/auth/users/login",
         "/nacos/v1/console/health/liveness",  # probes: liveness and readiness say no data

@@ -59,6 +59,10 @@ def test_the_wheel_names_its_command_and_carries_its_data(wheel: Path) -> None:
         entry_points = archive.read(f"naraft-{__version__}.dist-info/entry_points.txt").decode()
     assert "naraft = naraft.cli:main" in entry_points
     assert "naraft/api/openapi.json" in names
+    # the console's pages, script and stylesheet (no build step: they ship as written)
+    assert "naraft/api/console/templates/base.html" in names
+    assert "naraft/api/console/static/console.js" in names
+    assert "naraft/api/console/static/console.css" in names
     assert "naraft/cli.py" in names
     assert not any(name.startswith("tests/") for name in names)
 

@@ -15,7 +15,8 @@ only requests signed by a member (`naraft.transport.signing`). A route in neithe
 refused (403), and `tests/api/test_access_table.py` walks the route table so that none is.
 
 Who the caller is: a token in the `accessToken` parameter or an `Authorization: Bearer`
-header; or `username` and `password` parameters, as the npm client sends them on every
+header; on console routes only, the console's session cookie (`naraft.api.console.session`);
+or `username` and `password` parameters, as the npm client sends them on every
 request (not on admin routes, whose own parameters use those names); or, on a request a
 follower forwarded to the leader, the identity the follower
 verified, carried in `IDENTITY_HEADER` and trusted only when the request carries a valid
@@ -33,12 +34,14 @@ import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Final
+from urllib.parse import quote
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from naraft.api.admin import KV_BASE, OPENAPI_PATH, RAFT_BASE, VERSION_PATH
 from naraft.api.auth import AUTH, AUTH_BASE, IDENTITY, LOGIN_PATHS, Identity
+from naraft.api.console.session import CONSOLE_BASE, LOGIN_PATH, is_console_path, session_token
 from naraft.api.errors import Handler, Refusal, json_refusal
 from naraft.api.health import LIVENESS_PATH, READINESS_PATH
 from naraft.api.members import MEMBERS_PATH
@@ -115,6 +118,9 @@ ACCESS: Final[Mapping[tuple[str, str], Rule]] = {
     ("GET", f"{_NS}/service/list"): NAMING_R,
     ("GET", f"{_NS}/service/names"): NAMING_R,
     ("GET", f"{_NS}/service/subscribers"): NAMING_R,
+    ("GET", f"{_NS}/catalog/services"): NAMING_R,  # the namespace's (no group or service named)
+    ("GET", f"{_NS}/catalog/service"): NAMING_R,
+    ("GET", f"{_NS}/catalog/instances"): NAMING_R,
     # the Nacos 2.x naming API: the same rules as v1's routes
     ("POST", V2_INSTANCE): NAMING_W,
     ("PUT", V2_INSTANCE): NAMING_W,
@@ -173,6 +179,33 @@ ACCESS: Final[Mapping[tuple[str, str], Rule]] = {
     ("POST", f"{AUTH_BASE}/permissions"): ADMIN,
     ("DELETE", f"{AUTH_BASE}/permissions"): ADMIN,
     **_CONFIG_RULES,
+    # the console (naraft.api.console): the same rules as the API routes its pages read and
+    # write, over the same parameters; its session is a cookie taken on these routes only
+    ("GET", "/"): OPEN,  # redirects to the console
+    ("GET", "/nacos"): OPEN,
+    ("GET", "/nacos/"): OPEN,
+    ("GET", LOGIN_PATH): OPEN,
+    ("POST", LOGIN_PATH): OPEN,
+    ("POST", f"{CONSOLE_BASE}/logout"): OPEN,  # only clears the cookie
+    ("GET", f"{CONSOLE_BASE}/static/{{name}}"): OPEN,
+    ("GET", f"{CONSOLE_BASE}/cluster"): USER,
+    ("GET", f"{CONSOLE_BASE}/cluster/members"): USER,
+    ("POST", f"{CONSOLE_BASE}/cluster/transfer"): ADMIN,  # as the API's raft/transfer
+    ("GET", f"{CONSOLE_BASE}/services"): NAMING_R,
+    ("GET", f"{CONSOLE_BASE}/service"): NAMING_R,
+    ("POST", f"{CONSOLE_BASE}/instance"): NAMING_W,
+    ("GET", f"{CONSOLE_BASE}/configs"): CONFIG_R,
+    ("GET", f"{CONSOLE_BASE}/config"): CONFIG_R,
+    ("POST", f"{CONSOLE_BASE}/config/preview"): CONFIG_W,
+    ("POST", f"{CONSOLE_BASE}/config"): CONFIG_W,
+    ("POST", f"{CONSOLE_BASE}/config/delete"): CONFIG_W,
+    ("GET", f"{CONSOLE_BASE}/config/history"): CONFIG_R,
+    ("GET", f"{CONSOLE_BASE}/config/diff"): CONFIG_R,
+    ("POST", f"{CONSOLE_BASE}/config/rollback"): CONFIG_W,
+    ("GET", f"{CONSOLE_BASE}/namespaces"): USER,  # lists only the namespaces one may see
+    ("POST", f"{CONSOLE_BASE}/namespaces"): ADMIN,
+    ("GET", f"{CONSOLE_BASE}/users"): ADMIN,  # users, roles and permissions
+    ("POST", f"{CONSOLE_BASE}/users"): ADMIN,
 }
 
 
@@ -205,6 +238,9 @@ def _split_service(group: str | None, service: str | None) -> tuple[str | None, 
 
 
 def _forbidden(request: web.Request, message: str) -> web.StreamResponse:
+    if is_console_path(request.path) and request.method == "GET" and message != FORBIDDEN:
+        # a console page without a (valid) session: sign in first, then come back
+        raise web.HTTPSeeOther(f"{LOGIN_PATH}?next={quote(request.path_qs, safe='')}")
     if request.path.startswith(KV_BASE):
         return json_refusal(Refusal.FORBIDDEN, message)
     raise UnauthorizedError(message)
@@ -239,7 +275,7 @@ def access_middleware(
         if rule.level is Level.OPEN:
             return await handler(request)
         params = await read_params(request, max_value_chars=ONLY_BODY_LIMIT)
-        token = _token_of(request, params.get("accessToken"))
+        token = _token_of(request, params.get("accessToken")) or session_token(request)
         username, password = params.get("username"), params.get("password")
         try:
             if forwarded:  # a member verified the caller and signed who it is

@@ -19,12 +19,13 @@ from naraft.api import auth as auth_api
 from naraft.api.access import access_middleware
 from naraft.api.admin import MAX_KV_BODY_BYTES, RAFT_BASE
 from naraft.api.auth import AUTH, AuthService
+from naraft.api.console.pages import CONFIG_FORM_PATHS, LAST_SEEN, console_routes
 from naraft.api.context import NAMING
 from naraft.api.edge import edge_middleware, input_middleware
 from naraft.api.errors import EDGE_PEER_CERTIFICATE_REQUIRED, Handler, error_middleware
 from naraft.api.forward import FORWARDED_HEADER
 from naraft.api.health import health_routes
-from naraft.api.v1 import instance, namespace, operator, service
+from naraft.api.v1 import catalog, instance, namespace, operator, service
 from naraft.api.v1.beats import BEATS_PATH
 from naraft.api.v1.configs import CONFIG_API, ConfigApi, config_routes
 from naraft.api.v1.operator import SERVERS, ServerDirectory
@@ -158,15 +159,19 @@ def make_app(
         app.router.add_routes(auth_api.routes)
     if servers is not None:
         app[SERVERS] = servers
-    for module in (instance, service, operator, namespace, v2_naming):
+    for module in (instance, service, catalog, operator, namespace, v2_naming):
         app.router.add_routes(module.routes)
     app.router.add_routes(health_routes())
+    app[LAST_SEEN] = {}
+    app.router.add_routes(console_routes())
     app.router.add_routes(list(extra_routes))
     if configs is not None:
         app[CONFIG_API] = configs
         for route in app.router.add_routes([*config_routes(), *v2_config_routes()]):
             if route.resource is not None:
                 own_limits[route.resource.canonical] = configs.service.settings.max_body_bytes
+        for path in CONFIG_FORM_PATHS:  # the console's forms that carry a config's content
+            own_limits[path] = configs.service.settings.max_body_bytes
     for route in app.router.add_routes(list(peer_routes)):
         if route.resource is not None:
             peer_resources.add(route.resource.canonical)

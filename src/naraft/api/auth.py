@@ -405,9 +405,13 @@ async def search_users(request: web.Request) -> web.Response:
 
 @routes.post(f"{AUTH_BASE}/users")
 async def create_user(request: web.Request) -> web.Response:
+    return _rest_ok(await user_create(request, await read_params(request)))
+
+
+async def user_create(request: web.Request, params: Params) -> str:
     """Nacos's create; naraft also takes `passwordHash` (a bcrypt hash as a Nacos database
-    stores it) instead of `password`, so that users move over without their passwords."""
-    params = await read_params(request)
+    stores it) instead of `password`, so that users move over without their passwords. The
+    API and the console both call it; it returns the API's message."""
     username = _name_param(params, "username")
     given_hash = params.get("passwordHash")
     if given_hash is not None:
@@ -422,7 +426,7 @@ async def create_user(request: web.Request) -> web.Response:
     await request.app[AUTH].change(
         auth_state.encode_user_create(username, hashed), _actor(request), f"user {username} created"
     )
-    return _rest_ok("create user ok!")
+    return "create user ok!"
 
 
 @routes.put(f"{AUTH_BASE}/users")
@@ -446,12 +450,15 @@ async def change_password(request: web.Request) -> web.Response:
 
 @routes.delete(f"{AUTH_BASE}/users")
 async def delete_user(request: web.Request) -> web.Response:
-    params = await read_params(request)
+    return _rest_ok(await user_delete(request, await read_params(request)))
+
+
+async def user_delete(request: web.Request, params: Params) -> str:
     username = _name_param(params, "username")
     await request.app[AUTH].change(
         auth_state.encode_user_delete(username), _actor(request), f"user {username} deleted"
     )
-    return _rest_ok("delete user ok!")
+    return "delete user ok!"
 
 
 @routes.get(f"{AUTH_BASE}/roles")
@@ -478,19 +485,25 @@ async def search_roles(request: web.Request) -> web.Response:
 
 @routes.post(f"{AUTH_BASE}/roles")
 async def add_role(request: web.Request) -> web.Response:
-    params = await read_params(request)
+    return _rest_ok(await role_add(request, await read_params(request)))
+
+
+async def role_add(request: web.Request, params: Params) -> str:
     role, username = _name_param(params, "role"), _name_param(params, "username")
     await request.app[AUTH].change(
         auth_state.encode_role_add(role, username),
         _actor(request),
         f"role {role} bound to {username}",
     )
-    return _rest_ok("add role ok!")
+    return "add role ok!"
 
 
 @routes.delete(f"{AUTH_BASE}/roles")
 async def delete_role(request: web.Request) -> web.Response:
-    params = await read_params(request)
+    return _rest_ok(await role_delete(request, await read_params(request)))
+
+
+async def role_delete(request: web.Request, params: Params) -> str:
     role = _name_param(params, "role")
     username = _name_param(params, "username") if params.get("username") else None
     await request.app[AUTH].change(
@@ -499,8 +512,8 @@ async def delete_role(request: web.Request) -> web.Response:
         f"role {role} removed from {username or 'every user'}",
     )
     if username is None:
-        return _rest_ok("delete role ok!")
-    return _rest_ok(f"delete role of user {username} ok!")
+        return "delete role ok!"
+    return f"delete role of user {username} ok!"
 
 
 @routes.get(f"{AUTH_BASE}/permissions")
@@ -528,21 +541,29 @@ def _permission_params(params: Params) -> tuple[str, str, str]:
 
 @routes.post(f"{AUTH_BASE}/permissions")
 async def add_permission(request: web.Request) -> web.Response:
-    role, resource, action = _permission_params(await read_params(request))
+    return _rest_ok(await permission_add(request, await read_params(request)))
+
+
+async def permission_add(request: web.Request, params: Params) -> str:
+    role, resource, action = _permission_params(params)
     await request.app[AUTH].change(
         auth_state.encode_perm(auth_state.OP_PERM_ADD, role, resource, action),
         _actor(request),
         f"permission {action} on {resource} given to {role}",
     )
-    return _rest_ok("add permission ok!")
+    return "add permission ok!"
 
 
 @routes.delete(f"{AUTH_BASE}/permissions")
 async def delete_permission(request: web.Request) -> web.Response:
-    role, resource, action = _permission_params(await read_params(request))
+    return _rest_ok(await permission_delete(request, await read_params(request)))
+
+
+async def permission_delete(request: web.Request, params: Params) -> str:
+    role, resource, action = _permission_params(params)
     await request.app[AUTH].change(
         auth_state.encode_perm(auth_state.OP_PERM_DELETE, role, resource, action),
         _actor(request),
         f"permission {action} on {resource} taken from {role}",
     )
-    return _rest_ok("delete permission ok!")
+    return "delete permission ok!"

@@ -53,6 +53,8 @@ _ANSWER_HEADERS: Final = (
     "Cache-Control",
     "Pragma",
     "Expires",
+    # the console's answer to a form (naraft.api.console): 303 to the page that shows it
+    "Location",
 )
 """The leader's answer headers a forwarded request passes on to its client."""
 
@@ -150,6 +152,7 @@ async def _forward(
             url,
             data=body,
             headers=headers,
+            allow_redirects=False,  # the client follows the leader's redirect, not us
             timeout=aiohttp.ClientTimeout(total=timeout_seconds),
             ssl=tls.ssl,
             server_hostname=tls.server_hostname,

@@ -42,6 +42,12 @@ class Params:
     def get(self, name: str) -> str | None:
         return self._values.get(name)
 
+    def with_value(self, name: str, value: str) -> Params:
+        """These parameters with `name` set to `value` alone."""
+        values = MultiDict(self._values)
+        values[name] = value
+        return Params(values)
+
     def first(self, *names: str) -> str | None:
         """The first of `names` present with a non-blank value (Nacos alias fallback)."""
         for name in names:

@@ -62,6 +62,10 @@ from naraft.naming.state import Applied, NamingState, Rejected, RejectReason
 from naraft.naming.switches import switches_view, with_entry
 from naraft.naming.validate import RawInstance, RawService
 from naraft.naming.views import (
+    catalog_detail_row,
+    catalog_detail_view,
+    catalog_instance_view,
+    catalog_service_row,
     instance_detail_view,
     instance_list_view,
     namespace_view,
@@ -540,6 +544,75 @@ class NamingService:
         keys = self._state.services(namespace, group)
         start = (number - 1) * size
         return {"count": len(keys), "doms": [k.service_name for k in keys[start : start + size]]}
+
+    def catalog_services(
+        self,
+        *,
+        namespace_id: str | None,
+        group_name: str | None,
+        service_name: str | None,
+        page_no: str | None,
+        page_size: str | None,
+        with_instances: str | None = None,
+    ) -> dict[str, object] | list[dict[str, object]]:
+        """`GET /catalog/services`: `{"count", "serviceList"}` of one namespace, the group and
+        service name matched as substrings (blank: all), counts only for the page shown; with
+        `withInstances=true`, the page's services with their instances by cluster (a list,
+        as Nacos answers it)."""
+        namespace = validate.namespace_id(namespace_id)
+        number, size = validate.optional_page(page_no, page_size, default_size=10)
+        group_part = validate.search_text("group_name_param", group_name, 128)
+        name_part = validate.search_text("service_name_param", service_name, 512)
+        keys = [
+            key
+            for key in self._state.services(namespace)
+            if group_part in key.group_name and name_part in key.service_name
+        ]
+        start = (number - 1) * size
+        page = keys[start : start + size]
+        if validate.flag("with_instances", with_instances, False):
+            return [
+                catalog_detail_row(self._state.service(key), key, self._state.instances(key))
+                for key in page
+            ]
+        rows = [
+            catalog_service_row(self._state.service(key), key, self._state.instances(key))
+            for key in page
+        ]
+        return {"count": len(keys), "serviceList": rows}
+
+    def catalog_service(self, raw: RawService) -> dict[str, object]:
+        """`GET /catalog/service`: the service with its clusters; NotFoundError if missing."""
+        key = validate.service_key(raw.namespace_id, raw.group_name, raw.service_name)
+        service = self._state.service(key)
+        if service is None:
+            grouped = key.grouped_name
+            raise NotFoundError("service", grouped, message=f"service {grouped} is not found!")
+        return catalog_detail_view(service, self._state.instances(key))
+
+    def catalog_instances(
+        self,
+        *,
+        namespace_id: str | None,
+        group_name: str | None,
+        service_name: str | None,
+        cluster_name: str | None,
+        page_no: str | None,
+        page_size: str | None,
+    ) -> dict[str, object]:
+        """`GET /catalog/instances`: `{"count", "list"}`, one cluster's instances (blank: all)."""
+        key = validate.service_key(namespace_id, group_name, service_name)
+        number, size = validate.optional_page(page_no, page_size, default_size=10)
+        cluster = validate.optional_cluster(cluster_name)
+        if self._state.service(key) is None:
+            grouped = key.grouped_name
+            raise NotFoundError("service", grouped, message=f"service {grouped} is not found!")
+        chosen = [
+            i for i in self._state.instances(key) if cluster is None or i.cluster_name == cluster
+        ]
+        start = (number - 1) * size
+        page = [catalog_instance_view(i) for i in chosen[start : start + size]]
+        return {"count": len(chosen), "list": page}
 
     def service_names(self, *, namespace_id: str | None, expr: str | None) -> dict[str, object]:
         """`GET /service/names`: grouped names per namespace (all if blank), `expr` substring."""

@@ -421,3 +421,16 @@ def description(value: str | None) -> str:
             "namespace_desc", f"must be at most {MAX_DESCRIPTION_CHARS} characters"
         )
     return text
+
+
+def search_text(field: str, value: str | None, limit: int) -> str:
+    """A substring to search names for (blank: match all), at most `limit` characters."""
+    text = (value or "").strip()
+    if len(text) > limit:
+        raise InvalidArgumentError(field, f"at most {limit} characters")
+    return text
+
+
+def optional_cluster(value: str | None) -> str | None:
+    """A cluster to filter by, or None (blank: every cluster)."""
+    return None if _blank(value) else cluster_name(value)

@@ -174,3 +174,85 @@ def subscriber_view(target: PushTarget) -> dict[str, object]:
         "serviceName": target.service.grouped_name,
         "cluster": target.clusters,
     }
+
+
+def catalog_service_row(
+    service: Service | None, key: ServiceKey, instances: Sequence[Instance]
+) -> dict[str, object]:
+    """One `serviceList[]` entry of `GET /catalog/services` (Nacos's ServiceView)."""
+    clusters = {i.cluster_name for i in instances}
+    if service is not None:
+        clusters.update(service.clusters)
+    healthy = sum(1 for i in instances if i.healthy)
+    threshold = service.protect_threshold if service is not None else 0.0
+    return {
+        "name": key.service_name,
+        "groupName": key.group_name,
+        "clusterCount": len(clusters),
+        "ipCount": len(instances),
+        "healthyInstanceCount": healthy,
+        "triggerFlag": "true" if instances and healthy / len(instances) <= threshold else "false",
+    }
+
+
+def catalog_instance_view(instance: Instance) -> dict[str, object]:
+    """One `list[]` entry of `GET /catalog/instances` (Nacos's Instance JSON)."""
+    return {
+        "instanceId": instance.instance_id,
+        "ip": instance.ip,
+        "port": instance.port,
+        "weight": instance.weight,
+        "healthy": instance.healthy,
+        "enabled": instance.enabled,
+        "ephemeral": instance.ephemeral,
+        "clusterName": instance.cluster_name,
+        "serviceName": instance.service.grouped_name,
+        "metadata": sorted_metadata(instance.metadata),
+    }
+
+
+def catalog_detail_view(service: Service, instances: Sequence[Instance]) -> dict[str, object]:
+    """`GET /catalog/service`: the service and its clusters (those with instances too)."""
+    key = service.key
+    names = sorted(set(service.clusters) | {i.cluster_name for i in instances})
+    clusters = []
+    for name in names:
+        cluster = service.clusters.get(name)
+        clusters.append(
+            {
+                "serviceName": key.grouped_name,
+                "name": name,
+                "healthChecker": {
+                    "type": cluster.health_checker_type.value if cluster is not None else "TCP"
+                },
+                "metadata": sorted_metadata(cluster.metadata) if cluster is not None else {},
+            }
+        )
+    return {
+        "service": {
+            "name": key.service_name,
+            "groupName": key.group_name,
+            "protectThreshold": service.protect_threshold,
+            "selector": selector_record(service.selector),
+            "metadata": sorted_metadata(service.metadata),
+        },
+        "clusters": clusters,
+    }
+
+
+def catalog_detail_row(
+    service: Service | None, key: ServiceKey, instances: Sequence[Instance]
+) -> dict[str, object]:
+    """One entry of `GET /catalog/services?withInstances=true` (Nacos's ServiceDetailInfo):
+    the service with its instances by cluster."""
+    clusters: dict[str, list[dict[str, object]]] = {}
+    for name in sorted(service.clusters) if service is not None else ():
+        clusters[name] = []
+    for instance in instances:
+        clusters.setdefault(instance.cluster_name, []).append(catalog_instance_view(instance))
+    return {
+        "serviceName": key.service_name,
+        "groupName": key.group_name,
+        "metadata": sorted_metadata(service.metadata) if service is not None else {},
+        "clusterMap": {name: {"hosts": hosts} for name, hosts in sorted(clusters.items())},
+    }

@@ -226,6 +226,17 @@ def _matches(pattern: str, value: str, *, blur: bool) -> bool:
 
 
 async def _search(api: ConfigApi, params: Params, search: str) -> web.Response:
+    found, total, page_no, page_size = await search_configs(api, params, search)
+    items = [_config_info(r) for r in found]
+    return json_response(page_of(items, total, page_no, page_size))
+
+
+async def search_configs(
+    api: ConfigApi, params: Params, search: str
+) -> tuple[list[ConfigRecord], int, int, int]:
+    """`search=accurate|blur` over `dataId`, `group` (`*` wildcards when blur), `tenant`,
+    `appName`, `config_tags`: (the page's records, the total, pageNo, pageSize). The
+    config search API and the console's both run it."""
     if search not in ("accurate", "blur"):
         raise InvalidArgumentError(
             "search", "accurate or blur", message=f"invalid search : {search}"
@@ -259,8 +270,7 @@ async def _search(api: ConfigApi, params: Params, search: str) -> web.Response:
         and (not tags or any(t in record.config_tags.split(",") for t in tags))
     ]
     start = (page_no - 1) * page_size
-    items = [_config_info(r) for r in found[start : start + page_size]]
-    return json_response(page_of(items, len(found), page_no, page_size))
+    return found[start : start + page_size], len(found), page_no, page_size
 
 
 async def publish_config(request: web.Request) -> web.Response:

@@ -1,0 +1,1 @@
+"""The web console every node serves at `/nacos/` (docs in README, "Console")."""

@@ -1,0 +1,828 @@
+"""The console's pages: server-rendered (jinja2), over the same services as the API.
+
+Every form posts to a console route that calls what the API's handler calls
+(`NamingService`, `ConfigService`, `AuthService`) with the API's parameter names, so
+validation is the API's and so are its error texts. A refused write re-renders its page
+with that text and the API's status, and nothing is written; a write that succeeds
+redirects (303) to its page with a message saying what happened. On a follower, a write
+raises `NotLeaderError` like the API's and the forward middleware replays it on the leader;
+pages pass the read barrier first (as the API's `linearizable=true`), so the page a write
+redirects to shows it, whichever node renders it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import time
+from collections.abc import Mapping
+from dataclasses import replace
+from importlib import resources
+from typing import Final
+from urllib.parse import urlencode
+
+import aiohttp
+import jinja2
+import orjson
+from aiohttp import web
+from multidict import MultiDict
+
+from naraft.api import auth as auth_api
+from naraft.api.access import sees_namespace
+from naraft.api.admin import NODE, RAFT_BASE, transfer_leader
+from naraft.api.auth import AUTH, IDENTITY, Identity
+from naraft.api.console.session import (
+    COOKIE_PATH,
+    CSRF_COOKIE,
+    CSRF_FIELD,
+    LOGIN_PATH,
+    SESSION_COOKIE,
+    csrf_matches,
+    expected_csrf,
+    new_csrf_cookie,
+)
+from naraft.api.context import json_response, naming_of
+from naraft.api.errors import body_for, status_for
+from naraft.api.forward import FORWARD_SESSION, FORWARD_TLS
+from naraft.api.params import Params, raw_instance, read_params
+from naraft.api.v1.configs import (
+    CONFIG_API,
+    config_api_of,
+    config_key_of,
+    config_params,
+    publish,
+    search_configs,
+)
+from naraft.auth import state as auth_state
+from naraft.configs import validate as config_validate
+from naraft.errors import NaraftError, UnauthorizedError
+from naraft.naming.validate import RawService
+from naraft.tls import PLAINTEXT
+
+BASE: Final = "/nacos/ui"
+HOME: Final = f"{BASE}/services"
+PAGE_SIZE: Final = 20
+MEMBER_TIMEOUT_SECONDS: Final = 1.0
+LAST_SEEN: Final = web.AppKey("console_last_seen", dict[str, float])
+"""Member id -> monotonic time of its last answer to this node's console."""
+
+_STATIC: Final = {"console.js": "application/javascript", "console.css": "text/css"}
+
+_env = jinja2.Environment(
+    loader=jinja2.PackageLoader("naraft.api.console", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+)
+
+
+def _is_refusal(error: Exception) -> bool:
+    """An error the API answers with a 4xx: the caller's input, shown on the page."""
+    status = status_for(error)
+    return status is not None and 400 <= status < 500
+
+
+def _render(
+    request: web.Request, template: str, *, status: int = 200, **values: object
+) -> web.Response:
+    csrf = expected_csrf(request)
+    new_cookie = None
+    if csrf is None:
+        csrf = new_cookie = new_csrf_cookie()
+    service = request.app.get(AUTH)
+    identity = request.get(IDENTITY)
+    body = _env.get_template(template).render(
+        base=BASE,
+        csrf=csrf,
+        csrf_field=CSRF_FIELD,
+        auth_on=service is not None and service.enabled,
+        user=identity.username if isinstance(identity, Identity) else None,
+        admin=isinstance(identity, Identity) and identity.admin,
+        message=request.query.get("msg", "")[:300],
+        configs_served=CONFIG_API in request.app,
+        **values,
+    )
+    response = web.Response(status=status, text=body, content_type="text/html")
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; style-src 'self'; script-src 'self'; frame-ancestors 'none'"
+    )
+    if new_cookie is not None:
+        response.set_cookie(
+            CSRF_COOKIE, new_cookie, path=COOKIE_PATH, httponly=True, samesite="Strict"
+        )
+    return response
+
+
+def _done(path: str, params: Mapping[str, str], message: str) -> web.HTTPSeeOther:
+    query = urlencode({**{k: v for k, v in params.items() if v}, "msg": message})
+    return web.HTTPSeeOther(f"{path}?{query}")
+
+
+async def _form(request: web.Request, *, config: bool = False) -> Params:
+    """A console POST's fields, after its CSRF token is checked."""
+    params = await (config_params(request) if config else read_params(request))
+    if not csrf_matches(request, params.get(CSRF_FIELD)):
+        raise web.HTTPForbidden(
+            text="the form's CSRF token does not match this session: reload the page"
+        )
+    return params
+
+
+def _page_no(params: Params) -> int:
+    text = (params.get("pageNo") or "1").strip()
+    return int(text) if text.isdigit() and 0 < len(text) < 7 else 1
+
+
+def _pages(count: int, page_no: int, size: int) -> dict[str, int]:
+    last = max(1, -(-count // size))
+    return {"page": min(page_no, last), "last": last, "count": count}
+
+
+# ------------------------------------------------------------------ entry and login
+
+
+async def root(request: web.Request) -> web.Response:
+    raise web.HTTPFound("/nacos/")
+
+
+async def home(request: web.Request) -> web.Response:
+    raise web.HTTPFound(HOME)
+
+
+async def static(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    content_type = _STATIC.get(name)
+    if content_type is None:
+        raise web.HTTPNotFound(text="no such file")
+    data = resources.files("naraft.api.console").joinpath("static", name).read_bytes()
+    response = web.Response(body=data, content_type=content_type)
+    response.headers["Cache-Control"] = "max-age=300"
+    return response
+
+
+def _next_of(params: Params) -> str:
+    target = (params.get("next") or "").strip()
+    # only a console path of this node: never an open redirect
+    if target.startswith(f"{BASE}/") and "//" not in target and "\\" not in target:
+        return target
+    return HOME
+
+
+async def login_page(request: web.Request) -> web.Response:
+    params = await read_params(request)
+    return _render(request, "login.html", next=_next_of(params), error="", username="")
+
+
+async def login(request: web.Request) -> web.Response:
+    params = await read_params(request)
+    service = request.app.get(AUTH)
+    target = _next_of(params)
+    if service is None or not service.enabled:
+        raise web.HTTPSeeOther(target)
+    username = (params.get("username") or "").strip()
+    try:
+        if not username or not params.get("password"):
+            raise UnauthorizedError("user not found!")
+        token, _identity = await service.login(
+            username, params.get("password") or "", request.remote or "unknown"
+        )
+    except NaraftError as error:
+        if not _is_refusal(error):
+            raise
+        return _render(
+            request,
+            "login.html",
+            status=403,
+            next=target,
+            error=body_for(error),
+            username=username,
+        )
+    answer = web.HTTPSeeOther(target)
+    answer.set_cookie(
+        SESSION_COOKIE,
+        token,
+        path=COOKIE_PATH,
+        max_age=service.token_ttl_seconds,
+        httponly=True,
+        samesite="Strict",
+        secure=request.secure,
+    )
+    raise answer
+
+
+async def logout(request: web.Request) -> web.Response:
+    answer = web.HTTPSeeOther(LOGIN_PATH)
+    answer.del_cookie(SESSION_COOKIE, path=COOKIE_PATH)
+    raise answer
+
+
+# ------------------------------------------------------------------------ cluster
+
+
+async def cluster_page(request: web.Request, *, error: str = "", status: int = 200) -> web.Response:
+    return _render(
+        request, "cluster.html", status=status, error=error, members=await _members(request)
+    )
+
+
+async def cluster_transfer(request: web.Request) -> web.Response:
+    """Leadership transfer: the API's own handler (`POST .../raft/transfer`, `to` blank:
+    the leader picks), its refusal shown in words; a follower forwards it as the API's."""
+    await _form(request)
+    answer = await transfer_leader(request)
+    try:
+        data = orjson.loads(answer.body if isinstance(answer.body, bytes) else b"{}")
+    except orjson.JSONDecodeError:
+        data = {}
+    if answer.status != 200:
+        return await cluster_page(
+            request, error=str(data.get("error", "refused")), status=answer.status
+        )
+    moved = f"leadership moved from {data.get('previous')} to {data.get('leader')}"
+    raise _done(f"{BASE}/cluster", {}, moved)
+
+
+async def cluster_members(request: web.Request) -> web.Response:
+    return json_response({"members": await _members(request)})
+
+
+async def _member_state(request: web.Request, member: str) -> dict[str, object] | None:
+    session = request.app.get(FORWARD_SESSION)
+    if session is None:
+        return None
+    tls = request.app.get(FORWARD_TLS, PLAINTEXT)
+    try:
+        async with session.get(
+            f"{tls.url(member)}{RAFT_BASE}/state",
+            timeout=aiohttp.ClientTimeout(total=MEMBER_TIMEOUT_SECONDS),
+            ssl=tls.ssl,
+            server_hostname=tls.server_hostname,
+        ) as answer:
+            if answer.status != 200:
+                return None
+            data = await answer.json()
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _catching_up(state: Mapping[str, object] | None) -> str | None:
+    """The phase of a digest catch-up under way (installing the leader's state), or None."""
+    progress = state.get("catchUp") if state else None
+    phase = progress.get("phase") if isinstance(progress, dict) else None
+    return phase if isinstance(phase, str) and phase != "idle" else None
+
+
+def _index(state: Mapping[str, object], name: str) -> int:
+    value = state.get(name)
+    return value if isinstance(value, int) else 0
+
+
+async def _members(request: web.Request) -> list[dict[str, object]]:
+    """Each member's Raft state as it answers it, read now (unreachable: None)."""
+    node = request.app.get(NODE)
+    if node is None:
+        return []
+    members = sorted(node.members)
+    states = await asyncio.gather(*(_member_state(request, m) for m in members))
+    seen = request.app.get(LAST_SEEN, {})
+    now = time.monotonic()
+    top = max((_index(s, "commitIndex") for s in states if s is not None), default=0)
+    rows = []
+    for member, state in zip(members, states, strict=True):
+        if state is not None:
+            seen[member] = now
+        last = seen.get(member)
+        rows.append(
+            {
+                "id": member,
+                "self": member == node.status.id,
+                "reachable": state is not None,
+                "role": state.get("role", "?") if state else "unreachable",
+                "term": state.get("term") if state else None,
+                "leader": state.get("leader") if state else None,
+                "commitIndex": state.get("commitIndex") if state else None,
+                "appliedIndex": state.get("appliedIndex") if state else None,
+                "lastLogIndex": state.get("lastLogIndex") if state else None,
+                "lag": top - _index(state, "appliedIndex") if state else None,
+                "diskFull": bool(state.get("diskFull")) if state else False,
+                "catchingUp": _catching_up(state),
+                "lastContact": None if last is None else round(now - last, 1),
+            }
+        )
+    return rows
+
+
+# ----------------------------------------------------------------------- services
+
+
+async def services_page(request: web.Request) -> web.Response:
+    params = await read_params(request)
+    naming = naming_of(request)
+    await naming.read_barrier()  # a page shows every acknowledged write, its own included
+    page_no = _page_no(params)
+    query = {
+        "namespaceId": (params.get("namespaceId") or "").strip(),
+        "groupNameParam": (params.get("groupNameParam") or "").strip(),
+        "serviceNameParam": (params.get("serviceNameParam") or "").strip(),
+    }
+    error = ""
+    found: dict[str, object] | list[dict[str, object]] = {"count": 0, "serviceList": []}
+    try:
+        found = naming.catalog_services(
+            namespace_id=query["namespaceId"],
+            group_name=query["groupNameParam"],
+            service_name=query["serviceNameParam"],
+            page_no=str(page_no),
+            page_size=str(PAGE_SIZE),
+        )
+    except NaraftError as failure:
+        if not _is_refusal(failure):
+            raise
+        error = body_for(failure)
+    assert isinstance(found, dict)
+    count = found["count"]
+    assert isinstance(count, int)
+    if page_no > 1 and page_no > _pages(count, page_no, PAGE_SIZE)["last"]:
+        page_no = _pages(count, page_no, PAGE_SIZE)["last"]
+    return _render(
+        request,
+        "services.html",
+        status=400 if error else 200,
+        error=error,
+        query=query,
+        services=found["serviceList"],
+        paging=_pages(count, page_no, PAGE_SIZE),
+        page_query=urlencode(query),
+        namespaces=_namespace_choices(request),
+    )
+
+
+def _namespace_choices(request: web.Request) -> list[tuple[str, str]]:
+    listed = naming_of(request).namespaces()["data"]
+    assert isinstance(listed, list)
+    return [
+        (str(n["namespace"]), str(n["namespaceShowName"]))
+        for n in listed
+        if sees_namespace(request, str(n["namespace"]))
+    ]
+
+
+def _service_query(params: Params) -> dict[str, str]:
+    return {
+        "namespaceId": (params.get("namespaceId") or "").strip(),
+        "groupName": (params.get("groupName") or "").strip(),
+        "serviceName": (params.get("serviceName") or "").strip(),
+    }
+
+
+async def service_page(request: web.Request, *, error: str = "", status: int = 200) -> web.Response:
+    params = await read_params(request)
+    naming = naming_of(request)
+    await naming.read_barrier()
+    query = _service_query(params)
+    page_no = _page_no(params)
+    raw = raw_instance(params)
+    detail = naming.catalog_service(
+        raw_service_of(query["namespaceId"], query["groupName"], query["serviceName"])
+    )
+    instances = naming.catalog_instances(
+        namespace_id=raw.namespace_id,
+        group_name=raw.group_name,
+        service_name=raw.service_name,
+        cluster_name=None,
+        page_no=str(page_no),
+        page_size=str(PAGE_SIZE),
+    )
+    count = instances["count"]
+    assert isinstance(count, int)
+    return _render(
+        request,
+        "service.html",
+        status=status,
+        error=error,
+        query=query,
+        detail=detail,
+        instances=instances["list"],
+        paging=_pages(count, page_no, PAGE_SIZE),
+        page_query=urlencode(query),
+    )
+
+
+def raw_service_of(namespace: str, group: str, name: str) -> RawService:
+    return RawService(namespace_id=namespace, group_name=group, service_name=name)
+
+
+async def instance_action(request: web.Request) -> web.Response:
+    """Edit weight, enable or disable (the API's PATCH /instance), or deregister (its
+    DELETE /instance), for one instance."""
+    params = await _form(request)
+    naming = naming_of(request)
+    action = params.get("action")
+    query = _service_query(params)
+    where = f"{params.get('ip')}:{params.get('port')}"
+    try:
+        if action == "deregister":
+            await naming.deregister_instance(raw_instance(params))
+            message = f"deregistered {where}"
+        elif action in ("weight", "enable", "disable"):
+            raw = raw_instance(params)
+            if action == "weight":
+                raw = replace(raw, enabled=None)
+            else:
+                raw = replace(raw, weight=None, enabled="true" if action == "enable" else "false")
+            await naming.patch_instance(raw)
+            message = {
+                "weight": f"set the weight of {where} to {(params.get('weight') or '').strip()}",
+                "enable": f"enabled {where}",
+                "disable": f"disabled {where}",
+            }[action]
+        else:
+            raise web.HTTPBadRequest(text="action must be weight, enable, disable or deregister")
+    except NaraftError as failure:
+        if not _is_refusal(failure):
+            raise
+        status = status_for(failure) or 400
+        return await service_page(request, error=body_for(failure), status=status)
+    raise _done(f"{BASE}/service", query, message)
+
+
+async def service_get(request: web.Request) -> web.Response:
+    try:
+        return await service_page(request)
+    except NaraftError as failure:
+        if not _is_refusal(failure):
+            raise
+        return _render(
+            request, "error.html", status=status_for(failure) or 400, error=body_for(failure)
+        )
+
+
+# ------------------------------------------------------------------------ configs
+
+
+def _config_query(params: Params) -> dict[str, str]:
+    return {
+        "tenant": (params.get("tenant") or "").strip(),
+        "dataId": (params.get("dataId") or "").strip(),
+        "group": (params.get("group") or "").strip(),
+    }
+
+
+async def configs_page(request: web.Request) -> web.Response:
+    if CONFIG_API not in request.app:
+        raise web.HTTPNotFound(text="this node serves no config API")
+    params = await read_params(request)
+    query = _config_query(params)
+    search = "accurate" if params.get("search") == "accurate" else "blur"
+    page_no = _page_no(params)
+    pattern = {
+        "dataId": query["dataId"] or ("*" if search == "blur" else ""),
+        "group": query["group"] or ("*" if search == "blur" else ""),
+    }
+    if search == "blur":
+        pattern = {k: v if "*" in v else f"*{v}*" for k, v in pattern.items()}
+    merged = Params(
+        MultiDict(
+            {
+                **pattern,
+                "tenant": query["tenant"],
+                "pageNo": str(page_no),
+                "pageSize": str(PAGE_SIZE),
+            }
+        )
+    )
+    error = ""
+    found: list[object] = []
+    total = 0
+    try:
+        records, total, _, _ = await search_configs(config_api_of(request), merged, search)
+        found = list(records)
+    except NaraftError as failure:
+        if not _is_refusal(failure):
+            raise
+        error = body_for(failure)
+    return _render(
+        request,
+        "configs.html",
+        status=400 if error else 200,
+        error=error,
+        query=query,
+        search=search,
+        configs=found,
+        paging=_pages(total, page_no, PAGE_SIZE),
+        page_query=urlencode({**query, "search": search}),
+        namespaces=_namespace_choices(request),
+    )
+
+
+async def config_page(
+    request: web.Request, *, error: str = "", status: int = 200, draft: str | None = None
+) -> web.Response:
+    params = await config_params(request)
+    query = _config_query(params)
+    api = config_api_of(request)
+    record = None
+    if query["dataId"]:
+        key = config_key_of(params, params.get("tenant"))
+        await api.service.read_barrier()
+        record = api.service.state.get(key)
+    return _render(
+        request,
+        "config.html",
+        status=status,
+        error=error,
+        query=query,
+        record=record,
+        draft=draft if draft is not None else (record.content if record is not None else ""),
+        draft_type=(params.get("type") or (record.type if record is not None else "text")),
+        types=sorted(config_validate.CONFIG_TYPES),
+    )
+
+
+def line_diff(old: str, new: str) -> list[tuple[str, str]]:
+    """(kind, line) pairs of a unified diff: kind is `add`, `del`, `hunk` or `same`."""
+    lines = []
+    for line in difflib.unified_diff(
+        old.splitlines(), new.splitlines(), "current", "new", lineterm="", n=3
+    ):
+        if line.startswith(("---", "+++")):
+            continue
+        kind = {"+": "add", "-": "del", "@": "hunk"}.get(line[:1], "same")
+        lines.append((kind, line))
+    return lines
+
+
+async def config_preview(request: web.Request) -> web.Response:
+    """The edit's diff against the current version, before anything is written; the
+    publish it leads to carries the current MD5, so it replaces exactly what was shown."""
+    params = await _form(request, config=True)
+    api = config_api_of(request)
+    query = _config_query(params)
+    # a textarea sends CRLF line breaks (HTML's form encoding); configs are kept with LF,
+    # as Nacos's console and clients send them
+    content = _lf(params.get("content"))
+    try:
+        raw = config_validate.RawPublish(
+            data_id=params.get("dataId"),
+            group=params.get("group"),
+            tenant=config_validate.request_tenant(params.get("tenant")),
+            content=content,
+            type=params.get("type"),
+        )
+        api.service.parse_publish(raw)  # the API's checks, nothing proposed
+        await api.service.read_barrier()
+        record = api.service.state.get(config_key_of(params, params.get("tenant")))
+    except NaraftError as failure:
+        if not _is_refusal(failure):
+            raise
+        return await config_page(
+            request, error=body_for(failure), status=status_for(failure) or 400, draft=content
+        )
+    return _render(
+        request,
+        "preview.html",
+        query=query,
+        record=record,
+        content=content,
+        type=params.get("type") or "text",
+        diff=line_diff(record.content if record is not None else "", content),
+    )
+
+
+def _lf(content: str | None) -> str:
+    return (content or "").replace("\r\n", "\n")
+
+
+async def config_publish(request: web.Request) -> web.Response:
+    form = await _form(request, config=True)
+    params = form.with_value("content", _lf(form.get("content")))  # (forms send CRLF)
+    query = _config_query(params)
+    try:
+        await publish(request, params, params.get("tenant"), route="console.publish")
+    except NaraftError as failure:
+        if not _is_refusal(failure):
+            raise
+        return await config_page(
+            request,
+            error=body_for(failure),
+            status=status_for(failure) or 400,
+            draft=params.get("content") or "",
+        )
+    raise _done(f"{BASE}/config", query, f"published {query['dataId']}")
+
+
+async def config_delete(request: web.Request) -> web.Response:
+    params = await _form(request, config=True)
+    query = _config_query(params)
+    api = config_api_of(request)
+    try:
+        key = config_key_of(params, params.get("tenant"))
+        await api.service.delete(key, src_ip=request.remote or "")
+    except NaraftError as failure:
+        if not _is_refusal(failure):
+            raise
+        return await config_page(request, error=body_for(failure), status=400)
+    raise _done(f"{BASE}/configs", {"tenant": query["tenant"]}, f"deleted {query['dataId']}")
+
+
+async def history_page(request: web.Request) -> web.Response:
+    params = await config_params(request)
+    query = _config_query(params)
+    api = config_api_of(request)
+    key = config_key_of(params, params.get("tenant"))
+    await api.service.read_barrier()
+    records = api.service.state.history_of(key)[:200]
+    return _render(request, "history.html", query=query, history=records)
+
+
+async def history_diff(request: web.Request) -> web.Response:
+    """Two versions side by side as a diff: `nid` (older) and `nid2` (newer; blank: the
+    current content)."""
+    params = await config_params(request)
+    query = _config_query(params)
+    api = config_api_of(request)
+    key = config_key_of(params, params.get("tenant"))
+    await api.service.read_barrier()
+    state = api.service.state
+
+    def version(field: str) -> tuple[str, str]:
+        text = (params.get(field) or "").strip()
+        if not text:
+            current = state.get(key)
+            return "current", current.content if current is not None else ""
+        record = state.history_record(config_validate.long_id(field, text))
+        if record is None or record.key != key:
+            raise web.HTTPNotFound(text=f"no version {text} of this config")
+        return f"version {record.nid}", record.content
+
+    old_name, old = version("nid")
+    new_name, new = version("nid2")
+    return _render(
+        request,
+        "diff.html",
+        query=query,
+        old_name=old_name,
+        new_name=new_name,
+        diff=line_diff(old, new),
+    )
+
+
+async def config_rollback(request: web.Request) -> web.Response:
+    """Publish a history version's content again (the API's publish, through the service)."""
+    params = await _form(request, config=True)
+    query = _config_query(params)
+    api = config_api_of(request)
+    key = config_key_of(params, params.get("tenant"))
+    nid = config_validate.long_id("nid", params.get("nid"))
+    await api.service.read_barrier()
+    record = api.service.state.history_record(nid)
+    if record is None or record.key != key:
+        raise web.HTTPNotFound(text=f"no version {nid} of this config")
+    current = api.service.state.get(key)
+    raw = config_validate.RawPublish(
+        data_id=key.data_id,
+        group=key.group,
+        tenant=key.tenant,
+        content=record.content,
+        app_name=record.app_name,
+        type=current.type if current is not None else None,
+    )
+    await api.service.publish(raw, src_ip=request.remote or "")
+    raise _done(f"{BASE}/config", query, f"rolled {query['dataId']} back to version {nid}")
+
+
+# --------------------------------------------------------------------- namespaces
+
+
+async def namespaces_page(
+    request: web.Request, *, error: str = "", status: int = 200
+) -> web.Response:
+    await naming_of(request).read_barrier()
+    listed = naming_of(request).namespaces()["data"]
+    assert isinstance(listed, list)
+    visible = [n for n in listed if sees_namespace(request, str(n["namespace"]))]
+    return _render(request, "namespaces.html", status=status, error=error, namespaces=visible)
+
+
+async def namespaces_action(request: web.Request) -> web.Response:
+    """Create, edit or delete a namespace: the API's `/console/namespaces` calls."""
+    params = await _form(request)
+    naming = naming_of(request)
+    action = params.get("action")
+    try:
+        if action == "create":
+            created = await naming.create_namespace(
+                custom_id=params.get("customNamespaceId"),
+                show_name=params.get("namespaceName"),
+                description=params.get("namespaceDesc"),
+            )
+            message = f"created namespace {created}"
+        elif action == "update":
+            await naming.update_namespace(
+                namespace_id=params.get("namespaceId"),
+                show_name=params.get("namespaceShowName"),
+                description=params.get("namespaceDesc"),
+            )
+            message = f"saved namespace {params.get('namespaceId')}"
+        elif action == "delete":
+            await naming.delete_namespace(params.get("namespaceId"))
+            message = f"deleted namespace {params.get('namespaceId')}"
+        else:
+            raise web.HTTPBadRequest(text="action must be create, update or delete")
+    except NaraftError as failure:
+        if not _is_refusal(failure):
+            raise
+        return await namespaces_page(
+            request, error=body_for(failure), status=status_for(failure) or 400
+        )
+    raise _done(f"{BASE}/namespaces", {}, message)
+
+
+# -------------------------------------------------------- users, roles, permissions
+
+_AUTH_ACTIONS: Final = {
+    "create_user": auth_api.user_create,
+    "delete_user": auth_api.user_delete,
+    "add_role": auth_api.role_add,
+    "delete_role": auth_api.role_delete,
+    "add_permission": auth_api.permission_add,
+    "delete_permission": auth_api.permission_delete,
+}
+
+
+async def users_page(request: web.Request, *, error: str = "", status: int = 200) -> web.Response:
+    service = request.app.get(AUTH)
+    if service is None or not service.enabled:
+        return _render(
+            request, "error.html", status=404, error="auth is off: there are no users to manage"
+        )
+    await naming_of(request).read_barrier()  # (the one replica's barrier: auth state too)
+    return _render(
+        request,
+        "users.html",
+        status=status,
+        error=error,
+        users=[u.username for u in auth_state.users(service.datums)],
+        roles=[(b.role, b.username) for b in auth_state.role_bindings(service.datums)],
+        permissions=[
+            (p.role, p.resource, p.action) for p in auth_state.permissions(service.datums, None)
+        ],
+    )
+
+
+async def users_action(request: web.Request) -> web.Response:
+    """The auth API's writes (`/nacos/v1/auth/users`, `/roles`, `/permissions`), by the
+    functions its handlers call; the message is the API's."""
+    params = await _form(request)
+    # `op`, since the permission API's own `action` (r, w, rw) travels in the same form
+    action = _AUTH_ACTIONS.get(params.get("op") or "")
+    if action is None:
+        raise web.HTTPBadRequest(text=f"op must be one of {', '.join(_AUTH_ACTIONS)}")
+    try:
+        message = await action(request, params)
+    except NaraftError as failure:
+        if not _is_refusal(failure):
+            raise
+        return await users_page(request, error=body_for(failure), status=status_for(failure) or 400)
+    raise _done(f"{BASE}/users", {}, message)
+
+
+def console_routes() -> list[web.RouteDef]:
+    return [
+        web.get("/", root, allow_head=True),
+        web.get("/nacos", root),
+        web.get("/nacos/", home),
+        web.get(LOGIN_PATH, login_page),
+        web.post(LOGIN_PATH, login),
+        web.post(f"{BASE}/logout", logout),
+        web.get(f"{BASE}/static/{{name}}", static),
+        web.get(f"{BASE}/cluster", cluster_page),
+        web.get(f"{BASE}/cluster/members", cluster_members),
+        web.post(f"{BASE}/cluster/transfer", cluster_transfer),
+        web.get(f"{BASE}/services", services_page),
+        web.get(f"{BASE}/service", service_get),
+        web.post(f"{BASE}/instance", instance_action),
+        web.get(f"{BASE}/configs", configs_page),
+        web.get(f"{BASE}/config", config_page),
+        web.post(f"{BASE}/config/preview", config_preview),
+        web.post(f"{BASE}/config", config_publish),
+        web.post(f"{BASE}/config/delete", config_delete),
+        web.get(f"{BASE}/config/history", history_page),
+        web.get(f"{BASE}/config/diff", history_diff),
+        web.post(f"{BASE}/config/rollback", config_rollback),
+        web.get(f"{BASE}/namespaces", namespaces_page),
+        web.post(f"{BASE}/namespaces", namespaces_action),
+        web.get(f"{BASE}/users", users_page),
+        web.post(f"{BASE}/users", users_action),
+    ]
+
+
+CONFIG_FORM_PATHS: Final = (
+    f"{BASE}/config/preview",
+    f"{BASE}/config",
+    f"{BASE}/config/delete",
+    f"{BASE}/config/rollback",
+)
+"""Console routes whose forms carry a config's content: the config body limit applies."""

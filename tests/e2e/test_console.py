@@ -1,0 +1,370 @@
+"""The web console in a real browser: Debian's chromium driven by Playwright against a real
+3-node cluster with auth on. Each page is saved as a screenshot under ci-artifacts/console/.
+
+The browser talks to a follower, so every write from a form is forwarded to the leader
+(the console's 303 travels back through the forward). Skipped where chromium or Playwright
+is missing (.ci/run installs chromium where apt is usable).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Final
+
+import pytest
+from tests.e2e.harness import FAST_TIMERS, LocalCluster, NodeProcess, local_cluster, wait_for
+
+from naraft.client import INSTANCE_LIST_PATH, INSTANCE_PATH, bearer, login
+
+CHROMIUM: Final = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    pytest.skip(
+        f"no {CHROMIUM}: the console's browser tests need Debian's chromium "
+        "(apt-get install chromium)",
+        allow_module_level=True,
+    )
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="the console's browser tests need playwright (pip, dev extra)"
+)
+
+pytestmark = [pytest.mark.e2e]
+
+SHOTS: Final = Path(__file__).parents[2] / "ci-artifacts" / "console"
+CHROMIUM_ARGS: Final = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+)  # fmt: skip
+SERVICE: Final = "console-orders"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    root = tmp_path_factory.mktemp("console") / "cluster"
+    with local_cluster(root, size=3, extra_args=FAST_TIMERS, auth="on") as cluster:
+        cluster.wait_ready()
+        password = cluster.admin_password
+        assert password is not None
+        wait_for(lambda: _login_works(cluster, password), timeout_seconds=15, what="a login")
+        yield cluster
+
+
+def _login_works(cluster: LocalCluster, password: str) -> bool:
+    try:
+        login(cluster.nodes[0].url, password)
+    except OSError:
+        return False
+    return True
+
+
+def token(cluster: LocalCluster) -> str:
+    assert cluster.admin_password is not None
+    return login(cluster.leader().url, cluster.admin_password)
+
+
+@pytest.fixture(scope="module")
+def follower(cluster: LocalCluster) -> NodeProcess:
+    leader = cluster.leader()
+    return next(n for n in cluster.nodes if n.id != leader.id)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=list(CHROMIUM_ARGS)
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+class Console:
+    """One signed-in tab, its uncaught page errors, and its screenshots."""
+
+    def __init__(self, page: Any, base: str) -> None:
+        self.page = page
+        self.base = base
+        self.errors: list[str] = []
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
+        page.on("dialog", lambda dialog: dialog.accept())  # every confirm is answered yes
+        page.set_default_timeout(10_000)
+
+    def open(self, path: str) -> None:
+        answer = self.page.goto(f"{self.base}{path}")
+        assert answer is not None
+        assert answer.status == 200, f"{path}: {answer.status} {self.page.inner_text('body')}"
+
+    def shot(self, name: str) -> None:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+    def flash(self) -> str:
+        return str(self.page.locator("p.flash").first.inner_text())
+
+
+@pytest.fixture(scope="module")
+def console(cluster: LocalCluster, follower: NodeProcess, browser: Any) -> Iterator[Console]:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    tab = Console(context.new_page(), follower.url)
+    tab.open("/nacos/")
+    assert "/nacos/ui/login" in tab.page.url  # no session yet
+    tab.shot("login")
+    tab.page.get_by_label("User name").fill("nacos")
+    tab.page.get_by_label("Password").fill(cluster.admin_password or "")
+    tab.page.get_by_role("button", name="Sign in").click()
+    tab.page.wait_for_url("**/nacos/ui/services**")
+    try:
+        yield tab
+    finally:
+        context.close()
+
+
+@pytest.fixture(autouse=True)
+def no_page_errors(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "console" in request.fixturenames:
+        tab: Console = request.getfixturevalue("console")
+        assert tab.errors == [], "uncaught errors in the console's pages"
+
+
+def register(cluster: LocalCluster, ip: str, **extra: str) -> None:
+    params = {"serviceName": SERVICE, "ip": ip, "port": "8080", "ephemeral": "false", **extra}
+    answer = cluster.client.post(
+        f"{cluster.leader().url}{INSTANCE_PATH}", params=params, headers=bearer(token(cluster))
+    )
+    assert answer.status_code == 200, answer.text
+
+
+def api_hosts(cluster: LocalCluster, node: NodeProcess) -> set[str]:
+    answer = cluster.client.get(
+        f"{node.url}{INSTANCE_LIST_PATH}",
+        params={"serviceName": SERVICE},
+        headers=bearer(token(cluster)),
+    )
+    assert answer.status_code == 200, answer.text
+    return {h["ip"] for h in answer.json()["hosts"]}
+
+
+@pytest.fixture(scope="module")
+def orders(cluster: LocalCluster, follower: NodeProcess) -> str:
+    """A service with two persistent instances, registered through the API. (The tests do
+    not depend on their order: pytest-xdist may split this module's tests between workers,
+    each with its own cluster.)"""
+    register(cluster, "10.9.0.1", metadata='{"zone":"a"}')
+    register(cluster, "10.9.0.2", weight="2")
+    wait_for(
+        lambda: api_hosts(cluster, follower) == {"10.9.0.1", "10.9.0.2"},
+        timeout_seconds=10,
+        what="replication",
+    )
+    return SERVICE
+
+
+def test_find_a_service_registered_through_the_api(orders: str, console: Console) -> None:
+    console.open("/nacos/ui/services")
+    console.page.get_by_label("Service name contains").fill("console-ord")
+    console.page.get_by_role("button", name="Search").click()
+    row = console.page.locator("#services tbody tr", has_text=SERVICE)
+    assert row.locator("td").nth(3).inner_text() == "2"  # instances
+    assert row.locator("td").nth(4).inner_text() == "2"  # healthy
+    console.shot("services")
+    row.get_by_role("link", name=SERVICE).click()
+    rows = console.page.locator("#instances tbody tr")
+    assert rows.count() == 2
+    assert "zone=a" in rows.filter(has_text="10.9.0.1").inner_text()
+    console.shot("service")
+    # a phone: the page fits its width (wide tables scroll inside their own box)
+    console.page.set_viewport_size({"width": 390, "height": 844})
+    try:
+        width = console.page.evaluate("document.documentElement.scrollWidth")
+        wide = console.page.evaluate(
+            "[...document.querySelectorAll('body *')]"
+            ".filter(e => e.getBoundingClientRect().right > 391)"
+            ".slice(0, 5).map(e => e.tagName + '.' + e.className + '#' + e.id)"
+        )
+        assert width <= 390, wide
+        console.shot("service-phone")
+    finally:
+        console.page.set_viewport_size({"width": 1280, "height": 800})
+
+
+def test_disabling_an_instance_changes_the_apis_list(
+    cluster: LocalCluster, orders: str, console: Console
+) -> None:
+    console.open(f"/nacos/ui/service?serviceName={SERVICE}")
+    row = console.page.locator("#instances tbody tr", has_text="10.9.0.2")
+    row.get_by_role("button", name="Disable").click()
+    assert "disabled 10.9.0.2:8080" in console.flash()
+    assert "disabled" in console.page.locator("tr", has_text="10.9.0.2").inner_text()
+    # a client's list leaves disabled instances out, on every node
+    for node in cluster.running_nodes():
+        wait_for(
+            lambda node=node: api_hosts(cluster, node) == {"10.9.0.1"},
+            timeout_seconds=10,
+            what="disable",
+        )
+
+
+def test_bad_weight_shows_the_apis_error_and_writes_nothing(
+    cluster: LocalCluster, orders: str, console: Console
+) -> None:
+    api = cluster.client.patch(
+        f"{cluster.leader().url}{INSTANCE_PATH}",
+        params={"serviceName": SERVICE, "ip": "10.9.0.1", "port": "8080", "weight": "heavy"},
+        headers=bearer(token(cluster)),
+    )
+    assert api.status_code == 400
+    console.open(f"/nacos/ui/service?serviceName={SERVICE}")
+    console.page.get_by_label("Weight of 10.9.0.1:8080").fill("heavy")
+    console.page.locator("tr", has_text="10.9.0.1").get_by_role(
+        "button", name="Save weight"
+    ).click()
+    assert console.page.get_by_role("alert").inner_text() == api.text
+    console.shot("service-error")
+    detail = cluster.client.get(
+        f"{cluster.leader().url}{INSTANCE_PATH}",
+        params={"serviceName": SERVICE, "ip": "10.9.0.1", "port": "8080"},
+        headers=bearer(token(cluster)),
+    )
+    assert detail.json()["weight"] == 1.0
+
+
+def config_content(cluster: LocalCluster, data_id: str) -> str:
+    answer = cluster.client.get(
+        f"{cluster.leader().url}/nacos/v1/cs/configs",
+        params={"dataId": data_id, "group": "DEFAULT_GROUP"},
+        headers=bearer(token(cluster)),
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.text
+
+
+def test_publish_edit_diff_history_and_roll_back_a_config(
+    cluster: LocalCluster, console: Console
+) -> None:
+    page = console.page
+    console.open("/nacos/ui/configs")
+    page.get_by_role("link", name="New config").click()
+    page.get_by_label("Data ID").fill("console.properties")
+    page.get_by_label("Content").fill("color=blue\nsize=10\n")
+    page.get_by_role("button", name="Review changes").click()
+    page.get_by_role("button", name="Publish").click()
+    assert "published console.properties" in console.flash()
+    assert config_content(cluster, "console.properties") == "color=blue\nsize=10\n"
+
+    page.get_by_label("Content").fill("color=green\nsize=10\n")
+    page.get_by_role("button", name="Review changes").click()
+    diff = page.locator("#diff")
+    assert diff.locator(".del").inner_text() == "-color=blue"
+    assert diff.locator(".add").inner_text() == "+color=green"
+    console.shot("config-review")
+    page.get_by_role("button", name="Publish").click()
+    assert config_content(cluster, "console.properties") == "color=green\nsize=10\n"
+    console.shot("config")
+
+    page.get_by_role("link", name="History").first.click()
+    versions = page.locator("#history tbody tr")
+    assert versions.count() == 2  # the insert and the update (holding the old content)
+    console.shot("history")
+    older = versions.nth(0).locator("td").first.inner_text()  # newest first: the update
+    page.get_by_label("Compare version").select_option(older)
+    page.get_by_role("button", name="Show diff").click()
+    assert page.locator("#diff .del").inner_text() == "-color=blue"
+    assert page.locator("#diff .add").inner_text() == "+color=green"
+    page.go_back()
+    page.get_by_role("button", name=f"Roll back to {older}").click()  # confirm: accepted
+    assert f"back to version {older}" in console.flash()
+    assert config_content(cluster, "console.properties") == "color=blue\nsize=10\n"
+
+
+def test_create_a_namespace_and_a_bad_id_is_refused(
+    cluster: LocalCluster, console: Console
+) -> None:
+    page = console.page
+    console.open("/nacos/ui/namespaces")
+    page.get_by_label("ID (blank: generated)").fill("team-console")
+    page.get_by_label("Name", exact=True).fill("Team console")
+    page.get_by_role("button", name="Create").click()
+    assert "created namespace team-console" in console.flash()
+    assert page.locator("#namespaces", has_text="team-console").count() == 1
+    console.shot("namespaces")
+
+    listed = cluster.client.get(
+        f"{cluster.leader().url}/nacos/v1/console/namespaces", headers=bearer(token(cluster))
+    ).json()["data"]
+    page.get_by_label("ID (blank: generated)").fill("no spaces allowed")
+    page.get_by_label("Name", exact=True).fill("x")
+    page.get_by_role("button", name="Create").click()
+    api = cluster.client.post(
+        f"{cluster.leader().url}/nacos/v1/console/namespaces",
+        params={"customNamespaceId": "no spaces allowed", "namespaceName": "x"},
+        headers=bearer(token(cluster)),
+    )
+    assert api.status_code == 400
+    assert page.get_by_role("alert").inner_text() == api.text
+    after = cluster.client.get(
+        f"{cluster.leader().url}/nacos/v1/console/namespaces", headers=bearer(token(cluster))
+    ).json()["data"]
+    assert after == listed
+
+
+def test_create_a_user_and_give_it_a_role(cluster: LocalCluster, console: Console) -> None:
+    page = console.page
+    console.open("/nacos/ui/users")
+    page.get_by_label("New user").fill("carol")
+    page.get_by_label("Password").fill("carol-password")
+    page.get_by_role("button", name="Create user").click()
+    assert "create user ok!" in console.flash()
+    page.get_by_label("Role", exact=True).first.fill("readers")
+    page.get_by_label("for user").fill("carol")
+    page.get_by_role("button", name="Bind role").click()
+    assert page.locator("#roles tbody tr", has_text="carol").count() == 1
+    console.shot("users")
+    assert login(cluster.leader().url, "carol-password", username="carol")
+
+
+def leader_shown(console: Console) -> str | None:
+    rows = console.page.locator("#members tbody tr")
+    for n in range(rows.count()):
+        cells = rows.nth(n).locator("td")
+        if cells.nth(1).inner_text() == "leader":
+            return str(cells.first.inner_text()).split(" ")[0]
+    return None
+
+
+def test_cluster_page_shows_the_members_and_a_new_leader_live(
+    cluster: LocalCluster, follower: NodeProcess, console: Console
+) -> None:
+    console.open("/nacos/ui/cluster")
+    assert console.page.locator("#members tbody tr").count() == 3
+    before = cluster.leader()
+    assert leader_shown(console) == before.id
+    # hand the leadership to the node this browser talks to, from its form (confirmed)
+    console.page.get_by_label("To member").select_option(follower.id)
+    console.page.get_by_role("button", name="Transfer leadership").click()
+    assert f"leadership moved from {before.id} to {follower.id}" in console.flash()
+    # then kill a leader that is not this browser's node
+    target = next(n for n in cluster.nodes if n.id not in (follower.id,))
+    console.page.get_by_label("To member").select_option(target.id)
+    console.page.get_by_role("button", name="Transfer leadership").click()
+    assert f"to {target.id}" in console.flash()
+    leader = cluster.leader()
+    assert leader.id == target.id
+    wait_for(lambda: leader_shown(console) == leader.id, timeout_seconds=10, what="the page")
+    console.shot("cluster")
+
+    leader.kill()
+    new_leader = cluster.leader(exclude=leader.id, among=cluster.running_nodes())
+    # the page refreshes itself: no reload
+    wait_for(lambda: leader_shown(console) == new_leader.id, timeout_seconds=20,
+             what="the console to show the new leader")  # fmt: skip
+    wait_for(
+        lambda: "unreachable" in console.page.locator("tr", has_text=leader.id).inner_text(),
+        timeout_seconds=10,
+        what="the console to show the old leader unreachable",
+    )
+    console.shot("cluster-after-kill")
+    assert os.path.exists(SHOTS / "cluster-after-kill.png")
