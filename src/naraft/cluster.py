@@ -508,13 +508,19 @@ class ProcessCluster:
             )
             self.nodes.append(NodeProcess(spec))
 
-    def add_joining_node(self, join_url: str | None = None) -> NodeProcess:
+    def add_joining_node(
+        self, join_url: str | None = None, *, separate_listen: bool = False
+    ) -> NodeProcess:
         """A new node (not started) on a free port that joins this cluster through
         `join_url` (default: the first node's URL) with `naraft server --join`, as every
-        other node is run; it counts as a member for the leader rule from now on."""
+        other node is run; it counts as a member for the leader rule from now on.
+        `separate_listen` as in the constructor: it listens on a second port."""
         if self.tls:
             raise ClusterError("joining nodes are not supported with tls=True here")
-        port = free_ports(1, self.host, companion_offset=GRPC_PORT_OFFSET)[0]
+        ports = free_ports(
+            2 if separate_listen else 1, self.host, companion_offset=GRPC_PORT_OFFSET
+        )
+        port = ports[0]
         member = f"{self.host}:{port}"
         template = self.nodes[0].spec
         data_dir = node_data_dir(self.root, member)
@@ -526,7 +532,7 @@ class ProcessCluster:
             template,
             node_id=member,
             data_dir=data_dir,
-            listen=None,
+            listen=f"{self.host}:{ports[1]}" if separate_listen else None,
             standalone=False,
             peers=(),
             join=join_url if join_url is not None else self.nodes[0].url,

@@ -115,3 +115,25 @@ def test_a_disk_full_schedule_refuses_writes_and_loses_nothing(tmp_path: Path) -
     logs = "".join(p.read_text() for p in (result.run_dir / "cluster").glob("*.log"))
     assert "the disk is full" in logs
     assert "space is back" in logs
+
+
+@pytest.mark.timeout(180)
+def test_replacing_a_member_under_faults_loses_nothing(tmp_path: Path) -> None:
+    """A fourth node joins, is added and promoted under leader kills and isolations, then an
+    original member is removed and stopped; every check holds over the final members."""
+    config = CampaignConfig(
+        history_dir=tmp_path / "replace-node",
+        nodes=3,
+        schedules=1,
+        seconds=SECONDS,
+        seed=SEED,
+        kinds=(ScheduleKind.REPLACE_NODE,),
+    )
+    (result,) = run_campaign(config).results
+    assert result.passed, _explain([result], SEED, config.history_dir)
+    history = (result.run_dir / "history.jsonl").read_text()
+    # a call that failed may still have applied: the list, not the answer, shows each step
+    for step in ("member-listed", "member-removed"):
+        assert f'"f": "{step}"' in history, step
+    members = next(check for check in result.checks if check.name == "members")
+    assert members.detail.count("127.0.0.1:") == 3, members.detail

@@ -294,7 +294,7 @@ def election_safety(cluster: ChaosCluster) -> ElectionAudit:
     the leader each follower accepted)."""
     leaders: dict[int, set[str]] = {}
     records = 0
-    for node in cluster.nodes:
+    for node in cluster.every_node:
         path = node.data_dir / AUDIT_FILE
         if not path.exists():
             continue
@@ -321,5 +321,5 @@ def election_safety(cluster: ChaosCluster) -> ElectionAudit:
 
 def tracebacks(cluster: ChaosCluster) -> dict[str, int]:
     """How many tracebacks each node's log holds (nodes with none are left out)."""
-    counts = {node.id: node.log_text().count("Traceback") for node in cluster.nodes}
+    counts = {node.id: node.log_text().count("Traceback") for node in cluster.every_node}
     return {node_id: count for node_id, count in counts.items() if count}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import shutil
 import subprocess
@@ -21,7 +22,7 @@ from typing import Any, Final
 import aiohttp
 
 from naraft.chaos.proxy import LinkTable, NodeProxy
-from naraft.client import FAILPOINTS_PATH, fetch_status
+from naraft.client import FAILPOINTS_PATH, change_member, fetch_status, list_members
 from naraft.cluster import FAILPOINTS_ENV_VAR, NodeProcess, ProcessCluster
 from naraft.grpc.client import grpc_address
 
@@ -31,6 +32,7 @@ DB_FILE: Final = "naraft.db"
 AUDIT_FILE: Final = "election-audit.jsonl"
 SECRET: Final = "naraft-chaos-cluster-secret"
 STOP_TIMEOUT_SECONDS: Final = 10.0
+MEMBERS_TIMEOUT_SECONDS: Final = 5.0
 
 
 FILLER_FILE: Final = "disk-filler"  # the disk-full fault's file (schedules.fill_disk)
@@ -126,6 +128,12 @@ class ChaosNode:
     def start(self, failpoints: str) -> None:
         self._process.start(env={FAILPOINTS_ENV_VAR: failpoints})
 
+    def rejoin_through(self, url: str) -> None:
+        """Start from now on with `--join url` instead of the original `--peers`: a data
+        directory that holds members runs with them, one that holds none asks `url`."""
+        spec = self._process.spec
+        self._process.spec = dataclasses.replace(spec, peers=(), join=url)
+
     async def kill(self) -> None:
         """SIGKILL (kill -9): no cleanup, no flush; waits for the process to be gone."""
         await self._process.akill()
@@ -172,7 +180,10 @@ class ChaosCluster:
             secret=SECRET,
             log_dir=root if tmpfs_size else None,
         )
-        self.nodes: list[ChaosNode] = []
+        self.nodes: list[ChaosNode] = []  # the members now: what clients and checks use
+        self.joining: list[ChaosNode] = []  # started with --join, not listed as members yet
+        self.retired: list[ChaosNode] = []  # removed from the members (and stopped)
+        self.members_changed = False  # once true, (re)starts use --join (`start_node`)
         self.proxies: list[NodeProxy] = []
         for process in self._processes.nodes:
             proxy_port = int(process.id.rsplit(":", 1)[1])
@@ -189,8 +200,81 @@ class ChaosCluster:
     def ids(self) -> list[str]:
         return [node.id for node in self.nodes]
 
+    @property
+    def every_node(self) -> list[ChaosNode]:
+        """Members, joining and retired nodes: every process this cluster ever ran."""
+        return [*self.nodes, *self.joining, *self.retired]
+
     def node(self, node_id: str) -> ChaosNode:
         return next(node for node in self.nodes if node.id == node_id)
+
+    async def add_joining_node(self) -> ChaosNode:
+        """A new node (not started) behind a proxy of its own, to run `naraft server --join`
+        through the first member; in `joining` (not a member) until `adopt`."""
+        self.members_changed = True
+        process = self._processes.add_joining_node(self.nodes[0].url, separate_listen=True)
+        self._processes.forget_member(process.id)  # the leader rule counts it once adopted
+        node = ChaosNode(process, int(process.url.rsplit(":", 1)[1]))
+        proxy = NodeProxy(
+            process.id,
+            listen_port=int(process.id.rsplit(":", 1)[1]),
+            upstream_port=node.listen_port,
+            links=self.links,
+        )
+        await proxy.start()
+        self.proxies.append(proxy)
+        self.joining.append(node)
+        return node
+
+    def start_node(self, node: ChaosNode) -> None:
+        """Start (again) a node. Once the members changed, its original `--peers` may
+        disagree with the members its data directory holds (the node refuses to start): it
+        runs with `--join` through a running member instead, which takes the persisted
+        members, or asks that member when it holds none yet."""
+        if self.members_changed:
+            through = next((o for o in self.nodes if o is not node and o.serving), None)
+            if through is not None:
+                node.rejoin_through(through.url)
+        node.start(self.failpoints)
+
+    def adopt(self, node: ChaosNode) -> None:
+        """A joining node is listed as a member: clients and checks use it from now on."""
+        self.joining.remove(node)
+        self.nodes.append(node)
+        self._processes.members.append(node.id)
+
+    def retire(self, node: ChaosNode) -> None:
+        """A member was removed: clients and checks leave it alone from now on."""
+        self.nodes.remove(node)
+        self.retired.append(node)
+        self._processes.forget_member(node.id)
+
+    async def members(self) -> Any:
+        """`GET /naraft/v1/members` as the leader answers it (asked of each serving node in
+        turn until one answers with a leader known); None if none did."""
+        for node in [*self.nodes, *self.joining]:
+            if not node.serving:
+                continue
+            try:
+                answer = await asyncio.to_thread(
+                    list_members, node.url, timeout_seconds=MEMBERS_TIMEOUT_SECONDS
+                )
+            except (OSError, ValueError):  # urllib's errors are OSErrors
+                continue
+            if isinstance(answer, dict) and answer.get("leader"):
+                return answer
+        return None
+
+    async def change_member(self, member: str, action: str, via: ChaosNode) -> bool:
+        """`POST /naraft/v1/members` through `via` (forwarded to the leader); whether it
+        answered 200 (the change applied). A failed call may still have applied it."""
+        try:
+            await asyncio.to_thread(
+                change_member, via.url, member, action, timeout_seconds=MEMBERS_TIMEOUT_SECONDS
+            )
+        except (OSError, ValueError):
+            return False
+        return True
 
     async def __aenter__(self) -> ChaosCluster:
         if self._tmpfs_size is not None:
@@ -207,7 +291,7 @@ class ChaosCluster:
         await self.stop()
 
     async def stop(self) -> None:
-        for node in self.nodes:
+        for node in self.every_node:
             await node.stop()
         for proxy in self.proxies:
             await proxy.close()
@@ -249,7 +333,7 @@ class ChaosCluster:
 
     async def restart(self, node: ChaosNode) -> None:
         await node.kill()
-        node.start(self.failpoints)
+        self.start_node(node)
 
     async def wait_serving(self, timeout_seconds: float) -> bool:
         """Wait until every running node answers /raft/state; False on timeout."""

@@ -117,6 +117,7 @@ class ListenerSet:
     """A listener on every node, run beside the workload until the final check is done."""
 
     def __init__(self, cluster: ChaosCluster) -> None:
+        self._cluster = cluster
         self._updated = asyncio.Condition()
         self.listeners = [Listener(node, self._updated) for node in cluster.nodes]
         self._stop = asyncio.Event()
@@ -130,6 +131,7 @@ class ListenerSet:
             return [
                 f"{listener.node.id} missed {data_id}"
                 for listener in self.listeners
+                if listener.node in self._cluster.nodes  # not a removed member's
                 for data_id, md5 in final.items()
                 if listener.md5s.get(data_id) != md5
             ]

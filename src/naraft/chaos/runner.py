@@ -201,6 +201,7 @@ async def run_schedule(config: CampaignConfig, index: int) -> ScheduleResult:
                     healed_at = asyncio.get_running_loop().time()
                     await nemesis.heal()
                     serving = await cluster.wait_serving(RESTART_TIMEOUT_SECONDS)
+                    outcomes.append(await _members_outcome(cluster, kind))
                     convergence = await checks.converge(
                         cluster, config.convergence_seconds, since=healed_at
                     )
@@ -232,7 +233,8 @@ async def run_schedule(config: CampaignConfig, index: int) -> ScheduleResult:
                             CheckOutcome(
                                 name="identical state",
                                 passed=not comparison.differences,
-                                detail=f"{comparison.keys_compared} keys on {config.nodes} nodes"
+                                detail=f"{comparison.keys_compared} keys on "
+                                f"{len(cluster.nodes)} nodes"
                                 if not comparison.differences
                                 else "; ".join(comparison.differences[:5]),
                             )
@@ -253,7 +255,7 @@ async def run_schedule(config: CampaignConfig, index: int) -> ScheduleResult:
                         )
                         if workload.grpc_sessions:
                             ephemeral = await checks.grpc_ephemeral(cluster, workload)
-                            outcomes.append(_ephemeral_outcome(ephemeral, config.nodes))
+                            outcomes.append(_ephemeral_outcome(ephemeral, len(cluster.nodes)))
                         outcomes += await _config_checks(cluster, workload, listeners)
                         if senders is not None:
                             outcomes += await _input_checks(cluster, senders)
@@ -446,6 +448,41 @@ def _grpc_summary(workload: Workload, ephemeral: checks.EphemeralCheck | None) -
         summary["ephemeral_checked"] = ephemeral.instances
         summary["live_checked"] = ephemeral.clients
     return summary
+
+
+async def _members_outcome(cluster: ChaosCluster, kind: ScheduleKind) -> CheckOutcome:
+    """The leader's member list after the heal: every member a voter, and the nodes the
+    checks ask (`cluster.nodes`) exactly the members. A joining node listed late is adopted
+    here, a member removed late retired; the replace-node schedule must have replaced one."""
+    listing = None
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + RESTART_TIMEOUT_SECONDS
+    while listing is None and loop.time() < deadline:
+        listing = await cluster.members()
+    if listing is None:
+        return CheckOutcome(name="members", passed=False, detail="no leader listed the members")
+    rows = {str(row["id"]): str(row["role"]) for row in listing["members"]}
+    for node in list(cluster.joining):
+        if node.id in rows:
+            cluster.adopt(node)
+    for node in list(cluster.nodes):
+        if node.id not in rows:
+            cluster.retire(node)
+            await node.stop()
+    problems = [f"{member} is a {role}" for member, role in rows.items() if role != "voter"]
+    problems += [
+        f"{member} is not a node of the campaign" for member in set(rows) - set(cluster.ids)
+    ]
+    if kind is ScheduleKind.REPLACE_NODE and not (cluster.retired and not cluster.joining):
+        problems.append(
+            f"not replaced: joining {[n.id for n in cluster.joining]}, "
+            f"removed {[n.id for n in cluster.retired]}"
+        )
+    return CheckOutcome(
+        name="members",
+        passed=not problems,
+        detail=f"voters {sorted(rows)}" if not problems else "; ".join(problems),
+    )
 
 
 def _unexpected_exits(cluster: ChaosCluster) -> CheckOutcome:

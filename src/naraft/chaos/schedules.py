@@ -40,6 +40,7 @@ class ScheduleKind(enum.StrEnum):
     POWER_LOSS_ONE = "power-loss-one"
     MIXED = "mixed"
     DISK_FULL = "disk-full"
+    REPLACE_NODE = "replace-node"
 
 
 CI_KINDS: Final = (
@@ -60,6 +61,7 @@ SOAK_KINDS: Final = (
     ScheduleKind.POWER_LOSS_ONE,
     ScheduleKind.MIXED,
     ScheduleKind.DISK_FULL,
+    ScheduleKind.REPLACE_NODE,
 )
 
 AIMS: Final[Mapping[ScheduleKind, str]] = {
@@ -75,6 +77,7 @@ AIMS: Final[Mapping[ScheduleKind, str]] = {
     ScheduleKind.POWER_LOSS_ONE: "torn WAL tail repaired at restart (etcd #2736, #6378)",
     ScheduleKind.MIXED: "every fault kind, weighted (docs/fault-campaigns.md)",
     ScheduleKind.DISK_FULL: "disk full during a write corrupts the WAL (etcd #2819)",
+    ScheduleKind.REPLACE_NODE: "lost writes or two leaders across a membership change",
 }
 
 NEEDS_TMPFS: Final = frozenset({ScheduleKind.DISK_FULL})
@@ -127,7 +130,7 @@ class Nemesis:
             self.note("kill", node=node.id)
 
     def start(self, node: ChaosNode) -> None:
-        node.start(self.cluster.failpoints)
+        self.cluster.start_node(node)
         self.note("start", node=node.id)
 
     async def heal(self) -> None:
@@ -138,7 +141,7 @@ class Nemesis:
             if node.paused:
                 node.resume()
             if not node.running:
-                node.start(self.cluster.failpoints)
+                self.cluster.start_node(node)
         await self.cluster.set_transport_faults("")
         self.note("heal")
 
@@ -326,6 +329,103 @@ async def mixed(n: Nemesis, deadline: float) -> None:
             return
 
 
+MEMBERSHIP_GRACE_SECONDS: Final = 12.0  # past the deadline, the change may still complete
+
+
+async def replace_node(n: Nemesis, deadline: float) -> None:
+    """Replace a member under faults: a new node starts with --join, is added as a learner
+    and promoted once caught up (match >= commit), then one original member (the leader
+    half the time) is removed and stopped. Meanwhile, one fault at a time every 1-3 s:
+    the leader killed (restarted 0.5-3 s later) or a node (the joining one included)
+    isolated for 2-5 s."""
+    if not await n.sleep(1, 3, deadline):
+        return
+    originals = list(n.cluster.nodes)
+    faults = asyncio.create_task(_membership_faults(n, deadline), name="chaos-member-faults")
+    try:
+        node = await n.cluster.add_joining_node()
+        n.start(node)
+        limit = deadline + MEMBERSHIP_GRACE_SECONDS
+        if await _grow(n, node, limit):
+            await _shrink(n, node, originals, limit)
+    finally:
+        await faults
+
+
+async def _grow(n: Nemesis, node: ChaosNode, limit: float) -> bool:
+    """Add `node` as a learner, promote it once caught up; whether it became a voter."""
+    loop = asyncio.get_running_loop()
+    while loop.time() < limit:
+        rows, commit = await _member_rows(n)
+        row = rows.get(node.id)
+        if row is not None and node in n.cluster.joining:
+            n.cluster.adopt(node)
+            n.note("member-listed", node=node.id, role=str(row["role"]))
+        if row is not None and row["role"] == "voter":
+            return True
+        match = None if row is None else row["matchIndex"]
+        action = "add" if row is None else "promote"
+        if action == "promote" and (not isinstance(match, int) or match < commit):
+            await asyncio.sleep(0.2)
+            continue
+        if await n.cluster.change_member(node.id, action, via=await n.target(leader=True)):
+            n.note(f"member-{action}", node=node.id)
+        else:
+            await asyncio.sleep(0.5)
+    return False
+
+
+async def _shrink(n: Nemesis, new: ChaosNode, originals: list[ChaosNode], limit: float) -> None:
+    """Remove one original member (the leader half the time), then stop its process."""
+    loop = asyncio.get_running_loop()
+    leader = await n.cluster.leader()
+    coin = n.rng.random() < 0.5
+    victim = leader if leader is not None and leader in originals and coin else None
+    victim = victim or n.rng.choice(originals)
+    n.note("member-remove-chosen", node=victim.id, leader=leader is victim)
+    while loop.time() < limit:
+        rows, _ = await _member_rows(n)
+        if rows and victim.id not in rows:
+            n.cluster.retire(victim)
+            await victim.stop()
+            n.note("member-removed", node=victim.id)
+            return
+        via = next((o for o in n.cluster.nodes if o is not victim and o.serving), new)
+        if await n.cluster.change_member(victim.id, "remove", via=via):
+            n.note("member-remove", node=victim.id)
+        else:
+            await asyncio.sleep(0.5)
+
+
+async def _member_rows(n: Nemesis) -> tuple[dict[str, dict[str, Any]], int]:
+    """The members as the leader lists them (id -> row) and its commit index; empty when no
+    node answered with a leader."""
+    listing = await n.cluster.members()
+    if listing is None:
+        await asyncio.sleep(0.2)
+        return {}, 0
+    return {str(r["id"]): r for r in listing["members"]}, int(listing["commitIndex"])
+
+
+async def _membership_faults(n: Nemesis, deadline: float) -> None:
+    """One fault at a time until `deadline`; a node removed meanwhile is not restarted."""
+    while await n.sleep(1, 3, deadline):
+        if n.rng.random() < 0.5:
+            node = await n.target(leader=True)
+            await n.kill(node)
+            await n.sleep(0.5, 3, deadline + 3)
+            if node in n.cluster.nodes or node in n.cluster.joining:
+                n.start(node)
+        else:
+            everyone = [*n.cluster.nodes, *n.cluster.joining]
+            node = n.rng.choice(everyone)
+            n.cluster.links.isolate(node.id, [o.id for o in everyone if o is not node])
+            n.note("isolate", node=node.id)
+            await n.sleep(2, 5, deadline + 5)
+            n.cluster.links.heal()
+            n.note("heal-links")
+
+
 STEPS: Final[Mapping[ScheduleKind, Step]] = {
     ScheduleKind.LEADER_KILL: leader_kill,
     ScheduleKind.ISOLATE_LEADER: isolate_leader,
@@ -339,4 +439,5 @@ STEPS: Final[Mapping[ScheduleKind, Step]] = {
     ScheduleKind.POWER_LOSS_ONE: power_loss_one,
     ScheduleKind.MIXED: mixed,
     ScheduleKind.DISK_FULL: disk_full,
+    ScheduleKind.REPLACE_NODE: replace_node,
 }
