@@ -42,10 +42,45 @@ class FailoverSettings:
 
 
 @dataclass(slots=True)
-class _Events:
+class WriteEvents:
     done: list[tuple[float, float, bool]] = field(default_factory=list)  # (sent, done, ok)
     stop: bool = False
     counter: int = 0
+
+
+async def keep_writing(
+    session: aiohttp.ClientSession,
+    workload: Workload,
+    endpoints: list[str],
+    number: int,
+    events: WriteEvents,
+    refused_until: dict[str, float],
+    pause_seconds: float,
+) -> None:
+    """One writer until `events.stop`: each attempt recorded in `events.done`; after a
+    failure, the next endpoint (skipping one that refused a connection in the last second)."""
+    position = number
+    while not events.stop:
+        now = time.monotonic()
+        live = [e for e in endpoints if refused_until[e] <= now] or endpoints
+        base = live[position % len(live)]
+        events.counter += 1
+        request = workload.request(base, events.counter)
+        sent = time.monotonic()
+        ok = False
+        try:
+            async with session.request(
+                request.method, request.url, data=request.body, headers=JSON_HEADERS
+            ) as answer:
+                ok = workload.ok(answer.status, await answer.read())
+        except aiohttp.ClientConnectorError:
+            refused_until[base] = time.monotonic() + 1.0
+        except (TimeoutError, aiohttp.ClientError):
+            pass
+        events.done.append((sent, time.monotonic(), ok))
+        if not ok:
+            position += 1
+            await asyncio.sleep(pause_seconds)
 
 
 async def one_fault(
@@ -57,57 +92,38 @@ async def one_fault(
     workload = Workload(target, "put", f"fo-{kind}{rep}/", make_value(settings.value_size_bytes))
     endpoints = cluster.endpoints
     refused_until = dict.fromkeys(endpoints, 0.0)
-    events = _Events()
+    events = WriteEvents()
     timeout = aiohttp.ClientTimeout(total=settings.request_timeout_seconds)
 
-    async with aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0), timeout=timeout
-    ) as session:
-
-        async def writer(number: int) -> None:
-            position = number
-            while not events.stop:
-                now = time.monotonic()
-                live = [e for e in endpoints if refused_until[e] <= now] or endpoints
-                base = live[position % len(live)]
-                events.counter += 1
-                request = workload.request(base, events.counter)
-                sent = time.monotonic()
-                ok = False
-                try:
-                    async with session.request(
-                        request.method, request.url, data=request.body, headers=JSON_HEADERS
-                    ) as answer:
-                        ok = workload.ok(answer.status, await answer.read())
-                except aiohttp.ClientConnectorError:
-                    refused_until[base] = time.monotonic() + 1.0
-                except (TimeoutError, aiohttp.ClientError):
-                    pass
-                events.done.append((sent, time.monotonic(), ok))
-                if not ok:
-                    position += 1
-                    await asyncio.sleep(settings.retry_pause_seconds)
-
-        async with asyncio.TaskGroup() as group:
-            for number in range(settings.concurrency):
-                group.create_task(writer(number), name=f"writer-{number}")
-            await asyncio.sleep(settings.before_seconds)
-            fault_at = time.monotonic()
-            if kind == "kill":
-                cluster.kill(leader)
-            else:
-                cluster.pause(leader)
-            recovered_at: float | None = None
-            while time.monotonic() < fault_at + settings.max_after_seconds:
-                await asyncio.sleep(0.02)
-                if recovered_at is None:
-                    firsts = [d for s, d, ok in events.done if ok and s >= fault_at]
-                    recovered_at = min(firsts) if firsts else None
-                if recovered_at is not None and (
-                    time.monotonic() > recovered_at + settings.after_recovery_seconds
-                ):
-                    break
-            events.stop = True
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout) as session,
+        asyncio.TaskGroup() as group,
+    ):
+        for number in range(settings.concurrency):
+            group.create_task(
+                keep_writing(
+                    session, workload, endpoints, number, events,
+                    refused_until, settings.retry_pause_seconds,
+                ),
+                name=f"writer-{number}",
+            )  # fmt: skip
+        await asyncio.sleep(settings.before_seconds)
+        fault_at = time.monotonic()
+        if kind == "kill":
+            cluster.kill(leader)
+        else:
+            cluster.pause(leader)
+        recovered_at: float | None = None
+        while time.monotonic() < fault_at + settings.max_after_seconds:
+            await asyncio.sleep(0.02)
+            if recovered_at is None:
+                firsts = [d for s, d, ok in events.done if ok and s >= fault_at]
+                recovered_at = min(firsts) if firsts else None
+            if recovered_at is not None and (
+                time.monotonic() > recovered_at + settings.after_recovery_seconds
+            ):
+                break
+        events.stop = True
 
     acknowledged = sorted(d for _, d, ok in events.done if ok)
     gap_ms: float | None = None

@@ -28,21 +28,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 from clusters import NODE_NAMES, Cluster, EtcdCluster, NaraftCluster
-from load import JSON_HEADERS, Workload, make_value
+from failover import WriteEvents, keep_writing
+from load import Workload, make_value
 
 GOAL_MS = 100.0
-
-
-@dataclass(slots=True)
-class _Writes:
-    done: list[tuple[float, float, bool]] = field(default_factory=list)  # (sent, done, ok)
-    stop: bool = False
-    counter: int = 0
 
 
 def terminate(cluster: Cluster, node: str) -> None:
@@ -62,64 +55,41 @@ async def rolling_restart(cluster: Cluster, concurrency: int, round_no: int) -> 
     workload = Workload(cluster.target, "put", f"roll{round_no}/", make_value(256))
     endpoints = cluster.endpoints
     refused_until = dict.fromkeys(endpoints, 0.0)
-    writes = _Writes()
+    writes = WriteEvents()
     timeout = aiohttp.ClientTimeout(total=0.25)
     restarts: list[dict[str, object]] = []
-    async with aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0), timeout=timeout
-    ) as session:
-
-        async def writer(number: int) -> None:
-            position = number
-            while not writes.stop:
-                now = time.monotonic()
-                live = [e for e in endpoints if refused_until[e] <= now] or endpoints
-                base = live[position % len(live)]
-                writes.counter += 1
-                request = workload.request(base, writes.counter)
-                sent = time.monotonic()
-                ok = False
-                try:
-                    async with session.request(
-                        request.method, request.url, data=request.body, headers=JSON_HEADERS
-                    ) as answer:
-                        ok = workload.ok(answer.status, await answer.read())
-                except aiohttp.ClientConnectorError:
-                    refused_until[base] = time.monotonic() + 1.0
-                except (TimeoutError, aiohttp.ClientError):
-                    pass
-                writes.done.append((sent, time.monotonic(), ok))
-                if not ok:
-                    position += 1
-                    await asyncio.sleep(0.005)
-
-        async with asyncio.TaskGroup() as group:
-            for number in range(concurrency):
-                group.create_task(writer(number))
-            await asyncio.sleep(2.0)
-            started = time.monotonic()
-            order = [n for n in NODE_NAMES if n != leader] + [leader]
-            for node in order:
-                before = await asyncio.to_thread(cluster.wait_healthy, 60)
-                stopped_at = time.monotonic()
-                await asyncio.to_thread(terminate, cluster, node)
-                exited_at = time.monotonic()
-                cluster.start_node(node)
-                after = await asyncio.to_thread(cluster.wait_healthy, 60)
-                healthy_at = time.monotonic()
-                await asyncio.sleep(1.0)
-                restarts.append(
-                    {
-                        "node": node,
-                        "was_leader": node == before,
-                        "leader_after": after,
-                        "stop_ms": round(1000 * (exited_at - stopped_at)),
-                        "back_ms": round(1000 * (healthy_at - exited_at)),
-                        "_window": (stopped_at, time.monotonic()),
-                    }
-                )
-            finished = time.monotonic()
-            writes.stop = True
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout) as session,
+        asyncio.TaskGroup() as group,
+    ):
+        for number in range(concurrency):
+            group.create_task(
+                keep_writing(session, workload, endpoints, number, writes, refused_until, 0.005)
+            )
+        await asyncio.sleep(2.0)
+        started = time.monotonic()
+        order = [n for n in NODE_NAMES if n != leader] + [leader]
+        for node in order:
+            before = await asyncio.to_thread(cluster.wait_healthy, 60)
+            stopped_at = time.monotonic()
+            await asyncio.to_thread(terminate, cluster, node)
+            exited_at = time.monotonic()
+            cluster.start_node(node)
+            after = await asyncio.to_thread(cluster.wait_healthy, 60)
+            healthy_at = time.monotonic()
+            await asyncio.sleep(1.0)
+            restarts.append(
+                {
+                    "node": node,
+                    "was_leader": node == before,
+                    "leader_after": after,
+                    "stop_ms": round(1000 * (exited_at - stopped_at)),
+                    "back_ms": round(1000 * (healthy_at - exited_at)),
+                    "_window": (stopped_at, time.monotonic()),
+                }
+            )
+        finished = time.monotonic()
+        writes.stop = True
     acknowledged = sorted(d for _, d, ok in writes.done if ok)
     for restart in restarts:
         start, end = restart.pop("_window")  # type: ignore[misc]
