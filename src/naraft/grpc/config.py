@@ -25,7 +25,6 @@ unable to read its own config).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
@@ -36,7 +35,7 @@ from naraft.configs.service import CAS_FAILED_MESSAGE, ConfigService
 from naraft.configs.state import changed_configs
 from naraft.configs.validate import RawPublish
 from naraft.errors import ConflictError, InvalidArgumentError, UnavailableError, UnsupportedError
-from naraft.grpc.connections import Connection, ConnectionTable
+from naraft.grpc.connections import Connection, ConnectionTable, PushSlots
 from naraft.grpc.errors import Code, failed, ok
 from naraft.grpc.server import Access, Call, GrpcServer, Route
 
@@ -99,8 +98,7 @@ class ConfigRoutes:
         self._max_listens = max_listens
         self._listeners: dict[ConfigKey, set[str]] = {}  # config -> connection ids
         self._listened: dict[str, set[ConfigKey]] = {}  # connection id -> configs
-        self._in_flight: dict[tuple[str, ConfigKey], bool] = {}  # value: push again
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._pushes = PushSlots[tuple[str, ConfigKey]](self._push, what="config")
 
     def routes(self) -> list[Route]:
         return [
@@ -266,8 +264,7 @@ class ConfigRoutes:
 
     async def settled(self) -> None:
         """Return once no push is in flight (their outcomes counted)."""
-        while self._tasks:
-            await asyncio.wait(tuple(self._tasks))
+        await self._pushes.settled()
 
     def on_changes(self, datum_keys: Iterable[str]) -> None:
         """The applied-changes listener (runs inside apply: only schedules pushes)."""
@@ -275,34 +272,20 @@ class ConfigRoutes:
             return
         for key in changed_configs(datum_keys):
             for connection_id in self._listeners.get(key, ()):
-                slot = (connection_id, key)
-                if slot in self._in_flight:
-                    self._in_flight[slot] = True
-                    continue
-                self._in_flight[slot] = False
-                task = asyncio.get_running_loop().create_task(self._push(slot))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._pushes.request((connection_id, key))
 
-    async def _push(self, slot: tuple[str, ConfigKey]) -> None:
+    async def _push(self, slot: tuple[str, ConfigKey]) -> bool:
+        """Tell the connection the config changed; False once it no longer listens."""
         connection_id, key = slot
+        connection = self._server.connections.get(connection_id)
+        if connection is None or key not in self._listened.get(connection_id, ()):
+            return False
         try:
-            while True:
-                connection = self._server.connections.get(connection_id)
-                if connection is None or key not in self._listened.get(connection_id, ()):
-                    return
-                try:
-                    await connection.push(
-                        NOTIFY,
-                        {**_context(key), "module": "config"},
-                        timeout_seconds=self._push_timeout,
-                    )
-                except UnavailableError:
-                    return  # the connection closed: its client listens again
-                if not self._in_flight.get(slot):
-                    return
-                self._in_flight[slot] = False
-        except Exception:
-            logger.exception("config push failed connection=%s config=%s", connection_id, key)
-        finally:
-            self._in_flight.pop(slot, None)
+            await connection.push(
+                NOTIFY,
+                {**_context(key), "module": "config"},
+                timeout_seconds=self._push_timeout,
+            )
+        except UnavailableError:
+            return False  # the connection closed: its client listens again
+        return True

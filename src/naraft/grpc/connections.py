@@ -28,9 +28,9 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 import orjson
 
@@ -43,6 +43,8 @@ MAX_OUTBOUND: Final = 1024  # queued messages per connection
 MAX_IN_FLIGHT: Final = 256  # pushes awaiting the client's answer, per connection
 SETUP_WAIT_SECONDS: Final = 2.0  # how long a unary call waits for its stream's setup
 MAX_LABELS: Final = 64
+
+S = TypeVar("S", bound=Hashable)  # a push slot: a connection and what it follows
 
 
 class PushFailedError(UnavailableError):
@@ -277,6 +279,47 @@ class ConnectionTable:
 
     def drop_expectation(self, peer: str) -> None:
         self._setups.pop(peer, None)
+
+
+class PushSlots(Generic[S]):
+    """One push in flight per slot (a connection and what it follows), and at most one more
+    owed: a change that comes while a slot's push is on its way asks for one more push after
+    it, of the state as it is then. A burst of changes thus costs a client two pushes, not
+    one per change, and a slow client never holds more than one push per slot.
+
+    `send(slot)` pushes the slot's current state; it returns False when there is nothing
+    more to push there (the connection or the interest is gone). What it raises is logged
+    and ends the slot's pushes (the client's next request or reconnect asks again)."""
+
+    def __init__(self, send: Callable[[S], Awaitable[bool]], *, what: str) -> None:
+        self._send = send
+        self._what = what
+        self._owed: dict[S, bool] = {}  # the slots with a push in flight: one more owed?
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def request(self, slot: S) -> None:
+        """Push `slot`'s state soon (runs inside apply: only schedules)."""
+        if slot in self._owed:
+            self._owed[slot] = True
+            return
+        self._owed[slot] = False
+        task = asyncio.get_running_loop().create_task(self._run(slot))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def settled(self) -> None:
+        """Return once no push is in flight."""
+        while self._tasks:
+            await asyncio.wait(tuple(self._tasks))
+
+    async def _run(self, slot: S) -> None:
+        try:
+            while await self._send(slot) and self._owed.get(slot):
+                self._owed[slot] = False
+        except Exception:
+            logger.exception("%s push failed slot=%s", self._what, slot)
+        finally:
+            self._owed.pop(slot, None)
 
 
 def split_peer(peer: str) -> tuple[str, str]:

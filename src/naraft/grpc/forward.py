@@ -19,12 +19,9 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from naraft.api.errors import plain_error
+from naraft.api.peer import SignedPoster, signed_route
 from naraft.errors import OutcomeUnknownError, UnavailableError
 from naraft.tls import PLAINTEXT, PeerTls
-from naraft.transport.codec import BodyTooLargeError
-from naraft.transport.server import read_limited
-from naraft.transport.signing import PeerSigner, PeerVerifier, SignatureError, default_cluster_id
 
 GRPC_FORWARD_PATH: Final = "/naraft/v1/grpc"
 MAX_FORWARD_BODY_BYTES: Final = 32 * 1024 * 1024  # a peer limit: above the largest config
@@ -41,24 +38,8 @@ def grpc_forward_routes(
     cluster_id: str | None = None,
 ) -> list[web.RouteDef]:
     """The leader's end; none without a cluster secret (a standalone node has no peers)."""
-    if secret is None:
-        return []
-    verifier = PeerVerifier(
-        secret,
-        cluster_id=cluster_id if cluster_id is not None else default_cluster_id(secret),
-        self_id=self_id,
-        members=members,
-    )
 
-    async def receive(request: web.Request) -> web.Response:
-        try:
-            claim = verifier.claim(request.method, request.raw_path, request.headers)
-            body = await read_limited(request, MAX_FORWARD_BODY_BYTES)
-            verifier.admit(claim, body)
-        except SignatureError as error:
-            return plain_error(error, f"cluster signature: {error}")
-        except BodyTooLargeError as error:
-            return plain_error(error, f"grpc forward: {error}")
+    async def receive(body: bytes) -> web.Response:
         try:
             message = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -68,7 +49,16 @@ def grpc_forward_routes(
         answer = await run(message)
         return web.Response(body=orjson.dumps(answer), content_type="application/json")
 
-    return [web.post(GRPC_FORWARD_PATH, receive)]
+    return signed_route(
+        GRPC_FORWARD_PATH,
+        receive,
+        secret,
+        self_id=self_id,
+        members=members,
+        max_body_bytes=MAX_FORWARD_BODY_BYTES,
+        what="grpc forward",
+        cluster_id=cluster_id,
+    )
 
 
 class HttpLeaderLink:
@@ -84,33 +74,20 @@ class HttpLeaderLink:
         cluster_id: str | None = None,
         tls: PeerTls = PLAINTEXT,
     ) -> None:
-        self._session = session
-        self._secret = secret
-        self._tls = tls
-        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
-        self._signer = PeerSigner(
+        self._poster = SignedPoster(
+            session,
             secret,
-            cluster_id=cluster_id if cluster_id is not None else default_cluster_id(secret),
+            path=GRPC_FORWARD_PATH,
             self_id=self_id,
+            what="a forwarded write",
+            cluster_id=cluster_id,
+            tls=tls,
+            timeout=aiohttp.ClientTimeout(total=timeout_seconds),
         )
 
     async def forward(self, leader: str, message: Mapping[str, Any]) -> dict[str, Any]:
-        if self._secret is None:
-            raise UnavailableError("no cluster secret to sign a forwarded write with")
-        body = orjson.dumps(message)
-        headers = {
-            **self._signer.headers("POST", GRPC_FORWARD_PATH, leader, body),
-            "Content-Type": "application/json",
-        }
         try:
-            async with self._session.post(
-                f"{self._tls.url(leader)}{GRPC_FORWARD_PATH}",
-                data=body,
-                headers=headers,
-                timeout=self._timeout,
-                ssl=self._tls.ssl,
-                server_hostname=self._tls.server_hostname,
-            ) as answer:
+            async with self._poster.post(leader, orjson.dumps(message)) as answer:
                 if answer.status != 200:
                     text = (await answer.text())[:200]
                     raise UnavailableError(f"leader {leader} answered {answer.status}: {text}")

@@ -17,7 +17,6 @@ ephemeral instances, and `NotifySubscriberRequest` pushes.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any, Final, Protocol
@@ -25,7 +24,7 @@ from typing import Any, Final, Protocol
 import orjson
 
 from naraft.errors import InvalidArgumentError, UnavailableError
-from naraft.grpc.connections import Connection, ConnectionTable
+from naraft.grpc.connections import Connection, ConnectionTable, PushSlots
 from naraft.grpc.errors import ok
 from naraft.grpc.server import Access, Call, GrpcServer, Route
 from naraft.naming import validate
@@ -111,7 +110,7 @@ class NamingRoutes:
         # service -> connection id -> the clusters strings it follows
         self._subscribers: dict[ServiceKey, dict[str, set[str]]] = {}
         self._followed: dict[str, set[tuple[ServiceKey, str]]] = {}  # by connection id
-        self._in_flight: dict[tuple[str, ServiceKey, str], bool] = {}  # value: push again
+        self._pushes = PushSlots[tuple[str, ServiceKey, str]](self._push, what="naming")
         # the pushed view of a service by clusters string, shared by all its subscribers
         # until the service changes again
         self._views: dict[ServiceKey, dict[str, bytes]] = {}  # encoded push bodies
@@ -363,46 +362,34 @@ class NamingRoutes:
         self._views.pop(service, None)
         for connection_id, clusters_set in self._subscribers.get(service, {}).items():
             for clusters in clusters_set:
-                slot = (connection_id, service, clusters)
-                if slot in self._in_flight:
-                    self._in_flight[slot] = True
-                    continue
-                self._in_flight[slot] = False
-                asyncio.get_running_loop().create_task(self._push(slot))
+                self._pushes.request((connection_id, service, clusters))
 
-    async def _push(self, slot: tuple[str, ServiceKey, str]) -> None:
+    async def _push(self, slot: tuple[str, ServiceKey, str]) -> bool:
+        """Push the service's view for the clusters; False once the connection is gone."""
         connection_id, service, clusters = slot
+        connection = self._server.connections.get(connection_id)
+        if connection is None:
+            return False
+        views = self._views.setdefault(service, {})
+        encoded = views.get(clusters)
+        if encoded is None:
+            body = {
+                "namespace": service.namespace_id,
+                "groupName": service.group_name,
+                "serviceName": service.service_name,
+                "clusters": clusters,
+            }
+            info = self.service_info(body, "clusters")
+            encoded = views[clusters] = orjson.dumps(
+                {**body, "module": "naming", "serviceInfo": info}
+            )
         try:
-            while True:
-                connection = self._server.connections.get(connection_id)
-                if connection is None:
-                    return
-                views = self._views.setdefault(service, {})
-                encoded = views.get(clusters)
-                if encoded is None:
-                    body = {
-                        "namespace": service.namespace_id,
-                        "groupName": service.group_name,
-                        "serviceName": service.service_name,
-                        "clusters": clusters,
-                    }
-                    info = self.service_info(body, "clusters")
-                    encoded = views[clusters] = orjson.dumps(
-                        {**body, "module": "naming", "serviceInfo": info}
-                    )
-                try:
-                    await connection.push(
-                        "NotifySubscriberRequest", encoded, timeout_seconds=self._push_timeout
-                    )
-                except UnavailableError:
-                    return  # the connection closed: its client subscribes again
-                if not self._in_flight.get(slot):
-                    return
-                self._in_flight[slot] = False
-        except Exception:
-            logger.exception("naming push failed slot=%s", slot)
-        finally:
-            self._in_flight.pop(slot, None)
+            await connection.push(
+                "NotifySubscriberRequest", encoded, timeout_seconds=self._push_timeout
+            )
+        except UnavailableError:
+            return False  # the connection closed: its client subscribes again
+        return True
 
 
 def _service_info(view: Mapping[str, Any], body: Mapping[str, Any]) -> dict[str, Any]:

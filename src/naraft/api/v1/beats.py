@@ -17,13 +17,11 @@ import aiohttp
 from aiohttp import web
 
 from naraft.api.errors import NOT_LEADER_STATUS, plain_error
+from naraft.api.peer import SignedPoster, signed_route
 from naraft.errors import InvalidArgumentError, UnavailableError
 from naraft.naming.beats import decode_beats, encode_beats
 from naraft.naming.keys import InstanceKey
 from naraft.tls import PLAINTEXT, PeerTls
-from naraft.transport.codec import BodyTooLargeError
-from naraft.transport.server import read_limited
-from naraft.transport.signing import PeerSigner, PeerVerifier, SignatureError, default_cluster_id
 
 BEATS_PATH: Final = "/naraft/v1/beats"
 MAX_BEATS_BODY_BYTES: Final = 16 * 1024 * 1024  # a peer limit: 4096 keys of the longest names
@@ -46,24 +44,8 @@ def beat_routes(
     """The leader's end of beat forwarding; none without a cluster secret (standalone).
 
     `members` may sign batches (for `self_id`, in `cluster_id`: default from the secret)."""
-    if secret is None:
-        return []
-    verifier = PeerVerifier(
-        secret,
-        cluster_id=cluster_id if cluster_id is not None else default_cluster_id(secret),
-        self_id=self_id,
-        members=members,
-    )
 
-    async def receive(request: web.Request) -> web.Response:
-        try:
-            claim = verifier.claim(request.method, request.raw_path, request.headers)
-            body = await read_limited(request, MAX_BEATS_BODY_BYTES)
-            verifier.admit(claim, body)
-        except SignatureError as error:
-            return plain_error(error, f"cluster signature: {error}")
-        except BodyTooLargeError as error:
-            return plain_error(error, f"beats: {error}")
+    async def receive(body: bytes) -> web.Response:
         try:
             keys = decode_beats(body)
         except InvalidArgumentError as error:
@@ -72,7 +54,16 @@ def beat_routes(
             return web.Response(status=NOT_LEADER_STATUS, text="not the leader")
         return web.Response(status=204)
 
-    return [web.post(BEATS_PATH, receive)]
+    return signed_route(
+        BEATS_PATH,
+        receive,
+        secret,
+        self_id=self_id,
+        members=members,
+        max_body_bytes=MAX_BEATS_BODY_BYTES,
+        what="beats",
+        cluster_id=cluster_id,
+    )
 
 
 class HttpBeatSender:
@@ -87,31 +78,19 @@ class HttpBeatSender:
         cluster_id: str | None = None,
         tls: PeerTls = PLAINTEXT,
     ) -> None:
-        self._session = session
-        self._secret = secret
-        self._tls = tls
-        self._signer = PeerSigner(
+        self._poster = SignedPoster(
+            session,
             secret,
-            cluster_id=cluster_id if cluster_id is not None else default_cluster_id(secret),
+            path=BEATS_PATH,
             self_id=self_id,
+            what="beats",
+            cluster_id=cluster_id,
+            tls=tls,
         )
 
     async def send_beats(self, leader: str, keys: Sequence[InstanceKey]) -> None:
-        if self._secret is None:
-            raise UnavailableError("no cluster secret to sign beats with")
-        body = encode_beats(keys)
-        headers = {
-            **self._signer.headers("POST", BEATS_PATH, leader, body),
-            "Content-Type": "application/json",
-        }
         try:
-            async with self._session.post(
-                f"{self._tls.url(leader)}{BEATS_PATH}",
-                data=body,
-                headers=headers,
-                ssl=self._tls.ssl,
-                server_hostname=self._tls.server_hostname,
-            ) as answer:
+            async with self._poster.post(leader, encode_beats(keys)) as answer:
                 if answer.status != 204:
                     raise UnavailableError(f"leader {leader} answered {answer.status}")
         except aiohttp.ClientError as error:

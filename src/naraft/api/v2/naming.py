@@ -14,9 +14,10 @@ from typing import Final
 
 from aiohttp import web
 
-from naraft.api.context import json_response, maybe_read_barrier, naming_of
+from naraft.api.context import maybe_read_barrier, naming_of
 from naraft.api.errors import v2_result
 from naraft.api.params import client_agent, raw_instance, raw_service, read_params
+from naraft.api.v1 import instance as v1_instance
 
 routes = web.RouteTableDef()
 
@@ -98,19 +99,8 @@ async def list_instances(request: web.Request) -> web.Response:
     return v2_result(data)
 
 
-@routes.put(f"{INSTANCE_PATH}/beat")
-async def beat(request: web.Request) -> web.Response:
-    params = await read_params(request)
-    answer = await naming_of(request).beat(
-        namespace_id=params.get("namespaceId"),
-        group_name=params.get("groupName"),
-        service_name=params.get("serviceName"),
-        beat=params.get("beat"),
-        cluster_name=params.first("clusterName", "cluster"),
-        ip=params.get("ip"),
-        port=params.get("port"),
-    )
-    return json_response(answer)
+# The beat is v1's, parameters and bare answer alike.
+routes.put(f"{INSTANCE_PATH}/beat")(v1_instance.beat)
 
 
 # -------------------------------------------------------------------------- services
