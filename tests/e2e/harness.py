@@ -19,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -471,6 +472,8 @@ class Sdk3Client:
     stdin/stdout by `sdk3/driver.py`; see that script for the commands and events."""
 
     def __init__(self, python: Path, servers: str, namespace: str = "", **login: str) -> None:
+        # the SDK's log and cache directories, removed when the process is reaped
+        self._workdir = tempfile.TemporaryDirectory(prefix="sdk3-")
         self._process = subprocess.Popen(
             [str(python), str(SDK3_DIR / "driver.py")],
             stdin=subprocess.PIPE,
@@ -485,7 +488,13 @@ class Sdk3Client:
         self._ids = 0
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-        self.call("start", servers=servers, namespace=namespace, **login)
+        try:
+            self.call(
+                "start", servers=servers, namespace=namespace, workdir=self._workdir.name, **login
+            )
+        except BaseException:
+            self.kill()
+            raise
 
     def _read(self) -> None:
         assert self._process.stdout is not None
@@ -568,3 +577,4 @@ class Sdk3Client:
             if stream is not None:
                 with contextlib.suppress(OSError):
                     stream.close()
+        self._workdir.cleanup()

@@ -7,7 +7,8 @@ Subscriptions and config listeners write event lines as they fire:
 `{"event": "instances", "service": s, "hosts": ["ip:port", ...]}` and
 `{"event": "config", "dataId": d, "group": g, "content": c}`.
 
-The first command is `start` (servers, namespace, optional username and password); then
+The first command is `start` (servers, the directory for the SDK's logs and cache,
+namespace, optional username and password); then
 any of the operations below, by name; `close` shuts the clients down and exits.
 """
 
@@ -15,8 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
-import tempfile
 from typing import Any
 
 from v2.nacos import (
@@ -46,6 +47,7 @@ class Driver:
     async def start(
         self,
         servers: str,
+        workdir: str,
         namespace: str = "",
         username: str = "",
         password: str = "",
@@ -56,8 +58,8 @@ class Driver:
             .server_address(servers)
             .namespace_id(namespace)
             .log_level("WARNING")
-            .log_dir(tempfile.mkdtemp(prefix="sdk3-log-"))
-            .cache_dir(tempfile.mkdtemp(prefix="sdk3-cache-"))
+            .log_dir(os.path.join(workdir, "log"))
+            .cache_dir(os.path.join(workdir, "cache"))
             .grpc_config(GRPCConfig(grpc_timeout=5000))
         )
         if username:
