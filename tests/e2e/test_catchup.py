@@ -25,8 +25,8 @@ KEEP = 100
 COMPACTING = (*FAST_TIMERS, "--compact-entries", "400", "--compact-keep", str(KEEP))
 CHECKSUM_FAST = (*COMPACTING, "--checksum-interval-ms", "300")
 # Writes a stopped follower misses. The mechanism does not depend on the count: the log is
-# compacted every 400 entries here, so 1,500 writes leave the follower three compactions
-# behind; CI writes 2,000 and benchmarks/catchup.py measures 100k.
+# compacted every 400 entries here, so 2,000 writes leave the follower four compactions
+# behind; benchmarks/catchup.py measures 100k.
 # NARAFT_E2E_CATCHUP_WRITES overrides.
 WRITES = int(os.environ.get("NARAFT_E2E_CATCHUP_WRITES", "2000"))
 
