@@ -692,11 +692,11 @@ async def config_import(request: web.Request) -> web.Response:
     if CONFIG_API not in request.app:
         raise web.HTTPNotFound(text="this node serves no config API")
     fields = await uploaded_fields(request)
-    if not csrf_matches(request, _field_text(fields, CSRF_FIELD)):
+    params = await read_params(request)  # (a form sent without a file may be urlencoded)
+    if not csrf_matches(request, _field_text(fields, CSRF_FIELD) or params.get(CSRF_FIELD)):
         raise web.HTTPForbidden(
             text="the form's CSRF token does not match this session: reload the page"
         )
-    params = await read_params(request)
     tenant = (params.get("tenant") or "").strip()
     if not fields.get("file"):
         return await configs_page(
