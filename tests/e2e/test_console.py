@@ -454,7 +454,11 @@ def test_add_and_remove_a_member_from_the_cluster_page(
         assert f"{new.id} was removed" in console.flash()
         cluster.forget_member(new.id)
         assert new.id not in members_api(cluster)
-        assert page.locator("#members tbody tr").count() == 3
+        wait_for(  # (this node may apply the removal a moment after the leader answered)
+            lambda: page.locator("#members tbody tr").count() == 3,
+            timeout_seconds=10,
+            what="the page to list three members",
+        )
     finally:
         new.terminate(hand_over=False)
 
