@@ -564,12 +564,11 @@ def test_the_highlighter_escapes_every_token_and_tolerates_broken_input() -> Non
         for content in ('<a b="c">&</a>', "a: 'x\n  - [", 'k = "v\\\n', "\x00<\n>"):
             shown = re.sub(r'<span class="hl-\w+">|</span>', "", str(highlight(content, kind)))
             assert html.unescape(shown) == content, (kind, content)
-    # too big to colour: escaped only, and quickly
+    # past the limit: escaped only (0.1-0.3 s to colour 128 KiB here; no clock asserted, the
+    # machine is shared)
     big = "<x>" * (MAX_HIGHLIGHT_CHARS // 3 + 1)
-    started = time.perf_counter()
-    assert '<span class="hl-' not in highlight(big, "xml")
+    assert highlight(big, "xml") == big.replace("<", "&lt;").replace(">", "&gt;")
     assert '<span class="hl-' in highlight("<x>" * (MAX_HIGHLIGHT_CHARS // 3 - 1), "xml")
-    assert time.perf_counter() - started < 2.0
 
 
 # ------------------------------------------------------------------ member changes
@@ -693,8 +692,9 @@ async def test_a_voter_that_does_not_catch_up_stays_a_learner_and_the_page_says_
         ({"action": "remove", "id": "127.0.0.1:7999"}, 409, "127.0.0.1:7999 is not a member"),
         ({"action": "promote", "id": "127.0.0.1:7999"}, 409, "is not a learner: add it first"),
         ({"action": "add", "id": "127.0.0.1:7001"}, 409, "127.0.0.1:7001 is a voter already"),
-        ({"action": "add", "id": "no-port"}, 400, "id"),
-        ({"action": "add", "id": ""}, 400, "id"),
+        ({"action": "add", "id": "no-port"}, 400, "id: must be host:port, not &#39;no-port&#39;"),
+        ({"action": "add", "id": "127.0.0.1:99999"}, 400, "id: port must be 1..65535"),
+        ({"action": "add", "id": ""}, 400, "id: must be host:port"),
         ({"action": "evict", "id": "127.0.0.1:7002"}, 400, "action: must be one of"),
         ({"action": "add", "id": "127.0.0.1:7002", "role": "boss"}, 400, "role: must be"),
     ],
