@@ -22,7 +22,7 @@ import random
 import socket
 import ssl
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -324,6 +324,11 @@ class Node:
 
     async def propose_membership(self, change: MembershipChange) -> object:
         return await self.replica.propose_membership(change)
+
+    async def wait_for_status(
+        self, holds: Callable[[Status], bool], timeout_seconds: float
+    ) -> Status | None:
+        return await self.replica.wait_for_status(holds, timeout_seconds)
 
     async def propose(self, command: bytes) -> object:
         return await self.replica.propose(command)

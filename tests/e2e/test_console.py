@@ -16,7 +16,15 @@ from typing import Any, Final
 import pytest
 from tests.e2e.harness import FAST_TIMERS, LocalCluster, NodeProcess, local_cluster, wait_for
 
-from naraft.client import INSTANCE_LIST_PATH, INSTANCE_PATH, bearer, login
+from naraft.client import (
+    INSTANCE_LIST_PATH,
+    INSTANCE_PATH,
+    READINESS_PATH,
+    bearer,
+    list_members,
+    login,
+)
+from naraft.configs import archive
 
 CHROMIUM: Final = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
@@ -280,6 +288,76 @@ def test_publish_edit_diff_history_and_roll_back_a_config(
     assert config_content(cluster, "console.properties") == "color=blue\nsize=10\n"
 
 
+def publish_config(cluster: LocalCluster, data_id: str, content: str, kind: str) -> None:
+    answer = cluster.client.post(
+        f"{cluster.leader().url}/nacos/v1/cs/configs",
+        params={"dataId": data_id, "group": "DEFAULT_GROUP", "content": content, "type": kind},
+        headers=bearer(token(cluster)),
+    )
+    assert answer.status_code == 200, answer.text
+
+
+def test_export_and_import_configs_as_a_zip(
+    cluster: LocalCluster, console: Console, tmp_path: Path
+) -> None:
+    page = console.page
+    publish_config(cluster, "zip-export.json", '{"a": 1}', "json")
+    console.open("/nacos/ui/configs")
+    page.get_by_label("Export", exact=True).select_option("all")
+    with page.expect_download() as started:
+        page.get_by_role("button", name="Export", exact=True).click()
+    download = started.value
+    assert download.suggested_filename.startswith("nacos_config_export_")
+    saved = tmp_path / "export.zip"
+    download.save_as(str(saved))
+    limits = archive.ArchiveLimits.for_content(1 << 20)
+    exported = {i.data_id: i for i in archive.read_archive(saved.read_bytes(), limits)}
+    assert exported["zip-export.json"].content == '{"a": 1}'
+    assert exported["zip-export.json"].type == "json"
+
+    upload = tmp_path / "import.zip"
+    item = archive.ExportItem(
+        group="DEFAULT_GROUP", data_id="zip-import.yaml", content="b: 2\n", type="yaml"
+    )
+    upload.write_bytes(archive.write_archive([item], v2=True))
+    page.get_by_label("Import a zip").set_input_files(str(upload))
+    page.get_by_label("When a config exists").select_option("SKIP")
+    page.get_by_role("button", name="Import", exact=True).click()
+    assert "imported 1, skipped 0, failed 0" in console.flash()
+    assert config_content(cluster, "zip-import.yaml") == "b: 2\n"
+    console.shot("configs-imported")
+    # the same zip again, policy ABORT: refused in words, nothing written
+    page.get_by_label("Import a zip").set_input_files(str(upload))
+    page.get_by_label("When a config exists").select_option("ABORT")
+    page.get_by_role("button", name="Import", exact=True).click()
+    assert "exist already (DEFAULT_GROUP/zip-import.yaml)" in page.get_by_role("alert").inner_text()
+
+
+def test_content_is_coloured_by_type_and_never_runs(
+    cluster: LocalCluster, console: Console
+) -> None:
+    page = console.page
+    hostile = '<script>window.pwned = 1</script><b id="bold">bold</b>\n'
+    publish_config(cluster, "hostile.html", hostile, "html")
+    publish_config(cluster, "broken.json", '{"name": "x", "list": [1, true', "json")
+    console.open("/nacos/ui/config?dataId=hostile.html&group=DEFAULT_GROUP")
+    current = page.locator("#current")
+    assert current.inner_text() == hostile  # shown as text, whole
+    assert current.locator(".hl-tag").count() >= 4
+    assert page.locator("#bold").count() == 0  # no element of the content's markup
+    assert page.evaluate("window.pwned") is None  # and none of its script ran
+    console.shot("config-html")
+    console.open("/nacos/ui/config?dataId=broken.json&group=DEFAULT_GROUP")
+    current = page.locator("#current")
+    assert current.inner_text() == '{"name": "x", "list": [1, true'  # invalid: still shown
+    assert current.locator(".hl-key").first.inner_text() == '"name"'
+    assert current.locator(".hl-lit").inner_text() == "true"
+    assert current.locator(".hl-key").first.evaluate("e => getComputedStyle(e).color") != (
+        current.evaluate("e => getComputedStyle(e).color")
+    )
+    console.shot("config-json")
+
+
 def test_create_a_namespace_and_a_bad_id_is_refused(
     cluster: LocalCluster, console: Console
 ) -> None:
@@ -333,6 +411,56 @@ def leader_shown(console: Console) -> str | None:
         if cells.nth(1).inner_text() == "leader":
             return str(cells.first.inner_text()).split(" ")[0]
     return None
+
+
+def members_api(cluster: LocalCluster) -> dict[str, str]:
+    answer = list_members(cluster.leader().url, token=token(cluster))
+    return {row["id"]: row["role"] for row in answer["members"]}
+
+
+def test_add_and_remove_a_member_from_the_cluster_page(
+    cluster: LocalCluster, console: Console
+) -> None:
+    """(Before the test that kills a leader: it needs every original member.)"""
+    page = console.page
+    new = cluster.add_joining_node()
+    new.start()
+    try:
+
+        def waiting() -> str | None:
+            answer = cluster.client.get(f"{new.url}{READINESS_PATH}", timeout=1.0)
+            return answer.text if answer.status_code == 503 else None
+
+        wait_for(waiting, timeout_seconds=15, what="the joining node to wait to be added")
+        console.open("/nacos/ui/cluster")
+        page.get_by_label("Add member (host:port)").fill(new.id)
+        page.get_by_label("as", exact=True).select_option("voter")
+        page.get_by_role("button", name="Add member").click()
+        assert f"{new.id} is a voter" in console.flash(), page.inner_text("main")
+        assert members_api(cluster)[new.id] == "voter"
+        wait_for(
+            lambda: page.locator("#members tbody tr").count() == 4,
+            timeout_seconds=10,
+            what="the page to list four members",
+        )
+        console.shot("cluster-four")
+        # a refusal in words: it is a voter already
+        page.get_by_label("Add member (host:port)").fill(new.id)
+        page.get_by_role("button", name="Add member").click()
+        assert page.get_by_role("alert").inner_text() == f"{new.id} is a voter already"
+
+        page.get_by_label("Member", exact=True).select_option(new.id)
+        page.get_by_role("button", name="Remove member").click()  # confirm: accepted
+        assert f"{new.id} was removed" in console.flash()
+        cluster.forget_member(new.id)
+        assert new.id not in members_api(cluster)
+        wait_for(  # (this node may apply the removal a moment after the leader answered)
+            lambda: page.locator("#members tbody tr").count() == 3,
+            timeout_seconds=10,
+            what="the page to list three members",
+        )
+    finally:
+        new.terminate(hand_over=False)
 
 
 def test_cluster_page_shows_the_members_and_a_new_leader_live(

@@ -41,7 +41,15 @@ from aiohttp.typedefs import Middleware
 
 from naraft.api.admin import KV_BASE, OPENAPI_PATH, RAFT_BASE, VERSION_PATH
 from naraft.api.auth import AUTH, AUTH_BASE, IDENTITY, LOGIN_PATHS, Identity
-from naraft.api.console.session import CONSOLE_BASE, LOGIN_PATH, is_console_path, session_token
+from naraft.api.console.session import (
+    CONFIG_EXPORT_PATH,
+    CONFIG_IMPORT_PATH,
+    CONSOLE_BASE,
+    LOGIN_PATH,
+    NAMESPACE_WIDE_PATHS,
+    is_console_path,
+    session_token,
+)
 from naraft.api.errors import Handler, Refusal, json_refusal
 from naraft.api.health import LIVENESS_PATH, READINESS_PATH
 from naraft.api.members import MEMBERS_PATH
@@ -191,6 +199,7 @@ ACCESS: Final[Mapping[tuple[str, str], Rule]] = {
     ("GET", f"{CONSOLE_BASE}/cluster"): USER,
     ("GET", f"{CONSOLE_BASE}/cluster/members"): USER,
     ("POST", f"{CONSOLE_BASE}/cluster/transfer"): ADMIN,  # as the API's raft/transfer
+    ("POST", f"{CONSOLE_BASE}/cluster/members"): ADMIN,  # as the API's POST /members
     ("GET", f"{CONSOLE_BASE}/services"): NAMING_R,
     ("GET", f"{CONSOLE_BASE}/service"): NAMING_R,
     ("POST", f"{CONSOLE_BASE}/instance"): NAMING_W,
@@ -202,6 +211,9 @@ ACCESS: Final[Mapping[tuple[str, str], Rule]] = {
     ("GET", f"{CONSOLE_BASE}/config/history"): CONFIG_R,
     ("GET", f"{CONSOLE_BASE}/config/diff"): CONFIG_R,
     ("POST", f"{CONSOLE_BASE}/config/rollback"): CONFIG_W,
+    # the export and import zips: any config of the namespace, so the namespace's permission
+    ("GET", CONFIG_EXPORT_PATH): CONFIG_R,
+    ("POST", CONFIG_IMPORT_PATH): CONFIG_W,
     ("GET", f"{CONSOLE_BASE}/namespaces"): USER,  # lists only the namespaces one may see
     ("POST", f"{CONSOLE_BASE}/namespaces"): ADMIN,
     ("GET", f"{CONSOLE_BASE}/users"): ADMIN,  # users, roles and permissions
@@ -304,6 +316,8 @@ def access_middleware(
             if not v2 and request.method == "POST" and is_import(params):
                 # an import writes any group and dataId of the namespace it names
                 namespace, group, name = params.get("namespace"), None, None
+            elif request.path in NAMESPACE_WIDE_PATHS:  # the console's export and import
+                group, name = None, None
         else:
             namespace = params.get("namespaceId")
             group, name = _split_service(params.get("groupName"), params.get("serviceName"))

@@ -50,6 +50,13 @@ class MembersNode(Protocol):
 
     async def propose_membership(self, change: MembershipChange) -> object: ...
 
+    async def wait_for_status(
+        self, holds: Callable[[Status], bool], timeout_seconds: float
+    ) -> Status | None:
+        """The first status `holds` is true of (checked now and after every change), or None
+        after `timeout_seconds`."""
+        ...
+
 
 MEMBERS_NODE: Final = web.AppKey("members_node", MembersNode)
 
@@ -109,12 +116,16 @@ def _parse_change(raw: bytes) -> MembershipChange | web.Response:
     unknown = sorted(set(body) - {"id", "action"})
     if unknown:
         return json_refusal(Refusal.BAD_INPUT, f"{unknown[0]}: unknown field", field=unknown[0])
-    action = body.get("action")
+    return parse_change(body.get("id"), body.get("action"))
+
+
+def parse_change(member: object, action: object) -> MembershipChange | web.Response:
+    """The change `id` and `action` name, or the API's refusal naming the field (the
+    console's member form is checked by the same rules)."""
     if not isinstance(action, str) or action not in ACTIONS:
         return json_refusal(
             Refusal.BAD_INPUT, f"action: must be one of {', '.join(ACTIONS)}", field="action"
         )
-    member = body.get("id")
     if not isinstance(member, str) or len(member) > 262:
         return json_refusal(Refusal.BAD_INPUT, "id: must be host:port", field="id")
     try:
@@ -129,6 +140,13 @@ async def change_member(request: web.Request) -> web.Response:
     change = _parse_change(await request.read())
     if isinstance(change, web.Response):
         return change
+    return await make_change(node, change)
+
+
+async def make_change(node: MembersNode, change: MembershipChange) -> web.Response:
+    """Propose `change` and answer as `POST /naraft/v1/members` does: the members once it is
+    applied, or the refusal (409 for a change the cluster cannot make now). NotLeaderError
+    with a leader known propagates (the forward middleware sends the request there)."""
     if not node.clustered:
         return json_refusal(
             Refusal.CONFLICT,
@@ -153,6 +171,27 @@ async def change_member(request: web.Request) -> web.Response:
             "voters": sorted(membership.voters) if membership else [],
             "learners": sorted(membership.learners) if membership else [],
         }
+    )
+
+
+async def wait_caught_up(node: MembersNode, member: str, timeout_seconds: float) -> bool:
+    """Whether `member`'s match index reached the commit index on this node, the leader,
+    within `timeout_seconds` (`naraft member add`'s rule before it promotes). False at
+    once when this node stops leading: only a leader knows the match indexes."""
+
+    def settled(status: Status) -> bool:
+        return status.role is not Role.LEADER or _caught_up(status, member)
+
+    status = await node.wait_for_status(settled, timeout_seconds)
+    return status is not None and _caught_up(status, member)
+
+
+def _caught_up(status: Status, member: str) -> bool:
+    progress = status.peers.get(NodeId(member))
+    return (
+        status.role is Role.LEADER
+        and progress is not None
+        and progress.match_index >= status.commit_index
     )
 
 

@@ -521,6 +521,20 @@ class Replica:
             return None
         return self._status.leader
 
+    async def wait_for_status(
+        self, holds: Callable[[Status], bool], timeout_seconds: float
+    ) -> Status | None:
+        """The first status (checked now, then after every driver cycle) for which `holds`
+        is true, or None after `timeout_seconds`."""
+        status = self._status
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                while not holds(status):
+                    status = await self._next_status()
+        except TimeoutError:
+            return None
+        return status
+
     async def _await_leader(self) -> None:
         if self._status.leader is None:
             leader = await self.wait_for_leader(self._timings.leader_wait_seconds)

@@ -31,7 +31,10 @@ from naraft.api import auth as auth_api
 from naraft.api.access import sees_namespace
 from naraft.api.admin import NODE, RAFT_BASE, transfer_leader
 from naraft.api.auth import AUTH, IDENTITY, Identity
+from naraft.api.console.highlight import highlight
 from naraft.api.console.session import (
+    CONFIG_EXPORT_PATH,
+    CONFIG_IMPORT_PATH,
     COOKIE_PATH,
     CSRF_COOKIE,
     CSRF_FIELD,
@@ -44,25 +47,37 @@ from naraft.api.console.session import (
 from naraft.api.context import json_response, naming_of
 from naraft.api.errors import body_for, status_for
 from naraft.api.forward import FORWARD_SESSION, FORWARD_TLS
+from naraft.api.members import MEMBERS_NODE, make_change, parse_change, wait_caught_up
 from naraft.api.params import Params, raw_instance, read_params
 from naraft.api.v1.configs import (
     CONFIG_API,
+    MAX_PAGE_SIZE,
     config_api_of,
     config_key_of,
     config_params,
+    export_configs,
+    import_configs,
     publish,
     search_configs,
+    uploaded_fields,
 )
 from naraft.auth import state as auth_state
 from naraft.configs import validate as config_validate
-from naraft.errors import NaraftError, UnauthorizedError
+from naraft.errors import InvalidArgumentError, NaraftError, UnauthorizedError
 from naraft.naming.validate import RawService
+from naraft.raft import NotLeaderError, Role
+from naraft.raft.membership import ChangeKind
 from naraft.tls import PLAINTEXT
 
 BASE: Final = "/nacos/ui"
 HOME: Final = f"{BASE}/services"
 PAGE_SIZE: Final = 20
 MEMBER_TIMEOUT_SECONDS: Final = 1.0
+MEMBER_CATCH_UP_SECONDS: Final = 3.0
+"""How long adding a voter waits for the new member to catch up before promoting it (it
+stays a learner otherwise): within the forward's deadline, so a form sent to a follower
+still gets its answer."""
+MAX_MATCHING_EXPORT: Final = config_validate.MAX_IDS
 LAST_SEEN: Final = web.AppKey("console_last_seen", dict[str, float])
 """Member id -> monotonic time of its last answer to this node's console."""
 
@@ -243,6 +258,74 @@ async def cluster_transfer(request: web.Request) -> web.Response:
     raise _done(f"{BASE}/cluster", {}, moved)
 
 
+def _json_answer(answer: web.Response) -> dict[str, object]:
+    """The JSON body of an API handler's answer (empty when it is not an object)."""
+    try:
+        data = orjson.loads(answer.body if isinstance(answer.body, bytes) else b"{}")
+    except orjson.JSONDecodeError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+async def cluster_member_change(request: web.Request) -> web.Response:
+    """Add (a learner, or a voter: a learner promoted once caught up, as `naraft member
+    add` does), promote or remove a member, by the API's own code (`POST
+    /naraft/v1/members`); a refusal is shown in its words. Run on the leader: a follower
+    forwards the form there, as the API's route."""
+    params = await _form(request)
+    node = request.app.get(MEMBERS_NODE)
+    if node is None:
+        return await cluster_page(request, error="this node takes no member changes", status=404)
+    status = node.status
+    if status.role is not Role.LEADER and status.leader is not None:
+        raise NotLeaderError(status.leader)  # the forward middleware sends it to the leader
+    action = (params.get("action") or "").strip()
+    member = (params.get("id") or "").strip()
+    role = (params.get("role") or "voter").strip()
+    if action == "add" and role not in ("voter", "learner"):
+        return await cluster_page(request, error="role: must be voter or learner", status=400)
+    change = parse_change(member, action)
+    if isinstance(change, web.Response):
+        return await cluster_page(
+            request, error=str(_json_answer(change).get("error")), status=change.status
+        )
+    membership = status.membership
+    known_learner = membership is not None and member in membership.learners
+    if action == "add" and membership is not None and member in membership.voters:
+        return await cluster_page(request, error=f"{member} is a voter already", status=409)
+    if action == "add" and known_learner and role == "learner":
+        return await cluster_page(request, error=f"{member} is a learner already", status=409)
+    data: dict[str, object] = {}
+    if action != "add" or not known_learner:
+        answer = await make_change(node, change)
+        if answer.status != 200:
+            error = str(_json_answer(answer).get("error", "refused"))
+            return await cluster_page(request, error=error, status=answer.status)
+        data = _json_answer(answer)
+    if action == "add" and role == "voter":
+        if not await wait_caught_up(node, member, MEMBER_CATCH_UP_SECONDS):
+            return await cluster_page(
+                request,
+                error=f"{member} is a learner but has not caught up within "
+                f"{MEMBER_CATCH_UP_SECONDS:g} s (is it running with --join?): promote it "
+                "once its lag is 0",
+                status=409,
+            )
+        answer = await make_change(node, replace(change, kind=ChangeKind.PROMOTE))
+        data = _json_answer(answer)
+        if answer.status != 200:
+            error = f"{member} is a learner; promoting it was refused: {data.get('error')}"
+            return await cluster_page(request, error=error, status=answer.status)
+    voters = data.get("voters")
+    listed = ", ".join(str(v) for v in voters) if isinstance(voters, list) else "?"
+    message = {
+        "add": f"{member} is a voter" if role == "voter" else f"{member} is a learner",
+        "promote": f"{member} is a voter",
+        "remove": f"{member} was removed",
+    }[action]
+    raise _done(f"{BASE}/cluster", {}, f"{message}; voters are {listed}")
+
+
 async def cluster_members(request: web.Request) -> web.Response:
     return json_response({"members": await _members(request)})
 
@@ -285,6 +368,7 @@ async def _members(request: web.Request) -> list[dict[str, object]]:
     if node is None:
         return []
     members = sorted(node.members)
+    membership = node.status.membership
     states = await asyncio.gather(*(_member_state(request, m) for m in members))
     seen = request.app.get(LAST_SEEN, {})
     now = time.monotonic()
@@ -298,6 +382,11 @@ async def _members(request: web.Request) -> list[dict[str, object]]:
             {
                 "id": member,
                 "self": member == node.status.id,
+                "kind": (
+                    "learner"
+                    if membership is not None and member in membership.learners
+                    else "voter"
+                ),
                 "reachable": state is not None,
                 "role": state.get("role", "?") if state else "unreachable",
                 "term": state.get("term") if state else None,
@@ -470,43 +559,48 @@ def _config_query(params: Params) -> dict[str, str]:
     }
 
 
-async def configs_page(request: web.Request) -> web.Response:
-    if CONFIG_API not in request.app:
-        raise web.HTTPNotFound(text="this node serves no config API")
-    params = await read_params(request)
-    query = _config_query(params)
-    search = "accurate" if params.get("search") == "accurate" else "blur"
-    page_no = _page_no(params)
+def _search_of(params: Params) -> str:
+    return "accurate" if params.get("search") == "accurate" else "blur"
+
+
+def _search_params(query: Mapping[str, str], search: str, page_no: int, size: int) -> Params:
+    """The config search API's parameters for the page's search: `blur` matches a part of
+    the data ID and group (`*` wildcards as given), `accurate` the whole of them."""
     pattern = {
         "dataId": query["dataId"] or ("*" if search == "blur" else ""),
         "group": query["group"] or ("*" if search == "blur" else ""),
     }
     if search == "blur":
         pattern = {k: v if "*" in v else f"*{v}*" for k, v in pattern.items()}
-    merged = Params(
+    return Params(
         MultiDict(
-            {
-                **pattern,
-                "tenant": query["tenant"],
-                "pageNo": str(page_no),
-                "pageSize": str(PAGE_SIZE),
-            }
+            {**pattern, "tenant": query["tenant"], "pageNo": str(page_no), "pageSize": str(size)}
         )
     )
-    error = ""
+
+
+async def configs_page(request: web.Request, *, error: str = "", status: int = 200) -> web.Response:
+    if CONFIG_API not in request.app:
+        raise web.HTTPNotFound(text="this node serves no config API")
+    params = await read_params(request)
+    query = _config_query(params)
+    search = _search_of(params)
+    page_no = _page_no(params)
     found: list[object] = []
     total = 0
     try:
-        records, total, _, _ = await search_configs(config_api_of(request), merged, search)
+        records, total, _, _ = await search_configs(
+            config_api_of(request), _search_params(query, search, page_no, PAGE_SIZE), search
+        )
         found = list(records)
     except NaraftError as failure:
         if not _is_refusal(failure):
             raise
-        error = body_for(failure)
+        error, status = error or body_for(failure), 400
     return _render(
         request,
         "configs.html",
-        status=400 if error else 200,
+        status=status,
         error=error,
         query=query,
         search=search,
@@ -514,7 +608,130 @@ async def configs_page(request: web.Request) -> web.Response:
         paging=_pages(total, page_no, PAGE_SIZE),
         page_query=urlencode({**query, "search": search}),
         namespaces=_namespace_choices(request),
+        policies=("ABORT", "SKIP", "OVERWRITE"),
+        export_path=CONFIG_EXPORT_PATH,
+        import_path=CONFIG_IMPORT_PATH,
     )
+
+
+async def _export_ids(request: web.Request, params: Params, scope: str) -> str | None:
+    """The ids (comma-separated) an export of `scope` takes: None for the whole namespace,
+    the ticked rows' (`id`) for `selected`, the search's matches for `matching`."""
+    if scope == "all":
+        return None
+    if scope == "selected":
+        ticked = [v.strip() for v in request.query.getall("id", []) if v.strip()]
+        if not ticked:
+            raise InvalidArgumentError(
+                "id", "at least one", message="id: tick at least one config to export"
+            )
+        return ",".join(ticked[: MAX_MATCHING_EXPORT + 1])
+    if scope != "matching":
+        raise InvalidArgumentError(
+            "scope", "all, matching or selected", message="scope: must be all, matching or selected"
+        )
+    api = config_api_of(request)
+    query, search = _config_query(params), _search_of(params)
+    ids: list[str] = []
+    page_no = 1
+    while True:
+        records, total, _, _ = await search_configs(
+            api, _search_params(query, search, page_no, MAX_PAGE_SIZE), search
+        )
+        if total > MAX_MATCHING_EXPORT:
+            raise InvalidArgumentError(
+                "search",
+                f"at most {MAX_MATCHING_EXPORT} matches",
+                message=f"{total} configs match the search, more than the "
+                f"{MAX_MATCHING_EXPORT} an export of matches takes: narrow the search or "
+                "export the whole namespace",
+            )
+        ids.extend(str(r.id) for r in records)
+        if not records or len(ids) >= total:
+            break
+        page_no += 1
+    if not ids:
+        raise InvalidArgumentError(
+            "search", "a match", message="no config matches the search: nothing to export"
+        )
+    return ",".join(ids)
+
+
+async def config_export(request: web.Request) -> web.StreamResponse:
+    """The console's zip of the namespace shown (`scope`: `all`, the search's `matching`
+    configs, or the `selected` rows), written by the API's export (`GET
+    /nacos/v1/cs/configs?exportV2=true`, or `export=true` with `format=v1`)."""
+    if CONFIG_API not in request.app:
+        raise web.HTTPNotFound(text="this node serves no config API")
+    params = await read_params(request)
+    try:
+        ids = await _export_ids(request, params, (params.get("scope") or "all").strip())
+        export = {"tenant": (params.get("tenant") or "").strip()}
+        if ids is not None:
+            export["ids"] = ids
+        return await export_configs(
+            config_api_of(request), Params(MultiDict(export)), v2=params.get("format") != "v1"
+        )
+    except NaraftError as failure:
+        if not _is_refusal(failure):
+            raise
+        return await configs_page(
+            request, error=body_for(failure), status=status_for(failure) or 400
+        )
+
+
+def _field_text(fields: Mapping[str, bytes], name: str) -> str | None:
+    value = fields.get(name)
+    return None if value is None else value[:1024].decode("utf-8", "replace")
+
+
+async def config_import(request: web.Request) -> web.Response:
+    """A zip uploaded (multipart: `file`, `policy`, the CSRF token) into the namespace the
+    query string names (`tenant`, the one the permission was checked on), by the API's
+    import (`POST /nacos/v1/cs/configs?import=true`); its counts, or its refusal, shown."""
+    if CONFIG_API not in request.app:
+        raise web.HTTPNotFound(text="this node serves no config API")
+    fields = await uploaded_fields(request)
+    params = await read_params(request)  # (a form sent without a file may be urlencoded)
+    if not csrf_matches(request, _field_text(fields, CSRF_FIELD) or params.get(CSRF_FIELD)):
+        raise web.HTTPForbidden(
+            text="the form's CSRF token does not match this session: reload the page"
+        )
+    tenant = (params.get("tenant") or "").strip()
+    if not fields.get("file"):
+        return await configs_page(
+            request, error="file: choose the zip to import (a Nacos console export)", status=400
+        )
+    imported = {"namespace": tenant, "policy": _field_text(fields, "policy") or "ABORT"}
+    try:
+        answer = await import_configs(request, Params(MultiDict(imported)))
+    except NaraftError as failure:
+        if not _is_refusal(failure):
+            raise
+        return await configs_page(
+            request, error=body_for(failure), status=status_for(failure) or 400
+        )
+    result = _json_answer(answer)
+    data = result.get("data")
+    counts = data if isinstance(data, dict) else {}
+    if result.get("code") != 200:
+        return await configs_page(
+            request, error=f"import refused: {result.get('message')}", status=400
+        )
+    failed = counts.get("failData")
+    if isinstance(failed, list) and failed:
+        names = ", ".join(f"{f.get('group')}/{f.get('dataId')}" for f in failed[:10])
+        more = f" and {len(failed) - 10} more" if len(failed) > 10 else ""
+        return await configs_page(
+            request,
+            error=f"policy ABORT: {len(failed)} of the zip's configs exist already "
+            f"({names}{more}); nothing was imported",
+            status=409,
+        )
+    message = (
+        f"imported {counts.get('succCount', 0)}, skipped {counts.get('skipCount', 0)}, failed 0"
+    )
+    raise _done(f"{BASE}/configs", {"tenant": tenant}, message)
 
 
 async def config_page(
@@ -537,6 +754,7 @@ async def config_page(
         record=record,
         draft=draft if draft is not None else (record.content if record is not None else ""),
         draft_type=(params.get("type") or (record.type if record is not None else "text")),
+        highlighted=highlight(record.content, record.type) if record is not None else "",
         types=sorted(config_validate.CONFIG_TYPES),
     )
 
@@ -587,6 +805,7 @@ async def config_preview(request: web.Request) -> web.Response:
         record=record,
         content=content,
         type=params.get("type") or "text",
+        highlighted=highlight(content, params.get("type")),
         diff=line_diff(record.content if record is not None else "", content),
     )
 
@@ -801,6 +1020,7 @@ def console_routes() -> list[web.RouteDef]:
         web.get(f"{BASE}/cluster", cluster_page),
         web.get(f"{BASE}/cluster/members", cluster_members),
         web.post(f"{BASE}/cluster/transfer", cluster_transfer),
+        web.post(f"{BASE}/cluster/members", cluster_member_change),
         web.get(f"{BASE}/services", services_page),
         web.get(f"{BASE}/service", service_get),
         web.post(f"{BASE}/instance", instance_action),
@@ -812,6 +1032,8 @@ def console_routes() -> list[web.RouteDef]:
         web.get(f"{BASE}/config/history", history_page),
         web.get(f"{BASE}/config/diff", history_diff),
         web.post(f"{BASE}/config/rollback", config_rollback),
+        web.get(CONFIG_EXPORT_PATH, config_export),
+        web.post(CONFIG_IMPORT_PATH, config_import),
         web.get(f"{BASE}/namespaces", namespaces_page),
         web.post(f"{BASE}/namespaces", namespaces_action),
         web.get(f"{BASE}/users", users_page),
@@ -824,5 +1046,7 @@ CONFIG_FORM_PATHS: Final = (
     f"{BASE}/config",
     f"{BASE}/config/delete",
     f"{BASE}/config/rollback",
+    CONFIG_IMPORT_PATH,
 )
-"""Console routes whose forms carry a config's content: the config body limit applies."""
+"""Console routes whose forms carry a config's content or a zip of configs: the config body
+limit applies (the API's import has the same)."""

@@ -21,6 +21,11 @@ from aiohttp import web
 CONSOLE_HOME: Final = "/nacos/"
 CONSOLE_BASE: Final = "/nacos/ui"
 LOGIN_PATH: Final = f"{CONSOLE_BASE}/login"
+CONFIG_EXPORT_PATH: Final = f"{CONSOLE_BASE}/config/export"
+CONFIG_IMPORT_PATH: Final = f"{CONSOLE_BASE}/config/import"
+NAMESPACE_WIDE_PATHS: Final = frozenset({CONFIG_EXPORT_PATH, CONFIG_IMPORT_PATH})
+"""Console routes that read or write any config of a namespace (the export and import
+zips): their permission is checked on the namespace (`tenant`) alone, as the API's import."""
 SESSION_COOKIE: Final = "naraft_session"
 CSRF_COOKIE: Final = "naraft_csrf"
 CSRF_FIELD: Final = "csrf"

@@ -402,15 +402,22 @@ def _policy(value: str | None) -> SamePolicy:
 
 
 async def _uploaded_file(request: web.Request) -> bytes | None:
-    """The `file` part of a multipart/form-data body (None: no such part). The body is
-    read whole (bounded by the config routes' body limit) and kept, so that a request
-    forwarded to the leader carries it."""
+    """The `file` part of a multipart/form-data body (None: no such part)."""
+    return (await uploaded_fields(request)).get("file")
+
+
+async def uploaded_fields(request: web.Request) -> dict[str, bytes]:
+    """The named parts of a multipart/form-data body (empty: not such a body; the first of
+    a name counts, and at most `MAX_UPLOAD_PARTS` parts are looked at). The body is read
+    whole (bounded by the config routes' body limit) and kept, so that a request forwarded
+    to the leader carries it."""
     mime = parse_mimetype(request.headers.get("Content-Type", ""))
     boundary = mime.parameters.get("boundary", "")
     if (mime.type, mime.subtype) != ("multipart", "form-data") or not 0 < len(boundary) <= 200:
-        return None
+        return {}
     body = await request.read()
     delimiter = b"--" + boundary.encode("latin-1", "replace")
+    fields: dict[str, bytes] = {}
     for part in body.split(delimiter, MAX_UPLOAD_PARTS + 1)[1 : MAX_UPLOAD_PARTS + 1]:
         head, separator, payload = part.partition(b"\r\n\r\n")
         if not separator:
@@ -418,10 +425,11 @@ async def _uploaded_file(request: web.Request) -> bytes | None:
         for line in head.split(b"\r\n"):
             name, colon, value = line.decode("latin-1").partition(":")
             if colon and name.strip().lower() == "content-disposition":
-                _kind, fields = parse_content_disposition(value.strip())
-                if fields.get("name") == "file":
-                    return payload[:-2] if payload.endswith(b"\r\n") else payload
-    return None
+                _kind, disposition = parse_content_disposition(value.strip())
+                field = disposition.get("name")
+                if field is not None and field not in fields:
+                    fields[field] = payload[:-2] if payload.endswith(b"\r\n") else payload
+    return fields
 
 
 def _outcome_data(outcome: ImportOutcome) -> dict[str, object]:

@@ -29,6 +29,7 @@ function renderMembers(table, members) {
     row.className = "role-" + m.role;
     cell(row, m.id + (m.self ? " (this node)" : ""));
     cell(row, m.role, "role");
+    cell(row, m.kind, "kind");
     cell(row, shown(m.term));
     cell(row, m.leader || "\u2013");
     cell(row, shown(m.commitIndex));
