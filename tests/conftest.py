@@ -6,10 +6,11 @@
 - `HYPOTHESIS_PROFILE=dev|ci|nightly` selects a Hypothesis profile (`ci` under CI=true).
 
 The suite runs on two pytest-xdist workers (`-n 2 --dist loadgroup` in pyproject.toml; `-n 0`
-runs it in one process). Every test that starts real naraft processes (marked `e2e`, or in
-tests/e2e or tests/chaos) joins one group, so one worker runs those one after another, never
-two clusters at once competing for the cores and their election timers, while the other worker
-takes the in-process tests (simulator, core, handlers).
+runs it in one process). Every test that starts a real naraft cluster (marked `e2e`, or in
+tests/e2e) joins one group, so one worker runs those one after another, never two clusters at
+once competing for the cores and their election timers, while the other worker takes the
+in-process tests (simulator, core, handlers). A module whose processes carry no timing (one
+standalone node answering a fuzzer) names its own `xdist_group` and runs beside them.
 """
 
 from __future__ import annotations
@@ -47,13 +48,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 PROCESS_GROUP = "real-processes"
-PROCESS_DIRS = frozenset({"e2e", "chaos"})
+PROCESS_DIR = "e2e"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        in_process_dir = PROCESS_DIRS.intersection(item.path.parent.parts[-1:])
-        if in_process_dir or item.get_closest_marker("e2e") is not None:
+        if item.get_closest_marker("xdist_group") is not None:
+            continue  # a module that chose its own group (a lone node no timing rides on)
+        if item.path.parent.name == PROCESS_DIR or item.get_closest_marker("e2e") is not None:
             item.add_marker(pytest.mark.xdist_group(PROCESS_GROUP))
 
 

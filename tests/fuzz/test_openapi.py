@@ -18,7 +18,9 @@ from schemathesis.checks import CHECKS, load_all_checks
 
 from naraft.cluster import ProcessCluster
 
-pytestmark = pytest.mark.e2e
+# One standalone node: no election or replication timing rides on it, so it runs beside the
+# cluster tests (its own group keeps its module fixture on one worker).
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("openapi-node")]
 
 OPENAPI: Final = Path(__file__).parents[2] / "src" / "naraft" / "api" / "openapi.json"
 SCHEMA = schemathesis.openapi.from_path(OPENAPI)
