@@ -34,6 +34,7 @@ def member_rows(node: NodeProcess) -> dict[str, dict[str, object]]:
     return {row["id"]: row for row in json.loads(result.stdout)["members"]}
 
 
+@pytest.mark.timeout(240)  # five member changes, two restarts and a kill: ~40 s quiet
 def test_join_add_kill_remove_under_load(tmp_path: Path) -> None:
     # a short log: the new node catches up by a digest-sync install, then by appends
     compacting = (*DEFAULT_ARGS, "--compact-entries", "40", "--compact-keep", "5")
