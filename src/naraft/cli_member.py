@@ -200,7 +200,10 @@ def _call(server_url: str, what: str, action: Any) -> Any:
     try:
         return action()
     except urllib.error.HTTPError as error:
-        raise click.ClickException(f"{what} ({error.code}): {_reason(error)}") from None
+        hint = ""
+        if error.code in (401, 403):
+            hint = " (with auth on: an admin's --username and --password-file)"
+        raise click.ClickException(f"{what} ({error.code}): {_reason(error)}{hint}") from None
     except (OSError, ValueError) as error:
         raise click.ClickException(f"cannot reach {server_url}: {error}") from None
 

@@ -53,9 +53,12 @@ from naraft.tls import (
     PEER_CA_FLAG,
     PEER_CERT_FLAG,
     PEER_KEY_FLAG,
+    Issued,
     TlsSettings,
     client_context,
+    new_ca,
     write_cluster_certs,
+    write_node_cert,
 )
 from naraft.transport.auth import generate_secret, write_secret_file
 
@@ -478,7 +481,11 @@ class ProcessCluster:
             self.admin_password_file = root / ADMIN_PASSWORD_FILE
             write_secret_file(self.admin_password_file, admin_password)
         one = standalone if standalone is not None else size == 1
-        certs = write_cluster_certs(root / TLS_DIR, self.members) if tls else {}
+        # the CA is kept while this launcher runs, to sign a certificate for a joining node
+        # (none when the certificates were there already: a restarted cluster's CA key is gone)
+        fresh = tls and not (root / TLS_DIR / CA_FILE).exists()
+        self._ca: Issued | None = new_ca() if fresh else None
+        certs = write_cluster_certs(root / TLS_DIR, self.members, ca=self._ca) if tls else {}
         self.ca_file: Path | None = root / TLS_DIR / CA_FILE if tls else None
         self.ssl_context: ssl.SSLContext | None = (
             None if self.ca_file is None else client_context(self.ca_file)
@@ -515,8 +522,11 @@ class ProcessCluster:
         `join_url` (default: the first node's URL) with `naraft server --join`, as every
         other node is run; it counts as a member for the leader rule from now on.
         `separate_listen` as in the constructor: it listens on a second port."""
-        if self.tls:
-            raise ClusterError("joining nodes are not supported with tls=True here")
+        if self.tls and self._ca is None:
+            raise ClusterError(
+                "a joining node needs a certificate from the cluster's CA, and this launcher "
+                "did not make it (the certificates were there already)"
+            )
         ports = free_ports(
             2 if separate_listen else 1, self.host, companion_offset=GRPC_PORT_OFFSET
         )
@@ -539,6 +549,9 @@ class ProcessCluster:
             secret_file=self.secret_file,
             log_path=log_path,
         )
+        if self._ca is not None:
+            certs = write_node_cert(self._ca, self.root / TLS_DIR, member)
+            spec = replace(spec, tls=certs.settings)
         node = NodeProcess(spec)
         self.nodes.append(node)
         self.members.append(member)

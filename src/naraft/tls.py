@@ -419,30 +419,41 @@ CA_FILE: Final = "ca.pem"
 
 
 def write_cluster_certs(
-    directory: Path, node_ids: Sequence[str], *, extra_hosts: Sequence[str] = ("localhost",)
+    directory: Path,
+    node_ids: Sequence[str],
+    *,
+    extra_hosts: Sequence[str] = ("localhost",),
+    ca: Issued | None = None,
 ) -> dict[str, NodeCertFiles]:
-    """A throwaway CA and one certificate per node (its host and `extra_hosts` as names),
-    written 0600 under `directory` (created 0700). Files there already are kept when all
-    are present, so a restarted cluster keeps the CA its users trust. The CA's key is not
-    written: nothing more is ever signed with it."""
+    """A throwaway CA (or `ca`) and one certificate per node (its host and `extra_hosts` as
+    names), written 0600 under `directory` (created 0700). Files there already are kept when
+    all are present, so a restarted cluster keeps the CA its users trust. The CA's key is not
+    written: only a caller that keeps `ca` can sign a certificate for a node that joins."""
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    files = {
-        node: NodeCertFiles(
-            directory / CA_FILE,
-            directory / f"{node.replace(':', '_')}.pem",
-            directory / f"{node.replace(':', '_')}.key",
-        )
-        for node in node_ids
-    }
+    files = {node: _node_files(directory, node) for node in node_ids}
     wanted = [directory / CA_FILE, *(p for f in files.values() for p in (f.cert_file, f.key_file))]
     if all(path.exists() for path in wanted):
         return files
-    ca = new_ca()
-    for node, paths in files.items():
-        host = node.rpartition(":")[0].strip("[]")
-        hosts = list(dict.fromkeys([host, "127.0.0.1", *extra_hosts]))
-        leaf = issue(ca, hosts, common_name=node)
-        write_private(paths.key_file, leaf.key_pem)
-        write_private(paths.cert_file, leaf.cert_pem)
-    write_private(directory / CA_FILE, ca.cert_pem)
+    signer = ca if ca is not None else new_ca()
+    for node in node_ids:
+        write_node_cert(signer, directory, node, extra_hosts=extra_hosts)
+    write_private(directory / CA_FILE, signer.cert_pem)
     return files
+
+
+def write_node_cert(
+    ca: Issued, directory: Path, node: str, *, extra_hosts: Sequence[str] = ("localhost",)
+) -> NodeCertFiles:
+    """`node`'s certificate and key signed by `ca`, written 0600 beside the cluster's."""
+    paths = _node_files(directory, node)
+    host = node.rpartition(":")[0].strip("[]")
+    hosts = list(dict.fromkeys([host, "127.0.0.1", *extra_hosts]))
+    leaf = issue(ca, hosts, common_name=node)
+    write_private(paths.key_file, leaf.key_pem)
+    write_private(paths.cert_file, leaf.cert_pem)
+    return paths
+
+
+def _node_files(directory: Path, node: str) -> NodeCertFiles:
+    stem = node.replace(":", "_")
+    return NodeCertFiles(directory / CA_FILE, directory / f"{stem}.pem", directory / f"{stem}.key")

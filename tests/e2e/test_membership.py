@@ -125,3 +125,51 @@ def test_join_add_kill_remove_under_load(tmp_path: Path) -> None:
         assert "not a member" in text, text
         answer = cluster.put(cluster.leader(among=staying), "after-shrink", "v")
         assert answer.status_code == 200, answer.text
+
+
+def test_a_node_joins_a_tls_cluster_with_auth_through_the_member_commands(tmp_path: Path) -> None:
+    """The join handshake and the peer links run over mutual TLS, and `naraft member`
+    logs in with `--password-file` and verifies the nodes with `--cacert`."""
+    with local_cluster(tmp_path / "cluster", size=3, tls=True, auth="on") as cluster:
+        cluster.wait_ready()
+        assert cluster.ca_file is not None
+        assert cluster.admin_password_file is not None
+        new = cluster.add_joining_node()
+        new.start()
+        flags = ("--cacert", str(cluster.ca_file), "--password-file",
+                 str(cluster.admin_password_file))  # fmt: skip
+
+        def waiting() -> str | None:
+            answer = cluster.client.get(f"{new.url}{READINESS_PATH}", timeout=1.0)
+            return answer.text if answer.status_code == 503 else None
+
+        text = wait_for(waiting, timeout_seconds=15, what="the joining node to answer 503")
+        assert "waiting to be added" in text
+        anonymous = naraft_command(
+            "member", "add", new.id, "--server", cluster.nodes[1].url, "--cacert",
+            str(cluster.ca_file),
+        )  # fmt: skip
+        assert anonymous.returncode == 1
+        assert "(403)" in anonymous.stderr, anonymous.stderr
+        assert "--password-file" in anonymous.stderr, anonymous.stderr
+        added = naraft_command("member", "add", new.id, "--server", cluster.nodes[1].url, *flags)
+        assert added.returncode == 0, added.stderr + cluster.logs()
+        assert f"{new.id} is a voter" in added.stdout
+        listed = naraft_command("member", "list", "--server", new.url, "--json", *flags)
+        assert listed.returncode == 0, listed.stderr
+        rows = {row["id"]: row for row in json.loads(listed.stdout)["members"]}
+        assert sorted(rows) == sorted(n.id for n in cluster.nodes)
+        assert rows[new.id]["role"] == "voter"
+        wait_for(
+            lambda: cluster.client.get(f"{new.url}{READINESS_PATH}", timeout=1.0).status_code
+            == 200,
+            timeout_seconds=15,
+            what="the new voter to be ready",
+        )
+        removed = naraft_command("member", "remove", new.id, "--server", new.url, *flags)
+        assert removed.returncode == 0, removed.stderr + cluster.logs()
+        cluster.forget_member(new.id)
+        listed = naraft_command("member", "list", "--server", cluster.nodes[0].url, "--json",
+                                *flags)  # fmt: skip
+        assert listed.returncode == 0, listed.stderr
+        assert new.id not in {row["id"] for row in json.loads(listed.stdout)["members"]}
