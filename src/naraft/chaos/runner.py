@@ -37,7 +37,7 @@ FAILPOINTS: Final = "storage.powerloss=1"
 """What every node runs with: the power-loss bookkeeping, and the transport debug route."""
 LEADER_TIMEOUT_SECONDS: Final = 30.0
 RESTART_TIMEOUT_SECONDS: Final = 30.0
-NEMESIS_GRACE_SECONDS: Final = 15.0
+NEMESIS_GRACE_SECONDS: Final = 35.0  # past the schedule: replace-node may finish its change (30 s)
 TMPFS_SIZE: Final = "256m"  # each node's data directory, for the kinds in NEEDS_TMPFS
 
 
