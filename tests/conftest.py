@@ -6,11 +6,10 @@
 - `HYPOTHESIS_PROFILE=dev|ci|nightly` selects a Hypothesis profile (`ci` under CI=true).
 
 The suite runs on two pytest-xdist workers (`-n 2 --dist loadgroup` in pyproject.toml; `-n 0`
-runs it in one process). Every test that starts a real naraft cluster (marked `e2e`, or in
-tests/e2e) joins one group, so one worker runs those one after another, never two clusters at
-once competing for the cores and their election timers, while the other worker takes the
-in-process tests (simulator, core, handlers). A module whose processes carry no timing (one
-standalone node answering a fuzzer) names its own `xdist_group` and runs beside them.
+runs it in one process). The tests of one module that starts real naraft processes (marked
+`e2e`, or in tests/e2e) form one group, run by one worker one after another: a module's
+cluster fixture starts once, and at most two clusters (one per worker) share the two cores.
+The hook runs before xdist's own, which reads the groups (after it, they are ignored).
 """
 
 from __future__ import annotations
@@ -47,16 +46,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-PROCESS_GROUP = "real-processes"
 PROCESS_DIR = "e2e"
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("xdist_group") is not None:
-            continue  # a module that chose its own group (a lone node no timing rides on)
+            continue  # a module that named its own group
         if item.path.parent.name == PROCESS_DIR or item.get_closest_marker("e2e") is not None:
-            item.add_marker(pytest.mark.xdist_group(PROCESS_GROUP))
+            item.add_marker(pytest.mark.xdist_group(f"processes:{item.path.stem}"))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

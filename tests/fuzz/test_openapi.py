@@ -18,9 +18,7 @@ from schemathesis.checks import CHECKS, load_all_checks
 
 from naraft.cluster import ProcessCluster
 
-# One standalone node: no election or replication timing rides on it, so it runs beside the
-# cluster tests (its own group keeps its module fixture on one worker).
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("openapi-node")]
+pytestmark = pytest.mark.e2e
 
 OPENAPI: Final = Path(__file__).parents[2] / "src" / "naraft" / "api" / "openapi.json"
 SCHEMA = schemathesis.openapi.from_path(OPENAPI)
