@@ -13,17 +13,16 @@ import logging
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from naraft.chaos import (
-    ScheduleKind,
-    ScheduleResult,
-)
-from naraft.chaos.inputs import ProbeKind
+if TYPE_CHECKING:
+    from naraft.chaos import ScheduleKind, ScheduleResult
+    from naraft.chaos.inputs import ProbeKind
 
 
 def _kinds(text: str) -> tuple[ScheduleKind, ...]:
@@ -41,7 +40,7 @@ def _kinds(text: str) -> tuple[ScheduleKind, ...]:
 
 
 def _nemesis_kinds(text: str) -> tuple[ProbeKind, ...]:
-    from naraft.chaos.inputs import parse_kinds
+    from naraft.chaos.inputs import ProbeKind, parse_kinds
 
     try:
         return parse_kinds(text)
