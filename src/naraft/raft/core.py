@@ -438,19 +438,19 @@ class RaftCore:
             self._answer_stale(sender, message)
             return
 
-        match message:
-            case RequestVote():
-                self._on_request_vote(sender, message)
-            case VoteReply():
-                self._on_vote_reply(sender, message)
-            case AppendEntries():
-                self._on_append_entries(sender, message)
-            case AppendReply():
-                self._on_append_reply(sender, message)
+        match message:  # the most frequent kinds first
             case Heartbeat():
                 self._on_heartbeat(sender, message)
             case HeartbeatReply():
                 self._on_heartbeat_reply(sender, message)
+            case AppendEntries():
+                self._on_append_entries(sender, message)
+            case AppendReply():
+                self._on_append_reply(sender, message)
+            case RequestVote():
+                self._on_request_vote(sender, message)
+            case VoteReply():
+                self._on_vote_reply(sender, message)
             case InstallSnapshot():
                 self._on_install_snapshot(sender, message)
             case TimeoutNow():
@@ -518,14 +518,19 @@ class RaftCore:
         )
 
     def _hard_state_changed(self) -> bool:
+        return self._changed_hard_state() is not None
+
+    def _changed_hard_state(self) -> HardState | None:
+        """The hard state to persist, or None if it is the one persisted already."""
         persisted = self._persisted_hard_state
-        if (self._term, self._voted_for, self._commit) == (
-            persisted.term,
-            persisted.voted_for,
-            persisted.commit,
+        if (
+            self._term == persisted.term
+            and self._voted_for == persisted.voted_for
+            and self._commit == persisted.commit
         ):
-            return False  # the common case, without building a HardState
-        return self._hard_state() != persisted
+            return None  # the common case, without building a HardState
+        hard_state = self._hard_state()
+        return hard_state if hard_state != persisted else None
 
     def ready(self) -> Ready:
         """Collect the work for the shell. Exactly one Ready may be in flight."""
@@ -533,21 +538,33 @@ class RaftCore:
             raise RuntimeError("ready() called again before advance()")
         if self._role is Role.LEADER:
             self._flush_broadcast()
-        hard_state = self._hard_state()
-        entries = self._log.slice(self._unstable_from, Index(self._log.last_index + 1))
+        hard_state = self._changed_hard_state()
+        log = self._log
+        last_index = log.last_index
+        entries = (
+            log.slice(self._unstable_from, Index(last_index + 1))
+            if self._unstable_from <= last_index
+            else ()
+        )
         before = self._persisted_hard_state
         ready = Ready(
-            hard_state=hard_state if hard_state != before else None,
+            hard_state=hard_state,
             entries=entries,
             messages=tuple(self._messages),
-            committed=self._log.slice(Index(self._applied + 1), Index(self._commit + 1)),
+            committed=(
+                log.slice(Index(self._applied + 1), Index(self._commit + 1))
+                if self._applied < self._commit
+                else ()
+            ),
             role_change=self._role_change,
             read_states=tuple(self._read_states),
             snapshot_to_fetch=self._snapshot_to_fetch,
             dropped_reads=tuple(self._dropped_reads),
             must_sync=bool(entries)
-            or hard_state.term != before.term
-            or hard_state.voted_for != before.voted_for,
+            or (
+                hard_state is not None
+                and (hard_state.term != before.term or hard_state.voted_for != before.voted_for)
+            ),
         )
         self._messages.clear()
         self._read_states.clear()
