@@ -514,11 +514,8 @@ class RaftCore:
             or self._snapshot_to_fetch is not None
             or self._applied < self._commit
             or self._unstable_from <= self._log.last_index
-            or self._hard_state_changed()
+            or self._changed_hard_state() is not None
         )
-
-    def _hard_state_changed(self) -> bool:
-        return self._changed_hard_state() is not None
 
     def _changed_hard_state(self) -> HardState | None:
         """The hard state to persist, or None if it is the one persisted already."""
@@ -547,28 +544,35 @@ class RaftCore:
             else ()
         )
         before = self._persisted_hard_state
+        messages = tuple(self._messages)
+        self._messages.clear()
+        read_states: tuple[ReadState, ...] = ()
+        if self._read_states:
+            read_states = tuple(self._read_states)
+            self._read_states.clear()
+        dropped_reads: tuple[int, ...] = ()
+        if self._dropped_reads:
+            dropped_reads = tuple(self._dropped_reads)
+            self._dropped_reads.clear()
         ready = Ready(
             hard_state=hard_state,
             entries=entries,
-            messages=tuple(self._messages),
+            messages=messages,
             committed=(
                 log.slice(Index(self._applied + 1), Index(self._commit + 1))
                 if self._applied < self._commit
                 else ()
             ),
             role_change=self._role_change,
-            read_states=tuple(self._read_states),
+            read_states=read_states,
             snapshot_to_fetch=self._snapshot_to_fetch,
-            dropped_reads=tuple(self._dropped_reads),
+            dropped_reads=dropped_reads,
             must_sync=bool(entries)
             or (
                 hard_state is not None
                 and (hard_state.term != before.term or hard_state.voted_for != before.voted_for)
             ),
         )
-        self._messages.clear()
-        self._read_states.clear()
-        self._dropped_reads.clear()
         self._role_change = None
         self._snapshot_to_fetch = None
         self._ready_in_flight = True
@@ -955,14 +959,13 @@ class RaftCore:
         if self._role is Role.LEADER:
             raise InvariantError(f"two leaders at term {self._term}: {self._id} and {sender}")
         self._hear_from_leader(sender)
+        last_index = self._log.last_index
         # The leader sends at most what it knows we hold, so this never passes our log.
-        self._advance_commit_to(min(message.leader_commit, self._log.last_index))
+        self._advance_commit_to(min(message.leader_commit, last_index))
         self._send(
             sender,
             HeartbeatReply(
-                term=self._term,
-                read_round=message.read_round,
-                last_log_index=self._log.last_index,
+                term=self._term, read_round=message.read_round, last_log_index=last_index
             ),
         )
 
@@ -1029,12 +1032,12 @@ class RaftCore:
         return quorum.has_quorum(self._membership.voters, active)
 
     def _broadcast_heartbeat(self) -> None:
+        term, own_commit, read_round = self._term, self._commit, self._read_round
         for peer, pr in self._progress.items():
-            commit = min(self._commit, pr.match_index)
-            pr.sent_commit = max(pr.sent_commit, commit)
-            self._send(
-                peer, Heartbeat(term=self._term, leader_commit=commit, read_round=self._read_round)
-            )
+            commit = min(own_commit, pr.match_index)
+            if commit > pr.sent_commit:
+                pr.sent_commit = commit
+            self._send(peer, Heartbeat(term=term, leader_commit=commit, read_round=read_round))
 
     def _append(self, command: bytes) -> Index:
         index = Index(self._log.last_index + 1)
@@ -1073,32 +1076,37 @@ class RaftCore:
 
     def _send_one_append(self, peer: NodeId, pr: Progress) -> bool:
         """Send one append if allowed; True if another may follow at once."""
-        if pr.state is ProgressState.SNAPSHOT:
+        state = pr.state
+        if state is ProgressState.SNAPSHOT:
             return False
-        if pr.state is ProgressState.PROBE and pr.probe_sent:
-            return False
-        if pr.state is ProgressState.REPLICATE and (
-            pr.inflight_count >= self._config.max_inflight_appends
-            or pr.inflight_bytes >= self._config.max_inflight_bytes
+        log, config = self._log, self._config
+        if state is ProgressState.PROBE:
+            if pr.probe_sent:
+                return False
+        elif (
+            pr.next_index == log.last_index + 1  # all sent: the common case
+            or pr.inflight_count >= config.max_inflight_appends
+            or pr.inflight_bytes >= config.max_inflight_bytes
         ):
             return False
         prev = Index(pr.next_index - 1)
-        prev_term = self._log.term_at(prev)
+        prev_term = log.term_at(prev)
         if prev_term is None:
-            snapshot = self._log.snapshot
+            snapshot = log.snapshot
             pr.become_snapshot(snapshot.index)
             self._send(
                 peer,
                 InstallSnapshot(term=self._term, index=snapshot.index, snapshot_term=snapshot.term),
             )
             return False
-        end = Index(pr.next_index + self._config.max_entries_per_append)
-        entries = self._log.slice(pr.next_index, end, max_bytes=self._config.max_append_bytes)
-        if not entries and pr.state is ProgressState.REPLICATE:
+        end = Index(pr.next_index + config.max_entries_per_append)
+        entries = log.slice(pr.next_index, end, max_bytes=config.max_append_bytes)
+        if not entries and state is ProgressState.REPLICATE:
             return False
         commit = self._commit
-        pr.sent_commit = max(pr.sent_commit, min(commit, Index(prev + len(entries))))
-        pr.highest_sent = max(pr.highest_sent, Index(prev + len(entries)))
+        sent = Index(prev + len(entries))
+        pr.sent_commit = max(pr.sent_commit, min(commit, sent))
+        pr.highest_sent = max(pr.highest_sent, sent)
         self._send(
             peer,
             AppendEntries(
@@ -1109,13 +1117,13 @@ class RaftCore:
                 leader_commit=commit,
             ),
         )
-        if pr.state is ProgressState.PROBE:
+        if state is ProgressState.PROBE:
             pr.probe_sent = True
             return False
         last = entries[-1].index
         pr.next_index = Index(last + 1)
         pr.add_inflight(last, sum(len(e.command) + _ENTRY_OVERHEAD_BYTES for e in entries))
-        return pr.next_index <= self._log.last_index
+        return pr.next_index <= log.last_index
 
     def _on_append_reply(self, sender: NodeId, message: AppendReply) -> None:
         pr = self._progress.get(sender)

@@ -405,7 +405,8 @@ class SimCluster:
             batch = handler.batch_for(ready, core.applied_index)
             if batch is not None:
                 self._write(node, batch)
-            monitor.after_persist(node.id, ready, is_leader=core.is_leader)
+            if ready.entries:
+                monitor.after_persist(node.id, ready, is_leader=core.is_leader)
             if rng.random() < self.crash_mid_ready_rate:
                 # A crash after the fsync but before anything was sent or applied.
                 self.crash(node.id)
