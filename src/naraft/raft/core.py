@@ -1161,9 +1161,7 @@ class RaftCore:
                 return
         else:
             rejected = message.match_index
-            if rejected < pr.match_index or (
-                pr.state is _PROBE and rejected != pr.next_index - 1
-            ):
+            if rejected < pr.match_index or (pr.state is _PROBE and rejected != pr.next_index - 1):
                 return  # an answer to an append that is no longer current
             pr.become_probe(self._next_after_rejection(message))
         self._send_appends(sender, pr)
