@@ -42,8 +42,8 @@ class Ready(NamedTuple):
     that snapshot; it reports completion with `RaftCore.restore_snapshot`.
 
     A NamedTuple rather than a frozen dataclass: just as immutable, and several times
-    cheaper to build on Python 3.11 (one per Ready, on every node's hottest path). The core
-    builds it with keywords only.
+    cheaper to build on Python 3.11 (one per Ready, on every node's hottest path). Mind the
+    field order when building one positionally, as the core does.
     """
 
     hard_state: HardState | None
