@@ -23,6 +23,7 @@ import logging
 import math
 import random
 from dataclasses import dataclass
+from typing import Final
 
 from naraft.raft import quorum
 from naraft.raft.config import RaftConfig
@@ -64,6 +65,16 @@ from naraft.raft.types import (
     SnapshotMeta,
     Term,
 )
+
+# Python 3.11 reads `Role.LEADER` through EnumType.__getattr__, several times the cost of a
+# global: the hot paths compare with these module names, the same member objects.
+_LEADER: Final = Role.LEADER
+_FOLLOWER: Final = Role.FOLLOWER
+_PRE_CANDIDATE: Final = Role.PRE_CANDIDATE
+_CANDIDATE: Final = Role.CANDIDATE
+_PROBE: Final = ProgressState.PROBE
+_REPLICATE: Final = ProgressState.REPLICATE
+_SNAPSHOT: Final = ProgressState.SNAPSHOT
 
 _ENTRY_OVERHEAD_BYTES = 16
 _TRANSFER_TIMEOUTS = 2  # election timeouts a hand-over may take before it is abandoned
@@ -145,7 +156,7 @@ class RaftCore:
         self._applied: Index = Index(max(applied if applied is not None else 0, snapshot.index))
         if self._applied > self._commit:
             raise InvariantError(f"applied {self._applied} is past commit {self._commit}")
-        self._role = Role.FOLLOWER
+        self._role = _FOLLOWER
         self._leader: NodeId | None = None
         self._persisted_hard_state = HardState(
             term=self._term, voted_for=self._voted_for, commit=self._commit
@@ -202,7 +213,7 @@ class RaftCore:
 
     @property
     def is_leader(self) -> bool:
-        return self._role is Role.LEADER
+        return self._role is _LEADER
 
     @property
     def config(self) -> RaftConfig:
@@ -281,7 +292,7 @@ class RaftCore:
     def tick(self) -> None:
         """One unit of logical time (the seed's 500 ms task, shortened by config)."""
         self._contending = False  # only near-simultaneous rivals need the tie-break
-        if self._role is Role.LEADER:
+        if self._role is _LEADER:
             self._tick_leader()
         else:
             self._election_elapsed += 1
@@ -290,7 +301,7 @@ class RaftCore:
 
     def campaign(self) -> None:
         """Start an election now, skipping PreVote (tests, leadership hand-over)."""
-        if self._role is not Role.LEADER and self._is_voter:
+        if self._role is not _LEADER and self._is_voter:
             self._become_candidate()
 
     def forget_leader(self) -> float | None:
@@ -303,7 +314,7 @@ class RaftCore:
         without that call the timer starts the PreVote within one tick after the delay.
         None if there was no leader to forget.
         """
-        if self._role is not Role.FOLLOWER or self._leader is None:
+        if self._role is not _FOLLOWER or self._leader is None:
             return None
         self._logger.info("%s forgets leader %s at term %d", self._id, self._leader, self._term)
         self._leader = None
@@ -333,7 +344,7 @@ class RaftCore:
         this node has since heard of a leader, moved to another term or campaigned."""
         if (
             self._hurry_term == self._term
-            and self._role is Role.FOLLOWER
+            and self._role is _FOLLOWER
             and self._leader is None
             and self._is_voter
         ):
@@ -347,7 +358,7 @@ class RaftCore:
         log stops growing; the hand-over is abandoned after two election timeouts (the
         target may be down, or slow to catch up), and proposals are taken again. A target
         that is this node is a no-op."""
-        if self._role is not Role.LEADER:
+        if self._role is not _LEADER:
             raise NotLeaderError(self._leader)
         if target == self._id:
             return
@@ -368,7 +379,7 @@ class RaftCore:
 
     def propose(self, command: bytes) -> Index:
         """Append `command` to the log. Returns its index; it is committed later, or never."""
-        if self._role is not Role.LEADER:
+        if self._role is not _LEADER:
             raise NotLeaderError(self._leader)
         if self._transferee is not None:
             raise LeadershipTransferringError(self._transferee)
@@ -385,7 +396,7 @@ class RaftCore:
         time, thesis §4.1); it is in use at once, here and on every node that appends it.
         MembershipError if another change has not committed yet, if this leader has not
         committed an entry of its term yet, or if the change cannot be made."""
-        if self._role is not Role.LEADER:
+        if self._role is not _LEADER:
             raise NotLeaderError(self._leader)
         if self._transferee is not None:
             raise LeadershipTransferringError(self._transferee)
@@ -413,7 +424,7 @@ class RaftCore:
     def read_index(self, request_id: int) -> None:
         """Ask for a linearizable read point; it arrives as a `ReadState` in a later Ready
         (or the id in `dropped_reads` if leadership is lost first)."""
-        if self._role is not Role.LEADER:
+        if self._role is not _LEADER:
             raise NotLeaderError(self._leader)
         if self._log.term_at(self._commit) != self._term:
             # A new leader does not know the commit index until its no-op commits (§6.4).
@@ -438,19 +449,19 @@ class RaftCore:
             self._answer_stale(sender, message)
             return
 
-        match message:
-            case RequestVote():
-                self._on_request_vote(sender, message)
-            case VoteReply():
-                self._on_vote_reply(sender, message)
-            case AppendEntries():
-                self._on_append_entries(sender, message)
-            case AppendReply():
-                self._on_append_reply(sender, message)
+        match message:  # the most frequent kinds first
             case Heartbeat():
                 self._on_heartbeat(sender, message)
             case HeartbeatReply():
                 self._on_heartbeat_reply(sender, message)
+            case AppendEntries():
+                self._on_append_entries(sender, message)
+            case AppendReply():
+                self._on_append_reply(sender, message)
+            case RequestVote():
+                self._on_request_vote(sender, message)
+            case VoteReply():
+                self._on_vote_reply(sender, message)
             case InstallSnapshot():
                 self._on_install_snapshot(sender, message)
             case TimeoutNow():
@@ -514,44 +525,68 @@ class RaftCore:
             or self._snapshot_to_fetch is not None
             or self._applied < self._commit
             or self._unstable_from <= self._log.last_index
-            or self._hard_state_changed()
+            or self._changed_hard_state() is not None
         )
 
-    def _hard_state_changed(self) -> bool:
+    def _changed_hard_state(self) -> HardState | None:
+        """The hard state to persist, or None if it is the one persisted already."""
         persisted = self._persisted_hard_state
-        if (self._term, self._voted_for, self._commit) == (
-            persisted.term,
-            persisted.voted_for,
-            persisted.commit,
+        if (
+            self._term == persisted.term
+            and self._voted_for == persisted.voted_for
+            and self._commit == persisted.commit
         ):
-            return False  # the common case, without building a HardState
-        return self._hard_state() != persisted
+            return None  # the common case, without building a HardState
+        hard_state = self._hard_state()
+        return hard_state if hard_state != persisted else None
 
     def ready(self) -> Ready:
         """Collect the work for the shell. Exactly one Ready may be in flight."""
         if self._ready_in_flight:
             raise RuntimeError("ready() called again before advance()")
-        if self._role is Role.LEADER:
+        if self._role is _LEADER:
             self._flush_broadcast()
-        hard_state = self._hard_state()
-        entries = self._log.slice(self._unstable_from, Index(self._log.last_index + 1))
-        before = self._persisted_hard_state
-        ready = Ready(
-            hard_state=hard_state if hard_state != before else None,
-            entries=entries,
-            messages=tuple(self._messages),
-            committed=self._log.slice(Index(self._applied + 1), Index(self._commit + 1)),
-            role_change=self._role_change,
-            read_states=tuple(self._read_states),
-            snapshot_to_fetch=self._snapshot_to_fetch,
-            dropped_reads=tuple(self._dropped_reads),
-            must_sync=bool(entries)
-            or hard_state.term != before.term
-            or hard_state.voted_for != before.voted_for,
+        hard_state = self._changed_hard_state()
+        log = self._log
+        last_index = log.last_index
+        entries = (
+            log.slice(self._unstable_from, Index(last_index + 1))
+            if self._unstable_from <= last_index
+            else ()
         )
+        before = self._persisted_hard_state
+        messages = tuple(self._messages)
         self._messages.clear()
-        self._read_states.clear()
-        self._dropped_reads.clear()
+        committed = (
+            log.slice(Index(self._applied + 1), Index(self._commit + 1))
+            if self._applied < self._commit
+            else ()
+        )
+        read_states: tuple[ReadState, ...] = ()
+        if self._read_states:
+            read_states = tuple(self._read_states)
+            self._read_states.clear()
+        dropped_reads: tuple[int, ...] = ()
+        if self._dropped_reads:
+            dropped_reads = tuple(self._dropped_reads)
+            self._dropped_reads.clear()
+        must_sync = bool(entries) or (
+            hard_state is not None
+            and (hard_state.term != before.term or hard_state.voted_for != before.voted_for)
+        )
+        # Positional, in field order, each value named as its field: a call with nine
+        # keywords costs four times as much on Python 3.11, once per Ready.
+        ready = Ready(
+            hard_state,
+            entries,
+            messages,
+            committed,
+            self._role_change,
+            read_states,
+            self._snapshot_to_fetch,
+            dropped_reads,
+            must_sync,
+        )
         self._role_change = None
         self._snapshot_to_fetch = None
         self._ready_in_flight = True
@@ -571,7 +606,7 @@ class RaftCore:
                 self._unstable_from = max(self._unstable_from, Index(last.index + 1))
         if ready.committed:
             self._applied = max(self._applied, ready.committed[-1].index)
-        if self._role is Role.LEADER and ready.entries:
+        if self._role is _LEADER and ready.entries:
             self._maybe_commit()
 
     # ------------------------------------------------------------------ planted-bug seams
@@ -604,7 +639,7 @@ class RaftCore:
         so that a voter still in the dead leader's lease cannot leave both stuck."""
         return (
             self._contending
-            and self._role is Role.PRE_CANDIDATE
+            and self._role is _PRE_CANDIDATE
             and message.term == self._term + 1
             and message.last_log_index == self._log.last_index
             and message.last_log_term == self._log.last_term
@@ -614,8 +649,8 @@ class RaftCore:
     def _counts_vote(self, reply: VoteReply) -> bool:
         """A vote counts only for the election it answers."""
         if reply.pre_vote:
-            return self._role is Role.PRE_CANDIDATE and reply.term == self._term + 1
-        return self._role is Role.CANDIDATE and reply.term == self._term
+            return self._role is _PRE_CANDIDATE and reply.term == self._term + 1
+        return self._role is _CANDIDATE and reply.term == self._term
 
     # ------------------------------------------------------------------ terms
 
@@ -692,8 +727,8 @@ class RaftCore:
             self._term = term
             self._voted_for = None
             self._ignored_pre_votes.clear()
-        was_leader = self._role is Role.LEADER
-        self._set_role(Role.FOLLOWER, leader, force=term_changed)
+        was_leader = self._role is _LEADER
+        self._set_role(_FOLLOWER, leader, force=term_changed)
         self._reset_timers()
         self._votes.clear()
         if was_leader or self._pending_reads or self._reads_awaiting_commit:
@@ -711,7 +746,7 @@ class RaftCore:
             self._become_candidate()
 
     def _become_pre_candidate(self) -> None:
-        self._set_role(Role.PRE_CANDIDATE, None)
+        self._set_role(_PRE_CANDIDATE, None)
         self._reset_timers()
         self._votes = {self._id: True}
         self._ask_votes(Term(self._term + 1), pre_vote=True)
@@ -719,7 +754,7 @@ class RaftCore:
     def _become_candidate(self, *, transfer: bool = False) -> None:
         self._term = Term(self._term + 1)
         self._voted_for = self._id
-        self._set_role(Role.CANDIDATE, None, force=True)
+        self._set_role(_CANDIDATE, None, force=True)
         self._reset_timers()
         self._votes = {self._id: True}
         self._ask_votes(self._term, pre_vote=False, transfer=transfer)
@@ -738,7 +773,7 @@ class RaftCore:
                 self._send(peer, request)
 
     def _become_leader(self) -> None:
-        self._set_role(Role.LEADER, self._id)
+        self._set_role(_LEADER, self._id)
         self._reset_timers()
         self._votes.clear()
         self._transferee = None
@@ -775,7 +810,7 @@ class RaftCore:
             self._send(sender, VoteReply(term=term, granted=granted, pre_vote=True))
             return
         can_vote = self._voted_for is None or self._voted_for == sender
-        granted = can_vote and up_to_date and self._role is not Role.LEADER
+        granted = can_vote and up_to_date and self._role is not _LEADER
         if granted:
             self._voted_for = sender
             self._election_elapsed = 0
@@ -790,7 +825,7 @@ class RaftCore:
         self._send(sender, VoteReply(term=self._term, granted=granted))
 
     def _on_vote_reply(self, sender: NodeId, message: VoteReply) -> None:
-        if message.pre_vote and not message.granted and self._role is Role.PRE_CANDIDATE:
+        if message.pre_vote and not message.granted and self._role is _PRE_CANDIDATE:
             # Refused (a voter still in the dead leader's lease, or with a longer log): this
             # round may not win, so it must not hold back a rival that can (see _outranks).
             self._contending = False
@@ -804,12 +839,12 @@ class RaftCore:
     def _hear_from_leader(self, sender: NodeId) -> None:
         self._election_elapsed = 0
         self._ignored_pre_votes.clear()  # the lease holds: those PreVotes were disruptive
-        if self._role is not Role.FOLLOWER or self._leader != sender:
-            self._set_role(Role.FOLLOWER, sender)
+        if self._role is not _FOLLOWER or self._leader != sender:
+            self._set_role(_FOLLOWER, sender)
             self._votes.clear()
 
     def _on_append_entries(self, sender: NodeId, message: AppendEntries) -> None:
-        if self._role is Role.LEADER:
+        if self._role is _LEADER:
             raise InvariantError(f"two leaders at term {self._term}: {self._id} and {sender}")
         self._hear_from_leader(sender)
         prev = message.prev_log_index
@@ -921,7 +956,7 @@ class RaftCore:
         self._membership = membership
         self._peers = tuple(sorted(membership.members - {self._id}))
         self._solo = membership.voters == {self._id}
-        if self._role is Role.LEADER:
+        if self._role is _LEADER:
             next_index = Index(self._log.last_index + 1)
             for peer in self._peers:
                 if peer not in self._progress:
@@ -935,24 +970,23 @@ class RaftCore:
             self._commit = index
 
     def _on_heartbeat(self, sender: NodeId, message: Heartbeat) -> None:
-        if self._role is Role.LEADER:
+        if self._role is _LEADER:
             raise InvariantError(f"two leaders at term {self._term}: {self._id} and {sender}")
         self._hear_from_leader(sender)
+        last_index = self._log.last_index
         # The leader sends at most what it knows we hold, so this never passes our log.
-        self._advance_commit_to(min(message.leader_commit, self._log.last_index))
+        self._advance_commit_to(min(message.leader_commit, last_index))
         self._send(
             sender,
             HeartbeatReply(
-                term=self._term,
-                read_round=message.read_round,
-                last_log_index=self._log.last_index,
+                term=self._term, read_round=message.read_round, last_log_index=last_index
             ),
         )
 
     def _on_timeout_now(self, sender: NodeId) -> None:
         """The leader of our term hands over to us: campaign now, skipping PreVote (the
         voters, still in that leader's lease, would refuse it) and telling the voters so."""
-        if self._role is Role.LEADER:
+        if self._role is _LEADER:
             raise InvariantError(f"two leaders at term {self._term}: {self._id} and {sender}")
         if not self._is_voter:
             return  # a learner, or a node removed meanwhile, never campaigns
@@ -962,7 +996,7 @@ class RaftCore:
         self._become_candidate(transfer=True)
 
     def _on_install_snapshot(self, sender: NodeId, message: InstallSnapshot) -> None:
-        if self._role is Role.LEADER:
+        if self._role is _LEADER:
             raise InvariantError(f"two leaders at term {self._term}: {self._id} and {sender}")
         self._hear_from_leader(sender)
         if message.index <= self._commit:
@@ -1012,12 +1046,15 @@ class RaftCore:
         return quorum.has_quorum(self._membership.voters, active)
 
     def _broadcast_heartbeat(self) -> None:
+        term, own_commit, read_round = self._term, self._commit, self._read_round
+        beat: Heartbeat | None = None
         for peer, pr in self._progress.items():
-            commit = min(self._commit, pr.match_index)
-            pr.sent_commit = max(pr.sent_commit, commit)
-            self._send(
-                peer, Heartbeat(term=self._term, leader_commit=commit, read_round=self._read_round)
-            )
+            commit = min(own_commit, pr.match_index)
+            if commit > pr.sent_commit:
+                pr.sent_commit = commit
+            if beat is None or beat.leader_commit != commit:
+                beat = Heartbeat(term=term, leader_commit=commit, read_round=read_round)
+            self._send(peer, beat)  # peers at the same commit index share one (immutable) beat
 
     def _append(self, command: bytes) -> Index:
         index = Index(self._log.last_index + 1)
@@ -1056,32 +1093,37 @@ class RaftCore:
 
     def _send_one_append(self, peer: NodeId, pr: Progress) -> bool:
         """Send one append if allowed; True if another may follow at once."""
-        if pr.state is ProgressState.SNAPSHOT:
+        state = pr.state
+        if state is _SNAPSHOT:
             return False
-        if pr.state is ProgressState.PROBE and pr.probe_sent:
-            return False
-        if pr.state is ProgressState.REPLICATE and (
-            pr.inflight_count >= self._config.max_inflight_appends
-            or pr.inflight_bytes >= self._config.max_inflight_bytes
+        log, config = self._log, self._config
+        if state is _PROBE:
+            if pr.probe_sent:
+                return False
+        elif (
+            pr.next_index == log.last_index + 1  # all sent: the common case
+            or pr.inflight_count >= config.max_inflight_appends
+            or pr.inflight_bytes >= config.max_inflight_bytes
         ):
             return False
         prev = Index(pr.next_index - 1)
-        prev_term = self._log.term_at(prev)
+        prev_term = log.term_at(prev)
         if prev_term is None:
-            snapshot = self._log.snapshot
+            snapshot = log.snapshot
             pr.become_snapshot(snapshot.index)
             self._send(
                 peer,
                 InstallSnapshot(term=self._term, index=snapshot.index, snapshot_term=snapshot.term),
             )
             return False
-        end = Index(pr.next_index + self._config.max_entries_per_append)
-        entries = self._log.slice(pr.next_index, end, max_bytes=self._config.max_append_bytes)
-        if not entries and pr.state is ProgressState.REPLICATE:
+        end = Index(pr.next_index + config.max_entries_per_append)
+        entries = log.slice(pr.next_index, end, max_bytes=config.max_append_bytes)
+        if not entries and state is _REPLICATE:
             return False
         commit = self._commit
-        pr.sent_commit = max(pr.sent_commit, min(commit, Index(prev + len(entries))))
-        pr.highest_sent = max(pr.highest_sent, Index(prev + len(entries)))
+        sent = Index(prev + len(entries))
+        pr.sent_commit = max(pr.sent_commit, min(commit, sent))
+        pr.highest_sent = max(pr.highest_sent, sent)
         self._send(
             peer,
             AppendEntries(
@@ -1092,17 +1134,17 @@ class RaftCore:
                 leader_commit=commit,
             ),
         )
-        if pr.state is ProgressState.PROBE:
+        if state is _PROBE:
             pr.probe_sent = True
             return False
         last = entries[-1].index
         pr.next_index = Index(last + 1)
         pr.add_inflight(last, sum(len(e.command) + _ENTRY_OVERHEAD_BYTES for e in entries))
-        return pr.next_index <= self._log.last_index
+        return pr.next_index <= log.last_index
 
     def _on_append_reply(self, sender: NodeId, message: AppendReply) -> None:
         pr = self._progress.get(sender)
-        if self._role is not Role.LEADER or pr is None:
+        if self._role is not _LEADER or pr is None:
             return
         pr.recent_active = True
         if message.success:
@@ -1112,12 +1154,12 @@ class RaftCore:
             if claimed > pr.match_index:
                 pr.match_index = claimed
                 pr.free_inflight_through(claimed)
-                if pr.state is not ProgressState.REPLICATE:
+                if pr.state is not _REPLICATE:
                     pr.become_replicate()
                 self._maybe_commit()
-            elif pr.state is ProgressState.PROBE:
+            elif pr.state is _PROBE:
                 pr.probe_sent = False
-            if pr.state is ProgressState.SNAPSHOT and pr.match_index >= pr.pending_snapshot:
+            if pr.state is _SNAPSHOT and pr.match_index >= pr.pending_snapshot:
                 pr.become_replicate()
             pr.next_index = max(pr.next_index, Index(pr.match_index + 1))
             if sender == self._transferee:
@@ -1125,9 +1167,7 @@ class RaftCore:
                 return
         else:
             rejected = message.match_index
-            if rejected < pr.match_index or (
-                pr.state is ProgressState.PROBE and rejected != pr.next_index - 1
-            ):
+            if rejected < pr.match_index or (pr.state is _PROBE and rejected != pr.next_index - 1):
                 return  # an answer to an append that is no longer current
             pr.become_probe(self._next_after_rejection(message))
         self._send_appends(sender, pr)
@@ -1143,7 +1183,7 @@ class RaftCore:
 
     def _on_heartbeat_reply(self, sender: NodeId, message: HeartbeatReply) -> None:
         pr = self._progress.get(sender)
-        if self._role is not Role.LEADER or pr is None:
+        if self._role is not _LEADER or pr is None:
             return
         pr.recent_active = True
         if message.read_round > self._read_acks.get(sender, 0):
@@ -1152,17 +1192,17 @@ class RaftCore:
         if (
             message.last_log_index < pr.match_index
             and message.last_log_index <= self._log.snapshot.index
-            and pr.state is not ProgressState.SNAPSHOT
+            and pr.state is not _SNAPSHOT
         ):
             # It holds less than it acknowledged, not even our compacted prefix: its data
             # directory was wiped and it came back empty. Probe from what it has (it gets a
             # snapshot); the commit index never moves back.
             pr.match_index = message.last_log_index
             pr.become_probe(Index(message.last_log_index + 1))
-        if pr.state is ProgressState.PROBE:
+        if pr.state is _PROBE:
             pr.probe_sent = False
         elif (
-            pr.state is ProgressState.REPLICATE
+            pr.state is _REPLICATE
             and pr.match_index < self._log.last_index
             and pr.match_index == pr.match_at_last_beat
         ):
@@ -1170,10 +1210,10 @@ class RaftCore:
             # answer was lost. Probe from the last known match.
             pr.become_probe(Index(pr.match_index + 1))
         pr.match_at_last_beat = pr.match_index
-        if pr.state is ProgressState.SNAPSHOT and message.last_log_index >= pr.pending_snapshot:
+        if pr.state is _SNAPSHOT and message.last_log_index >= pr.pending_snapshot:
             # The follower installed the snapshot but its report was lost: probe from there.
             pr.become_probe(Index(message.last_log_index + 1))
-        elif pr.state is ProgressState.SNAPSHOT:
+        elif pr.state is _SNAPSHOT:
             snapshot = self._log.snapshot
             pr.become_snapshot(snapshot.index)
             self._send(

@@ -8,6 +8,7 @@ read-index round it is confirming.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from naraft.raft.types import Entry, Index, NodeId, Term
 
@@ -104,9 +105,12 @@ Message = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Envelope:
-    """A message in flight from one node to another."""
+class Envelope(NamedTuple):
+    """A message in flight from one node to another.
+
+    A NamedTuple rather than a frozen dataclass: just as immutable, and several times
+    cheaper to build on Python 3.11, where the core builds one for every message it sends.
+    """
 
     sender: NodeId
     recipient: NodeId

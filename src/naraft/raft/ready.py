@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from naraft.raft.messages import Envelope
 from naraft.raft.types import Entry, HardState, Index, NodeId, Role, SnapshotMeta, Term
@@ -23,8 +24,7 @@ class ReadState:
     index: Index
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Ready:
+class Ready(NamedTuple):
     """Work for the shell, to be done in field order, then acknowledged with `advance`.
 
     1. Persist `entries` and `hard_state` (if set). An entry at index i replaces every
@@ -40,6 +40,10 @@ class Ready:
 
     `snapshot_to_fetch` asks the shell to catch up by digest sync from `leader` up to
     that snapshot; it reports completion with `RaftCore.restore_snapshot`.
+
+    A NamedTuple rather than a frozen dataclass: just as immutable, and several times
+    cheaper to build on Python 3.11 (one per Ready, on every node's hottest path). Mind the
+    field order when building one positionally, as the core does.
     """
 
     hard_state: HardState | None

@@ -57,6 +57,7 @@ class SafetyMonitor:
     # ------------------------------------------------------------------ writes
 
     def after_persist(self, node: NodeId, ready: Ready, *, is_leader: bool) -> None:
+        """`ready`'s entries are durable on `node` (the caller skips a Ready without any)."""
         if not ready.entries:
             return
         log = self._durable[node]

@@ -113,13 +113,18 @@ def run_seed(
     )
 
 
+# The enums by value, looked up once per history event (cheaper than calling the enum)
+_RECORD_TYPES = {member.value: member for member in RecordType}
+_FUNCTIONS = {member.value: member for member in OpFunction}
+
+
 def to_records(history: tuple[HistoryEvent, ...] | list[HistoryEvent]) -> list[OpRecord]:
     """The simulator's history in the checker's record format (times in micro-ticks)."""
     return [
         OpRecord(
             process=event.process,
-            type=RecordType(event.type),
-            function=OpFunction(event.f),
+            type=_RECORD_TYPES[event.type],
+            function=_FUNCTIONS[event.f],
             key=event.key,
             value=event.value,
             time=round(event.time * 1_000_000),
