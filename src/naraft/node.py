@@ -877,6 +877,8 @@ def _grpc(
         auth=auth,
         progress=_Applied(replica),
         push_timeout_seconds=config.grpc.push_timeout_seconds,
+        new_leader=replica.wait_for_new_leader,
+        new_leader_seconds=config.new_leader_seconds,
     )
     naming_routes = NamingRoutes(
         naming, owned, server, push_timeout_seconds=config.grpc.push_timeout_seconds

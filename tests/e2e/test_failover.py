@@ -106,7 +106,13 @@ def test_a_write_a_follower_forwards_to_a_just_killed_leader_goes_to_the_next_on
         new = cluster.leader(exclude=old.address, timeout_seconds=ELECTION_TIMEOUT_SECONDS)
         written = {f"after-kill-{n.address}": "v" for n in followers}
         assert cluster.missing_writes(new, written, consistency="linearizable") == {}
-        assert "retrying PUT" in "".join(n.log_tail(200) for n in followers)
+        # A follower that forwarded to the dead leader was refused and retried with the new
+        # one. (Under load the followers may elect before a write arrives; that write is
+        # then forwarded straight to the new leader, and there is no refusal to retry.)
+        for follower in followers:
+            log = follower.log_text()
+            if f"to {old.address} failed" in log:
+                assert "retrying PUT" in log, log[-3000:]
 
 
 def test_writes_continue_through_a_leader_kill_and_only_unknown_outcomes_are_in_doubt(

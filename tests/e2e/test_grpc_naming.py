@@ -11,6 +11,7 @@ of docs/nacos-compat.md are checked at that scale.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -199,3 +200,22 @@ async def test_instances_of_a_dead_node_expire_and_a_live_ones_stay(
         cluster.nodes[follower].start()
         cluster.wait_ready()
     await on_every_node(cluster, service, {"10.3.0.2:8080"})
+
+
+async def test_a_write_a_follower_forwards_to_a_just_killed_leader_goes_to_the_next_one(
+    tmp_path: Path, clients: list[GrpcTestClient]
+) -> None:
+    """The dead leader refuses the forwarded connection, so it never saw the write: the
+    follower waits for the next leader and forwards there (or runs it, if it won), as the
+    HTTP forward does, instead of answering the client an error."""
+    with local_cluster(tmp_path / "cluster", size=3, extra_args=ARGS) as cluster:
+        old = cluster.wait_ready()
+        index = next(i for i, n in enumerate(cluster.nodes) if n is not old)
+        client = await connect(cluster, index, clients)
+        old.kill()
+        await register(client, "after-kill", "10.9.0.1")  # asserts the answer is ok
+        cluster.leader(exclude=old.address, timeout_seconds=15)
+        assert "10.9.0.1:8080" in v1_hosts(cluster, index, "after-kill")
+        log = cluster.nodes[index].log_text()
+        if f"to {old.address} failed" in log:  # the write was sent to the dead leader first
+            assert "retrying InstanceRequest with the new leader" in log, log[-3000:]

@@ -180,8 +180,8 @@ def test_a_client_that_stops_listing_is_forgotten_after_the_push_cache_time(
             timeout_seconds=15,
             what="the switch to reach the listing node",
         )
+        asked_at = time.monotonic()  # the node records the listing after this moment
         assert gone.list_from(node)["cacheMillis"] == 1500
-        listed_at = time.monotonic()
 
         def subscribers() -> set[int]:
             answer = cluster.client.get(
@@ -192,7 +192,7 @@ def test_a_client_that_stops_listing_is_forgotten_after_the_push_cache_time(
         assert gone.port in subscribers()
         wait_for(lambda: gone.port not in subscribers(), timeout_seconds=15,
                  what="the silent target to expire", interval_seconds=0.1)  # fmt: skip
-        assert time.monotonic() - listed_at >= 1.5
+        assert time.monotonic() - asked_at >= 1.5
 
         staying.list_from(node)
         register(cluster, cluster.nodes[2], "10.0.0.9")

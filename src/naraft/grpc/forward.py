@@ -12,6 +12,7 @@ something to tell its client. `HttpLeaderLink` is the follower's side.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any, Final
 
@@ -21,7 +22,10 @@ from aiohttp import web
 
 from naraft.api.peer import SignedPoster, signed_route
 from naraft.errors import OutcomeUnknownError, UnavailableError
+from naraft.grpc.server import LeaderRefusedError
 from naraft.tls import PLAINTEXT, PeerTls
+
+logger = logging.getLogger(__name__)
 
 GRPC_FORWARD_PATH: Final = "/naraft/v1/grpc"
 MAX_FORWARD_BODY_BYTES: Final = 32 * 1024 * 1024  # a peer limit: above the largest config
@@ -93,7 +97,8 @@ class HttpLeaderLink:
                     raise UnavailableError(f"leader {leader} answered {answer.status}: {text}")
                 loaded = orjson.loads(await answer.read())
         except aiohttp.ClientConnectorError as error:
-            raise UnavailableError(f"leader {leader} unreachable: {error}") from error
+            logger.warning("forwarding %s to %s failed: %s", message.get("type"), leader, error)
+            raise LeaderRefusedError(f"leader {leader} unreachable: {error}") from error
         except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as error:
             raise OutcomeUnknownError(
                 f"forwarding to the leader {leader} broke mid-request; "

@@ -138,12 +138,21 @@ class Progress(Protocol):
     async def wait_applied(self, index: int) -> None: ...
 
 
+class LeaderRefusedError(UnavailableError):
+    """The leader's address refused the connection: it never saw the write."""
+
+
 class LeaderLink(Protocol):
     """Sends a write to the leader and returns its answer body (naraft.grpc.forward)."""
 
     async def forward(self, leader: str, message: Mapping[str, Any]) -> dict[str, Any]:
-        """Raises UnavailableError (or OutcomeUnknownError) when no answer came back."""
+        """Raises LeaderRefusedError when the leader's address refused the connection, and
+        UnavailableError (or OutcomeUnknownError) when no answer came back otherwise."""
         ...
+
+
+NewLeaderWait = Callable[[str, float], Awaitable[str | None]]
+"""The first leader other than the one given, or None after the seconds given."""
 
 
 @dataclass(slots=True)
@@ -170,8 +179,12 @@ class GrpcServer:
         link: LeaderLink | None = None,
         progress: Progress | None = None,
         push_timeout_seconds: float = 3.0,
+        new_leader: NewLeaderWait | None = None,
+        new_leader_seconds: float = 0.0,
     ) -> None:
         self._node_id = node_id
+        self._new_leader = new_leader
+        self._new_leader_seconds = new_leader_seconds
         self.connections = connections
         self._auth = auth
         self.link = link  # set once the node's HTTP session exists
@@ -458,7 +471,20 @@ class GrpcServer:
                 "app": call.client.app,
             },
         }
-        answer = await self.link.forward(leader, message)
+        try:
+            answer = await self.link.forward(leader, message)
+        except LeaderRefusedError:
+            # The leader is gone and never saw the write: as the HTTP forward does, wait for
+            # the next leader and try once more, there or here.
+            if self._new_leader is None:
+                raise
+            new = await self._new_leader(leader, self._new_leader_seconds)
+            if new is None:
+                raise
+            logger.info("retrying %s with the new leader %s", route.kind, new)
+            if new == self._node_id:
+                return await route.write(call)  # NotLeaderError again: the usual refusal
+            answer = await self.link.forward(new, message)
         if answer.get("errorCode", 0) not in (0, None) and answer.get("typed") is False:
             raise RefusedError(Code(int(answer["errorCode"])), str(answer.get("message", "")))
         answer.pop("typed", None)
