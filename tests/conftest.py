@@ -47,10 +47,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 PROCESS_DIR = "e2e"
+LONG_FIRST = (
+    "tests/chaos/test_campaign.py",
+    "tests/sim/test_planted_bugs.py",
+    "tests/sim/test_random_runs.py",
+    "tests/e2e/test_failover.py",
+    "tests/e2e/test_membership.py",
+    "tests/e2e/test_sdk3_naming.py",
+)
+"""The modules of the longest units (minutes of campaigns, planted-bug hunts, kill stories):
+scheduled first, so that the two workers share them and neither ends the run alone on one."""
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = config.rootpath
+    items.sort(key=lambda item: item.path.relative_to(root).as_posix() not in LONG_FIRST)
     for item in items:
         if item.get_closest_marker("xdist_group") is not None:
             continue  # a module that named its own group
