@@ -56,7 +56,8 @@ LONG_FIRST = (
     "tests/e2e/test_sdk3_naming.py",
 )
 """The modules of the longest units (minutes of campaigns, planted-bug hunts, kill stories):
-scheduled first, so that the two workers share them and neither ends the run alone on one."""
+scheduled first, so that the two workers share them and neither ends the run alone on one
+(`--no-loadscope-reorder` in pyproject.toml keeps xdist to this order)."""
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups

@@ -40,7 +40,6 @@ def _explain(failed: list[ScheduleResult], seed: int, where: Path) -> str:
     return "\n".join(lines)
 
 
-@pytest.mark.xdist_group("campaign-1")  # each campaign is minutes long: its own unit
 @pytest.mark.timeout(420)
 def test_six_fault_schedules_lose_no_acknowledged_write_and_stay_linearizable(
     tmp_path: Path,
@@ -74,7 +73,6 @@ def test_six_fault_schedules_lose_no_acknowledged_write_and_stay_linearizable(
         assert "gRPC ephemeral instances listed" in {check.name for check in result.checks}
 
 
-@pytest.mark.xdist_group("campaign-2")  # each campaign is minutes long: its own unit
 @pytest.mark.timeout(180)
 def test_the_campaign_catches_a_disk_that_lies_about_fsync(tmp_path: Path) -> None:
     """The planted bug `storage.lying_fsync`: writes are acknowledged but never synced, so
@@ -95,7 +93,6 @@ def test_the_campaign_catches_a_disk_that_lies_about_fsync(tmp_path: Path) -> No
     assert result.lost_writes > 0 or result.violations > 0
 
 
-@pytest.mark.xdist_group("campaign-3")  # each campaign is minutes long: its own unit
 @pytest.mark.timeout(180)
 def test_a_disk_full_schedule_refuses_writes_and_loses_nothing(tmp_path: Path) -> None:
     """Nodes on tmpfs data directories; one at a time has its disk filled for 2-5 s. The
@@ -123,7 +120,6 @@ def test_a_disk_full_schedule_refuses_writes_and_loses_nothing(tmp_path: Path) -
         assert "space is back" in logs
 
 
-@pytest.mark.xdist_group("campaign-4")  # each campaign is minutes long: its own unit
 @pytest.mark.timeout(180)
 def test_replacing_a_member_under_faults_loses_nothing(tmp_path: Path) -> None:
     """A fourth node joins, is added and promoted under leader kills and isolations, then an
