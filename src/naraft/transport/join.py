@@ -72,16 +72,22 @@ def make_request(secret: bytes, node_id: str, now_ms: int) -> tuple[bytes, JoinR
     return body, JoinRequest(node_id, now_ms, nonce)
 
 
-def check_request(secret: bytes, body: bytes, now_ms: int) -> JoinRequest:
-    """The request in `body` if it is proved with `secret` within the window; JoinError."""
-    if len(body) > MAX_JOIN_BODY_BYTES:
-        raise JoinError("join request too large")
+def _json_object(body: bytes, limit: int, what: str) -> dict[str, Any]:
+    """`body` as a JSON object of at most `limit` bytes; JoinError naming `what`."""
+    if len(body) > limit:
+        raise JoinError(f"{what} too large")
     try:
         data: Any = orjson.loads(body)
     except orjson.JSONDecodeError:
-        raise JoinError("join request is not JSON") from None
+        raise JoinError(f"{what} is not JSON") from None
     if not isinstance(data, dict):
-        raise JoinError("join request is not a JSON object")
+        raise JoinError(f"{what} is not a JSON object")
+    return data
+
+
+def check_request(secret: bytes, body: bytes, now_ms: int) -> JoinRequest:
+    """The request in `body` if it is proved with `secret` within the window; JoinError."""
+    data = _json_object(body, MAX_JOIN_BODY_BYTES, "join request")
     node_id, time_ms, nonce, proof = (data.get(k) for k in ("id", "time", "nonce", "proof"))
     if not isinstance(node_id, str) or not 0 < len(node_id) <= _MAX_ID_CHARS:
         raise JoinError("join request: id must be host:port")
@@ -110,14 +116,7 @@ def make_answer(secret: bytes, request: JoinRequest, answer: JoinAnswer) -> byte
 
 def check_answer(secret: bytes, request: JoinRequest, body: bytes) -> JoinAnswer:
     """The answer in `body` if a holder of `secret` made it for `request`; JoinError."""
-    if len(body) > MAX_JOIN_ANSWER_BYTES:
-        raise JoinError("join answer too large")
-    try:
-        data: Any = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise JoinError("join answer is not JSON") from None
-    if not isinstance(data, dict):
-        raise JoinError("join answer is not a JSON object")
+    data = _json_object(body, MAX_JOIN_ANSWER_BYTES, "join answer")
     cluster_id, voters, learners, leader = (
         data.get(k) for k in ("clusterId", "voters", "learners", "leader")
     )
