@@ -364,7 +364,7 @@ class NodeConfig:
 def parse_address(text: str, *, field: str) -> tuple[str, int]:
     """`host:port` -> (host, port); raises InvalidArgumentError naming `field`."""
     host, sep, port_text = text.strip().rpartition(":")
-    if not sep or not host or not port_text.isdigit():
+    if not sep or not host or not (port_text.isascii() and port_text.isdigit()):
         raise InvalidArgumentError(field, f"must be host:port, not {text!r}")
     port = int(port_text)
     if not 1 <= port <= 65535:

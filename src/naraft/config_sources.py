@@ -123,7 +123,7 @@ class Setting:
         """An environment variable's text as this setting's value."""
         text = text.strip()
         if self.kind is Kind.INT:
-            if not text.lstrip("-").isdigit() or len(text) > 19:
+            if not (text.isascii() and text.lstrip("-").isdigit()) or len(text) > 19:
                 raise ConfigError(f"{where}: must be {self._range()}, not {text!r}")
             return self.check(int(text), where)
         if self.kind is Kind.FLAG:

@@ -172,7 +172,7 @@ def _lock_holder(fd: int) -> str | None:
         text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
     except OSError:
         return None
-    return text if text.isdigit() else None
+    return text if text.isascii() and text.isdigit() else None
 
 
 def _reason(error: OSError) -> str:

@@ -625,3 +625,18 @@ async def test_config_import_needs_write_on_the_namespace_it_names(env: Env) -> 
     assert own.status == 200
     with zipfile.ZipFile(io.BytesIO(await own.read())) as got:
         assert "DEFAULT_GROUP/imported" in got.namelist()
+
+
+@pytest.mark.parametrize("size", ["²", "\u0661\u0660", "0", "-1", "x"])
+async def test_a_page_size_that_is_not_ascii_digits_in_range_is_refused_naming_it(
+    env: Env, size: str
+) -> None:
+    """`'²'.isdigit()` is true and `int('²')` raises: the check must ask for ASCII digits
+    (the schemathesis run found the 500)."""
+    token = await env.login("nacos", ADMIN_PASSWORD)
+    for path in ("/nacos/v1/auth/users", "/nacos/v1/auth/permissions"):
+        answer = await env.call(
+            "GET", path, {"pageNo": "1", "pageSize": size, "role": "r", "accessToken": token}
+        )
+        assert answer.status == 400, (path, size, await answer.text())
+        assert "pageSize" in await answer.text()

@@ -347,7 +347,7 @@ def _int_param(params: Params, name: str, default: int, low: int, high: int) -> 
     if text is None or not text.strip():
         return default
     text = text.strip()
-    if not text.isdigit() or not low <= int(text) <= high:
+    if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
         raise InvalidArgumentError(name, f"must be an integer in {low}..{high}")
     return int(text)
 

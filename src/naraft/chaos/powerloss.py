@@ -49,7 +49,7 @@ def lose_unsynced(db_path: Path, rng: random.Random) -> PowerLoss:
         text = synced_file.read_text().strip()
     except FileNotFoundError:
         raise PowerLossError(db_path, "no -synced file: the failpoint is off") from None
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise PowerLossError(db_path, f"-synced file holds {text[:40]!r}, not a length")
     synced = int(text)
     wal = Path(f"{db_path}-wal")

@@ -140,4 +140,4 @@ class ClientAgent:
         if not self.user_agent.startswith(prefix):
             return False
         major = self.user_agent[len(prefix) :].split(".", 1)[0]
-        return major.isdigit() and int(major) >= 1
+        return major.isascii() and major.isdigit() and int(major) >= 1

@@ -152,7 +152,7 @@ def read_term(data_dir: Path, *, into: NacosData | None = None) -> int:
         name, sep, value = line.strip().partition("=")
         if sep and not name.startswith(("#", "!")) and name.strip() == "term":
             text = value.strip()
-            if len(text) > MAX_INTEGER_DIGITS or not text.isdigit():
+            if len(text) > MAX_INTEGER_DIGITS or not (text.isascii() and text.isdigit()):
                 return 0
             return int(text)
     return 0

@@ -48,7 +48,10 @@ def parse_range(text: str) -> ProtocolRange:
     low_text, sep, high_text = text.strip().partition("..")
     if not sep:
         high_text = low_text
-    if not (low_text.isdigit() and high_text.isdigit()) or max(len(low_text), len(high_text)) > 7:
+    if (
+        not all(t.isascii() and t.isdigit() for t in (low_text, high_text))
+        or max(len(low_text), len(high_text)) > 7
+    ):
         raise ValueError(f"must be LOW..HIGH with versions 1..{MAX_VERSION}, not {text!r}")
     low, high = int(low_text), int(high_text)
     if not 1 <= low <= high <= MAX_VERSION:

@@ -146,7 +146,7 @@ async def _form(request: web.Request, *, config: bool = False) -> Params:
 
 def _page_no(params: Params) -> int:
     text = (params.get("pageNo") or "1").strip()
-    return int(text) if text.isdigit() and 0 < len(text) < 7 else 1
+    return int(text) if text.isascii() and text.isdigit() and 0 < len(text) < 7 else 1
 
 
 def _pages(count: int, page_no: int, size: int) -> dict[str, int]:
