@@ -178,10 +178,12 @@ def node_data_dir(root: Path, node_id: str) -> Path:
     return root / node_id.replace(":", "_")
 
 
-def free_ports(count: int, host: str = LOOPBACK, *, companion_offset: int = 0) -> list[int]:
+def free_ports(
+    count: int, host: str = LOOPBACK, *, companion_offset: int = GRPC_PORT_OFFSET
+) -> list[int]:
     """`count` distinct free TCP ports on `host` (bound together briefly, then released).
-    With `companion_offset`, each port's companion (port + offset: a node's gRPC port) is
-    free too."""
+    Each port's companion (port + `companion_offset`: a node's gRPC port) is free too, since
+    any port picked may become a node's client port; 0 skips that."""
     sockets: list[socket.socket] = []
     ports: list[int] = []
     try:

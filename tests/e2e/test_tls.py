@@ -302,11 +302,16 @@ def test_cluster_up_tls_makes_private_certificates_and_says_how_to_connect(
     reader = threading.Thread(target=lambda: lines.extend(up.stdout or ()), daemon=True)
     reader.start()
     try:
-        wait_for(
-            lambda: any("Ctrl-C stops every node" in line for line in lines),
-            timeout_seconds=30,
-            what="cluster up to say how to reach the cluster",
-        )
+        try:
+            wait_for(
+                lambda: any("Ctrl-C stops every node" in line for line in lines),
+                timeout_seconds=30,
+                what="cluster up to say how to reach the cluster",
+            )
+        except AssertionError:
+            raise
+        except Exception as error:
+            pytest.fail(f"{error}; cluster up said:\n{''.join(lines)[-3000:]}")
         url = f"https://127.0.0.1:{port}{LEADER_PATH}"
         assert httpx.get(url, verify=ssl.create_default_context(cafile=str(ca))).is_success
         for path in (data_dir / "tls").iterdir():
