@@ -90,7 +90,10 @@ def test_sigterm_on_the_leader_hands_over_and_writes_go_on(cluster: LocalCluster
     assert cluster.state(new)["term"] == term + 1, "the hand-over took more than one election"
     assert stop_seconds < 5.0
     records = [r for w in writers for r in w.ledger.records]
-    failed = [r for r in records if r.outcome is not WriteOutcome.APPLIED]
-    assert len(failed) <= 2, f"{len(failed)} of {len(records)} writes failed: {failed[:3]}"
+    # the hand-over's window is one write long: a writer may lose the one it had in flight
+    # (a follower that did not yet know the new leader answers 503), never more
+    for writer in writers:
+        failed = [r for r in writer.ledger.records if r.outcome is not WriteOutcome.APPLIED]
+        assert len(failed) <= 1, f"{len(failed)} writes of one writer failed: {failed[:3]}"
     acked_writes = {r.key: r.value for r in records if r.outcome is WriteOutcome.APPLIED}
     assert cluster.missing_writes(new, acked_writes, consistency="linearizable") == {}
