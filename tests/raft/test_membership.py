@@ -31,6 +31,7 @@ from naraft.raft import (
     NodeId,
     RaftConfig,
     RaftCore,
+    RequestVote,
     Role,
     SnapshotMeta,
     Term,
@@ -174,6 +175,44 @@ def test_a_joining_node_learns_the_configuration_from_the_log() -> None:
     )
     assert joining.membership == membership
     assert joining.leader == N1
+
+
+@pytest.mark.parametrize("pre_vote", [True, False])
+def test_a_joining_node_votes_only_once_it_knows_a_configuration(pre_vote: bool) -> None:
+    """A wiped member that rejoins under its old id remembers no vote: until the leader's
+    log tells it the members, it must not vouch for a candidate (a stale one could win a
+    term that already has a leader with it; the simulator found this, seed 1 of the
+    membership runs)."""
+    config = RaftConfig(id=N1, voters=(), joining=True, election_ticks=ELECTION_TICKS)
+    joining = RaftCore(config, rng=random.Random(1))
+    ask = RequestVote(
+        term=Term(4), last_log_index=Index(0), last_log_term=Term(0), pre_vote=pre_vote
+    )
+    deliver(joining, N2, ask)
+    assert [reply.granted for _, reply in sent_messages(joining)] == [False]
+    assert joining.status().voted_for is None
+
+    membership = Membership.of([N2, N3, N4], [N1])
+    add_n1 = MembershipChange(ChangeKind.ADD_LEARNER, N1)
+    entry = Entry(term=Term(5), index=Index(1), command=encode_membership(membership, add_n1))
+    append_entries = AppendEntries(
+        term=Term(5),
+        prev_log_index=Index(0),
+        prev_log_term=Term(0),
+        entries=(entry,),
+        leader_commit=Index(1),
+    )
+    deliver(joining, N2, append_entries)
+    drain(joining)
+    assert joining.membership == membership
+    for _ in range(2 * ELECTION_TICKS):  # the leader's lease ends: votes are heard again
+        joining.tick()
+        drain(joining)
+    later = RequestVote(
+        term=Term(6), last_log_index=Index(1), last_log_term=Term(5), pre_vote=pre_vote
+    )
+    deliver(joining, N3, later)
+    assert [reply.granted for _, reply in sent_messages(joining)] == [True]
 
 
 def test_a_truncated_configuration_goes_with_its_entry() -> None:

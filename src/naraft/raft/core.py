@@ -801,6 +801,14 @@ class RaftCore:
     # ------------------------------------------------------------------ votes
 
     def _on_request_vote(self, sender: NodeId, message: RequestVote) -> None:
+        if not self._membership.voters:
+            # A joining node that has not yet learnt any configuration has an empty log and
+            # no memory of votes it may have cast under the same id before it was removed and
+            # wiped: it would vouch for any stale candidate. It votes once the leader's log
+            # or snapshot has told it the members (it is added as a learner first, so no
+            # quorum ever waits for its vote before then).
+            self._send(sender, VoteReply(term=self._term, granted=False, pre_vote=message.pre_vote))
+            return
         up_to_date = self._is_up_to_date(message.last_log_index, message.last_log_term)
         if message.pre_vote:
             granted = (
@@ -1157,6 +1165,11 @@ class RaftCore:
                 if pr.state is not _REPLICATE:
                     pr.become_replicate()
                 self._maybe_commit()
+                if pr.sent_commit < min(self._commit, pr.match_index):
+                    # The commit passed this follower's entries before it acknowledged them
+                    # (another voter was first): tell it now, not at the next beat, or its
+                    # reads and listeners lag by up to a heartbeat interval.
+                    self._broadcast_pending = True
             elif pr.state is _PROBE:
                 pr.probe_sent = False
             if pr.state is _SNAPSHOT and pr.match_index >= pr.pending_snapshot:
