@@ -567,6 +567,15 @@ async def test_statuses_errors(env: Any, key: str | None, status: int) -> None:
     assert code == status
 
 
+@pytest.mark.parametrize("key", ["'@@x", "DEFAULT_GROUP@@", "G@@a@@b", "bad ns##G@@svc"])
+async def test_a_bad_part_of_the_statuses_key_is_named_as_the_key(env: Any, key: str) -> None:
+    """The client sent `key`: the message names it, not the part (`serviceName`,
+    `groupName`, `namespaceId`) it was split into (found by tests/fuzz)."""
+    code, text = await env.text("GET", "/nacos/v1/ns/instance/statuses", {"key": key})
+    assert code == 400, text
+    assert text.startswith("invalid parameter key: "), text
+
+
 async def test_register_json_is_what_the_datum_holds(env: Any) -> None:
     await env.text("POST", INSTANCE, PY_REGISTER)
     datum = env.datums.get("com.alibaba.nacos.naming.iplist.public##G1@@svcA")

@@ -119,6 +119,15 @@ def test_service_key_grouping(
     assert (key.namespace_id, key.group_name, key.service_name) == expected
 
 
+def test_a_group_inside_service_name_is_reported_as_service_name() -> None:
+    """The client sent the group inside `serviceName`: the error names that field."""
+    long_group = "g" * (validate.MAX_GROUP_NAME_CHARS + 1)
+    with pytest.raises(InvalidArgumentError) as raised:
+        validate.service_key(None, "G1", f"{long_group}@@svc")
+    assert raised.value.field == "service_name"
+    assert "group" in raised.value.rule
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
     [

@@ -459,7 +459,12 @@ class NamingService:
             namespace_id, grouped = DEFAULT_NAMESPACE_ID, text
         if "@@" not in grouped:
             raise InvalidArgumentError("key", "must be namespaceId##groupName@@serviceName")
-        service = validate.service_key(namespace_id, None, grouped)
+        try:
+            service = validate.service_key(namespace_id, None, grouped)
+        except InvalidArgumentError as error:  # a part of the key: the client sent `key`
+            raise InvalidArgumentError(
+                "key", f"must be namespaceId##groupName@@serviceName ({error.field}: {error.rule})"
+            ) from None
         if self._state.service(service) is None:
             raise NotFoundError(
                 "service", grouped, message=f"service: {service.grouped_name} not found."

@@ -146,7 +146,10 @@ def service_key(namespace: str | None, group: str | None, service_name: str | No
                 "service_name", "must be serviceName or groupName@@serviceName"
             )
         group_part, name = parts
-        group = group_name(group_part)
+        try:
+            group = group_name(group_part)
+        except InvalidArgumentError as error:  # the client sent it inside `serviceName`
+            raise InvalidArgumentError("service_name", f"its group: {error.rule}") from None
     else:
         group = group_name(group)
     return ServiceKey(namespace_id=namespace_id(namespace), group_name=group, service_name=name)
