@@ -1165,11 +1165,6 @@ class RaftCore:
                 if pr.state is not _REPLICATE:
                     pr.become_replicate()
                 self._maybe_commit()
-                if pr.sent_commit < min(self._commit, pr.match_index):
-                    # The commit passed this follower's entries before it acknowledged them
-                    # (another voter was first): tell it now, not at the next beat, or its
-                    # reads and listeners lag by up to a heartbeat interval.
-                    self._broadcast_pending = True
             elif pr.state is _PROBE:
                 pr.probe_sent = False
             if pr.state is _SNAPSHOT and pr.match_index >= pr.pending_snapshot:
@@ -1184,6 +1179,17 @@ class RaftCore:
                 return  # an answer to an append that is no longer current
             pr.become_probe(self._next_after_rejection(message))
         self._send_appends(sender, pr)
+        commit = min(self._commit, pr.match_index)
+        if pr.sent_commit < commit and not self._broadcast_pending:
+            # The commit passed this follower's entries before it acknowledged them (another
+            # voter was first), and no append is going to it: tell it now, not at the next
+            # beat, or its reads and listeners lag by up to a heartbeat interval. (A pending
+            # broadcast tells every follower its commit index anyway.)
+            pr.sent_commit = commit
+            self._send(
+                sender,
+                Heartbeat(term=self._term, leader_commit=commit, read_round=self._read_round),
+            )
 
     def _next_after_rejection(self, message: AppendReply) -> Index:
         """Fast back-off: skip the follower's whole conflicting term at once."""
