@@ -1,6 +1,6 @@
 """The CI-sized fault campaign on a real 3-node cluster (docs/fault-campaigns.md#the-ci-set).
 
-Each schedule runs 25 s of concurrent clients under its faults, then heals and checks:
+Each schedule runs 20 s of concurrent clients under its faults, then heals and checks:
 linearizable history, every acknowledged write on every node (the gRPC clients' persistent
 ones too), every live gRPC connection's ephemeral instances listed on every node,
 identical state, one leader per term, convergence within 10 s. On failure the test names
@@ -27,7 +27,7 @@ from naraft.chaos.inputs import parse_kinds
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("no_leftover_event_loop")]
 
 SEED = int(os.environ.get("NARAFT_CHAOS_SEED", "20240601"))
-SECONDS = float(os.environ.get("NARAFT_CHAOS_SECONDS", "25"))
+SECONDS = float(os.environ.get("NARAFT_CHAOS_SECONDS", "20"))
 NEMESIS_KINDS = parse_kinds(os.environ.get("NARAFT_CHAOS_NEMESIS_KINDS", "default"))
 
 
