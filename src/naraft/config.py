@@ -357,8 +357,12 @@ class NodeConfig:
 
     @property
     def max_peer_connections(self) -> int:
+        """The peer connection cap at start (the node follows its members after)."""
+        return self.peer_connections_for(len(self.peers))
+
+    def peer_connections_for(self, members: int) -> int:
         # members may come (a joining node starts knowing none): room for a few more
-        return self.http.peer_connections_per_member * (len(self.peers) + 2)
+        return self.http.peer_connections_per_member * (members + 2)
 
 
 def parse_address(text: str, *, field: str) -> tuple[str, int]:

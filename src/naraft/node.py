@@ -35,7 +35,7 @@ from aiohttp import web
 from naraft.api.admin import NODE, admin_routes
 from naraft.api.app import is_peer_request, make_app
 from naraft.api.auth import MAX_PASSWORD_BYTES, AuthService, generate_password, hash_password
-from naraft.api.edge import EdgeLimits, GuardedSite
+from naraft.api.edge import ConnectionGate, EdgeLimits, GuardedSite
 from naraft.api.forward import FORWARD_SESSION, FORWARD_TLS, forward_middleware
 from naraft.api.health import HEALTH, readiness_reason
 from naraft.api.members import MEMBERS_NODE, join_routes, member_routes
@@ -574,6 +574,7 @@ class _Wired:
     access_log: AccessLog | None
     tls: PeerTls  # how this node reaches the others
     listener_ssl: ssl.SSLContext | None
+    members: MemberView
 
 
 async def _join(config: NodeConfig, recorded: str | None, tls: PeerTls) -> NodeConfig:
@@ -781,8 +782,19 @@ def _wire(
     return _Wired(
         config=config, cluster_id=cluster_id, node=node, client=client, keeper=keeper,
         owned=owned, pusher=pusher, watch=watch, digest=digest, app=app, access_log=access_log,
-        tls=tls, listener_ssl=loaded.listener,
+        tls=tls, listener_ssl=loaded.listener, members=members,
     )  # fmt: skip
+
+
+def follow_peer_cap(gate: ConnectionGate, config: NodeConfig, members: MemberView) -> None:
+    """Keep the gate's peer connection cap sized for the members, now and after each change
+    (a cluster grown by `member add` needs room for the newcomers' connections)."""
+
+    def resize(_added: frozenset[str], _removed: frozenset[str]) -> None:
+        gate.set_max_peers(config.peer_connections_for(len(members)))
+
+    resize(frozenset(), frozenset())
+    members.subscribe(resize)
 
 
 class _MembersFollower:
@@ -1022,6 +1034,7 @@ async def _serve(
             idle_timeout_seconds=http.idle_timeout_seconds,
             ssl_context=wired.listener_ssl,
         )
+        follow_peer_cap(site.gate, config, wired.members)
         await site.start()
         await _start_grpc(wired, session)
         logger.info(

@@ -3,6 +3,7 @@ who is evicted to make room."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from naraft.api.edge import UNCLASSIFIED_RESERVE, ConnectionGate, EdgeLimits, one_line
@@ -45,6 +46,41 @@ def test_peers_have_their_own_cap() -> None:
     client, *peers = admitted(g, 4)
     assert g.classify(client, peer=False)
     assert [g.classify(p, peer=True) for p in peers] == [True, True, False]
+
+
+def test_the_peer_cap_can_follow_the_members() -> None:
+    """Raised, it admits more peers; lowered, it refuses new ones and keeps the open ones."""
+    g = gate(max_peers=1)
+    first, second, third, fourth = admitted(g, 4)
+    assert g.classify(first, peer=True)
+    assert not g.classify(second, peer=True)
+    g.set_max_peers(2)
+    assert g.classify(third, peer=True)
+    g.set_max_peers(1)
+    assert not g.classify(fourth, peer=True)
+    assert g.classify(first, peer=True)  # open connections are not judged again
+
+
+def test_a_node_resizes_its_peer_cap_when_members_change() -> None:
+    from naraft.config import NodeConfig
+    from naraft.node import follow_peer_cap
+    from naraft.transport.members import MemberView
+
+    config = NodeConfig(
+        id="a:1", peers=("a:1",), data_dir=Path("unused"), secret=None, listen_host="a",
+        listen_port=1,
+    )  # fmt: skip
+    members = MemberView(["a:1", "b:1", "c:1"])
+    g = gate(max_clients=1000, max_peers=1)
+    follow_peer_cap(g, config, members)
+    per_member = config.http.peer_connections_per_member
+    connections = admitted(g, per_member * 9 + 1)
+    assert not any(c.evicted for c in connections)
+    accepted = sum(g.classify(c, peer=True) for c in connections[: per_member * 5 + 1])
+    assert accepted == per_member * 5  # 3 members, room for 2 more
+    members.update(["a:1", "b:1", "c:1", "d:1", "e:1", "f:1", "g:1"])
+    accepted = sum(g.classify(c, peer=True) for c in connections[per_member * 5 + 1 :])
+    assert accepted == per_member * 4  # 7 members: 9 x per_member in all
 
 
 def test_a_released_slot_is_free_again() -> None:

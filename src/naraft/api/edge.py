@@ -93,6 +93,7 @@ class ConnectionGate:
 
     def __init__(self, limits: EdgeLimits) -> None:
         self._limits = limits
+        self._max_peers = limits.max_peers
         self._pending: dict[GuardedHandler, None] = {}  # no request yet: counted as clients
         self._clients: dict[GuardedHandler, None] = {}
         self._peers: dict[GuardedHandler, None] = {}
@@ -116,7 +117,7 @@ class ConnectionGate:
             return True  # classified by an earlier request
         del self._pending[handler]
         if peer:
-            if len(self._peers) >= self._limits.max_peers:
+            if len(self._peers) >= self._max_peers:
                 return False
             self._peers[handler] = None
             return True
@@ -124,6 +125,13 @@ class ConnectionGate:
             return False
         self._clients[handler] = None
         return True
+
+    def set_max_peers(self, cap: int) -> None:
+        """A new peer cap (the members changed): it judges connections classified from now
+        on; open ones stay."""
+        if cap < 1:
+            raise ValueError(f"the peer connection cap must be >= 1, not {cap}")
+        self._max_peers = cap
 
     def release(self, handler: GuardedHandler) -> None:
         for group in (self._pending, self._clients, self._peers):
