@@ -159,15 +159,20 @@ def register(namespace: str = "public", **extra: str) -> dict[str, str]:
     return {"serviceName": "svc", "ip": "10.0.0.1", "port": "80", "namespaceId": namespace, **extra}
 
 
-async def reader_of(env: Env, namespace: str, action: str = "r") -> str:
-    """A user `alice` holding `action` on `namespace`; her token."""
+async def user_holding(env: Env, resource: str, action: str) -> None:
+    """A user `alice` (password `alice-pw`) holding `action` on `resource`, not an admin."""
     await env.admin("POST", "/nacos/v1/auth/users", {"username": "alice", "password": "alice-pw"})
     await env.admin("POST", "/nacos/v1/auth/roles", {"role": "reader", "username": "alice"})
     await env.admin(
         "POST",
         "/nacos/v1/auth/permissions",
-        {"role": "reader", "resource": namespace, "action": action},
+        {"role": "reader", "resource": resource, "action": action},
     )
+
+
+async def reader_of(env: Env, namespace: str, action: str = "r") -> str:
+    """A user `alice` holding `action` on `namespace`; her token."""
+    await user_holding(env, namespace, action)
     return await env.login("alice", "alice-pw")
 
 

@@ -16,7 +16,7 @@ import pytest
 from aiohttp import FormData, web
 from aiohttp.test_utils import TestClient, TestServer
 from markupsafe import Markup
-from tests.api.test_auth import ADMIN_PASSWORD, Env
+from tests.api.test_auth import ADMIN_PASSWORD, Env, user_holding
 
 from naraft.api.app import MAX_BODY_BYTES
 from naraft.api.console.highlight import MAX_HIGHLIGHT_CHARS, highlight
@@ -295,17 +295,6 @@ async def sign_in_as(env: Any, username: str, password: str) -> str:
     return found.group(1)
 
 
-async def user_with(env: Any, resource: str, action: str) -> None:
-    """A user `alice` (password `alice-pw`) holding `action` on `resource`, not an admin."""
-    await env.admin("POST", "/nacos/v1/auth/users", {"username": "alice", "password": "alice-pw"})
-    await env.admin("POST", "/nacos/v1/auth/roles", {"role": "team", "username": "alice"})
-    await env.admin(
-        "POST",
-        "/nacos/v1/auth/permissions",
-        {"role": "team", "resource": resource, "action": action},
-    )
-
-
 async def publish_three(env: Any, csrf: str) -> None:
     for data_id, group, content, kind in (
         ("app.yaml", "G", "a: 1\n", "yaml"),
@@ -388,7 +377,7 @@ async def test_a_bad_export_shows_the_field_on_the_configs_page(
 async def test_export_needs_read_on_the_whole_namespace(env: Any) -> None:
     csrf = await sign_in(env)
     await publish_three(env, csrf)
-    await user_with(env, "public:G:app.yaml", "r")  # one config, not the namespace
+    await user_holding(env, "public:G:app.yaml", "r")  # one config, not the namespace
     env.client.session.cookie_jar.clear()
     await sign_in_as(env, "alice", "alice-pw")
     narrow = await env.client.get(
@@ -398,7 +387,9 @@ async def test_export_needs_read_on_the_whole_namespace(env: Any) -> None:
     )
     assert narrow.status == 403
     await env.admin(
-        "POST", "/nacos/v1/auth/permissions", {"role": "team", "resource": "public", "action": "r"}
+        "POST",
+        "/nacos/v1/auth/permissions",
+        {"role": "reader", "resource": "public", "action": "r"},
     )
     wide = await env.client.get(f"{UI}/config/export", params={"scope": "all"})
     assert wide.status == 200
@@ -479,7 +470,7 @@ async def test_a_bad_import_shows_the_problem_and_writes_nothing(
 
 async def test_import_needs_the_csrf_token_and_write_on_the_namespace(env: Any) -> None:
     csrf = await sign_in(env)
-    await user_with(env, "public:G:*", "rw")  # a group, not the namespace
+    await user_holding(env, "public:G:*", "rw")  # a group, not the namespace
     before = dict(env.datums.items())
     body = export_zip(("G", "a.yaml", "a"))
     assert (await upload(env, body, None)).status == 403
@@ -729,7 +720,7 @@ async def test_member_changes_need_the_csrf_token_and_the_admin(
     form = {"action": "add", "id": "127.0.0.1:7002", "role": "learner"}
     refused = await env.client.post(f"{UI}/cluster/members", data=form, allow_redirects=False)
     assert refused.status == 403
-    await user_with(env, "public", "rw")  # may write everything in public; not an admin
+    await user_holding(env, "public", "rw")  # may write everything in public; not an admin
     env.client.session.cookie_jar.clear()
     alice = await sign_in_as(env, "alice", "alice-pw")
     not_admin = await env.client.post(
