@@ -355,11 +355,6 @@ class NodeConfig:
         """A sender's batch, below the receivers' body limit (members share settings)."""
         return min(self.peer.max_batch_bytes, self.peer.max_body_bytes // 2)
 
-    @property
-    def max_peer_connections(self) -> int:
-        """The peer connection cap at start (the node follows its members after)."""
-        return self.peer_connections_for(len(self.peers))
-
     def peer_connections_for(self, members: int) -> int:
         # members may come (a joining node starts knowing none): room for a few more
         return self.http.peer_connections_per_member * (members + 2)

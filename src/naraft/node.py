@@ -1025,7 +1025,7 @@ async def _serve(
             header_timeout_seconds=http.header_timeout_seconds,
             body_timeout_seconds=http.body_timeout_seconds,
             max_clients=http.max_connections,
-            max_peers=config.max_peer_connections,
+            max_peers=config.peer_connections_for(len(wired.members)),  # then follow_peer_cap
         )
         site = GuardedSite(
             runner,

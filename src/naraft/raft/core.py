@@ -1086,13 +1086,16 @@ class RaftCore:
         self._broadcast_pending = False
         for peer, pr in self._progress.items():
             self._send_appends(peer, pr)
-            if pr.sent_commit < min(self._commit, pr.match_index):
-                commit = min(self._commit, pr.match_index)
-                pr.sent_commit = commit
-                self._send(
-                    peer,
-                    Heartbeat(term=self._term, leader_commit=commit, read_round=self._read_round),
-                )
+            self._send_commit_if_behind(peer, pr)
+
+    def _send_commit_if_behind(self, peer: NodeId, pr: Progress) -> None:
+        """Tell `peer` the commit index it has not been sent (up to what it holds)."""
+        commit = min(self._commit, pr.match_index)
+        if pr.sent_commit < commit:
+            pr.sent_commit = commit
+            self._send(
+                peer, Heartbeat(term=self._term, leader_commit=commit, read_round=self._read_round)
+            )
 
     def _send_appends(self, peer: NodeId, pr: Progress) -> None:
         """Send as many appends as flow control allows (one while probing)."""
@@ -1179,17 +1182,12 @@ class RaftCore:
                 return  # an answer to an append that is no longer current
             pr.become_probe(self._next_after_rejection(message))
         self._send_appends(sender, pr)
-        commit = min(self._commit, pr.match_index)
-        if pr.sent_commit < commit and not self._broadcast_pending:
-            # The commit passed this follower's entries before it acknowledged them (another
-            # voter was first), and no append is going to it: tell it now, not at the next
-            # beat, or its reads and listeners lag by up to a heartbeat interval. (A pending
-            # broadcast tells every follower its commit index anyway.)
-            pr.sent_commit = commit
-            self._send(
-                sender,
-                Heartbeat(term=self._term, leader_commit=commit, read_round=self._read_round),
-            )
+        if not self._broadcast_pending:
+            # The commit may have passed this follower's entries before it acknowledged them
+            # (another voter was first), with no append going to it: tell it now, not at the
+            # next beat, or its reads and listeners lag by up to a heartbeat interval. (A
+            # pending broadcast tells every follower its commit index anyway.)
+            self._send_commit_if_behind(sender, pr)
 
     def _next_after_rejection(self, message: AppendReply) -> Index:
         """Fast back-off: skip the follower's whole conflicting term at once."""
