@@ -25,7 +25,7 @@ from naraft.naming.keys import ServiceKey
 from naraft.naming.model import ClientAgent, PushTarget
 from naraft.naming.state import NamingState
 from naraft.naming.validate import clusters_filter
-from naraft.naming.views import instance_list_view
+from naraft.naming.views import instance_list_view, listed_hosts
 
 # Nacos PushService.compressIfNecessary: gzip when the packet is at least 1 KiB.
 GZIP_FROM_BYTES: Final = 1024
@@ -93,16 +93,21 @@ def push_data(state: NamingState, target: PushTarget, *, now_ms: int, cache_ms: 
 
     Like Nacos's push data source: the target's clusters and agent, no healthy-only filter,
     and the push cache time, since the client is registered for pushes."""
-    view = instance_list_view(
+    listed = listed_hosts(
         target.service,
         state.service(target.service),
         state.instances(target.service),
-        clusters=target.clusters,
         cluster_filter=clusters_filter(target.clusters),
         healthy_only=False,
         grouped_names=ClientAgent(target.agent).is_java_v1,
+    )
+    view = instance_list_view(
+        target.service,
+        listed,
+        clusters=target.clusters,
         cache_ms=cache_ms,
         now_ms=now_ms,
+        encoded_hosts=True,
     )
     return orjson.dumps(view)
 

@@ -62,12 +62,14 @@ from naraft.naming.state import Applied, NamingState, Rejected, RejectReason
 from naraft.naming.switches import switches_view, with_entry
 from naraft.naming.validate import RawInstance, RawService
 from naraft.naming.views import (
+    ListCache,
     catalog_detail_row,
     catalog_detail_view,
     catalog_instance_view,
     catalog_service_row,
     instance_detail_view,
     instance_list_view,
+    listed_hosts,
     namespace_view,
     service_view,
     statuses_view,
@@ -208,6 +210,7 @@ class NamingService:
         self._push = push
         self._new_namespace_id = new_namespace_id
         self._guard = guard
+        self._lists = ListCache()
 
     @property
     def state(self) -> NamingState:
@@ -356,9 +359,13 @@ class NamingService:
         app: str | None = None,
         client: ClientAgent,
         grouped_names: bool | None = None,
+        encoded_hosts: bool = False,
     ) -> dict[str, object]:
-        """`GET /instance/list` (see `instance_list_view`); records a push target if asked.
-        Hosts name their service grouped for Java clients >= 1.0, or as `grouped_names` says."""
+        """`GET /instance/list` (see `listed_hosts`); records a push target if asked.
+        Hosts name their service grouped for Java clients >= 1.0, or as `grouped_names` says.
+        The hosts come from `ListCache` while the service is unchanged; with `encoded_hosts`
+        they are already JSON (for an answer encoded by orjson), else a list of host objects
+        shared with other answers, not to be changed."""
         service = validate.service_key(namespace_id, group_name, service_name)
         cluster_filter = validate.clusters_filter(clusters)
         only_healthy = validate.flag("healthy_only", healthy_only, False)
@@ -377,16 +384,26 @@ class NamingService:
             )
             if self._push.add_target(target, now_ms) and switches.push_enabled:
                 cache_ms = switches.default_push_cache_ms
+        grouped = client.is_java_v1 if grouped_names is None else grouped_names
+        listed = self._lists.get(
+            (service, cluster_filter, only_healthy, grouped),
+            self._state.service_stamp(service),
+            lambda: listed_hosts(
+                service,
+                self._state.service(service),
+                self._state.instances(service),
+                cluster_filter=cluster_filter,
+                healthy_only=only_healthy,
+                grouped_names=grouped,
+            ),
+        )
         return instance_list_view(
             service,
-            self._state.service(service),
-            self._state.instances(service),
+            listed,
             clusters=clusters or "",
-            cluster_filter=cluster_filter,
-            healthy_only=only_healthy,
-            grouped_names=client.is_java_v1 if grouped_names is None else grouped_names,
             cache_ms=cache_ms,
             now_ms=now_ms,
+            encoded_hosts=encoded_hosts,
         )
 
     async def beat(

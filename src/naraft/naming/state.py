@@ -461,6 +461,16 @@ class NamingState:
             )
         )
 
+    def service_stamp(self, service: ServiceKey) -> tuple[object, ...]:
+        """The stored datums behind everything a read of `service` shows (its metadata and
+        both instance lists). Datums are immutable and replaced on every write, rollback
+        and install, so equal stamps, compared by identity, mean an unchanged service."""
+        return (
+            self._datums.get(service_meta_key(service)),
+            self._datums.get(instance_list_key(service, ephemeral=True)),
+            self._datums.get(instance_list_key(service, ephemeral=False)),
+        )
+
     def instances(
         self, service: ServiceKey, *, ephemeral: bool | None = None
     ) -> tuple[Instance, ...]:

@@ -7,7 +7,8 @@ must be stable: nothing per-request inside a host). See docs/nacos-compat.md#res
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 import orjson
 
@@ -59,21 +60,32 @@ def host_view(instance: Instance, *, healthy: bool, grouped_names: bool) -> dict
     }
 
 
-def instance_list_view(
+@dataclass(frozen=True, slots=True)
+class ListedHosts:
+    """The part of an `instance/list` answer that depends only on the service's stored data
+    and the request's filters: what `ListCache` keeps between reads. `hosts_json` is the
+    encoded `hosts`, spliced into answers that are sent as JSON."""
+
+    hosts: tuple[dict[str, object], ...]
+    hosts_json: orjson.Fragment
+    checksum: str
+    reach_protect_threshold: bool
+    metadata: dict[str, str]
+    service_name: str  # `dom`: grouped for clients that expect it
+
+
+def listed_hosts(
     key: ServiceKey,
     service: Service | None,
     instances: Sequence[Instance],
     *,
-    clusters: str,
     cluster_filter: Sequence[str],
     healthy_only: bool,
     grouped_names: bool,
-    cache_ms: int,
-    now_ms: int,
-) -> dict[str, object]:
-    """The `GET /instance/list` answer, as Nacos's `doSrvIpxt`.
+) -> ListedHosts:
+    """The hosts of an instance list, as Nacos's `doSrvIpxt` selects them.
 
-    - `cluster_filter` empty means all clusters; `clusters` is echoed verbatim.
+    - `cluster_filter` empty means all clusters.
     - Protect threshold: if healthy / total (enabled or not) <= the service's threshold,
       every instance is returned in the healthy bucket and `reachProtectThreshold` is true.
     - Disabled instances are left out; `healthy_only` drops the unhealthy bucket.
@@ -89,22 +101,83 @@ def instance_list_view(
         if (healthy_only and not bucket) or not instance.enabled:
             continue
         hosts.append(host_view(instance, healthy=bucket, grouped_names=grouped_names))
+    return ListedHosts(
+        hosts=tuple(hosts),
+        hosts_json=orjson.Fragment(orjson.dumps(hosts)),
+        checksum=service_checksum(service, selected),
+        reach_protect_threshold=reach_threshold,
+        metadata={} if service is None else sorted_metadata(service.metadata),
+        service_name=key.grouped_name if grouped_names else key.service_name,
+    )
+
+
+def instance_list_view(
+    key: ServiceKey,
+    listed: ListedHosts,
+    *,
+    clusters: str,
+    cache_ms: int,
+    now_ms: int,
+    encoded_hosts: bool = False,
+) -> dict[str, object]:
+    """The `GET /instance/list` answer: `listed` with what each request adds (`clusters`
+    echoed verbatim, the cache time, the time of the answer). `encoded_hosts` puts the
+    encoded hosts in place of the list, for an answer about to be encoded by orjson."""
     return {
         "name": key.grouped_name,
         "groupName": key.group_name,
         "clusters": clusters,
         "cacheMillis": cache_ms,
-        "hosts": hosts,
+        "hosts": listed.hosts_json if encoded_hosts else list(listed.hosts),
         "lastRefTime": now_ms,
-        "checksum": service_checksum(service, selected),
+        "checksum": listed.checksum,
         "allIPs": False,
-        "reachProtectThreshold": reach_threshold,
+        "reachProtectThreshold": listed.reach_protect_threshold,
         "valid": True,
-        "dom": key.grouped_name if grouped_names else key.service_name,
+        "dom": listed.service_name,
         "env": "",
         "useSpecifiedURL": False,
-        "metadata": {} if service is None else sorted_metadata(service.metadata),
+        "metadata": dict(listed.metadata),
     }
+
+
+ListKey = tuple[ServiceKey, tuple[str, ...], bool, bool]
+"""What selects the hosts of a list: service, cluster filter, healthy only, grouped names."""
+
+
+class ListCache:
+    """`ListedHosts` per (service, filters), valid while the service's stored data is the
+    same: each entry keeps the `stamp` it was built for (the service's datums, compared by
+    identity, so any write, rollback or install invalidates it). Least recently used
+    entries go first past `max_entries` or `max_hosts` cached hosts, so neither many
+    filters nor a few huge services can make it grow without bound."""
+
+    def __init__(self, *, max_entries: int = 4096, max_hosts: int = 100_000) -> None:
+        self._entries: dict[ListKey, tuple[tuple[object, ...], ListedHosts]] = {}
+        self._max_entries = max_entries
+        self._max_hosts = max_hosts
+        self._hosts = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(
+        self, key: ListKey, stamp: tuple[object, ...], build: Callable[[], ListedHosts]
+    ) -> ListedHosts:
+        found = self._entries.pop(key, None)
+        if found is not None:
+            if all(a is b for a, b in zip(found[0], stamp, strict=True)):
+                self._entries[key] = found  # most recently used: last in insertion order
+                return found[1]
+            self._hosts -= len(found[1].hosts)
+        listed = build()
+        if len(listed.hosts) <= self._max_hosts:
+            self._entries[key] = (stamp, listed)
+            self._hosts += len(listed.hosts)
+            while len(self._entries) > self._max_entries or self._hosts > self._max_hosts:
+                oldest = next(iter(self._entries))
+                self._hosts -= len(self._entries.pop(oldest)[1].hosts)
+        return listed
 
 
 def instance_detail_view(instance: Instance) -> dict[str, object]:

@@ -63,6 +63,7 @@ async def list_instances(request: web.Request) -> web.Response:
         client_ip=params.get("clientIP"),
         app=params.get("app"),
         client=client_agent(request),
+        encoded_hosts=True,
     )
     return json_response(answer)
 
