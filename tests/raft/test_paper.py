@@ -822,6 +822,33 @@ def test_read_is_not_confirmed_by_an_acknowledgement_of_an_earlier_round() -> No
     assert [s.request_id for r in drain(core) for s in r.read_states] == [2]
 
 
+def test_one_read_round_is_out_at_a_time_and_a_lost_round_is_repaired_by_the_next_beat() -> None:
+    """Thesis §6.4 with etcd's batching: a read that arrives while a round is out waits for
+    that round to be confirmed, then shares the next one with every read that waited. The
+    periodic beat carries the current round, so beats lost on the way cannot stall reads."""
+    core = make_core(heartbeat_ticks=2)
+    elect(core)
+    core.read_index(1)
+    first = {m.read_round for _, m in sent_messages(core) if isinstance(m, Heartbeat)}
+    assert len(first) == 1 and 0 not in first  # round 1's beats, then lost on the wire
+    core.read_index(2)
+    core.read_index(3)
+    assert not [m for _, m in sent_messages(core) if isinstance(m, Heartbeat)]
+    for _ in range(2):
+        core.tick()
+    repeated = [m for _, m in sent_messages(core) if isinstance(m, Heartbeat)]
+    assert {m.read_round for m in repeated} == first  # the periodic beat, same round
+    deliver(core, N2, HeartbeatReply(term=core.term, read_round=repeated[0].read_round))
+    readies = drain(core)
+    assert [s.request_id for r in readies for s in r.read_states] == [1]
+    second = {
+        e.message.read_round for e in sent(readies) if isinstance(e.message, Heartbeat)
+    }
+    assert second == {repeated[0].read_round + 1}  # one round for both waiting reads
+    deliver(core, N3, HeartbeatReply(term=core.term, read_round=second.pop()))
+    assert [s.request_id for r in drain(core) for s in r.read_states] == [2, 3]
+
+
 def test_read_on_a_new_leader_waits_for_its_no_op_to_commit() -> None:
     """Thesis §6.4 step 1: a new leader does not know its commit index until an entry of
     its term commits; reads wait for the no-op."""

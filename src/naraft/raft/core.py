@@ -1283,14 +1283,22 @@ class RaftCore:
             self._read_states.append(ReadState(request_id=request_id, index=self._commit))
             return
         self._pending_reads.append(_PendingRead(request_id, self._commit, 0))
-        self._read_round_pending = True
+        # One round in flight at a time (as etcd's read loop): reads that arrive while a
+        # round is out wait for the next one, started when it is confirmed. Under load that
+        # is one beat per peer per round trip instead of one per Ready cycle.
+        if not self._read_round_pending and self._confirmed_read_round() >= self._read_round:
+            self._read_round_pending = True
 
-    def _release_reads(self) -> None:
+    def _confirmed_read_round(self) -> int:
+        """The highest read round a majority of voters (the leader included) acknowledged."""
         voters = self._membership.voters
         rounds = sorted(
             (self._read_round if v == self._id else self._read_acks.get(v, 0)) for v in voters
         )
-        confirmed = rounds[len(rounds) - quorum.majority(voters)]
+        return rounds[len(rounds) - quorum.majority(voters)]
+
+    def _release_reads(self) -> None:
+        confirmed = self._confirmed_read_round()
         still: list[_PendingRead] = []
         for pending in self._pending_reads:
             if 0 < pending.round <= confirmed:
@@ -1300,6 +1308,8 @@ class RaftCore:
             else:
                 still.append(pending)
         self._pending_reads = still
+        if still and confirmed >= self._read_round:
+            self._read_round_pending = True  # the reads that waited for this round to end
 
     def _drop_reads(self) -> None:
         self._dropped_reads.extend(p.request_id for p in self._pending_reads)
