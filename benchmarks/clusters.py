@@ -238,9 +238,13 @@ class NaraftCluster(Cluster):
     name = "naraft"
 
     def __init__(self, base_dir: Path, *, python: str = sys.executable,
-                 extra_flags: tuple[str, ...] = (), tls: bool = False) -> None:  # fmt: skip
+                 extra_flags: tuple[str, ...] = (), tls: bool = False,
+                 source: Path | None = None) -> None:  # fmt: skip
+        """`source`: another checkout's `src` directory, run instead of the installed
+        package (`versus.py` compares two revisions this way)."""
         super().__init__(base_dir, tls=tls)
         self._python = python
+        self._source = source
         self._extra_flags = extra_flags
         ports = free_ports(len(NODE_NAMES))
         self._address = {n: f"127.0.0.1:{p}" for n, p in zip(NODE_NAMES, ports, strict=True)}
@@ -270,6 +274,11 @@ class NaraftCluster(Cluster):
             tls=self._certs[node].settings if self.tls else TlsSettings(),
         )
         return server_command(spec)
+
+    def _env(self) -> dict[str, str] | None:
+        if self._source is None:
+            return None
+        return {**os.environ, "PYTHONPATH": str(self._source)}
 
     def _raft_status(self, node: str) -> RaftStatus | None:
         if node in self._paused:
