@@ -101,8 +101,9 @@ def measure(args: argparse.Namespace, clusters: dict[str, Cluster]) -> dict[str,
             else:
                 prefix, key_space = "seed/", args.instances
             runs[name].append(
-                load(plan, cluster, others, op=op, mode=mode, key_prefix=prefix,
-                     key_space=key_space)  # fmt: skip
+                load(
+                    plan, cluster, others, op=op, mode=mode, key_prefix=prefix, key_space=key_space
+                )  # fmt: skip
             )
     return runs
 

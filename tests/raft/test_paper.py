@@ -485,6 +485,42 @@ def test_leader_counts_itself_only_for_entries_it_has_persisted() -> None:
     assert core.commit_index == index
 
 
+def test_only_a_leaders_replication_may_leave_before_its_write() -> None:
+    """§10.2.1 and docs/conventions.md#the-ready-contract: a leader's appends may leave
+    while it writes them; a vote request, a granted vote and a follower's acknowledgement
+    wait for the write that makes them true."""
+    candidate = make_core()
+    candidate.campaign()
+    campaign = candidate.ready()
+    assert campaign.must_sync
+    assert any(isinstance(e.message, RequestVote) for e in campaign.messages)
+    assert not campaign.messages_first
+    candidate.advance(campaign)
+
+    leader = make_core()
+    elect(leader)
+    leader.propose(b"x")
+    replication = leader.ready()
+    assert replication.entries
+    assert any(isinstance(e.message, AppendEntries) for e in replication.messages)
+    assert replication.messages_first
+    leader.advance(replication)
+
+    voter = make_core()
+    deliver(voter, N2, vote(1, "0/0"))
+    granted = voter.ready()
+    assert [e.message for e in granted.messages] == [VoteReply(term=Term(1), granted=True)]
+    assert not granted.messages_first
+    voter.advance(granted)
+
+    follower = make_core()
+    deliver(follower, N2, append(1, "0/0", "1/1"))
+    acked = follower.ready()
+    assert acked.entries
+    assert any(isinstance(e.message, AppendReply) for e in acked.messages)
+    assert not acked.messages_first
+
+
 def test_every_entry_a_leader_sends_is_persisted_no_later_than_the_send() -> None:
     """§5.3 with Figure 2's persistence rule: an entry leaves in an append only in the same
     Ready that persists it, or after it."""

@@ -15,7 +15,15 @@ import pytest
 from naraft.errors import OutcomeUnknownError
 from naraft.machine import NodeStateMachine
 from naraft.naming.state import NamingState
-from naraft.raft import Envelope, NodeId, RaftConfig, RaftCore, SnapshotMeta
+from naraft.raft import (
+    AppendEntries,
+    AppendReply,
+    Envelope,
+    NodeId,
+    RaftConfig,
+    RaftCore,
+    SnapshotMeta,
+)
 from naraft.raft.membership import ChangeKind, Membership, MembershipChange, MembershipError
 from naraft.replica import Replica, ReplicaTimings
 from naraft.replica.shell import PeerSender
@@ -263,3 +271,38 @@ async def test_a_membership_change_commits_applies_and_is_heard(tmp_path: Path) 
         await shell.replica.propose_membership(MembershipChange(ChangeKind.REMOVE, learner))
         assert heard[-1] == Membership.of(["n1"])
         assert shell.replica.status.membership == Membership.of(["n1"])
+
+
+class StoredWhenSent:
+    """A learner that acknowledges every append at once, and records, for every entry an
+    append carries, whether the leader's store had written it when it was sent."""
+
+    def __init__(self) -> None:
+        self.store: RecordingStore | None = None
+        self.replica: Replica | None = None
+        self.entries_sent: list[tuple[int, bool]] = []
+
+    def send(self, envelope: Envelope) -> None:
+        message = envelope.message
+        if not isinstance(message, AppendEntries) or self.store is None or self.replica is None:
+            return
+        stored = {e.index for b in self.store.batches for e in b.entries}
+        self.entries_sent += [(e.index, e.index in stored) for e in message.entries]
+        last = message.entries[-1].index if message.entries else message.prev_log_index
+        reply = AppendReply(term=message.term, success=True, match_index=last)
+        self.replica.deliver(Envelope(envelope.recipient, envelope.sender, reply))
+
+
+async def test_a_leaders_appends_leave_before_its_own_write(tmp_path: Path) -> None:
+    """docs/conventions.md#the-ready-contract: a leader's replication is `messages_first`,
+    so the shell hands it to the peers before the write that makes it durable here."""
+    learner = StoredWhenSent()
+    async with running_shell(tmp_path / "n1.db", peers=learner) as shell:
+        learner.store, learner.replica = shell.store, shell.replica
+        await shell.replica.propose_membership(
+            MembershipChange(ChangeKind.ADD_LEARNER, NodeId("n2"))
+        )
+        for number in range(5):
+            await shell.replica.propose(_put(f"k{number}", "v"))
+        await shell.changes.until(lambda: len(learner.entries_sent) >= 5)
+        assert any(not stored for _, stored in learner.entries_sent), learner.entries_sent

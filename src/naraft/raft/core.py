@@ -570,11 +570,14 @@ class RaftCore:
         if self._dropped_reads:
             dropped_reads = tuple(self._dropped_reads)
             self._dropped_reads.clear()
-        must_sync = bool(entries) or (
-            hard_state is not None
-            and (hard_state.term != before.term or hard_state.voted_for != before.voted_for)
+        new_term_or_vote = hard_state is not None and (
+            hard_state.term != before.term or hard_state.voted_for != before.voted_for
         )
-        # Positional, in field order, each value named as its field: a call with nine
+        must_sync = bool(entries) or new_term_or_vote
+        # A leader's replication may leave while its own write runs (thesis §10.2.1): it
+        # counts itself only through `_persisted_index`, which `advance` moves.
+        messages_first = self._role is _LEADER and not new_term_or_vote and bool(messages)
+        # Positional, in field order, each value named as its field: a call with ten
         # keywords costs four times as much on Python 3.11, once per Ready.
         ready = Ready(
             hard_state,
@@ -586,6 +589,7 @@ class RaftCore:
             self._snapshot_to_fetch,
             dropped_reads,
             must_sync,
+            messages_first,
         )
         self._role_change = None
         self._snapshot_to_fetch = None

@@ -33,7 +33,13 @@ class Ready(NamedTuple):
        moves the commit index: a crash that loses it is harmless (the commit index is
        re-learned from the leader), so the shell may defer writing it, provided it never
        stores an applied index past the commit index it stored.
-    2. Send `messages`: only after step 1's durable part is durable.
+    2. Send `messages`: only after step 1's durable part is durable, unless
+       `messages_first` is true: then they may leave before step 1, or while it runs.
+       The core sets it on a leader's Ready that changes neither term nor vote: its
+       messages are replication (appends, beats, snapshots, hand-over), which followers
+       may hold before the leader's own copy is durable (Raft thesis §10.2.1), because
+       the leader counts its own entries towards a commit only once `advance` has
+       reported them durable. The shell still finishes step 1 before step 3.
     3. Apply `committed` to the state machine, in order; answer `read_states` whose
        index is applied.
     4. Call `RaftCore.advance(ready)`.
@@ -55,3 +61,4 @@ class Ready(NamedTuple):
     snapshot_to_fetch: SnapshotMeta | None = None
     dropped_reads: tuple[int, ...] = ()
     must_sync: bool = False
+    messages_first: bool = False

@@ -7,8 +7,9 @@ carries its decisions out.
 One asyncio task (the driver) owns the core; ticks, peer messages, proposals and read
 requests all arrive through its inbox (docs/conventions.md#the-async-shell). Storage runs on
 one dedicated thread that owns the database connection. Every Ready is one durable write made before
-any of its messages leave (group commit: whatever queued while the previous write was
-in progress goes into the next one).
+any of its messages leave, except a leader's replication, which the core marks
+`messages_first` and which leaves while the leader's own write runs (group commit: whatever
+queued while the previous write was in progress goes into the next one).
 
 The ports it needs are defined here, by their consumer: `LogStore`, `PeerSender`,
 `StateMachine`. A storage error or a broken core invariant ends the node (fail-stop),
@@ -580,13 +581,17 @@ class Replica:
         handler = self._handler
         while core.has_ready():
             ready = core.ready()
+            if ready.messages_first:  # a leader's replication overlaps its own fsync
+                for envelope in ready.messages:
+                    self._peers.send(envelope)
             batch = handler.batch_for(ready, core.applied_index)
             if batch is not None and not batch.is_empty:
                 started = self._loop.time()
                 await self._write(batch)
                 self._observer.on_persisted(self._loop.time() - started, len(ready.entries))
-            for envelope in ready.messages:
-                self._peers.send(envelope)
+            if not ready.messages_first:
+                for envelope in ready.messages:
+                    self._peers.send(envelope)
             self._deliver_applied(handler.apply(ready))
             self._answer_reads(ready.read_states, ready.dropped_reads)
             if ready.role_change is not None:

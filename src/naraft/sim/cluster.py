@@ -10,7 +10,8 @@ crash loses exactly what the node had not made durable, and a restart rebuilds t
 from its store only.
 
 Faults: message loss, delay (which reorders), duplication, partitions, crashes (including
-a crash between persisting a Ready and sending its messages) and restarts. Clients write
+a crash between persisting a Ready and sending its messages, and a leader's crash after
+its appends left but before its own write) and restarts. Clients write
 unique values and read through read index; every operation is recorded in a history
 that the linearizability checker reads, and safety invariants are checked after every
 event (see `invariants.py`).
@@ -404,12 +405,20 @@ class SimCluster:
         send = self._send
         while core.has_ready():
             ready = core.ready()
+            crash = rng.random() < self.crash_mid_ready_rate
+            if crash and ready.messages_first:
+                # A leader's replication leaves while its own write runs (`Replica`): its
+                # crash is taken in that window, leaving followers with entries it lost.
+                for envelope in ready.messages:
+                    send(envelope)
+                self.crash(node.id)
+                return
             batch = handler.batch_for(ready, core.applied_index)
             if batch is not None:
                 self._write(node, batch)
             if ready.entries:
                 monitor.after_persist(node.id, ready, is_leader=core.is_leader)
-            if rng.random() < self.crash_mid_ready_rate:
+            if crash:
                 # A crash after the fsync but before anything was sent or applied.
                 self.crash(node.id)
                 return
