@@ -67,12 +67,17 @@ class MachineView(Protocol):
 
 _OUTCOMES: Final = {1: "INFORMATIONAL", 2: "SUCCESS", 3: "REDIRECTION", 4: "CLIENT_ERROR",
                     5: "SERVER_ERROR"}  # fmt: skip
+# Request series kept resolved (labels() costs several microseconds a request). Methods are
+# the HTTP parser's, routes are templates, statuses are few: this bound is never reached in
+# practice, and past it series are looked up each time, as before.
+_MAX_CACHED_SERIES: Final = 4096
 
 
 class NodeMetrics:
     """All of one node's metrics; satisfies ReplicaObserver, PeerMetrics, InboundMetrics."""
 
     def __init__(self) -> None:
+        self._request_series: dict[tuple[str, str, int], tuple[Counter, Histogram, Summary]] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.term = Gauge("naraft_raft_term", "Current Raft term", registry=r)
@@ -291,13 +296,22 @@ class NodeMetrics:
 
     # RequestObserver, of naraft.api.observe
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        code = str(status)
-        self.requests.labels(method=method, route=route, status=code).inc()
-        self.request_seconds.labels(method=method, route=route).observe(seconds)
-        outcome = _OUTCOMES.get(status // 100, "UNKNOWN")
-        self.nacos_requests.labels(method=method, uri=route, status=code, outcome=outcome).observe(
-            seconds
-        )
+        key = (method, route, status)
+        series = self._request_series.get(key)
+        if series is None:
+            code = str(status)
+            outcome = _OUTCOMES.get(status // 100, "UNKNOWN")
+            series = (
+                self.requests.labels(method=method, route=route, status=code),
+                self.request_seconds.labels(method=method, route=route),
+                self.nacos_requests.labels(method=method, uri=route, status=code, outcome=outcome),
+            )
+            if len(self._request_series) < _MAX_CACHED_SERIES:
+                self._request_series[key] = series
+        count, latency, nacos = series
+        count.inc()
+        latency.observe(seconds)
+        nacos.observe(seconds)
 
     # PeerMetrics (transport client)
     def observe_rpc(self, peer: NodeId, rpc: str, outcome: RpcOutcome, seconds: float) -> None:

@@ -3,11 +3,13 @@ out, lines in the node's text format or as JSON objects, written in batches."""
 
 from __future__ import annotations
 
+import datetime
 import io
 import logging
 import re
 
 import orjson
+import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from tests.api.conftest import Env
@@ -86,6 +88,23 @@ async def test_json_access_lines_carry_the_fields() -> None:
     assert fields["level"] == "INFO"
     assert fields["time"].endswith("+00:00")
     assert fields["ms"] >= 0
+
+
+@pytest.mark.parametrize("json_lines", [False, True], ids=["text", "json"])
+def test_the_stamp_of_each_line_is_its_own_instant(json_lines: bool) -> None:
+    """A second is formatted once and reused: every line must still show its own instant,
+    milliseconds included, in the log handler's format (local) or ISO 8601 UTC (JSON)."""
+    now = [0]
+    access = AccessLog(io.StringIO(), json_lines=json_lines, clock_ms=lambda: now[0])
+    for instant in (1_796_000_000_000, 1_796_000_000_500, 1_796_000_000_999, 1_796_000_001_250):
+        now[0] = instant
+        moment = datetime.datetime.fromtimestamp(instant / 1000, datetime.UTC)
+        if json_lines:
+            expected = moment.isoformat(timespec="milliseconds")
+        else:
+            local = moment.astimezone()
+            expected = f"{local:%Y-%m-%d %H:%M:%S},{local.microsecond // 1000:03d}"
+        assert access._stamp() == expected
 
 
 async def test_the_access_log_can_be_switched_off_and_skips_peer_traffic() -> None:

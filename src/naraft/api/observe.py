@@ -30,6 +30,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from naraft.api.errors import Handler
+from naraft.transport.signing import wall_clock_ms
 
 ACCESS_LOGGER: Final = "naraft.access"
 FLUSH_SECONDS: Final = 0.05
@@ -107,16 +108,42 @@ class AccessLog:
     (whole lines, so they never interleave with other log lines mid-line). Without a
     stream, to whatever `sys.stderr` is when they are written, as the log handler does."""
 
-    def __init__(self, stream: TextIO | None = None, *, json_lines: bool) -> None:
+    def __init__(
+        self,
+        stream: TextIO | None = None,
+        *,
+        json_lines: bool,
+        clock_ms: Callable[[], int] = wall_clock_ms,
+    ) -> None:
         self._stream = stream
+        self._clock_ms = clock_ms
         self._json_lines = json_lines
         self._lines: list[str] = []
         self._flush_at: asyncio.TimerHandle | None = None
+        self._second = -1  # the whole second `_second_shown` shows
+        self._second_shown = ""
+
+    def _stamp(self) -> str:
+        """The time, as the log handler shows it (local `YYYY-MM-DD HH:MM:SS,mmm`) or, for
+        JSON lines, UTC ISO 8601 with milliseconds. Formatting a time costs more than the
+        rest of a line, so each second is formatted once."""
+        second, millis = divmod(self._clock_ms(), 1000)
+        if second != self._second:
+            moment = datetime.datetime.fromtimestamp(second, datetime.UTC)
+            self._second_shown = (
+                moment.isoformat()
+                if self._json_lines
+                else f"{moment.astimezone():%Y-%m-%d %H:%M:%S}"
+            )
+            self._second = second
+        if self._json_lines:  # isoformat: 2026-12-03T04:25:08+00:00 -> ...08.123+00:00
+            return f"{self._second_shown[:19]}.{millis:03d}{self._second_shown[19:]}"
+        return f"{self._second_shown},{millis:03d}"
 
     def record(
         self, request: web.BaseRequest, status: int, size: int | None, seconds: float
     ) -> None:
-        now = datetime.datetime.now(datetime.UTC)
+        stamp = self._stamp()
         remote = request.remote or "-"
         agent = request.headers.get("User-Agent", "-")
         millis = round(seconds * 1000, 3)
@@ -128,15 +155,13 @@ class AccessLog:
         )
         if self._json_lines:
             fields = {
-                "time": now.isoformat(timespec="milliseconds"), "level": "INFO",
+                "time": stamp, "level": "INFO",
                 "logger": ACCESS_LOGGER, "message": message, "remote": remote,
                 "method": request.method, "path": request.path, "status": status,
                 "bytes": size, "ms": millis, "agent": agent,
             }  # fmt: skip
             self._lines.append(orjson.dumps(fields).decode() + "\n")
         else:
-            local = now.astimezone()
-            stamp = f"{local:%Y-%m-%d %H:%M:%S},{local.microsecond // 1000:03d}"
             self._lines.append(f"{stamp} INFO {ACCESS_LOGGER}: {message}\n")
         if self._flush_at is None:
             self._flush_at = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self.flush)
