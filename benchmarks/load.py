@@ -163,8 +163,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
 
-        async def one(index: int) -> tuple[bool, str]:
-            request = workload.request(base(), index)
+        async def one(index: int, at: str | None = None) -> tuple[bool, str]:
+            request = workload.request(at or base(), index)
             headers = dict(JSON_HEADERS) if request.body is not None else {}
             if args.token:
                 headers["Authorization"] = f"Bearer {args.token}"
@@ -181,9 +181,20 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                     await one(rng.randrange(args.key_space) if args.key_space > 0 else index)
 
+        async def warm_at(at: str, worker_number: int) -> None:
+            index = WARMUP_BASE_INDEX + worker_number * 100_000 + 99_999
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                await one(rng.randrange(args.key_space) if args.key_space > 0 else index, at)
+
         per_worker = max(1, args.warmup // args.concurrency)
         if args.warmup > 0:
             await asyncio.gather(*(warm(per_worker, w) for w in range(args.concurrency)))
+            if args.mode == "roundrobin":
+                # Every node's pool gets `concurrency` connections now (the most the
+                # workers can ever hold to one node), so none is opened, and no TLS
+                # handshake made, while measuring.
+                for at in endpoints:
+                    await asyncio.gather(*(warm_at(at, w) for w in range(args.concurrency)))
 
         cpu0 = procstat.cpu_snapshot(args.watch_pids)
         busy0 = procstat.machine_busy_seconds()
