@@ -174,17 +174,12 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 body = await answer.read()
                 return workload.ok(answer.status, body), str(answer.status)
 
-        async def warm(count: int, worker_number: int) -> None:
+        async def warm(count: int, worker_number: int, at: str | None = None) -> None:
             for i in range(count):
                 # writes in the warm-up use indices far above the measured ones
                 index = WARMUP_BASE_INDEX + worker_number * 100_000 + i
                 with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                    await one(rng.randrange(args.key_space) if args.key_space > 0 else index)
-
-        async def warm_at(at: str, worker_number: int) -> None:
-            index = WARMUP_BASE_INDEX + worker_number * 100_000 + 99_999
-            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                await one(rng.randrange(args.key_space) if args.key_space > 0 else index, at)
+                    await one(rng.randrange(args.key_space) if args.key_space > 0 else index, at)
 
         per_worker = max(1, args.warmup // args.concurrency)
         if args.warmup > 0:
@@ -194,7 +189,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 # workers can ever hold to one node), so none is opened, and no TLS
                 # handshake made, while measuring.
                 for at in endpoints:
-                    await asyncio.gather(*(warm_at(at, w) for w in range(args.concurrency)))
+                    await asyncio.gather(*(warm(1, w, at) for w in range(args.concurrency)))
 
         cpu0 = procstat.cpu_snapshot(args.watch_pids)
         busy0 = procstat.machine_busy_seconds()
