@@ -60,7 +60,8 @@ class Plan:
 
 
 def load(plan: Plan, cluster: Cluster, others: Sequence[Cluster], *, op: str, mode: str,
-         key_prefix: str, key_space: int) -> dict[str, Any]:  # fmt: skip
+         key_prefix: str, key_space: int,
+         concurrency: int = CONCURRENCY) -> dict[str, Any]:  # fmt: skip
     """One bounded load.py run against `cluster`'s leader (first endpoint)."""
     leader = cluster.wait_healthy(60)
     endpoints = [cluster.endpoint(leader)] + [
@@ -71,7 +72,7 @@ def load(plan: Plan, cluster: Cluster, others: Sequence[Cluster], *, op: str, mo
     )
     command = [
         sys.executable, str(HERE / "load.py"), "--target", cluster.target, "--op", op,
-        "--mode", mode, "--endpoints", ",".join(endpoints), "-c", str(CONCURRENCY),
+        "--mode", mode, "--endpoints", ",".join(endpoints), "-c", str(concurrency),
         "--ops", str(plan.ops), "--max-seconds", str(plan.seconds),
         "--warmup", str(plan.warmup), "--key-prefix", key_prefix, "--key-space", str(key_space),
         "--watch-pids", ",".join(str(p) for p in cluster.pids()),

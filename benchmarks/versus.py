@@ -5,7 +5,8 @@
 The base revision is checked out into a temporary git worktree and its `src` is run by the
 same interpreter and dependencies (`NaraftCluster(source=...)`); the worktree is removed at
 the end. Three 3-node clusters run side by side: base, head, etcd. Each round runs the
-workload on base, head, then etcd (`tls.load`: c=64, closed loop, own process). Workloads:
+workload on base, head, then etcd (`tls.load`: c=64 unless `-c`, closed loop, own process).
+Workloads:
 
 - `local-reads`: both naraft clusters first get the same number of persistent instances
   (`--instances`, by count), then instance lists round-robin over the nodes; etcd:
@@ -49,9 +50,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--instances", type=int, default=SEED_KEYS)
     parser.add_argument("--tls", action="store_true", help="client TLS and peer mTLS for all")
+    parser.add_argument("-c", "--concurrency", type=int, default=64, help="closed-loop clients")
     args = parser.parse_args()
     if not 1 <= args.rounds <= 20 or not 1 <= args.instances <= 100_000:
         parser.error("--rounds must be 1..20 and --instances 1..100000")
+    if not 1 <= args.concurrency <= 1024:
+        parser.error("--concurrency must be 1..1024")
     base_dir = Path(tempfile.mkdtemp(prefix="naraft-versus-"))
     worktree = base_dir / "base-src"
     subprocess.run(
@@ -75,7 +79,7 @@ def main() -> None:
             check=False, capture_output=True,
         )  # fmt: skip
         shutil.rmtree(base_dir, ignore_errors=True)
-    report(args.base, args.workload, runs)
+    report(args.base, args.workload, args.concurrency, runs)
 
 
 def measure(args: argparse.Namespace, clusters: dict[str, Cluster]) -> dict[str, list[Any]]:
@@ -102,18 +106,26 @@ def measure(args: argparse.Namespace, clusters: dict[str, Cluster]) -> dict[str,
                 prefix, key_space = "seed/", args.instances
             runs[name].append(
                 load(
-                    plan, cluster, others, op=op, mode=mode, key_prefix=prefix, key_space=key_space
+                    plan,
+                    cluster,
+                    others,
+                    op=op,
+                    mode=mode,
+                    key_prefix=prefix,
+                    key_space=key_space,
+                    concurrency=args.concurrency,
                 )  # fmt: skip
             )
     return runs
 
 
-def report(base: str, workload: str, runs: dict[str, list[Any]]) -> None:
-    print(f"\n{workload}, c=64: base = {base}, head = the working tree")
+def report(base: str, workload: str, concurrency: int, runs: dict[str, list[Any]]) -> None:
+    print(f"\n{workload}, c={concurrency}: base = {base}, head = the working tree")
     for name, results in runs.items():
         print(
             f"  {name:<5} {statistics.median(r['ops_per_s'] for r in results):>8.0f}/s"
             f"  server {statistics.median(r['server_cpu_ms_per_op'] for r in results):.3f} ms/op"
+            f"  p50 {statistics.median(r['p50_ms'] for r in results):.2f} ms"
             f"  p99 {statistics.median(r['p99_ms'] for r in results):.1f} ms  (medians)"
         )
     over_base, over_etcd = [], []
