@@ -155,7 +155,7 @@ class GrpcSettings:
 class PeerLimits:
     """Peer traffic, judged apart from the client API's limits (1 MiB bodies)."""
 
-    timeout_seconds: float = 2.0  # one peer request's answer
+    timeout_seconds: float = 2.0  # one peer request's answer; a stream's ping interval
     max_body_bytes: int = 64 * 1024 * 1024  # a Raft batch, compressed or not
     max_append_bytes: int = _default(RaftConfig, "max_append_bytes")  # at least one entry
     max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES  # one send, below the receivers' limit

@@ -25,7 +25,7 @@ from prometheus_client import (
 from naraft import __version__
 from naraft.raft import NodeId, Role, RoleChange, Status
 from naraft.state.rejections import RejectionRecord
-from naraft.transport import DropReason, Rejection, RpcOutcome
+from naraft.transport import DropReason, Lane, Rejection, RpcOutcome, StreamEnd
 
 _LATENCY_BUCKETS = (
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
@@ -133,6 +133,18 @@ class NodeMetrics:
             "naraft_peer_messages_dropped_total",
             "Outgoing peer messages dropped",
             ["peer", "reason"],
+            registry=r,
+        )
+        self.peer_streams_opened = Counter(
+            "naraft_peer_streams_opened_total",
+            "Streams opened to a peer, by lane (more than one per lane: reconnections)",
+            ["peer", "lane"],
+            registry=r,
+        )
+        self.peer_streams_closed = Counter(
+            "naraft_peer_streams_closed_total",
+            "Streams to a peer that ended, by lane and how (closed, refused, failed)",
+            ["peer", "lane", "how"],
             registry=r,
         )
         self.peer_unreachable = Gauge(
@@ -323,6 +335,12 @@ class NodeMetrics:
 
     def reachability(self, peer: NodeId, reachable: bool) -> None:
         self.peer_unreachable.labels(peer=peer).set(0 if reachable else 1)
+
+    def stream_opened(self, peer: NodeId, lane: Lane) -> None:
+        self.peer_streams_opened.labels(peer=peer, lane=lane.value).inc()
+
+    def stream_closed(self, peer: NodeId, lane: Lane, how: StreamEnd) -> None:
+        self.peer_streams_closed.labels(peer=peer, lane=lane.value, how=how.value).inc()
 
     # InboundMetrics (transport server)
     def received(self, peer: NodeId, messages: int) -> None:

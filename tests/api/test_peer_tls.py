@@ -39,10 +39,12 @@ from naraft.tls import (
     write_private,
 )
 from naraft.transport.codec import MESSAGES_PATH
+from naraft.transport.frames import STREAM_PATH
 
 HOSTS = ("127.0.0.1", "localhost")
 PEER_ROUTES = (
     ("POST", MESSAGES_PATH),
+    ("GET", STREAM_PATH),
     ("POST", BEATS_PATH),
     ("POST", f"{RAFT_BASE}/digest"),
     ("GET", f"{RAFT_BASE}/digest/s1/0"),

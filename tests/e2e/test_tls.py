@@ -52,6 +52,7 @@ TIMER_ARGS = (*FAST_TIMERS, "--unhealthy-after-ms", "800", "--remove-after-ms", 
               "--compact-entries", "30", "--compact-keep", "5")  # fmt: skip
 PEER_ROUTES = (
     ("POST", "/nacos/v1/ns/raft/messages"),
+    ("GET", "/nacos/v1/ns/raft/stream"),
     ("POST", "/naraft/v1/beats"),
     ("POST", "/nacos/v1/ns/raft/digest"),
     ("GET", "/nacos/v1/ns/raft/digest/s/0"),

@@ -19,11 +19,14 @@ from naraft.raft.types import Index, NodeId, Term
 from naraft.transport import (
     MESSAGES_PATH,
     DropReason,
+    Lane,
     PeerClient,
     PeerSigner,
     Rejection,
     RpcOutcome,
+    StreamEnd,
     default_cluster_id,
+    track_streams,
 )
 
 WAIT_SECONDS: Final = 5.0  # every wait in these tests is bounded by this
@@ -76,6 +79,7 @@ class RecordingPeerMetrics:
         self.rpcs: list[tuple[NodeId, str, RpcOutcome]] = []
         self.drops: collections.Counter[tuple[NodeId, DropReason]] = collections.Counter()
         self.reachability_changes: list[tuple[NodeId, bool]] = []
+        self.streams: list[tuple[NodeId, Lane, StreamEnd | None]] = []  # None: opened
         self.signal = Signal()
 
     def observe_rpc(self, peer: NodeId, rpc: str, outcome: RpcOutcome, seconds: float) -> None:
@@ -89,6 +93,14 @@ class RecordingPeerMetrics:
 
     def reachability(self, peer: NodeId, reachable: bool) -> None:
         self.reachability_changes.append((peer, reachable))
+        self.signal.notify()
+
+    def stream_opened(self, peer: NodeId, lane: Lane) -> None:
+        self.streams.append((peer, lane, None))
+        self.signal.notify()
+
+    def stream_closed(self, peer: NodeId, lane: Lane, how: StreamEnd) -> None:
+        self.streams.append((peer, lane, how))
         self.signal.notify()
 
 
@@ -155,6 +167,7 @@ async def serve(
     yields its base URL."""
     app = web.Application(middlewares=middlewares)
     app.add_routes(routes)
+    track_streams(app)
     runner = web.AppRunner(app, auto_decompress=auto_decompress, access_log=None)
     await runner.setup()
     try:

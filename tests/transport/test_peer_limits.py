@@ -45,6 +45,7 @@ from naraft.raft.messages import AppendEntries, Envelope
 from naraft.raft.types import Entry, Index, Term
 from naraft.transport import (
     MESSAGES_PATH,
+    DropReason,
     Lane,
     PeerClient,
     Rejection,
@@ -147,14 +148,6 @@ def refused(inbound: RecordingInboundMetrics, count: int) -> Callable[[], bool]:
     return lambda: inbound.rejections[Rejection.CLUSTER_MISMATCH] == count
 
 
-def refused_and_beaten(
-    inbound: RecordingInboundMetrics, inbox: Inbox, count: int
-) -> Callable[[], bool]:
-    return lambda: (
-        inbound.rejections[Rejection.TOO_LARGE] == count and len(inbox.envelopes) == count
-    )
-
-
 def test_the_log_travels_on_the_bulk_lane_and_everything_else_on_the_control_lane() -> None:
     assert lane_of(append(1, 10)) is Lane.BULK
     assert lane_of(heartbeats(N1, N2, 1)[0]) is Lane.CONTROL
@@ -207,23 +200,26 @@ async def test_an_entry_larger_than_the_cap_travels_alone() -> None:
     assert inbox.envelopes == [big]
 
 
-async def test_beats_and_replies_are_not_queued_behind_a_stuck_append() -> None:
-    """While a multi-MiB append is held on the wire (its request stalls in the server),
-    heartbeats keep arriving; the append arrives once released, in its own order."""
+@pytest.mark.parametrize("streams", [True, False], ids=["stream", "post"])
+async def test_beats_and_replies_are_not_queued_behind_a_stuck_append(streams: bool) -> None:
+    """While a multi-MiB append is held (the bulk lane's stream cannot open, or its POST
+    stalls in the server), heartbeats keep arriving; the append arrives once released, in
+    its own order."""
     release = asyncio.Event()
-    held: list[int] = []
+    held: list[str] = []
     stalled = Signal()
 
     @web.middleware
     async def stall_large(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if (request.content_length or 0) > 1 << 20:
-            held.append(request.content_length or 0)
+        bulk_stream = streams and request.query.get("lane") == "bulk"
+        if (request.content_length or 0) > 1 << 20 or bulk_stream:
+            held.append(request.method)
             stalled.notify()
             await release.wait()
         return await handler(request)
 
     inbox = Inbox()
-    routes = peer_routes(inbox.deliver, SECRET, [N1], self_id=N2)
+    routes = peer_routes(inbox.deliver, SECRET, [N1], self_id=N2, streams=streams)
     async with serve(routes, auto_decompress=False, middlewares=[stall_large]) as url:
         client = client_to(url)
         big = append(1, 3 << 20)
@@ -239,6 +235,7 @@ async def test_beats_and_replies_are_not_queued_behind_a_stuck_append() -> None:
             release.set()
             await inbox.wait_for_count(len(beats) + 1)
     assert inbox.envelopes[-1] == big
+    assert held == ["GET" if streams else "POST"]
 
 
 async def test_peer_routes_are_outside_the_client_body_limit_which_clients_keep() -> None:
@@ -267,20 +264,32 @@ async def test_peer_routes_are_outside_the_client_body_limit_which_clients_keep(
         await runner.cleanup()
 
 
+@pytest.mark.parametrize("streams", [True, False], ids=["stream", "post"])
 async def test_a_peer_refusing_only_large_batches_does_not_flap_its_reachability(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, streams: bool
 ) -> None:
+    """Over a stream the sender refuses a batch over the limit its peer announced (nothing
+    is sent); as POSTs the peer answers 413. Either way the control lane stays reachable
+    and the bulk lane's failure is logged once."""
     inbox, inbound = Inbox(), RecordingInboundMetrics()
     metrics = RecordingPeerMetrics()
-    routes = peer_routes(inbox.deliver, SECRET, [N1], inbound, self_id=N2, max_body_bytes=50_000)
+    routes = peer_routes(
+        inbox.deliver, SECRET, [N1], inbound, self_id=N2, max_body_bytes=50_000, streams=streams
+    )
     async with serve(routes, auto_decompress=False) as url:
         client = PeerClient(N1, {N2: url}, SECRET, timeout_seconds=WAIT_SECONDS, metrics=metrics)
         async with running(client):
+            client.send(heartbeats(N1, N2, 1)[0])  # the control lane's stream is open
+            await inbox.wait_for_count(1)
             for i in range(1, 4):
-                client.send(append(i, 100_000))  # each refused 413
+                client.send(append(i, 100_000))
                 client.send(heartbeats(N1, N2, 1)[0])
-                await inbound.signal.wait_until(refused_and_beaten(inbound, inbox, i), f"round {i}")
-            await metrics.signal.wait_until(lambda: len(metrics.rpcs) == 6, "six requests")
+                await metrics.signal.wait_until(
+                    lambda i=i: metrics.drops[N2, DropReason.SEND_FAILED] == i, f"refusal {i}"
+                )
+                await inbox.wait_for_count(i + 1)
+            await metrics.signal.wait_until(lambda: len(metrics.rpcs) == 7, "seven batches")
+    assert inbound.rejections[Rejection.TOO_LARGE] == (0 if streams else 3)
     assert client.peer_reachable(N2)
     assert metrics.reachability_changes == []
     failing = [r for r in caplog.records if "bulk lane failing" in r.getMessage()]

@@ -44,6 +44,7 @@ from naraft.transport import (
     encode_batch,
     peer_routes,
 )
+from naraft.transport import server as transport_server
 
 TIMEOUT_SECONDS = 2.0
 
@@ -124,17 +125,19 @@ async def test_two_nodes_deliver_batches_in_order() -> None:
     assert not metrics2.rejections
 
 
-async def test_large_batches_travel_gzipped() -> None:
-    encodings: list[str | None] = []
+@pytest.mark.parametrize("streams", [True, False], ids=["stream", "post"])
+async def test_large_batches_travel_gzipped(monkeypatch: pytest.MonkeyPatch, streams: bool) -> None:
+    encodings: list[str] = []
+    inflate = transport_server._Inbox._inflate
 
-    @web.middleware
-    async def record_encoding(request: web.Request, handler: Handler) -> web.StreamResponse:
-        encodings.append(request.headers.get("Content-Encoding"))
-        return await handler(request)
+    def recording_inflate(inbox: transport_server._Inbox, encoding: str, wire: bytes) -> bytes:
+        encodings.append(encoding)
+        return inflate(inbox, encoding, wire)
 
+    monkeypatch.setattr(transport_server._Inbox, "_inflate", recording_inflate)
     inbox = Inbox()
-    routes = peer_routes(inbox.deliver, SECRET, [N1])
-    async with serve(routes, auto_decompress=False, middlewares=[record_encoding]) as url:
+    routes = peer_routes(inbox.deliver, SECRET, [N1], streams=streams)
+    async with serve(routes, auto_decompress=False) as url:
         client = make_client({N2: url})
         small, large = heartbeats(N1, N2, 1)[0], big_append(N1, N2, entries=40)
         async with running(client):
@@ -143,7 +146,7 @@ async def test_large_batches_travel_gzipped() -> None:
             client.send(large)
             await inbox.wait_for_count(2)
     assert inbox.envelopes == [small, large]
-    assert encodings == [None, "gzip"]
+    assert encodings == ["identity", "gzip"]
 
 
 async def test_wrong_secret_is_refused_counted_and_nothing_delivered() -> None:
@@ -347,13 +350,16 @@ async def test_refusing_peer_does_not_block_the_other_and_recovers(
     ]
 
 
-async def test_batches_reuse_one_keep_alive_connection() -> None:
-    client_ports: list[int] = []
+@pytest.mark.parametrize("streams", [True, False], ids=["stream", "post"])
+async def test_batches_share_one_connection(streams: bool) -> None:
+    """One stream carries every batch of a lane; a peer without streams (an older build)
+    gets them as POSTs on one keep-alive connection."""
+    requests: list[tuple[str, int]] = []
 
     @web.middleware
     async def record_port(request: web.Request, handler: Handler) -> web.StreamResponse:
         assert request.transport is not None
-        client_ports.append(request.transport.get_extra_info("peername")[1])
+        requests.append((request.method, request.transport.get_extra_info("peername")[1]))
         return await handler(request)
 
     inbox, metrics = Inbox(), RecordingPeerMetrics()
@@ -361,15 +367,20 @@ async def test_batches_reuse_one_keep_alive_connection() -> None:
     def answered(count: int) -> Callable[[], bool]:
         return lambda: len(metrics.rpcs) == count
 
-    async with serve(peer_routes(inbox.deliver, SECRET, [N1]), middlewares=[record_port]) as url:
+    routes = peer_routes(inbox.deliver, SECRET, [N1], streams=streams)
+    async with serve(routes, middlewares=[record_port]) as url:
         client = make_client({N2: url}, metrics=metrics)
         async with running(client):
             for count, envelope in enumerate(heartbeats(N1, N2, 5), start=1):
                 client.send(envelope)  # one at a time: five batches
                 await inbox.wait_for_count(count)
-                await metrics.signal.wait_until(answered(count), "the answer")
-    assert len(client_ports) == 5
-    assert len(set(client_ports)) == 1
+                await metrics.signal.wait_until(answered(count), "the outcome")
+    assert metrics.rpcs == [(N2, "messages", RpcOutcome.OK)] * 5
+    posts = [port for method, port in requests if method == "POST"]
+    upgrades = [port for method, port in requests if method == "GET"]
+    assert len(upgrades) == 1  # the stream, or the one try that found none
+    assert len(posts) == (0 if streams else 5)
+    assert len(set(posts)) == (0 if streams else 1)
 
 
 @contextlib.asynccontextmanager

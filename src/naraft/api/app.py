@@ -33,6 +33,7 @@ from naraft.api.v2 import naming as v2_naming
 from naraft.api.v2.configs import v2_config_routes
 from naraft.naming.service import NamingService
 from naraft.tls import PEER_CA_FLAG, has_peer_certificate
+from naraft.transport.server import track_streams
 from naraft.transport.signing import PeerVerifier
 
 logger = logging.getLogger(__name__)
@@ -175,4 +176,5 @@ def make_app(
     for route in app.router.add_routes(list(peer_routes)):
         if route.resource is not None:
             peer_resources.add(route.resource.canonical)
+    track_streams(app)
     return app

@@ -1,9 +1,10 @@
-"""Peer RPC over HTTP: the wire codec, the signatures, the sender and the routes.
+"""Peer RPC over HTTP: the wire codec, the signatures, the streams, the sender and the routes.
 
-`PeerClient` sends (it satisfies the replica's `PeerSender` port); `peer_routes` receives and
-hands each envelope to a `deliver` callback (`Replica.deliver` fits it). Neither ever lets a
-transport error reach the core. `signing` binds every peer request's signature to its
-method, path, cluster id, sender, recipient, time, nonce and body; `codec` is the batch format.
+`PeerClient` sends, on one stream per lane and peer (`frames`; it satisfies the replica's
+`PeerSender` port); `peer_routes` receives and hands each envelope to a `deliver` callback
+(`Replica.deliver` fits it). Neither ever lets a transport error reach the core. `signing`
+binds every peer request's signature to its method, path, cluster id, sender, recipient,
+time, nonce and body; `codec` is the batch format.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from naraft.transport.client import (
     PeerMetrics,
     RpcOutcome,
     SessionFactory,
+    StreamEnd,
     default_session,
 )
 from naraft.transport.codec import (
@@ -40,7 +42,8 @@ from naraft.transport.codec import (
     decompress,
     encode_batch,
 )
-from naraft.transport.server import InboundMetrics, NoInboundMetrics, peer_routes
+from naraft.transport.frames import STREAM_PATH
+from naraft.transport.server import InboundMetrics, NoInboundMetrics, peer_routes, track_streams
 from naraft.transport.signing import (
     Claim,
     PeerSigner,
@@ -58,6 +61,7 @@ __all__ = [
     "MESSAGES_PATH",
     "SECRET_ENV_VAR",
     "SIGNATURE_HEADER",
+    "STREAM_PATH",
     "BodyTooLargeError",
     "Claim",
     "CodecError",
@@ -75,6 +79,7 @@ __all__ = [
     "SecretError",
     "SessionFactory",
     "SignatureError",
+    "StreamEnd",
     "compress_if_large",
     "decode_batch",
     "decompress",
@@ -85,5 +90,6 @@ __all__ = [
     "load_secret",
     "peer_routes",
     "sign",
+    "track_streams",
     "verify",
 ]

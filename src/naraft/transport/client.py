@@ -59,6 +59,7 @@ from naraft.transport.codec import (
     compress_if_large,
     encode_batch,
 )
+from naraft.transport.frames import MAX_FRAME_HEADER, encode_frame, stream_path
 from naraft.transport.version import CURRENT, INCOMPATIBLE_STATUS, PROTOCOL_HEADER, ProtocolRange
 
 logger = logging.getLogger(__name__)
@@ -70,6 +71,8 @@ DEFAULT_MAX_BATCH_BYTES: Final = 4 * 1024 * 1024  # well below the receiver's MA
 _STREAM_BODY_BYTES: Final = 512 * 1024
 _INCOMPATIBLE_DETAIL: Final = "incompatible peer protocol"  # the start of a 426's text
 _THREAD_COMPRESS_BYTES: Final = 256 * 1024  # larger bodies are gzip'd off the event loop
+_POST_FALLBACK_SECONDS: Final = 60.0  # how long batches go as POSTs to a peer without streams
+_MAX_INBOUND_FRAME_BYTES: Final = 64 * 1024  # a peer sends nothing on a lane's stream
 _ENVELOPE_BYTES: Final = 256  # encoded size of an envelope besides its entries' commands
 _ENTRY_BYTES: Final = 48  # encoded size of an entry besides its command's base64
 FAILPOINTS_ENV_VAR: Final = "NARAFT_FAILPOINTS"
@@ -162,6 +165,21 @@ class DropReason(enum.StrEnum):
     UNENCODABLE = "unencodable"  # a bug upstream: a value the wire format cannot carry
 
 
+class StreamEnd(enum.StrEnum):
+    """How a lane's stream ended, as its sender saw it."""
+
+    CLOSED = "closed"  # the peer closed it (it stops or restarts) or the connection ended
+    REFUSED = "refused"  # the peer refused a frame (policy violation, too large)
+    FAILED = "failed"  # no pong in time, or a transport error: the peer hangs or is cut off
+
+
+class Lane(enum.StrEnum):
+    """Which of a peer's two connections carries a message (see the module docstring)."""
+
+    CONTROL = "control"
+    BULK = "bulk"
+
+
 class PeerMetrics(Protocol):
     """What the sending side reports; `naraft.metrics` implements it with Prometheus."""
 
@@ -177,6 +195,14 @@ class PeerMetrics(Protocol):
         """`peer` became reachable or unreachable."""
         ...
 
+    def stream_opened(self, peer: NodeId, lane: Lane) -> None:
+        """A stream to `peer` for `lane` was opened."""
+        ...
+
+    def stream_closed(self, peer: NodeId, lane: Lane, how: StreamEnd) -> None:
+        """A stream to `peer` for `lane` ended, as `how` says."""
+        ...
+
 
 class NoPeerMetrics:
     """The default `PeerMetrics`: records nothing."""
@@ -190,6 +216,12 @@ class NoPeerMetrics:
     def reachability(self, peer: NodeId, reachable: bool) -> None:
         pass
 
+    def stream_opened(self, peer: NodeId, lane: Lane) -> None:
+        pass
+
+    def stream_closed(self, peer: NodeId, lane: Lane, how: StreamEnd) -> None:
+        pass
+
 
 def default_session(tls: PeerTls = PLAINTEXT) -> aiohttp.ClientSession:
     """A keep-alive session whose only timeouts are the client's own `asyncio.timeout`s;
@@ -200,13 +232,6 @@ def default_session(tls: PeerTls = PLAINTEXT) -> aiohttp.ClientSession:
         timeout=aiohttp.ClientTimeout(total=None),
         headers={"User-Agent": USER_AGENT},
     )
-
-
-class Lane(enum.StrEnum):
-    """Which of a peer's two connections carries a message (see the module docstring)."""
-
-    CONTROL = "control"
-    BULK = "bulk"
 
 
 def lane_of(envelope: Envelope) -> Lane:
@@ -285,27 +310,42 @@ def _append_key(message: AppendEntries) -> tuple[int, int, int, int]:
 
 
 class _Lane:
-    """One of a peer's connections: its queue, its signer, and a batch the reorder failpoint
-    holds back."""
+    """One of a peer's connections: its queue, its signer, its stream, and a batch the
+    reorder failpoint holds back."""
 
-    __slots__ = ("failing", "held", "kind", "outbox", "signer")
+    __slots__ = (
+        "failing",
+        "held",
+        "kind",
+        "max_frame",
+        "outbox",
+        "path",
+        "post_until",
+        "signer",
+        "stream",
+    )
 
     def __init__(self, kind: Lane, capacity: int, signer: signing.PeerSigner) -> None:
         self.kind = kind
         self.outbox = _Outbox(capacity)
         self.signer = signer
+        self.path = stream_path(kind)
         self.held: tuple[Envelope, ...] | None = None
         self.failing = False  # the last batch on this lane failed
+        self.stream: aiohttp.ClientWebSocketResponse | None = None  # open, or None
+        self.post_until = 0.0  # loop time until which batches go as POSTs (an older peer)
+        self.max_frame = MAX_BODY_BYTES  # the largest frame the stream's receiver takes
 
 
 class _Link:
     """Everything the client keeps about one peer."""
 
-    __slots__ = ("lanes", "peer", "reachable", "url")
+    __slots__ = ("base", "lanes", "peer", "reachable", "url")
 
     def __init__(self, peer: NodeId, url: URL, lanes: dict[Lane, _Lane]) -> None:
         self.peer = peer
-        self.url = url
+        self.url = url  # the POST route's
+        self.base = url.with_path("/")
         self.lanes = lanes
         self.reachable = True  # optimistic until a request fails
 
@@ -418,6 +458,8 @@ class PeerClient:
             return
         for task in self._senders.pop(peer, []):
             task.cancel()
+        for lane in link.lanes.values():
+            self._drop_stream(lane)
         logger.info("stopped sending to removed peer %s", peer)
 
     def _start(self, session: aiohttp.ClientSession, tasks: asyncio.TaskGroup, link: _Link) -> None:
@@ -465,6 +507,9 @@ class PeerClient:
                 for link in self._links.values():
                     self._start(session, tasks, link)
         finally:
+            for link in self._links.values():
+                for lane in link.lanes.values():
+                    self._drop_stream(lane)
             self._running = False
             self._session = self._group = None
             self._senders.clear()
@@ -517,30 +562,131 @@ class PeerClient:
             )
         else:
             wire, encoding = compress_if_large(body, threshold_bytes=self._gzip_threshold_bytes)
-
-        def headers() -> dict[str, str]:
-            signed = lane.signer.headers(
-                "POST", link.url.raw_path_qs, link.peer, wire, encoding=encoding
-            )
-            signed["Content-Type"] = CONTENT_TYPE
-            signed[PROTOCOL_HEADER] = self._protocol
-            if encoding is not None:
-                signed["Content-Encoding"] = encoding
-            return signed
-
         loop = asyncio.get_running_loop()
         started = loop.time()
-        outcome, detail = await self._post(session, link.url, wire, headers)
-        self._note_protocol(link.peer, outcome, detail)
+        if lane.post_until > started:
+            outcome, detail = await self._post(session, link, lane, wire, encoding)
+        else:
+            outcome, detail = await self._write_frame(session, link, lane, wire, encoding)
         self._metrics.observe_rpc(link.peer, RPC_MESSAGES, outcome, loop.time() - started)
         if outcome is not RpcOutcome.OK:
             self._metrics.dropped(link.peer, DropReason.SEND_FAILED, len(batch))
+        self._settle(link, lane, outcome, detail)
+
+    def _settle(self, link: _Link, lane: _Lane, outcome: RpcOutcome, detail: str) -> None:
+        """What an outcome on `lane` says of the peer: its protocol, its reachability (the
+        control lane's to judge), the bulk lane's health."""
+        self._note_protocol(link.peer, outcome, detail)
         if lane.kind is Lane.BULK:
             self._note_bulk(link, lane, outcome, detail)
         elif outcome is RpcOutcome.OK:
             self._mark_reachable(link)
         else:
             self._mark_unreachable(link, outcome, detail)
+
+    async def _write_frame(
+        self,
+        session: aiohttp.ClientSession,
+        link: _Link,
+        lane: _Lane,
+        wire: bytes,
+        encoding: str | None,
+    ) -> tuple[RpcOutcome, str]:
+        """Write one batch on the lane's stream, opening it first when it is not open.
+
+        A written frame is OK: nothing is acknowledged (Raft's replies are messages of their
+        own). A stream that breaks is seen by its watcher, or by the next write."""
+        try:
+            async with asyncio.timeout(self._timeout_seconds):
+                stream = lane.stream
+                if stream is None or stream.closed:
+                    stream = await self._open_stream(session, link, lane)
+                frame = encode_frame(lane.signer, lane.path, link.peer, wire, encoding)
+                if len(frame) > lane.max_frame:
+                    return RpcOutcome.REJECTED, (
+                        f"a batch of {len(frame)} bytes is over {link.peer}'s limit of "
+                        f"{lane.max_frame}"
+                    )
+                await stream.send_bytes(frame)
+        except TimeoutError:
+            self._drop_stream(lane)
+            return RpcOutcome.TIMEOUT, f"no answer within {self._timeout_seconds} s"
+        except aiohttp.WSServerHandshakeError as error:
+            if error.status in (404, 405):
+                # A build before streams: POST to it, and try the stream again later.
+                logger.info(
+                    "peer %s has no peer streams (HTTP %d): posting batches to it for %.0f s",
+                    link.peer,
+                    error.status,
+                    _POST_FALLBACK_SECONDS,
+                )
+                lane.post_until = asyncio.get_running_loop().time() + _POST_FALLBACK_SECONDS
+                return await self._post(session, link, lane, wire, encoding)
+            if error.status == INCOMPATIBLE_STATUS:
+                headers = error.headers
+                theirs = headers.get(PROTOCOL_HEADER, "?") if isinstance(headers, Mapping) else "?"
+                return RpcOutcome.REJECTED, (
+                    f"{_INCOMPATIBLE_DETAIL}: {self._self_id} speaks {self._protocol}, "
+                    f"{link.peer} speaks {theirs}"
+                )
+            return RpcOutcome.REJECTED, f"answered HTTP {error.status}"
+        except (aiohttp.ClientError, OSError) as error:
+            self._drop_stream(lane)
+            return _failure(error)
+        return RpcOutcome.OK, ""
+
+    async def _open_stream(
+        self, session: aiohttp.ClientSession, link: _Link, lane: _Lane
+    ) -> aiohttp.ClientWebSocketResponse:
+        headers = lane.signer.headers("GET", lane.path, link.peer, b"")
+        headers[PROTOCOL_HEADER] = self._protocol
+        stream = await session.ws_connect(
+            link.base.join(URL(lane.path)),
+            headers=headers,
+            server_hostname=self._server_hostname,
+            heartbeat=self._timeout_seconds,
+            compress=0,
+            max_msg_size=_MAX_INBOUND_FRAME_BYTES,
+            timeout=aiohttp.ClientWSTimeout(ws_close=self._timeout_seconds),
+        )
+        lane.stream = stream
+        lane.max_frame = _max_frame(stream)
+        self._metrics.stream_opened(link.peer, lane.kind)
+        if self._group is not None:
+            self._group.create_task(
+                self._watch(link, lane, stream), name=f"peer-stream-{link.peer}-{lane.kind}"
+            )
+        return stream
+
+    async def _watch(
+        self, link: _Link, lane: _Lane, stream: aiohttp.ClientWebSocketResponse
+    ) -> None:
+        """Wait for `stream` to end (its peer sends nothing but pongs and the close), and
+        report why: a refusal or a missed pong is a failed lane, a peer's own close is not
+        (the next batch reconnects, and a refused connection is reported then)."""
+        try:
+            message = await stream.receive()
+            while message.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
+                message = await stream.receive()  # not part of the protocol: ignored
+        finally:
+            if lane.stream is stream:
+                lane.stream = None
+            _abort(stream)
+        code = stream.close_code
+        if message.type is aiohttp.WSMsgType.ERROR:
+            self._metrics.stream_closed(link.peer, lane.kind, StreamEnd.FAILED)
+            self._settle(link, lane, RpcOutcome.TIMEOUT, f"stream failed: {message.data}")
+        elif code in (aiohttp.WSCloseCode.POLICY_VIOLATION, aiohttp.WSCloseCode.MESSAGE_TOO_BIG):
+            self._metrics.stream_closed(link.peer, lane.kind, StreamEnd.REFUSED)
+            reason = message.extra if isinstance(message.extra, str) else ""
+            self._settle(link, lane, RpcOutcome.REJECTED, f"closed the stream ({code}) {reason}")
+        else:
+            self._metrics.stream_closed(link.peer, lane.kind, StreamEnd.CLOSED)
+
+    def _drop_stream(self, lane: _Lane) -> None:
+        stream, lane.stream = lane.stream, None
+        if stream is not None:
+            _abort(stream)
 
     def _note_protocol(self, peer: NodeId, outcome: RpcOutcome, detail: str) -> None:
         """One line when `peer` starts refusing this node's protocol range, one when it
@@ -571,37 +717,38 @@ class PeerClient:
     async def _post(
         self,
         session: aiohttp.ClientSession,
-        url: URL,
+        link: _Link,
+        lane: _Lane,
         wire: bytes,
-        headers: Callable[[], Mapping[str, str]],
+        encoding: str | None,
     ) -> tuple[RpcOutcome, str]:
-        """POST one batch (`headers()` signs each attempt); returns the outcome and, for a
+        """POST one batch (each attempt signed afresh); returns the outcome and, for a
         failure, what went wrong."""
+
+        def headers() -> dict[str, str]:
+            signed = lane.signer.headers(
+                "POST", link.url.raw_path_qs, link.peer, wire, encoding=encoding
+            )
+            signed["Content-Type"] = CONTENT_TYPE
+            signed[PROTOCOL_HEADER] = self._protocol
+            if encoding is not None:
+                signed["Content-Encoding"] = encoding
+            return signed
+
+        url, hostname = link.url, self._server_hostname
         try:
             async with asyncio.timeout(self._timeout_seconds):
                 try:
-                    status, text = await _post_once(
-                        session, url, wire, headers(), self._server_hostname
-                    )
+                    status, text = await _post_once(session, url, wire, headers(), hostname)
                 except aiohttp.ServerDisconnectedError:
                     # A pooled keep-alive connection the peer had already closed (it
                     # restarted): try once on a fresh one, with a fresh nonce. A duplicate
                     # is harmless to Raft.
-                    status, text = await _post_once(
-                        session, url, wire, headers(), self._server_hostname
-                    )
+                    status, text = await _post_once(session, url, wire, headers(), hostname)
         except TimeoutError:
             return RpcOutcome.TIMEOUT, f"no answer within {self._timeout_seconds} s"
-        except aiohttp.ClientSSLError as error:
-            # a TLS handshake that failed (the peer's certificate is not the cluster's):
-            # aiohttp's certificate error has no `os_error` to read
-            return RpcOutcome.ERROR, f"TLS: {error}"
-        except aiohttp.ClientConnectorError as error:
-            if error.os_error.errno == errno.ECONNREFUSED:
-                return RpcOutcome.REFUSED, "connection refused"
-            return RpcOutcome.ERROR, f"cannot connect: {error.os_error}"
         except (aiohttp.ClientError, OSError) as error:
-            return RpcOutcome.ERROR, f"{type(error).__name__}: {error}"
+            return _failure(error)
         if 200 <= status < 300:
             return RpcOutcome.OK, ""
         if status == INCOMPATIBLE_STATUS:
@@ -632,6 +779,33 @@ class PeerClient:
         self._metrics.reachability(link.peer, False)
         if self._on_peer_unreachable is not None:
             self._on_peer_unreachable(link.peer, outcome is RpcOutcome.REFUSED)
+
+
+def _abort(stream: aiohttp.ClientWebSocketResponse) -> None:
+    """Close `stream`'s connection at once, without the WebSocket closing handshake (which
+    waits for the peer): for streams that failed, were replaced, or whose client stops.
+    aiohttp has no public call for it; closing the upgrade's response releases the
+    connection, as aiohttp itself does when a stream fails."""
+    stream._response.close()
+
+
+def _max_frame(stream: aiohttp.ClientWebSocketResponse) -> int:
+    """The largest frame the receiver said it takes (`frames.MAX_FRAME_HEADER`)."""
+    text = stream._response.headers.get(MAX_FRAME_HEADER, "")  # the upgrade's answer
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 19 else MAX_BODY_BYTES
+
+
+def _failure(error: aiohttp.ClientError | OSError) -> tuple[RpcOutcome, str]:
+    """The outcome and detail of a request or stream that failed in transport."""
+    if isinstance(error, aiohttp.ClientSSLError):
+        # a TLS handshake that failed (the peer's certificate is not the cluster's):
+        # aiohttp's certificate error has no `os_error` to read
+        return RpcOutcome.ERROR, f"TLS: {error}"
+    if isinstance(error, aiohttp.ClientConnectorError):
+        if error.os_error.errno == errno.ECONNREFUSED:
+            return RpcOutcome.REFUSED, "connection refused"
+        return RpcOutcome.ERROR, f"cannot connect: {error.os_error}"
+    return RpcOutcome.ERROR, f"{type(error).__name__}: {error}"
 
 
 async def _post_once(

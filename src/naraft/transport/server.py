@@ -1,4 +1,10 @@
-"""The receiving end of peer RPC: `POST /nacos/v1/ns/raft/messages`.
+"""The receiving end of peer RPC: the lanes' streams and `POST /nacos/v1/ns/raft/messages`.
+
+Senders keep one stream open per lane (`GET /nacos/v1/ns/raft/stream`, a WebSocket whose
+binary messages are signed batches, see `frames`); the POST route carries one batch per
+request, for builds before streams (a sender falls back to it when the stream route is
+missing) and for tools. The upgrade and every frame are checked as a request and its body
+are below; a frame that does not hold closes its stream with the reason.
 
 A request carries one batch of envelopes (see `codec`). The handler checks the signature's
 headers (cluster id, sender, recipient, time: see `signing`), reads the body as sent (at most
@@ -26,10 +32,11 @@ Only when the process started with `NARAFT_FAILPOINTS` set (fault campaigns), a 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection
+import weakref
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Final, Protocol
 
-from aiohttp import web
+from aiohttp import WSCloseCode, WSMsgType, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from naraft.raft.messages import Envelope
@@ -45,9 +52,19 @@ from naraft.transport.codec import (
     decode_batch,
     decompress,
 )
+from naraft.transport.frames import (
+    FRAME_METHOD,
+    MAX_AUTH_BYTES,
+    MAX_FRAME_HEADER,
+    STREAM_PATH,
+    decode_frame,
+)
 from naraft.transport.members import MemberView
 from naraft.transport.signing import (
+    CLUSTER_HEADER,
     DEFAULT_WINDOW_MS,
+    RECIPIENT_HEADER,
+    SENDER_HEADER,
     Claim,
     PeerVerifier,
     Rejection,
@@ -68,6 +85,9 @@ logger = logging.getLogger(__name__)
 _MAX_LOGGED_SOURCES: Final = 1024  # bounds the memory of who was already logged
 FAILPOINTS_PATH: Final = "/naraft/v1/debug/failpoints"
 _LOOPBACK: Final = frozenset({"127.0.0.1", "::1"})
+_MAX_CLOSE_REASON: Final = 120  # a WebSocket close reason is at most 123 bytes
+DEFAULT_STREAM_HEARTBEAT_SECONDS: Final = 10.0
+OPEN_STREAMS: Final = web.AppKey("naraft_peer_streams", weakref.WeakSet[web.WebSocketResponse])
 
 
 class InboundMetrics(Protocol):
@@ -103,8 +123,11 @@ def peer_routes(
     cluster_id: str | None = None,
     window_ms: int = DEFAULT_WINDOW_MS,
     protocol: ProtocolRange = CURRENT,
+    streams: bool = True,
+    stream_heartbeat_seconds: float = DEFAULT_STREAM_HEARTBEAT_SECONDS,
 ) -> list[web.RouteDef]:
-    """The route for `POST MESSAGES_PATH`, to add to the node's application.
+    """The routes for `POST MESSAGES_PATH` and the peer streams (`GET STREAM_PATH`), to add
+    to the node's application (`track_streams` lets it close the streams on shutdown).
 
     - `deliver` is called once per accepted envelope, in batch order, on the event loop; it
       must not block (`Replica.deliver` puts on its inbox). Whatever it raises is a bug.
@@ -119,6 +142,10 @@ def peer_routes(
       `protocol` is answered 426 with this node's range, and logged once (`version`).
     - No peers: no route (a standalone node serves no peer traffic); a `MemberView` always
       has the route, as members may come.
+    - `streams` False leaves the stream route out: a stand-in for builds before streams,
+      whose senders POST (tests of mixed versions).
+    - A stream pings its sender every `stream_heartbeat_seconds` and closes when no pong
+      comes within half of that: a half-open connection does not hold a peer slot for long.
     """
     # A `MemberView` is read as it changes (membership changes); anything else is copied.
     peers: Collection[str] = (
@@ -139,9 +166,12 @@ def peer_routes(
         self_id=self_id,
         max_body_bytes=max_body_bytes,
         protocol=protocol,
+        heartbeat_seconds=stream_heartbeat_seconds,
     )
     serve = isinstance(peers, MemberView) or bool(peers)
     routes = [web.post(MESSAGES_PATH, inbox.on_messages)] if serve else []
+    if serve and streams:
+        routes.append(web.get(STREAM_PATH, inbox.on_stream))
     if FAILPOINTS.enabled:
         routes += [
             web.get(FAILPOINTS_PATH, _show_failpoints),
@@ -212,8 +242,10 @@ class _Inbox:
         self_id: NodeId | None,
         max_body_bytes: int,
         protocol: ProtocolRange,
+        heartbeat_seconds: float,
     ) -> None:
         self._deliver = deliver
+        self._heartbeat_seconds = heartbeat_seconds
         self._verifier = verifier
         self._known_peers = known_peers
         self._metrics = metrics
@@ -231,30 +263,108 @@ class _Inbox:
         incompatible = self._incompatible(request, claim)
         if incompatible is not None:
             return incompatible
+        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
         try:
-            wire = await self._read_wire(request)
-            # Before anything is inflated: a forged gzip bomb costs one hash, not 64 MiB.
-            self._verifier.admit(claim, wire)
-            body = self._inflate(request, wire)
-        except SignatureError as error:
-            return self._refuse(remote, error.reason, 403, error.detail)
-        except BodyTooLargeError as error:
-            return self._refuse(remote, Rejection.TOO_LARGE, 413, str(error))
+            wire = await self._read_wire(request, encoding)
+            envelopes = self._open(claim, wire, encoding)
         except _UnreadableBodyError as error:
             # aiohttp drops this connection after the response (it cannot drain the body,
             # and logs that): tell the client not to reuse it.
             response = self._refuse(remote, Rejection.UNDECODABLE, 400, str(error))
             response.force_close()
             return response
-        except CodecError as error:
-            return self._refuse(remote, Rejection.UNDECODABLE, 400, str(error))
-
-        try:
-            envelopes = decode_batch(body)
-        except CodecError as error:
-            return self._refuse(remote, Rejection.UNDECODABLE, 400, str(error))
-
+        except (SignatureError, CodecError) as error:
+            reason, status, detail = _refusal(error)
+            return self._refuse(remote, reason, status, detail)
         self._forget(remote)
+        self._deliver_all(envelopes, claim)
+        return web.Response(status=204)
+
+    async def on_stream(self, request: web.Request) -> web.StreamResponse:
+        """A lane's stream (`frames`): the upgrade checked as a request with an empty body,
+        then each frame as a batch. A refused frame closes the stream."""
+        remote = request.remote or "unknown"
+        try:
+            claim = self._verifier.claim(request.method, request.raw_path, request.headers)
+        except SignatureError as error:
+            return self._refuse(remote, error.reason, 403, error.detail)
+        incompatible = self._incompatible(request, claim)
+        if incompatible is not None:
+            return incompatible
+        try:
+            self._verifier.admit(claim, b"")
+        except SignatureError as error:
+            return self._refuse(remote, error.reason, 403, error.detail)
+        max_frame = 2 + MAX_AUTH_BYTES + self._max_body_bytes
+        stream = web.WebSocketResponse(
+            autoping=True, heartbeat=self._heartbeat_seconds, compress=False, max_msg_size=max_frame
+        )
+        if not stream.can_prepare(request).ok:
+            return self._refuse(remote, Rejection.UNDECODABLE, 400, "not a WebSocket upgrade")
+        stream.headers[MAX_FRAME_HEADER] = str(max_frame)
+        await stream.prepare(request)
+        self._forget(remote)
+        open_streams = request.app.get(OPEN_STREAMS)
+        if open_streams is not None:
+            open_streams.add(stream)
+        try:
+            await self._read_frames(remote, request.raw_path, claim, stream)
+        finally:
+            if open_streams is not None:
+                open_streams.discard(stream)
+        return stream
+
+    async def _read_frames(
+        self, remote: str, path: str, upgrade: Claim | None, stream: web.WebSocketResponse
+    ) -> None:
+        async for message in stream:
+            if message.type is WSMsgType.BINARY:
+                try:
+                    encoding, fields, wire = decode_frame(message.data)
+                    claim = self._frame_claim(path, upgrade, fields, encoding)
+                    envelopes = self._open(claim, wire, encoding)
+                except (SignatureError, CodecError) as error:
+                    reason, _status, detail = _refusal(error)
+                    self._refuse(remote, reason, WSCloseCode.POLICY_VIOLATION, detail)
+                    await stream.close(
+                        code=WSCloseCode.POLICY_VIOLATION,
+                        message=f"{reason}: {detail}".encode()[:_MAX_CLOSE_REASON],
+                    )
+                    return
+                self._deliver_all(envelopes, claim)
+            elif message.type is WSMsgType.ERROR:
+                # aiohttp has closed the stream already (1009 for a frame over the limit)
+                too_large = getattr(message.data, "code", None) == WSCloseCode.MESSAGE_TOO_BIG
+                reason = Rejection.TOO_LARGE if too_large else Rejection.UNDECODABLE
+                self._refuse(remote, reason, stream.close_code or 0, str(message.data))
+                return
+            else:
+                self._refuse(remote, Rejection.UNDECODABLE, 1003, "a text frame on a stream")
+                await stream.close(code=WSCloseCode.UNSUPPORTED_DATA, message=b"binary only")
+                return
+
+    def _frame_claim(
+        self, path: str, upgrade: Claim | None, fields: Mapping[str, str], encoding: str
+    ) -> Claim | None:
+        """A frame's claim: cluster, sender and recipient are the stream's."""
+        if upgrade is None:
+            return None  # no secret
+        headers = {
+            CLUSTER_HEADER: upgrade.cluster,
+            SENDER_HEADER: upgrade.sender,
+            RECIPIENT_HEADER: upgrade.recipient,
+            "Content-Encoding": encoding,
+            **fields,
+        }
+        return self._verifier.claim(FRAME_METHOD, path, headers)
+
+    def _open(self, claim: Claim | None, wire: bytes, encoding: str) -> tuple[Envelope, ...]:
+        """The envelopes of a batch as sent: signature checked (and its nonce taken) before
+        anything is inflated, so that a forged gzip bomb costs one hash, not 64 MiB."""
+        self._verifier.admit(claim, wire)
+        return decode_batch(self._inflate(encoding, wire))
+
+    def _deliver_all(self, envelopes: Sequence[Envelope], claim: Claim | None) -> None:
         delivered: dict[NodeId, int] = {}
         for envelope in envelopes:
             reason = self._check(envelope, claim)
@@ -273,7 +383,6 @@ class _Inbox:
             delivered[envelope.sender] = delivered.get(envelope.sender, 0) + 1
         for peer, count in delivered.items():
             self._metrics.received(peer, count)
-        return web.Response(status=204)
 
     def _incompatible(self, request: web.Request, claim: Claim | None) -> web.Response | None:
         """The 426 answer to a sender whose protocol range shares no version with ours."""
@@ -304,9 +413,8 @@ class _Inbox:
             headers={PROTOCOL_HEADER: str(self._protocol)},
         )
 
-    async def _read_wire(self, request: web.Request) -> bytes:
+    async def _read_wire(self, request: web.Request, encoding: str) -> bytes:
         """The body as sent (still compressed), at most `max_body_bytes` long."""
-        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
         if encoding not in (GZIP_ENCODING, "identity"):
             raise CodecError("Content-Encoding", f"unsupported {encoding!r}")
         try:
@@ -316,9 +424,8 @@ class _Inbox:
             # sender went away mid-body (killed: the chaos campaign found this one).
             raise _UnreadableBodyError("body", f"unreadable: {error}") from error
 
-    def _inflate(self, request: web.Request, wire: bytes) -> bytes:
+    def _inflate(self, encoding: str, wire: bytes) -> bytes:
         """The uncompressed body, at most `max_body_bytes` long."""
-        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
         # With auto_decompress the runner has already gunzipped; JSON never starts with 0x1f.
         if encoding == GZIP_ENCODING and wire.startswith(GZIP_MAGIC):
             return decompress(wire, max_bytes=self._max_body_bytes)
@@ -334,6 +441,8 @@ class _Inbox:
         return None
 
     def _refuse(self, remote: str, reason: Rejection, status: int, detail: str) -> web.Response:
+        """Count, log once, and the answer to a refused request (`status`: for a stream,
+        the close code)."""
         self._metrics.rejected(reason)
         self._log_once(
             remote,
@@ -368,3 +477,26 @@ class _Inbox:
         """`remote` sent a good batch: log its next refusal again."""
         if self._logged:
             self._logged = {key for key in self._logged if key[0] != remote}
+
+
+def _refusal(error: SignatureError | CodecError) -> tuple[Rejection, int, str]:
+    """The reason, HTTP status and detail of a refused batch."""
+    if isinstance(error, SignatureError):
+        return error.reason, 403, error.detail
+    if isinstance(error, BodyTooLargeError):
+        return Rejection.TOO_LARGE, 413, str(error)
+    return Rejection.UNDECODABLE, 400, str(error)
+
+
+async def close_streams(app: web.Application) -> None:
+    """Close the open peer streams (an `on_shutdown` handler): a stream's handler would
+    otherwise hold the runner's cleanup for its whole shutdown timeout."""
+    for stream in list(app.get(OPEN_STREAMS, ())):
+        await stream.close(code=WSCloseCode.GOING_AWAY, message=b"shutting down")
+
+
+def track_streams(app: web.Application) -> None:
+    """Let `app` close its peer streams when it shuts down (before it is started)."""
+    app[OPEN_STREAMS] = weakref.WeakSet()
+    # aiosignal's generic parameters confuse mypy about the element type of the signal
+    app.on_shutdown.append(close_streams)  # type: ignore[arg-type]
