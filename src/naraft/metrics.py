@@ -78,6 +78,10 @@ class NodeMetrics:
 
     def __init__(self) -> None:
         self._request_series: dict[tuple[str, str, int], tuple[Counter, Histogram, Summary]] = {}
+        # the resolved series of the per-frame peer metrics (labels() costs a lookup and a
+        # lock each time; peers, rpcs and outcomes are few)
+        self._rpc_series: dict[tuple[str, str, RpcOutcome], tuple[Histogram, Counter]] = {}
+        self._received_series: dict[str, Counter] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.term = Gauge("naraft_raft_term", "Current Raft term", registry=r)
@@ -327,8 +331,18 @@ class NodeMetrics:
 
     # PeerMetrics (transport client)
     def observe_rpc(self, peer: NodeId, rpc: str, outcome: RpcOutcome, seconds: float) -> None:
-        self.peer_rpc.labels(peer=peer, rpc=rpc, outcome=outcome.value).observe(seconds)
-        self.peer_rpc_total.labels(peer=peer, rpc=rpc, outcome=outcome.value).inc()
+        key = (peer, rpc, outcome)
+        series = self._rpc_series.get(key)
+        if series is None:
+            series = (
+                self.peer_rpc.labels(peer=peer, rpc=rpc, outcome=outcome.value),
+                self.peer_rpc_total.labels(peer=peer, rpc=rpc, outcome=outcome.value),
+            )
+            if len(self._rpc_series) < _MAX_CACHED_SERIES:
+                self._rpc_series[key] = series
+        latency, count = series
+        latency.observe(seconds)
+        count.inc()
 
     def dropped(self, peer: NodeId, reason: DropReason, messages: int) -> None:
         self.peer_dropped.labels(peer=peer, reason=reason.value).inc(messages)
@@ -344,7 +358,12 @@ class NodeMetrics:
 
     # InboundMetrics (transport server)
     def received(self, peer: NodeId, messages: int) -> None:
-        self.peer_received.labels(peer=peer).inc(messages)
+        series = self._received_series.get(peer)
+        if series is None:
+            series = self.peer_received.labels(peer=peer)
+            if len(self._received_series) < _MAX_CACHED_SERIES:
+                self._received_series[peer] = series
+        series.inc(messages)
 
     def rejected(self, reason: Rejection) -> None:
         self.peer_rejected.labels(reason=reason.value).inc()
