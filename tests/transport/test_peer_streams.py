@@ -216,3 +216,29 @@ async def test_a_stream_whose_peer_stops_answering_pings_makes_it_unreachable(
     assert reports == [(N2, False)]
     assert not client.peer_reachable(N2)
     assert any("stream failed" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_write_on_a_stream_that_just_broke_goes_again_on_a_new_one() -> None:
+    """The peer's end went away (it restarted) before the watcher saw it: the batch is
+    written once more on a new stream, and the peer is not reported unreachable."""
+    inbox, metrics = Inbox(), RecordingPeerMetrics()
+    async with serve(peer_routes(inbox.deliver, SECRET, [N1], self_id=N2)) as url:
+        client = PeerClient(N1, {N2: url}, SECRET, timeout_seconds=WAIT_SECONDS, metrics=metrics)
+        first, second = heartbeats(N1, N2, 2)
+        async with running(client):
+            client.send(first)
+            await inbox.wait_for_count(1)
+            stream = client._links[N2].lanes[Lane.CONTROL].stream
+            assert stream is not None
+            connection = stream._response.connection
+            assert connection is not None
+            assert connection.transport is not None
+            # the connection closes now; its watcher hears of it only on a later loop turn
+            connection.transport.close()
+            client.send(second)
+            await inbox.wait_for_count(2)
+    assert inbox.envelopes == [first, second]
+    assert metrics.rpcs == [(N2, "messages", RpcOutcome.OK)] * 2
+    assert metrics.reachability_changes == []
+    opened = [event for event in metrics.streams if event[2] is None]
+    assert opened == [(N2, Lane.CONTROL, None)] * 2

@@ -599,7 +599,8 @@ class PeerClient:
         try:
             async with asyncio.timeout(self._timeout_seconds):
                 stream = lane.stream
-                if stream is None or stream.closed:
+                fresh = stream is None or stream.closed
+                if stream is None or fresh:
                     stream = await self._open_stream(session, link, lane)
                 frame = encode_frame(lane.signer, lane.path, link.peer, wire, encoding)
                 if len(frame) > lane.max_frame:
@@ -607,7 +608,17 @@ class PeerClient:
                         f"a batch of {len(frame)} bytes is over {link.peer}'s limit of "
                         f"{lane.max_frame}"
                     )
-                await stream.send_bytes(frame)
+                try:
+                    await stream.send_bytes(frame)
+                except (aiohttp.ClientConnectionError, ConnectionError):
+                    if fresh:
+                        raise
+                    # A stream the peer had already closed (it restarted) before the watcher
+                    # saw it: once more on a new one, signed afresh, as a POST would retry.
+                    self._drop_stream(lane)
+                    stream = await self._open_stream(session, link, lane)
+                    frame = encode_frame(lane.signer, lane.path, link.peer, wire, encoding)
+                    await stream.send_bytes(frame)
         except TimeoutError:
             self._drop_stream(lane)
             return RpcOutcome.TIMEOUT, f"no answer within {self._timeout_seconds} s"
@@ -668,6 +679,9 @@ class PeerClient:
             message = await stream.receive()
             while message.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
                 message = await stream.receive()  # not part of the protocol: ignored
+        except Exception as error:  # a bug in aiohttp or here must not stop the node
+            logger.exception("peer stream watcher failed peer=%s lane=%s", link.peer, lane.kind)
+            message = aiohttp.WSMessage(aiohttp.WSMsgType.ERROR, error, None)
         finally:
             if lane.stream is stream:
                 lane.stream = None
