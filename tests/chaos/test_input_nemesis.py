@@ -377,6 +377,52 @@ def test_forged_auth_probes_expect_refusal_of_a_client_identity() -> None:
         assert contract_problem(probe, "403") is None
 
 
+def test_peer_forged_probes_cover_both_routes_and_every_forgery_and_expect_refusal() -> None:
+    probes = _draw(14, (ProbeKind.PEER_FORGED,), n=120)
+    assert {p.label for p in probes} == {
+        f"a Raft {what}, {forgery}"
+        for what in ("stream upgrade", "batch")
+        for forgery in ("unsigned", "a made-up signature", "a stale time")
+    }
+    for probe in probes:
+        assert probe.expect is Expect.REFUSE
+        assert probe.ack is None
+        assert ("X-Naraft-Sender", "nemesis:1") in probe.headers
+        assert contract_problem(probe, "403") is None
+        assert "invalid input acknowledged" in (contract_problem(probe, "204") or "")
+        assert "invalid input acknowledged" in (contract_problem(probe, "101") or "")
+
+
+async def test_peer_forged_probes_are_refused_by_the_peer_routes_and_deliver_nothing() -> None:
+    """Against the real peer routes (a member's secret, membership and recipient)."""
+    import aiohttp
+
+    from naraft.transport import peer_routes, track_streams
+
+    delivered: list[object] = []
+    app = web.Application()
+    app.add_routes(peer_routes(delivered.append, b"s3cret", ["a:1", "b:1"], self_id="b:1"))
+    track_streams(app)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+
+        class Node:
+            url = f"http://{host}:{port}"
+
+        statuses = Counter()
+        async with aiohttp.ClientSession() as session:
+            for probe in _draw(15, (ProbeKind.PEER_FORGED,), n=40):
+                statuses[await inputs.http_exchange(session, Node(), probe)] += 1  # type: ignore[arg-type]
+    finally:
+        await runner.cleanup()
+    assert statuses == {"403": 40}
+    assert delivered == []
+
+
 def test_grpc_cases_expect_refusals_in_nacos_shapes_and_acknowledge_nothing() -> None:
     probes = _draw(13, tuple(inputs.GRPC_KINDS), n=400)
     assert {p.kind for p in probes} == set(inputs.GRPC_KINDS)

@@ -3,8 +3,9 @@
 While a schedule's faults run, `InputNemesis` sends valid-but-extreme and invalid requests
 to random nodes: kv values at the documented limit (incompressible), every switch at its
 bounds and beyond, instance registrations with extreme weights, ports, metadata sizes and
-unicode, oversized bodies, too many parameters, malformed HTTP over raw sockets and slow
-clients that trickle a request and walk away; and on the Nacos 2.x gRPC port
+unicode, oversized bodies, too many parameters, malformed HTTP over raw sockets, slow
+clients that trickle a request and walk away, an outsider's Raft stream upgrades and
+batches (unsigned, forged or stale); and on the Nacos 2.x gRPC port
 (`naraft.chaos.grpc_inputs`): undecodable bytes, bodies that are not JSON objects, unknown
 request types, oversized fields and messages, bad types in every InstanceRequest field,
 requests without ConnectionSetup, streams that send garbage after it, and clients that
@@ -59,7 +60,10 @@ from naraft.client import (
 )
 from naraft.errors import NaraftError
 from naraft.naming.switches import INTEGER_SWITCHES, Switches, switches_view, with_entry
+from naraft.raft.messages import AppendEntries, Envelope
+from naraft.raft.types import Entry, Index, NodeId, Term
 from naraft.state.kv import MAX_VALUE_BYTES
+from naraft.transport import MESSAGES_PATH, STREAM_PATH, encode_batch, signing
 
 KEY_PREFIX: Final = "nemesis/"
 SERVICE_PREFIX: Final = "nemesis-"
@@ -84,6 +88,7 @@ class ProbeKind(enum.StrEnum):
     MALFORMED_HTTP = "malformed-http"  # raw sockets: bad request lines, headers, chunking
     SLOW_CLIENT = "slow-client"  # headers or body trickled, then abandoned
     FORGED_AUTH = "forged-auth"  # forged, expired, alg-none tokens; a client-sent identity
+    PEER_FORGED = "peer-forged"  # an outsider's Raft stream upgrades and batches
     CONFIG_EXTREME = "config-extreme"  # valid: large, unicode, names at their length limits
     CONFIG_INVALID = "config-invalid"  # invalid: bad names, blank content, over-long fields
     GRPC_UNDECODABLE = "grpc-undecodable"  # bytes that are no Payload message
@@ -114,6 +119,7 @@ WEIGHTS: Final[Mapping[ProbeKind, int]] = {
     ProbeKind.MALFORMED_HTTP: 1,
     ProbeKind.SLOW_CLIENT: 1,
     ProbeKind.FORGED_AUTH: 2,
+    ProbeKind.PEER_FORGED: 1,
     ProbeKind.CONFIG_EXTREME: 2,
     ProbeKind.CONFIG_INVALID: 2,
     ProbeKind.GRPC_UNDECODABLE: 2,
@@ -320,6 +326,7 @@ class ProbeFactory:
             ProbeKind.MALFORMED_HTTP: self._malformed_http,
             ProbeKind.SLOW_CLIENT: self._slow_client,
             ProbeKind.FORGED_AUTH: self._forged_auth,
+            ProbeKind.PEER_FORGED: self._peer_forged,
             ProbeKind.CONFIG_EXTREME: self._config_extreme,
             ProbeKind.CONFIG_INVALID: self._config_invalid,
             **{kind: self._grpc_maker(kind) for kind in GRPC_KINDS},
@@ -824,6 +831,50 @@ class ProbeFactory:
 
     # -------------------------------------------------------------- auth
 
+    def _peer_forged(self, node: int) -> Probe:
+        """An outsider on the peer routes: a Raft stream upgrade or a Raft batch (an append
+        that would overwrite the log) that is unsigned, carries a made-up signature, or is
+        signed at a time outside the window. Every one must be refused before anything is
+        read from it (403; with peer TLS, 403 for the missing peer certificate)."""
+        rng = self._rng
+        forgery = rng.choice(("unsigned", "a made-up signature", "a stale time"))
+        headers: dict[str, str] = {signing.SENDER_HEADER: "nemesis:1"}
+        if forgery != "unsigned":
+            time_ms = 1 if forgery == "a stale time" else signing.wall_clock_ms()
+            headers |= {
+                signing.CLUSTER_HEADER: rng.randbytes(8).hex(),
+                signing.RECIPIENT_HEADER: "nemesis:2",
+                signing.TIME_HEADER: str(time_ms),
+                signing.NONCE_HEADER: f"{rng.randbytes(8).hex()}-1",
+                signing.SIGNATURE_HEADER: rng.randbytes(32).hex(),
+            }
+        if rng.random() < 0.5:
+            key = base64.b64encode(rng.randbytes(16)).decode()
+            headers |= {
+                "Connection": "Upgrade",
+                "Upgrade": "websocket",
+                "Sec-WebSocket-Version": "13",
+                "Sec-WebSocket-Key": key,
+            }
+            return Probe(
+                kind=ProbeKind.PEER_FORGED, node=node, expect=Expect.REFUSE,
+                label=f"a Raft stream upgrade, {forgery}", path=STREAM_PATH,
+                params=(("lane", rng.choice(("control", "bulk"))),),
+                headers=tuple(headers.items()),
+            )  # fmt: skip
+        entry = Entry(term=Term(2**40), index=Index(1), command=rng.randbytes(64))
+        append = AppendEntries(
+            term=Term(2**40), prev_log_index=Index(0), prev_log_term=Term(0),
+            leader_commit=Index(1), entries=(entry,),
+        )  # fmt: skip
+        body = encode_batch([Envelope(NodeId("nemesis:1"), NodeId("nemesis:2"), append)])
+        headers["Content-Type"] = "application/json"
+        return Probe(
+            kind=ProbeKind.PEER_FORGED, node=node, expect=Expect.REFUSE,
+            label=f"a Raft batch, {forgery}", method="POST", path=MESSAGES_PATH, body=body,
+            headers=tuple(headers.items()),
+        )  # fmt: skip
+
     def _forged_auth(self, node: int) -> Probe:
         """A registration carrying a credential that must never count: a token under
         Nacos's default key or a random one, unsigned (`alg: none`), expired, mangled or
@@ -990,7 +1041,7 @@ def contract_problem(probe: Probe, status: str) -> str | None:
         return f"{probe.kind}: {probe.label}: answered {status}, not {wanted}"
     if status.startswith("5") and status not in TRANSIENT:
         return f"{probe.kind}: {probe.label}: answered {status}"
-    if probe.expect is Expect.REFUSE and status.startswith("2"):
+    if probe.expect is Expect.REFUSE and (status.startswith("2") or status == "101"):
         return f"{probe.kind}: {probe.label}: invalid input acknowledged ({status})"
     if probe.expect is Expect.ACCEPT and status.startswith("4"):
         return f"{probe.kind}: {probe.label}: valid input refused ({status})"
