@@ -290,7 +290,7 @@ def test_small_bodies_are_sent_as_they_are() -> None:
 
 
 def test_large_bodies_are_gzipped() -> None:
-    body = encode_batch([append(b"register-instance " * 400)])
+    body = encode_batch([append(b"register-instance " * 4000)])
     assert len(body) > GZIP_THRESHOLD_BYTES
     wire, encoding = compress_if_large(body)
     assert encoding == "gzip"

@@ -139,7 +139,7 @@ async def test_large_batches_travel_gzipped(monkeypatch: pytest.MonkeyPatch, str
     routes = peer_routes(inbox.deliver, SECRET, [N1], streams=streams)
     async with serve(routes, auto_decompress=False) as url:
         client = make_client({N2: url})
-        small, large = heartbeats(N1, N2, 1)[0], big_append(N1, N2, entries=40)
+        small, large = heartbeats(N1, N2, 1)[0], big_append(N1, N2, entries=200)
         async with running(client):
             client.send(small)
             await inbox.wait_for_count(1)

@@ -16,10 +16,14 @@ A batch is one JSON object (encoded with orjson)::
 - Every field is always present; unknown keys are refused, so a change means a new version.
 - Terms, indexes and counters are integers in 0..2**63-1; node ids are non-empty strings.
 
-Bodies larger than `GZIP_THRESHOLD_BYTES` travel gzip'd (`compress_if_large`), as the Nacos
-1.x beat did, unless a sample of a large body shows gzip would save little: values that are
-already compressed or random cost tenths of a second of CPU per MiB to gzip for a quarter of
-their size, and an append's round trip must stay well inside a heartbeat. Decoding never
+Bodies larger than `GZIP_THRESHOLD_BYTES` (64 KiB: catch-up appends, snapshots) travel
+gzip'd (`compress_if_large`), as the Nacos 1.x beat did, unless a sample shows gzip would
+save little. Under write load a batch is tens of KiB; gzipping it cost the sender and the
+receiver more CPU than sending it raw (5-7 % of server CPU per write at c=64, measured with
+`benchmarks/versus.py` when the threshold was 4 KiB), and the wire is not what limits a
+cluster. Values that are already compressed or random cost tenths of a second of CPU per
+MiB to gzip for a quarter of their size, hence the sample: an append's round trip must stay
+well inside a heartbeat. Decoding never
 raises anything but `CodecError`: the transport drops what it cannot read, and the core never
 sees it.
 """
@@ -50,7 +54,7 @@ from naraft.raft.messages import (
 from naraft.raft.types import Entry, Index, NodeId, Term
 
 FORMAT_VERSION: Final = 1
-GZIP_THRESHOLD_BYTES: Final = 4 * 1024  # as the Nacos 1.x beat, bodies this large are gzip'd
+GZIP_THRESHOLD_BYTES: Final = 64 * 1024  # smaller batches cost more CPU to gzip than to send
 MAX_BODY_BYTES: Final = 64 * 1024 * 1024  # a decompressed batch larger than this is refused
 MAX_WIRE_INT: Final = 2**63 - 1
 CONTENT_TYPE: Final = "application/json"
