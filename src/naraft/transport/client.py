@@ -4,7 +4,8 @@
 recipient's two queues, dropping that queue's oldest envelope when it is full (Raft
 retransmits, and a slow peer must not slow the others, docs/conventions.md).
 
-Each peer has two lanes, each with its own queue, sender task and keep-alive connection:
+Each peer has two lanes, each with its own queue, sender task and stream (one long-lived
+connection, see `frames`):
 
 - the **bulk** lane carries the log: AppendEntries and InstallSnapshot, in order;
 - the **control** lane carries everything else: heartbeats, votes, and every reply.
@@ -12,11 +13,15 @@ Each peer has two lanes, each with its own queue, sender task and keep-alive con
 So a beat, a vote or an acknowledgement never waits behind a multi-MiB append on the wire,
 and a follower's election timer is fed on time however large the writes. A lane's sender
 takes what is queued (up to `max_batch` envelopes and `max_batch_bytes` of estimated encoded
-size, at least one envelope) and POSTs it as one batch, gzip'd above a threshold (off the
-event loop when large) and signed for its recipient (see `signing`; every attempt signs
-afresh). A failed batch is dropped and counted; transport errors never propagate.
-Reachability is judged on the control lane (traffic every beat), logged and reported only
-when it changes; a failing bulk lane is logged when it starts and stops failing.
+size, at least one envelope) and writes it as one frame on the lane's stream, gzip'd above
+a threshold (off the event loop when large) and signed for its recipient (see `signing`;
+every attempt signs afresh). The stream is opened with the first batch and again with the
+first batch after it ended; a watcher task per stream notices its end (the peer's close, a
+refusal, a missed pong). A peer without the stream route (a build before streams) is sent
+each batch as a signed POST for a while instead. A failed batch is dropped and counted;
+transport errors never propagate. Reachability is judged on the control lane (traffic every
+beat), logged and reported only when it changes; a failing bulk lane is logged when it
+starts and stops failing.
 
 Failpoints (fault campaigns only, off unless `NARAFT_FAILPOINTS` is set when the process
 starts): `peer.loss`, `peer.duplicate` and `peer.reorder` are probabilities per batch,
@@ -24,8 +29,8 @@ starts): `peer.loss`, `peer.duplicate` and `peer.reorder` are probabilities per 
 some recipients (`a|b`), `peer.seed` seeds their RNG. The spec is `name=value` pairs joined by
 `;` (`peer.loss=0.1;peer.duplicate=0.03`); other names (`storage.*`) belong to other modules.
 While the variable is set, `PUT /naraft/v1/debug/failpoints` (server.py) replaces the spec.
-Every request also names its sender in `X-Naraft-Sender`, which the campaign's TCP proxy reads
-to tell links apart.
+Every request and stream upgrade also names its sender in `X-Naraft-Sender`, which the
+campaign's TCP proxy reads to tell links apart.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import io
 import logging
 import os
 import random
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
@@ -437,6 +443,9 @@ class PeerClient:
         self._session: aiohttp.ClientSession | None = None
         self._group: asyncio.TaskGroup | None = None
         self._senders: dict[NodeId, list[asyncio.Task[None]]] = {}
+        # streams this client dropped itself (replaced, timed out, peer removed, stopping):
+        # their watchers do not report their end, the sender already did or there is none
+        self._dropped: weakref.WeakSet[aiohttp.ClientWebSocketResponse] = weakref.WeakSet()
 
     def add_peer(self, peer: NodeId, base_url: str) -> None:
         """Start sending to `peer` (a member added), at once when running. Raises
@@ -686,6 +695,8 @@ class PeerClient:
             if lane.stream is stream:
                 lane.stream = None
             _abort(stream)
+        if stream in self._dropped:
+            return
         code = stream.close_code
         if message.type is aiohttp.WSMsgType.ERROR:
             self._metrics.stream_closed(link.peer, lane.kind, StreamEnd.FAILED)
@@ -700,6 +711,7 @@ class PeerClient:
     def _drop_stream(self, lane: _Lane) -> None:
         stream, lane.stream = lane.stream, None
         if stream is not None:
+            self._dropped.add(stream)
             _abort(stream)
 
     def _note_protocol(self, peer: NodeId, outcome: RpcOutcome, detail: str) -> None:
