@@ -12,7 +12,9 @@ Workloads:
   (`--instances`, by count), then instance lists round-robin over the nodes; etcd:
   serializable range over keys written before the rounds;
 - `linearizable-reads`: kv GET to the leader over keys written before; etcd: range;
-- `writes`: kv PUT to the leader; etcd: put.
+- `writes`: kv PUT to the leader; etcd: put;
+- `registrations`: persistent Nacos registrations to the leader (`load.py`'s services, which
+  grow by a few hundred instances a round); etcd: put.
 
 Printed: each run, then per cluster the median ops/s, server CPU per op and p99, and per
 round head/base and head/etcd throughput ratios with their medians. Only ratios from one
@@ -38,6 +40,7 @@ WORKLOADS: Final = {  # name -> (naraft op, etcd op, mode)
     "local-reads": ("list", "get-serializable", "roundrobin"),
     "linearizable-reads": ("get", "get", "leader"),
     "writes": ("put", "put", "leader"),
+    "registrations": ("register", "put", "leader"),
 }
 SEED_KEYS: Final = 3_000  # what the read workloads read
 
@@ -98,7 +101,7 @@ def measure(args: argparse.Namespace, clusters: dict[str, Cluster]) -> dict[str,
         for name, cluster in clusters.items():
             others = [c for c in clusters.values() if c is not cluster]
             op = etcd_op if name == "etcd" else naraft_op
-            if args.workload == "writes":
+            if args.workload in ("writes", "registrations"):
                 prefix, key_space = f"r{number}/", 0
             elif op == "list":
                 prefix, key_space = "reg/", args.instances

@@ -14,7 +14,14 @@ from hypothesis import strategies as st
 
 from naraft.naming.keys import ServiceKey, instance_list_key
 from naraft.naming.model import Instance
-from naraft.naming.records import decode_instances, encode_instances, stored_instances
+from naraft.naming.records import (
+    decode_instances,
+    encode_instances,
+    encode_instances_reusing,
+    instance_record,
+    instance_sort_key,
+    stored_instances,
+)
 
 SERVICE = ServiceKey(namespace_id="public", group_name="G", service_name="svc")
 OTHER = ServiceKey(namespace_id="dev", group_name="G", service_name="svc")
@@ -75,3 +82,31 @@ def test_a_record_written_before_owners_existed_decodes_as_v1() -> None:
     assert encode_instances([instance]) == old
     (odd,) = decode_instances(KEY, old.replace(b'"marked":false', b'"owner":7'), SERVICE)
     assert odd.owner == ""  # a corrupt owner reads as none, as other lenient fields do
+
+
+def as_encoded_before_reuse(given: list[Instance]) -> bytes:
+    """The instance list encoding as it was written before records were reused: the stored
+    bytes every replica must keep producing (they feed the state checksum)."""
+    records = [instance_record(i) for i in sorted(given, key=instance_sort_key)]
+    return orjson.dumps({"instanceList": records})
+
+
+@given(st.lists(instances, max_size=8), st.lists(instances, max_size=4), st.data())
+def test_reusing_records_gives_the_bytes_of_a_fresh_encoding(
+    first: list[Instance], added: list[Instance], data: st.DataObject
+) -> None:
+    encoded, records = encode_instances_reusing(first, {})
+    assert encoded == encode_instances(first) == as_encoded_before_reuse(first)
+    kept = data.draw(st.lists(st.sampled_from(first), unique_by=id) if first else st.just([]))
+    second = [*kept, *added]  # the same objects as before, and new ones
+    again, _ = encode_instances_reusing(second, records)
+    assert again == as_encoded_before_reuse(second)
+
+
+def test_only_the_very_object_encoded_before_reuses_its_record() -> None:
+    first = Instance(service=SERVICE, ip="10.0.0.1", port=80)
+    twin = Instance(service=SERVICE, ip="10.0.0.1", port=80)  # equal, another object
+    marked = {id(first): (first, b'{"reused":true}')}
+    assert encode_instances_reusing([first], marked)[0] == b'{"instanceList":[{"reused":true}]}'
+    forged = {id(twin): (first, b'{"reused":true}')}
+    assert encode_instances_reusing([twin], forged)[0] == encode_instances([twin])

@@ -489,3 +489,30 @@ def test_datums_replaced_wholesale_tell_the_feed_about_their_services(h: Harness
     assert sorted(h.changed, key=str) == sorted([ORDERS, payments], key=str)
     assert h.state.publish_replaced([SWITCH_KEY, namespace_key("dev"), "kv.some-key"]) == set()
     assert len(h.changed) == 2
+
+
+def test_lists_written_with_reused_records_are_their_fresh_encoding_under_eviction(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Registrations into a few services, with room for only a few encoded records: every
+    list datum is still exactly the fresh encoding of its instances."""
+    from naraft.naming import state as naming_state
+    from naraft.naming.records import decode_instances, encode_instances
+
+    monkeypatch.setattr(naming_state, "MAX_KEPT_RECORDS", 7)
+    services = [
+        ServiceKey(namespace_id="public", group_name="G", service_name=f"s{n}") for n in range(3)
+    ]
+    for round_ in range(6):
+        for number, service in enumerate(services):
+            first = f"10.0.{number}.0"
+            h.apply(register(make_instance(f"10.0.{number}.{round_}", service=service)))
+            h.apply(register(make_instance(first, service=service, weight=2.0 + round_)))
+    assert h.state._kept_records == sum(len(r) for r in h.state._records.values()) <= 7
+    for service in services:
+        key = instance_list_key(service, ephemeral=True)
+        datum = h.datums.get(key)
+        assert datum is not None
+        listed = decode_instances(key, datum.value, service)
+        assert len(listed) == 6
+        assert datum.value == encode_instances(listed)

@@ -69,15 +69,36 @@ def encode_service(service: Service) -> bytes:
 
 def encode_instances(instances: Iterable[Instance]) -> bytes:
     """An instance list datum, in the stable order of `instance_sort_key`."""
+    return encode_instances_reusing(instances, {})[0]
+
+
+EncodedRecords = dict[int, tuple[Instance, bytes]]
+"""`id(instance)` -> (that instance, its encoded record): what one list's encoding made."""
+
+
+def encode_instances_reusing(
+    instances: Iterable[Instance], previous: Mapping[int, tuple[Instance, bytes]]
+) -> tuple[bytes, EncodedRecords]:
+    """`encode_instances(instances)`, byte for byte, reusing the encoded record of every
+    instance that is the very object `previous` encoded (instances are immutable, and orjson
+    writes a nested object exactly as alone); also the records of this list, for the next
+    call. So one registration into a list of n instances encodes one record, not n."""
     grouped: dict[ServiceKey, str] = {}  # one list holds one service: name it once
-    records = []
+    parts = []
+    records: EncodedRecords = {}
     for instance in sorted(instances, key=instance_sort_key):
-        service = instance.service
-        name = grouped.get(service)
-        if name is None:
-            name = grouped[service] = service.grouped_name
-        records.append(instance_record(instance, name))
-    return orjson.dumps({"instanceList": records})
+        hit = previous.get(id(instance))
+        if hit is not None and hit[0] is instance:
+            encoded = hit[1]
+        else:
+            service = instance.service
+            name = grouped.get(service)
+            if name is None:
+                name = grouped[service] = service.grouped_name
+            encoded = orjson.dumps(instance_record(instance, name))
+        records[id(instance)] = (instance, encoded)
+        parts.append(orjson.Fragment(encoded))
+    return orjson.dumps({"instanceList": parts}), records
 
 
 def stored_instances(instances: Iterable[Instance], service: ServiceKey) -> tuple[Instance, ...]:

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
-from typing import TypeVar
+from typing import Final, TypeVar
 
 import orjson
 
@@ -61,10 +62,11 @@ from naraft.naming.keys import (
 )
 from naraft.naming.model import Cluster, Instance, Namespace, NamespaceType, Service
 from naraft.naming.records import (
+    EncodedRecords,
     decode_instances,
     decode_namespace,
     decode_service,
-    encode_instances,
+    encode_instances_reusing,
     encode_namespace,
     encode_service,
     service_key_of,
@@ -74,6 +76,7 @@ from naraft.naming.switches import Switches, switches_from_record, switches_reco
 from naraft.state.datums import Datum, DatumChanges, DatumTable
 
 logger = logging.getLogger(__name__)
+MAX_KEPT_RECORDS: Final = 100_000  # encoded instance records kept for re-encoding lists (~30 MB)
 
 
 def _ident(instance: Instance) -> tuple[str, str, int, bool]:
@@ -127,6 +130,10 @@ class NamingState:
         self._feed = feed
         # key → (the datum object decoded, its decoded value); identity-checked on read.
         self._decoded: dict[str, tuple[Datum, object]] = {}
+        # list key → the encoded records of the instances it was last written with, for
+        # the lists written most recently, at most MAX_KEPT_RECORDS records in all
+        self._records: OrderedDict[str, EncodedRecords] = OrderedDict()
+        self._kept_records = 0
 
     @property
     def datums(self) -> DatumTable:
@@ -304,11 +311,26 @@ class NamingState:
         """Write an instance list; keep its decoded view, so the next command on the same
         service does not parse back what this one just encoded."""
         key = instance_list_key(service, ephemeral=ephemeral)
-        written = self._put(key, encode_instances(instances), index)
+        encoded, records = encode_instances_reusing(instances, self._records.get(key, {}))
+        written = self._put(key, encoded, index)
+        self._keep_records(key, records)
         datum = self._datums.get(key)
         if written and datum is not None:
             self._decoded[key] = (datum, stored_instances(instances, service))
         return written
+
+    def _keep_records(self, key: str, records: EncodedRecords) -> None:
+        """Keep `key`'s encoded records (the newest list), dropping the records of the
+        lists written longest ago past `MAX_KEPT_RECORDS` (a cache: a miss only costs
+        encoding again)."""
+        self._kept_records -= len(self._records.pop(key, {}))
+        if len(records) > MAX_KEPT_RECORDS:
+            return
+        self._records[key] = records
+        self._kept_records += len(records)
+        while self._kept_records > MAX_KEPT_RECORDS:
+            _oldest, dropped = self._records.popitem(last=False)
+            self._kept_records -= len(dropped)
 
     def _patch_instance(self, command: PatchInstance, index: int) -> ApplyResult:
         key = command.key
