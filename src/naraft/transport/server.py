@@ -256,13 +256,9 @@ class _Inbox:
 
     async def on_messages(self, request: web.Request) -> web.Response:
         remote = request.remote or "unknown"
-        try:
-            claim = self._verifier.claim(request.method, request.raw_path, request.headers)
-        except SignatureError as error:
-            return self._refuse(remote, error.reason, 403, error.detail)
-        incompatible = self._incompatible(request, claim)
-        if incompatible is not None:
-            return incompatible
+        claim, refusal = self._request_claim(request)
+        if refusal is not None:
+            return refusal
         encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
         try:
             wire = await self._read_wire(request, encoding)
@@ -284,13 +280,9 @@ class _Inbox:
         """A lane's stream (`frames`): the upgrade checked as a request with an empty body,
         then each frame as a batch. A refused frame closes the stream."""
         remote = request.remote or "unknown"
-        try:
-            claim = self._verifier.claim(request.method, request.raw_path, request.headers)
-        except SignatureError as error:
-            return self._refuse(remote, error.reason, 403, error.detail)
-        incompatible = self._incompatible(request, claim)
-        if incompatible is not None:
-            return incompatible
+        claim, refusal = self._request_claim(request)
+        if refusal is not None:
+            return refusal
         try:
             self._verifier.admit(claim, b"")
         except SignatureError as error:
@@ -383,6 +375,16 @@ class _Inbox:
             delivered[envelope.sender] = delivered.get(envelope.sender, 0) + 1
         for peer, count in delivered.items():
             self._metrics.received(peer, count)
+
+    def _request_claim(self, request: web.Request) -> tuple[Claim | None, web.Response | None]:
+        """What the request's signature headers claim, or the answer that refuses it (a
+        signature header that does not hold, or a protocol range that shares no version)."""
+        try:
+            claim = self._verifier.claim(request.method, request.raw_path, request.headers)
+        except SignatureError as error:
+            remote = request.remote or "unknown"
+            return None, self._refuse(remote, error.reason, 403, error.detail)
+        return claim, self._incompatible(request, claim)
 
     def _incompatible(self, request: web.Request, claim: Claim | None) -> web.Response | None:
         """The 426 answer to a sender whose protocol range shares no version with ours."""
