@@ -609,7 +609,7 @@ class PeerClient:
             async with asyncio.timeout(self._timeout_seconds):
                 stream = lane.stream
                 fresh = stream is None or stream.closed
-                if stream is None or fresh:
+                if fresh or stream is None:  # (the second test only narrows the type)
                     stream = await self._open_stream(session, link, lane)
                 frame = encode_frame(lane.signer, lane.path, link.peer, wire, encoding)
                 if len(frame) > lane.max_frame:
