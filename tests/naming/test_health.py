@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from naraft.naming.commands import RegisterInstance, RemoveInstances, SetInstanceHealth
-from naraft.naming.health import BeatPolicy, BeatTable, InstanceVerdict, beat_interval_ms
-from naraft.naming.keys import ServiceKey
+from naraft.naming.health import (
+    BeatPolicy,
+    BeatTable,
+    InstanceVerdict,
+    SweepCommand,
+    beat_interval_ms,
+)
+from naraft.naming.keys import InstanceKey, ServiceKey
 from naraft.naming.model import Instance
 from naraft.naming.state import NamingState
 from naraft.state.datums import DatumTable
@@ -131,3 +141,142 @@ def test_sweep_forgets_instances_that_are_gone() -> None:
     table.beat(a.key, 0)
     table.sweep(10, make_state())
     assert table.last_beat_ms(a.key) is None
+
+
+def test_a_swept_instance_whose_health_was_applied_is_not_reported_again() -> None:
+    # the sweep prepares each service's list once per stored list: an applied health
+    # change is a new list, so the next sweep must see the instance as unhealthy
+    a = Instance(service=SVC, ip="10.0.0.1", port=1)
+    state = make_state(a)
+    table = BeatTable()
+    table.sweep(0, state)
+    (unhealthy,) = table.sweep(16_000, state)
+    state.apply(unhealthy, 2)
+    assert table.sweep(17_000, state) == ()
+    table.beat(a.key, 18_000)
+    assert table.sweep(18_000, state) == (
+        SetInstanceHealth(changes=((a.key, True),), stamped_at_ms=18_000),
+    )
+
+
+def test_new_metadata_timeouts_apply_from_the_next_sweep() -> None:
+    a = Instance(service=SVC, ip="10.0.0.1", port=1)
+    state = make_state(a)
+    table = BeatTable()
+    table.sweep(0, state)
+    assert table.sweep(2_000, state) == ()
+    quick = {"preserved.heart.beat.timeout": "1000", "preserved.ip.delete.timeout": "2000"}
+    state.apply(RegisterInstance(instance=replace(a, metadata=quick), stamped_at_ms=0), 2)
+    assert table.sweep(2_001, state) == (RemoveInstances(keys=(a.key,), stamped_at_ms=2_001),)
+
+
+def test_reset_all_reaches_instances_the_sweep_already_prepared() -> None:
+    a = Instance(service=SVC, ip="10.0.0.1", port=1)
+    state = make_state(a)
+    table = BeatTable()
+    table.sweep(0, state)
+    table.reset_all(40_000)
+    assert table.last_beat_ms(a.key) is None
+    assert table.sweep(40_000, state) == ()
+    assert table.sweep(55_000, state) == (
+        SetInstanceHealth(changes=((a.key, False),), stamped_at_ms=55_000),
+    )
+
+
+def test_a_swept_instance_removed_from_the_state_is_forgotten() -> None:
+    a = Instance(service=SVC, ip="10.0.0.1", port=1)
+    b = Instance(service=SVC, ip="10.0.0.2", port=1)
+    state = make_state(a, b)
+    table = BeatTable()
+    table.beat(a.key, 0)
+    table.sweep(0, state)
+    state.apply(RemoveInstances(keys=(a.key,), stamped_at_ms=0), 3)
+    assert table.sweep(1_000, state) == ()
+    assert table.last_beat_ms(a.key) is None
+    assert table.last_beat_ms(b.key) == 0
+
+
+def reference_sweep(
+    last_beats: dict[InstanceKey, int], beaten: set[InstanceKey], now_ms: int, state: NamingState
+) -> tuple[SweepCommand, ...]:
+    """The sweep's rule in its plainest form: every ephemeral instance looked at afresh."""
+    health: list[tuple[InstanceKey, bool]] = []
+    remove: list[InstanceKey] = []
+    seen: set[InstanceKey] = set()
+    for service, _ in state.ephemeral_lists():
+        for instance in state.instances(service, ephemeral=True):
+            seen.add(instance.key)
+            last = last_beats.setdefault(instance.key, now_ms)
+            verdict = (
+                BeatPolicy()
+                .for_metadata(instance.metadata)
+                .verdict(now_ms=now_ms, last_beat_ms=last)
+            )
+            if verdict is InstanceVerdict.REMOVE:
+                remove.append(instance.key)
+            elif verdict is InstanceVerdict.UNHEALTHY and instance.healthy:
+                health.append((instance.key, False))
+            elif (
+                verdict is InstanceVerdict.HEALTHY
+                and not instance.healthy
+                and instance.key in beaten
+            ):
+                health.append((instance.key, True))
+    for gone in last_beats.keys() - seen:
+        del last_beats[gone]
+        beaten.discard(gone)
+    commands: list[SweepCommand] = []
+    if health:
+        commands.append(SetInstanceHealth(changes=tuple(health), stamped_at_ms=now_ms))
+    if remove:
+        commands.append(RemoveInstances(keys=tuple(remove), stamped_at_ms=now_ms))
+    return tuple(commands)
+
+
+SERVICES = [replace(SVC, service_name=name) for name in ("s", "t")]
+STEPS = st.lists(
+    st.tuples(
+        st.sampled_from(["register", "quick", "remove", "beat", "sweep", "apply", "reset"]),
+        st.integers(0, 5),  # which instance
+        st.integers(0, 12_000),  # time passing before the step, ms
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(STEPS)
+def test_the_sweep_decides_as_a_fresh_look_at_every_instance_would(
+    steps: list[tuple[str, int, int]],
+) -> None:
+    state = NamingState(DatumTable())
+    table = BeatTable()
+    last_beats: dict[InstanceKey, int] = {}
+    beaten: set[InstanceKey] = set()
+    now, pending = 0, ()
+    for index, (action, which, passing) in enumerate(steps, start=1):
+        now += passing
+        instance = Instance(service=SERVICES[which % 2], ip=f"10.0.0.{which}", port=1)
+        if action in ("register", "quick"):
+            metadata = {"preserved.heart.beat.timeout": "4000"} if action == "quick" else {}
+            register = RegisterInstance(
+                instance=replace(instance, metadata=metadata), stamped_at_ms=0
+            )
+            state.apply(register, index)
+        elif action == "remove":
+            state.apply(RemoveInstances(keys=(instance.key,), stamped_at_ms=now), index)
+        elif action == "beat":
+            table.beat(instance.key, now)
+            last_beats[instance.key] = max(now, last_beats.get(instance.key, now))
+            beaten.add(instance.key)
+        elif action == "apply":  # what the leader does with a sweep's commands
+            for command in pending:
+                state.apply(command, index)
+            pending = ()
+        elif action == "reset":
+            table.reset_all(now)
+            last_beats.clear()
+            beaten.clear()
+        else:
+            pending = table.sweep(now, state)
+            assert pending == reference_sweep(last_beats, beaten, now, state)

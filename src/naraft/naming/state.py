@@ -513,13 +513,14 @@ class NamingState:
                 return instance
         return None
 
-    def ephemeral_instances(self) -> Iterator[Instance]:
-        """Every ephemeral instance of every service (for the leader's beat sweep)."""
-        for key, _ in list(self._datums.with_prefix(EPHEMERAL_INSTANCE_LIST_PREFIX)):
+    def ephemeral_lists(self) -> Iterator[tuple[ServiceKey, Datum]]:
+        """Every service with ephemeral instances, and the stored datum of their list (for
+        the leader's beat sweep, which prepares a list once per datum)."""
+        for key, datum in list(self._datums.with_prefix(EPHEMERAL_INSTANCE_LIST_PREFIX)):
             rest = key[len(EPHEMERAL_INSTANCE_LIST_PREFIX) :]
             namespace_id, sep, grouped = rest.partition(NAMESPACE_SEPARATOR)
             if sep:
-                yield from self.instances(service_key_of(namespace_id, grouped), ephemeral=True)
+                yield service_key_of(namespace_id, grouped), datum
 
     def instance_count(self) -> int:
         return sum(len(self.instances(s)) for s in self.all_services())
