@@ -516,3 +516,29 @@ def test_lists_written_with_reused_records_are_their_fresh_encoding_under_evicti
         listed = decode_instances(key, datum.value, service)
         assert len(listed) == 6
         assert datum.value == encode_instances(listed)
+
+
+def test_find_instance_follows_every_change_of_the_lists(h: Harness) -> None:
+    """`find_instance` answers from an index kept per stored list: each change, a datum
+    installed wholesale included, must show in the next look-up."""
+
+    def find(ip: str = "10.0.0.1", cluster: str = "DEFAULT") -> tuple[bool, float] | None:
+        found = h.state.find_instance(ORDERS, cluster_name=cluster, ip=ip, port=8080)
+        return None if found is None else (found.ephemeral, found.weight)
+
+    assert find() is None
+    h.apply(register(make_instance(ephemeral=False, weight=2.0)))
+    assert find() == (False, 2.0)
+    h.apply(register(make_instance(weight=3.0)))  # ephemeral ones are looked at first
+    assert find() == (True, 3.0)
+    h.apply(UpdateInstance(instance=make_instance(weight=4.0), stamped_at_ms=T0))
+    assert find() == (True, 4.0)
+    assert find(cluster="other") is None
+    assert find(ip="10.0.0.2") is None
+    h.apply(DeregisterInstance(key=make_instance().key, stamped_at_ms=T0))
+    assert find() == (False, 2.0)
+    other = Harness()
+    other.apply(register(make_instance(ip="10.0.0.2", ephemeral=False)))
+    h.datums.replace_all(other.snapshot())
+    assert find() is None
+    assert find(ip="10.0.0.2") == (False, 1.0)

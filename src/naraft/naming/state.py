@@ -85,6 +85,8 @@ def _ident(instance: Instance) -> tuple[str, str, int, bool]:
 
 
 _T = TypeVar("_T")
+Address = tuple[str, str, int]
+"""An instance's place in its service: cluster, ip, port."""
 
 PUBLIC_NAMESPACE = Namespace(
     namespace_id=DEFAULT_NAMESPACE_ID, show_name="public", type=NamespaceType.GLOBAL
@@ -130,6 +132,8 @@ class NamingState:
         self._feed = feed
         # key → (the datum object decoded, its decoded value); identity-checked on read.
         self._decoded: dict[str, tuple[Datum, object]] = {}
+        # list key → (the datum indexed, its instances by (cluster, ip, port)), the same way
+        self._addresses: dict[str, tuple[Datum, dict[Address, Instance]]] = {}
         # list key → the encoded records of the instances it was last written with, for
         # the lists written most recently, at most MAX_KEPT_RECORDS records in all
         self._records: OrderedDict[str, EncodedRecords] = OrderedDict()
@@ -507,10 +511,25 @@ class NamingState:
     def find_instance(
         self, service: ServiceKey, *, cluster_name: str, ip: str, port: int
     ) -> Instance | None:
-        """The instance at ip:port in that cluster, looking at ephemeral ones first."""
-        for instance in self.instances(service):
-            if (instance.cluster_name, instance.ip, instance.port) == (cluster_name, ip, port):
-                return instance
+        """The instance at ip:port in that cluster, looking at ephemeral ones first. A
+        look-up, not a scan: every beat asks, and a service may hold 10,000 instances."""
+        address = (cluster_name, ip, port)
+        for ephemeral in (True, False):
+            key = instance_list_key(service, ephemeral=ephemeral)
+            datum = self._datums.get(key)
+            if datum is None:
+                self._addresses.pop(key, None)
+                continue
+            kept = self._addresses.get(key)
+            if kept is None or kept[0] is not datum:
+                by_address = {
+                    (i.cluster_name, i.ip, i.port): i
+                    for i in self.instances(service, ephemeral=ephemeral)
+                }
+                kept = self._addresses[key] = (datum, by_address)
+            found = kept[1].get(address)
+            if found is not None:
+                return found
         return None
 
     def ephemeral_lists(self) -> Iterator[tuple[ServiceKey, Datum]]:
