@@ -6,8 +6,12 @@ from typing import Any
 
 import orjson
 import pytest
+from tests.api.conftest import T0
 
+from naraft.naming.commands import RegisterInstance
 from naraft.naming.keys import ServiceKey
+from naraft.naming.model import Instance
+from naraft.raft import NodeId, NotLeaderError
 
 INSTANCE = "/nacos/v1/ns/instance"
 LIST = "/nacos/v1/ns/instance/list"
@@ -518,6 +522,7 @@ async def test_light_beat_for_an_unknown_instance_is_code_20404(env: Any) -> Non
     answer = await env.json("PUT", BEAT, params)
     assert answer == {"clientBeatInterval": 5000, "code": 20404}
     assert env.snapshot() == {}
+    assert env.proposer.read_barriers == 1  # unknown as of everything committed
 
 
 async def test_light_beat_for_a_known_instance_is_ok(env: Any) -> None:
@@ -582,3 +587,37 @@ async def test_register_json_is_what_the_datum_holds(env: Any) -> None:
     assert orjson.loads(datum.value)["instanceList"][0]["instanceId"] == (
         "127.0.0.1#9001#c1#G1@@svcA"
     )
+
+
+async def test_light_beat_for_an_instance_this_node_has_not_applied_asks_the_commit(
+    env: Any,
+) -> None:
+    # the registration is committed, not yet applied here: the read barrier applies it
+    registration = RegisterInstance(
+        instance=Instance(
+            service=ServiceKey(
+                namespace_id="public", group_name="DEFAULT_GROUP", service_name="svc"
+            ),
+            ip="10.0.0.1",
+            port=8080,
+        ),
+        stamped_at_ms=T0,
+    )
+
+    async def barrier() -> None:
+        env.state.apply(registration, 1)
+
+    env.proposer.read_barrier = barrier
+    answer = await env.json("PUT", BEAT, {"serviceName": "svc", "ip": "10.0.0.1", "port": "8080"})
+    assert answer["code"] == 10200
+
+
+async def test_a_follower_sends_a_light_beat_it_cannot_place_to_the_leader(env: Any) -> None:
+    async def barrier() -> None:
+        raise NotLeaderError(NodeId("127.0.0.1:9999"))
+
+    env.proposer.read_barrier = barrier
+    params = {"serviceName": "svc", "ip": "10.0.0.1", "port": "8080"}
+    status, body = await env.text("PUT", BEAT, params)
+    # NotLeaderError, which a node's forward middleware sends on; this app has none
+    assert (status, "127.0.0.1:9999" in body) == (503, True)

@@ -440,6 +440,15 @@ class NamingService:
         instance = self._state.find_instance(
             service, cluster_name=cluster, ip=beat_ip, port=beat_port
         )
+        if instance is None and payload is None:
+            # Unknown here, perhaps only not yet applied here: a client that registered
+            # through this follower beats it next. 20404 makes the client register again,
+            # so it answers as of everything committed: a read-index round (on a follower,
+            # NotLeaderError, and the beat goes to the leader, as a write would).
+            await self._proposer.read_barrier()
+            instance = self._state.find_instance(
+                service, cluster_name=cluster, ip=beat_ip, port=beat_port
+            )
         if instance is None:
             if payload is None:
                 return not_found
