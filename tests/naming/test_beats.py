@@ -23,7 +23,13 @@ def key(ip: str, port: int = 80) -> InstanceKey:
 
 
 def test_a_batch_survives_the_round_trip() -> None:
-    keys = (key("10.0.0.1"), key("10.0.0.2", 8080))
+    other = ServiceKey(namespace_id="ns-1", group_name="G1", service_name="payments")
+    keys = (
+        key("10.0.0.1"),
+        key("10.0.0.2", 8080),
+        InstanceKey(service=other, ephemeral=False, cluster_name="c1", ip="10.0.0.1", port=0),
+        key("10.0.0.3", 65_535),
+    )
     assert decode_beats(encode_beats(keys)) == keys
 
 
@@ -35,6 +41,16 @@ def test_a_batch_survives_the_round_trip() -> None:
         pytest.param(b'{"beats": {}}', id="beats-not-a-list"),
         pytest.param(b'{"beats": [["ns", "G", "s", "c", "ip", "80", true]]}', id="port-string"),
         pytest.param(b'{"beats": [["ns", "G", "s", "c", "ip", 80]]}', id="short-row"),
+        pytest.param(b'{"beats": [["ns", "G", "s", "c", "ip", 80, true, 1]]}', id="long-row"),
+        pytest.param(b'{"beats": [["ns", "G", "s", "c", "ip", true, true]]}', id="port-bool"),
+        pytest.param(b'{"beats": [["ns", "G", "s", "c", "ip", 80.0, true]]}', id="port-float"),
+        pytest.param(b'{"beats": [["ns", "G", "s", "c", "ip", 65536, true]]}', id="port-high"),
+        pytest.param(b'{"beats": [["ns", "G", "s", "c", "ip", -1, true]]}', id="port-negative"),
+        pytest.param(b'{"beats": [["ns", "G", "s", "c", "ip", 80, 1]]}', id="ephemeral-int"),
+        pytest.param(b'{"beats": [["ns", "G", 7, "c", "ip", 80, true]]}', id="service-int"),
+        pytest.param(b'{"beats": [["ns", "G", "s", null, "ip", 80, true]]}', id="cluster-null"),
+        pytest.param(b'{"beats": [{"ip": "ip"}]}', id="row-object"),
+        pytest.param(b'{"beats": ["ns"]}', id="row-string"),
     ],
 )
 def test_a_malformed_batch_is_refused_naming_the_field(body: bytes) -> None:
