@@ -11,12 +11,12 @@ import re
 import orjson
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 from tests.api.conftest import Env
 
 from naraft.api import make_app
 from naraft.api.app import SENDER_HEADER, is_peer_request
-from naraft.api.observe import ACCESS_LOGGER, AccessLog, observe_middleware
+from naraft.api.observe import ACCESS_LOGGER, AccessLog, logged_target, observe_middleware
 from naraft.api.v1.beats import BEATS_PATH
 from naraft.logs import JsonFormatter
 
@@ -137,3 +137,19 @@ def test_json_lines_carry_the_exception() -> None:
     fields = orjson.loads(JsonFormatter().format(record))
     assert fields["message"] == "failed x"
     assert "ValueError: boom" in fields["exception"]
+
+
+@pytest.mark.parametrize(
+    ("target", "logged"),
+    [
+        pytest.param("/a?x=1&y=%40b", "/a?x=1&y=%40b", id="as-sent"),
+        pytest.param("/a?pageToken=7", "/a?pageToken=7", id="a-name-that-only-contains-one"),
+        pytest.param("/a?x=1&Password=pw", "/a?x=1&Password=***", id="any-case"),
+        pytest.param("/a?p%61ssword=pw&x=%40", "/a?password=***&x=@", id="escaped-name"),
+        pytest.param("/a?accessToken=t", "/a?accessToken=***", id="token"),
+        pytest.param("/a", "/a", id="no-query"),
+        pytest.param("http://h:1/a?secret=s", "/a?secret=***", id="absolute-form"),
+    ],
+)
+def test_logged_targets_are_as_sent_with_every_secret_masked(target: str, logged: str) -> None:
+    assert logged_target(make_mocked_request("GET", target)) == logged
