@@ -133,7 +133,7 @@ class NamingState:
         # key → (the datum object decoded, its decoded value); identity-checked on read.
         self._decoded: dict[str, tuple[Datum, object]] = {}
         # list key → (the datum indexed, its instances by (cluster, ip, port)), the same way
-        self._addresses: dict[str, tuple[Datum, dict[Address, Instance]]] = {}
+        self._addresses: dict[str, tuple[Datum, object]] = {}
         # list key → the encoded records of the instances it was last written with, for
         # the lists written most recently, at most MAX_KEPT_RECORDS records in all
         self._records: OrderedDict[str, EncodedRecords] = OrderedDict()
@@ -427,15 +427,24 @@ class NamingState:
 
     # ----------------------------------------------------------------- reads
 
-    def _decode(self, key: str, decoder: Callable[[Datum], _T]) -> _T | None:
+    def _decode(
+        self,
+        key: str,
+        decoder: Callable[[Datum], _T],
+        kept: dict[str, tuple[Datum, object]] | None = None,
+    ) -> _T | None:
+        """`decoder` of the datum at `key`, kept in `kept` (default: the decoded values)
+        while that datum is the same object: datums are replaced, never changed."""
+        cache = self._decoded if kept is None else kept
         datum = self._datums.get(key)
         if datum is None:
+            cache.pop(key, None)
             return None
-        cached = self._decoded.get(key)
+        cached = cache.get(key)
         if cached is not None and cached[0] is datum:
             return cached[1]  # type: ignore[return-value]
         value = decoder(datum)
-        self._decoded[key] = (datum, value)
+        cache[key] = (datum, value)
         return value
 
     def switches(self) -> Switches:
@@ -515,19 +524,13 @@ class NamingState:
         look-up, not a scan: every beat asks, and a service may hold 10,000 instances."""
         address = (cluster_name, ip, port)
         for ephemeral in (True, False):
+
+            def index(_: Datum, ephemeral: bool = ephemeral) -> dict[Address, Instance]:
+                listed = self.instances(service, ephemeral=ephemeral)
+                return {(i.cluster_name, i.ip, i.port): i for i in listed}
+
             key = instance_list_key(service, ephemeral=ephemeral)
-            datum = self._datums.get(key)
-            if datum is None:
-                self._addresses.pop(key, None)
-                continue
-            kept = self._addresses.get(key)
-            if kept is None or kept[0] is not datum:
-                by_address = {
-                    (i.cluster_name, i.ip, i.port): i
-                    for i in self.instances(service, ephemeral=ephemeral)
-                }
-                kept = self._addresses[key] = (datum, by_address)
-            found = kept[1].get(address)
+            found = (self._decode(key, index, self._addresses) or {}).get(address)
             if found is not None:
                 return found
         return None
