@@ -298,6 +298,21 @@ def test_stalled_headers_are_closed_within_the_header_timeout(node: NodeProcess)
     assert HEADER_TIMEOUT * 0.8 <= outcome.seconds < HEADER_TIMEOUT + 2
 
 
+def test_a_later_requests_header_deadline_counts_from_its_own_first_byte(
+    node: NodeProcess,
+) -> None:
+    # one header timer serves every request of a connection: armed for the first, it must
+    # not close the connection on the first request's schedule
+    sock = connect(node)
+    sock.sendall(LEADER)
+    assert one_response(sock).startswith(b"HTTP/1.1 200")
+    time.sleep(HEADER_TIMEOUT * 0.6)
+    sock.sendall(b"GET /nacos/v1/ns/raft/leader HTTP/1.1\r\nHost: n\r\n")  # no blank line
+    outcome = read_until_closed(sock)
+    assert outcome.data == b""
+    assert HEADER_TIMEOUT * 0.8 <= outcome.seconds < HEADER_TIMEOUT + 2
+
+
 def test_a_connection_that_sends_nothing_is_closed_within_the_header_timeout(
     node: NodeProcess,
 ) -> None:
