@@ -118,3 +118,27 @@ async def test_history_list_and_detail(cs: Env) -> None:
     assert "nid" in body["data"]
     status, body = await v2(cs, "GET", V2_HISTORY, KEY)
     assert (status, body["code"]) == (400, 10000)
+
+
+@pytest.mark.parametrize("extra", [{"clone": "true"}, {"clone": "x"}, {"beta": "no"}])
+async def test_clone_and_a_non_true_beta_leave_reads_and_deletes_ordinary(
+    cs: Env, extra: dict[str, str]
+) -> None:
+    """Nacos clones only on `POST /v1/cs/configs?clone=true` and reads the gray config only
+    on `beta=true`; elsewhere those names are ignored, never a 501."""
+    await cs.publish("app.yaml", "a: 1")
+    assert await v2(cs, "GET", V2_CONFIG, {**KEY, **extra}) == (200, ok("a: 1"))
+    v1 = await cs.call("GET", CS, {**KEY, **extra})
+    assert (v1.status, await v1.text()) == (200, "a: 1")
+    assert await v2(cs, "DELETE", V2_CONFIG, {**KEY, **extra}) == (200, ok(True))
+    await cs.publish("app.yaml", "a: 2")
+    deleted = await cs.call("DELETE", CS, {**KEY, **extra})
+    assert (deleted.status, await deleted.text()) == (200, "true")
+    assert cs.state.count() == 0
+
+
+async def test_beta_true_is_the_gray_config_and_refused(cs: Env) -> None:
+    await cs.publish("app.yaml", "a: 1")
+    status, body = await v2(cs, "GET", V2_CONFIG, {**KEY, "beta": "true"})
+    assert status == 501
+    assert "gray" in body["data"]

@@ -22,6 +22,10 @@ pytestmark = pytest.mark.e2e
 
 OPENAPI: Final = Path(__file__).parents[2] / "src" / "naraft" / "api" / "openapi.json"
 SCHEMA = schemathesis.openapi.from_path(OPENAPI)
+# 501 is a documented answer ("a Nacos feature naraft does not serve"), not a crash: hypothesis
+# draws string literals from the project's source, so it sends `tag=x` or `beta=true` now and
+# then. Its body is still held to the description; 500 and 503 still fail.
+SCHEMA.config.checks.not_a_server_error.expected_statuses = ["2xx", "3xx", "4xx", "501"]
 load_all_checks()
 CHECK_NAMES: Final = (
     "not_a_server_error",

@@ -166,13 +166,13 @@ def _no_cache(response: web.Response) -> web.Response:
 
 
 def refuse_gray(request: web.Request, params: Params) -> None:
-    if params.get("beta") is not None or request.headers.get("betaIps", "").strip():
+    """501 for a gray (beta) or tag config request. As in Nacos, `beta` selects the gray
+    config only as `beta=true`; any other value is an ordinary request."""
+    if _flag(params, "beta") or request.headers.get("betaIps", "").strip():
         raise UnsupportedError(validate.UNSUPPORTED_GRAY)
     tag = params.get("tag")
     if tag is not None and tag.strip():
         raise UnsupportedError(validate.UNSUPPORTED_TAG)
-    if params.get("clone") is not None:
-        raise UnsupportedError("config clone is not supported by naraft's API yet")
 
 
 # --------------------------------------------------------------------------- /configs
@@ -277,6 +277,8 @@ async def publish_config(request: web.Request) -> web.Response:
     params = await config_params(request)
     if is_import(params):
         return await import_configs(request, params)
+    if _flag(params, "clone"):  # Nacos clones only on POST with clone=true
+        raise UnsupportedError("config clone is not supported by naraft's API yet")
     await publish(request, params, params.get("tenant"))
     return _true()
 
