@@ -3,8 +3,9 @@
 `python benchmarks/versus.py --base REV [--workload local-reads] [--rounds 3] [--tls]`.
 
 The base revision is checked out into a temporary git worktree and its `src` is run by the
-same interpreter and dependencies (`NaraftCluster(source=...)`); the worktree is removed at
-the end. Three 3-node clusters run side by side: base, head, etcd. Each round runs the
+same interpreter and dependencies (`NaraftCluster(source=...)`), or by `--base-python`'s
+(another virtualenv: how a dependency upgrade is measured); the worktree is removed at the
+end. Three 3-node clusters run side by side: base, head, etcd. Each round runs the
 workload on base, head, then etcd (`tls.load`: c=64 unless `-c`, closed loop, own process).
 Workloads:
 
@@ -28,6 +29,7 @@ import argparse
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Final
@@ -54,6 +56,9 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=SEED_KEYS)
     parser.add_argument("--tls", action="store_true", help="client TLS and peer mTLS for all")
     parser.add_argument("-c", "--concurrency", type=int, default=64, help="closed-loop clients")
+    parser.add_argument(
+        "--base-python", default=sys.executable, help="the base's interpreter (its virtualenv)"
+    )
     args = parser.parse_args()
     if not 1 <= args.rounds <= 20 or not 1 <= args.instances <= 100_000:
         parser.error("--rounds must be 1..20 and --instances 1..100000")
@@ -66,7 +71,9 @@ def main() -> None:
         check=True, capture_output=True, text=True,
     )  # fmt: skip
     clusters: dict[str, Cluster] = {
-        "base": NaraftCluster(base_dir / "base", tls=args.tls, source=worktree / "src"),
+        "base": NaraftCluster(
+            base_dir / "base", python=args.base_python, tls=args.tls, source=worktree / "src"
+        ),
         "head": NaraftCluster(base_dir / "head", tls=args.tls),
         "etcd": EtcdCluster(base_dir / "etcd", tls=args.tls),
     }
