@@ -309,7 +309,7 @@ def _dummy_hash() -> str:
 
 
 AUTH: Final = web.AppKey("auth", AuthService)
-IDENTITY: Final = "naraft.identity"  # request key: the Identity the access middleware found
+IDENTITY: Final = web.RequestKey("naraft.identity", Identity)  # what the access middleware found
 
 
 def identity_of(request: web.Request) -> Identity | None:

@@ -85,7 +85,7 @@ def check_params(
     return values
 
 
-_PARAMS_KEY: Final = "naraft.params"
+_PARAMS_KEY: Final = web.RequestKey("naraft.params", MultiDict)
 ONLY_BODY_LIMIT: Final = 1 << 62
 """A `max_value_chars` for a reader that leaves the value limit to the handler (the access
 middleware: the client body limit still bounds every value)."""

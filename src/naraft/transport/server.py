@@ -500,5 +500,4 @@ async def close_streams(app: web.Application) -> None:
 def track_streams(app: web.Application) -> None:
     """Let `app` close its peer streams when it shuts down (before it is started)."""
     app[OPEN_STREAMS] = weakref.WeakSet()
-    # aiosignal's generic parameters confuse mypy about the element type of the signal
-    app.on_shutdown.append(close_streams)  # type: ignore[arg-type]
+    app.on_shutdown.append(close_streams)
