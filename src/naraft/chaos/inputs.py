@@ -723,6 +723,7 @@ class ProbeFactory:
                 ("HTTP/0.9 style", b"GET /\r\n\r\n"),
                 ("bytes 0xff in the method", b"G\xffT / HTTP/1.1\r\n" + head + b"\r\n"),
                 ("absolute URL", b"GET http://evil.example/x HTTP/1.1\r\n" + head + b"\r\n"),
+                ("HTTP/1.1 without Host", b"GET /nacos/v1/ns/raft/leader HTTP/1.1\r\n\r\n"),
                 (
                     "header without a colon",
                     b"GET /nacos/v1/ns/raft/leader HTTP/1.1\r\n" + head + b"Bad Header\r\n\r\n",
