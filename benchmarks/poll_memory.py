@@ -23,9 +23,16 @@ import socket
 import sys
 import time
 import tracemalloc
+from pathlib import Path
 from urllib.parse import urlencode
 
 from aiohttp import web
+
+# The in-process node of the config API tests: a proposer that applies at once, a fixed
+# clock, the leader's beat table fed directly (run from a checkout, as every benchmark is).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.api.conftest import FakeClock, LocalBeats
+from tests.api.test_configs import MachineProposer
 
 from naraft.api import make_app
 from naraft.api.edge import EdgeLimits, GuardedSite
@@ -35,45 +42,13 @@ from naraft.configs.service import ConfigService
 from naraft.configs.settings import ConfigSettings
 from naraft.configs.state import ConfigState
 from naraft.machine import NodeStateMachine
-from naraft.naming.health import BeatTable
 from naraft.naming.push import PushTargets
 from naraft.naming.service import NamingService
 from naraft.naming.state import NamingState
-from naraft.raft import Entry
 from naraft.state.datums import DatumTable
 
 WARM_UP = 50
 HOLD_MS = 30_000
-
-
-class _ApplyAtOnce:
-    """A proposer for one node that is its own quorum: a command applies when proposed."""
-
-    def __init__(self, machine: NodeStateMachine) -> None:
-        self._machine = machine
-        self._index = 0
-
-    async def propose(self, command: bytes) -> object:
-        self._index += 1
-        return self._machine.apply(Entry(term=1, index=self._index, command=command))
-
-    async def read_barrier(self) -> None:
-        return None
-
-
-class _Clock:
-    """Nothing is published here, so nothing is stamped."""
-
-    def now_ms(self) -> int:
-        return 0
-
-
-class _Beats:
-    def __init__(self) -> None:
-        self.table = BeatTable()
-
-    async def record_beat(self, key: object, beat_at_ms: int) -> None:
-        return None
 
 
 async def _until_held(hub: ListenerHub, count: int, timeout_seconds: float = 60.0) -> None:
@@ -96,17 +71,17 @@ async def _serve(polls: int, top: int) -> None:
     naming_state = NamingState(datums)
     configs = ConfigState(datums)
     machine = NodeStateMachine(datums, naming_state, configs=configs)
-    proposer = _ApplyAtOnce(machine)
     hub = ListenerHub(configs, max_polls=polls + WARM_UP, max_keys=10)
+    proposer = MachineProposer(machine, [hub])
     settings = ConfigSettings(
         max_content_bytes=1 << 20, max_held_polls=polls + WARM_UP, max_poll_keys=10
     )
     api = ConfigApi(
-        service=ConfigService(configs, proposer, _Clock(), settings),
+        service=ConfigService(configs, proposer, FakeClock(), settings),
         hub=hub,
         count=lambda _route: None,
     )
-    naming = NamingService(naming_state, proposer, _Clock(), _Beats(), PushTargets())
+    naming = NamingService(naming_state, proposer, FakeClock(), LocalBeats(), PushTargets())
     runner = web.AppRunner(make_app(naming, configs=api), handle_signals=False)
     await runner.setup()
     sock = socket.socket()
