@@ -98,7 +98,7 @@ class NodeMetrics:
         )
         self.config_notify = Histogram(
             "naraft_config_notify_seconds",
-            "From applying a config change to resuming the long poll that waited for it",
+            "From applying a config change to answering the long poll that waited for it",
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )

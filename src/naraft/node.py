@@ -1091,6 +1091,7 @@ async def _serve(
     finally:
         with contextlib.suppress(Exception):
             await node.grpc.stop()
+        node.configs.hub.close()  # held polls answered empty: their clients poll elsewhere
         with contextlib.suppress(Exception):
             await runner.cleanup()
         await session.close()

@@ -8,13 +8,15 @@ The wire format (Nacos 1.x `Listening-Configs`): for each watched config
 Each node holds its own polls in memory. The replica's applied-changes event (fired on
 every node, for entries and for installed snapshots alike) wakes every poll watching a
 changed config, in the same event-loop turn; the poll answers once the MD5 a client sent
-differs from the applied one. Bounds: at most `max_polls` held at once and `max_keys` per
-poll; the hold is clamped to `[min_hold, max_hold]`.
+differs from the applied one. A client that leaves is forgotten at once (`release`).
+Bounds: at most `max_polls` held at once and `max_keys` per poll; the hold is clamped to
+`[min_hold, max_hold]`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
@@ -89,16 +91,24 @@ def group_key(key: ConfigKey) -> str:
     return "+".join(p.replace("%", "%25").replace("+", "%2B") for p in parts)
 
 
+Deliver = Callable[[list[ConfigKey]], None]
+"""Where a held poll's answer goes: the changed configs, or [] when the hold ends."""
+
+
 @dataclass(slots=True, eq=False)
-class _Poll:
+class HeldPoll:
+    """One poll the hub holds; `ListenerHub.release` drops it unanswered."""
+
     md5s: Mapping[ConfigKey, str]
-    future: asyncio.Future[list[ConfigKey]]
     client: str
-    woken_at: float | None = field(default=None)
+    deliver: Deliver
+    timer: asyncio.TimerHandle | None = field(default=None)
 
 
 class ListenerHub:
-    """The long polls this node holds, woken by applied changes."""
+    """The long polls this node holds, woken by applied changes. A poll is a record and a
+    callback (`hold`), not a waiting task: a node holds thousands, and the connection of
+    each can be handed out of the HTTP server while it waits (`naraft.api.edge`)."""
 
     def __init__(
         self,
@@ -111,7 +121,7 @@ class ListenerHub:
         on_notify: Callable[[float], None] | None = None,
     ) -> None:
         self._state = state
-        self._by_key: dict[ConfigKey, set[_Poll]] = {}
+        self._by_key: dict[ConfigKey, set[HeldPoll]] = {}
         self._held = 0
         self.max_polls = max_polls
         self.max_keys = max_keys
@@ -145,53 +155,87 @@ class ListenerHub:
                     found[group_key(key)] = poll.md5s[key]
         return found
 
-    async def poll(
-        self, md5s: Mapping[ConfigKey, str], timeout_ms: int, client: str = ""
-    ) -> list[ConfigKey]:
-        """The changed configs: at once if any, else once one changes, else [] when the
-        hold ends. TooManyPollsError when the node holds `max_polls` already."""
-        changed = self.changed(md5s)
-        if changed:
-            return changed
+    def hold(
+        self, md5s: Mapping[ConfigKey, str], timeout_ms: int, client: str, deliver: Deliver
+    ) -> HeldPoll:
+        """Hold a poll whose configs are all current (the caller checked `changed`):
+        `deliver` is called once, from the event loop, with the changed configs when one
+        changes, or with [] when the hold ends; never after `release`. TooManyPollsError
+        when the node holds `max_polls` already."""
         if self._held >= self.max_polls:
             raise TooManyPollsError(
                 f"this node holds {self._held} long polls, its limit (config-max-polls); "
                 "try another node or later"
             )
-        loop = asyncio.get_running_loop()
-        poll = _Poll(md5s, loop.create_future(), client)
+        poll = HeldPoll(md5s, client, deliver)
+        poll.timer = asyncio.get_running_loop().call_later(
+            self.hold_seconds(timeout_ms), self._expire, poll
+        )
         self._held += 1
         for key in md5s:
             self._by_key.setdefault(key, set()).add(poll)
+        return poll
+
+    def release(self, poll: HeldPoll) -> None:
+        """Drop a held poll without answering it (its client left). Idempotent."""
+        if poll.timer is None:
+            return
+        poll.timer.cancel()
+        poll.timer = None
+        self._held -= 1
+        for key in poll.md5s:
+            polls = self._by_key.get(key)
+            if polls is not None:
+                polls.discard(poll)
+                if not polls:
+                    del self._by_key[key]
+
+    def _expire(self, poll: HeldPoll) -> None:
+        self.release(poll)
+        poll.deliver([])
+
+    async def poll(
+        self, md5s: Mapping[ConfigKey, str], timeout_ms: int, client: str = ""
+    ) -> list[ConfigKey]:
+        """`hold` for a caller that waits in a task: the changed configs at once if any,
+        else once one changes, else [] when the hold ends."""
+        changed = self.changed(md5s)
+        if changed:
+            return changed
+        answer: asyncio.Future[list[ConfigKey]] = asyncio.get_running_loop().create_future()
+
+        def deliver(changed: list[ConfigKey]) -> None:
+            if not answer.done():  # cancelled, its task not yet resumed to release it
+                answer.set_result(changed)
+
+        poll = self.hold(md5s, timeout_ms, client, deliver)
         try:
-            async with asyncio.timeout(self.hold_seconds(timeout_ms)):
-                changed = await poll.future
-        except TimeoutError:
-            return []
+            return await answer
         finally:
-            self._held -= 1
-            for key in md5s:
-                polls = self._by_key.get(key)
-                if polls is not None:
-                    polls.discard(poll)
-                    if not polls:
-                        del self._by_key[key]
-        if poll.woken_at is not None and self._on_notify is not None:
-            self._on_notify(loop.time() - poll.woken_at)
-        return changed
+            self.release(poll)
 
     def on_changes(self, datum_keys: Iterable[str]) -> None:
         """Wake the polls watching any config among the changed datums (event loop)."""
         if not self._by_key:
             return
-        now: float | None = None
+        woken_at: float | None = None
         for key in changed_configs(datum_keys):
             for poll in tuple(self._by_key.get(key, ())):
-                if poll.future.done():
-                    continue
+                if poll.timer is None:
+                    continue  # answered for an earlier key of this batch
                 changed = self.changed(poll.md5s)
                 if changed:
-                    if now is None:
-                        now = asyncio.get_running_loop().time()
-                    poll.woken_at = now
-                    poll.future.set_result(changed)
+                    if woken_at is None:
+                        woken_at = time.perf_counter()
+                    self.release(poll)
+                    poll.deliver(changed)
+                    if self._on_notify is not None:
+                        self._on_notify(time.perf_counter() - woken_at)
+
+    def close(self) -> None:
+        """Answer every held poll with [] (the node stops): their clients poll again,
+        elsewhere if this node is gone."""
+        polls = {poll for held in self._by_key.values() for poll in held}
+        for poll in polls:
+            self.release(poll)
+            poll.deliver([])
