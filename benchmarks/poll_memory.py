@@ -116,12 +116,12 @@ async def _serve(polls: int, top: int) -> None:
         gc.collect()
         after = tracemalloc.take_snapshot()
         tracemalloc.stop()
+        held = hub.held - WARM_UP  # counted before the client leaves: that frees its polls
     finally:
         client.kill()
         await client.wait()
     ignore = [tracemalloc.Filter(False, tracemalloc.__file__)]
     stats = after.filter_traces(ignore).compare_to(before.filter_traces(ignore), "lineno")
-    held = hub.held - WARM_UP
     total = sum(stat.size_diff for stat in stats)
     print(f"{held} polls held: {total / 2**20:.1f} MiB traced, {total / held:,.0f} bytes per poll")
     print(f"{'bytes/poll':>10} {'blocks/poll':>11}  where")

@@ -16,7 +16,12 @@ descriptors for as long as it likes. `GuardedHandler` is aiohttp's connection pr
   request yet) counts as a client; when every slot is taken, the oldest of those makes room
   for a new one, so stalled sockets cannot lock peers out;
 - malformed HTTP (a bad request line, header or chunk) answered 400 with one log line,
-  where aiohttp logs a traceback for each.
+  where aiohttp logs a traceback for each;
+- a request that will wait long for its answer (a config long poll) can take its connection
+  out of aiohttp (`GuardedHandler.hand_over`): a `HeldConnection` keeps only the transport
+  and writes the answer itself, then gives the connection back to a new `GuardedHandler`.
+  A request held inside aiohttp costs about 16 KB (its parser, tasks, request and the
+  middleware frames); a held connection a few hundred bytes plus the transport.
 """
 
 from __future__ import annotations
@@ -25,11 +30,13 @@ import asyncio
 import logging
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import Any, Final, Protocol
 
-from aiohttp import web
+from aiohttp import HttpVersion, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Middleware
 from aiohttp.web_protocol import RequestPayloadError
@@ -65,6 +72,16 @@ _TOO_LARGE: Final = (
 )
 
 IsPeerRequest = Callable[[web.BaseRequest], bool]
+Answered = Callable[[int, int | None], None]
+"""Told the status and body size once a held connection answers (499, None: the client
+left first)."""
+CLIENT_LEFT: Final = 499
+
+
+class Gated(Protocol):
+    """A connection the gate counts: it can be closed to make room."""
+
+    def evict(self) -> None: ...
 
 
 class BodyTimeoutError(RequestPayloadError):
@@ -97,11 +114,11 @@ class ConnectionGate:
     def __init__(self, limits: EdgeLimits) -> None:
         self._limits = limits
         self._max_peers = limits.max_peers
-        self._pending: dict[GuardedHandler, None] = {}  # no request yet: counted as clients
-        self._clients: dict[GuardedHandler, None] = {}
-        self._peers: dict[GuardedHandler, None] = {}
+        self._pending: dict[Gated, None] = {}  # no request yet: counted as clients
+        self._clients: dict[Gated, None] = {}
+        self._peers: dict[Gated, None] = {}
 
-    def admit(self, handler: GuardedHandler) -> None:
+    def admit(self, handler: Gated) -> None:
         """Let a new connection wait for its first request. When every slot is taken, the
         oldest unclassified connection is closed to make room (there is one: classified
         clients never exceed their cap, so the reserve is held by unclassified ones)."""
@@ -113,7 +130,7 @@ class ConnectionGate:
             oldest.evict()
         self._pending[handler] = None
 
-    def classify(self, handler: GuardedHandler, *, peer: bool) -> bool:
+    def classify(self, handler: Gated, *, peer: bool) -> bool:
         """Record the kind of a connection from its first request; False when that kind
         is over its cap (the request is then refused with 503)."""
         if handler not in self._pending:
@@ -136,9 +153,21 @@ class ConnectionGate:
             raise ValueError(f"the peer connection cap must be >= 1, not {cap}")
         self._max_peers = cap
 
-    def release(self, handler: GuardedHandler) -> None:
+    def release(self, handler: Gated) -> None:
         for group in (self._pending, self._clients, self._peers):
             group.pop(handler, None)
+
+    def transfer(self, old: Gated, new: Gated) -> None:
+        """`new` takes `old`'s slot (a connection handed from one protocol to another)."""
+        for group in (self._pending, self._clients, self._peers):
+            if old in group:
+                del group[old]
+                group[new] = None
+                return
+
+    def held(self) -> list[HeldConnection]:
+        """The connections handed out of aiohttp (they are clients)."""
+        return [c for c in self._clients if isinstance(c, HeldConnection)]
 
 
 class GuardedHandler(web.RequestHandler):
@@ -155,14 +184,23 @@ class GuardedHandler(web.RequestHandler):
         "_header_wait",
         "_limits",
         "_parsed_at_arm",
+        "_renew",
     )
 
     def __init__(
-        self, manager: web.Server, *, gate: ConnectionGate, limits: EdgeLimits, **kwargs: Any
+        self,
+        manager: web.Server,
+        *,
+        gate: ConnectionGate,
+        limits: EdgeLimits,
+        renew: Callable[[], GuardedHandler],
+        **kwargs: Any,
     ) -> None:
+        """`renew` makes the protocol a held connection's next request goes to."""
         super().__init__(manager, **kwargs)
         self._gate = gate
         self._limits = limits
+        self._renew = renew
         self._header_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
         self._body_request: web.BaseRequest | None = None  # its body is still arriving
@@ -246,6 +284,46 @@ class GuardedHandler(web.RequestHandler):
 
     def classify(self, *, peer: bool) -> bool:
         return self._gate.classify(self, peer=peer)
+
+    # taking the connection out of aiohttp
+
+    def can_hand_over(self, request: web.BaseRequest) -> bool:
+        """The request was read whole and nothing else is queued behind it."""
+        transport = self.transport
+        return (
+            transport is not None
+            and not transport.is_closing()
+            and not self._messages
+            and request.content.is_eof()
+            and request.writer.output_size == 0
+        )
+
+    def hand_over(self, request: web.BaseRequest) -> HeldConnection:
+        """Take the connection of `request` (`can_hand_over` is true) out of aiohttp: from
+        here on it reads, writes and closes nothing of it, and forgets the connection once
+        the handler returns (answer `HeldResponse`). The gate slot passes on. Uses aiohttp's
+        internals: `_messages` above; the manager's `connection_lost`, which frees the
+        handler once its task ends."""
+        transport = self.transport
+        assert transport is not None
+        held = HeldConnection(
+            transport,
+            self._gate,
+            self._renew,
+            keep_alive=request.keep_alive,
+            version=request.version,
+        )
+        self._gate.transfer(self, held)
+        self._cancel_timers()
+        self.keep_alive(False)  # cancels aiohttp's idle timer
+        transport.set_protocol(held)
+        if not transport.is_reading():
+            transport.resume_reading()  # so that a client that leaves is seen
+        self.transport = None
+        self.force_close()  # with no transport: only ends aiohttp's loop for this connection
+        if self._manager is not None:
+            self._manager.connection_lost(self, None)
+        return held
 
     # errors
 
@@ -471,7 +549,12 @@ class GuardedSite(web.BaseSite):
 
         def protocol() -> GuardedHandler:
             return GuardedHandler(
-                server, gate=self._gate, limits=self._limits, loop=loop, **self._handler_args
+                server,
+                gate=self._gate,
+                limits=self._limits,
+                renew=protocol,
+                loop=loop,
+                **self._handler_args,
             )
 
         self._server = await loop.create_server(
@@ -483,3 +566,121 @@ class GuardedSite(web.BaseSite):
             if self._ssl is None
             else self._limits.header_timeout_seconds,
         )
+
+    async def stop(self) -> None:
+        """Stop listening, then close the connections held out of aiohttp (it closes its
+        own as the runner cleans up)."""
+        await super().stop()
+        for held in self._gate.held():
+            held.close()
+
+
+class HeldConnection(asyncio.Protocol):
+    """A client connection taken out of aiohttp while its request waits for an answer.
+    It keeps the transport and little else; `answer` writes a whole HTTP response, then
+    gives a keep-alive connection to a new `GuardedHandler` (with what the client sent
+    meanwhile) or closes it. Until then, bytes the client sends are kept, up to the header
+    limit; a client that leaves (or half-closes: asyncio's default then closes the transport)
+    calls `on_lost`. (Bytes of a next request that arrived with
+    the held one, already inside aiohttp's parser, are lost: no Nacos client pipelines
+    behind a long poll.)"""
+
+    __slots__ = (
+        "_gate",
+        "_keep_alive",
+        "_received",
+        "_renew",
+        "_transport",
+        "_version",
+        "on_answered",
+        "on_lost",
+    )
+
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        gate: ConnectionGate,
+        renew: Callable[[], GuardedHandler],
+        *,
+        keep_alive: bool,
+        version: HttpVersion,
+    ) -> None:
+        self._transport: asyncio.Transport | None = transport
+        self._gate = gate
+        self._renew = renew
+        self._keep_alive = keep_alive
+        self._version = version
+        self._received = b""
+        self.on_lost: Callable[[], None] | None = None  # the waiting request is dropped
+        self.on_answered: Answered | None = None  # observes the answer (metrics, log)
+
+    def data_received(self, data: bytes) -> None:
+        self._received += data
+        if len(self._received) > MAX_HEADER_BYTES:
+            logger.info(
+                "closed a held connection from %s: it sent more than %d bytes while it waited",
+                _remote(self._transport),
+                MAX_HEADER_BYTES,
+            )
+            self.close()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._gate.release(self)
+        if self._transport is None:
+            return  # answered
+        self._transport = None
+        lost, self.on_lost = self.on_lost, None
+        if lost is not None:
+            lost()
+        self._answered(CLIENT_LEFT, None)
+
+    def evict(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def answer(self, status: int, headers: Sequence[tuple[str, str]], body: bytes) -> None:
+        """Write the response (nothing if the client left already) and hand the connection
+        on. `headers` must not hold Content-Length, Date or Connection."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        self._transport = None
+        self.on_lost = None
+        keep_alive = self._keep_alive
+        major, minor = self._version
+        lines = [f"HTTP/{major}.{minor} {status} {HTTPStatus(status).phrase}"]
+        lines.extend(f"{name}: {value}" for name, value in headers)
+        lines.append(f"Content-Length: {len(body)}")
+        lines.append(f"Date: {formatdate(usegmt=True)}")
+        if not keep_alive:
+            lines.append("Connection: close")
+        elif (major, minor) < (1, 1):
+            lines.append("Connection: keep-alive")
+        transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        self._answered(status, len(body))
+        if not keep_alive:
+            transport.close()
+            return
+        protocol = self._renew()
+        self._gate.release(self)
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        if self._received:  # the client's next request (a partial one that aiohttp had
+            protocol.data_received(self._received)  # parsed before the hand-over is lost)
+
+    def _answered(self, status: int, size: int | None) -> None:
+        answered, self.on_answered = self.on_answered, None
+        if answered is not None:
+            answered(status, size)
+
+
+class HeldResponse(web.StreamResponse):
+    """What a handler returns once it handed its connection over: aiohttp finds no
+    transport to write it to and forgets the connection."""
+
+    def __init__(self, connection: HeldConnection) -> None:
+        super().__init__()
+        self.connection = connection

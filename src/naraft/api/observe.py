@@ -4,7 +4,9 @@ The measure is by route template (`/naraft/v1/kv/{key}`, never the key itself), 
 status, so that the series stay few whatever clients send; a path that matches no route is
 counted as `unmatched`. The status is the one the client got: this middleware sits outside
 the error middleware, so a refusal counts with the status it was answered with; a request
-whose client went away before the answer counts as 499 (nginx's "client closed").
+whose client went away before the answer counts as 499 (nginx's "client closed"). A
+request whose connection was handed out of aiohttp to wait (`naraft.api.edge.HeldResponse`)
+is measured and logged when it is answered.
 
 The access log (`AccessLog`) has one line per client request, as Nacos's access log: remote
 address, request line (secret parameters masked), status, bytes, milliseconds, user agent;
@@ -22,12 +24,13 @@ import datetime
 import sys
 import time
 from collections.abc import Callable
-from typing import Final, Protocol, TextIO
+from typing import Final, NamedTuple, Protocol, TextIO
 
 import orjson
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from naraft.api.edge import HeldResponse
 from naraft.api.errors import Handler
 from naraft.transport.signing import wall_clock_ms
 
@@ -62,29 +65,52 @@ def observe_middleware(
     @web.middleware
     async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         # perf_counter, not the loop's clock: uvloop's counts whole milliseconds
-        started = time.perf_counter()
-        status = 500
-        size: int | None = None
+        record = _Recorder(request, observer, access_log if not is_peer(request) else None)
         try:
             response = await handler(request)
-            status = response.status
-            size = response.content_length
-            return response
         except web.HTTPException as error:
-            status = error.status
+            record(error.status, None)
             raise
         except asyncio.CancelledError:
-            status = CLIENT_CLOSED
+            record(CLIENT_CLOSED, None)
             raise
-        finally:
-            seconds = time.perf_counter() - started
-            route = route_template(request)
-            if observer is not None:
-                observer.observe_request(request.method, route, status, seconds)
-            if access_log is not None and not is_peer(request):
-                access_log.record(request, status, size, seconds)
+        except BaseException:
+            record(500, None)
+            raise
+        if isinstance(response, HeldResponse):
+            response.connection.on_answered = record  # measured when it is answered
+        else:
+            record(response.status, response.content_length)
+        return response
 
     return observe
+
+
+class _Recorder:
+    """Measures and logs one request once its status is known: what it keeps of the
+    request is a few strings, so a request answered later (`HeldResponse`) keeps no more."""
+
+    __slots__ = ("_entry", "_log", "_method", "_observer", "_route", "_started")
+
+    def __init__(
+        self,
+        request: web.Request,
+        observer: RequestObserver | None,
+        access_log: AccessLog | None,
+    ) -> None:
+        self._started = time.perf_counter()
+        self._observer = observer
+        self._log = access_log
+        self._method = request.method
+        self._route = route_template(request)
+        self._entry = access_log.entry(request) if access_log is not None else None
+
+    def __call__(self, status: int, size: int | None) -> None:
+        seconds = time.perf_counter() - self._started
+        if self._observer is not None:
+            self._observer.observe_request(self._method, self._route, status, seconds)
+        if self._log is not None and self._entry is not None:
+            self._log.write(self._entry, status, size, seconds)
 
 
 def logged_target(request: web.BaseRequest) -> str:
@@ -108,6 +134,17 @@ def logged_target(request: web.BaseRequest) -> str:
         shown = "***" if name.lower() in SECRET_PARAMS else value
         parts.append(f"{name}={shown}")
     return f"{request.path}?{'&'.join(parts)}"
+
+
+class AccessEntry(NamedTuple):
+    """What an access log line shows of a request."""
+
+    remote: str
+    method: str
+    target: str
+    path: str
+    version: str
+    agent: str
 
 
 class AccessLog:
@@ -147,25 +184,33 @@ class AccessLog:
             return f"{self._second_shown[:19]}.{millis:03d}{self._second_shown[19:]}"
         return f"{self._second_shown},{millis:03d}"
 
-    def record(
-        self, request: web.BaseRequest, status: int, size: int | None, seconds: float
-    ) -> None:
+    @staticmethod
+    def entry(request: web.BaseRequest) -> AccessEntry:
+        """What a line shows of the request."""
+        version = request.version
+        return AccessEntry(
+            remote=request.remote or "-",
+            method=request.method,
+            target=logged_target(request),
+            path=request.path,
+            version=f"HTTP/{version.major}.{version.minor}",
+            agent=request.headers.get("User-Agent", "-"),
+        )
+
+    def write(self, entry: AccessEntry, status: int, size: int | None, seconds: float) -> None:
         stamp = self._stamp()
-        remote = request.remote or "-"
-        agent = request.headers.get("User-Agent", "-")
         millis = round(seconds * 1000, 3)
         shown_size = "-" if size is None else str(size)
-        version = f"HTTP/{request.version.major}.{request.version.minor}"
         message = (
-            f'{remote} "{request.method} {logged_target(request)} {version}" {status} '
-            f'{shown_size} {millis:.3f}ms "{agent}"'
+            f'{entry.remote} "{entry.method} {entry.target} {entry.version}" {status} '
+            f'{shown_size} {millis:.3f}ms "{entry.agent}"'
         )
         if self._json_lines:
             fields = {
                 "time": stamp, "level": "INFO",
-                "logger": ACCESS_LOGGER, "message": message, "remote": remote,
-                "method": request.method, "path": request.path, "status": status,
-                "bytes": size, "ms": millis, "agent": agent,
+                "logger": ACCESS_LOGGER, "message": message, "remote": entry.remote,
+                "method": entry.method, "path": entry.path, "status": status,
+                "bytes": size, "ms": millis, "agent": entry.agent,
             }  # fmt: skip
             self._lines.append(orjson.dumps(fields).decode() + "\n")
         else:

@@ -14,10 +14,11 @@ they reach (`ListenerHub`) and never forwarded.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import formatdate
+from functools import partial
 from typing import Final, Literal
 
 from aiohttp import web
@@ -25,6 +26,7 @@ from aiohttp.helpers import parse_mimetype
 from aiohttp.multipart import parse_content_disposition
 
 from naraft.api.context import json_response
+from naraft.api.edge import GuardedHandler, HeldResponse
 from naraft.api.params import Params, read_params
 from naraft.configs import archive, validate
 from naraft.configs.archive import ArchiveError, ArchiveLimits, ExportItem
@@ -500,9 +502,23 @@ def _poll_timeout_ms(request: web.Request) -> int | None:
     return int(text)
 
 
-async def listen(request: web.Request) -> web.Response:
+_POLL_HEADERS: Final = (
+    ("Content-Type", "text/html; charset=utf-8"),
+    ("Pragma", "no-cache"),
+    ("Expires", "Thu, 01 Jan 1970 00:00:00 GMT"),
+    ("Cache-Control", "no-cache,no-store"),
+)
+
+
+def _poll_body(changed: list[ConfigKey]) -> str:
+    return encode_changed(changed) + "\n" if changed else ""
+
+
+async def listen(request: web.Request) -> web.StreamResponse:
     """Long polling: answer the changed configs at once, when one changes, or empty at the
-    end of the hold. An error is answered after `POLL_ERROR_DELAY_SECONDS`."""
+    end of the hold. An error is answered after `POLL_ERROR_DELAY_SECONDS`. A poll that
+    waits takes its connection out of aiohttp (`naraft.api.edge.HeldConnection`) when the
+    server is naraft's own; in a bare aiohttp server it waits in its handler."""
     api = config_api_of(request)
     api.count("configs.listener")
     try:
@@ -511,19 +527,40 @@ async def listen(request: web.Request) -> web.Response:
         md5s = parse_listening(params.get("Listening-Configs"), hub.max_keys)
         timeout_ms = _poll_timeout_ms(request)
         no_hangup = request.headers.get(NO_HANGUP_HEADER, "").strip().lower() == "true"
-        if timeout_ms is None or no_hangup:
-            changed = hub.changed(md5s)
-        else:
+        changed = hub.changed(md5s)
+        if not changed and timeout_ms is not None and not no_hangup:
+            protocol = request.protocol
+            if isinstance(protocol, GuardedHandler) and protocol.can_hand_over(request):
+                return _hold(request, protocol, hub, md5s, timeout_ms)
             changed = await hub.poll(md5s, timeout_ms, request.remote or "")
     except NaraftError:
         if LONG_POLL_HEADER in request.headers:  # a long-polling client: slow its retries
             await asyncio.sleep(POLL_ERROR_DELAY_SECONDS)
         raise
-    body = encode_changed(changed) + "\n" if changed else ""
-    response = web.Response(text=body, content_type="text/html")
+    body = _poll_body(changed)
+    response = web.Response(text=body, headers=dict(_POLL_HEADERS))
     if timeout_ms is None:  # short polling: old clients read the answer from headers
         response.headers["Probe-Modify-Response-New"] = body.strip()
-    return _no_cache(response)
+    return response
+
+
+def _hold(
+    request: web.Request,
+    protocol: GuardedHandler,
+    hub: ListenerHub,
+    md5s: Mapping[ConfigKey, str],
+    timeout_ms: int,
+) -> HeldResponse:
+    """Hold the poll in the hub (TooManyPollsError first, if the node holds its limit),
+    then hand its connection over; the hub's answer is written to it directly."""
+
+    def deliver(changed: list[ConfigKey]) -> None:
+        connection.answer(200, _POLL_HEADERS, _poll_body(changed).encode())
+
+    poll = hub.hold(md5s, timeout_ms, request.remote or "", deliver)
+    connection = protocol.hand_over(request)
+    connection.on_lost = partial(hub.release, poll)
+    return HeldResponse(connection)
 
 
 async def listener_status(request: web.Request) -> web.Response:
