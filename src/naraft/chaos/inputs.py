@@ -49,6 +49,7 @@ from naraft.chaos import grpc_inputs
 from naraft.chaos.cluster import ChaosCluster, ChaosNode
 from naraft.chaos.configs import local_md5s
 from naraft.client import (
+    CONFIG_LISTENER_PATH,
     CONFIGS_PATH,
     INSTANCE_LIST_PATH,
     INSTANCE_PATH,
@@ -86,7 +87,7 @@ class ProbeKind(enum.StrEnum):
     OVERSIZED_BODY = "oversized-body"  # bodies over the limit, with and without a length
     MANY_PARAMS = "many-params"  # tens of thousands of form parameters
     MALFORMED_HTTP = "malformed-http"  # raw sockets: bad request lines, headers, chunking
-    SLOW_CLIENT = "slow-client"  # headers or body trickled, then abandoned
+    SLOW_CLIENT = "slow-client"  # headers, body or bytes behind a held poll trickled, abandoned
     FORGED_AUTH = "forged-auth"  # forged, expired, alg-none tokens; a client-sent identity
     PEER_FORGED = "peer-forged"  # an outsider's Raft stream upgrades and batches
     CONFIG_EXTREME = "config-extreme"  # valid: large, unicode, names at their length limits
@@ -810,8 +811,20 @@ class ProbeFactory:
         body = orjson.dumps({"value": "never complete"})
         pause = rng.uniform(0.2, 0.6)
         steps = rng.randrange(5, 15)
-        mode = rng.choice(("headers", "body", "silent"))
-        if mode == "headers":
+        mode = rng.choice(("headers", "body", "silent", "held poll", "held poll, flooded"))
+        if mode.startswith("held poll"):
+            # a long poll the node holds out of aiohttp (a config that does not exist, so
+            # the MD5 "" is current), then bytes while it waits: a few, or past the header
+            # limit (the node must close it); abandoned either way
+            data_id = f"nemesis-held-{self._unique()}"
+            form = f"Listening-Configs={data_id}%02DEFAULT_GROUP%02%01".encode()
+            poll = (
+                f"POST {CONFIG_LISTENER_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                "Long-Pulling-Timeout: 30000\r\n"
+            ).encode() + _form_head(form) + form
+            junk = b"x" * (24 << 10 if mode.endswith("flooded") else 7)
+            chunks = (poll, *(junk,) * steps)
+        elif mode == "headers":
             chunks = tuple(head[i : i + 3] for i in range(0, min(len(head), 3 * steps), 3))
         elif mode == "body":
             start = head + b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(
