@@ -819,9 +819,13 @@ class ProbeFactory:
             data_id = f"nemesis-held-{self._unique()}"
             form = f"Listening-Configs={data_id}%02DEFAULT_GROUP%02%01".encode()
             poll = (
-                f"POST {CONFIG_LISTENER_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                "Long-Pulling-Timeout: 30000\r\n"
-            ).encode() + _form_head(form) + form
+                (
+                    f"POST {CONFIG_LISTENER_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    "Long-Pulling-Timeout: 30000\r\n"
+                ).encode()
+                + _form_head(form)
+                + form
+            )
             junk = b"x" * (24 << 10 if mode.endswith("flooded") else 7)
             chunks = (poll, *(junk,) * steps)
         elif mode == "headers":
