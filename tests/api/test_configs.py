@@ -16,8 +16,9 @@ from tests.api.conftest import FakeClock, LocalBeats
 from naraft.api import make_app
 from naraft.api.params import Params
 from naraft.api.v1.configs import CONFIG_ROUTES, ConfigApi, resource_of
+from naraft.configs import validate
 from naraft.configs.listeners import ListenerHub
-from naraft.configs.model import content_md5
+from naraft.configs.model import ConfigKey, content_md5
 from naraft.configs.service import ConfigService
 from naraft.configs.settings import ConfigSettings
 from naraft.configs.state import ConfigState
@@ -379,3 +380,22 @@ def test_every_route_names_its_permission_and_resource() -> None:
     params = Params(MultiDict({"tenant": "ns1", "group": "G", "dataId": "app.yaml"}))
     assert resource_of(params) == "ns1:G:app.yaml"
     assert resource_of(Params(MultiDict({"dataId": "d"}))) == "::d"
+
+
+async def test_one_failing_poll_answer_does_not_stop_the_others(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The hub answers inside the replica's applied-changes event: an answer that raises
+    is logged, and the other polls on the change are still answered."""
+    key = validate.config_key("l", "DEFAULT_GROUP", "")
+    answered: list[list[ConfigKey]] = []
+
+    def broken(_changed: list[ConfigKey]) -> None:
+        raise RuntimeError("a broken answer")
+
+    env.hub.hold({key: ""}, 30_000, "a", broken)
+    env.hub.hold({key: ""}, 30_000, "b", answered.append)
+    await env.publish("l", "v1")  # applied: the hub wakes both, in the event
+    assert answered == [[key]]
+    assert env.hub.held == 0
+    assert "answering a long poll of a failed" in caplog.text

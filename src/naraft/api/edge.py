@@ -664,12 +664,16 @@ class HeldConnection(asyncio.Protocol):
         if not keep_alive:
             transport.close()
             return
-        protocol = self._renew()
         self._gate.release(self)
-        transport.set_protocol(protocol)
-        protocol.connection_made(transport)
-        if self._received:  # the client's next request (a partial one that aiohttp had
-            protocol.data_received(self._received)  # parsed before the hand-over is lost)
+        protocol = self._renew()
+        try:
+            transport.set_protocol(protocol)
+            protocol.connection_made(transport)
+            if self._received:  # the client's next request (a partial one that aiohttp
+                protocol.data_received(self._received)  # had parsed already is lost)
+        except OSError as error:  # the socket failed under us: the client reconnects
+            logger.info("closed a connection from %s: %s", _remote(transport), one_line(error))
+            transport.close()
 
     def _answered(self, status: int, size: int | None) -> None:
         answered, self.on_answered = self.on_answered, None

@@ -16,6 +16,7 @@ Bounds: at most `max_polls` held at once and `max_keys` per poll; the hold is cl
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ from naraft.configs import validate
 from naraft.configs.model import LINE_SEPARATOR, WORD_SEPARATOR, ConfigKey
 from naraft.configs.state import ConfigState, changed_configs
 from naraft.errors import InvalidArgumentError, UnavailableError
+
+logger = logging.getLogger(__name__)
 
 MIN_HOLD_SECONDS: Final = 10.0  # Nacos holds a poll at least 10 s
 MAX_HOLD_SECONDS: Final = 300.0
@@ -192,7 +195,16 @@ class ListenerHub:
 
     def _expire(self, poll: HeldPoll) -> None:
         self.release(poll)
-        poll.deliver([])
+        self._deliver(poll, [])
+
+    @staticmethod
+    def _deliver(poll: HeldPoll, changed: list[ConfigKey]) -> None:
+        """Answer one poll. It runs inside the replica's applied-changes event: whatever
+        one answer does wrong is logged, and the other polls and subscribers go on."""
+        try:
+            poll.deliver(changed)
+        except Exception:
+            logger.exception("answering a long poll of %s failed", poll.client or "?")
 
     async def poll(
         self, md5s: Mapping[ConfigKey, str], timeout_ms: int, client: str = ""
@@ -228,7 +240,7 @@ class ListenerHub:
                     if woken_at is None:
                         woken_at = time.perf_counter()
                     self.release(poll)
-                    poll.deliver(changed)
+                    self._deliver(poll, changed)
                     if self._on_notify is not None:
                         self._on_notify(time.perf_counter() - woken_at)
 
@@ -238,4 +250,4 @@ class ListenerHub:
         polls = {poll for held in self._by_key.values() for poll in held}
         for poll in polls:
             self.release(poll)
-            poll.deliver([])
+            self._deliver(poll, [])
