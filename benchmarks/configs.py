@@ -109,7 +109,7 @@ async def naraft_notify(cluster: NaraftCluster, samples: int) -> list[float]:
             count = float(line.split()[1])
     if count:
         print(
-            f"follower: apply -> poll resumed, mean {1000 * total / count:.2f} ms (n={count:.0f})"
+            f"follower: apply -> poll answered, mean {1000 * total / count:.2f} ms (n={count:.0f})"
         )
     return latencies
 
