@@ -1,12 +1,11 @@
-"""What the benchmark reads from /proc and the socket layer: CPU seconds of a process
-(utime + stime, all its threads, kernel time included), the machine's busy CPU, RSS, and
-free loopback ports. Linux only; stdlib only, so the load generator can import it too.
+"""What the benchmark reads from /proc: CPU seconds of a process (utime + stime, all its
+threads, kernel time included), the machine's busy CPU, RSS. Linux only; stdlib only, so
+the load generator can import it too. (Free ports come from `naraft.cluster.free_ports`.)
 """
 
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections.abc import Iterable, Mapping
 from typing import Final
@@ -59,20 +58,6 @@ def rss_mib(pid: int) -> float | None:
     except OSError:
         return None
     return None
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct free TCP ports on 127.0.0.1 (bound at once, then released)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def busy_cores(sample_seconds: float, exclude_pids: Iterable[int] = ()) -> float:
