@@ -129,6 +129,7 @@ class NamingState:
 
     def __init__(self, datums: DatumTable, feed: ChangeFeed | None = None) -> None:
         self._datums = datums
+        datums.index_prefix(EPHEMERAL_INSTANCE_LIST_PREFIX)  # listed by every beat sweep
         self._feed = feed
         # key → (the datum object decoded, its decoded value); identity-checked on read.
         self._decoded: dict[str, tuple[Datum, object]] = {}

@@ -53,6 +53,7 @@ class DatumTable:
         self._size = sum(datum_size(k, d) for k, d in self._data.items())
         self._journal: dict[str, Datum | None] | None = None  # key -> datum before `begin`
         self._generation = 0  # bumped when keys change behind the appliers' backs
+        self._indexed: dict[str, dict[str, None]] = {}  # prefix -> its keys (`index_prefix`)
 
     @property
     def generation(self) -> int:
@@ -74,10 +75,29 @@ class DatumTable:
         if self._journal is not None and key not in self._journal:
             self._journal[key] = before
 
+    def index_prefix(self, prefix: str) -> None:
+        """Keep the keys under `prefix` apart, so that `with_prefix` of it (or of a longer
+        prefix) visits only them instead of scanning the table: for a domain that lists its
+        keys often (the leader's beat sweep lists every ephemeral instance list each
+        second, whatever else the table holds)."""
+        if prefix not in self._indexed:
+            self._indexed[prefix] = dict.fromkeys(k for k in self._data if k.startswith(prefix))
+
+    def _index_add(self, key: str) -> None:
+        for prefix, keys in self._indexed.items():
+            if key.startswith(prefix):
+                keys[key] = None
+
+    def _index_drop(self, key: str) -> None:
+        for keys in self._indexed.values():
+            keys.pop(key, None)
+
     def put(self, key: str, value: bytes, version: int) -> Datum:
         datum = Datum(value, version)
         before = self._data.get(key)
         self._remember(key, before)
+        if before is None and self._indexed:
+            self._index_add(key)
         self._data[key] = datum
         self._size += datum_size(key, datum) - datum_size(key, before)
         self._dirty.add(key)
@@ -91,6 +111,8 @@ class DatumTable:
         if before is None:
             return False
         self._remember(key, before)
+        if self._indexed:
+            self._index_drop(key)
         self._size -= datum_size(key, before)
         self._dirty.add(key)
         if self._journal is None:
@@ -119,9 +141,12 @@ class DatumTable:
             self._size -= datum_size(key, current)
             if before is None:
                 self._data.pop(key, None)
+                self._index_drop(key)
             else:
                 self._data[key] = before
                 self._size += datum_size(key, before)
+                if current is None:
+                    self._index_add(key)
             self._dirty.add(key)
 
     # ------------------------------------------------------------------- reads
@@ -139,7 +164,13 @@ class DatumTable:
         return iter(self._data.items())
 
     def with_prefix(self, prefix: str) -> Iterator[tuple[str, Datum]]:
-        """Items whose key starts with `prefix` (a scan; the table is a plain dict)."""
+        """Items whose key starts with `prefix`: a scan of the table, or of the keys of an
+        indexed prefix that `prefix` extends (`index_prefix`). Taken at the call: the
+        table may change while the caller goes through them."""
+        for indexed, keys in self._indexed.items():
+            if prefix.startswith(indexed):
+                data = self._data
+                return iter([(k, data[k]) for k in keys if k.startswith(prefix)])
         return ((k, d) for k, d in self._data.items() if k.startswith(prefix))
 
     def drain_changes(self) -> DatumChanges:
@@ -163,3 +194,5 @@ class DatumTable:
         self._size = sum(datum_size(k, d) for k, d in self._data.items())
         self._journal = None
         self._generation += 1
+        for prefix in self._indexed:
+            self._indexed[prefix] = dict.fromkeys(k for k in self._data if k.startswith(prefix))
