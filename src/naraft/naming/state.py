@@ -129,7 +129,10 @@ class NamingState:
 
     def __init__(self, datums: DatumTable, feed: ChangeFeed | None = None) -> None:
         self._datums = datums
-        datums.index_prefix(EPHEMERAL_INSTANCE_LIST_PREFIX)  # listed by every beat sweep
+        # listed often (each beat sweep; every service list and namespace page): kept apart
+        # from everything else the table holds, so that listing them never scans it all
+        for prefix in (EPHEMERAL_INSTANCE_LIST_PREFIX, SERVICE_META_PREFIX, NAMESPACE_PREFIX):
+            datums.index_prefix(prefix)
         self._feed = feed
         # key → (the datum object decoded, its decoded value); identity-checked on read.
         self._decoded: dict[str, tuple[Datum, object]] = {}
