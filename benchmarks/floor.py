@@ -36,6 +36,7 @@ from clusters import Cluster, EtcdCluster, NaraftCluster
 from naraft.cluster import free_ports
 
 FLOOR_NODE = "floor"
+WARMUP = 300
 
 
 class FloorServer(Cluster):
@@ -102,6 +103,25 @@ def serve(port: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
 
 
+def _print_threads(
+    before: dict[int, dict[int, float]], leader_pid: int, run: dict[str, Any]
+) -> None:
+    """Each naraft process's event-loop thread (the main one) apart from its other threads
+    (the store's writer, executors): CPU per put and the share of a core, over the call
+    to load.py (its warm-up and waits included, so the shares are slight overestimates)."""
+    ops = max(1, int(run["ok"]) + WARMUP)
+    elapsed = max(float(run["elapsed_s"]), 1e-9)
+    for pid, threads in before.items():
+        after = procstat.thread_cpu_seconds(pid)
+        main = after.get(pid, 0.0) - threads.get(pid, 0.0)
+        rest = sum(after.values()) - sum(threads.values()) - main
+        role = "leader" if pid == leader_pid else "follower"
+        print(
+            f"    {role:<8} event loop {1000 * main / ops:.3f} ms/put ({main / elapsed:.2f}"
+            f" of a core over the measured time), other threads {1000 * rest / ops:.3f} ms/put"
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=3)
@@ -121,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("naraft", naraft),
         ("floor", floor),
     )
-    plan = Plan(warmup=300, quiet_wait_seconds=3.0)
+    plan = Plan(warmup=WARMUP, quiet_wait_seconds=3.0)
     rates: dict[str, list[float]] = {}
     cpu: dict[str, list[float]] = {}
     leader_cpu: dict[str, list[float]] = {}  # the leader's process alone
@@ -134,11 +154,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             for label, cluster in systems:
                 leader_pid = cluster.pid(cluster.wait_healthy(60))
                 before = procstat.cpu_snapshot(cluster.pids())
+                threads = {pid: procstat.thread_cpu_seconds(pid) for pid in cluster.pids()}
                 result: dict[str, Any] = bench.load(
                     cluster, op="put", concurrency=64, ops=args.ops, seconds=args.seconds,
                     key_prefix=f"r{number}/", label=f"{label} put",
                 )  # fmt: skip
                 spent = procstat.cpu_delta(before, procstat.cpu_snapshot(cluster.pids()))
+                if label == "naraft":
+                    _print_threads(threads, leader_pid, result)
                 rates.setdefault(label, []).append(float(result["ops_per_s"]))
                 if result["server_cpu_ms_per_op"] is not None and sum(spent.values()) > 0:
                     per_op = float(result["server_cpu_ms_per_op"])

@@ -1,6 +1,7 @@
 """What the benchmark reads from /proc: CPU seconds of a process (utime + stime, all its
-threads, kernel time included), the machine's busy CPU, RSS. Linux only; stdlib only, so
-the load generator can import it too. (Free ports come from `naraft.cluster.free_ports`.)
+threads, kernel time included) or of each of its threads, the machine's busy CPU, RSS.
+Linux only; stdlib only, so the load generator can import it too. (Free ports come from
+`naraft.cluster.free_ports`.)
 """
 
 from __future__ import annotations
@@ -23,6 +24,24 @@ def process_cpu_seconds(pid: int) -> float | None:
     # After the ")" of the command name the fields start at number 3 (state);
     # utime is field 14 and stime field 15 (proc(5)).
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_SECOND
+
+
+def thread_cpu_seconds(pid: int) -> dict[int, float]:
+    """utime + stime of each thread of `pid` (thread id -> seconds); {} if it is gone. The
+    main thread's id is the pid."""
+    found: dict[int, float] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended meanwhile
+        found[int(tid)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS_PER_SECOND
+    return found
 
 
 def cpu_snapshot(pids: Iterable[int]) -> dict[int, float | None]:
