@@ -26,16 +26,14 @@ import tracemalloc
 from pathlib import Path
 from urllib.parse import urlencode
 
-from aiohttp import web
-
 # The in-process node of the config API tests: a proposer that applies at once, a fixed
 # clock, the leader's beat table fed directly (run from a checkout, as every benchmark is).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.api.conftest import FakeClock, LocalBeats
+from tests.api.conftest import FakeClock, LocalBeats, guarded_site
 from tests.api.test_configs import MachineProposer
 
 from naraft.api import make_app
-from naraft.api.edge import EdgeLimits, GuardedSite
+from naraft.api.edge import EdgeLimits
 from naraft.api.v1.configs import ConfigApi
 from naraft.configs.listeners import ListenerHub
 from naraft.configs.service import ConfigService
@@ -82,21 +80,20 @@ async def _serve(polls: int, top: int) -> None:
         count=lambda _route: None,
     )
     naming = NamingService(naming_state, proposer, FakeClock(), LocalBeats(), PushTargets())
-    runner = web.AppRunner(make_app(naming, configs=api), handle_signals=False)
-    await runner.setup()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(4096)
-    sock.setblocking(False)
     limits = EdgeLimits(
         header_timeout_seconds=10.0,
         body_timeout_seconds=10.0,
         max_clients=polls + 2 * WARM_UP,
         max_peers=4,
     )
-    site = GuardedSite(runner, sock, limits, idle_timeout_seconds=HOLD_MS / 1000 + 60)
-    await site.start()
-    port = sock.getsockname()[1]
+    async with guarded_site(
+        make_app(naming, configs=api), limits,
+        idle_timeout_seconds=HOLD_MS / 1000 + 60, backlog=4096,
+    ) as served:  # fmt: skip
+        await _measure(hub, served.port, polls, top)
+
+
+async def _measure(hub: ListenerHub, port: int, polls: int, top: int) -> None:
     client = await asyncio.create_subprocess_exec(
         sys.executable, __file__, "--client", str(port), "--polls", str(polls),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
@@ -132,7 +129,6 @@ async def _serve(polls: int, top: int) -> None:
             f"{stat.size_diff / held:>10,.0f} {stat.count_diff / held:>11.2f}"
             f"  {_site_path(frame.filename)}:{frame.lineno}  {line}"
         )
-    await runner.cleanup()
 
 
 def _client(port: int, polls: int) -> None:

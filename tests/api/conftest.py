@@ -7,13 +7,18 @@ the real replica instead.
 
 from __future__ import annotations
 
+import socket
+import ssl
 from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import pytest
 from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 
 from naraft.api import make_app
+from naraft.api.edge import EdgeLimits, GuardedSite
 from naraft.naming.codec import decode_command
 from naraft.naming.commands import Command
 from naraft.naming.health import BeatTable
@@ -24,6 +29,44 @@ from naraft.naming.state import NamingState
 from naraft.state.datums import Datum, DatumTable
 
 T0 = 1_700_000_000_000
+
+
+@dataclass(frozen=True)
+class Guarded:
+    """An application served as `naraft server` serves it: `GuardedSite` on loopback."""
+
+    runner: web.AppRunner
+    site: GuardedSite
+    port: int
+
+
+@asynccontextmanager
+async def guarded_site(
+    app: web.Application,
+    limits: EdgeLimits,
+    *,
+    idle_timeout_seconds: float,
+    ssl_context: ssl.SSLContext | None = None,
+    backlog: int = 16,
+) -> AsyncIterator[Guarded]:
+    """`app` behind `GuardedSite` on a free 127.0.0.1 port, cleaned up on exit (the tests
+    and benchmarks that need the node's own connection protocol, not aiohttp's)."""
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    sock = socket.socket()
+    try:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(backlog)
+        sock.setblocking(False)
+        site = GuardedSite(
+            runner, sock, limits, idle_timeout_seconds=idle_timeout_seconds,
+            ssl_context=ssl_context,
+        )  # fmt: skip
+        await site.start()
+        yield Guarded(runner, site, sock.getsockname()[1])
+    finally:
+        await runner.cleanup()
+        sock.close()
 
 
 class DirectProposer:

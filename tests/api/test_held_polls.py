@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable
@@ -19,6 +18,7 @@ from urllib.parse import urlencode
 import pytest
 import uvloop
 from aiohttp import web
+from tests.api.conftest import guarded_site
 from tests.api.test_configs import LISTENER, Env, listening
 
 from naraft.api import make_app
@@ -94,35 +94,19 @@ async def node(tls: Tls | None) -> AsyncIterator[Node]:
     log = io.StringIO()
     access = AccessLog(log, json_lines=False)
     observe = observe_middleware(None, access_log=access, is_peer=is_peer_request)
-    runner = web.AppRunner(
-        make_app(env.naming, configs=env.api, observe=observe),
-        handle_signals=False,
-        access_log=None,
-    )
-    await runner.setup()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    sock.setblocking(False)
     limits = EdgeLimits(
         header_timeout_seconds=5, body_timeout_seconds=5, max_clients=16, max_peers=4
     )
-    site = GuardedSite(
-        runner,
-        sock,
-        limits,
-        idle_timeout_seconds=30,
-        ssl_context=None if tls is None else tls.server,
-    )
-    await site.start()
-    served = Node(env, site, runner, sock.getsockname()[1], log, access, tls)
-    try:
-        yield served
-    finally:
-        for client in served.clients:
-            client.close()
-        await runner.cleanup()
-        sock.close()
+    app = make_app(env.naming, configs=env.api, observe=observe)
+    async with guarded_site(
+        app, limits, idle_timeout_seconds=30, ssl_context=None if tls is None else tls.server
+    ) as guarded:
+        served = Node(env, guarded.site, guarded.runner, guarded.port, log, access, tls)
+        try:
+            yield served
+        finally:
+            for client in served.clients:
+                client.close()
 
 
 async def until(condition: Callable[[], bool]) -> None:

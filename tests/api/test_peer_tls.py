@@ -8,7 +8,6 @@ loop and on uvloop's (the server's)."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -20,11 +19,11 @@ import uvloop
 from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from tests.api.conftest import Env
+from tests.api.conftest import Env, guarded_site
 
 from naraft.api import make_app
 from naraft.api.admin import RAFT_BASE
-from naraft.api.edge import EdgeLimits, GuardedSite
+from naraft.api.edge import EdgeLimits
 from naraft.api.forward import FORWARDED_HEADER
 from naraft.api.v1.beats import BEATS_PATH
 from naraft.tls import (
@@ -125,24 +124,13 @@ async def _serve(settings: TlsSettings, required: bool) -> AsyncIterator[Served]
 
     routes = [web.route(method, path, peer_handler) for method, path in PEER_ROUTES]
     app = make_app(Env().naming, peer_routes=routes, peer_certificate_required=required)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    sock.setblocking(False)
     limits = EdgeLimits(
         header_timeout_seconds=5, body_timeout_seconds=5, max_clients=16, max_peers=16
     )
-    site = GuardedSite(
-        runner, sock, limits, idle_timeout_seconds=5, ssl_context=server_context(settings)
-    )
-    await site.start()
-    try:
-        yield Served(sock.getsockname()[1], reached)
-    finally:
-        await runner.cleanup()
-        sock.close()
+    async with guarded_site(
+        app, limits, idle_timeout_seconds=5, ssl_context=server_context(settings)
+    ) as served:
+        yield Served(served.port, reached)
 
 
 @pytest.fixture
