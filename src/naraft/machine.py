@@ -27,7 +27,7 @@ from typing import Any, Final, Protocol
 
 import orjson
 
-from naraft.auth.state import AuthCommandError, apply_auth, is_auth_command
+from naraft.auth.state import AUTH_PREFIX, AuthCommandError, apply_auth, is_auth_command
 from naraft.configs.commands import (
     ConfigCommandError,
     decode_config_command,
@@ -126,6 +126,7 @@ class NodeStateMachine:
         configs: ConfigState | None = None,
     ) -> None:
         self._datums = datums
+        datums.index_prefix(AUTH_PREFIX)  # users, roles and grants are listed by prefix
         self._naming = naming
         self._configs = configs if configs is not None else ConfigState(datums)
         self._configured_quota = quota_bytes or 0  # what this node proposes as the leader
