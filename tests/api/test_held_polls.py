@@ -290,3 +290,16 @@ async def test_a_client_that_floods_its_held_poll_is_closed(node: Node) -> None:
     client.writer.write(b"x" * (MAX_HEADER_BYTES // 2 + 1))
     assert await client.closed_by_server()
     await until(lambda: node.env.hub.held == 0 and not node.site.gate.held())
+
+
+async def test_a_request_sent_while_the_poll_waits_is_served_after_its_answer(
+    node: Node,
+) -> None:
+    client = await node.connect()
+    client.poll(unchanged_probe(node))
+    await until(lambda: node.env.hub.held == 1)
+    client.send("GET", "/nacos/v1/cs/configs?dataId=watched&group=DEFAULT_GROUP")  # pipelined
+    await published(node, "v1")
+    status, _, body = await client.answer()
+    assert (status, body) == ("HTTP/1.1 200 OK", b"watched%02DEFAULT_GROUP%01\n")
+    assert (await client.answer())[::2] == ("HTTP/1.1 200 OK", b"v1")
