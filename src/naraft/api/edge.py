@@ -75,7 +75,9 @@ IsPeerRequest = Callable[[web.BaseRequest], bool]
 Answered = Callable[[int, int | None], None]
 """Told the status and body size once a held connection answers (499, None: the client
 left first)."""
-CLIENT_LEFT: Final = 499
+CLIENT_CLOSED: Final = 499
+"""The status a request is counted and logged with when its client left before the answer
+(nginx's "client closed")."""
 
 
 class Gated(Protocol):
@@ -580,10 +582,10 @@ class HeldConnection(asyncio.Protocol):
     It keeps the transport and little else; `answer` writes a whole HTTP response, then
     gives a keep-alive connection to a new `GuardedHandler` (with what the client sent
     meanwhile) or closes it. Until then, bytes the client sends are kept, up to the header
-    limit; a client that leaves (or half-closes: asyncio's default then closes the transport)
-    calls `on_lost`. (Bytes of a next request that arrived with
-    the held one, already inside aiohttp's parser, are lost: no Nacos client pipelines
-    behind a long poll.)"""
+    limit; a client that leaves (or half-closes: asyncio's default then closes the
+    transport) calls `on_lost`. (Bytes of a next request that arrived together with the held
+    one, already inside aiohttp's parser, are lost: no Nacos client pipelines behind a long
+    poll.)"""
 
     __slots__ = (
         "_gate",
@@ -632,7 +634,7 @@ class HeldConnection(asyncio.Protocol):
         lost, self.on_lost = self.on_lost, None
         if lost is not None:
             lost()
-        self._answered(CLIENT_LEFT, None)
+        self._answered(CLIENT_CLOSED, None)
 
     def evict(self) -> None:
         self.close()

@@ -30,14 +30,13 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from naraft.api.edge import HeldResponse
+from naraft.api.edge import CLIENT_CLOSED, HeldResponse
 from naraft.api.errors import Handler
 from naraft.transport.signing import wall_clock_ms
 
 ACCESS_LOGGER: Final = "naraft.access"
 FLUSH_SECONDS: Final = 0.05
 UNMATCHED: Final = "unmatched"
-CLIENT_CLOSED: Final = 499
 SECRET_PARAMS: Final = frozenset({"password", "accesstoken", "token", "secret"})
 _SECRET_NAMES: Final = ("password", "token", "secret")  # in every SECRET_PARAMS name
 
