@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from naraft.errors import OutcomeUnknownError
+from naraft.errors import OutcomeUnknownError, UnavailableError
 from naraft.machine import NodeStateMachine
 from naraft.naming.state import NamingState
 from naraft.raft import (
@@ -100,6 +100,7 @@ async def running_shell(
     path: Path,
     peers: PeerSender | None = None,
     on_membership: Callable[[Membership], None] | None = None,
+    timings: ReplicaTimings = TIMINGS,
 ) -> AsyncIterator[Shell]:
     executor = ThreadPoolExecutor(max_workers=1)
     loop = asyncio.get_running_loop()
@@ -123,7 +124,7 @@ async def running_shell(
         store_executor=executor,
         peers=peers if peers is not None else NoPeers(),
         state_machine=machine,
-        timings=TIMINGS,
+        timings=timings,
         observer=changes,
         on_applied=changes.notify,
         on_membership=on_membership,
@@ -306,3 +307,33 @@ async def test_a_leaders_appends_leave_before_its_own_write(tmp_path: Path) -> N
             await shell.replica.propose(_put(f"k{number}", "v"))
         await shell.changes.until(lambda: len(learner.entries_sent) >= 5)
         assert any(not stored for _, stored in learner.entries_sent), learner.entries_sent
+
+
+async def test_a_write_and_a_read_no_quorum_answers_fail_once_their_time_is_up(
+    tmp_path: Path,
+) -> None:
+    """A voter that never answers: the promotion, a put and a read each fail within a tick of
+    the proposal timeout, each with its own error (the write's outcome is unknown: it is in
+    the log; the read is simply unavailable). The election timeout (5 ticks of 0.2 s) is
+    longer, so the leader does not step down first."""
+    timings = ReplicaTimings(tick_seconds=0.2, proposal_timeout_seconds=0.3, leader_wait_seconds=3)
+    silent = SentTo()
+    async with running_shell(tmp_path / "n1.db", peers=silent, timings=timings) as shell:
+        replica, voter = shell.replica, NodeId("n2")
+        await replica.propose_membership(MembershipChange(ChangeKind.ADD_LEARNER, voter))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        promote, put, read = await asyncio.gather(  # in use at once: n2's vote is needed
+            replica.propose_membership(MembershipChange(ChangeKind.PROMOTE, voter)),
+            replica.propose(_put("k", "v")),
+            replica.read_barrier(),
+            return_exceptions=True,
+        )
+        took = loop.time() - started
+        assert isinstance(promote, OutcomeUnknownError), promote
+        assert isinstance(put, OutcomeUnknownError), put
+        assert "no commit within 0.3s" in str(put)
+        assert isinstance(read, UnavailableError), read
+        assert "no quorum confirmed the read" in str(read)
+        assert 0.3 <= took <= 0.3 + 2 * timings.tick_seconds + 0.2, took
+        assert replica.status.role.name == "LEADER"  # failed by the timeout, not a step-down

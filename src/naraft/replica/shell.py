@@ -25,10 +25,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from naraft.errors import (
     DiskFullError,
@@ -206,6 +207,9 @@ class Replica:
         self._inbox: asyncio.Queue[_Event] = asyncio.Queue()
         self._waiting: dict[Index, tuple[int, asyncio.Future[object], float]] = {}
         self._reads: dict[int, asyncio.Future[Index]] = {}
+        # every proposal's and read's future with its deadline, in order: they all wait the
+        # same proposal timeout, so the ticker expires them from the left (`_expire`)
+        self._deadlines: deque[tuple[float, asyncio.Future[Any], bool]] = deque()
         self._read_ids = itertools.count(1)
         self._applied_waiters: list[tuple[Index, asyncio.Future[None]]] = []
         self._leader_known = asyncio.Event()
@@ -291,8 +295,33 @@ class Replica:
         while True:
             next_at += interval
             await asyncio.sleep(max(0.0, next_at - self._loop.time()))
+            self._expire(self._loop.time())
             if self._disk_full is None:  # a stalled driver would find a burst of ticks
                 self._inbox.put_nowait(_TICK)
+
+    def _waits(self, future: asyncio.Future[Any], *, read: bool) -> None:
+        """`future` fails if it is not done within the proposal timeout (checked each tick:
+        one deque for all, instead of a timer per request)."""
+        deadline = self._loop.time() + self._timings.proposal_timeout_seconds
+        self._deadlines.append((deadline, future, read))
+
+    def _expire(self, now: float) -> None:
+        """Fail the proposals and reads whose time is up; forget those already answered."""
+        deadlines = self._deadlines
+        while deadlines:
+            deadline, future, read = deadlines[0]
+            if not future.done():
+                if deadline > now:
+                    return
+                seconds = self._timings.proposal_timeout_seconds
+                future.set_exception(
+                    UnavailableError("no quorum confirmed the read in time")
+                    if read
+                    else OutcomeUnknownError(
+                        f"no commit within {seconds:g}s; the write may or may not be applied"
+                    )
+                )
+            deadlines.popleft()
 
     async def _drive_forever(self) -> None:
         while True:
@@ -463,15 +492,8 @@ class Replica:
     async def _propose_here(self, command: bytes, change: MembershipChange | None = None) -> object:
         future: asyncio.Future[object] = self._loop.create_future()
         self._inbox.put_nowait(_Proposal(command, future, self._loop.time(), change))
-        try:
-            async with asyncio.timeout(self._timings.proposal_timeout_seconds):
-                return await asyncio.shield(future)
-        except TimeoutError:
-            future.cancel()
-            raise OutcomeUnknownError(
-                f"no commit within {self._timings.proposal_timeout_seconds:g}s; "
-                "the write may or may not be applied"
-            ) from None
+        self._waits(future, read=False)
+        return await future  # OutcomeUnknownError when the timeout passes (`_expire`)
 
     async def read_barrier(self) -> None:
         """Return once this node has applied everything committed when this was called,
@@ -485,11 +507,8 @@ class Replica:
         await self._await_leader()
         future: asyncio.Future[Index] = self._loop.create_future()
         self._inbox.put_nowait(_Read(future))
-        try:
-            async with asyncio.timeout(self._timings.proposal_timeout_seconds):
-                index = await future
-        except TimeoutError:
-            raise UnavailableError("no quorum confirmed the read in time") from None
+        self._waits(future, read=True)
+        index = await future  # UnavailableError when the timeout passes (`_expire`)
         await self.wait_applied(index)
 
     async def wait_applied(self, index: Index) -> None:
