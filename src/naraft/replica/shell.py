@@ -275,9 +275,15 @@ class Replica:
         finally:
             # Waiting proposals are in the log and may already be on a majority: the next
             # leader can still commit them, so their outcome is unknown, not "not applied".
-            self._fail_all(
-                OutcomeUnknownError("the node is shutting down; the write may or may not apply")
+            stopping = OutcomeUnknownError(
+                "the node is shutting down; the write may or may not apply"
             )
+            self._fail_all(stopping)
+            # and what the driver never took from its inbox: no tick will expire it now
+            for _deadline, future, read in self._deadlines:
+                if not future.done():
+                    future.set_exception(UnavailableError(str(stopping)) if read else stopping)
+            self._deadlines.clear()
 
     async def _write_deferred_on_stop(self) -> None:
         """One attempt, no waiting out a full disk: a restart replays what this misses."""
