@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import socket
 import ssl
@@ -178,19 +179,44 @@ def node_data_dir(root: Path, node_id: str) -> Path:
     return root / node_id.replace(":", "_")
 
 
+EPHEMERAL_RANGE_FILE: Final = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_LOWEST_PICKED_PORT: Final = 10_000
+
+
+def _below_ephemeral(companion_offset: int) -> range | None:
+    """The ports worth picking from: below the kernel's ephemeral range, which every
+    outgoing connection draws its local port from (a port picked there can be taken by any
+    client's connection before the server binds it: the race `free_ports` avoids). None
+    when the range cannot be read or leaves too little room."""
+    try:
+        low = int(EPHEMERAL_RANGE_FILE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    top = min(low, 65_536) - companion_offset
+    return range(_LOWEST_PICKED_PORT, top) if top - _LOWEST_PICKED_PORT >= 1_000 else None
+
+
 def free_ports(
     count: int, host: str = LOOPBACK, *, companion_offset: int = GRPC_PORT_OFFSET
 ) -> list[int]:
     """`count` distinct free TCP ports on `host` (bound together briefly, then released).
     Each port's companion (port + `companion_offset`: a node's gRPC port) is free too, since
-    any port picked may become a node's client port; 0 skips that."""
+    any port picked may become a node's client port; 0 skips that. On Linux they are drawn
+    at random from below the ephemeral range (`_below_ephemeral`), else the kernel picks."""
+    candidates = _below_ephemeral(companion_offset)
+    rng = random.Random()
     sockets: list[socket.socket] = []
     ports: list[int] = []
     try:
-        while len(ports) < count:
+        for _ in range(100 * count + 100):
+            if len(ports) == count:
+                break
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sockets.append(s)
-            s.bind((host, 0))
+            try:
+                s.bind((host, rng.choice(candidates) if candidates is not None else 0))
+            except OSError:
+                continue  # taken: draw another
             port = s.getsockname()[1]
             if companion_offset:
                 if port + companion_offset > 65_535:
@@ -202,6 +228,8 @@ def free_ports(
                 except OSError:
                     continue
             ports.append(port)
+        if len(ports) < count:
+            raise OSError(f"found only {len(ports)} of {count} free ports on {host}")
         return ports
     finally:
         for s in sockets:

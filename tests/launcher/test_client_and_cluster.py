@@ -4,6 +4,7 @@ classifier, status parsing, the leader rule, the command lines and the secret fi
 from __future__ import annotations
 
 import itertools
+import socket
 import stat
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,13 @@ from naraft.client import (
     parse_status,
 )
 from naraft.cluster import (
+    EPHEMERAL_RANGE_FILE,
+    GRPC_PORT_OFFSET,
     NodeProcess,
     NodeSpec,
     ProcessCluster,
     agreed_leader,
+    free_ports,
     server_command,
     server_env,
     write_secret_file,
@@ -249,3 +253,17 @@ def test_a_settled_leader_waits_for_every_serving_node_to_report_it(
     assert cluster.find_leader(settled=True) is None
     views[c] = view("follower", 2, a)
     assert cluster.find_leader(settled=True) is cluster.nodes[0]
+
+
+@pytest.mark.skipif(not EPHEMERAL_RANGE_FILE.exists(), reason="no ephemeral port range here")
+def test_free_ports_are_picked_below_the_ephemeral_range() -> None:
+    """An outgoing connection takes its local port from the ephemeral range: a port picked
+    there could be taken between `free_ports` and the server's bind (a CI run lost a test
+    to exactly that). Ports and their gRPC companions come from below it."""
+    low = int(EPHEMERAL_RANGE_FILE.read_text().split()[0])
+    ports = free_ports(30)
+    assert len(set(ports)) == 30
+    assert all(port + GRPC_PORT_OFFSET < low for port in ports), ports
+    for port in (*ports, *(p + GRPC_PORT_OFFSET for p in ports)):  # released, bindable
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", port))
