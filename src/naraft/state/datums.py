@@ -81,7 +81,11 @@ class DatumTable:
         keys often (the leader's beat sweep lists every ephemeral instance list each
         second, whatever else the table holds)."""
         if prefix not in self._indexed:
-            self._indexed[prefix] = dict.fromkeys(k for k in self._data if k.startswith(prefix))
+            self._indexed[prefix] = self._scan_keys(prefix)
+
+    def _scan_keys(self, prefix: str) -> dict[str, None]:
+        """The keys under `prefix`, in the table's order (an index built from scratch)."""
+        return dict.fromkeys(k for k in self._data if k.startswith(prefix))
 
     def _index_add(self, key: str) -> None:
         for prefix, keys in self._indexed.items():
@@ -195,4 +199,4 @@ class DatumTable:
         self._journal = None
         self._generation += 1
         for prefix in self._indexed:
-            self._indexed[prefix] = dict.fromkeys(k for k in self._data if k.startswith(prefix))
+            self._indexed[prefix] = self._scan_keys(prefix)
