@@ -36,9 +36,9 @@ from pathlib import Path
 
 from naraft.client import INSTANCE_LIST_PATH, LEADER_PATH, STATE_PATH, kv_path, try_status
 from naraft.cluster import NodeProcess, NodeSpec, agreed_leader, free_ports, write_secret_file
-from naraft.naming.keys import ServiceKey, instance_list_key, service_meta_key
+from naraft.naming.keys import ServiceKey, instance_datum_key, service_meta_key
 from naraft.naming.model import Instance, Service
-from naraft.naming.records import encode_instances, encode_service
+from naraft.naming.records import encode_instance, encode_service
 from naraft.raft import HardState, Index, SnapshotMeta, Term
 from naraft.state.datums import Datum
 from naraft.state.kv import datum_key
@@ -198,7 +198,7 @@ def naming_datums(instances: int, per_service: int) -> dict[str, Datum]:
     for s in range(services):
         key = ServiceKey(namespace_id="public", group_name="DEFAULT_GROUP", service_name=f"svc-{s}")
         datums[service_meta_key(key)] = Datum(encode_service(Service(key=key)), version)
-        members = [
+        for member in (
             Instance(
                 service=key,
                 ip=f"10.{s // 250 % 250}.{s % 250}.{i // 250 % 250}",
@@ -207,9 +207,9 @@ def naming_datums(instances: int, per_service: int) -> dict[str, Datum]:
                 metadata={"zone": "z1"},
             )
             for i in range(per_service)
-        ]
-        datums[instance_list_key(key, ephemeral=False)] = Datum(encode_instances(members), version)
-        version += 1
+        ):
+            datums[instance_datum_key(member.key)] = Datum(encode_instance(member), version)
+            version += 1
     return datums
 
 

@@ -43,7 +43,7 @@ import procstat
 
 JSON_HEADERS: Final = {"Content-Type": "application/json"}
 VALUE_ALPHABET: Final = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-SERVICES: Final = 100  # registrations spread over this many services
+SERVICES: Final = 100  # registrations spread over this many services (unless --services)
 WARMUP_BASE_INDEX: Final = 9_000_000_000
 
 
@@ -67,8 +67,11 @@ class Request:
 class Workload:
     """Turns an operation index into a request, and judges the answer."""
 
-    def __init__(self, target: str, op: str, key_prefix: str, value: str) -> None:
+    def __init__(
+        self, target: str, op: str, key_prefix: str, value: str, services: int = SERVICES
+    ) -> None:
         self.target = target
+        self.services = services
         self.op = op
         self.key_prefix = key_prefix
         self._naraft_body = json.dumps({"value": value}).encode()
@@ -118,9 +121,9 @@ class Workload:
         """Service, ip and port of registration `index` (stored data only: nothing is ever
         sent to that address)."""
         prefix = self.key_prefix.replace("/", "-")
-        n = index // SERVICES
+        n = index // self.services
         ip = f"10.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"
-        return f"{prefix}svc-{index % SERVICES}", ip, 8000 + index % 1000
+        return f"{prefix}svc-{index % self.services}", ip, 8000 + index % 1000
 
     def ok(self, status: int, body: bytes) -> bool:
         if status != 200:
@@ -136,7 +139,9 @@ def percentile(sorted_values: Sequence[float], q: float) -> float | None:
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
-    workload = Workload(args.target, args.op, args.key_prefix, make_value(args.value_size))
+    workload = Workload(
+        args.target, args.op, args.key_prefix, make_value(args.value_size), args.services
+    )
     endpoints: list[str] = args.endpoints
     rng = random.Random(args.seed)
     latencies: list[float] = []
@@ -271,6 +276,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--value-size", type=int, default=256)
     p.add_argument("--key-prefix", default="bench/")
     p.add_argument("--start-index", type=int, default=0)
+    p.add_argument("--services", type=int, default=SERVICES, help="register/list: over N services")
     p.add_argument("--key-space", type=int, default=0, help="read random keys in [0, N)")
     p.add_argument("--timeout", type=float, default=10.0, help="per-request timeout (s)")
     p.add_argument("--watch-pids", default="", help="comma-separated server PIDs")
@@ -284,8 +290,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     for endpoint in args.endpoints:
         if urlsplit(endpoint).hostname != "127.0.0.1":
             p.error(f"only 127.0.0.1 endpoints are allowed, not {endpoint}")
-    if args.ops <= 0 or args.max_seconds <= 0 or args.concurrency <= 0:
-        p.error("--ops, --max-seconds and --concurrency must be positive")
+    if args.ops <= 0 or args.max_seconds <= 0 or args.concurrency <= 0 or args.services <= 0:
+        p.error("--ops, --max-seconds, --concurrency and --services must be positive")
     return args
 
 

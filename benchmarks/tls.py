@@ -60,8 +60,8 @@ class Plan:
 
 
 def load(plan: Plan, cluster: Cluster, others: Sequence[Cluster], *, op: str, mode: str,
-         key_prefix: str, key_space: int,
-         concurrency: int = CONCURRENCY) -> dict[str, Any]:  # fmt: skip
+         key_prefix: str, key_space: int, concurrency: int = CONCURRENCY,
+         services: int | None = None, start_index: int = 0) -> dict[str, Any]:  # fmt: skip
     """One bounded load.py run against `cluster`'s leader (first endpoint)."""
     leader = cluster.wait_healthy(60)
     endpoints = [cluster.endpoint(leader)] + [
@@ -76,7 +76,10 @@ def load(plan: Plan, cluster: Cluster, others: Sequence[Cluster], *, op: str, mo
         "--ops", str(plan.ops), "--max-seconds", str(plan.seconds),
         "--warmup", str(plan.warmup), "--key-prefix", key_prefix, "--key-space", str(key_space),
         "--watch-pids", ",".join(str(p) for p in cluster.pids()),
+        "--start-index", str(start_index),
     ]  # fmt: skip
+    if services is not None:
+        command += ["--services", str(services)]
     if cluster.ca_file is not None:
         command += ["--cacert", str(cluster.ca_file)]
     done = subprocess.run(

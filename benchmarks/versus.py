@@ -15,7 +15,10 @@ Workloads:
 - `linearizable-reads`: kv GET to the leader over keys written before; etcd: range;
 - `writes`: kv PUT to the leader; etcd: put;
 - `registrations`: persistent Nacos registrations to the leader (`load.py`'s services, which
-  grow by a few hundred instances a round); etcd: put.
+  grow by a few hundred instances a round); etcd: put. With `--service-size N`, both naraft
+  clusters first get `--instances` registrations in services of N instances each
+  (`--instances / N` services), and the rounds register new instances into those services:
+  what one registration costs in a service of 10, or of 10,000.
 
 Printed: each run, then per cluster the median ops/s, server CPU per op and p99, and per
 round head/base and head/etcd throughput ratios with their medians. Only ratios from one
@@ -54,6 +57,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--instances", type=int, default=SEED_KEYS)
+    parser.add_argument("--service-size", type=int, default=0, help="registrations: see above")
     parser.add_argument("--tls", action="store_true", help="client TLS and peer mTLS for all")
     parser.add_argument("-c", "--concurrency", type=int, default=64, help="closed-loop clients")
     parser.add_argument(
@@ -64,6 +68,10 @@ def main() -> None:
         parser.error("--rounds must be 1..20 and --instances 1..100000")
     if not 1 <= args.concurrency <= 1024:
         parser.error("--concurrency must be 1..1024")
+    if args.service_size and (
+        args.workload != "registrations" or not 1 <= args.service_size <= args.instances
+    ):
+        parser.error("--service-size is for registrations, and must be 1..--instances")
     base_dir = Path(tempfile.mkdtemp(prefix="naraft-versus-"))
     worktree = base_dir / "base-src"
     subprocess.run(
@@ -89,17 +97,26 @@ def main() -> None:
             check=False, capture_output=True,
         )  # fmt: skip
         shutil.rmtree(base_dir, ignore_errors=True)
-    report(args.base, args.workload, args.concurrency, runs)
+    workload = args.workload
+    if args.service_size:
+        workload += f" into {args.instances // args.service_size} services of {args.service_size}"
+    report(args.base, workload, args.concurrency, runs)
 
 
 def measure(args: argparse.Namespace, clusters: dict[str, Cluster]) -> dict[str, list[Any]]:
     naraft_op, etcd_op, mode = WORKLOADS[args.workload]
     plan = Plan(rounds=1, ops=40_000, seconds=args.seconds, warmup=300, quiet_wait_seconds=2.0)
-    seed = Plan(rounds=1, ops=args.instances, seconds=120.0, warmup=0, quiet_wait_seconds=0.5)
+    seed = Plan(rounds=1, ops=args.instances, seconds=900.0, warmup=0, quiet_wait_seconds=0.5)
+    # --service-size: registrations into services of that size, seeded like the lists' ones
+    services = args.instances // args.service_size if args.service_size else None
     for name, cluster in clusters.items():  # the same data in each, written by count
-        op = "put" if name == "etcd" or naraft_op != "list" else "register"
+        seeds_lists = naraft_op == "list" or services is not None
+        op = "register" if name != "etcd" and seeds_lists else "put"
         prefix = "reg/" if op == "register" else "seed/"
-        written = load(seed, cluster, [], op=op, mode="leader", key_prefix=prefix, key_space=0)
+        written = load(
+            seed, cluster, [], op=op, mode="leader", key_prefix=prefix, key_space=0,
+            services=services,
+        )  # fmt: skip
         if written["ok"] < args.instances:
             raise RuntimeError(f"{name}: seeded {written['ok']} of {args.instances}")
     runs: dict[str, list[Any]] = {name: [] for name in clusters}
@@ -108,7 +125,10 @@ def measure(args: argparse.Namespace, clusters: dict[str, Cluster]) -> dict[str,
         for name, cluster in clusters.items():
             others = [c for c in clusters.values() if c is not cluster]
             op = etcd_op if name == "etcd" else naraft_op
-            if args.workload in ("writes", "registrations"):
+            start = 0
+            if services is not None and name != "etcd":  # new instances, the seeded services
+                prefix, key_space, start = "reg/", 0, args.instances + number * plan.ops
+            elif args.workload in ("writes", "registrations"):
                 prefix, key_space = f"r{number}/", 0
             elif op == "list":
                 prefix, key_space = "reg/", args.instances
@@ -124,6 +144,8 @@ def measure(args: argparse.Namespace, clusters: dict[str, Cluster]) -> dict[str,
                     key_prefix=prefix,
                     key_space=key_space,
                     concurrency=args.concurrency,
+                    services=services,
+                    start_index=start,
                 )  # fmt: skip
             )
     return runs

@@ -583,10 +583,8 @@ async def test_a_bad_part_of_the_statuses_key_is_named_as_the_key(env: Any, key:
 
 async def test_register_json_is_what_the_datum_holds(env: Any) -> None:
     await env.text("POST", INSTANCE, PY_REGISTER)
-    datum = env.datums.get("com.alibaba.nacos.naming.iplist.public##G1@@svcA")
-    assert orjson.loads(datum.value)["instanceList"][0]["instanceId"] == (
-        "127.0.0.1#9001#c1#G1@@svcA"
-    )
+    datum = env.datums.get("com.alibaba.nacos.naming.iplist.public##G1@@svcA/127.0.0.1#9001#c1")
+    assert orjson.loads(datum.value)["instanceId"] == ("127.0.0.1#9001#c1#G1@@svcA")
 
 
 async def test_light_beat_for_an_instance_this_node_has_not_applied_asks_the_commit(

@@ -1,8 +1,9 @@
-"""Instance list records: `stored_instances` is what a decode of the encoded list gives.
+"""Instance records: `stored_instance` is what a decode of the encoded record gives, and a
+list written whole (before instances had datums of their own) reads back the same records.
 
-The state machine caches `stored_instances(...)` as the decoded view of the list it just
-wrote; a node that restarts decodes the datum instead. Any difference (a field, the order
-of the instances, the order of metadata keys) would make a restarted node answer
+The state machine keeps `stored_instance(...)` as the decoded view of the instance datum it
+just wrote; a node that restarts decodes the datum instead. Any difference (a field, the
+order of metadata keys, the type of the weight) would make a restarted node answer
 differently from one that never restarted, so it is checked over arbitrary inputs.
 """
 
@@ -12,15 +13,15 @@ import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from naraft.naming.keys import ServiceKey, instance_list_key
+from naraft.naming.keys import ServiceKey, instance_datum_key, instance_list_key
 from naraft.naming.model import Instance
 from naraft.naming.records import (
+    decode_instance,
     decode_instances,
-    encode_instances,
-    encode_instances_reusing,
+    encode_instance,
     instance_record,
     instance_sort_key,
-    stored_instances,
+    stored_instance,
 )
 
 SERVICE = ServiceKey(namespace_id="public", group_name="G", service_name="svc")
@@ -43,70 +44,55 @@ instances = st.builds(
 )
 
 
-@given(st.lists(instances, max_size=8))
-def test_stored_instances_is_the_decoded_encoding(given_instances: list[Instance]) -> None:
-    decoded = decode_instances(KEY, encode_instances(given_instances), SERVICE)
-    stored = stored_instances(given_instances, SERVICE)
+@given(instances)
+def test_stored_instance_is_the_decoded_encoding(given_instance: Instance) -> None:
+    key = instance_datum_key(given_instance.key)
+    decoded = decode_instance(key, encode_instance(given_instance), SERVICE)
+    stored = stored_instance(given_instance, SERVICE)
     assert stored == decoded
-    for mine, theirs in zip(stored, decoded, strict=True):
-        assert list(mine.metadata) == list(theirs.metadata)
-        assert type(mine.weight) is type(theirs.weight)
+    assert list(stored.metadata) == list(decoded.metadata)
+    assert type(stored.weight) is type(decoded.weight)
     # and it is a fixed point: storing the decoded view again changes nothing
-    assert stored_instances(decoded, SERVICE) == decoded
+    assert stored_instance(decoded, SERVICE) == decoded
 
 
 def test_an_already_stored_instance_is_reused_as_it_is() -> None:
-    (stored,) = stored_instances([Instance(service=SERVICE, ip="10.0.0.1", port=80)], SERVICE)
-    (again,) = stored_instances([stored], SERVICE)
-    assert again is stored
+    stored = stored_instance(Instance(service=SERVICE, ip="10.0.0.1", port=80), SERVICE)
+    assert stored_instance(stored, SERVICE) is stored
+
+
+def old_list(given: list[Instance]) -> bytes:
+    """An instance list as naraft wrote it whole before each instance had its own datum."""
+    records = [instance_record(i) for i in sorted(given, key=instance_sort_key)]
+    return orjson.dumps({"instanceList": records})
+
+
+@given(st.lists(instances, max_size=8))
+def test_a_list_written_whole_reads_as_its_records_one_by_one(given: list[Instance]) -> None:
+    listed = decode_instances(KEY, old_list(given), SERVICE)
+    one_by_one = [decode_instance(KEY, encode_instance(i), SERVICE) for i in given]
+    assert listed == tuple(sorted(one_by_one, key=instance_sort_key))
 
 
 def test_owner_round_trips_and_a_v1_record_is_unchanged() -> None:
     v1 = Instance(service=SERVICE, ip="10.0.0.1", port=80)
     owned = Instance(service=SERVICE, ip="10.0.0.2", port=80, owner="conn-1")
-    encoded = encode_instances([v1, owned])
-    records = orjson.loads(encoded)["instanceList"]
-    assert "owner" not in records[0]  # a v1 record has exactly the fields it had before
-    assert records[1]["owner"] == "conn-1"
-    assert [i.owner for i in decode_instances(KEY, encoded, SERVICE)] == ["", "conn-1"]
+    assert "owner" not in orjson.loads(encode_instance(v1))  # the fields it had before owners
+    assert orjson.loads(encode_instance(owned))["owner"] == "conn-1"
+    assert decode_instance(KEY, encode_instance(owned), SERVICE).owner == "conn-1"
+    assert decode_instance(KEY, encode_instance(v1), SERVICE).owner == ""
 
 
 def test_a_record_written_before_owners_existed_decodes_as_v1() -> None:
     old = (
-        b'{"instanceList":[{"instanceId":"10.0.0.1#80#DEFAULT#G@@svc","ip":"10.0.0.1",'
+        b'{"instanceId":"10.0.0.1#80#DEFAULT#G@@svc","ip":"10.0.0.1",'
         b'"port":80,"weight":1.0,"healthy":true,"enabled":true,"ephemeral":true,'
-        b'"clusterName":"DEFAULT","serviceName":"G@@svc","metadata":{},"marked":false}]}'
+        b'"clusterName":"DEFAULT","serviceName":"G@@svc","metadata":{},"marked":false}'
     )
-    (instance,) = decode_instances(KEY, old, SERVICE)
+    instance = decode_instance(KEY, old, SERVICE)
     assert instance.owner == ""
-    assert encode_instances([instance]) == old
-    (odd,) = decode_instances(KEY, old.replace(b'"marked":false', b'"owner":7'), SERVICE)
+    assert encode_instance(instance) == old
+    (listed,) = decode_instances(KEY, b'{"instanceList":[%s]}' % old, SERVICE)
+    assert listed == instance
+    odd = decode_instance(KEY, old.replace(b'"marked":false', b'"owner":7'), SERVICE)
     assert odd.owner == ""  # a corrupt owner reads as none, as other lenient fields do
-
-
-def as_encoded_before_reuse(given: list[Instance]) -> bytes:
-    """The instance list encoding as it was written before records were reused: the stored
-    bytes every replica must keep producing (they feed the state checksum)."""
-    records = [instance_record(i) for i in sorted(given, key=instance_sort_key)]
-    return orjson.dumps({"instanceList": records})
-
-
-@given(st.lists(instances, max_size=8), st.lists(instances, max_size=4), st.data())
-def test_reusing_records_gives_the_bytes_of_a_fresh_encoding(
-    first: list[Instance], added: list[Instance], data: st.DataObject
-) -> None:
-    encoded, records = encode_instances_reusing(first, {})
-    assert encoded == encode_instances(first) == as_encoded_before_reuse(first)
-    kept = data.draw(st.lists(st.sampled_from(first), unique_by=id) if first else st.just([]))
-    second = [*kept, *added]  # the same objects as before, and new ones
-    again, _ = encode_instances_reusing(second, records)
-    assert again == as_encoded_before_reuse(second)
-
-
-def test_only_the_very_object_encoded_before_reuses_its_record() -> None:
-    first = Instance(service=SERVICE, ip="10.0.0.1", port=80)
-    twin = Instance(service=SERVICE, ip="10.0.0.1", port=80)  # equal, another object
-    marked = {id(first): (first, b'{"reused":true}')}
-    assert encode_instances_reusing([first], marked)[0] == b'{"instanceList":[{"reused":true}]}'
-    forged = {id(twin): (first, b'{"reused":true}')}
-    assert encode_instances_reusing([twin], forged)[0] == encode_instances([twin])

@@ -27,11 +27,13 @@ from naraft.naming.feed import ChangeFeed
 from naraft.naming.keys import (
     SWITCH_KEY,
     ServiceKey,
+    instance_datum_key,
     instance_list_key,
     namespace_key,
     service_meta_key,
 )
-from naraft.naming.model import Instance, Selector, SelectorType
+from naraft.naming.model import Cluster, Instance, Selector, SelectorType, Service
+from naraft.naming.records import encode_service, instance_record
 from naraft.naming.state import Applied, NamingState, Rejected, RejectReason
 from naraft.state.datums import Datum, DatumTable
 
@@ -74,18 +76,21 @@ def h() -> Harness:
     return Harness()
 
 
-def test_register_writes_service_meta_and_ephemeral_list_under_nacos_keys(h: Harness) -> None:
+def test_register_writes_service_meta_and_the_instance_under_nacos_keys(h: Harness) -> None:
     result = h.apply(register(make_instance(cluster_name="c1", metadata={"k": "v"})))
 
     assert result == Applied(1, frozenset({ORDERS}))
     meta = h.datums.get("com.alibaba.nacos.naming.domains.meta.public##DEFAULT_GROUP@@orders")
-    lst = h.datums.get("com.alibaba.nacos.naming.iplist.ephemeral.public##DEFAULT_GROUP@@orders")
+    one = h.datums.get(
+        "com.alibaba.nacos.naming.iplist.ephemeral.public##DEFAULT_GROUP@@orders/10.0.0.1#8080#c1"
+    )
     assert meta is not None
     assert meta.version == 1
-    assert lst is not None
-    assert lst.version == 1
+    assert one is not None
+    assert one.version == 1
+    assert len(h.datums) == 2
     assert orjson.loads(meta.value)["clusterMap"]["c1"]["healthChecker"] == {"type": "TCP"}
-    (record,) = orjson.loads(lst.value)["instanceList"]
+    record = orjson.loads(one.value)
     assert record["instanceId"] == "10.0.0.1#8080#c1#DEFAULT_GROUP@@orders"
     assert record["metadata"] == {"k": "v"}
     assert "lastBeat" not in record
@@ -95,9 +100,10 @@ def test_register_writes_service_meta_and_ephemeral_list_under_nacos_keys(h: Har
 def test_persistent_instances_live_in_their_own_list(h: Harness) -> None:
     h.apply(register(make_instance(ephemeral=False)), register(make_instance(ephemeral=True)))
 
-    assert instance_list_key(ORDERS, ephemeral=False) in h.datums
-    assert instance_list_key(ORDERS, ephemeral=True) in h.datums
-    assert len(h.state.instances(ORDERS)) == 2
+    for ephemeral in (False, True):
+        ((key, _),) = h.datums.group_items(instance_list_key(ORDERS, ephemeral=ephemeral))
+        assert key == instance_datum_key(make_instance(ephemeral=ephemeral).key)
+    assert [i.ephemeral for i in h.state.instances(ORDERS)] == [True, False]
 
 
 def test_reregister_replaces_the_record_but_keeps_healthy(h: Harness) -> None:
@@ -145,16 +151,15 @@ def test_patch_of_an_unknown_instance_is_rejected(h: Harness) -> None:
     assert result.reason is RejectReason.INSTANCE_NOT_FOUND
 
 
-def test_deregister_keeps_an_empty_list_datum_like_nacos(h: Harness) -> None:
+def test_deregister_deletes_the_instance_and_keeps_the_service(h: Harness) -> None:
     instance = make_instance()
     h.apply(register(instance))
 
     result = h.apply(DeregisterInstance(key=instance.key, stamped_at_ms=T0))
 
     assert result == Applied(2, frozenset({ORDERS}))
-    datum = h.datums.get(instance_list_key(ORDERS, ephemeral=True))
-    assert datum is not None
-    assert orjson.loads(datum.value) == {"instanceList": []}
+    assert list(h.datums.keys()) == [service_meta_key(ORDERS)]
+    assert h.state.instances(ORDERS) == ()
 
 
 def test_deregister_of_an_unknown_instance_is_rejected_and_writes_nothing(h: Harness) -> None:
@@ -491,31 +496,55 @@ def test_datums_replaced_wholesale_tell_the_feed_about_their_services(h: Harness
     assert len(h.changed) == 2
 
 
-def test_lists_written_with_reused_records_are_their_fresh_encoding_under_eviction(
-    h: Harness, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("size", [10, 2_000])
+def test_a_registration_writes_one_instance_whatever_the_size_of_its_service(
+    h: Harness, size: int
 ) -> None:
-    """Registrations into a few services, with room for only a few encoded records: every
-    list datum is still exactly the fresh encoding of its instances."""
-    from naraft.naming import state as naming_state
-    from naraft.naming.records import decode_instances, encode_instances
+    for n in range(size):
+        h.apply(register(make_instance(f"10.0.{n // 250}.{n % 250}", ephemeral=False)))
+    h.datums.drain_changes()
 
-    monkeypatch.setattr(naming_state, "MAX_KEPT_RECORDS", 7)
-    services = [
-        ServiceKey(namespace_id="public", group_name="G", service_name=f"s{n}") for n in range(3)
+    h.apply(register(make_instance("11.0.0.1", ephemeral=False)))
+    h.apply(PatchInstance(key=make_instance("10.0.0.1", ephemeral=False).key, weight=3.0,
+                          stamped_at_ms=T0))  # fmt: skip
+
+    changes = h.datums.drain_changes()
+    assert set(changes.puts) == {
+        instance_datum_key(make_instance(ip, ephemeral=False).key)
+        for ip in ("11.0.0.1", "10.0.0.1")
+    }
+    assert len(h.state.instances(ORDERS)) == size + 1
+
+
+def whole_list(service: ServiceKey, *instances: Instance) -> bytes:
+    """An instance list as naraft wrote it before each instance had a datum of its own."""
+    return orjson.dumps({"instanceList": [instance_record(i) for i in instances]})
+
+
+def test_a_list_written_whole_reads_and_is_split_by_the_next_change(h: Harness) -> None:
+    a, b = make_instance("10.0.0.1", weight=2.0), make_instance("10.0.0.2")
+    list_key = instance_list_key(ORDERS, ephemeral=True)
+    meta = encode_service(Service(key=ORDERS, clusters={"DEFAULT": Cluster(name="DEFAULT")}))
+    h.datums.replace_all(
+        {service_meta_key(ORDERS): Datum(meta, 6), list_key: Datum(whole_list(ORDERS, a, b), 7)}
+    )
+    h.index = 7
+
+    assert h.state.instances(ORDERS) == (a, b)
+    assert h.state.find_instance(ORDERS, cluster_name="DEFAULT", ip="10.0.0.1", port=8080) == a
+    assert [s for s, _ in h.state.ephemeral_lists()] == [ORDERS]
+
+    h.apply(SetInstanceHealth(changes=((b.key, False),), stamped_at_ms=T0))
+
+    assert list_key not in h.datums
+    assert {k: d.version for k, d in h.datums.group_items(list_key)} == {
+        instance_datum_key(a.key): 8,
+        instance_datum_key(b.key): 8,
+    }
+    assert [(i.ip, i.weight, i.healthy) for i in h.state.instances(ORDERS)] == [
+        ("10.0.0.1", 2.0, True),
+        ("10.0.0.2", 1.0, False),
     ]
-    for round_ in range(6):
-        for number, service in enumerate(services):
-            first = f"10.0.{number}.0"
-            h.apply(register(make_instance(f"10.0.{number}.{round_}", service=service)))
-            h.apply(register(make_instance(first, service=service, weight=2.0 + round_)))
-    assert h.state._kept_records == sum(len(r) for r in h.state._records.values()) <= 7
-    for service in services:
-        key = instance_list_key(service, ephemeral=True)
-        datum = h.datums.get(key)
-        assert datum is not None
-        listed = decode_instances(key, datum.value, service)
-        assert len(listed) == 6
-        assert datum.value == encode_instances(listed)
 
 
 def test_find_instance_follows_every_change_of_the_lists(h: Harness) -> None:

@@ -1,5 +1,7 @@
-"""`DatumTable.index_prefix`: an indexed prefix lists exactly what a scan of the table would,
-after any mix of puts, deletes, entries kept or rolled back, and whole-state installs."""
+"""`DatumTable.index_prefix` and `index_groups`: an indexed prefix lists exactly what a scan
+of the table would, and a group holds exactly the keys a scan would put in it, after any mix
+of puts, deletes, entries kept or rolled back, and whole-state installs; a group's stamp
+changes whenever one of its members does."""
 
 from __future__ import annotations
 
@@ -21,10 +23,25 @@ STEPS = st.lists(
 )
 
 
+def run(table: DatumTable, step: str, argument: object, version: int) -> None:
+    if step == "replace_all":
+        assert isinstance(argument, frozenset)
+        table.replace_all({key: Datum(b"r%d" % version, version) for key in argument})
+        return
+    assert isinstance(argument, list)
+    if step != "write":
+        table.begin()
+    write(table, argument, version)
+    if step == "kept":
+        table.commit()
+    elif step == "rolled back":
+        table.rollback()
+
+
 def write(table: DatumTable, writes: list[tuple[str, str]], version: int) -> None:
     for op, key in writes:
         if op == "put":
-            table.put(key, b"v", version)
+            table.put(key, b"v%d" % version, version)
         else:
             table.delete(key)
 
@@ -41,20 +58,64 @@ def test_an_indexed_prefix_lists_what_a_scan_finds(
     table = DatumTable({key: Datum(b"0", 1) for key in initial})
     table.index_prefix(PREFIX)
     for version, (step, argument) in enumerate(steps, start=2):
-        if step == "replace_all":
-            assert isinstance(argument, frozenset)
-            table.replace_all({key: Datum(b"r", version) for key in argument})
-        else:
-            assert isinstance(argument, list)
-            if step != "write":
-                table.begin()
-            write(table, argument, version)
-            if step == "kept":
-                table.commit()
-            elif step == "rolled back":
-                table.rollback()
+        run(table, step, argument, version)
         for prefix in (PREFIX, "i/b", "i/b/"):  # the indexed prefix, and longer ones
             listed = dict(table.with_prefix(prefix))
             assert set(listed) == scanned(table, prefix)
             assert all(listed[key] is table.get(key) for key in listed)
     assert {key for key, _ in table.with_prefix("x/")} == scanned(table, "x/")  # not indexed
+
+
+def grouped_as(key: str) -> str | None:
+    """The group of `key` under PREFIX split at the first "/" after it, by hand."""
+    if not key.startswith(PREFIX):
+        return None
+    rest = key[len(PREFIX) :]
+    return PREFIX + rest.split("/", 1)[0]
+
+
+def grouped(table: DatumTable) -> dict[str, dict[str, Datum]]:
+    """What a scan puts in each group."""
+    groups: dict[str, dict[str, Datum]] = {}
+    for key, datum in table.items():
+        if (name := grouped_as(key)) is not None:
+            groups.setdefault(name, {})[key] = datum
+    return groups
+
+
+@settings(max_examples=300, deadline=None)
+@given(STEPS, st.frozensets(KEYS))
+def test_groups_hold_what_a_scan_finds_and_their_stamps_move_with_them(
+    steps: list[tuple[str, object]], initial: frozenset[str]
+) -> None:
+    table = DatumTable({key: Datum(b"0", 1) for key in initial})
+    table.index_groups(PREFIX, "/")
+    before = grouped(table)
+    stamps = dict(table.groups(PREFIX))
+    for version, (step, argument) in enumerate(steps, start=2):
+        if step == "rolled back":  # a cache made inside the entry must not outlive it
+            assert isinstance(argument, list)
+            table.begin()
+            write(table, argument, version)
+            inside, inside_stamps = grouped(table), dict(table.groups(PREFIX))
+            table.rollback()
+            for name, members in grouped(table).items():
+                if inside.get(name) != members:
+                    assert table.group_stamp(name) is not inside_stamps.get(name)
+        else:
+            run(table, step, argument, version)
+        now = grouped(table)
+        assert {name: dict(table.group_items(name)) for name in now} == now
+        listed = dict(table.groups(PREFIX))
+        assert set(listed) == set(now)
+        for name, stamp in listed.items():
+            assert table.group_stamp(name) is stamp
+            if before.get(name) != now[name]:  # a member put (a new version) or deleted
+                assert stamp is not stamps.get(name)
+            elif step != "replace_all" and not any(
+                grouped_as(key) == name
+                for _, key in argument  # type: ignore[attr-defined]
+            ):  # a step that touched no member leaves the stamp (a rollback may renew it)
+                assert stamp is stamps[name]
+        assert all(table.group_stamp(name) is None for name in before.keys() - now.keys())
+        before, stamps = now, listed

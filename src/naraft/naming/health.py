@@ -78,8 +78,8 @@ class EphemeralInstances(Protocol):
     """What the sweep reads: NamingState satisfies it."""
 
     def ephemeral_lists(self) -> Iterable[tuple[ServiceKey, object]]:
-        """Each service that has ephemeral instances, with the stored datum behind them:
-        the same datum object (compared by identity) means the same instances."""
+        """Each service that has ephemeral instances, with a stamp of them: the same stamp
+        object (compared by identity) means the same instances."""
         ...
 
     def instances(
@@ -156,9 +156,9 @@ class BeatTable:
         table = self._last
         watched: dict[ServiceKey, tuple[object, tuple[_Watched, ...]]] = {}
         visited = 0
-        for service, datum in state.ephemeral_lists():
+        for service, stamp in state.ephemeral_lists():
             kept = self._watched.get(service)
-            if kept is not None and kept[0] is datum:
+            if kept is not None and kept[0] is stamp:
                 rows = kept[1]
             else:
                 rows = tuple(
@@ -170,7 +170,7 @@ class BeatTable:
                     )
                     for i in state.instances(service, ephemeral=True)
                 )
-            watched[service] = (datum, rows)
+            watched[service] = (stamp, rows)
             visited += len(rows)
             for key, policy, healthy, last in rows:
                 if last.ms is None:  # first seen: a full grace period from now

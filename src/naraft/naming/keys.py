@@ -21,6 +21,7 @@ INSTANCE_LIST_PREFIX: Final = "com.alibaba.nacos.naming.iplist."
 EPHEMERAL_INSTANCE_LIST_PREFIX: Final = "com.alibaba.nacos.naming.iplist.ephemeral."
 SWITCH_DOMAIN_NAME: Final = "00-00---000-NACOS_SWITCH_DOMAIN-000---00-00"
 SWITCH_KEY: Final = SERVICE_META_PREFIX + SWITCH_DOMAIN_NAME
+INSTANCE_SEPARATOR: Final = "/"  # list key → one instance's datum; in no name's alphabet
 # Nacos keeps namespaces in its config database, not in naming; naraft replicates them too.
 NAMESPACE_PREFIX: Final = "naraft.naming.namespace."
 
@@ -82,6 +83,15 @@ def instance_list_key(service: ServiceKey, *, ephemeral: bool) -> str:
     return f"{prefix}{service}"
 
 
+def instance_datum_key(key: InstanceKey) -> str:
+    """The datum of one instance: its list's key, `/`, then `ip#port#cluster`. Each
+    instance is a datum of its own, so a registration writes one record, whatever the size
+    of its service (docs/nacos-compat.md#datum-keys); the list key names the group."""
+    list_key = instance_list_key(key.service, ephemeral=key.ephemeral)
+    cluster = key.cluster_name or DEFAULT_CLUSTER
+    return f"{list_key}{INSTANCE_SEPARATOR}{key.ip}#{key.port}#{cluster}"
+
+
 def namespace_key(namespace_id: str) -> str:
     return f"{NAMESPACE_PREFIX}{namespace_id}"
 
@@ -92,11 +102,13 @@ def service_meta_prefix(namespace_id: str) -> str:
 
 
 def service_of_key(key: str) -> ServiceKey | None:
-    """The service whose data a datum key holds (its metadata or either instance list);
-    None for the switch key, a namespace, or a key of another kind."""
+    """The service whose data a datum key holds (its metadata, an instance of it, or a
+    list written before instances had datums of their own); None for the switch key, a
+    namespace, or a key of another kind."""
     for prefix in (EPHEMERAL_INSTANCE_LIST_PREFIX, INSTANCE_LIST_PREFIX):
         if key.startswith(prefix):
-            return service_key_from_meta_key(SERVICE_META_PREFIX + key[len(prefix) :])
+            rest = key[len(prefix) :].partition(INSTANCE_SEPARATOR)[0]
+            return service_key_from_meta_key(SERVICE_META_PREFIX + rest)
     return service_key_from_meta_key(key)
 
 

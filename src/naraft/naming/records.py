@@ -8,7 +8,7 @@ command. Encoding is canonical: field order is fixed and metadata keys are sorte
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -67,52 +67,10 @@ def encode_service(service: Service) -> bytes:
     return orjson.dumps(record)
 
 
-def encode_instances(instances: Iterable[Instance]) -> bytes:
-    """An instance list datum, in the stable order of `instance_sort_key`."""
-    return encode_instances_reusing(instances, {})[0]
-
-
-EncodedRecords = dict[int, tuple[Instance, bytes]]
-"""`id(instance)` -> (that instance, its encoded record): what one list's encoding made."""
-
-
-def encode_instances_reusing(
-    instances: Iterable[Instance], previous: Mapping[int, tuple[Instance, bytes]]
-) -> tuple[bytes, EncodedRecords]:
-    """`encode_instances(instances)`, byte for byte, reusing the encoded record of every
-    instance that is the very object `previous` encoded (instances are immutable, and orjson
-    writes a nested object exactly as alone); also the records of this list, for the next
-    call. So one registration into a list of n instances encodes one record, not n."""
-    grouped: dict[ServiceKey, str] = {}  # one list holds one service: name it once
-    parts = []
-    records: EncodedRecords = {}
-    for instance in sorted(instances, key=instance_sort_key):
-        hit = previous.get(id(instance))
-        if hit is not None and hit[0] is instance:
-            encoded = hit[1]
-        else:
-            service = instance.service
-            name = grouped.get(service)
-            if name is None:
-                name = grouped[service] = service.grouped_name
-            encoded = orjson.dumps(instance_record(instance, name))
-        records[id(instance)] = (instance, encoded)
-        parts.append(orjson.Fragment(encoded))
-    return orjson.dumps({"instanceList": parts}), records
-
-
-def stored_instances(instances: Iterable[Instance], service: ServiceKey) -> tuple[Instance, ...]:
-    """Exactly what `decode_instances` gives for `encode_instances(instances)` of `service`'s
-    list, without the JSON round trip: the state machine caches it as the decoded view of
-    the datum it just wrote (tests/naming/test_records.py checks the equivalence)."""
-    # The same two stable sorts as the round trip: encoding orders the records as given,
-    # decoding orders what it built (a blank cluster reads back as DEFAULT, so two records
-    # may swap places only in the second sort).
-    encoded_order = sorted(instances, key=instance_sort_key)
-    return tuple(sorted((_as_stored(i, service) for i in encoded_order), key=instance_sort_key))
-
-
-def _as_stored(instance: Instance, service: ServiceKey) -> Instance:
+def stored_instance(instance: Instance, service: ServiceKey) -> Instance:
+    """Exactly what `decode_instance` gives for `encode_instance(instance)` in `service`,
+    without the JSON round trip: the state machine keeps it as the decoded record of the
+    datum it just wrote (tests/naming/test_records.py checks the equivalence)."""
     metadata = instance.metadata
     if (
         instance.service == service
@@ -221,35 +179,46 @@ def decode_service(key: str, value: bytes, service: ServiceKey) -> Service:
 
 
 def decode_instances(key: str, value: bytes, service: ServiceKey) -> tuple[Instance, ...]:
-    """An instance list datum. Each instance's service is `service` (the key's service)."""
+    """An instance list datum (as written before each instance had a datum of its own).
+    Each instance's service is `service` (the key's service)."""
     record = _load_object(key, value)
     raw_list = record.get("instanceList") or []
     if not isinstance(raw_list, list):
         raise CorruptDatumError(key, "instanceList is not an array")
-    instances: list[Instance] = []
-    for raw in raw_list:
-        if not isinstance(raw, dict):
-            raise CorruptDatumError(key, "an instance is not an object")
-        ip, port = raw.get("ip"), raw.get("port")
-        if not isinstance(ip, str) or not isinstance(port, int):
-            raise CorruptDatumError(key, "an instance lacks ip or port")
-        weight = raw.get("weight", 1.0)
-        owner = raw.get("owner", "")
-        instances.append(
-            Instance(
-                service=service,
-                ip=ip,
-                port=port,
-                cluster_name=str(raw.get("clusterName") or DEFAULT_CLUSTER),
-                weight=float(weight) if isinstance(weight, int | float) else 1.0,
-                healthy=raw.get("healthy", True) is True,
-                enabled=raw.get("enabled", True) is True,
-                ephemeral=raw.get("ephemeral", True) is True,
-                metadata=_string_map(key, raw.get("metadata")),
-                owner=owner if isinstance(owner, str) else "",
-            )
-        )
+    instances = [_instance_of_record(key, raw, service) for raw in raw_list]
     return tuple(sorted(instances, key=instance_sort_key))
+
+
+def encode_instance(instance: Instance) -> bytes:
+    """One instance's datum: its record, byte for byte as it stands in a list's."""
+    return orjson.dumps(instance_record(instance))
+
+
+def decode_instance(key: str, value: bytes, service: ServiceKey) -> Instance:
+    """One instance's datum; its service is `service` (the key's service)."""
+    return _instance_of_record(key, _load_object(key, value), service)
+
+
+def _instance_of_record(key: str, raw: object, service: ServiceKey) -> Instance:
+    if not isinstance(raw, dict):
+        raise CorruptDatumError(key, "an instance is not an object")
+    ip, port = raw.get("ip"), raw.get("port")
+    if not isinstance(ip, str) or not isinstance(port, int):
+        raise CorruptDatumError(key, "an instance lacks ip or port")
+    weight = raw.get("weight", 1.0)
+    owner = raw.get("owner", "")
+    return Instance(
+        service=service,
+        ip=ip,
+        port=port,
+        cluster_name=str(raw.get("clusterName") or DEFAULT_CLUSTER),
+        weight=float(weight) if isinstance(weight, int | float) else 1.0,
+        healthy=raw.get("healthy", True) is True,
+        enabled=raw.get("enabled", True) is True,
+        ephemeral=raw.get("ephemeral", True) is True,
+        metadata=_string_map(key, raw.get("metadata")),
+        owner=owner if isinstance(owner, str) else "",
+    )
 
 
 def decode_namespace(key: str, value: bytes) -> Namespace:

@@ -7,19 +7,21 @@ Rules:
    is a bug; the node's state machine (`naraft.machine`) rolls the entry back and records
    it as rejected, the same on every replica, so the node never stops on one.
 3. Everything lives in the `DatumTable` under Nacos KeyBuilder keys: one service-metadata
-   datum per service, one instance-list datum per service and kind (ephemeral or
-   persistent, like Nacos), one switch datum, one datum per custom namespace. So a digest
-   of (key, version) sees all of it, and a snapshot is just the table.
+   datum per service, one datum per instance under its service's instance-list key (per
+   kind, ephemeral or persistent, like Nacos), one switch datum, one datum per custom
+   namespace. So a digest of (key, version) sees all of it, a snapshot is just the table,
+   and a registration writes one instance's record whatever the size of its service.
+   A list written whole (as naraft did before) still reads; the first command that
+   changes it splits it into its instances' datums, the same on every replica.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
-from typing import Final, TypeVar
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 import orjson
 
@@ -47,12 +49,15 @@ from naraft.naming.feed import ChangeFeed
 from naraft.naming.keys import (
     DEFAULT_NAMESPACE_ID,
     EPHEMERAL_INSTANCE_LIST_PREFIX,
+    INSTANCE_LIST_PREFIX,
+    INSTANCE_SEPARATOR,
     NAMESPACE_PREFIX,
     NAMESPACE_SEPARATOR,
     SERVICE_META_PREFIX,
     SWITCH_KEY,
     InstanceKey,
     ServiceKey,
+    instance_datum_key,
     instance_list_key,
     namespace_key,
     service_key_from_meta_key,
@@ -60,33 +65,54 @@ from naraft.naming.keys import (
     service_meta_prefix,
     service_of_key,
 )
-from naraft.naming.model import Cluster, Instance, Namespace, NamespaceType, Service
+from naraft.naming.model import (
+    Cluster,
+    Instance,
+    Namespace,
+    NamespaceType,
+    Service,
+    instance_sort_key,
+)
 from naraft.naming.records import (
-    EncodedRecords,
+    decode_instance,
     decode_instances,
     decode_namespace,
     decode_service,
-    encode_instances_reusing,
+    encode_instance,
     encode_namespace,
     encode_service,
     service_key_of,
-    stored_instances,
+    stored_instance,
 )
 from naraft.naming.switches import Switches, switches_from_record, switches_record, with_entry
 from naraft.state.datums import Datum, DatumChanges, DatumTable
 
 logger = logging.getLogger(__name__)
-MAX_KEPT_RECORDS: Final = 100_000  # encoded instance records kept for re-encoding lists (~30 MB)
-
-
-def _ident(instance: Instance) -> tuple[str, str, int, bool]:
-    """What `instance.key` compares within one service's list (the service is the list's)."""
-    return (instance.cluster_name, instance.ip, instance.port, instance.ephemeral)
-
 
 _T = TypeVar("_T")
 Address = tuple[str, str, int]
 """An instance's place in its service: cluster, ip, port."""
+
+
+@dataclass(slots=True)
+class _Listed:
+    """One instance list as decoded while its group's stamp was `stamp`: each instance
+    datum's decoded record (kept by datum identity, so a changed list decodes only what
+    changed), a whole list written before instances had datums of their own, and the
+    instances in their stable order (made when first asked for)."""
+
+    stamp: object | None
+    records: dict[str, tuple[Datum, Instance]] = field(default_factory=dict)
+    legacy: dict[Address, Instance] = field(default_factory=dict)
+    ordered: tuple[Instance, ...] | None = None
+
+    def instances(self) -> tuple[Instance, ...]:
+        if self.ordered is None:
+            listed = [instance for _, instance in self.records.values()]
+            listed.extend(self.legacy.values())
+            self.ordered = tuple(sorted(listed, key=instance_sort_key))
+        return self.ordered
+
 
 PUBLIC_NAMESPACE = Namespace(
     namespace_id=DEFAULT_NAMESPACE_ID, show_name="public", type=NamespaceType.GLOBAL
@@ -129,19 +155,17 @@ class NamingState:
 
     def __init__(self, datums: DatumTable, feed: ChangeFeed | None = None) -> None:
         self._datums = datums
-        # listed often (each beat sweep; every service list and namespace page): kept apart
-        # from everything else the table holds, so that listing them never scans it all
-        for prefix in (EPHEMERAL_INSTANCE_LIST_PREFIX, SERVICE_META_PREFIX, NAMESPACE_PREFIX):
+        # listed often (every service list and namespace page): kept apart from everything
+        # else the table holds, so that listing them never scans it all
+        for prefix in (SERVICE_META_PREFIX, NAMESPACE_PREFIX):
             datums.index_prefix(prefix)
+        # each instance list is a group: its instances' datums (and a whole old-style list)
+        datums.index_groups(INSTANCE_LIST_PREFIX, INSTANCE_SEPARATOR)
         self._feed = feed
         # key → (the datum object decoded, its decoded value); identity-checked on read.
         self._decoded: dict[str, tuple[Datum, object]] = {}
-        # list key → (the datum indexed, its instances by (cluster, ip, port)), the same way
-        self._addresses: dict[str, tuple[Datum, object]] = {}
-        # list key → the encoded records of the instances it was last written with, for
-        # the lists written most recently, at most MAX_KEPT_RECORDS records in all
-        self._records: OrderedDict[str, EncodedRecords] = OrderedDict()
-        self._kept_records = 0
+        # list key → that list decoded, valid while its group's stamp is the same object
+        self._lists: dict[str, _Listed] = {}
 
     @property
     def datums(self) -> DatumTable:
@@ -281,8 +305,11 @@ class NamingState:
         key = command.service
         if not self._datums.delete(service_meta_key(key)):
             return Rejected(RejectReason.SERVICE_NOT_FOUND, key.grouped_name)
-        self._datums.delete(instance_list_key(key, ephemeral=True))
-        self._datums.delete(instance_list_key(key, ephemeral=False))
+        for ephemeral in (True, False):
+            for datum_key, _ in self._datums.group_items(
+                instance_list_key(key, ephemeral=ephemeral)
+            ):
+                self._datums.delete(datum_key)
         return Applied(index, frozenset({key}))
 
     def _ensure_service(self, instance: Instance, stamped_at_ms: int, index: int) -> bool:
@@ -299,51 +326,70 @@ class NamingState:
     def _register(
         self, instance: Instance, stamped_at_ms: int, index: int, *, strict: bool
     ) -> ApplyResult:
-        service = instance.service
-        current = self.instances(service, ephemeral=instance.ephemeral)
-        ident = _ident(instance)  # `.key` without building an InstanceKey per instance
-        existing = next((i for i in current if _ident(i) == ident), None)
+        existing = self._instance_at(instance.key, index)
         if strict and existing is None:
             return Rejected(RejectReason.INSTANCE_NOT_FOUND, instance.instance_id)
         if existing is not None:
             # Nacos replaces the whole record and carries over only `healthy`.
             instance = replace(instance, healthy=existing.healthy)
         changed = self._ensure_service(instance, stamped_at_ms, index)
-        remaining = [i for i in current if _ident(i) != ident]
-        changed |= self._put_instances(service, instance.ephemeral, [*remaining, instance], index)
-        return Applied(index, frozenset({service}) if changed else frozenset())
+        changed |= self._write_instance(instance.key, instance, index)
+        return Applied(index, frozenset({instance.service}) if changed else frozenset())
 
-    def _put_instances(
-        self, service: ServiceKey, ephemeral: bool, instances: list[Instance], index: int
-    ) -> bool:
-        """Write an instance list; keep its decoded view, so the next command on the same
-        service does not parse back what this one just encoded."""
-        key = instance_list_key(service, ephemeral=ephemeral)
-        encoded, records = encode_instances_reusing(instances, self._records.get(key, {}))
-        written = self._put(key, encoded, index)
-        self._keep_records(key, records)
-        datum = self._datums.get(key)
-        if written and datum is not None:
-            self._decoded[key] = (datum, stored_instances(instances, service))
-        return written
+    def _instance_at(self, key: InstanceKey, index: int) -> Instance | None:
+        """The instance stored under `key`, for a command about to change its list (which
+        splits a whole old-style list into its instances' datums first)."""
+        self._split_legacy(key.service, key.ephemeral, index)
+        return self._stored(key)
 
-    def _keep_records(self, key: str, records: EncodedRecords) -> None:
-        """Keep `key`'s encoded records (the newest list), dropping the records of the
-        lists written longest ago past `MAX_KEPT_RECORDS` (a cache: a miss only costs
-        encoding again)."""
-        self._kept_records -= len(self._records.pop(key, {}))
-        if len(records) > MAX_KEPT_RECORDS:
+    def _stored(self, key: InstanceKey) -> Instance | None:
+        """The instance datum under `key`, decoded (or as its list last decoded it)."""
+        datum_key = instance_datum_key(key)
+        datum = self._datums.get(datum_key)
+        if datum is None:
+            return None
+        listed = self._lists.get(instance_list_key(key.service, ephemeral=key.ephemeral))
+        hit = None if listed is None else listed.records.get(datum_key)
+        if hit is not None and hit[0] is datum:
+            return hit[1]
+        return decode_instance(datum_key, datum.value, key.service)
+
+    def _split_legacy(self, service: ServiceKey, ephemeral: bool, index: int) -> None:
+        """Replace a list written whole (before instances had datums of their own) by one
+        datum per instance, written at `index` like the command's own writes."""
+        list_key = instance_list_key(service, ephemeral=ephemeral)
+        datum = self._datums.get(list_key)
+        if datum is None:
             return
-        self._records[key] = records
-        self._kept_records += len(records)
-        while self._kept_records > MAX_KEPT_RECORDS:
-            _oldest, dropped = self._records.popitem(last=False)
-            self._kept_records -= len(dropped)
+        self._datums.delete(list_key)
+        for instance in decode_instances(list_key, datum.value, service):
+            self._write_instance(instance.key, instance, index)
+
+    def _write_instance(self, key: InstanceKey, instance: Instance | None, index: int) -> bool:
+        """Put `instance` under `key` (None deletes it); True if the stored state changed.
+        A list decoded before the write is brought along, not decoded again."""
+        list_key = instance_list_key(key.service, ephemeral=key.ephemeral)
+        datum_key = instance_datum_key(key)
+        listed = self._lists.get(list_key)
+        current = listed is not None and listed.stamp is self._datums.group_stamp(list_key)
+        if instance is None:
+            written = self._datums.delete(datum_key)
+        else:
+            written = self._put(datum_key, encode_instance(instance), index)
+        if not written or listed is None or not current:
+            return written
+        listed.stamp = self._datums.group_stamp(list_key)
+        listed.ordered = None
+        datum = self._datums.get(datum_key)
+        if datum is None or instance is None:
+            listed.records.pop(datum_key, None)
+        else:
+            listed.records[datum_key] = (datum, stored_instance(instance, key.service))
+        return written
 
     def _patch_instance(self, command: PatchInstance, index: int) -> ApplyResult:
         key = command.key
-        current = self.instances(key.service, ephemeral=key.ephemeral)
-        existing = next((i for i in current if i.key == key), None)
+        existing = self._instance_at(key, index)
         if existing is None:
             return Rejected(RejectReason.INSTANCE_NOT_FOUND, key.instance_id)
         patched = replace(
@@ -353,53 +399,30 @@ class NamingState:
             enabled=existing.enabled if command.enabled is None else command.enabled,
             healthy=existing.healthy if command.healthy is None else command.healthy,
         )
-        return self._write_list(key.service, key.ephemeral, current, {key: patched}, index)
+        written = self._write_instance(key, patched, index)
+        return Applied(index, frozenset({key.service}) if written else frozenset())
 
     def _deregister(self, command: DeregisterInstance, index: int) -> ApplyResult:
         key = command.key
-        current = self.instances(key.service, ephemeral=key.ephemeral)
-        if not any(i.key == key for i in current):
+        if self._instance_at(key, index) is None:
             return Rejected(RejectReason.INSTANCE_NOT_FOUND, key.instance_id)
-        # Nacos keeps the (possibly empty) list datum until the service is deleted.
-        return self._write_list(key.service, key.ephemeral, current, {key: None}, index)
-
-    def _write_list(
-        self,
-        service: ServiceKey,
-        ephemeral: bool,
-        current: Iterable[Instance],
-        changes: dict[InstanceKey, Instance | None],
-        index: int,
-    ) -> Applied:
-        """Write the list with `changes` (None removes) applied; only keys present count."""
-        updated: list[Instance] = []
-        for instance in current:
-            if instance.key not in changes:
-                updated.append(instance)
-            elif (new := changes[instance.key]) is not None:
-                updated.append(new)
-        written = self._put_instances(service, ephemeral, updated, index)
-        return Applied(index, frozenset({service}) if written else frozenset())
+        self._write_instance(key, None, index)
+        return Applied(index, frozenset({key.service}))
 
     def _batch(
         self,
         changes: Iterable[tuple[InstanceKey, Callable[[Instance], Instance | None]]],
         index: int,
     ) -> Applied:
-        by_list: dict[tuple[ServiceKey, bool], dict[InstanceKey, Callable[..., Instance | None]]]
-        by_list = {}
-        for key, change in changes:
-            by_list.setdefault((key.service, key.ephemeral), {})[key] = change
+        """Each change applied to the instance under its key, in order; keys of a service
+        or an instance that is gone are passed over."""
         changed: set[ServiceKey] = set()
-        for (service, ephemeral), list_changes in by_list.items():
-            if self.service(service) is None:
+        for key, change in changes:
+            if self.service(key.service) is None:
                 continue
-            current = self.instances(service, ephemeral=ephemeral)
-            resolved = {i.key: list_changes[i.key](i) for i in current if i.key in list_changes}
-            if resolved:
-                changed |= self._write_list(
-                    service, ephemeral, current, resolved, index
-                ).changed_services
+            existing = self._instance_at(key, index)
+            if existing is not None and self._write_instance(key, change(existing), index):
+                changed.add(key.service)
         return Applied(index, frozenset(changed))
 
     def _set_health(self, command: SetInstanceHealth, index: int) -> ApplyResult:
@@ -501,13 +524,14 @@ class NamingState:
         )
 
     def service_stamp(self, service: ServiceKey) -> tuple[object, ...]:
-        """The stored datums behind everything a read of `service` shows (its metadata and
-        both instance lists). Datums are immutable and replaced on every write, rollback
-        and install, so equal stamps, compared by identity, mean an unchanged service."""
+        """What stands behind everything a read of `service` shows: its metadata datum and
+        the stamps of both its instance lists. Datums are immutable and replaced on every
+        write, rollback and install, and a list's stamp with them, so equal stamps,
+        compared by identity, mean an unchanged service."""
         return (
             self._datums.get(service_meta_key(service)),
-            self._datums.get(instance_list_key(service, ephemeral=True)),
-            self._datums.get(instance_list_key(service, ephemeral=False)),
+            self._datums.group_stamp(instance_list_key(service, ephemeral=True)),
+            self._datums.group_stamp(instance_list_key(service, ephemeral=False)),
         )
 
     def instances(
@@ -518,35 +542,59 @@ class NamingState:
             return self.instances(service, ephemeral=True) + self.instances(
                 service, ephemeral=False
             )
-        key = instance_list_key(service, ephemeral=ephemeral)
-        return self._decode(key, lambda d: decode_instances(key, d.value, service)) or ()
+        return self._listed(service, ephemeral).instances()
+
+    def _listed(self, service: ServiceKey, ephemeral: bool) -> _Listed:
+        """One instance list, decoded again only when its group's stamp moved, and then
+        only the datums that changed."""
+        list_key = instance_list_key(service, ephemeral=ephemeral)
+        stamp = self._datums.group_stamp(list_key)
+        kept = self._lists.get(list_key)
+        if kept is not None and kept.stamp is stamp:
+            return kept
+        if stamp is None:
+            self._lists.pop(list_key, None)
+            return _Listed(stamp=None, ordered=())
+        before = {} if kept is None else kept.records
+        listed = _Listed(stamp=stamp)
+        for key, datum in self._datums.group_items(list_key):
+            if key == list_key:
+                listed.legacy = {
+                    (i.cluster_name, i.ip, i.port): i
+                    for i in decode_instances(key, datum.value, service)
+                }
+                continue
+            hit = before.get(key)
+            if hit is None or hit[0] is not datum:
+                hit = (datum, decode_instance(key, datum.value, service))
+            listed.records[key] = hit
+        self._lists[list_key] = listed
+        return listed
 
     def find_instance(
         self, service: ServiceKey, *, cluster_name: str, ip: str, port: int
     ) -> Instance | None:
         """The instance at ip:port in that cluster, looking at ephemeral ones first. A
         look-up, not a scan: every beat asks, and a service may hold 10,000 instances."""
-        address = (cluster_name, ip, port)
         for ephemeral in (True, False):
-
-            def index(_: Datum, ephemeral: bool = ephemeral) -> dict[Address, Instance]:
-                listed = self.instances(service, ephemeral=ephemeral)
-                return {(i.cluster_name, i.ip, i.port): i for i in listed}
-
-            key = instance_list_key(service, ephemeral=ephemeral)
-            found = (self._decode(key, index, self._addresses) or {}).get(address)
+            key = InstanceKey(
+                service=service, ephemeral=ephemeral, cluster_name=cluster_name, ip=ip, port=port
+            )
+            found = self._stored(key)
+            if found is None and self._datums.get(instance_list_key(service, ephemeral=ephemeral)):
+                found = self._listed(service, ephemeral).legacy.get((cluster_name, ip, port))
             if found is not None:
                 return found
         return None
 
-    def ephemeral_lists(self) -> Iterator[tuple[ServiceKey, Datum]]:
-        """Every service with ephemeral instances, and the stored datum of their list (for
-        the leader's beat sweep, which prepares a list once per datum)."""
-        for key, datum in list(self._datums.with_prefix(EPHEMERAL_INSTANCE_LIST_PREFIX)):
-            rest = key[len(EPHEMERAL_INSTANCE_LIST_PREFIX) :]
+    def ephemeral_lists(self) -> Iterator[tuple[ServiceKey, object]]:
+        """Every service with ephemeral instances, and the stamp of their list (for the
+        leader's beat sweep, which prepares a list once per stamp)."""
+        for list_key, stamp in self._datums.groups(EPHEMERAL_INSTANCE_LIST_PREFIX):
+            rest = list_key[len(EPHEMERAL_INSTANCE_LIST_PREFIX) :]
             namespace_id, sep, grouped = rest.partition(NAMESPACE_SEPARATOR)
             if sep:
-                yield service_key_of(namespace_id, grouped), datum
+                yield service_key_of(namespace_id, grouped), stamp
 
     def instance_count(self) -> int:
         return sum(len(self.instances(s)) for s in self.all_services())

@@ -54,6 +54,7 @@ class DatumTable:
         self._journal: dict[str, Datum | None] | None = None  # key -> datum before `begin`
         self._generation = 0  # bumped when keys change behind the appliers' backs
         self._indexed: dict[str, dict[str, None]] = {}  # prefix -> its keys (`index_prefix`)
+        self._groupings: list[_Grouping] = []  # `index_groups`
 
     @property
     def generation(self) -> int:
@@ -87,21 +88,71 @@ class DatumTable:
         """The keys under `prefix`, in the table's order (an index built from scratch)."""
         return dict.fromkeys(k for k in self._data if k.startswith(prefix))
 
+    def index_groups(self, prefix: str, separator: str) -> None:
+        """Keep the keys under `prefix` in groups, each named by the text of its keys before
+        their first `separator` after the prefix (a key without one is a group's name and
+        its member): `group_items` and `group_stamp` then answer for one group without a
+        scan (a service's instances, each a datum of its own)."""
+        if all(g.prefix != prefix for g in self._groupings):
+            grouping = _Grouping(prefix, separator)
+            grouping.rebuild(self._data)
+            self._groupings.append(grouping)
+
+    def _grouping_of(self, name: str) -> _Grouping | None:
+        for grouping in self._groupings:
+            if name.startswith(grouping.prefix):
+                return grouping
+        return None
+
+    def group_items(self, name: str) -> list[tuple[str, Datum]]:
+        """The members of group `name` of an `index_groups` prefix, in no set order."""
+        grouping = self._grouping_of(name)
+        if grouping is None:
+            raise KeyError(f"no grouped prefix holds {name!r}")
+        data = self._data
+        return [(key, data[key]) for key in grouping.members.get(name, ())]
+
+    def group_stamp(self, name: str) -> object | None:
+        """An object that stays the same while no member of group `name` is put, deleted,
+        rolled back or installed, and is replaced when one is; None while it has none. A
+        cache of what the group holds is valid while this is the same object."""
+        grouping = self._grouping_of(name)
+        return None if grouping is None else grouping.stamps.get(name)
+
+    def groups(self, prefix: str) -> list[tuple[str, object]]:
+        """Every group whose name starts with `prefix` (itself under a grouped prefix), and
+        its stamp."""
+        grouping = self._grouping_of(prefix)
+        if grouping is None:
+            raise KeyError(f"no grouped prefix holds {prefix!r}")
+        return [(n, stamp) for n, stamp in grouping.stamps.items() if n.startswith(prefix)]
+
     def _index_add(self, key: str) -> None:
         for prefix, keys in self._indexed.items():
             if key.startswith(prefix):
                 keys[key] = None
+        for grouping in self._groupings:
+            grouping.add(key)
 
     def _index_drop(self, key: str) -> None:
         for keys in self._indexed.values():
             keys.pop(key, None)
+        for grouping in self._groupings:
+            grouping.drop(key)
+
+    def _index_touch(self, key: str) -> None:
+        for grouping in self._groupings:
+            grouping.touch(key)
 
     def put(self, key: str, value: bytes, version: int) -> Datum:
         datum = Datum(value, version)
         before = self._data.get(key)
         self._remember(key, before)
-        if before is None and self._indexed:
-            self._index_add(key)
+        if before is None:
+            if self._indexed or self._groupings:
+                self._index_add(key)
+        elif self._groupings:
+            self._index_touch(key)
         self._data[key] = datum
         self._size += datum_size(key, datum) - datum_size(key, before)
         self._dirty.add(key)
@@ -115,7 +166,7 @@ class DatumTable:
         if before is None:
             return False
         self._remember(key, before)
-        if self._indexed:
+        if self._indexed or self._groupings:
             self._index_drop(key)
         self._size -= datum_size(key, before)
         self._dirty.add(key)
@@ -151,6 +202,8 @@ class DatumTable:
                 self._size += datum_size(key, before)
                 if current is None:
                     self._index_add(key)
+                else:
+                    self._index_touch(key)
             self._dirty.add(key)
 
     # ------------------------------------------------------------------- reads
@@ -200,3 +253,52 @@ class DatumTable:
         self._generation += 1
         for prefix in self._indexed:
             self._indexed[prefix] = self._scan_keys(prefix)
+        for grouping in self._groupings:
+            grouping.rebuild(self._data)
+
+
+class _Grouping:
+    """The groups of one `index_groups` prefix: each group's member keys and its stamp."""
+
+    __slots__ = ("members", "prefix", "separator", "stamps")
+
+    def __init__(self, prefix: str, separator: str) -> None:
+        self.prefix = prefix
+        self.separator = separator
+        self.members: dict[str, dict[str, None]] = {}
+        self.stamps: dict[str, object] = {}
+
+    def group_of(self, key: str) -> str | None:
+        if not key.startswith(self.prefix):
+            return None
+        at = key.find(self.separator, len(self.prefix))
+        return key if at < 0 else key[:at]
+
+    def rebuild(self, data: Mapping[str, Datum]) -> None:
+        self.members = {}
+        self.stamps = {}
+        for key in data:
+            self.add(key)
+
+    def add(self, key: str) -> None:
+        group = self.group_of(key)
+        if group is not None:
+            self.members.setdefault(group, {})[key] = None
+            self.stamps[group] = object()
+
+    def drop(self, key: str) -> None:
+        group = self.group_of(key)
+        members = None if group is None else self.members.get(group)
+        if group is None or members is None or key not in members:
+            return
+        del members[key]
+        if members:
+            self.stamps[group] = object()
+        else:
+            del self.members[group]
+            del self.stamps[group]
+
+    def touch(self, key: str) -> None:
+        group = self.group_of(key)
+        if group is not None and group in self.stamps:
+            self.stamps[group] = object()
