@@ -516,6 +516,22 @@ def test_a_registration_writes_one_instance_whatever_the_size_of_its_service(
     assert len(h.state.instances(ORDERS)) == size + 1
 
 
+def test_a_deleted_or_replaced_away_service_leaves_no_decoded_list_behind(h: Harness) -> None:
+    """The decoded records of a list are memory: a service deleted, or whose instances a
+    digest install removed, must not keep them."""
+    orders, other = make_instance(), make_instance(service=ServiceKey(
+        namespace_id="public", group_name="G", service_name="other"))  # fmt: skip
+    h.apply(register(orders), register(other))
+    assert len(h.state.instances(ORDERS)) == len(h.state.instances(other.service)) == 1
+    assert len(h.state._lists) == 2
+
+    h.apply(DeleteService(service=ORDERS, stamped_at_ms=T0))
+    h.datums.delete(instance_datum_key(other.key))  # as a digest install removes a key
+    h.state.publish_replaced([instance_datum_key(other.key)])
+
+    assert h.state._lists == {}
+
+
 def whole_list(service: ServiceKey, *instances: Instance) -> bytes:
     """An instance list as naraft wrote it before each instance had a datum of its own."""
     return orjson.dumps({"instanceList": [instance_record(i) for i in instances]})

@@ -199,9 +199,18 @@ class NamingState:
         """Tell the change feed about the services whose datums were replaced wholesale (a
         digest catch-up or a repair installs datums without applying entries); return them."""
         services = frozenset(s for key in keys if (s := service_of_key(key)) is not None)
+        for service in services:
+            self._forget_gone_lists(service)
         if services and self._feed is not None:
             self._feed.publish(services)
         return services
+
+    def _forget_gone_lists(self, service: ServiceKey) -> None:
+        """Drop the decoded lists of `service` that no longer exist, with their records."""
+        for ephemeral in (True, False):
+            list_key = instance_list_key(service, ephemeral=ephemeral)
+            if self._datums.group_stamp(list_key) is None:
+                self._lists.pop(list_key, None)
 
     def publish_replaced_changes(self, changes: DatumChanges) -> None:
         """`publish_replaced` for the keys a `DatumChanges` put or deleted."""
@@ -310,6 +319,7 @@ class NamingState:
                 instance_list_key(key, ephemeral=ephemeral)
             ):
                 self._datums.delete(datum_key)
+        self._forget_gone_lists(key)
         return Applied(index, frozenset({key}))
 
     def _ensure_service(self, instance: Instance, stamped_at_ms: int, index: int) -> bool:
