@@ -1100,6 +1100,35 @@ class RaftCore:
             self._send(
                 peer, Heartbeat(term=self._term, leader_commit=commit, read_round=self._read_round)
             )
+        self._send_commit_behind_appends(peer, pr)
+
+    def _send_commit_behind_appends(self, peer: NodeId, pr: Progress) -> None:
+        """The commit passed entries that are on their way to `peer`, not yet acknowledged
+        (another voter made the quorum first). An empty append right behind them, on the
+        same ordered stream, carries the commit: the follower checks that it holds the
+        last of them and commits through it, as etcd's followers do, instead of waiting a
+        round trip for its own acknowledgement to come back as a heartbeat. A local read
+        on that follower then lags the client's answer less."""
+        if pr.state is not _REPLICATE:
+            return
+        last_sent = Index(pr.next_index - 1)
+        commit = min(self._commit, last_sent)
+        if commit <= pr.sent_commit:
+            return
+        last_term = self._log.term_at(last_sent)
+        if last_term is None:
+            return
+        pr.sent_commit = commit
+        self._send(
+            peer,
+            AppendEntries(
+                term=self._term,
+                prev_log_index=last_sent,
+                prev_log_term=last_term,
+                entries=(),
+                leader_commit=self._commit,
+            ),
+        )
 
     def _send_appends(self, peer: NodeId, pr: Progress) -> None:
         """Send as many appends as flow control allows (one while probing)."""
