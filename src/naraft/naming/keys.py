@@ -83,11 +83,13 @@ def instance_list_key(service: ServiceKey, *, ephemeral: bool) -> str:
     return f"{prefix}{service}"
 
 
-def instance_datum_key(key: InstanceKey) -> str:
-    """The datum of one instance: its list's key, `/`, then `ip#port#cluster`. Each
-    instance is a datum of its own, so a registration writes one record, whatever the size
-    of its service (docs/nacos-compat.md#datum-keys); the list key names the group."""
-    list_key = instance_list_key(key.service, ephemeral=key.ephemeral)
+def instance_datum_key(key: InstanceKey, list_key: str | None = None) -> str:
+    """The datum of one instance: its list's key (`list_key`, when the caller has it),
+    `/`, then `ip#port#cluster`. Each instance is a datum of its own, so a registration
+    writes one record, whatever the size of its service (docs/nacos-compat.md#datum-keys);
+    the list key names the group."""
+    if list_key is None:
+        list_key = instance_list_key(key.service, ephemeral=key.ephemeral)
     cluster = key.cluster_name or DEFAULT_CLUSTER
     return f"{list_key}{INSTANCE_SEPARATOR}{key.ip}#{key.port}#{cluster}"
 

@@ -336,38 +336,41 @@ class NamingState:
     def _register(
         self, instance: Instance, stamped_at_ms: int, index: int, *, strict: bool
     ) -> ApplyResult:
-        existing = self._instance_at(instance.key, index)
+        key = instance.key
+        existing = self._instance_at(key, index)
         if strict and existing is None:
             return Rejected(RejectReason.INSTANCE_NOT_FOUND, instance.instance_id)
         if existing is not None:
             # Nacos replaces the whole record and carries over only `healthy`.
             instance = replace(instance, healthy=existing.healthy)
         changed = self._ensure_service(instance, stamped_at_ms, index)
-        changed |= self._write_instance(instance.key, instance, index)
+        changed |= self._write_instance(key, instance, index)
         return Applied(index, frozenset({instance.service}) if changed else frozenset())
 
     def _instance_at(self, key: InstanceKey, index: int) -> Instance | None:
         """The instance stored under `key`, for a command about to change its list (which
         splits a whole old-style list into its instances' datums first)."""
-        self._split_legacy(key.service, key.ephemeral, index)
-        return self._stored(key)
+        list_key = instance_list_key(key.service, ephemeral=key.ephemeral)
+        self._split_legacy(key.service, list_key, index)
+        return self._stored(key, list_key)
 
-    def _stored(self, key: InstanceKey) -> Instance | None:
-        """The instance datum under `key`, decoded (or as its list last decoded it)."""
-        datum_key = instance_datum_key(key)
+    def _stored(self, key: InstanceKey, list_key: str) -> Instance | None:
+        """The instance datum under `key` (in list `list_key`), decoded, or as its list
+        last decoded it."""
+        datum_key = instance_datum_key(key, list_key)
         datum = self._datums.get(datum_key)
         if datum is None:
             return None
-        listed = self._lists.get(instance_list_key(key.service, ephemeral=key.ephemeral))
+        listed = self._lists.get(list_key)
         hit = None if listed is None else listed.records.get(datum_key)
         if hit is not None and hit[0] is datum:
             return hit[1]
         return decode_instance(datum_key, datum.value, key.service)
 
-    def _split_legacy(self, service: ServiceKey, ephemeral: bool, index: int) -> None:
-        """Replace a list written whole (before instances had datums of their own) by one
-        datum per instance, written at `index` like the command's own writes."""
-        list_key = instance_list_key(service, ephemeral=ephemeral)
+    def _split_legacy(self, service: ServiceKey, list_key: str, index: int) -> None:
+        """Replace the list `list_key` of `service`, if written whole (before instances had
+        datums of their own), by one datum per instance, written at `index` like the
+        command's own writes."""
         datum = self._datums.get(list_key)
         if datum is None:
             return
@@ -379,7 +382,7 @@ class NamingState:
         """Put `instance` under `key` (None deletes it); True if the stored state changed.
         A list decoded before the write is brought along, not decoded again."""
         list_key = instance_list_key(key.service, ephemeral=key.ephemeral)
-        datum_key = instance_datum_key(key)
+        datum_key = instance_datum_key(key, list_key)
         listed = self._lists.get(list_key)
         current = listed is not None and listed.stamp is self._datums.group_stamp(list_key)
         if instance is None:
@@ -590,8 +593,9 @@ class NamingState:
             key = InstanceKey(
                 service=service, ephemeral=ephemeral, cluster_name=cluster_name, ip=ip, port=port
             )
-            found = self._stored(key)
-            if found is None and self._datums.get(instance_list_key(service, ephemeral=ephemeral)):
+            list_key = instance_list_key(service, ephemeral=ephemeral)
+            found = self._stored(key, list_key)
+            if found is None and self._datums.get(list_key):
                 found = self._listed(service, ephemeral).legacy.get((cluster_name, ip, port))
             if found is not None:
                 return found
