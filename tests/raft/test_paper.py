@@ -762,6 +762,24 @@ def test_hurry_does_nothing_once_a_leader_is_heard_or_the_term_moved_on() -> Non
     assert core.role is Role.FOLLOWER, "a hurried PreVote would disrupt N4's election"
 
 
+def test_a_follower_that_grants_a_pre_vote_while_it_waits_lets_that_rival_win() -> None:
+    """N1 saw the leader die a moment earlier and asks first; this follower, still waiting
+    out its own delay, grants it. Hurrying on would make this node a pre-candidate that N1
+    (a smaller id) grants in turn: both become candidates and split the vote. It waits a
+    whole election timeout instead, as after granting a real vote."""
+    core, _ = _follower_of_a_dead_leader()
+    deliver(core, N1, vote(2, "1/1", pre_vote=True))
+    assert [m.granted for m in replies_of(core, VoteReply) if isinstance(m, VoteReply)] == [True]
+    core.hurry_election()
+    assert core.role is Role.FOLLOWER
+    for _ in range(ELECTION_TICKS - 1):
+        core.tick()
+    assert core.role is Role.FOLLOWER, "campaigned before a whole election timeout"
+    for _ in range(ELECTION_TICKS + 1):  # the rival failed after all: the timer campaigns
+        core.tick()
+    assert core.role is Role.PRE_CANDIDATE
+
+
 def test_in_its_first_pre_vote_round_a_pre_candidate_grants_only_larger_equal_rivals() -> None:
     """Two followers that hurried at the same moment must not both become candidates: a
     pre-candidate refuses a PreVote for its own next term from a smaller id with the same

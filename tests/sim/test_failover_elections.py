@@ -3,8 +3,9 @@
 Both followers see the dead leader's port refuse a connection at the same instant (the
 shell's refusal check), so campaigning at once makes both pre-candidates grant each other,
 both become candidates of the same term and each keep its own vote. The core draws a random
-delay (sub-tick) before each follower campaigns, and in that first PreVote round a
-pre-candidate does not grant a rival with the same log and a smaller id. These runs show a
+delay (sub-tick) before each follower campaigns; a follower that grants a rival's PreVote
+while it waits does not campaign too; and in that first PreVote round a pre-candidate does
+not grant a rival with the same log and a smaller id. These runs show a
 new leader in one round for every seed on three nodes, within two on five, what each
 mechanism does alone, and that the simulator sees the split when both are planted away.
 """

@@ -339,6 +339,17 @@ class RaftCore:
             ):
                 self._send(sender, VoteReply(term=request.term, granted=True, pre_vote=True))
 
+    def _yield_to(self, rival: NodeId) -> None:
+        """This follower saw the leader die and waits out its drawn delay, and has just
+        granted `rival` a PreVote: the rival is a round trip from winning. Campaigning now
+        as well could split the vote (each would then keep its own), so the follower drops
+        its hurry and gives the rival a whole election timeout, as granting a real vote
+        does. If the rival fails, the election timer campaigns as it would without the
+        refusal."""
+        self._logger.debug("%s yields to %s's PreVote at term %d", self._id, rival, self._term)
+        self._hurry_term = None
+        self._election_elapsed = 0
+
     def hurry_election(self) -> None:
         """The delay returned by `forget_leader` has passed: start the PreVote now, unless
         this node has since heard of a leader, moved to another term or campaigned."""
@@ -818,6 +829,8 @@ class RaftCore:
             granted = (
                 message.term > self._term and up_to_date and not self._outranks(sender, message)
             )
+            if granted and self._hurry_term is not None and self._role is _FOLLOWER:
+                self._yield_to(sender)
             term = message.term if granted else self._term
             self._send(sender, VoteReply(term=term, granted=granted, pre_vote=True))
             return
