@@ -134,4 +134,4 @@ async def test_the_version_endpoint_names_the_build(node: str) -> None:
         assert answer.status == 200
         body = await answer.json()
     assert body["version"] == __version__
-    assert body["peerFormat"] == 1
+    assert body["peerFormat"] == 2  # the newest batch format it writes (it reads 1 too)

@@ -71,9 +71,10 @@ def describe_message(message: Message) -> str:
             return f"{kind} term={message.term} {verdict}"
         case AppendEntries():
             prev = describe_position(message.prev_log_index, message.prev_log_term)
+            quiet = " quiet" if message.quiet else ""
             return (
                 f"Append term={message.term} prev={prev} commit={message.leader_commit}"
-                f" [{describe_entries(message.entries)}]"
+                f" [{describe_entries(message.entries)}]{quiet}"
             )
         case AppendReply() if message.success:
             return f"AppendReply term={message.term} match={message.match_index}"
@@ -82,7 +83,8 @@ def describe_message(message: Message) -> str:
             return f"AppendReply term={message.term} reject={message.match_index} hint={hint}"
         case Heartbeat():
             read = f" read={message.read_round}" if message.read_round else ""
-            return f"Heartbeat term={message.term} commit={message.leader_commit}{read}"
+            quiet = " quiet" if message.quiet else ""
+            return f"Heartbeat term={message.term} commit={message.leader_commit}{read}{quiet}"
         case HeartbeatReply():
             read = f" read={message.read_round}" if message.read_round else ""
             return f"HeartbeatReply term={message.term} last={message.last_log_index}{read}"

@@ -7,6 +7,7 @@ etcd's raft_paper_test.go: drive one core by hand with `step`, `tick` and `ready
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Iterable, Sequence
 
@@ -407,6 +408,37 @@ def test_follower_refuses_append_whose_previous_entry_does_not_match() -> None:
     assert len(answers) == 1
     assert isinstance(answers[0], AppendReply)
     assert not answers[0].success
+
+
+def test_a_follower_takes_a_quiet_commit_notice_without_answering() -> None:
+    """naraft: a leader marks its commit notices quiet (the beat telling a caught-up
+    follower the new commit index, the empty append behind entries still on their way). A
+    follower that takes one says nothing: the leader learns nothing from the answer, and it
+    cost a frame each way per write."""
+    core = make_core(term=2, log="1/1 2/2 3/2")
+    deliver(core, N2, Heartbeat(term=Term(2), leader_commit=Index(2), quiet=True))
+    assert core.commit_index == 2
+    assert sent_messages(core) == []
+    deliver(core, N2, dataclasses.replace(append(2, "3/2", commit=3), quiet=True))
+    assert core.commit_index == 3
+    assert sent_messages(core) == []
+    deliver(core, N2, dataclasses.replace(append(2, "1/1", commit=3), quiet=True))  # a late one
+    assert sent_messages(core) == []
+    deliver(core, N2, Heartbeat(term=Term(2), leader_commit=Index(3)))  # a periodic beat
+    assert [type(m) for _, m in sent_messages(core)] == [HeartbeatReply]
+
+
+def test_a_follower_answers_a_quiet_notice_it_refuses() -> None:
+    """Quiet spares only the answer that says "taken": a refusal is the leader's news."""
+    core = make_core(term=2, log="1/1 2/1")
+    deliver(core, N2, dataclasses.replace(append(2, "2/2", commit=2), quiet=True))
+    answers = replies_of(core, AppendReply)
+    assert len(answers) == 1
+    assert isinstance(answers[0], AppendReply)
+    assert not answers[0].success
+    core = make_core(term=3, log="1/1")
+    deliver(core, N2, Heartbeat(term=Term(2), leader_commit=Index(1), quiet=True))
+    assert [(to, type(m), m.term) for to, m in sent_messages(core)] == [(N2, HeartbeatReply, 3)]
 
 
 def test_follower_replaces_a_conflicting_suffix() -> None:

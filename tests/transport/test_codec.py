@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import gzip
 import hashlib
 import random
@@ -62,6 +63,7 @@ messages: st.SearchStrategy[Message] = st.one_of(
         prev_log_term=terms,
         entries=st.lists(entries, max_size=4).map(tuple),
         leader_commit=indexes,
+        quiet=st.booleans(),
     ),
     st.builds(
         AppendReply,
@@ -71,7 +73,9 @@ messages: st.SearchStrategy[Message] = st.one_of(
         hint_index=indexes,
         hint_term=terms,
     ),
-    st.builds(Heartbeat, term=terms, leader_commit=indexes, read_round=wire_ints),
+    st.builds(
+        Heartbeat, term=terms, leader_commit=indexes, read_round=wire_ints, quiet=st.booleans()
+    ),
     st.builds(HeartbeatReply, term=terms, read_round=wire_ints, last_log_index=indexes),
     st.builds(InstallSnapshot, term=terms, index=indexes, snapshot_term=terms),
 )
@@ -112,6 +116,41 @@ def test_every_message_type_has_a_distinct_tag() -> None:
 @given(batches)
 def test_round_trip_keeps_every_envelope_in_order(batch: list[Envelope]) -> None:
     assert decode_batch(encode_batch(batch)) == tuple(batch)
+
+
+def _loud(envelope: Envelope) -> Envelope:
+    message = envelope.message
+    if isinstance(message, AppendEntries | Heartbeat):
+        return envelope._replace(message=dataclasses.replace(message, quiet=False))
+    return envelope
+
+
+@given(batches)
+def test_version_1_carries_quiet_messages_as_loud_ones(batch: list[Envelope]) -> None:
+    """A follower of a build before version 2 gets a commit notice it answers."""
+    body = encode_batch(batch, 1)
+    assert orjson.loads(body)["v"] == 1
+    assert decode_batch(body) == tuple(_loud(envelope) for envelope in batch)
+
+
+def test_quiet_is_written_only_where_set_and_only_from_version_2() -> None:
+    loud = Heartbeat(term=Term(3), leader_commit=Index(7), read_round=1)
+    quiet = dataclasses.replace(loud, quiet=True)
+    items = orjson.loads(encode_batch([Envelope(N1, N2, loud), Envelope(N1, N2, quiet)]))["e"]
+    assert ["quiet" in item for item in items] == [False, True]
+    assert items[1]["quiet"] is True
+    assert "quiet" not in orjson.loads(encode_batch([Envelope(N1, N2, quiet)], 1))["e"][0]
+
+
+def test_a_version_1_batch_with_quiet_is_refused() -> None:
+    with pytest.raises(CodecError) as caught:
+        decode_batch(orjson.dumps({"v": 1, "e": [orjson.loads(_batch(quiet=True))["e"][0]]}))
+    assert caught.value.where == "e[0]"
+
+
+def test_encoding_a_version_this_build_does_not_write_is_a_bug() -> None:
+    with pytest.raises(ValueError, match="no batch format 3"):
+        encode_batch([], 3)
 
 
 @given(batches)
@@ -227,7 +266,9 @@ def _append_with_entry(entry: object) -> bytes:
         pytest.param(b"{", "body", id="bad-json"),
         pytest.param(b"\xff\xfe", "body", id="not-utf8"),
         pytest.param(b"[]", "body", id="not-an-object"),
-        pytest.param(b'{"v":2,"e":[]}', "batch.v", id="wrong-version"),
+        pytest.param(b'{"v":3,"e":[]}', "batch.v", id="newer-version"),
+        pytest.param(b'{"v":0,"e":[]}', "batch.v", id="version-0"),
+        pytest.param(_batch(quiet=1), "e[0].quiet", id="quiet-not-bool"),
         pytest.param(b'{"v":"1","e":[]}', "batch.v", id="version-as-string"),
         pytest.param(b'{"e":[]}', "batch.v", id="missing-version"),
         pytest.param(b'{"v":1}', "batch.e", id="missing-envelopes"),

@@ -19,8 +19,9 @@ from tests.transport.conftest import (
     serve,
 )
 
+from naraft.raft import Envelope, Heartbeat, Index, Term
 from naraft.transport import PeerClient, Rejection, RpcOutcome, peer_routes
-from naraft.transport.version import ProtocolRange, parse_range
+from naraft.transport.version import CURRENT, ProtocolRange, batch_format, parse_range
 
 
 def client(url: str, protocol: ProtocolRange, metrics: RecordingPeerMetrics) -> PeerClient:
@@ -84,3 +85,53 @@ def test_ranges_parse_and_bad_ones_name_the_rule() -> None:
     for bad in ("2..1", "0..1", "a..b", "", "1..99999999"):
         with pytest.raises(ValueError, match="LOW..HIGH"):
             parse_range(bad)
+
+
+def test_a_batch_is_written_in_the_newest_format_both_ends_speak() -> None:
+    assert ProtocolRange(1, 2) == CURRENT
+    assert batch_format(CURRENT, None) == 1  # a build before version 2 names no range
+    assert batch_format(CURRENT, ProtocolRange(1, 1)) == 1
+    assert batch_format(CURRENT, ProtocolRange(1, 2)) == 2
+    assert batch_format(ProtocolRange(1, 1), ProtocolRange(1, 2)) == 1
+    assert batch_format(CURRENT, ProtocolRange(2, 3)) == 2
+    assert batch_format(ProtocolRange(3, 3), ProtocolRange(3, 3)) == 2  # a test's stand-in
+
+
+def commit_notices(count: int) -> list[Envelope]:
+    return [
+        Envelope(N1, N2, Heartbeat(term=Term(1), leader_commit=Index(i), quiet=True))
+        for i in range(1, count + 1)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("receiver", "quiet"),
+    [
+        pytest.param(ProtocolRange(1, 2), True, id="receiver-1..2"),
+        pytest.param(ProtocolRange(1, 1), False, id="receiver-1..1"),
+    ],
+)
+async def test_commit_notices_stay_quiet_only_to_a_receiver_that_reads_them(
+    receiver: ProtocolRange, quiet: bool
+) -> None:
+    """The receiver names its range in the stream's upgrade answer. A build that speaks
+    only version 1 would refuse the `quiet` key: it gets the notices as plain beats (which
+    it answers). The first batch goes before the stream is open, in version 1."""
+    inbox, metrics = Inbox(), RecordingPeerMetrics()
+    routes = peer_routes(inbox.deliver, SECRET, [N1], self_id=N2, protocol=receiver)
+    first, *rest = commit_notices(3)
+    async with serve(routes) as url:
+        sender = client(url, CURRENT, metrics)
+        sender.send(first)
+        async with running(sender):
+            await inbox.wait_for_count(1)
+            for envelope in rest:
+                sender.send(envelope)
+            await inbox.wait_for_count(3)
+    beats = [envelope.message for envelope in inbox.envelopes]
+    assert all(isinstance(beat, Heartbeat) for beat in beats)
+    assert [(beat.leader_commit, beat.quiet) for beat in beats if isinstance(beat, Heartbeat)] == [
+        (1, False),
+        (2, quiet),
+        (3, quiet),
+    ]

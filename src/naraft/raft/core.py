@@ -893,7 +893,8 @@ class RaftCore:
             self._note_membership(entry)
         last_new = Index(prev + len(message.entries))
         self._advance_commit_to(min(message.leader_commit, last_new))
-        self._send(sender, AppendReply(term=self._term, success=True, match_index=last_new))
+        if not message.quiet:
+            self._send(sender, AppendReply(term=self._term, success=True, match_index=last_new))
 
     def _on_append_below_commit(self, sender: NodeId, message: AppendEntries) -> None:
         """An append that starts inside our committed prefix (a late or repeated one).
@@ -908,6 +909,8 @@ class RaftCore:
         if not self._agrees_with_committed(prev, message.prev_log_term, message.entries):
             self._warn_foreign(sender, "an append")
             return
+        if message.quiet:
+            return  # a commit notice we hold: nothing to tell
         proved = Index(min(self._commit, prev + len(message.entries)))
         self._send(sender, AppendReply(term=self._term, success=True, match_index=proved))
 
@@ -1001,6 +1004,8 @@ class RaftCore:
         last_index = self._log.last_index
         # The leader sends at most what it knows we hold, so this never passes our log.
         self._advance_commit_to(min(message.leader_commit, last_index))
+        if message.quiet:
+            return  # a commit notice: the leader's periodic beats are the ones answered
         self._send(
             sender,
             HeartbeatReply(
@@ -1106,12 +1111,17 @@ class RaftCore:
             self._send_commit_if_behind(peer, pr)
 
     def _send_commit_if_behind(self, peer: NodeId, pr: Progress) -> None:
-        """Tell `peer` the commit index it has not been sent (up to what it holds)."""
+        """Tell `peer` the commit index it has not been sent (up to what it holds), in a quiet
+        beat: the follower does not answer it, since the periodic beats are answered and this
+        one would tell the leader nothing new (that answer cost a frame each way per write)."""
         commit = min(self._commit, pr.match_index)
         if pr.sent_commit < commit:
             pr.sent_commit = commit
             self._send(
-                peer, Heartbeat(term=self._term, leader_commit=commit, read_round=self._read_round)
+                peer,
+                Heartbeat(
+                    term=self._term, leader_commit=commit, read_round=self._read_round, quiet=True
+                ),
             )
         self._send_commit_behind_appends(peer, pr)
 
@@ -1121,7 +1131,8 @@ class RaftCore:
         same ordered stream, carries the commit: the follower checks that it holds the
         last of them and commits through it, as etcd's followers do, instead of waiting a
         round trip for its own acknowledgement to come back as a heartbeat. A local read
-        on that follower then lags the client's answer less."""
+        on that follower then lags the client's answer less. It is quiet: the follower's
+        answer to the entries themselves tells the leader what it holds."""
         if pr.state is not _REPLICATE:
             return
         last_sent = Index(pr.next_index - 1)
@@ -1140,6 +1151,7 @@ class RaftCore:
                 prev_log_term=last_term,
                 entries=(),
                 leader_commit=self._commit,
+                quiet=True,
             ),
         )
 

@@ -3,6 +3,10 @@
 The names follow the Raft paper (Figure 2). `Heartbeat` is the seed's beat: the leader's
 periodic message carrying its commit index (limited to what the follower holds) and the
 read-index round it is confirming.
+
+A `quiet` append or beat is a commit notice: it only tells a follower that the commit index
+moved, and the leader needs no answer when it holds. The follower still answers a quiet
+message it refuses (a stale term, a log that does not match), exactly as a loud one.
 """
 
 from __future__ import annotations
@@ -36,11 +40,14 @@ class VoteReply:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AppendEntries:
+    """`quiet`: a commit notice (no entries); a follower that takes it does not answer."""
+
     term: Term
     prev_log_index: Index
     prev_log_term: Term
     entries: tuple[Entry, ...]
     leader_commit: Index
+    quiet: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,11 +68,13 @@ class AppendReply:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Heartbeat:
-    """The leader's beat. `leader_commit` never exceeds what the receiver is known to hold."""
+    """The leader's beat. `leader_commit` never exceeds what the receiver is known to hold.
+    `quiet`: a commit notice; the follower takes it without answering."""
 
     term: Term
     leader_commit: Index
     read_round: int = 0
+    quiet: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

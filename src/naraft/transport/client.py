@@ -58,6 +58,7 @@ from naraft.tls import PLAINTEXT, PeerTls
 from naraft.transport import signing
 from naraft.transport.codec import (
     CONTENT_TYPE,
+    FORMAT_VERSIONS,
     GZIP_THRESHOLD_BYTES,
     MAX_BODY_BYTES,
     MESSAGES_PATH,
@@ -66,7 +67,14 @@ from naraft.transport.codec import (
     encode_batch,
 )
 from naraft.transport.frames import MAX_FRAME_HEADER, encode_frame, stream_path
-from naraft.transport.version import CURRENT, INCOMPATIBLE_STATUS, PROTOCOL_HEADER, ProtocolRange
+from naraft.transport.version import (
+    CURRENT,
+    INCOMPATIBLE_STATUS,
+    PROTOCOL_HEADER,
+    ProtocolRange,
+    batch_format,
+    parse_range,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -321,6 +329,7 @@ class _Lane:
 
     __slots__ = (
         "failing",
+        "format",
         "held",
         "kind",
         "max_frame",
@@ -341,6 +350,7 @@ class _Lane:
         self.stream: aiohttp.ClientWebSocketResponse | None = None  # open, or None
         self.post_until = 0.0  # loop time until which batches go as POSTs (an older peer)
         self.max_frame = MAX_BODY_BYTES  # the largest frame the stream's receiver takes
+        self.format = min(FORMAT_VERSIONS)  # the batch format the open stream's receiver reads
 
 
 class _Link:
@@ -418,6 +428,7 @@ class PeerClient:
         self._on_peer_unreachable = on_peer_unreachable
         self._on_peer_reachable = on_peer_reachable
         self._gzip_threshold_bytes = gzip_threshold_bytes
+        self._range = protocol
         self._protocol = str(protocol)  # named in every request (`version`)
         self._incompatible: set[NodeId] = set()  # peers that refused our protocol, logged
         self._cluster_id = (
@@ -559,8 +570,19 @@ class PeerClient:
     async def _send_batch(
         self, session: aiohttp.ClientSession, link: _Link, lane: _Lane, batch: Sequence[Envelope]
     ) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        streaming = lane.post_until <= started
+        stream = lane.stream
+        # Written in the newest format the open stream's receiver named; the first batch of a
+        # new stream, and every POST (builds before streams), in the oldest.
+        version = (
+            lane.format
+            if streaming and stream is not None and not stream.closed
+            else min(FORMAT_VERSIONS)
+        )
         try:
-            body = encode_batch(batch)
+            body = encode_batch(batch, version)
         except CodecError:
             logger.exception("cannot encode batch peer=%s messages=%d", link.peer, len(batch))
             self._metrics.dropped(link.peer, DropReason.UNENCODABLE, len(batch))
@@ -571,9 +593,7 @@ class PeerClient:
             )
         else:
             wire, encoding = compress_if_large(body, threshold_bytes=self._gzip_threshold_bytes)
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        if lane.post_until > started:
+        if not streaming:
             outcome, detail = await self._post(session, link, lane, wire, encoding)
         else:
             outcome, detail = await self._write_frame(session, link, lane, wire, encoding)
@@ -671,6 +691,7 @@ class PeerClient:
         )
         lane.stream = stream
         lane.max_frame = _max_frame(stream)
+        lane.format = batch_format(self._range, _peer_range(stream))
         self._metrics.stream_opened(link.peer, lane.kind)
         if self._group is not None:
             self._group.create_task(
@@ -813,6 +834,17 @@ def _abort(stream: aiohttp.ClientWebSocketResponse) -> None:
     aiohttp has no public call for it; closing the upgrade's response releases the
     connection, as aiohttp itself does when a stream fails."""
     stream._response.close()
+
+
+def _peer_range(stream: aiohttp.ClientWebSocketResponse) -> ProtocolRange | None:
+    """The protocol range the receiver named in the upgrade's answer (None: it did not)."""
+    text = stream._response.headers.get(PROTOCOL_HEADER)
+    if text is None:
+        return None
+    try:
+        return parse_range(text)
+    except ValueError:
+        return None
 
 
 def _max_frame(stream: aiohttp.ClientWebSocketResponse) -> int:

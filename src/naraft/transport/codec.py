@@ -1,4 +1,4 @@
-"""Envelope batches to bytes and back: the peer wire format, version 1.
+"""Envelope batches to bytes and back: the peer wire format, versions 1 and 2.
 
 A batch is one JSON object (encoded with orjson)::
 
@@ -9,11 +9,16 @@ A batch is one JSON object (encoded with orjson)::
         {"t": "heartbeat", "s": "n1", "r": "n2", "term": 3, "leader_commit": 7, "read_round": 0}
     ]}
 
-- `v` is the format version; a receiver refuses any other.
+- `v` is the format version; a receiver refuses one it does not know (`FORMAT_VERSIONS`).
+  Version 2 adds `"quiet": true` to an append or a beat that is a commit notice (the follower
+  does not answer it, `naraft.raft.messages`), present only on those. A sender writes the
+  newest version its peer speaks (`version.batch_format`); written as version 1, a quiet
+  message travels as a loud one, which costs the older follower's answer and nothing else.
 - Each envelope carries its message type tag `t`, its sender `s` and its recipient `r`, and the
   message's fields inline under their Python names (the paper's words, docs/conventions.md#names).
 - An entry is the array `[term, index, command]`, `command` being standard base64.
-- Every field is always present; unknown keys are refused, so a change means a new version.
+- Every other field is always present; unknown keys are refused, so a change means a new
+  version.
 - Terms, indexes and counters are integers in 0..2**63-1; node ids are non-empty strings.
 
 Bodies larger than `GZIP_THRESHOLD_BYTES` (64 KiB: catch-up appends, snapshots) travel
@@ -53,7 +58,9 @@ from naraft.raft.messages import (
 )
 from naraft.raft.types import Entry, Index, NodeId, Term
 
-FORMAT_VERSION: Final = 1
+FORMAT_VERSION: Final = 2  # the newest this build writes
+FORMAT_VERSIONS: Final = frozenset({1, 2})  # what it reads
+QUIET_FORMAT: Final = 2  # the first version that carries `quiet`
 GZIP_THRESHOLD_BYTES: Final = 64 * 1024  # smaller batches cost more CPU to gzip than to send
 MAX_BODY_BYTES: Final = 64 * 1024 * 1024  # a decompressed batch larger than this is refused
 MAX_WIRE_INT: Final = 2**63 - 1
@@ -98,21 +105,26 @@ _TAG_BY_TYPE: Final[Mapping[type[Message], str]] = {
 TAGS: Final[frozenset[str]] = frozenset(_TAG_BY_TYPE.values())
 
 
-def encode_batch(envelopes: Sequence[Envelope]) -> bytes:
-    """Encode `envelopes`, in order, as one version-1 batch (uncompressed).
+def encode_batch(envelopes: Sequence[Envelope], version: int = FORMAT_VERSION) -> bytes:
+    """Encode `envelopes`, in order, as one batch of format `version` (uncompressed).
 
     Raises `CodecError` for a value the format cannot carry (a negative or too large
-    integer, an empty node id), so that whatever encodes also decodes.
+    integer, an empty node id), so that whatever encodes also decodes, and ValueError for
+    a version this build does not write.
     """
-    items = [_encode_envelope(envelope, f"e[{i}]") for i, envelope in enumerate(envelopes)]
+    if version not in FORMAT_VERSIONS:
+        raise ValueError(f"no batch format {version}; this build writes {sorted(FORMAT_VERSIONS)}")
+    quiet = version >= QUIET_FORMAT
+    items = [_encode_envelope(envelope, f"e[{i}]", quiet) for i, envelope in enumerate(envelopes)]
     try:
-        return orjson.dumps({"v": FORMAT_VERSION, "e": items})
+        return orjson.dumps({"v": version, "e": items})
     except orjson.JSONEncodeError as error:
         raise CodecError("batch", f"not encodable: {error}") from error
 
 
 def decode_batch(data: bytes) -> tuple[Envelope, ...]:
-    """Decode one version-1 batch (uncompressed), keeping the order of its envelopes.
+    """Decode one batch of any version in `FORMAT_VERSIONS` (uncompressed), keeping the order
+    of its envelopes.
 
     Raises `CodecError` (and nothing else) for anything malformed.
     """
@@ -124,11 +136,14 @@ def decode_batch(data: bytes) -> tuple[Envelope, ...]:
         raise CodecError("body", "expected an object")
     batch = _Fields(document, "batch")
     version = batch.integer("v")
-    if version != FORMAT_VERSION:
-        raise CodecError("batch.v", f"unsupported version {version}; expected {FORMAT_VERSION}")
+    if version not in FORMAT_VERSIONS:
+        raise CodecError(
+            "batch.v", f"unsupported version {version}; expected one of {sorted(FORMAT_VERSIONS)}"
+        )
     items = batch.array("e")
     batch.finish()
-    return tuple(_decode_envelope(item, f"e[{i}]") for i, item in enumerate(items))
+    quiet = version >= QUIET_FORMAT
+    return tuple(_decode_envelope(item, f"e[{i}]", quiet) for i, item in enumerate(items))
 
 
 def compress_if_large(
@@ -171,13 +186,17 @@ def decompress(body: bytes, *, max_bytes: int = MAX_BODY_BYTES) -> bytes:
     return out
 
 
-def _encode_envelope(envelope: Envelope, where: str) -> dict[str, object]:
+def _encode_envelope(envelope: Envelope, where: str, quiet: bool) -> dict[str, object]:
+    """`quiet`: the format carries the field (version 2 on)."""
     item: dict[str, object] = {
         "t": _TAG_BY_TYPE[type(envelope.message)],
         "s": _node_id(envelope.sender, f"{where}.s"),
         "r": _node_id(envelope.recipient, f"{where}.r"),
     }
-    item.update(_encode_message(envelope.message, where))
+    message = envelope.message
+    item.update(_encode_message(message, where))
+    if quiet and isinstance(message, AppendEntries | Heartbeat) and message.quiet:
+        item["quiet"] = True
     return item
 
 
@@ -247,7 +266,8 @@ def _encode_message(message: Message, where: str) -> dict[str, object]:
             return {"term": n("term", message.term)}
 
 
-def _decode_envelope(item: object, where: str) -> Envelope:
+def _decode_envelope(item: object, where: str, quiet: bool) -> Envelope:
+    """`quiet`: the batch's format carries the field (version 2 on)."""
     if not isinstance(item, dict):
         raise CodecError(where, "expected an object")
     fields = _Fields(item, where)
@@ -276,6 +296,7 @@ def _decode_envelope(item: object, where: str) -> Envelope:
             prev_log_term=Term(fields.integer("prev_log_term")),
             leader_commit=Index(fields.integer("leader_commit")),
             entries=fields.entries("entries"),
+            quiet=quiet and fields.boolean("quiet", default=False),
         )
     elif tag == "append_reply":
         message = AppendReply(
@@ -290,6 +311,7 @@ def _decode_envelope(item: object, where: str) -> Envelope:
             term=Term(fields.integer("term")),
             leader_commit=Index(fields.integer("leader_commit")),
             read_round=fields.integer("read_round"),
+            quiet=quiet and fields.boolean("quiet", default=False),
         )
     elif tag == "heartbeat_reply":
         message = HeartbeatReply(

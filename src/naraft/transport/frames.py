@@ -15,7 +15,9 @@ is checked as a whole request would be (membership, time window, signature, repl
 anything in it is inflated. A frame that does not hold closes the stream (policy violation,
 with the reason); the sender reconnects with its next batch. The upgrade's answer names the
 largest frame the receiver takes (`X-Naraft-Max-Frame`), so that a sender refuses a batch
-over it itself instead of losing the stream and what follows it on the wire.
+over it itself instead of losing the stream and what follows it on the wire, and the peer
+protocol range it speaks (`X-Naraft-Protocol`), from which the sender picks the format of
+the stream's batches (`version.batch_format`).
 """
 
 from __future__ import annotations

@@ -294,6 +294,7 @@ class _Inbox:
         if not stream.can_prepare(request).ok:
             return self._refuse(remote, Rejection.UNDECODABLE, 400, "not a WebSocket upgrade")
         stream.headers[MAX_FRAME_HEADER] = str(max_frame)
+        stream.headers[PROTOCOL_HEADER] = str(self._protocol)  # the sender picks a batch format
         await stream.prepare(request)
         self._forget(remote)
         open_streams = request.app.get(OPEN_STREAMS)

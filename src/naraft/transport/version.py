@@ -9,9 +9,12 @@ The sender logs one line too, once per peer. So an upgrade goes one version at a
 build N that still speaks N-1 joins a cluster of N-1 builds, and once every member runs N,
 the next build may drop N-1.
 
-Today's builds speak version 1 (the batch format `codec.FORMAT_VERSION`). The range a node
-claims can be overridden (`--peer-protocol`), which is how the tests stand in for builds of
-other versions.
+A version is a batch format (`codec`). This build speaks 1..2: version 2 lets a leader mark
+its commit notices quiet, so that followers do not answer them. Batches are written in the
+newest version both ends speak (`batch_format`): a receiver names its range in the answer to
+a stream's upgrade, and one that does not (a build before version 2) is written version 1.
+The range a node claims can be overridden (`--peer-protocol`), which is how the tests stand
+in for builds of other versions.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from naraft.transport.codec import FORMAT_VERSION
+from naraft.transport.codec import FORMAT_VERSION, FORMAT_VERSIONS
 
 PROTOCOL_HEADER: Final = "X-Naraft-Protocol"
 INCOMPATIBLE_STATUS: Final = 426  # Upgrade Required
@@ -38,9 +41,18 @@ class ProtocolRange:
         return self.low <= other.high and other.low <= self.high
 
 
-CURRENT: Final = ProtocolRange(FORMAT_VERSION, FORMAT_VERSION)
+CURRENT: Final = ProtocolRange(min(FORMAT_VERSIONS), FORMAT_VERSION)
 BEFORE_HEADER: Final = ProtocolRange(1, 1)
-"""What a request without the header speaks: builds before the header spoke version 1."""
+"""What a request without the header speaks: builds before the header spoke version 1.
+So does an upgrade's answer without it: builds before version 2 did not name theirs."""
+
+
+def batch_format(ours: ProtocolRange, theirs: ProtocolRange | None) -> int:
+    """The format of the batches this node writes to a peer speaking `theirs` (None: the
+    peer did not say): the newest version both speak, among those this build writes. (A
+    range claimed past them stands in for a future build in tests: it gets the newest.)"""
+    peer = theirs if theirs is not None else BEFORE_HEADER
+    return max(min(FORMAT_VERSIONS), min(ours.high, peer.high, FORMAT_VERSION))
 
 
 def parse_range(text: str) -> ProtocolRange:
