@@ -336,6 +336,9 @@ class Node:
     async def read_barrier(self) -> None:
         await self.replica.read_barrier()
 
+    async def local_read_point(self) -> None:
+        await self.replica.local_read_point()
+
     def kv_get(self, key: str) -> Datum | None:
         return read_value(self._datums, key)
 

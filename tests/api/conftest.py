@@ -77,6 +77,7 @@ class DirectProposer:
         self.index = 0
         self.proposed: list[Command] = []
         self.read_barriers = 0
+        self.local_reads = 0
 
     async def propose(self, command: bytes) -> object:
         decoded = decode_command(command)
@@ -86,6 +87,9 @@ class DirectProposer:
 
     async def read_barrier(self) -> None:
         self.read_barriers += 1
+
+    async def local_read_point(self) -> None:
+        self.local_reads += 1
 
 
 class FakeClock:

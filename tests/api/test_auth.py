@@ -112,6 +112,9 @@ class Env:
     async def read_barrier(self) -> None:
         return None
 
+    async def local_read_point(self) -> None:
+        return None
+
     async def call(
         self,
         method: str,

@@ -172,6 +172,9 @@ class RejectingProposer:
     async def read_barrier(self) -> None:
         return None
 
+    async def local_read_point(self) -> None:
+        return None
+
 
 @pytest.mark.parametrize(
     ("kind", "status", "words"),

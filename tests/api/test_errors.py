@@ -88,6 +88,9 @@ class FailingProposer:
     async def read_barrier(self) -> None:
         raise self.error
 
+    async def local_read_point(self) -> None:
+        return None  # a local read never waits on a barrier that can fail
+
 
 async def serve(env: Any, error: Exception, **app_options: Any) -> TestClient[Any, Any]:
     from naraft.naming.service import NamingService  # the same wiring, another proposer

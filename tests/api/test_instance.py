@@ -276,7 +276,12 @@ async def test_list_with_udp_port_zero_records_nothing(env: Any) -> None:
 
 async def test_linearizable_list_goes_through_the_read_barrier(env: Any) -> None:
     await env.json("GET", LIST, {"serviceName": "svc", "linearizable": "true"})
-    assert env.proposer.read_barriers == 1
+    assert (env.proposer.read_barriers, env.proposer.local_reads) == (1, 0)
+
+
+async def test_a_plain_list_is_local_once_the_commits_heard_of_are_applied(env: Any) -> None:
+    await env.json("GET", LIST, {"serviceName": "svc"})
+    assert (env.proposer.read_barriers, env.proposer.local_reads) == (0, 1)
 
 
 async def test_detail_answers_the_contract_shape(env: Any) -> None:

@@ -91,6 +91,9 @@ class Replica:
     async def read_barrier(self) -> None:
         return None
 
+    async def local_read_point(self) -> None:
+        return None
+
     # RaftNodeView, the parts the kv routes use
     @property
     def members(self) -> tuple[str, ...]:

@@ -18,21 +18,25 @@ from naraft.naming.state import NamingState
 from naraft.raft import (
     AppendEntries,
     AppendReply,
+    Entry,
     Envelope,
+    Index,
     NodeId,
     RaftConfig,
     RaftCore,
+    Role,
     SnapshotMeta,
+    Term,
 )
 from naraft.raft.membership import ChangeKind, Membership, MembershipChange, MembershipError
 from naraft.replica import Replica, ReplicaTimings
-from naraft.replica.shell import PeerSender
+from naraft.replica.shell import LOCAL_READ_WAIT_SECONDS, PeerSender
 from naraft.state.datums import DatumTable
-from naraft.state.kv import KvPut, PutValue, encode_kv
+from naraft.state.kv import KvPut, PutValue, encode_kv, read_value
 from naraft.storage.base import StoredState, StoreFullError, WriteBatch
 from naraft.storage.sqlite import SqliteStore, open_store
 
-N1 = NodeId("n1")
+N1, N2 = NodeId("n1"), NodeId("n2")
 TIMINGS = ReplicaTimings(tick_seconds=0.01, proposal_timeout_seconds=5.0, leader_wait_seconds=3.0)
 
 
@@ -337,3 +341,82 @@ async def test_a_write_and_a_read_no_quorum_answers_fail_once_their_time_is_up(
         assert "no quorum confirmed the read" in str(read)
         assert 0.3 <= took <= 0.3 + 2 * timings.tick_seconds + 0.2, took
         assert replica.status.role.name == "LEADER"  # failed by the timeout, not a step-down
+
+
+@contextlib.asynccontextmanager
+async def following(path: Path) -> AsyncIterator[Shell]:
+    """A replica that follows N2 at term 1 (N2 is this test; it never campaigns here)."""
+    executor = ThreadPoolExecutor(max_workers=1)
+    loop = asyncio.get_running_loop()
+    store = RecordingStore(await loop.run_in_executor(executor, open_store, path))
+    stored = await loop.run_in_executor(executor, store.load)
+    core = RaftCore(
+        RaftConfig(id=N1, voters=(N1, N2), election_ticks=1000),
+        rng=random.Random(7),
+        hard_state=stored.hard_state,
+        log=stored.entries,
+    )
+    datums = DatumTable(stored.datums)
+    machine = NodeStateMachine(datums, NamingState(datums))
+    changes = Changes()
+    replica = Replica(
+        core,
+        store=store,
+        store_executor=executor,
+        peers=SentTo(),
+        state_machine=machine,
+        timings=TIMINGS,
+        observer=changes,
+    )
+    task = asyncio.create_task(replica.run())
+    try:
+        yield Shell(replica, store, machine, executor, changes)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await loop.run_in_executor(executor, store.close)
+        executor.shutdown()
+
+
+def _append(prev: int, commands: tuple[bytes, ...], commit: int) -> Envelope:
+    entries = tuple(Entry(Term(1), Index(prev + i + 1), c) for i, c in enumerate(commands))
+    message = AppendEntries(
+        term=Term(1),
+        prev_log_index=Index(prev),
+        prev_log_term=Term(1 if prev else 0),
+        entries=entries,
+        leader_commit=Index(commit),
+    )
+    return Envelope(N2, N1, message)
+
+
+async def test_a_local_read_waits_for_the_commits_the_node_has_heard_of(tmp_path: Path) -> None:
+    """The commit of a write the leader has answered reaches a follower while its driver is
+    busy: a local read that arrives then waits for the apply instead of answering the state
+    before the write."""
+    async with following(tmp_path / "n1.db") as shell:
+        replica = shell.replica
+        replica.deliver(_append(0, (_put("k", "v1"),), commit=1))
+        assert read_value(shell.machine.datums, "k") is None  # the driver has not run yet
+        await replica.local_read_point()
+        datum = read_value(shell.machine.datums, "k")
+        assert datum is not None
+        assert datum.value == b"v1"
+        assert replica.status.role is Role.FOLLOWER
+
+
+async def test_a_local_read_waits_for_no_commit_the_node_cannot_reach(tmp_path: Path) -> None:
+    """An entry the follower does not hold (its log ends before it) cannot apply: the read
+    answers after the bound, and at once when nothing newer was heard."""
+    async with following(tmp_path / "n1.db") as shell:
+        replica, loop = shell.replica, asyncio.get_running_loop()
+        started = loop.time()
+        await replica.local_read_point()
+        assert loop.time() - started < LOCAL_READ_WAIT_SECONDS
+        replica.deliver(_append(5, (_put("k", "v1"),), commit=6))  # a gap: refused
+        started = loop.time()
+        await replica.local_read_point()
+        waited = loop.time() - started
+        assert LOCAL_READ_WAIT_SECONDS <= waited < LOCAL_READ_WAIT_SECONDS + 1.0, waited
+        assert replica.status.applied_index == 0

@@ -68,6 +68,8 @@ class RaftNodeView(Protocol):
 
     async def read_barrier(self) -> None: ...
 
+    async def local_read_point(self) -> None: ...
+
     def kv_get(self, key: str) -> Datum | None: ...
 
     def metrics_text(self) -> bytes: ...
@@ -209,6 +211,8 @@ async def get_kv(request: web.Request) -> web.Response:
             return json_refusal(Refusal.NO_SPACE, str(error), reason="disk-full")
         except UnavailableError as error:
             return json_refusal(Refusal.UNAVAILABLE, str(error), leader=node.status.leader)
+    else:
+        await node.local_read_point()
     datum = node.kv_get(key)
     if datum is None:
         return json_refusal(Refusal.NOT_FOUND, f"key {key!r} not found")

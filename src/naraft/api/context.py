@@ -27,6 +27,9 @@ def json_response(data: object) -> web.Response:
 
 
 async def maybe_read_barrier(naming: NamingService, params: Params) -> None:
-    """`linearizable=true` (a naraft extension) makes a read go through a read barrier."""
+    """`linearizable=true` (a naraft extension) makes a read go through a read barrier;
+    otherwise it is local, once the commits this node has heard of are applied."""
     if is_true(params.get("linearizable")):
         await naming.read_barrier()
+    else:
+        await naming.local_read_point()

@@ -99,6 +99,10 @@ class Proposer(Protocol):
         """Return once this node has applied everything committed when it was called."""
         ...
 
+    async def local_read_point(self) -> None:
+        """Return once this node has applied the commits it has heard of (bounded)."""
+        ...
+
 
 class BeatSink(Protocol):
     """Where client beats go: the leader's BeatTable (a follower forwards them)."""
@@ -218,6 +222,9 @@ class NamingService:
 
     async def read_barrier(self) -> None:
         await self._proposer.read_barrier()
+
+    async def local_read_point(self) -> None:
+        await self._proposer.local_read_point()
 
     async def _propose(
         self, command: Command, *, tolerate: frozenset[RejectReason] = frozenset()

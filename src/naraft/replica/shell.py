@@ -23,6 +23,7 @@ tolerates), and the applied state keeps serving local reads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 from collections import deque
@@ -38,8 +39,10 @@ from naraft.errors import (
     UnavailableError,
 )
 from naraft.raft import (
+    AppendEntries,
     Envelope,
     HandedOverError,
+    Heartbeat,
     Index,
     LeadershipTransferringError,
     NodeId,
@@ -139,6 +142,7 @@ _MAX_EVENTS_PER_CYCLE = 4096
 _FULL_RETRY_FIRST_SECONDS = 0.05  # a full disk: the first retry of the same batch, doubling to
 _FULL_RETRY_MAX_SECONDS = 1.0
 _FULL_REMINDER_SECONDS = 30.0  # while the disk stays full, say so again this often
+LOCAL_READ_WAIT_SECONDS = 0.05  # the longest a local read waits for commits already heard of
 _IDLE_FLUSH_SECONDS = 1.0  # the longest the commit index and applied state stay unwritten
 
 
@@ -213,6 +217,7 @@ class Replica:
         self._read_ids = itertools.count(1)
         self._applied_waiters: list[tuple[Index, asyncio.Future[None]]] = []
         self._leader_known = asyncio.Event()
+        self._heard_commit = 0  # the highest commit index a peer message has told us of
         self._status_refreshed = asyncio.Event()  # set whenever `_status` is taken anew
         self._last_heard: dict[NodeId, float] = {}  # loop time of the last message per peer
         self._status: Status = status
@@ -367,7 +372,32 @@ class Replica:
         if self._disk_full is not None:  # the driver is stalled: do not let the inbox grow
             self.dropped_while_full += 1
             return
+        message = envelope.message
+        if isinstance(message, AppendEntries):
+            # what this message lets us commit: never past the entries it brings
+            heard = min(message.leader_commit, message.prev_log_index + len(message.entries))
+            if heard > self._heard_commit:
+                self._heard_commit = heard
+        elif isinstance(message, Heartbeat) and message.leader_commit > self._heard_commit:
+            self._heard_commit = message.leader_commit  # the leader sends at most what we hold
         self._inbox.put_nowait(envelope)
+
+    async def local_read_point(self) -> None:
+        """Return once this node has applied every commit index it has been told of, or
+        after `LOCAL_READ_WAIT_SECONDS` (a local read is served then, stale or not).
+
+        A follower hears the commit of a write the leader has already answered a moment
+        before it applies it: the message waits in the inbox while the driver finishes the
+        store write in hand. A local read that came in meanwhile would show the state before
+        that write. Nothing waits when the node is up to date, and never when its disk is
+        full (the driver is stalled). It is no guarantee: a notice still on its way is not
+        waited for (docs/consistency.md)."""
+        heard = self._heard_commit
+        if heard <= self._status.applied_index or self._disk_full is not None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(LOCAL_READ_WAIT_SECONDS):
+                await self.wait_applied(Index(heard))
 
     def silent_for(self, peer: NodeId) -> float:
         """Seconds since the last message from `peer` arrived (inf if never)."""
