@@ -105,14 +105,18 @@ async def running_shell(
     peers: PeerSender | None = None,
     on_membership: Callable[[Membership], None] | None = None,
     timings: ReplicaTimings = TIMINGS,
+    voters: tuple[NodeId, ...] = (N1,),
 ) -> AsyncIterator[Shell]:
+    """N1 alone leads at once; with other `voters` it follows (the test plays the leader)
+    and never campaigns while the test runs."""
+    alone = voters == (N1,)
     executor = ThreadPoolExecutor(max_workers=1)
     loop = asyncio.get_running_loop()
     inner = await loop.run_in_executor(executor, open_store, path)
     store = RecordingStore(inner)
     stored = await loop.run_in_executor(executor, store.load)
     core = RaftCore(
-        RaftConfig(id=N1, voters=(N1,), election_ticks=5),
+        RaftConfig(id=N1, voters=voters, election_ticks=5 if alone else 1000),
         rng=random.Random(7),
         hard_state=stored.hard_state,
         log=stored.entries,
@@ -136,7 +140,8 @@ async def running_shell(
     shell = Shell(replica, store, machine, executor, changes)
     task = asyncio.create_task(replica.run())
     try:
-        assert await replica.wait_for_leader(3.0) == N1
+        if alone:
+            assert await replica.wait_for_leader(3.0) == N1
         yield shell
     finally:
         task.cancel()
@@ -343,42 +348,6 @@ async def test_a_write_and_a_read_no_quorum_answers_fail_once_their_time_is_up(
         assert replica.status.role.name == "LEADER"  # failed by the timeout, not a step-down
 
 
-@contextlib.asynccontextmanager
-async def following(path: Path) -> AsyncIterator[Shell]:
-    """A replica that follows N2 at term 1 (N2 is this test; it never campaigns here)."""
-    executor = ThreadPoolExecutor(max_workers=1)
-    loop = asyncio.get_running_loop()
-    store = RecordingStore(await loop.run_in_executor(executor, open_store, path))
-    stored = await loop.run_in_executor(executor, store.load)
-    core = RaftCore(
-        RaftConfig(id=N1, voters=(N1, N2), election_ticks=1000),
-        rng=random.Random(7),
-        hard_state=stored.hard_state,
-        log=stored.entries,
-    )
-    datums = DatumTable(stored.datums)
-    machine = NodeStateMachine(datums, NamingState(datums))
-    changes = Changes()
-    replica = Replica(
-        core,
-        store=store,
-        store_executor=executor,
-        peers=SentTo(),
-        state_machine=machine,
-        timings=TIMINGS,
-        observer=changes,
-    )
-    task = asyncio.create_task(replica.run())
-    try:
-        yield Shell(replica, store, machine, executor, changes)
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await loop.run_in_executor(executor, store.close)
-        executor.shutdown()
-
-
 def _append(prev: int, commands: tuple[bytes, ...], commit: int) -> Envelope:
     entries = tuple(Entry(Term(1), Index(prev + i + 1), c) for i, c in enumerate(commands))
     message = AppendEntries(
@@ -395,7 +364,7 @@ async def test_a_local_read_waits_for_the_commits_the_node_has_heard_of(tmp_path
     """The commit of a write the leader has answered reaches a follower while its driver is
     busy: a local read that arrives then waits for the apply instead of answering the state
     before the write."""
-    async with following(tmp_path / "n1.db") as shell:
+    async with running_shell(tmp_path / "n1.db", peers=SentTo(), voters=(N1, N2)) as shell:
         replica = shell.replica
         replica.deliver(_append(0, (_put("k", "v1"),), commit=1))
         assert read_value(shell.machine.datums, "k") is None  # the driver has not run yet
@@ -409,7 +378,7 @@ async def test_a_local_read_waits_for_the_commits_the_node_has_heard_of(tmp_path
 async def test_a_local_read_waits_for_no_commit_the_node_cannot_reach(tmp_path: Path) -> None:
     """An entry the follower does not hold (its log ends before it) cannot apply: the read
     answers after the bound, and at once when nothing newer was heard."""
-    async with following(tmp_path / "n1.db") as shell:
+    async with running_shell(tmp_path / "n1.db", peers=SentTo(), voters=(N1, N2)) as shell:
         replica, loop = shell.replica, asyncio.get_running_loop()
         started = loop.time()
         await replica.local_read_point()
