@@ -20,13 +20,17 @@ from naraft.raft import (
     AppendReply,
     Entry,
     Envelope,
+    HandedOverError,
+    Heartbeat,
     Index,
     NodeId,
     RaftConfig,
     RaftCore,
+    RequestVote,
     Role,
     SnapshotMeta,
     Term,
+    VoteReply,
 )
 from naraft.raft.membership import ChangeKind, Membership, MembershipChange, MembershipError
 from naraft.replica import Replica, ReplicaTimings
@@ -389,3 +393,33 @@ async def test_a_local_read_waits_for_no_commit_the_node_cannot_reach(tmp_path: 
         waited = loop.time() - started
         assert LOCAL_READ_WAIT_SECONDS <= waited < LOCAL_READ_WAIT_SECONDS + 1.0, waited
         assert replica.status.applied_index == 0
+
+
+async def test_a_proposal_refused_by_a_leader_stepping_down_names_the_next_one(
+    tmp_path: Path,
+) -> None:
+    """N1 leads; a vote of a later term (N2 campaigns, as when N1 hands over) reaches it just
+    before a proposal. Nothing was appended: the proposal waits for the next leader and
+    names it (HandedOverError), so that the API forwards it, even a request already
+    forwarded to N1, instead of answering 'no leader'."""
+    async with running_shell(tmp_path / "n1.db", peers=SentTo(), voters=(N1, N2)) as shell:
+        replica = shell.replica
+        replica.campaign()
+        await shell.changes.until(lambda: replica.status.role is Role.CANDIDATE)
+        replica.deliver(Envelope(N2, N1, VoteReply(term=Term(1), granted=True)))
+        assert await replica.wait_for_leader(3.0) == N1
+        vote = RequestVote(
+            term=Term(2), last_log_index=Index(1), last_log_term=Term(1), transfer=True
+        )
+        replica.deliver(Envelope(N2, N1, vote))
+        proposal = asyncio.create_task(replica.propose(_put("k", "v")))
+        await shell.changes.until(lambda: replica.status.role is Role.FOLLOWER)
+        assert not proposal.done()  # it waits for the next leader, not 'no leader'
+        replica.deliver(_leader_beat(term=2))
+        with pytest.raises(HandedOverError) as caught:
+            await asyncio.wait_for(proposal, 3.0)
+        assert caught.value.leader_hint == N2
+
+
+def _leader_beat(term: int) -> Envelope:
+    return Envelope(N2, N1, Heartbeat(term=Term(term), leader_commit=Index(0)))

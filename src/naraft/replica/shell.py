@@ -488,13 +488,7 @@ class Replica:
         """
         self._refuse_if_full()
         await self._await_leader()
-        try:
-            return await self._propose_here(command)
-        except LeadershipTransferringError:
-            leader = await self._wait_hand_over()
-        if leader != self._status.id:
-            raise HandedOverError(leader)
-        return await self._propose_here(command)
+        return await self._propose_as_leader(command)
 
     async def propose_membership(self, change: MembershipChange) -> object:
         """Make `change` to the cluster's configuration and wait until it is applied here.
@@ -504,13 +498,31 @@ class Replica:
         nothing was appended."""
         self._refuse_if_full()
         await self._await_leader()
+        return await self._propose_as_leader(b"", change)
+
+    async def _propose_as_leader(
+        self, command: bytes, change: MembershipChange | None = None
+    ) -> object:
+        """Propose on this node, which the status says leads. The core may have stopped
+        leading meanwhile: it is handing over (the proposal waits for the hand-over), or a
+        vote of a later term has just made it a follower (a hand-over it started, an
+        election). Either way nothing was appended: once the next leader is known, the
+        proposal is made here if that is this node, else HandedOverError names it (the API
+        forwards the request there, even one already forwarded here)."""
         try:
-            return await self._propose_here(b"", change)
+            return await self._propose_here(command, change)
         except LeadershipTransferringError:
             leader = await self._wait_hand_over()
+        except NotLeaderError as error:
+            leader = error.leader_hint
+            if leader is None:
+                await self._next_status()  # the status said this node led: one newer than that
+                leader = await self.wait_for_leader(self._timings.leader_wait_seconds)
+            if leader is None:
+                raise
         if leader != self._status.id:
             raise HandedOverError(leader)
-        return await self._propose_here(b"", change)
+        return await self._propose_here(command, change)
 
     async def _wait_hand_over(self) -> NodeId | None:
         """The leader once the hand-over in progress has ended (None if none is known)."""

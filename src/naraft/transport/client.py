@@ -571,8 +571,7 @@ class PeerClient:
         self, session: aiohttp.ClientSession, link: _Link, lane: _Lane, batch: Sequence[Envelope]
     ) -> None:
         loop = asyncio.get_running_loop()
-        started = loop.time()
-        streaming = lane.post_until <= started
+        streaming = lane.post_until <= loop.time()
         stream = lane.stream
         # Written in the newest format the open stream's receiver named; the first batch of a
         # new stream, and every POST (builds before streams), in the oldest.
@@ -593,6 +592,7 @@ class PeerClient:
             )
         else:
             wire, encoding = compress_if_large(body, threshold_bytes=self._gzip_threshold_bytes)
+        started = loop.time()
         if not streaming:
             outcome, detail = await self._post(session, link, lane, wire, encoding)
         else:
