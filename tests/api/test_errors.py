@@ -258,3 +258,40 @@ async def test_a_large_v2_body_is_413_in_the_v2_shape(env: Any) -> None:
     finally:
         await client.close()
     assert env.snapshot() == {}
+
+
+async def test_an_unknown_nacos_path_answers_springs_error_json(env: Any) -> None:
+    response = await env.call("GET", "/nacos/v1/ns/no/such/path")
+    assert response.status == 404
+    body = await response.json()
+    assert (body["status"], body["error"], body["path"]) == (
+        404,
+        "Not Found",
+        "/nacos/v1/ns/no/such/path",
+    )
+    assert "GET /nacos/v1/ns/no/such/path" in body["message"]
+    assert "timestamp" in body
+
+
+async def test_a_method_the_path_does_not_serve_is_springs_405_with_allow(env: Any) -> None:
+    response = await env.call("PATCH", "/nacos/v1/ns/service/list")
+    assert response.status == 405
+    assert set(response.headers["Allow"].split(",")) == {"GET", "HEAD"}
+    body = await response.json()
+    assert (body["status"], body["error"]) == (405, "Method Not Allowed")
+    assert body["message"] == "Request method 'PATCH' not supported"
+
+
+async def test_an_unknown_naraft_path_answers_in_naraft_shape(env: Any) -> None:
+    response = await env.call("GET", "/naraft/v1/no-such-thing")
+    assert response.status == 404
+    assert await response.json() == {
+        "error": "no such naraft API path: GET /naraft/v1/no-such-thing"
+    }
+
+
+async def test_a_handler_not_found_keeps_its_own_answer(env: Any) -> None:
+    # A route that matched and answered 404 itself is not a routing miss.
+    status, body = await env.text("GET", "/nacos/v1/ns/service", {"serviceName": "missing"})
+    assert status == 404
+    assert "timestamp" not in body

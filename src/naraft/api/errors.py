@@ -12,6 +12,12 @@
    ...): a `Refusal` → a status, with a JSON body `{"error": ..., ...}`; `PROPOSAL_FAILURES`
    says which refusal and write outcome each proposal failure means.
 
+A request no route takes (an unknown path, 404, or a method the path does not serve, 405
+with `Allow`) is answered in the shape of the API its path belongs to (`route_miss`): v2's
+`Result`, naraft's `{"error"}` under `/naraft/`, and elsewhere Spring's error JSON
+(`timestamp, status, error, message, path`), which is what Nacos 1.x answers; never
+aiohttp's bare text.
+
 The HTTP edge (`naraft.api.edge`, `naraft.api.app`) answers before either API is reached,
 with the `EDGE_*` statuses below. The peer protocol's own endpoints (`naraft.transport`,
 `naraft.digest`) sit below this layer, cannot import it, and answer only members: their
@@ -24,6 +30,8 @@ import enum
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from http import HTTPStatus
 from typing import Final
 
 import orjson
@@ -261,6 +269,48 @@ def proposal_failure(error: UnavailableError) -> Failure:
     raise AssertionError(f"{type(error).__name__} is not an UnavailableError")
 
 
+NARAFT_BASE: Final = "/naraft/"
+
+
+def spring_error(status: int, message: str, path: str) -> web.Response:
+    """Nacos 1.x's answer to a request Spring refuses before any controller: its error JSON."""
+    return web.json_response(
+        {
+            "timestamp": datetime.now(tz=UTC).isoformat(timespec="milliseconds"),
+            "status": status,
+            "error": HTTPStatus(status).phrase,
+            "message": message,
+            "path": path,
+        },
+        status=status,
+    )
+
+
+def route_miss(error: web.HTTPException, request: web.Request) -> web.Response:
+    """No route took `request` (`error`: aiohttp's 404 or 405): answered in the shape of
+    the API its path belongs to (see the module)."""
+    path, method = request.path, request.method
+    if path.startswith(V2_BASE):
+        answer = _v2_http_error(error, request)
+    elif path.startswith(NARAFT_BASE):
+        if error.status == 405:
+            message = f"method {method} is not served on {path}"
+        else:
+            message = f"no such naraft API path: {method} {path}"
+        answer = web.Response(
+            body=orjson.dumps({"error": message}),
+            status=error.status,
+            content_type="application/json",
+        )
+    elif error.status == 405:  # Spring's message for a method the path does not serve
+        answer = spring_error(405, f"Request method '{method}' not supported", path)
+    else:
+        answer = spring_error(error.status, f"no such Nacos API path: {method} {path}", path)
+    if (allow := error.headers.get("Allow")) is not None:
+        answer.headers["Allow"] = allow
+    return answer
+
+
 def json_ok(data: object) -> web.Response:
     return web.Response(body=orjson.dumps(data), content_type="application/json")
 
@@ -299,6 +349,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except web.HTTPException as error:
+        if request.match_info.http_exception is error:
+            return route_miss(error, request)
         if v2 and error.status >= 400:
             return _v2_http_error(error, request)
         raise

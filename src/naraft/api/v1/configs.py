@@ -27,6 +27,7 @@ from aiohttp.multipart import parse_content_disposition
 
 from naraft.api.context import json_response
 from naraft.api.edge import GuardedHandler, HeldResponse
+from naraft.api.errors import spring_error
 from naraft.api.params import Params, read_params
 from naraft.configs import archive, validate
 from naraft.configs.archive import ArchiveError, ArchiveLimits, ExportItem
@@ -663,16 +664,11 @@ async def other_cs_path(request: web.Request) -> web.Response:
     head = request.match_info.get("tail", "").split("/", 1)[0]
     if (reason := _UNSUPPORTED_PATHS.get(head)) is not None:
         raise UnsupportedError(reason)
-    return web.json_response(
-        {
-            "timestamp": datetime.now(tz=UTC).isoformat(timespec="milliseconds"),
-            "status": 404,
-            "error": "Not Found",
-            "message": "no such config API path (naraft serves /nacos/v1/cs/configs, "
-            "/configs/listener, /listener, /history, /history/previous)",
-            "path": request.path,
-        },
-        status=404,
+    return spring_error(
+        404,
+        "no such config API path (naraft serves /nacos/v1/cs/configs, /configs/listener, "
+        "/listener, /history, /history/previous)",
+        request.path,
     )
 
 
