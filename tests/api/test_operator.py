@@ -143,3 +143,16 @@ async def test_health_errors(env: Any, params: dict[str, str], status: int) -> N
     code, _ = await env.text("PUT", "/nacos/v1/ns/health/instance", params)
     assert code == status
     assert env.snapshot() == before
+
+
+async def test_core_cluster_nodes_lists_the_members_in_a_rest_result(env: Any) -> None:
+    answer = await env.json("GET", "/nacos/v1/core/cluster/nodes")
+    assert (answer["code"], answer["message"]) == (200, None)
+    (member,) = answer["data"]
+    assert member["address"] == f"{member['ip']}:{member['port']}"
+    assert member["state"] == "UP"
+    port = str(env.client.port)
+    matched = await env.json("GET", "/nacos/v1/core/cluster/nodes", {"keyword": port})
+    assert len(matched["data"]) == 1
+    unmatched = await env.json("GET", "/nacos/v1/core/cluster/nodes", {"keyword": "no-such-host"})
+    assert unmatched["data"] == []

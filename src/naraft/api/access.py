@@ -146,6 +146,7 @@ ACCESS: Final[Mapping[tuple[str, str], Rule]] = {
     ("PUT", f"{_NS}/operator/switches"): ADMIN,
     ("GET", f"{_NS}/operator/metrics"): USER,
     ("GET", f"{_NS}/operator/servers"): USER,
+    ("GET", "/nacos/v1/core/cluster/nodes"): USER,  # the same members, in Nacos's core API
     ("PUT", f"{_NS}/health"): ADMIN,
     ("PUT", f"{_NS}/health/instance"): ADMIN,
     ("GET", f"{_NS}/health/server"): OPEN,  # a health probe

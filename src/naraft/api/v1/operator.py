@@ -1,4 +1,5 @@
-"""`/nacos/v1/ns/operator…` and `/nacos/v1/ns/health…`: switches, metrics, servers, health."""
+"""`/nacos/v1/ns/operator…` and `/nacos/v1/ns/health…`: switches, metrics, servers, health;
+and the members as Nacos's core API lists them (`/nacos/v1/core/cluster/nodes`)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from naraft.naming.validate import flag
 routes = web.RouteTableDef()
 
 BASE = "/nacos/v1/ns"
+CORE_NODES: Final = "/nacos/v1/core/cluster/nodes"
 MEMINFO: Final = Path("/proc/meminfo")
 
 
@@ -104,18 +106,32 @@ def _member_view(server: ServerInfo) -> dict[str, object]:
     }
 
 
-@routes.get(f"{BASE}/operator/servers")
-async def servers(request: web.Request) -> web.Response:
-    params = await read_params(request)
+def _members(request: web.Request) -> Sequence[ServerInfo]:
     directory = request.app.get(SERVERS)
     if directory is None:
         host = request.url.host or "127.0.0.1"
-        members: Sequence[ServerInfo] = (ServerInfo(ip=host, port=_local_port(request)),)
-    else:
-        members = directory.servers()
+        return (ServerInfo(ip=host, port=_local_port(request)),)
+    return directory.servers()
+
+
+@routes.get(f"{BASE}/operator/servers")
+async def servers(request: web.Request) -> web.Response:
+    params = await read_params(request)
+    members = _members(request)
     if flag("healthy", params.get("healthy"), False):
         members = [m for m in members if m.state == "UP"]
     return json_response({"servers": [_member_view(m) for m in members]})
+
+
+@routes.get(CORE_NODES)
+async def core_nodes(request: web.Request) -> web.Response:
+    """Nacos 1.4's `GET /v1/core/cluster/nodes`: the members in its `RestResult`, those whose
+    address contains `keyword` when it is given."""
+    params = await read_params(request)
+    keyword = params.get("keyword") or ""
+    views = [_member_view(m) for m in _members(request)]
+    data = [view for view in views if keyword in str(view["address"])]
+    return json_response({"code": 200, "message": None, "data": data})
 
 
 @routes.put(f"{BASE}/health/instance")
