@@ -67,6 +67,23 @@ from naraft.state.kv import MAX_VALUE_BYTES
 from naraft.transport import MESSAGES_PATH, STREAM_PATH, encode_batch, signing
 
 KEY_PREFIX: Final = "nemesis/"
+CORE_NODES_PATH: Final = "/nacos/v1/core/cluster/nodes"
+UNROUTED_PREFIXES: Final = (
+    "/nacos/v1/ns/",
+    "/nacos/v1/cs/",
+    "/nacos/v1/core/",
+    "/nacos/v2/ns/",
+    "/naraft/v1/",
+    "/nacos/",
+    "/",
+)
+UNSERVED_METHODS: Final = (
+    ("PATCH", "/nacos/v1/ns/service/list"),
+    ("DELETE", "/nacos/v1/ns/instance/list"),
+    ("POST", CORE_NODES_PATH),
+    ("PUT", "/nacos/v1/ns/operator/servers"),
+    ("PATCH", f"{KV_PATH}/{KEY_PREFIX}route"),
+)
 SERVICE_PREFIX: Final = "nemesis-"
 CONFIG_PREFIX: Final = "nemesis-cfg-"
 BODY_LIMIT: Final = MAX_BODY_BYTES  # the client body limit of naraft's HTTP edge
@@ -92,6 +109,7 @@ class ProbeKind(enum.StrEnum):
     PEER_FORGED = "peer-forged"  # an outsider's Raft stream upgrades and batches
     CONFIG_EXTREME = "config-extreme"  # valid: large, unicode, names at their length limits
     CONFIG_INVALID = "config-invalid"  # invalid: bad names, blank content, over-long fields
+    UNKNOWN_ROUTE = "unknown-route"  # paths no route takes, methods a path does not serve
     GRPC_UNDECODABLE = "grpc-undecodable"  # bytes that are no Payload message
     GRPC_BAD_BODY = "grpc-bad-body"  # a body that is not JSON, or not an object
     GRPC_UNKNOWN_TYPE = "grpc-unknown-type"  # a type no handler serves; none; too long
@@ -123,6 +141,7 @@ WEIGHTS: Final[Mapping[ProbeKind, int]] = {
     ProbeKind.PEER_FORGED: 1,
     ProbeKind.CONFIG_EXTREME: 2,
     ProbeKind.CONFIG_INVALID: 2,
+    ProbeKind.UNKNOWN_ROUTE: 1,
     ProbeKind.GRPC_UNDECODABLE: 2,
     ProbeKind.GRPC_BAD_BODY: 2,
     ProbeKind.GRPC_UNKNOWN_TYPE: 2,
@@ -330,6 +349,7 @@ class ProbeFactory:
             ProbeKind.PEER_FORGED: self._peer_forged,
             ProbeKind.CONFIG_EXTREME: self._config_extreme,
             ProbeKind.CONFIG_INVALID: self._config_invalid,
+            ProbeKind.UNKNOWN_ROUTE: self._unknown_route,
             **{kind: self._grpc_maker(kind) for kind in GRPC_KINDS},
         }
 
@@ -640,6 +660,52 @@ class ProbeFactory:
             method="POST",
             path=CONFIGS_PATH,
             form=tuple(fields.items()),
+        )
+
+    # -------------------------------------------------------------- routes
+
+    def _unknown_route(self, node: int) -> Probe:
+        """A path no route takes (404) or a method its path does not serve (405), each in
+        its API's error shape; or the core API's member list with an odd `keyword`."""
+        rng = self._rng
+        choice = rng.randrange(3)
+        if choice == 0:
+            prefix = rng.choice(UNROUTED_PREFIXES)
+            segment = rng.choice(
+                (
+                    f"nemesis-{self._unique()}",
+                    "%ff%fe/%zz/..%2f..%2fetc",
+                    "ü/名前/" + _value(rng, rng.randrange(1, 64)),
+                    "x" * rng.randrange(1_000, 4_000),
+                )
+            )
+            method = rng.choice(("GET", "POST", "PUT", "DELETE", "PATCH"))
+            return Probe(
+                kind=ProbeKind.UNKNOWN_ROUTE,
+                node=node,
+                label=f"{method} {prefix}{segment[:40]}",
+                expect=Expect.REFUSE,
+                method=method,
+                path=prefix + segment,
+            )
+        if choice == 1:
+            method, path = rng.choice(UNSERVED_METHODS)
+            return Probe(
+                kind=ProbeKind.UNKNOWN_ROUTE,
+                node=node,
+                label=f"{method} {path}, a method it does not serve",
+                expect=Expect.REFUSE,
+                method=method,
+                path=path,
+            )
+        keyword = rng.choice(("", "127.0.0.1", "名前ü", "%", _value(rng, rng.randrange(1, 4_000))))
+        return Probe(
+            kind=ProbeKind.UNKNOWN_ROUTE,
+            node=node,
+            label=f"the member list, keyword of {len(keyword)} chars",
+            expect=Expect.ACCEPT,
+            path=CORE_NODES_PATH,
+            params=(("keyword", keyword),),
         )
 
     # -------------------------------------------------------------- bodies and parameters
