@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
+
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from naraft.errors import InvalidArgumentError
 from naraft.naming import validate
@@ -243,3 +248,36 @@ def test_bad_namespace_names(value: str | None, field: str) -> None:
     with pytest.raises(InvalidArgumentError) as caught:
         validate.namespace_show_name(value)
     assert caught.value.field == field
+
+
+def _ip_without_the_fast_path(text: str) -> str | None:
+    """`validate.ip` before its dotted-quad fast path, on a non-blank value (None: refused)."""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    host = re.fullmatch(r"[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?", text)
+    return text if host is not None and len(text) <= validate.MAX_HOST_CHARS else None
+
+
+_OCTETS = st.one_of(
+    st.integers(0, 300).map(str),
+    st.integers(0, 300).map(lambda n: f"0{n}"),  # a leading zero: a host name, not an address
+    st.sampled_from(["", "-1", "+1", "\uff11", "\u0663", " 1", "0x1", "1e2"]),
+)
+
+
+@example("10.0.0.1")
+@example("\u0661.\u0662.\u0663.\u0664")  # Unicode digits: no address, no host name
+@example("\uff11.1.1.1")
+@example("010.1.1.1")  # a leading zero: taken as a host name, as it is
+@example("256.1.1.1")
+@given(st.lists(_OCTETS, min_size=4, max_size=4).map(".".join) | st.text(min_size=1, max_size=24))
+def test_the_dotted_quad_fast_path_answers_as_before(text: str) -> None:
+    if not text.strip():
+        return
+    try:
+        answer: str | None = validate.ip(text)
+    except InvalidArgumentError:
+        answer = None
+    assert answer == _ip_without_the_fast_path(text.strip())
