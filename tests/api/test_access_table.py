@@ -71,6 +71,7 @@ def test_the_open_list_is_short_and_deliberate() -> None:
         "/metrics",
         "/nacos",
         "/nacos/",
+        "/nacos/index.html",  # Nacos's console address: a redirect to naraft's
         "/nacos/ui/login",  # the console's sign-in (GET and POST)
         "/nacos/ui/login",
         "/nacos/ui/logout",  # clears the session cookie

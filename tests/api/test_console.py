@@ -68,6 +68,8 @@ async def test_root_and_nacos_lead_to_the_console(env: Any) -> None:
     assert (first.status, first.headers["Location"]) == (302, "/nacos/")
     home = await env.client.get("/nacos/", allow_redirects=False)
     assert home.headers["Location"] == f"{UI}/services"
+    nacos_console = await env.client.get("/nacos/index.html", allow_redirects=False)
+    assert (nacos_console.status, nacos_console.headers["Location"]) == (302, "/nacos/")
 
 
 async def test_a_page_without_a_session_sends_to_the_login_page(env: Any) -> None:

@@ -193,6 +193,7 @@ ACCESS: Final[Mapping[tuple[str, str], Rule]] = {
     ("GET", "/"): OPEN,  # redirects to the console
     ("GET", "/nacos"): OPEN,
     ("GET", "/nacos/"): OPEN,
+    ("GET", "/nacos/index.html"): OPEN,
     ("GET", LOGIN_PATH): OPEN,
     ("POST", LOGIN_PATH): OPEN,
     ("POST", f"{CONSOLE_BASE}/logout"): OPEN,  # only clears the cookie

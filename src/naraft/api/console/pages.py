@@ -1013,6 +1013,7 @@ def console_routes() -> list[web.RouteDef]:
         web.get("/", root, allow_head=True),
         web.get("/nacos", root),
         web.get("/nacos/", home),
+        web.get("/nacos/index.html", root),  # Nacos's own console address, as users bookmark it
         web.get(LOGIN_PATH, login_page),
         web.post(LOGIN_PATH, login),
         web.post(f"{BASE}/logout", logout),
