@@ -119,3 +119,27 @@ def test_groups_hold_what_a_scan_finds_and_their_stamps_move_with_them(
                 assert stamp is stamps[name]
         assert all(table.group_stamp(name) is None for name in before.keys() - now.keys())
         before, stamps = now, listed
+
+
+def test_a_datum_keeps_no_more_memory_than_its_value_needs() -> None:
+    """orjson returns small outputs in a buffer of 1 KiB or more; a datum keeps a copy of the
+    value's size, so 200 instance-sized records cost about their size, not 200 KiB."""
+    import gc
+    import tracemalloc
+
+    import orjson
+
+    table = DatumTable()
+    tracemalloc.start()  # before the values are made: their buffers are traced too
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        values = [orjson.dumps({"ip": f"10.0.0.{i}", "pad": "x" * 220}) for i in range(200)]
+        assert all(240 <= len(v) <= 260 for v in values)
+        for i, value in enumerate(values):
+            table.put(f"k{i}", value, i + 1)
+        values.clear()  # the encoder's buffers go; what the table holds stays
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 200 * 600, f"{held / 200:.0f} bytes a datum"

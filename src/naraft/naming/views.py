@@ -15,6 +15,7 @@ import orjson
 from naraft.naming.keys import ServiceKey
 from naraft.naming.model import Instance, Namespace, PushTarget, Service
 from naraft.naming.records import selector_record, sorted_metadata
+from naraft.state.datums import right_sized
 
 
 def service_checksum(service: Service | None, instances: Iterable[Instance]) -> str:
@@ -103,7 +104,7 @@ def listed_hosts(
         hosts.append(host_view(instance, healthy=bucket, grouped_names=grouped_names))
     return ListedHosts(
         hosts=tuple(hosts),
-        hosts_json=orjson.Fragment(orjson.dumps(hosts)),
+        hosts_json=orjson.Fragment(right_sized(orjson.dumps(hosts))),  # cached: see ListCache
         checksum=service_checksum(service, selected),
         reach_protect_threshold=reach_threshold,
         metadata={} if service is None else sorted_metadata(service.metadata),

@@ -58,7 +58,7 @@ from naraft.raft import (
 )
 from naraft.raft.membership import Membership, MembershipChange, MembershipError
 from naraft.replica.handler import Applied, ReadyHandler, StateMachine
-from naraft.state.datums import DatumChanges
+from naraft.state.datums import DatumChanges, right_sized
 from naraft.storage.base import StoredState, StoreError, StoreFullError, WriteBatch
 
 logger = logging.getLogger(__name__)
@@ -488,7 +488,7 @@ class Replica:
         """
         self._refuse_if_full()
         await self._await_leader()
-        return await self._propose_as_leader(command)
+        return await self._propose_as_leader(right_sized(command))  # held in the log
 
     async def propose_membership(self, change: MembershipChange) -> object:
         """Make `change` to the cluster's configuration and wait until it is applied here.
