@@ -6,13 +6,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.api.conftest import T0, Env
 
 from naraft.errors import NaraftError
+from naraft.naming import service as naming_service
 from naraft.naming.commands import RegisterInstance
 from naraft.naming.keys import ServiceKey
 from naraft.naming.model import ClientAgent
@@ -47,7 +50,8 @@ def fresh(env: Env, *, clusters: tuple[str, ...] = (), healthy_only: bool = Fals
         healthy_only=healthy_only,
         grouped_names=True,
     )
-    return [list(built.hosts), built.checksum, built.reach_protect_threshold, built.metadata]
+    hosts = orjson.loads(built.hosts_json)
+    return [hosts, built.checksum, built.reach_protect_threshold, built.metadata]
 
 
 def hosts(answer: dict[str, object]) -> list[dict[str, object]]:
@@ -65,11 +69,21 @@ def shown(answer: dict[str, object]) -> object:
     return [answer[name] for name in fields]
 
 
-async def test_an_unchanged_service_is_answered_from_the_cache_and_a_write_refreshes_it() -> None:
+async def test_an_unchanged_service_is_answered_from_the_cache_and_a_write_refreshes_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    builds: list[ServiceKey] = []
+
+    def counted(key: ServiceKey, *args: Any, **kwargs: Any) -> ListedHosts:
+        builds.append(key)
+        return listed_hosts(key, *args, **kwargs)
+
+    monkeypatch.setattr(naming_service, "listed_hosts", counted)
     env = Env()
     await env.naming.register_instance(persistent("10.0.0.1"))
     first, second = listed(env), listed(env)
-    assert hosts(first)[0] is hosts(second)[0]  # the same object: not built again
+    assert builds == [SERVICE]  # the second answer was not built again
+    assert hosts(first) == hosts(second)
 
     await env.naming.register_instance(persistent("10.0.0.2"))
     third = listed(env)

@@ -317,6 +317,7 @@ class NamingRoutes:
             clusters=clusters,
             healthy_only="true" if healthy_only is True else "false",
             client=_AGENT,
+            encoded_hosts=True,  # every answer and push is encoded by orjson
         )
         return _service_info(view, body)
 

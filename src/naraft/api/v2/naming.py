@@ -93,6 +93,7 @@ async def list_instances(request: web.Request) -> web.Response:
         app=params.get("app"),
         client=client_agent(request),
         grouped_names=True,
+        encoded_hosts=True,  # v2_result encodes with orjson
     )
     data = {name: listed[name] for name in _LIST_KEYS}
     data["reachProtectionThreshold"] = listed["reachProtectThreshold"]
