@@ -295,3 +295,18 @@ async def test_a_handler_not_found_keeps_its_own_answer(env: Any) -> None:
     status, body = await env.text("GET", "/nacos/v1/ns/service", {"serviceName": "missing"})
     assert status == 404
     assert "timestamp" not in body
+
+
+async def test_a_method_a_naraft_path_does_not_serve_is_405_in_naraft_shape(env: Any) -> None:
+    async def version(request: web.Request) -> web.Response:
+        return web.Response(text="v")
+
+    route = web.get("/naraft/v1/thing", version)
+    client = await serve(env, RuntimeError("unused"), extra_routes=[route])
+    try:
+        unserved = await client.patch("/naraft/v1/thing")
+        assert unserved.status == 405
+        assert "GET" in unserved.headers["Allow"]
+        assert await unserved.json() == {"error": "method PATCH is not served on /naraft/v1/thing"}
+    finally:
+        await client.close()

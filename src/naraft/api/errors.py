@@ -227,6 +227,7 @@ class Refusal(enum.Enum):
     REJECTED_ON_APPLY = "rejected-on-apply"  # committed and refused by every replica
     FORBIDDEN = "forbidden"  # no token, a bad one, or a user without the permission
     CONFLICT = "conflict"  # cannot be done in the cluster's present state (a membership change)
+    METHOD_NOT_ALLOWED = "method-not-allowed"  # a method the path does not serve (`route_miss`)
 
 
 NARAFT_STATUS: Final[Mapping[Refusal, int]] = {
@@ -239,6 +240,7 @@ NARAFT_STATUS: Final[Mapping[Refusal, int]] = {
     Refusal.REJECTED_ON_APPLY: 500,
     Refusal.FORBIDDEN: 403,
     Refusal.CONFLICT: 409,
+    Refusal.METHOD_NOT_ALLOWED: 405,
 }
 
 
@@ -292,16 +294,11 @@ def route_miss(error: web.HTTPException, request: web.Request) -> web.Response:
     path, method = request.path, request.method
     if path.startswith(V2_BASE):
         answer = _v2_http_error(error, request)
+    elif path.startswith(NARAFT_BASE) and error.status == 405:
+        message = f"method {method} is not served on {path}"
+        answer = json_refusal(Refusal.METHOD_NOT_ALLOWED, message)
     elif path.startswith(NARAFT_BASE):
-        if error.status == 405:
-            message = f"method {method} is not served on {path}"
-        else:
-            message = f"no such naraft API path: {method} {path}"
-        answer = web.Response(
-            body=orjson.dumps({"error": message}),
-            status=error.status,
-            content_type="application/json",
-        )
+        answer = json_refusal(Refusal.NOT_FOUND, f"no such naraft API path: {method} {path}")
     elif error.status == 405:  # Spring's message for a method the path does not serve
         answer = spring_error(405, f"Request method '{method}' not supported", path)
     else:

@@ -45,6 +45,7 @@ import orjson
 
 from naraft.api.app import MAX_BODY_BYTES
 from naraft.api.params import MAX_PARAM_VALUE_CHARS
+from naraft.api.v1.operator import CORE_NODES
 from naraft.chaos import grpc_inputs
 from naraft.chaos.cluster import ChaosCluster, ChaosNode
 from naraft.chaos.configs import local_md5s
@@ -67,7 +68,6 @@ from naraft.state.kv import MAX_VALUE_BYTES
 from naraft.transport import MESSAGES_PATH, STREAM_PATH, encode_batch, signing
 
 KEY_PREFIX: Final = "nemesis/"
-CORE_NODES_PATH: Final = "/nacos/v1/core/cluster/nodes"
 UNROUTED_PREFIXES: Final = (
     "/nacos/v1/ns/",
     "/nacos/v1/cs/",
@@ -80,7 +80,7 @@ UNROUTED_PREFIXES: Final = (
 UNSERVED_METHODS: Final = (
     ("PATCH", "/nacos/v1/ns/service/list"),
     ("DELETE", "/nacos/v1/ns/instance/list"),
-    ("POST", CORE_NODES_PATH),
+    ("POST", CORE_NODES),
     ("PUT", "/nacos/v1/ns/operator/servers"),
     ("PATCH", f"{KV_PATH}/{KEY_PREFIX}route"),
 )
@@ -704,7 +704,7 @@ class ProbeFactory:
             node=node,
             label=f"the member list, keyword of {len(keyword)} chars",
             expect=Expect.ACCEPT,
-            path=CORE_NODES_PATH,
+            path=CORE_NODES,
             params=(("keyword", keyword),),
         )
 
