@@ -669,31 +669,26 @@ class ProbeFactory:
         its API's error shape; or the core API's member list with an odd `keyword`."""
         rng = self._rng
         choice = rng.randrange(3)
-        if choice == 0:
-            prefix = rng.choice(UNROUTED_PREFIXES)
-            segment = rng.choice(
-                (
-                    f"nemesis-{self._unique()}",
-                    "%ff%fe/%zz/..%2f..%2fetc",
-                    "ü/名前/" + _value(rng, rng.randrange(1, 64)),
-                    "x" * rng.randrange(1_000, 4_000),
+        if choice < 2:
+            if choice == 0:
+                prefix = rng.choice(UNROUTED_PREFIXES)
+                segment = rng.choice(
+                    (
+                        f"nemesis-{self._unique()}",
+                        "%ff%fe/%zz/..%2f..%2fetc",
+                        "ü/名前/" + _value(rng, rng.randrange(1, 64)),
+                        "x" * rng.randrange(1_000, 4_000),
+                    )
                 )
-            )
-            method = rng.choice(("GET", "POST", "PUT", "DELETE", "PATCH"))
+                method = rng.choice(("GET", "POST", "PUT", "DELETE", "PATCH"))
+                path, label = prefix + segment, f"{method} {prefix}{segment[:40]}"
+            else:
+                method, path = rng.choice(UNSERVED_METHODS)
+                label = f"{method} {path}, a method it does not serve"
             return Probe(
                 kind=ProbeKind.UNKNOWN_ROUTE,
                 node=node,
-                label=f"{method} {prefix}{segment[:40]}",
-                expect=Expect.REFUSE,
-                method=method,
-                path=prefix + segment,
-            )
-        if choice == 1:
-            method, path = rng.choice(UNSERVED_METHODS)
-            return Probe(
-                kind=ProbeKind.UNKNOWN_ROUTE,
-                node=node,
-                label=f"{method} {path}, a method it does not serve",
+                label=label,
                 expect=Expect.REFUSE,
                 method=method,
                 path=path,
