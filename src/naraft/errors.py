@@ -10,7 +10,8 @@ NaraftError
 │   ├── ProposalDroppedError            the entry went to another leader
 │   ├── OutcomeUnknownError             it may or may not have committed (e.g. timed out)
 │   ├── DiskFullError                   this node's disk is full: no writes until space is freed
-│   └── QuotaExceededError              the state is at its size quota: deletes and reads only
+│   ├── QuotaExceededError              the state is at its size quota: deletes and reads only
+│   └── UpgradeUnfinishedError          a command of a newer build, before every member runs it
 ├── ConflictError                       a compare-and-set that did not match: nothing changed
 ├── UnsupportedError                    a Nacos feature naraft does not serve (gray/tag configs)
 └── CommandRejectedError                it committed, but applying it failed: nothing changed
@@ -80,6 +81,13 @@ class DiskFullError(UnavailableError):
 class QuotaExceededError(UnavailableError):
     """The replicated state is at (or within the alarm margin of) its size quota, or this
     write would have pushed it past: nothing was applied. Deletes and reads still work."""
+
+
+class UpgradeUnfinishedError(UnavailableError):
+    """A command this build adds cannot be proposed yet: some member of the cluster does not
+    speak the peer protocol version that brought it (a rolling upgrade is under way, or a
+    member runs an older build). The message names the version and the members; nothing was
+    written. It works once every member runs a build that speaks the version."""
 
 
 class ConflictError(NaraftError):

@@ -56,6 +56,9 @@ QUOTA_KEY: Final = "naraft.meta.quota"  # {"bytes": N}; absent or 0: no quota
 MEMBERSHIP_KEY: Final = "naraft.meta.membership"  # {"voters": [...], "learners": [...]}
 META_MARKER: Final = b'{"op":"meta.'  # every encoded meta command starts with these bytes
 OP_SET_QUOTA: Final = "meta.quota"
+CLUSTER_VERSION_KEY: Final = "naraft.meta.cluster_version"  # {"version": N}; absent: 1
+OP_RAISE_CLUSTER_VERSION: Final = "meta.cluster_version"
+MAX_CLUSTER_VERSION: Final = 1_000_000  # the peer protocol's bound (`transport.version`)
 MAX_QUOTA_BYTES: Final = 1 << 62
 
 
@@ -87,10 +90,53 @@ def encode_set_quota(quota_bytes: int) -> bytes:
     return orjson.dumps({"op": OP_SET_QUOTA, "bytes": quota_bytes})
 
 
-def _decode_set_quota(payload: bytes) -> int:
+def encode_raise_cluster_version(version: int) -> bytes:
+    """The command recording that every member speaks peer protocol `version`. Applying it
+    never lowers the recorded version (`cluster_version`)."""
+    return orjson.dumps({"op": OP_RAISE_CLUSTER_VERSION, "version": version})
+
+
+def raised_version(payload: bytes) -> int | None:
+    """The version `payload` raises the cluster's record to, if it is that command (and
+    well formed); None for any other entry."""
+    if not payload.startswith(META_MARKER):
+        return None
+    try:
+        op, data = _decode_meta(payload)
+        return _decode_cluster_version(data) if op == OP_RAISE_CLUSTER_VERSION else None
+    except (ValueError, orjson.JSONDecodeError):
+        return None
+
+
+def _decode_meta(payload: bytes) -> tuple[str, Any]:
+    """The op and the decoded object of a meta command; ValueError for anything else."""
     data: Any = orjson.loads(payload)
-    if not isinstance(data, dict) or data.get("op") != OP_SET_QUOTA:
+    op = data.get("op") if isinstance(data, dict) else None
+    if op not in (OP_SET_QUOTA, OP_RAISE_CLUSTER_VERSION):
         raise ValueError(f"unknown meta command {str(data)[:80]}")
+    return op, data
+
+
+def _decode_cluster_version(data: Any) -> int:
+    version = data.get("version")
+    if type(version) is not int or not 1 <= version <= MAX_CLUSTER_VERSION:
+        raise ValueError(f"cluster version must be an integer in 1..{MAX_CLUSTER_VERSION}")
+    return version
+
+
+def cluster_version_of(datums: _Datums) -> int:
+    """The peer protocol version the replicated state records every member speaking (1:
+    none recorded), read from a `DatumTable` or the stored datums."""
+    datum = datums.get(CLUSTER_VERSION_KEY)
+    if datum is None:
+        return 1
+    try:
+        return _decode_cluster_version(orjson.loads(datum.value))
+    except (orjson.JSONDecodeError, AttributeError, ValueError):
+        return 1
+
+
+def _decode_set_quota(data: Any) -> int:
     quota = data.get("bytes")
     if type(quota) is not int or not 0 <= quota <= MAX_QUOTA_BYTES:
         raise ValueError(f"quota must be an integer in 0..{MAX_QUOTA_BYTES}")
@@ -161,6 +207,13 @@ class NodeStateMachine:
         """The cluster's quota, as the replicated state holds it (None: none)."""
         return _quota_of(self._datums.get(QUOTA_KEY))
 
+    @property
+    def cluster_version(self) -> int:
+        """The peer protocol version every member spoke when the cluster recorded it (1:
+        none recorded). Commands that version brought may be proposed; a peer that does
+        not speak it is refused (`naraft.upgrade`)."""
+        return cluster_version_of(self._datums)
+
     def quota_proposal(self) -> bytes | None:
         """The command making this node's configured quota the cluster's, if they differ
         (the leader proposes it)."""
@@ -212,7 +265,12 @@ class NodeStateMachine:
             self._auth_generation += 1
             return apply_auth(self._datums, payload, index)
         if payload.startswith(META_MARKER):
-            quota = _decode_set_quota(payload)
+            op, data = _decode_meta(payload)
+            if op == OP_RAISE_CLUSTER_VERSION:
+                version = max(_decode_cluster_version(data), self.cluster_version)
+                self._datums.put(CLUSTER_VERSION_KEY, orjson.dumps({"version": version}), index)
+                return version
+            quota = _decode_set_quota(data)
             if quota:
                 self._datums.put(QUOTA_KEY, orjson.dumps({"bytes": quota}), index)
             else:
@@ -263,8 +321,10 @@ class NodeStateMachine:
         )
 
     def view(self) -> dict[str, object]:
-        """The `/raft/state` fields of the state's size, quota and rejected entries."""
+        """The `/raft/state` fields of the state's size, quota, rejected entries and the
+        peer protocol version the cluster records."""
         return {
+            "clusterVersion": self.cluster_version,
             "stateBytes": self._datums.size_bytes,
             "quotaBytes": self.quota_bytes,
             "quotaAlarm": self.quota_alarm(),

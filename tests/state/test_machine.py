@@ -6,7 +6,14 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from naraft.machine import QUOTA_KEY, NodeStateMachine, alarm_margin, encode_set_quota
+from naraft.machine import (
+    QUOTA_KEY,
+    NodeStateMachine,
+    alarm_margin,
+    encode_raise_cluster_version,
+    encode_set_quota,
+    raised_version,
+)
 from naraft.naming.codec import encode_command
 from naraft.naming.commands import (
     DeregisterInstance,
@@ -314,6 +321,47 @@ def test_setting_the_quota_is_never_refused_by_the_quota() -> None:
     m.datums.put("naraft.kv.big", b"x" * 500, 1)
     assert m.apply(entry(2, encode_set_quota(90))) == 90
     assert m.quota_bytes == 90
+
+
+# ------------------------------------------------------------------ cluster version
+
+
+def test_the_cluster_version_starts_at_one_and_is_only_ever_raised() -> None:
+    m = machine(quota_bytes=100)
+    assert m.cluster_version == 1
+    assert m.apply(entry(1, encode_raise_cluster_version(3))) == 3
+    assert m.cluster_version == 3
+    # a later, lower record (a leader of an older build cannot send one, but a stale
+    # proposal could commit) changes nothing
+    assert m.apply(entry(2, encode_raise_cluster_version(2))) == 3
+    assert m.cluster_version == 3
+    m.datums.put("naraft.kv.big", b"x" * 500, 3)  # past the quota: the record still applies
+    assert m.apply(entry(4, encode_raise_cluster_version(4))) == 4
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"op":"meta.cluster_version","version":0}',
+        b'{"op":"meta.cluster_version","version":"3"}',
+        b'{"op":"meta.cluster_version","version":1000001}',
+        b'{"op":"meta.cluster_version"}',
+    ],
+)
+def test_a_bad_cluster_version_record_is_a_fault_and_changes_nothing(payload: bytes) -> None:
+    m = machine()
+    m.apply(entry(1, encode_raise_cluster_version(3)))
+    result = m.apply(entry(2, payload))
+    assert isinstance(result, EntryRejected)
+    assert result.kind is RejectionKind.FAULT
+    assert m.cluster_version == 3
+    assert raised_version(payload) is None
+
+
+def test_a_log_entry_says_which_version_it_raises_to() -> None:
+    assert raised_version(encode_raise_cluster_version(7)) == 7
+    assert raised_version(encode_set_quota(7)) is None
+    assert raised_version(put("k", "v")) is None
 
 
 def test_a_digest_install_recomputes_the_size_the_quota_is_checked_against() -> None:

@@ -19,7 +19,7 @@ from tests.transport.conftest import (
     serve,
 )
 
-from naraft.raft import Envelope, Heartbeat, Index, Term
+from naraft.raft import Envelope, Heartbeat, Index, NodeId, Term
 from naraft.transport import PeerClient, Rejection, RpcOutcome, peer_routes
 from naraft.transport.version import CURRENT, ProtocolRange, batch_format, parse_range
 
@@ -88,12 +88,13 @@ def test_ranges_parse_and_bad_ones_name_the_rule() -> None:
 
 
 def test_a_batch_is_written_in_the_newest_format_both_ends_speak() -> None:
-    assert ProtocolRange(1, 2) == CURRENT
+    assert ProtocolRange(1, 3) == CURRENT  # 3 brought a command, not a batch format
     assert batch_format(CURRENT, None) == 1  # a build before version 2 names no range
     assert batch_format(CURRENT, ProtocolRange(1, 1)) == 1
     assert batch_format(CURRENT, ProtocolRange(1, 2)) == 2
     assert batch_format(ProtocolRange(1, 1), ProtocolRange(1, 2)) == 1
     assert batch_format(CURRENT, ProtocolRange(2, 3)) == 2
+    assert batch_format(CURRENT, ProtocolRange(1, 2)) == 2
     assert batch_format(ProtocolRange(3, 3), ProtocolRange(3, 3)) == 2  # a test's stand-in
 
 
@@ -135,3 +136,72 @@ async def test_commit_notices_stay_quiet_only_to_a_receiver_that_reads_them(
         (2, quiet),
         (3, quiet),
     ]
+
+
+async def test_a_peer_below_the_recorded_version_is_refused_both_ways(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Once the cluster records version 3, a build that speaks 1..2 shares a version with
+    ours but could not read every entry: the receiver refuses its batches, and a sender
+    refuses to write to it, each saying why in one line."""
+    caplog.set_level(logging.INFO, logger="naraft.transport")
+    floor = [1]
+    inbox, inbound, metrics = Inbox(), RecordingInboundMetrics(), RecordingPeerMetrics()
+    routes = peer_routes(
+        inbox.deliver, SECRET, [N1], inbound, self_id=N2, version_floor=lambda: floor[0]
+    )
+    old_build = ProtocolRange(1, 2)
+    first, second, third = heartbeats(N1, N2, 3)
+    async with serve(routes) as url:
+        sender = client(url, old_build, metrics)
+        async with running(sender):
+            sender.send(first)
+            await inbox.wait_for_count(1)  # nothing recorded yet: the old build takes part
+        floor[0] = 3
+        sender = client(url, old_build, metrics)  # it reconnects
+        async with running(sender):
+            sender.send(second)
+            await inbound.signal.wait_until(
+                lambda: inbound.rejections[Rejection.INCOMPATIBLE] >= 1, "the refusal"
+            )
+    assert inbox.envelopes == [first]
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert (
+        "refusing peer n1: it speaks peer protocol 1..2, the cluster has recorded version 3; a"
+        " member may not go back to a build that cannot read the log"
+    ) in errors
+
+    # The other way: a node of this build sending to a receiver of the old build.
+    inbox, metrics = Inbox(), RecordingPeerMetrics()
+    routes = peer_routes(inbox.deliver, SECRET, [N1], self_id=N2, protocol=old_build)
+    async with serve(routes) as url:
+        sender = PeerClient(
+            N1, {N2: url}, SECRET, timeout_seconds=2.0, metrics=metrics,
+            version_floor=lambda: 3,
+        )  # fmt: skip
+        async with running(sender):
+            sender.send(third)
+            await metrics.signal.wait_until(
+                lambda: any(o is RpcOutcome.REJECTED for _, _, o in metrics.rpcs), "a refusal"
+            )
+            assert sender.peer_range(N2) is None  # the stream was dropped, not kept
+    assert inbox.envelopes == []
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert (
+        "peer n2 refuses this node: incompatible peer protocol: n2 speaks 1..2, the cluster"
+        " has recorded version 3"
+    ) in errors
+
+
+async def test_the_client_knows_each_peers_range_while_its_stream_is_open() -> None:
+    inbox, metrics = Inbox(), RecordingPeerMetrics()
+    routes = peer_routes(inbox.deliver, SECRET, [N1], self_id=N2, protocol=ProtocolRange(2, 3))
+    async with serve(routes) as url:
+        sender = client(url, CURRENT, metrics)
+        assert sender.peer_range(N2) is None
+        async with running(sender):
+            for envelope in heartbeats(N1, N2, 2):
+                sender.send(envelope)
+            await inbox.wait_for_count(2)
+            assert sender.peer_range(N2) == ProtocolRange(2, 3)
+            assert sender.peer_range(NodeId("n9")) is None

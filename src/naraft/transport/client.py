@@ -68,11 +68,13 @@ from naraft.transport.codec import (
 )
 from naraft.transport.frames import MAX_FRAME_HEADER, encode_frame, stream_path
 from naraft.transport.version import (
+    BEFORE_HEADER,
     CURRENT,
     INCOMPATIBLE_STATUS,
     PROTOCOL_HEADER,
     ProtocolRange,
     batch_format,
+    meets_floor,
     parse_range,
 )
 
@@ -335,6 +337,7 @@ class _Lane:
         "max_frame",
         "outbox",
         "path",
+        "peer_range",
         "post_until",
         "signer",
         "stream",
@@ -349,6 +352,7 @@ class _Lane:
         self.failing = False  # the last batch on this lane failed
         self.stream: aiohttp.ClientWebSocketResponse | None = None  # open, or None
         self.post_until = 0.0  # loop time until which batches go as POSTs (an older peer)
+        self.peer_range: ProtocolRange | None = None  # what the open stream's receiver named
         self.max_frame = MAX_BODY_BYTES  # the largest frame the stream's receiver takes
         self.format = min(FORMAT_VERSIONS)  # the batch format the open stream's receiver reads
 
@@ -390,12 +394,16 @@ class PeerClient:
         max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
         cluster_id: str | None = None,
         protocol: ProtocolRange = CURRENT,
+        version_floor: Callable[[], int] = lambda: 1,
         tls: PeerTls = PLAINTEXT,
     ) -> None:
         """Raises ValueError for a bad setting or peer URL, or when `peers` holds `self_id`.
 
         With `tls` (peer TLS), `peers` are https URLs (`tls.url`); the default session
         presents this node's peer certificate and sends `tls.server_hostname`.
+
+        `version_floor()` is the peer protocol version the cluster has recorded (1: none):
+        a peer that does not speak it is refused, as a peer sharing no version is.
 
         `queue_size` bounds each lane's queue. `cluster_id` goes into every signature
         (default: derived from the secret, `signing.default_cluster_id`).
@@ -429,6 +437,7 @@ class PeerClient:
         self._on_peer_reachable = on_peer_reachable
         self._gzip_threshold_bytes = gzip_threshold_bytes
         self._range = protocol
+        self._version_floor = version_floor
         self._protocol = str(protocol)  # named in every request (`version`)
         self._incompatible: set[NodeId] = set()  # peers that refused our protocol, logged
         self._cluster_id = (
@@ -499,6 +508,18 @@ class PeerClient:
         """Whether the last request on `peer`'s control lane succeeded (True before any).
         KeyError if unknown."""
         return self._links[peer].reachable
+
+    def peer_range(self, peer: NodeId) -> ProtocolRange | None:
+        """The protocol range `peer` named when this node last opened a stream to it that
+        is still open (None: no stream open, or a build that did not name one)."""
+        link = self._links.get(peer)
+        if link is None:
+            return None
+        for lane in link.lanes.values():
+            stream = lane.stream
+            if stream is not None and not stream.closed and lane.peer_range is not None:
+                return lane.peer_range
+        return None
 
     def queued(self, peer: NodeId) -> int:
         """How many envelopes wait in `peer`'s queues. KeyError if unknown."""
@@ -631,6 +652,10 @@ class PeerClient:
                 fresh = stream is None or stream.closed
                 if fresh or stream is None:  # (the second test only narrows the type)
                     stream = await self._open_stream(session, link, lane)
+                    refusal = self._below_floor(link, lane.peer_range)
+                    if refusal is not None:
+                        self._drop_stream(lane)
+                        return RpcOutcome.REJECTED, refusal
                 frame = encode_frame(lane.signer, lane.path, link.peer, wire, encoding)
                 if len(frame) > lane.max_frame:
                     return RpcOutcome.REJECTED, (
@@ -691,7 +716,8 @@ class PeerClient:
         )
         lane.stream = stream
         lane.max_frame = _max_frame(stream)
-        lane.format = batch_format(self._range, _peer_range(stream))
+        lane.peer_range = _peer_range(stream)
+        lane.format = batch_format(self._range, lane.peer_range)
         self._metrics.stream_opened(link.peer, lane.kind)
         if self._group is not None:
             self._group.create_task(
@@ -770,7 +796,11 @@ class PeerClient:
         encoding: str | None,
     ) -> tuple[RpcOutcome, str]:
         """POST one batch (each attempt signed afresh); returns the outcome and, for a
-        failure, what went wrong."""
+        failure, what went wrong. Only builds before streams are posted to: none once
+        the cluster has recorded a version they do not speak."""
+        refusal = self._below_floor(link, None)
+        if refusal is not None:
+            return RpcOutcome.REJECTED, refusal
 
         def headers() -> dict[str, str]:
             signed = lane.signer.headers(
@@ -801,6 +831,19 @@ class PeerClient:
         if status == INCOMPATIBLE_STATUS:
             return RpcOutcome.REJECTED, text
         return RpcOutcome.REJECTED, f"answered HTTP {status}"
+
+    def _below_floor(self, link: _Link, theirs: ProtocolRange | None) -> str | None:
+        """Why `link`'s peer, speaking `theirs` (None: a build that does not name its
+        range), may not take part now that the cluster has recorded a version; None if
+        it may."""
+        peer_range = theirs if theirs is not None else BEFORE_HEADER
+        floor = self._version_floor()
+        if meets_floor(peer_range, floor):
+            return None
+        return (
+            f"{_INCOMPATIBLE_DETAIL}: {link.peer} speaks {peer_range}, the cluster has "
+            f"recorded version {floor}"
+        )
 
     def _mark_reachable(self, link: _Link) -> None:
         if link.reachable:

@@ -77,6 +77,7 @@ from naraft.transport.version import (
     INCOMPATIBLE_STATUS,
     PROTOCOL_HEADER,
     ProtocolRange,
+    meets_floor,
     parse_range,
 )
 
@@ -123,6 +124,7 @@ def peer_routes(
     cluster_id: str | None = None,
     window_ms: int = DEFAULT_WINDOW_MS,
     protocol: ProtocolRange = CURRENT,
+    version_floor: Callable[[], int] = lambda: 1,
     streams: bool = True,
     stream_heartbeat_seconds: float = DEFAULT_STREAM_HEARTBEAT_SECONDS,
 ) -> list[web.RouteDef]:
@@ -139,7 +141,9 @@ def peer_routes(
     - `max_body_bytes` bounds the body as sent and again after decompression, whatever the
       application's `client_max_size`.
     - A sender whose peer protocol range (`version.PROTOCOL_HEADER`) shares no version with
-      `protocol` is answered 426 with this node's range, and logged once (`version`).
+      `protocol` is answered 426 with this node's range, and logged once (`version`). So
+      is one that does not speak `version_floor()`, the version the cluster has recorded:
+      it could not read every entry of the log.
     - No peers: no route (a standalone node serves no peer traffic); a `MemberView` always
       has the route, as members may come.
     - `streams` False leaves the stream route out: a stand-in for builds before streams,
@@ -166,6 +170,7 @@ def peer_routes(
         self_id=self_id,
         max_body_bytes=max_body_bytes,
         protocol=protocol,
+        version_floor=version_floor,
         heartbeat_seconds=stream_heartbeat_seconds,
     )
     serve = isinstance(peers, MemberView) or bool(peers)
@@ -242,6 +247,7 @@ class _Inbox:
         self_id: NodeId | None,
         max_body_bytes: int,
         protocol: ProtocolRange,
+        version_floor: Callable[[], int],
         heartbeat_seconds: float,
     ) -> None:
         self._deliver = deliver
@@ -252,6 +258,7 @@ class _Inbox:
         self._self_id = self_id
         self._max_body_bytes = max_body_bytes
         self._protocol = protocol
+        self._version_floor = version_floor
         self._logged: set[tuple[str, Rejection]] = set()  # (source, reason) already logged
 
     async def on_messages(self, request: web.Request) -> web.Response:
@@ -388,31 +395,44 @@ class _Inbox:
         return claim, self._incompatible(request, claim)
 
     def _incompatible(self, request: web.Request, claim: Claim | None) -> web.Response | None:
-        """The 426 answer to a sender whose protocol range shares no version with ours."""
+        """The 426 answer to a sender whose protocol range shares no version with ours, or
+        does not reach the version the cluster has recorded."""
         header = request.headers.get(PROTOCOL_HEADER)
         try:
             theirs = BEFORE_HEADER if header is None else parse_range(header)
         except ValueError as error:
             return self._refuse(request.remote or "unknown", Rejection.UNDECODABLE, 400,
                                 f"{PROTOCOL_HEADER}: {error}")  # fmt: skip
-        if theirs.shares(self._protocol):
+        floor = self._version_floor()
+        shares = theirs.shares(self._protocol)
+        if shares and meets_floor(theirs, floor):
             return None
         sender = claim.sender if claim is not None else request.remote or "unknown"
         self._metrics.rejected(Rejection.INCOMPATIBLE)
+        if shares:  # it reads our batches, but not every command the log may hold
+            rule = f"the cluster has recorded version {floor}"
+            advice = "a member may not go back to a build that cannot read the log"
+        else:
+            rule = f"this node {self._protocol}"
+            advice = "members must share a version (upgrade one version at a time)"
         self._log_once(
             sender,
             Rejection.INCOMPATIBLE,
-            "refusing peer %s: it speaks peer protocol %s, this node %s; members must share a"
-            " version (upgrade one version at a time)",
+            "refusing peer %s: it speaks peer protocol %s, %s; %s",
             sender,
             theirs,
-            self._protocol,
+            rule,
+            advice,
             level=logging.ERROR,
+        )
+        ours = (
+            f"the cluster has recorded version {floor}"
+            if shares
+            else (f"{self._self_id or 'this node'} speaks {self._protocol}")
         )
         return web.Response(
             status=INCOMPATIBLE_STATUS,
-            text=f"incompatible peer protocol: {sender} speaks {theirs}, "
-            f"{self._self_id or 'this node'} speaks {self._protocol}",
+            text=f"incompatible peer protocol: {sender} speaks {theirs}, {ours}",
             headers={PROTOCOL_HEADER: str(self._protocol)},
         )
 

@@ -9,12 +9,21 @@ The sender logs one line too, once per peer. So an upgrade goes one version at a
 build N that still speaks N-1 joins a cluster of N-1 builds, and once every member runs N,
 the next build may drop N-1.
 
-A version is a batch format (`codec`). This build speaks 1..2: version 2 lets a leader mark
-its commit notices quiet, so that followers do not answer them. Batches are written in the
-newest version both ends speak (`batch_format`): a receiver names its range in the answer to
-a stream's upgrade, and one that does not (a build before version 2) is written version 1.
-The range a node claims can be overridden (`--peer-protocol`), which is how the tests stand
-in for builds of other versions.
+A version names what a member can read: the batch formats of the wire (`codec`) and the
+commands of the log. This build speaks 1..3:
+- version 2 lets a leader mark its commit notices quiet, so that followers do not answer
+  them (a wire change: batch format 2);
+- version 3 brings the first command added to the log since builds shared one
+  (`update_metadata`, Nacos's batch metadata); its batches are still written in format 2.
+A command a version brings is proposed only once the cluster has recorded that version
+(`naraft.upgrade`): every member spoke it when it was recorded, and from then on a peer
+that does not speak it is refused (`meets_floor`), so no member ever meets an entry it
+cannot read.
+
+Batches are written in the newest format both ends speak (`batch_format`): a receiver
+names its range in the answer to a stream's upgrade, and one that does not (a build before
+version 2) is written version 1. The range a node claims can be overridden
+(`--peer-protocol`), which is how the tests stand in for builds of other versions.
 """
 
 from __future__ import annotations
@@ -41,10 +50,17 @@ class ProtocolRange:
         return self.low <= other.high and other.low <= self.high
 
 
-CURRENT: Final = ProtocolRange(min(FORMAT_VERSIONS), FORMAT_VERSION)
+COMMANDS_VERSION: Final = 3  # the newest version that brought log commands
+CURRENT: Final = ProtocolRange(min(FORMAT_VERSIONS), max(FORMAT_VERSION, COMMANDS_VERSION))
 BEFORE_HEADER: Final = ProtocolRange(1, 1)
 """What a request without the header speaks: builds before the header spoke version 1.
 So does an upgrade's answer without it: builds before version 2 did not name theirs."""
+
+
+def meets_floor(theirs: ProtocolRange, floor: int) -> bool:
+    """Whether a peer speaking `theirs` may take part once the cluster has recorded version
+    `floor` (1: nothing recorded): it must read every command the log may hold."""
+    return theirs.high >= floor
 
 
 def batch_format(ours: ProtocolRange, theirs: ProtocolRange | None) -> int:
