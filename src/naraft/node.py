@@ -66,7 +66,13 @@ from naraft.grpc.forward import HttpLeaderLink, grpc_forward_routes
 from naraft.grpc.naming import NamingRoutes
 from naraft.grpc.server import GrpcServer
 from naraft.leader_watch import LeaderWatch
-from naraft.machine import MEMBERSHIP_KEY, NodeStateMachine, membership_of
+from naraft.machine import (
+    MEMBERSHIP_KEY,
+    NodeStateMachine,
+    cluster_version_of,
+    membership_of,
+    raised_version,
+)
 from naraft.metrics import NodeMetrics
 from naraft.naming.feed import ChangeFeed
 from naraft.naming.keeper import BeatKeeper
@@ -91,6 +97,7 @@ from naraft.transport.auth import write_secret_file
 from naraft.transport.join import JOIN_PATH
 from naraft.transport.members import MemberView
 from naraft.transport.signing import PeerSigner, PeerVerifier, wall_clock_ms
+from naraft.upgrade import ClusterVersionGate
 
 logger = logging.getLogger(__name__)
 
@@ -218,6 +225,26 @@ def persisted_members(state: StoredState) -> Membership | None:
         if found is not None:
             return found
     return membership_of(state.datums)
+
+
+def recorded_version(state: StoredState) -> int:
+    """The peer protocol version a data directory records every member speaking: its
+    applied state's record, raised by any record still in its log (1: none)."""
+    raised = (raised_version(entry.command) for entry in state.entries)
+    return max((cluster_version_of(state.datums), *(v for v in raised if v is not None)))
+
+
+def check_build_reads(config: NodeConfig, opened: _Opened) -> None:
+    """Raises StartupError when the cluster recorded a peer protocol version this build
+    does not speak: its log may hold commands this build cannot apply (a downgrade)."""
+    recorded = recorded_version(opened.state)
+    if config.peer_protocol.high < recorded:
+        raise StartupError(
+            f"the data directory {config.data_dir} belongs to a cluster that records peer "
+            f"protocol {recorded}, and this build speaks {config.peer_protocol}: its log may "
+            "hold commands this build cannot apply. Run a build that speaks version "
+            f"{recorded} (a cluster is never downgraded past a version it recorded)"
+        )
 
 
 def settle_members(config: NodeConfig, opened: _Opened) -> NodeConfig:
@@ -369,6 +396,11 @@ class Node:
 
     def quota_refusal(self) -> str | None:
         return self._machine.quota_refusal()
+
+    @property
+    def cluster_version(self) -> int:
+        """The peer protocol version the cluster records (`naraft.upgrade`)."""
+        return self._machine.cluster_version
 
     # HealthView
     def readiness(self) -> str | None:
@@ -540,6 +572,7 @@ async def run_node(
                     executor, _open, config.data_dir / DB_FILE, config.id
                 )
                 try:
+                    check_build_reads(config, opened)
                     config = settle_members(config, opened)
                     if config.join is not None and opened.persisted is None:
                         config = await _join(config, opened.recorded_cluster_id, tls.peers)
@@ -700,6 +733,7 @@ def _wire(
         cluster_id=cluster_id,
         max_batch_bytes=config.peer_batch_bytes,
         protocol=config.peer_protocol,
+        version_floor=lambda: machine.cluster_version,
         tls=tls,
     )
     members.subscribe(lambda added, removed: _follow_members(client, tls, node_id, added, removed))
@@ -756,7 +790,15 @@ def _wire(
     pusher = UdpPusher(
         naming_state, feed, targets, clock, config.push, bind_host=config.listen_host
     )
-    naming = NamingService(naming_state, replica, clock, keeper, targets, guard=machine)
+    gate = ClusterVersionGate(
+        self_id=node_id,
+        own=config.peer_protocol,
+        recorded=lambda: machine.cluster_version,
+        status=lambda: replica.status,
+        peer_range=client.peer_range,
+        propose=replica.propose,
+    )
+    naming = NamingService(naming_state, replica, clock, keeper, targets, guard=machine, gate=gate)
     auth = AuthService(
         enabled=config.auth_enabled,
         datums=datums,
@@ -970,6 +1012,7 @@ def _app(
                 cluster_id=cluster_id,
                 max_body_bytes=config.peer.max_body_bytes,
                 protocol=config.peer_protocol,
+                version_floor=lambda: node.cluster_version,
             ),
             *beat_routes(
                 keeper, config.secret, self_id=node_id, members=peers, cluster_id=cluster_id

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from tests.e2e.harness import LocalCluster, NodeProcess, wait_for
 
+from naraft.client import transfer_leadership
+
 pytestmark = pytest.mark.timeout(120)
 
 
@@ -55,3 +57,59 @@ def test_adjacent_versions_work_together_and_a_stranger_is_refused(tmp_path: Pat
         leader = cluster.leader(among=others)
         assert cluster.put(leader, "mixed", "v2").status_code == 200
         assert cluster.state(stranger)["appliedIndex"] < cluster.state(leader)["appliedIndex"]
+
+
+def test_a_new_command_waits_for_every_member_and_the_cluster_never_goes_back(
+    tmp_path: Path,
+) -> None:
+    """Batch metadata (a command version 3 brought) is refused while a member runs the
+    build before it; once every member speaks 3 the leader records the version, the
+    command applies everywhere, and a member cannot return to the older build."""
+    cluster = LocalCluster(tmp_path / "cluster", size=3)
+    old = cluster.nodes[2]
+    speaking(old, "1..2")  # the build before: it reads format 2, but not the command
+    instance = {"serviceName": "orders", "ip": "10.0.0.1", "port": "80", "ephemeral": "false"}
+    batch = {
+        "serviceName": "orders",
+        "consistencyType": "persist",
+        "metadata": '{"zone": "b"}',
+    }
+    with cluster:
+        leader = cluster.wait_ready(timeout_seconds=30)
+        if leader is old:  # a real build 2 leader would not know the route at all
+            transfer_leadership(leader.url, cluster.nodes[0].id)
+            leader = cluster.leader(exclude=old.id)
+        base = f"{leader.url}/nacos/v1/ns/instance"
+        assert cluster.client.post(base, params=instance).text == "ok"
+        refused = cluster.client.put(f"{base}/metadata/batch", params=batch)
+        assert refused.status_code == 503, refused.text
+        assert f"{old.id} (speaks 1..2)" in refused.text
+
+        new_spec = dataclasses.replace(old.spec, extra_args=cluster.nodes[0].spec.extra_args)
+        old.terminate()
+        old.spec = new_spec  # upgraded: this build
+        old.start()
+
+        def updated() -> bool:
+            answer = cluster.client.put(
+                f"{cluster.leader().url}/nacos/v1/ns/instance/metadata/batch", params=batch
+            )
+            return answer.status_code == 200
+
+        wait_for(updated, timeout_seconds=30, what="the upgraded cluster to take the command")
+        leader = cluster.leader()
+        for node in cluster.nodes:
+            cluster.wait_caught_up(node)
+            detail = cluster.client.get(f"{node.url}/nacos/v1/ns/instance", params=instance)
+            assert detail.json()["metadata"] == {"zone": "b"}, node.id
+            assert cluster.state(node)["clusterVersion"] == 3, node.id
+
+        # a downgrade: the member's data records version 3, the older build refuses to start
+        old.terminate()
+        speaking(old, "1..2")
+        old.start()
+        wait_for(lambda: old.exit_code is not None, timeout_seconds=20, what="the refusal")
+        assert old.exit_code != 0
+        assert "records peer protocol 3, and this build speaks 1..2" in old.log_text()
+        leader = cluster.leader(among=cluster.nodes[:2])
+        assert cluster.put(leader, "after", "v").status_code == 200

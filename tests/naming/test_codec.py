@@ -18,12 +18,16 @@ from naraft.naming.commands import (
     DeleteNamespace,
     DeleteService,
     DeregisterInstance,
+    MetadataAction,
+    MetadataScope,
+    MetadataTarget,
     PatchInstance,
     RegisterInstance,
     ReleaseOwner,
     RemoveInstances,
     SetInstanceHealth,
     UpdateInstance,
+    UpdateMetadata,
     UpdateNamespace,
     UpdateService,
     UpdateSwitches,
@@ -31,6 +35,7 @@ from naraft.naming.commands import (
 from naraft.naming.errors import CommandDecodeError
 from naraft.naming.keys import InstanceKey, ServiceKey
 from naraft.naming.model import MAX_OWNER_CHARS, Instance, Selector, SelectorType
+from naraft.naming.validate import MAX_METADATA_BATCH, MAX_METADATA_ENTRIES
 
 text = st.text(max_size=20)
 stamps = st.integers(min_value=0, max_value=2**53)
@@ -61,7 +66,35 @@ instances = st.builds(
 owners = st.text(min_size=1, max_size=MAX_OWNER_CHARS)
 selectors = st.builds(Selector, st.sampled_from(SelectorType), text)
 
+targets = st.builds(
+    MetadataTarget,
+    ephemeral=st.booleans(),
+    cluster_name=text,
+    ip=text,
+    port=st.integers(min_value=0, max_value=65_535),
+)
+metadata_changes = st.one_of(
+    st.builds(
+        UpdateMetadata,
+        service=services,
+        action=st.sampled_from(MetadataAction),
+        scope=st.just(MetadataScope.LISTED),
+        targets=st.lists(targets, max_size=3).map(tuple),
+        metadata=string_maps,
+        stamped_at_ms=stamps,
+    ),
+    st.builds(
+        UpdateMetadata,
+        service=services,
+        action=st.sampled_from(MetadataAction),
+        scope=st.sampled_from([MetadataScope.EPHEMERAL, MetadataScope.PERSISTENT]),
+        metadata=string_maps,
+        stamped_at_ms=stamps,
+    ),
+)
+
 commands: st.SearchStrategy[Command] = st.one_of(
+    metadata_changes,
     st.builds(
         CreateNamespace, namespace_id=text, show_name=text, description=text, stamped_at_ms=stamps
     ),
@@ -145,6 +178,7 @@ def test_op_names_are_stable() -> None:
         "naming.remove_instances",
         "naming.release_owner",
         "naming.update_switches",
+        "naming.update_metadata",
     )
 
 
@@ -222,6 +256,84 @@ def test_a_v1_registration_encodes_without_owner_and_old_entries_decode_as_v1() 
     assert decoded.instance.owner == ""
     owned = RegisterInstance(instance=replace(instance, owner="conn-1"), stamped_at_ms=1)
     assert orjson.loads(encode_command(owned))["instance"]["owner"] == "conn-1"
+
+
+@given(metadata_changes)
+def test_every_metadata_change_round_trips(command: UpdateMetadata) -> None:
+    """Its own property: among every command, a few dozen examples would leave out some
+    action or scope."""
+    assert decode_command(encode_command(command)) == command
+
+
+def metadata_change(**fields: object) -> bytes:
+    """An update_metadata payload as a member writes it, with `fields` replaced."""
+    command = UpdateMetadata(
+        service=SVC,
+        action=MetadataAction.MERGE,
+        scope=MetadataScope.LISTED,
+        targets=(MetadataTarget(ephemeral=True, cluster_name="DEFAULT", ip="10.0.0.1", port=80),),
+        metadata={"k": "v"},
+        stamped_at_ms=1,
+    )
+    return orjson.dumps({**orjson.loads(encode_command(command)), **fields})
+
+
+def test_a_metadata_change_encodes_its_targets_within_its_service() -> None:
+    data = orjson.loads(metadata_change())
+    assert data == {
+        "op": "naming.update_metadata",
+        "v": 1,
+        "service": {"ns": "n", "group": "g", "name": "s"},
+        "action": "merge",
+        "scope": "listed",
+        "targets": [{"ephemeral": True, "cluster": "DEFAULT", "ip": "10.0.0.1", "port": 80}],
+        "metadata": {"k": "v"},
+        "stamped_at_ms": 1,
+    }
+    decoded = decode_command(metadata_change())
+    assert isinstance(decoded, UpdateMetadata)
+    assert decoded.targets[0].key(SVC).instance_id == "10.0.0.1#80#DEFAULT#g@@s"
+
+
+TARGET = {"ephemeral": True, "cluster": "DEFAULT", "ip": "10.0.0.1", "port": 80}
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        pytest.param({"action": "replace"}, id="unknown-action"),
+        pytest.param({"action": None}, id="action-not-text"),
+        pytest.param({"scope": "all"}, id="unknown-scope"),
+        pytest.param({"scope": "ephemeral"}, id="targets-with-scope-ephemeral"),
+        pytest.param({"scope": "persist"}, id="targets-with-scope-persist"),
+        pytest.param({"targets": {}}, id="targets-not-array"),
+        pytest.param({"targets": [7]}, id="target-not-object"),
+        pytest.param({"targets": [{**TARGET, "port": "80"}]}, id="target-port-not-integer"),
+        pytest.param({"targets": [{**TARGET, "ephemeral": "true"}]}, id="target-flag-not-bool"),
+        pytest.param({"targets": [{"ip": "10.0.0.1", "port": 80}]}, id="target-incomplete"),
+        pytest.param({"targets": [TARGET] * (MAX_METADATA_BATCH + 1)}, id="too-many-targets"),
+        pytest.param({"metadata": {"k": 1}}, id="metadata-value-not-text"),
+        pytest.param({"metadata": None}, id="metadata-null"),
+        pytest.param(
+            {"metadata": {f"k{i}": "v" for i in range(MAX_METADATA_ENTRIES + 1)}},
+            id="too-many-metadata-entries",
+        ),
+        pytest.param({"service": {"ns": "n", "group": "g"}}, id="service-incomplete"),
+    ],
+)
+def test_a_malformed_metadata_change_raises_a_typed_error(fields: dict[str, object]) -> None:
+    with pytest.raises(CommandDecodeError):
+        decode_command(metadata_change(**fields))
+
+
+def test_a_metadata_change_at_its_bounds_decodes() -> None:
+    payload = metadata_change(
+        targets=[{**TARGET, "port": port} for port in range(1, MAX_METADATA_BATCH + 1)],
+        metadata={f"k{i}": "v" for i in range(MAX_METADATA_ENTRIES)},
+    )
+    decoded = decode_command(payload)
+    assert isinstance(decoded, UpdateMetadata)
+    assert len(decoded.targets) == MAX_METADATA_BATCH
 
 
 @given(st.binary(max_size=64))

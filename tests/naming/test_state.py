@@ -13,12 +13,16 @@ from naraft.naming.commands import (
     DeleteNamespace,
     DeleteService,
     DeregisterInstance,
+    MetadataAction,
+    MetadataScope,
+    MetadataTarget,
     PatchInstance,
     RegisterInstance,
     ReleaseOwner,
     RemoveInstances,
     SetInstanceHealth,
     UpdateInstance,
+    UpdateMetadata,
     UpdateNamespace,
     UpdateService,
     UpdateSwitches,
@@ -34,7 +38,8 @@ from naraft.naming.keys import (
 )
 from naraft.naming.model import Cluster, Instance, Selector, SelectorType, Service
 from naraft.naming.records import encode_service, instance_record
-from naraft.naming.state import Applied, NamingState, Rejected, RejectReason
+from naraft.naming.state import Applied, MetadataUpdated, NamingState, Rejected, RejectReason
+from naraft.naming.validate import MAX_METADATA_ENTRIES, MAX_METADATA_VALUE_CHARS
 from naraft.state.datums import Datum, DatumTable
 
 ORDERS = ServiceKey(namespace_id="public", group_name="DEFAULT_GROUP", service_name="orders")
@@ -587,3 +592,214 @@ def test_find_instance_follows_every_change_of_the_lists(h: Harness) -> None:
     h.datums.replace_all(other.snapshot())
     assert find() is None
     assert find(ip="10.0.0.2") == (False, 1.0)
+
+
+# ------------------------------------------------------------ batch metadata
+
+
+def target(instance: Instance) -> MetadataTarget:
+    return MetadataTarget(
+        ephemeral=instance.ephemeral,
+        cluster_name=instance.cluster_name,
+        ip=instance.ip,
+        port=instance.port,
+    )
+
+
+def merge(
+    *listed: Instance,
+    scope: MetadataScope = MetadataScope.LISTED,
+    action: MetadataAction = MetadataAction.MERGE,
+    service: ServiceKey = ORDERS,
+    **metadata: str,
+) -> UpdateMetadata:
+    return UpdateMetadata(
+        service=service,
+        action=action,
+        scope=scope,
+        targets=tuple(target(i) for i in listed),
+        metadata=metadata,
+        stamped_at_ms=T0,
+    )
+
+
+def metadata_of(h: Harness) -> dict[tuple[str, bool], dict[str, str]]:
+    return {(i.ip, i.ephemeral): dict(i.metadata) for i in h.state.instances(ORDERS)}
+
+
+def test_a_merge_replaces_present_keys_and_adds_absent_ones(h: Harness) -> None:
+    a = make_instance(metadata={"zone": "a", "keep": "1"})
+    h.apply(register(a), register(make_instance("10.0.0.2", metadata={"zone": "a"})))
+
+    result = h.apply(merge(a, zone="b", added="2"))
+
+    assert result == MetadataUpdated(3, frozenset({ORDERS}), (a.key,))
+    assert metadata_of(h) == {
+        ("10.0.0.1", True): {"zone": "b", "keep": "1", "added": "2"},
+        ("10.0.0.2", True): {"zone": "a"},
+    }
+    assert h.datums.get(instance_datum_key(a.key)).version == 3  # type: ignore[union-attr]
+    assert h.changed == [ORDERS, ORDERS, ORDERS]
+
+
+def test_a_removal_drops_the_keys_named_whatever_their_values(h: Harness) -> None:
+    a = make_instance(metadata={"zone": "a", "keep": "1", "gone": "x"})
+    h.apply(register(a))
+
+    result = h.apply(merge(a, action=MetadataAction.REMOVE, zone="ignored", gone="", absent="1"))
+
+    assert result == MetadataUpdated(2, frozenset({ORDERS}), (a.key,))
+    assert metadata_of(h) == {("10.0.0.1", True): {"keep": "1"}}
+
+
+@pytest.mark.parametrize(
+    ("scope", "chosen"),
+    [
+        pytest.param(MetadataScope.EPHEMERAL, [("10.0.0.1", True), ("10.0.0.3", True)], id="eph"),
+        pytest.param(MetadataScope.PERSISTENT, [("10.0.0.2", False)], id="persist"),
+    ],
+)
+def test_a_scope_selects_every_instance_of_its_kind_and_ignores_the_targets(
+    h: Harness, scope: MetadataScope, chosen: list[tuple[str, bool]]
+) -> None:
+    h.apply(
+        register(make_instance("10.0.0.1")),
+        register(make_instance("10.0.0.2", ephemeral=False)),
+        register(make_instance("10.0.0.3", cluster_name="c1")),
+        register(make_instance("10.0.0.4", service=ServiceKey(
+            namespace_id="public", group_name="DEFAULT_GROUP", service_name="other")))
+    )  # fmt: skip
+
+    result = h.apply(merge(scope=scope, zone="b"))
+
+    assert isinstance(result, MetadataUpdated)
+    assert [(k.ip, k.ephemeral) for k in result.updated] == chosen
+    assert {ip_kind for ip_kind, meta in metadata_of(h).items() if meta} == set(chosen)
+
+
+def test_listed_targets_that_do_not_exist_are_passed_over(h: Harness) -> None:
+    a, b = make_instance("10.0.0.1"), make_instance("10.0.0.2", ephemeral=False)
+    h.apply(register(a), register(b))
+    wrong_kind = make_instance("10.0.0.1", ephemeral=False)
+    wrong_cluster = make_instance("10.0.0.2", ephemeral=False, cluster_name="c1")
+
+    result = h.apply(merge(b, make_instance("10.0.0.9"), wrong_kind, wrong_cluster, a, b, k="v"))
+
+    assert isinstance(result, MetadataUpdated)
+    assert result.updated == (b.key, a.key)  # in the order listed, each once
+    assert metadata_of(h) == {("10.0.0.1", True): {"k": "v"}, ("10.0.0.2", False): {"k": "v"}}
+
+
+def test_a_missing_service_selects_nothing_and_writes_nothing(h: Harness) -> None:
+    h.apply(register(make_instance()))
+    before = h.snapshot()
+    other = ServiceKey(namespace_id="public", group_name="DEFAULT_GROUP", service_name="other")
+
+    for scope in MetadataScope:
+        result = h.apply(merge(make_instance(service=other), scope=scope, service=other, k="v"))
+        assert result == MetadataUpdated(h.index)
+
+    assert h.snapshot() == before
+    assert h.changed == [ORDERS]
+
+
+def test_metadata_already_as_asked_is_selected_but_changes_no_service(h: Harness) -> None:
+    a = make_instance(metadata={"zone": "b"})
+    h.apply(register(a))
+    before = h.snapshot()
+
+    merged = h.apply(merge(a, zone="b"))
+    removed = h.apply(merge(a, action=MetadataAction.REMOVE, absent=""))
+
+    assert merged == MetadataUpdated(2, frozenset(), (a.key,))
+    assert removed == MetadataUpdated(3, frozenset(), (a.key,))
+    assert h.snapshot() == before
+    assert h.changed == [ORDERS]
+
+
+def full_metadata(count: int = MAX_METADATA_ENTRIES) -> dict[str, str]:
+    return {f"k{i}": "v" for i in range(count)}
+
+
+@pytest.mark.parametrize(
+    ("change", "breaker", "rule"),
+    [
+        # the first instance would take it: the one after it decides, and nothing is written
+        pytest.param({"new": "1"}, "10.0.0.2", "at most 128 entries", id="too-many-entries"),
+        pytest.param(
+            {"k0": "v" * (MAX_METADATA_VALUE_CHARS + 1)},
+            "10.0.0.1",
+            "at most 16384 chars",
+            id="value-too-long",
+        ),
+        pytest.param({"": "v"}, "10.0.0.1", "keys must be 1..256 chars", id="empty-key"),
+    ],
+)
+def test_a_change_past_the_metadata_bounds_on_any_instance_changes_nothing(
+    h: Harness, change: dict[str, str], breaker: str, rule: str
+) -> None:
+    roomy = make_instance("10.0.0.1")
+    full = make_instance("10.0.0.2", metadata=full_metadata())
+    h.apply(register(roomy), register(full))
+    before = h.snapshot()
+
+    result = h.apply(merge(scope=MetadataScope.EPHEMERAL, **change))
+
+    assert isinstance(result, Rejected)
+    assert result.reason is RejectReason.METADATA_BOUNDS
+    assert rule in result.detail
+    assert f"{breaker}#8080#DEFAULT#DEFAULT_GROUP@@orders" in result.detail
+    assert h.snapshot() == before
+    assert h.changed == [ORDERS, ORDERS]
+
+
+def test_a_removal_may_bring_metadata_back_within_its_bounds(h: Harness) -> None:
+    full = make_instance(metadata=full_metadata())
+    h.apply(register(full))
+
+    result = h.apply(merge(full, action=MetadataAction.REMOVE, k0=""))
+
+    assert isinstance(result, MetadataUpdated)
+    assert len(metadata_of(h)[("10.0.0.1", True)]) == MAX_METADATA_ENTRIES - 1
+
+
+def test_a_rejected_change_leaves_a_list_written_whole_as_it_was(h: Harness) -> None:
+    a = make_instance("10.0.0.1", metadata=full_metadata())
+    b = make_instance("10.0.0.2")
+    list_key = instance_list_key(ORDERS, ephemeral=True)
+    meta = encode_service(Service(key=ORDERS, clusters={"DEFAULT": Cluster(name="DEFAULT")}))
+    h.datums.replace_all(
+        {service_meta_key(ORDERS): Datum(meta, 6), list_key: Datum(whole_list(ORDERS, a, b), 7)}
+    )
+    h.index = 7
+    before = h.snapshot()
+
+    rejected = h.apply(merge(b, a, extra="1"))
+    assert isinstance(rejected, Rejected)
+    assert h.snapshot() == before
+
+    applied = h.apply(merge(b, zone="z"))
+    assert applied == MetadataUpdated(9, frozenset({ORDERS}), (b.key,))
+    assert list_key not in h.datums  # split by the change, as any change splits it
+    assert metadata_of(h)[("10.0.0.2", True)] == {"zone": "z"}
+
+
+def test_a_metadata_change_gives_every_replica_the_same_datums() -> None:
+    def replay() -> dict[str, Datum]:
+        replica = Harness()
+        for index, payload in enumerate(payloads, start=1):
+            replica.state.apply_entry(payload, index)
+        return replica.snapshot()
+
+    payloads = [
+        encode_command(register(make_instance("10.0.0.1", metadata={"a": "1"}))),
+        encode_command(register(make_instance("10.0.0.2", ephemeral=False))),
+        encode_command(merge(scope=MetadataScope.EPHEMERAL, b="2")),
+        encode_command(merge(make_instance("10.0.0.2", ephemeral=False), c="3")),
+        encode_command(merge(scope=MetadataScope.PERSISTENT, action=MetadataAction.REMOVE, c="")),
+    ]
+    first = replay()
+    assert first == replay()
+    h = Harness()
+    h.datums.replace_all(first)
+    assert metadata_of(h) == {("10.0.0.1", True): {"a": "1", "b": "2"}, ("10.0.0.2", False): {}}

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from naraft.errors import InvalidArgumentError
 from naraft.naming import validate
+from naraft.naming.commands import MetadataScope, MetadataTarget
 from naraft.naming.keys import ServiceKey
 from naraft.naming.model import Selector, SelectorType
 from naraft.naming.validate import RawInstance
@@ -281,3 +282,74 @@ def test_the_dotted_quad_fast_path_answers_as_before(text: str) -> None:
     except InvalidArgumentError:
         answer = None
     assert answer == _ip_without_the_fast_path(text.strip())
+
+
+@pytest.mark.parametrize(
+    ("value", "scope"),
+    [
+        pytest.param(None, MetadataScope.LISTED, id="absent"),
+        pytest.param(" ", MetadataScope.LISTED, id="blank"),
+        pytest.param("ephemeral", MetadataScope.EPHEMERAL, id="ephemeral"),
+        pytest.param("persist", MetadataScope.PERSISTENT, id="persist"),
+    ],
+)
+def test_consistency_type_selects_a_scope(value: str | None, scope: MetadataScope) -> None:
+    assert validate.consistency_type(value) is scope
+
+
+@pytest.mark.parametrize("value", ["all", "listed", "EPHEMERAL", "Persist", "persistent"])
+def test_consistency_type_is_exactly_one_of_nacos_values(value: str) -> None:
+    with pytest.raises(InvalidArgumentError) as raised:
+        validate.consistency_type(value)
+    assert raised.value.field == "consistency_type"
+    assert "ephemeral, persist or empty" in raised.value.rule
+
+
+def test_metadata_targets_take_nacos_instance_defaults_and_ignore_other_keys() -> None:
+    listed = validate.metadata_targets(
+        '[{"ip": "10.0.0.1", "port": 80},'
+        ' {"ip": "10.0.0.2", "port": "81", "clusterName": "c1", "ephemeral": false,'
+        '  "weight": 3, "metadata": {"a": 1}},'
+        ' {"ip": "10.0.0.1", "port": 80, "clusterName": "", "ephemeral": "true"}]'
+    )
+    assert listed == (
+        MetadataTarget(ephemeral=True, cluster_name="DEFAULT", ip="10.0.0.1", port=80),
+        MetadataTarget(ephemeral=False, cluster_name="c1", ip="10.0.0.2", port=81),
+    )
+    assert validate.metadata_targets(None) == validate.metadata_targets(" ") == ()
+    assert validate.metadata_targets("[]") == ()
+
+
+@pytest.mark.parametrize(
+    ("value", "rule"),
+    [
+        pytest.param("not json", "must be a JSON array", id="not-json"),
+        pytest.param('{"ip": "10.0.0.1"}', "must be a JSON array", id="object"),
+        pytest.param('["10.0.0.1:80"]', "item 0 must be a JSON object", id="item-text"),
+        pytest.param('[{"port": 80}]', "item 0: ip is required", id="no-ip"),
+        pytest.param('[{"ip": "10.0.0.1"}]', "item 0: port is required", id="no-port"),
+        pytest.param('[{"ip": "a b", "port": 80}]', "item 0: ip must be", id="bad-ip"),
+        pytest.param('[{"ip": 10, "port": 80}]', "item 0: ip must be a string", id="ip-number"),
+        pytest.param('[{"ip": "10.0.0.1", "port": 0}]', "item 0: port must be", id="port-0"),
+        pytest.param('[{"ip": "10.0.0.1", "port": true}]', "port must be an integer",
+                     id="port-bool"),
+        pytest.param('[{"ip": "h", "port": 1}, {"ip": "h", "port": 1, "clusterName": "c_1"}]',
+                     "item 1: clusterName must match", id="bad-cluster"),
+        pytest.param('[{"ip": "h", "port": 1, "ephemeral": "maybe"}]',
+                     "item 0: ephemeral must be true or false", id="bad-flag"),
+        pytest.param('[{"ip": "h", "port": 1, "ephemeral": 1}]',
+                     "item 0: ephemeral must be true or false", id="flag-number"),
+        pytest.param("[" + ",".join(['{"ip": "h", "port": 1}'] * 1001) + "]",
+                     "at most 1000 instances", id="too-many"),
+    ],
+)  # fmt: skip
+def test_bad_metadata_targets_name_instances_and_the_rule(value: str, rule: str) -> None:
+    with pytest.raises(InvalidArgumentError) as raised:
+        validate.metadata_targets(value)
+    assert raised.value.field == "instances"
+    assert rule in raised.value.rule
+
+
+def test_metadata_targets_take_up_to_the_bound() -> None:
+    items = ",".join(f'{{"ip": "h", "port": {port}}}' for port in range(1, 1001))
+    assert len(validate.metadata_targets(f"[{items}]")) == validate.MAX_METADATA_BATCH == 1000

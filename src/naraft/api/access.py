@@ -114,6 +114,8 @@ ACCESS: Final[Mapping[tuple[str, str], Rule]] = {
     ("POST", f"{_NS}/instance"): NAMING_W,
     ("PUT", f"{_NS}/instance"): NAMING_W,
     ("PATCH", f"{_NS}/instance"): NAMING_W,
+    ("PUT", f"{_NS}/instance/metadata/batch"): NAMING_W,
+    ("DELETE", f"{_NS}/instance/metadata/batch"): NAMING_W,
     ("DELETE", f"{_NS}/instance"): NAMING_W,
     ("GET", f"{_NS}/instance"): NAMING_R,
     ("GET", f"{_NS}/instance/list"): NAMING_R,

@@ -15,7 +15,7 @@ from multidict import MultiDict, MultiMapping
 
 from naraft.errors import InvalidArgumentError
 from naraft.naming.model import ClientAgent
-from naraft.naming.validate import RawInstance, RawService
+from naraft.naming.validate import RawInstance, RawMetadataBatch, RawService
 
 FORM_CONTENT_TYPE: Final = "application/x-www-form-urlencoded"
 MAX_PARAMS: Final = 256  # query and form together; a Nacos request sends about a dozen
@@ -128,6 +128,17 @@ def raw_instance(params: Params) -> RawInstance:
         enabled=params.first("enabled", "enable"),
         healthy=params.get("healthy"),
         ephemeral=params.get("ephemeral"),
+        metadata=params.get("metadata"),
+    )
+
+
+def raw_metadata_batch(params: Params) -> RawMetadataBatch:
+    return RawMetadataBatch(
+        namespace_id=params.get("namespaceId"),
+        group_name=params.get("groupName"),
+        service_name=params.get("serviceName"),
+        consistency_type=params.get("consistencyType"),
+        instances=params.get("instances"),
         metadata=params.get("metadata"),
     )
 

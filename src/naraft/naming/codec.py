@@ -3,13 +3,16 @@
 `{"op": "naming.register_instance", "v": 1, ...fields}`. Decoding checks every field's
 type and raises `CommandDecodeError` for anything else, so garbage never reaches `apply`.
 Bump `FORMAT_VERSION` (and keep decoding the old one) when a command's fields change.
+A new op leaves the format as it is, but a build before it cannot decode it: the service
+proposes it only through its `CommandGate` (`naraft.naming.service`), once every member can.
 """
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import orjson
 
@@ -20,12 +23,16 @@ from naraft.naming.commands import (
     DeleteNamespace,
     DeleteService,
     DeregisterInstance,
+    MetadataAction,
+    MetadataScope,
+    MetadataTarget,
     PatchInstance,
     RegisterInstance,
     ReleaseOwner,
     RemoveInstances,
     SetInstanceHealth,
     UpdateInstance,
+    UpdateMetadata,
     UpdateNamespace,
     UpdateService,
     UpdateSwitches,
@@ -33,9 +40,12 @@ from naraft.naming.commands import (
 from naraft.naming.errors import CommandDecodeError
 from naraft.naming.keys import InstanceKey, ServiceKey
 from naraft.naming.model import MAX_OWNER_CHARS, Instance, Selector, SelectorType
+from naraft.naming.validate import MAX_METADATA_BATCH, MAX_METADATA_ENTRIES
 
 FORMAT_VERSION: Final = 1
 OP_PREFIX: Final = "naming."
+
+_E = TypeVar("_E", bound=enum.StrEnum)
 
 
 def _service(key: ServiceKey) -> dict[str, str]:
@@ -66,6 +76,15 @@ def _instance(instance: Instance) -> dict[str, object]:
         "ephemeral": instance.ephemeral,
         "metadata": dict(instance.metadata),
         **owner,
+    }
+
+
+def _target(target: MetadataTarget) -> dict[str, object]:
+    return {
+        "ephemeral": target.ephemeral,
+        "cluster": target.cluster_name,
+        "ip": target.ip,
+        "port": target.port,
     }
 
 
@@ -122,6 +141,14 @@ def _fields(command: Command) -> tuple[str, dict[str, object]]:
             }
         case UpdateSwitches():
             return "update_switches", {"entry": command.entry, "value": command.value}
+        case UpdateMetadata():
+            return "update_metadata", {
+                "service": _service(command.service),
+                "action": command.action.value,
+                "scope": command.scope.value,
+                "targets": [_target(t) for t in command.targets],
+                "metadata": dict(command.metadata),
+            }
 
 
 def encode_command(command: Command) -> bytes:
@@ -246,6 +273,23 @@ def _read_owner(reader: _Reader, *, required: bool) -> str:
     return owner
 
 
+def _read_choice(reader: _Reader, name: str, kind: type[_E]) -> _E:
+    value = reader.text(name)
+    try:
+        return kind(value)
+    except ValueError:
+        raise CommandDecodeError(f"{name} {value[:32]!r} is unknown") from None
+
+
+def _read_target(reader: _Reader) -> MetadataTarget:
+    return MetadataTarget(
+        ephemeral=reader.flag("ephemeral"),
+        cluster_name=reader.text("cluster"),
+        ip=reader.text("ip"),
+        port=reader.integer("port"),
+    )
+
+
 def _read_selector(reader: _Reader) -> Selector:
     try:
         selector_type = SelectorType(reader.text("type"))
@@ -301,6 +345,28 @@ def _decode_health(r: _Reader, stamp: int) -> Command:
     return SetInstanceHealth(changes=tuple(changes), stamped_at_ms=stamp)
 
 
+def _decode_update_metadata(r: _Reader, stamp: int) -> Command:
+    """Bounded as the API bounds it: at most MAX_METADATA_BATCH targets, and those only
+    with scope `listed`; at most MAX_METADATA_ENTRIES metadata entries."""
+    scope = _read_choice(r, "scope", MetadataScope)
+    items = r.items("targets")
+    if len(items) > MAX_METADATA_BATCH:
+        raise CommandDecodeError(f"targets has more than {MAX_METADATA_BATCH} items")
+    if items and scope is not MetadataScope.LISTED:
+        raise CommandDecodeError(f"targets given with scope {scope.value}")
+    metadata = r.string_map("metadata")
+    if len(metadata) > MAX_METADATA_ENTRIES:
+        raise CommandDecodeError(f"metadata has more than {MAX_METADATA_ENTRIES} entries")
+    return UpdateMetadata(
+        service=_read_service(r.child("service")),
+        action=_read_choice(r, "action", MetadataAction),
+        scope=scope,
+        targets=tuple(_read_target(_wrap_item(i, "targets")) for i in items),
+        metadata=metadata,
+        stamped_at_ms=stamp,
+    )
+
+
 def _read_keys(r: _Reader) -> tuple[InstanceKey, ...]:
     return tuple(_read_instance_key(_wrap_item(i, "keys")) for i in r.items("keys"))
 
@@ -334,6 +400,7 @@ _DECODERS: Final[Mapping[str, Callable[[_Reader, int], Command]]] = {
     "update_switches": lambda r, s: UpdateSwitches(
         entry=r.text("entry"), value=r.text("value"), stamped_at_ms=s
     ),
+    "update_metadata": _decode_update_metadata,
 }
 
 OP_NAMES: Final = tuple(OP_PREFIX + op for op in _DECODERS)

@@ -7,6 +7,7 @@ applying them did is an `Applied` or a `Rejected` (`naraft.naming.state`).
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -136,6 +137,56 @@ class UpdateSwitches:
     stamped_at_ms: int
 
 
+class MetadataAction(enum.StrEnum):
+    """What a batch metadata change does to each instance it selects."""
+
+    MERGE = "merge"  # Nacos's `PUT`: a key given replaces the present one or is added
+    REMOVE = "remove"  # Nacos's `DELETE`: the keys given go; their values are ignored
+
+
+class MetadataScope(enum.StrEnum):
+    """Which instances of its service a batch metadata change selects (when applied)."""
+
+    EPHEMERAL = "ephemeral"  # every ephemeral instance
+    PERSISTENT = "persist"  # every persistent instance
+    LISTED = "listed"  # those of `targets` that exist
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MetadataTarget:
+    """One instance a batch lists, named within the batch's service."""
+
+    ephemeral: bool
+    cluster_name: str
+    ip: str
+    port: int
+
+    def key(self, service: ServiceKey) -> InstanceKey:
+        return InstanceKey(
+            service=service,
+            ephemeral=self.ephemeral,
+            cluster_name=self.cluster_name,
+            ip=self.ip,
+            port=self.port,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpdateMetadata:
+    """Nacos's batch metadata change (`PUT`/`DELETE /instance/metadata/batch`): `action`
+    with `metadata` on each instance of `service` that `scope` selects. The selection is
+    made when the entry is applied, from the replicated state, so every replica changes
+    the same instances. All or nothing: rejected when the metadata of any selected
+    instance would break the bounds a registration keeps."""
+
+    service: ServiceKey
+    action: MetadataAction
+    scope: MetadataScope
+    targets: tuple[MetadataTarget, ...] = ()  # only with scope LISTED
+    metadata: Mapping[str, str]
+    stamped_at_ms: int
+
+
 Command = (
     CreateNamespace
     | UpdateNamespace
@@ -151,4 +202,5 @@ Command = (
     | RemoveInstances
     | ReleaseOwner
     | UpdateSwitches
+    | UpdateMetadata
 )

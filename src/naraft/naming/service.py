@@ -34,12 +34,15 @@ from naraft.naming.commands import (
     DeleteNamespace,
     DeleteService,
     DeregisterInstance,
+    MetadataAction,
+    MetadataScope,
     PatchInstance,
     RegisterInstance,
     ReleaseOwner,
     RemoveInstances,
     SetInstanceHealth,
     UpdateInstance,
+    UpdateMetadata,
     UpdateNamespace,
     UpdateService,
     UpdateSwitches,
@@ -58,9 +61,9 @@ from naraft.naming.model import (
     Instance,
     PushTarget,
 )
-from naraft.naming.state import Applied, NamingState, Rejected, RejectReason
+from naraft.naming.state import Applied, MetadataUpdated, NamingState, Rejected, RejectReason
 from naraft.naming.switches import switches_view, with_entry
-from naraft.naming.validate import RawInstance, RawService
+from naraft.naming.validate import RawInstance, RawMetadataBatch, RawService
 from naraft.naming.views import (
     ListCache,
     catalog_detail_row,
@@ -70,6 +73,7 @@ from naraft.naming.views import (
     instance_detail_view,
     instance_list_view,
     listed_hosts,
+    metadata_updated_view,
     namespace_view,
     service_view,
     statuses_view,
@@ -118,6 +122,19 @@ class WriteGuard(Protocol):
         ...
 
 
+class CommandGate(Protocol):
+    """The cluster's record of the peer protocol every member speaks, as the naming service
+    sees it: a command a newer build adds goes to the log only once every member can
+    decode it (`naraft.upgrade`)."""
+
+    async def require(self, version: int, what: str) -> None:
+        """Return once every member speaks peer protocol `version`; raise
+        UpgradeUnfinishedError (naraft.errors) naming the members that do not."""
+        ...
+
+
+UPDATE_METADATA_SINCE: Final = 3  # the peer protocol version that brought `update_metadata`
+
 # Commands that never grow the state (or that keep health right): always proposed, even
 # while the quota alarm is up, as etcd takes deletes under its NOSPACE alarm.
 _FREEING: tuple[type[Command], ...] = (
@@ -128,6 +145,15 @@ _FREEING: tuple[type[Command], ...] = (
     ReleaseOwner,
     SetInstanceHealth,
 )
+
+
+def _frees(command: Command) -> bool:
+    """Whether `command` never grows the state: a `_FREEING` one, or a batch that only
+    removes metadata keys."""
+    if isinstance(command, UpdateMetadata):
+        return command.action is MetadataAction.REMOVE
+    return isinstance(command, _FREEING)
+
 
 MAX_RELEASE_KEYS: Final = 1000
 """Instances one ReleaseOwner entry names (about 200 KiB); a connection holding more
@@ -189,6 +215,8 @@ def _rejected_error(rejected: Rejected, command: Command) -> Exception:
             )
         case RejectReason.INVALID_SWITCH:
             return InvalidArgumentError("value", detail)
+        case RejectReason.METADATA_BOUNDS:
+            return InvalidArgumentError("metadata", f"{detail}; nothing changed")
         case RejectReason.UNDECODABLE:
             return RuntimeError(f"own command {type(command).__name__} undecodable: {detail}")
 
@@ -206,7 +234,9 @@ class NamingService:
         *,
         new_namespace_id: Callable[[], str] = lambda: str(uuid.uuid4()),
         guard: WriteGuard | None = None,
+        gate: CommandGate | None = None,
     ) -> None:
+        """`gate` None (unit tests, tools) proposes newer commands unchecked."""
         self._state = state
         self._proposer = proposer
         self._clock = clock
@@ -214,6 +244,7 @@ class NamingService:
         self._push = push
         self._new_namespace_id = new_namespace_id
         self._guard = guard
+        self._gate = gate
         self._lists = ListCache()
 
     @property
@@ -230,7 +261,7 @@ class NamingService:
         self, command: Command, *, tolerate: frozenset[RejectReason] = frozenset()
     ) -> Applied | Rejected:
         """Propose `command`; a refusal raises its error unless its reason is tolerated."""
-        if self._guard is not None and not isinstance(command, _FREEING):
+        if self._guard is not None and not _frees(command):
             refusal = self._guard.quota_refusal()
             if refusal is not None:
                 raise QuotaExceededError(refusal)
@@ -322,6 +353,35 @@ class NamingService:
                 stamped_at_ms=self._clock.now_ms(),
             )
         )
+
+    async def update_metadata(
+        self, raw: RawMetadataBatch, action: MetadataAction
+    ) -> dict[str, object]:
+        """`PUT` (merge) and `DELETE` (remove keys) `/instance/metadata/batch`: `{"updated":
+        [...]}`, each instance the entry selected when it was applied (a missing service
+        selects none). With neither `consistencyType` nor `instances` there is nothing to
+        select, and nothing is proposed (Nacos answers the same). A list given with a
+        `consistencyType` is checked, then ignored (as Nacos ignores it)."""
+        service = validate.service_key(raw.namespace_id, raw.group_name, raw.service_name)
+        scope = validate.consistency_type(raw.consistency_type)
+        targets = validate.metadata_targets(raw.instances)
+        metadata = validate.metadata(validate.required("metadata", raw.metadata))
+        if scope is MetadataScope.LISTED and not targets:
+            return metadata_updated_view(())
+        command = UpdateMetadata(
+            service=service,
+            action=action,
+            scope=scope,
+            targets=targets if scope is MetadataScope.LISTED else (),
+            metadata=metadata,
+            stamped_at_ms=self._clock.now_ms(),
+        )
+        if self._gate is not None:  # an older member could not decode it
+            await self._gate.require(UPDATE_METADATA_SINCE, "batch metadata")
+        result = await self._propose(command)
+        if not isinstance(result, MetadataUpdated):
+            raise TypeError(f"apply returned {type(result).__name__}, not MetadataUpdated")
+        return metadata_updated_view(result.updated)
 
     async def deregister_instance(self, raw: RawInstance) -> InstanceKey:
         """`DELETE /instance`: answers success also when nothing matched (as Nacos).

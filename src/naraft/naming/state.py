@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
@@ -34,12 +34,15 @@ from naraft.naming.commands import (
     DeleteNamespace,
     DeleteService,
     DeregisterInstance,
+    MetadataAction,
+    MetadataScope,
     PatchInstance,
     RegisterInstance,
     ReleaseOwner,
     RemoveInstances,
     SetInstanceHealth,
     UpdateInstance,
+    UpdateMetadata,
     UpdateNamespace,
     UpdateService,
     UpdateSwitches,
@@ -85,6 +88,7 @@ from naraft.naming.records import (
     stored_instance,
 )
 from naraft.naming.switches import Switches, switches_from_record, switches_record, with_entry
+from naraft.naming.validate import metadata_breach
 from naraft.state.datums import Datum, DatumChanges, DatumTable
 
 logger = logging.getLogger(__name__)
@@ -127,6 +131,7 @@ class RejectReason(enum.StrEnum):
     SERVICE_NOT_FOUND = "service-not-found"
     INSTANCE_NOT_FOUND = "instance-not-found"
     INVALID_SWITCH = "invalid-switch"
+    METADATA_BOUNDS = "metadata-bounds"
     UNDECODABLE = "undecodable"
 
 
@@ -147,7 +152,23 @@ class Rejected:
     detail: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class MetadataUpdated(Applied):
+    """An applied `UpdateMetadata`: `updated` names each instance it selected, changed or
+    already as asked (Nacos answers them all); `changed_services` holds the service only
+    if one of them changed."""
+
+    updated: tuple[InstanceKey, ...] = ()
+
+
 ApplyResult = Applied | Rejected
+
+
+def _changed_metadata(current: Mapping[str, str], command: UpdateMetadata) -> dict[str, str]:
+    """`current` with the batch's metadata merged in, or its keys removed."""
+    if command.action is MetadataAction.MERGE:
+        return {**current, **command.metadata}
+    return {key: value for key, value in current.items() if key not in command.metadata}
 
 
 class NamingState:
@@ -246,6 +267,8 @@ class NamingState:
                 return self._release_owner(command, index)
             case UpdateSwitches():
                 return self._update_switches(command, index)
+            case UpdateMetadata():
+                return self._update_metadata(command, index)
 
     def _put(self, key: str, value: bytes, index: int) -> bool:
         """Write `value` unless the key already holds exactly it; True if written."""
@@ -457,6 +480,41 @@ class NamingState:
 
         return self._batch(((key, release) for key in command.keys if key.ephemeral), index)
 
+    def _update_metadata(self, command: UpdateMetadata, index: int) -> ApplyResult:
+        """All or nothing: every selected instance's new metadata is checked before the
+        first is written (a whole old-style list is split only then, too)."""
+        if self.service(command.service) is None:
+            return MetadataUpdated(index)  # Nacos answers a missing service with nothing
+        changes: list[tuple[InstanceKey, dict[str, str]]] = []
+        for key, instance in self._metadata_selection(command):
+            metadata = _changed_metadata(instance.metadata, command)
+            breach = metadata_breach(metadata)
+            if breach is not None:
+                detail = f"{breach}; instance {key.instance_id} would break it"
+                return Rejected(RejectReason.METADATA_BOUNDS, detail)
+            changes.append((key, metadata))
+        written = False
+        for key, metadata in changes:
+            current = self._instance_at(key, index)
+            if current is not None:
+                written |= self._write_instance(key, replace(current, metadata=metadata), index)
+        changed = frozenset({command.service}) if written else frozenset()
+        return MetadataUpdated(index, changed, tuple(key for key, _ in changes))
+
+    def _metadata_selection(self, command: UpdateMetadata) -> list[tuple[InstanceKey, Instance]]:
+        """The instances `command` selects now, each under the key it was found at, read
+        without writing anything: all of one kind in their stable order, or those listed
+        that exist, each once, in the order listed."""
+        service = command.service
+        if command.scope is not MetadataScope.LISTED:
+            ephemeral = command.scope is MetadataScope.EPHEMERAL
+            return [
+                (replace(instance.key, ephemeral=ephemeral), instance)
+                for instance in self.instances(service, ephemeral=ephemeral)
+            ]
+        keys = dict.fromkeys(target.key(service) for target in command.targets)
+        return [(key, found) for key in keys if (found := self._peek(key)) is not None]
+
     def _update_switches(self, command: UpdateSwitches, index: int) -> ApplyResult:
         try:
             updated = with_entry(self.switches(), command.entry, command.value)
@@ -593,13 +651,19 @@ class NamingState:
             key = InstanceKey(
                 service=service, ephemeral=ephemeral, cluster_name=cluster_name, ip=ip, port=port
             )
-            list_key = instance_list_key(service, ephemeral=ephemeral)
-            found = self._stored(key, list_key)
-            if found is None and self._datums.get(list_key):
-                found = self._listed(service, ephemeral).legacy.get((cluster_name, ip, port))
+            found = self._peek(key)
             if found is not None:
                 return found
         return None
+
+    def _peek(self, key: InstanceKey) -> Instance | None:
+        """The instance under `key`, also from a list written whole, without writing."""
+        list_key = instance_list_key(key.service, ephemeral=key.ephemeral)
+        found = self._stored(key, list_key)
+        if found is None and self._datums.get(list_key):
+            legacy = self._listed(key.service, key.ephemeral).legacy
+            found = legacy.get((key.cluster_name, key.ip, key.port))
+        return found
 
     def ephemeral_lists(self) -> Iterator[tuple[ServiceKey, object]]:
         """Every service with ephemeral instances, and the stamp of their list (for the

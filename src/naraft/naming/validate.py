@@ -19,6 +19,7 @@ from typing import Any, Final
 import orjson
 
 from naraft.errors import InvalidArgumentError
+from naraft.naming.commands import MetadataScope, MetadataTarget
 from naraft.naming.keys import (
     DEFAULT_CLUSTER,
     DEFAULT_GROUP,
@@ -37,6 +38,7 @@ MAX_HOST_CHARS: Final = 253
 MAX_METADATA_ENTRIES: Final = 128
 MAX_METADATA_KEY_CHARS: Final = 256
 MAX_METADATA_VALUE_CHARS: Final = 16_384
+MAX_METADATA_BATCH: Final = 1_000  # instances one batch metadata request may list
 MAX_NAMESPACE_NAME_CHARS: Final = 128
 MAX_DESCRIPTION_CHARS: Final = 256
 MAX_WEIGHT: Final = 10_000.0
@@ -86,6 +88,18 @@ class RawService:
     protect_threshold: str | None = None
     metadata: str | None = None
     selector: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RawMetadataBatch:
+    """A batch metadata request (`/instance/metadata/batch`) as sent."""
+
+    namespace_id: str | None = None
+    group_name: str | None = None
+    service_name: str | None = None
+    consistency_type: str | None = None
+    instances: str | None = None
+    metadata: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -250,19 +264,28 @@ def _metadata_value(value: object) -> str:
     raise InvalidArgumentError("metadata", "values must be strings, numbers or booleans")
 
 
+def metadata_breach(metadata: Mapping[str, str]) -> str | None:
+    """The bound `metadata` breaks, or None. Registration refuses such metadata, and a
+    batch change that would leave an instance with it is rejected on apply."""
+    if len(metadata) > MAX_METADATA_ENTRIES:
+        return f"must have at most {MAX_METADATA_ENTRIES} entries"
+    for key, text in metadata.items():
+        if not key or len(key) > MAX_METADATA_KEY_CHARS:
+            return f"keys must be 1..{MAX_METADATA_KEY_CHARS} chars"
+        if len(text) > MAX_METADATA_VALUE_CHARS:
+            return f"values must be at most {MAX_METADATA_VALUE_CHARS} chars"
+    return None
+
+
 def metadata_from_object(raw: object, field: str = "metadata") -> dict[str, str]:
     if not isinstance(raw, dict):
         raise InvalidArgumentError(field, "must be a JSON object")
-    if len(raw) > MAX_METADATA_ENTRIES:
+    if len(raw) > MAX_METADATA_ENTRIES:  # before converting: the count bounds the work
         raise InvalidArgumentError(field, f"must have at most {MAX_METADATA_ENTRIES} entries")
     result = {str(k): _metadata_value(v) for k, v in raw.items()}
-    for key, text in result.items():
-        if not key or len(key) > MAX_METADATA_KEY_CHARS:
-            raise InvalidArgumentError(field, f"keys must be 1..{MAX_METADATA_KEY_CHARS} chars")
-        if len(text) > MAX_METADATA_VALUE_CHARS:
-            raise InvalidArgumentError(
-                field, f"values must be at most {MAX_METADATA_VALUE_CHARS} chars"
-            )
+    breach = metadata_breach(result)
+    if breach is not None:
+        raise InvalidArgumentError(field, breach)
     return result
 
 
@@ -310,6 +333,79 @@ def instance_key(raw: RawInstance, *, default_ephemeral: bool = True) -> Instanc
         ip=ip(raw.ip),
         port=port(raw.port),
     )
+
+
+def consistency_type(value: str | None) -> MetadataScope:
+    """`consistencyType` of a batch metadata change: `ephemeral` or `persist` (exactly, as
+    Nacos compares them) select every instance of that kind; blank, the listed ones.
+    Nacos ignores any other value silently; naraft refuses it."""
+    if _blank(value):
+        return MetadataScope.LISTED
+    assert value is not None
+    text = value.strip()
+    for scope in (MetadataScope.EPHEMERAL, MetadataScope.PERSISTENT):
+        if text == scope.value:
+            return scope
+    raise InvalidArgumentError("consistency_type", "must be ephemeral, persist or empty")
+
+
+_TARGETS_SHAPE: Final = "must be a JSON array of {ip, port, clusterName, ephemeral} objects"
+
+
+def metadata_targets(value: str | None) -> tuple[MetadataTarget, ...]:
+    """`instances` of a batch metadata change: a JSON array of objects with `ip`, `port`,
+    `clusterName` (blank: DEFAULT) and `ephemeral` (default true, as Nacos's Instance);
+    other keys are ignored, as Nacos ignores them. Blank means none. Each instance once,
+    in the order first listed. Nacos passes over a list it cannot parse; naraft refuses it."""
+    if _blank(value):
+        return ()
+    assert value is not None
+    try:
+        loaded: Any = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        raise InvalidArgumentError("instances", _TARGETS_SHAPE) from None
+    if not isinstance(loaded, list):
+        raise InvalidArgumentError("instances", _TARGETS_SHAPE)
+    if len(loaded) > MAX_METADATA_BATCH:
+        raise InvalidArgumentError("instances", f"must list at most {MAX_METADATA_BATCH} instances")
+    return tuple(dict.fromkeys(_metadata_target(n, item) for n, item in enumerate(loaded)))
+
+
+def _metadata_target(position: int, item: object) -> MetadataTarget:
+    """One item of `instances`; an error names `instances`, the item and what is wrong."""
+    if not isinstance(item, dict):
+        raise InvalidArgumentError("instances", f"item {position} must be a JSON object")
+    try:
+        cluster = _json_text("clusterName", item.get("clusterName"))
+        return MetadataTarget(
+            ephemeral=_json_flag("ephemeral", item.get("ephemeral")),
+            cluster_name=cluster_name(cluster, "clusterName"),
+            ip=ip(_json_text("ip", item.get("ip"))),
+            port=port(_json_text("port", item.get("port"), integer=True)),
+        )
+    except InvalidArgumentError as error:
+        raise InvalidArgumentError(
+            "instances", f"item {position}: {error.field} {error.rule}"
+        ) from None
+
+
+def _json_text(field: str, value: object, *, integer: bool = False) -> str | None:
+    """A JSON value where a parameter's text is expected: a string (null: None), or with
+    `integer` also a JSON integer (Nacos reads `"port": 80` and `"port": "80"` alike)."""
+    if value is None or isinstance(value, str):
+        return value
+    if integer and isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise InvalidArgumentError(field, "must be an integer" if integer else "must be a string")
+
+
+def _json_flag(field: str, value: object) -> bool:
+    """A JSON boolean, or its text; null or absent is true (Nacos's Instance default)."""
+    if isinstance(value, bool):
+        return value
+    if value is None or isinstance(value, str):
+        return flag(field, value, True)
+    raise InvalidArgumentError(field, "must be true or false")
 
 
 def protect_threshold(value: str | None, *, is_required: bool = False) -> float:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from naraft.naming.keys import ServiceKey
+from naraft.naming.keys import InstanceKey, ServiceKey
 from naraft.naming.model import Instance, Namespace, PushTarget, Service
 from naraft.naming.records import selector_record, sorted_metadata
 from naraft.state.datums import right_sized
@@ -334,3 +334,14 @@ def catalog_detail_row(
         "metadata": sorted_metadata(service.metadata) if service is not None else {},
         "clusterMap": {name: {"hosts": hosts} for name, hosts in sorted(clusters.items())},
     }
+
+
+def metadata_updated_view(updated: Iterable[InstanceKey]) -> dict[str, object]:
+    """Nacos's answer to a batch metadata change: each selected instance as its datum key
+    (`ip:port:site:cluster`, the site always `unknown`), then its kind."""
+    return {"updated": [_updated_entry(key) for key in updated]}
+
+
+def _updated_entry(key: InstanceKey) -> str:
+    kind = "ephemeral" if key.ephemeral else "persist"
+    return f"{key.ip}:{key.port}:unknown:{key.cluster_name}:{kind}"

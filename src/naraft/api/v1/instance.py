@@ -1,11 +1,13 @@
-"""`/nacos/v1/ns/instance…`: register, deregister, update, patch, detail, list, beat, statuses."""
+"""`/nacos/v1/ns/instance…`: register, deregister, update, patch, detail, list, beat, statuses,
+batch metadata."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from naraft.api.context import json_response, maybe_read_barrier, naming_of, ok
-from naraft.api.params import client_agent, raw_instance, read_params
+from naraft.api.params import client_agent, raw_instance, raw_metadata_batch, read_params
+from naraft.naming.commands import MetadataAction
 
 routes = web.RouteTableDef()
 
@@ -38,6 +40,22 @@ async def patch_instance(request: web.Request) -> web.Response:
     params = await read_params(request)
     await naming_of(request).patch_instance(raw_instance(params))
     return ok()
+
+
+@routes.put(f"{BASE}/metadata/batch")
+async def merge_metadata(request: web.Request) -> web.Response:
+    params = await read_params(request)
+    naming = naming_of(request)
+    answer = await naming.update_metadata(raw_metadata_batch(params), MetadataAction.MERGE)
+    return json_response(answer)
+
+
+@routes.delete(f"{BASE}/metadata/batch")
+async def remove_metadata(request: web.Request) -> web.Response:
+    params = await read_params(request)
+    naming = naming_of(request)
+    answer = await naming.update_metadata(raw_metadata_batch(params), MetadataAction.REMOVE)
+    return json_response(answer)
 
 
 @routes.get(BASE)
