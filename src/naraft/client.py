@@ -30,6 +30,7 @@ KV_PATH: Final = "/naraft/v1/kv"
 MEMBERS_PATH: Final = "/naraft/v1/members"
 INSTANCE_PATH: Final = "/nacos/v1/ns/instance"
 INSTANCE_LIST_PATH: Final = f"{INSTANCE_PATH}/list"
+METADATA_BATCH_PATH: Final = f"{INSTANCE_PATH}/metadata/batch"  # Nacos's batch metadata
 SWITCHES_PATH: Final = "/nacos/v1/ns/operator/switches"
 CONFIGS_PATH: Final = "/nacos/v1/cs/configs"
 CONFIG_LISTENER_PATH: Final = f"{CONFIGS_PATH}/listener"

@@ -144,6 +144,34 @@ def test_valid_registrations_pass_naraft_validation_and_invalid_ones_do_not() ->
     assert seen[Expect.REFUSE] > 50
 
 
+def _parse_metadata_batch(form: tuple[tuple[str, str], ...]) -> None:
+    """What the batch metadata route checks before it proposes anything."""
+    fields = dict(form)
+    validate.service_key(fields.get("namespaceId"), None, fields.get("serviceName"))
+    validate.consistency_type(fields.get("consistencyType"))
+    validate.metadata_targets(fields.get("instances"))
+    validate.metadata(validate.required("metadata", fields.get("metadata")))
+
+
+def test_batch_metadata_probes_parse_as_the_route_parses_them() -> None:
+    seen = Counter[Expect]()
+    listed = Counter[int]()
+    for probe in _draw(5, (ProbeKind.METADATA_BATCH,)):
+        assert probe.form is not None
+        assert probe.method in ("PUT", "DELETE")
+        seen[probe.expect] += 1
+        if probe.expect is Expect.ACCEPT:
+            _parse_metadata_batch(probe.form)
+            listed[len(validate.metadata_targets(dict(probe.form)["instances"]))] += 1
+            assert len(urlencode(probe.form).encode()) < inputs.BODY_LIMIT
+        else:
+            with pytest.raises(InvalidArgumentError):
+                _parse_metadata_batch(probe.form)
+    assert seen[Expect.ACCEPT] > 50
+    assert seen[Expect.REFUSE] > 100
+    assert listed[validate.MAX_METADATA_BATCH] > 10  # lists at the bound are sent
+
+
 def test_switch_values_at_the_bounds_parse_and_those_beyond_do_not() -> None:
     for probe in _draw(5, (ProbeKind.SWITCH_BOUNDS, ProbeKind.SWITCH_OVERFLOW)):
         assert probe.form is not None

@@ -55,6 +55,7 @@ from naraft.client import (
     INSTANCE_LIST_PATH,
     INSTANCE_PATH,
     KV_PATH,
+    METADATA_BATCH_PATH,
     SWITCHES_PATH,
     WriteOutcome,
     classify_failure,
@@ -110,6 +111,7 @@ class ProbeKind(enum.StrEnum):
     CONFIG_EXTREME = "config-extreme"  # valid: large, unicode, names at their length limits
     CONFIG_INVALID = "config-invalid"  # invalid: bad names, blank content, over-long fields
     UNKNOWN_ROUTE = "unknown-route"  # paths no route takes, methods a path does not serve
+    METADATA_BATCH = "metadata-batch"  # batch metadata: bad selections, lists at the bound
     GRPC_UNDECODABLE = "grpc-undecodable"  # bytes that are no Payload message
     GRPC_BAD_BODY = "grpc-bad-body"  # a body that is not JSON, or not an object
     GRPC_UNKNOWN_TYPE = "grpc-unknown-type"  # a type no handler serves; none; too long
@@ -142,6 +144,7 @@ WEIGHTS: Final[Mapping[ProbeKind, int]] = {
     ProbeKind.CONFIG_EXTREME: 2,
     ProbeKind.CONFIG_INVALID: 2,
     ProbeKind.UNKNOWN_ROUTE: 1,
+    ProbeKind.METADATA_BATCH: 2,
     ProbeKind.GRPC_UNDECODABLE: 2,
     ProbeKind.GRPC_BAD_BODY: 2,
     ProbeKind.GRPC_UNKNOWN_TYPE: 2,
@@ -350,6 +353,7 @@ class ProbeFactory:
             ProbeKind.CONFIG_EXTREME: self._config_extreme,
             ProbeKind.CONFIG_INVALID: self._config_invalid,
             ProbeKind.UNKNOWN_ROUTE: self._unknown_route,
+            ProbeKind.METADATA_BATCH: self._metadata_batch,
             **{kind: self._grpc_maker(kind) for kind in GRPC_KINDS},
         }
 
@@ -659,6 +663,62 @@ class ProbeFactory:
             expect=Expect.REFUSE,
             method="POST",
             path=CONFIGS_PATH,
+            form=tuple(fields.items()),
+        )
+
+    # -------------------------------------------------------------- batch metadata
+
+    def _metadata_batch(self, node: int) -> Probe:
+        """Nacos's batch metadata: a valid request that changes nothing the nemesis checks
+        (a service no one registers; a key no instance holds, deleted from every persistent
+        instance of a nemesis service; a list at its bound), or one broken field."""
+        rng = self._rng
+        absent = [{"ip": f"10.202.{i // 250}.{i % 250 + 1}", "port": 80} for i in range(1_000)]
+        fields = {
+            "serviceName": f"{SERVICE_PREFIX}meta-{self._unique()}",
+            "instances": orjson.dumps(absent[: rng.randrange(1, 4)]).decode(),
+            "metadata": '{"nemesis-mark": "x"}',
+        }
+        method = rng.choice(("PUT", "DELETE"))
+        if rng.random() < 0.4:
+            choice = rng.randrange(3)
+            if choice == 0:  # every persistent instance, a key none holds
+                fields = {**fields, "serviceName": self._service(), "consistencyType": "persist"}
+                method = "DELETE"
+                label = f"DELETE an absent key from {fields['serviceName'][:40]}"
+            elif choice == 1:
+                fields["instances"] = orjson.dumps(absent).decode()
+                label = f"{method} metadata of {len(absent)} listed instances, none present"
+            else:
+                label = f"{method} metadata on a service no one registered"
+            expect = Expect.ACCEPT
+        else:
+            broken, value = rng.choice(
+                (
+                    ("consistencyType", rng.choice(("both", "EPHEMERAL", "x" * 3_000))),
+                    ("instances", rng.choice(("{", "{}", "[1]", '[{"ip": "1.2.3.4"}]'))),
+                    ("instances", '[{"ip": "10.0.0.1", "port": 0}]'),
+                    ("instances", '[{"ip": "h' + "h" * 253 + '", "port": 80}]'),
+                    ("instances", orjson.dumps(absent + absent[:1]).decode()),
+                    ("metadata", ""),
+                    ("metadata", "[1]"),
+                    ("metadata", orjson.dumps({f"k{i}": "v" for i in range(129)}).decode()),
+                    ("metadata", orjson.dumps({"k": "v" * 16_385}).decode()),
+                    ("serviceName", "a@@b@@c"),
+                    ("serviceName", ""),
+                )
+            )
+            fields[broken] = value
+            shown = value if len(value) <= 40 else f"{value[:20]}...({len(value)} chars)"
+            label = f"{method} metadata batch with {broken}={shown!r}"
+            expect = Expect.REFUSE
+        return Probe(
+            kind=ProbeKind.METADATA_BATCH,
+            node=node,
+            label=label,
+            expect=expect,
+            method=method,
+            path=METADATA_BATCH_PATH,
             form=tuple(fields.items()),
         )
 

@@ -5,8 +5,13 @@ issues, at a modest pace: linearizable reads, writes of unique values, compare-a
 the value it last saw, deletes, write-once "set" keys (never overwritten: the acked-writes
 check looks for every one of them on every node), and naming operations on persistent
 instances (register, deregister, linearizable list), recorded as registers per instance
-key holding "present" or absent. Keys rotate after `max_ops_per_key` operations so the
-checker's per-key search stays small (docs/histories.md).
+key holding "present" or absent, and marks: Nacos's batch metadata
+(`PUT /instance/metadata/batch`, the first command a newer build added, so the first one
+also records the cluster's version) sets a unique `mark` on an instance of `chaos-marks`,
+and a linearizable instance detail reads it back, a register per instance. Each such
+instance is registered once, unrecorded, before its first mark (a registration replaces
+metadata, so it never comes again). Keys rotate after `max_ops_per_key` operations so
+the checker's per-key search stays small (docs/histories.md).
 
 A few more clients speak the Nacos 2.x gRPC protocol (`GrpcSession`), as the 2.x SDKs do:
 each holds one connection to a random node (another one after it breaks), registers
@@ -50,6 +55,7 @@ from naraft.client import (
     INSTANCE_LIST_PATH,
     INSTANCE_PATH,
     KV_PATH,
+    METADATA_BATCH_PATH,
     WriteOutcome,
     body_of,
     classify_failure,
@@ -59,6 +65,10 @@ from naraft.grpc.client import Answer, GrpcTestClient
 
 PRESENT: Final = "present"
 NAMING_PREFIX: Final = "naming/"
+MARK_PREFIX: Final = "mark/"  # the `mark` metadata of a `chaos-marks` instance, a register
+MARK_SERVICE: Final = "chaos-marks"
+MARK_IP: Final = "10.0.3.1"
+MARK_FIRST_PORT: Final = 10_000
 SET_PREFIX: Final = "set/"
 CLIENT_TIMEOUT_SECONDS: Final = 5.0
 GRPC_SERVICE: Final = "chaos-grpc"  # the gRPC clients' ephemeral instances
@@ -214,6 +224,8 @@ class Workload:
             "r", self._config.registers_per_generation, self._config.max_ops_per_key
         )
         self._services = KeyPool("svc", 2, self._config.max_ops_per_key)
+        self._marks = KeyPool("m", 2, self._config.max_ops_per_key)
+        self._marked: set[str] = set()  # mark keys whose instance is registered (acked)
         self._seq = 0
         self._last_seen: dict[str, str | None] = {}
         self._settle_rng = random.Random(self._rng.getrandbits(64))
@@ -386,7 +398,69 @@ class Workload:
             if outcome is Outcome.OK:
                 self.stats.acked_instances.add(set_key)
             return self._done(process, OpFunction.WRITE, set_key, outcome)
+        if roll < 0.85:
+            return await self._mark_op(session, node, process, rng)
         return await self.list_service(session, node, process, service)
+
+    async def _mark_op(
+        self, session: aiohttp.ClientSession, node: ChaosNode, process: int, rng: random.Random
+    ) -> Outcome:
+        """On a `chaos-marks` instance: register it (once, unrecorded), else set its mark
+        through the batch metadata API or read it back; both recorded on its mark register."""
+        name = self._marks.pick(rng)
+        key = f"{MARK_PREFIX}{name}"
+        port = _mark_port(name)
+        if name not in self._marked:
+            params = {"serviceName": MARK_SERVICE, "ip": MARK_IP, "port": str(port)}
+            outcome, _ = await self._mutate(
+                session, "POST", f"{node.url}{INSTANCE_PATH}", None,
+                params={**params, "ephemeral": "false"},
+            )  # fmt: skip
+            if outcome is Outcome.OK:
+                self._marked.add(name)
+            return outcome
+        if rng.random() < 0.5:
+            return await self.read_mark(session, node, process, name)
+        mark = self._unique(process)
+        listed = [{"ip": MARK_IP, "port": port, "clusterName": "DEFAULT", "ephemeral": False}]
+        batch = {
+            "serviceName": MARK_SERVICE,
+            "instances": orjson.dumps(listed).decode(),
+            "metadata": orjson.dumps({"mark": mark}).decode(),
+        }
+        self._recorder.invoke(process, OpFunction.WRITE, key, mark)
+        outcome, _ = await self._mutate(
+            session, "PUT", f"{node.url}{METADATA_BATCH_PATH}", None, params=batch
+        )
+        return self._done(process, OpFunction.WRITE, key, outcome)
+
+    async def read_mark(
+        self, session: aiohttp.ClientSession, node: ChaosNode, process: int | str, name: str
+    ) -> Outcome:
+        """A linearizable read of the mark of `chaos-marks` instance `name` (None: none set),
+        recorded."""
+        key = f"{MARK_PREFIX}{name}"
+        self._recorder.invoke(process, OpFunction.READ, key)
+        params = {
+            "serviceName": MARK_SERVICE,
+            "ip": MARK_IP,
+            "port": str(_mark_port(name)),
+            "linearizable": "true",
+        }
+        try:
+            async with session.get(f"{node.url}{INSTANCE_PATH}", params=params) as answer:
+                status, body = answer.status, await answer.read()
+        except aiohttp.ClientConnectorError:
+            return self._done(process, OpFunction.READ, key, Outcome.FAIL)
+        except (aiohttp.ClientError, TimeoutError):
+            return self._done(process, OpFunction.READ, key, Outcome.INFO)
+        metadata = body_of(body).get("metadata") if status == 200 else None
+        if not isinstance(metadata, dict):
+            return self._done(process, OpFunction.READ, key, Outcome.FAIL)
+        mark = metadata.get("mark")
+        return self._done(
+            process, OpFunction.READ, key, Outcome.OK, mark if isinstance(mark, str) else None
+        )
 
     def instance_keys(self, service: str) -> list[str]:
         return [
@@ -690,3 +764,9 @@ class Workload:
         }[outcome]
         self._recorder.record(process, record_type, function, key, value, existed=existed)
         return outcome
+
+
+def _mark_port(name: str) -> int:
+    """The port of the `chaos-marks` instance behind mark key `name` (`m12-1`: its
+    generation, 12, after the first port): each generation a fresh instance."""
+    return MARK_FIRST_PORT + int(name[1:].partition("-")[0])
