@@ -14,6 +14,7 @@ V2_SERVICE = "/nacos/v2/ns/service"
 V2_SERVICES = "/nacos/v2/ns/service/list"
 V1_INSTANCE = "/nacos/v1/ns/instance"
 V1_LIST = "/nacos/v1/ns/instance/list"
+V2_BATCH = "/nacos/v2/ns/instance/metadata/batch"
 
 SVC = ServiceKey(namespace_id="public", group_name="G1", service_name="svc")
 ONE = {"serviceName": "svc", "groupName": "G1", "ip": "10.0.0.1", "port": "8080"}
@@ -93,6 +94,30 @@ async def test_a_bad_value_is_a_validate_error_naming_the_field(env: Any) -> Non
     assert (status, body["code"]) == (400, 20002)
     assert "metadata" in body["data"]
     assert not env.state.instances(SVC)
+
+
+async def test_batch_metadata_answers_its_result_and_refuses_in_the_v2_shape(env: Any) -> None:
+    for ip in ("10.0.0.1", "10.0.0.2"):
+        params = {**ONE, "ip": ip, "metadata": '{"zone":"a","old":"1"}', "ephemeral": "false"}
+        assert await v2(env, "POST", V2_INSTANCE, params) == (200, ok("ok"))
+    batch = {"serviceName": "svc", "groupName": "G1", "consistencyType": "persist"}
+
+    merged = await v2(env, "PUT", V2_BATCH, {**batch, "metadata": '{"zone":"b"}'})
+    removed = await v2(env, "DELETE", V2_BATCH, {**batch, "metadata": "old=x"})
+
+    names = ["10.0.0.1:8080:unknown:DEFAULT:persist", "10.0.0.2:8080:unknown:DEFAULT:persist"]
+    assert merged == removed == (200, ok({"updated": names}))
+    assert [dict(i.metadata) for i in env.state.instances(SVC)] == [{"zone": "b"}] * 2
+    before = env.snapshot()
+    status, body = await v2(env, "PUT", V2_BATCH, batch)
+    assert (status, body["code"]) == (400, 10000)
+    assert "metadata" in body["data"]
+    status, body = await v2(
+        env, "PUT", V2_BATCH, {**batch, "consistencyType": "x", "metadata": "k=v"}
+    )
+    assert (status, body["code"]) == (400, 20002)
+    assert "consistencyType" in body["data"]
+    assert env.snapshot() == before
 
 
 async def test_not_found_instance_and_service(env: Any) -> None:

@@ -134,6 +134,8 @@ ACCESS: Final[Mapping[tuple[str, str], Rule]] = {
     # the Nacos 2.x naming API: the same rules as v1's routes
     ("POST", V2_INSTANCE): NAMING_W,
     ("PUT", V2_INSTANCE): NAMING_W,
+    ("PUT", f"{V2_INSTANCE}/metadata/batch"): NAMING_W,
+    ("DELETE", f"{V2_INSTANCE}/metadata/batch"): NAMING_W,
     ("DELETE", V2_INSTANCE): NAMING_W,
     ("GET", V2_INSTANCE): NAMING_R,
     ("GET", f"{V2_INSTANCE}/list"): NAMING_R,

@@ -16,8 +16,15 @@ from aiohttp import web
 
 from naraft.api.context import maybe_read_barrier, naming_of
 from naraft.api.errors import v2_result
-from naraft.api.params import client_agent, raw_instance, raw_service, read_params
+from naraft.api.params import (
+    client_agent,
+    raw_instance,
+    raw_metadata_batch,
+    raw_service,
+    read_params,
+)
 from naraft.api.v1 import instance as v1_instance
+from naraft.naming.commands import MetadataAction
 
 routes = web.RouteTableDef()
 
@@ -67,6 +74,23 @@ async def update_instance(request: web.Request) -> web.Response:
     raw = raw_instance(params)
     await naming_of(request).update_instance(raw, client_agent(request), strict=True)
     return _ok()
+
+
+async def _metadata_batch(request: web.Request, action: MetadataAction) -> web.Response:
+    """`{"updated": [...]}` as v1 answers it, in a `Result` (Nacos 2.x's
+    `InstanceMetadataBatchResult` holds the same strings)."""
+    params = await read_params(request)
+    return v2_result(await naming_of(request).update_metadata(raw_metadata_batch(params), action))
+
+
+@routes.put(f"{INSTANCE_PATH}/metadata/batch")
+async def merge_metadata(request: web.Request) -> web.Response:
+    return await _metadata_batch(request, MetadataAction.MERGE)
+
+
+@routes.delete(f"{INSTANCE_PATH}/metadata/batch")
+async def remove_metadata(request: web.Request) -> web.Response:
+    return await _metadata_batch(request, MetadataAction.REMOVE)
 
 
 @routes.get(INSTANCE_PATH)
