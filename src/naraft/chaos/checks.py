@@ -98,8 +98,8 @@ async def listed_instances(
 
 
 async def final_reads(cluster: ChaosCluster, workload: Workload) -> int:
-    """A recorded linearizable read of every register key, naming service and config from
-    every node; returns how many were not `ok`."""
+    """A recorded linearizable read of every register key, naming service, mark and config
+    from every node; returns how many were not `ok`."""
     failed = 0
     timeout = aiohttp.ClientTimeout(total=5)
     async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -109,6 +109,9 @@ async def final_reads(cluster: ChaosCluster, workload: Workload) -> int:
                 failed += outcome.name != "OK"
             for service in sorted(workload.stats.services):
                 outcome = await workload.list_service(session, node, f"final-{i}", service)
+                failed += outcome.name != "OK"
+            for name in sorted(workload.marked):
+                outcome = await workload.read_mark(session, node, f"final-{i}", name)
                 failed += outcome.name != "OK"
             for key in sorted(workload.stats.config_keys):
                 data_id = key.removeprefix(CONFIG_KEY_PREFIX)

@@ -374,19 +374,19 @@ class Workload:
             "ephemeral": "false",
         }
         roll = rng.random()
-        if roll < 0.4:
+        if roll < 0.35:
             self._recorder.invoke(process, OpFunction.WRITE, key, PRESENT)
             outcome, _ = await self._mutate(
                 session, "POST", f"{node.url}{INSTANCE_PATH}", None, params=params
             )
             return self._done(process, OpFunction.WRITE, key, outcome)
-        if roll < 0.6:
+        if roll < 0.52:
             self._recorder.invoke(process, OpFunction.DELETE, key)
             outcome, _ = await self._mutate(
                 session, "DELETE", f"{node.url}{INSTANCE_PATH}", None, params=params
             )
             return self._done(process, OpFunction.DELETE, key, outcome)
-        if roll < 0.75:
+        if roll < 0.65:
             # the write-once service: registered, never deregistered (the acked-set check)
             set_key = f"{NAMING_PREFIX}set/10.0.1.{rng.randrange(1, 250)}:{port}"
             ip = set_key.rsplit("/", 1)[1].split(":")[0]
@@ -461,6 +461,11 @@ class Workload:
         return self._done(
             process, OpFunction.READ, key, Outcome.OK, mark if isinstance(mark, str) else None
         )
+
+    @property
+    def marked(self) -> frozenset[str]:
+        """The mark keys whose `chaos-marks` instance is registered (read at the end too)."""
+        return frozenset(self._marked)
 
     def instance_keys(self, service: str) -> list[str]:
         return [
