@@ -392,6 +392,12 @@ def _print_status(rows: dict[str, dict[str, Any]]) -> None:
         off = sorted(m for m, enabled in auth.items() if not enabled)
         where = "on" if not off else "off" if not on else f"on at {', '.join(on)} only"
         console.print(f"auth: {where} (log in with POST {LOGIN_PATH})")
+    recorded = max((row.get("clusterVersion") or 1 for row in rows.values() if row), default=1)
+    if recorded > 1:
+        console.print(
+            f"peer protocol: the cluster records version {recorded}; a member cannot go back"
+            " to a build before it (docs/deploy.md, rolling upgrades)"
+        )
     for member, row in rows.items():
         if row.get("diskFull"):
             console.print(f"[red]{member}: disk full, refusing writes:[/red] {row['diskFull']}")

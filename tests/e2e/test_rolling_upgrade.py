@@ -8,7 +8,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from tests.e2e.harness import LocalCluster, NodeProcess, wait_for
+from tests.e2e.harness import LocalCluster, NodeProcess, naraft_command, wait_for
 
 from naraft.client import transfer_leadership
 
@@ -103,6 +103,9 @@ def test_a_new_command_waits_for_every_member_and_the_cluster_never_goes_back(
             detail = cluster.client.get(f"{node.url}/nacos/v1/ns/instance", params=instance)
             assert detail.json()["metadata"] == {"zone": "b"}, node.id
             assert cluster.state(node)["clusterVersion"] == 3, node.id
+
+        status = naraft_command("status", "--server", leader.url)
+        assert "the cluster records version 3; a member cannot go back" in status.stdout
 
         # a downgrade: the member's data records version 3, the older build refuses to start
         old.terminate()
