@@ -42,20 +42,20 @@ async def patch_instance(request: web.Request) -> web.Response:
     return ok()
 
 
-@routes.put(f"{BASE}/metadata/batch")
-async def merge_metadata(request: web.Request) -> web.Response:
+async def _metadata_batch(request: web.Request, action: MetadataAction) -> web.Response:
     params = await read_params(request)
     naming = naming_of(request)
-    answer = await naming.update_metadata(raw_metadata_batch(params), MetadataAction.MERGE)
-    return json_response(answer)
+    return json_response(await naming.update_metadata(raw_metadata_batch(params), action))
+
+
+@routes.put(f"{BASE}/metadata/batch")
+async def merge_metadata(request: web.Request) -> web.Response:
+    return await _metadata_batch(request, MetadataAction.MERGE)
 
 
 @routes.delete(f"{BASE}/metadata/batch")
 async def remove_metadata(request: web.Request) -> web.Response:
-    params = await read_params(request)
-    naming = naming_of(request)
-    answer = await naming.update_metadata(raw_metadata_batch(params), MetadataAction.REMOVE)
-    return json_response(answer)
+    return await _metadata_batch(request, MetadataAction.REMOVE)
 
 
 @routes.get(BASE)
