@@ -10,11 +10,12 @@ import pytest
 
 from naraft.errors import UpgradeUnfinishedError
 from naraft.machine import NodeStateMachine
+from naraft.naming.service import UPDATE_METADATA_SINCE
 from naraft.naming.state import NamingState
 from naraft.raft import NO_SNAPSHOT, Entry, Index, NodeId, NotLeaderError, Role, Status, Term
 from naraft.raft.membership import Membership
 from naraft.state.datums import DatumTable
-from naraft.transport.version import ProtocolRange
+from naraft.transport.version import COMMANDS_VERSION, CURRENT, ProtocolRange
 from naraft.upgrade import ClusterVersionGate
 
 N1, N2, N3 = NodeId("n1"), NodeId("n2"), NodeId("n3")
@@ -113,3 +114,10 @@ async def test_a_node_standing_in_for_an_older_build_never_records_it() -> None:
     with pytest.raises(UpgradeUnfinishedError, match="this node speaks 1..2"):
         await cluster.gate(own=OLD).require(3, "batch metadata")
     assert cluster.proposed == []
+
+
+def test_this_build_speaks_the_version_each_of_its_commands_needs() -> None:
+    """The naming service names the version `update_metadata` came with; the transport
+    names the range this build claims. A build whose range stopped short of a command's
+    version could never propose it (and would refuse peers that record it)."""
+    assert CURRENT.high >= COMMANDS_VERSION >= UPDATE_METADATA_SINCE
