@@ -25,6 +25,7 @@ from naraft.api.auth import AuthService
 from naraft.api.v1.configs import ConfigApi
 from naraft.auth import state as auth_state
 from naraft.configs.listeners import ListenerHub
+from naraft.configs.model import ConfigKey
 from naraft.configs.service import ConfigService
 from naraft.configs.settings import ConfigSettings
 from naraft.configs.state import ConfigState
@@ -633,6 +634,45 @@ async def test_config_import_needs_write_on_the_namespace_it_names(env: Env) -> 
     assert own.status == 200
     with zipfile.ZipFile(io.BytesIO(await own.read())) as got:
         assert "DEFAULT_GROUP/imported" in got.namelist()
+
+
+async def test_config_clone_needs_write_on_its_tenant_and_read_on_every_source(
+    env: Env,
+) -> None:
+    """A clone writes any name of its `tenant` (a writer of one group naming that group in
+    the query is checked on the whole namespace) and reads configs by id from any namespace
+    (each must be readable by the caller, or nothing is written)."""
+    for tenant, data_id in (("ns1", "mine"), ("ns2", "secret")):
+        config = {"dataId": data_id, "group": "G", "content": data_id, "tenant": tenant}
+        await env.admin("POST", "/nacos/v1/cs/configs", config)
+    mine, secret = (
+        env.configs.get(ConfigKey(tenant, "G", data_id))
+        for tenant, data_id in (("ns1", "mine"), ("ns2", "secret"))
+    )
+    assert mine is not None
+    assert secret is not None
+    token = await reader_of(env, "ns1:G:*", "rw")
+
+    async def clone(body: list[dict[str, object]], **params: str) -> ClientResponse:
+        query = {"clone": "true", "tenant": "ns1", "accessToken": token, **params}
+        return await env.client.post("/nacos/v1/cs/configs", params=query, json=body)
+
+    renamed = [{"cfgId": mine.id, "group": "H"}]
+    narrow = await clone(renamed, group="G", dataId="mine")
+    assert narrow.status == 403, await narrow.text()
+    await env.admin(
+        "POST", "/nacos/v1/auth/permissions", {"role": "reader", "resource": "ns1", "action": "rw"}
+    )
+    stolen = await clone([{"cfgId": secret.id}])
+    assert stolen.status == 403, await stolen.text()
+    assert "secret" in await stolen.text()
+    assert env.configs.count() == 2
+    allowed = await clone(renamed)
+    assert allowed.status == 200, await allowed.text()
+    assert (await allowed.json())["data"] == {"succCount": 1, "skipCount": 0}
+    copy = env.configs.get(ConfigKey("ns1", "H", "mine"))
+    assert copy is not None
+    assert copy.content == "mine"
 
 
 @pytest.mark.parametrize("size", ["²", "\u0661\u0660", "0", "-1", "x"])

@@ -245,9 +245,110 @@ async def test_no_file_part_is_data_empty(env: Env) -> None:
     assert env.state.count() == 0
 
 
-async def test_clone_is_still_unsupported(env: Env) -> None:
-    answer = await env.call("POST", CS, {"clone": "true", "tenant": "x"})
-    assert answer.status == 501
+async def clone(env: Env, body: object, **params: str) -> ClientResponse:
+    return await env.client.post(CS, params={"clone": "true", **params}, json=body)
+
+
+def config_id(env: Env, tenant: str, group: str, data_id: str) -> int:
+    record = env.state.get(ConfigKey(tenant, group, data_id))
+    assert record is not None
+    return record.id
+
+
+async def test_clone_copies_by_id_under_new_names_across_namespaces(env: Env) -> None:
+    await seed(env)
+    app = config_id(env, "", "DEFAULT_GROUP", "app.yaml")
+    other = config_id(env, "ns1", "G2", "other")
+    body = [
+        {"cfgId": app, "dataId": "app-copy.yaml", "group": "COPIES"},
+        {"cfgId": str(other), "dataId": "  ", "group": None},  # blank and null: its own
+        {"cfgId": app, "dataId": "ignored"},  # a repeated id: the first one counts
+        None,
+    ]
+    answer = await result(await clone(env, body, tenant="ns2"))
+    assert answer["code"] == 200
+    assert answer["message"] == "Clone Completed Successfully"
+    assert answer["data"] == {"succCount": 2, "skipCount": 0}
+    copy = env.state.get(ConfigKey("ns2", "COPIES", "app-copy.yaml"))
+    assert copy is not None
+    assert (copy.content, copy.type, copy.app_name) == ("a: 1\n名: 值\n", "yaml", "shop")
+    assert copy.desc == ""  # as Nacos, a clone carries no description
+    moved = env.state.get(ConfigKey("ns2", "G2", "other"))
+    assert moved is not None
+    assert moved.content == "o"
+    assert env.state.get(ConfigKey("ns2", "DEFAULT_GROUP", "ignored")) is None
+    assert env.state.count() == 5
+
+
+async def test_clone_policies_and_unknown_ids(env: Env) -> None:
+    await seed(env)
+    app = config_id(env, "", "DEFAULT_GROUP", "app.yaml")
+    db = config_id(env, "", "DEFAULT_GROUP", "db.properties")
+    assert (await result(await clone(env, [{"cfgId": db}], tenant="ns2")))["code"] == 200
+    both = [{"cfgId": app}, {"cfgId": db}, {"cfgId": 999_999}]  # no config has the last id
+    before = snapshot(env)
+    aborted = await result(await clone(env, both, tenant="ns2"))  # ABORT is the default
+    assert aborted["data"] == {
+        "succCount": 0,
+        "skipCount": 1,
+        "failData": [{"dataId": "db.properties", "group": "DEFAULT_GROUP"}],
+        "skipData": [{"dataId": "app.yaml", "group": "DEFAULT_GROUP"}],
+    }
+    assert snapshot(env) == before
+    skipped = await result(await clone(env, both, tenant="ns2", policy="skip"))
+    assert skipped["data"]["succCount"] == 1
+    assert env.state.get(ConfigKey("ns2", "DEFAULT_GROUP", "app.yaml")) is not None
+    missing = await result(await clone(env, [{"cfgId": 999_999}], tenant="ns2"))
+    assert (missing["code"], missing["data"]) == (100005, {"succCount": 0})
+    nothing = await result(await clone(env, [None], tenant="ns2"))
+    assert (nothing["code"], nothing["data"]) == (100006, {"succCount": 0})
+
+
+async def test_a_clone_name_a_publish_refuses_writes_nothing(env: Env) -> None:
+    await seed(env)
+    app = config_id(env, "", "DEFAULT_GROUP", "app.yaml")
+    db = config_id(env, "", "DEFAULT_GROUP", "db.properties")
+    before = snapshot(env)
+    body = [{"cfgId": db, "dataId": "fine"}, {"cfgId": app, "dataId": "bad name!"}]
+    answer = await result(await clone(env, body, tenant="ns2"))
+    assert answer["code"] == 100003
+    assert "DEFAULT_GROUP/bad name! to clone" in str(answer["message"])
+    assert snapshot(env) == before
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b"not json", "body"),
+        (b'{"cfgId": 1}', "body"),
+        (b"[1]", "body"),
+        (b'[{"dataId": "x"}]', "cfgId"),
+        (b'[{"cfgId": -1}]', "cfgId"),
+        (b'[{"cfgId": true}]', "cfgId"),
+        (b'[{"cfgId": "1x"}]', "cfgId"),
+        (b'[{"cfgId": 1, "dataId": 5}]', "dataId"),
+        (b'[{"cfgId": 1, "group": ["G"]}]', "group"),
+        pytest.param(
+            b"[" + b",".join(b'{"cfgId": %d}' % i for i in range(1001)) + b"]",
+            "body",
+            id="over-1000",
+        ),
+    ],
+)
+async def test_a_bad_clone_body_is_a_400_naming_the_field(
+    env: Env, body: bytes, field: str
+) -> None:
+    await seed(env)
+    before = snapshot(env)
+    answer = await env.client.post(
+        CS,
+        params={"clone": "true", "tenant": "ns2"},
+        data=body,
+        headers={"Content-Type": "application/json"},
+    )
+    assert answer.status == 400, await answer.text()
+    assert field in await answer.text()
+    assert snapshot(env) == before
 
 
 async def test_a_write_failing_mid_import_says_how_many_were_written(

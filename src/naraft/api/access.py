@@ -55,7 +55,7 @@ from naraft.api.health import LIVENESS_PATH, READINESS_PATH
 from naraft.api.members import MEMBERS_PATH
 from naraft.api.params import ONLY_BODY_LIMIT, read_params
 from naraft.api.snapshot import SNAPSHOT_PATH
-from naraft.api.v1.configs import CONFIG_ROUTES, is_import
+from naraft.api.v1.configs import CONFIG_ROUTES, is_clone, is_import
 from naraft.api.v2.configs import CS_BASE as V2_CS_BASE
 from naraft.api.v2.configs import V2_CONFIG_ROUTES, namespace_of
 from naraft.api.v2.naming import INSTANCE_PATH as V2_INSTANCE
@@ -322,7 +322,9 @@ def access_middleware(
             if not v2 and request.method == "POST" and is_import(params):
                 # an import writes any group and dataId of the namespace it names
                 namespace, group, name = params.get("namespace"), None, None
-            elif request.path in NAMESPACE_WIDE_PATHS:  # the console's export and import
+            elif request.path in NAMESPACE_WIDE_PATHS or (
+                not v2 and request.method == "POST" and is_clone(params)
+            ):  # the console's export and import; a clone writes any name of its `tenant`
                 group, name = None, None
         else:
             namespace = params.get("namespaceId")

@@ -44,6 +44,7 @@ METADATA_ILLEGAL: Final = 100002
 DATA_VALIDATION_FAILED: Final = 100003
 PARSING_DATA_FAILED: Final = 100004
 DATA_EMPTY: Final = 100005
+NO_SELECTED_CONFIG: Final = 100006  # a clone of nothing
 
 
 class ArchiveError(ValueError):

@@ -10,6 +10,7 @@ starts after an acknowledged publish, on any node, sees it.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
@@ -28,12 +29,13 @@ from naraft.configs.commands import (
 from naraft.configs.model import ConfigKey
 from naraft.configs.settings import ConfigSettings
 from naraft.configs.state import ConfigApplied, ConfigRejected, ConfigState
-from naraft.configs.validate import RawPublish
+from naraft.configs.validate import CloneSource, RawPublish
 from naraft.errors import (
     CommandRejectedError,
     ConflictError,
     InvalidArgumentError,
     QuotaExceededError,
+    UnauthorizedError,
     UnavailableError,
 )
 from naraft.state.rejections import EntryRejected, RejectionKind
@@ -182,6 +184,7 @@ class ConfigService:
         policy: SamePolicy,
         src_ip: str = "",
         src_user: str = "",
+        where: str = "in the zip",
     ) -> ImportOutcome:
         """Publish the configs of an import zip into `tenant`, one log entry each. Every
         item is validated as a publish is, and the existing ones found, before anything is
@@ -205,7 +208,7 @@ class ConfigService:
                 raise ImportItemError(
                     error.field,
                     error.rule,
-                    message=f"config {item.group}/{item.data_id} in the zip: {error}",
+                    message=f"config {item.group}/{item.data_id} {where}: {error}",
                 ) from None
         await self.read_barrier()
         outcome = ImportOutcome()
@@ -231,6 +234,51 @@ class ConfigService:
                 # NotLeaderError too: forwarding the request whole would redo the written
                 raise ImportInterruptedError(outcome.succ_count, failures[0]) from failures[0]
         return outcome
+
+    async def clone_configs(
+        self,
+        sources: tuple[CloneSource, ...],
+        tenant: str,
+        policy: SamePolicy,
+        *,
+        readable: Callable[[ConfigKey], bool],
+        src_ip: str = "",
+        src_user: str = "",
+    ) -> ImportOutcome | None:
+        """`POST /configs?clone=true`: copy the configs `sources` name by id (from any
+        namespace) into `tenant`, each under the name its source gives or its own, with its
+        content, type and app name, as an import of them would (the same validation,
+        policies and all-or-nothing refusals). Ids that name no config are passed over;
+        None when none names one (Nacos's "no data"). A source the caller may not read
+        (`readable`) refuses the whole clone."""
+        await self.read_barrier()
+        wanted = {source.id: source for source in sources}
+        found = sorted(
+            (record for record in self._state.configs() if record.id in wanted),
+            key=lambda record: record.id,
+        )
+        if not found:
+            return None
+        items: list[ArchiveItem] = []
+        for record in found:
+            if not readable(record.key):
+                raise UnauthorizedError(
+                    f"no read permission on config {record.key.group}/{record.key.data_id} "
+                    f"of namespace {record.key.tenant or 'public'!r}, which the clone copies"
+                )
+            source = wanted[record.id]
+            items.append(
+                ArchiveItem(
+                    group=source.group or record.key.group,
+                    data_id=source.data_id or record.key.data_id,
+                    content=record.content,
+                    app_name=record.app_name or None,
+                    type=record.type,
+                )
+            )
+        return await self.import_configs(
+            items, tenant, policy, src_ip=src_ip, src_user=src_user, where="to clone"
+        )
 
     async def delete(self, key: ConfigKey, src_ip: str = "", src_user: str = "") -> None:
         """`DELETE /configs`: true whether or not the config existed (as Nacos)."""

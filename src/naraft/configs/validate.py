@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+import orjson
+
 from naraft.configs.model import DEFAULT_GROUP, ConfigKey
 from naraft.errors import InvalidArgumentError
 
@@ -26,7 +28,8 @@ MAX_TAGS: Final = 5
 MAX_TAG_CHARS: Final = 64
 MAX_SRC_CHARS: Final = 256  # srcIp / srcUser recorded with a change
 MAX_CAS_MD5_CHARS: Final = 32
-MAX_IDS: Final = 1000  # ids of one delete-by-ids
+MAX_IDS: Final = 1000  # ids of one delete-by-ids, and configs of one clone
+MAX_CLONE_NAME_CHARS: Final = 1024
 _EXTRA_CHARS: Final = frozenset("_-.:")
 
 UNSUPPORTED_GRAY: Final = (
@@ -212,3 +215,74 @@ class RawPublish:
     desc: str | None = None
     config_tags: str | None = None
     cas_md5: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CloneSource:
+    """One config a clone copies: its id, and the name it takes in the target namespace
+    (None: its own)."""
+
+    id: int
+    data_id: str | None = None
+    group: str | None = None
+
+
+def clone_sources(body: bytes) -> tuple[CloneSource, ...]:
+    """A clone request's body, Nacos's `[{"cfgId": 1, "dataId": "...", "group": "..."}]`:
+    at most `MAX_IDS` items; `cfgId` an integer (or a string of digits, as Jackson takes
+    it), `dataId` and `group` strings, null or absent (the source's own; a blank one too);
+    null items skipped and a repeated id taken once, the first time, as Nacos does. The
+    names are checked later, as a publish's are."""
+    try:
+        items = orjson.loads(body) if body.strip() else []
+    except orjson.JSONDecodeError:
+        raise InvalidArgumentError(
+            "body", "a JSON list", message="the clone body is not JSON: a list of {cfgId, ...}"
+        ) from None
+    if not isinstance(items, list):
+        raise InvalidArgumentError(
+            "body", "a JSON list", message="the clone body must be a JSON list of {cfgId, ...}"
+        )
+    if len(items) > MAX_IDS:
+        raise InvalidArgumentError(
+            "body",
+            f"at most {MAX_IDS} items",
+            message=f"the clone body lists over {MAX_IDS} configs",
+        )
+    sources: dict[int, CloneSource] = {}
+    for item in items:
+        if item is None:
+            continue
+        if not isinstance(item, dict):
+            raise InvalidArgumentError(
+                "body", "objects", message="each item of the clone body must be an object"
+            )
+        config_id = _clone_id(item.get("cfgId"))
+        if config_id not in sources:
+            sources[config_id] = CloneSource(
+                config_id, _clone_name(item, "dataId"), _clone_name(item, "group")
+            )
+    return tuple(sources.values())
+
+
+def _clone_id(value: object) -> int:
+    if isinstance(value, str) and value.isascii() and value.strip().isdigit():
+        value = int(value.strip()) if len(value.strip()) <= 18 else None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 63:
+        raise InvalidArgumentError(
+            "cfgId", "an id", message=f"cfgId must be a config id, not {str(value)[:40]!r}"
+        )
+    return value
+
+
+def _clone_name(item: dict[str, object], field: str) -> str | None:
+    value = item.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidArgumentError(field, "a string", message=f"{field} must be a string")
+    if len(value) > MAX_CLONE_NAME_CHARS:  # a publish refuses it anyway: not worth holding
+        raise InvalidArgumentError(
+            field, f"at most {MAX_CLONE_NAME_CHARS} characters", message=f"too long {field}"
+        )
+    return value if value.strip() else None

@@ -25,6 +25,7 @@ from aiohttp import web
 from aiohttp.helpers import parse_mimetype
 from aiohttp.multipart import parse_content_disposition
 
+from naraft.api.auth import may_read
 from naraft.api.context import json_response
 from naraft.api.edge import GuardedHandler, HeldResponse
 from naraft.api.errors import spring_error
@@ -280,8 +281,8 @@ async def publish_config(request: web.Request) -> web.Response:
     params = await config_params(request)
     if is_import(params):
         return await import_configs(request, params)
-    if _flag(params, "clone"):  # Nacos clones only on POST with clone=true
-        raise UnsupportedError("config clone is not supported by naraft's API yet")
+    if is_clone(params):
+        return await clone_configs(request, params)
     await publish(request, params, params.get("tenant"))
     return _true()
 
@@ -336,6 +337,12 @@ def is_import(params: Params) -> bool:
     """Whether a `POST /configs` is an import (`import=true`); its namespace is then the
     `namespace` parameter, not `tenant` (the access middleware checks that one)."""
     return _flag(params, "import")
+
+
+def is_clone(params: Params) -> bool:
+    """Whether a `POST /configs` is a clone (`clone=true`, Nacos's only clone route): it
+    writes any group and dataId of its `tenant`."""
+    return _flag(params, "clone")
 
 
 async def export_configs(api: ConfigApi, params: Params, *, v2: bool) -> web.Response:
@@ -437,6 +444,17 @@ async def uploaded_fields(request: web.Request) -> dict[str, bytes]:
     return fields
 
 
+def _outcome_answer(outcome: ImportOutcome, done: str) -> web.Response:
+    """An import's or clone's outcome: `done` when it wrote, else the ABORT conflict."""
+    message = done
+    if outcome.fail_data:
+        message = (
+            f"policy ABORT: {len(outcome.fail_data)} configs exist already (failData); "
+            "nothing was written"
+        )
+    return _import_answer(200, message, _outcome_data(outcome))
+
+
 def _outcome_data(outcome: ImportOutcome) -> dict[str, object]:
     data: dict[str, object] = {
         "succCount": outcome.succ_count,
@@ -478,14 +496,42 @@ async def import_configs(request: web.Request, params: Params) -> web.Response:
         )
     except ImportItemError as error:
         return _import_answer(archive.DATA_VALIDATION_FAILED, str(error), {"succCount": 0})
-    if outcome.fail_data:
-        message = (
-            f"policy ABORT: {len(outcome.fail_data)} configs exist already (failData); "
-            "nothing was written"
+    return _outcome_answer(
+        outcome, f"imported {outcome.succ_count}, skipped {len(outcome.skip_data)}"
+    )
+
+
+async def clone_configs(request: web.Request, params: Params) -> web.Response:
+    """`POST /configs?clone=true&tenant=&policy=ABORT|SKIP|OVERWRITE` with the JSON list
+    `[{"cfgId", "dataId", "group"}]`: Nacos's `cloneConfig`, copying configs by id into
+    `tenant` under new names (or their own). Answered as an import is (`_import_answer`):
+    nothing chosen 100006, no such configs 100005, a name a publish would refuse 100003,
+    each writing nothing. Every source must be readable by the caller (403 otherwise)."""
+    api = config_api_of(request)
+    api.count("configs.clone")
+    tenant = validate.request_tenant(params.get("tenant"))
+    policy = _policy(params.get("policy"))
+    await api.service.read_barrier()  # a follower forwards the request before reading it
+    sources = validate.clone_sources(await request.read())
+    if not sources:
+        return _import_answer(
+            archive.NO_SELECTED_CONFIG, "no config chosen to clone", {"succCount": 0}
         )
-    else:
-        message = f"imported {outcome.succ_count}, skipped {len(outcome.skip_data)}"
-    return _import_answer(200, message, _outcome_data(outcome))
+
+    def readable(key: ConfigKey) -> bool:
+        return may_read(request, key.tenant, key.group, "config", key.data_id)
+
+    try:
+        outcome = await api.service.clone_configs(
+            sources, tenant, policy, readable=readable, src_ip=request.remote or ""
+        )
+    except ImportItemError as error:
+        return _import_answer(archive.DATA_VALIDATION_FAILED, str(error), {"succCount": 0})
+    if outcome is None:
+        return _import_answer(
+            archive.DATA_EMPTY, "no config has the ids chosen to clone", {"succCount": 0}
+        )
+    return _outcome_answer(outcome, "Clone Completed Successfully")
 
 
 # -------------------------------------------------------------------------- listeners
