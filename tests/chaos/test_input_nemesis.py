@@ -31,6 +31,7 @@ from naraft.chaos.inputs import (
     raw_exchange,
 )
 from naraft.chaos.workload import NAMING_PREFIX, SET_PREFIX
+from naraft.configs import validate as config_validate
 from naraft.errors import InvalidArgumentError
 from naraft.grpc.client import Answer
 from naraft.naming import validate
@@ -170,6 +171,34 @@ def test_batch_metadata_probes_parse_as_the_route_parses_them() -> None:
     assert seen[Expect.ACCEPT] > 50
     assert seen[Expect.REFUSE] > 100
     assert listed[validate.MAX_METADATA_BATCH] > 10  # lists at the bound are sent
+
+
+def test_clone_probes_parse_as_the_route_parses_them() -> None:
+    """Accepted ones are bodies the route takes (lists at the bound among them), written
+    only into the nemesis's own namespace; refused ones fail the body's or the policy's
+    parse, so each is a 400, never a RestResult code."""
+    seen = Counter[Expect]()
+    listed = Counter[int]()
+    for probe in _draw(6, (ProbeKind.CONFIG_CLONE,)):
+        assert probe.body is not None
+        query = dict(probe.params)
+        assert (probe.method, query["clone"], query["tenant"]) == ("POST", "true", "nemesis-clones")
+        assert len(probe.body) < inputs.BODY_LIMIT
+        seen[probe.expect] += 1
+        if probe.expect is Expect.ACCEPT:
+            assert query["policy"] == "OVERWRITE"
+            listed[len(config_validate.clone_sources(probe.body))] += 1
+        else:
+            policy_ok = query["policy"] == "OVERWRITE"
+            if policy_ok:
+                with pytest.raises(InvalidArgumentError):
+                    config_validate.clone_sources(probe.body)
+            else:
+                assert probe.body == b"[]"
+    assert seen[Expect.ACCEPT] > 50
+    assert seen[Expect.REFUSE] > 100
+    assert listed[config_validate.MAX_IDS] > 10  # lists at the bound are sent
+    assert listed[0] > 10
 
 
 def test_switch_values_at_the_bounds_parse_and_those_beyond_do_not() -> None:

@@ -61,6 +61,7 @@ from naraft.client import (
     classify_failure,
     classify_write,
 )
+from naraft.configs.validate import MAX_IDS
 from naraft.errors import NaraftError
 from naraft.naming.switches import INTEGER_SWITCHES, Switches, switches_view, with_entry
 from naraft.raft.messages import AppendEntries, Envelope
@@ -87,6 +88,8 @@ UNSERVED_METHODS: Final = (
 )
 SERVICE_PREFIX: Final = "nemesis-"
 CONFIG_PREFIX: Final = "nemesis-cfg-"
+CLONE_TENANT: Final = "nemesis-clones"  # a namespace only the clone probes write
+NO_CONFIG_ID: Final = 10**15  # far past any id a campaign's configs reach
 BODY_LIMIT: Final = MAX_BODY_BYTES  # the client body limit of naraft's HTTP edge
 REQUEST_TIMEOUT_SECONDS: Final = 10.0
 RAW_TIMEOUT_SECONDS: Final = 5.0
@@ -112,6 +115,7 @@ class ProbeKind(enum.StrEnum):
     CONFIG_INVALID = "config-invalid"  # invalid: bad names, blank content, over-long fields
     UNKNOWN_ROUTE = "unknown-route"  # paths no route takes, methods a path does not serve
     METADATA_BATCH = "metadata-batch"  # batch metadata: bad selections, lists at the bound
+    CONFIG_CLONE = "config-clone"  # clone by id: lists at the bound, bad bodies, few copies
     GRPC_UNDECODABLE = "grpc-undecodable"  # bytes that are no Payload message
     GRPC_BAD_BODY = "grpc-bad-body"  # a body that is not JSON, or not an object
     GRPC_UNKNOWN_TYPE = "grpc-unknown-type"  # a type no handler serves; none; too long
@@ -145,6 +149,7 @@ WEIGHTS: Final[Mapping[ProbeKind, int]] = {
     ProbeKind.CONFIG_INVALID: 2,
     ProbeKind.UNKNOWN_ROUTE: 1,
     ProbeKind.METADATA_BATCH: 2,
+    ProbeKind.CONFIG_CLONE: 2,
     ProbeKind.GRPC_UNDECODABLE: 2,
     ProbeKind.GRPC_BAD_BODY: 2,
     ProbeKind.GRPC_UNKNOWN_TYPE: 2,
@@ -354,6 +359,7 @@ class ProbeFactory:
             ProbeKind.CONFIG_INVALID: self._config_invalid,
             ProbeKind.UNKNOWN_ROUTE: self._unknown_route,
             ProbeKind.METADATA_BATCH: self._metadata_batch,
+            ProbeKind.CONFIG_CLONE: self._config_clone,
             **{kind: self._grpc_maker(kind) for kind in GRPC_KINDS},
         }
 
@@ -720,6 +726,62 @@ class ProbeFactory:
             method=method,
             path=METADATA_BATCH_PATH,
             form=tuple(fields.items()),
+        )
+
+    # -------------------------------------------------------------- config clone
+
+    def _config_clone(self, node: int) -> Probe:
+        """Nacos's config clone: a list at its bound naming no config, an empty list, or a
+        few small ids copied into the nemesis's own namespace under nemesis names (each an
+        answer in Nacos's RestResult, 200); or a body broken in one way (400)."""
+        rng = self._rng
+        params = [("clone", "true"), ("tenant", CLONE_TENANT), ("policy", "OVERWRITE")]
+        if rng.random() < 0.4:
+            choice = rng.randrange(3)
+            if choice == 0:
+                items: list[object] = [{"cfgId": NO_CONFIG_ID + i} for i in range(MAX_IDS)]
+                label = f"clone {MAX_IDS} ids that name no config"
+            elif choice == 1:
+                items = [None] * rng.randrange(2)
+                label = f"clone {items}"
+            else:
+                items = [
+                    {"cfgId": rng.randrange(1, 200), "dataId": f"{CONFIG_PREFIX}{self._unique()}"}
+                    for _ in range(rng.randrange(1, 4))
+                ]
+                label = f"clone {len(items)} small ids into {CLONE_TENANT}"
+            body, expect = orjson.dumps(items), Expect.ACCEPT
+        else:
+            body = rng.choice(
+                (
+                    b"{",
+                    b'{"cfgId": 1}',
+                    b"[1]",
+                    b'[{"dataId": "x"}]',
+                    b'[{"cfgId": -1}]',
+                    b'[{"cfgId": 1e30}]',
+                    b'[{"cfgId": "9' + b"9" * 40 + b'"}]',
+                    b'[{"cfgId": 1, "group": ["G"]}]',
+                    b'[{"cfgId": 1, "dataId": "' + b"d" * 5_000 + b'"}]',
+                    orjson.dumps([{"cfgId": NO_CONFIG_ID + i} for i in range(MAX_IDS + 1)]),
+                )
+            )
+            if rng.random() < 0.2:
+                body = b"[]"
+                params[2] = ("policy", rng.choice(("MERGE", "x" * 3_000)))
+            shown = body if len(body) <= 40 else body[:20] + b"...(%d bytes)" % len(body)
+            label = f"clone with body {shown!r}, policy {params[2][1][:20]}"
+            expect = Expect.REFUSE
+        return Probe(
+            kind=ProbeKind.CONFIG_CLONE,
+            node=node,
+            label=label,
+            expect=expect,
+            method="POST",
+            path=CONFIGS_PATH,
+            params=tuple(params),
+            body=body,
+            headers=(("Content-Type", "application/json"),),
         )
 
     # -------------------------------------------------------------- routes
