@@ -5,7 +5,8 @@ Config operations are recorded in the same history as the kv registers, on keys
 `cfg/<dataId>`: a publish is a write, a get a read (404: absent), a `casMd5` publish a
 compare-and-set on the value last seen (only issued when one was seen: naraft's casMd5
 never creates), a delete a delete. Write-once configs (`cfgset-…`) are never changed again,
-so every acknowledged one must be on every node after healing.
+so every acknowledged one must be on every node after healing; a clone copies one by id to
+a fresh write-once dataId, a write of its known content (docs/fault-campaigns.md, "Clones").
 
 Listeners: one per node, long-polling `WATCHED` with the MD5s it knows and fetching a
 config again when its poll names it. After healing, each must reach the final MD5 of every

@@ -658,6 +658,8 @@ class Workload:
             if outcome is Outcome.OK:
                 self.stats.acked_configs[data_id] = value
             return outcome
+        if roll < 0.16 and self.stats.acked_configs:
+            return await self._clone_op(session, node, process, rng)
         data_id = pick_config_key(rng)
         if roll < 0.45:
             return await self.read_config(session, node, process, data_id)
@@ -703,6 +705,40 @@ class Workload:
         )
         return self._done(process, function, key, outcome)
 
+    async def _clone_op(
+        self, session: aiohttp.ClientSession, node: ChaosNode, process: int, rng: random.Random
+    ) -> Outcome:
+        """Nacos's config clone: copy a write-once config (its content never changes, so
+        the copy's is known) by id to a fresh write-once dataId, recorded as a write of that
+        content to the copy's key. An acknowledged copy must be on every node after healing,
+        and every node's final read must see it (or, for an unknown outcome, nothing)."""
+        source, content = rng.choice(list(self.stats.acked_configs.items()))
+        params = {"dataId": source, "group": GROUP, "show": "all"}
+        try:  # the source's id, unrecorded (its content is known)
+            async with session.get(f"{node.url}{CONFIGS_PATH}", params=params) as detail:
+                status, raw = detail.status, await detail.read()
+        except (aiohttp.ClientError, TimeoutError):
+            return Outcome.FAIL
+        config_id = body_of(raw).get("id") if status == 200 else None
+        if not isinstance(config_id, str):
+            return Outcome.FAIL
+        copy = f"{CONFIG_SET_PREFIX}clone-{self._unique(process)}"
+        key = CONFIG_KEY_PREFIX + copy
+        self.stats.config_keys.add(key)
+        self._recorder.invoke(process, OpFunction.WRITE, key, content)
+        outcome, answer = await self._mutate(
+            session,
+            "POST",
+            f"{node.url}{CONFIGS_PATH}",
+            [{"cfgId": config_id, "dataId": copy}],
+            params={"clone": "true", "policy": "ABORT"},
+        )
+        if outcome is Outcome.OK and answer.get("code") != 200:
+            outcome = Outcome.FAIL  # Nacos's RestResult: refused, nothing written
+        if outcome is Outcome.OK:
+            self.stats.acked_configs[copy] = content
+        return self._done(process, OpFunction.WRITE, key, outcome)
+
     async def read_config(
         self, session: aiohttp.ClientSession, node: ChaosNode, process: int | str, data_id: str
     ) -> Outcome:
@@ -728,7 +764,7 @@ class Workload:
         session: aiohttp.ClientSession,
         method: str,
         url: str,
-        body: Mapping[str, object] | None,
+        body: Mapping[str, object] | list[object] | None,
         *,
         params: Mapping[str, str] | None = None,
     ) -> tuple[Outcome, dict[str, Any]]:
