@@ -496,6 +496,94 @@ async def test_the_import_body_has_the_config_limit_not_the_client_one(env: Any)
 # -------------------------------------------------------------------- highlighting
 
 
+def config_ids(env: Any, *names: str) -> list[int]:
+    ids = []
+    for name in names:
+        group, data_id = name.split("/")
+        record = env.configs.get(env_key({"dataId": data_id, "group": group, "tenant": ""}))
+        assert record is not None
+        ids.append(record.id)
+    return ids
+
+
+async def clone(env: Any, fields: list[tuple[str, str]]) -> Any:
+    return await env.client.post(f"{UI}/config/clone", data=fields, allow_redirects=False)
+
+
+async def test_clone_shows_the_ticked_configs_then_copies_them_through_the_apis_clone(
+    env: Any,
+) -> None:
+    csrf = await sign_in(env)
+    await publish_three(env, csrf)
+    app, other = config_ids(env, "G/app.yaml", "H/other.json")
+    listing = await env.client.get(f"{UI}/configs")
+    assert 'formaction="/nacos/ui/config/clone"' in await listing.text()
+    dialog = await env.client.get(
+        f"{UI}/config/clone", params=[("tenant", ""), ("id", str(app)), ("id", str(other))]
+    )
+    assert dialog.status == 200, await dialog.text()
+    page = await dialog.text()
+    assert f'name="dataId-{app}" value="app.yaml"' in page
+    assert f'name="group-{other}" value="H"' in page
+    fields = [
+        ("csrf", csrf),
+        ("tenant", "ns1"),
+        ("policy", "ABORT"),
+        ("cfgId", str(app)),
+        (f"dataId-{app}", "app-copy.yaml"),
+        (f"group-{app}", "COPIES"),
+        ("cfgId", str(other)),
+        (f"dataId-{other}", "other.json"),
+        (f"group-{other}", "H"),
+    ]
+    done = await clone(env, fields)
+    assert message_of(done) == "cloned 2, skipped 0, failed 0"
+    assert urlsplit(done.headers["Location"]).query.startswith("tenant=ns1")
+    copy = env.configs.get(env_key({"dataId": "app-copy.yaml", "group": "COPIES", "tenant": "ns1"}))
+    assert copy is not None
+    assert (copy.content, copy.type) == ("a: 1\n", "yaml")
+    before = dict(env.datums.items())
+    again = await clone(env, fields)  # ABORT: both exist now
+    assert again.status == 409
+    assert "policy ABORT: 2 of the copies&#39; configs exist already" in await again.text()
+    assert dict(env.datums.items()) == before
+    skipped = await clone(env, [(k, "SKIP" if k == "policy" else v) for k, v in fields])
+    assert message_of(skipped) == "cloned 0, skipped 2, failed 0"
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "shown"),
+    [
+        ({"dataId": "bad name!"}, 400, "clone refused: config G/bad name! to clone"),
+        ({"policy": "MAYBE"}, 400, "invalid policy : MAYBE"),
+        ({"csrf": "forged"}, 403, "CSRF"),
+        ({"cfgId": "x"}, 400, "cfgId must be a config id"),
+    ],
+)
+async def test_a_bad_clone_shows_the_problem_and_writes_nothing(
+    env: Any, change: dict[str, str], status: int, shown: str
+) -> None:
+    csrf = await sign_in(env)
+    await publish_three(env, csrf)
+    (app,) = config_ids(env, "G/app.yaml")
+    values = {"csrf": csrf, "tenant": "ns1", "policy": "ABORT", "cfgId": str(app), **change}
+    fields = [*values.items(), (f"dataId-{app}", values.get("dataId", "x")), (f"group-{app}", "G")]
+    before = dict(env.datums.items())
+    answer = await clone(env, fields)
+    assert answer.status == status
+    assert shown in await answer.text()
+    assert dict(env.datums.items()) == before
+
+
+async def test_the_clone_dialog_shows_only_the_namespace_asked_for(env: Any) -> None:
+    csrf = await sign_in(env)
+    await publish_three(env, csrf)
+    (app,) = config_ids(env, "G/app.yaml")
+    elsewhere = await env.client.get(f"{UI}/config/clone", params={"tenant": "ns1", "id": app})
+    assert elsewhere.status == 400
+    assert "tick at least one config to clone" in await elsewhere.text()
+
+
 async def test_content_is_coloured_by_type_and_never_markup(env: Any) -> None:
     csrf = await sign_in(env)
     hostile = '<script>alert("x")</script><img src=x onerror="alert(1)">'

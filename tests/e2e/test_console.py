@@ -333,6 +333,21 @@ def test_export_and_import_configs_as_a_zip(
     assert "exist already (DEFAULT_GROUP/zip-import.yaml)" in page.get_by_role("alert").inner_text()
 
 
+def test_clone_ticked_configs_under_new_names(cluster: LocalCluster, console: Console) -> None:
+    page = console.page
+    publish_config(cluster, "clone-source.yaml", "c: 3\n", "yaml")
+    console.open("/nacos/ui/configs?dataId=clone-source")
+    page.get_by_label("Tick DEFAULT_GROUP/clone-source.yaml").check()
+    page.get_by_role("button", name="Clone the ticked configs").click()
+    page.get_by_label("Copy's data ID for DEFAULT_GROUP/clone-source.yaml").fill("clone-copy.yaml")
+    page.get_by_label("When a config exists").select_option("ABORT")
+    console.shot("config-clone")
+    page.get_by_role("button", name="Clone", exact=True).click()
+    assert "cloned 1, skipped 0, failed 0" in console.flash()
+    assert config_content(cluster, "clone-copy.yaml") == "c: 3\n"
+    assert config_content(cluster, "clone-source.yaml") == "c: 3\n"
+
+
 def test_content_is_coloured_by_type_and_never_runs(
     cluster: LocalCluster, console: Console
 ) -> None:

@@ -42,6 +42,7 @@ from aiohttp.typedefs import Middleware
 from naraft.api.admin import KV_BASE, OPENAPI_PATH, RAFT_BASE, VERSION_PATH
 from naraft.api.auth import AUTH, AUTH_BASE, IDENTITY, LOGIN_PATHS, Identity
 from naraft.api.console.session import (
+    CONFIG_CLONE_PATH,
     CONFIG_EXPORT_PATH,
     CONFIG_IMPORT_PATH,
     CONSOLE_BASE,
@@ -220,6 +221,9 @@ ACCESS: Final[Mapping[tuple[str, str], Rule]] = {
     # the export and import zips: any config of the namespace, so the namespace's permission
     ("GET", CONFIG_EXPORT_PATH): CONFIG_R,
     ("POST", CONFIG_IMPORT_PATH): CONFIG_W,
+    # the clone: the ticked configs of `tenant` shown (GET); copied into `tenant` (POST)
+    ("GET", CONFIG_CLONE_PATH): CONFIG_R,
+    ("POST", CONFIG_CLONE_PATH): CONFIG_W,
     ("GET", f"{CONSOLE_BASE}/namespaces"): USER,  # lists only the namespaces one may see
     ("POST", f"{CONSOLE_BASE}/namespaces"): ADMIN,
     ("GET", f"{CONSOLE_BASE}/users"): ADMIN,  # users, roles and permissions
@@ -324,7 +328,7 @@ def access_middleware(
                 namespace, group, name = params.get("namespace"), None, None
             elif request.path in NAMESPACE_WIDE_PATHS or (
                 not v2 and request.method == "POST" and is_clone(params)
-            ):  # the console's export and import; a clone writes any name of its `tenant`
+            ):  # the console's zips and clone; a clone writes any name of its `tenant`
                 group, name = None, None
         else:
             namespace = params.get("namespaceId")

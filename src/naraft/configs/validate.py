@@ -243,6 +243,11 @@ def clone_sources(body: bytes) -> tuple[CloneSource, ...]:
         raise InvalidArgumentError(
             "body", "a JSON list", message="the clone body must be a JSON list of {cfgId, ...}"
         )
+    return clone_items(items)
+
+
+def clone_items(items: list[object]) -> tuple[CloneSource, ...]:
+    """`clone_sources` on a parsed list (the console's form builds one)."""
     if len(items) > MAX_IDS:
         raise InvalidArgumentError(
             "body",

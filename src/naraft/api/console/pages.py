@@ -33,6 +33,7 @@ from naraft.api.admin import NODE, RAFT_BASE, transfer_leader
 from naraft.api.auth import AUTH, IDENTITY, Identity
 from naraft.api.console.highlight import highlight
 from naraft.api.console.session import (
+    CONFIG_CLONE_PATH,
     CONFIG_EXPORT_PATH,
     CONFIG_IMPORT_PATH,
     COOKIE_PATH,
@@ -52,11 +53,13 @@ from naraft.api.params import Params, raw_instance, read_params
 from naraft.api.v1.configs import (
     CONFIG_API,
     MAX_PAGE_SIZE,
+    clone_answer,
     config_api_of,
     config_key_of,
     config_params,
     export_configs,
     import_configs,
+    policy_of,
     publish,
     search_configs,
     uploaded_fields,
@@ -611,6 +614,7 @@ async def configs_page(request: web.Request, *, error: str = "", status: int = 2
         policies=("ABORT", "SKIP", "OVERWRITE"),
         export_path=CONFIG_EXPORT_PATH,
         import_path=CONFIG_IMPORT_PATH,
+        clone_path=CONFIG_CLONE_PATH,
     )
 
 
@@ -711,12 +715,21 @@ async def config_import(request: web.Request) -> web.Response:
         return await configs_page(
             request, error=body_for(failure), status=status_for(failure) or 400
         )
+    return await _copied(request, answer, tenant, ("import", "the zip's", "imported"))
+
+
+async def _copied(
+    request: web.Request, answer: web.Response, tenant: str, words: tuple[str, str, str]
+) -> web.Response:
+    """An import's or clone's RestResult shown: its counts on the configs page of `tenant`,
+    or its refusal. `words`: the operation, whose configs, what was done."""
+    what, whose, done = words
     result = _json_answer(answer)
     data = result.get("data")
     counts = data if isinstance(data, dict) else {}
     if result.get("code") != 200:
         return await configs_page(
-            request, error=f"import refused: {result.get('message')}", status=400
+            request, error=f"{what} refused: {result.get('message')}", status=400
         )
     failed = counts.get("failData")
     if isinstance(failed, list) and failed:
@@ -724,14 +737,74 @@ async def config_import(request: web.Request) -> web.Response:
         more = f" and {len(failed) - 10} more" if len(failed) > 10 else ""
         return await configs_page(
             request,
-            error=f"policy ABORT: {len(failed)} of the zip's configs exist already "
-            f"({names}{more}); nothing was imported",
+            error=f"policy ABORT: {len(failed)} of {whose} configs exist already "
+            f"({names}{more}); nothing was {done}",
             status=409,
         )
-    message = (
-        f"imported {counts.get('succCount', 0)}, skipped {counts.get('skipCount', 0)}, failed 0"
-    )
+    message = f"{done} {counts.get('succCount', 0)}, skipped {counts.get('skipCount', 0)}, failed 0"
     raise _done(f"{BASE}/configs", {"tenant": tenant}, message)
+
+
+def _ticked_ids(values: list[str]) -> set[int]:
+    """The config ids ticked (`id`), at most `MAX_IDS`; anything but an id is passed over."""
+    ids = {int(v) for v in values[: config_validate.MAX_IDS] if v.isascii() and v.isdigit()}
+    return {i for i in ids if i < 1 << 63}
+
+
+async def clone_page(request: web.Request) -> web.Response:
+    """The ticked configs of the namespace shown (`tenant`; ids of other namespaces are
+    passed over, as the export's), each with the name its copy takes, the namespace to copy
+    into and what to do with configs that exist there: Nacos's clone dialog."""
+    if CONFIG_API not in request.app:
+        raise web.HTTPNotFound(text="this node serves no config API")
+    params = await read_params(request)
+    tenant = config_validate.request_tenant(params.get("tenant"))
+    ids = _ticked_ids(request.query.getall("id", []))
+    api = config_api_of(request)
+    await api.service.read_barrier()
+    chosen = sorted(
+        (r for r in api.service.state.configs() if r.key.tenant == tenant and r.id in ids),
+        key=lambda record: record.id,
+    )
+    if not chosen:
+        return await configs_page(
+            request, error="id: tick at least one config to clone", status=400
+        )
+    return _render(
+        request,
+        "clone.html",
+        tenant=tenant,
+        chosen=chosen,
+        namespaces=_namespace_choices(request),
+        policies=("ABORT", "SKIP", "OVERWRITE"),
+        clone_path=CONFIG_CLONE_PATH,
+    )
+
+
+async def config_clone(request: web.Request) -> web.Response:
+    """The clone dialog's form: each `cfgId` copied into `tenant` (the namespace chosen, the
+    one the write permission was checked on) as `dataId-<id>` in `group-<id>`, by the API's
+    clone (`POST /nacos/v1/cs/configs?clone=true`); its counts, or its refusal, shown."""
+    if CONFIG_API not in request.app:
+        raise web.HTTPNotFound(text="this node serves no config API")
+    params = await _form(request)
+    form = await request.post()
+    items: list[object] = [
+        {"cfgId": i, "dataId": form.get(f"dataId-{i}"), "group": form.get(f"group-{i}")}
+        for i in form.getall("cfgId", [])
+        if isinstance(i, str)
+    ]
+    tenant = (params.get("tenant") or "").strip()
+    try:
+        sources = config_validate.clone_items(items)
+        answer = await clone_answer(request, tenant, policy_of(params.get("policy")), sources)
+    except NaraftError as failure:
+        if not _is_refusal(failure):
+            raise
+        return await configs_page(
+            request, error=body_for(failure), status=status_for(failure) or 400
+        )
+    return await _copied(request, answer, tenant, ("clone", "the copies'", "cloned"))
 
 
 async def config_page(
@@ -1035,6 +1108,8 @@ def console_routes() -> list[web.RouteDef]:
         web.post(f"{BASE}/config/rollback", config_rollback),
         web.get(CONFIG_EXPORT_PATH, config_export),
         web.post(CONFIG_IMPORT_PATH, config_import),
+        web.get(CONFIG_CLONE_PATH, clone_page),
+        web.post(CONFIG_CLONE_PATH, config_clone),
         web.get(f"{BASE}/namespaces", namespaces_page),
         web.post(f"{BASE}/namespaces", namespaces_action),
         web.get(f"{BASE}/users", users_page),

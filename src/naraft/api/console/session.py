@@ -23,7 +23,8 @@ CONSOLE_BASE: Final = "/nacos/ui"
 LOGIN_PATH: Final = f"{CONSOLE_BASE}/login"
 CONFIG_EXPORT_PATH: Final = f"{CONSOLE_BASE}/config/export"
 CONFIG_IMPORT_PATH: Final = f"{CONSOLE_BASE}/config/import"
-NAMESPACE_WIDE_PATHS: Final = frozenset({CONFIG_EXPORT_PATH, CONFIG_IMPORT_PATH})
+CONFIG_CLONE_PATH: Final = f"{CONSOLE_BASE}/config/clone"
+NAMESPACE_WIDE_PATHS: Final = frozenset({CONFIG_EXPORT_PATH, CONFIG_IMPORT_PATH, CONFIG_CLONE_PATH})
 """Console routes that read or write any config of a namespace (the export and import
 zips): their permission is checked on the namespace (`tenant`) alone, as the API's import."""
 SESSION_COOKIE: Final = "naraft_session"

@@ -402,7 +402,7 @@ def _import_answer(code: int, message: str, data: dict[str, object]) -> web.Resp
     return json_response({"code": code, "message": message, "data": data})
 
 
-def _policy(value: str | None) -> SamePolicy:
+def policy_of(value: str | None) -> SamePolicy:
     if value is None or not value.strip():
         return SamePolicy.ABORT
     try:
@@ -476,7 +476,7 @@ async def import_configs(request: web.Request, params: Params) -> web.Response:
     api = config_api_of(request)
     api.count("configs.import")
     tenant = validate.request_tenant(params.get("namespace"))
-    policy = _policy(params.get("policy"))
+    policy = policy_of(params.get("policy"))
     await api.service.read_barrier()  # a follower forwards the request before reading it
     upload = await _uploaded_file(request)
     if upload is None:
@@ -507,12 +507,23 @@ async def clone_configs(request: web.Request, params: Params) -> web.Response:
     `tenant` under new names (or their own). Answered as an import is (`_import_answer`):
     nothing chosen 100006, no such configs 100005, a name a publish would refuse 100003,
     each writing nothing. Every source must be readable by the caller (403 otherwise)."""
+    policy = policy_of(params.get("policy"))
+    await config_api_of(request).service.read_barrier()  # a follower forwards it unread
+    sources = validate.clone_sources(await request.read())
+    return await clone_answer(request, params.get("tenant"), policy, sources)
+
+
+async def clone_answer(
+    request: web.Request,
+    tenant_param: str | None,
+    policy: SamePolicy,
+    sources: tuple[validate.CloneSource, ...],
+) -> web.Response:
+    """A clone of `sources` into the namespace `tenant_param` names (the API's and the
+    console's), in Nacos's RestResult."""
     api = config_api_of(request)
     api.count("configs.clone")
-    tenant = validate.request_tenant(params.get("tenant"))
-    policy = _policy(params.get("policy"))
-    await api.service.read_barrier()  # a follower forwards the request before reading it
-    sources = validate.clone_sources(await request.read())
+    tenant = validate.request_tenant(tenant_param)
     if not sources:
         return _import_answer(
             archive.NO_SELECTED_CONFIG, "no config chosen to clone", {"succCount": 0}
