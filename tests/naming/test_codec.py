@@ -26,6 +26,7 @@ from naraft.naming.commands import (
     ReleaseOwner,
     RemoveInstances,
     SetInstanceHealth,
+    UpdateCluster,
     UpdateInstance,
     UpdateMetadata,
     UpdateNamespace,
@@ -34,7 +35,15 @@ from naraft.naming.commands import (
 )
 from naraft.naming.errors import CommandDecodeError
 from naraft.naming.keys import InstanceKey, ServiceKey
-from naraft.naming.model import MAX_OWNER_CHARS, Instance, Selector, SelectorType
+from naraft.naming.model import (
+    CHECKER_FIELDS,
+    MAX_OWNER_CHARS,
+    Cluster,
+    HealthCheckerType,
+    Instance,
+    Selector,
+    SelectorType,
+)
 from naraft.naming.validate import MAX_METADATA_BATCH, MAX_METADATA_ENTRIES
 
 text = st.text(max_size=20)
@@ -93,7 +102,30 @@ metadata_changes = st.one_of(
     ),
 )
 
+
+@st.composite
+def clusters(draw: st.DrawFn) -> Cluster:
+    kind = draw(st.sampled_from(HealthCheckerType))
+    options = {
+        name: draw(st.integers(100, 599) if isinstance(unset, int) else text)
+        for name, unset in CHECKER_FIELDS.get(kind, {}).items()
+        if draw(st.booleans())
+    }
+    return Cluster(
+        name=draw(st.text(min_size=1, max_size=20)),
+        health_checker_type=kind,
+        metadata=draw(string_maps),
+        check_port=draw(st.integers(0, 65_535)),
+        use_instance_port=draw(st.booleans()),
+        checker_options=options,
+    )
+
+
+cluster_updates = st.builds(
+    UpdateCluster, service=services, cluster=clusters(), stamped_at_ms=stamps
+)
 commands: st.SearchStrategy[Command] = st.one_of(
+    cluster_updates,
     metadata_changes,
     st.builds(
         CreateNamespace, namespace_id=text, show_name=text, description=text, stamped_at_ms=stamps
@@ -179,6 +211,7 @@ def test_op_names_are_stable() -> None:
         "naming.release_owner",
         "naming.update_switches",
         "naming.update_metadata",
+        "naming.update_cluster",
     )
 
 
@@ -340,3 +373,46 @@ def test_a_metadata_change_at_its_bounds_decodes() -> None:
 def test_random_bytes_never_raise_anything_else(payload: bytes) -> None:
     with contextlib.suppress(CommandDecodeError):
         decode_command(payload)
+
+
+@given(cluster_updates)
+def test_every_cluster_update_round_trips(command: UpdateCluster) -> None:
+    assert decode_command(encode_command(command)) == command
+
+
+def cluster_update(**fields: object) -> bytes:
+    """An update_cluster payload as a member writes it, with cluster `fields` replaced."""
+    cluster = Cluster(
+        name="c1",
+        health_checker_type=HealthCheckerType.HTTP,
+        checker_options={"path": "/h", "expectedResponseCode": 200},
+    )
+    data = orjson.loads(
+        encode_command(UpdateCluster(service=SVC, cluster=cluster, stamped_at_ms=1))
+    )
+    data["cluster"] = {**data["cluster"], **fields}
+    return orjson.dumps(data)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        pytest.param({"name": ""}, id="no-name"),
+        pytest.param({"name": "c" * 65}, id="long-name"),
+        pytest.param({"checker": "GRPC"}, id="unknown-checker"),
+        pytest.param({"options": {"user": "u"}}, id="option-of-another-type"),
+        pytest.param({"options": {"path": 1}}, id="option-not-text"),
+        pytest.param({"options": {"expectedResponseCode": "200"}}, id="code-not-integer"),
+        pytest.param({"options": {"path": "p" * 1025}}, id="option-too-long"),
+        pytest.param({"check_port": 65_536}, id="port-out-of-range"),
+        pytest.param({"use_instance_port": "true"}, id="flag-not-bool"),
+        pytest.param(
+            {"metadata": {f"k{i}": "v" for i in range(MAX_METADATA_ENTRIES + 1)}},
+            id="too-many-metadata-entries",
+        ),
+    ],
+)
+def test_a_malformed_cluster_update_raises_a_typed_error(fields: dict[str, object]) -> None:
+    decode_command(cluster_update())  # the unbroken one decodes
+    with pytest.raises(CommandDecodeError):
+        decode_command(cluster_update(**fields))

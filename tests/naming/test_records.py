@@ -12,13 +12,17 @@ from __future__ import annotations
 import orjson
 from hypothesis import given
 from hypothesis import strategies as st
+from tests.naming.test_codec import clusters
 
 from naraft.naming.keys import ServiceKey, instance_datum_key, instance_list_key
-from naraft.naming.model import Instance
+from naraft.naming.model import Cluster, Instance, Service
 from naraft.naming.records import (
+    cluster_record,
     decode_instance,
     decode_instances,
+    decode_service,
     encode_instance,
+    encode_service,
     instance_record,
     instance_sort_key,
     stored_instance,
@@ -103,3 +107,24 @@ def test_a_record_written_before_owners_existed_decodes_as_v1() -> None:
     assert listed == instance
     odd = decode_instance(KEY, old.replace(b'"marked":false', b'"owner":7'), SERVICE)
     assert odd.owner == ""  # a corrupt owner reads as none, as other lenient fields do
+
+
+@given(st.lists(clusters(), max_size=3))
+def test_a_service_with_updated_clusters_round_trips(cluster_list: list[Cluster]) -> None:
+    key = ServiceKey(namespace_id="public", group_name="G", service_name="s")
+    service = Service(key=key, clusters={c.name: c for c in cluster_list})
+    assert decode_service("k", encode_service(service), key) == service
+
+
+def test_a_cluster_no_update_touched_is_stored_as_builds_before_stored_it() -> None:
+    """Replicas of two builds compare equal in a rolling upgrade until `PUT /cluster` is
+    used: the new fields are written only when they differ from Nacos's defaults."""
+    key = ServiceKey(namespace_id="public", group_name="G", service_name="s")
+    assert cluster_record(Cluster(name="c", metadata={"a": "1"}), key) == {
+        "name": "c",
+        "serviceName": "G@@s",
+        "healthChecker": {"type": "TCP"},
+        "metadata": {"a": "1"},
+    }
+    changed = cluster_record(Cluster(name="c", check_port=81), key)
+    assert (changed["defaultCheckPort"], changed["useIPPort4Check"]) == (81, True)

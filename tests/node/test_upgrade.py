@@ -10,7 +10,7 @@ import pytest
 
 from naraft.errors import UpgradeUnfinishedError
 from naraft.machine import NodeStateMachine
-from naraft.naming.service import UPDATE_METADATA_SINCE
+from naraft.naming.service import UPDATE_CLUSTER_SINCE, UPDATE_METADATA_SINCE
 from naraft.naming.state import NamingState
 from naraft.raft import NO_SNAPSHOT, Entry, Index, NodeId, NotLeaderError, Role, Status, Term
 from naraft.raft.membership import Membership
@@ -117,7 +117,7 @@ async def test_a_node_standing_in_for_an_older_build_never_records_it() -> None:
 
 
 def test_this_build_speaks_the_version_each_of_its_commands_needs() -> None:
-    """The naming service names the version `update_metadata` came with; the transport
-    names the range this build claims. A build whose range stopped short of a command's
-    version could never propose it (and would refuse peers that record it)."""
-    assert CURRENT.high >= COMMANDS_VERSION >= UPDATE_METADATA_SINCE
+    """The naming service names the version each of its new commands came with; the
+    transport names the range this build claims. A build whose range stopped short of a
+    command's version could never propose it (and would refuse peers that record it)."""
+    assert CURRENT.high >= COMMANDS_VERSION >= UPDATE_CLUSTER_SINCE > UPDATE_METADATA_SINCE

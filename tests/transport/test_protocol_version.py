@@ -88,7 +88,7 @@ def test_ranges_parse_and_bad_ones_name_the_rule() -> None:
 
 
 def test_a_batch_is_written_in_the_newest_format_both_ends_speak() -> None:
-    assert ProtocolRange(1, 3) == CURRENT  # 3 brought a command, not a batch format
+    assert ProtocolRange(1, 4) == CURRENT  # 3 and 4 brought commands, not batch formats
     assert batch_format(CURRENT, None) == 1  # a build before version 2 names no range
     assert batch_format(CURRENT, ProtocolRange(1, 1)) == 1
     assert batch_format(CURRENT, ProtocolRange(1, 2)) == 2
@@ -96,6 +96,7 @@ def test_a_batch_is_written_in_the_newest_format_both_ends_speak() -> None:
     assert batch_format(CURRENT, ProtocolRange(2, 3)) == 2
     assert batch_format(CURRENT, ProtocolRange(1, 2)) == 2
     assert batch_format(ProtocolRange(3, 3), ProtocolRange(3, 3)) == 2  # a test's stand-in
+    assert batch_format(CURRENT, ProtocolRange(4, 4)) == 2
 
 
 def commit_notices(count: int) -> list[Envelope]:

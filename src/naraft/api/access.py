@@ -129,6 +129,7 @@ ACCESS: Final[Mapping[tuple[str, str], Rule]] = {
     ("GET", f"{_NS}/service/list"): NAMING_R,
     ("GET", f"{_NS}/service/names"): NAMING_R,
     ("GET", f"{_NS}/service/subscribers"): NAMING_R,
+    ("PUT", f"{_NS}/cluster"): NAMING_W,  # the service's: Nacos's NamingResourceParser
     ("GET", f"{_NS}/catalog/services"): NAMING_R,  # the namespace's (no group or service named)
     ("GET", f"{_NS}/catalog/service"): NAMING_R,
     ("GET", f"{_NS}/catalog/instances"): NAMING_R,

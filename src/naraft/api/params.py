@@ -15,7 +15,7 @@ from multidict import MultiDict, MultiMapping
 
 from naraft.errors import InvalidArgumentError
 from naraft.naming.model import ClientAgent
-from naraft.naming.validate import RawInstance, RawMetadataBatch, RawService
+from naraft.naming.validate import RawCluster, RawInstance, RawMetadataBatch, RawService
 
 FORM_CONTENT_TYPE: Final = "application/x-www-form-urlencoded"
 MAX_PARAMS: Final = 256  # query and form together; a Nacos request sends about a dozen
@@ -151,6 +151,19 @@ def raw_service(params: Params) -> RawService:
         protect_threshold=params.get("protectThreshold"),
         metadata=params.get("metadata"),
         selector=params.get("selector"),
+    )
+
+
+def raw_cluster(params: Params) -> RawCluster:
+    return RawCluster(
+        namespace_id=params.get("namespaceId"),
+        group_name=params.get("groupName"),
+        service_name=params.get("serviceName"),
+        cluster_name=params.get("clusterName"),
+        check_port=params.get("checkPort"),
+        use_instance_port=params.get("useInstancePort4Check"),
+        health_checker=params.get("healthChecker"),
+        metadata=params.get("metadata"),
     )
 
 

@@ -31,6 +31,7 @@ from naraft.naming.commands import (
     ReleaseOwner,
     RemoveInstances,
     SetInstanceHealth,
+    UpdateCluster,
     UpdateInstance,
     UpdateMetadata,
     UpdateNamespace,
@@ -39,8 +40,21 @@ from naraft.naming.commands import (
 )
 from naraft.naming.errors import CommandDecodeError
 from naraft.naming.keys import InstanceKey, ServiceKey
-from naraft.naming.model import MAX_OWNER_CHARS, Instance, Selector, SelectorType
-from naraft.naming.validate import MAX_METADATA_BATCH, MAX_METADATA_ENTRIES
+from naraft.naming.model import (
+    CHECKER_FIELDS,
+    MAX_OWNER_CHARS,
+    Cluster,
+    HealthCheckerType,
+    Instance,
+    Selector,
+    SelectorType,
+)
+from naraft.naming.validate import (
+    MAX_CHECKER_FIELD_CHARS,
+    MAX_CLUSTER_NAME_CHARS,
+    MAX_METADATA_BATCH,
+    MAX_METADATA_ENTRIES,
+)
 
 FORMAT_VERSION: Final = 1
 OP_PREFIX: Final = "naming."
@@ -141,6 +155,19 @@ def _fields(command: Command) -> tuple[str, dict[str, object]]:
             }
         case UpdateSwitches():
             return "update_switches", {"entry": command.entry, "value": command.value}
+        case UpdateCluster():
+            cluster = command.cluster
+            return "update_cluster", {
+                "service": _service(command.service),
+                "cluster": {
+                    "name": cluster.name,
+                    "checker": cluster.health_checker_type.value,
+                    "options": dict(cluster.checker_options),
+                    "check_port": cluster.check_port,
+                    "use_instance_port": cluster.use_instance_port,
+                    "metadata": dict(cluster.metadata),
+                },
+            }
         case UpdateMetadata():
             return "update_metadata", {
                 "service": _service(command.service),
@@ -221,6 +248,9 @@ class _Reader:
         if not isinstance(value, list):
             raise self._bad(name, "an array")
         return value
+
+    def names(self) -> list[str]:
+        return list(self._data)
 
     def is_null(self, name: str) -> bool:
         return self._get(name) is None
@@ -367,6 +397,47 @@ def _decode_update_metadata(r: _Reader, stamp: int) -> Command:
     )
 
 
+def _decode_update_cluster(r: _Reader, stamp: int) -> Command:
+    """Bounded as the API bounds it: a cluster name, a port, the checker type's own fields
+    (each of its type, strings of at most MAX_CHECKER_FIELD_CHARS), at most
+    MAX_METADATA_ENTRIES metadata entries."""
+    c = r.child("cluster")
+    name = c.text("name")
+    if not 0 < len(name) <= MAX_CLUSTER_NAME_CHARS:
+        raise CommandDecodeError("cluster.name is empty or too long")
+    kind = _read_choice(c, "checker", HealthCheckerType)
+    allowed = CHECKER_FIELDS.get(kind, {})
+    options = c.child("options")
+    values: dict[str, str | int] = {}
+    for field_name in options.names():
+        if field_name not in allowed:
+            raise CommandDecodeError(f"cluster.options.{field_name} is not a {kind} field")
+        if isinstance(allowed[field_name], int):
+            values[field_name] = options.integer(field_name)
+        else:
+            text = options.text(field_name)
+            if len(text) > MAX_CHECKER_FIELD_CHARS:
+                raise CommandDecodeError(f"cluster.options.{field_name} is too long")
+            values[field_name] = text
+    port = c.integer("check_port")
+    if not 0 <= port <= 65535:
+        raise CommandDecodeError("cluster.check_port is not a port")
+    metadata = c.string_map("metadata")
+    if len(metadata) > MAX_METADATA_ENTRIES:
+        raise CommandDecodeError(f"metadata has more than {MAX_METADATA_ENTRIES} entries")
+    cluster = Cluster(
+        name=name,
+        health_checker_type=kind,
+        metadata=metadata,
+        check_port=port,
+        use_instance_port=c.flag("use_instance_port"),
+        checker_options=values,
+    )
+    return UpdateCluster(
+        service=_read_service(r.child("service")), cluster=cluster, stamped_at_ms=stamp
+    )
+
+
 def _read_keys(r: _Reader) -> tuple[InstanceKey, ...]:
     return tuple(_read_instance_key(_wrap_item(i, "keys")) for i in r.items("keys"))
 
@@ -401,6 +472,7 @@ _DECODERS: Final[Mapping[str, Callable[[_Reader, int], Command]]] = {
         entry=r.text("entry"), value=r.text("value"), stamped_at_ms=s
     ),
     "update_metadata": _decode_update_metadata,
+    "update_cluster": _decode_update_cluster,
 }
 
 OP_NAMES: Final = tuple(OP_PREFIX + op for op in _DECODERS)

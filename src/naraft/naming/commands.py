@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from naraft.naming.keys import InstanceKey, ServiceKey
-from naraft.naming.model import Instance, Selector
+from naraft.naming.model import Cluster, Instance, Selector
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -187,6 +187,16 @@ class UpdateMetadata:
     stamped_at_ms: int
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpdateCluster:
+    """Nacos's `PUT /cluster`: replace cluster `cluster.name` of `service` (created when
+    missing) with `cluster`. Rejected when the service does not exist."""
+
+    service: ServiceKey
+    cluster: Cluster
+    stamped_at_ms: int
+
+
 Command = (
     CreateNamespace
     | UpdateNamespace
@@ -203,4 +213,5 @@ Command = (
     | ReleaseOwner
     | UpdateSwitches
     | UpdateMetadata
+    | UpdateCluster
 )

@@ -51,11 +51,28 @@ class HealthCheckerType(enum.StrEnum):
     NONE = "NONE"
 
 
+DEFAULT_CHECK_PORT: Final = 80  # Nacos's `Cluster.defCkport`
+CHECKER_FIELDS: Final[Mapping[HealthCheckerType, Mapping[str, str | int | None]]] = {
+    HealthCheckerType.HTTP: {"path": "", "headers": "", "expectedResponseCode": 200},
+    HealthCheckerType.MYSQL: {"user": None, "pwd": None, "cmd": None},
+}
+"""The fields of each checker type beyond `type`, with what Nacos shows when one is unset."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Cluster:
+    """A service's cluster. The health checker and ports are stored and shown (Nacos's
+    `PUT /cluster`); naraft runs no server-side checks, but a checker of type NONE lets an
+    operator set ephemeral instances' health by hand, as in Nacos. `checker_options` holds
+    the checker's own fields: HTTP `path`, `headers`, `expectedResponseCode`; MYSQL `user`,
+    `pwd`, `cmd`."""
+
     name: str
     health_checker_type: HealthCheckerType = HealthCheckerType.TCP
     metadata: Mapping[str, str] = field(default_factory=dict)
+    check_port: int = DEFAULT_CHECK_PORT
+    use_instance_port: bool = True
+    checker_options: Mapping[str, str | int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

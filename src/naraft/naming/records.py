@@ -17,6 +17,8 @@ import orjson
 from naraft.naming.errors import CorruptDatumError
 from naraft.naming.keys import DEFAULT_CLUSTER, ServiceKey, instance_id, split_grouped_name
 from naraft.naming.model import (
+    CHECKER_FIELDS,
+    DEFAULT_CHECK_PORT,
     Cluster,
     HealthCheckerType,
     Instance,
@@ -41,13 +43,48 @@ def selector_record(selector: Selector) -> dict[str, str]:
     return {"type": selector.type.value, "expression": selector.expression}
 
 
+def checker_view(cluster: Cluster) -> dict[str, object]:
+    """The cluster's `healthChecker` as Nacos shows it: `type`, and that type's fields."""
+    kind = cluster.health_checker_type
+    view: dict[str, object] = {"type": kind.value}
+    for name, unset in CHECKER_FIELDS.get(kind, {}).items():
+        view[name] = cluster.checker_options.get(name, unset)
+    return view
+
+
 def cluster_record(cluster: Cluster, service: ServiceKey) -> dict[str, object]:
-    return {
+    """A cluster as stored. What `PUT /cluster` sets is written only when it differs from
+    Nacos's defaults, so a cluster it never touched is stored byte for byte as builds
+    before it stored one (replicas of two builds compare equal in a rolling upgrade)."""
+    record: dict[str, object] = {
         "name": cluster.name,
         "serviceName": service.grouped_name,
         "healthChecker": {"type": cluster.health_checker_type.value},
         "metadata": sorted_metadata(cluster.metadata),
     }
+    if cluster.checker_options:
+        record["healthChecker"] = {
+            "type": cluster.health_checker_type.value,
+            **{k: cluster.checker_options[k] for k in sorted(cluster.checker_options)},
+        }
+    if cluster.check_port != DEFAULT_CHECK_PORT or not cluster.use_instance_port:
+        record["defaultCheckPort"] = cluster.check_port
+        record["useIPPort4Check"] = cluster.use_instance_port
+    return record
+
+
+def _checker_options(
+    key: str, kind: HealthCheckerType, raw: dict[str, object]
+) -> dict[str, str | int]:
+    options: dict[str, str | int] = {}
+    for name, unset in CHECKER_FIELDS.get(kind, {}).items():
+        value = raw.get(name)
+        if value is None:
+            continue
+        if type(value) is not (int if isinstance(unset, int) else str):
+            raise CorruptDatumError(key, f"healthChecker.{name} has the wrong type")
+        options[name] = value  # type: ignore[assignment]
+    return options
 
 
 def encode_service(service: Service) -> bytes:
@@ -155,16 +192,30 @@ def decode_service(key: str, value: bytes, service: ServiceKey) -> Service:
         raise CorruptDatumError(key, "clusterMap is not an object")
     for name, raw in cluster_map.items():
         checker = HealthCheckerType.TCP
+        options: dict[str, str | int] = {}
+        check_port, use_instance_port = DEFAULT_CHECK_PORT, True
         if isinstance(raw, dict):
             checker_raw = raw.get("healthChecker")
             checker_type = checker_raw.get("type") if isinstance(checker_raw, dict) else None
             if checker_type in _CHECKER_TYPES:
                 checker = HealthCheckerType(checker_type)
+            if isinstance(checker_raw, dict):
+                options = _checker_options(key, checker, checker_raw)
             metadata = _string_map(key, raw.get("metadata"))
+            port = raw.get("defaultCheckPort", DEFAULT_CHECK_PORT)
+            use = raw.get("useIPPort4Check", True)
+            if type(port) is not int or not isinstance(use, bool):
+                raise CorruptDatumError(key, f"cluster {name} has a bad check port or flag")
+            check_port, use_instance_port = port, use
         else:
             metadata = {}
         clusters[str(name)] = Cluster(
-            name=str(name), health_checker_type=checker, metadata=metadata
+            name=str(name),
+            health_checker_type=checker,
+            metadata=metadata,
+            check_port=check_port,
+            use_instance_port=use_instance_port,
+            checker_options=options,
         )
     threshold = record.get("protectThreshold", 0.0)
     modified = record.get("lastModifiedMillis", 0)

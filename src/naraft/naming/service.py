@@ -41,6 +41,7 @@ from naraft.naming.commands import (
     ReleaseOwner,
     RemoveInstances,
     SetInstanceHealth,
+    UpdateCluster,
     UpdateInstance,
     UpdateMetadata,
     UpdateNamespace,
@@ -57,13 +58,14 @@ from naraft.naming.keys import (
 from naraft.naming.model import (
     MAX_OWNER_CHARS,
     ClientAgent,
+    Cluster,
     HealthCheckerType,
     Instance,
     PushTarget,
 )
 from naraft.naming.state import Applied, MetadataUpdated, NamingState, Rejected, RejectReason
 from naraft.naming.switches import switches_view, with_entry
-from naraft.naming.validate import RawInstance, RawMetadataBatch, RawService
+from naraft.naming.validate import RawCluster, RawInstance, RawMetadataBatch, RawService
 from naraft.naming.views import (
     ListCache,
     catalog_detail_row,
@@ -134,6 +136,7 @@ class CommandGate(Protocol):
 
 
 UPDATE_METADATA_SINCE: Final = 3  # the peer protocol version that brought `update_metadata`
+UPDATE_CLUSTER_SINCE: Final = 4  # and `update_cluster`
 
 # Commands that never grow the state (or that keep health right): always proposed, even
 # while the quota alarm is up, as etcd takes deletes under its NOSPACE alarm.
@@ -611,6 +614,34 @@ class NamingService:
             selector=validate.selector(raw.selector),
             stamped_at_ms=self._clock.now_ms(),
         )
+        await self._propose(command)
+
+    async def update_cluster(self, raw: RawCluster) -> None:
+        """`PUT /cluster`: replace a cluster's health checker, check port, port flag and
+        metadata (the cluster is created when missing); the service must exist. Every
+        parameter but `metadata` is required, as in Nacos."""
+        service = validate.service_key(raw.namespace_id, raw.group_name, raw.service_name)
+        name = validate.cluster_name(validate.required("clusterName", raw.cluster_name))
+        port = validate.check_port(raw.check_port)
+        use_instance_port = validate.flag(
+            "useInstancePort4Check",
+            validate.required("useInstancePort4Check", raw.use_instance_port),
+            True,
+        )
+        kind, options = validate.health_checker(raw.health_checker)
+        cluster = Cluster(
+            name=name,
+            health_checker_type=kind,
+            metadata=validate.metadata(raw.metadata),
+            check_port=port,
+            use_instance_port=use_instance_port,
+            checker_options=options,
+        )
+        command = UpdateCluster(
+            service=service, cluster=cluster, stamped_at_ms=self._clock.now_ms()
+        )
+        if self._gate is not None:  # an older member could not decode it
+            await self._gate.require(UPDATE_CLUSTER_SINCE, "cluster updates")
         await self._propose(command)
 
     async def delete_service(self, raw: RawService) -> None:

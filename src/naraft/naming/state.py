@@ -41,6 +41,7 @@ from naraft.naming.commands import (
     ReleaseOwner,
     RemoveInstances,
     SetInstanceHealth,
+    UpdateCluster,
     UpdateInstance,
     UpdateMetadata,
     UpdateNamespace,
@@ -269,6 +270,8 @@ class NamingState:
                 return self._update_switches(command, index)
             case UpdateMetadata():
                 return self._update_metadata(command, index)
+            case UpdateCluster():
+                return self._update_cluster(command, index)
 
     def _put(self, key: str, value: bytes, index: int) -> bool:
         """Write `value` unless the key already holds exactly it; True if written."""
@@ -328,6 +331,19 @@ class NamingState:
             protect_threshold=command.protect_threshold,
             metadata=command.metadata,
             selector=command.selector,
+            last_modified_ms=command.stamped_at_ms,
+        )
+        self._put(service_meta_key(updated.key), encode_service(updated), index)
+        return Applied(index, frozenset({updated.key}))
+
+    def _update_cluster(self, command: UpdateCluster, index: int) -> ApplyResult:
+        current = self.service(command.service)
+        if current is None:
+            return Rejected(RejectReason.SERVICE_NOT_FOUND, command.service.grouped_name)
+        cluster = command.cluster
+        updated = replace(
+            current,
+            clusters={**current.clusters, cluster.name: cluster},
             last_modified_ms=command.stamped_at_ms,
         )
         self._put(service_meta_key(updated.key), encode_service(updated), index)

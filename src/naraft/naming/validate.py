@@ -28,7 +28,13 @@ from naraft.naming.keys import (
     InstanceKey,
     ServiceKey,
 )
-from naraft.naming.model import Instance, Selector, SelectorType
+from naraft.naming.model import (
+    CHECKER_FIELDS,
+    HealthCheckerType,
+    Instance,
+    Selector,
+    SelectorType,
+)
 
 MAX_NAMESPACE_ID_CHARS: Final = 128
 MAX_GROUP_NAME_CHARS: Final = 128
@@ -46,6 +52,8 @@ MAX_PAGE_SIZE: Final = 10_000
 MAX_SELECTOR_CHARS: Final = 4_096  # the selector JSON, expression included
 MAX_CLUSTERS_FILTER: Final = 64  # names in `clusters=c1,c2,...`
 MAX_NUMBER_CHARS: Final = 64  # the text of one numeric parameter
+MAX_CHECKER_CHARS: Final = 4_096  # the `healthChecker` JSON of `PUT /cluster`
+MAX_CHECKER_FIELD_CHARS: Final = 1_024  # one of its text fields (path, headers, cmd, ...)
 # Java's ranges: Nacos keeps these fields in a Java `int` or `long`, and so do its clients.
 JAVA_INT_MAX: Final = (1 << 31) - 1
 JAVA_LONG_MAX: Final = (1 << 63) - 1
@@ -99,6 +107,20 @@ class RawMetadataBatch:
     service_name: str | None = None
     consistency_type: str | None = None
     instances: str | None = None
+    metadata: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RawCluster:
+    """A cluster update (`PUT /cluster`) as sent."""
+
+    namespace_id: str | None = None
+    group_name: str | None = None
+    service_name: str | None = None
+    cluster_name: str | None = None
+    check_port: str | None = None
+    use_instance_port: str | None = None
+    health_checker: str | None = None
     metadata: str | None = None
 
 
@@ -538,3 +560,52 @@ def search_text(field: str, value: str | None, limit: int) -> str:
 def optional_cluster(value: str | None) -> str | None:
     """A cluster to filter by, or None (blank: every cluster)."""
     return None if _blank(value) else cluster_name(value)
+
+
+def check_port(value: str | None) -> int:
+    """`checkPort`, required as in Nacos; 0..65535 (Nacos takes anything, as 0 if not a
+    number)."""
+    return _integer("checkPort", value, 0, 65_535)
+
+
+def health_checker(value: str | None) -> tuple[HealthCheckerType, dict[str, str | int]]:
+    """`healthChecker`, required: a JSON object with `type` (TCP, HTTP, MYSQL or NONE, in
+    any case) and that type's own fields (`CHECKER_FIELDS`: HTTP `path`, `headers`,
+    `expectedResponseCode`; MYSQL `user`, `pwd`, `cmd`), each of its kind or null; other
+    keys are ignored, as Nacos's reader ignores them."""
+    text = required("healthChecker", value)
+    if len(text) > MAX_CHECKER_CHARS:
+        raise InvalidArgumentError("healthChecker", f"must be at most {MAX_CHECKER_CHARS} chars")
+    try:
+        raw: Any = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise InvalidArgumentError("healthChecker", "must be a JSON object") from None
+    if not isinstance(raw, dict):
+        raise InvalidArgumentError("healthChecker", "must be a JSON object")
+    kind_text = raw.get("type")
+    kinds = {t.value: t for t in HealthCheckerType}
+    if not isinstance(kind_text, str) or kind_text.upper() not in kinds:
+        raise InvalidArgumentError(
+            "healthChecker", f"type must be one of {', '.join(sorted(kinds))}"
+        )
+    kind = kinds[kind_text.upper()]
+    options: dict[str, str | int] = {}
+    for name, unset in CHECKER_FIELDS.get(kind, {}).items():
+        field_value = raw.get(name)
+        if field_value is None:
+            continue
+        if isinstance(unset, int):
+            if isinstance(field_value, str) and field_value.strip().isascii():
+                field_value = field_value.strip()
+                field_value = int(field_value) if field_value.isdigit() else field_value
+            if type(field_value) is not int or not 100 <= field_value <= 599:
+                raise InvalidArgumentError(
+                    "healthChecker", f"{name} must be an HTTP status code, 100..599"
+                )
+        elif not isinstance(field_value, str) or len(field_value) > MAX_CHECKER_FIELD_CHARS:
+            raise InvalidArgumentError(
+                "healthChecker",
+                f"{name} must be a string of at most {MAX_CHECKER_FIELD_CHARS} chars",
+            )
+        options[name] = field_value
+    return kind, options

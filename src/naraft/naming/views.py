@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import orjson
 
 from naraft.naming.keys import InstanceKey, ServiceKey
-from naraft.naming.model import Instance, Namespace, PushTarget, Service
-from naraft.naming.records import selector_record, sorted_metadata
+from naraft.naming.model import Cluster, Instance, Namespace, PushTarget, Service
+from naraft.naming.records import checker_view, selector_record, sorted_metadata
 from naraft.state.datums import right_sized
 
 
@@ -212,7 +212,7 @@ def service_view(service: Service) -> dict[str, object]:
         "clusters": [
             {
                 "name": cluster.name,
-                "healthChecker": {"type": cluster.health_checker_type.value},
+                "healthChecker": checker_view(cluster),
                 "metadata": sorted_metadata(cluster.metadata),
             }
             for cluster in (service.clusters[name] for name in sorted(service.clusters))
@@ -295,15 +295,15 @@ def catalog_detail_view(service: Service, instances: Sequence[Instance]) -> dict
     names = sorted(set(service.clusters) | {i.cluster_name for i in instances})
     clusters = []
     for name in names:
-        cluster = service.clusters.get(name)
+        cluster = service.clusters.get(name) or Cluster(name=name)
         clusters.append(
             {
                 "serviceName": key.grouped_name,
                 "name": name,
-                "healthChecker": {
-                    "type": cluster.health_checker_type.value if cluster is not None else "TCP"
-                },
-                "metadata": sorted_metadata(cluster.metadata) if cluster is not None else {},
+                "healthChecker": checker_view(cluster),
+                "metadata": sorted_metadata(cluster.metadata),
+                "defaultCheckPort": cluster.check_port,
+                "useIPPort4Check": cluster.use_instance_port,
             }
         )
     return {

@@ -10,11 +10,12 @@ build N that still speaks N-1 joins a cluster of N-1 builds, and once every memb
 the next build may drop N-1.
 
 A version names what a member can read: the batch formats of the wire (`codec`) and the
-commands of the log. This build speaks 1..3:
+commands of the log. This build speaks 1..4:
 - version 2 lets a leader mark its commit notices quiet, so that followers do not answer
   them (a wire change: batch format 2);
 - version 3 brings the first command added to the log since builds shared one
-  (`update_metadata`, Nacos's batch metadata); its batches are still written in format 2.
+  (`update_metadata`, Nacos's batch metadata); its batches are still written in format 2;
+- version 4 brings `update_cluster` (Nacos's `PUT /cluster`).
 A command a version brings is proposed only once the cluster has recorded that version
 (`naraft.upgrade`): every member spoke it when it was recorded, and from then on a peer
 that does not speak it is refused (`meets_floor`), so no member ever meets an entry it
@@ -50,7 +51,7 @@ class ProtocolRange:
         return self.low <= other.high and other.low <= self.high
 
 
-COMMANDS_VERSION: Final = 3  # the newest version that brought log commands
+COMMANDS_VERSION: Final = 4  # the newest version that brought log commands
 CURRENT: Final = ProtocolRange(min(FORMAT_VERSIONS), max(FORMAT_VERSION, COMMANDS_VERSION))
 BEFORE_HEADER: Final = ProtocolRange(1, 1)
 """What a request without the header speaks: builds before the header spoke version 1.

@@ -1,15 +1,17 @@
-"""`/nacos/v1/ns/service…`: service CRUD, list, names, subscribers."""
+"""`/nacos/v1/ns/service…`: service CRUD, list, names, subscribers; `/nacos/v1/ns/cluster`:
+a service's cluster update."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from naraft.api.context import json_response, maybe_read_barrier, naming_of, ok
-from naraft.api.params import raw_service, read_params
+from naraft.api.params import raw_cluster, raw_service, read_params
 
 routes = web.RouteTableDef()
 
 BASE = "/nacos/v1/ns/service"
+CLUSTER_PATH = "/nacos/v1/ns/cluster"
 
 
 @routes.post(BASE)
@@ -23,6 +25,14 @@ async def create_service(request: web.Request) -> web.Response:
 async def update_service(request: web.Request) -> web.Response:
     params = await read_params(request)
     await naming_of(request).update_service(raw_service(params))
+    return ok()
+
+
+@routes.put(CLUSTER_PATH)
+async def update_cluster(request: web.Request) -> web.Response:
+    """Nacos's `ClusterController.update`: `ok`."""
+    params = await read_params(request)
+    await naming_of(request).update_cluster(raw_cluster(params))
     return ok()
 
 
