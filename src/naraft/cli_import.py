@@ -33,7 +33,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from naraft.client import ADMIN_USER, alogin, bearer
+from naraft.client import ADMIN_USER, SERVICE_PATH, alogin, bearer
 from naraft.storage.nacos_import import (
     DEFAULT_MAX_FILE_BYTES,
     DEFAULT_NAMESPACE,
@@ -48,7 +48,6 @@ from naraft.storage.nacos_import import (
 from naraft.tls import client_context
 
 NAMESPACES_PATH = "/nacos/v1/console/namespaces"
-SERVICE_PATH = "/nacos/v1/ns/service"
 INSTANCE_PATH = "/nacos/v1/ns/instance"
 CONFIGS_PATH = "/nacos/v1/cs/configs"
 SHOWN_FAILURES = 10

@@ -201,6 +201,35 @@ def test_clone_probes_parse_as_the_route_parses_them() -> None:
     assert listed[0] > 10
 
 
+def _parse_cluster_update(form: tuple[tuple[str, str], ...]) -> None:
+    """What the cluster update route checks before it proposes anything."""
+    fields = dict(form)
+    validate.service_key(fields.get("namespaceId"), None, fields.get("serviceName"))
+    validate.cluster_name(validate.required("clusterName", fields.get("clusterName")))
+    validate.check_port(fields.get("checkPort"))
+    flag = validate.required("useInstancePort4Check", fields.get("useInstancePort4Check"))
+    validate.flag("useInstancePort4Check", flag, True)
+    validate.health_checker(fields.get("healthChecker"))
+    validate.metadata(fields.get("metadata"))
+
+
+def test_cluster_update_probes_parse_as_the_route_parses_them() -> None:
+    seen = Counter[Expect]()
+    for probe in _draw(7, (ProbeKind.CLUSTER_UPDATE,)):
+        assert probe.form is not None
+        assert (probe.method, probe.path) == ("PUT", "/nacos/v1/ns/cluster")
+        assert len(urlencode(probe.form).encode()) < inputs.BODY_LIMIT
+        seen[probe.expect] += 1
+        if probe.expect is Expect.ANY:  # taken if its service exists yet, else refused
+            _parse_cluster_update(probe.form)
+        else:
+            assert probe.expect is Expect.REFUSE
+            with pytest.raises(InvalidArgumentError):
+                _parse_cluster_update(probe.form)
+    assert seen[Expect.ANY] > 50
+    assert seen[Expect.REFUSE] > 100
+
+
 def test_switch_values_at_the_bounds_parse_and_those_beyond_do_not() -> None:
     for probe in _draw(5, (ProbeKind.SWITCH_BOUNDS, ProbeKind.SWITCH_OVERFLOW)):
         assert probe.form is not None

@@ -113,6 +113,9 @@ async def final_reads(cluster: ChaosCluster, workload: Workload) -> int:
             for name in sorted(workload.marked):
                 outcome = await workload.read_mark(session, node, f"final-{i}", name)
                 failed += outcome.name != "OK"
+            for name in sorted(workload.cluster_marked):
+                outcome = await workload.read_cluster_mark(session, node, f"final-{i}", name)
+                failed += outcome.name != "OK"
             for key in sorted(workload.stats.config_keys):
                 data_id = key.removeprefix(CONFIG_KEY_PREFIX)
                 outcome = await workload.read_config(session, node, f"final-{i}", data_id)

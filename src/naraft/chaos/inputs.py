@@ -50,6 +50,7 @@ from naraft.chaos import grpc_inputs
 from naraft.chaos.cluster import ChaosCluster, ChaosNode
 from naraft.chaos.configs import local_md5s
 from naraft.client import (
+    CLUSTER_PATH,
     CONFIG_LISTENER_PATH,
     CONFIGS_PATH,
     INSTANCE_LIST_PATH,
@@ -64,6 +65,7 @@ from naraft.client import (
 from naraft.configs.validate import MAX_IDS
 from naraft.errors import NaraftError
 from naraft.naming.switches import INTEGER_SWITCHES, Switches, switches_view, with_entry
+from naraft.naming.validate import MAX_CHECKER_FIELD_CHARS
 from naraft.raft.messages import AppendEntries, Envelope
 from naraft.raft.types import Entry, Index, NodeId, Term
 from naraft.state.kv import MAX_VALUE_BYTES
@@ -116,6 +118,7 @@ class ProbeKind(enum.StrEnum):
     UNKNOWN_ROUTE = "unknown-route"  # paths no route takes, methods a path does not serve
     METADATA_BATCH = "metadata-batch"  # batch metadata: bad selections, lists at the bound
     CONFIG_CLONE = "config-clone"  # clone by id: lists at the bound, bad bodies, few copies
+    CLUSTER_UPDATE = "cluster-update"  # Nacos's cluster update: checkers at bounds, bad fields
     GRPC_UNDECODABLE = "grpc-undecodable"  # bytes that are no Payload message
     GRPC_BAD_BODY = "grpc-bad-body"  # a body that is not JSON, or not an object
     GRPC_UNKNOWN_TYPE = "grpc-unknown-type"  # a type no handler serves; none; too long
@@ -150,6 +153,7 @@ WEIGHTS: Final[Mapping[ProbeKind, int]] = {
     ProbeKind.UNKNOWN_ROUTE: 1,
     ProbeKind.METADATA_BATCH: 2,
     ProbeKind.CONFIG_CLONE: 2,
+    ProbeKind.CLUSTER_UPDATE: 2,
     ProbeKind.GRPC_UNDECODABLE: 2,
     ProbeKind.GRPC_BAD_BODY: 2,
     ProbeKind.GRPC_UNKNOWN_TYPE: 2,
@@ -360,6 +364,7 @@ class ProbeFactory:
             ProbeKind.UNKNOWN_ROUTE: self._unknown_route,
             ProbeKind.METADATA_BATCH: self._metadata_batch,
             ProbeKind.CONFIG_CLONE: self._config_clone,
+            ProbeKind.CLUSTER_UPDATE: self._cluster_update,
             **{kind: self._grpc_maker(kind) for kind in GRPC_KINDS},
         }
 
@@ -725,6 +730,68 @@ class ProbeFactory:
             expect=expect,
             method=method,
             path=METADATA_BATCH_PATH,
+            form=tuple(fields.items()),
+        )
+
+    # -------------------------------------------------------------- cluster update
+
+    def _cluster_update(self, node: int) -> Probe:
+        """Nacos's cluster update on a nemesis service: checkers with their fields at the
+        bounds, the largest metadata (taken, or refused when the service does not exist
+        yet: either answer is right); or one field broken (400)."""
+        rng = self._rng
+        long_text = "".join(rng.choices(UNICODE, k=MAX_CHECKER_FIELD_CHARS))[
+            :MAX_CHECKER_FIELD_CHARS
+        ]
+        fields = {
+            "serviceName": self._service(),
+            "clusterName": rng.choice(("DEFAULT", "nemesis", "n-" + "c" * 62)),
+            "checkPort": str(rng.choice((0, 1, 80, 65_535))),
+            "useInstancePort4Check": rng.choice(("true", "FALSE")),
+            "healthChecker": rng.choice(
+                (
+                    '{"type":"none"}',
+                    orjson.dumps(
+                        {"type": "HTTP", "path": long_text, "expectedResponseCode": 599}
+                    ).decode(),
+                    orjson.dumps(
+                        {"type": "MYSQL", "user": "u", "pwd": long_text, "cmd": "select 1"}
+                    ).decode(),
+                )
+            ),
+            "metadata": orjson.dumps(self._metadata()).decode(),
+        }
+        if rng.random() < 0.4:
+            checker = fields["healthChecker"][:30]
+            label = f"cluster update of {fields['serviceName']}, checker {checker}"
+            expect = Expect.ANY
+        else:
+            broken, value = rng.choice(
+                (
+                    ("clusterName", "a b"),
+                    ("clusterName", "c" * 65),
+                    ("checkPort", rng.choice(("-1", "65536", "1e3", "9" * 100))),
+                    ("useInstancePort4Check", rng.choice(("", "yes", "1"))),
+                    ("healthChecker", rng.choice(("", "{", "[]", '{"type":"GRPC"}', "{}"))),
+                    ("healthChecker", '{"type":"HTTP","expectedResponseCode":600}'),
+                    ("healthChecker", orjson.dumps({"type": "HTTP", "path": "p" * 1025}).decode()),
+                    ("healthChecker", '{"type":"MYSQL","cmd":["select 1"]}'),
+                    ("healthChecker", '{"type":"TCP","x":"' + "x" * 5_000 + '"}'),
+                    ("metadata", "[1]"),
+                    ("serviceName", "a@@b@@c"),
+                )
+            )
+            fields[broken] = value
+            shown = value if len(value) <= 40 else f"{value[:20]}...({len(value)} chars)"
+            label = f"cluster update with {broken}={shown!r}"
+            expect = Expect.REFUSE
+        return Probe(
+            kind=ProbeKind.CLUSTER_UPDATE,
+            node=node,
+            label=label,
+            expect=expect,
+            method="PUT",
+            path=CLUSTER_PATH,
             form=tuple(fields.items()),
         )
 

@@ -51,11 +51,13 @@ from naraft.chaos.configs import (
 )
 from naraft.checker import HistoryRecorder, JsonValue, OpFunction, RecordType
 from naraft.client import (
+    CLUSTER_PATH,
     CONFIGS_PATH,
     INSTANCE_LIST_PATH,
     INSTANCE_PATH,
     KV_PATH,
     METADATA_BATCH_PATH,
+    SERVICE_PATH,
     WriteOutcome,
     body_of,
     classify_failure,
@@ -67,6 +69,12 @@ PRESENT: Final = "present"
 NAMING_PREFIX: Final = "naming/"
 MARK_PREFIX: Final = "mark/"  # the `mark` metadata of a `chaos-marks` instance, a register
 MARK_SERVICE: Final = "chaos-marks"
+CLUSTER_MARK_PREFIX: Final = "cmark/"  # the `mark` metadata of a cluster of `chaos-marks`
+CLUSTER_CHECKERS: Final = (
+    '{"type":"TCP"}',
+    '{"type":"NONE"}',
+    '{"type":"HTTP","path":"/health","expectedResponseCode":200}',
+)
 MARK_IP: Final = "10.0.3.1"
 MARK_FIRST_PORT: Final = 10_000
 SET_PREFIX: Final = "set/"
@@ -226,6 +234,8 @@ class Workload:
         self._services = KeyPool("svc", 2, self._config.max_ops_per_key)
         self._marks = KeyPool("m", 2, self._config.max_ops_per_key)
         self._marked: set[str] = set()  # mark keys whose instance is registered (acked)
+        self._cluster_marks = KeyPool("c", 2, self._config.max_ops_per_key)
+        self._cluster_marked: set[str] = set()  # cluster mark keys written or read
         self._seq = 0
         self._last_seen: dict[str, str | None] = {}
         self._settle_rng = random.Random(self._rng.getrandbits(64))
@@ -398,8 +408,10 @@ class Workload:
             if outcome is Outcome.OK:
                 self.stats.acked_instances.add(set_key)
             return self._done(process, OpFunction.WRITE, set_key, outcome)
-        if roll < 0.85:
+        if roll < 0.78:
             return await self._mark_op(session, node, process, rng)
+        if roll < 0.85 and self._marked:
+            return await self._cluster_mark_op(session, node, process, rng)
         return await self.list_service(session, node, process, service)
 
     async def _mark_op(
@@ -461,6 +473,62 @@ class Workload:
         return self._done(
             process, OpFunction.READ, key, Outcome.OK, mark if isinstance(mark, str) else None
         )
+
+    async def _cluster_mark_op(
+        self, session: aiohttp.ClientSession, node: ChaosNode, process: int, rng: random.Random
+    ) -> Outcome:
+        """A cluster of `chaos-marks` (which exists once a mark instance is registered): set
+        its `mark` metadata through Nacos's cluster update, or read it back; a register."""
+        name = self._cluster_marks.pick(rng)
+        self._cluster_marked.add(name)
+        if rng.random() < 0.5:
+            return await self.read_cluster_mark(session, node, process, name)
+        mark = self._unique(process)
+        params = {
+            "serviceName": MARK_SERVICE,
+            "clusterName": name,
+            "checkPort": str(rng.randrange(65_536)),
+            "useInstancePort4Check": rng.choice(("true", "false")),
+            "healthChecker": rng.choice(CLUSTER_CHECKERS),
+            "metadata": orjson.dumps({"mark": mark}).decode(),
+        }
+        key = f"{CLUSTER_MARK_PREFIX}{name}"
+        self._recorder.invoke(process, OpFunction.WRITE, key, mark)
+        outcome, _ = await self._mutate(
+            session, "PUT", f"{node.url}{CLUSTER_PATH}", None, params=params
+        )
+        return self._done(process, OpFunction.WRITE, key, outcome)
+
+    async def read_cluster_mark(
+        self, session: aiohttp.ClientSession, node: ChaosNode, process: int | str, name: str
+    ) -> Outcome:
+        """A linearizable read of the mark of cluster `name` of `chaos-marks` (None: no
+        such cluster), recorded."""
+        key = f"{CLUSTER_MARK_PREFIX}{name}"
+        self._recorder.invoke(process, OpFunction.READ, key)
+        params = {"serviceName": MARK_SERVICE, "linearizable": "true"}
+        try:
+            async with session.get(f"{node.url}{SERVICE_PATH}", params=params) as answer:
+                status, body = answer.status, await answer.read()
+        except aiohttp.ClientConnectorError:
+            return self._done(process, OpFunction.READ, key, Outcome.FAIL)
+        except (aiohttp.ClientError, TimeoutError):
+            return self._done(process, OpFunction.READ, key, Outcome.INFO)
+        clusters = body_of(body).get("clusters") if status == 200 else None
+        if not isinstance(clusters, list):
+            return self._done(process, OpFunction.READ, key, Outcome.FAIL)
+        mark = None
+        for cluster in clusters:
+            if isinstance(cluster, dict) and cluster.get("name") == name:
+                metadata = cluster.get("metadata")
+                found = metadata.get("mark") if isinstance(metadata, dict) else None
+                mark = found if isinstance(found, str) else None
+        return self._done(process, OpFunction.READ, key, Outcome.OK, mark)
+
+    @property
+    def cluster_marked(self) -> frozenset[str]:
+        """The cluster mark keys written or read (read at the end too)."""
+        return frozenset(self._cluster_marked)
 
     @property
     def marked(self) -> frozenset[str]:
