@@ -10,7 +10,9 @@ key holding "present" or absent, and marks: Nacos's batch metadata
 also records the cluster's version) sets a unique `mark` on an instance of `chaos-marks`,
 and a linearizable instance detail reads it back, a register per instance. Each such
 instance is registered once, unrecorded, before its first mark (a registration replaces
-metadata, so it never comes again). Keys rotate after `max_ops_per_key` operations so
+metadata, so it never comes again). Cluster marks are the same on clusters of
+`chaos-marks`, set through Nacos's cluster update and read from a linearizable service
+detail. Keys rotate after `max_ops_per_key` operations so
 the checker's per-key search stays small (docs/histories.md).
 
 A few more clients speak the Nacos 2.x gRPC protocol (`GrpcSession`), as the 2.x SDKs do:
