@@ -240,6 +240,38 @@ def test_bad_weight_shows_the_apis_error_and_writes_nothing(
     assert detail.json()["weight"] == 1.0
 
 
+def test_a_clusters_checker_port_and_metadata_are_set_on_the_service_page(
+    cluster: LocalCluster, orders: str, console: Console
+) -> None:
+    page = console.page
+    console.open(f"/nacos/ui/service?serviceName={SERVICE}")
+    page.get_by_label("Check port of DEFAULT").fill("70000")
+    page.get_by_role("button", name="Save DEFAULT").click()
+    assert "checkPort" in page.get_by_role("alert").inner_text()  # the API's refusal
+    page.get_by_label("Health checker of DEFAULT").select_option("HTTP")
+    page.get_by_label("HTTP path of DEFAULT").fill("/ready")
+    page.get_by_label("Check port of DEFAULT").fill("9090")
+    page.get_by_label("Check DEFAULT on each instance's port").uncheck()
+    page.get_by_label("Metadata of DEFAULT").fill('{"zone": "b"}')
+    console.shot("service-cluster")
+    page.get_by_role("button", name="Save DEFAULT").click()
+    assert "updated cluster DEFAULT" in console.flash()
+    detail = cluster.client.get(
+        f"{cluster.leader().url}/nacos/v1/ns/catalog/service",
+        params={"serviceName": SERVICE},
+        headers=bearer(token(cluster)),
+    ).json()
+    (shown,) = detail["clusters"]
+    assert shown["healthChecker"] == {
+        "type": "HTTP",
+        "path": "/ready",
+        "headers": "",
+        "expectedResponseCode": 200,
+    }
+    assert (shown["defaultCheckPort"], shown["useIPPort4Check"]) == (9090, False)
+    assert shown["metadata"] == {"zone": "b"}
+
+
 def config_content(cluster: LocalCluster, data_id: str) -> str:
     answer = cluster.client.get(
         f"{cluster.leader().url}/nacos/v1/cs/configs",

@@ -211,6 +211,7 @@ ACCESS: Final[Mapping[tuple[str, str], Rule]] = {
     ("GET", f"{CONSOLE_BASE}/services"): NAMING_R,
     ("GET", f"{CONSOLE_BASE}/service"): NAMING_R,
     ("POST", f"{CONSOLE_BASE}/instance"): NAMING_W,
+    ("POST", f"{CONSOLE_BASE}/service/cluster"): NAMING_W,  # as the API's PUT /cluster
     ("GET", f"{CONSOLE_BASE}/configs"): CONFIG_R,
     ("GET", f"{CONSOLE_BASE}/config"): CONFIG_R,
     ("POST", f"{CONSOLE_BASE}/config/preview"): CONFIG_W,

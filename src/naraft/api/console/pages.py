@@ -67,7 +67,8 @@ from naraft.api.v1.configs import (
 from naraft.auth import state as auth_state
 from naraft.configs import validate as config_validate
 from naraft.errors import InvalidArgumentError, NaraftError, UnauthorizedError
-from naraft.naming.validate import RawService
+from naraft.naming.model import HealthCheckerType
+from naraft.naming.validate import RawCluster, RawService
 from naraft.raft import NotLeaderError, Role
 from naraft.raft.membership import ChangeKind
 from naraft.tls import PLAINTEXT
@@ -499,6 +500,7 @@ async def service_page(request: web.Request, *, error: str = "", status: int = 2
         instances=instances["list"],
         paging=_pages(count, page_no, PAGE_SIZE),
         page_query=urlencode(query),
+        checker_types=[t.value for t in HealthCheckerType],
     )
 
 
@@ -538,6 +540,48 @@ async def instance_action(request: web.Request) -> web.Response:
         status = status_for(failure) or 400
         return await service_page(request, error=body_for(failure), status=status)
     raise _done(f"{BASE}/service", query, message)
+
+
+async def cluster_update(request: web.Request) -> web.Response:
+    """One cluster row of the service page: its health checker, check port, port flag and
+    metadata, by the API's cluster update (`PUT /nacos/v1/ns/cluster`). A checker whose
+    type is unchanged keeps the fields the page does not show (an HTTP checker's headers and
+    code, a MYSQL one's credentials); the HTTP path is the page's."""
+    params = await _form(request)
+    naming = naming_of(request)
+    query = _service_query(params)
+    name = (params.get("clusterName") or "").strip()
+    kind = (params.get("checker") or "").strip().upper()
+    try:
+        detail = naming.catalog_service(
+            raw_service_of(query["namespaceId"], query["groupName"], query["serviceName"])
+        )
+        clusters = detail["clusters"]
+        assert isinstance(clusters, list)
+        current: dict[str, object] = next(
+            (c["healthChecker"] for c in clusters if c["name"] == name), {}
+        )
+        checker = {**current, "type": kind} if current.get("type") == kind else {"type": kind}
+        if kind == "HTTP":
+            checker["path"] = (params.get("path") or "").strip()
+        flag = params.get("useInstancePort4Check") == "true"
+        raw = RawCluster(
+            namespace_id=query["namespaceId"],
+            group_name=query["groupName"],
+            service_name=query["serviceName"],
+            cluster_name=name,
+            check_port=params.get("checkPort"),
+            use_instance_port="true" if flag else "false",
+            health_checker=orjson.dumps(checker).decode(),
+            metadata=params.get("metadata") or "",
+        )
+        await naming.update_cluster(raw)
+    except NaraftError as failure:
+        if not _is_refusal(failure):
+            raise
+        status = status_for(failure) or 400
+        return await service_page(request, error=body_for(failure), status=status)
+    raise _done(f"{BASE}/service", query, f"updated cluster {name}")
 
 
 async def service_get(request: web.Request) -> web.Response:
@@ -1098,6 +1142,7 @@ def console_routes() -> list[web.RouteDef]:
         web.get(f"{BASE}/services", services_page),
         web.get(f"{BASE}/service", service_get),
         web.post(f"{BASE}/instance", instance_action),
+        web.post(f"{BASE}/service/cluster", cluster_update),
         web.get(f"{BASE}/configs", configs_page),
         web.get(f"{BASE}/config", config_page),
         web.post(f"{BASE}/config/preview", config_preview),
