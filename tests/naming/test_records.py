@@ -10,10 +10,12 @@ differently from one that never restarted, so it is checked over arbitrary input
 from __future__ import annotations
 
 import orjson
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from tests.naming.test_codec import clusters
 
+from naraft.naming.errors import CorruptDatumError
 from naraft.naming.keys import ServiceKey, instance_datum_key, instance_list_key
 from naraft.naming.model import Cluster, Instance, Service
 from naraft.naming.records import (
@@ -128,3 +130,19 @@ def test_a_cluster_no_update_touched_is_stored_as_builds_before_stored_it() -> N
     }
     changed = cluster_record(Cluster(name="c", check_port=81), key)
     assert (changed["defaultCheckPort"], changed["useIPPort4Check"]) == (81, True)
+
+
+@pytest.mark.parametrize(
+    "cluster",
+    [
+        {"healthChecker": {"type": "HTTP", "path": 7}},
+        {"healthChecker": {"type": "HTTP", "expectedResponseCode": True}},
+        {"healthChecker": {"type": "TCP"}, "defaultCheckPort": "80"},
+        {"healthChecker": {"type": "TCP"}, "useIPPort4Check": 1},
+    ],
+)
+def test_a_cluster_field_of_the_wrong_kind_is_a_corrupt_datum(cluster: dict[str, object]) -> None:
+    key = ServiceKey(namespace_id="public", group_name="G", service_name="s")
+    record = {"name": "G@@s", "clusterMap": {"c": {"name": "c", "metadata": {}, **cluster}}}
+    with pytest.raises(CorruptDatumError):
+        decode_service("k", orjson.dumps(record), key)

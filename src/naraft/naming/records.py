@@ -81,9 +81,15 @@ def _checker_options(
         value = raw.get(name)
         if value is None:
             continue
-        if type(value) is not (int if isinstance(unset, int) else str):
-            raise CorruptDatumError(key, f"healthChecker.{name} has the wrong type")
-        options[name] = value  # type: ignore[assignment]
+        wrong = CorruptDatumError(key, f"healthChecker.{name} has the wrong type")
+        if isinstance(unset, int):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise wrong
+            options[name] = value
+        else:
+            if not isinstance(value, str):
+                raise wrong
+            options[name] = value
     return options
 
 
