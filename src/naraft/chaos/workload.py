@@ -454,21 +454,16 @@ class Workload:
         """A linearizable read of the mark of `chaos-marks` instance `name` (None: none set),
         recorded."""
         key = f"{MARK_PREFIX}{name}"
-        self._recorder.invoke(process, OpFunction.READ, key)
         params = {
             "serviceName": MARK_SERVICE,
             "ip": MARK_IP,
             "port": str(_mark_port(name)),
             "linearizable": "true",
         }
-        try:
-            async with session.get(f"{node.url}{INSTANCE_PATH}", params=params) as answer:
-                status, body = answer.status, await answer.read()
-        except aiohttp.ClientConnectorError:
-            return self._done(process, OpFunction.READ, key, Outcome.FAIL)
-        except (aiohttp.ClientError, TimeoutError):
-            return self._done(process, OpFunction.READ, key, Outcome.INFO)
-        metadata = body_of(body).get("metadata") if status == 200 else None
+        answer = await self._read_json(session, f"{node.url}{INSTANCE_PATH}", params, process, key)
+        if isinstance(answer, Outcome):
+            return answer
+        metadata = answer.get("metadata")
         if not isinstance(metadata, dict):
             return self._done(process, OpFunction.READ, key, Outcome.FAIL)
         mark = metadata.get("mark")
@@ -507,16 +502,11 @@ class Workload:
         """A linearizable read of the mark of cluster `name` of `chaos-marks` (None: no
         such cluster), recorded."""
         key = f"{CLUSTER_MARK_PREFIX}{name}"
-        self._recorder.invoke(process, OpFunction.READ, key)
         params = {"serviceName": MARK_SERVICE, "linearizable": "true"}
-        try:
-            async with session.get(f"{node.url}{SERVICE_PATH}", params=params) as answer:
-                status, body = answer.status, await answer.read()
-        except aiohttp.ClientConnectorError:
-            return self._done(process, OpFunction.READ, key, Outcome.FAIL)
-        except (aiohttp.ClientError, TimeoutError):
-            return self._done(process, OpFunction.READ, key, Outcome.INFO)
-        clusters = body_of(body).get("clusters") if status == 200 else None
+        answer = await self._read_json(session, f"{node.url}{SERVICE_PATH}", params, process, key)
+        if isinstance(answer, Outcome):
+            return answer
+        clusters = answer.get("clusters")
         if not isinstance(clusters, list):
             return self._done(process, OpFunction.READ, key, Outcome.FAIL)
         mark = None
@@ -526,6 +516,28 @@ class Workload:
                 found = metadata.get("mark") if isinstance(metadata, dict) else None
                 mark = found if isinstance(found, str) else None
         return self._done(process, OpFunction.READ, key, Outcome.OK, mark)
+
+    async def _read_json(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        params: Mapping[str, str],
+        process: int | str,
+        key: str,
+    ) -> dict[str, Any] | Outcome:
+        """Record a read of `key` begun and GET `url`: the answer's JSON object when it is
+        200, else the read recorded as failed (refused, or not 200) or unknown (no answer)."""
+        self._recorder.invoke(process, OpFunction.READ, key)
+        try:
+            async with session.get(url, params=params) as answer:
+                status, body = answer.status, await answer.read()
+        except aiohttp.ClientConnectorError:
+            return self._done(process, OpFunction.READ, key, Outcome.FAIL)
+        except (aiohttp.ClientError, TimeoutError):
+            return self._done(process, OpFunction.READ, key, Outcome.INFO)
+        if status != 200:
+            return self._done(process, OpFunction.READ, key, Outcome.FAIL)
+        return body_of(body)
 
     @property
     def cluster_marked(self) -> frozenset[str]:
