@@ -582,6 +582,10 @@ async def test_the_clone_dialog_shows_only_the_namespace_asked_for(env: Any) -> 
     elsewhere = await env.client.get(f"{UI}/config/clone", params={"tenant": "ns1", "id": app})
     assert elsewhere.status == 400
     assert "tick at least one config to clone" in await elsewhere.text()
+    junk = await env.client.get(
+        f"{UI}/config/clone", params=[("tenant", ""), ("id", "9" * 5_000), ("id", "x")]
+    )
+    assert junk.status == 400  # passed over, not a 500
 
 
 async def test_content_is_coloured_by_type_and_never_markup(env: Any) -> None:

@@ -597,7 +597,8 @@ def health_checker(value: str | None) -> tuple[HealthCheckerType, dict[str, str 
         if isinstance(unset, int):
             if isinstance(field_value, str) and field_value.strip().isascii():
                 field_value = field_value.strip()
-                field_value = int(field_value) if field_value.isdigit() else field_value
+                digits = field_value.isdigit() and len(field_value) <= 3
+                field_value = int(field_value) if digits else field_value
             if type(field_value) is not int or not 100 <= field_value <= 599:
                 raise InvalidArgumentError(
                     "healthChecker", f"{name} must be an HTTP status code, 100..599"

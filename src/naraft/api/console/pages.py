@@ -791,7 +791,11 @@ async def _copied(
 
 def _ticked_ids(values: list[str]) -> set[int]:
     """The config ids ticked (`id`), at most `MAX_IDS`; anything but an id is passed over."""
-    ids = {int(v) for v in values[: config_validate.MAX_IDS] if v.isascii() and v.isdigit()}
+    ids = {
+        int(v)
+        for v in values[: config_validate.MAX_IDS]
+        if v.isascii() and v.isdigit() and len(v) <= 19  # int() of 5,000 digits raises
+    }
     return {i for i in ids if i < 1 << 63}
 
 
