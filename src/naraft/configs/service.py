@@ -262,9 +262,8 @@ class ConfigService:
         items: list[ArchiveItem] = []
         for record in found:
             if not readable(record.key):
-                raise UnauthorizedError(
-                    f"no read permission on config {record.key.group}/{record.key.data_id} "
-                    f"of namespace {record.key.tenant or 'public'!r}, which the clone copies"
+                raise UnauthorizedError(  # its id only: its name is not the caller's to learn
+                    f"no read permission on config id {record.id}, which the clone copies"
                 )
             source = wanted[record.id]
             items.append(
