@@ -250,6 +250,12 @@ def _value(rng: random.Random, size: int) -> str:
     return base64.b64encode(raw).decode()[:size]
 
 
+def _shown(value: str) -> str:
+    """A probe's value for its one-line label: whole up to 40 characters, else its head and
+    length."""
+    return value if len(value) <= 40 else f"{value[:20]}...({len(value)} chars)"
+
+
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -415,7 +421,7 @@ class ProbeFactory:
     # -------------------------------------------------------------- switches
 
     def _switch(self, node: int, kind: ProbeKind, entry: str, value: str, expect: Expect) -> Probe:
-        shown = value if len(value) <= 40 else f"{value[:20]}...({len(value)} chars)"
+        shown = _shown(value)
         return Probe(
             kind=kind,
             node=node,
@@ -593,7 +599,7 @@ class ProbeFactory:
             )
         )
         fields[broken] = value
-        shown = value if len(value) <= 40 else f"{value[:20]}...({len(value)} chars)"
+        shown = _shown(value)
         return Probe(
             kind=ProbeKind.INSTANCE_INVALID,
             node=node,
@@ -666,7 +672,7 @@ class ProbeFactory:
             )
         )
         fields[broken] = value
-        shown = value if len(value) <= 40 else f"{value[:20]}...({len(value)} chars)"
+        shown = _shown(value)
         return Probe(
             kind=ProbeKind.CONFIG_INVALID,
             node=node,
@@ -720,7 +726,7 @@ class ProbeFactory:
                 )
             )
             fields[broken] = value
-            shown = value if len(value) <= 40 else f"{value[:20]}...({len(value)} chars)"
+            shown = _shown(value)
             label = f"{method} metadata batch with {broken}={shown!r}"
             expect = Expect.REFUSE
         return Probe(
@@ -782,7 +788,7 @@ class ProbeFactory:
                 )
             )
             fields[broken] = value
-            shown = value if len(value) <= 40 else f"{value[:20]}...({len(value)} chars)"
+            shown = _shown(value)
             label = f"cluster update with {broken}={shown!r}"
             expect = Expect.REFUSE
         return Probe(
@@ -1592,7 +1598,7 @@ async def _check_switches(
         held = document.get(SWITCH_FIELDS[entry])
         if held not in expected:
             value = acked[-1]
-            shown = value if len(value) <= 40 else f"{value[:20]}...({len(value)} chars)"
+            shown = _shown(value)
             found.append(f"switch {entry}: acked {shown!r}, the nodes hold {str(held)[:60]}")
     return found
 
