@@ -38,7 +38,14 @@ from naraft.naming.keys import (
 )
 from naraft.naming.model import Cluster, Instance, Selector, SelectorType, Service
 from naraft.naming.records import encode_service, instance_record
-from naraft.naming.state import Applied, MetadataUpdated, NamingState, Rejected, RejectReason
+from naraft.naming.state import (
+    DECODED_INSTANCES_KEPT,
+    Applied,
+    MetadataUpdated,
+    NamingState,
+    Rejected,
+    RejectReason,
+)
 from naraft.naming.validate import MAX_METADATA_ENTRIES, MAX_METADATA_VALUE_CHARS
 from naraft.state.datums import Datum, DatumTable
 
@@ -57,10 +64,12 @@ def register(instance: Instance, stamp: int = T0) -> RegisterInstance:
 
 
 class Harness:
-    def __init__(self) -> None:
+    def __init__(self, *, decoded_instances_kept: int = DECODED_INSTANCES_KEPT) -> None:
         self.datums = DatumTable()
         self.feed = ChangeFeed()
-        self.state = NamingState(self.datums, self.feed)
+        self.state = NamingState(
+            self.datums, self.feed, decoded_instances_kept=decoded_instances_kept
+        )
         self.index = 0
         self.changed: list[ServiceKey] = []
         self.feed.subscribe_all(self.changed.append)
@@ -534,7 +543,79 @@ def test_a_deleted_or_replaced_away_service_leaves_no_decoded_list_behind(h: Har
     h.datums.delete(instance_datum_key(other.key))  # as a digest install removes a key
     h.state.publish_replaced([instance_datum_key(other.key)])
 
-    assert h.state._lists == {}
+    assert len(h.state._lists) == 0
+    assert h.state._lists.held == 0
+
+
+def service_named(name: str) -> ServiceKey:
+    return ServiceKey(namespace_id="public", group_name="DEFAULT_GROUP", service_name=name)
+
+
+def fill(h: Harness, sizes: dict[str, int]) -> None:
+    """Register `size` instances into each service named."""
+    for name, size in sizes.items():
+        for n in range(size):
+            h.apply(register(make_instance(f"10.1.0.{n}", service=service_named(name))))
+
+
+def test_counting_the_instances_decodes_none_of_them(h: Harness) -> None:
+    """Metrics and the state view count the registry every few seconds: counting it must
+    not leave every instance decoded in memory."""
+    fill(h, {"a": 3, "b": 5})
+    h.apply(register(make_instance("10.2.0.1", service=service_named("b"), ephemeral=False)))
+
+    assert h.state.instance_count() == 9
+    assert h.state.service_instance_count(service_named("b")) == 6
+    assert h.state.service_instance_count(service_named("absent")) == 0
+    assert len(h.state._lists) == 0
+
+
+def test_decoded_lists_past_the_bound_go_least_recently_read_first() -> None:
+    h = Harness(decoded_instances_kept=6)
+    fill(h, {"a": 3, "b": 3, "c": 3})
+    a, b, c = (service_named(n) for n in "abc")
+
+    assert len(h.state.instances(a)) == len(h.state.instances(b)) == 3
+    assert h.state._lists.held == 6
+    h.state.instances(a)  # a is now read more recently than b
+    assert len(h.state.instances(c)) == 3  # 9 > 6: b goes
+
+    assert h.state._lists.held == 6
+    assert h.state._lists.get(instance_list_key(b, ephemeral=True)) is None
+    assert h.state._lists.get(instance_list_key(a, ephemeral=True)) is not None
+    # a dropped list reads the same when decoded again
+    assert [i.ip for i in h.state.instances(b)] == ["10.1.0.0", "10.1.0.1", "10.1.0.2"]
+
+
+def test_a_list_larger_than_the_bound_stays_while_it_is_the_latest_read() -> None:
+    h = Harness(decoded_instances_kept=4)
+    fill(h, {"small": 2, "big": 7})
+    small, big = service_named("small"), service_named("big")
+
+    h.state.instances(small)
+    listed = h.state._listed(big, ephemeral=True)
+    assert h.state._listed(big, ephemeral=True) is listed  # kept: not decoded again
+    assert h.state._lists.held == 7
+    assert len(h.state._lists) == 1
+
+
+def test_writes_into_a_kept_list_are_counted_against_the_bound() -> None:
+    h = Harness(decoded_instances_kept=5)
+    fill(h, {"a": 2, "b": 2})
+    a, b = service_named("a"), service_named("b")
+    h.state.instances(a)
+    h.state.instances(b)
+    assert h.state._lists.held == 4
+
+    h.apply(register(make_instance("10.9.0.1", service=b)))  # b brought along: 5
+    assert h.state._lists.held == 5
+    assert len(h.state._lists) == 2
+    h.apply(register(make_instance("10.9.0.2", service=b)))  # 6 > 5: a goes
+    assert h.state._lists.held == 4
+    assert h.state._lists.get(instance_list_key(a, ephemeral=True)) is None
+    h.apply(DeregisterInstance(key=make_instance("10.9.0.1", service=b).key, stamped_at_ms=T0))
+    assert h.state._lists.held == 3
+    assert len(h.state.instances(b)) == 3
 
 
 def whole_list(service: ServiceKey, *instances: Instance) -> bytes:
@@ -551,6 +632,7 @@ def test_a_list_written_whole_reads_and_is_split_by_the_next_change(h: Harness) 
     )
     h.index = 7
 
+    assert h.state.instance_count() == 2
     assert h.state.instances(ORDERS) == (a, b)
     assert h.state.find_instance(ORDERS, cluster_name="DEFAULT", ip="10.0.0.1", port=8080) == a
     assert [s for s, _ in h.state.ephemeral_lists()] == [ORDERS]

@@ -21,7 +21,7 @@ import enum
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TypeVar
+from typing import Final, TypeVar
 
 import orjson
 
@@ -111,12 +111,72 @@ class _Listed:
     legacy: dict[Address, Instance] = field(default_factory=dict)
     ordered: tuple[Instance, ...] | None = None
 
+    counted: int = 0  # its size when `_DecodedLists` last counted it
+
     def instances(self) -> tuple[Instance, ...]:
         if self.ordered is None:
             listed = [instance for _, instance in self.records.values()]
             listed.extend(self.legacy.values())
             self.ordered = tuple(sorted(listed, key=instance_sort_key))
         return self.ordered
+
+    @property
+    def size(self) -> int:
+        return len(self.records) + len(self.legacy)
+
+
+DECODED_INSTANCES_KEPT: Final = 20_000
+"""How many decoded instances the lists kept decoded hold together. A decoded instance
+costs about 400 bytes beside its stored record; without a bound, a node that had read every
+list once (metrics, the console, a client's first poll) kept the whole registry twice."""
+
+
+class _DecodedLists:
+    """The instance lists kept decoded, by list key, least recently read first. Past
+    `limit` instances in all, the least recently read lists are dropped (to be decoded
+    again when next read); the most recently read one stays whatever its size, so one huge
+    service read again and again is decoded once, not on every read."""
+
+    def __init__(self, limit: int) -> None:
+        self._lists: dict[str, _Listed] = {}
+        self._limit = limit
+        self._held = 0  # the sum of every kept list's `counted`
+
+    def __len__(self) -> int:
+        return len(self._lists)
+
+    @property
+    def held(self) -> int:
+        """Decoded instances kept, in all."""
+        return self._held
+
+    def get(self, list_key: str) -> _Listed | None:
+        """The list kept for `list_key`, leaving its place in the reading order as it is."""
+        return self._lists.get(list_key)
+
+    def read(self, list_key: str, listed: _Listed) -> None:
+        """`listed` was just read: keep it (or keep it again) as the most recently read."""
+        kept = self._lists.pop(list_key, None)
+        if kept is not listed:
+            if kept is not None:
+                self._held -= kept.counted
+            listed.counted = 0
+        self._lists[list_key] = listed
+        self.recount(listed)
+
+    def recount(self, listed: _Listed) -> None:
+        """`listed` (kept) gained or lost records in place; drop others past the limit."""
+        self._held += listed.size - listed.counted
+        listed.counted = listed.size
+        lists = self._lists
+        while self._held > self._limit and len(lists) > 1:
+            oldest = next(iter(lists))
+            self._held -= lists.pop(oldest).counted
+
+    def drop(self, list_key: str) -> None:
+        kept = self._lists.pop(list_key, None)
+        if kept is not None:
+            self._held -= kept.counted
 
 
 PUBLIC_NAMESPACE = Namespace(
@@ -175,7 +235,13 @@ def _changed_metadata(current: Mapping[str, str], command: UpdateMetadata) -> di
 class NamingState:
     """The naming state machine over a DatumTable. One owner: the replica's apply loop."""
 
-    def __init__(self, datums: DatumTable, feed: ChangeFeed | None = None) -> None:
+    def __init__(
+        self,
+        datums: DatumTable,
+        feed: ChangeFeed | None = None,
+        *,
+        decoded_instances_kept: int = DECODED_INSTANCES_KEPT,
+    ) -> None:
         self._datums = datums
         # listed often (every service list and namespace page): kept apart from everything
         # else the table holds, so that listing them never scans it all
@@ -187,7 +253,7 @@ class NamingState:
         # key → (the datum object decoded, its decoded value); identity-checked on read.
         self._decoded: dict[str, tuple[Datum, object]] = {}
         # list key → that list decoded, valid while its group's stamp is the same object
-        self._lists: dict[str, _Listed] = {}
+        self._lists = _DecodedLists(decoded_instances_kept)
 
     @property
     def datums(self) -> DatumTable:
@@ -232,7 +298,7 @@ class NamingState:
         for ephemeral in (True, False):
             list_key = instance_list_key(service, ephemeral=ephemeral)
             if self._datums.group_stamp(list_key) is None:
-                self._lists.pop(list_key, None)
+                self._lists.drop(list_key)
 
     def publish_replaced_changes(self, changes: DatumChanges) -> None:
         """`publish_replaced` for the keys a `DatumChanges` put or deleted."""
@@ -437,6 +503,7 @@ class NamingState:
             listed.records.pop(datum_key, None)
         else:
             listed.records[datum_key] = (datum, stored_instance(instance, key.service))
+        self._lists.recount(listed)
         return written
 
     def _patch_instance(self, command: PatchInstance, index: int) -> ApplyResult:
@@ -638,9 +705,10 @@ class NamingState:
         stamp = self._datums.group_stamp(list_key)
         kept = self._lists.get(list_key)
         if kept is not None and kept.stamp is stamp:
+            self._lists.read(list_key, kept)
             return kept
         if stamp is None:
-            self._lists.pop(list_key, None)
+            self._lists.drop(list_key)
             return _Listed(stamp=None, ordered=())
         before = {} if kept is None else kept.records
         listed = _Listed(stamp=stamp)
@@ -655,7 +723,7 @@ class NamingState:
             if hit is None or hit[0] is not datum:
                 hit = (datum, decode_instance(key, datum.value, service))
             listed.records[key] = hit
-        self._lists[list_key] = listed
+        self._lists.read(list_key, listed)
         return listed
 
     def find_instance(
@@ -691,4 +759,19 @@ class NamingState:
                 yield service_key_of(namespace_id, grouped), stamp
 
     def instance_count(self) -> int:
-        return sum(len(self.instances(s)) for s in self.all_services())
+        """Instances of every service, counted without decoding them (metrics and the
+        state view ask for it often, and decoding the registry to count it kept it all
+        decoded)."""
+        return sum(self.service_instance_count(s) for s in self.all_services())
+
+    def service_instance_count(self, service: ServiceKey) -> int:
+        """The service's instances of both kinds, counted from its datums."""
+        count = 0
+        for ephemeral in (True, False):
+            list_key = instance_list_key(service, ephemeral=ephemeral)
+            size = self._datums.group_size(list_key)
+            if size and self._datums.get(list_key) is not None:
+                # a list written whole is one of the group's keys: count what it holds
+                size += len(self._listed(service, ephemeral).legacy) - 1
+            count += size
+        return count

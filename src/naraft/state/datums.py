@@ -119,6 +119,13 @@ class DatumTable:
         data = self._data
         return [(key, data[key]) for key in grouping.members.get(name, ())]
 
+    def group_size(self, name: str) -> int:
+        """How many keys group `name` of an `index_groups` prefix holds, without reading them."""
+        grouping = self._grouping_of(name)
+        if grouping is None:
+            raise KeyError(f"no grouped prefix holds {name!r}")
+        return len(grouping.members.get(name, ()))
+
     def group_stamp(self, name: str) -> object | None:
         """An object that stays the same while no member of group `name` is put, deleted,
         rolled back or installed, and is replaced when one is; None while it has none. A
