@@ -466,6 +466,7 @@ class Node:
                     port=port,
                     state="UP" if reachable or status.role is not Role.LEADER else "DOWN",
                     extend_info={"raftPort": port, "leader": status.leader},
+                    is_self=member == status.id,
                 )
             )
         return infos

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from tests.api.conftest import Env
 
+from naraft import __version__
+from naraft.api import make_app
+from naraft.api.health import HEALTH
+from naraft.api.v1.operator import ServerInfo
 from naraft.naming.keys import ServiceKey
 
 SWITCHES = "/nacos/v1/ns/operator/switches"
@@ -151,8 +159,95 @@ async def test_core_cluster_nodes_lists_the_members_in_a_rest_result(env: Any) -
     (member,) = answer["data"]
     assert member["address"] == f"{member['ip']}:{member['port']}"
     assert member["state"] == "UP"
-    port = str(env.client.port)
-    matched = await env.json("GET", "/nacos/v1/core/cluster/nodes", {"keyword": port})
-    assert len(matched["data"]) == 1
     unmatched = await env.json("GET", "/nacos/v1/core/cluster/nodes", {"keyword": "no-such-host"})
     assert unmatched["data"] == []
+
+
+class Members:
+    """Three members, the answering one second by address; its readiness is settable."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+
+    def servers(self) -> list[ServerInfo]:
+        return [
+            ServerInfo(ip="10.0.0.20", port=8848),
+            ServerInfo(ip="10.0.0.3", port=8848, is_self=True),
+            ServerInfo(ip="10.0.0.2", port=8848, state="DOWN"),
+        ]
+
+    def readiness(self) -> str | None:
+        return self.reason
+
+
+@pytest.fixture
+async def cluster() -> AsyncIterator[tuple[TestClient[web.Request, web.Application], Members]]:
+    members = Members()
+    app = make_app(Env().naming, servers=members)
+    app[HEALTH] = members
+    client: TestClient[web.Request, web.Application] = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        yield client, members
+    finally:
+        await client.close()
+
+
+async def _data(client: TestClient[web.Request, web.Application], path: str, **query: str) -> Any:
+    response = await client.get(path, params=query)
+    assert response.status == 200
+    answer = await response.json()
+    assert (answer["code"], answer["message"]) == (200, None)
+    return answer["data"]
+
+
+async def test_core_cluster_nodes_are_sorted_and_matched_by_address_prefix(
+    cluster: tuple[TestClient[web.Request, web.Application], Members],
+) -> None:
+    client, _ = cluster
+    nodes = "/nacos/v1/core/cluster/nodes"
+    everyone = await _data(client, nodes)
+    # by address as text, as Nacos sorts its members
+    assert [n["address"] for n in everyone] == ["10.0.0.20:8848", "10.0.0.2:8848", "10.0.0.3:8848"]
+    assert [n["address"] for n in await _data(client, nodes, keyword=" ")] == [
+        n["address"] for n in everyone
+    ]
+    # Nacos matches an address equal to the keyword or starting with it, nothing inside it
+    assert [n["address"] for n in await _data(client, nodes, keyword="10.0.0.2")] == [
+        "10.0.0.20:8848",
+        "10.0.0.2:8848",
+    ]
+    assert await _data(client, nodes, keyword="0.0.2") == []
+
+
+async def test_core_cluster_self_simple_nodes_and_health(
+    cluster: tuple[TestClient[web.Request, web.Application], Members],
+) -> None:
+    client, members = cluster
+    me = await _data(client, "/nacos/v1/core/cluster/self")
+    assert (me["address"], me["state"]) == ("10.0.0.3:8848", "UP")
+    assert await _data(client, "/nacos/v1/core/cluster/simple/nodes") == [
+        "10.0.0.20:8848",
+        "10.0.0.2:8848",
+        "10.0.0.3:8848",
+    ]
+    assert await _data(client, "/nacos/v1/core/cluster/health") == "UP"
+    members.reason = "no leader known"
+    assert await _data(client, "/nacos/v1/core/cluster/health") == "DOWN"
+
+
+async def test_console_server_state_names_the_mode_and_version(
+    env: Any, cluster: tuple[TestClient[web.Request, web.Application], Members]
+) -> None:
+    client, _ = cluster
+    response = await client.get("/nacos/v1/console/server/state")
+    assert response.status == 200
+    assert await response.json() == {
+        "standalone_mode": "cluster",
+        "function_mode": None,
+        "version": f"naraft-{__version__}",
+    }
+    alone = await env.json("GET", "/nacos/v1/console/server/state")
+    assert alone["standalone_mode"] == "standalone"
+    me = await env.json("GET", "/nacos/v1/core/cluster/self")
+    assert me["data"]["port"] == env.client.port

@@ -153,6 +153,10 @@ ACCESS: Final[Mapping[tuple[str, str], Rule]] = {
     ("GET", f"{_NS}/operator/metrics"): USER,
     ("GET", f"{_NS}/operator/servers"): USER,
     ("GET", "/nacos/v1/core/cluster/nodes"): USER,  # the same members, in Nacos's core API
+    ("GET", "/nacos/v1/core/cluster/simple/nodes"): USER,
+    ("GET", "/nacos/v1/core/cluster/self"): USER,
+    ("GET", "/nacos/v1/core/cluster/health"): OPEN,  # a health probe: UP or DOWN
+    ("GET", "/nacos/v1/console/server/state"): OPEN,  # mode and version, read before sign-in
     ("PUT", f"{_NS}/health"): ADMIN,
     ("PUT", f"{_NS}/health/instance"): ADMIN,
     ("GET", f"{_NS}/health/server"): OPEN,  # a health probe

@@ -45,7 +45,7 @@ import orjson
 
 from naraft.api.app import MAX_BODY_BYTES
 from naraft.api.params import MAX_PARAM_VALUE_CHARS
-from naraft.api.v1.operator import CORE_NODES
+from naraft.api.v1.operator import CORE_CLUSTER, CORE_NODES, SERVER_STATE
 from naraft.chaos import grpc_inputs
 from naraft.chaos.cluster import ChaosCluster, ChaosNode
 from naraft.chaos.configs import local_md5s
@@ -85,8 +85,17 @@ UNSERVED_METHODS: Final = (
     ("PATCH", "/nacos/v1/ns/service/list"),
     ("DELETE", "/nacos/v1/ns/instance/list"),
     ("POST", CORE_NODES),
+    ("POST", f"{CORE_CLUSTER}/self"),
+    ("PUT", SERVER_STATE),
     ("PUT", "/nacos/v1/ns/operator/servers"),
     ("PATCH", f"{KV_PATH}/{KEY_PREFIX}route"),
+)
+MEMBER_VIEWS: Final = (  # reads of the members and this node, in Nacos's shapes
+    CORE_NODES,
+    f"{CORE_CLUSTER}/simple/nodes",
+    f"{CORE_CLUSTER}/self",
+    f"{CORE_CLUSTER}/health",
+    SERVER_STATE,
 )
 SERVICE_PREFIX: Final = "nemesis-"
 CONFIG_PREFIX: Final = "nemesis-cfg-"
@@ -861,7 +870,8 @@ class ProbeFactory:
 
     def _unknown_route(self, node: int) -> Probe:
         """A path no route takes (404) or a method its path does not serve (405), each in
-        its API's error shape; or the core API's member list with an odd `keyword`."""
+        its API's error shape; or a member view: the core API's member list with an odd
+        `keyword`, the answering member, its health, the console's server state."""
         rng = self._rng
         choice = rng.randrange(3)
         if choice < 2:
@@ -887,6 +897,15 @@ class ProbeFactory:
                 expect=Expect.REFUSE,
                 method=method,
                 path=path,
+            )
+        member_view = rng.choice(MEMBER_VIEWS)
+        if member_view != CORE_NODES:
+            return Probe(
+                kind=ProbeKind.UNKNOWN_ROUTE,
+                node=node,
+                label=f"{member_view}, a member view",
+                expect=Expect.ACCEPT,
+                path=member_view,
             )
         keyword = rng.choice(("", "127.0.0.1", "名前ü", "%", _value(rng, rng.randrange(1, 4_000))))
         return Probe(

@@ -1,5 +1,6 @@
 """`/nacos/v1/ns/operator…` and `/nacos/v1/ns/health…`: switches, metrics, servers, health;
-and the members as Nacos's core API lists them (`/nacos/v1/core/cluster/nodes`)."""
+the members as Nacos 1.4's core API shows them (`/nacos/v1/core/cluster/…`); and the
+server state Nacos's console reads (`/nacos/v1/console/server/state`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Final, Protocol
 
 from aiohttp import web
 
+from naraft import __version__
 from naraft.api.context import json_response, naming_of, ok
 from naraft.api.health import not_ready
 from naraft.api.params import raw_instance, read_params
@@ -19,7 +21,9 @@ from naraft.naming.validate import flag
 routes = web.RouteTableDef()
 
 BASE = "/nacos/v1/ns"
-CORE_NODES: Final = "/nacos/v1/core/cluster/nodes"
+CORE_CLUSTER: Final = "/nacos/v1/core/cluster"
+CORE_NODES: Final = f"{CORE_CLUSTER}/nodes"
+SERVER_STATE: Final = "/nacos/v1/console/server/state"
 MEMINFO: Final = Path("/proc/meminfo")
 
 
@@ -31,6 +35,7 @@ class ServerInfo:
     port: int
     state: str = "UP"
     extend_info: Mapping[str, object] = field(default_factory=dict)
+    is_self: bool = False  # the node answering
 
 
 class ServerDirectory(Protocol):
@@ -110,8 +115,13 @@ def _members(request: web.Request) -> Sequence[ServerInfo]:
     directory = request.app.get(SERVERS)
     if directory is None:
         host = request.url.host or "127.0.0.1"
-        return (ServerInfo(ip=host, port=_local_port(request)),)
+        return (ServerInfo(ip=host, port=_local_port(request), is_self=True),)
     return directory.servers()
+
+
+def _rest_result(data: object) -> web.Response:
+    """Nacos's `RestResult` of a success."""
+    return json_response({"code": 200, "message": None, "data": data})
 
 
 @routes.get(f"{BASE}/operator/servers")
@@ -123,15 +133,54 @@ async def servers(request: web.Request) -> web.Response:
     return json_response({"servers": [_member_view(m) for m in members]})
 
 
+def _address(server: ServerInfo) -> str:
+    return f"{server.ip}:{server.port}"
+
+
 @routes.get(CORE_NODES)
 async def core_nodes(request: web.Request) -> web.Response:
-    """Nacos 1.4's `GET /v1/core/cluster/nodes`: the members in its `RestResult`, those whose
-    address contains `keyword` when it is given."""
+    """Nacos 1.4's `GET /v1/core/cluster/nodes`: the members by address, in its
+    `RestResult`; with `keyword`, those whose address is it or starts with it."""
     params = await read_params(request)
     keyword = params.get("keyword") or ""
-    views = [_member_view(m) for m in _members(request)]
-    data = [view for view in views if keyword in str(view["address"])]
-    return json_response({"code": 200, "message": None, "data": data})
+    keyword = keyword if keyword.strip() else ""  # blank: every member, as Nacos
+    members = sorted(_members(request), key=_address)
+    return _rest_result([_member_view(m) for m in members if _address(m).startswith(keyword)])
+
+
+@routes.get(f"{CORE_CLUSTER}/simple/nodes")
+async def core_simple_nodes(request: web.Request) -> web.Response:
+    """Nacos 1.4's `GET /v1/core/cluster/simple/nodes`: every member's `ip:port`."""
+    return _rest_result(sorted(_address(m) for m in _members(request)))
+
+
+def _self_member(request: web.Request) -> ServerInfo:
+    members = _members(request)
+    return next((m for m in members if m.is_self), members[0])
+
+
+@routes.get(f"{CORE_CLUSTER}/self")
+async def core_self(request: web.Request) -> web.Response:
+    """Nacos 1.4's `GET /v1/core/cluster/self`: the answering member."""
+    return _rest_result(_member_view(_self_member(request)))
+
+
+@routes.get(f"{CORE_CLUSTER}/health")
+async def core_health(request: web.Request) -> web.Response:
+    """Nacos 1.4's `GET /v1/core/cluster/health`: the answering member's state, `UP` while
+    it is ready (`naraft.api.health`), else `DOWN`; always 200, as Nacos answers."""
+    return _rest_result("DOWN" if not_ready(request) is not None else "UP")
+
+
+@routes.get(SERVER_STATE)
+async def server_state(request: web.Request) -> web.Response:
+    """Nacos 1.4's `GET /v1/console/server/state`, which its console reads first: one
+    member is `standalone`, more a `cluster`; naraft serves naming and config alike (no
+    `function_mode`), and names its own version."""
+    mode = "standalone" if len(_members(request)) == 1 else "cluster"
+    return json_response(
+        {"standalone_mode": mode, "function_mode": None, "version": f"naraft-{__version__}"}
+    )
 
 
 @routes.put(f"{BASE}/health/instance")
