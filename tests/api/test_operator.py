@@ -153,6 +153,20 @@ async def test_health_errors(env: Any, params: dict[str, str], status: int) -> N
     assert env.snapshot() == before
 
 
+async def test_health_checkers_lists_each_type_with_its_defaults(env: Any) -> None:
+    checkers = await env.json("GET", "/nacos/v1/ns/health/checkers")
+    assert sorted(checkers) == ["HTTP", "MYSQL", "NONE", "TCP"]
+    assert all(checker["type"] == name for name, checker in checkers.items())
+    assert checkers["HTTP"] == {
+        "type": "HTTP",
+        "path": "",
+        "headers": "",
+        "expectedResponseCode": 200,
+    }
+    assert checkers["MYSQL"] == {"type": "MYSQL", "user": None, "pwd": None, "cmd": None}
+    assert checkers["TCP"] == {"type": "TCP"}
+
+
 async def test_core_cluster_nodes_lists_the_members_in_a_rest_result(env: Any) -> None:
     answer = await env.json("GET", "/nacos/v1/core/cluster/nodes")
     assert (answer["code"], answer["message"]) == (200, None)

@@ -160,6 +160,7 @@ ACCESS: Final[Mapping[tuple[str, str], Rule]] = {
     ("PUT", f"{_NS}/health"): ADMIN,
     ("PUT", f"{_NS}/health/instance"): ADMIN,
     ("GET", f"{_NS}/health/server"): OPEN,  # a health probe
+    ("GET", f"{_NS}/health/checkers"): USER,  # the checker types: no data
     ("GET", "/nacos/v1/console/namespaces"): USER,
     ("POST", "/nacos/v1/console/namespaces"): ADMIN,
     ("PUT", "/nacos/v1/console/namespaces"): ADMIN,

@@ -87,11 +87,13 @@ UNSERVED_METHODS: Final = (
     ("POST", CORE_NODES),
     ("POST", f"{CORE_CLUSTER}/self"),
     ("PUT", SERVER_STATE),
+    ("POST", "/nacos/v1/ns/health/checkers"),
     ("PUT", "/nacos/v1/ns/operator/servers"),
     ("PATCH", f"{KV_PATH}/{KEY_PREFIX}route"),
 )
-MEMBER_VIEWS: Final = (  # reads of the members and this node, in Nacos's shapes
+SERVER_VIEWS: Final = (  # reads of the members, this node and its checkers, in Nacos's shapes
     CORE_NODES,
+    "/nacos/v1/ns/health/checkers",
     f"{CORE_CLUSTER}/simple/nodes",
     f"{CORE_CLUSTER}/self",
     f"{CORE_CLUSTER}/health",
@@ -870,8 +872,9 @@ class ProbeFactory:
 
     def _unknown_route(self, node: int) -> Probe:
         """A path no route takes (404) or a method its path does not serve (405), each in
-        its API's error shape; or a member view: the core API's member list with an odd
-        `keyword`, the answering member, its health, the console's server state."""
+        its API's error shape; or a server view: the core API's member list with an odd
+        `keyword`, the answering member, its health, the console's server state, the health
+        checker types."""
         rng = self._rng
         choice = rng.randrange(3)
         if choice < 2:
@@ -898,14 +901,14 @@ class ProbeFactory:
                 method=method,
                 path=path,
             )
-        member_view = rng.choice(MEMBER_VIEWS)
-        if member_view != CORE_NODES:
+        view = rng.choice(SERVER_VIEWS)
+        if view != CORE_NODES:
             return Probe(
                 kind=ProbeKind.UNKNOWN_ROUTE,
                 node=node,
-                label=f"{member_view}, a member view",
+                label=f"{view}, a server view",
                 expect=Expect.ACCEPT,
-                path=member_view,
+                path=view,
             )
         keyword = rng.choice(("", "127.0.0.1", "名前ü", "%", _value(rng, rng.randrange(1, 4_000))))
         return Probe(

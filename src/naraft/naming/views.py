@@ -13,7 +13,15 @@ from dataclasses import dataclass
 import orjson
 
 from naraft.naming.keys import InstanceKey, ServiceKey
-from naraft.naming.model import Cluster, Instance, Namespace, PushTarget, Service
+from naraft.naming.model import (
+    CHECKER_FIELDS,
+    Cluster,
+    HealthCheckerType,
+    Instance,
+    Namespace,
+    PushTarget,
+    Service,
+)
 from naraft.naming.records import checker_view, selector_record, sorted_metadata
 from naraft.state.datums import right_sized
 
@@ -217,6 +225,15 @@ def service_view(service: Service) -> dict[str, object]:
             }
             for cluster in (service.clusters[name] for name in sorted(service.clusters))
         ],
+    }
+
+
+def health_checkers_view() -> dict[str, dict[str, object]]:
+    """`GET /health/checkers`: every checker type a cluster may use, as a new checker of
+    that type shows (the console's cluster dialog offers them)."""
+    return {
+        kind.value: {"type": kind.value, **CHECKER_FIELDS.get(kind, {})}
+        for kind in HealthCheckerType
     }
 
 

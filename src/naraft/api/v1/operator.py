@@ -17,6 +17,7 @@ from naraft.api.context import json_response, naming_of, ok
 from naraft.api.health import not_ready
 from naraft.api.params import raw_instance, read_params
 from naraft.naming.validate import flag
+from naraft.naming.views import health_checkers_view
 
 routes = web.RouteTableDef()
 
@@ -191,6 +192,13 @@ async def update_health(request: web.Request) -> web.Response:
         raw_instance(params), params.first("healthy", "valid")
     )
     return ok()
+
+
+@routes.get(f"{BASE}/health/checkers")
+async def health_checkers(request: web.Request) -> web.Response:
+    """Nacos's `GET /health/checkers`: each checker type with its fields' defaults."""
+    del request
+    return json_response(health_checkers_view())
 
 
 @routes.get(f"{BASE}/health/server")
