@@ -902,22 +902,21 @@ class ProbeFactory:
                 path=path,
             )
         view = rng.choice(SERVER_VIEWS)
-        if view != CORE_NODES:
-            return Probe(
-                kind=ProbeKind.UNKNOWN_ROUTE,
-                node=node,
-                label=f"{view}, a server view",
-                expect=Expect.ACCEPT,
-                path=view,
+        label = f"{view}, a server view"
+        params: tuple[tuple[str, str], ...] = ()
+        if view == CORE_NODES:
+            keyword = rng.choice(
+                ("", "127.0.0.1", "名前ü", "%", _value(rng, rng.randrange(1, 4_000)))
             )
-        keyword = rng.choice(("", "127.0.0.1", "名前ü", "%", _value(rng, rng.randrange(1, 4_000))))
+            label = f"the member list, keyword of {len(keyword)} chars"
+            params = (("keyword", keyword),)
         return Probe(
             kind=ProbeKind.UNKNOWN_ROUTE,
             node=node,
-            label=f"the member list, keyword of {len(keyword)} chars",
+            label=label,
             expect=Expect.ACCEPT,
-            path=CORE_NODES,
-            params=(("keyword", keyword),),
+            path=view,
+            params=params,
         )
 
     # -------------------------------------------------------------- bodies and parameters
