@@ -250,6 +250,26 @@ async def test_core_cluster_self_simple_nodes_and_health(
     assert await _data(client, "/nacos/v1/core/cluster/health") == "DOWN"
 
 
+class Joining:
+    """A node waiting to be added: it knows members, none of them itself."""
+
+    def servers(self) -> list[ServerInfo]:
+        return [ServerInfo(ip="10.0.0.7", port=8848)]
+
+
+async def test_core_cluster_self_answers_on_a_node_not_among_its_members() -> None:
+    client: TestClient[web.Request, web.Application] = TestClient(
+        TestServer(make_app(Env().naming, servers=Joining()))
+    )
+    await client.start_server()
+    try:
+        me = await _data(client, "/nacos/v1/core/cluster/self")
+        assert me["port"] == client.port
+    finally:
+        await client.close()
+    assert me["address"] != "10.0.0.7:8848"
+
+
 async def test_console_server_state_names_the_mode_and_version(
     env: Any, cluster: tuple[TestClient[web.Request, web.Application], Members]
 ) -> None:

@@ -101,13 +101,17 @@ def _local_port(request: web.Request) -> int:
     return request.url.port or 8848
 
 
+def _address(server: ServerInfo) -> str:
+    return f"{server.ip}:{server.port}"
+
+
 def _member_view(server: ServerInfo) -> dict[str, object]:
     return {
         "ip": server.ip,
         "port": server.port,
         "state": server.state,
         "extendInfo": dict(server.extend_info),
-        "address": f"{server.ip}:{server.port}",
+        "address": _address(server),
         "failAccessCnt": 0,
     }
 
@@ -134,10 +138,6 @@ async def servers(request: web.Request) -> web.Response:
     return json_response({"servers": [_member_view(m) for m in members]})
 
 
-def _address(server: ServerInfo) -> str:
-    return f"{server.ip}:{server.port}"
-
-
 @routes.get(CORE_NODES)
 async def core_nodes(request: web.Request) -> web.Response:
     """Nacos 1.4's `GET /v1/core/cluster/nodes`: the members by address, in its
@@ -156,8 +156,11 @@ async def core_simple_nodes(request: web.Request) -> web.Response:
 
 
 def _self_member(request: web.Request) -> ServerInfo:
-    members = _members(request)
-    return next((m for m in members if m.is_self), members[0])
+    found = next((m for m in _members(request) if m.is_self), None)
+    if found is None:  # not among the members it knows (a node waiting to be added)
+        host = request.url.host or "127.0.0.1"
+        return ServerInfo(ip=host, port=_local_port(request), is_self=True)
+    return found
 
 
 @routes.get(f"{CORE_CLUSTER}/self")
