@@ -45,7 +45,7 @@ import orjson
 
 from naraft.api.app import MAX_BODY_BYTES
 from naraft.api.params import MAX_PARAM_VALUE_CHARS
-from naraft.api.v1.operator import CORE_CLUSTER, CORE_NODES, SERVER_STATE
+from naraft.api.v1.operator import CORE_CLUSTER, CORE_NODES, HEALTH_CHECKERS, SERVER_STATE
 from naraft.chaos import grpc_inputs
 from naraft.chaos.cluster import ChaosCluster, ChaosNode
 from naraft.chaos.configs import local_md5s
@@ -87,13 +87,13 @@ UNSERVED_METHODS: Final = (
     ("POST", CORE_NODES),
     ("POST", f"{CORE_CLUSTER}/self"),
     ("PUT", SERVER_STATE),
-    ("POST", "/nacos/v1/ns/health/checkers"),
+    ("POST", HEALTH_CHECKERS),
     ("PUT", "/nacos/v1/ns/operator/servers"),
     ("PATCH", f"{KV_PATH}/{KEY_PREFIX}route"),
 )
 SERVER_VIEWS: Final = (  # reads of the members, this node and its checkers, in Nacos's shapes
     CORE_NODES,
-    "/nacos/v1/ns/health/checkers",
+    HEALTH_CHECKERS,
     f"{CORE_CLUSTER}/simple/nodes",
     f"{CORE_CLUSTER}/self",
     f"{CORE_CLUSTER}/health",

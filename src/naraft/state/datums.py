@@ -111,20 +111,22 @@ class DatumTable:
                 return grouping
         return None
 
-    def group_items(self, name: str) -> list[tuple[str, Datum]]:
-        """The members of group `name` of an `index_groups` prefix, in no set order."""
+    def _members_of(self, name: str) -> dict[str, None]:
+        """The member keys of group `name` of an `index_groups` prefix (KeyError if no
+        grouped prefix holds it)."""
         grouping = self._grouping_of(name)
         if grouping is None:
             raise KeyError(f"no grouped prefix holds {name!r}")
+        return grouping.members.get(name, {})
+
+    def group_items(self, name: str) -> list[tuple[str, Datum]]:
+        """The members of group `name` of an `index_groups` prefix, in no set order."""
         data = self._data
-        return [(key, data[key]) for key in grouping.members.get(name, ())]
+        return [(key, data[key]) for key in self._members_of(name)]
 
     def group_size(self, name: str) -> int:
         """How many keys group `name` of an `index_groups` prefix holds, without reading them."""
-        grouping = self._grouping_of(name)
-        if grouping is None:
-            raise KeyError(f"no grouped prefix holds {name!r}")
-        return len(grouping.members.get(name, ()))
+        return len(self._members_of(name))
 
     def group_stamp(self, name: str) -> object | None:
         """An object that stays the same while no member of group `name` is put, deleted,

@@ -25,6 +25,7 @@ BASE = "/nacos/v1/ns"
 CORE_CLUSTER: Final = "/nacos/v1/core/cluster"
 CORE_NODES: Final = f"{CORE_CLUSTER}/nodes"
 SERVER_STATE: Final = "/nacos/v1/console/server/state"
+HEALTH_CHECKERS: Final = f"{BASE}/health/checkers"
 MEMINFO: Final = Path("/proc/meminfo")
 
 
@@ -197,7 +198,7 @@ async def update_health(request: web.Request) -> web.Response:
     return ok()
 
 
-@routes.get(f"{BASE}/health/checkers")
+@routes.get(HEALTH_CHECKERS)
 async def health_checkers(request: web.Request) -> web.Response:
     """Nacos's `GET /health/checkers`: each checker type with its fields' defaults."""
     del request
