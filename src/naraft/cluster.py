@@ -77,6 +77,30 @@ LOOPBACK: Final = "127.0.0.1"
 GRPC_PORT_OFFSET: Final = 1000
 
 
+TRACEBACK_START: Final = "Traceback (most recent call last):"
+_JSON_TRACEBACK: Final = '"exception":"' + TRACEBACK_START
+
+
+def tracebacks_in(log_text: str) -> list[str]:
+    """Each Python traceback in a node's log, with the log line before it.
+
+    A traceback is a line that begins with Python's opening phrase (text logs) or a JSON
+    line whose `exception` field does. The bare word is not enough: a client's request can
+    carry it, and the access log writes the request target as received (a fuzzer that
+    draws string literals from this project's source sends it now and then)."""
+    lines = log_text.splitlines()
+    found: list[str] = []
+    for at, line in enumerate(lines):
+        if _JSON_TRACEBACK in line:
+            found.append(line)
+        elif line.startswith(TRACEBACK_START):
+            end = at + 1
+            while end < len(lines) and not lines[end][:1].isdigit():
+                end += 1  # the frames and the exception, up to the next log line
+            found.append("\n".join(lines[max(0, at - 1) : end]))
+    return found
+
+
 class ClusterError(RuntimeError):
     """A cluster did not reach the state waited for (with what it last saw)."""
 
@@ -379,6 +403,10 @@ class NodeProcess:
             return self.log_path.read_text(errors="replace")
         except OSError:
             return ""
+
+    def tracebacks(self) -> list[str]:
+        """The Python tracebacks its log holds (`tracebacks_in`)."""
+        return tracebacks_in(self.log_text())
 
     def log_tail(self, lines: int = 30) -> str:
         text = self.log_text()

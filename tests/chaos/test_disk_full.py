@@ -111,8 +111,7 @@ def check_store_intact(node: NodeProcess) -> None:
 
 
 def assert_clean_log(node: NodeProcess) -> None:
-    log = node.log_path.read_text(errors="replace")
-    assert "Traceback" not in log, log[-3000:]
+    assert not node.tracebacks(), node.log_tail()
 
 
 def test_a_full_disk_refuses_writes_serves_reads_and_recovers_when_space_returns(

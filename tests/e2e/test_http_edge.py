@@ -48,9 +48,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         one.wait_ready()
         one.client.close()  # its keep-alive connection would hold one of the few slots
         yield one
-        log = one.nodes[0].log_path.read_text(errors="replace")
-        assert "Traceback" not in log
-        assert " ERROR " not in log
+        assert not one.nodes[0].tracebacks()
+        assert " ERROR " not in one.nodes[0].log_text()
 
 
 @pytest.fixture

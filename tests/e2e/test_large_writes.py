@@ -72,7 +72,7 @@ def test_twelve_concurrent_writes_at_the_value_limit_commit_with_no_leader_chang
     assert {a: s["term"] for a, s in after.items()} == before, "a leader change happened"
     assert {s["leader"] for s in after.values()} == {leader.address}
     for node in cluster3.nodes:
-        assert "Traceback" not in node.log_path.read_text(errors="replace"), node.address
+        assert not node.tracebacks(), node.address
 
 
 def test_the_largest_value_the_api_takes_replicates(cluster3: LocalCluster) -> None:

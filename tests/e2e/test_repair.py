@@ -128,7 +128,7 @@ def assert_node_applies_past_the_poison(node_id: str, data_dir: Path, faults: in
             assert node.running
     finally:
         node.terminate()
-    assert "Traceback" not in (data_dir / "node.log").read_text(errors="replace")
+    assert not node.tracebacks()
 
 
 @pytest.mark.parametrize(

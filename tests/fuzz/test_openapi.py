@@ -44,8 +44,7 @@ def node_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         node = one.nodes[0]
         one.leader(timeout_seconds=30)
         yield node.url
-        log_text = node.log_text()
-        assert "Traceback" not in log_text, log_text[-3000:]
+        assert not node.tracebacks(), "\n\n".join(node.tracebacks())
 
 
 @SCHEMA.parametrize()

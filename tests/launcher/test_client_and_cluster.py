@@ -3,7 +3,9 @@ classifier, status parsing, the leader rule, the command lines and the secret fi
 
 from __future__ import annotations
 
+import io
 import itertools
+import logging
 import socket
 import stat
 from pathlib import Path
@@ -29,8 +31,11 @@ from naraft.cluster import (
     free_ports,
     server_command,
     server_env,
+    tracebacks_in,
     write_secret_file,
 )
+from naraft.config import LogFormat
+from naraft.logs import TEXT_FORMAT, JsonFormatter
 
 APPLIED, NOT_APPLIED, UNKNOWN = WriteOutcome.APPLIED, WriteOutcome.NOT_APPLIED, WriteOutcome.UNKNOWN
 
@@ -267,3 +272,39 @@ def test_free_ports_are_picked_below_the_ephemeral_range() -> None:
     for port in (*ports, *(p + GRPC_PORT_OFFSET for p in ports)):  # released, bindable
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", port))
+
+
+def log_of(log_format: LogFormat, fail: bool) -> str:
+    """What a node's own log setup writes for a request naming the word and, if `fail`, for
+    a handler that raised."""
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(
+        JsonFormatter() if log_format is LogFormat.JSON else logging.Formatter(TEXT_FORMAT)
+    )
+    logger = logging.getLogger("naraft.test.tracebacks")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning('127.0.0.1 "GET /x?a=Traceback%20(most%20recent HTTP/1.1" 400')
+        logger.warning("Traceback (most recent call last): quoted in a message")
+        if fail:
+            try:
+                raise ValueError("boom")
+            except ValueError:
+                logger.exception("unhandled error in GET /x")
+        logger.warning("after")
+    finally:
+        logger.removeHandler(handler)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("log_format", list(LogFormat))
+def test_tracebacks_are_found_in_either_log_format_and_a_request_naming_one_is_not(
+    log_format: LogFormat,
+) -> None:
+    assert tracebacks_in(log_of(log_format, fail=False)) == []
+    (found,) = tracebacks_in(log_of(log_format, fail=True))
+    assert "unhandled error in GET /x" in found
+    assert "ValueError: boom" in found
+    assert "after" not in found

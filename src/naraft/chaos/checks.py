@@ -327,5 +327,5 @@ def election_safety(cluster: ChaosCluster) -> ElectionAudit:
 
 def tracebacks(cluster: ChaosCluster) -> dict[str, int]:
     """How many tracebacks each node's log holds (nodes with none are left out)."""
-    counts = {node.id: node.log_text().count("Traceback") for node in cluster.every_node}
+    counts = {node.id: len(node.tracebacks()) for node in cluster.every_node}
     return {node_id: count for node_id, count in counts.items() if count}

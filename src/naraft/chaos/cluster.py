@@ -148,8 +148,8 @@ class ChaosNode:
         """SIGCONT + SIGTERM, then SIGKILL after the launcher's stop timeout."""
         await self._process.aterminate()
 
-    def log_text(self) -> str:
-        return self._process.log_text()
+    def tracebacks(self) -> list[str]:
+        return self._process.tracebacks()
 
 
 class ChaosCluster:
