@@ -120,9 +120,13 @@ def _member_view(server: ServerInfo) -> dict[str, object]:
 def _members(request: web.Request) -> Sequence[ServerInfo]:
     directory = request.app.get(SERVERS)
     if directory is None:
-        host = request.url.host or "127.0.0.1"
-        return (ServerInfo(ip=host, port=_local_port(request), is_self=True),)
+        return (_this_node(request),)
     return directory.servers()
+
+
+def _this_node(request: web.Request) -> ServerInfo:
+    """The answering node as the request reached it."""
+    return ServerInfo(ip=request.url.host or "127.0.0.1", port=_local_port(request), is_self=True)
 
 
 def _rest_result(data: object) -> web.Response:
@@ -158,10 +162,8 @@ async def core_simple_nodes(request: web.Request) -> web.Response:
 
 def _self_member(request: web.Request) -> ServerInfo:
     found = next((m for m in _members(request) if m.is_self), None)
-    if found is None:  # not among the members it knows (a node waiting to be added)
-        host = request.url.host or "127.0.0.1"
-        return ServerInfo(ip=host, port=_local_port(request), is_self=True)
-    return found
+    # not among the members it knows: a node waiting to be added
+    return _this_node(request) if found is None else found
 
 
 @routes.get(f"{CORE_CLUSTER}/self")
