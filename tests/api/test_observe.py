@@ -16,7 +16,13 @@ from tests.api.conftest import Env
 
 from naraft.api import make_app
 from naraft.api.app import SENDER_HEADER, is_peer_request
-from naraft.api.observe import ACCESS_LOGGER, AccessLog, logged_target, observe_middleware
+from naraft.api.observe import (
+    ACCESS_LOGGER,
+    SECRET_PARAMS,
+    AccessLog,
+    logged_target,
+    observe_middleware,
+)
 from naraft.api.v1.beats import BEATS_PATH
 from naraft.logs import JsonFormatter
 
@@ -153,3 +159,11 @@ def test_json_lines_carry_the_exception() -> None:
 )
 def test_logged_targets_are_as_sent_with_every_secret_masked(target: str, logged: str) -> None:
     assert logged_target(make_mocked_request("GET", target)) == logged
+
+
+@pytest.mark.parametrize("name", sorted(SECRET_PARAMS))
+def test_every_secret_name_is_masked_in_capitals_and_unescaped(name: str) -> None:
+    """The unescaped query takes a quick path that looks for words the secret names hold:
+    a name it would miss stays unmasked here."""
+    target = f"/a?x=1&{name.upper()}=v"
+    assert logged_target(make_mocked_request("GET", target)) == f"/a?x=1&{name.upper()}=***"

