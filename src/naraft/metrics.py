@@ -82,6 +82,7 @@ class NodeMetrics:
         # lock each time; peers, rpcs and outcomes are few)
         self._rpc_series: dict[tuple[str, str, RpcOutcome], tuple[Histogram, Counter]] = {}
         self._received_series: dict[str, Counter] = {}
+        self._config_series: dict[str, Counter] = {}  # config routes are a few dozen
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.term = Gauge("naraft_raft_term", "Current Raft term", registry=r)
@@ -309,6 +310,15 @@ class NodeMetrics:
     def observe_grpc(self, counts: Mapping[str, int]) -> None:
         for name, value in counts.items():
             self.grpc.labels(name=name).set(value)
+
+    def count_config_request(self, route: str) -> None:
+        """One more request on the config API's `route` (a route name, never client text)."""
+        series = self._config_series.get(route)
+        if series is None:
+            series = self.config_requests.labels(route=route)
+            if len(self._config_series) < _MAX_CACHED_SERIES:
+                self._config_series[route] = series
+        series.inc()
 
     # RequestObserver, of naraft.api.observe
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:

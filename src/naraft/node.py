@@ -784,7 +784,7 @@ def _wire(
     configs = ConfigApi(
         service=ConfigService(config_state, replica, clock, config.configs, guard=machine),
         hub=hub,
-        count=lambda route: metrics.config_requests.labels(route=route).inc(),
+        count=metrics.count_config_request,
     )
     # Nacos: a push target is a zombie after pushCacheMillis without a list request.
     targets = PushTargets(expire_after_ms=lambda: naming_state.switches().default_push_cache_ms)

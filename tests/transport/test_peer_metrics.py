@@ -53,3 +53,15 @@ def test_peer_frames_are_counted_per_peer_rpc_and_outcome(
     assert samples(metrics, "naraft_peer_streams_closed_total") == {
         (("how", "failed"), ("lane", "bulk"), ("peer", "a:1")): 1.0
     }
+
+
+@pytest.mark.parametrize("cap", [4096, 1], ids=["cached", "over-the-cache-cap"])
+def test_config_requests_are_counted_per_route(monkeypatch: pytest.MonkeyPatch, cap: int) -> None:
+    monkeypatch.setattr(node_metrics, "_MAX_CACHED_SERIES", cap)
+    metrics = NodeMetrics()
+    for route in ["configs.publish", "configs.publish", "configs.listener"]:
+        metrics.count_config_request(route)
+    assert samples(metrics, "naraft_config_requests_total") == {
+        (("route", "configs.publish"),): 2.0,
+        (("route", "configs.listener"),): 1.0,
+    }
