@@ -12,7 +12,6 @@ from naraft.naming.commands import RegisterInstance, RemoveInstances, SetInstanc
 from naraft.naming.health import (
     BeatPolicy,
     BeatTable,
-    InstanceVerdict,
     SweepCommand,
     beat_interval_ms,
 )
@@ -25,18 +24,36 @@ SVC = ServiceKey(namespace_id="public", group_name="DEFAULT_GROUP", service_name
 
 
 @pytest.mark.parametrize(
-    ("silent_ms", "expected"),
+    ("silent_ms", "healthy", "expected"),
     [
-        pytest.param(0, InstanceVerdict.HEALTHY, id="just-beat"),
-        pytest.param(14_999, InstanceVerdict.HEALTHY, id="just-under-15s"),
-        pytest.param(15_000, InstanceVerdict.UNHEALTHY, id="at-15s"),
-        pytest.param(29_999, InstanceVerdict.UNHEALTHY, id="just-under-30s"),
-        pytest.param(30_000, InstanceVerdict.REMOVE, id="at-30s"),
-        pytest.param(-5, InstanceVerdict.HEALTHY, id="beat-from-the-future"),
+        pytest.param(0, True, "", id="just-beat"),
+        pytest.param(14_999, True, "", id="just-under-15s"),
+        pytest.param(15_000, True, "unhealthy", id="at-15s"),
+        pytest.param(29_999, True, "unhealthy", id="just-under-30s"),
+        pytest.param(30_000, True, "remove", id="at-30s"),
+        pytest.param(-5, True, "", id="beat-from-the-future"),
+        pytest.param(14_999, False, "healthy", id="an-unhealthy-one-beaten-revives"),
+        pytest.param(15_000, False, "", id="an-unhealthy-one-silent-stays"),
+        pytest.param(30_000, False, "remove", id="an-unhealthy-one-silent-30s-goes"),
     ],
 )
-def test_policy_verdict(silent_ms: int, expected: InstanceVerdict) -> None:
-    assert BeatPolicy().verdict(now_ms=100_000, last_beat_ms=100_000 - silent_ms) == expected
+def test_the_sweep_judges_silence_by_nacos_timeouts(
+    silent_ms: int, healthy: bool, expected: str
+) -> None:
+    """The policy's table, as the sweep applies it to one beaten instance."""
+    a = Instance(service=SVC, ip="10.0.0.1", port=1, healthy=healthy)
+    state = make_state(a)
+    table = BeatTable()
+    assert table.sweep(50_000, state) == ()  # first seen
+    table.beat(a.key, 100_000)
+    now = 100_000 + silent_ms
+    commands = {
+        "": (),
+        "unhealthy": (SetInstanceHealth(changes=((a.key, False),), stamped_at_ms=now),),
+        "healthy": (SetInstanceHealth(changes=((a.key, True),), stamped_at_ms=now),),
+        "remove": (RemoveInstances(keys=(a.key,), stamped_at_ms=now),),
+    }
+    assert table.sweep(now, state) == commands[expected]
 
 
 @pytest.mark.parametrize(
@@ -206,21 +223,14 @@ def reference_sweep(
     for service, _ in state.ephemeral_lists():
         for instance in state.instances(service, ephemeral=True):
             seen.add(instance.key)
-            last = last_beats.setdefault(instance.key, now_ms)
-            verdict = (
-                BeatPolicy()
-                .for_metadata(instance.metadata)
-                .verdict(now_ms=now_ms, last_beat_ms=last)
-            )
-            if verdict is InstanceVerdict.REMOVE:
+            silent_for = now_ms - last_beats.setdefault(instance.key, now_ms)
+            policy = BeatPolicy().for_metadata(instance.metadata)
+            if silent_for >= policy.remove_after_ms:
                 remove.append(instance.key)
-            elif verdict is InstanceVerdict.UNHEALTHY and instance.healthy:
-                health.append((instance.key, False))
-            elif (
-                verdict is InstanceVerdict.HEALTHY
-                and not instance.healthy
-                and instance.key in beaten
-            ):
+            elif silent_for >= policy.unhealthy_after_ms:
+                if instance.healthy:
+                    health.append((instance.key, False))
+            elif not instance.healthy and instance.key in beaten:
                 health.append((instance.key, True))
     for gone in last_beats.keys() - seen:
         del last_beats[gone]
