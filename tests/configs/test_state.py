@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from dataclasses import fields, replace
 
 import pytest
 
@@ -17,7 +18,7 @@ from naraft.configs.commands import (
     decode_config_command,
     encode_config_command,
 )
-from naraft.configs.model import ConfigKey, OpType, content_md5
+from naraft.configs.model import ConfigKey, HistoryRecord, OpType, content_md5
 from naraft.configs.service import ConfigService
 from naraft.configs.settings import ConfigSettings
 from naraft.configs.state import ConfigApplied, ConfigRejected, ConfigState
@@ -244,3 +245,22 @@ def test_an_idle_leader_prunes_history_past_the_retention() -> None:
     assert m.configs.history_count() == 0
     assert not service.prune_due()
     assert m.configs.get(KEY).content == "v1"  # type: ignore[union-attr]
+
+
+def test_a_history_record_without_content_keeps_every_other_field() -> None:
+    record = HistoryRecord(
+        nid=7,
+        config_id=3,
+        key=ConfigKey(tenant="t", group="g", data_id="d"),
+        app_name="app",
+        content="body",
+        md5="m",
+        src_ip="10.0.0.1",
+        src_user="u",
+        op_type=OpType.UPDATE,
+        created_ms=99,
+    )
+    # every field set to something other than a default, so a field added later must be
+    # set here too, and then shows whether `without_content` copies it
+    assert all(getattr(record, f.name) != f.default for f in fields(HistoryRecord))
+    assert record.without_content() == replace(record, content="")

@@ -71,6 +71,8 @@ def test_the_table_counts_keys_and_values_in_bytes() -> None:
     assert table.size_bytes == 4 + 4
     table.put("a", b"", 3)
     assert table.size_bytes == 1 + 4
+    table.put("é", b"1234", 4)  # a key written again counts its value's change only
+    assert table.size_bytes == 1 + 6 == sum(datum_size(k, d) for k, d in table.items())
     table.delete("é")
     assert table.size_bytes == 1
     table.replace_all({"k" * 10: Datum(b"v" * 5, 4)})

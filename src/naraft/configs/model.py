@@ -66,3 +66,19 @@ class HistoryRecord:
     src_user: str
     op_type: str
     created_ms: int  # the change's stamp; retention is measured from it
+
+    def without_content(self) -> HistoryRecord:
+        """This record with the content left out (what the in-memory index keeps), built
+        field by field: `dataclasses.replace` cost 3-6 µs on every publish."""
+        return HistoryRecord(
+            nid=self.nid,
+            config_id=self.config_id,
+            key=self.key,
+            app_name=self.app_name,
+            content="",
+            md5=self.md5,
+            src_ip=self.src_ip,
+            src_user=self.src_user,
+            op_type=self.op_type,
+            created_ms=self.created_ms,
+        )

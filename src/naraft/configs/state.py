@@ -27,7 +27,7 @@ from __future__ import annotations
 import enum
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
@@ -188,7 +188,7 @@ class _Index:
     last_nid: int = 0
 
     def add_history(self, record: HistoryRecord) -> None:
-        self.history[record.nid] = replace(record, content="")
+        self.history[record.nid] = record.without_content()
         self.order.append(record.nid)
         self.by_key.setdefault(record.key, deque()).append(record.nid)
         self.by_config_id.setdefault(record.config_id, deque()).append(record.nid)

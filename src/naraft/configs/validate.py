@@ -10,6 +10,7 @@ dataId 255, group 128, appName 128.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Final
 
@@ -41,9 +42,16 @@ CONFIG_TYPES: Final = frozenset({"text", "json", "xml", "yaml", "html", "propert
 """Nacos's `ConfigType`s; any other type is stored as `text`, as Nacos does."""
 
 
+_ASCII_NAME: Final = re.compile(r"[0-9A-Za-z_.:-]*")
+
+
 def is_valid_name(value: str) -> bool:
     """Nacos's `ParamUtils.isValid`: letters, digits (Unicode, like Java's
-    `Character.isLetterOrDigit`) and `_-.:`."""
+    `Character.isLetterOrDigit`) and `_-.:`. An ASCII name (nearly all) is one pattern
+    match; the character walk it replaces cost 0.1 µs a character on every publish,
+    get and listener, and again where each node decodes a publish."""
+    if value.isascii():
+        return _ASCII_NAME.fullmatch(value) is not None
     return all(ch.isalnum() or ch in _EXTRA_CHARS for ch in value)
 
 

@@ -170,7 +170,10 @@ class DatumTable:
         elif self._groupings:
             self._index_touch(key)
         self._data[key] = datum
-        self._size += datum_size(key, datum) - datum_size(key, before)
+        if before is None:
+            self._size += datum_size(key, datum)
+        else:  # the key counted already: only the value's size changes (no key encoding)
+            self._size += len(datum.value) - len(before.value)
         self._dirty.add(key)
         if self._journal is None:
             self._generation += 1
