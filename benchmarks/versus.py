@@ -14,6 +14,8 @@ Workloads:
   serializable range over keys written before the rounds;
 - `linearizable-reads`: kv GET to the leader over keys written before; etcd: range;
 - `writes`: kv PUT to the leader; etcd: put;
+- `publishes`: Nacos config publishes (`POST /nacos/v1/cs/configs`, a new config each) to
+  the leader; etcd: put;
 - `registrations`: persistent Nacos registrations to the leader (`load.py`'s services, which
   grow by a few hundred instances a round); etcd: put. With `--service-size N`, both naraft
   clusters first get `--instances` registrations in services of N instances each
@@ -46,6 +48,7 @@ WORKLOADS: Final = {  # name -> (naraft op, etcd op, mode)
     "linearizable-reads": ("get", "get", "leader"),
     "writes": ("put", "put", "leader"),
     "registrations": ("register", "put", "leader"),
+    "publishes": ("publish", "put", "leader"),
 }
 SEED_KEYS: Final = 3_000  # what the read workloads read
 
@@ -128,8 +131,9 @@ def measure(args: argparse.Namespace, clusters: dict[str, Cluster]) -> dict[str,
             start = 0
             if services is not None and name != "etcd":  # new instances, the seeded services
                 prefix, key_space, start = "reg/", 0, args.instances + number * plan.ops
-            elif args.workload in ("writes", "registrations"):
-                prefix, key_space = f"r{number}/", 0
+            elif args.workload in ("writes", "registrations", "publishes"):
+                # a dataId takes no "/": new configs under r0-, r1-, ...
+                prefix, key_space = f"r{number}{'-' if op == 'publish' else '/'}", 0
             elif op == "list":
                 prefix, key_space = "reg/", args.instances
             else:
