@@ -23,8 +23,9 @@ Workloads:
   what one registration costs in a service of 10, or of 10,000.
 
 Printed: each run, then per cluster the median ops/s, server CPU per op and p99, and per
-round head/base and head/etcd throughput ratios with their medians. Only ratios from one
-run mean anything on a shared machine.
+round head/base and head/etcd throughput ratios and the head/base ratio of server CPU per
+op, with their medians (and the CPU ratio's range). Only ratios from one run mean anything
+on a shared machine.
 """
 
 # ruff: noqa: T201
@@ -164,15 +165,28 @@ def report(base: str, workload: str, concurrency: int, runs: dict[str, list[Any]
             f"  p50 {statistics.median(r['p50_ms'] for r in results):.2f} ms"
             f"  p99 {statistics.median(r['p99_ms'] for r in results):.1f} ms  (medians)"
         )
-    over_base, over_etcd = [], []
+    over_base, over_etcd, cpu_over_base = [], [], []
     for number, (b, h, e) in enumerate(zip(runs["base"], runs["head"], runs["etcd"], strict=True)):
-        over_base.append(h["ops_per_s"] / b["ops_per_s"] if b["ops_per_s"] else float("nan"))
-        over_etcd.append(h["ops_per_s"] / e["ops_per_s"] if e["ops_per_s"] else float("nan"))
-        print(f"  round {number + 1}: head/base {over_base[-1]:.2f}  head/etcd {over_etcd[-1]:.2f}")
+        over_base.append(_ratio(h["ops_per_s"], b["ops_per_s"]))
+        over_etcd.append(_ratio(h["ops_per_s"], e["ops_per_s"]))
+        cpu_over_base.append(_ratio(h["server_cpu_ms_per_op"], b["server_cpu_ms_per_op"]))
+        print(
+            f"  round {number + 1}: head/base {over_base[-1]:.2f}  head/etcd {over_etcd[-1]:.2f}"
+            f"  server CPU per op head/base {cpu_over_base[-1]:.2f}"
+        )
     print(
         f"  median: head/base {statistics.median(over_base):.2f}"
         f"  head/etcd {statistics.median(over_etcd):.2f}"
+        f"  server CPU per op head/base {statistics.median(cpu_over_base):.2f}"
+        f" ({min(cpu_over_base):.2f}-{max(cpu_over_base):.2f})"
     )
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float:
+    """A ratio of two measures, NaN where one is missing or the denominator is 0."""
+    if not numerator or not denominator:
+        return float("nan")
+    return numerator / denominator
 
 
 if __name__ == "__main__":
