@@ -82,14 +82,13 @@ def main() -> None:
         ["git", "-C", str(REPO), "worktree", "add", "--detach", str(worktree), args.base],
         check=True, capture_output=True, text=True,
     )  # fmt: skip
-    clusters: dict[str, Cluster] = {
-        "base": NaraftCluster(
+    clusters: dict[str, Cluster] = {}
+    try:  # the worktree goes even if a cluster cannot be made (etcd missing, say)
+        clusters["base"] = NaraftCluster(
             base_dir / "base", python=args.base_python, tls=args.tls, source=worktree / "src"
-        ),
-        "head": NaraftCluster(base_dir / "head", tls=args.tls),
-        "etcd": EtcdCluster(base_dir / "etcd", tls=args.tls),
-    }
-    try:
+        )
+        clusters["head"] = NaraftCluster(base_dir / "head", tls=args.tls)
+        clusters["etcd"] = EtcdCluster(base_dir / "etcd", tls=args.tls)
         for cluster in clusters.values():
             cluster.start()
         runs = measure(args, clusters)
