@@ -3,7 +3,7 @@
 from Debian's etcd-server, every setting at its default).
 
 Either runs with TLS when given `tls_dir`: client TLS and mutual TLS between its members,
-with a throwaway CA and one certificate per node from `naraft.tls.write_cluster_certs`
+with a throwaway CA and one certificate per node from `naraft.certs.write_cluster_certs`
 (etcd: `--cert-file`/`--key-file` for clients, `--peer-*` with `--peer-client-cert-auth`);
 `ca_file` is then what clients verify the nodes with.
 
@@ -30,10 +30,11 @@ from typing import Final
 
 import procstat
 
+from naraft.certs import NodeCertFiles, write_cluster_certs
 from naraft.client import NodeStatus as RaftStatus
 from naraft.client import try_status
 from naraft.cluster import NodeSpec, agreed_leader, free_ports, server_command, write_secret_file
-from naraft.tls import NodeCertFiles, TlsSettings, client_context, write_cluster_certs
+from naraft.tls import TlsSettings, client_context
 
 NODE_NAMES: Final = ("n1", "n2", "n3")
 QUERY_TIMEOUT_SECONDS: Final = 1.0

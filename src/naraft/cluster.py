@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 
 import aiohttp
 
@@ -54,14 +54,13 @@ from naraft.tls import (
     PEER_CA_FLAG,
     PEER_CERT_FLAG,
     PEER_KEY_FLAG,
-    Issued,
     TlsSettings,
     client_context,
-    new_ca,
-    write_cluster_certs,
-    write_node_cert,
 )
 from naraft.transport.auth import generate_secret, write_secret_file
+
+if TYPE_CHECKING:
+    from naraft.certs import Issued, NodeCertFiles
 
 T = TypeVar("T")
 
@@ -541,9 +540,15 @@ class ProcessCluster:
         one = standalone if standalone is not None else size == 1
         # the CA is kept while this launcher runs, to sign a certificate for a joining node
         # (none when the certificates were there already: a restarted cluster's CA key is gone)
-        fresh = tls and not (root / TLS_DIR / CA_FILE).exists()
-        self._ca: Issued | None = new_ca() if fresh else None
-        certs = write_cluster_certs(root / TLS_DIR, self.members, ca=self._ca) if tls else {}
+        self._ca: Issued | None = None
+        certs: dict[str, NodeCertFiles] = {}
+        if tls:
+            # naraft.certs loads cryptography: only a launcher asked for TLS pays for it
+            from naraft.certs import new_ca, write_cluster_certs
+
+            if not (root / TLS_DIR / CA_FILE).exists():
+                self._ca = new_ca()
+            certs = write_cluster_certs(root / TLS_DIR, self.members, ca=self._ca)
         self.ca_file: Path | None = root / TLS_DIR / CA_FILE if tls else None
         self.ssl_context: ssl.SSLContext | None = (
             None if self.ca_file is None else client_context(self.ca_file)
@@ -608,6 +613,8 @@ class ProcessCluster:
             log_path=log_path,
         )
         if self._ca is not None:
+            from naraft.certs import write_node_cert
+
             certs = write_node_cert(self._ca, self.root / TLS_DIR, member)
             spec = replace(spec, tls=certs.settings)
         node = NodeProcess(spec)

@@ -17,28 +17,21 @@ both; docs/tls.md has the whole design. In short:
   against the peer CA. The CA is the cluster's: any certificate it signed is a member, and
   host names are not checked (the server name sent is `PEER_SERVER_NAME`).
 
-Certificates for `naraft cluster up --tls` and the tests come from `new_ca` and `issue`
-(`cryptography`), written 0600 by `write_private`. This module imports nothing of naraft
-but its errors, so that every layer (the server's, the launcher's, the client's) can use it.
+Certificates (checking a configured pair, and the throwaway ones of `naraft cluster up
+--tls` and the tests) are `naraft.certs`, apart because they need `cryptography`: about 16
+MiB a process that a node without TLS files never loads. This module imports nothing of
+naraft but its errors (and `naraft.certs` when it checks files), so that every layer (the
+server's, the launcher's, the client's) can use it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
-import os
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
-
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from naraft.errors import InvalidArgumentError
 
@@ -51,7 +44,7 @@ KEY_FLAG: Final = "--tls-key-file"
 PEER_CERT_FLAG: Final = "--peer-tls-cert-file"
 PEER_KEY_FLAG: Final = "--peer-tls-key-file"
 PEER_CA_FLAG: Final = "--peer-trusted-ca-file"
-_CERT_DAYS: Final = 30
+CA_FILE: Final = "ca.pem"  # the CA certificate beside the node files of `naraft.certs`
 
 
 # ---------------------------------------------------------------------- settings
@@ -98,10 +91,20 @@ class TlsSettings:
                 f"{PEER_KEY_FLAG} and {PEER_CA_FLAG} too: members reach each other on the "
                 "same TLS port",
             )
-        if self.cert_file is not None and self.key_file is not None:
-            check_pair(self.cert_file, self.key_file, CERT_FLAG, KEY_FLAG)
-        if self.peer_cert_file is not None and self.peer_key_file is not None:
-            check_pair(self.peer_cert_file, self.peer_key_file, PEER_CERT_FLAG, PEER_KEY_FLAG)
+        pairs = [
+            (cert, key, cert_flag, key_flag)
+            for cert, key, cert_flag, key_flag in (
+                (self.cert_file, self.key_file, CERT_FLAG, KEY_FLAG),
+                (self.peer_cert_file, self.peer_key_file, PEER_CERT_FLAG, PEER_KEY_FLAG),
+            )
+            if cert is not None and key is not None
+        ]
+        if pairs:
+            # naraft.certs loads cryptography (about 16 MiB): only a node given files pays
+            from naraft.certs import check_pair
+
+            for cert, key, cert_flag, key_flag in pairs:
+                check_pair(cert, key, cert_flag, key_flag)
         if self.peer_trusted_ca_file is not None:
             _load_ca(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), self.peer_trusted_ca_file)
 
@@ -115,48 +118,16 @@ def _together(group: Sequence[tuple[str, Path | None]]) -> None:
         )
 
 
-def _read(path: Path, flag: str) -> bytes:
+def read_flag_file(path: Path, flag: str) -> bytes:
+    """The bytes of the file `flag` names; InvalidArgumentError naming the flag if unreadable."""
     try:
         return path.read_bytes()
     except OSError as error:
         raise InvalidArgumentError(flag, f"cannot read {path}: {error.strerror or error}") from None
 
 
-def check_pair(cert_file: Path, key_file: Path, cert_flag: str, key_flag: str) -> None:
-    """Both files readable PEM, the key unencrypted and matching the first certificate,
-    which is valid now (an expired one would fail every handshake, far from its cause)."""
-    cert_bytes, key_bytes = _read(cert_file, cert_flag), _read(key_file, key_flag)
-    try:
-        certificate = x509.load_pem_x509_certificates(cert_bytes)[0]
-    except ValueError:
-        raise InvalidArgumentError(cert_flag, f"{cert_file} holds no PEM certificate") from None
-    try:
-        key = serialization.load_pem_private_key(key_bytes, password=None)
-    except (ValueError, TypeError):
-        raise InvalidArgumentError(
-            key_flag, f"{key_file} holds no unencrypted PEM private key"
-        ) from None
-    if _spki(certificate.public_key()) != _spki(key.public_key()):
-        raise InvalidArgumentError(
-            key_flag, f"{key_file} does not match the certificate in {cert_flag} {cert_file}"
-        )
-    now = datetime.datetime.now(datetime.UTC)
-    if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
-        raise InvalidArgumentError(
-            cert_flag,
-            f"{cert_file} is valid from {certificate.not_valid_before_utc:%Y-%m-%d %H:%M} to"
-            f" {certificate.not_valid_after_utc:%Y-%m-%d %H:%M} UTC, not now",
-        )
-
-
-def _spki(key: PublicKeyTypes) -> bytes:
-    return key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-
-
 def _load_ca(context: ssl.SSLContext, ca_file: Path) -> None:
-    _read(ca_file, PEER_CA_FLAG)
+    read_flag_file(ca_file, PEER_CA_FLAG)
     try:
         context.load_verify_locations(cafile=str(ca_file))
     except ssl.SSLError:
@@ -258,202 +229,3 @@ def has_peer_certificate(transport: asyncio.BaseTransport | None) -> bool:
     peer CA, the only CA it loads. (A plaintext transport has no `peercert`; a TLS one
     without a client certificate gives None.)"""
     return transport is not None and bool(transport.get_extra_info("peercert"))
-
-
-# ---------------------------------------------------------------------- certificates
-
-
-@dataclass(frozen=True, slots=True)
-class Issued:
-    """A certificate and its private key, PEM."""
-
-    cert_pem: bytes
-    key_pem: bytes
-
-    @property
-    def certificate(self) -> x509.Certificate:
-        return x509.load_pem_x509_certificate(self.cert_pem)
-
-    @property
-    def private_key(self) -> ec.EllipticCurvePrivateKey:
-        key = serialization.load_pem_private_key(self.key_pem, password=None)
-        assert isinstance(key, ec.EllipticCurvePrivateKey)
-        return key
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "naraft"),
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-        ]
-    )
-
-
-def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-def _san(hosts: Sequence[str]) -> x509.SubjectAlternativeName:
-    names: list[x509.GeneralName] = []
-    for host in hosts:
-        try:
-            names.append(x509.IPAddress(ipaddress.ip_address(host)))
-        except ValueError:
-            names.append(x509.DNSName(host))
-    return x509.SubjectAlternativeName(names)
-
-
-def _builder(
-    subject: str, issuer: x509.Name, key: ec.EllipticCurvePrivateKey, days: int
-) -> x509.CertificateBuilder:
-    now = datetime.datetime.now(datetime.UTC)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=days))
-    )
-
-
-def new_ca(common_name: str = "naraft throwaway CA", *, days: int = _CERT_DAYS) -> Issued:
-    """A self-signed CA (P-256) that may sign leaf certificates only."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    certificate = (
-        _builder(common_name, _name(common_name), key, days)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )  # fmt: skip
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return Issued(certificate.public_bytes(serialization.Encoding.PEM), _pem_key(key))
-
-
-def issue(
-    ca: Issued | None, hosts: Sequence[str], *, common_name: str = "naraft node",
-    days: int = _CERT_DAYS,
-) -> Issued:  # fmt: skip
-    """A leaf certificate for `hosts` (IP addresses or DNS names), good for both ends of a
-    connection (server and client authentication), signed by `ca` (None: self-signed)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    issuer = _name(common_name) if ca is None else ca.certificate.subject
-    signer = key if ca is None else ca.private_key
-    builder = (
-        _builder(common_name, issuer, key, days)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_san(hosts), critical=False)
-        .add_extension(
-            x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
-            critical=False,
-        )
-    )
-    if ca is not None:
-        builder = builder.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.private_key.public_key()),
-            critical=False,
-        )
-    certificate = builder.sign(signer, hashes.SHA256())
-    return Issued(certificate.public_bytes(serialization.Encoding.PEM), _pem_key(key))
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write `data` to `path`, readable by its owner only (0600 from the first byte: written
-    to a new file beside it, then renamed over)."""
-    partial = path.with_name(path.name + ".partial")
-    partial.unlink(missing_ok=True)
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(partial, path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-
-
-@dataclass(frozen=True, slots=True)
-class NodeCertFiles:
-    """One node's files from `write_cluster_certs`: its certificate and key (used for both
-    client TLS and peer TLS) and the CA that signed every node's."""
-
-    ca_file: Path
-    cert_file: Path
-    key_file: Path
-
-    @property
-    def settings(self) -> TlsSettings:
-        return TlsSettings(
-            cert_file=self.cert_file,
-            key_file=self.key_file,
-            peer_cert_file=self.cert_file,
-            peer_key_file=self.key_file,
-            peer_trusted_ca_file=self.ca_file,
-        )
-
-
-CA_FILE: Final = "ca.pem"
-
-
-def write_cluster_certs(
-    directory: Path,
-    node_ids: Sequence[str],
-    *,
-    extra_hosts: Sequence[str] = ("localhost",),
-    ca: Issued | None = None,
-) -> dict[str, NodeCertFiles]:
-    """A throwaway CA (or `ca`) and one certificate per node (its host and `extra_hosts` as
-    names), written 0600 under `directory` (created 0700). Files there already are kept when
-    all are present, so a restarted cluster keeps the CA its users trust. The CA's key is not
-    written: only a caller that keeps `ca` can sign a certificate for a node that joins."""
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    files = {node: _node_files(directory, node) for node in node_ids}
-    wanted = [directory / CA_FILE, *(p for f in files.values() for p in (f.cert_file, f.key_file))]
-    if all(path.exists() for path in wanted):
-        return files
-    signer = ca if ca is not None else new_ca()
-    for node in node_ids:
-        write_node_cert(signer, directory, node, extra_hosts=extra_hosts)
-    write_private(directory / CA_FILE, signer.cert_pem)
-    return files
-
-
-def write_node_cert(
-    ca: Issued, directory: Path, node: str, *, extra_hosts: Sequence[str] = ("localhost",)
-) -> NodeCertFiles:
-    """`node`'s certificate and key signed by `ca`, written 0600 beside the cluster's."""
-    paths = _node_files(directory, node)
-    host = node.rpartition(":")[0].strip("[]")
-    hosts = list(dict.fromkeys([host, "127.0.0.1", *extra_hosts]))
-    leaf = issue(ca, hosts, common_name=node)
-    write_private(paths.key_file, leaf.key_pem)
-    write_private(paths.cert_file, leaf.cert_pem)
-    return paths
-
-
-def _node_files(directory: Path, node: str) -> NodeCertFiles:
-    stem = node.replace(":", "_")
-    return NodeCertFiles(directory / CA_FILE, directory / f"{stem}.pem", directory / f"{stem}.key")

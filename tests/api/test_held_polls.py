@@ -25,8 +25,9 @@ from naraft.api import make_app
 from naraft.api.app import is_peer_request
 from naraft.api.edge import MAX_HEADER_BYTES, EdgeLimits, GuardedSite
 from naraft.api.observe import AccessLog, observe_middleware
+from naraft.certs import issue, new_ca, write_private
 from naraft.configs import validate
-from naraft.tls import TlsSettings, issue, new_ca, server_context, write_private
+from naraft.tls import TlsSettings, server_context
 
 BOUND = 5.0  # seconds any awaited condition may take
 

@@ -26,17 +26,8 @@ from naraft.api.admin import RAFT_BASE
 from naraft.api.edge import EdgeLimits
 from naraft.api.forward import FORWARDED_HEADER
 from naraft.api.v1.beats import BEATS_PATH
-from naraft.tls import (
-    PEER_SERVER_NAME,
-    Issued,
-    PeerTls,
-    TlsSettings,
-    client_context,
-    issue,
-    new_ca,
-    server_context,
-    write_private,
-)
+from naraft.certs import Issued, issue, new_ca, write_private
+from naraft.tls import PEER_SERVER_NAME, PeerTls, TlsSettings, client_context, server_context
 from naraft.transport.codec import MESSAGES_PATH
 from naraft.transport.frames import STREAM_PATH
 

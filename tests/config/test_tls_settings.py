@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from naraft.certs import issue, new_ca, write_cluster_certs, write_private
 from naraft.cli import main
 from naraft.config_sources import build_config
 from naraft.errors import InvalidArgumentError
@@ -26,11 +27,7 @@ from naraft.tls import (
     PEER_KEY_FLAG,
     PeerTls,
     TlsSettings,
-    issue,
-    new_ca,
     server_context,
-    write_cluster_certs,
-    write_private,
 )
 
 HOSTS = ("127.0.0.1", "localhost")

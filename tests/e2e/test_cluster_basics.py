@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from tests.e2e.harness import LocalCluster, wait_for
 
@@ -68,3 +70,17 @@ def test_metrics_are_exposed(cluster3: LocalCluster) -> None:
         return "naraft_proposal_commit_seconds_count" in text and "naraft_raft_term" in text
 
     assert wait_for(has_commit_metric, timeout_seconds=5, what="metrics")
+
+
+def test_a_node_without_tls_files_or_auth_never_loads_cryptography(
+    cluster3: LocalCluster,
+) -> None:
+    """`cryptography` (certificates, and PyJWT's algorithms) is about 16 MiB a process; a
+    loopback node without TLS files has auth off and must not pay for it (G8)."""
+    node = cluster3.nodes[0]
+    assert cluster3.put(node, "k", "v").status_code == 200
+    assert cluster3.get(node, "k", consistency="linearizable").status_code == 200
+    assert node.pid is not None
+    maps = Path(f"/proc/{node.pid}/maps").read_text()
+    assert "/cryptography/" not in maps
+    assert "/aiohttp/" in maps  # the check can see a loaded extension module

@@ -37,8 +37,9 @@ from tests.e2e.harness import (
     wait_for,
 )
 
+from naraft.certs import issue, new_ca, write_private
 from naraft.client import INSTANCE_LIST_PATH, LEADER_PATH, kv_path
-from naraft.tls import PEER_SERVER_NAME, issue, new_ca, write_private
+from naraft.tls import PEER_SERVER_NAME
 
 pytestmark = [
     pytest.mark.e2e,

@@ -17,10 +17,10 @@ import aiohttp
 import orjson
 import pytest
 
+from naraft.certs import write_cluster_certs
 from naraft.config_sources import build_config
 from naraft.election_audit import AUDIT_FILE
 from naraft.node import StartupError, run_node
-from naraft.tls import write_cluster_certs
 
 
 def free_port() -> int:

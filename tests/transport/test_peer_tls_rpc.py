@@ -19,7 +19,8 @@ from tests.transport.conftest import (
     serve,
 )
 
-from naraft.tls import NodeCertFiles, PeerTls, server_context, write_cluster_certs
+from naraft.certs import NodeCertFiles, write_cluster_certs
+from naraft.tls import PeerTls, server_context
 from naraft.transport import PeerClient, RpcOutcome, peer_routes
 
 NODES = ("127.0.0.1:1", "127.0.0.1:2")

@@ -1,6 +1,9 @@
 """Access tokens: JWT (HS256) under the cluster's replicated signing key, as Nacos's
 `JwtTokenManager` issues them (`sub` is the username, `exp` the expiry in Unix seconds).
 
+PyJWT is imported at the first token, not with this module: it loads `cryptography` for
+its RSA and EC algorithms (about 20 MiB a process), which a node without auth never needs.
+
 The key is generated per cluster at bootstrap; there is no default. A token signed with
 any other key (Nacos's well-known default among them) does not verify. The caller passes
 the time, so this module reads no clock.
@@ -11,8 +14,6 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from typing import Final
-
-import jwt
 
 ALGORITHM: Final = "HS256"
 MAX_TOKEN_CHARS: Final = 4096
@@ -39,6 +40,8 @@ class Claims:
 
 
 def issue(key: bytes, username: str, *, now: float, ttl_seconds: int) -> str:
+    import jwt
+
     return jwt.encode({"sub": username, "exp": int(now) + ttl_seconds}, key, algorithm=ALGORITHM)
 
 
@@ -46,6 +49,8 @@ def verify(key: bytes, token: str, *, now: float) -> Claims:
     """The claims of `token` if `key` signed it and it has not expired; else TokenError."""
     if not token or len(token) > MAX_TOKEN_CHARS:
         raise TokenError(TokenProblem.INVALID)
+    import jwt
+
     try:
         data = jwt.decode(
             token,
