@@ -71,6 +71,8 @@ def test_the_open_list_is_short_and_deliberate() -> None:
         "/metrics",
         "/nacos",
         "/nacos/",
+        "/nacos/actuator/health",  # Spring Boot's probe, as a default Nacos serves it
+        "/nacos/actuator/prometheus",  # /metrics, where Nacos's scrape configs look
         "/nacos/index.html",  # Nacos's console address: a redirect to naraft's
         "/nacos/ui/login",  # the console's sign-in (GET and POST)
         "/nacos/ui/login",

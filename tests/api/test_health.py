@@ -5,7 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from naraft.api.health import LIVENESS_PATH, READINESS_PATH, readiness_reason
+from naraft.api.health import (
+    ACTUATOR_HEALTH_PATH,
+    LIVENESS_PATH,
+    READINESS_PATH,
+    readiness_reason,
+)
 from naraft.raft import NO_SNAPSHOT, NodeId, PeerStatus, ProgressState, Role, Status
 
 A, B, C = NodeId("a:1"), NodeId("b:1"), NodeId("c:1")
@@ -59,3 +64,4 @@ def test_a_follower_far_behind_the_commit_index_is_not_ready() -> None:
 async def test_without_a_node_the_probes_answer_ok(env: Any) -> None:
     for path in (LIVENESS_PATH, READINESS_PATH):
         assert await env.text("GET", path) == (200, "OK")
+    assert await env.json("GET", ACTUATOR_HEALTH_PATH) == {"status": "UP"}

@@ -18,6 +18,7 @@ import pytest
 from tests.e2e.harness import LocalCluster, NodeProcess, local_cluster, naraft_command, wait_for
 
 from naraft.client import (
+    ACTUATOR_HEALTH_PATH,
     LIVENESS_PATH,
     OPERATOR_METRICS_PATH,
     READINESS_PATH,
@@ -79,6 +80,10 @@ def assert_down(node: NodeProcess) -> None:
     assert "DOWN" in health.json()["msg"]
     metrics = httpx.get(f"{node.url}{OPERATOR_METRICS_PATH}", timeout=1.0).json()
     assert metrics["status"] == "DOWN", metrics
+    actuator = httpx.get(f"{node.url}{ACTUATOR_HEALTH_PATH}", timeout=1.0)
+    assert actuator.status_code == 503, actuator.text
+    assert actuator.json()["status"] == "DOWN"
+    assert actuator.json()["reason"]  # the readiness rule's one line
     # the process still answers: liveness is not readiness
     assert httpx.get(f"{node.url}{LIVENESS_PATH}", timeout=1.0).text == "OK"
 
@@ -89,6 +94,8 @@ def assert_up(node: NodeProcess) -> None:
     assert "healthy" in health.json()["msg"]
     metrics = httpx.get(f"{node.url}{OPERATOR_METRICS_PATH}", timeout=1.0).json()
     assert metrics["status"] == "UP", metrics
+    actuator = httpx.get(f"{node.url}{ACTUATOR_HEALTH_PATH}", timeout=1.0)
+    assert (actuator.status_code, actuator.json()) == (200, {"status": "UP"})
 
 
 def test_every_member_is_ready_and_up_with_a_quorum(cluster: LocalCluster) -> None:

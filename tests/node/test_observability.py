@@ -15,7 +15,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from naraft import __version__
 from naraft.api.observe import ACCESS_LOGGER
-from naraft.client import INSTANCE_LIST_PATH, INSTANCE_PATH, PROMETHEUS_PATH, VERSION_PATH
+from naraft.client import (
+    ACTUATOR_PROMETHEUS_PATH,
+    INSTANCE_LIST_PATH,
+    INSTANCE_PATH,
+    PROMETHEUS_PATH,
+    VERSION_PATH,
+)
 from naraft.config_sources import build_config
 from naraft.node import run_node
 
@@ -29,8 +35,10 @@ def free_port() -> int:
         return port
 
 
-async def scrape(session: aiohttp.ClientSession, base: str) -> Samples:
-    async with session.get(f"{base}{PROMETHEUS_PATH}") as answer:
+async def scrape(session: aiohttp.ClientSession, base: str, path: str = PROMETHEUS_PATH) -> Samples:
+    async with session.get(f"{base}{path}") as answer:
+        assert answer.status == 200
+        assert answer.content_type == "text/plain"
         text = await answer.text()
     return {
         (sample.name, frozenset(sample.labels.items())): sample.value
@@ -127,6 +135,19 @@ async def test_requests_move_the_counter_histogram_and_nacos_gauges(
     lines = [line for line in err.splitlines() if f"INFO {ACCESS_LOGGER}: " in line]
     assert any(wanted in line and '" 200 ' in line for line in lines), lines
     assert any('"POST /nacos/v1/ns/instance?ip=1.2.3.4 HTTP/1.1" 400 ' in line for line in lines)
+
+
+async def test_nacos_scrape_configurations_find_the_same_metrics(node: str) -> None:
+    """A Prometheus job written for Nacos scrapes `/nacos/actuator/prometheus` (Spring Boot's
+    actuator): it gets the node's registry, Nacos's series among them."""
+    async with aiohttp.ClientSession() as session:
+        await register(session, node, "orders", "10.0.0.1")
+        ours = await scrape(session, node)
+        nacos = await scrape(session, node, ACTUATOR_PROMETHEUS_PATH)
+    assert value(nacos, "nacos_monitor", module="naming", name="ipCount") == 1
+    posted = {"method": "POST", "uri": INSTANCE_PATH, "status": "200", "outcome": "SUCCESS"}
+    assert value(nacos, "http_server_requests_seconds_count", **posted) >= 1
+    assert {name for name, _ in nacos} == {name for name, _ in ours}
 
 
 async def test_the_version_endpoint_names_the_build(node: str) -> None:

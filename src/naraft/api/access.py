@@ -39,7 +39,13 @@ from urllib.parse import quote
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from naraft.api.admin import KV_BASE, OPENAPI_PATH, RAFT_BASE, VERSION_PATH
+from naraft.api.admin import (
+    ACTUATOR_PROMETHEUS_PATH,
+    KV_BASE,
+    OPENAPI_PATH,
+    RAFT_BASE,
+    VERSION_PATH,
+)
 from naraft.api.auth import AUTH, AUTH_BASE, IDENTITY, LOGIN_PATHS, Identity
 from naraft.api.console.session import (
     CONFIG_CLONE_PATH,
@@ -52,7 +58,7 @@ from naraft.api.console.session import (
     session_token,
 )
 from naraft.api.errors import Handler, Refusal, json_refusal
-from naraft.api.health import LIVENESS_PATH, READINESS_PATH
+from naraft.api.health import ACTUATOR_HEALTH_PATH, LIVENESS_PATH, READINESS_PATH
 from naraft.api.members import MEMBERS_PATH
 from naraft.api.params import ONLY_BODY_LIMIT, read_params
 from naraft.api.snapshot import SNAPSHOT_PATH
@@ -178,10 +184,12 @@ ACCESS: Final[Mapping[tuple[str, str], Rule]] = {
     ("GET", MEMBERS_PATH): ADMIN,  # the members' addresses and progress
     ("POST", MEMBERS_PATH): ADMIN,  # changes who votes: an operator's act
     ("GET", "/metrics"): OPEN,
+    ("GET", ACTUATOR_PROMETHEUS_PATH): OPEN,  # the same, where Nacos's scrapers look
     ("GET", OPENAPI_PATH): OPEN,
     # liveness, readiness and the build: probes and dashboards, no data
     ("GET", LIVENESS_PATH): OPEN,
     ("GET", READINESS_PATH): OPEN,
+    ("GET", ACTUATOR_HEALTH_PATH): OPEN,
     ("GET", VERSION_PATH): OPEN,
     # auth: logins are open; changing one's own password is the handler's check
     ("POST", LOGIN_PATHS[0]): OPEN,

@@ -28,6 +28,7 @@ from aiohttp import web
 
 from naraft import __version__
 from naraft.api.errors import Refusal, json_ok, json_refusal, proposal_failure
+from naraft.api.health import ACTUATOR_BASE
 from naraft.errors import DiskFullError, UnavailableError
 from naraft.raft import NodeId, NotLeaderError, Status, TransferError
 from naraft.state.datums import Datum
@@ -48,6 +49,7 @@ KV_BASE: Final = "/naraft/v1/kv"
 RAFT_BASE: Final = "/nacos/v1/ns/raft"
 OPENAPI_PATH: Final = "/naraft/v1/openapi.json"
 VERSION_PATH: Final = "/naraft/v1/version"
+ACTUATOR_PROMETHEUS_PATH: Final = f"{ACTUATOR_BASE}/prometheus"  # Nacos's (Spring's) metrics
 
 MAX_MEMBER_ID_CHARS: Final = 262  # host (253) ':' port
 
@@ -352,6 +354,7 @@ def admin_routes() -> list[web.RouteDef]:
         web.get(f"{RAFT_BASE}/peer", raft_peer),
         web.post(f"{RAFT_BASE}/transfer", transfer_leader),
         web.get("/metrics", metrics),
+        web.get(ACTUATOR_PROMETHEUS_PATH, metrics),  # where Nacos users' scrapers look
         web.get(OPENAPI_PATH, openapi_description),
         web.get(VERSION_PATH, version),
     ]

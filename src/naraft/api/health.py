@@ -16,6 +16,11 @@ A node is ready when (`readiness_reason`):
 
 `/nacos/v1/ns/health/server` and `/operator/metrics` read the same rule (DOWN without it).
 Both endpoints are public health routes: they say nothing about the data.
+
+- `GET /nacos/actuator/health`: Spring Boot's health endpoint, which a default Nacos
+  serves and load balancers are often pointed at: 200 `{"status": "UP"}` when ready by the
+  same rule, else 503 `{"status": "DOWN", "reason": ...}` (Spring's status codes; Nacos's own
+  would say UP while its Raft has no leader, the case a balancer most needs to see).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final, Protocol
 
+import orjson
 from aiohttp import web
 
 from naraft.raft import NodeId, Role, Status
@@ -33,6 +39,8 @@ READINESS_PATH: Final = f"{HEALTH_BASE}/readiness"
 READY_MAX_LAG_ENTRIES: Final = 1000
 """How far the applied index may trail the known commit index on a ready node."""
 NOT_READY_PREFIX: Final = "Naming is not in readiness"
+ACTUATOR_BASE: Final = "/nacos/actuator"
+ACTUATOR_HEALTH_PATH: Final = f"{ACTUATOR_BASE}/health"
 
 
 class HealthView(Protocol):
@@ -95,5 +103,17 @@ async def readiness(request: web.Request) -> web.Response:
     return web.Response(status=503, text=f"{NOT_READY_PREFIX}: {reason}")
 
 
+async def actuator_health(request: web.Request) -> web.Response:
+    reason = not_ready(request)
+    if reason is None:
+        return web.Response(body=b'{"status":"UP"}', content_type="application/json")
+    body = orjson.dumps({"status": "DOWN", "reason": reason})
+    return web.Response(status=503, body=body, content_type="application/json")
+
+
 def health_routes() -> list[web.RouteDef]:
-    return [web.get(LIVENESS_PATH, liveness), web.get(READINESS_PATH, readiness)]
+    return [
+        web.get(LIVENESS_PATH, liveness),
+        web.get(READINESS_PATH, readiness),
+        web.get(ACTUATOR_HEALTH_PATH, actuator_health),
+    ]

@@ -50,6 +50,8 @@ from naraft.chaos import grpc_inputs
 from naraft.chaos.cluster import ChaosCluster, ChaosNode
 from naraft.chaos.configs import local_md5s
 from naraft.client import (
+    ACTUATOR_HEALTH_PATH,
+    ACTUATOR_PROMETHEUS_PATH,
     CLUSTER_PATH,
     CONFIG_LISTENER_PATH,
     CONFIGS_PATH,
@@ -98,6 +100,8 @@ SERVER_VIEWS: Final = (  # reads of the members, this node and its checkers, in 
     f"{CORE_CLUSTER}/self",
     f"{CORE_CLUSTER}/health",
     SERVER_STATE,
+    ACTUATOR_HEALTH_PATH,  # Spring Boot's health and metrics, where Nacos's tools look
+    ACTUATOR_PROMETHEUS_PATH,
 )
 SERVICE_PREFIX: Final = "nemesis-"
 CONFIG_PREFIX: Final = "nemesis-cfg-"
@@ -874,7 +878,7 @@ class ProbeFactory:
         """A path no route takes (404) or a method its path does not serve (405), each in
         its API's error shape; or a server view: the core API's member list with an odd
         `keyword`, the answering member, its health, the console's server state, the health
-        checker types."""
+        checker types, the actuator's health and metrics."""
         rng = self._rng
         choice = rng.randrange(3)
         if choice < 2:
