@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import importlib
 import json
 import logging
 import os
@@ -16,14 +17,12 @@ import secrets
 import signal
 import ssl
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import aiohttp
 import click
-from rich.console import Console
-from rich.table import Table
 
 from naraft.client import INSTANCE_LIST_PATH, INSTANCE_PATH, LOGIN_PATH, STATE_PATH, fetch_json
 from naraft.cluster import GRPC_PORT_OFFSET, ProcessCluster, node_data_dir, taken_ports
@@ -43,6 +42,9 @@ from naraft.transport.auth import (
     SecretError,
 )
 
+if TYPE_CHECKING:  # rich is imported by the commands that draw with it
+    from rich.console import Console
+
 logger = logging.getLogger("naraft")
 
 
@@ -51,7 +53,41 @@ def _fail(message: str) -> None:
     raise SystemExit(1)
 
 
-@click.group()
+class _LazyGroup(click.Group):
+    """The group whose tools (`chaos`, the importers, `repair`, `leader`, `snapshot`,
+    `member`) are imported only when named: `naraft server` then loads none of them, nor
+    the rich tables and progress bars they draw with (about 4 MiB of a node's memory).
+    `naraft --help` lists them all, importing each for its one-line help."""
+
+    def __init__(self, *args: Any, lazy: Mapping[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lazy = dict(lazy)  # command name -> "module:attribute"
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        where = self._lazy.get(cmd_name)
+        if where is None:
+            return super().get_command(ctx, cmd_name)
+        module, _, attribute = where.partition(":")
+        command = getattr(importlib.import_module(module), attribute)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(
+    cls=_LazyGroup,
+    lazy={
+        "chaos": "naraft.cli_chaos:chaos",
+        "import-nacos": "naraft.cli_import:import_nacos",
+        "import-nacos-users": "naraft.cli_import:import_nacos_users",
+        "repair": "naraft.cli_repair:repair",
+        "leader": "naraft.cli_leader:leader",
+        "snapshot": "naraft.cli_snapshot:snapshot",
+        "member": "naraft.cli_member:member",
+    },
+)
 @click.version_option(package_name="naraft")
 def main() -> None:
     """naraft: a Nacos-compatible service registry replicated by Raft."""
@@ -170,6 +206,8 @@ def cluster_up(
     nodes: int, base_port: int, host: str, data_dir: Path, profile: str, tls: bool, auth: str
 ) -> None:
     """Start NODES local nodes in the foreground; Ctrl-C stops them all cleanly."""
+    from rich.console import Console
+
     auth_on = auth == AuthMode.ON or (auth == AuthMode.AUTO and not is_loopback(host))
     console = Console()
     members = [f"{host}:{base_port + i}" for i in range(nodes)]
@@ -281,6 +319,8 @@ def _wait_for_leader(
 def _show_cluster(
     console: Console, local: ProcessCluster, leader: str | None, data_dir: Path
 ) -> None:
+    from rich.table import Table
+
     table = Table(title=f"naraft: {local.size}-node cluster (data in {data_dir})")
     for column in ("node", "address", "pid", "log"):
         table.add_column(column)
@@ -369,6 +409,9 @@ def _status_cells(rows: dict[str, dict[str, Any]]) -> list[list[str]]:
 
 
 def _print_status(rows: dict[str, dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     cells = _status_cells(rows)
     console = Console(soft_wrap=True)
     if console.is_terminal:
@@ -427,32 +470,3 @@ async def _collect_status(
             except (aiohttp.ClientError, TimeoutError, ValueError):
                 rows[member] = {}
         return rows
-
-
-from naraft.cli_chaos import chaos  # noqa: E402 - the campaign's own imports stay lazy
-
-main.add_command(chaos)
-
-from naraft.cli_import import (  # noqa: E402 - registered after the core commands
-    import_nacos,
-    import_nacos_users,
-)
-
-main.add_command(import_nacos)
-main.add_command(import_nacos_users)
-
-from naraft.cli_repair import repair  # noqa: E402 - offline repairs of a stopped node
-
-main.add_command(repair)
-
-from naraft.cli_leader import leader  # noqa: E402 - operations on a running cluster
-
-main.add_command(leader)
-
-from naraft.cli_snapshot import snapshot  # noqa: E402 - backup and restore
-
-main.add_command(snapshot)
-
-from naraft.cli_member import member as member_group  # noqa: E402 - a running cluster's members
-
-main.add_command(member_group)
