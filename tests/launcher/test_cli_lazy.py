@@ -1,6 +1,7 @@
 """`naraft server` loads the server and nothing of the tools: the subcommands of their own
-modules (and rich, which they draw with) are imported only when named, and so is
-`cryptography` (certificates, PyJWT). Every command is still listed and runs."""
+modules (and rich, which they draw with) are imported only when named, and so are
+`cryptography` (certificates, PyJWT) and jinja2 (the console's first page). Every command
+is still listed and runs."""
 
 from __future__ import annotations
 
@@ -15,12 +16,12 @@ from naraft.cli import main
 TOOLS = ("chaos", "import-nacos", "import-nacos-users", "leader", "member", "repair", "snapshot")
 
 
-def test_what_the_server_imports_holds_no_tool_no_rich_and_no_cryptography() -> None:
+def test_what_the_server_imports_holds_no_tool_rich_cryptography_or_jinja2() -> None:
     # what `naraft server` imports before it runs the node, in a fresh interpreter
     probe = (
         "import sys, naraft.cli, naraft.node; "
         "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('rich', 'cryptography', 'jwt') or m.startswith('naraft.cli_'))))"
+        "('rich', 'cryptography', 'jwt', 'jinja2') or m.startswith('naraft.cli_'))))"
     )
     loaded = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60

@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import functools
 import time
 from collections.abc import Mapping
 from dataclasses import replace
 from importlib import resources
-from typing import Final
+from typing import TYPE_CHECKING, Final
 from urllib.parse import urlencode
 
 import aiohttp
-import jinja2
 import orjson
 from aiohttp import web
 from multidict import MultiDict
@@ -73,6 +73,9 @@ from naraft.raft import NotLeaderError, Role
 from naraft.raft.membership import ChangeKind
 from naraft.tls import PLAINTEXT
 
+if TYPE_CHECKING:
+    import jinja2
+
 BASE: Final = "/nacos/ui"
 HOME: Final = f"{BASE}/services"
 PAGE_SIZE: Final = 20
@@ -87,11 +90,18 @@ LAST_SEEN: Final = web.AppKey("console_last_seen", dict[str, float])
 
 _STATIC: Final = {"console.js": "application/javascript", "console.css": "text/css"}
 
-_env = jinja2.Environment(
-    loader=jinja2.PackageLoader("naraft.api.console", "templates"),
-    autoescape=True,
-    undefined=jinja2.StrictUndefined,
-)
+
+@functools.cache
+def _templates() -> jinja2.Environment:
+    """The templates, loaded at the first page: a node whose console nobody opens never
+    imports jinja2 (about 2 MiB)."""
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("naraft.api.console", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
 
 
 def _is_refusal(error: Exception) -> bool:
@@ -109,16 +119,20 @@ def _render(
         csrf = new_cookie = new_csrf_cookie()
     service = request.app.get(AUTH)
     identity = request.get(IDENTITY)
-    body = _env.get_template(template).render(
-        base=BASE,
-        csrf=csrf,
-        csrf_field=CSRF_FIELD,
-        auth_on=service is not None and service.enabled,
-        user=identity.username if isinstance(identity, Identity) else None,
-        admin=isinstance(identity, Identity) and identity.admin,
-        message=request.query.get("msg", "")[:300],
-        configs_served=CONFIG_API in request.app,
-        **values,
+    body = (
+        _templates()
+        .get_template(template)
+        .render(
+            base=BASE,
+            csrf=csrf,
+            csrf_field=CSRF_FIELD,
+            auth_on=service is not None and service.enabled,
+            user=identity.username if isinstance(identity, Identity) else None,
+            admin=isinstance(identity, Identity) and identity.admin,
+            message=request.query.get("msg", "")[:300],
+            configs_served=CONFIG_API in request.app,
+            **values,
+        )
     )
     response = web.Response(status=status, text=body, content_type="text/html")
     response.headers["Cache-Control"] = "no-store"
