@@ -379,6 +379,23 @@ async def test_a_local_read_waits_for_the_commits_the_node_has_heard_of(tmp_path
         assert replica.status.role is Role.FOLLOWER
 
 
+async def test_a_local_read_waits_for_a_commit_that_came_in_the_same_loop_turn(
+    tmp_path: Path,
+) -> None:
+    """The notice and the read arrive in one poll, the read's task scheduled first and the
+    notice delivered right after it in the same turn: the read still waits for the apply."""
+    async with running_shell(tmp_path / "n1.db", peers=SentTo(), voters=(N1, N2)) as shell:
+        replica = shell.replica
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(replica.local_read_point())  # scheduled first
+            asyncio.get_running_loop().call_soon(
+                replica.deliver, _append(0, (_put("k", "v1"),), commit=1)
+            )
+        datum = read_value(shell.machine.datums, "k")
+        assert datum is not None
+        assert datum.value == b"v1"
+
+
 async def test_a_local_read_waits_for_no_commit_the_node_cannot_reach(tmp_path: Path) -> None:
     """An entry the follower does not hold (its log ends before it) cannot apply: the read
     answers after the bound, and at once when nothing newer was heard."""
