@@ -18,10 +18,10 @@ both; docs/tls.md has the whole design. In short:
   host names are not checked (the server name sent is `PEER_SERVER_NAME`).
 
 Certificates (checking a configured pair, and the throwaway ones of `naraft cluster up
---tls` and the tests) are `naraft.certs`, apart because they need `cryptography`: about 16
-MiB a process that a node without TLS files never loads. This module imports nothing of
-naraft but its errors (and `naraft.certs` when it checks files), so that every layer (the
-server's, the launcher's, the client's) can use it.
+--tls` and the tests) are `naraft.certs`, apart because they need `cryptography`, which a
+node without TLS files never loads (with PyJWT's use of it, about 9 MiB of a node's
+memory). This module imports nothing of naraft but its errors (and `naraft.certs` when it
+checks files), so that every layer (the server's, the launcher's, the client's) can use it.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ class TlsSettings:
             if cert is not None and key is not None
         ]
         if pairs:
-            # naraft.certs loads cryptography (about 16 MiB): only a node given files pays
+            # naraft.certs loads cryptography: only a node given files pays for it
             from naraft.certs import check_pair
 
             for cert, key, cert_flag, key_flag in pairs:
