@@ -71,6 +71,7 @@ from naraft.naming.views import (
     catalog_detail_row,
     catalog_detail_view,
     catalog_instance_view,
+    catalog_rt_view,
     catalog_service_row,
     instance_detail_view,
     instance_list_view,
@@ -718,6 +719,15 @@ class NamingService:
             grouped = key.grouped_name
             raise NotFoundError("service", grouped, message=f"service {grouped} is not found!")
         return catalog_detail_view(service, self._state.instances(key))
+
+    def catalog_rt(self, raw: RawService) -> dict[str, object]:
+        """`GET /catalog/rt/service`: its clusters' check times; NotFoundError if missing."""
+        key = validate.service_key(raw.namespace_id, raw.group_name, raw.service_name)
+        service = self._state.service(key)
+        if service is None:
+            grouped = key.grouped_name
+            raise NotFoundError("service", grouped, message=f"service {grouped} is not found!")
+        return catalog_rt_view(service, self._state.instances(key))
 
     def catalog_instances(
         self,

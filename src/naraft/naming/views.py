@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 import orjson
 
@@ -23,6 +24,7 @@ from naraft.naming.model import (
     Service,
 )
 from naraft.naming.records import checker_view, selector_record, sorted_metadata
+from naraft.naming.validate import JAVA_LONG_MAX
 from naraft.state.datums import right_sized
 
 
@@ -332,6 +334,28 @@ def catalog_detail_view(service: Service, instances: Sequence[Instance]) -> dict
             "metadata": sorted_metadata(service.metadata),
         },
         "clusters": clusters,
+    }
+
+
+# Nacos 1.4 HealthCheckTask: a cluster's first check waits 2 s plus a random part.
+FIRST_CHECK_DELAY_MS: Final = 2_000
+
+
+def catalog_rt_view(service: Service, instances: Sequence[Instance]) -> dict[str, object]:
+    """`GET /catalog/rt/service`: each cluster's health-check response times, as Nacos 1.4
+    shows a cluster whose checks have not run yet (best `Long.MAX_VALUE`, worst 0, the
+    normalized time its first check would wait): naraft runs no server-side checks."""
+    names = sorted(set(service.clusters) | {i.cluster_name for i in instances})
+    return {
+        "clusters": [
+            {
+                "name": name,
+                "checkRTBest": JAVA_LONG_MAX,
+                "checkRTWorst": 0,
+                "checkRTNormalized": FIRST_CHECK_DELAY_MS,
+            }
+            for name in names
+        ]
     }
 
 

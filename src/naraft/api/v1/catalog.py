@@ -34,6 +34,12 @@ async def catalog_service(request: web.Request) -> web.Response:
     return json_response(naming_of(request).catalog_service(raw_service(params)))
 
 
+@routes.get(f"{BASE}/rt/service")
+async def catalog_rt(request: web.Request) -> web.Response:
+    params = await read_params(request)
+    return json_response(naming_of(request).catalog_rt(raw_service(params)))
+
+
 @routes.get(f"{BASE}/instances")
 async def catalog_instances(request: web.Request) -> web.Response:
     params = await read_params(request)
