@@ -43,7 +43,7 @@ from naraft.api.observe import AccessLog, observe_middleware
 from naraft.api.snapshot import SNAPSHOT, snapshot_routes
 from naraft.api.v1.beats import HttpBeatSender, beat_routes
 from naraft.api.v1.configs import ConfigApi
-from naraft.api.v1.operator import ServerInfo
+from naraft.api.v1.operator import PUSH_STATS, ServerInfo
 from naraft.auth.state import ADMIN_USER, AuthApplied, encode_bootstrap, signing_key
 from naraft.config import (
     AuthMode,
@@ -825,6 +825,7 @@ def _wire(
         config, node, naming, keeper, digest, metrics, cluster_id, auth, access_log, peer_members
     )
     app[FORWARD_TLS] = tls
+    app[PUSH_STATS] = pusher
     return _Wired(
         config=config, cluster_id=cluster_id, node=node, client=client, keeper=keeper,
         owned=owned, pusher=pusher, watch=watch, digest=digest, app=app, access_log=access_log,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -285,3 +286,80 @@ async def test_console_server_state_names_the_mode_and_version(
     assert alone["standalone_mode"] == "standalone"
     me = await env.json("GET", "/nacos/v1/core/cluster/self")
     assert me["data"]["port"] == env.client.port
+
+
+async def test_every_operator_route_also_answers_under_ops(env: Any) -> None:
+    assert await env.json("GET", "/nacos/v1/ns/ops/switches") == await env.json("GET", SWITCHES)
+    params = {"entry": "clientBeatInterval", "value": "6000"}
+    assert await env.text("PUT", "/nacos/v1/ns/ops/switches", params) == (200, "ok")
+    assert (await env.json("GET", SWITCHES))["clientBeatInterval"] == 6000
+    assert (await env.json("GET", "/nacos/v1/ns/ops/metrics"))["status"] == "UP"
+    assert (await env.json("GET", "/nacos/v1/ns/ops/push/state"))["total"] == 0
+
+
+async def test_push_state_of_an_app_that_pushes_nothing(env: Any) -> None:
+    answer = await env.json("GET", "/nacos/v1/ns/operator/push/state", {"detail": "true"})
+    assert answer == {"succeed": 0, "total": 0, "failed": 0, "ratio": 0, "data": [], "reset": False}
+    status, body = await env.text("GET", "/nacos/v1/ns/operator/push/state", {"reset": "maybe"})
+    assert status == 400
+    assert "reset" in body
+
+
+@pytest.fixture
+def saved_levels() -> Iterator[None]:
+    names = ("naraft.raft", "naraft.replica", "naraft.transport", "naraft.digest", "naraft.x.y")
+    levels = {name: logging.getLogger(name).level for name in names}
+    yield
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+
+
+@pytest.mark.usefixtures("saved_levels")
+async def test_log_sets_the_level_of_a_nacos_log_name_or_a_naraft_logger(env: Any) -> None:
+    params = {"logName": "naming-raft", "logLevel": "debug"}
+    assert await env.text("PUT", "/nacos/v1/ns/operator/log", params) == (200, "ok")
+    for name in ("naraft.raft", "naraft.replica", "naraft.transport", "naraft.digest"):
+        assert logging.getLogger(name).level == logging.DEBUG
+    params = {"logName": "naraft.x.y", "logLevel": "WARN"}
+    assert await env.text("PUT", "/nacos/v1/ns/ops/log", params) == (200, "ok")
+    assert logging.getLogger("naraft.x.y").level == logging.WARNING
+    params = {"logName": "naming-raft", "logLevel": "off"}
+    assert await env.text("PUT", "/nacos/v1/ns/operator/log", params) == (200, "ok")
+    assert not logging.getLogger("naraft.raft").isEnabledFor(logging.CRITICAL)
+
+
+@pytest.mark.parametrize(
+    ("params", "wire_field"),
+    [
+        pytest.param({"logLevel": "INFO"}, "logName", id="no-name"),
+        pytest.param({"logName": "naming-raft"}, "logLevel", id="no-level"),
+        pytest.param({"logName": "naming-distro", "logLevel": "INFO"}, "logName", id="distro"),
+        pytest.param({"logName": "requests", "logLevel": "INFO"}, "logName", id="not-ours"),
+        pytest.param({"logName": "naraft." + "a" * 200, "logLevel": "INFO"}, "logName",
+                     id="too-long"),
+        pytest.param({"logName": "naming-raft", "logLevel": "LOUD"}, "logLevel", id="level"),
+    ],
+)  # fmt: skip
+@pytest.mark.usefixtures("saved_levels")
+async def test_bad_log_requests_are_400_naming_the_field_and_change_nothing(
+    env: Any, params: dict[str, str], wire_field: str
+) -> None:
+    before = logging.getLogger("naraft.raft").level
+    status, body = await env.text("PUT", "/nacos/v1/ns/operator/log", params)
+    assert status == 400
+    assert wire_field in body
+    assert logging.getLogger("naraft.raft").level == before
+
+
+async def test_catalog_rt_lists_each_cluster_as_never_checked(env: Any) -> None:
+    await register(env)
+    await register(env, ip="10.0.0.2", clusterName="c2")
+    answer = await env.json("GET", "/nacos/v1/ns/catalog/rt/service", {"serviceName": "svc"})
+    never = {"checkRTBest": 2**63 - 1, "checkRTWorst": 0, "checkRTNormalized": 2000}
+    assert answer == {"clusters": [{"name": "DEFAULT", **never}, {"name": "c2", **never}]}
+    status, body = await env.text("GET", "/nacos/v1/ns/catalog/rt/service", {"serviceName": "no"})
+    assert status == 404
+    assert "DEFAULT_GROUP@@no" in body
+    status, body = await env.text("GET", "/nacos/v1/ns/catalog/rt/service")
+    assert status == 400
+    assert "serviceName" in body

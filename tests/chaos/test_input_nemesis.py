@@ -34,6 +34,7 @@ from naraft.chaos.workload import NAMING_PREFIX, SET_PREFIX
 from naraft.configs import validate as config_validate
 from naraft.errors import InvalidArgumentError
 from naraft.grpc.client import Answer
+from naraft.logs import set_log_level
 from naraft.naming import validate
 from naraft.naming.switches import Switches, switches_view, with_entry
 from naraft.state.kv import MAX_VALUE_BYTES
@@ -245,6 +246,19 @@ def test_switch_values_at_the_bounds_parse_and_those_beyond_do_not() -> None:
                 continue
             # a build without the bound still takes integers past 64 bits (the poison switch)
             assert int(fields["value"]) >= 2**63, probe.label
+
+
+def test_log_level_probes_parse_as_the_route_parses_them() -> None:
+    probes = [p for p in _draw(12, (ProbeKind.UNKNOWN_ROUTE,), n=400) if p.path in inputs.LOG_PATHS]
+    assert {p.expect for p in probes} == {Expect.ACCEPT, Expect.REFUSE}
+    for probe in probes:
+        assert probe.method == "PUT"
+        params = dict(probe.params)
+        if probe.expect is Expect.ACCEPT:
+            assert set_log_level(params["logName"], params["logLevel"]) == (inputs.NEMESIS_LOGGER,)
+        else:
+            with pytest.raises(InvalidArgumentError):
+                set_log_level(params["logName"], params["logLevel"])
 
 
 def test_oversized_bodies_are_over_the_limit_and_many_params_are_many() -> None:

@@ -18,6 +18,15 @@ def test_three_nodes_elect_one_leader(cluster3: LocalCluster) -> None:
     assert [v["role"] for v in views].count("leader") == 1
     assert {v["leader"] for v in views} == {leader.address}
     assert len({v["term"] for v in views}) == 1
+    # Nacos 1.x's RaftPeer of each node, at its three paths (one deprecated, one alias).
+    for node in cluster3.nodes:
+        peers = [
+            cluster3.client.get(f"{node.url}/nacos/v1/ns/{path}", timeout=5.0).json()
+            for path in ("raft/peer", "operator/cluster/state", "ops/cluster/state")
+        ]
+        assert peers[0] == peers[1] == peers[2]
+        assert (peers[0]["ip"], peers[0]["leader"]) == (node.address, leader.address)
+        assert peers[0]["state"] == ("LEADER" if node is leader else "FOLLOWER")
 
 
 def test_writes_through_any_node_are_readable_from_every_node(cluster3: LocalCluster) -> None:

@@ -152,6 +152,11 @@ def test_an_acked_push_is_not_resent_and_an_unacked_one_is_resent_a_bounded_numb
     # (its retries are used up).
     assert acking.nothing_within(3 * ACK_TIMEOUT_MS / 1000)
     assert silent.nothing_within(ACK_TIMEOUT_MS / 1000)
+    # Nacos's push counts on the node that pushed: two packets, the silent one's given up.
+    state_url = f"{node.url}/nacos/v1/ns/ops/push/state"
+    state = cluster.client.get(state_url, params={"detail": "true"}, timeout=5.0).json()
+    assert state == {"succeed": 1, "total": 2, "failed": 1, "ratio": 0.5, "data": [],
+                     "reset": False}  # fmt: skip
 
     # The next change is a new packet (a new lastRefTime) with the new list.
     register(cluster, cluster.nodes[2], "10.0.0.3")

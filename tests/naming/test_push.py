@@ -27,6 +27,7 @@ from naraft.naming.push import (
     decode_ack,
     encode_packet,
     push_data,
+    push_state_view,
 )
 from naraft.naming.state import NamingState
 from naraft.naming.udp import UdpPusher
@@ -131,6 +132,45 @@ def test_a_newer_packet_to_a_target_replaces_its_unacked_older_one() -> None:
     assert [(s.packet, s.last_ref_time) for s in table.due(100)] == [(b"other", 2)]
     assert [(s.packet, s.last_ref_time) for s in table.due(150)] == [(b"new", 3)]
     assert table.ack(1) is None
+
+
+def test_push_state_counts_packets_acks_and_the_rest_as_failed() -> None:
+    table = AckTable(PushTimings(ack_timeout_ms=100, max_retries=1))
+    assert push_state_view(table, detail=False, reset=False) == {
+        "succeed": 0, "total": 0, "failed": 0, "ratio": 0, "reset": False,
+    }  # fmt: skip
+    acked, silent, replaced = make_target(1), make_target(2), make_target(3)
+    table.sent(acked, b"a", 1, now_ms=0)
+    table.sent(silent, b"s", 2, now_ms=0)
+    table.sent(replaced, b"old", 3, now_ms=0)
+    table.sent(replaced, b"new", 4, now_ms=10)  # the older packet is never acked
+    table.ack(1)
+    table.ack(4)
+    assert [s.packet for s in table.due(100)] == [b"s"]  # a retry is not a new packet
+    assert push_state_view(table, detail=False, reset=False) == {
+        "succeed": 2, "total": 4, "failed": 2, "ratio": 0.5, "reset": False,
+    }  # fmt: skip
+
+
+def test_push_state_detail_shows_the_unacked_packets_as_text_and_reset_forgets_them() -> None:
+    table = AckTable(PushTimings(ack_timeout_ms=100, max_retries=3))
+    small = encode_packet(b'{"hosts":[]}', 1)
+    big_data = orjson.dumps({"hosts": ["h" * 40] * 40})
+    big = encode_packet(big_data, 2)
+    assert big[:2] == b"\x1f\x8b"
+    table.sent(make_target(1), small, 1, now_ms=0)
+    table.sent(make_target(2), big, 2, now_ms=0)
+    answer = push_state_view(table, detail=True, reset=False, detail_limit=5)
+    assert [orjson.loads(text)["lastRefTime"] for text in answer["data"]] == [1, 2]
+    assert orjson.loads(answer["data"][1])["data"] == big_data.decode()
+    assert len(push_state_view(table, detail=True, reset=False, detail_limit=1)["data"]) == 1
+    assert "data" not in push_state_view(table, detail=False, reset=False)
+
+    answer = push_state_view(table, detail=True, reset=True)
+    assert (len(answer["data"]), answer["reset"]) == (2, True)  # shown, then forgotten
+    assert list(table.due(1_000)) == []  # no retries of forgotten packets
+    assert (len(table), table.given_up) == (0, 0)
+    assert push_state_view(table, detail=True, reset=False)["data"] == []
 
 
 def test_push_data_is_the_targets_list_answer_with_the_push_cache_time() -> None:

@@ -14,7 +14,6 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from naraft import __version__
-from naraft.api.observe import ACCESS_LOGGER
 from naraft.client import (
     ACTUATOR_PROMETHEUS_PATH,
     INSTANCE_LIST_PATH,
@@ -23,6 +22,7 @@ from naraft.client import (
     VERSION_PATH,
 )
 from naraft.config_sources import build_config
+from naraft.logs import ACCESS_LOGGER
 from naraft.node import run_node
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]

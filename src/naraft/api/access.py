@@ -116,6 +116,16 @@ _CONFIG_RULES: Final = {
     for route in (*CONFIG_ROUTES, *V2_CONFIG_ROUTES)
 }
 
+_OPERATOR_RULES: Final = {
+    ("GET", "switches"): USER,
+    ("PUT", "switches"): ADMIN,
+    ("GET", "metrics"): USER,
+    ("GET", "servers"): USER,
+    ("GET", "push/state"): USER,  # counts (`reset` forgets only pending acks of pushes)
+    ("PUT", "log"): ADMIN,  # a node's log levels: an operator's act
+    ("GET", "cluster/state"): USER,  # the local Raft peer (`/raft/peer` shows it openly)
+}
+
 ACCESS: Final[Mapping[tuple[str, str], Rule]] = {
     # naming: Nacos's permission on the namespace, group and service named
     ("POST", f"{_NS}/instance"): NAMING_W,
@@ -139,6 +149,7 @@ ACCESS: Final[Mapping[tuple[str, str], Rule]] = {
     ("GET", f"{_NS}/catalog/services"): NAMING_R,  # the namespace's (no group or service named)
     ("GET", f"{_NS}/catalog/service"): NAMING_R,
     ("GET", f"{_NS}/catalog/instances"): NAMING_R,
+    ("GET", f"{_NS}/catalog/rt/service"): NAMING_R,
     # the Nacos 2.x naming API: the same rules as v1's routes
     ("POST", V2_INSTANCE): NAMING_W,
     ("PUT", V2_INSTANCE): NAMING_W,
@@ -153,11 +164,13 @@ ACCESS: Final[Mapping[tuple[str, str], Rule]] = {
     ("DELETE", V2_SERVICE): ADMIN,  # takes every instance with it, as v1's
     ("GET", V2_SERVICE): NAMING_R,
     ("GET", f"{V2_SERVICE}/list"): NAMING_R,
-    # the cluster's own switches, health overrides and namespaces
-    ("GET", f"{_NS}/operator/switches"): USER,
-    ("PUT", f"{_NS}/operator/switches"): ADMIN,
-    ("GET", f"{_NS}/operator/metrics"): USER,
-    ("GET", f"{_NS}/operator/servers"): USER,
+    # the cluster's own switches, metrics, push counts, log levels (each at /operator and
+    # at /ops, as Nacos serves them), health overrides and namespaces
+    **{
+        (method, f"{_NS}/{base}/{tail}"): rule
+        for (method, tail), rule in _OPERATOR_RULES.items()
+        for base in ("operator", "ops")
+    },
     ("GET", "/nacos/v1/core/cluster/nodes"): USER,  # the same members, in Nacos's core API
     ("GET", "/nacos/v1/core/cluster/simple/nodes"): USER,
     ("GET", "/nacos/v1/core/cluster/self"): USER,

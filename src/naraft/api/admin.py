@@ -3,7 +3,8 @@
 - `PUT /naraft/v1/kv/{key}` `{"value": s}` or `{"value": s, "prev": s|null}` -> `{"index": N}`
 - `GET /naraft/v1/kv/{key}[?consistency=linearizable|local]` -> `{"key","value","version"}`
 - `DELETE /naraft/v1/kv/{key}` -> `{"deleted": bool, "index": N}`
-- `GET /nacos/v1/ns/raft/leader`, `/raft/state`, `/raft/peer`; `GET /metrics`
+- `GET /nacos/v1/ns/raft/leader`, `/raft/state`, `/raft/peer` (also at `/operator/cluster/state`
+  and `/ops/cluster/state`); `GET /metrics`
 - `GET /naraft/v1/openapi.json`: the OpenAPI description of all of the above and the Nacos API
 - `GET /naraft/v1/version` -> `{"version", "python", "peerFormat"}` (public, as the health
   routes: it names the build, nothing of the data)
@@ -46,7 +47,8 @@ from naraft.state.rejections import EntryRejected, RejectionKind
 from naraft.transport.codec import FORMAT_VERSION
 
 KV_BASE: Final = "/naraft/v1/kv"
-RAFT_BASE: Final = "/nacos/v1/ns/raft"
+NAMING_BASE: Final = "/nacos/v1/ns"
+RAFT_BASE: Final = f"{NAMING_BASE}/raft"
 OPENAPI_PATH: Final = "/naraft/v1/openapi.json"
 VERSION_PATH: Final = "/naraft/v1/version"
 ACTUATOR_PROMETHEUS_PATH: Final = f"{ACTUATOR_BASE}/prometheus"  # Nacos's (Spring's) metrics
@@ -352,6 +354,9 @@ def admin_routes() -> list[web.RouteDef]:
         web.get(f"{RAFT_BASE}/leader", raft_leader),
         web.get(f"{RAFT_BASE}/state", raft_state),
         web.get(f"{RAFT_BASE}/peer", raft_peer),
+        # Nacos 1.x's deprecated `/operator/cluster/state` answers the local RaftPeer too.
+        web.get(f"{NAMING_BASE}/operator/cluster/state", raft_peer),
+        web.get(f"{NAMING_BASE}/ops/cluster/state", raft_peer),
         web.post(f"{RAFT_BASE}/transfer", transfer_leader),
         web.get("/metrics", metrics),
         web.get(ACTUATOR_PROMETHEUS_PATH, metrics),  # where Nacos users' scrapers look

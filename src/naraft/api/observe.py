@@ -32,9 +32,9 @@ from aiohttp.typedefs import Middleware
 
 from naraft.api.edge import CLIENT_CLOSED, HeldResponse
 from naraft.api.errors import Handler
+from naraft.logs import ACCESS_LOGGER
 from naraft.transport.signing import wall_clock_ms
 
-ACCESS_LOGGER: Final = "naraft.access"
 FLUSH_SECONDS: Final = 0.05
 UNMATCHED: Final = "unmatched"
 SECRET_PARAMS: Final = frozenset({"password", "accesstoken", "token", "secret"})

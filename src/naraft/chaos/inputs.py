@@ -45,7 +45,14 @@ import orjson
 
 from naraft.api.app import MAX_BODY_BYTES
 from naraft.api.params import MAX_PARAM_VALUE_CHARS
-from naraft.api.v1.operator import CORE_CLUSTER, CORE_NODES, HEALTH_CHECKERS, SERVER_STATE
+from naraft.api.v1.operator import (
+    CORE_CLUSTER,
+    CORE_NODES,
+    HEALTH_CHECKERS,
+    OPERATOR,
+    OPS,
+    SERVER_STATE,
+)
 from naraft.chaos import grpc_inputs
 from naraft.chaos.cluster import ChaosCluster, ChaosNode
 from naraft.chaos.configs import local_md5s
@@ -102,7 +109,12 @@ SERVER_VIEWS: Final = (  # reads of the members, this node and its checkers, in 
     SERVER_STATE,
     ACTUATOR_HEALTH_PATH,  # Spring Boot's health and metrics, where Nacos's tools look
     ACTUATOR_PROMETHEUS_PATH,
+    f"{OPERATOR}/push/state",  # push counts (never reset here: that drops pending retries)
+    f"{OPS}/cluster/state",  # the local Raft peer at Nacos's deprecated path, by its alias
+    f"{OPS}/metrics",
 )
+LOG_PATHS: Final = (f"{OPERATOR}/log", f"{OPS}/log")
+NEMESIS_LOGGER: Final = "naraft.nemesis"  # a logger no code writes to: its level is harmless
 SERVICE_PREFIX: Final = "nemesis-"
 CONFIG_PREFIX: Final = "nemesis-cfg-"
 CLONE_TENANT: Final = "nemesis-clones"  # a namespace only the clone probes write
@@ -880,7 +892,9 @@ class ProbeFactory:
         `keyword`, the answering member, its health, the console's server state, the health
         checker types, the actuator's health and metrics."""
         rng = self._rng
-        choice = rng.randrange(3)
+        choice = rng.randrange(4)
+        if choice == 3:
+            return self._log_level(node)
         if choice < 2:
             if choice == 0:
                 prefix = rng.choice(UNROUTED_PREFIXES)
@@ -921,6 +935,30 @@ class ProbeFactory:
             expect=Expect.ACCEPT,
             path=view,
             params=params,
+        )
+
+    def _log_level(self, node: int) -> Probe:
+        """Nacos's `PUT /operator/log`: a valid level for a logger nobody writes to, or a
+        bad name or level (refused, nothing changed)."""
+        rng = self._rng
+        name, level = NEMESIS_LOGGER, rng.choice(("debug", "INFO", "Warn", "OFF", "trace"))
+        expect = Expect.ACCEPT
+        if rng.random() < 0.5:
+            expect = Expect.REFUSE
+            if rng.random() < 0.5:
+                name = rng.choice(
+                    ("", "naming-distro", "root", "naraft..x", "naraft." + "a" * 200, "名前")
+                )
+            else:
+                level = rng.choice(("", "LOUD", "10", "debug\x00", _value(rng, 2_000)))
+        return Probe(
+            kind=ProbeKind.UNKNOWN_ROUTE,
+            node=node,
+            label=f"log level {level[:12]!r} for {name[:24]!r}",
+            expect=expect,
+            method="PUT",
+            path=rng.choice(LOG_PATHS),
+            params=(("logName", name), ("logLevel", level)),
         )
 
     # -------------------------------------------------------------- bodies and parameters

@@ -15,6 +15,7 @@ clock and the task.
 from __future__ import annotations
 
 import gzip
+import itertools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -29,6 +30,8 @@ from naraft.naming.views import instance_list_view, listed_hosts
 
 # Nacos PushService.compressIfNecessary: gzip when the packet is at least 1 KiB.
 GZIP_FROM_BYTES: Final = 1024
+GZIP_MAGIC: Final = b"\x1f\x8b"
+PUSH_DETAIL_LIMIT: Final = 100  # unacked packets shown by push/state?detail=true
 PUSH_TYPE: Final = "dom"
 # Nacos PushService: ACK_TIMEOUT_NANOS = 10 s, MAX_RETRY_TIMES = 1 (two sends at most).
 DEFAULT_ACK_TIMEOUT_MS: Final = 10_000
@@ -171,6 +174,7 @@ class AckTable:
         self._timings = timings
         self._pending: dict[int, _Pending] = {}
         self._by_target: dict[PushTarget, int] = {}
+        self.packets = 0  # packets sent (first sends; retries are not new packets)
         self.given_up = 0  # packets never acked
         self.acked = 0
 
@@ -183,6 +187,7 @@ class AckTable:
         if older is not None:
             self._pending.pop(older, None)
         self._by_target[target] = last_ref_time
+        self.packets += 1
         self._pending[last_ref_time] = _Pending(
             target=target, packet=packet, sends=1, due_ms=now_ms + self._timings.ack_timeout_ms
         )
@@ -221,3 +226,42 @@ class AckTable:
     def next_due_ms(self) -> float | None:
         """When the earliest retry (or give-up) is due, if anything is pending."""
         return min((p.due_ms for p in self._pending.values()), default=None)
+
+    def unacked(self, limit: int) -> list[bytes]:
+        """The first `limit` packets still waiting for their ack, oldest first."""
+        return [pending.packet for pending in itertools.islice(self._pending.values(), limit)]
+
+    def forget_unacked(self) -> None:
+        """Stop waiting for every pending ack: no retries, and none counted as given up
+        (Nacos's `push/state?reset=true` clears its ack table the same way)."""
+        self._pending.clear()
+        self._by_target.clear()
+
+
+def push_state_view(
+    table: AckTable, *, detail: bool, reset: bool, detail_limit: int = PUSH_DETAIL_LIMIT
+) -> dict[str, object]:
+    """`GET /operator/push/state` in Nacos 1.4's shape: packets pushed (`total`), acked
+    (`succeed`), the rest (`failed`: waiting, given up, or replaced by a newer packet to
+    the same client before their ack) and `succeed / total` (0 before any push); with
+    `detail`, `data` holds the packets still waiting for their ack (at most
+    `detail_limit`); with `reset` those are forgotten afterwards (`AckTable.forget_unacked`)."""
+    total, succeed = table.packets, table.acked
+    answer: dict[str, object] = {
+        "succeed": succeed,
+        "total": total,
+        "failed": total - succeed,
+        "ratio": succeed / total if total > 0 else 0,
+    }
+    if detail:
+        answer["data"] = [packet_text(packet) for packet in table.unacked(detail_limit)]
+    if reset:
+        table.forget_unacked()
+    answer["reset"] = reset
+    return answer
+
+
+def packet_text(packet: bytes) -> str:
+    """A packet as its client reads it: the JSON text, inflated when it was gzip'd."""
+    raw = gzip.decompress(packet) if packet[:2] == GZIP_MAGIC else packet
+    return raw.decode("utf-8", errors="replace")

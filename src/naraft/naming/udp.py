@@ -25,6 +25,7 @@ from naraft.naming.push import (
     decode_ack,
     encode_packet,
     push_data,
+    push_state_view,
 )
 from naraft.naming.state import NamingState
 
@@ -83,6 +84,10 @@ class UdpPusher:
     @property
     def given_up(self) -> int:
         return self._acks.given_up
+
+    def push_state(self, *, detail: bool, reset: bool) -> dict[str, object]:
+        """`GET /operator/push/state` of this node (`naraft.naming.push.push_state_view`)."""
+        return push_state_view(self._acks, detail=detail, reset=reset)
 
     @property
     def local_address(self) -> tuple[str, int] | None:

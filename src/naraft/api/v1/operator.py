@@ -1,6 +1,8 @@
-"""`/nacos/v1/ns/operator…` and `/nacos/v1/ns/health…`: switches, metrics, servers, health;
-the members as Nacos 1.4's core API shows them (`/nacos/v1/core/cluster/…`); and the
-server state Nacos's console reads (`/nacos/v1/console/server/state`)."""
+"""`/nacos/v1/ns/operator…` and `/nacos/v1/ns/health…`: switches, metrics, servers, push
+state, log levels, health; the members as Nacos 1.4's core API shows them
+(`/nacos/v1/core/cluster/…`); and the server state Nacos's console reads
+(`/nacos/v1/console/server/state`). Every `/operator/…` route also answers at
+`/nacos/v1/ns/ops/…`, as Nacos maps its operator controller at both."""
 
 from __future__ import annotations
 
@@ -16,12 +18,16 @@ from naraft import __version__
 from naraft.api.context import json_response, naming_of, ok
 from naraft.api.health import not_ready
 from naraft.api.params import raw_instance, read_params
+from naraft.logs import set_log_level
+from naraft.naming.push import AckTable, PushTimings, push_state_view
 from naraft.naming.validate import flag
 from naraft.naming.views import health_checkers_view
 
 routes = web.RouteTableDef()
 
 BASE = "/nacos/v1/ns"
+OPERATOR: Final = f"{BASE}/operator"
+OPS: Final = f"{BASE}/ops"  # Nacos's second name for the operator routes
 CORE_CLUSTER: Final = "/nacos/v1/core/cluster"
 CORE_NODES: Final = f"{CORE_CLUSTER}/nodes"
 SERVER_STATE: Final = "/nacos/v1/console/server/state"
@@ -49,6 +55,15 @@ class ServerDirectory(Protocol):
 SERVERS: Final = web.AppKey("servers", ServerDirectory)
 
 
+class PushStats(Protocol):
+    """The node's UDP pushes (`naraft.naming.udp.UdpPusher`)."""
+
+    def push_state(self, *, detail: bool, reset: bool) -> Mapping[str, object]: ...
+
+
+PUSH_STATS: Final = web.AppKey("push_stats", PushStats)
+
+
 @routes.get(f"{BASE}/operator/switches")
 async def get_switches(request: web.Request) -> web.Response:
     return json_response(naming_of(request).switches())
@@ -60,6 +75,27 @@ async def update_switches(request: web.Request) -> web.Response:
     await naming_of(request).update_switch(
         entry=params.get("entry"), value=params.get("value"), debug=params.get("debug")
     )
+    return ok()
+
+
+@routes.get(f"{BASE}/operator/push/state")
+async def push_state(request: web.Request) -> web.Response:
+    """Nacos's push counts since the node started (`naraft.naming.push.push_state_view`);
+    an app without a pusher (in-process tests) has pushed nothing."""
+    params = await read_params(request)
+    detail = flag("detail", params.get("detail"), False)
+    reset = flag("reset", params.get("reset"), False)
+    stats = request.app.get(PUSH_STATS)
+    if stats is None:
+        return json_response(push_state_view(AckTable(PushTimings()), detail=detail, reset=reset))
+    return json_response(stats.push_state(detail=detail, reset=reset))
+
+
+@routes.put(f"{BASE}/operator/log")
+async def log_level(request: web.Request) -> web.Response:
+    """Nacos's `PUT /operator/log`: this node's level for one log until it restarts."""
+    params = await read_params(request)
+    set_log_level(params.get("logName"), params.get("logLevel"))
     return ok()
 
 
@@ -216,3 +252,12 @@ async def server_health(request: web.Request) -> web.Response:
             {"msg": f"server is DOWN now: {reason}", "status": "DOWN"}, status=503
         )
     return json_response(naming_of(request).health_message(_local_port(request)))
+
+
+def _add_ops_aliases() -> None:
+    for route in list(routes):
+        if isinstance(route, web.RouteDef) and route.path.startswith(f"{OPERATOR}/"):
+            routes.route(route.method, OPS + route.path.removeprefix(OPERATOR))(route.handler)
+
+
+_add_ops_aliases()
