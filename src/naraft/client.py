@@ -44,6 +44,7 @@ SERVER_HEALTH_PATH: Final = "/nacos/v1/ns/health/server"
 OPERATOR_METRICS_PATH: Final = "/nacos/v1/ns/operator/metrics"
 PROMETHEUS_PATH: Final = "/metrics"
 ACTUATOR_HEALTH_PATH: Final = "/nacos/actuator/health"  # Spring Boot's, as Nacos serves it
+CONFIG_HEALTH_PATH: Final = "/nacos/v1/cs/health"  # Nacos's config probe
 ACTUATOR_PROMETHEUS_PATH: Final = "/nacos/actuator/prometheus"  # /metrics, Nacos's path
 VERSION_PATH: Final = "/naraft/v1/version"
 LOGIN_PATH: Final = "/nacos/v1/auth/login"

@@ -84,6 +84,7 @@ def test_the_open_list_is_short_and_deliberate() -> None:
         "/nacos/v1/console/health/readiness",
         "/nacos/v1/console/server/state",  # Nacos's console reads it before sign-in
         "/nacos/v1/core/cluster/health",  # a probe: UP or DOWN
+        "/nacos/v1/cs/health",  # the config probe: UP or DOWN
         "/nacos/v1/cs/{tail}",  # unknown and unsupported config paths: an error, no data
         "/nacos/v1/ns/health/server",
         "/nacos/v1/ns/raft/leader",

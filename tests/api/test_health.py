@@ -7,6 +7,7 @@ from typing import Any
 
 from naraft.api.health import (
     ACTUATOR_HEALTH_PATH,
+    CONFIG_HEALTH_PATH,
     LIVENESS_PATH,
     READINESS_PATH,
     readiness_reason,
@@ -65,3 +66,4 @@ async def test_without_a_node_the_probes_answer_ok(env: Any) -> None:
     for path in (LIVENESS_PATH, READINESS_PATH):
         assert await env.text("GET", path) == (200, "OK")
     assert await env.json("GET", ACTUATOR_HEALTH_PATH) == {"status": "UP"}
+    assert await env.text("GET", CONFIG_HEALTH_PATH) == (200, "UP")

@@ -19,6 +19,7 @@ from tests.e2e.harness import LocalCluster, NodeProcess, local_cluster, naraft_c
 
 from naraft.client import (
     ACTUATOR_HEALTH_PATH,
+    CONFIG_HEALTH_PATH,
     LIVENESS_PATH,
     OPERATOR_METRICS_PATH,
     READINESS_PATH,
@@ -84,6 +85,9 @@ def assert_down(node: NodeProcess) -> None:
     assert actuator.status_code == 503, actuator.text
     assert actuator.json()["status"] == "DOWN"
     assert actuator.json()["reason"]  # the readiness rule's one line
+    config = httpx.get(f"{node.url}{CONFIG_HEALTH_PATH}", timeout=1.0)
+    assert config.status_code == 503, config.text
+    assert config.text == f"DOWN: {actuator.json()['reason']}"
     # the process still answers: liveness is not readiness
     assert httpx.get(f"{node.url}{LIVENESS_PATH}", timeout=1.0).text == "OK"
 
@@ -96,6 +100,8 @@ def assert_up(node: NodeProcess) -> None:
     assert metrics["status"] == "UP", metrics
     actuator = httpx.get(f"{node.url}{ACTUATOR_HEALTH_PATH}", timeout=1.0)
     assert (actuator.status_code, actuator.json()) == (200, {"status": "UP"})
+    config = httpx.get(f"{node.url}{CONFIG_HEALTH_PATH}", timeout=1.0)
+    assert (config.status_code, config.text) == (200, "UP")
 
 
 def test_every_member_is_ready_and_up_with_a_quorum(cluster: LocalCluster) -> None:

@@ -58,7 +58,12 @@ from naraft.api.console.session import (
     session_token,
 )
 from naraft.api.errors import Handler, Refusal, json_refusal
-from naraft.api.health import ACTUATOR_HEALTH_PATH, LIVENESS_PATH, READINESS_PATH
+from naraft.api.health import (
+    ACTUATOR_HEALTH_PATH,
+    CONFIG_HEALTH_PATH,
+    LIVENESS_PATH,
+    READINESS_PATH,
+)
 from naraft.api.members import MEMBERS_PATH
 from naraft.api.params import ONLY_BODY_LIMIT, read_params
 from naraft.api.snapshot import SNAPSHOT_PATH
@@ -203,6 +208,7 @@ ACCESS: Final[Mapping[tuple[str, str], Rule]] = {
     ("GET", LIVENESS_PATH): OPEN,
     ("GET", READINESS_PATH): OPEN,
     ("GET", ACTUATOR_HEALTH_PATH): OPEN,
+    ("GET", CONFIG_HEALTH_PATH): OPEN,  # Nacos's config probe: UP or DOWN
     ("GET", VERSION_PATH): OPEN,
     # auth: logins are open; changing one's own password is the handler's check
     ("POST", LOGIN_PATHS[0]): OPEN,

@@ -17,6 +17,9 @@ A node is ready when (`readiness_reason`):
 `/nacos/v1/ns/health/server` and `/operator/metrics` read the same rule (DOWN without it).
 Both endpoints are public health routes: they say nothing about the data.
 
+- `GET /nacos/v1/cs/health`: Nacos's config health, which answers `UP` as text; naraft's
+  config lives in the same Raft log as everything else, so it answers `UP` when ready by
+  the same rule, else 503 `DOWN: <reason>` (Nacos answers 200 `DOWN:…` about its database).
 - `GET /nacos/actuator/health`: Spring Boot's health endpoint, which a default Nacos
   serves and load balancers are often pointed at: 200 `{"status": "UP"}` when ready by the
   same rule, else 503 `{"status": "DOWN", "reason": ...}` (Spring's status codes; Nacos's own
@@ -39,6 +42,7 @@ READINESS_PATH: Final = f"{HEALTH_BASE}/readiness"
 READY_MAX_LAG_ENTRIES: Final = 1000
 """How far the applied index may trail the known commit index on a ready node."""
 NOT_READY_PREFIX: Final = "Naming is not in readiness"
+CONFIG_HEALTH_PATH: Final = "/nacos/v1/cs/health"
 ACTUATOR_BASE: Final = "/nacos/actuator"
 ACTUATOR_HEALTH_PATH: Final = f"{ACTUATOR_BASE}/health"
 
@@ -103,6 +107,13 @@ async def readiness(request: web.Request) -> web.Response:
     return web.Response(status=503, text=f"{NOT_READY_PREFIX}: {reason}")
 
 
+async def config_health(request: web.Request) -> web.Response:
+    reason = not_ready(request)
+    if reason is None:
+        return web.Response(text="UP")
+    return web.Response(status=503, text=f"DOWN: {reason}")
+
+
 async def actuator_health(request: web.Request) -> web.Response:
     reason = not_ready(request)
     if reason is None:
@@ -116,4 +127,5 @@ def health_routes() -> list[web.RouteDef]:
         web.get(LIVENESS_PATH, liveness),
         web.get(READINESS_PATH, readiness),
         web.get(ACTUATOR_HEALTH_PATH, actuator_health),
+        web.get(CONFIG_HEALTH_PATH, config_health),
     ]

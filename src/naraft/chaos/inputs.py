@@ -60,6 +60,7 @@ from naraft.client import (
     ACTUATOR_HEALTH_PATH,
     ACTUATOR_PROMETHEUS_PATH,
     CLUSTER_PATH,
+    CONFIG_HEALTH_PATH,
     CONFIG_LISTENER_PATH,
     CONFIGS_PATH,
     INSTANCE_LIST_PATH,
@@ -109,6 +110,7 @@ SERVER_VIEWS: Final = (  # reads of the members, this node and its checkers, in 
     SERVER_STATE,
     ACTUATOR_HEALTH_PATH,  # Spring Boot's health and metrics, where Nacos's tools look
     ACTUATOR_PROMETHEUS_PATH,
+    CONFIG_HEALTH_PATH,  # Nacos's config probe
     f"{OPERATOR}/push/state",  # push counts (never reset here: that drops pending retries)
     f"{OPS}/cluster/state",  # the local Raft peer at Nacos's deprecated path, by its alias
     f"{OPS}/metrics",

@@ -710,7 +710,6 @@ _UNSUPPORTED_PATHS: Final = {
     "capacity": "config capacity management is not supported by naraft",
     "ops": "the config ops endpoints (Derby SQL, dumps) are not served by naraft",
     "communication": "config cluster communication endpoints are not served by naraft",
-    "health": "the config health endpoint is not served by naraft; see /nacos/v1/ns/raft/state",
     "datum": "aggregated (datumId) configs are not supported by naraft",
 }
 
