@@ -169,6 +169,16 @@ ACCESS: Final[Mapping[tuple[str, str], Rule]] = {
     ("DELETE", V2_SERVICE): ADMIN,  # takes every instance with it, as v1's
     ("GET", V2_SERVICE): NAMING_R,
     ("GET", f"{V2_SERVICE}/list"): NAMING_R,
+    ("PUT", "/nacos/v2/ns/health/instance"): ADMIN,  # as v1's health overrides
+    **{
+        (method, f"/nacos/v2/ns/{base}/{tail}"): rule
+        for (method, tail), rule in _OPERATOR_RULES.items()
+        for base in ("operator", "ops")
+        if tail in ("switches", "metrics")
+    },
+    ("GET", "/nacos/v2/core/cluster/node/self"): USER,  # as v1's core cluster routes
+    ("GET", "/nacos/v2/core/cluster/node/list"): USER,
+    ("GET", "/nacos/v2/core/cluster/node/self/health"): USER,
     # the cluster's own switches, metrics, push counts, log levels (each at /operator and
     # at /ops, as Nacos serves them), health overrides and namespaces
     **{

@@ -121,6 +121,7 @@ SELECTOR_ERROR: Final = V2Code(21006, "selector error")
 SERVICE_ALREADY_EXIST: Final = V2Code(21007, "service already exist")
 SERVICE_NOT_EXIST: Final = V2Code(21008, "service not exist")
 NAMESPACE_NOT_EXIST: Final = V2Code(22001, "namespace not exist")
+ILLEGAL_STATE: Final = V2Code(23000, "illegal state")
 SERVER_ERROR: Final = V2Code(30000, "server error")
 
 
@@ -153,6 +154,7 @@ V2_FIELD_CODES: Final[Mapping[str, V2Code]] = {
     "selector": SELECTOR_ERROR,
     "tenant": TENANT_PARAM_ERROR,
     "namespace_id": TENANT_PARAM_ERROR,
+    "state": ILLEGAL_STATE,  # a member state filter that is not a Nacos NodeState
 }
 """Codes for a bad value of these fields (snake_case); a missing one is PARAMETER_MISSING."""
 V2_TARGET_CODES: Final[Mapping[str, V2Code]] = {

@@ -138,22 +138,22 @@ def _local_port(request: web.Request) -> int:
     return request.url.port or 8848
 
 
-def _address(server: ServerInfo) -> str:
+def member_address(server: ServerInfo) -> str:
     return f"{server.ip}:{server.port}"
 
 
-def _member_view(server: ServerInfo) -> dict[str, object]:
+def member_view(server: ServerInfo) -> dict[str, object]:
     return {
         "ip": server.ip,
         "port": server.port,
         "state": server.state,
         "extendInfo": dict(server.extend_info),
-        "address": _address(server),
+        "address": member_address(server),
         "failAccessCnt": 0,
     }
 
 
-def _members(request: web.Request) -> Sequence[ServerInfo]:
+def members_of(request: web.Request) -> Sequence[ServerInfo]:
     directory = request.app.get(SERVERS)
     if directory is None:
         return (_this_node(request),)
@@ -173,10 +173,10 @@ def _rest_result(data: object) -> web.Response:
 @routes.get(f"{BASE}/operator/servers")
 async def servers(request: web.Request) -> web.Response:
     params = await read_params(request)
-    members = _members(request)
+    members = members_of(request)
     if flag("healthy", params.get("healthy"), False):
         members = [m for m in members if m.state == "UP"]
-    return json_response({"servers": [_member_view(m) for m in members]})
+    return json_response({"servers": [member_view(m) for m in members]})
 
 
 @routes.get(CORE_NODES)
@@ -186,18 +186,18 @@ async def core_nodes(request: web.Request) -> web.Response:
     params = await read_params(request)
     keyword = params.get("keyword") or ""
     keyword = keyword if keyword.strip() else ""  # blank: every member, as Nacos
-    members = sorted(_members(request), key=_address)
-    return _rest_result([_member_view(m) for m in members if _address(m).startswith(keyword)])
+    members = sorted(members_of(request), key=member_address)
+    return _rest_result([member_view(m) for m in members if member_address(m).startswith(keyword)])
 
 
 @routes.get(f"{CORE_CLUSTER}/simple/nodes")
 async def core_simple_nodes(request: web.Request) -> web.Response:
     """Nacos 1.4's `GET /v1/core/cluster/simple/nodes`: every member's `ip:port`."""
-    return _rest_result(sorted(_address(m) for m in _members(request)))
+    return _rest_result(sorted(member_address(m) for m in members_of(request)))
 
 
-def _self_member(request: web.Request) -> ServerInfo:
-    found = next((m for m in _members(request) if m.is_self), None)
+def self_member(request: web.Request) -> ServerInfo:
+    found = next((m for m in members_of(request) if m.is_self), None)
     # not among the members it knows: a node waiting to be added
     return _this_node(request) if found is None else found
 
@@ -205,7 +205,7 @@ def _self_member(request: web.Request) -> ServerInfo:
 @routes.get(f"{CORE_CLUSTER}/self")
 async def core_self(request: web.Request) -> web.Response:
     """Nacos 1.4's `GET /v1/core/cluster/self`: the answering member."""
-    return _rest_result(_member_view(_self_member(request)))
+    return _rest_result(member_view(self_member(request)))
 
 
 @routes.get(f"{CORE_CLUSTER}/health")
@@ -220,7 +220,7 @@ async def server_state(request: web.Request) -> web.Response:
     """Nacos 1.4's `GET /v1/console/server/state`, which its console reads first: one
     member is `standalone`, more a `cluster`; naraft serves naming and config alike (no
     `function_mode`), and names its own version."""
-    mode = "standalone" if len(_members(request)) == 1 else "cluster"
+    mode = "standalone" if len(members_of(request)) == 1 else "cluster"
     return json_response(
         {"standalone_mode": mode, "function_mode": None, "version": f"naraft-{__version__}"}
     )
