@@ -199,6 +199,11 @@ ACCESS: Final[Mapping[tuple[str, str], Rule]] = {
     ("POST", "/nacos/v1/console/namespaces"): ADMIN,
     ("PUT", "/nacos/v1/console/namespaces"): ADMIN,
     ("DELETE", "/nacos/v1/console/namespaces"): ADMIN,
+    ("GET", "/nacos/v2/console/namespace/list"): USER,  # as v1's: only those one may see
+    ("GET", "/nacos/v2/console/namespace"): USER,
+    ("POST", "/nacos/v2/console/namespace"): ADMIN,
+    ("PUT", "/nacos/v2/console/namespace"): ADMIN,
+    ("DELETE", "/nacos/v2/console/namespace"): ADMIN,
     # naraft's kv API has no namespaces: the whole of it is the admin's
     ("GET", f"{KV_BASE}/{{key}}"): ADMIN,
     ("PUT", f"{KV_BASE}/{{key}}"): ADMIN,

@@ -29,6 +29,7 @@ from naraft.api.v1 import catalog, instance, namespace, operator, service
 from naraft.api.v1.beats import BEATS_PATH
 from naraft.api.v1.configs import CONFIG_API, ConfigApi, config_routes
 from naraft.api.v1.operator import SERVERS, ServerDirectory
+from naraft.api.v2 import namespaces as v2_namespaces
 from naraft.api.v2 import naming as v2_naming
 from naraft.api.v2 import operator as v2_operator
 from naraft.api.v2.configs import v2_config_routes
@@ -161,7 +162,8 @@ def make_app(
         app.router.add_routes(auth_api.routes)
     if servers is not None:
         app[SERVERS] = servers
-    for module in (instance, service, catalog, operator, namespace, v2_naming, v2_operator):
+    v2_modules = (v2_naming, v2_operator, v2_namespaces)
+    for module in (instance, service, catalog, operator, namespace, *v2_modules):
         app.router.add_routes(module.routes)
     app.router.add_routes(health_routes())
     app[LAST_SEEN] = {}

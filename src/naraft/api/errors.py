@@ -120,7 +120,9 @@ INSTANCE_NOT_FOUND: Final = V2Code(21003, "instance not found")
 SELECTOR_ERROR: Final = V2Code(21006, "selector error")
 SERVICE_ALREADY_EXIST: Final = V2Code(21007, "service already exist")
 SERVICE_NOT_EXIST: Final = V2Code(21008, "service not exist")
+ILLEGAL_NAMESPACE: Final = V2Code(22000, "illegal namespace")
 NAMESPACE_NOT_EXIST: Final = V2Code(22001, "namespace not exist")
+NAMESPACE_ALREADY_EXIST: Final = V2Code(22002, "namespace already exist")
 ILLEGAL_STATE: Final = V2Code(23000, "illegal state")
 SERVER_ERROR: Final = V2Code(30000, "server error")
 
@@ -155,6 +157,8 @@ V2_FIELD_CODES: Final[Mapping[str, V2Code]] = {
     "tenant": TENANT_PARAM_ERROR,
     "namespace_id": TENANT_PARAM_ERROR,
     "state": ILLEGAL_STATE,  # a member state filter that is not a Nacos NodeState
+    "namespace_name": ILLEGAL_NAMESPACE,  # a namespace's name or description
+    "namespace_desc": ILLEGAL_NAMESPACE,
 }
 """Codes for a bad value of these fields (snake_case); a missing one is PARAMETER_MISSING."""
 V2_TARGET_CODES: Final[Mapping[str, V2Code]] = {
@@ -162,6 +166,8 @@ V2_TARGET_CODES: Final[Mapping[str, V2Code]] = {
     "ip": INSTANCE_NOT_FOUND,
 }
 """A `MissingTargetError`'s code by its field."""
+V2_EXISTS_CODES: Final[Mapping[str, V2Code]] = {"namespace_id": NAMESPACE_ALREADY_EXIST}
+"""An `AlreadyExistsError`'s code by its field (a service is SERVICE_ALREADY_EXIST)."""
 V2_KIND_CODES: Final[Mapping[str, V2Code]] = {
     "service": SERVICE_NOT_EXIST,
     "namespace": NAMESPACE_NOT_EXIST,
@@ -190,6 +196,8 @@ def v2_error_for(error: Exception) -> V2Error | None:
         return None
     if isinstance(error, MissingTargetError):
         return V2Error(found.status, V2_TARGET_CODES.get(error.field, found.code))
+    if isinstance(error, AlreadyExistsError):
+        return V2Error(found.status, V2_EXISTS_CODES.get(error.field, found.code))
     if isinstance(error, NotFoundError):
         return V2Error(found.status, V2_KIND_CODES.get(error.kind, found.code))
     if type(error) is InvalidArgumentError:

@@ -117,6 +117,7 @@ SERVER_VIEWS: Final = (  # reads of the members, this node and its checkers, in 
     "/nacos/v2/core/cluster/node/list",  # Nacos 2.x's v2 cluster and operator views
     "/nacos/v2/core/cluster/node/self/health",
     "/nacos/v2/ns/ops/metrics",
+    "/nacos/v2/console/namespace/list",
 )
 LOG_PATHS: Final = (f"{OPERATOR}/log", f"{OPS}/log")
 NEMESIS_LOGGER: Final = "naraft.nemesis"  # a logger no code writes to: its level is harmless

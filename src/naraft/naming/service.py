@@ -846,10 +846,16 @@ class NamingService:
         return namespace_view(found)
 
     async def create_namespace(
-        self, *, custom_id: str | None, show_name: str | None, description: str | None
+        self,
+        *,
+        custom_id: str | None,
+        show_name: str | None,
+        description: str | None,
+        id_field: str = "custom_namespace_id",
     ) -> str:
-        """`POST /console/namespaces`; returns the id (generated when none was given)."""
-        namespace_id = validate.new_namespace_id(custom_id) or self._new_namespace_id()
+        """`POST /console/namespaces`; returns the id (generated when none was given).
+        `id_field` names the custom id's parameter in errors (v2 calls it `namespaceId`)."""
+        namespace_id = validate.new_namespace_id(custom_id, id_field) or self._new_namespace_id()
         command = CreateNamespace(
             namespace_id=namespace_id,
             show_name=validate.namespace_show_name(show_name),
@@ -860,12 +866,18 @@ class NamingService:
         return namespace_id
 
     async def update_namespace(
-        self, *, namespace_id: str | None, show_name: str | None, description: str | None
+        self,
+        *,
+        namespace_id: str | None,
+        show_name: str | None,
+        description: str | None,
+        name_field: str = "namespace_show_name",
     ) -> None:
-        """`PUT /console/namespaces`."""
+        """`PUT /console/namespaces`; `name_field` names the name's parameter in errors (v2
+        calls it `namespaceName`)."""
         command = UpdateNamespace(
             namespace_id=validate.namespace_id(validate.required("namespace_id", namespace_id)),
-            show_name=validate.namespace_show_name(show_name, "namespace_show_name"),
+            show_name=validate.namespace_show_name(show_name, name_field),
             description=validate.description(description),
             stamped_at_ms=self._clock.now_ms(),
         )

@@ -530,18 +530,20 @@ def beat(value: str) -> Beat:
     )
 
 
-def new_namespace_id(value: str | None) -> str | None:
-    """A custom namespace id to create, or None when the server should generate one."""
+def new_namespace_id(value: str | None, field: str = "custom_namespace_id") -> str | None:
+    """A custom namespace id to create (`customNamespaceId` in v1, `namespaceId` in v2), or
+    None when the server should generate one."""
     if _blank(value):
         return None
     assert value is not None
     text = value.strip()
-    _charset("custom_namespace_id", text, _NAMESPACE_ID, "[0-9a-zA-Z_-]+", MAX_NAMESPACE_ID_CHARS)
+    _charset(field, text, _NAMESPACE_ID, "[0-9a-zA-Z_-]+", MAX_NAMESPACE_ID_CHARS)
     return text
 
 
 def namespace_show_name(value: str | None, field: str = "namespace_name") -> str:
-    """A namespace's name: `namespaceName` on create, `namespaceShowName` on update."""
+    """A namespace's name: `namespaceName` on create (and on a v2 update),
+    `namespaceShowName` on a v1 update."""
     name = required(field, value)
     if len(name) > MAX_NAMESPACE_NAME_CHARS:
         raise InvalidArgumentError(field, f"must be at most {MAX_NAMESPACE_NAME_CHARS} characters")
