@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from tests.api.test_configs import CS, MAX_CONTENT, Env
 
 from naraft.api import make_app
+from naraft.configs.model import ConfigKey
 
 V2_CONFIG = "/nacos/v2/cs/config"
 V2_HISTORY = "/nacos/v2/cs/history"
@@ -118,6 +119,51 @@ async def test_history_list_and_detail(cs: Env) -> None:
     assert "nid" in body["data"]
     status, body = await v2(cs, "GET", V2_HISTORY, KEY)
     assert (status, body["code"]) == (400, 10000)
+
+
+async def test_history_previous_is_the_newest_record_of_a_config_id(cs: Env) -> None:
+    previous = "/nacos/v2/cs/history/previous"
+    for content in ("v1", "v2", "v3"):
+        await v2(cs, "POST", V2_CONFIG, {**KEY, "content": content}, form=True)
+    record = cs.api.service.state.get(
+        ConfigKey(tenant="", group="DEFAULT_GROUP", data_id="app.yaml")
+    )
+    assert record is not None
+    config_id = str(record.id)
+    status, body = await v2(cs, "GET", previous, {**KEY, "id": config_id})
+    assert (status, body["code"]) == (200, 0)
+    assert (body["data"]["opType"], body["data"]["content"]) == ("U", "v2")
+    assert await v2(cs, "GET", previous, {**KEY, "id": "999"}) == (200, ok(None))
+    status, body = await v2(cs, "GET", previous, {"dataId": "other", "group": KEY["group"],
+                                                  "id": config_id})  # fmt: skip
+    assert (status, body["code"]) == (403, 10001)
+    status, body = await v2(cs, "GET", previous, {**KEY, "namespaceId": "dev", "id": config_id})
+    assert (status, body["code"]) == (403, 10001)
+    status, body = await v2(cs, "GET", previous, KEY)
+    assert (status, body["code"]) == (400, 10000)
+    assert "id" in body["data"]
+
+
+async def test_history_configs_lists_a_namespace_without_contents(cs: Env) -> None:
+    configs = "/nacos/v2/cs/history/configs"
+    await v2(cs, "POST", V2_CONFIG, {**KEY, "content": "x"}, form=True)
+    await v2(cs, "POST", V2_CONFIG, {"dataId": "b", "group": "G", "content": "y"}, form=True)
+    dev = {"dataId": "c", "group": "G", "content": "z", "namespaceId": "dev"}
+    await v2(cs, "POST", V2_CONFIG, dev, form=True)
+    status, body = await v2(cs, "GET", configs, {"namespaceId": "public"})
+    assert (status, body["code"]) == (200, 0)
+    assert [(c["dataId"], c["group"], c["tenant"]) for c in body["data"]] == [
+        ("app.yaml", "DEFAULT_GROUP", ""),
+        ("b", "G", ""),
+    ]
+    assert all(c["content"] is None for c in body["data"])
+    listed = (await v2(cs, "GET", configs, {"namespaceId": "dev"}))[1]["data"]
+    assert [(c["dataId"], c["tenant"], c["type"]) for c in listed] == [("c", "dev", "text")]
+    status, body = await v2(cs, "GET", configs, {})
+    assert (status, body["code"]) == (400, 10000)
+    assert "namespaceId" in body["data"]
+    status, body = await v2(cs, "GET", configs, {"namespaceId": "bad/ns"})
+    assert (status, body["code"]) == (400, 20001)
 
 
 @pytest.mark.parametrize("extra", [{"clone": "true"}, {"clone": "x"}, {"beta": "no"}])

@@ -101,6 +101,7 @@ UNSERVED_METHODS: Final = (
     ("PUT", "/nacos/v1/ns/operator/servers"),
     ("PATCH", f"{KV_PATH}/{KEY_PREFIX}route"),
 )
+V2_NAMESPACE_CONFIGS: Final = "/nacos/v2/cs/history/configs"
 SERVER_VIEWS: Final = (  # reads of the members, this node and its checkers, in Nacos's shapes
     CORE_NODES,
     HEALTH_CHECKERS,
@@ -118,6 +119,7 @@ SERVER_VIEWS: Final = (  # reads of the members, this node and its checkers, in 
     "/nacos/v2/core/cluster/node/self/health",
     "/nacos/v2/ns/ops/metrics",
     "/nacos/v2/console/namespace/list",
+    V2_NAMESPACE_CONFIGS,  # a namespace's configs, no contents
 )
 LOG_PATHS: Final = (f"{OPERATOR}/log", f"{OPS}/log")
 NEMESIS_LOGGER: Final = "naraft.nemesis"  # a logger no code writes to: its level is harmless
@@ -934,6 +936,10 @@ class ProbeFactory:
             )
             label = f"the member list, keyword of {len(keyword)} chars"
             params = (("keyword", keyword),)
+        elif view == V2_NAMESPACE_CONFIGS:
+            namespace = rng.choice(("public", "", CLONE_TENANT))
+            label = f"the configs of namespace {namespace!r}"
+            params = (("namespaceId", namespace),)
         return Probe(
             kind=ProbeKind.UNKNOWN_ROUTE,
             node=node,

@@ -1,5 +1,7 @@
 """`/nacos/v2/cs/config` and `/nacos/v2/cs/history…`: Nacos 2.x's `ConfigControllerV2` and
-`HistoryControllerV2` over the same `ConfigService` as v1 (`naraft.api.v1.configs`).
+`HistoryControllerV2` over the same `ConfigService` as v1 (`naraft.api.v1.configs`):
+a config (get, publish, delete), its history (a page, one record, the newest one of a
+config id) and a namespace's configs.
 
 The namespace is `namespaceId` (`tenant` is read when it is absent, as Nacos's deprecated
 alias); `public` is the default namespace, as in v1. Reads pass the read barrier like v1's;
@@ -13,7 +15,7 @@ from typing import Final
 
 from aiohttp import web
 
-from naraft.api.errors import RESOURCE_NOT_FOUND, v2_result
+from naraft.api.errors import RESOURCE_NOT_FOUND, V2_MISSING_RULE, v2_result
 from naraft.api.params import Params
 from naraft.api.v1.configs import (
     ConfigRoute,
@@ -27,11 +29,15 @@ from naraft.api.v1.configs import (
     refuse_gray,
 )
 from naraft.configs import validate
+from naraft.configs.model import ConfigRecord
+from naraft.errors import InvalidArgumentError, UnauthorizedError
 
 CS_BASE: Final = "/nacos/v2/cs"
 CONFIG_PATH: Final = f"{CS_BASE}/config"
 HISTORY_PATH: Final = f"{CS_BASE}/history"
 HISTORY_LIST_PATH: Final = f"{CS_BASE}/history/list"
+HISTORY_PREVIOUS_PATH: Final = f"{CS_BASE}/history/previous"
+HISTORY_CONFIGS_PATH: Final = f"{CS_BASE}/history/configs"
 
 
 def namespace_of(params: Params) -> str | None:
@@ -93,12 +99,62 @@ async def history_detail(request: web.Request) -> web.Response:
     return v2_result(history_info(record, with_content=True))
 
 
+async def history_previous(request: web.Request) -> web.Response:
+    """`?id=` (a config's id) with its `dataId`, `group` and namespace: the config's newest
+    history record with its content; `data` null when it has none (as Nacos). A record of
+    another config than the one named is refused, as Nacos checks it."""
+    params = await config_params(request)
+    api = config_api_of(request)
+    api.count("v2.history.previous")
+    key = config_key_of(params, namespace_of(params))
+    config_id = validate.long_id("id", params.get("id"))
+    await api.service.read_barrier()
+    record = api.service.state.previous_history(config_id)
+    if record is None:
+        return v2_result(None)
+    if record.key.tenant != key.tenant:
+        raise UnauthorizedError("Please check dataId, group or namespaceId.")
+    check_owner(record, params)
+    return v2_result(history_info(record, with_content=True))
+
+
+async def history_configs(request: web.Request) -> web.Response:
+    """`?namespaceId=` (required; `public` or blank: the default one): every config of the
+    namespace, without contents (Nacos's `ConfigInfoWrapper`s), by id."""
+    params = await config_params(request)
+    api = config_api_of(request)
+    api.count("v2.history.configs")
+    raw = params.get("namespaceId")
+    if raw is None:
+        raise InvalidArgumentError("namespace_id", V2_MISSING_RULE)
+    tenant = validate.request_tenant(raw)
+    await api.service.read_barrier()
+    return v2_result([_brief(r) for r in api.service.state.configs() if r.key.tenant == tenant])
+
+
+def _brief(record: ConfigRecord) -> dict[str, object]:
+    key = record.key
+    return {
+        "id": record.id,
+        "dataId": key.data_id,
+        "group": key.group,
+        "tenant": key.tenant,
+        "appName": record.app_name,
+        "content": None,
+        "md5": None,
+        "type": record.type,
+        "lastModified": record.modify_ms,
+    }
+
+
 V2_CONFIG_ROUTES: Final[tuple[ConfigRoute, ...]] = (
     ConfigRoute("GET", CONFIG_PATH, get_config, "r"),
     ConfigRoute("POST", CONFIG_PATH, publish_config, "w"),
     ConfigRoute("DELETE", CONFIG_PATH, delete_config, "w"),
     ConfigRoute("GET", HISTORY_LIST_PATH, history_list, "r"),
     ConfigRoute("GET", HISTORY_PATH, history_detail, "r"),
+    ConfigRoute("GET", HISTORY_PREVIOUS_PATH, history_previous, "r"),
+    ConfigRoute("GET", HISTORY_CONFIGS_PATH, history_configs, "r"),
 )
 
 
