@@ -72,3 +72,40 @@ def test_v2_config_publish_and_get_across_nodes(cluster3: LocalCluster) -> None:
     assert (deleted.status_code, deleted.json()) == (200, ok(True))
     gone = client.get(f"{writer.url}{CONFIG}", params=key)
     assert (gone.status_code, gone.json()["code"]) == (404, 20004)
+
+
+def test_v2_admin_writes_through_a_follower_and_views_on_every_node(
+    cluster3: LocalCluster,
+) -> None:
+    """Namespaces and switches set through a follower (forwarded to the leader) are seen
+    on another node; every node lists the same members and reads a namespace's configs."""
+    writer, reader = followers(cluster3)
+    client = cluster3.client
+    namespace = {"namespaceId": "v2admin", "namespaceName": "V2 admin"}
+    created = client.post(f"{writer.url}/nacos/v2/console/namespace", data=namespace)
+    assert (created.status_code, created.json()) == (200, ok(True))
+    switch = {"entry": "clientBeatInterval", "value": "6500"}
+    updated = client.put(f"{writer.url}/nacos/v2/ns/ops/switches", params=switch)
+    assert (updated.status_code, updated.json()) == (200, ok("ok"))
+
+    def applied() -> bool | None:
+        listed = client.get(f"{reader.url}/nacos/v2/console/namespace/list").json()["data"]
+        switches = client.get(f"{reader.url}/nacos/v2/ns/operator/switches").json()["data"]
+        named = "v2admin" in [n["namespace"] for n in listed]
+        return (named and switches["clientBeatInterval"] == 6500) or None
+
+    wait_for(applied, timeout_seconds=10, what="the reader applies the namespace and switch")
+
+    key = {"dataId": "v2admin.yaml", "group": "DEFAULT_GROUP", "namespaceId": "v2admin"}
+    published = client.post(f"{writer.url}{CONFIG}", data={**key, "content": "a: 1"})
+    assert (published.status_code, published.json()) == (200, ok(True))
+    expected = sorted(n.address for n in cluster3.nodes)
+    for node in cluster3.nodes:
+        nodes = client.get(f"{node.url}/nacos/v2/core/cluster/node/list").json()["data"]
+        assert sorted(n["address"] for n in nodes) == expected
+        health = client.get(f"{node.url}/nacos/v2/core/cluster/node/self/health").json()
+        assert health == ok("UP")
+        configs = client.get(
+            f"{node.url}/nacos/v2/cs/history/configs", params={"namespaceId": "v2admin"}
+        )  # a read through the read barrier: the publish is there on every node
+        assert [c["dataId"] for c in configs.json()["data"]] == ["v2admin.yaml"], node.address
