@@ -35,6 +35,7 @@ from aiohttp import web
 from naraft.api.admin import NODE, admin_routes
 from naraft.api.app import is_peer_request, make_app
 from naraft.api.auth import MAX_PASSWORD_BYTES, AuthService, generate_password, hash_password
+from naraft.api.core_ops import core_ops_routes
 from naraft.api.edge import ConnectionGate, EdgeLimits, GuardedSite
 from naraft.api.forward import FORWARD_SESSION, FORWARD_TLS, forward_middleware
 from naraft.api.health import HEALTH, readiness_reason
@@ -1003,7 +1004,7 @@ def _app(
         identity_verifier=PeerVerifier(
             config.secret, cluster_id=cluster_id, self_id=config.id, members=peers
         ),
-        extra_routes=[*admin_routes(), *snapshot_routes(), *member_routes()],
+        extra_routes=[*admin_routes(), *snapshot_routes(), *member_routes(), *core_ops_routes()],
         peer_routes=[
             *peer_routes(
                 node.replica.deliver,

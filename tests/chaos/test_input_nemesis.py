@@ -14,6 +14,7 @@ import orjson
 import pytest
 from aiohttp import web
 
+from naraft.api import core_ops
 from naraft.chaos import grpc_inputs, inputs
 from naraft.chaos.inputs import (
     ALL_KINDS,
@@ -32,7 +33,7 @@ from naraft.chaos.inputs import (
 )
 from naraft.chaos.workload import NAMING_PREFIX, SET_PREFIX
 from naraft.configs import validate as config_validate
-from naraft.errors import InvalidArgumentError
+from naraft.errors import InvalidArgumentError, UnsupportedError
 from naraft.grpc.client import Answer
 from naraft.logs import set_log_level
 from naraft.naming import validate
@@ -261,6 +262,24 @@ def test_log_level_probes_parse_as_the_route_parses_them() -> None:
         else:
             with pytest.raises(InvalidArgumentError):
                 set_log_level(params["logName"], params["logLevel"])
+
+
+def test_core_ops_probes_are_refused_by_the_routes_parser() -> None:
+    probes = [
+        p
+        for p in _draw(13, (ProbeKind.UNKNOWN_ROUTE,), n=400)
+        if p.path == core_ops.CORE_OPS_RAFT_PATH
+    ]
+    assert len(probes) > 20
+    members = ("127.0.0.1:8848", "127.0.0.2:8848")  # 127.0.0.1:7848 names the first
+    for probe in probes:
+        assert (probe.method, probe.expect) == ("POST", Expect.REFUSE)
+        assert probe.body is not None
+        with pytest.raises((InvalidArgumentError, UnsupportedError)):
+            core_ops.parse_command(probe.body, members)
+    assert core_ops.parse_command(
+        b'{"command": "transferLeader", "value": "127.0.0.1:7848"}', members
+    ) == ("transferLeader", "127.0.0.1:8848")
 
 
 def test_oversized_bodies_are_over_the_limit_and_many_params_are_many() -> None:

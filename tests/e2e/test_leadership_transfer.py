@@ -63,6 +63,39 @@ def test_transfer_to_a_stranger_is_refused_in_one_line(cluster: LocalCluster) ->
     assert cluster.leader().id == leader.id
 
 
+def test_nacos_core_ops_transfer_leader_by_raft_port_through_a_follower(
+    cluster: LocalCluster,
+) -> None:
+    """Nacos's `POST /v1/core/ops/raft` as its docs show it: the target by its Raft port
+    (the HTTP port minus 1000), sent to any member; the other commands refused clearly."""
+    leader = cluster.leader()
+    follower, target = [n for n in cluster.nodes if n is not leader]
+    host, port = target.id.rsplit(":", 1)
+    url = f"{follower.url}/nacos/v1/core/ops/raft"
+    body = {"groupId": "naming_persistent_service_v2", "command": "transferLeader",
+            "value": f"{host}:{int(port) - 1000}"}  # fmt: skip
+    answer = cluster.client.post(url, json=body, timeout=15.0)
+    assert (answer.status_code, answer.json()) == (
+        200,
+        {"code": 200, "message": None, "data": None},
+    )
+    assert cluster.leader().id == target.id
+
+    refused = [
+        ({"command": "doSnapshot", "value": target.id}, 501, "naraft snapshot save"),
+        ({"command": "resetRaftCluster", "value": target.id}, 501, "member add/remove"),
+        ({"command": "transferLeader", "value": "10.9.9.9:7848"}, 400, "value"),
+        ({"command": "transferLeader"}, 400, "value"),
+        ({"command": "becomeLeader", "value": target.id}, 400, "command"),
+        ({"command": "removePeers", "value": f"{target.id},{leader.id}"}, 501, "one at a time"),
+    ]
+    for refused_body, status, named in refused:
+        answer = cluster.client.post(url, json=refused_body, timeout=15.0)
+        assert (answer.status_code, named in answer.text) == (status, True), answer.text
+    assert cluster.client.post(url, content=b"[1]", timeout=15.0).status_code == 400
+    assert cluster.leader().id == target.id
+
+
 def test_sigterm_on_the_leader_hands_over_and_writes_go_on(cluster: LocalCluster) -> None:
     """Writes through the followers go on across a SIGTERM of the leader: the hand-over
     elects a follower at once (no election timeout), writes that reach the old leader

@@ -173,3 +173,28 @@ def test_a_node_joins_a_tls_cluster_with_auth_through_the_member_commands(tmp_pa
                                 *flags)  # fmt: skip
         assert listed.returncode == 0, listed.stderr
         assert new.id not in {row["id"] for row in json.loads(listed.stdout)["members"]}
+
+
+def test_nacos_core_ops_remove_peer_takes_a_member_out_through_raft(tmp_path: Path) -> None:
+    """Nacos's `POST /v1/core/ops/raft` `removePeer`, sent to a follower: the member named
+    by its Raft port leaves, the two left go on committing, and a second removal of the
+    same address is refused naming the value."""
+    with local_cluster(tmp_path / "cluster", size=3) as cluster:
+        cluster.wait_ready()
+        leader = cluster.leader()
+        follower, gone = [n for n in cluster.nodes if n is not leader]
+        host, port = gone.id.rsplit(":", 1)
+        url = f"{follower.url}/nacos/v1/core/ops/raft"
+        body = {"command": "removePeer", "value": f"{host}:{int(port) - 1000}"}
+        answer = cluster.client.post(url, json=body, timeout=15.0)
+        assert (answer.status_code, answer.json()["code"]) == (200, 200), answer.text
+        wait_for(
+            lambda: set(member_rows(follower)) == {leader.id, follower.id} or None,
+            timeout_seconds=15,
+            what="the member list without the removed node",
+        )
+        gone.kill()
+        assert cluster.put(follower, "after-remove", "v").status_code == 200
+        again = cluster.client.post(url, json=body, timeout=15.0)
+        assert again.status_code == 400
+        assert "is not a member" in again.text

@@ -44,6 +44,7 @@ import aiohttp
 import orjson
 
 from naraft.api.app import MAX_BODY_BYTES
+from naraft.api.core_ops import CORE_OPS_RAFT_PATH
 from naraft.api.params import MAX_PARAM_VALUE_CHARS
 from naraft.api.v1.operator import (
     CORE_CLUSTER,
@@ -900,9 +901,11 @@ class ProbeFactory:
         `keyword`, the answering member, its health, the console's server state, the health
         checker types, the actuator's health and metrics."""
         rng = self._rng
-        choice = rng.randrange(4)
+        choice = rng.randrange(5)
         if choice == 3:
             return self._log_level(node)
+        if choice == 4:
+            return self._core_ops_refused(node)
         if choice < 2:
             if choice == 0:
                 prefix = rng.choice(UNROUTED_PREFIXES)
@@ -971,6 +974,37 @@ class ProbeFactory:
             method="PUT",
             path=rng.choice(LOG_PATHS),
             params=(("logName", name), ("logLevel", level)),
+        )
+
+    def _core_ops_refused(self, node: int) -> Probe:
+        """Nacos's `POST /v1/core/ops/raft` with what must be refused without touching the
+        cluster: commands naraft does not run, an unknown one, a stranger or a malformed
+        address as the target, bodies that are not a JSON object of strings."""
+        rng = self._rng
+        body = rng.choice(
+            (
+                b'{"command": "doSnapshot", "value": "127.0.0.1:7848"}',
+                b'{"command": "resetRaftCluster", "value": "127.0.0.1:7848,127.0.0.2:7848"}',
+                b'{"command": "becomeLeader", "value": "127.0.0.1:7848"}',
+                b'{"command": "transferLeader", "value": "10.255.255.1:7848"}',
+                b'{"command": "removePeer", "value": "' + b"9" * 5_000 + b'"}',
+                b'{"command": "transferLeader", "value": ":"}',
+                b'{"command": "transferLeader", "value": 7848}',
+                b'["transferLeader"]',
+                b"{not json",
+                b'{"command": "' + _value(rng, 5_000).encode() + b'"}',
+            )
+        )
+        shown = body if len(body) <= 60 else body[:40] + b"...(%d bytes)" % len(body)
+        return Probe(
+            kind=ProbeKind.UNKNOWN_ROUTE,
+            node=node,
+            label=f"core ops raft {shown!r}",
+            expect=Expect.REFUSE,
+            method="POST",
+            path=CORE_OPS_RAFT_PATH,
+            body=body,
+            headers=(("Content-Type", "application/json"),),
         )
 
     # -------------------------------------------------------------- bodies and parameters
