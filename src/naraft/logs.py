@@ -65,6 +65,10 @@ NACOS_LOG_NAMES: Final[Mapping[str, tuple[str, ...]]] = {
     "naming-event": ("naraft.naming.feed", "naraft.configs.listeners"),
     "naming-push": ("naraft.naming.udp", "naraft.grpc"),
     "naming-rt": (ACCESS_LOGGER,),
+    # Nacos's core log names (`PUT /nacos/v1/core/ops/log`); `core-distro` is refused too
+    "core-auth": ("naraft.auth", "naraft.api.auth", "naraft.audit"),
+    "core-raft": ("naraft.raft", "naraft.replica", "naraft.transport", "naraft.digest"),
+    "core-cluster": ("naraft.api.members", "naraft.leader_watch", "naraft.election_audit"),
 }
 LOG_LEVELS: Final[Mapping[str, int]] = {  # logback's names (Nacos's) and Python's
     "ALL": 1,

@@ -13,6 +13,7 @@ from tests.api.conftest import Env
 
 from naraft import __version__
 from naraft.api import make_app
+from naraft.api.core_ops import core_ops_routes
 from naraft.api.health import HEALTH
 from naraft.api.v1.operator import ServerInfo
 from naraft.naming.keys import ServiceKey
@@ -363,3 +364,22 @@ async def test_catalog_rt_lists_each_cluster_as_never_checked(env: Any) -> None:
     status, body = await env.text("GET", "/nacos/v1/ns/catalog/rt/service")
     assert status == 400
     assert "serviceName" in body
+
+
+@pytest.mark.usefixtures("saved_levels")
+async def test_core_ops_log_sets_a_core_log_name_and_answers_200() -> None:
+    app = make_app(Env().naming, extra_routes=core_ops_routes())
+    client: TestClient[web.Request, web.Application] = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        params = {"logName": "core-raft", "logLevel": "trace"}
+        answer = await client.put("/nacos/v1/core/ops/log", params=params)
+        assert (answer.status, await answer.text()) == (200, "200")
+        assert logging.getLogger("naraft.raft").level == 5
+        params = {"logName": "core-distro", "logLevel": "INFO"}
+        refused = await client.put("/nacos/v1/core/ops/log", params=params)
+        assert refused.status == 400
+        assert "logName" in await refused.text()
+        assert logging.getLogger("naraft.raft").level == 5
+    finally:
+        await client.close()

@@ -57,7 +57,7 @@ from naraft.api.console.session import (
     is_console_path,
     session_token,
 )
-from naraft.api.core_ops import CORE_OPS_RAFT_PATH
+from naraft.api.core_ops import CORE_OPS_LOG_PATH, CORE_OPS_RAFT_PATH
 from naraft.api.errors import Handler, Refusal, json_refusal
 from naraft.api.health import (
     ACTUATOR_HEALTH_PATH,
@@ -218,6 +218,7 @@ ACCESS: Final[Mapping[tuple[str, str], Rule]] = {
     ("GET", MEMBERS_PATH): ADMIN,  # the members' addresses and progress
     ("POST", MEMBERS_PATH): ADMIN,  # changes who votes: an operator's act
     ("POST", CORE_OPS_RAFT_PATH): ADMIN,  # Nacos's leader transfer and member removal
+    ("PUT", CORE_OPS_LOG_PATH): ADMIN,  # a node's log levels, as /operator/log
     ("GET", "/metrics"): OPEN,
     ("GET", ACTUATOR_PROMETHEUS_PATH): OPEN,  # the same, where Nacos's scrapers look
     ("GET", OPENAPI_PATH): OPEN,

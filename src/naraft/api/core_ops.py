@@ -1,6 +1,7 @@
 """Nacos's `POST /nacos/v1/core/ops/raft`: the operator's Raft commands, which Nacos runs
 on its JRaft groups, mapped onto naraft's one Raft group. The body is Nacos's JSON object
-`{"groupId": ..., "command": ..., "value": "ip:port"}`:
+`{"groupId": ..., "command": ..., "value": "ip:port"}` (and, beside it, Nacos's
+`PUT /nacos/v1/core/ops/log`, a node's log level as `/v1/ns/operator/log` sets it):
 
 - `transferLeader`: leadership moves to the member `value` names (a follower forwards the
   request to the leader), as `naraft leader transfer` does;
@@ -27,13 +28,16 @@ from aiohttp import web
 from naraft.api.admin import NODE
 from naraft.api.context import json_response
 from naraft.api.members import MEMBERS_NODE
+from naraft.api.params import read_params
 from naraft.config import parse_address
 from naraft.errors import ConflictError, InvalidArgumentError, UnavailableError, UnsupportedError
+from naraft.logs import set_log_level
 from naraft.raft import NodeId, NotLeaderError
 from naraft.raft.errors import TransferError
 from naraft.raft.membership import ChangeKind, MembershipChange, MembershipError
 
 CORE_OPS_RAFT_PATH: Final = "/nacos/v1/core/ops/raft"
+CORE_OPS_LOG_PATH: Final = "/nacos/v1/core/ops/log"
 MAX_BODY_BYTES: Final = 4096
 MAX_VALUE_CHARS: Final = 262  # a host of 255 characters, a colon and a port
 RAFT_PORT_OFFSET: Final = 1000  # Nacos: the Raft port is the HTTP port minus 1000
@@ -129,5 +133,13 @@ async def _remove(request: web.Request, target: NodeId) -> None:
         raise UnavailableError("no leader") from None
 
 
+async def log_level(request: web.Request) -> web.Response:
+    """Nacos's `PUT /v1/core/ops/log` (`logName`, `logLevel`): this node's level for one log
+    until it restarts (`naraft.logs.set_log_level`); Nacos answers the text `200`."""
+    params = await read_params(request)
+    set_log_level(params.get("logName"), params.get("logLevel"))
+    return web.Response(text="200")
+
+
 def core_ops_routes() -> list[web.RouteDef]:
-    return [web.post(CORE_OPS_RAFT_PATH, raft_ops)]
+    return [web.post(CORE_OPS_RAFT_PATH, raft_ops), web.put(CORE_OPS_LOG_PATH, log_level)]

@@ -44,7 +44,7 @@ import aiohttp
 import orjson
 
 from naraft.api.app import MAX_BODY_BYTES
-from naraft.api.core_ops import CORE_OPS_RAFT_PATH
+from naraft.api.core_ops import CORE_OPS_LOG_PATH, CORE_OPS_RAFT_PATH
 from naraft.api.params import MAX_PARAM_VALUE_CHARS
 from naraft.api.v1.operator import (
     CORE_CLUSTER,
@@ -122,7 +122,7 @@ SERVER_VIEWS: Final = (  # reads of the members, this node and its checkers, in 
     "/nacos/v2/console/namespace/list",
     V2_NAMESPACE_CONFIGS,  # a namespace's configs, no contents
 )
-LOG_PATHS: Final = (f"{OPERATOR}/log", f"{OPS}/log")
+LOG_PATHS: Final = (f"{OPERATOR}/log", f"{OPS}/log", CORE_OPS_LOG_PATH)
 NEMESIS_LOGGER: Final = "naraft.nemesis"  # a logger no code writes to: its level is harmless
 SERVICE_PREFIX: Final = "nemesis-"
 CONFIG_PREFIX: Final = "nemesis-cfg-"
