@@ -383,3 +383,53 @@ async def test_core_ops_log_sets_a_core_log_name_and_answers_200() -> None:
         assert logging.getLogger("naraft.raft").level == 5
     finally:
         await client.close()
+
+
+class LedMembers(Members):
+    """The same members, as a node that knows the leader reports them."""
+
+    def __init__(self, leader: str | None) -> None:
+        super().__init__()
+        self.leader = leader
+
+    def servers(self) -> list[ServerInfo]:
+        return [
+            ServerInfo(ip=m.ip, port=m.port, state=m.state, is_self=m.is_self,
+                       extend_info={"leader": self.leader})
+            for m in super().servers()
+        ]  # fmt: skip
+
+
+async def test_distro_views_name_the_leader_and_the_members() -> None:
+    env = Env()
+    members = LedMembers("10.0.0.20:8848")
+    client: TestClient[web.Request, web.Application] = TestClient(
+        TestServer(make_app(env.naming, servers=members))
+    )
+    await client.start_server()
+    try:
+        params = {"ip": "10.0.0.1", "port": "80", "serviceName": "svc"}
+        assert (await client.post("/nacos/v1/ns/instance", params=params)).status == 200
+        for base in ("/nacos/v1/ns/operator", "/nacos/v1/ns/ops"):
+            answer = await client.get(f"{base}/distro/server", params={"serviceName": "svc"})
+            assert (answer.status, await answer.json()) == (
+                200,
+                {"responsibleServer": "10.0.0.20:8848"},
+            )
+        missing = await client.get(
+            "/nacos/v1/ns/operator/distro/server", params={"serviceName": "nope"}
+        )
+        assert missing.status == 404
+        status = await (await client.get("/nacos/v1/ns/operator/distro/status")).json()
+        assert [m["address"] for m in status["status"]] == [
+            "10.0.0.20:8848", "10.0.0.3:8848", "10.0.0.2:8848",
+        ]  # fmt: skip
+        other = await client.get("/nacos/v1/ns/operator/distro/status", params={"action": "x"})
+        assert await other.json() == {}
+        members.leader = None
+        leaderless = await client.get(
+            "/nacos/v1/ns/operator/distro/server", params={"serviceName": "svc"}
+        )
+        assert leaderless.status == 503
+    finally:
+        await client.close()

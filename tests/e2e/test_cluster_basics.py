@@ -27,6 +27,16 @@ def test_three_nodes_elect_one_leader(cluster3: LocalCluster) -> None:
         assert peers[0] == peers[1] == peers[2]
         assert (peers[0]["ip"], peers[0]["leader"]) == (node.address, leader.address)
         assert peers[0]["state"] == ("LEADER" if node is leader else "FOLLOWER")
+    # Nacos's Distro views: the leader is every service's responsible member
+    params = {"serviceName": "distro-svc", "ip": "10.0.0.1", "port": "80", "ephemeral": "false"}
+    registered = cluster3.client.post(f"{leader.url}/nacos/v1/ns/instance", params=params)
+    assert registered.status_code == 200, registered.text
+    for node in cluster3.nodes:
+        responsible = cluster3.client.get(
+            f"{node.url}/nacos/v1/ns/operator/distro/server",
+            params={"serviceName": "distro-svc", "linearizable": "true"},
+        )
+        assert responsible.json() == {"responsibleServer": leader.address}, responsible.text
 
 
 def test_writes_through_any_node_are_readable_from_every_node(cluster3: LocalCluster) -> None:

@@ -130,6 +130,8 @@ _OPERATOR_RULES: Final = {
     ("GET", "push/state"): USER,  # counts (`reset` forgets only pending acks of pushes)
     ("PUT", "log"): ADMIN,  # a node's log levels: an operator's act
     ("GET", "cluster/state"): USER,  # the local Raft peer (`/raft/peer` shows it openly)
+    ("GET", "distro/server"): NAMING_R,  # names the service: its read permission
+    ("GET", "distro/status"): USER,  # the members, as /servers
 }
 
 ACCESS: Final[Mapping[tuple[str, str], Rule]] = {

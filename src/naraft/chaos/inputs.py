@@ -116,6 +116,7 @@ SERVER_VIEWS: Final = (  # reads of the members, this node and its checkers, in 
     f"{OPERATOR}/push/state",  # push counts (never reset here: that drops pending retries)
     f"{OPS}/cluster/state",  # the local Raft peer at Nacos's deprecated path, by its alias
     f"{OPS}/metrics",
+    f"{OPERATOR}/distro/status",
     "/nacos/v2/core/cluster/node/list",  # Nacos 2.x's v2 cluster and operator views
     "/nacos/v2/core/cluster/node/self/health",
     "/nacos/v2/ns/ops/metrics",

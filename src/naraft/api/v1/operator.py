@@ -1,8 +1,9 @@
 """`/nacos/v1/ns/operator…` and `/nacos/v1/ns/health…`: switches, metrics, servers, push
-state, log levels, health; the members as Nacos 1.4's core API shows them
-(`/nacos/v1/core/cluster/…`); and the server state Nacos's console reads
-(`/nacos/v1/console/server/state`). Every `/operator/…` route also answers at
-`/nacos/v1/ns/ops/…`, as Nacos maps its operator controller at both."""
+state, log levels, the Distro views (the leader is every service's responsible member),
+health; the members as Nacos 1.4's core API shows them (`/nacos/v1/core/cluster/…`); and
+the server state Nacos's console reads (`/nacos/v1/console/server/state`). Every
+`/operator/…` route also answers at `/nacos/v1/ns/ops/…`, as Nacos maps its operator
+controller at both."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from typing import Final, Protocol
 from aiohttp import web
 
 from naraft import __version__
-from naraft.api.context import json_response, naming_of, ok
+from naraft.api.context import json_response, maybe_read_barrier, naming_of, ok
 from naraft.api.health import not_ready
-from naraft.api.params import raw_instance, read_params
+from naraft.api.params import raw_instance, raw_service, read_params
+from naraft.errors import UnavailableError
 from naraft.logs import set_log_level
 from naraft.naming.push import AckTable, PushTimings, push_state_view
 from naraft.naming.validate import flag
@@ -76,6 +78,36 @@ async def update_switches(request: web.Request) -> web.Response:
         entry=params.get("entry"), value=params.get("value"), debug=params.get("debug")
     )
     return ok()
+
+
+@routes.get(f"{BASE}/operator/distro/server")
+async def distro_server(request: web.Request) -> web.Response:
+    """Nacos's `GET /distro/server`: the member responsible for the service. Nacos's Distro
+    spreads services over its members; in naraft the leader takes every write and runs
+    the beat sweep, so it is the responsible member of every service. 404 for a missing
+    service (`linearizable=true` reads through the read barrier first), 503 while no leader
+    is known."""
+    params = await read_params(request)
+    naming = naming_of(request)
+    await maybe_read_barrier(naming, params)
+    naming.get_service(raw_service(params))
+    me = self_member(request)
+    leader = me.extend_info.get("leader")
+    if leader is None and len(members_of(request)) == 1:
+        leader = member_address(me)
+    if not isinstance(leader, str):
+        raise UnavailableError("no leader known: no member is responsible now")
+    return json_response({"responsibleServer": leader})
+
+
+@routes.get(f"{BASE}/operator/distro/status")
+async def distro_status(request: web.Request) -> web.Response:
+    """Nacos's `GET /distro/status`: with `action=view` (the default) the members as
+    `/operator/servers` shows them, under `status`; any other action answers `{}`."""
+    params = await read_params(request)
+    if (params.get("action") or "view") != "view":
+        return json_response({})
+    return json_response({"status": [member_view(m) for m in members_of(request)]})
 
 
 @routes.get(f"{BASE}/operator/push/state")
