@@ -83,3 +83,13 @@ async def test_create_of_an_existing_namespace_is_400(env: Any) -> None:
     code, _ = await env.text("POST", NAMESPACES, params)
     assert code == 400
     assert env.snapshot() == before
+
+
+async def test_check_namespace_id_exist_answers_a_boolean(env: Any) -> None:
+    await env.json("POST", NAMESPACES, {"customNamespaceId": "dev", "namespaceName": "Dev"})
+    check = {"checkNamespaceIdExist": "true"}
+    for custom_id, exists in (("dev", True), ("public", True), ("ghost", False), ("", False),
+                              ("bad id!", False), ("x" * 5_000, False)):  # fmt: skip
+        answer = await env.json("GET", NAMESPACES, {**check, "customNamespaceId": custom_id})
+        assert answer is exists, custom_id
+    assert await env.json("GET", NAMESPACES, check) is False

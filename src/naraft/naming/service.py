@@ -845,6 +845,18 @@ class NamingService:
             raise NotFoundError("namespace", (namespace_id or "").strip())
         return namespace_view(found)
 
+    def namespace_exists(self, custom_id: str | None) -> bool:
+        """`GET /console/namespaces?checkNamespaceIdExist=true`: whether a namespace has the
+        id (blank: false, as Nacos answers; an id that breaks the rule cannot exist; `public`
+        does, so the console does not offer to create it)."""
+        if custom_id is None or not custom_id.strip():
+            return False
+        try:
+            namespace_id = validate.namespace_id(custom_id)
+        except InvalidArgumentError:
+            return False
+        return self._state.namespace(namespace_id) is not None
+
     async def create_namespace(
         self,
         *,

@@ -1,4 +1,5 @@
-"""`/nacos/v1/console/namespaces`: list, show, create, update, delete (answers `true`)."""
+"""`/nacos/v1/console/namespaces`: list, show, check an id (`checkNamespaceIdExist=true`),
+create, update, delete (answers `true`)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ def _true() -> web.Response:
 async def get_namespaces(request: web.Request) -> web.Response:
     params = await read_params(request)
     naming = naming_of(request)
+    if params.get("checkNamespaceIdExist") == "true":
+        # Nacos's console asks before it creates a namespace with a custom id: a boolean
+        return json_response(naming.namespace_exists(params.get("customNamespaceId")))
     if params.get("show") == "all":
         if not sees_namespace(request, (params.get("namespaceId") or "").strip()):
             raise UnauthorizedError(FORBIDDEN)
