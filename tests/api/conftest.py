@@ -12,6 +12,7 @@ import ssl
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from aiohttp import ClientResponse, web
@@ -19,6 +20,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from naraft.api import make_app
 from naraft.api.edge import EdgeLimits, GuardedSite
+from naraft.api.health import HEALTH
+from naraft.api.v1.operator import ServerInfo
 from naraft.naming.codec import decode_command
 from naraft.naming.commands import Command
 from naraft.naming.health import BeatTable
@@ -176,3 +179,46 @@ async def env() -> AsyncIterator[Env]:
         yield environment
     finally:
         await client.close()
+
+
+class Members:
+    """The member directory of `cluster`: three members, the answering one second by
+    address; its readiness is settable."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+
+    def servers(self) -> list[ServerInfo]:
+        return [
+            ServerInfo(ip="10.0.0.20", port=8848),
+            ServerInfo(ip="10.0.0.3", port=8848, is_self=True),
+            ServerInfo(ip="10.0.0.2", port=8848, state="DOWN"),
+        ]
+
+    def readiness(self) -> str | None:
+        return self.reason
+
+
+@pytest.fixture
+async def cluster() -> AsyncIterator[tuple[TestClient[web.Request, web.Application], Members]]:
+    members = Members()
+    app = make_app(Env().naming, servers=members)
+    app[HEALTH] = members
+    client: TestClient[web.Request, web.Application] = TestClient(TestServer(app))
+    await client.start_server()
+    try:
+        yield client, members
+    finally:
+        await client.close()
+
+
+async def v2_call(env: Env, method: str, path: str, params: Mapping[str, str] | None = None) -> Any:
+    """A Nacos 2.x API request; its status and its JSON `Result`."""
+    response = await env.call(method, path, params or {})
+    assert response.content_type == "application/json", await response.text()
+    return response.status, await response.json()
+
+
+def v2_ok(data: object) -> tuple[int, dict[str, object]]:
+    """What `v2_call` returns for a success carrying `data`."""
+    return 200, {"code": 0, "message": "success", "data": data}

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from tests.api.conftest import Env
+from tests.api.conftest import Env, Members
 
 from naraft import __version__
 from naraft.api import make_app
 from naraft.api.core_ops import core_ops_routes
-from naraft.api.health import HEALTH
 from naraft.api.v1.operator import ServerInfo
 from naraft.naming.keys import ServiceKey
 
@@ -177,36 +176,6 @@ async def test_core_cluster_nodes_lists_the_members_in_a_rest_result(env: Any) -
     assert member["state"] == "UP"
     unmatched = await env.json("GET", "/nacos/v1/core/cluster/nodes", {"keyword": "no-such-host"})
     assert unmatched["data"] == []
-
-
-class Members:
-    """Three members, the answering one second by address; its readiness is settable."""
-
-    def __init__(self) -> None:
-        self.reason: str | None = None
-
-    def servers(self) -> list[ServerInfo]:
-        return [
-            ServerInfo(ip="10.0.0.20", port=8848),
-            ServerInfo(ip="10.0.0.3", port=8848, is_self=True),
-            ServerInfo(ip="10.0.0.2", port=8848, state="DOWN"),
-        ]
-
-    def readiness(self) -> str | None:
-        return self.reason
-
-
-@pytest.fixture
-async def cluster() -> AsyncIterator[tuple[TestClient[web.Request, web.Application], Members]]:
-    members = Members()
-    app = make_app(Env().naming, servers=members)
-    app[HEALTH] = members
-    client: TestClient[web.Request, web.Application] = TestClient(TestServer(app))
-    await client.start_server()
-    try:
-        yield client, members
-    finally:
-        await client.close()
 
 
 async def _data(client: TestClient[web.Request, web.Application], path: str, **query: str) -> Any:

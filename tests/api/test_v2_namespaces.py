@@ -6,46 +6,37 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from tests.api.conftest import v2_call, v2_ok
 
 NAMESPACE = "/nacos/v2/console/namespace"
 LIST = f"{NAMESPACE}/list"
 
 
-async def v2(env: Any, method: str, path: str, params: dict[str, str] | None = None) -> Any:
-    response = await env.call(method, path, params or {})
-    assert response.content_type == "application/json", await response.text()
-    return response.status, await response.json()
-
-
-def ok(data: object) -> tuple[int, dict[str, object]]:
-    return 200, {"code": 0, "message": "success", "data": data}
-
-
 async def test_create_list_show_update_delete_as_v1_sees_them(env: Any) -> None:
     public = (await env.json("GET", "/nacos/v1/console/namespaces"))["data"]
-    assert await v2(env, "GET", LIST) == ok(public)
+    assert await v2_call(env, "GET", LIST) == v2_ok(public)
     params = {"namespaceId": "dev", "namespaceName": "Dev", "namespaceDesc": "for devs"}
-    assert await v2(env, "POST", NAMESPACE, params) == ok(True)
+    assert await v2_call(env, "POST", NAMESPACE, params) == v2_ok(True)
     v1 = await env.json(
         "GET", "/nacos/v1/console/namespaces", {"show": "all", "namespaceId": "dev"}
     )
-    assert await v2(env, "GET", NAMESPACE, {"namespaceId": "dev"}) == ok(v1)
+    assert await v2_call(env, "GET", NAMESPACE, {"namespaceId": "dev"}) == v2_ok(v1)
     assert v1["namespaceShowName"] == "Dev"
-    assert [n["namespace"] for n in (await v2(env, "GET", LIST))[1]["data"]] == ["", "dev"]
+    assert [n["namespace"] for n in (await v2_call(env, "GET", LIST))[1]["data"]] == ["", "dev"]
 
     params = {"namespaceId": "dev", "namespaceName": "Develop", "namespaceDesc": "d"}
-    assert await v2(env, "PUT", NAMESPACE, params) == ok(True)
-    shown = (await v2(env, "GET", NAMESPACE, {"namespaceId": "dev"}))[1]["data"]
+    assert await v2_call(env, "PUT", NAMESPACE, params) == v2_ok(True)
+    shown = (await v2_call(env, "GET", NAMESPACE, {"namespaceId": "dev"}))[1]["data"]
     assert (shown["namespaceShowName"], shown["namespaceDesc"]) == ("Develop", "d")
-    assert (await v2(env, "GET", NAMESPACE, {"namespaceId": ""}))[1]["data"] == public[0]
+    assert (await v2_call(env, "GET", NAMESPACE, {"namespaceId": ""}))[1]["data"] == public[0]
 
-    assert await v2(env, "DELETE", NAMESPACE, {"namespaceId": "dev"}) == ok(True)
-    assert await v2(env, "GET", LIST) == ok(public)
+    assert await v2_call(env, "DELETE", NAMESPACE, {"namespaceId": "dev"}) == v2_ok(True)
+    assert await v2_call(env, "GET", LIST) == v2_ok(public)
 
 
 async def test_create_without_an_id_generates_one(env: Any) -> None:
-    assert await v2(env, "POST", NAMESPACE, {"namespaceName": "Anon"}) == ok(True)
-    assert (await v2(env, "GET", LIST))[1]["data"][1]["namespace"] == "generated-id"
+    assert await v2_call(env, "POST", NAMESPACE, {"namespaceName": "Anon"}) == v2_ok(True)
+    assert (await v2_call(env, "GET", LIST))[1]["data"][1]["namespace"] == "generated-id"
 
 
 @pytest.mark.parametrize(
@@ -68,7 +59,7 @@ async def test_create_without_an_id_generates_one(env: Any) -> None:
 async def test_errors_use_nacos_codes_name_the_parameter_and_write_nothing(
     env: Any, method: str, params: dict[str, str], status: int, code: int, wire_field: str
 ) -> None:
-    answer_status, answer = await v2(env, method, NAMESPACE, params)
+    answer_status, answer = await v2_call(env, method, NAMESPACE, params)
     assert (answer_status, answer["code"]) == (status, code)
     assert wire_field in answer["data"]
     assert env.snapshot() == {}
@@ -76,8 +67,8 @@ async def test_errors_use_nacos_codes_name_the_parameter_and_write_nothing(
 
 async def test_create_of_an_existing_namespace_is_22002(env: Any) -> None:
     params = {"namespaceId": "dev", "namespaceName": "Dev"}
-    assert await v2(env, "POST", NAMESPACE, params) == ok(True)
+    assert await v2_call(env, "POST", NAMESPACE, params) == v2_ok(True)
     before = env.snapshot()
-    status, answer = await v2(env, "POST", NAMESPACE, params)
+    status, answer = await v2_call(env, "POST", NAMESPACE, params)
     assert (status, answer["code"], answer["message"]) == (400, 22002, "namespace already exist")
     assert env.snapshot() == before

@@ -3,17 +3,12 @@ serves, v2's error codes, and the same switches, health and members as v1."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
-from tests.api.conftest import Env
-from tests.api.test_operator import Members
+from aiohttp.test_utils import TestClient
+from tests.api.conftest import Members, v2_call, v2_ok
 
-from naraft.api import make_app
-from naraft.api.health import HEALTH
 from naraft.naming.keys import ServiceKey
 
 SWITCHES = "/nacos/v2/ns/operator/switches"
@@ -22,27 +17,19 @@ HEALTH_INSTANCE = "/nacos/v2/ns/health/instance"
 NODES = "/nacos/v2/core/cluster/node/list"
 
 
-async def v2(env: Any, method: str, path: str, params: dict[str, str] | None = None) -> Any:
-    response = await env.call(method, path, params or {})
-    assert response.content_type == "application/json", await response.text()
-    return response.status, await response.json()
-
-
-def ok(data: object) -> tuple[int, dict[str, object]]:
-    return 200, {"code": 0, "message": "success", "data": data}
-
-
 async def test_switches_read_and_set_under_operator_and_ops(env: Any) -> None:
-    status, answer = await v2(env, "GET", SWITCHES)
+    status, answer = await v2_call(env, "GET", SWITCHES)
     assert status == 200
     assert answer["data"] == await env.json("GET", "/nacos/v1/ns/operator/switches")
     params = {"entry": "clientBeatInterval", "value": "9000"}
-    assert await v2(env, "PUT", "/nacos/v2/ns/ops/switches", params) == ok("ok")
-    assert (await v2(env, "GET", SWITCHES))[1]["data"]["clientBeatInterval"] == 9000
-    status, answer = await v2(env, "PUT", SWITCHES, {"entry": "clientBeatInterval", "value": "x"})
+    assert await v2_call(env, "PUT", "/nacos/v2/ns/ops/switches", params) == v2_ok("ok")
+    assert (await v2_call(env, "GET", SWITCHES))[1]["data"]["clientBeatInterval"] == 9000
+    status, answer = await v2_call(
+        env, "PUT", SWITCHES, {"entry": "clientBeatInterval", "value": "x"}
+    )
     assert (status, answer["code"], answer["message"]) == (400, 20002, "parameter validate error")
     assert "value" in answer["data"]
-    status, answer = await v2(env, "PUT", SWITCHES, {"value": "1"})
+    status, answer = await v2_call(env, "PUT", SWITCHES, {"value": "1"})
     assert (status, answer["code"]) == (400, 10000)
     assert answer["data"] == "Required parameter 'entry' is not present"
 
@@ -50,17 +37,19 @@ async def test_switches_read_and_set_under_operator_and_ops(env: Any) -> None:
 async def test_metrics_answer_only_the_status_unless_asked(env: Any) -> None:
     params = {"ip": "10.0.0.1", "port": "80", "serviceName": "svc"}
     assert await env.text("POST", "/nacos/v1/ns/instance", params) == (200, "ok")
-    status, answer = await v2(env, "GET", METRICS)
+    status, answer = await v2_call(env, "GET", METRICS)
     assert status == 200
     data = answer["data"]
     assert data["status"] == "UP"
     assert {k for k, v in data.items() if v is not None} == {"status"}
-    data = (await v2(env, "GET", "/nacos/v2/ns/ops/metrics", {"onlyStatus": "false"}))[1]["data"]
+    data = (await v2_call(env, "GET", "/nacos/v2/ns/ops/metrics", {"onlyStatus": "false"}))[1][
+        "data"
+    ]
     assert list(data)[:3] == ["status", "serviceCount", "instanceCount"]
     assert (data["serviceCount"], data["instanceCount"]) == (1, 1)
     assert all(isinstance(data[k], float) for k in ("cpu", "load", "mem"))
     assert data["clientCount"] is None  # naraft keeps no Nacos 2.x client objects
-    status, answer = await v2(env, "GET", METRICS, {"onlyStatus": "perhaps"})
+    status, answer = await v2_call(env, "GET", METRICS, {"onlyStatus": "perhaps"})
     assert (status, answer["code"]) == (400, 20002)
 
 
@@ -68,25 +57,12 @@ async def test_health_of_a_persistent_instance_is_set_as_through_v1(env: Any) ->
     params = {"ip": "10.0.0.1", "port": "80", "serviceName": "svc", "ephemeral": "false"}
     assert await env.text("POST", "/nacos/v1/ns/instance", params) == (200, "ok")
     del params["ephemeral"]
-    assert await v2(env, "PUT", HEALTH_INSTANCE, {**params, "healthy": "false"}) == ok("ok")
+    assert await v2_call(env, "PUT", HEALTH_INSTANCE, {**params, "healthy": "false"}) == v2_ok("ok")
     key = ServiceKey(namespace_id="public", group_name="DEFAULT_GROUP", service_name="svc")
     assert env.state.instances(key)[0].healthy is False
-    status, answer = await v2(env, "PUT", HEALTH_INSTANCE, {**params, "port": "81"})
+    status, answer = await v2_call(env, "PUT", HEALTH_INSTANCE, {**params, "port": "81"})
     assert status in (400, 404)
     assert answer["code"] != 0
-
-
-@pytest.fixture
-async def cluster() -> AsyncIterator[tuple[TestClient[web.Request, web.Application], Members]]:
-    members = Members()
-    app = make_app(Env().naming, servers=members)
-    app[HEALTH] = members
-    client: TestClient[web.Request, web.Application] = TestClient(TestServer(app))
-    await client.start_server()
-    try:
-        yield client, members
-    finally:
-        await client.close()
 
 
 async def _result(client: TestClient[web.Request, web.Application], path: str, **query: str) -> Any:

@@ -62,6 +62,7 @@ from naraft.naming.model import (
     HealthCheckerType,
     Instance,
     PushTarget,
+    Service,
 )
 from naraft.naming.state import Applied, MetadataUpdated, NamingState, Rejected, RejectReason
 from naraft.naming.switches import switches_view, with_entry
@@ -650,13 +651,21 @@ class NamingService:
         service = validate.service_key(raw.namespace_id, raw.group_name, raw.service_name)
         await self._propose(DeleteService(service=service, stamped_at_ms=self._clock.now_ms()))
 
-    def get_service(self, raw: RawService) -> dict[str, object]:
-        """`GET /service`; NotFoundError if missing."""
-        key = validate.service_key(raw.namespace_id, raw.group_name, raw.service_name)
+    def _require_service(self, key: ServiceKey) -> Service:
+        """The stored service; NotFoundError (Nacos's read message) if there is none."""
         service = self._state.service(key)
         if service is None:
             grouped = key.grouped_name
             raise NotFoundError("service", grouped, message=f"service {grouped} is not found!")
+        return service
+
+    def _existing_service(self, raw: RawService) -> tuple[ServiceKey, Service]:
+        key = validate.service_key(raw.namespace_id, raw.group_name, raw.service_name)
+        return key, self._require_service(key)
+
+    def get_service(self, raw: RawService) -> dict[str, object]:
+        """`GET /service`; NotFoundError if missing."""
+        key, service = self._existing_service(raw)
         return service_view(service)
 
     def list_services(
@@ -713,20 +722,12 @@ class NamingService:
 
     def catalog_service(self, raw: RawService) -> dict[str, object]:
         """`GET /catalog/service`: the service with its clusters; NotFoundError if missing."""
-        key = validate.service_key(raw.namespace_id, raw.group_name, raw.service_name)
-        service = self._state.service(key)
-        if service is None:
-            grouped = key.grouped_name
-            raise NotFoundError("service", grouped, message=f"service {grouped} is not found!")
+        key, service = self._existing_service(raw)
         return catalog_detail_view(service, self._state.instances(key))
 
     def catalog_rt(self, raw: RawService) -> dict[str, object]:
         """`GET /catalog/rt/service`: its clusters' check times; NotFoundError if missing."""
-        key = validate.service_key(raw.namespace_id, raw.group_name, raw.service_name)
-        service = self._state.service(key)
-        if service is None:
-            grouped = key.grouped_name
-            raise NotFoundError("service", grouped, message=f"service {grouped} is not found!")
+        key, service = self._existing_service(raw)
         return catalog_rt_view(service, self._state.instances(key))
 
     def catalog_instances(
@@ -743,9 +744,7 @@ class NamingService:
         key = validate.service_key(namespace_id, group_name, service_name)
         number, size = validate.optional_page(page_no, page_size, default_size=10)
         cluster = validate.optional_cluster(cluster_name)
-        if self._state.service(key) is None:
-            grouped = key.grouped_name
-            raise NotFoundError("service", grouped, message=f"service {grouped} is not found!")
+        self._require_service(key)
         chosen = [
             i for i in self._state.instances(key) if cluster is None or i.cluster_name == cluster
         ]
