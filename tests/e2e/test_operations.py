@@ -155,18 +155,20 @@ def test_a_follower_left_alone_is_unready_within_one_election_timeout(
     follower, other = [n for n in cluster.nodes if n is not leader]
     leader.kill()
     other.kill()
-    stopped_at = time.monotonic()
-    elapsed, body = seconds_until_unready(follower, stopped_at)
-    assert elapsed <= ELECTION_SECONDS + SLACK_SECONDS, (elapsed, body)
-    assert_down(follower)
-    # it stays unready while alone: no leader can be elected with one vote of three
-    wait_for(
-        lambda: "no leader known" in readiness(follower).text or None,
-        timeout_seconds=5,
-        what="the lone follower to know no leader",
-    )
-    leader.start()
-    other.start()
+    try:
+        stopped_at = time.monotonic()
+        elapsed, body = seconds_until_unready(follower, stopped_at)
+        assert elapsed <= ELECTION_SECONDS + SLACK_SECONDS, (elapsed, body)
+        assert_down(follower)
+        # it stays unready while alone: no leader can be elected with one vote of three
+        wait_for(
+            lambda: "no leader known" in readiness(follower).text or None,
+            timeout_seconds=5,
+            what="the lone follower to know no leader",
+        )
+    finally:  # the module's other tests need the quorum back, whatever failed here
+        leader.start()
+        other.start()
     all_ready(cluster)
     for node in cluster.nodes:
         assert_up(node)
