@@ -102,14 +102,16 @@ def _ms_iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
 
 
-def _config_info(record: ConfigRecord) -> dict[str, object]:
+def config_info(record: ConfigRecord, *, with_content: bool = True) -> dict[str, object]:
+    """Nacos's `ConfigInfo` (its id as text, as Nacos serializes it); without the content,
+    `content` and `md5` are null."""
     key = record.key
     return {
         "id": str(record.id),
         "dataId": key.data_id,
         "group": key.group,
-        "content": record.content,
-        "md5": record.md5,
+        "content": record.content if with_content else None,
+        "md5": record.md5 if with_content else None,
         "tenant": key.tenant,
         "appName": record.app_name,
         "type": record.type,
@@ -118,7 +120,7 @@ def _config_info(record: ConfigRecord) -> dict[str, object]:
 
 def _config_all_info(record: ConfigRecord) -> dict[str, object]:
     return {
-        **_config_info(record),
+        **config_info(record),
         "createTime": record.create_ms,
         "modifyTime": record.modify_ms,
         "createUser": record.src_user or None,
@@ -231,7 +233,7 @@ def _matches(pattern: str, value: str, *, blur: bool) -> bool:
 
 async def _search(api: ConfigApi, params: Params, search: str) -> web.Response:
     found, total, page_no, page_size = await search_configs(api, params, search)
-    items = [_config_info(r) for r in found]
+    items = [config_info(r) for r in found]
     return json_response(page_of(items, total, page_no, page_size))
 
 

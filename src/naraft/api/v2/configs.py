@@ -21,6 +21,7 @@ from naraft.api.v1.configs import (
     ConfigRoute,
     check_owner,
     config_api_of,
+    config_info,
     config_key_of,
     config_params,
     history_info,
@@ -29,7 +30,6 @@ from naraft.api.v1.configs import (
     refuse_gray,
 )
 from naraft.configs import validate
-from naraft.configs.model import ConfigRecord
 from naraft.errors import InvalidArgumentError, UnauthorizedError
 
 CS_BASE: Final = "/nacos/v2/cs"
@@ -129,22 +129,13 @@ async def history_configs(request: web.Request) -> web.Response:
         raise InvalidArgumentError("namespace_id", V2_MISSING_RULE)
     tenant = validate.request_tenant(raw)
     await api.service.read_barrier()
-    return v2_result([_brief(r) for r in api.service.state.configs() if r.key.tenant == tenant])
-
-
-def _brief(record: ConfigRecord) -> dict[str, object]:
-    key = record.key
-    return {
-        "id": record.id,
-        "dataId": key.data_id,
-        "group": key.group,
-        "tenant": key.tenant,
-        "appName": record.app_name,
-        "content": None,
-        "md5": None,
-        "type": record.type,
-        "lastModified": record.modify_ms,
-    }
+    return v2_result(
+        [
+            {**config_info(r, with_content=False), "lastModified": r.modify_ms}
+            for r in api.service.state.configs()
+            if r.key.tenant == tenant
+        ]
+    )
 
 
 V2_CONFIG_ROUTES: Final[tuple[ConfigRoute, ...]] = (
