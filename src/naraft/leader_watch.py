@@ -2,11 +2,14 @@
 
 A leader whose port refuses connections is gone, not slow: its followers forget it and
 start a PreVote at once instead of waiting out the election timeout
-(docs/performance-goals.md#fast-failover). Two signals feed the same decision: the peer
-client reports a refused connection to the leader as it happens, and `run` probes the
-leader's port once it has been silent for two beats (a leader with nothing to send never
-gives the peer client a chance to see the refusal). A leader that is only slow, or paused,
-still accepts connections and keeps its lease.
+(docs/performance-goals.md#fast-failover). Three signals feed the same decision: the peer
+client reports a refused connection to the leader as it happens; a stream the leader opened
+to this node ends (the kernel closes a dead process's sockets, so this comes first), and
+`run` probes the leader's port at once; and `run` probes the leader's port once it has been
+silent for two beats (a leader with nothing to send never gives the peer client a chance to
+see the refusal, and a leader cut off by the network ends no stream). Only a refusal counts:
+a stream also ends when a live leader reconnects, and a leader that is only slow, or
+paused, still accepts connections and keeps its lease.
 """
 
 from __future__ import annotations
@@ -26,21 +29,42 @@ class LeaderWatch:
     def __init__(self, replica: Replica, timers: Timers) -> None:
         self._replica = replica
         self._timers = timers
+        self._suspect: NodeId | None = None  # the leader whose stream ended, to probe now
+        self._wake = asyncio.Event()
 
     def on_peer_unreachable(self, peer: NodeId, refused: bool) -> None:
         """The peer client's report (see `naraft.transport.PeerClient`)."""
         if refused and self._replica.leader == peer:
             self._leader_gone(peer)
 
+    def on_stream_end(self, peer: NodeId) -> None:
+        """A stream `peer` opened to this node ended (`naraft.transport.peer_routes`): if
+        `peer` still leads when `run` wakes, it probes its port now instead of after two
+        silent beats."""
+        self._suspect = peer
+        self._wake.set()
+
     async def run(self) -> None:
-        """Probe a silent leader's port every tick until cancelled."""
+        """Probe a silent leader's port every tick, and the leader whose stream ended as
+        soon as it ends, until cancelled."""
         timers = self._timers
         while True:
-            await asyncio.sleep(timers.tick_seconds)
-            leader = self._silent_leader()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timers.tick_seconds):
+                    await self._wake.wait()
+            self._wake.clear()
+            suspect, self._suspect = self._suspect, None
+            leader = self._leader_among(suspect) or self._silent_leader()
             if leader is not None and await self._refuses(leader):
                 self._leader_gone(leader)
                 await asyncio.sleep(timers.election_seconds)
+
+    def _leader_among(self, suspect: NodeId | None) -> NodeId | None:
+        """`suspect`, if this node still follows it."""
+        status = self._replica.status
+        if suspect is None or status.role is not Role.FOLLOWER or status.leader != suspect:
+            return None
+        return suspect
 
     def _silent_leader(self) -> NodeId | None:
         status = self._replica.status

@@ -823,8 +823,9 @@ def _wire(
         else None
     )
     app = _app(
-        config, node, naming, keeper, digest, metrics, cluster_id, auth, access_log, peer_members
-    )
+        config, node, naming, keeper, digest, metrics, cluster_id, auth, access_log, peer_members,
+        on_peer_stream_end=watch.on_stream_end,
+    )  # fmt: skip
     app[FORWARD_TLS] = tls
     app[PUSH_STATS] = pusher
     return _Wired(
@@ -995,8 +996,11 @@ def _app(
     auth: AuthService,
     access_log: AccessLog | None,
     peers: Collection[str],
+    *,
+    on_peer_stream_end: Callable[[NodeId], None],
 ) -> web.Application:
-    """`peers`: the member view (empty for a standalone node, which serves no peer route)."""
+    """`peers`: the member view (empty for a standalone node, which serves no peer route);
+    `on_peer_stream_end`: told the sender when a peer's stream to this node ends."""
     node_id = NodeId(config.id)
     app = make_app(
         naming,
@@ -1016,6 +1020,7 @@ def _app(
                 max_body_bytes=config.peer.max_body_bytes,
                 protocol=config.peer_protocol,
                 version_floor=lambda: node.cluster_version,
+                on_stream_end=on_peer_stream_end,
             ),
             *beat_routes(
                 keeper, config.secret, self_id=node_id, members=peers, cluster_id=cluster_id

@@ -19,6 +19,7 @@ from tests.transport.conftest import (
     Inbox,
     RecordingInboundMetrics,
     RecordingPeerMetrics,
+    Signal,
     free_port,
     heartbeats,
     running,
@@ -92,6 +93,32 @@ async def test_a_forged_frame_closes_the_stream_and_delivers_nothing() -> None:
     assert message.extra.startswith("bad_signature")
     assert len(inbox.envelopes) == 1
     assert inbound.rejections == {Rejection.BAD_SIGNATURE: 1}
+
+
+async def test_the_end_of_a_stream_names_its_sender_and_a_refused_upgrade_names_nobody() -> None:
+    """`on_stream_end` (the leader watch's first sign of a dead leader) hears the sender of
+    an admitted stream when it ends, whoever closed it; a refused upgrade was never a stream."""
+    ended: list[str] = []
+    signal = Signal()
+
+    def on_end(sender: str) -> None:
+        ended.append(sender)
+        signal.notify()
+
+    inbox = Inbox()
+    routes = peer_routes(inbox.deliver, SECRET, [N1], self_id=N2, on_stream_end=on_end)
+    async with serve(routes) as url:
+        with pytest.raises(aiohttp.WSServerHandshakeError):
+            async with raw_stream(url, signer("n9")):
+                pass
+        async with raw_stream(url, signer()) as stream:
+            await stream.send_bytes(
+                encode_frame(signer(), PATH, N2, encode_batch(heartbeats(N1, N2, 1)), None)
+            )
+            await inbox.wait_for_count(1)
+            assert ended == []  # open: nothing ended yet
+        await signal.wait_until(lambda: ended != [], "the stream's end")
+    assert ended == [N1]
 
 
 async def test_a_frame_sent_twice_is_taken_once() -> None:

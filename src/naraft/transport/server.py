@@ -127,6 +127,7 @@ def peer_routes(
     version_floor: Callable[[], int] = lambda: 1,
     streams: bool = True,
     stream_heartbeat_seconds: float = DEFAULT_STREAM_HEARTBEAT_SECONDS,
+    on_stream_end: Callable[[NodeId], None] | None = None,
 ) -> list[web.RouteDef]:
     """The routes for `POST MESSAGES_PATH` and the peer streams (`GET STREAM_PATH`), to add
     to the node's application (`track_streams` lets it close the streams on shutdown).
@@ -150,6 +151,11 @@ def peer_routes(
       whose senders POST (tests of mixed versions).
     - A stream pings its sender every `stream_heartbeat_seconds` and closes when no pong
       comes within half of that: a half-open connection does not hold a peer slot for long.
+    - `on_stream_end(sender)` is called on the event loop when an admitted stream ends, for
+      whatever reason. A process that dies has its sockets closed by the kernel, so this is
+      the first sign of a crashed leader (`naraft.leader_watch` then probes its port); an
+      end alone proves nothing (a restart, a broken connection), and must not be taken for
+      a crash.
     """
     # A `MemberView` is read as it changes (membership changes); anything else is copied.
     peers: Collection[str] = (
@@ -172,6 +178,7 @@ def peer_routes(
         protocol=protocol,
         version_floor=version_floor,
         heartbeat_seconds=stream_heartbeat_seconds,
+        on_stream_end=on_stream_end,
     )
     serve = isinstance(peers, MemberView) or bool(peers)
     routes = [web.post(MESSAGES_PATH, inbox.on_messages)] if serve else []
@@ -249,8 +256,10 @@ class _Inbox:
         protocol: ProtocolRange,
         version_floor: Callable[[], int],
         heartbeat_seconds: float,
+        on_stream_end: Callable[[NodeId], None] | None,
     ) -> None:
         self._deliver = deliver
+        self._on_stream_end = on_stream_end
         self._heartbeat_seconds = heartbeat_seconds
         self._verifier = verifier
         self._known_peers = known_peers
@@ -312,6 +321,11 @@ class _Inbox:
         finally:
             if open_streams is not None:
                 open_streams.discard(stream)
+            if self._on_stream_end is not None:
+                # unsigned (no secret: tests and single-node setups) names its sender too
+                sender = claim.sender if claim is not None else request.headers.get(SENDER_HEADER)
+                if sender:
+                    self._on_stream_end(NodeId(sender))
         return stream
 
     async def _read_frames(
