@@ -61,6 +61,7 @@ from naraft.digest.server import FrozenState
 from naraft.digest.wiring import DigestService
 from naraft.election_audit import ElectionAudit
 from naraft.errors import InvalidArgumentError, NaraftError, UnavailableError
+from naraft.grpc.clients import ClientViews, client_routes
 from naraft.grpc.config import ConfigRoutes
 from naraft.grpc.connections import ConnectionTable
 from naraft.grpc.forward import HttpLeaderLink, grpc_forward_routes
@@ -810,7 +811,9 @@ def _wire(
         token_ttl_seconds=config.auth.token_ttl_seconds,
         login_failures_per_minute=config.auth.login_failures_per_minute,
     )
-    grpc_server = _grpc(config, replica, naming, owned, auth, clock, feed, configs.service, events)
+    grpc_server, client_views = _grpc(
+        config, replica, naming, owned, auth, clock, feed, configs.service, events
+    )
     node = Node(
         config, replica=replica, machine=machine, datums=datums, naming_state=naming_state,
         metrics=metrics, digest=digest, configs=configs,
@@ -824,7 +827,7 @@ def _wire(
     )
     app = _app(
         config, node, naming, keeper, digest, metrics, cluster_id, auth, access_log, peer_members,
-        on_peer_stream_end=watch.on_stream_end,
+        on_peer_stream_end=watch.on_stream_end, clients=client_views,
     )  # fmt: skip
     app[FORWARD_TLS] = tls
     app[PUSH_STATS] = pusher
@@ -927,8 +930,9 @@ def _grpc(
     feed: ChangeFeed,
     configs: ConfigService,
     events: NodeEvents,
-) -> GrpcServer:
-    """The 2.x gRPC server and its routes (started by `_serve`, beside the HTTP site)."""
+) -> tuple[GrpcServer, ClientViews]:
+    """The 2.x gRPC server and its routes (started by `_serve`, beside the HTTP site), and
+    the views of its connections that `/nacos/v2/ns/client…` serves."""
     connections = ConnectionTable(
         config.id, max_connections=config.grpc.max_connections, now_ms=clock.now_ms
     )
@@ -953,7 +957,8 @@ def _grpc(
     config_routes.attach(connections)
     # Every node notifies its own listening connections of the changes it applies.
     events.applied.append(lambda changes, _index: config_routes.on_changes(changes.changed_keys()))
-    return server
+    views = ClientViews(connections, naming_routes, owned, naming.state, now_ms=clock.now_ms)
+    return server, views
 
 
 def _installed(changes: DatumChanges, naming: NamingState, machine: NodeStateMachine) -> None:
@@ -998,9 +1003,11 @@ def _app(
     peers: Collection[str],
     *,
     on_peer_stream_end: Callable[[NodeId], None],
+    clients: ClientViews,
 ) -> web.Application:
     """`peers`: the member view (empty for a standalone node, which serves no peer route);
-    `on_peer_stream_end`: told the sender when a peer's stream to this node ends."""
+    `on_peer_stream_end`: told the sender when a peer's stream to this node ends; `clients`:
+    the 2.x connections' views (`/nacos/v2/ns/client…`)."""
     node_id = NodeId(config.id)
     app = make_app(
         naming,
@@ -1008,7 +1015,13 @@ def _app(
         identity_verifier=PeerVerifier(
             config.secret, cluster_id=cluster_id, self_id=config.id, members=peers
         ),
-        extra_routes=[*admin_routes(), *snapshot_routes(), *member_routes(), *core_ops_routes()],
+        extra_routes=[
+            *admin_routes(),
+            *snapshot_routes(),
+            *member_routes(),
+            *core_ops_routes(),
+            *client_routes(clients),
+        ],
         peer_routes=[
             *peer_routes(
                 node.replica.deliver,

@@ -13,8 +13,10 @@ from urllib.parse import urlencode
 import orjson
 import pytest
 from aiohttp import web
+from multidict import MultiDict
 
 from naraft.api import core_ops
+from naraft.api.params import Params
 from naraft.chaos import grpc_inputs, inputs
 from naraft.chaos.inputs import (
     ALL_KINDS,
@@ -33,10 +35,13 @@ from naraft.chaos.inputs import (
 )
 from naraft.chaos.workload import NAMING_PREFIX, SET_PREFIX
 from naraft.configs import validate as config_validate
-from naraft.errors import InvalidArgumentError, UnsupportedError
+from naraft.errors import InvalidArgumentError, NotFoundError, UnsupportedError
 from naraft.grpc.client import Answer
+from naraft.grpc.clients import ClientViews, client_id_param
+from naraft.grpc.connections import ConnectionTable
 from naraft.logs import set_log_level
 from naraft.naming import validate
+from naraft.naming.keys import InstanceKey, ServiceKey
 from naraft.naming.switches import Switches, switches_view, with_entry
 from naraft.state.kv import MAX_VALUE_BYTES
 
@@ -283,6 +288,41 @@ def test_core_ops_probes_are_refused_by_the_routes_parser() -> None:
     assert core_ops.parse_command(
         b'{"command": "transferLeader", "value": "127.0.0.1:7848"}', members
     ) == ("transferLeader", "127.0.0.1:8848")
+
+
+class _NoClients:
+    """A node's subscriptions, owned instances and registry, all empty."""
+
+    def followed_by(self, connection_id: str) -> frozenset[tuple[ServiceKey, str]]:
+        return frozenset()
+
+    def followers_of(self, service: ServiceKey) -> tuple[str, ...]:
+        return ()
+
+    def keys_of(self, owner: str) -> frozenset[InstanceKey]:
+        return frozenset()
+
+    def instances(self, service: ServiceKey, *, ephemeral: bool | None = None) -> tuple[()]:
+        return ()
+
+
+def test_client_probes_are_refused_by_the_route_as_a_node_holding_no_such_client() -> None:
+    probes = [
+        p for p in _draw(14, (ProbeKind.UNKNOWN_ROUTE,), n=4_000) if p.path == inputs.V2_CLIENT
+    ]
+    assert len(probes) > 10
+    # the route's parser and views, over a node with no 2.x connection (the nemesis
+    # opens none; a campaign's gRPC clients have ids it never makes up)
+    empty = _NoClients()
+    table = ConnectionTable("n1", max_connections=4, now_ms=lambda: 0)
+    views = ClientViews(table, empty, empty, empty, now_ms=lambda: 0)
+    refusals = set()
+    for probe in probes:
+        assert (probe.method, probe.expect) == ("GET", Expect.REFUSE)
+        with pytest.raises((InvalidArgumentError, NotFoundError)) as refused:
+            views.detail(client_id_param(Params(MultiDict(probe.params))))
+        refusals.add(type(refused.value))
+    assert refusals == {InvalidArgumentError, NotFoundError}  # malformed ones, and made-up ones
 
 
 def test_oversized_bodies_are_over_the_limit_and_many_params_are_many() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.e2e.harness import DEFAULT_ARGS, LocalCluster, Sdk3Client, local_cluster, wait_for
@@ -107,6 +108,92 @@ def test_register_list_subscribe_deregister_and_close(cluster: LocalCluster, sdk
     everywhere(cluster, service, {"10.5.0.3:80"})
     hears(two, service, {"10.5.0.3:80"})
     two.close()
+
+
+def v2_data(cluster: LocalCluster, index: int, path: str, **params: str) -> Any:
+    """The `data` of a successful `/nacos/v2/ns/client…` answer from node `index`."""
+    answer = cluster.client.get(
+        f"{cluster.nodes[index].url}/nacos/v2/ns/client{path}", params=params
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["code"] == 0
+    return answer.json()["data"]
+
+
+def test_the_client_views_show_who_registered_and_who_follows(
+    cluster: LocalCluster, sdk3: Path
+) -> None:
+    """Nacos 2.x's client routes: a 3.x client's connection on the node it talks to, what it
+    registered and follows; the publishers of a service on every node, an HTTP registration
+    under Nacos's `ip:port#ephemeral` id."""
+    service = "sdk3-clients"
+    client = Sdk3Client(sdk3, cluster.nodes[0].address, services="naming")
+    try:
+        assert client.call("register", service=service, ip="10.7.0.1", port=80)
+        client.call("subscribe", service=service)
+        persistent = cluster.client.post(
+            f"{cluster.nodes[1].url}/nacos/v1/ns/instance",
+            params={"serviceName": service, "ip": "10.7.0.2", "port": "81", "ephemeral": "false"},
+        )
+        assert persistent.text == "ok"
+        # who registered: replicated, so the same answer on every node
+        for index in range(3):
+            wait_for(
+                lambda i=index: len(  # type: ignore[misc]
+                    v2_data(cluster, i, "/service/publisher/list", serviceName=service)
+                ) == 1 or None,
+                timeout_seconds=15,
+                what=f"node {index} to know who registered 10.7.0.1:80",
+            )  # fmt: skip
+        [publisher] = v2_data(cluster, 2, "/service/publisher/list", serviceName=service)
+        client_id = publisher["clientId"]
+        assert (publisher["ip"], publisher["port"]) == ("10.7.0.1", 80)
+        assert v2_data(
+            cluster, 2, "/service/publisher/list", serviceName=service, ephemeral="false"
+        ) == [{"clientId": "10.7.0.2:81#false", "ip": "10.7.0.2", "port": 81}]
+        assert (
+            v2_data(cluster, 0, "/service/publisher/list", serviceName=service, ip="10.9.9.9") == []
+        )
+        # the connection: held by the node it talks to, and only there
+        assert client_id in v2_data(cluster, 0, "/list")
+        assert client_id not in v2_data(cluster, 1, "/list")
+        detail = v2_data(cluster, 0, "", clientId=client_id)
+        assert detail["clientType"] == "connection"
+        assert detail["connectType"] == "GRPC"
+        assert detail["clientIp"]  # the address the client reports of itself, as in Nacos
+        assert client_id.endswith(f"_{detail['clientPort']}")  # the connection's own port
+        assert detail["version"]  # the SDK's own, from its setup
+        assert v2_data(cluster, 0, "/publish/list", clientId=client_id) == [
+            {
+                "namespace": "public",
+                "group": "DEFAULT_GROUP",
+                "serviceName": service,
+                "registeredInstance": {"ip": "10.7.0.1", "port": 80, "cluster": "DEFAULT"},
+            }
+        ]
+        followed = v2_data(cluster, 0, "/subscribe/list", clientId=client_id)
+        address = f"{detail['clientIp']}:{detail['clientPort']}"
+        assert [
+            (f["serviceName"], f["subscriberInfo"]["agent"], f["subscriberInfo"]["addr"])
+            for f in followed
+        ] == [(service, detail["version"], address)]
+        followers = v2_data(cluster, 0, "/service/subscriber/list", serviceName=service)
+        assert [f["clientId"] for f in followers] == [client_id]
+        assert v2_data(cluster, 1, "/service/subscriber/list", serviceName=service) == []
+        elsewhere = cluster.client.get(
+            f"{cluster.nodes[1].url}/nacos/v2/ns/client", params={"clientId": client_id}
+        )
+        assert (elsewhere.status_code, elsewhere.json()["code"]) == (404, 20004)
+        unnamed = cluster.client.get(f"{cluster.nodes[0].url}/nacos/v2/ns/client/publish/list")
+        assert (unnamed.status_code, unnamed.json()["code"]) == (400, 10000)
+        assert "clientId" in unnamed.json()["data"]
+    finally:
+        client.close()
+    wait_for(
+        lambda: client_id not in v2_data(cluster, 0, "/list") or None,
+        timeout_seconds=15,
+        what="the closed connection to leave the client list",
+    )
 
 
 def test_kill_9_of_the_clients_node_moves_it_and_loses_nothing(

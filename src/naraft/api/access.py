@@ -182,6 +182,19 @@ ACCESS: Final[Mapping[tuple[str, str], Rule]] = {
     ("GET", "/nacos/v2/core/cluster/node/self"): USER,  # as v1's core cluster routes
     ("GET", "/nacos/v2/core/cluster/node/list"): USER,
     ("GET", "/nacos/v2/core/cluster/node/self/health"): USER,
+    # Nacos 2.x's client views (`nacos/admin` in Nacos): connections, their addresses and
+    # apps, across every namespace
+    **{
+        ("GET", f"/nacos/v2/ns/client{tail}"): ADMIN
+        for tail in (
+            "",
+            "/list",
+            "/publish/list",
+            "/subscribe/list",
+            "/service/publisher/list",
+            "/service/subscriber/list",
+        )
+    },
     # the cluster's own switches, metrics, push counts, log levels (each at /operator and
     # at /ops, as Nacos serves them), health overrides and namespaces
     **{

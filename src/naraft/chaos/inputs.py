@@ -103,6 +103,8 @@ UNSERVED_METHODS: Final = (
     ("PATCH", f"{KV_PATH}/{KEY_PREFIX}route"),
 )
 V2_NAMESPACE_CONFIGS: Final = "/nacos/v2/cs/history/configs"
+V2_CLIENT: Final = "/nacos/v2/ns/client"  # one 2.x connection's detail, by `clientId`
+V2_PUBLISHERS: Final = "/nacos/v2/ns/client/service/publisher/list"
 SERVER_VIEWS: Final = (  # reads of the members, this node and its checkers, in Nacos's shapes
     CORE_NODES,
     HEALTH_CHECKERS,
@@ -122,6 +124,9 @@ SERVER_VIEWS: Final = (  # reads of the members, this node and its checkers, in 
     "/nacos/v2/ns/ops/metrics",
     "/nacos/v2/console/namespace/list",
     V2_NAMESPACE_CONFIGS,  # a namespace's configs, no contents
+    "/nacos/v2/ns/client/list",  # Nacos 2.x's client views: the node's connections,
+    V2_CLIENT,  # one of them (a made-up or malformed id: refused),
+    V2_PUBLISHERS,  # and who registered a service's instances
 )
 LOG_PATHS: Final = (f"{OPERATOR}/log", f"{OPS}/log", CORE_OPS_LOG_PATH)
 NEMESIS_LOGGER: Final = "naraft.nemesis"  # a logger no code writes to: its level is harmless
@@ -934,6 +939,7 @@ class ProbeFactory:
         view = rng.choice(SERVER_VIEWS)
         label = f"{view}, a server view"
         params: tuple[tuple[str, str], ...] = ()
+        expect = Expect.ACCEPT
         if view == CORE_NODES:
             keyword = rng.choice(
                 ("", "127.0.0.1", "名前ü", "%", _value(rng, rng.randrange(1, 4_000)))
@@ -944,11 +950,23 @@ class ProbeFactory:
             namespace = rng.choice(("public", "", CLONE_TENANT))
             label = f"the configs of namespace {namespace!r}"
             params = (("namespaceId", namespace),)
+        elif view == V2_PUBLISHERS:
+            service = SERVICE_PREFIX + rng.choice(("0", "1", "名前", "a" * 200))
+            label = f"who registered service {service[:40]!r}"
+            params = (("serviceName", service), ("ephemeral", rng.choice(("true", "false"))))
+            if rng.random() < 0.5:
+                params += (("ip", rng.choice(("10.0.0.1", "::1", "not an ip", ""))),)
+            expect = Expect.ANY  # a bad name or address is refused, a good one answered
+        elif view == V2_CLIENT:
+            client_id = rng.choice(("", "0_127.0.0.1_1", "名前", _value(rng, 300), "%00"))
+            label = f"the 2.x client {client_id[:40]!r} (not held: refused)"
+            params = (("clientId", client_id),)
+            expect = Expect.REFUSE
         return Probe(
             kind=ProbeKind.UNKNOWN_ROUTE,
             node=node,
             label=label,
-            expect=Expect.ACCEPT,
+            expect=expect,
             path=view,
             params=params,
         )

@@ -173,6 +173,16 @@ class NamingRoutes:
     def subscriptions(self) -> int:
         return sum(len(v) for v in self._followed.values())
 
+    def followed_by(self, connection_id: str) -> frozenset[tuple[ServiceKey, str]]:
+        """The (service, clusters) a connection of this node follows."""
+        return frozenset(self._followed.get(connection_id, ()))
+
+    def followers_of(self, service: ServiceKey) -> tuple[str, ...]:
+        """This node's connections following `service` (any clusters), by id."""
+        return tuple(
+            sorted(c for c, clusters in self._subscribers.get(service, {}).items() if clusters)
+        )
+
     # ---------------------------------------------------------------- writes
 
     async def _instance(self, call: Call) -> dict[str, Any]:
