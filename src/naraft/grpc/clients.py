@@ -114,7 +114,7 @@ class ClientViews:
             "appName": connection.app,
             "version": connection.client_version,
             "clientIp": connection.client_ip,
-            "clientPort": connection.id.rpartition("_")[2],
+            "clientPort": str(_transport_port(connection)),
         }
 
     def published(self, client_id: str) -> list[dict[str, object]]:
@@ -135,7 +135,7 @@ class ClientViews:
         subscriber = {
             "app": connection.app,
             "agent": connection.client_version,
-            "addr": f"{connection.client_ip}:{connection.id.rpartition('_')[2]}",
+            "addr": f"{connection.client_ip}:{_transport_port(connection)}",
         }
         return [
             {**_service_fields(service), "subscriberInfo": dict(subscriber)} for service in services
@@ -164,13 +164,19 @@ class ClientViews:
             connection = self._connections.get(connection_id)
             if connection is None:
                 continue
-            client_port = int(connection.id.rpartition("_")[2] or 0)
+            client_port = _transport_port(connection)
             if not _at(connection.client_ip, client_port, ip, port):
                 continue
             found.append(
                 {"clientId": connection.id, "ip": connection.client_ip, "port": client_port}
             )
         return found
+
+
+def _transport_port(connection: Connection) -> int:
+    """The client's port, the last part of its connection id (`<boot ms>_<ip>_<port>`)."""
+    tail = connection.id.rpartition("_")[2]
+    return int(tail) if tail.isdigit() else 0
 
 
 def _at(ip: str, port: int, wanted_ip: str | None, wanted_port: int | None) -> bool:
