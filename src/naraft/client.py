@@ -48,6 +48,8 @@ CONFIG_HEALTH_PATH: Final = "/nacos/v1/cs/health"  # Nacos's config probe
 ACTUATOR_PROMETHEUS_PATH: Final = "/nacos/actuator/prometheus"  # /metrics, Nacos's path
 VERSION_PATH: Final = "/naraft/v1/version"
 LOGIN_PATH: Final = "/nacos/v1/auth/login"
+CLIENTS_PATH: Final = "/nacos/v2/ns/client"  # Nacos 2.x's client views
+PUBLISHERS_PATH: Final = f"{CLIENTS_PATH}/service/publisher/list"  # who registered what
 ADMIN_USER: Final = "nacos"
 STATUS_TIMEOUT_SECONDS: Final = 2.0
 

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from naraft.chaos import checks
 from naraft.chaos.workload import GRPC_SERVICE, GrpcSession, classify_grpc
-from naraft.client import INSTANCE_LIST_PATH, WriteOutcome
+from naraft.client import INSTANCE_LIST_PATH, PUBLISHERS_PATH, WriteOutcome
 from naraft.grpc.client import Answer
 
 pytestmark = pytest.mark.usefixtures("no_leftover_event_loop")
@@ -43,8 +43,14 @@ def test_a_grpc_write_is_judged_by_the_one_rule(answer: Answer, outcome: WriteOu
 
 
 class _Client:
-    def __init__(self) -> None:
+    def __init__(self, ip: str) -> None:
         self.stream_ended = asyncio.Event()
+        self.connection_id = _connection_of(ip)
+
+
+def _connection_of(ip: str) -> str:
+    """The connection id the fake client of `ip` gets (the same on every reconnect)."""
+    return f"1_{ip}_5000"
 
 
 class _Workload:
@@ -59,7 +65,7 @@ class _Workload:
         self.reconnects += 1
         if not self._can_reconnect:
             return False
-        session.client = _Client()  # type: ignore[assignment]
+        session.client = _Client(session.ip)  # type: ignore[assignment]
         session.redo = set(session.wanted)
         return True
 
@@ -69,11 +75,19 @@ class _Workload:
 
 
 async def _scenario(
-    listed: list[set[str]], sessions: list[GrpcSession], *, can_reconnect: bool = True
+    listed: list[set[str]],
+    sessions: list[GrpcSession],
+    *,
+    can_reconnect: bool = True,
+    published: list[dict[str, str]] | None = None,
 ) -> tuple[checks.EphemeralCheck, _Workload]:
+    """Nodes listing `listed[i]`, each host published by its ip's connection unless
+    `published[i]` says otherwise."""
     runners = []
     nodes = []
-    for i, hosts in enumerate(listed):
+    if published is None:
+        published = [{h: _connection_of(h.split(":")[0]) for h in hosts} for hosts in listed]
+    for i, (hosts, owners) in enumerate(zip(listed, published, strict=True)):
 
         async def listing(request: web.Request, hosts: set[str] = hosts) -> web.Response:
             assert request.query["serviceName"] == GRPC_SERVICE
@@ -81,8 +95,17 @@ async def _scenario(
             rows = [{"ip": h.split(":")[0], "port": int(h.split(":")[1])} for h in hosts]
             return web.json_response({"hosts": rows})
 
+        async def publishers(request: web.Request, owners: dict[str, str] = owners) -> web.Response:
+            assert request.query["serviceName"] == GRPC_SERVICE
+            rows = [
+                {"clientId": c, "ip": h.split(":")[0], "port": int(h.split(":")[1])}
+                for h, c in owners.items()
+            ]
+            return web.json_response({"code": 0, "message": "success", "data": rows})
+
         app = web.Application()
         app.router.add_get(INSTANCE_LIST_PATH, listing)
+        app.router.add_get(PUBLISHERS_PATH, publishers)
         runner = web.AppRunner(app)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -117,7 +140,7 @@ async def _scenario(
 def _session(ip: str, ports: set[int], *, live: bool) -> GrpcSession:
     session = GrpcSession(process=f"grpc-{ip}", ip=ip, wanted=set(ports))
     if live:
-        session.client = _Client()  # type: ignore[assignment]
+        session.client = _Client(ip)  # type: ignore[assignment]
     return session
 
 
@@ -139,6 +162,20 @@ def test_an_instance_missing_on_one_node_is_reported() -> None:
     sessions = [_session("10.0.2.1", {20000, 20001}, live=True)]
     result, _ = asyncio.run(_scenario([full, {"10.0.2.1:20000"}, full], sessions))
     assert result.missing == ("10.0.2.1:20001 missing on n1",)
+    assert result.seconds is None
+
+
+def test_an_instance_another_connection_published_on_one_node_is_reported() -> None:
+    """Listed everywhere, but one node still names a connection the client left: the owner
+    its new connection registered did not reach that node."""
+    hosts = {"10.0.2.1:20000"}
+    stale = {"10.0.2.1:20000": "1_10.0.2.1_4000"}
+    current = {"10.0.2.1:20000": _connection_of("10.0.2.1")}
+    sessions = [_session("10.0.2.1", {20000}, live=True)]
+    result, _ = asyncio.run(_scenario([hosts] * 3, sessions, published=[current, stale, current]))
+    assert result.missing == (
+        "10.0.2.1:20000 published by '1_10.0.2.1_4000' on n1, not '1_10.0.2.1_5000'",
+    )
     assert result.seconds is None
 
 

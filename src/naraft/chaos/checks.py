@@ -32,7 +32,7 @@ from naraft.chaos.configs import (
     md5_of,
 )
 from naraft.chaos.workload import GRPC_SERVICE, NAMING_PREFIX, Workload
-from naraft.client import INSTANCE_LIST_PATH, KV_PATH
+from naraft.client import INSTANCE_LIST_PATH, KV_PATH, PUBLISHERS_PATH
 
 POLL_SECONDS: Final = 0.1
 
@@ -137,7 +137,9 @@ async def grpc_ephemeral(
     """Each gRPC client first does what an SDK does after a heal: connects again if its
     connection broke and registers again what its connection has not acknowledged (within
     `wait_seconds`). Then every instance of every live connection must be listed by every
-    node (a local v1 list) within `wait_seconds` more."""
+    node (a local v1 list), and every node must name that connection as the instance's
+    publisher (Nacos 2.x's client view: the owner is replicated), within `wait_seconds`
+    more."""
     loop = asyncio.get_running_loop()
     missing: list[str] = []
     deadline = loop.time() + wait_seconds
@@ -153,6 +155,12 @@ async def grpc_ephemeral(
             )
     live = [s for s in workload.grpc_sessions if s.live]
     wanted = frozenset().union(*(s.instance_keys() for s in live))
+    owners = {
+        key: s.client.connection_id
+        for s in live
+        if s.client is not None
+        for key in s.instance_keys()
+    }
     started = loop.time()
     lacking: list[str] = []
     timeout = aiohttp.ClientTimeout(total=5)
@@ -165,6 +173,15 @@ async def grpc_ephemeral(
                     lacking.append(f"{GRPC_SERVICE} not listed on {node.id}")
                     continue
                 lacking += [f"{key} missing on {node.id}" for key in sorted(wanted - listed)]
+                published = await publishers(http, node, GRPC_SERVICE)
+                if published is None:
+                    lacking.append(f"no publisher list of {GRPC_SERVICE} on {node.id}")
+                    continue
+                lacking += [
+                    f"{key} published by {published.get(key)!r} on {node.id}, not {owner!r}"
+                    for key, owner in sorted(owners.items())
+                    if key in listed and published.get(key) != owner  # (missing: said above)
+                ]
             if not lacking or loop.time() - started > wait_seconds:
                 break
             await asyncio.sleep(POLL_SECONDS)
@@ -188,6 +205,20 @@ async def listed_hosts(
             if answer.status == 200:
                 hosts = (await answer.json(content_type=None)).get("hosts", [])
                 return frozenset(f"{h['ip']}:{h['port']}" for h in hosts)
+    return None
+
+
+async def publishers(
+    session: aiohttp.ClientSession, node: ChaosNode, service: str
+) -> dict[str, str] | None:
+    """`ip:port` -> the client that registered it, as `node`'s publisher list shows."""
+    with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+        async with session.get(
+            f"{node.url}{PUBLISHERS_PATH}", params={"serviceName": service}
+        ) as answer:
+            if answer.status == 200:
+                rows = (await answer.json(content_type=None)).get("data") or []
+                return {f"{r['ip']}:{r['port']}": str(r["clientId"]) for r in rows}
     return None
 
 

@@ -60,6 +60,7 @@ from naraft.chaos.configs import local_md5s
 from naraft.client import (
     ACTUATOR_HEALTH_PATH,
     ACTUATOR_PROMETHEUS_PATH,
+    CLIENTS_PATH,
     CLUSTER_PATH,
     CONFIG_HEALTH_PATH,
     CONFIG_LISTENER_PATH,
@@ -68,6 +69,7 @@ from naraft.client import (
     INSTANCE_PATH,
     KV_PATH,
     METADATA_BATCH_PATH,
+    PUBLISHERS_PATH,
     SWITCHES_PATH,
     WriteOutcome,
     classify_failure,
@@ -103,8 +105,8 @@ UNSERVED_METHODS: Final = (
     ("PATCH", f"{KV_PATH}/{KEY_PREFIX}route"),
 )
 V2_NAMESPACE_CONFIGS: Final = "/nacos/v2/cs/history/configs"
-V2_CLIENT: Final = "/nacos/v2/ns/client"  # one 2.x connection's detail, by `clientId`
-V2_PUBLISHERS: Final = "/nacos/v2/ns/client/service/publisher/list"
+V2_CLIENT: Final = CLIENTS_PATH  # one 2.x connection's detail, by `clientId`
+V2_PUBLISHERS: Final = PUBLISHERS_PATH
 SERVER_VIEWS: Final = (  # reads of the members, this node and its checkers, in Nacos's shapes
     CORE_NODES,
     HEALTH_CHECKERS,
@@ -124,7 +126,7 @@ SERVER_VIEWS: Final = (  # reads of the members, this node and its checkers, in 
     "/nacos/v2/ns/ops/metrics",
     "/nacos/v2/console/namespace/list",
     V2_NAMESPACE_CONFIGS,  # a namespace's configs, no contents
-    "/nacos/v2/ns/client/list",  # Nacos 2.x's client views: the node's connections,
+    f"{CLIENTS_PATH}/list",  # Nacos 2.x's client views: the node's connections,
     V2_CLIENT,  # one of them (a made-up or malformed id: refused),
     V2_PUBLISHERS,  # and who registered a service's instances
 )

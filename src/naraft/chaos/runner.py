@@ -432,7 +432,7 @@ def _ephemeral_outcome(result: checks.EphemeralCheck, nodes: int) -> CheckOutcom
         name="gRPC ephemeral instances listed",
         passed=not result.missing,
         detail=f"{result.instances} instances of {result.clients} live gRPC connections "
-        f"on {nodes} nodes in {result.seconds:.2f} s"
+        f"on {nodes} nodes, each published by its connection, in {result.seconds:.2f} s"
         if result.seconds is not None and not result.missing
         else "; ".join(result.missing[:5]),
     )
