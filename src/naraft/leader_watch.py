@@ -29,7 +29,7 @@ class LeaderWatch:
     def __init__(self, replica: Replica, timers: Timers) -> None:
         self._replica = replica
         self._timers = timers
-        self._suspect: NodeId | None = None  # the leader whose stream ended, to probe now
+        self._suspects: set[NodeId] = set()  # peers whose streams ended since the last look
         self._wake = asyncio.Event()
 
     def on_peer_unreachable(self, peer: NodeId, refused: bool) -> None:
@@ -41,7 +41,7 @@ class LeaderWatch:
         """A stream `peer` opened to this node ended (`naraft.transport.peer_routes`): if
         `peer` still leads when `run` wakes, it probes its port now instead of after two
         silent beats."""
-        self._suspect = peer
+        self._suspects.add(peer)
         self._wake.set()
 
     async def run(self) -> None:
@@ -53,18 +53,19 @@ class LeaderWatch:
                 async with asyncio.timeout(timers.tick_seconds):
                     await self._wake.wait()
             self._wake.clear()
-            suspect, self._suspect = self._suspect, None
-            leader = self._leader_among(suspect) or self._silent_leader()
+            suspects, self._suspects = self._suspects, set()
+            leader = self._leader_among(suspects) or self._silent_leader()
             if leader is not None and await self._refuses(leader):
                 self._leader_gone(leader)
                 await asyncio.sleep(timers.election_seconds)
 
-    def _leader_among(self, suspect: NodeId | None) -> NodeId | None:
-        """`suspect`, if this node still follows it."""
+    def _leader_among(self, suspects: set[NodeId]) -> NodeId | None:
+        """The leader this node follows, if it is one of `suspects` (several streams may end
+        in one instant: one of a dead leader and one of a reconnecting peer)."""
         status = self._replica.status
-        if suspect is None or status.role is not Role.FOLLOWER or status.leader != suspect:
+        if status.role is not Role.FOLLOWER or status.leader not in suspects:
             return None
-        return suspect
+        return status.leader
 
     def _silent_leader(self) -> NodeId | None:
         status = self._replica.status

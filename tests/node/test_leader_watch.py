@@ -126,3 +126,15 @@ async def test_the_end_of_a_stream_from_a_peer_that_does_not_lead_is_not_probed(
                 await probed.wait()
             await let_the_watch_run()
     assert replica.forgotten == []
+
+
+async def test_a_dead_leaders_stream_end_is_not_hidden_by_another_peers_in_the_same_instant() -> (
+    None
+):
+    replica = FollowerReplica(leader=refusing_address())
+    async with listening() as (alive, _probed), watching(replica) as watch:
+        watch.on_stream_end(replica.leader or NodeId(""))
+        watch.on_stream_end(alive)  # another peer's stream, ended in the same turn
+        async with asyncio.timeout(WAIT_SECONDS):
+            await replica.changed.wait()
+    assert replica.forgotten == [replica.leader]
